@@ -1,0 +1,1 @@
+"""webbflow.deployments."""

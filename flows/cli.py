@@ -1,0 +1,209 @@
+"""The ``webbflow`` command line.
+
+User errors (bad files, bad parameters, unknown pipelines) print one line,
+``webbflow: error: <what> `` and exit non-zero, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ParameterError, WebbflowError
+
+# strun's pipeline aliases and class names -> our pipeline names
+PIPELINE_ALIASES = {
+    "calwebb_detector1": "detector1", "Detector1Pipeline": "detector1",
+    "jwst.pipeline.Detector1Pipeline": "detector1",
+    "calwebb_image2": "image2", "Image2Pipeline": "image2", "jwst.pipeline.Image2Pipeline": "image2",
+    "calwebb_image3": "image3", "Image3Pipeline": "image3", "jwst.pipeline.Image3Pipeline": "image3",
+    "calwebb_spec2": "spec2", "Spec2Pipeline": "spec2",
+    "calwebb_spec3": "spec3", "Spec3Pipeline": "spec3",
+    "calwebb_guider": "guider", "GuiderPipeline": "guider", "jwst.pipeline.GuiderPipeline": "guider",
+    "calwebb_dark": "dark", "DarkPipeline": "dark", "jwst.pipeline.DarkPipeline": "dark",
+    "calwebb_coron3": "coron3", "calwebb_ami3": "ami3", "calwebb_tso3": "tso3",
+}
+
+
+def _pipelines() -> dict:
+    """Pipelines available so far: name -> callable(input, output_dir, steps, config)."""
+    from . import registry
+
+    return registry.PIPELINES
+
+
+def resolve_target(name: str) -> tuple[str, str]:
+    """Map a user's pipeline or step name (strun aliases included) to ("pipeline"|"step", name)."""
+    from ..tasks import load_all
+    from ..tasks.base import ALIASES, STEPS
+
+    load_all()
+    pipes = _pipelines()
+    key = name[:-4] if name.endswith(".cfg") else name
+    key = PIPELINE_ALIASES.get(key, key)
+    if key in pipes:
+        return "pipeline", key
+    key = ALIASES.get(key, ALIASES.get(key.lower(), key))
+    if key in STEPS:
+        return "step", key
+    known = sorted(pipes) + sorted(STEPS)
+    raise WebbflowError(f"unknown pipeline or step {name!r}; known: {', '.join(known)}")
+
+
+def parse_step_overrides(extra: list[str]) -> tuple[dict[str, dict], dict]:
+    """Parse ``--steps.<step>.<param>=value`` (and ``--<param>=value`` for a single step)."""
+    steps: dict[str, dict] = {}
+    top: dict = {}
+    it = iter(extra)
+    for arg in it:
+        if not arg.startswith("--"):
+            raise ParameterError(f"unexpected argument {arg!r}")
+        body = arg[2:]
+        if "=" in body:
+            key, value = body.split("=", 1)
+        else:
+            key = body
+            value = next(it, None)
+            if value is None or value.startswith("--"):
+                raise ParameterError(f"option --{key} needs a value (--{key}=VALUE)")
+        if key.startswith("steps."):
+            parts = key.split(".")
+            if len(parts) != 3 or not parts[1] or not parts[2]:
+                raise ParameterError(f"bad option --{key}; use --steps.<step>.<param>=VALUE")
+            steps.setdefault(parts[1], {})[parts[2]] = _parse_value(value)
+        else:
+            top[key.replace("-", "_")] = _parse_value(value)
+    return steps, top
+
+
+def _parse_value(v: str):
+    low = v.strip().lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if low in ("none", "null"):
+        return None
+    return v
+
+
+def cmd_info(args) -> int:
+    from .. import models
+
+    m = models.open(args.file)
+    meta = m.meta
+    lines = [
+        f"file:        {args.file}",
+        f"model:       {type(m).__name__}",
+        f"instrument:  {meta.instrument.name or '-'}",
+        f"detector:    {meta.instrument.detector or '-'}",
+        f"exp_type:    {meta.exposure.type or '-'}",
+    ]
+    if meta.reftype:
+        lines.append(f"reftype:     {meta.reftype}")
+    if meta.subarray.name:
+        lines.append(f"subarray:    {meta.subarray.name}")
+    if meta.exposure.readpatt:
+        lines.append(
+            f"readout:     {meta.exposure.readpatt} ngroups={meta.exposure.ngroups} nints={meta.exposure.nints}"
+        )
+    lines.append("arrays:")
+    for name in m.array_names():
+        a = m._arrays[name]
+        if getattr(a, "dtype", None) is not None and a.dtype.names:
+            lines.append(f"  {name:<22} table, {len(a)} rows")
+        else:
+            lines.append(f"  {name:<22} {tuple(a.shape)} {a.dtype.newbyteorder('=').name}")
+    for h in m._extra_hdus:
+        lines.append(f"  ({h.name} kept as is)")
+    ctx = meta.ref_file.crds.context_used
+    lines.append(f"crds context: {ctx or '-'}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_run(args, extra: list[str]) -> int:
+    kind, name = resolve_target(args.pipeline)
+    steps, top = parse_step_overrides(extra)
+    inp = Path(args.input)
+    from ..models.io import check_readable
+
+    check_readable(inp)
+    out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
+    if kind == "pipeline":
+        fn = _pipelines()[name]
+        if top:
+            raise ParameterError(f"unknown option(s) for pipeline {name}: {', '.join('--' + k for k in top)}")
+        result = fn(inp, output_dir=out_dir, steps=steps, config=args.config)
+    else:
+        from .single import run_single_step
+
+        params = dict(steps.pop(name, {}))
+        params.update(top)
+        if steps:
+            raise ParameterError(f"options for other steps given to step {name}: {', '.join(steps)}")
+        result = run_single_step(name, inp, output_dir=out_dir, params=params, config=args.config)
+    for p in result if isinstance(result, (list, tuple)) else [result]:
+        if p:
+            print(f"wrote {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="webbflow",
+        description="The JWST science calibration pipeline as Prefect workflows.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("info", help="describe a JWST file: model, instrument, arrays, CRDS context")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser(
+        "run",
+        help="run a pipeline or step on an input file or association",
+        description="Run PIPELINE (detector1, image2, ..., or strun aliases like calwebb_detector1) "
+        "or a single step on INPUT. Step parameters: --steps.<step>.<param>=VALUE, "
+        "--steps.<step>.skip=true, --steps.<step>.override_<reftype>=PATH.",
+    )
+    s.add_argument("pipeline", help="pipeline or step name")
+    s.add_argument("input", help="input file (uncal/rate/... FITS, or asn.json)")
+    s.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
+    s.add_argument("--config", default=None, help="parameter file (YAML or ASDF, jwst layout)")
+    s.set_defaults(func=cmd_run, takes_extra=True)
+
+    from ..refs import cli as refs_cli
+
+    refs_cli.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if getattr(args, "takes_extra", False):
+            return args.func(args, extra)
+        return args.func(args)
+    except WebbflowError as exc:
+        print(f"webbflow: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1) or 1
+    except KeyboardInterrupt:
+        print("webbflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Pipelines reachable from the command line: name -> runner.
+
+A runner is ``fn(input_path, *, output_dir, steps, config) -> list of written paths``.
+Each stage module registers itself here when it is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+PIPELINES: dict = {}
+
+# modules that define pipelines; imported lazily so that `webbflow --help` stays fast
+_MODULES = ["detector1", "guider", "dark", "image2", "image3"]
+
+
+def _load() -> None:
+    for name in _MODULES:
+        try:
+            importlib.import_module(f"webbflow.flows.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"webbflow.flows.{name}":
+                raise
+
+
+def register(name: str):
+    def deco(fn):
+        PIPELINES[name] = fn
+        return fn
+
+    return deco
+
+
+class _Lazy(dict):
+    def _ensure(self):
+        if not getattr(self, "_loaded", False):
+            self._loaded = True
+            _load()
+
+    def __contains__(self, k):
+        self._ensure()
+        return super().__contains__(k)
+
+    def __getitem__(self, k):
+        self._ensure()
+        return super().__getitem__(k)
+
+    def __iter__(self):
+        self._ensure()
+        return super().__iter__()
+
+    def keys(self):
+        self._ensure()
+        return super().keys()
+
+
+PIPELINES = _Lazy()

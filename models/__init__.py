@@ -1,0 +1,127 @@
+"""Typed JWST datamodels with faithful FITS/ASDF I/O.
+
+``webbflow.models.open(path_or_model)`` returns the right model class for a
+file; ``model.save(path)`` writes it.  Knows nothing of Prefect, CRDS or steps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from pathlib import Path
+
+from ..errors import InputFileError
+from . import dqflags
+from .base import ArraySpec, DataModel
+from .classes import *  # noqa: F403
+from .classes import (
+    REFERENCE_MODELS,
+    CubeModel,
+    DarkMIRIModel,
+    DarkModel,
+    ImageModel,
+    Level1bModel,
+    RampModel,
+    ReferenceFileModel,
+    SlitModel,
+)
+from .meta import Meta
+
+# DATAMODL value -> class
+REGISTRY: dict[str, type[DataModel]] = {}
+
+
+def _register(cls):
+    REGISTRY[cls.model_type or cls.__name__] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(DataModel)
+REGISTRY.pop("DataModel", None)
+REGISTRY.pop("_AsdfTreeModel", None)
+# JWST spells a few of these differently from Python class names
+REGISTRY["NRCImgPhotomModel"] = REGISTRY["NrcImgPhotomModel"]
+REGISTRY["NisImgPhotomModel"] = REGISTRY["NisImgPhotomModel"]
+REGISTRY["MirImgPhotomModel"] = REGISTRY["MirImgPhotomModel"]
+REGISTRY["FgsImgPhotomModel"] = REGISTRY["FgsImgPhotomModel"]
+
+_SLIT_EXP_TYPES = {"NRS_FIXEDSLIT", "NRS_MSASPEC", "NRS_BRIGHTOBJ", "MIR_LRS-FIXEDSLIT", "NRS_LAMP"}
+
+
+def class_for_file(path: Path) -> type[DataModel]:
+    """Pick the model class for a file: DATAMODL first, then REFTYPE, EXP_TYPE and array shapes."""
+    from .io import _open_fits, check_readable
+
+    check_readable(path)
+    if path.suffix.lower() == ".asdf":
+        return _class_for_asdf(path)
+    with _open_fits(path) as hdul:
+        h0 = hdul[0].header
+        name = h0.get("DATAMODL")
+        if isinstance(name, str) and name in REGISTRY:
+            return REGISTRY[name]
+        reftype = str(h0.get("REFTYPE", "")).strip().lower()
+        names = [h.name for h in hdul]
+        sci = hdul["SCI"].header if "SCI" in names else None
+        ndim = sci.get("NAXIS", 0) if sci is not None else 0
+        if reftype:
+            if reftype == "dark" and ndim == 4:
+                return DarkMIRIModel
+            cls = REFERENCE_MODELS.get(reftype)
+            if cls is not None:
+                return cls
+            return ReferenceFileModel
+        exp_type = str(h0.get("EXP_TYPE", "")).upper()
+        bitpix = sci.get("BITPIX") if sci is not None else None
+        if ndim == 4:
+            return Level1bModel if bitpix in (8, 16) and "GROUPDQ" not in names else RampModel
+        if ndim == 3:
+            return CubeModel
+        if ndim == 2:
+            if exp_type in _SLIT_EXP_TYPES and "WAVELENGTH" in names:
+                return SlitModel
+            return ImageModel
+    raise InputFileError(path, "cannot tell which datamodel this file holds (no DATAMODL keyword and no SCI array)")
+
+
+def _class_for_asdf(path: Path) -> type[DataModel]:
+    import asdf
+
+    try:
+        with asdf.open(path, lazy_load=True, ignore_unrecognized_tag=True, ignore_missing_extensions=True) as af:
+            meta = af.tree.get("meta", {}) or {}
+            name = meta.get("model_type")
+            reftype = str(meta.get("reftype", "")).lower()
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable ASDF file ({exc})") from None
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if reftype in REFERENCE_MODELS:
+        return REFERENCE_MODELS[reftype]
+    raise InputFileError(path, "cannot tell which datamodel this ASDF file holds (no meta.model_type)")
+
+
+def open(init, model_class: type[DataModel] | None = None) -> DataModel:  # noqa: A001 - mirrors jwst's API
+    """Open a file (or pass through a model) as the right datamodel class.
+
+    ``model_class`` forces a class, converting an in-memory model if needed.
+    """
+    if isinstance(init, DataModel):
+        if model_class is None or isinstance(init, model_class):
+            return init
+        return model_class(init)
+    if isinstance(init, (str, os.PathLike)):
+        path = Path(init)
+        cls = model_class or class_for_file(path)
+        return cls(path)
+    raise TypeError(f"cannot open {type(init).__name__}; give a path or a datamodel")
+
+
+__all__ = [
+    "open", "DataModel", "ArraySpec", "Meta", "dqflags", "REGISTRY", "class_for_file",
+    "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel",
+]
+__all__ += [n for n in REGISTRY if n in globals()]
+
+_ = builtins  # keep the builtin open reachable as builtins.open inside this package

@@ -1,0 +1,357 @@
+"""Reading and writing datamodels: FITS with an embedded ASDF tree, or plain ASDF."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import InputFileError, ModelValidationError
+from .base import (
+    ASDF_EXTNAME,
+    DataModel,
+    _coerce_for,
+    _is_structural,
+    _load_asdf_tree,
+    _native,
+    _read_image,
+    _strip_links,
+)
+from .meta import KEYWORD_FIELDS, get_path
+
+BLOCK = 2880
+_CHUNK_BYTES = 8 << 20
+
+
+def check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(path, "no such file")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "file is empty")
+
+
+def _open_fits(path: Path) -> fits.HDUList:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fits.verify.VerifyWarning)
+            warnings.filterwarnings("ignore", message=".*non-standard.*")
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False, do_not_scale_image_data=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable FITS file ({_short(exc)})") from None
+    if len(hdul) == 0:
+        raise InputFileError(path, "not a readable FITS file (no HDUs)")
+    return hdul
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def read_into(model: DataModel, path: Path) -> None:
+    check_readable(path)
+    model._path = str(path)
+    if path.suffix.lower() == ".asdf":
+        _read_asdf(model, path)
+    else:
+        _read_fits(model, path)
+    if model.meta.model_type is None:
+        model.meta.model_type = model.model_type or type(model).__name__
+    model.validate(path)
+
+
+def _read_fits(model: DataModel, path: Path) -> None:
+    hdul = _open_fits(path)
+    cls = type(model)
+    header_values = {}
+    tree: dict = {}
+    with hdul, open(path, "rb") as raw:
+        names_seen: set[str] = set()
+        for i, hdu in enumerate(hdul):
+            name = "PRIMARY" if i == 0 else (hdu.name or f"HDU{i}")
+            hdr = hdu.header
+            if name == ASDF_EXTNAME:
+                try:
+                    data = hdu.data
+                    if isinstance(data, fits.FITS_rec) or getattr(data, "dtype", None) is not None and data.dtype.names:
+                        data = data["ASDF_METADATA"][0]
+                    tree = _load_asdf_tree(data, path)
+                except InputFileError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    raise InputFileError(path, f"cannot read the ASDF extension ({_short(exc)})") from None
+                continue
+            model._hdu_order.append(name)
+            if name in names_seen:
+                # a second extension of the same name (EXTVER>1): keep verbatim
+                model._extra_hdus.append(_detached(hdu, path))
+                continue
+            names_seen.add(name)
+            model._headers[name] = _clean_header(hdr)
+            spec = cls.spec_by_extname(name)
+            if spec is None or i == 0:
+                if i > 0:
+                    model._extra_hdus.append(_detached(hdu, path))
+                continue
+            if spec.table:
+                if not isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+                    raise ModelValidationError(path, f"extension {name} should be a table, found an image")
+                try:
+                    data = hdu.data
+                except Exception as exc:  # noqa: BLE001
+                    raise InputFileError(path, f"extension {name} cannot be read ({_short(exc)})") from None
+                model._arrays[spec.name] = data if data is not None else np.zeros(0)
+            else:
+                if not isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)):
+                    raise ModelValidationError(path, f"extension {name} should be an image, found a table")
+                arr = _read_image(raw, hdul.fileinfo(i), hdr, path)
+                if arr is not None:
+                    model._arrays[spec.name] = arr
+        for fpath, key, hduname, ann in KEYWORD_FIELDS:
+            h = model._headers.get(hduname)
+            if h is not None and key in h:
+                v = h[key]
+                if isinstance(v, fits.card.Undefined):
+                    continue
+                header_values[fpath] = _coerce_for(ann, v)
+    handle = tree.pop("__asdf_handle__", None)
+    tree = _strip_links(tree)
+    model._asdf_handle = handle
+    meta_tree = tree.pop("meta", {}) or {}
+    for spec in cls.arrays:
+        tree.pop(spec.name, None)
+    tree.pop("extra_fits", None)
+    model._asdf_extra = tree
+    model.meta_from_tree(meta_tree, header_values, path)
+
+
+def _detached(hdu, path):
+    """A copy of an HDU whose data is in memory, independent of the open file."""
+    try:
+        data = hdu.data
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(path, f"extension {hdu.name} cannot be read ({_short(exc)})") from None
+    if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+        new = type(hdu)(data=data, header=hdu.header.copy(), name=hdu.name)
+    elif isinstance(hdu, fits.ImageHDU):
+        # scaling was not applied when opening: keep the raw stored values and header
+        new = fits.ImageHDU(data=None if data is None else np.array(data), header=hdu.header.copy(), do_not_scale_image_data=True)
+    else:
+        new = hdu.copy()
+    return new
+
+
+def _clean_header(hdr: fits.Header) -> fits.Header:
+    out = fits.Header()
+    for card in hdr.cards:
+        if _is_structural(card.keyword):
+            continue
+        out.append(card, end=True)
+    return out
+
+
+def _read_asdf(model: DataModel, path: Path) -> None:
+    import asdf
+
+    try:
+        with asdf.open(path, lazy_load=False, memmap=False, ignore_unrecognized_tag=True, ignore_missing_extensions=True) as af:
+            tree = {k: v for k, v in af.tree.items() if k not in ("asdf_library", "history")}
+            cls = type(model)
+            for spec in cls.arrays:
+                if spec.name in tree:
+                    model._arrays[spec.name] = np.array(tree.pop(spec.name))
+            meta_tree = tree.pop("meta", {}) or {}
+            model._asdf_extra = tree
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable ASDF file ({_short(exc)})") from None
+    model.meta_from_tree(meta_tree, {}, path)
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+_BITPIX = {
+    "uint8": (8, None), "int16": (16, None), "uint16": (16, 1 << 15), "int32": (32, None),
+    "uint32": (32, 1 << 31), "int64": (64, None), "uint64": (64, 1 << 63),
+    "float32": (-32, None), "float64": (-64, None),
+}
+
+
+def _image_header(extname: str | None, arr: np.ndarray | None, cards: fits.Header | None, primary: bool) -> fits.Header:
+    h = fits.Header()
+    if primary:
+        h["SIMPLE"] = True
+    else:
+        h["XTENSION"] = "IMAGE"
+    if arr is None:
+        h["BITPIX"] = 8
+        h["NAXIS"] = 0
+    else:
+        bitpix, bzero = _BITPIX[arr.dtype.newbyteorder("=").name]
+        h["BITPIX"] = bitpix
+        h["NAXIS"] = arr.ndim
+        for i, n in enumerate(reversed(arr.shape), start=1):
+            h[f"NAXIS{i}"] = n
+    if primary:
+        h["EXTEND"] = True
+    else:
+        h["PCOUNT"] = 0
+        h["GCOUNT"] = 1
+    if arr is not None and bzero is not None:
+        h["BSCALE"] = 1
+        h["BZERO"] = bzero
+    if extname and not primary:
+        h["EXTNAME"] = extname
+    if cards is not None:
+        for card in cards.cards:
+            if not _is_structural(card.keyword):
+                h.append(card, end=True)
+    return h
+
+
+def _write_image_data(f, arr: np.ndarray) -> None:
+    name = arr.dtype.newbyteorder("=").name
+    bitpix, bzero = _BITPIX[name]
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
+    n = arr.size
+    step = max(1, _CHUNK_BYTES // arr.dtype.itemsize)
+    written = 0
+    for start in range(0, n, step):
+        if flat is not None:
+            chunk = flat[start : start + step]
+        else:
+            chunk = np.ascontiguousarray(arr).reshape(-1)[start : start + step]
+        if bzero is not None:
+            signed = {16: np.int16, 32: np.int32, 64: np.int64}[bitpix]
+            chunk = (chunk ^ chunk.dtype.type(bzero)).view(signed)
+        out = chunk.astype(chunk.dtype.newbyteorder(">"), copy=True) if chunk.dtype.byteorder != ">" else chunk
+        f.write(out.tobytes() if not out.flags.c_contiguous else memoryview(out).cast("B"))
+        written += out.nbytes
+    pad = (-written) % BLOCK
+    if pad:
+        f.write(b"\0" * pad)
+
+
+def _hdu_bytes(hdu) -> bytes:
+    """Serialise one non-primary HDU through astropy (tables and kept extensions)."""
+    bio = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(bio, output_verify="silentfix")
+    return bio.getvalue()[BLOCK:]
+
+
+def _fits_value(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (str, int, float, bool)):
+        return v
+    return None
+
+
+def write_fits(model: DataModel, f) -> None:
+    cls = type(model)
+    # headers for every extension we will write, with modelled keywords applied
+    headers = {k: h.copy() for k, h in model._headers.items()}
+    headers.setdefault("PRIMARY", fits.Header())
+    array_ext = [s for s in cls.arrays if s.name in model._arrays]
+    for s in array_ext:
+        headers.setdefault(s.extname, fits.Header())
+    for path, key, hduname, _ann in KEYWORD_FIELDS:
+        v = _fits_value(get_path(model.meta, path))
+        if v is None:
+            continue
+        h = headers.get(hduname)
+        if h is None:
+            continue
+        h[key] = v
+    # order: as read, then new arrays in declaration order
+    order = [n for n in model._hdu_order if n != "PRIMARY"]
+    for s in array_ext:
+        if s.extname not in order:
+            order.append(s.extname)
+    extras = {}
+    for hdu in model._extra_hdus:
+        extras.setdefault(hdu.name, []).append(hdu)
+    for n in extras:
+        if n not in order:
+            order.append(n)
+
+    f.write(_image_header(None, None, headers["PRIMARY"], primary=True).tostring().encode("ascii"))
+    done_extra: dict[str, int] = {}
+    for extname in order:
+        spec = cls.spec_by_extname(extname)
+        if spec is not None and spec.name in model._arrays:
+            arr = model._arrays[spec.name]
+            if spec.table:
+                hdu = fits.BinTableHDU(data=arr, name=extname)
+                for card in headers.get(extname, fits.Header()).cards:
+                    if not _is_structural(card.keyword):
+                        hdu.header.append(card, end=True)
+                f.write(_hdu_bytes(hdu))
+            else:
+                arr = np.asarray(arr)
+                if arr.dtype == bool:
+                    arr = arr.astype(np.uint8)
+                f.write(_image_header(extname, arr, headers.get(extname), primary=False).tostring().encode("ascii"))
+                _write_image_data(f, arr)
+            continue
+        lst = extras.get(extname)
+        if lst:
+            k = done_extra.get(extname, 0)
+            if k < len(lst):
+                f.write(_hdu_bytes(lst[k]))
+                done_extra[extname] = k + 1
+    # remaining duplicates of already-written names
+    for name, lst in extras.items():
+        for hdu in lst[done_extra.get(name, 0):]:
+            f.write(_hdu_bytes(hdu))
+    f.write(_hdu_bytes(_asdf_hdu(model)))
+
+
+def asdf_tree(model: DataModel, with_arrays: bool) -> dict:
+    tree = dict(model._asdf_extra)
+    tree["meta"] = _prune(model.meta.model_dump(exclude_none=True))
+    if with_arrays:
+        for name, arr in model._arrays.items():
+            tree[name] = np.asarray(arr)
+    return tree
+
+
+def _prune(d):
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            v = _prune(v)
+            if isinstance(v, dict) and not v:
+                continue
+            out[k] = v
+        return out
+    return d
+
+
+def _asdf_hdu(model: DataModel) -> fits.BinTableHDU:
+    import asdf
+
+    buf = io.BytesIO()
+    asdf.AsdfFile(asdf_tree(model, with_arrays=False)).write_to(buf)
+    data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None, :]
+    col = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
+    return fits.BinTableHDU.from_columns([col], name=ASDF_EXTNAME)
+
+
+def write_asdf(model: DataModel, f) -> None:
+    import asdf
+
+    asdf.AsdfFile(asdf_tree(model, with_arrays=True)).write_to(f)
+
+
+__all__ = ["read_into", "write_fits", "write_asdf", "asdf_tree", "check_readable", "_native"]

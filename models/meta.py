@@ -1,0 +1,355 @@
+"""Typed metadata for JWST datamodels.
+
+Fields are named like the JWST schema paths (``meta.exposure.ngroups``) and
+each carries the FITS keyword and the HDU it lives in, so one declaration
+serves reading, writing, validation and documentation.  Keywords that are not
+modelled here are not lost: the I/O layer keeps every original header card
+and writes it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+
+def kw(keyword: str, hdu: str = "PRIMARY", default: Any = None, doc: str | None = None):
+    """A metadata field stored as FITS ``keyword`` in extension ``hdu``."""
+    return Field(default, description=doc, json_schema_extra={"fits_keyword": keyword, "fits_hdu": hdu})
+
+
+class Group(BaseModel):
+    """A block of metadata (``meta.exposure``, ``meta.instrument``...).
+
+    Unknown entries (from a file's ASDF tree) are allowed and kept, so that a
+    round trip loses nothing.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        validate_assignment=True,
+        arbitrary_types_allowed=True,
+        coerce_numbers_to_str=True,
+        protected_namespaces=(),
+    )
+
+
+class Instrument(Group):
+    name: str | None = kw("INSTRUME")
+    detector: str | None = kw("DETECTOR")
+    module: str | None = kw("MODULE")
+    channel: str | None = kw("CHANNEL")
+    filter: str | None = kw("FILTER")
+    pupil: str | None = kw("PUPIL")
+    grating: str | None = kw("GRATING")
+    band: str | None = kw("BAND")
+    fixed_slit: str | None = kw("FXD_SLIT")
+    focus_position: float | None = kw("FOCUSPOS")
+    coronagraph: str | None = kw("CORONMSK")
+    lamp_state: str | None = kw("LAMP")
+    lamp_mode: str | None = kw("OPMODE")
+    pupil_imaging_lens: bool | None = kw("PILIN")
+    miri_fpe_side: str | None = kw("FPE_SIDE")
+    miri_ice_side: str | None = kw("ICE_SIDE")
+    filter_position: float | None = kw("FWCPOS")
+    pupil_position: float | None = kw("PWCPOS")
+
+
+class Exposure(Group):
+    type: str | None = kw("EXP_TYPE")
+    count: int | None = kw("EXPCOUNT")
+    start_time: float | None = kw("EXPSTART")
+    mid_time: float | None = kw("EXPMID")
+    end_time: float | None = kw("EXPEND")
+    start_time_mjd: float | None = kw("MJD-BEG", "SCI")
+    mid_time_mjd: float | None = kw("MJD-AVG", "SCI")
+    end_time_mjd: float | None = kw("MJD-END", "SCI")
+    readpatt: str | None = kw("READPATT")
+    noutputs: int | None = kw("NOUTPUTS")
+    nints: int | None = kw("NINTS")
+    integration_start: int | None = kw("INTSTART")
+    integration_end: int | None = kw("INTEND")
+    ngroups: int | None = kw("NGROUPS")
+    nframes: int | None = kw("NFRAMES")
+    groupgap: int | None = kw("GROUPGAP")
+    frame_divisor: int | None = kw("FRMDIVSR")
+    drop_frames1: int | None = kw("DRPFRMS1")
+    drop_frames3: int | None = kw("DRPFRMS3")
+    nsamples: int | None = kw("NSAMPLES")
+    sample_time: float | None = kw("TSAMPLE")
+    frame_time: float | None = kw("TFRAME")
+    group_time: float | None = kw("TGROUP")
+    integration_time: float | None = kw("EFFINTTM")
+    exposure_time: float | None = kw("EFFEXPTM")
+    effective_exposure_time: float | None = kw("XPOSURE", "SCI")
+    measurement_time: float | None = kw("TMEASURE")
+    duration: float | None = kw("DURATION")
+    elapsed_exposure_time: float | None = kw("TELAPSE", "SCI")
+    nresets_at_start: int | None = kw("NRSTSTRT")
+    nresets_between_ints: int | None = kw("NRESETS")
+    zero_frame: bool | None = kw("ZEROFRAM")
+    data_problem: bool | None = kw("DATAPROB")
+    sca_num: int | None = kw("SCA_NUM")
+    gain_factor: float | None = kw("GAINFACT")
+    detmode: str | None = kw("DETMODE")
+    primary_cosmic_rays: float | None = kw("PRIMECRS")
+    extended_emission_events: float | None = kw("EXTNCRS")
+
+
+class Subarray(Group):
+    name: str | None = kw("SUBARRAY")
+    xstart: int | None = kw("SUBSTRT1")
+    ystart: int | None = kw("SUBSTRT2")
+    xsize: int | None = kw("SUBSIZE1")
+    ysize: int | None = kw("SUBSIZE2")
+    fastaxis: int | None = kw("FASTAXIS")
+    slowaxis: int | None = kw("SLOWAXIS")
+
+
+class Observation(Group):
+    date: str | None = kw("DATE-OBS")
+    time: str | None = kw("TIME-OBS")
+    date_beg: str | None = kw("DATE-BEG")
+    date_end: str | None = kw("DATE-END")
+    obs_id: str | None = kw("OBS_ID")
+    visit_id: str | None = kw("VISIT_ID")
+    program_number: str | None = kw("PROGRAM")
+    observation_number: str | None = kw("OBSERVTN")
+    visit_number: str | None = kw("VISIT")
+    visit_group: str | None = kw("VISITGRP")
+    sequence_id: str | None = kw("SEQ_ID")
+    activity_id: str | None = kw("ACT_ID")
+    exposure_number: str | None = kw("EXPOSURE")
+    bkgdtarg: bool | None = kw("BKGDTARG")
+    template: str | None = kw("TEMPLATE")
+    observation_label: str | None = kw("OBSLABEL")
+
+
+class Program(Group):
+    title: str | None = kw("TITLE")
+    pi_name: str | None = kw("PI_NAME")
+    category: str | None = kw("CATEGORY")
+
+
+class Visit(Group):
+    type: str | None = kw("VISITYPE")
+    start_time: str | None = kw("VSTSTART")
+    total_exposures: int | None = kw("NEXPOSUR")
+    tsovisit: bool | None = kw("TSOVISIT")
+    crowded_field: bool | None = kw("CROWDFLD")
+    engineering_quality: str | None = kw("ENG_QUAL")
+
+
+class Target(Group):
+    proposer_name: str | None = kw("TARGPROP")
+    catalog_name: str | None = kw("TARGNAME")
+    type: str | None = kw("TARGTYPE")
+    ra: float | None = kw("TARG_RA")
+    dec: float | None = kw("TARG_DEC")
+    proposer_ra: float | None = kw("PROP_RA")
+    proposer_dec: float | None = kw("PROP_DEC")
+    source_type: str | None = kw("SRCTYPE", "SCI")
+
+
+class Pointing(Group):
+    ra_v1: float | None = kw("RA_V1", "SCI")
+    dec_v1: float | None = kw("DEC_V1", "SCI")
+    pa_v3: float | None = kw("PA_V3", "SCI")
+
+
+class Aperture(Group):
+    name: str | None = kw("APERNAME")
+    pps_name: str | None = kw("PPS_APER")
+    position_angle: float | None = kw("PA_APER", "SCI")
+
+
+class Dither(Group):
+    primary_type: str | None = kw("PATTTYPE")
+    position_number: int | None = kw("PATT_NUM")
+    total_points: int | None = kw("NUMDTHPT")
+    pattern_size: str | None = kw("PATTSIZE")
+    subpixel_pattern: str | None = kw("SUBPXPAT")
+    subpixel_total_points: int | None = kw("SUBPXPTS")
+    x_offset: float | None = kw("XOFFSET")
+    y_offset: float | None = kw("YOFFSET")
+
+
+class WcsInfo(Group):
+    wcsaxes: int | None = kw("WCSAXES", "SCI")
+    crpix1: float | None = kw("CRPIX1", "SCI")
+    crpix2: float | None = kw("CRPIX2", "SCI")
+    crval1: float | None = kw("CRVAL1", "SCI")
+    crval2: float | None = kw("CRVAL2", "SCI")
+    ctype1: str | None = kw("CTYPE1", "SCI")
+    ctype2: str | None = kw("CTYPE2", "SCI")
+    cunit1: str | None = kw("CUNIT1", "SCI")
+    cunit2: str | None = kw("CUNIT2", "SCI")
+    cdelt1: float | None = kw("CDELT1", "SCI")
+    cdelt2: float | None = kw("CDELT2", "SCI")
+    pc1_1: float | None = kw("PC1_1", "SCI")
+    pc1_2: float | None = kw("PC1_2", "SCI")
+    pc2_1: float | None = kw("PC2_1", "SCI")
+    pc2_2: float | None = kw("PC2_2", "SCI")
+    s_region: str | None = kw("S_REGION", "SCI")
+    v2_ref: float | None = kw("V2_REF", "SCI")
+    v3_ref: float | None = kw("V3_REF", "SCI")
+    vparity: int | None = kw("VPARITY", "SCI")
+    v3yangle: float | None = kw("V3I_YANG", "SCI")
+    ra_ref: float | None = kw("RA_REF", "SCI")
+    dec_ref: float | None = kw("DEC_REF", "SCI")
+    roll_ref: float | None = kw("ROLL_REF", "SCI")
+    velosys: float | None = kw("VELOSYS", "SCI")
+    specsys: str | None = kw("SPECSYS", "SCI")
+    siaf_xref_sci: float | None = kw("XREF_SCI", "SCI")
+    siaf_yref_sci: float | None = kw("YREF_SCI", "SCI")
+    dispersion_direction: int | None = kw("DISPAXIS", "SCI")
+
+
+class Photometry(Group):
+    conversion_megajanskys: float | None = kw("PHOTMJSR", "SCI")
+    conversion_microjanskys: float | None = kw("PHOTUJA2", "SCI")
+    pixelarea_steradians: float | None = kw("PIXAR_SR", "SCI")
+    pixelarea_arcsecsq: float | None = kw("PIXAR_A2", "SCI")
+
+
+# meta.ref_file.<reftype>.name is stored as R_<abbrev>; the CRDS context as CRDS_CTX.
+REF_FILE_KEYWORDS: dict[str, str] = {
+    "area": "R_AREA", "bkg": "R_BKG", "dark": "R_DARK", "distortion": "R_DISTOR",
+    "emicorr": "R_MIREMI", "filteroffset": "R_FILOFF", "flat": "R_FLAT", "gain": "R_GAIN",
+    "ipc": "R_IPC", "lastframe": "R_LASTFR", "linearity": "R_LINEAR", "mask": "R_MASK",
+    "persat": "R_PERSAT", "photom": "R_PHOTOM", "readnoise": "R_READNO", "refpix": "R_REFPIX",
+    "regions": "R_REGION", "reset": "R_RESET", "rscd": "R_RSCD", "saturation": "R_SATURA",
+    "sirskernel": "R_SIRSKL", "superbias": "R_SUPERB", "trapdensity": "R_TRPDEN",
+    "trappars": "R_TRPPAR", "drizpars": "R_DRZPRS", "apcorr": "R_APCORR",
+    "abvegaoffset": "R_ABVEGA", "pictureframe": "R_PCTFRM", "firstframe": "R_FRSTFR",
+}
+
+# meta.cal_step.<step> is stored as S_<abbrev>, with the values COMPLETE or SKIPPED.
+CAL_STEP_KEYWORDS: dict[str, str] = {
+    "assign_wcs": "S_WCS", "assign_mtwcs": "S_MTWCS", "bkg_subtract": "S_BKDSUB",
+    "charge_migration": "S_CHGMIG", "clean_flicker_noise": "S_CLNFNS", "dark_sub": "S_DARK",
+    "dq_init": "S_DQINIT", "emicorr": "S_MIREMI", "firstframe": "S_FRSTFR", "flat_field": "S_FLAT",
+    "gain_scale": "S_GANSCL", "group_scale": "S_GRPSCL", "guider_cds": "S_GUICDS", "ipc": "S_IPC",
+    "jump": "S_JUMP", "lastframe": "S_LASTFR", "linearity": "S_LINEAR",
+    "outlier_detection": "S_OUTLIR", "persistence": "S_PERSIS", "photom": "S_PHOTOM",
+    "picture_frame": "S_PCTFRM", "ramp_fit": "S_RAMP", "refpix": "S_REFPIX", "resample": "S_RESAMP",
+    "reset": "S_RESET", "rscd": "S_RSCD", "saturation": "S_SATURA", "skymatch": "S_SKYMAT",
+    "source_catalog": "S_SRCCAT", "superbias": "S_SUPERB", "tweakreg": "S_TWKREG",
+}
+
+
+class RefFileEntry(Group):
+    name: str | None = None
+
+
+def _ref_entry(keyword: str) -> type[Group]:
+    return create_model(
+        f"RefFile_{keyword}", __base__=Group, name=(str | None, kw(keyword))
+    )
+
+
+class CrdsInfo(Group):
+    context_used: str | None = kw("CRDS_CTX")
+    sw_version: str | None = kw("CRDS_VER")
+
+
+RefFile = create_model(
+    "RefFile",
+    __base__=Group,
+    crds=(CrdsInfo, Field(default_factory=CrdsInfo)),
+    **{name: (_ref_entry(k) | None, None) for name, k in REF_FILE_KEYWORDS.items()},
+)
+
+CalStep = create_model(
+    "CalStep",
+    __base__=Group,
+    **{name: (str | None, kw(k)) for name, k in CAL_STEP_KEYWORDS.items()},
+)
+
+
+class Meta(Group):
+    """The ``meta`` tree of a JWST datamodel."""
+
+    date: str | None = kw("DATE")
+    origin: str | None = kw("ORIGIN")
+    filename: str | None = kw("FILENAME")
+    filetype: str | None = kw("FILETYPE")
+    model_type: str | None = kw("DATAMODL")
+    telescope: str | None = kw("TELESCOP")
+    calibration_software_name: str | None = kw("CAL_SW")
+    calibration_software_version: str | None = kw("CAL_VER")
+    data_processing_software_version: str | None = kw("SDP_VER")
+    bunit_data: str | None = kw("BUNIT", "SCI")
+    bunit_err: str | None = kw("BUNIT", "ERR")
+    # reference-file header keywords (CRDS matches on these)
+    reftype: str | None = kw("REFTYPE")
+    pedigree: str | None = kw("PEDIGREE")
+    description: str | None = kw("DESCRIP")
+    author: str | None = kw("AUTHOR")
+    useafter: str | None = kw("USEAFTER")
+
+    instrument: Instrument = Field(default_factory=Instrument)
+    exposure: Exposure = Field(default_factory=Exposure)
+    subarray: Subarray = Field(default_factory=Subarray)
+    observation: Observation = Field(default_factory=Observation)
+    program: Program = Field(default_factory=Program)
+    visit: Visit = Field(default_factory=Visit)
+    target: Target = Field(default_factory=Target)
+    pointing: Pointing = Field(default_factory=Pointing)
+    aperture: Aperture = Field(default_factory=Aperture)
+    dither: Dither = Field(default_factory=Dither)
+    wcsinfo: WcsInfo = Field(default_factory=WcsInfo)
+    photometry: Photometry = Field(default_factory=Photometry)
+    ref_file: RefFile = Field(default_factory=RefFile)  # type: ignore[valid-type]
+    cal_step: CalStep = Field(default_factory=CalStep)  # type: ignore[valid-type]
+    # The gwcs WCS object; stored only in the ASDF extension.
+    wcs: Any = None
+
+
+def keyword_fields(cls: type[BaseModel] = Meta, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str, str, Any]]:
+    """Yield ``(path, keyword, hdu, annotation)`` for every FITS-mapped field under ``cls``."""
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        path = prefix + (name,)
+        if "fits_keyword" in extra:
+            yield path, extra["fits_keyword"], extra["fits_hdu"], field.annotation
+            continue
+        ann = field.annotation
+        for sub in _model_types(ann):
+            yield from keyword_fields(sub, path)
+
+
+def _model_types(ann) -> list[type[BaseModel]]:
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    out = []
+    for a in typing.get_args(ann):
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            out.append(a)
+    return out
+
+
+KEYWORD_FIELDS: list[tuple[tuple[str, ...], str, str, Any]] = list(keyword_fields())
+
+
+def get_path(meta: BaseModel, path: tuple[str, ...]):
+    obj: Any = meta
+    for p in path:
+        if obj is None:
+            return None
+        obj = getattr(obj, p, None)
+    return obj
+
+
+def set_path(tree: dict, path: tuple[str, ...], value) -> None:
+    d = tree
+    for p in path[:-1]:
+        nxt = d.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            d[p] = nxt
+        d = nxt
+    d[path[-1]] = value

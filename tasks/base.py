@@ -1,0 +1,209 @@
+"""How a calibration step is declared, run alone, and wrapped as a Prefect task.
+
+A step is a plain science function ``fn(model, refs, params) -> model`` plus a
+declaration (:class:`StepSpec`): its name, the jwst class it mirrors, the
+model it takes, the reference types it needs, its parameter model and the
+suffix of its output.  Flows, the command line, the docs and the parity tests
+all read the declaration instead of repeating it.
+
+``run_step`` resolves the reference files (CRDS, or ``override_<reftype>``),
+skips the step when asked or when a required reftype is N/A, calls the
+science function, and records ``meta.cal_step`` and ``meta.ref_file``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import ParameterError
+
+log = logging.getLogger("webbflow.steps")
+
+
+class StepParams(BaseModel):
+    """Parameters every step has; each step subclasses this with its own, under jwst's names."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    skip: bool = False
+    save_results: bool = False
+    suffix: str | None = None
+    output_file: str | None = None
+    output_dir: str | None = None
+    # override_<reftype> values are accepted by every step; kept here by reftype
+    overrides: dict[str, str] = {}
+
+
+@dataclass
+class StepSpec:
+    name: str  # jwst's step alias, e.g. "dq_init"
+    jwst_class: str  # e.g. "DQInitStep"
+    function: Callable[..., Any]
+    params: type[StepParams] = StepParams
+    reftypes: tuple[str, ...] = ()
+    # reftypes whose N/A does not skip the step (optional references)
+    optional_reftypes: tuple[str, ...] = ()
+    suffix: str = ""
+    cal_step: str | None = None  # meta.cal_step attribute; defaults to name
+    input_class: str = "RampModel"
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def make_params(self, values: dict | None = None) -> StepParams:
+        """Validate user-given values (strings from the CLI are coerced) into the step's parameters."""
+        values = dict(values or {})
+        overrides = dict(values.pop("overrides", {}) or {})
+        for k in list(values):
+            if k.startswith("override_"):
+                rt = k[len("override_"):]
+                if rt not in self.reftypes + self.optional_reftypes:
+                    raise ParameterError(
+                        f"step {self.name}: unknown parameter {k!r} (its reference types are: "
+                        f"{', '.join(self.reftypes + self.optional_reftypes) or 'none'})"
+                    )
+                overrides[rt] = values.pop(k)
+        try:
+            p = self.params.model_validate({**values, "overrides": overrides})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                known = sorted(n for n in self.params.model_fields if n != "overrides")
+                raise ParameterError(f"step {self.name}: unknown parameter {loc!r} (known: {', '.join(known)})") from None
+            raise ParameterError(f"step {self.name}: parameter {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
+        return p
+
+
+STEPS: dict[str, StepSpec] = {}
+# jwst class names and strun aliases -> step name
+ALIASES: dict[str, str] = {}
+
+
+def register(spec: StepSpec) -> StepSpec:
+    STEPS[spec.name] = spec
+    ALIASES[spec.jwst_class] = spec.name
+    ALIASES[spec.jwst_class.lower()] = spec.name
+    ALIASES[f"jwst.{spec.name}.{spec.jwst_class}"] = spec.name
+    return spec
+
+
+def step(
+    name: str,
+    jwst_class: str,
+    *,
+    params: type[StepParams] = StepParams,
+    reftypes: tuple[str, ...] = (),
+    optional_reftypes: tuple[str, ...] = (),
+    suffix: str | None = None,
+    cal_step: str | None = None,
+    input_class: str = "RampModel",
+):
+    """Decorator declaring a science function as a step."""
+
+    def deco(fn):
+        register(
+            StepSpec(
+                name=name,
+                jwst_class=jwst_class,
+                function=fn,
+                params=params,
+                reftypes=reftypes,
+                optional_reftypes=optional_reftypes,
+                suffix=suffix if suffix is not None else name,
+                cal_step=cal_step or name,
+                input_class=input_class,
+                doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+            )
+        )
+        return fn
+
+    return deco
+
+
+@dataclass
+class StepResult:
+    model: Any
+    status: str  # COMPLETE or SKIPPED
+    seconds: float
+    references: dict[str, str]
+
+
+def run_step(name: str, model, params: StepParams | dict | None = None, *, references: dict[str, Any] | None = None) -> StepResult:
+    """Run one step on an in-memory model.
+
+    ``references`` maps reftype to an already-opened reference model or a path;
+    missing reftypes are resolved through CRDS (honouring ``override_<reftype>``).
+    """
+    from .. import models
+    from ..refs import get_reference_paths
+
+    spec = STEPS[name]
+    if not isinstance(params, StepParams):
+        params = spec.make_params(params)
+    t0 = time.perf_counter()
+    cal_attr = spec.cal_step
+    if params.skip:
+        log.info("Step %s skipped (skip=True)", name)
+        _mark(model, cal_attr, "SKIPPED")
+        return StepResult(model, "SKIPPED", 0.0, {})
+    refs_in = dict(references or {})
+    wanted = [r for r in spec.reftypes + spec.optional_reftypes if r not in refs_in]
+    paths = get_reference_paths(model, wanted, params.overrides) if wanted else {}
+    opened: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    for rt in spec.reftypes + spec.optional_reftypes:
+        ref = refs_in.get(rt, paths.get(rt))
+        if ref is None or (isinstance(ref, str) and ref.upper() == "N/A"):
+            if rt in spec.reftypes:
+                log.info("Step %s skipped: reference type %s is N/A for this exposure", name, rt)
+                _mark(model, cal_attr, "SKIPPED")
+                return StepResult(model, "SKIPPED", time.perf_counter() - t0, {rt: "N/A"})
+            opened[rt] = None
+            used[rt] = "N/A"
+            continue
+        if isinstance(ref, str) or hasattr(ref, "__fspath__"):
+            from ..refs import open_reference
+
+            used[rt] = str(ref)
+            ref = open_reference(rt, ref)
+        else:
+            used[rt] = getattr(ref.meta, "filename", None) or "<in memory>"
+        opened[rt] = ref
+    out = spec.function(model, opened, params)
+    status = "COMPLETE"
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], str):
+        out, status = out
+    for result in out if isinstance(out, (list, tuple)) else (out,):
+        if isinstance(result, models.DataModel):
+            _mark(result, cal_attr, status)
+            for rt, p in used.items():
+                _record_ref(result, rt, p)
+    dt = time.perf_counter() - t0
+    log.info("Step %s done in %.2f s (%s)", name, dt, status)
+    return StepResult(out, status, dt, used)
+
+
+def _mark(model, attr: str, status: str) -> None:
+    try:
+        setattr(model.meta.cal_step, attr, status)
+    except (AttributeError, ValueError):
+        pass
+
+
+def _record_ref(model, reftype: str, path: str) -> None:
+    import os
+
+    from ..models.meta import REF_FILE_KEYWORDS
+
+    name = path if path == "N/A" else "crds://" + os.path.basename(path) if "/" in path else path
+    if reftype in REF_FILE_KEYWORDS:
+        entry_cls = type(model.meta.ref_file).model_fields[reftype].annotation
+        import typing
+
+        entry_cls = [a for a in typing.get_args(entry_cls) if a is not type(None)][0]
+        setattr(model.meta.ref_file, reftype, entry_cls(name=name))
