@@ -43,3 +43,17 @@ def open_reference(reftype: str, path):
     if want is not None and not isinstance(m, want) and not (reftype == "dark"):
         raise ReferenceFileError(reftype, p, f"is a {type(m).__name__}, expected a {want.__name__}")
     return m
+
+
+def reset_crds_state() -> None:
+    """Forget the crds client's cached configuration (after CRDS_* variables change)."""
+    try:
+        from crds.core import config, heavy_client
+
+        for fn in ("get_processing_mode", "_initial_recommendations"):
+            f = getattr(heavy_client, fn, None)
+            if hasattr(f, "cache_clear"):
+                f.cache_clear()
+        config.reset_locks() if hasattr(config, "reset_locks") else None
+    except Exception:  # noqa: BLE001 - best effort
+        pass
