@@ -111,22 +111,36 @@ class SlitModel(DataModel):
     )
 
 
-class GuiderRawModel(RampModel):
-    """An FGS guider-mode ramp after conversion to float."""
+def _guider_tables():
+    # stdatamodels' guider schemas: the extension names are written upper case
+    return (
+        A("planned_star_table", "PLANNED REFERENCE STARS", table=True),
+        A("flight_star_table", "FLIGHT REFERENCE STARS", table=True),
+        A("pointing_table", "POINTING", table=True),
+        A("centroid_table", "FGS CENTROID PACKET", table=True),
+        A("track_sub_table", "TRACK SUBARRAY TABLE", table=True),
+    )
+
+
+class GuiderRawModel(DataModel):
+    """An FGS guider-mode ramp (nints, ngroups, ny, nx), with one 2-D DQ array (stdatamodels' GuiderRawModel)."""
+
+    arrays = (
+        A("data", "SCI", ("float32", "uint16"), ndim=4, required=True),
+        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
+        A("dq", "DQ", U4, ndim=2, shape_of=last2),
+        *_guider_tables(),
+    )
 
 
 class GuiderCalModel(DataModel):
-    """The product of calwebb_guider: one image per integration."""
+    """The product of calwebb_guider: one count-rate image per integration, a 2-D DQ."""
 
     arrays = (
         A("data", "SCI", F4, ndim=3, required=True),
-        A("dq", "DQ", U4, ndim=2, shape_of=last2),
         A("err", "ERR", F4, ndim=3, shape_of=same_shape),
-        A("plan_star_table", "PLAN_STAR_TABLE", table=True),
-        A("flight_star_table", "FLIGHT_STAR_TABLE", table=True),
-        A("pointing_table", "POINTING_TABLE", table=True),
-        A("centroid_table", "CENTROID_TABLE", table=True),
-        A("track_sub_table", "TRACK_SUB_TABLE", table=True),
+        A("dq", "DQ", U4, ndim=2, shape_of=last2),
+        *_guider_tables(),
     )
 
 
@@ -235,8 +249,10 @@ class ResetModel(ReferenceFileModel):
 
 
 class RSCDModel(ReferenceFileModel):
+    """MIRI RSCD: a table of groups to flag per (subarray, readpatt) for the first and later integrations."""
+
     reftype = "rscd"
-    arrays = (A("rscd_table", "RSCD", table=True, required=True),)
+    arrays = (A("rscd_group_skip_table", "RSCD_GROUP_SKIP", table=True, required=True),)
 
 
 class PersistenceSatModel(ReferenceFileModel):
@@ -328,6 +344,13 @@ class FilteroffsetModel(_AsdfTreeModel):
     reftype = "filteroffset"
 
 
+class EmiModel(_AsdfTreeModel):
+    """MIRI EMI correction (ASDF): ``frequencies`` {name: {frequency, phase_amplitudes}} and
+    ``subarray_cases`` {subarray: {rowclocks, frameclocks, freqs: {FAST: [...], SLOW: {detector: [...]}}}}."""
+
+    reftype = "emicorr"
+
+
 class DrizParsModel(ReferenceFileModel):
     reftype = "drizpars"
     arrays = (A("data", "DRIZPARS", table=True, required=True),)
@@ -340,4 +363,5 @@ REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "persat": PersistenceSatModel, "trapdensity": TrapDensityModel, "trappars": TrapParsModel,
     "photom": PhotomModel, "distortion": DistortionModel, "filteroffset": FilteroffsetModel,
     "apcorr": ApcorrModel, "abvegaoffset": ABVegaOffsetModel, "drizpars": DrizParsModel,
+    "emicorr": EmiModel,
 }

@@ -213,6 +213,17 @@ class Photometry(Group):
     pixelarea_arcsecsq: float | None = kw("PIXAR_A2", "SCI")
 
 
+class Rscd(Group):
+    """What the MIRI rscd step flagged (meta.rscd)."""
+
+    ngroups_skip_int1: int | None = kw("INT1SKIP")
+    ngroups_skip_int2p: int | None = kw("INT2SKIP")
+    keep_bright_firstgroup_int1: int | None = kw("INT1UGP1")
+    keep_bright_firstgroup_int2p: int | None = kw("INT2UGP1")
+    keep_groups_saturation_int1: int | None = kw("INT1BORS")
+    keep_groups_saturation_int2p: int | None = kw("INT2BORS")
+
+
 # meta.ref_file.<reftype>.name is stored as R_<abbrev>; the CRDS context as CRDS_CTX.
 REF_FILE_KEYWORDS: dict[str, str] = {
     "area": "R_AREA", "bkg": "R_BKG", "dark": "R_DARK", "distortion": "R_DISTOR",
@@ -301,6 +312,7 @@ class Meta(Group):
     dither: Dither = Field(default_factory=Dither)
     wcsinfo: WcsInfo = Field(default_factory=WcsInfo)
     photometry: Photometry = Field(default_factory=Photometry)
+    rscd: Rscd = Field(default_factory=Rscd)
     ref_file: RefFile = Field(default_factory=RefFile)  # type: ignore[valid-type]
     cal_step: CalStep = Field(default_factory=CalStep)  # type: ignore[valid-type]
     # The gwcs WCS object; stored only in the ASDF extension.
