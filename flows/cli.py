@@ -126,12 +126,12 @@ def cmd_info(args) -> int:
 
 
 def cmd_run(args, extra: list[str]) -> int:
-    kind, name = resolve_target(args.pipeline)
-    steps, top = parse_step_overrides(extra)
     inp = Path(args.input)
     from ..models.io import check_readable
 
     check_readable(inp)
+    kind, name = resolve_target(args.pipeline)
+    steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     if kind == "pipeline":
         fn = _pipelines()[name]

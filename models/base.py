@@ -34,7 +34,7 @@ FITS_SOURCE_PREFIX = "fits:"
 # Cards that astropy regenerates for each HDU; never copied between headers.
 _STRUCTURAL = {
     "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE",
-    "TFIELDS", "THEAP", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM", "GROUPS", "BLANK",
+    "TFIELDS", "THEAP", "EXTNAME", "CHECKSUM", "DATASUM", "GROUPS", "BLANK",
 }
 
 
@@ -154,6 +154,9 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
         tree["__asdf_handle__"] = af
     except Exception as exc:  # noqa: BLE001 - any asdf failure is a bad file
         raise InputFileError(path, f"cannot read the ASDF metadata extension ({exc})") from exc
+    if isinstance(tree.get("history"), list):
+        # older files keep a bare list of history entries
+        tree["history"] = {"entries": tree["history"]}
     for k in ("asdf_library", "history_asdf", "_fits_hash"):
         tree.pop(k, None)
     return tree

@@ -95,6 +95,8 @@ def _read_fits(model: DataModel, path: Path) -> None:
                 continue
             names_seen.add(name)
             model._headers[name] = _clean_header(hdr)
+            if i == 0 and ("CHECKSUM" in hdr or "DATASUM" in hdr):
+                model._checksum = True
             spec = cls.spec_by_extname(name)
             if spec is None or i == 0:
                 if i > 0:
@@ -285,7 +287,13 @@ def write_fits(model: DataModel, f) -> None:
         if n not in order:
             order.append(n)
 
-    f.write(_image_header(None, None, headers["PRIMARY"], primary=True).tostring().encode("ascii"))
+    primary = _image_header(None, None, headers["PRIMARY"], primary=True)
+    if getattr(model, "_checksum", False):
+        # the original carried checksums: keep them, recomputed for the new header
+        phdu = fits.PrimaryHDU(header=primary)
+        phdu.add_checksum()
+        primary = phdu.header
+    f.write(primary.tostring().encode("ascii"))
     done_extra: dict[str, int] = {}
     for extname in order:
         spec = cls.spec_by_extname(extname)

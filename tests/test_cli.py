@@ -1,0 +1,75 @@
+"""The command line: help, info, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from webbflow import models
+
+from conftest import REAL
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "webbflow.flows.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def assert_one_line_error(r, *fragments):
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr
+    assert err[0].startswith("webbflow: error:")
+    assert "Traceback" not in r.stderr
+    for f in fragments:
+        assert f in err[0], err[0]
+
+
+def test_help():
+    r = cli("--help")
+    assert r.returncode == 0
+    for word in ("info", "run"):
+        assert word in r.stdout
+
+
+def test_info_real_uncal():
+    r = cli("info", REAL / "fgs_acq1_guider2_uncal.fits")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Level1bModel" in out and "FGS" in out and "GUIDER2" in out and "FGS_ACQ1" in out
+    assert "(6, 2, 128, 128)" in out
+
+
+def test_info_shows_crds_context(tmp_path):
+    m = models.ImageModel(np.zeros((3, 3), np.float32))
+    m.meta.ref_file.crds.context_used = "jwst_0541.pmap"
+    p = m.save(tmp_path / "x_rate.fits")
+    r = cli("info", p)
+    assert r.returncode == 0 and "jwst_0541.pmap" in r.stdout and "ImageModel" in r.stdout
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(cli("info", tmp_path / "nope.fits"), "nope.fits", "no such file")
+
+
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "junk_uncal.fits"
+    p.write_bytes(b"this is not FITS" * 300)
+    assert_one_line_error(cli("info", p), "junk_uncal.fits", "not a readable FITS file")
+
+
+def test_unknown_pipeline(tmp_path):
+    assert_one_line_error(cli("run", "calwebb_nosuch", REAL / "fgs_acq1_guider2_uncal.fits"), "calwebb_nosuch")
+
+
+def test_run_missing_input(tmp_path):
+    assert_one_line_error(cli("run", "calwebb_detector1", tmp_path / "gone_uncal.fits"), "gone_uncal.fits")
+
+
+def test_bad_step_option_syntax(tmp_path):
+    r = cli("run", "detector1", REAL / "fgs_acq1_guider2_uncal.fits", "--steps.jump", "--output-dir", tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
