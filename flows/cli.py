@@ -135,9 +135,7 @@ def cmd_run(args, extra: list[str]) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     if kind == "pipeline":
         fn = _pipelines()[name]
-        if top:
-            raise ParameterError(f"unknown option(s) for pipeline {name}: {', '.join('--' + k for k in top)}")
-        result = fn(inp, output_dir=out_dir, steps=steps, config=args.config)
+        result = fn(inp, output_dir=out_dir, steps=steps, config=args.config, options=top)
     else:
         from .single import run_single_step
 

@@ -1,6 +1,7 @@
 """Pipelines reachable from the command line: name -> runner.
 
-A runner is ``fn(input_path, *, output_dir, steps, config) -> list of written paths``.
+A runner is ``fn(input_path, *, output_dir, steps, config, options) -> list of written paths``;
+``options`` holds pipeline-level settings such as ``save_calibrated_ramp``.
 Each stage module registers itself here when it is imported.
 """
 

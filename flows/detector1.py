@@ -1,0 +1,133 @@
+"""Stage 1: calwebb_detector1 as a Prefect flow.
+
+Raw ramps in, count-rate images out: ``<root>_rate.fits`` (ImageModel) and
+``<root>_rateints.fits`` (CubeModel).  The near-IR and MIRI branches differ in
+their first half and share the tail, in jwst 3.0's order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from .. import models
+from ..errors import InputFileError, UnsupportedModeError
+from . import registry
+from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+
+NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity", "dark_current"]
+MIRI_STEPS = [
+    "group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset",
+    "linearity", "rscd", "dark_current", "refpix",
+]
+TAIL_STEPS = ["charge_migration", "jump", "picture_frame", "clean_flicker_noise", "persistence"]
+FIT_STEPS = ["ramp_fit", "gain_scale"]
+ALL_STEPS = list(dict.fromkeys(NIR_STEPS + MIRI_STEPS + TAIL_STEPS + FIT_STEPS))
+
+SUPPORTED_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "MIRI", "FGS")
+
+
+def open_ramp(inp):
+    """Open the input as a ramp; anything that is not a ramp is refused with a clear line."""
+    m = models.open(inp)
+    if not isinstance(m, models.RampModel):
+        name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
+        raise InputFileError(name, f"is a {type(m).__name__}; detector1 needs raw ramps (an _uncal or _ramp file)")
+    inst = (m.meta.instrument.name or "").upper()
+    if inst not in SUPPORTED_INSTRUMENTS:
+        name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
+        raise UnsupportedModeError(
+            f"{name}: instrument {inst or '(none)'} is not supported by detector1; supported: {', '.join(SUPPORTED_INSTRUMENTS)}"
+        )
+    return m
+
+
+def branch_for(model) -> list[str]:
+    """The steps for this exposure, in order: the branch is chosen on the instrument."""
+    if (model.meta.instrument.name or "").upper() == "MIRI":
+        return MIRI_STEPS + TAIL_STEPS + FIT_STEPS
+    return NIR_STEPS + TAIL_STEPS + FIT_STEPS
+
+
+@flow(name="detector1", validate_parameters=False, persist_result=False, log_prints=True)
+def detector1(
+    input,
+    steps: dict | None = None,
+    config: str | None = None,
+    output_dir: str | None = None,
+    save_calibrated_ramp: bool = False,
+):
+    """Run calwebb_detector1 on a path or a RampModel; return ``(rate, rateints)``.
+
+    ``steps`` takes jwst's per-step parameters, e.g. ``{"jump": {"rejection_threshold": 5}}``,
+    ``{"dark_current": {"skip": True}}`` or ``{"flat_field": {"override_flat": "f.fits"}}``.
+    Files are written only when ``output_dir`` is given.
+    """
+    source = input_name(input)
+    model = open_ramp(input)
+    names = branch_for(model)
+    params = resolve_params(names, _only(steps, names, ALL_STEPS), config, model=model, pipeline_class="Detector1Pipeline")
+    run = StageRun(params=params)
+    run.references, run.context = resolve_references(model, params)
+    out_dir = Path(output_dir) if output_dir else None
+
+    ramp_steps = [n for n in names if n not in FIT_STEPS]
+    model = run_steps(model, ramp_steps, run, output_dir=out_dir, source_name=source)
+    if save_calibrated_ramp and out_dir is not None:
+        stamp(model, run, "detector1")
+        run.written.append(save_product(model, out_dir, source, "ramp", run))
+
+    fit = run_steps(model, ["ramp_fit"], run, output_dir=out_dir, source_name=source)
+    if isinstance(fit, (list, tuple)):
+        rate, rateints = fit
+    else:  # ramp_fit skipped: the product stays a ramp
+        rate, rateints = fit, None
+    gs = run.params["gain_scale"]
+    if isinstance(rate, models.ImageModel):
+        rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source)
+        if rateints is not None:
+            rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source)
+        del gs
+    for m in (rate, rateints):
+        stamp(m, run, "detector1")
+    if out_dir is not None:
+        if isinstance(rate, models.ImageModel):
+            run.written.append(save_product(rate, out_dir, source, "rate", run))
+        elif rate is not None:
+            run.written.append(save_product(rate, out_dir, source, "ramp", run))
+        if rateints is not None:
+            run.written.append(save_product(rateints, out_dir, source, "rateints", run))
+    detector1_last_run.clear()
+    detector1_last_run.append(run)
+    return rate, rateints
+
+
+# the StageRun of the most recent call in this process (timings, references, files written)
+detector1_last_run: list[StageRun] = []
+
+
+def _only(steps, names, all_steps):
+    """Drop settings for steps of the other branch (a MIRI option on a NIR exposure is not an error)."""
+    if not steps:
+        return {}
+    bad = [s for s in steps if s not in all_steps]
+    if bad:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"unknown step(s) {', '.join(bad)}; detector1's steps are: {', '.join(all_steps)}")
+    return {k: v for k, v in steps.items() if k in names}
+
+
+@registry.register("detector1")
+def run_detector1(input_path, *, output_dir, steps=None, config=None, options=None):
+    from ..errors import ParameterError
+    from .stage import quiet_prefect_settings
+
+    options = dict(options or {})
+    save_ramp = bool(options.pop("save_calibrated_ramp", False))
+    if options:
+        raise ParameterError(f"unknown option(s) for detector1: {', '.join('--' + k for k in options)}")
+    with quiet_prefect_settings():
+        detector1(str(input_path), steps=steps, config=config, output_dir=str(output_dir), save_calibrated_ramp=save_ramp)
+    return detector1_last_run[-1].written if detector1_last_run else []

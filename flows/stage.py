@@ -1,0 +1,256 @@
+"""What every stage flow shares: parameter resolution, reference resolution,
+the Prefect task that runs one step, product saving and provenance.
+
+Parameter precedence, lowest first: step defaults, CRDS ``pars-*`` files,
+the user's config file, then command-line or Python overrides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from .. import __version__, models
+from ..errors import ParameterError, WebbflowError
+from ..tasks import load_all
+from ..tasks.base import STEPS, StepParams, run_step
+from .naming import product_path, root_of
+from .params import load_config_file
+
+log = logging.getLogger("webbflow.flows")
+_crds_lock = threading.Lock()
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str
+    seconds: float
+    references: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StageRun:
+    """Bookkeeping of one exposure through one stage: resolved params, references, timings."""
+
+    params: dict[str, StepParams]
+    references: dict[str, dict[str, str]] = field(default_factory=dict)
+    records: list[StepRecord] = field(default_factory=list)
+    context: str | None = None
+    written: list[str] = field(default_factory=list)
+
+
+def _pars_reftype(step_name: str) -> str:
+    return "pars-" + STEPS[step_name].jwst_class.lower()
+
+
+def resolve_params(step_names: list[str], user_steps: dict | None, config=None, model=None, pipeline_class: str | None = None) -> dict[str, StepParams]:
+    """Resolve each step's parameters by the documented precedence; unknown steps or parameters are errors."""
+    load_all()
+    user_steps = dict(user_steps or {})
+    unknown = [s for s in user_steps if s not in step_names]
+    if unknown:
+        raise ParameterError(f"unknown step(s) {', '.join(unknown)}; this pipeline's steps are: {', '.join(step_names)}")
+    from_crds = _crds_step_pars(model, step_names, pipeline_class) if model is not None else {}
+    from_file = load_config_file(config) if config else {}
+    out = {}
+    for name in step_names:
+        spec = STEPS[name]
+        values: dict[str, Any] = {}
+        values.update(from_crds.get(name, {}))
+        values.update(from_file.get(name, {}))
+        values.update(user_steps.get(name, {}))
+        out[name] = spec.make_params(values)
+    return out
+
+
+def _crds_step_pars(model, step_names, pipeline_class) -> dict[str, dict]:
+    """Parameters from CRDS ``pars-<step>`` reference files, where the context provides them."""
+    from ..refs import get_reference_paths
+
+    wanted = {_pars_reftype(n): n for n in step_names}
+    if pipeline_class:
+        wanted["pars-" + pipeline_class.lower()] = "__pipeline__"
+    try:
+        with _crds_lock:
+            paths = get_reference_paths(model, list(wanted), {})
+    except WebbflowError:
+        return {}
+    except Exception:  # noqa: BLE001 - a context without pars rules simply has none
+        return {}
+    out: dict[str, dict] = {}
+    for rt, path in paths.items():
+        if not path or str(path).upper() == "N/A":
+            continue
+        try:
+            pars = load_config_file(path)
+        except WebbflowError:
+            continue
+        name = wanted[rt]
+        if name == "__pipeline__":
+            for k, v in pars.items():
+                if k in step_names:
+                    out.setdefault(k, {}).update(_only_known(k, v))
+        else:
+            for _k, v in pars.items():
+                out.setdefault(name, {}).update(_only_known(name, v))
+    return out
+
+
+def _only_known(step_name, values: dict) -> dict:
+    fields = STEPS[step_name].params.model_fields
+    return {k: v for k, v in values.items() if k in fields and k not in ("output_dir", "output_file")}
+
+
+def resolve_references(model, params: dict[str, StepParams]) -> tuple[dict[str, dict[str, str]], str | None]:
+    """Select every reference file the enabled steps need, once, in one place (crds keeps global state)."""
+    from ..refs import get_reference_paths
+    from ..refs import select as sel
+
+    needed: dict[str, set[str]] = {}
+    overrides: dict[str, str] = {}
+    for name, p in params.items():
+        if p.skip:
+            continue
+        spec = STEPS[name]
+        for rt in spec.reftypes + spec.optional_reftypes:
+            needed.setdefault(rt, set()).add(name)
+        overrides.update(p.overrides)
+    if not needed:
+        return {}, None
+    with _crds_lock:
+        paths = get_reference_paths(model, sorted(needed), overrides)
+        ctx = None
+        fn = getattr(sel, "context_used", None)
+        if fn is not None:
+            try:
+                ctx = fn()
+            except Exception:  # noqa: BLE001
+                ctx = None
+    per_step: dict[str, dict[str, str]] = {}
+    for rt, steps in needed.items():
+        for s in steps:
+            per_step.setdefault(s, {})[rt] = paths.get(rt, "N/A")
+    return per_step, ctx
+
+
+def _execute(name: str, model, params: StepParams, references: dict[str, str]):
+    res = run_step(name, model, params, references=dict(references))
+    try:
+        logger = get_run_logger()
+        logger.info("%s: %s in %.2f s", name, res.status, res.seconds)
+    except Exception:  # noqa: BLE001 - outside a run context
+        pass
+    return res
+
+
+_TASKS: dict[str, Any] = {}
+
+
+def step_task(name: str):
+    """The Prefect task that runs step ``name``: arrays pass in memory, never hashed or persisted."""
+    t = _TASKS.get(name)
+    if t is None:
+        t = task(name=name, cache_policy=NONE, persist_result=False, log_prints=False)(_execute)
+        _TASKS[name] = t
+    return t
+
+
+def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source_name: str | None = None):
+    """Run ``names`` in order as Prefect tasks, saving intermediate products when a step asks."""
+    for name in names:
+        p = run.params[name]
+        refs = run.references.get(name, {})
+        res = step_task(name)(name, model, p, refs)
+        run.records.append(StepRecord(name, res.status, res.seconds, res.references))
+        model = res.model
+        if p.save_results and res.status == "COMPLETE" and output_dir is not None:
+            outs = model if isinstance(model, (list, tuple)) else [model]
+            suffixes = STEPS[name].extra.get("suffixes") or [p.suffix or STEPS[name].suffix]
+            for m, sfx in zip(outs, suffixes):
+                if m is not None:
+                    run.written.append(save_product(m, output_dir, source_name, sfx, run))
+    return model
+
+
+def provenance(run: StageRun, pipeline: str) -> dict:
+    import numpy
+
+    versions = {"webbflow": __version__, "python": platform.python_version(), "numpy": numpy.__version__}
+    for pkg in ("stcal", "crds", "astropy", "gwcs", "asdf", "prefect", "pydantic"):
+        try:
+            from importlib.metadata import version
+
+            versions[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001
+            pass
+    return {
+        "pipeline": pipeline,
+        "crds_context": run.context,
+        "parameters": {n: p.model_dump(exclude={"overrides"}) | {"overrides": dict(p.overrides)} for n, p in run.params.items()},
+        "references": {r.name: r.references for r in run.records if r.references},
+        "steps": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 4)} for r in run.records],
+        "versions": versions,
+    }
+
+
+def stamp(model, run: StageRun, pipeline: str) -> None:
+    """Record provenance in a product: CRDS context, references, parameters, software versions."""
+    if model is None:
+        return
+    model.meta.calibration_software_version = __version__
+    model.meta.calibration_software_name = "webbflow"
+    if run.context:
+        model.meta.ref_file.crds.context_used = run.context
+    try:
+        from importlib.metadata import version
+
+        model.meta.ref_file.crds.sw_version = version("crds")
+    except Exception:  # noqa: BLE001
+        pass
+    prov = provenance(run, pipeline)
+    existing = model._asdf_extra.get("webbflow_provenance")
+    history = list(existing) if isinstance(existing, list) else []
+    history.append(prov)
+    model._asdf_extra["webbflow_provenance"] = history
+
+
+def save_product(model, output_dir, source_name: str | None, suffix: str, run: StageRun | None = None) -> str:
+    name = source_name or model.meta.filename or "webbflow"
+    path = product_path(output_dir, name, suffix)
+    return model.save(path)
+
+
+def input_name(inp) -> str:
+    if isinstance(inp, (str, os.PathLike)):
+        return Path(inp).name
+    return inp.meta.filename or "unnamed_uncal.fits"
+
+
+def quiet_prefect_settings():
+    """Settings that keep a local run light: no heartbeat wait, no analytics."""
+    from prefect.settings import temporary_settings
+
+    try:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+        return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    except Exception:  # noqa: BLE001
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+__all__ = [
+    "StageRun", "resolve_params", "resolve_references", "run_steps", "stamp", "save_product", "input_name",
+    "root_of", "time",
+]
