@@ -190,6 +190,7 @@ class LinearityModel(ReferenceFileModel):
         A("coeffs", "COEFFS", F4, ndim=3, required=True),
         A("dq", "DQ", U4, ndim=2, shape_of=last2),
         _dq_def(),
+        A("inv_coeffs", "INV_COEFFS", F4, ndim=3),
     )
 
 

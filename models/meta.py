@@ -95,6 +95,7 @@ class Exposure(Group):
     detmode: str | None = kw("DETMODE")
     primary_cosmic_rays: float | None = kw("PRIMECRS")
     extended_emission_events: float | None = kw("EXTNCRS")
+    average_dark_current: float | None = kw("AVDRKCUR")
 
 
 class Subarray(Group):
