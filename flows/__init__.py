@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-_FLOWS = {"detector1": "detector1", "guider": "guider", "dark": "dark", "image2": "image2", "image3": "image3"}
+_FLOWS = {
+    "detector1": "calwebb_detector1", "guider": "calwebb_guider", "dark": "calwebb_dark",
+    "image2": "calwebb_image2", "image3": "calwebb_image3",
+}
 
 
 def __getattr__(name):

@@ -12,7 +12,7 @@ import importlib
 PIPELINES: dict = {}
 
 # modules that define pipelines; imported lazily so that `webbflow --help` stays fast
-_MODULES = ["detector1", "guider", "dark", "image2", "image3"]
+_MODULES = ["calwebb_detector1", "calwebb_guider", "calwebb_dark", "calwebb_image2", "calwebb_image3"]
 
 
 def _load() -> None:

@@ -9,7 +9,7 @@ from prefect import flow
 
 from ..errors import ParameterError
 from . import registry
-from .detector1 import open_ramp
+from .calwebb_detector1 import open_ramp
 from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity"]
