@@ -215,6 +215,7 @@ class DarkMIRIModel(ReferenceFileModel):
         A("data", "SCI", F4, ndim=4, required=True),
         A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=(2, 4)),
+        A("average_dark_current", "AVDRKCUR", F4, ndim=2),
         _dq_def(),
     )
 
