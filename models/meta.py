@@ -174,6 +174,36 @@ class Dither(Group):
     subpixel_total_points: int | None = kw("SUBPXPTS")
     x_offset: float | None = kw("XOFFSET")
     y_offset: float | None = kw("YOFFSET")
+    pattern_start: int | None = kw("PATTSTRT")
+    dither_points: int | None = kw("NRIMDTPT")
+    dithered_ra: float | None = kw("DITH_RA")
+    dithered_dec: float | None = kw("DITH_DEC")
+
+
+class Coordinates(Group):
+    reference_frame: str | None = kw("RADESYS", "SCI")
+
+
+class VelocityAberration(Group):
+    scale_factor: float | None = kw("VA_SCALE", "SCI")
+    va_ra_ref: float | None = kw("VA_RA")
+    va_dec_ref: float | None = kw("VA_DEC")
+
+
+class Guidestar(Group):
+    """Guide-star keywords of FGS guider-mode exposures (meta.guidestar)."""
+
+    gs_order: int | None = kw("GS_ORDER")
+    gs_id: str | None = kw("GDSTARID")
+    gs_ra: float | None = kw("GS_RA")
+    gs_dec: float | None = kw("GS_DEC")
+    gs_mag: float | None = kw("GS_MAG")
+    gs_pcs_mode: str | None = kw("PCS_MODE")
+    gs_start_time: str | None = kw("GSSTRTTM")
+    gs_stop_time: str | None = kw("GSENDTIM")
+    data_start: float | None = kw("DATASTRT")
+    data_end: float | None = kw("DATAEND")
+    gs_acq_exec_stat: str | None = kw("GSACSTAT")
 
 
 class WcsInfo(Group):
@@ -311,6 +341,9 @@ class Meta(Group):
     pointing: Pointing = Field(default_factory=Pointing)
     aperture: Aperture = Field(default_factory=Aperture)
     dither: Dither = Field(default_factory=Dither)
+    coordinates: Coordinates = Field(default_factory=Coordinates)
+    velocity_aberration: VelocityAberration = Field(default_factory=VelocityAberration)
+    guidestar: Guidestar = Field(default_factory=Guidestar)
     wcsinfo: WcsInfo = Field(default_factory=WcsInfo)
     photometry: Photometry = Field(default_factory=Photometry)
     rscd: Rscd = Field(default_factory=Rscd)
