@@ -111,6 +111,22 @@ class SlitModel(DataModel):
     )
 
 
+class RampFitOutputModel(DataModel):
+    """Optional ramp-fitting results (``_fitopt``): per-segment slopes, intercepts, weights, CR magnitudes."""
+
+    arrays = (
+        A("slope", "SLOPE", F4, ndim=4, required=True),
+        A("sigslope", "SIGSLOPE", F4, ndim=4),
+        A("var_poisson", "VAR_POISSON", F4, ndim=4),
+        A("var_rnoise", "VAR_RNOISE", F4, ndim=4),
+        A("yint", "YINT", F4, ndim=4),
+        A("sigyint", "SIGYINT", F4, ndim=4),
+        A("pedestal", "PEDESTAL", F4, ndim=3),
+        A("weights", "WEIGHTS", F4, ndim=4),
+        A("crmag", "CRMAG", F4, ndim=4),
+    )
+
+
 def _guider_tables():
     # stdatamodels' guider schemas: the extension names are written upper case
     return (
@@ -267,6 +283,13 @@ class TrapDensityModel(ReferenceFileModel):
     arrays = (A("data", "SCI", F4, ndim=2, required=True), A("dq", "DQ", U4, ndim=2), _dq_def())
 
 
+class PictureFrameModel(ReferenceFileModel):
+    """NIRSpec picture-frame (thermal) correction image, a rate in DN/s."""
+
+    reftype = "pictureframe"
+    arrays = (A("data", "SCI", F4, ndim=2, required=True),)
+
+
 class TrapParsModel(ReferenceFileModel):
     reftype = "trappars"
     arrays = (A("trappars_table", "TRAPPARS", table=True, required=True),)
@@ -365,5 +388,5 @@ REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "persat": PersistenceSatModel, "trapdensity": TrapDensityModel, "trappars": TrapParsModel,
     "photom": PhotomModel, "distortion": DistortionModel, "filteroffset": FilteroffsetModel,
     "apcorr": ApcorrModel, "abvegaoffset": ABVegaOffsetModel, "drizpars": DrizParsModel,
-    "emicorr": EmiModel,
+    "emicorr": EmiModel, "pictureframe": PictureFrameModel,
 }
