@@ -369,6 +369,12 @@ class FilteroffsetModel(_AsdfTreeModel):
     reftype = "filteroffset"
 
 
+class SIRSKernelModel(_AsdfTreeModel):
+    """SIRS refpix kernels: per detector (``nrca1``...), Fourier coefficients ``gamma`` and ``zeta``."""
+
+    reftype = "sirskernel"
+
+
 class EmiModel(_AsdfTreeModel):
     """MIRI EMI correction (ASDF): ``frequencies`` {name: {frequency, phase_amplitudes}} and
     ``subarray_cases`` {subarray: {rowclocks, frameclocks, freqs: {FAST: [...], SLOW: {detector: [...]}}}}."""
@@ -389,4 +395,5 @@ REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "photom": PhotomModel, "distortion": DistortionModel, "filteroffset": FilteroffsetModel,
     "apcorr": ApcorrModel, "abvegaoffset": ABVegaOffsetModel, "drizpars": DrizParsModel,
     "emicorr": EmiModel, "pictureframe": PictureFrameModel,
+    "sirskernel": SIRSKernelModel,
 }
