@@ -1,0 +1,46 @@
+"""Turning what a detector1 step is given into the ramp model it works on.
+
+jwst opens a step's input "as a ramp": an uncalibrated exposure (uint16
+``Level1bModel``) becomes a ``RampModel`` with float32 data and zeroed
+PIXELDQ, GROUPDQ and ERR arrays; FGS guider exposures become a
+``GuiderRawModel`` (float32 data, one 2-D DQ).  ``as_ramp`` does the same
+for our models, once, on purpose (see DESIGN.md on uint16 ramps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import models
+
+FGS_GUIDE_EXP_TYPES = {"FGS_ACQ1", "FGS_ACQ2", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK", "FGS_TRACK"}
+
+
+def is_guider(model) -> bool:
+    return str(model.meta.exposure.type or "").upper() in FGS_GUIDE_EXP_TYPES
+
+
+def as_ramp(model):
+    """Return ``model`` as a float32 ramp (``RampModel`` or ``GuiderRawModel``).
+
+    A model that already is one is returned unchanged (no copy).  Otherwise a
+    new model is made that shares metadata (copied) and converts the arrays
+    to the ramp's dtypes: the uint16 SCI, ZEROFRAME and REFOUT arrays become
+    float32, as in jwst.
+    """
+    if is_guider(model):
+        if isinstance(model, models.GuiderRawModel):
+            out = model
+        else:
+            out = models.GuiderRawModel(model)
+        if out.data.dtype != np.float32:
+            out.data = out.data.astype(np.float32)
+        return out
+    if isinstance(model, models.RampModel) and not isinstance(model, models.Level1bModel):
+        return model
+    if not isinstance(model, (models.RampModel, models.Level1bModel)) and getattr(model, "data", None) is None:
+        raise TypeError(f"cannot use a {type(model).__name__} as a ramp")
+    data = model.data
+    if data is None or data.ndim != 4:
+        raise TypeError(f"a ramp needs 4-D data (nints, ngroups, ny, nx); this {type(model).__name__} has {getattr(data, 'shape', None)}")
+    return models.RampModel(model)
