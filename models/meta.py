@@ -235,6 +235,43 @@ class WcsInfo(Group):
     siaf_xref_sci: float | None = kw("XREF_SCI", "SCI")
     siaf_yref_sci: float | None = kw("YREF_SCI", "SCI")
     dispersion_direction: int | None = kw("DISPAXIS", "SCI")
+    cd1_1: float | None = kw("CD1_1", "SCI")
+    cd1_2: float | None = kw("CD1_2", "SCI")
+    cd2_1: float | None = kw("CD2_1", "SCI")
+    cd2_2: float | None = kw("CD2_2", "SCI")
+
+
+# FITS SIP distortion keywords of an imaging WCS (A_ORDER, A_p_q, ... BP_p_q), as
+# meta.wcsinfo.a_order, meta.wcsinfo.a_1_1 ...: the orders and every coefficient
+# stdatamodels' wcsinfo schema names (2 <= p + q <= 6).  Others stay in the ASDF tree.
+SIP_KEYWORDS: tuple[str, ...] = tuple(f"{s}_ORDER" for s in ("A", "B", "AP", "BP")) + tuple(
+    f"{s}_{p}_{q}" for s in ("A", "B", "AP", "BP") for p in range(7) for q in range(7) if 2 <= p + q <= 6
+)
+WcsInfo = create_model(
+    "WcsInfo",
+    __base__=WcsInfo,
+    **{k.lower(): ((int if k.endswith("ORDER") else float) | None, kw(k, "SCI")) for k in SIP_KEYWORDS},
+)
+
+
+class Resample(Group):
+    """Drizzle parameters of a resampled product (meta.resample)."""
+
+    pointings: int | None = kw("NDRIZ")
+    weight_type: str | None = kw("RESWHT")
+    pixfrac: float | None = kw("PIXFRAC")
+    pixel_scale_ratio: float | None = kw("PXSCLRT")
+
+
+class Background(Group):
+    method: str | None = kw("BKGMETH")
+    level: float | None = kw("BKGLEVEL")
+    subtracted: bool | None = kw("BKGSUB")
+
+
+class Asn(Group):
+    pool_name: str | None = kw("ASNPOOL")
+    table_name: str | None = kw("ASNTABLE")
 
 
 class Photometry(Group):
@@ -346,6 +383,9 @@ class Meta(Group):
     guidestar: Guidestar = Field(default_factory=Guidestar)
     wcsinfo: WcsInfo = Field(default_factory=WcsInfo)
     photometry: Photometry = Field(default_factory=Photometry)
+    resample: Resample = Field(default_factory=Resample)
+    background: Background = Field(default_factory=Background)
+    asn: Asn = Field(default_factory=Asn)
     rscd: Rscd = Field(default_factory=Rscd)
     ref_file: RefFile = Field(default_factory=RefFile)  # type: ignore[valid-type]
     cal_step: CalStep = Field(default_factory=CalStep)  # type: ignore[valid-type]
