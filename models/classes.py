@@ -299,7 +299,13 @@ class PhotomModel(ReferenceFileModel):
     """Imaging photometric calibration: a PHOTOM table of (filter, pupil, photmjsr, uncertainty)."""
 
     reftype = "photom"
-    arrays = (A("phot_table", "PHOTOM", table=True, required=True),)
+    # optional time-dependence coefficients, one row per PHOTOM row (jwst multiplies every present kind)
+    arrays = (
+        A("phot_table", "PHOTOM", table=True, required=True),
+        A("timecoeff_linear", "TIMECOEFF_LINEAR", table=True),
+        A("timecoeff_exponential", "TIMECOEFF_EXPONENTIAL", table=True),
+        A("timecoeff_powerlaw", "TIMECOEFF_POWERLAW", table=True),
+    )
 
 
 class NrcImgPhotomModel(PhotomModel):
@@ -311,7 +317,7 @@ class NisImgPhotomModel(PhotomModel):
 
 
 class MirImgPhotomModel(PhotomModel):
-    arrays = (A("phot_table", "PHOTOM", table=True, required=True), A("timecoeff_exponential", "TIMECOEFF_EXPONENTIAL", table=True))
+    pass
 
 
 class FgsImgPhotomModel(PhotomModel):
