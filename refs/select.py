@@ -145,7 +145,6 @@ class _Forward(logging.Handler):
 def _crds_calls():
     """Hold the lock, sync crds with the environment and route its log to ours."""
     with _LOCK:
-        _sync()
         lg = logging.getLogger("CRDS")
         saved = list(lg.handlers)
         fwd = _Forward()
@@ -153,6 +152,7 @@ def _crds_calls():
             lg.removeHandler(h)
         lg.addHandler(fwd)
         try:
+            _sync()
             yield fwd
         finally:
             lg.removeHandler(fwd)
@@ -272,7 +272,7 @@ class Choice:
     reftype: str
     kind: str  # "file", "n/a" (the rules say not applicable), "nomatch", "unknown"
     value: str  # file name, "N/A", or crds' explanation
-    path: str | None = None
+    raw: str = ""  # crds' own answer, e.g. "NOT FOUND n/a"
 
     @property
     def shown(self) -> str:
@@ -280,15 +280,15 @@ class Choice:
 
 
 def _classify(reftype: str, raw) -> Choice:
-    if isinstance(raw, str) and not raw.upper().startswith("NOT FOUND"):
-        return Choice(reftype, "file", raw)
     text = str(raw)
+    if isinstance(raw, str) and not text.upper().startswith("NOT FOUND"):
+        return Choice(reftype, "file", raw, text)
     why = " ".join(text[len("NOT FOUND"):].split()) if text.upper().startswith("NOT FOUND") else text
-    if "N/A" in text.upper():
-        return Choice(reftype, "n/a", "N/A")
+    if "N/A" in text.upper():  # as jwst's crds_client: any N/A answer means not applicable
+        return Choice(reftype, "n/a", "N/A", text)
     if "unknown reference type" in text.lower():
-        return Choice(reftype, "unknown", why or "unknown reference type")
-    return Choice(reftype, "nomatch", why or "no match")
+        return Choice(reftype, "unknown", why or "unknown reference type", text)
+    return Choice(reftype, "nomatch", why or "no match", text)
 
 
 def _instrument(params: dict) -> str:
