@@ -45,7 +45,7 @@ import numpy as np
 from pydantic import field_validator
 
 from ..errors import ReferenceFileError
-from .base import StepParams, step
+from .base import StepParams, _record_ref, step
 
 log = logging.getLogger("webbflow.steps.emicorr")
 
@@ -485,6 +485,7 @@ def emicorr(model, refs, params: EmiCorrParams):
 
             log.warning("emicorr: 'user_supplied_reffile' is deprecated; use override_emicorr")
             ref = open_reference("emicorr", params.user_supplied_reffile)
+            _record_ref(model, "emicorr", str(params.user_supplied_reffile))
         else:
             ref = refs.get("emicorr")
         if ref is None:

@@ -1,0 +1,209 @@
+"""flat_field: divide imaging data by the flat (jwst's FlatFieldStep, non-NIRSpec-spectroscopic path).
+
+Works on an ImageModel (cal), a CubeModel (calints) and the guider's
+GuiderCalModel.  The flat's DQ (mapped to the standard bits through its
+DQ_DEF) is OR'ed into the science DQ; flat pixels that are NaN or zero get
+DO_NOT_USE + NO_FLAT_FIELD, NO_FLAT_FIELD implies DO_NOT_USE, and every
+DO_NOT_USE flat pixel is treated as 1 (left uncorrected).  Variances:
+
+- ``var_flat = (data / flat)**2 / flat**2 * flat_err**2`` (after the division);
+- ``var_poisson`` and ``var_rnoise`` are divided by ``flat**2`` and
+  ``err = sqrt(var_poisson + var_rnoise + var_flat)``;
+- guider data went through no ramp fit, so there ``err = sqrt(err**2 + var_flat)``.
+
+``inverse=True`` multiplies instead (var_flat becomes 0).  Finally NaNs and
+DO_NOT_USE are made consistent across data, err, variances and DQ.
+
+NIRSpec spectroscopic flats (fflat/sflat/dflat) are not handled here yet:
+such exposures raise UnsupportedModeError.
+
+The flat is cut to the science subarray by ``_subarray.ref_region`` (jwst's
+``reffile_utils`` rules), which also maps its DQ through DQ_DEF.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ReferenceFileError, UnsupportedModeError
+from ..models import dqflags
+from ._subarray import ref_region
+from .base import StepParams, _record_ref, step
+
+log = logging.getLogger("webbflow.steps.flat_field")
+
+# Exposure types for which extract_2d may have run before flat_field.
+EXTRACT_2D_IS_OK = {"NRS_BRIGHTOBJ", "NRS_FIXEDSLIT", "NRS_LAMP", "NRS_MSASPEC", "NRS_AUTOWAVE", "NRS_AUTOFLAT"}
+NRS_IMAGING_MODES = {
+    "NRS_CONFIRM", "NRS_FOCUS", "NRS_IMAGE", "NRS_MIMF", "NRS_MSATA", "NRS_TACONFIRM", "NRS_TACQ",
+    "NRS_TASLIT", "NRS_WATA",
+}
+NRS_SPEC_MODES = {"NRS_BRIGHTOBJ", "NRS_FIXEDSLIT", "NRS_IFU", "NRS_MSASPEC", "NRS_LAMP", "NRS_AUTOWAVE"}
+NIRSPEC_SPECTRAL_EXPOSURES = {"NRS_AUTOWAVE", "NRS_BRIGHTOBJ", "NRS_FIXEDSLIT", "NRS_IFU", "NRS_LAMP", "NRS_MSASPEC"}
+
+class FlatFieldParams(StepParams):
+    save_interpolated_flat: bool = False  # save the flat that was applied (suffix interpolatedflat)
+    user_supplied_flat: str | None = None  # a flat file to use instead of the CRDS flat
+    inverse: bool = False  # multiply by the flat instead of dividing
+
+
+# ---------------------------------------------------------------------------
+# NaN / DO_NOT_USE consistency
+
+
+def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> None:
+    """Make NaN in any of data/err/variances and DO_NOT_USE in DQ agree, in place.
+
+    Arrays shaped unlike ``data`` are left alone (for instance the guider's
+    2-D DQ next to its 3-D data).  ``extra`` holds arrays kept outside the
+    model that take part (and are updated) too.
+    """
+    arrays = []
+    for name in ("data", "err", "var_rnoise", "var_poisson", "var_flat"):
+        if name in (extra or {}):
+            arrays.append(extra[name])
+        elif model.has(name):
+            arrays.append(getattr(model, name))
+    if not arrays:
+        return
+    shape = arrays[0].shape
+    arrays = [a for a in arrays if a.shape == shape]
+    invalid = np.zeros(shape, dtype=bool)
+    for a in arrays:
+        invalid |= np.isnan(a)
+    if model.has("dq") and model.dq.shape == shape:
+        invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
+        model.dq[invalid] |= np.uint32(dqflags.DO_NOT_USE)
+    for a in arrays:
+        a[invalid] = np.nan
+
+
+# ---------------------------------------------------------------------------
+# the step
+
+
+def _supported(model) -> bool:
+    from ..models import CubeModel, GuiderCalModel, ImageModel
+
+    return isinstance(model, (ImageModel, CubeModel, GuiderCalModel))
+
+
+@step(
+    "flat_field",
+    "FlatFieldStep",
+    params=FlatFieldParams,
+    optional_reftypes=("flat",),
+    suffix="flat_field",
+    input_class="DataModel",
+)
+def flat_field(model, refs, params: FlatFieldParams):
+    """Divide an image, cube or guider product by the flat and propagate DQ and variances."""
+    from .. import models
+
+    exp_type = (model.meta.exposure.type or "").upper()
+    instrument = (model.meta.instrument.name or "").upper()
+    if instrument == "NIRSPEC" and exp_type not in NRS_SPEC_MODES and exp_type not in NRS_IMAGING_MODES:
+        log.warning("flat_field: exposure type %s is not supported; skipped", exp_type)
+        return model, "SKIPPED"
+    if getattr(model.meta.cal_step, "extract_2d", None) == "COMPLETE" and exp_type not in EXTRACT_2D_IS_OK:
+        log.warning("flat_field: extract_2d should not have run for %s; skipped", exp_type)
+        return model, "SKIPPED"
+    if exp_type in NIRSPEC_SPECTRAL_EXPOSURES and (model.meta.instrument.lamp_mode or "").upper() != "IMAGE":
+        raise UnsupportedModeError(
+            f"flat_field for NIRSpec spectroscopy ({exp_type}) needs the fflat/sflat/dflat flats, which are not implemented yet"
+        )
+    if not _supported(model):
+        raise UnsupportedModeError(
+            f"flat_field takes an ImageModel, CubeModel or GuiderCalModel here, not a {type(model).__name__}"
+        )
+
+    flat = refs.get("flat")
+    if params.user_supplied_flat:
+        log.info("flat_field: using the user-supplied flat %s instead of any reference flat", params.user_supplied_flat)
+        from ..refs import open_reference
+
+        flat = open_reference("flat", params.user_supplied_flat)
+        _record_ref(model, "flat", str(params.user_supplied_flat))
+    if flat is None:
+        log.warning("flat_field: no flat found or supplied; skipped")
+        return model, "SKIPPED"
+    if model.data.shape[-1] > flat.data.shape[-1] or model.data.shape[-2] > flat.data.shape[-2]:
+        log.warning("flat_field: the flat is smaller than the science data; skipped")
+        return model, "SKIPPED"
+
+    apply_flat(model, flat, inverse=params.inverse)
+
+    if params.save_interpolated_flat:
+        from ..flows.naming import product_path
+
+        src = model.meta.filename or "flat_field.fits"
+        path = product_path(params.output_dir or Path.cwd(), src, "interpolatedflat")
+        models.FlatModel(flat).save(path)
+        log.info("flat_field: flat written to %s", path)
+    return model
+
+
+def apply_flat(science, flat, inverse: bool = False) -> None:
+    """Flat-field ``science`` in place with the FlatModel ``flat`` (cut to the science subarray)."""
+    from ..models import GuiderCalModel
+
+    try:
+        fdata, fdq, ferr = ref_region(science, flat, "data", "dq", "err")
+    except ValueError as exc:
+        raise ReferenceFileError("flat", flat.meta.filename or "<in memory>", str(exc)) from None
+    fdata = np.array(fdata, dtype=np.float32)  # copies: bad pixels are changed below
+    fdq = np.zeros(fdata.shape, np.uint32) if fdq is None else np.array(fdq, dtype=np.uint32)
+    ferr = np.zeros_like(fdata) if ferr is None else np.asarray(ferr, dtype=np.float32)
+
+    dnu = np.uint32(dqflags.DO_NOT_USE)
+    noflat = np.uint32(dqflags.NO_FLAT_FIELD)
+    fdq[np.isnan(fdata) | (fdata == 0.0)] |= dnu | noflat
+    fdq[(fdq & noflat) != 0] |= dnu
+    fdata[(fdq & dnu) != 0] = 1.0
+
+    fsq = fdata * fdata
+    if not inverse:
+        science.data /= fdata
+        var_flat = science.data**2 / fsq * ferr**2
+    else:
+        science.data *= fdata
+        var_flat = np.zeros_like(science.data)
+
+    guider = isinstance(science, GuiderCalModel)
+    if not guider:
+        science.var_flat = var_flat
+        var_flat = science.var_flat
+        if not inverse:
+            science.var_poisson = science.var_poisson / fsq
+            science.var_rnoise = science.var_rnoise / fsq
+            science.err = np.sqrt(science.var_poisson + science.var_rnoise + var_flat)
+        else:
+            science.var_poisson = science.var_poisson * fsq
+            science.var_rnoise = science.var_rnoise * fsq
+            science.err = np.sqrt(science.var_poisson + science.var_rnoise)
+        extra = None
+    else:
+        # GuiderCalModel has no variance arrays: fold the flat's variance into ERR.
+        if not inverse:
+            science.err = np.sqrt(science.err**2 + var_flat)
+        extra = {"var_flat": var_flat}
+
+    science.dq = science.dq | fdq
+    match_nans_and_flags(science, extra)
+
+
+def _flat_refs_needed(model, params: FlatFieldParams):
+    """No FLAT lookup when the user supplies the flat."""
+    return () if params.user_supplied_flat else ("flat",)
+
+
+def _register_extras():
+    from .base import STEPS
+
+    STEPS["flat_field"].extra["optional_reftypes_needed"] = _flat_refs_needed
+
+
+_register_extras()
