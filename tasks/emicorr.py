@@ -200,7 +200,7 @@ class _JointFit:
         # per trial phase k and integration i: the quadratic (a) and linear (b) chi-squared terms
         self.a = np.empty((ntrial, self.nints))
         self.b = np.empty((ntrial, self.nints))
-        chunk = max(1, int(2e7 // max(1, self.nbins * self.ngroups)))
+        chunk = max(1, int(2e6 // max(1, self.nbins * self.ngroups)))  # ~16 MB of trial waveforms at a time
         d = self.delta
         for k0 in range(0, ntrial, chunk):
             ks = trial[k0 : k0 + chunk]
