@@ -152,11 +152,19 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         _mark(model, cal_attr, "SKIPPED")
         return StepResult(model, "SKIPPED", 0.0, {})
     refs_in = dict(references or {})
-    wanted = [r for r in spec.reftypes + spec.optional_reftypes if r not in refs_in]
+    optional = spec.optional_reftypes
+    # A step may say which optional references this input and these parameters
+    # need (extra["optional_reftypes_needed"](model, params) -> reftypes), so that
+    # unneeded ones are neither fetched nor recorded, as jwst only asks for what it uses.
+    needed = spec.extra.get("optional_reftypes_needed")
+    if needed is not None:
+        want_opt = set(needed(model, params))
+        optional = tuple(r for r in optional if r in want_opt or r in refs_in)
+    wanted = [r for r in spec.reftypes + optional if r not in refs_in]
     paths = get_reference_paths(model, wanted, params.overrides) if wanted else {}
     opened: dict[str, Any] = {}
     used: dict[str, str] = {}
-    for rt in spec.reftypes + spec.optional_reftypes:
+    for rt in spec.reftypes + optional:
         ref = refs_in.get(rt, paths.get(rt))
         if ref is None or (isinstance(ref, str) and ref.upper() == "N/A"):
             if rt in spec.reftypes:

@@ -1,0 +1,210 @@
+"""jump: flag cosmic-ray jumps in ramps with the two-point-difference method (jwst's JumpStep).
+
+The detection itself is stcal's ``detect_jumps_data``, as in jwst: the ramp
+and the read noise are scaled to electrons with the gain, the differences
+between consecutive groups are compared with their median, and outliers
+beyond ``rejection_threshold`` sigma (``three_``/``four_group_rejection_threshold``
+for short ramps) get JUMP_DET in GROUPDQ, with their four neighbours when
+``flag_4_neighbors``.  Optional passes flag groups after large jumps
+(``after_jump_flag_*``), NIR snowballs (``expand_large_events``) and MIRI
+showers (``find_showers``).
+
+The science is :func:`detect_jumps`, a function of arrays, so that a faster
+kernel can take stcal's place without changing the step.  ``maximum_cores``
+is accepted for compatibility but the step always runs on one core:
+webbflow parallelises across exposures, and nested process pools hang
+(DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field
+
+from ..models import dqflags
+from .base import StepParams, step
+
+log = logging.getLogger("webbflow.steps.jump")
+
+
+class JumpParams(StepParams):
+    rejection_threshold: float = Field(4.0, ge=0)  # CR sigma rejection threshold
+    three_group_rejection_threshold: float = Field(6.0, ge=0)  # threshold for 3-group ramps
+    four_group_rejection_threshold: float = Field(5.0, ge=0)  # threshold for 4-group ramps
+    maximum_cores: str = "1"  # accepted for jwst compatibility; the step runs on one core
+    flag_4_neighbors: bool = True
+    max_jump_to_flag_neighbors: float = 1000.0
+    min_jump_to_flag_neighbors: float = 10.0
+    after_jump_flag_dn1: float = 0.0
+    after_jump_flag_time1: float = 0.0
+    after_jump_flag_dn2: float = 0.0
+    after_jump_flag_time2: float = 0.0
+    expand_large_events: bool = False  # snowball flagging (NIR)
+    min_sat_area: float = 1.0
+    min_jump_area: float = 5.0
+    expand_factor: float = 2.0
+    use_ellipses: bool = False  # deprecated in jwst, unused
+    sat_required_snowball: bool = True
+    min_sat_radius_extend: float = 2.5
+    sat_expand: int = 2
+    edge_size: int = 25
+    mask_snowball_core_next_int: bool = True
+    snowball_time_masked_next_int: int = 4000
+    find_showers: bool = False  # MIRI shower flagging
+    max_shower_amplitude: float = 4.0  # see detect_jumps: jwst 3.0 does not pass it on
+    extend_snr_threshold: float = 1.2
+    extend_min_area: int = 90
+    extend_inner_radius: float = 1.0
+    extend_outer_radius: float = 2.6
+    extend_ellipse_expand_ratio: float = 1.1
+    time_masked_after_shower: float = 15.0
+    min_diffs_single_pass: int = 10
+    max_extended_radius: int = 200
+    minimum_groups: int = 3
+    minimum_sigclip_groups: int = 100
+    only_use_ints: bool = True
+
+
+@dataclass
+class JumpResult:
+    groupdq: np.ndarray
+    pixeldq: np.ndarray
+    n_primary_crs: int
+    n_extended_events: int
+
+
+def _stcal_flags() -> dict[str, int]:
+    return dict(dqflags.PIXEL)
+
+
+def detect_jumps(
+    data: np.ndarray,
+    groupdq: np.ndarray,
+    pixeldq: np.ndarray,
+    gain: np.ndarray,
+    readnoise: np.ndarray,
+    *,
+    nframes: int,
+    group_time: float,
+    params: JumpParams,
+) -> JumpResult:
+    """Flag jumps in ``groupdq`` (updated in place) for a (nints, ngroups, ny, nx) ramp in DN.
+
+    ``gain`` (e/DN) and ``readnoise`` (DN) are 2-D arrays matching the
+    science pixels.  ``pixeldq`` gets NO_GAIN_VALUE and DO_NOT_USE where the
+    gain is not positive or NaN.
+    """
+    from stcal.jump.jump import detect_jumps_data
+    from stcal.jump.jump_class import JumpData
+
+    if params.maximum_cores not in ("1", "none", "one"):
+        log.warning(
+            "jump: maximum_cores=%s ignored; webbflow runs each step on one core and parallelises across exposures",
+            params.maximum_cores,
+        )
+    jd = JumpData(gain2d=gain, rnoise2d=readnoise, dqflags=_stcal_flags())
+    jd.init_arrays_from_arrays(data, groupdq, pixeldq)
+    jd.nframes = int(nframes)
+    # evenly sampled groups: unit time steps, 2*nframes reads per difference
+    jd.dt_group = np.ones(1)
+    jd.n_reads_groupdiff = np.ones(1) * 2 * jd.nframes
+    jd.set_detection_settings(
+        params.rejection_threshold,
+        params.three_group_rejection_threshold,
+        params.four_group_rejection_threshold,
+        params.max_jump_to_flag_neighbors,
+        params.min_jump_to_flag_neighbors,
+        params.flag_4_neighbors,
+    )
+    # after-jump flagging is given in seconds; stcal counts groups
+    jd.set_after_jump(
+        params.after_jump_flag_dn1,
+        int(params.after_jump_flag_time1 // group_time),
+        params.after_jump_flag_dn2,
+        int(params.after_jump_flag_time2 // group_time),
+    )
+    # jwst doubles the radius-like settings: stcal takes diameters
+    jd.set_snowball_info(
+        params.expand_large_events,
+        params.min_jump_area,
+        params.min_sat_area,
+        params.expand_factor,
+        params.sat_required_snowball,
+        params.min_sat_radius_extend,
+        params.sat_expand * 2,
+        params.edge_size,
+    )
+    jd.set_shower_info(
+        params.find_showers,
+        params.extend_snr_threshold,
+        params.extend_min_area,
+        params.extend_inner_radius,
+        params.extend_outer_radius,
+        params.extend_ellipse_expand_ratio,
+        params.min_diffs_single_pass,
+        params.max_extended_radius * 2,
+    )
+    jd.set_sigma_clipping_info(params.minimum_groups, params.minimum_sigclip_groups, params.only_use_ints)
+    jd.max_cores = "1"
+    jd.grps_masked_after_shower = int(params.time_masked_after_shower // group_time)
+    jd.mask_persist_grps_next_int = params.mask_snowball_core_next_int
+    jd.persist_grps_flagged = int(params.snowball_time_masked_next_int // group_time)
+    # jwst 3.0 scales stcal's own default amplitude (6 DN/s) by the group time and
+    # never passes max_shower_amplitude on; we do the same so that results agree.
+    jd.max_shower_amplitude = jd.max_shower_amplitude * group_time
+    gdq, pdq, n_crs, n_ext = detect_jumps_data(jd)
+    return JumpResult(gdq, pdq, int(n_crs), int(n_ext))
+
+
+def _reference_arrays(model, refs):
+    from ._subarray import ref_region
+
+    gain = np.asarray(ref_region(model, refs["gain"], "data"), dtype=np.float32)
+    rnoise = np.asarray(ref_region(model, refs["readnoise"], "data"), dtype=np.float32)
+    return gain, rnoise
+
+
+@step("jump", "JumpStep", params=JumpParams, reftypes=("gain", "readnoise"), suffix="jump")
+def jump(model, refs, params: JumpParams):
+    """Flag cosmic-ray jumps (two-point difference, stcal) in GROUPDQ."""
+    nints, ngroups, nrows, ncols = model.data.shape
+    if ngroups <= 2:
+        log.warning("jump: cannot detect jumps with NGROUPS<=2; step skipped")
+        return model, "SKIPPED"
+    exp = model.meta.exposure
+    if not exp.nframes:
+        from ..errors import InputFileError
+
+        raise InputFileError(model.meta.filename or "<input>", "jump needs NFRAMES (meta.exposure.nframes)")
+    if not exp.group_time:
+        from ..errors import InputFileError
+
+        raise InputFileError(model.meta.filename or "<input>", "jump needs TGROUP (meta.exposure.group_time)")
+    log.info("CR rejection threshold = %g sigma", params.rejection_threshold)
+    gain, rnoise = _reference_arrays(model, refs)
+    res = detect_jumps(
+        model.data,
+        model.groupdq,
+        model.pixeldq,
+        gain,
+        rnoise,
+        nframes=exp.nframes,
+        group_time=exp.group_time,
+        params=params,
+    )
+    model.groupdq = res.groupdq
+    model.pixeldq = res.pixeldq
+
+    # cosmic-ray and extended-event rates, as jwst records them
+    dnu = np.uint8(dqflags.DO_NOT_USE)
+    all_dnu = ((model.groupdq & dnu) != 0).reshape(nints, ngroups, -1).all(axis=2)
+    usable_groups = nints * ngroups - int(all_dnu.sum()) - nints
+    if usable_groups >= 1:
+        total_time = exp.group_time * usable_groups
+        npix = nrows * ncols
+        exp.primary_cosmic_rays = 1000 * res.n_primary_crs / (total_time * npix)
+        exp.extended_emission_events = 1e6 * res.n_extended_events / (total_time * npix)
+    return model
