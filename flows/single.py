@@ -32,11 +32,18 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
 
 
 def _as_input(model, class_name: str, path):
+    """Give a step the model class it declares, converting raw ramps the way jwst opens them."""
     from ..errors import InputFileError
 
     want = models.REGISTRY.get(class_name)
     if want is None or isinstance(model, want):
         return model
+    if isinstance(model, models.Level1bModel) and class_name in ("RampModel", "GuiderRawModel"):
+        if class_name == "RampModel":
+            from ..tasks._convert import as_ramp
+
+            return as_ramp(model)
+        return want(model)
     if class_name == "RampModel" and isinstance(model, models.RampModel):
-        return models.RampModel(model) if isinstance(model, models.Level1bModel) else model
+        return model
     raise InputFileError(path, f"is a {type(model).__name__}; this step needs a {class_name}")
