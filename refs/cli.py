@@ -27,6 +27,9 @@ def add_commands(sub) -> None:
     refs_sub = refs.add_subparsers(dest="refs_command", metavar="REFS_COMMAND")
     refs.set_defaults(func=lambda args: _help(refs))
     add_bestrefs_command(refs_sub)
+    from .build import add_build_command
+
+    add_build_command(refs_sub)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
