@@ -1,0 +1,124 @@
+"""assign_wcs: attach the imaging WCS to an exposure (jwst's AssignWcsStep, imaging modes).
+
+For NIRCam, NIRISS, MIRI and FGS imaging the WCS is the gwcs pipeline
+detector -> v2v3 -> v2v3vacorr -> world built by :mod:`._wcs` from
+
+- the ``distortion`` reference (its ``model``: full-frame detector pixels to
+  V2/V3 arcsec), preceded by the filter's pixel offset from the
+  ``filteroffset`` reference (NIRCam, NIRISS: filter and pupil; MIRI:
+  filter) and by the subarray's offset on the detector;
+- VA_SCALE (differential velocity aberration);
+- the pointing in meta.wcsinfo: V2_REF, V3_REF, ROLL_REF, RA_REF, DEC_REF.
+
+It is stored at ``meta.wcs`` (written to the product's ASDF extension).  As
+jwst does, the step then writes the FITS WCS + SIP approximation of that WCS
+into the SCI header keywords (CTYPE ``RA---TAN-SIP``, CRPIX, CRVAL, CD,
+A_/B_/AP_/BP_ coefficients, which replace CDELT/PC) with the ``sip_*``
+parameters, and the footprint as S_REGION.
+
+Spectroscopic modes are not handled here (UnsupportedModeError); inputs that
+are neither images nor cubes are skipped, as jwst does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import UnsupportedModeError
+from . import _wcs
+from .base import StepParams, step
+
+log = logging.getLogger("webbflow.steps.assign_wcs")
+
+
+class AssignWcsParams(StepParams):
+    sip_approx: bool = True  # write the FITS SIP approximation of the WCS into the header (imaging)
+    sip_max_pix_error: float = 0.01  # largest error of the forward SIP fit, pixels
+    sip_degree: int | None = None  # forward SIP degree; None: the lowest degree meeting sip_max_pix_error
+    sip_max_inv_pix_error: float = 0.01  # largest error of the inverse SIP fit, pixels
+    sip_inv_degree: int | None = None  # inverse SIP degree; None: the lowest meeting sip_max_inv_pix_error
+    sip_npoints: int = 12  # sampling points per axis for the SIP fit
+    slit_y_low: float = -0.55  # NIRSpec only (not used for imaging)
+    slit_y_high: float = 0.55  # NIRSpec only (not used for imaging)
+    nrs_ifu_slice_wcs: bool = False  # NIRSpec IFU only (not used for imaging)
+
+    def model_post_init(self, _ctx) -> None:
+        for name in ("sip_degree", "sip_inv_degree"):
+            v = getattr(self, name)
+            if v is not None and v > 6:
+                from ..errors import ParameterError
+
+                raise ParameterError(f"step assign_wcs: parameter {name!r} must be at most 6 (got {v})")
+
+
+def _uses_filteroffset(model, params=None) -> tuple[str, ...]:
+    inst = (model.meta.instrument.name or "").upper()
+    return ("filteroffset",) if inst in ("NIRCAM", "NIRISS", "MIRI") else ()
+
+
+def assign_imaging_wcs(model, distortion, filteroffset=None, params: AssignWcsParams | None = None):
+    """Build the imaging WCS of ``model`` in place: meta.wcs, the SIP keywords and S_REGION."""
+    from gwcs import WCS
+
+    params = params or AssignWcsParams()
+    pipeline = _wcs.imaging_pipeline(model, distortion, filteroffset)
+    model.meta.wcs = WCS(pipeline)
+    try:
+        _wcs.update_s_region(model)
+    except Exception as exc:  # noqa: BLE001 - jwst logs the failure and goes on
+        log.error("Unable to update S_REGION for %s: %s", model.meta.exposure.type, exc)
+    if not _wcs.is_sky_like(model.meta.wcs.output_frame):
+        model.meta.wcsinfo.s_region = None
+    exp_type = (model.meta.exposure.type or "").upper()
+    if params.sip_approx and exp_type in _wcs.SIP_EXP_TYPES:
+        try:
+            _wcs.update_fits_sip(
+                model,
+                max_pix_error=params.sip_max_pix_error,
+                degree=params.sip_degree,
+                max_inv_pix_error=params.sip_max_inv_pix_error,
+                inv_degree=params.sip_inv_degree,
+                npoints=params.sip_npoints,
+                crpix=None,
+            )
+        except (ValueError, RuntimeError) as exc:
+            log.warning("Failed to write the FITS SIP approximation of the WCS: %s", exc)
+    return model
+
+
+@step(
+    "assign_wcs",
+    "AssignWcsStep",
+    params=AssignWcsParams,
+    reftypes=("distortion",),
+    optional_reftypes=("filteroffset",),
+    suffix="assign_wcs",
+    input_class="ImageModel",
+)
+def assign_wcs(model, refs, params: AssignWcsParams):
+    """Attach the imaging gwcs (detector -> V2/V3 -> sky) and its FITS SIP approximation."""
+    from ..models import CubeModel, ImageModel
+
+    if not isinstance(model, (ImageModel, CubeModel)):
+        log.warning("assign_wcs takes an ImageModel or CubeModel, not a %s; skipped", type(model).__name__)
+        return model, "SKIPPED"
+    instrument = (model.meta.instrument.name or "").upper()
+    exp_type = (model.meta.exposure.type or "").upper()
+    if exp_type not in _wcs.IMAGING_MODES.get(instrument, set()):
+        raise UnsupportedModeError(
+            f"assign_wcs builds imaging WCSs (NIRCam, NIRISS, MIRI, FGS imaging); not {instrument or '?'} {exp_type or '?'}"
+        )
+    if instrument == "MIRI" and refs.get("filteroffset") is None:
+        log.warning("No filteroffset reference for MIRI imaging: no filter offset is applied")
+    assign_imaging_wcs(model, refs["distortion"], refs.get("filteroffset"), params)
+    log.info("assign_wcs: WCS built; S_REGION %s", model.meta.wcsinfo.s_region)
+    return model
+
+
+def _register_extras():
+    from .base import STEPS
+
+    STEPS["assign_wcs"].extra["optional_reftypes_needed"] = _uses_filteroffset
+
+
+_register_extras()
