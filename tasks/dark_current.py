@@ -1,0 +1,197 @@
+"""dark_current: subtract the dark reference from every group.
+
+jwst's DarkCurrentStep (stcal's dark_sub), on our models:
+
+- NIR darks are 3-D (frames, ny, nx) with a 2-D DQ; MIRI darks
+  (``DarkMIRIModel``) are 4-D (nints, frames, ny, nx), one dark per
+  integration, the last one used for later integrations.
+- A dark taken with NFRAMES=1, GROUPGAP=0 is averaged to the science
+  readout: group g is the mean of dark frames [g*(NFRAMES+GROUPGAP),
+  g*(NFRAMES+GROUPGAP)+NFRAMES).  When the science ramp is longer than the
+  dark, the dark is first extrapolated from the slope of its last two frames.
+- A dark with more frames per group, or a larger gap, than the science data
+  cannot be matched: the step is SKIPPED.
+- NaN dark values count as 0; the dark DQ (ORed over integrations for MIRI)
+  is ORed into PIXELDQ.
+- ``average_dark_current`` (e-/s) for the ramp's Poisson noise comes from the
+  parameter, else the reference's AVDRKCUR array, else its AVDRKCUR keyword.
+- ``dark_output`` saves the dark as it was subtracted (averaged or not).
+
+A dark that is larger than a subarray exposure is cut to it (jwst 3.0 would
+stop with a shape error instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import numpy as np
+
+from .. import models
+from ._convert import as_ramp
+from ._subarray import ref_region
+from .base import StepParams, step
+
+log = logging.getLogger("webbflow.steps")
+
+
+class DarkCurrentParams(StepParams):
+    dark_output: str | None = None
+    """File in which to save the dark (frame-averaged to the science readout) that was subtracted."""
+    average_dark_current: float | None = None
+    """Average dark current for this detector in e-/s; overrides the reference's value."""
+
+
+class _Dark:
+    """The dark arrays being matched to the science readout."""
+
+    def __init__(self, data, dq, nframes, ngroups, groupgap):
+        self.data = data
+        self.dq = dq
+        self.nframes = nframes
+        self.ngroups = ngroups
+        self.groupgap = groupgap
+
+
+def _extrapolate(dark: _Dark, ngroups: int) -> None:
+    """Append ``ngroups`` frames continuing the slope of the last two (jwst's extrapolate_dark)."""
+
+    def one(arr):
+        rate = arr[-1] - arr[-2]
+        steps = np.arange(1, ngroups + 1).reshape(-1, 1, 1)
+        return np.concatenate((arr, steps * rate + arr[-1]))
+
+    if dark.data.ndim == 4:
+        dark.data = np.stack([one(dark.data[i]) for i in range(dark.data.shape[0])])
+    else:
+        dark.data = one(dark.data)
+    dark.ngroups += ngroups
+
+
+def _average_frames(frames: np.ndarray, ngroups: int, nframes: int, groupgap: int) -> np.ndarray:
+    """Average dark frames (..., nframes_total, ny, nx) into science groups (..., ngroups, ny, nx)."""
+    lead = frames.shape[:-3]
+    out = np.zeros(lead + (ngroups,) + frames.shape[-2:], dtype=np.float32)
+    start = 0
+    for g in range(ngroups):
+        end = start + nframes
+        if nframes == 1:
+            out[..., g, :, :] = frames[..., start, :, :]
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+                warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+                out[..., g, :, :] = frames[..., start:end, :, :].mean(axis=-3)
+        start = end + groupgap
+    return out
+
+
+def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
+    shape = ramp.data.shape[-2:]
+    if value is not None:
+        ramp.average_dark_current = np.zeros(shape, np.float32) + value
+        log.info("Using Poisson noise from average dark current %s e-/sec", value)
+        return
+    ref_arr = dark_ref.average_dark_current if dark_ref.has("average_dark_current") else None
+    if ref_arr is None or np.sum(ref_arr) == 0.0:
+        scalar = dark_ref.meta.exposure.average_dark_current
+        ramp.average_dark_current = np.zeros(shape, np.float32) + (0.0 if scalar is None else scalar)
+    elif tuple(np.shape(ref_arr)) != tuple(shape):
+        if tuple(ref_arr.shape) == tuple(dark_ref.data.shape[-2:]):
+            ramp.average_dark_current = ref_region(ramp, dark_ref, "average_dark_current")
+        else:
+            log.warning("Dark reference AVDRKCUR does not match the data shape; not applied")
+    else:
+        ramp.average_dark_current = ref_arr
+
+
+def subtract_dark(ramp, dark_ref, params: DarkCurrentParams):
+    """Match the dark to the science readout and subtract it, in place.
+
+    Returns ``(ramp, status, subtracted_dark)`` with status COMPLETE or
+    SKIPPED; the reference model is not modified.
+    """
+    exp = ramp.meta.exposure
+    sci_nints, sci_ngroups = ramp.data.shape[:2]
+    sci_nframes = exp.nframes or 1
+    sci_gap = exp.groupgap or 0
+    data, dq = ref_region(ramp, dark_ref, "data", "dq")
+    dexp = dark_ref.meta.exposure
+    d_ngroups = data.shape[-3]
+    dark = _Dark(data, dq, dexp.nframes or 1, dexp.ngroups if dexp.ngroups is not None else d_ngroups, dexp.groupgap or 0)
+    log.info("Science data nints=%d, ngroups=%d, nframes=%d, groupgap=%d", sci_nints, sci_ngroups, sci_nframes, sci_gap)
+    log.info("Dark data nints=%d, ngroups=%d, nframes=%d, groupgap=%d",
+             data.shape[0] if data.ndim == 4 else 1, d_ngroups, dark.nframes, dark.groupgap)
+    sci_total = sci_ngroups * sci_nframes + (sci_ngroups - 1) * sci_gap
+    drk_total = d_ngroups * dark.nframes + (d_ngroups - 1) * dark.groupgap
+    if sci_total > drk_total:
+        log.warning("Not enough frames in the dark reference; extrapolating it to the science ramp length")
+        extra = int(np.ceil((sci_total - drk_total + dark.groupgap) / (dark.nframes + dark.groupgap)))
+        _extrapolate(dark, extra)
+    if dark.nframes > sci_nframes or dark.groupgap > sci_gap:
+        log.warning("The dark's NFRAMES or GROUPGAP exceeds the science data's; dark not subtracted")
+        return ramp, "SKIPPED", None
+    nans = np.isnan(dark.data)
+    if nans.any():
+        dark.data = np.where(nans, dark.data.dtype.type(0), dark.data)
+    if not (sci_nframes == dark.nframes and sci_gap == dark.groupgap):
+        dark.data = _average_frames(dark.data, sci_ngroups, sci_nframes, sci_gap)
+        if dark.data.ndim == 4 and dark.data.shape[0] > sci_nints:
+            # jwst averages only the integrations the science data has; the rest stay zero
+            dark.data[sci_nints:] = 0.0
+        dark.nframes, dark.ngroups, dark.groupgap = sci_nframes, sci_ngroups, sci_gap
+    # DQ
+    ddq = dark.dq
+    if ddq is not None:
+        ddq = np.asarray(ddq)
+        if ddq.ndim == 4:
+            ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
+        ramp.pixeldq = np.bitwise_or(ramp.pixeldq, ddq)
+    # subtraction
+    if dark.data.ndim == 4:
+        int_start = 1 if exp.integration_start is None else exp.integration_start
+        nd = dark.data.shape[0]
+        for i in range(sci_nints):
+            d = dark.data[i] if (i < nd and int_start == 1) else dark.data[-1]
+            ramp.data[i] -= d[:sci_ngroups]
+    else:
+        ramp.data -= dark.data[np.newaxis, :sci_ngroups]
+    return ramp, "COMPLETE", dark
+
+
+def _save_dark(dark: _Dark, dark_ref, path: str, instrument: str) -> None:
+    cls = models.DarkMIRIModel if dark.data.ndim == 4 else models.DarkModel
+    out = cls(data=np.asarray(dark.data, dtype=np.float32))
+    if dark.dq is not None:
+        out.dq = np.asarray(dark.dq, dtype=np.uint32)
+    out.meta = dark_ref.meta.model_copy(deep=True)
+    out.meta.model_type = cls.__name__
+    out.meta.exposure.nframes = dark.nframes
+    out.meta.exposure.ngroups = dark.ngroups
+    out.meta.exposure.groupgap = dark.groupgap
+    out.save(path)
+    log.info("Saved the subtracted dark to %s", path)
+
+
+@step(
+    "dark_current",
+    "DarkCurrentStep",
+    params=DarkCurrentParams,
+    reftypes=("dark",),
+    suffix="dark_current",
+    cal_step="dark_sub",
+)
+def dark_current(model, refs, params):
+    """Subtract the (frame-averaged) dark; ``data``, ``pixeldq`` and ``average_dark_current`` updated in place."""
+    ramp = as_ramp(model)
+    dark_ref = refs["dark"]
+    set_average_dark_current(ramp, dark_ref, params.average_dark_current)
+    ramp, status, dark = subtract_dark(ramp, dark_ref, params)
+    if dark is not None and params.dark_output:
+        path = params.dark_output
+        if params.output_dir and not os.path.isabs(path):
+            path = os.path.join(params.output_dir, path)
+        _save_dark(dark, dark_ref, path, str(ramp.meta.instrument.name))
+    return ramp, status
