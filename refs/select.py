@@ -183,6 +183,17 @@ def _guarded(fwd: _Forward, what: str, fn, *args, **kwargs):
         raise CrdsSetupError(f"{what}: {_crds_message(exc, fwd)}") from None
 
 
+def _find_in_chain(exc: BaseException, kind: type):
+    """The first exception of ``kind`` among ``exc``'s causes and contexts."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 # ---------------------------------------------------------------------------
 # cache, context
 
@@ -214,8 +225,34 @@ def _check_context_spec(context: str | None, origin: str) -> None:
         )
 
 
+def _with_mappings(fwd: _Forward, context: str, what: str, fn, *args):
+    """Run ``fn`` that loads mappings of ``context``; fetch missing ones from a server.
+
+    crds loads rmaps lazily; a missing one would make crds try the server and
+    print a traceback, so we load them ourselves first and say what is missing.
+    """
+    try:
+        return _guarded(fwd, what, fn, *args)
+    except ReferenceSelectionError as exc:
+        notfound = _find_in_chain(exc, FileNotFoundError)
+        if notfound is None:
+            raise  # a damaged mapping (bad checksum, syntax): say so, do not refetch
+        missing = notfound.filename or str(exc)
+        if not server_url():
+            state = "not in" if os.path.basename(str(missing)) == context else "not complete in"
+            raise CrdsSetupError(
+                f"CRDS context {context} is {state} the cache {cache_path()} (missing {missing}) "
+                "and no CRDS server is configured (CRDS_SERVER_URL) to fetch it"
+            ) from None
+    from crds.client import api
+
+    log.info("fetching the mappings of %s from %s", context, server_url())
+    _guarded(fwd, f"cannot fetch CRDS context {context} from {server_url()}", api.dump_mappings, context)
+    return _guarded(fwd, what, fn, *args)
+
+
 def _final_context(fwd: _Forward, context: str | None) -> str:
-    """The .pmap crds will use, with its whole mapping tree present in the cache."""
+    """The .pmap crds will use, present in the cache (fetched if a server is configured)."""
     from crds.core import heavy_client, rmap
 
     _check_context_spec(os.environ.get("CRDS_CONTEXT") or None, "CRDS_CONTEXT")
@@ -223,19 +260,7 @@ def _final_context(fwd: _Forward, context: str | None) -> str:
     _check_cache()
     where = f"CRDS context {context or os.environ.get('CRDS_CONTEXT') or '(default)'}"
     _mode, final = _guarded(fwd, where, heavy_client.get_processing_mode, OBSERVATORY, context)
-    try:
-        rmap.get_cached_mapping(final)
-    except (OSError, ValueError) as exc:
-        missing = getattr(exc, "filename", None) or _crds_message(exc)
-        if not server_url():
-            raise CrdsSetupError(
-                f"CRDS context {final} is not in the cache {cache_path()} (missing {missing}) "
-                "and no CRDS server is configured (CRDS_SERVER_URL) to fetch it"
-            ) from None
-        from crds.client import api
-
-        _guarded(fwd, f"cannot fetch CRDS context {final} from {server_url()}", api.dump_mappings, final)
-        _guarded(fwd, f"CRDS context {final}", rmap.get_cached_mapping, final)
+    _with_mappings(fwd, final, f"CRDS context {final} in {cache_path()}", rmap.get_cached_mapping, final)
     return final
 
 
@@ -302,15 +327,16 @@ def _instrument(params: dict) -> str:
 
 
 def _imap(fwd: _Forward, context: str, instrument: str):
+    """The instrument's rules in ``context``, with all its rmaps loaded."""
     from crds.core import rmap
 
     pmap = _guarded(fwd, f"CRDS context {context}", rmap.get_cached_mapping, context)
-    try:
-        return pmap.get_imap(instrument)
-    except Exception:  # noqa: BLE001 - crds raises several kinds here
-        raise ReferenceSelectionError(
-            f"CRDS context {context} has no rules for instrument {instrument!r}"
-        ) from None
+    if instrument.lower() not in {k.lower() for k in pmap.selections.keys()}:
+        raise ReferenceSelectionError(f"CRDS context {context} has no rules for instrument {instrument!r}")
+    what = f"CRDS rules for {instrument} in {context}"
+    imap = _with_mappings(fwd, context, what, pmap.get_imap, instrument)
+    _with_mappings(fwd, context, what, imap.get_required_parkeys)  # loads every rmap
+    return imap
 
 
 def _recommend(fwd: _Forward, params: dict, reftypes: list[str] | None, context: str) -> dict[str, Any]:

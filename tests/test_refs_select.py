@@ -425,10 +425,13 @@ def test_threads_share_the_client_safely(own_cache):
 class FakeCrdsServer:
     """Just enough of the CRDS JSON-RPC and file service for crds.getreferences."""
 
-    def __init__(self, rules_cache: Path, files: dict[str, bytes], chunk_delay=0.0, slow: dict | None = None):
+    def __init__(self, rules_cache: Path, files: dict[str, bytes], chunk_delay=0.0, slow: dict | None = None,
+                 mappings: list[str] = ()):
         from crds.client import proxy
 
-        self.files = files
+        maps = rules_cache / "mappings" / "jwst"
+        self.files = dict(files, **{m: (maps / m).read_bytes() for m in mappings})
+        self.mappings = list(mappings)
         self.gets: dict[str, int] = {}
         self.lock = threading.Lock()
         info = ast.literal_eval((rules_cache / "config/jwst/server_config").read_text())
@@ -442,6 +445,8 @@ class FakeCrdsServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if body["method"] == "get_server_info":
                     result, error = outer.info, None
+                elif body["method"] == "get_mapping_names" and outer.mappings:
+                    result, error = outer.mappings, None
                 else:
                     result, error = None, {"message": f"unsupported method {body['method']}"}
                 data = json.dumps({"result": result, "error": error, "id": body["id"]}).encode()
@@ -469,7 +474,7 @@ class FakeCrdsServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        meta = {n: {"size": str(len(b)), "sha1sum": hashlib.sha1(b).hexdigest()} for n, b in files.items()}
+        meta = {n: {"size": str(len(b)), "sha1sum": hashlib.sha1(b).hexdigest()} for n, b in self.files.items()}
         info.update(
             reference_url={"jwst": self.url + "/references/jwst/"},
             mapping_url={"jwst": self.url + "/mappings/jwst/"},
@@ -497,16 +502,20 @@ def _served_files():
     return {n: rng.bytes(1_000_000) for n in names}
 
 
-def test_server_download_into_cache(real_rules_cache, tmp_path, crds_env):
-    """With CRDS_SERVER_URL set, the same call downloads the selected files into CRDS_PATH."""
+def test_server_download_into_cache(real_rules_cache, tmp_path, crds_env, monkeypatch):
+    """With CRDS_SERVER_URL set, the same call fetches the rules and the selected files into CRDS_PATH."""
     import shutil
 
+    from crds.core import rmap
+
+    crds_env(real_rules_cache, CTX)
+    closure = sorted(rmap.get_cached_mapping(CTX).mapping_names())
+    assert len(closure) > 100
     cache = tmp_path / "crds"
-    shutil.copytree(real_rules_cache / "config", cache / "config")
-    (cache / "mappings").symlink_to(real_rules_cache / "mappings", target_is_directory=True)
+    shutil.copytree(real_rules_cache / "config", cache / "config")  # no rules, no references
     files = _served_files()
-    with FakeCrdsServer(real_rules_cache, files, chunk_delay=0) as srv:
-        os.environ["CRDS_SERVER_URL"] = srv.url
+    with FakeCrdsServer(real_rules_cache, files, mappings=closure) as srv:
+        monkeypatch.setenv("CRDS_SERVER_URL", srv.url)
         crds_env(cache, CTX)
         got = select.get_reference_paths(nrca1_ramp(), ["dark", "flat", "refpix"])
         assert got["refpix"] == "N/A"
@@ -514,10 +523,14 @@ def test_server_download_into_cache(real_rules_cache, tmp_path, crds_env):
             p = Path(got[rt])
             assert p.is_relative_to(cache)
             assert p.read_bytes() == files[p.name]
-        assert srv.gets == {"jwst_nircam_dark_0040.fits": 1, "jwst_nircam_flat_0337.fits": 1}
+        assert (cache / "mappings" / "jwst" / CTX).is_file()
+        refs = {n: c for n, c in srv.gets.items() if n in files}
+        assert refs == {"jwst_nircam_dark_0040.fits": 1, "jwst_nircam_flat_0337.fits": 1}
+        assert sum(srv.gets.values()) - 2 == len(closure), "every mapping fetched once"
         # cached now: a second selection downloads nothing
+        before = sum(srv.gets.values())
         select.get_reference_paths(nrca1_ramp(), ["dark", "flat"])
-        assert sum(srv.gets.values()) == 2
+        assert sum(srv.gets.values()) == before
         # a file the server does not have: one clear line
         with pytest.raises(WebbflowError) as e:
             select.get_reference_paths(models.open(REAL / REAL_EXPOSURES[6]), ["gain"])
@@ -579,3 +592,28 @@ def test_parallel_processes_share_a_cache(real_rules_cache, tmp_path, crds_env):
     assert srv.gets == {n: 1 for n in files}, f"each file downloaded once: {srv.gets}"
     assert not list(cache.rglob(".tmp_*"))
     print(f"4 processes, {len(files)} files of 1 MB (one taking ~6 s): downloads per file {srv.gets}")
+
+
+@pytest.mark.parametrize("damage", ["missing rmap", "edited pmap"])
+def test_incomplete_or_damaged_rules(real_rules_cache, tmp_path, crds_env, monkeypatch, capsys, damage):
+    """A cache with a missing or hand-edited mapping gives one line, not crds' traceback."""
+    import shutil
+
+    cache = tmp_path / "crds"
+    shutil.copytree(real_rules_cache, cache)
+    maps = cache / "mappings" / "jwst"
+    if damage == "missing rmap":
+        (maps / "jwst_fgs_flat_0009.rmap").unlink()
+        words = ["jwst_fgs_flat_0009.rmap", "not complete", "CRDS_SERVER_URL"]
+    else:
+        pmap = maps / CTX
+        pmap.write_text(pmap.read_text().replace("jwst_fgs_0073.imap", "jwst_fgs_0072.imap"))
+        words = [CTX, "sha1sum mismatch"]
+    monkeypatch.delenv("CRDS_SERVER_URL", raising=False)
+    crds_env(cache, CTX)
+    with pytest.raises(WebbflowError) as e:
+        select.bestrefs(REAL / REAL_EXPOSURES[2], reftypes=["mask"])
+    msg = str(e.value)
+    assert all(w in msg for w in words), msg
+    assert "\n" not in msg
+    assert "Traceback" not in capsys.readouterr().err
