@@ -382,8 +382,7 @@ def split_s_regions(s_region: str | None) -> list[str]:
     """The polygons of an S_REGION that may hold several ("POLYGON ... POLYGON ...")."""
     if not s_region:
         return []
-    parts = re.split(r"(?i)(?=POLYGON)", s_region.strip())
-    return [p.strip() for p in parts if p.strip()]
+    return ["POLYGON ICRS " + p.strip() for p in s_region.split("POLYGON ICRS") if p.strip()]
 
 
 def update_wcsinfo_linear(model) -> None:

@@ -1,0 +1,384 @@
+"""resample: drizzle calibrated images onto a common sky grid (jwst's ResampleStep, imaging).
+
+The output grid (see :func:`._wcs.resampled_wcs`) is a TAN projection that
+covers the union of the inputs' S_REGION footprints, with the first input's
+pixel scale at its reference point times ``pixel_scale_ratio`` (or
+``pixel_scale`` arcsec), oriented as the first input's detector
+(``rotation=None``) or with its Y axis at ``rotation`` degrees east of north.
+``output_wcs`` (an ASDF file with a ``wcs``), ``output_shape``, ``crpix`` and
+``crval`` override it as in jwst.
+
+Drizzling is stcal's :class:`stcal.resample.Resample` (the ``drizzle``
+package's kernels) fed with our models:
+
+- DQ: pixels flagged with anything but NON_SCIENCE are left out (jwst's
+  ``good_bits="~DO_NOT_USE+NON_SCIENCE"``);
+- weights: inverse read-noise variance (``weight_type="ivm"``) or exposure
+  time (``"exptime"``);
+- SCI in surface brightness (MJy/sr) is drizzled as is; VAR_RNOISE,
+  VAR_POISSON and VAR_FLAT are drizzled as standard deviations and combined
+  with the squared weights, and ERR is the square root of their sum
+  (``enable_err``); CON holds the bit-packed context (which inputs fed each
+  output pixel), WHT the summed weights.
+
+The i2d product is an ImageModel carrying the first input's FITS metadata,
+the output WCS (``meta.wcs`` and the linear FITS keywords in
+meta.wcsinfo), the summed exposure times, the drizzle parameters
+(meta.resample), PIXAR_SR/PIXAR_A2 of the output pixels and an S_REGION
+combined from the inputs'.
+
+``single=True`` (used by outlier detection) drizzles each exposure group
+onto the common grid separately and returns a list.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import ParameterError, UnsupportedModeError
+from ..models import dqflags
+from . import _wcs
+from .base import StepParams, step
+
+log = logging.getLogger("webbflow.steps.resample")
+
+# Use every DQ flag except DO_NOT_USE and NON_SCIENCE (jwst's GOOD_BITS).
+GOOD_BITS = "~DO_NOT_USE+NON_SCIENCE"
+
+RESAMPLE_EXP_TYPES = {"MIR_IMAGE", "NRC_IMAGE", "NIS_IMAGE", "FGS_IMAGE"}
+
+
+class ResampleParams(StepParams):
+    pixfrac: float = Field(1.0, ge=0.0, le=1.0)  # pixel shrinkage factor
+    kernel: Literal["square", "gaussian", "point", "turbo", "lanczos2", "lanczos3"] = "square"  # flux distribution kernel
+    fillval: str = "NAN"  # output value of pixels with no weight
+    weight_type: Literal["ivm", "exptime"] | None = "ivm"  # input image weighting
+    output_shape: list[int] | None = None  # [x, y] size of the output
+    crpix: list[float] | None = None  # 0-based output pixel of the reference point
+    crval: list[float] | None = None  # (RA, Dec) of the reference point
+    rotation: float | None = None  # output Y axis position angle east of north; None: the detector's orientation
+    pixel_scale_ratio: float = 1.0  # output / input pixel scale
+    pixel_scale: float | None = None  # absolute output pixel scale, arcsec
+    output_wcs: str = ""  # ASDF file holding a custom output WCS ("wcs"); overrides the WCS parameters
+    single: bool = False  # resample each exposure group to its own output on the common grid
+    blendheaders: bool = True  # blend the inputs' metadata (several inputs)
+    in_memory: bool = True  # keep images in memory
+    enable_ctx: bool = True  # compute the context (CON) array
+    enable_err: bool = True  # compute ERR from the resampled variances
+    report_var: bool = True  # write the resampled variance arrays
+    propagate_dq: bool = False  # OR the input DQ of contributing pixels into an output DQ
+    pixmap_stepsize: float = 1.0  # pixel map evaluated every this many pixels (interpolated between)
+    pixmap_order: int = 1  # spline order of that interpolation (1 or 3)
+
+    def model_post_init(self, _ctx) -> None:
+        for name, minimum in (("output_shape", 1), ("crpix", None), ("crval", None)):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if len(v) != 2:
+                raise ParameterError(f"step resample: {name!r} must have exactly two values (got {v})")
+            if minimum is not None and min(v) < minimum:
+                raise ParameterError(f"step resample: {name!r} values must be at least {minimum} (got {v})")
+        if self.pixmap_order not in (1, 3):
+            raise ParameterError(f"step resample: 'pixmap_order' must be 1 or 3 (got {self.pixmap_order})")
+
+
+# ---------------------------------------------------------------------------
+# inputs
+
+
+def group_id(model) -> str:
+    """jwst's exposure group id: program, observation, visit, visit group, sequence, activity, exposure."""
+    o = model.meta.observation
+    gid = getattr(model.meta, "group_id", None)
+    if gid:
+        return str(gid)
+    return (
+        f"jw{o.program_number}{o.observation_number}{o.visit_number}"
+        f"_{o.visit_group}{o.sequence_id}{o.activity_id}_{o.exposure_number}"
+    )
+
+
+def _nan_flag_consistent(model):
+    """``model``, or a copy of it whose NaNs and DO_NOT_USE flags agree (the input is not modified)."""
+    from .flat_field import match_nans_and_flags
+
+    names = [n for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if model.has(n)]
+    shape = model.data.shape
+    invalid = np.zeros(shape, dtype=bool)
+    for n in names:
+        a = getattr(model, n)
+        if a.shape == shape:
+            invalid |= np.isnan(a)
+    has_dq = model.has("dq") and model.dq.shape == shape
+    if has_dq:
+        invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
+    consistent = all(np.isnan(getattr(model, n)[invalid]).all() for n in names if getattr(model, n).shape == shape)
+    if has_dq:
+        consistent &= bool(((model.dq[invalid] & np.uint32(dqflags.DO_NOT_USE)) != 0).all())
+    if consistent:
+        return model
+    fixed = model.copy()
+    match_nans_and_flags(fixed)
+    return fixed
+
+
+def _as_dict(model, weight_type, enable_var: bool, compute_err) -> dict:
+    """What stcal's Resample reads from an input image."""
+    ex = model.meta.exposure
+    get = lambda n: getattr(model, n) if model.has(n) else None  # noqa: E731
+    d = {
+        "data": model.data,
+        "dq": get("dq"),
+        "filename": model.meta.filename,
+        "group_id": group_id(model),
+        "wcs": model.meta.wcs,
+        "wcsinfo": model.meta.wcsinfo,
+        "bunit_data": model.meta.bunit_data,
+        "exposure_time": ex.exposure_time,
+        "start_time": ex.start_time,
+        "end_time": ex.end_time,
+        "duration": ex.duration,
+        "measurement_time": ex.measurement_time,
+        "pixelarea_steradians": model.meta.photometry.pixelarea_steradians,
+        "pixelarea_arcsecsq": model.meta.photometry.pixelarea_arcsecsq,
+        "level": model.meta.background.level,
+        "subtracted": model.meta.background.subtracted,
+        "instrument_name": model.meta.instrument.name,
+        "exposure_type": ex.type,
+    }
+    if enable_var:
+        for n in ("var_flat", "var_rnoise", "var_poisson"):
+            d[n] = get(n)
+    elif weight_type is not None and weight_type.startswith("ivm"):
+        d["var_rnoise"] = get("var_rnoise")
+    if compute_err == "driz_err":
+        d["err"] = get("err")
+    return d
+
+
+def load_custom_wcs(path: str, output_shape=None) -> dict | None:
+    """A custom output WCS from an ASDF file: ``{"wcs", "pixel_area", "pixel_scale"}`` (arcsec units)."""
+    if not path:
+        return None
+    import asdf
+
+    with asdf.open(path) as af:
+        wcs = copy.deepcopy(af.tree["wcs"])
+        area = af.tree.get("pixel_area")
+        scale = af.tree.get("pixel_scale")
+        if scale is None and area is not None:
+            scale = float(np.sqrt(area))
+        pixel_shape = af.tree.get("pixel_shape")
+        array_shape = af.tree.get("array_shape", None if pixel_shape is None else pixel_shape[::-1])
+    if output_shape is not None:
+        wcs.array_shape = tuple(output_shape[::-1])
+    elif wcs.array_shape is None:
+        if array_shape is not None:
+            wcs.array_shape = tuple(array_shape)
+        elif getattr(wcs, "bounding_box", None) is not None:
+            wcs.array_shape = tuple(int(ax[1] + 0.5) for ax in wcs.bounding_box.bounding_box(order="C"))
+        else:
+            raise ParameterError(
+                "step resample: 'output_shape' is needed when the custom WCS has no array_shape, pixel_shape or bounding_box"
+            )
+    return {"wcs": wcs, "pixel_area": area, "pixel_scale": scale}
+
+
+def output_grid(inputs, params: ResampleParams) -> dict:
+    """The output WCS (``{"wcs", "pixel_scale" (arcsec), "pixel_scale_ratio"}``) for these inputs."""
+    custom = load_custom_wcs(params.output_wcs, params.output_shape)
+    if custom is not None:
+        if params.output_shape is None and custom["wcs"].array_shape is None:
+            raise ParameterError("step resample: the custom output WCS needs an array shape")
+        return custom
+    first = inputs[0]
+    w = first.meta.wcsinfo
+    wcsinfo = {"ra_ref": w.ra_ref, "dec_ref": w.dec_ref, "roll_ref": w.roll_ref, "v3yangle": w.v3yangle, "vparity": w.vparity}
+    missing = [k for k, v in wcsinfo.items() if v is None]
+    if missing:
+        from ..errors import InputFileError
+
+        raise InputFileError(first.meta.filename or "<in memory>", f"has no wcsinfo {', '.join(missing)}: cannot choose the output grid")
+    s_regions = []
+    for m in inputs:
+        s_regions.extend(_wcs.split_s_regions(m.meta.wcsinfo.s_region))
+    shape = None if params.output_shape is None else tuple(params.output_shape[::-1])
+    scale = None if params.pixel_scale is None else params.pixel_scale / 3600.0
+    wcs, _scale_in, scale_out, ratio = _wcs.resampled_wcs(
+        first.meta.wcs, wcsinfo, first.data.shape, s_regions,
+        pixel_scale_ratio=params.pixel_scale_ratio, pixel_scale=scale, output_shape=shape,
+        rotation=params.rotation, crpix=params.crpix, crval=params.crval,
+    )
+    return {"wcs": wcs, "pixel_scale": 3600.0 * scale_out, "pixel_scale_ratio": ratio}
+
+
+# ---------------------------------------------------------------------------
+# the output product
+
+
+def _keyword_meta(meta):
+    """A copy of ``meta`` with only its FITS-keyword metadata (as stdatamodels' ``update``): no extras, no WCS."""
+    from ..models.meta import Group
+
+    new = meta.model_copy(deep=True)
+
+    def strip(g):
+        if g.__pydantic_extra__:
+            g.__pydantic_extra__.clear()
+        for name in type(g).model_fields:
+            v = getattr(g, name)
+            if isinstance(v, Group):
+                strip(v)
+
+    strip(new)
+    new.wcs = None
+    return new
+
+
+def _new_output(ref, out: dict, driz, params: ResampleParams, enable_var: bool, report_var: bool, compute_err):
+    from ..models import ImageModel
+
+    model = ImageModel(data=out["data"])
+    model.meta = _keyword_meta(ref.meta)
+    # the kept header cards of the first input, less its structural and WCS cards (rewritten below)
+    for hdu in ("PRIMARY", "SCI"):
+        if hdu in ref._headers:
+            model._headers[hdu] = ref._headers[hdu].copy()
+    model.meta.model_type = "ImageModel"
+    # jwst's i2d extension order
+    model._hdu_order = ["PRIMARY", "SCI", "ERR", "CON", "WHT", "DQ", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"]
+    model.wht = out["wht"]
+    if params.enable_ctx and out.get("con") is not None:
+        model.con = out["con"]
+    if params.propagate_dq and out.get("dq") is not None:
+        model.dq = out["dq"]
+    if compute_err and out.get("err") is not None:
+        model.err = out["err"]
+    else:
+        model.meta.bunit_err = None
+        if "ERR" in model._headers:
+            model._headers["ERR"].remove("BUNIT", ignore_missing=True)
+    if enable_var and report_var:
+        for n in ("var_rnoise", "var_flat", "var_poisson"):
+            setattr(model, n, out[n])
+    model.meta.wcs = out["wcs"]
+    model.meta.photometry.pixelarea_steradians = float(out["pixelarea_steradians"])
+    model.meta.photometry.pixelarea_arcsecsq = float(out["pixelarea_arcsecsq"])
+    r = model.meta.resample
+    r.pointings = int(out["pointings"])
+    r.pixel_scale_ratio = None if out["pixel_scale_ratio"] is None else float(out["pixel_scale_ratio"])
+    r.pixfrac = float(out["pixfrac"])
+    r.kernel = out["kernel"]
+    r.fillval = out["fillval"]
+    r.weight_type = out["weight_type"]
+    ex = model.meta.exposure
+    ex.exposure_time = out["exposure_time"]
+    ex.start_time = out["start_time"]
+    ex.end_time = out["end_time"]
+    ex.duration = out["duration"]
+    ex.measurement_time = out["measurement_time"]
+    ex.effective_exposure_time = out["exposure_time"]
+    ex.elapsed_exposure_time = out["elapsed_exposure_time"]
+    level = out.get("level")
+    model.meta.background.level = level
+    model.meta.background.subtracted = None if level is None else bool(out.get("subtracted", False))
+    model.meta.bunit_data = ref.meta.bunit_data
+    return model
+
+
+def _finalize_wcs(model, inputs, out_wcs) -> None:
+    from stcal.alignment import combine_sregions
+    from stcal.resample.utils import is_imaging_wcs
+
+    if not is_imaging_wcs(model.meta.wcs):
+        return
+    _wcs.update_wcsinfo_linear(model)
+    s_regions = []
+    for m in inputs:
+        s_regions.extend(_wcs.split_s_regions(m.meta.wcsinfo.s_region))
+    det2world = out_wcs.get_transform("detector", "world")
+    try:
+        model.meta.wcsinfo.s_region = combine_sregions(s_regions, det2world, intersect_footprint=out_wcs.footprint())
+    except ValueError as exc:
+        log.warning("Could not combine the inputs' S_REGIONs: %s; S_REGION not set", exc)
+        model.meta.wcsinfo.s_region = None
+        if "SCI" in model._headers:
+            model._headers["SCI"].remove("S_REGION", ignore_missing=True)
+
+
+def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None):
+    from stcal.resample import Resample
+
+    class _Resample(Resample):
+        dq_flag_name_map = dqflags.PIXEL
+
+    r = _Resample(
+        output_wcs=grid,
+        n_input_models=n_expected or len(inputs),
+        pixfrac=params.pixfrac,
+        kernel=params.kernel,
+        fillval=params.fillval,
+        weight_type=params.weight_type,
+        good_bits=GOOD_BITS,
+        enable_ctx=params.enable_ctx,
+        enable_var=enable_var,
+        compute_err=compute_err,
+        propagate_dq=params.propagate_dq,
+        pixmap_stepsize=params.pixmap_stepsize,
+        pixmap_order=params.pixmap_order,
+    )
+    for m in inputs:
+        r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+    r.finalize()
+    out = r.output_model
+    model = _new_output(inputs[0], out, r, params, r.enable_var, report_var, compute_err)
+    _finalize_wcs(model, inputs, r.output_wcs)
+    model.meta.cal_step.resample = "COMPLETE"
+    return model
+
+
+def resample_images(inputs, params: ResampleParams | None = None):
+    """Drizzle ``inputs`` (imaging models with a WCS and S_REGION) into one i2d ImageModel.
+
+    With ``params.single`` returns a list: one product per exposure group,
+    all on the common grid (drizzled errors, no variances).
+    """
+    params = params or ResampleParams()
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    if not inputs:
+        raise ValueError("resample needs at least one input image")
+    for m in inputs:
+        if m.data.ndim != 2:
+            raise UnsupportedModeError(f"resample takes 2-D images, not {m.data.ndim}-D data ({m.meta.filename or type(m).__name__})")
+        if m.meta.wcs is None:
+            raise UnsupportedModeError(f"{m.meta.filename or 'input'} has no WCS: run assign_wcs first")
+    if params.weight_type is None:
+        raise ParameterError("step resample: weight_type None is not supported; use 'ivm' or 'exptime'")
+    inputs = [_nan_flag_consistent(m) for m in inputs]
+    grid = output_grid(inputs, params)
+    if params.single:
+        groups: dict[str, list] = {}
+        for m in inputs:
+            groups.setdefault(group_id(m), []).append(m)
+        return [
+            _drizzle(members, dict(grid), params, enable_var=False, report_var=False, compute_err="driz_err")
+            for members in groups.values()
+        ]
+    if params.enable_err:
+        enable_var, report_var, compute_err = True, params.report_var, "from_var"
+    else:
+        enable_var, report_var, compute_err = False, False, None
+    return _drizzle(inputs, grid, params, enable_var=enable_var, report_var=report_var, compute_err=compute_err)
+
+
+@step("resample", "ResampleStep", params=ResampleParams, suffix="i2d", input_class="ImageModel")
+def resample(model, refs, params: ResampleParams):
+    """Drizzle a calibrated image (or a list of them) onto a sky grid: the i2d product."""
+    return resample_images(model, params)
