@@ -57,6 +57,14 @@ def private_cache(tmp_path_factory, real_rules_cache):
     return dst
 
 
+@pytest.fixture
+def fresh_cache(tmp_path, real_rules_cache):
+    """A cache of its own for a test that installs full-frame references (names may repeat across tests)."""
+    dst = tmp_path / "crds"
+    shutil.copytree(real_rules_cache, dst)
+    return dst
+
+
 # ---------------------------------------------------------------------------
 # declarations and defaults
 
@@ -266,6 +274,32 @@ def test_clean_flicker_noise_removes_row_stripes():
     after = np.median(diffs_after, axis=2).std(axis=1).mean()
     print(f"row-median scatter {before:.2f} DN -> {after:.2f} DN")
     assert after < before / 5
+
+
+def test_clean_flicker_noise_median_image_removes_varying_stripes():
+    """median_image (no jwst parity: jwst assigns a WCS first, which needs distortion references).
+
+    The median ramp across integrations is subtracted before the fit, so the
+    stripes each integration adds on top of the median are removed and the
+    median ramp (scene and median stripes) is kept.
+    """
+    m = nircam_ramp(nints=3, ngroups=4, ny=48, nx=48, seed=12, n_stars=4, n_crs=0, n_bad=0, sky=0.2, readnoise=2.0)
+    truth = m.data.copy()
+    stripes = np.random.default_rng(1).normal(0, 5.0, (3, 4, 48, 1)).astype(np.float32)
+    m.data += stripes
+    res = run_step("clean_flicker_noise", m, {"skip": False, "background_method": "median_image"},
+                   references=_const_refs(m, gain=2.0, readnoise=2.0))
+    assert res.status == "COMPLETE"
+    kept = np.median(stripes, axis=0, keepdims=True)  # the median ramp keeps the median stripes
+
+    def row_scatter(x):
+        rows = np.median(x, axis=3)
+        return (rows - np.median(rows, axis=2, keepdims=True)).std()
+
+    before = row_scatter(np.broadcast_to(stripes - kept, m.data.shape))
+    after = row_scatter(res.model.data - truth - kept)
+    print(f"varying row stripes {before:.2f} DN -> {after:.2f} DN")
+    assert after < before / 3
 
 
 def test_clean_flicker_noise_unsupported_options_say_so():
@@ -526,7 +560,7 @@ def test_clean_flicker_noise_parity_rate_input_and_user_mask(flicker_input, priv
 
 @pytest.mark.parity
 @pytest.mark.slow
-def test_picture_frame_parity_nirspec_full_frame(tmp_path, private_cache):
+def test_picture_frame_parity_nirspec_full_frame(tmp_path, fresh_cache):
     """NIRSpec NRS1 full frame (the only mode the step corrects), 3 groups; then its rate."""
     from jwst.picture_frame import PictureFrameStep
 
@@ -538,16 +572,43 @@ def test_picture_frame_parity_nirspec_full_frame(tmp_path, private_cache):
     m.data += (frame * m.meta.exposure.group_time)[None, None] * np.arange(1, 4, dtype=np.float32)[None, :, None, None]
     path = m.save(tmp_path / "jw_pf_jump.fits")
     refs = write_refs(tmp_path, m)
-    install_in_crds_cache(private_cache, path, refs)
+    install_in_crds_cache(fresh_cache, path, refs)
     refs["pictureframe"] = ref_model(models.PictureFrameModel, m, "pictureframe", frame).save(tmp_path / "pf.fits")
     params = {"skip": False, "mask_science_regions": False}
     ours = run_step("picture_frame", models.open(path), params, references=_refs(refs))
-    theirs = jwst_run(PictureFrameStep, path, private_cache, {"pictureframe": refs["pictureframe"]}, **params)
+    theirs = jwst_run(PictureFrameStep, path, fresh_cache, {"pictureframe": refs["pictureframe"]}, **params)
     assert ours.status == theirs.meta.cal_step.picture_frame == "COMPLETE"
     assert_parity(ours.model, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
     # on a rate image
     rate, _ = run_step("ramp_fit", models.open(path), {}, references=_refs(refs)).model
     rate_path = rate.save(tmp_path / "jw_pf_rate.fits")
     ours = run_step("picture_frame", models.open(rate_path), params, references={"pictureframe": refs["pictureframe"]})
-    theirs = jwst_run(PictureFrameStep, rate_path, private_cache, {"pictureframe": refs["pictureframe"]}, **params)
+    theirs = jwst_run(PictureFrameStep, rate_path, fresh_cache, {"pictureframe": refs["pictureframe"]}, **params)
     assert_parity(ours.model, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
+
+
+@pytest.mark.parity
+@pytest.mark.slow
+def test_clean_flicker_noise_parity_full_frame_by_channel(tmp_path, fresh_cache):
+    """NIRCam full frame: fit by amplifier, and autoparam's channel statistics (2048-pixel rows)."""
+    from jwst.clean_flicker_noise import CleanFlickerNoiseStep
+
+    m = nircam_ramp(nints=1, ngroups=2, ny=2048, nx=2048, seed=21, n_stars=30, n_crs=100, subarray="FULL",
+                    flicker=4.0)
+    m.data[:, :, :, 512:1024] += np.float32(3.0) * np.arange(2, dtype=np.float32)[None, :, None, None]  # amp offset
+    path = m.save(tmp_path / "jw_ff_jump.fits")
+    refs = write_refs(tmp_path, m)
+    install_in_crds_cache(fresh_cache, path, refs)
+    flat = 1 + 0.03 * np.random.default_rng(2).standard_normal((2048, 2048))
+    refs["flat"] = ref_model(models.FlatModel, m, "flat", flat).save(tmp_path / "flat.fits")
+    from webbflow.tasks.clean_flicker_noise import auto_parameters
+
+    chosen = auto_parameters(m, {k: models.open(v) for k, v in refs.items()}, "NRC_IMAGE", models.open(refs["flat"]))
+    print(f"autoparam chooses {chosen}")
+    assert chosen["fit_by_channel"] is True, "the offset amplifier calls for a fit by channel"
+    for params in ({"fit_by_channel": True}, {"autoparam": True}):
+        ours = run_step("clean_flicker_noise", models.open(path), {"skip": False, **params}, references=_refs(refs))
+        theirs = jwst_run(CleanFlickerNoiseStep, path, fresh_cache, {"flat": refs["flat"]}, skip=False, **params)
+        print(f"clean_flicker_noise full frame {params}")
+        assert ours.status == theirs.meta.cal_step.clean_flicker_noise == "COMPLETE"
+        assert_parity(ours.model, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
