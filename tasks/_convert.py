@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import models
+from ..errors import InputFileError
 
 FGS_GUIDE_EXP_TYPES = {"FGS_ACQ1", "FGS_ACQ2", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK", "FGS_TRACK"}
 
@@ -38,9 +39,12 @@ def as_ramp(model):
         return out
     if isinstance(model, models.RampModel) and not isinstance(model, models.Level1bModel):
         return model
-    if not isinstance(model, (models.RampModel, models.Level1bModel)) and getattr(model, "data", None) is None:
-        raise TypeError(f"cannot use a {type(model).__name__} as a ramp")
-    data = model.data
+    data = getattr(model, "data", None) if isinstance(model, models.DataModel) else None
     if data is None or data.ndim != 4:
-        raise TypeError(f"a ramp needs 4-D data (nints, ngroups, ny, nx); this {type(model).__name__} has {getattr(data, 'shape', None)}")
+        where = getattr(model, "_path", None) or getattr(getattr(model, "meta", None), "filename", None) or "<input>"
+        raise InputFileError(
+            where,
+            f"holds {type(model).__name__} data of shape {getattr(data, 'shape', None)}; "
+            "this step needs a ramp (nints, ngroups, ny, nx), e.g. an _uncal or _ramp file",
+        )
     return models.RampModel(model)

@@ -28,6 +28,7 @@ import os
 import warnings
 
 import numpy as np
+from pydantic import Field
 
 from .. import models
 from ._convert import as_ramp
@@ -38,10 +39,12 @@ log = logging.getLogger("webbflow.steps")
 
 
 class DarkCurrentParams(StepParams):
-    dark_output: str | None = None
-    """File in which to save the dark (frame-averaged to the science readout) that was subtracted."""
-    average_dark_current: float | None = None
-    """Average dark current for this detector in e-/s; overrides the reference's value."""
+    dark_output: str | None = Field(
+        None, description="file in which to save the dark (frame-averaged to the science readout) that was subtracted"
+    )
+    average_dark_current: float | None = Field(
+        None, description="average dark current for this detector in e-/s; overrides the reference's value"
+    )
 
 
 class _Dark:
@@ -107,7 +110,7 @@ def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
         ramp.average_dark_current = ref_arr
 
 
-def subtract_dark(ramp, dark_ref, params: DarkCurrentParams):
+def subtract_dark(ramp, dark_ref):
     """Match the dark to the science readout and subtract it, in place.
 
     Returns ``(ramp, status, subtracted_dark)`` with status COMPLETE or
@@ -161,7 +164,7 @@ def subtract_dark(ramp, dark_ref, params: DarkCurrentParams):
     return ramp, "COMPLETE", dark
 
 
-def _save_dark(dark: _Dark, dark_ref, path: str, instrument: str) -> None:
+def _save_dark(dark: _Dark, dark_ref, path: str, ramp) -> None:
     cls = models.DarkMIRIModel if dark.data.ndim == 4 else models.DarkModel
     out = cls(data=np.asarray(dark.data, dtype=np.float32))
     if dark.dq is not None:
@@ -171,6 +174,9 @@ def _save_dark(dark: _Dark, dark_ref, path: str, instrument: str) -> None:
     out.meta.exposure.nframes = dark.nframes
     out.meta.exposure.ngroups = dark.ngroups
     out.meta.exposure.groupgap = dark.groupgap
+    if tuple(dark.data.shape[-2:]) != tuple(dark_ref.data.shape[-2:]):  # cut to the science subarray
+        for k in ("name", "xstart", "ystart", "xsize", "ysize"):
+            setattr(out.meta.subarray, k, getattr(ramp.meta.subarray, k))
     out.save(path)
     log.info("Saved the subtracted dark to %s", path)
 
@@ -188,10 +194,10 @@ def dark_current(model, refs, params):
     ramp = as_ramp(model)
     dark_ref = refs["dark"]
     set_average_dark_current(ramp, dark_ref, params.average_dark_current)
-    ramp, status, dark = subtract_dark(ramp, dark_ref, params)
+    ramp, status, dark = subtract_dark(ramp, dark_ref)
     if dark is not None and params.dark_output:
         path = params.dark_output
         if params.output_dir and not os.path.isabs(path):
             path = os.path.join(params.output_dir, path)
-        _save_dark(dark, dark_ref, path, str(ramp.meta.instrument.name))
+        _save_dark(dark, dark_ref, path, ramp)
     return ramp, status

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import InputFileError, ParameterError
 from ..models import dqflags
@@ -24,8 +25,7 @@ log = logging.getLogger("webbflow.steps")
 
 
 class DQInitParams(StepParams):
-    user_supplied_dq: str | None = None
-    """FITS file whose primary (or first image) array is ORed into the mask DQ."""
+    user_supplied_dq: str | None = Field(None, description="FITS file whose first image array is ORed into the mask DQ")
 
 
 def _read_user_dq(path: str) -> np.ndarray:

@@ -39,6 +39,7 @@ import logging
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import UnsupportedModeError
 from ..models import dqflags
@@ -62,32 +63,21 @@ NIR_DETECTORS = {
 
 
 class RefPixParams(StepParams):
-    odd_even_columns: bool = True
-    """Compute the reference signal separately for even and odd columns (NIR)."""
-    use_side_ref_pixels: bool = True
-    """Use the side reference pixels for a reference signal for each row (NIR)."""
-    side_smoothing_length: int = 11
-    """Height of the running-median window for the side reference signal (NIR)."""
-    side_gain: float = 1.0
-    """Factor applied to the side reference signal before subtracting it (NIR)."""
-    odd_even_rows: bool = True
-    """Compute the reference signal separately for even and odd rows (MIRI)."""
-    ovr_corr_mitigation_ftr: float = 3.0
-    """Factor to avoid overcorrection of bad reference pixels (IRS2; not supported here)."""
-    preserve_irs2_refpix: bool = False
-    """Keep the interleaved reference pixels in the output (IRS2; not supported here)."""
-    irs2_mean_subtraction: bool = False
-    """Mean offset subtraction before the IRS2 correction (IRS2; not supported here)."""
-    refpix_algorithm: Literal["median", "sirs"] = "median"
-    """Side-pixel algorithm for NIR full frames: running median or SIRS convolution kernels."""
-    sigreject: float = 4.0
-    """SIRS: number of sigmas to reject as outliers."""
-    gaussmooth: float = 1.0
-    """SIRS: width of the Gaussian smoothing kernel used as a low-pass filter."""
-    halfwidth: int = 30
-    """SIRS: half-width of the convolution kernel."""
-    siglimit: float = 3.0
-    """Sigma-clipping limit for the reference pixel means."""
+    odd_even_columns: bool = Field(True, description="reference signal separately for even and odd columns (NIR)")
+    use_side_ref_pixels: bool = Field(True, description="use the side reference pixels for a signal per row (NIR)")
+    side_smoothing_length: int = Field(11, ge=1, description="height of the running-median window of side pixels (NIR)")
+    side_gain: float = Field(1.0, description="factor applied to the side reference signal before subtracting it (NIR)")
+    odd_even_rows: bool = Field(True, description="reference signal separately for even and odd rows (MIRI)")
+    ovr_corr_mitigation_ftr: float = Field(3.0, description="IRS2 only (not supported here): bad reference pixel factor")
+    preserve_irs2_refpix: bool = Field(False, description="IRS2 only (not supported here): keep interleaved reference pixels")
+    irs2_mean_subtraction: bool = Field(False, description="IRS2 only (not supported here): mean offset subtraction first")
+    refpix_algorithm: Literal["median", "sirs"] = Field(
+        "median", description="side-pixel algorithm for NIR full frames: running median or SIRS kernels"
+    )
+    sigreject: float = Field(4.0, description="SIRS: number of sigmas to reject as outliers")
+    gaussmooth: float = Field(1.0, gt=0, description="SIRS: width of the Gaussian low-pass smoothing kernel")
+    halfwidth: int = Field(30, ge=0, description="SIRS: half-width of the convolution kernel")
+    siglimit: float = Field(3.0, gt=0, description="sigma-clipping limit for the reference pixel means")
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import UnsupportedModeError
 from ..models import dqflags
@@ -32,10 +33,8 @@ ATOD_LIMIT = 65535.0  # 16-bit A-to-D converter
 
 
 class SaturationParams(StepParams):
-    n_pix_grow_sat: int = 1
-    """Number of layers of adjacent pixels also flagged around a saturated pixel."""
-    use_readpatt: bool = True
-    """Use the grouped read pattern (NFRAMES) to flag groups that saturated part-way."""
+    n_pix_grow_sat: int = Field(1, ge=0, description="number of layers of adjacent pixels also flagged around a saturated pixel")
+    use_readpatt: bool = Field(True, description="use the grouped read pattern (NFRAMES) to flag groups that saturated part-way")
 
 
 def is_irs2(model) -> bool:

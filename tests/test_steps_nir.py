@@ -797,3 +797,30 @@ def test_refpix_parity_sirs(tmp_path, cache, full_frame_ramp_path):
     ours, _ = _refpix_parity(tmp_path, cache, full_frame_ramp_path, {"refpix_algorithm": "sirs"}, {"sirskernel": kpath})
     median = run_step("refpix", models.open(full_frame_ramp_path), {}).model
     assert not np.allclose(ours.model.data, median.data), "SIRS differs from the running median"
+
+
+# ---------------------------------------------------------------------------
+# inputs the steps refuse
+
+
+def test_steps_need_a_ramp():
+    from webbflow.errors import InputFileError
+
+    rate = _rate()
+    sat = models.SaturationModel(data=np.full((32, 32), 5e4, np.float32))
+    ref_meta(sat, rate, "saturation", full=False)
+    with pytest.raises(InputFileError, match="needs a ramp"):
+        run_step("saturation", rate, {}, references={"saturation": sat, "superbias": "N/A"})
+
+
+def test_irs2_readouts_are_refused():
+    """NIRSpec IRS2 frames (more than 2048 rows) are not supported by refpix, saturation and ipc."""
+    from webbflow.errors import UnsupportedModeError
+
+    sci = models.RampModel(data=np.zeros((1, 1, 2049, 4), np.float32))
+    set_exposure_meta(sci, detector="NRS1", ngroups=1, xsize=4, ysize=2048)
+    with pytest.raises(UnsupportedModeError, match="IRS2"):
+        run_step("refpix", sci, {})
+    ipc = models.IPCModel(data=np.ones((3, 3), np.float32))
+    with pytest.raises(UnsupportedModeError, match="IRS2"):
+        run_step("ipc", sci, {}, references={"ipc": ipc})
