@@ -486,7 +486,7 @@ def get_reference_paths(model, reftypes: Iterable[str], overrides: dict | None =
             out.update(_fetch(fwd, params, files, ctx))
     for rt, v in out.items():
         if v == "N/A":
-            log.info("reference type %s is N/A for this exposure", rt)
+            log.debug("reference type %s is N/A for this exposure", rt)
     return {rt: out[rt] for rt in wanted}
 
 
