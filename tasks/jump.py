@@ -31,41 +31,41 @@ log = logging.getLogger("webbflow.steps.jump")
 
 
 class JumpParams(StepParams):
-    rejection_threshold: float = Field(4.0, ge=0)  # CR sigma rejection threshold
-    three_group_rejection_threshold: float = Field(6.0, ge=0)  # threshold for 3-group ramps
-    four_group_rejection_threshold: float = Field(5.0, ge=0)  # threshold for 4-group ramps
-    maximum_cores: str = "1"  # accepted for jwst compatibility; the step runs on one core
-    flag_4_neighbors: bool = True
-    max_jump_to_flag_neighbors: float = 1000.0
-    min_jump_to_flag_neighbors: float = 10.0
-    after_jump_flag_dn1: float = 0.0
-    after_jump_flag_time1: float = 0.0
-    after_jump_flag_dn2: float = 0.0
-    after_jump_flag_time2: float = 0.0
-    expand_large_events: bool = False  # snowball flagging (NIR)
-    min_sat_area: float = 1.0
-    min_jump_area: float = 5.0
-    expand_factor: float = 2.0
-    use_ellipses: bool = False  # deprecated in jwst, unused
-    sat_required_snowball: bool = True
-    min_sat_radius_extend: float = 2.5
-    sat_expand: int = 2
-    edge_size: int = 25
-    mask_snowball_core_next_int: bool = True
-    snowball_time_masked_next_int: int = 4000
-    find_showers: bool = False  # MIRI shower flagging
-    max_shower_amplitude: float = 4.0  # see detect_jumps: jwst 3.0 does not pass it on
-    extend_snr_threshold: float = 1.2
-    extend_min_area: int = 90
-    extend_inner_radius: float = 1.0
-    extend_outer_radius: float = 2.6
-    extend_ellipse_expand_ratio: float = 1.1
-    time_masked_after_shower: float = 15.0
-    min_diffs_single_pass: int = 10
-    max_extended_radius: int = 200
-    minimum_groups: int = 3
-    minimum_sigclip_groups: int = 100
-    only_use_ints: bool = True
+    rejection_threshold: float = Field(4.0, ge=0, description="CR sigma rejection threshold")
+    three_group_rejection_threshold: float = Field(6.0, ge=0, description="CR sigma rejection threshold for 3-group ramps")
+    four_group_rejection_threshold: float = Field(5.0, ge=0, description="CR sigma rejection threshold for 4-group ramps")
+    maximum_cores: str = Field("1", description="accepted for jwst compatibility; the step runs on one core")
+    flag_4_neighbors: bool = Field(True, description="flag the four perpendicular neighbours of each CR")
+    max_jump_to_flag_neighbors: float = Field(1000.0, description="maximum jump sigma that triggers neighbour flagging")
+    min_jump_to_flag_neighbors: float = Field(10.0, description="minimum jump sigma that triggers neighbour flagging")
+    after_jump_flag_dn1: float = Field(0.0, description="1st: flag groups after jumps above this many DN")
+    after_jump_flag_time1: float = Field(0.0, description="1st: ... for this many seconds")
+    after_jump_flag_dn2: float = Field(0.0, description="2nd: flag groups after jumps above this many DN")
+    after_jump_flag_time2: float = Field(0.0, description="2nd: ... for this many seconds")
+    expand_large_events: bool = Field(False, description="flag snowballs (NIR)")
+    min_sat_area: float = Field(1.0, description="minimum area of a snowball's saturated core")
+    min_jump_area: float = Field(5.0, description="minimum jump area that starts large-event processing")
+    expand_factor: float = Field(2.0, description="expansion factor of the enclosing circles or ellipses")
+    use_ellipses: bool = Field(False, description="deprecated in jwst; unused")
+    sat_required_snowball: bool = Field(True, description="require a saturated core for a snowball")
+    min_sat_radius_extend: float = Field(2.5, description="minimum saturated-core radius for extending the core")
+    sat_expand: int = Field(2, description="pixels added to the radius of a snowball's saturated core")
+    edge_size: int = Field(25, description="distance from the edge within which no saturated core is required")
+    mask_snowball_core_next_int: bool = Field(True, description="flag snowball cores in the next integration")
+    snowball_time_masked_next_int: int = Field(4000, description="seconds over which cores are flagged in the next integration")
+    find_showers: bool = Field(False, description="flag MIRI showers")
+    max_shower_amplitude: float = Field(4.0, description="maximum MIRI shower amplitude, DN/s (jwst 3.0 does not use it)")
+    extend_snr_threshold: float = Field(1.2, description="SNR minimum for extended shower emission (MIRI)")
+    extend_min_area: int = Field(90, description="minimum area of extended emission after convolution")
+    extend_inner_radius: float = Field(1.0, description="inner radius of the ring kernel")
+    extend_outer_radius: float = Field(2.6, description="outer radius of the ring kernel")
+    extend_ellipse_expand_ratio: float = Field(1.1, description="expansion of the ellipse fit to extended emission")
+    time_masked_after_shower: float = Field(15.0, description="seconds flagged as jump after a shower")
+    min_diffs_single_pass: int = Field(10, description="minimum differences to flag all outliers in one pass")
+    max_extended_radius: int = Field(200, description="maximum radius of a snowball or shower")
+    minimum_groups: int = Field(3, description="minimum groups for jump detection")
+    minimum_sigclip_groups: int = Field(100, description="minimum groups to switch to sigma clipping")
+    only_use_ints: bool = Field(True, description="sigma clipping compares the same group across integrations only")
 
 
 @dataclass
