@@ -21,7 +21,6 @@ os.environ["PREFECT_API_URL"] = os.environ.get("WEBBFLOW_TEST_PREFECT_API_URL", 
 if not os.environ["PREFECT_API_URL"]:
     del os.environ["PREFECT_API_URL"]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("CRDS_SERVER_URL", "https://jwst-crds.invalid")
 # No test may use a real CRDS cache by accident.
 os.environ["CRDS_PATH"] = str(_SESSION_TMP / "crds-unset")
 
