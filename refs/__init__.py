@@ -8,4 +8,4 @@ Public API used by the steps:
 
 from __future__ import annotations
 
-from .select import get_reference_paths, open_reference  # noqa: F401
+from .select import context_used, get_reference_paths, open_reference, record_crds_info  # noqa: F401
