@@ -103,11 +103,11 @@ def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
         ramp.average_dark_current = np.zeros(shape, np.float32) + (0.0 if scalar is None else scalar)
     elif tuple(np.shape(ref_arr)) != tuple(shape):
         if tuple(ref_arr.shape) == tuple(dark_ref.data.shape[-2:]):
-            ramp.average_dark_current = ref_region(ramp, dark_ref, "average_dark_current")
+            ramp.average_dark_current = np.array(ref_region(ramp, dark_ref, "average_dark_current"))
         else:
             log.warning("Dark reference AVDRKCUR does not match the data shape; not applied")
     else:
-        ramp.average_dark_current = ref_arr
+        ramp.average_dark_current = np.array(ref_arr)
 
 
 def subtract_dark(ramp, dark_ref):
