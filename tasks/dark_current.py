@@ -14,7 +14,8 @@ jwst's DarkCurrentStep (stcal's dark_sub), on our models:
 - NaN dark values count as 0; the dark DQ (ORed over integrations for MIRI)
   is ORed into PIXELDQ.
 - ``average_dark_current`` (e-/s) for the ramp's Poisson noise comes from the
-  parameter, else the reference's AVDRKCUR array, else its AVDRKCUR keyword.
+  parameter, else the reference's AVDRKCUR array (only if the ramp already
+  has one of that shape, as in jwst 3.0), else its AVDRKCUR keyword.
 - ``dark_output`` saves the dark as it was subtracted (averaged or not).
 
 A dark that is larger than a subarray exposure is cut to it (jwst 3.0 would
@@ -92,6 +93,14 @@ def _average_frames(frames: np.ndarray, ngroups: int, nframes: int, groupgap: in
 
 
 def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
+    """Set the ramp's AVDRKCUR array (e-/s), used by ramp_fit for the dark current's Poisson noise.
+
+    From, in order: the ``average_dark_current`` parameter; the reference's
+    AVDRKCUR array, if it is not all zero; its AVDRKCUR keyword (0 if absent).
+    As in jwst 3.0, the reference array is taken only when the ramp already
+    holds an AVDRKCUR array of the same shape (a ramp without one keeps none,
+    with a warning).
+    """
     shape = ramp.data.shape[-2:]
     if value is not None:
         ramp.average_dark_current = np.zeros(shape, np.float32) + value
@@ -101,13 +110,12 @@ def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
     if ref_arr is None or np.sum(ref_arr) == 0.0:
         scalar = dark_ref.meta.exposure.average_dark_current
         ramp.average_dark_current = np.zeros(shape, np.float32) + (0.0 if scalar is None else scalar)
-    elif tuple(np.shape(ref_arr)) != tuple(shape):
-        if tuple(ref_arr.shape) == tuple(dark_ref.data.shape[-2:]):
-            ramp.average_dark_current = np.array(ref_region(ramp, dark_ref, "average_dark_current"))
-        else:
-            log.warning("Dark reference AVDRKCUR does not match the data shape; not applied")
-    else:
-        ramp.average_dark_current = np.array(ref_arr)
+        return
+    current = ramp.average_dark_current if ramp.has("average_dark_current") else None
+    if np.shape(current) != np.shape(ref_arr):
+        log.warning("The dark reference's AVDRKCUR array does not match the data's; it is not applied")
+        return
+    ramp.average_dark_current = np.array(ref_arr)
 
 
 def subtract_dark(ramp, dark_ref):
