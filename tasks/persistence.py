@@ -181,6 +181,14 @@ def persistence(model, refs, params: PersistenceParams):
         names = model.int_times.dtype.names or ()
         if "int_start_MJD_UTC" in names:
             int_start = np.asarray(model.int_times["int_start_MJD_UTC"], dtype=np.float64)
+    needed = [("EXPSTART", exp.start_time), ("TGROUP", exp.group_time)]
+    if int_start is None or len(int_start) < nints:
+        needed.append(("EFFINTTM", exp.integration_time))
+    for what, v in needed:
+        if v is None:
+            from ..errors import InputFileError
+
+            raise InputFileError(model.meta.filename or "<input>", f"persistence needs {what} in the exposure metadata")
     times = group_times(nints, ngroups, exp.start_time, exp.integration_time, exp.group_time, int_start)
     flag_persistence(
         model.data, model.groupdq, windows, times, params.persistence_time, params.dn_threshold, params.persistence_dnu

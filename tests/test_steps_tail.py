@@ -541,15 +541,17 @@ def test_clean_flicker_noise_parity(flicker_input, private_cache, params):
 
 @pytest.mark.parity
 def test_clean_flicker_noise_parity_rate_input_and_user_mask(flicker_input, private_cache, tmp_path):
-    """A rate image (stage-2 use), then a ramp with a user-supplied mask."""
+    """A rate and a rateints (stage-2 use), then a ramp with a user-supplied mask."""
     from jwst.clean_flicker_noise import CleanFlickerNoiseStep
 
     d, path, refs = flicker_input
-    rate, _ = run_step("ramp_fit", models.open(path), {}, references=_refs(refs)).model
-    rate_path = rate.save(tmp_path / "jw_fl_rate.fits")
-    ours = run_step("clean_flicker_noise", models.open(rate_path), {"skip": False}).model
-    theirs = jwst_run(CleanFlickerNoiseStep, rate_path, private_cache, {}, skip=False)
-    assert_parity(ours, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
+    rate, rateints = run_step("ramp_fit", models.open(path), {}, references=_refs(refs)).model
+    for product, params in ((rate, {}), (rateints, {"single_mask": False})):
+        prod_path = product.save(tmp_path / f"jw_fl_{product.data.ndim}d.fits")
+        ours = run_step("clean_flicker_noise", models.open(prod_path), {"skip": False, **params}).model
+        theirs = jwst_run(CleanFlickerNoiseStep, prod_path, private_cache, {}, skip=False, **params)
+        print(f"clean_flicker_noise on a {type(product).__name__}")
+        assert_parity(ours, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
     mask = models.ImageModel(np.ones((64, 64), np.float32))
     mask.data[20:40, 20:40] = 0
     mask_path = mask.save(tmp_path / "user_mask.fits")
