@@ -83,6 +83,10 @@ def build_reference_cache(exposures, output_dir, seed: int = 0) -> BuildResult:
 
     with ctxmod.cache_lock(root):
         manifest = _load_manifest(root)
+        if ctxmod.current_context(root) is not None and not (root / MANIFEST).exists():
+            raise ParameterError(
+                f"{root} holds a CRDS cache that webbflow did not build; give an empty or webbflow-built folder"
+            )
         current = ctxmod.read_context(root)
         rules: dict[str, dict[str, ctxmod.Rmap]] = {}
         for ins, rms in current.rmaps.items():

@@ -65,7 +65,8 @@ from ..models import dqflags
 
 # Bumped whenever the generated content changes, so that a cache built by an
 # older version gets new files (and a new context) instead of stale ones.
-GENERATOR_VERSION = 1
+# (It is not part of the random seeds: a bump alone changes no values.)
+GENERATOR_VERSION = 2
 
 USEAFTER = "2000-01-01T00:00:00"
 AUTHOR = "webbflow synthetic reference builder"
@@ -365,7 +366,7 @@ class DetectorTruth:
         self._cache: dict[str, Any] = {}
 
     def _r(self, name: str) -> np.random.Generator:
-        return _rng(self.seed, GENERATOR_VERSION, self.spec.instrument, self.spec.detector, name)
+        return _rng(self.seed, self.spec.instrument, self.spec.detector, name)
 
     def _get(self, name, fn):
         if name not in self._cache:
@@ -586,25 +587,29 @@ class DetectorTruth:
         return self._get("motes", make)
 
     def flat(self, filt: str | None, pupil: str | None, region: Region) -> np.ndarray:
-        """The flat for one filter on ``region``: normalised to 1 on the full frame's science pixels."""
+        """The flat for one filter on ``region`` (median close to 1 over the detector)."""
         spec = self.spec
         ny, nx = spec.shape
         sl = region.slices
         key = f"flat-large-{filt}-{pupil}"
 
         def large():
-            rng = _rng(self.seed, GENERATOR_VERSION, spec.instrument, spec.detector, "flat", filt or "", pupil or "")
+            rng = _rng(self.seed, spec.instrument, spec.detector, "flat", filt or "", pupil or "")
             return _legendre_field(rng, spec.shape, 3, 0.018)
 
         lf = self._get(key, large)
         f = (1.0 + lf[sl]) * self.prnu[sl]
-        yy, xx = np.mgrid[sl[0], sl[1]]
         y0, x0 = region.ystart - 1, region.xstart - 1
         for my, mx, r, depth in self.motes:
-            if not (y0 - 3 * r < my < y0 + region.ysize + 3 * r and x0 - 3 * r < mx < x0 + region.xsize + 3 * r):
+            # each mote darkens a box of +-4 radii around it (exp(-32) beyond)
+            by0, by1 = max(y0, int(my - 4 * r)), min(y0 + region.ysize, int(my + 4 * r) + 1)
+            bx0, bx1 = max(x0, int(mx - 4 * r)), min(x0 + region.xsize, int(mx + 4 * r) + 1)
+            if by0 >= by1 or bx0 >= bx1:
                 continue
+            yy = np.arange(by0, by1, dtype=np.float32)[:, None]
+            xx = np.arange(bx0, bx1, dtype=np.float32)[None, :]
             rr2 = ((yy - my) ** 2 + (xx - mx) ** 2) / (r * r)
-            f *= 1.0 - depth * np.exp(-rr2 * 2.0)
+            f[by0 - y0: by1 - y0, bx0 - x0: bx1 - x0] *= 1.0 - depth * np.exp(-rr2 * 2.0)
         return f.astype(np.float32)
 
 
@@ -674,15 +679,22 @@ def _siaf_poly(coeffs, degree: int):
     return p
 
 
+INVERSE_DEGREE = 8
+
+
 def distortion_transform(spec: DetectorSpec):
     """Detector pixels (0-based, full-frame DMS frame) -> V2/V3 in arcsec, with an explicit inverse.
 
     Built from the SIAF full-frame aperture of the detector: 0-based pixels to
-    1-based science pixels, offsets to the reference pixel, the Sci2Idl
+    1-based science pixels, offsets from the reference pixel, the Sci2Idl
     polynomials, then the planar Idl2Tel rotation/parity and the V2Ref/V3Ref
-    offset.  The inverse uses the SIAF Idl2Sci polynomials.
+    offset (pysiaf's ``sci_to_tel``).  The inverse undoes the rotation exactly
+    and maps ideal coordinates back to pixels with a degree-8 polynomial fitted
+    to the forward polynomials over the detector and a 5 % margin, which
+    round-trips to better than 1e-4 px (the SIAF's own Idl2Sci polynomials
+    only reach ~1e-2 px at the corners).
     """
-    from astropy.modeling import models
+    from astropy.modeling import fitting, models
 
     ap = siaf_aperture(spec)
     deg = int(ap.Sci2IdlDeg)
@@ -690,54 +702,67 @@ def distortion_transform(spec: DetectorSpec):
     theta = math.radians(ap.V3IdlYAngle)
     par = float(ap.VIdlParity)
     matrix = np.array([[par * math.cos(theta), math.sin(theta)], [-par * math.sin(theta), math.cos(theta)]])
-    to_sci = (models.Shift(1.0 - ap.XSciRef) & models.Shift(1.0 - ap.YSciRef)).rename("pixel_to_sci_offset")
-    sci2idl = models.Mapping((0, 1, 0, 1)) | (_siaf_poly(co["Sci2IdlX"], deg) & _siaf_poly(co["Sci2IdlY"], deg))
+    px, py = _siaf_poly(co["Sci2IdlX"], deg), _siaf_poly(co["Sci2IdlY"], deg)
+    to_sci = models.Shift(1.0 - ap.XSciRef) & models.Shift(1.0 - ap.YSciRef)
+    sci2idl = models.Mapping((0, 1, 0, 1)) | (px & py)
     idl2tel = models.AffineTransformation2D(matrix=matrix, translation=[ap.V2Ref, ap.V3Ref])
     forward = to_sci | sci2idl | idl2tel
 
-    tel2idl = models.AffineTransformation2D(matrix=np.linalg.inv(matrix), translation=[0.0, 0.0])
-    tel2idl = (models.Shift(-ap.V2Ref) & models.Shift(-ap.V3Ref)) | tel2idl
-    idl2sci = models.Mapping((0, 1, 0, 1)) | (_siaf_poly(co["Idl2SciX"], deg) & _siaf_poly(co["Idl2SciY"], deg))
+    ny, nx = spec.shape
+    gx, gy = np.meshgrid(np.linspace(-0.05 * nx, 1.05 * nx, 90), np.linspace(-0.05 * ny, 1.05 * ny, 90))
+    dx, dy = gx + 1.0 - ap.XSciRef, gy + 1.0 - ap.YSciRef
+    xi, yi = px(dx, dy), py(dx, dy)
+    scale = float(max(np.abs(xi).max(), np.abs(yi).max()))
+    fitter = fitting.LinearLSQFitter()
+    inv_x = fitter(models.Polynomial2D(INVERSE_DEGREE), xi / scale, yi / scale, dx)
+    inv_y = fitter(models.Polynomial2D(INVERSE_DEGREE), xi / scale, yi / scale, dy)
+
+    tel2idl = (models.Shift(-ap.V2Ref) & models.Shift(-ap.V3Ref)) | models.AffineTransformation2D(
+        matrix=np.linalg.inv(matrix), translation=[0.0, 0.0]
+    )
+    idl2sci = (models.Scale(1.0 / scale) & models.Scale(1.0 / scale)) | models.Mapping((0, 1, 0, 1)) | (inv_x & inv_y)
     from_sci = models.Shift(ap.XSciRef - 1.0) & models.Shift(ap.YSciRef - 1.0)
-    backward = tel2idl | idl2sci | from_sci
-    forward.inverse = backward
+    forward.inverse = tel2idl | idl2sci | from_sci
     forward.name = f"{spec.detector.lower()}_det_to_v2v3"
     return forward
 
 
+def _coeff_matrix(coeffs, degree: int) -> np.ndarray:
+    """pysiaf's coefficient vector as a matrix ``C[i, j]`` of ``x**i y**j``."""
+    c = np.zeros((degree + 1, degree + 1))
+    k = 0
+    for i in range(degree + 1):
+        for j in range(i + 1):
+            c[i - j, j] = coeffs[k]
+            k += 1
+    return c
+
+
 def pixel_area_map(spec: DetectorSpec, region: Region) -> tuple[np.ndarray, float]:
-    """Relative pixel area on ``region`` (1 at the SIAF reference pixel) and the nominal area in arcsec^2."""
+    """Relative pixel area on ``region`` (1 at the SIAF reference pixel) and the nominal area in arcsec^2.
+
+    The area of a pixel is the Jacobian determinant of the Sci2Idl polynomials
+    (ideal coordinates are a tangent plane in arcsec).
+    """
+    from numpy.polynomial import polynomial as P
+
     ap = siaf_aperture(spec)
     deg = int(ap.Sci2IdlDeg)
     co = ap.get_polynomial_coefficients()
-    px = _siaf_poly(co["Sci2IdlX"], deg)
-    py = _siaf_poly(co["Sci2IdlY"], deg)
+    cx = _coeff_matrix(co["Sci2IdlX"], deg)
+    cy = _coeff_matrix(co["Sci2IdlY"], deg)
+    dxdx, dxdy = P.polyder(cx, axis=0), P.polyder(cx, axis=1)
+    dydx, dydy = P.polyder(cy, axis=0), P.polyder(cy, axis=1)
+    # science pixel offsets from the reference pixel along each axis of the window
+    xs = np.arange(region.xstart, region.xstart + region.xsize, dtype=np.float64) - ap.XSciRef
+    ys = np.arange(region.ystart, region.ystart + region.ysize, dtype=np.float64) - ap.YSciRef
 
-    def jac(x, y):
-        dx_dx = _poly_deriv(px, deg, x, y, "x")
-        dx_dy = _poly_deriv(px, deg, x, y, "y")
-        dy_dx = _poly_deriv(py, deg, x, y, "x")
-        dy_dy = _poly_deriv(py, deg, x, y, "y")
-        return np.abs(dx_dx * dy_dy - dx_dy * dy_dx)
+    def grid(c):  # polygrid2d gives [x, y]; images are [y, x]
+        return P.polygrid2d(xs, ys, c).T
 
-    y, x = np.mgrid[region.ystart: region.ystart + region.ysize, region.xstart: region.xstart + region.xsize]
-    nominal = float(jac(np.array(0.0), np.array(0.0)))
-    area = jac(x - ap.XSciRef, y - ap.YSciRef) / nominal
-    return area.astype(np.float32), nominal
-
-
-def _poly_deriv(p, deg, x, y, wrt):
-    out = np.zeros(np.broadcast(x, y).shape, dtype=np.float64)
-    for i in range(deg + 1):
-        for j in range(deg + 1 - i):
-            c = getattr(p, f"c{i}_{j}").value
-            if c == 0:
-                continue
-            if wrt == "x" and i > 0:
-                out += c * i * x ** (i - 1) * y**j
-            elif wrt == "y" and j > 0:
-                out += c * j * x**i * y ** (j - 1)
-    return out
+    det = np.abs(grid(dxdx) * grid(dydy) - grid(dxdy) * grid(dydx))
+    nominal = float(abs(dxdx[0, 0] * dydy[0, 0] - dxdy[0, 0] * dydx[0, 0]))
+    return (det / nominal).astype(np.float32), nominal
 
 
 # ---------------------------------------------------------------------------
@@ -1011,7 +1036,7 @@ def dark_ramp(cfg: ExposureConfig, truth: DetectorTruth, region: Region, ngroups
     out = rate[None, :, :] * t[:, None, None].astype(np.float32)
     # a decaying offset after reset, per amplifier (a few DN, larger for MIRI)
     amp = np.broadcast_to(_amp_index(spec), spec.shape)[sl]
-    rng = _rng(truth.seed, GENERATOR_VERSION, spec.detector, "dark-transient")
+    rng = _rng(truth.seed, spec.detector, "dark-transient")
     amp_amp = rng.uniform(0.5, 2.0, spec.namps).astype(np.float32) * (8.0 if spec.instrument == "MIRI" else 1.0)
     if integration > 0:
         amp_amp *= 0.5
@@ -1198,7 +1223,7 @@ def filter_offsets(spec: DetectorSpec, seed: int) -> list[dict]:
     """Per-filter (column, row) offsets in pixels: jwst applies ``Shift(col) & Shift(row)`` before the distortion."""
     out = []
     for filt, pupil in filter_combos(spec):
-        rng = _rng(seed, GENERATOR_VERSION, spec.detector, "filteroffset", filt or "", pupil or "")
+        rng = _rng(seed, spec.detector, "filteroffset", filt or "", pupil or "")
         scale = 0.4 if spec.instrument == "MIRI" else 0.12
         col, row = (float(round(v, 4)) for v in rng.normal(0, scale, 2))
         entry = {"filter": filt, "column_offset": col, "row_offset": row}
@@ -1283,7 +1308,7 @@ def make_reset(cfg, truth, region):
     sl = region.slices
     ng = cfg.ngroups
     nints = 2
-    rng = _rng(truth.seed, GENERATOR_VERSION, spec.detector, "reset")
+    rng = _rng(truth.seed, spec.detector, "reset")
     ny, nx = spec.shape
     amp_full = 60.0 * (1.0 + _legendre_field(rng, spec.shape, 2, 0.25))
     amp_full = amp_full * np.exp(rng.standard_normal(spec.shape, dtype=np.float32) * 0.1)
@@ -1330,7 +1355,7 @@ def make_emicorr(cfg, truth, region):
     spec = truth.spec
     freqs = {}
     for name, hz in EMI_FREQUENCIES.items():
-        rng = _rng(truth.seed, GENERATOR_VERSION, spec.detector, "emi", name)
+        rng = _rng(truth.seed, spec.detector, "emi", name)
         phase = np.linspace(0, 2 * np.pi, 500, endpoint=False)
         amp = rng.uniform(0.5, 3.0)
         wave = amp * np.sin(phase + rng.uniform(0, 2 * np.pi)) + 0.2 * amp * np.sin(2 * phase)
