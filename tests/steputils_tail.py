@@ -42,8 +42,11 @@ def set_nircam_meta(m, *, ngroups, nints, ny, nx, detector="NRCA1", subarray="SU
     elif instrument == "NIRSPEC":
         e.instrument.filter = "F290LP"
         e.instrument.grating = "G395H"
+    elif instrument == "MIRI":
+        e.instrument.filter = "F770W"
+        e.instrument.band = "N/A"
     e.exposure.type = exp_type
-    e.exposure.readpatt = "RAPID" if instrument != "NIRSPEC" else "NRSRAPID"
+    e.exposure.readpatt = {"NIRSPEC": "NRSRAPID", "MIRI": "FAST"}.get(instrument, "RAPID")
     e.exposure.nframes = 1
     e.exposure.groupgap = 0
     e.exposure.ngroups = ngroups
@@ -61,8 +64,7 @@ def set_nircam_meta(m, *, ngroups, nints, ny, nx, detector="NRCA1", subarray="SU
     e.subarray.ystart = ystart
     e.subarray.xsize = nx
     e.subarray.ysize = ny
-    e.subarray.fastaxis = -1 if instrument != "NIRSPEC" else 2
-    e.subarray.slowaxis = 2 if instrument != "NIRSPEC" else 1
+    e.subarray.fastaxis, e.subarray.slowaxis = {"NIRSPEC": (2, 1), "MIRI": (1, 2)}.get(instrument, (-1, 2))
     e.observation.date = "2022-08-01"
     e.observation.time = "06:00:00"
     return m

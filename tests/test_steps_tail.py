@@ -464,6 +464,29 @@ def test_ramp_fit_parity_fitopt_and_chargeloss(ramp_fit_input, real_rules_cache,
 
 
 @pytest.mark.parity
+def test_jump_and_ramp_fit_parity_miri(tmp_path, real_rules_cache):
+    """MIRI imaging: first and last groups DO_NOT_USE (as rscd/lastframe leave them), 3 integrations."""
+    from jwst.jump import JumpStep
+    from jwst.ramp_fitting import RampFitStep
+
+    m = nircam_ramp(nints=3, ngroups=10, ny=64, nx=64, seed=17, n_crs=60, instrument="MIRI", detector="MIRIMAGE",
+                    subarray="SUB64", exp_type="MIR_IMAGE", group_time=2.775, xstart=1, ystart=779)
+    m.groupdq[:, 0] |= dqflags.DO_NOT_USE
+    m.groupdq[:, -1] |= dqflags.DO_NOT_USE
+    path = m.save(tmp_path / "jw_miri_dark_current.fits")
+    refs = write_refs(tmp_path, m, gain=5.5, readnoise=14.0)
+    ours = run_step("jump", models.open(path), {}, references=_refs(refs)).model
+    theirs = jwst_run(JumpStep, path, real_rules_cache, refs)
+    assert_parity(ours, theirs, ["groupdq", "pixeldq"], rtol=RTOL, min_fraction=MIN_FRACTION)
+    jpath = tmp_path / "jw_miri_jump.fits"
+    theirs.save(str(jpath))
+    rate, rateints = run_step("ramp_fit", models.open(jpath), {}, references=_refs(refs)).model
+    jrate, jrateints = jwst_run(RampFitStep, jpath, real_rules_cache, refs)
+    assert_parity(rate, jrate, RATE_ARRAYS, rtol=RTOL, min_fraction=MIN_FRACTION)
+    assert_parity(rateints, jrateints, RATE_ARRAYS, rtol=RTOL, min_fraction=MIN_FRACTION)
+
+
+@pytest.mark.parity
 @pytest.mark.parametrize("threshold", [25000.0, 8000.0])
 def test_charge_migration_parity(jump_input, real_rules_cache, threshold):
     from jwst.charge_migration import ChargeMigrationStep
@@ -557,6 +580,23 @@ def test_clean_flicker_noise_parity_rate_input_and_user_mask(flicker_input, priv
     mask_path = mask.save(tmp_path / "user_mask.fits")
     ours = run_step("clean_flicker_noise", models.open(path), {"skip": False, "user_mask": mask_path}).model
     theirs = jwst_run(CleanFlickerNoiseStep, path, private_cache, {}, skip=False, user_mask=mask_path)
+    assert_parity(ours, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
+
+
+@pytest.mark.parity
+def test_clean_flicker_noise_parity_miri_imaging(tmp_path, fresh_cache):
+    """MIRI imaging: vertical flicker, median along columns (mask_science_regions left off: see the module)."""
+    from jwst.clean_flicker_noise import CleanFlickerNoiseStep
+
+    m = nircam_ramp(nints=1, ngroups=6, ny=64, nx=64, seed=19, instrument="MIRI", detector="MIRIMAGE",
+                    subarray="SUB64", exp_type="MIR_IMAGE", group_time=2.775, xstart=1, ystart=779)
+    m.data += np.random.default_rng(3).normal(0, 4.0, (1, 6, 1, 64)).astype(np.float32)  # column flicker
+    path = m.save(tmp_path / "jw_mirfl_jump.fits")
+    refs = write_refs(tmp_path, m, gain=5.5, readnoise=14.0)
+    install_in_crds_cache(fresh_cache, path, refs)
+    ours = run_step("clean_flicker_noise", models.open(path), {"skip": False}, references=_refs(refs)).model
+    theirs = jwst_run(CleanFlickerNoiseStep, path, fresh_cache, {}, skip=False)
+    assert theirs.meta.cal_step.clean_flicker_noise == "COMPLETE"
     assert_parity(ours, theirs, ["data"], rtol=RTOL, min_fraction=MIN_FRACTION)
 
 
