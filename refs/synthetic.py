@@ -66,7 +66,7 @@ from ..models import dqflags
 # Bumped whenever the generated content changes, so that a cache built by an
 # older version gets new files (and a new context) instead of stale ones.
 # (It is not part of the random seeds: a bump alone changes no values.)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 USEAFTER = "2000-01-01T00:00:00"
 AUTHOR = "webbflow synthetic reference builder"
@@ -858,18 +858,20 @@ def abvega(pivot_um: float) -> float:
     return float(np.interp(np.log(pivot_um), lam, off))
 
 
+PSF_JITTER_FWHM = 0.007  # arcsec, added in quadrature to the diffraction FWHM
+PSF_MOFFAT_BETA = 2.5  # the encircled-energy curve is a Moffat's (a core with extended wings)
+
+
 def psf_fwhm_pix(spec: DetectorSpec, pivot_um: float, pixel_scale: float) -> float:
-    """Diffraction-limited FWHM in pixels (1.03 lambda/D with D = 6.5 m), at least 1.2 px for the undersampled bands."""
-    fwhm_arcsec = 1.03 * pivot_um * 1e-6 / 6.5 * 206264.806
-    if spec.instrument == "MIRI" and pivot_um < 7:
-        fwhm_arcsec *= 1.2  # the MIRI imager's cruciform broadens the short-wavelength PSF
-    return max(fwhm_arcsec / pixel_scale, 1.2)
+    """PSF FWHM in pixels: diffraction (1.03 lambda/D, D = 6.5 m) and pointing jitter in quadrature."""
+    fwhm_arcsec = math.hypot(1.03 * pivot_um * 1e-6 / 6.5 * 206264.806, PSF_JITTER_FWHM)
+    return fwhm_arcsec / pixel_scale
 
 
-def ee_radius(fwhm_pix: float, ee: float) -> float:
-    """Radius (px) enclosing energy ``ee``: a Gaussian core with diffraction wings."""
-    sigma = fwhm_pix / 2.3548
-    return float(sigma * math.sqrt(-2.0 * math.log(1.0 - ee)) * (1.0 + 1.6 * ee**6))
+def ee_radius(fwhm_pix: float, ee: float, beta: float = PSF_MOFFAT_BETA) -> float:
+    """Radius (px) enclosing the fraction ``ee`` of a Moffat PSF's energy: EE(r) = 1 - (1 + (r/alpha)^2)^(1-beta)."""
+    alpha = fwhm_pix / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    return float(alpha * math.sqrt((1.0 - ee) ** (1.0 / (1.0 - beta)) - 1.0))
 
 
 # ---------------------------------------------------------------------------

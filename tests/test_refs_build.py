@@ -534,3 +534,30 @@ def test_refuses_a_cache_it_did_not_build(real_rules_cache):
 
     with pytest.raises(ParameterError, match="did not build"):
         refbuild.build_reference_cache([make_exposure(data=False)], real_rules_cache)
+
+
+def test_source_catalog_and_miri_tables():
+    refs = synthetic.reference_set(make_exposure(data=False), reftypes=["apcorr", "abvegaoffset"])
+    t = refs["apcorr"].apcorr_table
+    rows = t[(t["filter"] == b"F200W") & (t["pupil"] == b"CLEAR")]
+    ee = rows["eefraction"]
+    assert {30, 50, 70} <= set(np.round(ee * 100).astype(int))  # source_catalog's default aperture_ee
+    assert np.all(np.diff(rows["radius"]) > 0) and np.allclose(rows["apcorr"], 1 / ee, rtol=1e-6)
+    assert len(set(rows["skyin"])) == 1 and rows["skyout"][0] > rows["skyin"][0] > rows["radius"].max()
+    ab = refs["abvegaoffset"]._asdf_extra["abvega_offset"]
+    off = {(r["filter"], r["pupil"]): r["abvega_offset"] for r in ab}
+    assert 1.4 < off[("F200W", "CLEAR")] < 2.0 and off[("F200W", "CLEAR")] > off[("F150W", "CLEAR")] > off[("F090W", "CLEAR")]
+
+    miri = make_exposure("MIRI", "MIRIMAGE", "SUB64", "MIR_IMAGE", "FAST", 6, 2, filt="F770W", pupil=None, data=False)
+    mr = synthetic.reference_set(miri, reftypes=["reset", "rscd", "emicorr", "photom"])
+    reset = mr["reset"].data
+    assert reset.shape == (2, 6, 64, 72)
+    col = reset[0, :, 10, 10]
+    assert np.all(np.diff(col) < 0) and col[0] > 10  # a decaying reset anomaly
+    skip = [r for r in mr["rscd"].rscd_group_skip_table if r["subarray"] == b"SUB64" and r["readpatt"] == b"FAST"]
+    assert len(skip) == 1
+    cases = mr["emicorr"]._asdf_extra["subarray_cases"]
+    assert "SUB64" in cases and "FULL_FAST" in cases and "FULL_SLOW" in cases
+    assert cases["FULL_FAST"]["frameclocks"] * 10e-6 == pytest.approx(2.77504)  # MIRI's full-frame FAST frame time
+    ph = mr["photom"].phot_table
+    assert len([r for r in ph if r["filter"] == b"F770W" and r["subarray"] == b"SUB64"]) == 1
