@@ -14,6 +14,7 @@ reference files (refs/synthetic.py, built from the SIAF) and compare:
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import math
 import warnings
 
@@ -540,3 +541,90 @@ def test_bkg_subtract_parity(tmp_path, real_rules_cache):
     print("\nbkg_subtract (rtol 1e-4, >= 99.9 %):")
     assert_parity(ours, theirs, ("data", "err", "dq"), rtol=1e-4, min_fraction=0.999)
     assert ours.meta.cal_step.bkg_subtract == theirs.meta.cal_step.bkg_subtract == "COMPLETE"
+
+
+# ---------------------------------------------------------------------------
+# the image2 flow (draft) on a level-2 association
+
+
+def _write_asn(folder, science, backgrounds, name="jw01234001001_01101_00001_nrcb1"):
+    import json
+
+    members = [{"expname": science, "exptype": "science"}] + [{"expname": b, "exptype": "background"} for b in backgrounds]
+    asn = {"asn_type": "image2", "asn_pool": "test_pool.csv", "products": [{"name": name, "members": members}]}
+    path = folder / "test_image2_asn.json"
+    path.write_text(json.dumps(asn))
+    return path
+
+
+def _step_overrides(refs):
+    return {
+        "assign_wcs": {"override_distortion": str(refs["distortion"]), "override_filteroffset": str(refs["filteroffset"])},
+        "flat_field": {"override_flat": str(refs["flat"])},
+        "photom": {"override_photom": str(refs["photom"]), "override_area": str(refs["area"])},
+    }
+
+
+@pytest.mark.parity
+def test_image2_flow_on_an_association_matches_jwst(tmp_path, real_rules_cache, monkeypatch):
+    """Science + two background members: our flow's cal and i2d against jwst's Image2Pipeline on the same asn."""
+    from stdatamodels.jwst import datamodels as dm
+
+    from jwst.pipeline import Image2Pipeline
+    from parity import assert_parity, compare_arrays, jwst_offline
+    from webbflow.flows.calwebb_image2 import image2, image2_last_run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sci = make_rate("NIRCAM", seed=3)
+    sci.save(data / "sci_rate.fits")
+    for k in range(2):
+        b = make_rate("NIRCAM", seed=20 + k, scene=False)
+        b.data[:] = np.float32(0.45 + 0.01 * k)
+        b.save(data / f"bkg{k}_rate.fits")
+    asn = _write_asn(data, "sci_rate.fits", ["bkg0_rate.fits", "bkg1_rate.fits"])
+    refs = image2_refs(sci, tmp_path)
+    # run from another folder: members are found relative to the association
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ours_dir = tmp_path / "ours"
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"):
+        cals = image2(str(asn), steps=_step_overrides(refs), output_dir=str(ours_dir))
+    written = sorted(Path(p).name for p in image2_last_run[0].written)
+    assert written == ["jw01234001001_01101_00001_nrcb1_cal.fits", "jw01234001001_01101_00001_nrcb1_i2d.fits"]
+    assert cals[0].meta.cal_step.bkg_subtract == "COMPLETE" and cals[0].meta.asn.pool_name == "test_pool.csv"
+
+    jwst_dir = tmp_path / "jwst"
+    jwst_dir.mkdir()
+    monkeypatch.chdir(data)  # jwst looks for members relative to the current folder
+    jsteps = {k: dict(v) for k, v in _step_overrides(refs).items()}
+    jsteps["assign_wcs"].update({f"override_{r}": "N/A" for r in ASSIGN_WCS_NA})
+    jsteps["flat_field"].update(override_fflat="N/A", override_sflat="N/A", override_dflat="N/A")
+    jsteps["bkg_subtract"] = {"override_bkg": "N/A", "override_wavelengthrange": "N/A"}
+    jsteps["resample"] = {"save_results": True}
+    _jwst(Image2Pipeline, str(asn), real_rules_cache, steps=jsteps, output_dir=str(jwst_dir), save_results=True)
+    ocal = dm.open(ours_dir / "jw01234001001_01101_00001_nrcb1_cal.fits")
+    jcal = dm.open(jwst_dir / "jw01234001001_01101_00001_nrcb1_cal.fits")
+    print("\nimage2 flow vs Image2Pipeline, cal (rtol 1e-4, >= 99.9 %):")
+    assert_parity(ocal, jcal, ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat"), rtol=1e-4, min_fraction=0.999)
+    assert _wcs_agreement(ocal.meta.wcs, jcal.meta.wcs, ocal.data.shape) < 1.0
+    oi2d = dm.open(ours_dir / "jw01234001001_01101_00001_nrcb1_i2d.fits")
+    ji2d = dm.open(jwst_dir / "jw01234001001_01101_00001_nrcb1_i2d.fits")
+    assert oi2d.data.shape == ji2d.data.shape
+    assert _wcs_agreement(oi2d.meta.wcs, ji2d.meta.wcs, oi2d.data.shape) < 1.0
+    assert compare_arrays("i2d SCI", oi2d.data, ji2d.data, rtol=1e-3).fraction >= 0.99
+
+
+def test_image2_asn_members_must_stay_in_the_association_folder(tmp_path):
+    from webbflow.errors import InputFileError
+    from webbflow.flows.calwebb_image2 import load_level2_asn
+
+    (tmp_path / "a").mkdir()
+    asn = _write_asn(tmp_path / "a", "../sci_rate.fits", [])
+    with pytest.raises(InputFileError, match="outside the association's folder"):
+        load_level2_asn(asn)
+    asn = _write_asn(tmp_path / "a", "x_rate.fits", ["sub/b_rate.fits"])
+    _asn, products = load_level2_asn(asn)
+    assert products[0]["science"] == (tmp_path / "a" / "x_rate.fits").resolve()
+    assert products[0]["background"] == [(tmp_path / "a" / "sub" / "b_rate.fits").resolve()]
