@@ -125,6 +125,51 @@ def cmd_info(args) -> int:
     return 0
 
 
+class _UserErrorFilter(logging.Filter):
+    """Keep Prefect's console quiet about user errors: the CLI prints them as one line itself."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, WebbflowError):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        if "Encountered exception during execution: " in record.getMessage() and any(
+            n in record.getMessage() for n in ("Error(", "Error: ")
+        ):
+            # Prefect's one-line failure summary repeats the exception; user errors are reported below
+            msg = record.getMessage()
+            if any(f"{c.__name__}(" in msg for c in _user_error_classes()):
+                return False
+        if not self.verbose and record.levelno < logging.WARNING:
+            return False
+        return True
+
+
+def _user_error_classes():
+    import webbflow.errors as e
+
+    return [c for c in vars(e).values() if isinstance(c, type) and issubclass(c, WebbflowError)]
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
+    filt = _UserErrorFilter(verbose)
+    seen = set()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        for h in logging.getLogger(name).handlers:
+            if id(h) in seen or type(h).__name__ == "APILogHandler":
+                continue
+            seen.add(id(h))
+            h.addFilter(filt)
+
+
 def cmd_run(args, extra: list[str]) -> int:
     inp = Path(args.input)
     from ..models.io import check_readable
@@ -133,6 +178,7 @@ def cmd_run(args, extra: list[str]) -> int:
     kind, name = resolve_target(args.pipeline)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
+    _quiet_prefect_console(args.verbose)
     if kind == "pipeline":
         fn = _pipelines()[name]
         result = fn(inp, output_dir=out_dir, steps=steps, config=args.config, options=top)
