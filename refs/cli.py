@@ -30,6 +30,9 @@ def add_commands(sub) -> None:
     from .build import add_build_command
 
     add_build_command(refs_sub)
+    from .sim_cli import add_simulate_command
+
+    add_simulate_command(sub)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
