@@ -54,11 +54,6 @@ SIP_EXP_TYPES = {
 # SIP polynomial degrees tried when the step's sip_degree / sip_inv_degree is None.
 MAX_SIP_DEGREE = 6
 
-# meta.wcsinfo entries that describe the linear part or the SIP terms of a FITS WCS;
-# they are replaced as a whole whenever a new FITS view of the WCS is written.
-_SIP_OR_LINEAR = re.compile(r"^(cd[12]_[12]|cdelt[12]|pc[12]_[12]|[ab]p?_\d_\d|[ab]p?_order|sipmxerr|sipiverr)$")
-
-
 # ---------------------------------------------------------------------------
 # the transforms
 

@@ -241,7 +241,7 @@ def _keyword_meta(meta):
     return new
 
 
-def _new_output(ref, out: dict, driz, params: ResampleParams, enable_var: bool, report_var: bool, compute_err):
+def _new_output(ref, out: dict, params: ResampleParams, enable_var: bool, report_var: bool, compute_err):
     from ..models import ImageModel
 
     model = ImageModel(data=out["data"])
@@ -337,7 +337,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
     r.finalize()
     out = r.output_model
-    model = _new_output(inputs[0], out, r, params, r.enable_var, report_var, compute_err)
+    model = _new_output(inputs[0], out, params, r.enable_var, report_var, compute_err)
     _finalize_wcs(model, inputs, r.output_wcs)
     model.meta.cal_step.resample = "COMPLETE"
     return model
