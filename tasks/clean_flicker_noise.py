@@ -216,8 +216,15 @@ def draft_rate(ramp, refs, return_cube=False):
     if refs.get("gain") is None or refs.get("readnoise") is None:
         raise UnsupportedModeError("a draft rate from a ramp needs the gain and readnoise references")
     log.info("Creating draft rate file for scene masking")
-    logging.getLogger("stcal").setLevel(max(logging.getLogger("stcal").level, logging.WARNING))
-    rate, rateints, _ = fit_model(ramp, refs["gain"], refs["readnoise"])
+    quiet = [logging.getLogger(n) for n in ("stcal", "webbflow.steps.ramp_fit")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # the draft fit's own messages are noise here, as in jwst
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        rate, rateints, _ = fit_model(ramp, refs["gain"], refs["readnoise"])
+    finally:
+        for lg, lv in zip(quiet, levels):
+            lg.setLevel(lv)
     out = rateints if return_cube else rate
     if out is None:
         raise UnsupportedModeError("no draft rate can be made: every ramp is saturated or flagged")
