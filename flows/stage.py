@@ -122,7 +122,13 @@ def resolve_references(model, params: dict[str, StepParams]) -> tuple[dict[str, 
         if p.skip:
             continue
         spec = STEPS[name]
-        for rt in spec.reftypes + spec.optional_reftypes:
+        optional = spec.optional_reftypes
+        hook = spec.extra.get("optional_reftypes_needed")
+        if hook is not None:
+            # only the optional references this exposure and these parameters use (as jwst asks)
+            want = set(hook(model, p))
+            optional = tuple(r for r in optional if r in want)
+        for rt in spec.reftypes + optional:
             needed.setdefault(rt, set()).add(name)
         overrides.update(p.overrides)
     if not needed:
@@ -169,6 +175,9 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
     """Run ``names`` in order as Prefect tasks, saving intermediate products when a step asks."""
     for name in names:
         p = run.params[name]
+        if output_dir is not None and p.output_dir is None:
+            # side products a step writes itself (fitopt, masks, ...) go with the main products
+            p = p.model_copy(update={"output_dir": str(output_dir)})
         refs = run.references.get(name, {})
         res = step_task(name)(name, model, p, refs)
         run.records.append(StepRecord(name, res.status, res.seconds, res.references))
