@@ -10,7 +10,7 @@ from prefect import flow
 from ..errors import ParameterError
 from . import registry
 from .calwebb_detector1 import open_ramp
-from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity"]
 MIRI_STEPS = ["group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset", "linearity", "rscd"]
@@ -18,7 +18,7 @@ MIRI_STEPS = ["group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstfr
 _last: list[StageRun] = []
 
 
-@flow(name="dark", validate_parameters=False, persist_result=False)
+@flow(name="dark", flow_run_name=run_name("dark"), validate_parameters=False, persist_result=False)
 def dark(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None):
     """Run calwebb_dark on a path or RampModel; returns the corrected RampModel."""
     source = input_name(input)

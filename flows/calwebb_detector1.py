@@ -14,7 +14,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError
 from . import registry
-from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity", "dark_current"]
 MIRI_STEPS = [
@@ -50,7 +50,7 @@ def branch_for(model) -> list[str]:
     return NIR_STEPS + TAIL_STEPS + FIT_STEPS
 
 
-@flow(name="detector1", validate_parameters=False, persist_result=False, log_prints=True)
+@flow(name="detector1", flow_run_name=run_name("detector1"), validate_parameters=False, persist_result=False, log_prints=True)
 def detector1(
     input,
     steps: dict | None = None,

@@ -9,7 +9,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
-from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 STEPS = ["dq_init", "guider_cds", "flat_field"]
 GUIDER_EXP_TYPES = ("FGS_ACQ1", "FGS_ACQ2", "FGS_TRACK", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK")
@@ -17,7 +17,7 @@ GUIDER_EXP_TYPES = ("FGS_ACQ1", "FGS_ACQ2", "FGS_TRACK", "FGS_FINEGUIDE", "FGS_I
 _last: list[StageRun] = []
 
 
-@flow(name="guider", validate_parameters=False, persist_result=False)
+@flow(name="guider", flow_run_name=run_name("guider"), validate_parameters=False, persist_result=False)
 def guider(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None):
     """Calibrate an FGS guider-mode exposure; returns the GuiderCalModel."""
     source = input_name(input)

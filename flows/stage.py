@@ -245,6 +245,21 @@ def input_name(inp) -> str:
     return inp.meta.filename or "unnamed_uncal.fits"
 
 
+def run_name(stage: str):
+    """A flow-run namer: ``detector1 jw01234001001_02101_00001_nrca1`` instead of a random name."""
+
+    def namer():
+        from prefect.runtime import flow_run
+
+        inp = (flow_run.parameters or {}).get("input")
+        try:
+            return f"{stage} {root_of(input_name(inp))}"
+        except Exception:  # noqa: BLE001
+            return stage
+
+    return namer
+
+
 def quiet_prefect_settings():
     """Settings that keep a local run light: no heartbeat wait, no analytics."""
     from prefect.settings import temporary_settings

@@ -268,11 +268,15 @@ def write_fits(model: DataModel, f) -> None:
     for s in array_ext:
         headers.setdefault(s.extname, fits.Header())
     for path, key, hduname, _ann in KEYWORD_FIELDS:
-        v = _fits_value(get_path(model.meta, path))
-        if v is None:
-            continue
         h = headers.get(hduname)
         if h is None:
+            continue
+        raw = get_path(model.meta, path)
+        v = _fits_value(raw)
+        if v is None:
+            if raw is None and key in h and key != "BUNIT":
+                # the field was cleared: do not let a stale card from the input resurrect it
+                del h[key]
             continue
         h[key] = v
     # order: as read, then new arrays in declaration order

@@ -21,6 +21,8 @@ os.environ["PREFECT_API_URL"] = os.environ.get("WEBBFLOW_TEST_PREFECT_API_URL", 
 if not os.environ["PREFECT_API_URL"]:
     del os.environ["PREFECT_API_URL"]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# a loaded 2-core machine can take more than Prefect's default 20 s to start its temporary server
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # No test may use a real CRDS cache by accident.
 os.environ["CRDS_PATH"] = str(_SESSION_TMP / "crds-unset")
 
