@@ -222,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run, takes_extra=True)
 
     from ..refs import cli as refs_cli
+    from .demo import add_demo_command
 
     refs_cli.add_commands(sub)
+    add_demo_command(sub)
     return p
 
 

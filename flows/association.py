@@ -1,0 +1,414 @@
+"""Associations: reading them, resolving each member to the work it still needs,
+fanning the members out into parallel exposure flows, and joining for Stage 3.
+
+- Reading: JWST ``*_asn.json`` files, level 2 and level 3, validated with pydantic.
+- Paths: member paths are relative to the association's folder and never leave it.
+- Resolving: ``_uncal`` needs detector1 then image2; ``_rate``/``_rateints`` need
+  image2; ``_cal``/``_calints`` need nothing.
+- Fan-out: one ``exposure`` flow per member, submitted as tasks to the flow's
+  task runner (threads or processes locally, Dask when configured), then joined.
+- Failures: one member's failure is reported and the others' products are kept.
+  Stage 3 is made from the members that succeeded only when asked
+  (``allow_partial``); otherwise the run finishes the rest, then fails.
+- Caching: each exposure stage is keyed on the input checksum, the reference
+  files, the resolved parameters and the code version; an unchanged rerun
+  reuses the finished products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .. import models
+from ..errors import InputFileError, WebbflowError
+from .naming import root_of
+
+log = logging.getLogger("webbflow.flows")
+
+
+# ---------------------------------------------------------------------------
+# the association format
+
+
+class AsnMember(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    expname: str
+    exptype: str = "science"
+
+
+class AsnProduct(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    members: list[AsnMember] = Field(min_length=1)
+
+
+class Association(BaseModel):
+    """A JWST association (asn.json)."""
+
+    model_config = ConfigDict(extra="allow")
+    asn_type: str | None = None
+    asn_rule: str | None = None
+    asn_id: str | None = None
+    asn_pool: str | None = None
+    program: str | None = None
+    target: str | None = None
+    version_id: str | None = None
+    degraded_status: str | None = None
+    products: list[AsnProduct] = Field(min_length=1)
+
+    @property
+    def level(self) -> int:
+        t = (self.asn_type or "").lower()
+        r = (self.asn_rule or "").lower()
+        if t in ("image2", "spec2", "tso-image2", "tso-spec2", "wfs-image2") or "lv2" in r or "level2" in r:
+            return 2
+        return 3
+
+
+def load_asn(path) -> tuple[Association, Path]:
+    """Read and validate an association; returns it and its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such file")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputFileError(path, f"is not a readable association (invalid JSON: {exc})") from None
+    try:
+        asn = Association.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise InputFileError(path, f"is not a valid association: {loc}: {err['msg']}") from None
+    return asn, path.resolve().parent
+
+
+def member_path(asn_path, folder: Path, expname: str) -> Path:
+    """The member's file, relative to the association's folder; refused if it would leave the folder."""
+    if os.path.isabs(expname):
+        raise InputFileError(asn_path, f"member {expname!r} is an absolute path; members must lie in the association's folder")
+    p = (folder / expname).resolve()
+    if folder != p and folder not in p.parents:
+        raise InputFileError(asn_path, f"member {expname!r} lies outside the association's folder {folder}")
+    return p
+
+
+def work_needed(path: Path) -> list[str]:
+    """The stages a member still needs, from its product suffix (or its model class)."""
+    stem = path.name.lower()
+    for suffix, work in (
+        ("_uncal.fits", ["detector1", "image2"]),
+        ("_ramp.fits", ["detector1", "image2"]),
+        ("_rate.fits", ["image2"]),
+        ("_rateints.fits", ["image2"]),
+        ("_cal.fits", []),
+        ("_calints.fits", []),
+        ("_crf.fits", []),
+    ):
+        if stem.endswith(suffix):
+            return work
+    cls = models.class_for_file(path)
+    if issubclass(cls, models.RampModel):
+        return ["detector1", "image2"]
+    if cls in (models.ImageModel, models.CubeModel):
+        m = models.open(path)
+        return [] if m.meta.cal_step.photom == "COMPLETE" else ["image2"]
+    raise InputFileError(path, f"is a {cls.__name__}; not something this association can process")
+
+
+# ---------------------------------------------------------------------------
+# caching at the level of exposures and files
+
+
+_CODE_VERSION: str | None = None
+
+
+def code_version() -> str:
+    """A digest of webbflow's own source: any code change invalidates cached work."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        import webbflow
+
+        h = hashlib.sha256()
+        root = Path(webbflow.__file__).parent
+        for sub in ("", "models", "refs", "tasks", "flows"):
+            for f in sorted((root / sub).glob("*.py")):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+        _CODE_VERSION = h.hexdigest()[:16]
+    return _CODE_VERSION
+
+
+def file_checksum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ref_identity(p: str) -> str:
+    if not p or p.upper() == "N/A":
+        return "N/A"
+    try:
+        st = os.stat(p)
+        return f"{os.path.basename(p)}:{st.st_size}"
+    except OSError:
+        return os.path.basename(p)
+
+
+def stage_key(stage: str, input_path: Path, model, steps: dict | None, config) -> str:
+    """Key of one exposure stage: input checksum, reference files, resolved parameters, code version."""
+    from .stage import resolve_params, resolve_references
+    from . import calwebb_detector1, calwebb_image2
+
+    if stage == "detector1":
+        names = calwebb_detector1.branch_for(model)
+        params = resolve_params(names, calwebb_detector1._only(steps, names, calwebb_detector1.ALL_STEPS), config, model=model,
+                                pipeline_class="Detector1Pipeline")
+    else:
+        names = calwebb_image2.STEPS
+        params = resolve_params(names, steps, config, model=model, pipeline_class="Image2Pipeline")
+    refs, ctx = resolve_references(model, params)
+    doc = {
+        "stage": stage,
+        "input": file_checksum(input_path),
+        "params": {n: p.model_dump(mode="json") for n, p in params.items()},
+        "refs": {s: {rt: _ref_identity(p) for rt, p in sorted(r.items())} for s, r in sorted(refs.items())},
+        "context": ctx,
+        "code": code_version(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_file(output_dir: Path, root: str, stage: str) -> Path:
+    return output_dir / ".webbflow-cache" / f"{root}.{stage}.json"
+
+
+def cache_lookup(output_dir: Path, root: str, stage: str, key: str) -> list[str] | None:
+    f = _cache_file(output_dir, root, stage)
+    try:
+        rec = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("key") != key:
+        return None
+    products = rec.get("products") or []
+    if not products or not all(Path(p).exists() for p in products):
+        return None
+    return products
+
+
+def cache_store(output_dir: Path, root: str, stage: str, key: str, products: list[str]) -> None:
+    f = _cache_file(output_dir, root, stage)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(f".{os.getpid()}.part")
+    tmp.write_text(json.dumps({"key": key, "products": products, "time": time.time()}, indent=1))
+    os.replace(tmp, f)
+
+
+# ---------------------------------------------------------------------------
+# one exposure: the stages it needs, each cached
+
+
+@dataclass
+class MemberResult:
+    member: str
+    ok: bool
+    cal: str | None = None
+    products: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _stage_steps(steps: dict | None, stage: str) -> dict:
+    return dict((steps or {}).get(stage, {}) or {})
+
+
+@flow(name="exposure", validate_parameters=False, persist_result=False)
+def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None) -> MemberResult:
+    """Take one association member as far as a cal product, reusing finished work."""
+    from .calwebb_detector1 import detector1, detector1_last_run
+    from .calwebb_image2 import image2, image2_last_run
+
+    t0 = time.perf_counter()
+    src = Path(path)
+    out = Path(output_dir)
+    res = MemberResult(member=src.name, ok=False)
+    work = work_needed(src)
+    current = src
+    if "detector1" in work:
+        root = root_of(src.name)
+        model = models.open(src)
+        key = stage_key("detector1", src, model, _stage_steps(steps, "detector1"), config)
+        hit = cache_lookup(out, root, "detector1", key)
+        if hit:
+            res.reused.append("detector1")
+            res.products += hit
+        else:
+            detector1(model, steps=_stage_steps(steps, "detector1"), config=config, output_dir=str(out))
+            written = list(detector1_last_run[-1].written)
+            cache_store(out, root, "detector1", key, written)
+            res.products += written
+        del model
+        current = out / f"{root}_rate.fits"
+    if "image2" in work:
+        root = root_of(current.name)
+        model = models.open(current)
+        key = stage_key("image2", current, model, _stage_steps(steps, "image2"), config)
+        hit = cache_lookup(out, root, "image2", key)
+        if hit:
+            res.reused.append("image2")
+            res.products += hit
+        else:
+            image2(model, steps=_stage_steps(steps, "image2"), config=config, output_dir=str(out))
+            written = [p for r in image2_last_run for p in r.written]
+            cache_store(out, root, "image2", key, written)
+            res.products += written
+        del model
+        current = out / f"{root}_cal.fits"
+    res.cal = str(current)
+    res.ok = True
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+@task(name="member", cache_policy=NONE, persist_result=False)
+def member_task(path: str, output_dir: str, steps: dict | None, config: str | None) -> MemberResult:
+    """Run one member's exposure flow; a failure is captured, never lost, and never stops the others."""
+    t0 = time.perf_counter()
+    try:
+        return calibrate_member(path, output_dir, steps=steps, config=config)
+    except WebbflowError as exc:
+        return MemberResult(member=Path(path).name, ok=False, error=str(exc), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - reported per member; the traceback goes to the log
+        log.exception("member %s failed", path)
+        return MemberResult(member=Path(path).name, ok=False, error=f"{type(exc).__name__}: {exc}",
+                            seconds=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------
+# the association flow
+
+
+@dataclass
+class AssociationResult:
+    asn: str
+    members: list[MemberResult]
+    stage3: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[MemberResult]:
+        return [m for m in self.members if not m.ok]
+
+
+def make_task_runner(runner: str | None = None, max_workers: int | None = None, address: str | None = None):
+    """threads (default), processes, or dask (an existing scheduler at ``address``, else a LocalCluster)."""
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    runner = (runner or "threads").lower()
+    n = max_workers or min(4, os.cpu_count() or 2)
+    if runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=n)
+    if runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=n)
+    if runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise WebbflowError("--runner dask needs the dask extra: pip install 'webbflow[dask]'") from None
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True})
+    raise WebbflowError(f"unknown runner {runner!r}; use threads, processes or dask")
+
+
+@flow(name="association", validate_parameters=False, persist_result=False)
+def process_association(
+    asn_path: str,
+    output_dir: str | None = None,
+    steps: dict | None = None,
+    config: str | None = None,
+    stage3: bool = True,
+    allow_partial: bool = False,
+) -> AssociationResult:
+    """Fan an association's members out to exposure flows, join, and make the Stage 3 products.
+
+    ``steps`` is keyed by stage: ``{"detector1": {...}, "image2": {...}, "image3": {...}}``.
+    """
+    t0 = time.perf_counter()
+    asn, folder = load_asn(asn_path)
+    out = Path(output_dir) if output_dir else folder
+    out.mkdir(parents=True, exist_ok=True)
+    members: list[Path] = []
+    for prod in asn.products:
+        for m in prod.members:
+            if m.exptype.lower() not in ("science", "background"):
+                continue
+            p = member_path(asn_path, folder, m.expname)
+            if p not in members:
+                members.append(p)
+    futures = [member_task.submit(str(p), str(out), steps, config) for p in members]
+    results = [f.result() for f in futures]
+    for r in results:
+        if not r.ok:
+            log.error("member %s failed: %s", r.member, r.error)
+    res = AssociationResult(asn=str(asn_path), members=results)
+    failed = res.failed
+    if stage3 and asn.level == 3 and (not failed or allow_partial):
+        good = [r.cal for r in results if r.ok and r.cal]
+        if good:
+            from .calwebb_image3 import image3
+
+            for prod in asn.products:
+                res.stage3[prod.name] = image3(good, product_name=_product_root(prod.name), steps=(steps or {}).get("image3"),
+                                               config=config, output_dir=str(out))
+    res.seconds = time.perf_counter() - t0
+    if failed:
+        lines = "; ".join(f"{r.member}: {r.error}" for r in failed)
+        kept = len(results) - len(failed)
+        raise AssociationFailed(
+            f"{Path(asn_path).name}: {len(failed)} of {len(results)} members failed ({lines}); "
+            f"the other {kept} members' products are kept in {out}"
+            + ("" if allow_partial or asn.level == 2 else "; Stage 3 was not made (use --allow-partial to make it from the rest)"),
+            res,
+        )
+    return res
+
+
+class AssociationFailed(WebbflowError):
+    def __init__(self, message: str, result: AssociationResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _product_root(name: str) -> str:
+    n = Path(name).name
+    for ext in (".fits", ".json"):
+        if n.endswith(ext):
+            n = n[: -len(ext)]
+    return n
+
+
+def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage3=True, allow_partial=False,
+                    runner=None, max_workers=None, address=None) -> AssociationResult:
+    """Run the association flow with the chosen task runner (used by the CLI and the demo)."""
+    from .stage import quiet_prefect_settings
+
+    fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, address))
+    with quiet_prefect_settings():
+        return fl(str(asn_path), output_dir=str(output_dir) if output_dir else None, steps=steps, config=config,
+                  stage3=stage3, allow_partial=allow_partial)

@@ -1,0 +1,81 @@
+"""Associations: reading real asn files, validation, member path safety, work resolution."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from webbflow import models
+from webbflow.errors import InputFileError
+from webbflow.flows.association import load_asn, member_path, work_needed
+
+from conftest import SHARED_DATA
+
+ASN_DIR = SHARED_DATA / "associations" / "asn"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", sorted(p.name for p in ASN_DIR.glob("*.json")))
+def test_real_association_files_validate(name):
+    asn, folder = load_asn(ASN_DIR / name)
+    assert asn.products and all(p.members for p in asn.products)
+    assert folder == ASN_DIR.resolve()
+
+
+def test_levels():
+    lv2, _ = load_asn(ASN_DIR / "asn_level2.json")
+    lv3, _ = load_asn(ASN_DIR / "asn_mosaic.json")
+    assert lv2.level == 2 and lv3.level == 3
+
+
+def test_member_paths_stay_in_the_folder(tmp_path):
+    asn = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "products": [
+        {"name": "p", "members": [{"expname": "../../etc/passwd", "exptype": "science"}]}]}
+    p = tmp_path / "bad_asn.json"
+    p.write_text(json.dumps(asn))
+    a, folder = load_asn(p)
+    with pytest.raises(InputFileError, match=r"bad_asn.json.*passwd.*outside the association's folder"):
+        member_path(p, folder, a.products[0].members[0].expname)
+    with pytest.raises(InputFileError, match="absolute path"):
+        member_path(p, folder, "/etc/passwd")
+    # a subfolder is fine
+    assert member_path(p, folder, "./data/x_rate.fits") == (tmp_path / "data" / "x_rate.fits").resolve()
+
+
+@pytest.mark.real
+def test_real_bad_path_example_is_refused_or_inside(tmp_path):
+    # the shared example names ./data/... (inside the folder): accepted; a parent path is not
+    asn, folder = load_asn(ASN_DIR / "asn_level2_bad_path.json")
+    for prod in asn.products:
+        for m in prod.members:
+            assert folder in member_path(ASN_DIR / "asn_level2_bad_path.json", folder, m.expname).parents
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("{not json", "invalid JSON"),
+        ('{"products": []}', "products"),
+        ('{"products": [{"name": "p", "members": [{"exptype": "science"}]}]}', "expname"),
+        ('[1, 2]', "valid association"),
+    ],
+)
+def test_malformed_associations(tmp_path, text, problem):
+    p = tmp_path / "m_asn.json"
+    p.write_text(text)
+    with pytest.raises(InputFileError) as e:
+        load_asn(p)
+    assert "m_asn.json" in str(e.value) and problem in str(e.value)
+
+
+def test_work_needed(tmp_path):
+    assert work_needed(tmp_path / "jw01_uncal.fits") == ["detector1", "image2"]
+    assert work_needed(tmp_path / "jw01_rate.fits") == ["image2"]
+    assert work_needed(tmp_path / "jw01_cal.fits") == []
+    m = models.ImageModel(np.zeros((4, 4), np.float32))
+    m.meta.cal_step.photom = "COMPLETE"
+    p = m.save(tmp_path / "oddly_named.fits")
+    assert work_needed(tmp_path / "oddly_named.fits") == []
