@@ -1120,8 +1120,9 @@ def _angular_sep_arcsec(ra1, dec1, ra2, dec2):
     v2 = _unit(np.asarray(ra2, float), np.asarray(dec2, float))
     if v1.ndim < v2.ndim:
         v1 = v1.reshape(v1.shape + (1,) * (v2.ndim - v1.ndim))
-    dot = np.clip(np.sum(v1 * v2, axis=0), -1.0, 1.0)
-    return np.rad2deg(np.arccos(dot)) * 3600.0
+    dot = np.sum(v1 * v2, axis=0)
+    cross = np.linalg.norm(np.cross(v1, v2, axis=0), axis=0)
+    return np.rad2deg(np.arctan2(cross, dot)) * 3600.0  # accurate at small angles, unlike arccos
 
 
 # ---------------------------------------------------------------------------
