@@ -1211,13 +1211,16 @@ class _Ipc:
         """(K - 1) * z as jwst convolves: out[y, x] = sum K[j, i] z[y + by - j, x + bx - i], zero outside."""
         if self.sym is not None:
             a, b, c = self.sym
-            h = np.zeros_like(z)  # left + right neighbours
+            if getattr(self, "_buf", None) is None or self._buf[0].shape != z.shape:
+                self._buf = [np.empty_like(z) for _ in range(3)]
+            h, v, d = self._buf
+            h[...] = 0.0  # left + right neighbours
             h[:, 1:] += z[:, :-1]
             h[:, :-1] += z[:, 1:]
-            v = np.zeros_like(z)  # up + down
+            v[...] = 0.0  # up + down
             v[1:] += z[:-1]
             v[:-1] += z[1:]
-            d = np.zeros_like(z)  # diagonals = up + down of h
+            d[...] = 0.0  # diagonals = up + down of h
             d[1:] += h[:-1]
             d[:-1] += h[1:]
             np.multiply(z, c, out=out)
@@ -1379,8 +1382,9 @@ def simulate_ramps(setup: Setup, rate_dn: np.ndarray, refs: dict, seed: int, exp
         c = _f32(_cut(refs["linearity"].coeffs, setup))
         ldq = _cut(refs["linearity"].dq, setup).astype(np.uint32) if refs["linearity"].has("dq") else np.zeros(shape, np.uint32)
         bad = ~np.all(np.isfinite(c), axis=0) | ((ldq & dqflags.NO_LIN_CORR) != 0)
-        coeffs = c.copy()
-        if bad.any():
+        coeffs = c
+        if bad.any():  # no correction there in jwst, so no non-linearity here
+            coeffs = c.copy()
             coeffs[:, bad] = 0.0
             coeffs[1, bad] = 1.0
 
@@ -1392,11 +1396,11 @@ def simulate_ramps(setup: Setup, rate_dn: np.ndarray, refs: dict, seed: int, exp
 
     # the linear signal at which a pixel reaches the hard saturation (before IPC)
     raw_cap = hard_sat - bias
-    lin_cap = _polyval(coeffs, raw_cap) if coeffs is not None else raw_cap.copy()
+    lin_cap = _polyval(coeffs, raw_cap).astype(np.float32) if coeffs is not None else raw_cap.copy()
     if level_inside is not None:
         lin_cap -= level_inside
-    lin_cap = lin_cap.astype(np.float32)
     bias_ipc = ipc.forward(bias.copy()) if ipc is not None else bias
+    del raw_cap, saturation, readnoise, bias  # only what the loop needs stays in memory
 
     # --- electronics ---------------------------------------------------------
     amp1, par1, fast_is_x, nslow = _amplifier_layout(setup)
@@ -1574,8 +1578,6 @@ def _dark_per_group(dark_model, setup: Setup):
     if dark_model is None:
         return None
     d = _f32(_cut(np.asarray(dark_model.data), setup))
-    if not np.isfinite(d).all():
-        d = np.where(np.isfinite(d), d, np.float32(0.0))
     dn_frames = getattr(dark_model.meta.exposure, "nframes", None) or 1
     dgap = getattr(dark_model.meta.exposure, "groupgap", None) or 0
     stride = setup.nframes + setup.groupgap
@@ -1596,6 +1598,10 @@ def _dark_per_group(dark_model, setup: Setup):
         return p[-1] + slope * np.float32(f - p.shape[0] + 1)
 
     def value(i, g):
+        v = _value(i, g)
+        return np.where(np.isfinite(v), v, np.float32(0.0)).astype(np.float32, copy=False)
+
+    def _value(i, g):
         p = planes(i)
         if same_readout:
             return frame(p, g)
