@@ -53,8 +53,17 @@ What is modelled, in the order the detector sees it:
 
 Every detector signature is applied only when its reference exists in the
 reference set, so the exposure carries exactly the signatures that the
-references describe.  References come from ``refs.synthetic.reference_set``
-(the same function ``refs.build.build_references`` writes to disk).
+references describe.  With ``build_refs`` (the default) the references are
+written first (``refs.build``) and the simulator reads the very files that the
+new CRDS context selects for the exposure, so calibration with that cache
+removes what was put in; without, the same synthetic set is made in memory
+(``refs.synthetic.reference_set``).
+
+Known limits: no persistence, no brighter-fatter, no charge migration, no
+snowballs or showers (cosmic rays are single 3x3 hits), no EMI (MIRI), no
+1/f noise beyond a smooth row pattern, a uniform sky (no pixel-area
+weighting), no velocity aberration (VA_SCALE is not written, so jwst uses
+none), and the PSF is an analytic Moffat rather than WebbPSF.
 
 Determinism: every random number comes from a ``numpy`` generator seeded from
 ``(seed, purpose, exposure, integration)``, and no wall-clock time is written,
@@ -1885,7 +1894,12 @@ def _opt_elem(setup: Setup) -> str:
 
 
 def write_associations(out: Path, setup: Setup, ids: ObservationIds, names: list[str], t0: _dt.datetime):
-    """Level-2 image2 associations (one per exposure) and one level-3 image3 association."""
+    """Level-2 image2 associations (one per exposure) and a level-3 image3 association.
+
+    Simulating more detectors (or more exposures) of the same observation into the same
+    folder adds to what is there: an exposure keeps its level-2 file, new ones get the next
+    sequence numbers, and the level-3 association of the same product gains the new members.
+    """
     version = t0.strftime("%Y%m%dt%H%M%S")
     asn_id = f"o{ids.observation}"
     target = "t001"
@@ -1898,36 +1912,59 @@ def write_associations(out: Path, setup: Setup, ids: ObservationIds, names: list
         f"DMSAttrConstraint({{'name': 'exp_type', 'sources': ['exp_type'], 'value': '{setup.exp_type.lower()}'}})",
     ]
     candidate = f"[('{asn_id}', 'observation')]"
+    prefix = f"jw{ids.program}-{asn_id}_{version}"
 
-    def header(asn_type, rule, constraints):
+    def header(asn_type, rule):
         return {
             "asn_type": asn_type, "asn_rule": rule, "version_id": version,
             "code_version": "webbflow-simulator", "degraded_status": "No known degraded exposures in association.",
-            "program": ids.program, "constraints": "\n".join(constraints), "asn_id": asn_id,
+            "program": ids.program, "constraints": "\n".join(base_constraints), "asn_id": asn_id,
             "target": target, "asn_pool": pool,
         }
 
+    def member(expname):
+        return {"expname": expname, "exptype": "science", "exposerr": None, "asn_candidate": candidate}
+
+    def existing(kind):
+        found = {}
+        for f in sorted(out.glob(f"{prefix}_{kind}_*_asn.json")):
+            try:
+                products = json.loads(f.read_text()).get("products") or []
+            except (ValueError, OSError):
+                continue
+            if products:
+                found[products[0].get("name")] = f
+        return found
+
+    def next_free(kind, taken: set[str]):
+        k = 1
+        while f"{prefix}_{kind}_{k:05d}_asn.json" in taken:
+            k += 1
+        return out / f"{prefix}_{kind}_{k:05d}_asn.json"
+
+    have2 = existing("image2")
+    taken = {p.name for p in out.glob(f"{prefix}_image2_*_asn.json")}
     l2 = []
-    for k, name in enumerate(names, start=1):
+    for name in names:
         root = name[: -len("_uncal.fits")]
-        asn = header("image2", "candidate_Asn_Lv2Image", base_constraints)
-        asn["products"] = [{
-            "name": root,
-            "members": [{"expname": f"{root}_rate.fits", "exptype": "science", "exposerr": None, "asn_candidate": candidate}],
-        }]
-        p = out / f"jw{ids.program}-{asn_id}_{version}_image2_{k:05d}_asn.json"
+        asn = header("image2", "candidate_Asn_Lv2Image")
+        asn["products"] = [{"name": root, "members": [member(f"{root}_rate.fits")]}]
+        p = have2.get(root) or next_free("image2", taken)
+        taken.add(p.name)
         _write_json(p, asn)
         l2.append(p)
+
     product = f"jw{ids.program}-{asn_id}_{target}_{setup.instrument.lower()}_{_opt_elem(setup)}"
-    asn = header("image3", "candidate_Asn_Lv3Image", base_constraints)
-    asn["products"] = [{
-        "name": product,
-        "members": [
-            {"expname": f"{n[: -len('_uncal.fits')]}_cal.fits", "exptype": "science", "exposerr": None, "asn_candidate": candidate}
-            for n in names
-        ],
-    }]
-    p3 = out / f"jw{ids.program}-{asn_id}_{version}_image3_00001_asn.json"
+    new_members = [f"{n[: -len('_uncal.fits')]}_cal.fits" for n in names]
+    p3 = existing("image3").get(product)
+    members = list(new_members)
+    if p3 is not None:
+        old = [m["expname"] for m in json.loads(p3.read_text())["products"][0]["members"]]
+        members = old + [m for m in new_members if m not in old]
+    else:
+        p3 = next_free("image3", {p.name for p in out.glob(f"{prefix}_image3_*_asn.json")})
+    asn = header("image3", "candidate_Asn_Lv3Image")
+    asn["products"] = [{"name": product, "members": [member(m) for m in members]}]
     _write_json(p3, asn)
     return l2, p3
 

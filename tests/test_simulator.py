@@ -480,3 +480,18 @@ def test_jwst_detector1_recovers_the_count_rates(tmp_path):
     print(f"jwst rate / truth for {len(ratios)} stars: {np.round(ratios, 4)}")
     assert len(ratios) >= 3
     assert np.all(np.abs(np.array(ratios) - 1) < 0.05)
+
+
+def test_more_detectors_add_to_the_associations(tmp_path):
+    a = _sim(tmp_path, instrument="nircam", detector="NRCA1", size=32, ngroups=2, nexp=2, seed=5)
+    b = _sim(tmp_path, instrument="nircam", detector="NRCA2", size=32, ngroups=2, nexp=2, seed=5)
+    level2 = sorted(tmp_path.glob("*_image2_*_asn.json"))
+    assert len(level2) == 4 and sorted(a.asn_level2 + b.asn_level2) == level2
+    products = sorted(json.loads(p.read_text())["products"][0]["name"] for p in level2)
+    assert products == sorted(u.name.replace("_uncal.fits", "") for u in a.uncal + b.uncal)
+    assert a.asn_level3 == b.asn_level3 and len(list(tmp_path.glob("*_image3_*_asn.json"))) == 1
+    members = [m["expname"] for m in json.loads(b.asn_level3.read_text())["products"][0]["members"]]
+    assert members == [u.name.replace("_uncal", "_cal") for u in a.uncal + b.uncal]
+    again = _sim(tmp_path, instrument="nircam", detector="NRCA1", size=32, ngroups=2, nexp=2, seed=5)
+    assert again.asn_level2 == a.asn_level2, "an exposure keeps its level-2 association"
+    assert len(json.loads(again.asn_level3.read_text())["products"][0]["members"]) == 4
