@@ -9,6 +9,7 @@ from prefect import flow
 
 from ..errors import ParameterError
 from . import registry
+from .observe import publish_stage
 from .calwebb_detector1 import open_ramp
 from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
@@ -37,6 +38,7 @@ def dark(input, steps: dict | None = None, config: str | None = None, output_dir
     stamp(result, run, "dark")
     if out_dir is not None:
         run.written.append(save_product(result, out_dir, source, "dark", run))
+    publish_stage(run, "dark", source, [result])
     _last[:] = [run]
     return result
 

@@ -14,6 +14,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError
 from . import registry
+from .observe import publish_stage
 from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity", "dark_current"]
@@ -98,6 +99,7 @@ def detector1(
             run.written.append(save_product(rate, out_dir, source, "ramp", run))
         if rateints is not None:
             run.written.append(save_product(rateints, out_dir, source, "rateints", run))
+    publish_stage(run, "detector1", source, [rate, rateints])
     detector1_last_run.clear()
     detector1_last_run.append(run)
     return rate, rateints

@@ -9,6 +9,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
+from .observe import publish_stage
 from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 STEPS = ["dq_init", "guider_cds", "flat_field"]
@@ -38,6 +39,7 @@ def guider(input, steps: dict | None = None, config: str | None = None, output_d
     stamp(result, run, "guider")
     if out_dir is not None:
         run.written.append(save_product(result, out_dir, source, "cal", run))
+    publish_stage(run, "guider", source, [result])
     _last[:] = [run]
     return result
 

@@ -24,6 +24,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
+from .observe import publish_stage
 from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 STEPS = ["bkg_subtract", "assign_wcs", "flat_field", "photom", "resample"]
@@ -130,6 +131,7 @@ def calibrate_exposure(science, backgrounds=(), *, steps=None, config=None, outp
             stamp(i2d, run, "image2")
             if out_dir is not None:
                 run.written.append(save_product(i2d, out_dir, source, "i2d", run))
+    publish_stage(run, "image2", source, [model, i2d])
     return model, i2d, run
 
 
