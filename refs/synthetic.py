@@ -427,7 +427,8 @@ class DetectorTruth:
             f = dqflags.PIXEL
             d = self.defects
             dq = np.zeros(self.spec.shape, dtype=np.uint32)
-            dq[~self.science] = f["REFERENCE_PIXEL"] | f["DO_NOT_USE"]
+            # as in CRDS's masks: reference pixels are REFERENCE_PIXEL only, so that refpix can use them
+            dq[~self.science] = f["REFERENCE_PIXEL"]
             dq[d["dead"]] |= f["DEAD"] | f["DO_NOT_USE"]
             dq[d["hot"]] |= f["HOT"] | f["DO_NOT_USE"]
             dq[d["warm"]] |= f["WARM"]
@@ -1103,8 +1104,10 @@ def make_readnoise(cfg, truth, region):
 
 
 def ipc_kernel(spec: DetectorSpec) -> np.ndarray:
+    # jwst's ipc step convolves the data with the reference kernel to undo the coupling, so a
+    # CRDS IPC kernel is the (approximate) inverse of the physical one: negative neighbours.
     a, b = spec.ipc_alpha, spec.ipc_beta
-    k = np.array([[b, a, b], [a, 1.0 - 4 * a - 4 * b, a], [b, a, b]], dtype=np.float32)
+    k = np.array([[-b, -a, -b], [-a, 1.0 + 4 * a + 4 * b, -a], [-b, -a, -b]], dtype=np.float32)
     return k
 
 
