@@ -160,6 +160,12 @@ class GuiderCalModel(DataModel):
     )
 
 
+class SegmentationMapModel(DataModel):
+    """A segmentation map (``_segm``): the source label of each pixel, 0 for none."""
+
+    arrays = (A("data", "SCI", U4, ndim=2, required=True),)
+
+
 # ---------------------------------------------------------------------------
 # reference-file models
 

@@ -239,6 +239,11 @@ class WcsInfo(Group):
     cd1_2: float | None = kw("CD1_2", "SCI")
     cd2_1: float | None = kw("CD2_1", "SCI")
     cd2_2: float | None = kw("CD2_2", "SCI")
+    # moving targets (assign_mtwcs)
+    mt_ra: float | None = kw("MT_RA", "SCI")
+    mt_dec: float | None = kw("MT_DEC", "SCI")
+    mt_avra: float | None = kw("MT_AVRA", "SCI")
+    mt_avdec: float | None = kw("MT_AVDEC", "SCI")
 
 
 # FITS SIP distortion keywords of an imaging WCS (A_ORDER, A_p_q, ... BP_p_q), as

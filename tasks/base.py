@@ -186,7 +186,9 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     status = "COMPLETE"
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], str):
         out, status = out
-    for result in out if isinstance(out, (list, tuple)) else (out,):
+    # multi-exposure steps (Stage 3) set each exposure's status themselves
+    marked = () if spec.extra.get("records_status") else (out if isinstance(out, (list, tuple)) else (out,))
+    for result in marked:
         if isinstance(result, models.DataModel):
             _mark(result, cal_attr, status)
             for rt, p in used.items():
@@ -197,6 +199,13 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
 
 
 def _mark(model, attr: str, status: str) -> None:
+    if hasattr(model, "mark_step"):  # a Stage 3 model library
+        model.mark_step(attr, status)
+        return
+    if isinstance(model, (list, tuple)):
+        for m in model:
+            _mark(m, attr, status)
+        return
     try:
         setattr(model.meta.cal_step, attr, status)
     except (AttributeError, ValueError):

@@ -312,7 +312,10 @@ def _finalize_wcs(model, inputs, out_wcs) -> None:
             model._headers["SCI"].remove("S_REGION", ignore_missing=True)
 
 
-def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None):
+def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None,
+             good_bits=GOOD_BITS, stream=None):
+    """Drizzle ``inputs`` (or, when given, the models ``stream`` yields one at a time; ``inputs`` then
+    only need their metadata, e.g. a model library's stubs) onto ``grid``."""
     from stcal.resample import Resample
 
     class _Resample(Resample):
@@ -325,7 +328,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         kernel=params.kernel,
         fillval=params.fillval,
         weight_type=params.weight_type,
-        good_bits=GOOD_BITS,
+        good_bits=good_bits,
         enable_ctx=params.enable_ctx,
         enable_var=enable_var,
         compute_err=compute_err,
@@ -333,7 +336,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         pixmap_stepsize=params.pixmap_stepsize,
         pixmap_order=params.pixmap_order,
     )
-    for m in inputs:
+    for m in inputs if stream is None else stream:
         r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
     r.finalize()
     out = r.output_model
@@ -350,6 +353,12 @@ def resample_images(inputs, params: ResampleParams | None = None):
     all on the common grid (drizzled errors, no variances).
     """
     params = params or ResampleParams()
+    from ._library import ModelLibrary
+
+    if isinstance(inputs, (list, tuple)) and inputs and not all(hasattr(m, "meta") for m in inputs):
+        inputs = ModelLibrary(list(inputs))  # paths: opened one at a time
+    if isinstance(inputs, ModelLibrary):
+        return _resample_library(inputs, params)
     if not isinstance(inputs, (list, tuple)):
         inputs = [inputs]
     if not inputs:
@@ -376,6 +385,49 @@ def resample_images(inputs, params: ResampleParams | None = None):
     else:
         enable_var, report_var, compute_err = False, False, None
     return _drizzle(inputs, grid, params, enable_var=enable_var, report_var=report_var, compute_err=compute_err)
+
+
+def _check_input(m) -> None:
+    if len(m.shape) != 2:
+        raise UnsupportedModeError(f"resample takes 2-D images, not {len(m.shape)}-D data ({m.meta.filename or type(m).__name__})")
+    if m.meta.wcs is None:
+        raise UnsupportedModeError(f"{m.meta.filename or 'input'} has no WCS: run assign_wcs first")
+
+
+def _resample_library(library, params: ResampleParams):
+    """resample_images for a model library: the exposures are read and drizzled one at a time.
+
+    The output grid comes from the members' metadata (stubs without pixels),
+    so only one exposure and the output arrays are in memory at once.
+    """
+    if params.weight_type is None:
+        raise ParameterError("step resample: weight_type None is not supported; use 'ivm' or 'exptime'")
+    stubs = [library.stub(i) for i in range(len(library))]
+    for m in stubs:
+        _check_input(m)
+    grid = output_grid(stubs, params)
+
+    def stream(indices):
+        for i in indices:
+            model = library.borrow(i)
+            try:
+                yield _nan_flag_consistent(model)
+            finally:
+                library.shelve(i, model, modify=False)
+                del model
+
+    if params.single:
+        return [
+            _drizzle([stubs[i] for i in idx], dict(grid), params, enable_var=False, report_var=False,
+                     compute_err="driz_err", stream=stream(idx))
+            for idx in library.group_indices.values()
+        ]
+    if params.enable_err:
+        enable_var, report_var, compute_err = True, params.report_var, "from_var"
+    else:
+        enable_var, report_var, compute_err = False, False, None
+    return _drizzle(stubs, grid, params, enable_var=enable_var, report_var=report_var, compute_err=compute_err,
+                    stream=stream(range(len(library))))
 
 
 @step("resample", "ResampleStep", params=ResampleParams, suffix="i2d", input_class="ImageModel")

@@ -1,0 +1,262 @@
+"""outlier_detection: flag cosmic rays and other outliers by comparing exposures (jwst's
+OutlierDetectionStep, imaging mode).
+
+1. Each exposure group (the detectors of one exposure) is drizzled alone
+   onto the common output grid that resample would choose (resample's own
+   code: ``pixfrac``, ``kernel``, ``fillval``, ``weight_type`` weights,
+   pixels with DQ flags other than those ``good_bits`` allows left out).
+2. In each drizzled image, pixels whose weight is below ``maskpt`` times
+   the sigma-clipped mean weight are set to NaN; the median of the drizzled
+   images, pixel by pixel, ignoring NaNs, is the outlier-free sky (stcal's
+   ``MedianComputer``; on disk, in sections, when the exposures are kept on
+   disk, so that memory does not grow with their number).
+3. The median is blotted (interpolated) back onto each exposure's pixels
+   (stcal's ``gwcs_blot``), with the exposure's unsubtracted sky level
+   (``meta.background``, else ``backg``) added.
+4. A pixel is an outlier (stcal's ``flag_resampled_crs``) when it differs
+   from the blot by more than ``snr1`` times its error plus ``scale1`` times
+   the blot's local gradient, or, next to such a pixel, by more than
+   ``snr2`` times its error plus ``scale2`` times the gradient.  Outliers
+   get DQ ``DO_NOT_USE | OUTLIER`` and NaN in SCI, ERR and the variances.
+
+With ``resample_data=False`` the exposures are compared pixel to pixel
+(they must share a grid) against their plain median with ``snr1`` only.
+
+``save_results`` writes each exposure as ``<root>_<asn_id>_crf.fits`` (or
+``<root>_crf.fits`` without an association id); ``save_intermediate_results``
+adds the drizzled images, the median and the blots.
+
+Only the imaging modes are implemented (NRC_IMAGE, MIR_IMAGE, NIS_IMAGE,
+FGS_IMAGE, NRS_IMAGE).  jwst's TSO, coronagraphic, slit-spectroscopy and
+IFU modes are not: such inputs raise an unsupported-mode error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import ParameterError, UnsupportedModeError
+from ..models import dqflags
+from ._library import as_library, give_back, member_root
+from .base import STEPS, StepParams, step
+
+log = logging.getLogger("webbflow.steps.outlier_detection")
+
+IMAGE_MODES = {"NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE"}
+OTHER_MODES = {
+    "spectroscopic (slit)": {"NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS"},
+    "TSO": {"NIS_SOSS", "MIR_LRS-SLITLESS", "NRC_TSGRISM", "NRS_BRIGHTOBJ", "NRC_TSIMAGE"},
+    "IFU": {"NRS_IFU", "MIR_MRS"},
+    "coronagraphic": {"NRC_CORON", "MIR_LYOT", "MIR_4QPM"},
+}
+
+
+class OutlierDetectionParams(StepParams):
+    weight_type: Literal["ivm", "exptime"] = "ivm"  # drizzle weighting
+    pixfrac: float = Field(1.0, ge=0.0, le=1.0)  # drizzle pixel shrinkage
+    kernel: Literal["square", "point", "turbo"] = "square"  # drizzle kernel
+    fillval: str = "NAN"  # value of drizzled pixels with no input
+    maskpt: float = 0.7  # weight fraction below which drizzled pixels are ignored
+    snr: str = "5.0 4.0"  # detection thresholds: first pass, neighbours
+    scale: str = "1.2 0.7"  # gradient scale factors: first pass, neighbours
+    backg: float = 0.0  # background added to the blot when none is recorded
+    kernel_size: str = "7 7"  # IFU mode only (not implemented)
+    threshold_percent: float = 99.8  # IFU mode only (not implemented)
+    rolling_window_width: int = 25  # TSO mode only (not implemented)
+    ifu_second_check: bool = False  # IFU mode only (not implemented)
+    save_intermediate_results: bool = False  # write drizzled images, median and blots
+    resample_data: bool = True  # compare on the drizzled grid (False: pixel to pixel)
+    good_bits: str = "~DO_NOT_USE"  # DQ flags a pixel may have and still be used
+    search_output_file: bool = False
+    in_memory: bool = True  # False: exposures and the median stack in temporary files
+    pixmap_stepsize: float = 1.0  # pixel map evaluated every this many pixels
+    pixmap_order: int = 1  # spline order of its interpolation (1 or 3)
+
+    def model_post_init(self, _ctx) -> None:
+        for name in ("snr", "scale"):
+            try:
+                values = [float(v) for v in getattr(self, name).split()]
+            except ValueError:
+                values = []
+            if len(values) != 2:
+                raise ParameterError(f"step outlier_detection: {name!r} must be two numbers, e.g. '5.0 4.0' (got {getattr(self, name)!r})")
+        if self.pixmap_order not in (1, 3):
+            raise ParameterError(f"step outlier_detection: 'pixmap_order' must be 1 or 3 (got {self.pixmap_order})")
+
+    @property
+    def snr_pair(self) -> tuple[float, float]:
+        a, b = (float(v) for v in self.snr.split())
+        return a, b
+
+    @property
+    def scale_pair(self) -> tuple[float, float]:
+        a, b = (float(v) for v in self.scale.split())
+        return a, b
+
+
+def _check_mode(library) -> None:
+    exp_type = (library.read_metadata(0).exposure.type or "").upper()
+    if exp_type in IMAGE_MODES:
+        return
+    for mode, types in OTHER_MODES.items():
+        if exp_type in types:
+            raise UnsupportedModeError(
+                f"outlier_detection: {exp_type} needs jwst's {mode} mode, which is not implemented here (imaging only)"
+            )
+    raise UnsupportedModeError(f"outlier_detection: exposure type {exp_type or '(none)'} is not an imaging mode")
+
+
+def _resample_params(params: OutlierDetectionParams):
+    from .resample import ResampleParams
+
+    return ResampleParams(
+        pixfrac=params.pixfrac, kernel=params.kernel, fillval=params.fillval, weight_type=params.weight_type,
+        enable_ctx=False, pixmap_stepsize=params.pixmap_stepsize, pixmap_order=params.pixmap_order,
+    )
+
+
+def _intermediate_path(library, params, name: str) -> Path:
+    out = Path(params.output_dir or ".")
+    return out / name
+
+
+def median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
+    """The median of the exposure groups drizzled onto the common grid: ``(median, wcs)``."""
+    from stcal.outlier_detection.median import MedianComputer
+    from stcal.outlier_detection.utils import compute_weight_threshold
+
+    from .resample import _drizzle, output_grid
+
+    rparams = _resample_params(params)
+    stubs = [library.stub(i) for i in range(len(library))]
+    grid = output_grid(stubs, rparams)
+    groups = list(library.group_indices.values())
+    computer = None
+    median_wcs = None
+    for g, indices in enumerate(groups):
+        borrowed = [(i, library.borrow(i)) for i in indices]
+        try:
+            log.info("Drizzling %d exposure(s) of group %d/%d onto the common grid", len(indices), g + 1, len(groups))
+            drizzled = _drizzle([m for _i, m in borrowed], dict(grid), rparams, enable_var=False, report_var=False,
+                                compute_err=None, good_bits=params.good_bits)
+        finally:
+            for i, m in borrowed:
+                library.shelve(i, m, modify=False)
+            del borrowed
+        if params.save_intermediate_results:
+            root = member_root(drizzled.meta.filename or f"group{g}")
+            name = f"{root}_{library.asn_id}_outlier_i2d.fits" if library.asn_id else f"{root}_outlier_i2d.fits"
+            drizzled.save(_intermediate_path(library, params, name))
+        if computer is None:
+            median_wcs = drizzled.meta.wcs
+            computer = MedianComputer((len(groups),) + drizzled.data.shape, not on_disk, None, drizzled.data.dtype)
+        threshold = compute_weight_threshold(drizzled.wht, params.maskpt)
+        drizzled.data[drizzled.wht < threshold] = np.nan
+        computer.append(drizzled.data, g)
+        del drizzled
+    return computer.evaluate(), median_wcs
+
+
+def median_without_resampling(library, params: OutlierDetectionParams, on_disk: bool):
+    """The pixel-by-pixel median of the exposures themselves (all on one grid): ``(median, wcs)``."""
+    from stcal.outlier_detection.median import MedianComputer
+    from stcal.outlier_detection.utils import compute_weight_threshold
+    from stcal.resample.utils import build_driz_weight
+
+    from .resample import _as_dict
+
+    import copy
+
+    computer = None
+    median_wcs = None
+    shape = None
+    for i, model in library.each(modify=False):
+        data = model.data.copy()
+        weight = build_driz_weight(_as_dict(model, params.weight_type, False, None), weight_type=params.weight_type,
+                                   good_bits=params.good_bits, flag_name_map=dqflags.PIXEL)
+        if computer is None:
+            shape = data.shape
+            median_wcs = copy.deepcopy(model.meta.wcs)
+            computer = MedianComputer((len(library),) + data.shape, not on_disk, None, data.dtype)
+        elif data.shape != shape:
+            raise ParameterError(
+                f"step outlier_detection: resample_data=False needs exposures of one shape; "
+                f"{model.meta.filename} is {data.shape}, the first is {shape}"
+            )
+        data[weight < compute_weight_threshold(weight, params.maskpt)] = np.nan
+        computer.append(data, i)
+    return computer.evaluate(), median_wcs
+
+
+def flag_outliers(library, params: OutlierDetectionParams):
+    """Flag outliers in every exposure of ``library`` in place; returns the library."""
+    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
+
+    from .flat_field import match_nans_and_flags
+
+    if len(library) < 2:
+        log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
+        library.mark_step("outlier_detection", "SKIPPED")
+        return library
+    _check_mode(library)
+    snr1, snr2 = params.snr_pair
+    scale1, scale2 = params.scale_pair
+    on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
+    if params.resample_data:
+        median, median_wcs = median_with_resampling(library, params, on_disk)
+    else:
+        median, median_wcs = median_without_resampling(library, params, on_disk)
+    if params.save_intermediate_results:
+        from .. import models
+
+        med = models.ImageModel(data=median.astype(np.float32))
+        med.meta = library.read_metadata(0).model_copy(deep=True)
+        med.meta.wcs = median_wcs
+        base = library.product_name or member_root(library.read_metadata(0).filename or "outlier")
+        med.save(_intermediate_path(library, params, f"{base}_{library.asn_id}_median.fits" if library.asn_id
+                                    else f"{base}_median.fits"))
+
+    flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
+    for _i, model in library.each(modify=True):
+        if params.resample_data:
+            blot = gwcs_blot(median_data=median, median_wcs=median_wcs, blot_shape=model.data.shape,
+                             blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=params.pixmap_stepsize,
+                             pixmap_order=params.pixmap_order)
+            if params.save_intermediate_results:
+                from .. import models
+
+                b = models.ImageModel(data=blot.astype(np.float32))
+                b.meta = model.meta.model_copy(deep=True)
+                root = member_root(model.meta.filename or f"member{_i}")
+                b.save(_intermediate_path(library, params, f"{root}_{library.asn_id}_blot.fits" if library.asn_id
+                                          else f"{root}_blot.fits"))
+            backg = params.backg
+            bg = model.meta.background
+            if bg.subtracted is False and bg.level is not None:
+                backg = bg.level
+            mask = flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
+        else:
+            mask = flag_crs(model.data, model.err, median, snr1)
+        model.dq |= mask.astype(np.uint32) * flag_bits
+        match_nans_and_flags(model)
+        model.meta.cal_step.outlier_detection = "COMPLETE"
+        log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
+    return library
+
+
+@step("outlier_detection", "OutlierDetectionStep", params=OutlierDetectionParams, suffix="crf", input_class="ModelLibrary")
+def outlier_detection(models_in, refs, params: OutlierDetectionParams):
+    """Flag cosmic rays and other outliers against the median of the drizzled exposures."""
+    library = as_library(models_in, params.in_memory)
+    flag_outliers(library, params)
+    if params.save_results:
+        library.save_members(params.output_dir or ".", params.suffix or "crf")
+    return give_back(library, models_in)
+
+
+STEPS["outlier_detection"].extra["records_status"] = True

@@ -1,0 +1,221 @@
+"""skymatch: measure (and match, or subtract) the sky of overlapping exposures (jwst's SkyMatchStep).
+
+The sky of each exposure is a clipped statistic (``skystat``: mode by
+default, or median, midpt, mean) of its good pixels: pixels whose DQ has
+only the ``dqbits`` flags allowed (by default anything but DO_NOT_USE and
+NON_SCIENCE), finite, and within ``lower``/``upper``, after ``nclip``
+iterations of ``lsigma``/``usigma`` clipping.  stcal's ``skymatch`` does the
+computation on the exposures' footprints on the sky:
+
+- ``local``: each exposure's own sky;
+- ``global``: the smallest of the ``local`` values, for all;
+- ``match`` (the default): sky *differences* measured in the overlaps of
+  every pair of exposures, solved so that they agree; with ``match_down``
+  the lowest sky is 0;
+- ``global+match``: ``match``, then the ``global`` sky of the matched images
+  added;
+- ``user``: values read from ``skylist`` (lines of ``<file> <sky>``).
+
+Exposures of one group (detectors of one exposure) are treated as one
+image.  The result goes to ``meta.background``: ``level`` (the sky,
+MJy/sr), ``method`` and ``subtracted`` (whether ``subtract`` removed it from
+the data).  An exposure whose sky cannot be measured (no overlap, no good
+pixels) is marked SKIPPED and left alone.
+
+Memory: with a library on disk, each exposure's pixels and mask go to a
+memory-mapped temporary file rather than staying in memory, since the
+overlap statistics need all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..errors import InputFileError, ParameterError
+from ..models import dqflags
+from ._library import as_library, give_back, member_root
+from .base import STEPS, StepParams, step
+
+log = logging.getLogger("webbflow.steps.skymatch")
+
+
+class SkyMatchParams(StepParams):
+    skymethod: Literal["local", "global", "match", "global+match", "user"] = "match"  # sky computation method
+    match_down: bool = True  # match skies down to the lowest
+    subtract: bool = False  # subtract the sky from the data
+    skylist: str | None = None  # file of '<image> <sky>' lines (skymethod 'user')
+    stepsize: int | None = None  # maximum spacing of the footprint polygon's vertices, pixels
+    skystat: Literal["median", "midpt", "mean", "mode"] = "mode"  # sky statistic
+    dqbits: str | None = "~DO_NOT_USE+NON_SCIENCE"  # DQ flags a good pixel may have
+    lower: float | None = None  # lowest good pixel value
+    upper: float | None = None  # highest good pixel value
+    nclip: int = Field(5, ge=0)  # clipping iterations
+    lsigma: float = Field(4.0, ge=0.0)  # lower clipping limit, sigma
+    usigma: float = Field(4.0, ge=0.0)  # upper clipping limit, sigma
+    binwidth: float = Field(0.1, ge=0.0)  # histogram bin width for mode and midpt, sigma
+    in_memory: bool = True  # False: keep exposures in a temporary folder, not in memory
+
+
+def good_pixel_bits(dqbits: str | None) -> int | None:
+    """The DQ bit mask of the flags a good pixel may carry (astropy's bit-flag syntax, jwst flag names)."""
+    from astropy.nddata.bitmask import interpret_bit_flags
+
+    return interpret_bit_flags(dqbits, flag_name_map=dqflags.PIXEL)
+
+
+def good_pixels(model, bits) -> np.ndarray:
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask
+
+    finite = np.isfinite(model.data)
+    if bits is None:
+        return finite
+    return bitfield_to_boolean_mask(model.dq, bits, good_mask_value=True, dtype=bool) & finite
+
+
+def _previous_level(model, subtract: bool) -> float:
+    """The sky already recorded in meta.background, checked for consistency (jwst's rules)."""
+    bg = model.meta.background
+    name = model.meta.filename or "<in memory>"
+    if bg.subtracted is None:
+        if bg.level is not None:
+            raise InputFileError(name, "records a background level (BKGLEVEL) but not whether it was subtracted (BKGSUB)")
+        return 0.0
+    if bg.level is None:
+        raise InputFileError(name, "records a subtracted background (BKGSUB) without its level (BKGLEVEL)")
+    if bool(bg.subtracted) != subtract:
+        raise ParameterError(
+            f"step skymatch: subtract={subtract} disagrees with {name}, whose sky was "
+            f"{'already' if bg.subtracted else 'not'} subtracted by an earlier run"
+        )
+    return float(bg.level)
+
+
+class _Scratch:
+    """Memory-mapped copies of the pixels and masks of exposures that live on disk."""
+
+    def __init__(self):
+        self.folder: Path | None = None
+
+    def array(self, name: str, values: np.ndarray) -> np.ndarray:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="webbflow-skymatch-"))
+        mm = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=values.dtype, shape=values.shape)
+        mm[...] = values
+        return mm
+
+    def close(self):
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def _user_sky(library, params: SkyMatchParams):
+    if params.skylist is None:
+        raise ParameterError("step skymatch: skymethod 'user' needs a skylist file of '<image> <sky>' lines")
+    path = Path(params.skylist)
+    try:
+        rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read the skylist ({exc.strerror})") from None
+    try:
+        table = [(member_root(r[0]), float(r[1])) for r in rows]
+    except (IndexError, ValueError):
+        raise InputFileError(path, "skylist lines must be '<image file> <sky value>'") from None
+    if len(table) != len(library):
+        raise InputFileError(path, f"lists {len(table)} images; the input has {len(library)}")
+    log.info("Setting the sky of the exposures to the values in %s", path)
+    for _i, model in library.each(modify=True):
+        root = member_root(model.meta.filename or "")
+        hits = [v for r, v in table if r == root]
+        if len(hits) != 1:
+            raise InputFileError(path, f"lists {root!r} {len(hits)} times; expected once")
+        sky = hits[0]
+        bg = model.meta.background
+        bg.level, bg.subtracted, bg.method = sky, params.subtract, params.skymethod
+        if params.subtract:
+            model.data -= np.float32(sky)
+        model.meta.cal_step.skymatch = "COMPLETE"
+    return library
+
+
+def match_sky(library, params: SkyMatchParams):
+    """Compute the skies of the library's exposures and record them; returns the library."""
+    from stcal.skymatch import SkyGroup, SkyImage, SkyStats, skymatch
+
+    if params.skymethod == "user":
+        return _user_sky(library, params)
+    bits = good_pixel_bits(params.dqbits)
+    stats = SkyStats(skystat=params.skystat, lower=params.lower, upper=params.upper, nclip=params.nclip,
+                     lsig=params.lsigma, usig=params.usigma, binwidth=params.binwidth)
+    scratch = _Scratch()
+    try:
+        images = []
+        for gindex, (_gid, indices) in enumerate(library.group_indices.items()):
+            members = []
+            for i in indices:
+                model = library.borrow(i)
+                try:
+                    mask = good_pixels(model, bits)
+                    level = _previous_level(model, params.subtract)
+                    if library.in_memory(i):
+                        data = model.data
+                    else:
+                        data = scratch.array(f"data{i}", model.data)
+                        mask = scratch.array(f"mask{i}", mask)
+                    wcs = copy.deepcopy(model.meta.wcs)
+                    sky = SkyImage(image=data, wcs_fwd=wcs.__call__, wcs_inv=wcs.invert, mask=mask,
+                                   sky_id=model.meta.filename, skystat=stats, stepsize=params.stepsize,
+                                   meta={"index": i})
+                    if params.subtract:
+                        sky.sky = level
+                    members.append(sky)
+                finally:
+                    library.shelve(i, model, modify=False)
+                    del model
+            if len(members) == 1:
+                images.extend(members)
+            else:
+                images.append(SkyGroup(members, sky_id=gindex))
+
+        skymatch(images, skymethod=params.skymethod, match_down=params.match_down, subtract=params.subtract)
+
+        results = {}
+        for im in images:
+            for sky in ([im] if isinstance(im, SkyImage) else list(im)):
+                results[sky.meta["index"]] = sky
+        for i, model in library.each(modify=True):
+            sky = results[i]
+            if sky.is_sky_valid:
+                bg = model.meta.background
+                bg.method = params.skymethod
+                bg.level = float(sky.sky)
+                bg.subtracted = params.subtract
+                if params.subtract and sky.image is not model.data:
+                    model.data[...] = sky.image[...]
+                model.meta.cal_step.skymatch = "COMPLETE"
+                log.info("%s: sky %.6g %s", model.meta.filename, sky.sky, model.meta.bunit_data or "")
+            else:
+                model.meta.cal_step.skymatch = "SKIPPED"
+                log.warning("%s: sky could not be measured; left alone", model.meta.filename)
+    finally:
+        scratch.close()
+    return library
+
+
+@step("skymatch", "SkyMatchStep", params=SkyMatchParams, suffix="skymatch", input_class="ModelLibrary")
+def skymatch_step(models_in, refs, params: SkyMatchParams):
+    """Measure and equalise (or subtract) the sky background of overlapping exposures."""
+    library = as_library(models_in, params.in_memory)
+    match_sky(library, params)
+    return give_back(library, models_in)
+
+
+STEPS["skymatch"].extra["records_status"] = True
