@@ -90,21 +90,96 @@ def detect_jumps(
     nframes: int,
     group_time: float,
     params: JumpParams,
+    engine: str = "auto",
 ) -> JumpResult:
     """Flag jumps in ``groupdq`` (updated in place) for a (nints, ngroups, ny, nx) ramp in DN.
 
     ``gain`` (e/DN) and ``readnoise`` (DN) are 2-D arrays matching the
     science pixels.  ``pixeldq`` gets NO_GAIN_VALUE and DO_NOT_USE where the
-    gain is not positive or NaN.
+    gain is not positive or NaN.  ``data`` is not modified.
+
+    ``engine``: "auto" uses the compiled kernel (``_jump_kernel``) where it
+    reproduces stcal and stcal otherwise; "stcal" always uses stcal.
     """
+    if params.maximum_cores not in ("1", "none", "one"):
+        log.warning(
+            "jump: maximum_cores=%s ignored; webbflow's kernel uses the process's threads (NUMBA_NUM_THREADS)",
+            params.maximum_cores,
+        )
+    method = _kernel_method(groupdq, group_time, params) if engine != "stcal" else None
+    if method is not None:
+        return _detect_with_kernel(data, groupdq, pixeldq, gain, readnoise, nframes=nframes, params=params,
+                                   single_pass=method == "single")
+    return _detect_with_stcal(data, groupdq, pixeldq, gain, readnoise, nframes=nframes, group_time=group_time,
+                              params=params)
+
+
+def _usable_group_counts(groupdq: np.ndarray) -> tuple[int, int]:
+    """(min usable groups in an integration, total usable groups): groups where every pixel is DO_NOT_USE do not count."""
+    nints, ngroups = groupdq.shape[:2]
+    dnu = np.uint8(dqflags.DO_NOT_USE)
+    worst = 0
+    total_flagged = 0
+    for i in range(nints):
+        n = sum(1 for g in range(ngroups) if (groupdq[i, g] & dnu).all())
+        worst = max(worst, n)
+        total_flagged += n
+    return ngroups - worst, nints * ngroups - total_flagged
+
+
+def _kernel_method(groupdq: np.ndarray, group_time: float, params: JumpParams) -> str | None:
+    """"single" or "iterative" when the compiled kernel reproduces stcal for this input; None to use stcal.
+
+    stcal's choice: the sigma-clipping method with many integrations, nothing when
+    too few groups are usable, one pass with at least ``min_diffs_single_pass``
+    usable differences per integration, the iterative search otherwise.  After-jump
+    flagging, snowballs and showers are stcal's.
+    """
+    try:
+        from . import _jump_kernel  # noqa: F401 - numba is optional
+    except ImportError:
+        return None
+    if params.expand_large_events or params.find_showers:
+        return None
+    if int(params.after_jump_flag_time1 // group_time) > 0 or int(params.after_jump_flag_time2 // group_time) > 0:
+        return None
+    nints, ngroups = groupdq.shape[:2]
+    min_usable, total = _usable_group_counts(groupdq)
+    sigclip_groups = nints if params.only_use_ints else total
+    if sigclip_groups >= params.minimum_sigclip_groups:
+        return None
+    if min_usable < 3:  # stcal skips detection (and reports -99 CRs)
+        return None
+    return "single" if min_usable - 1 >= params.min_diffs_single_pass else "iterative"
+
+
+def _detect_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, nframes, params, single_pass) -> JumpResult:
+    from ._jump_kernel import find_jumps
+
+    flags = dqflags.PIXEL
+    bad_gain = (gain <= 0.0) | np.isnan(gain)
+    if bad_gain.any():
+        pixeldq[bad_gain] |= np.uint32(flags["NO_GAIN_VALUE"] | flags["DO_NOT_USE"])
+    log.info("Executing two-point difference method (%s pass, compiled kernel)", "single" if single_pass else "iterative")
+    n_crs = find_jumps(
+        data, groupdq, gain, readnoise,
+        nframes=nframes,
+        rejection_threshold=params.rejection_threshold,
+        three_group_rejection_threshold=params.three_group_rejection_threshold,
+        four_group_rejection_threshold=params.four_group_rejection_threshold,
+        single_pass=single_pass,
+        flag_4_neighbors=params.flag_4_neighbors,
+        min_jump_to_flag_neighbors=params.min_jump_to_flag_neighbors,
+        max_jump_to_flag_neighbors=params.max_jump_to_flag_neighbors,
+        dnu=flags["DO_NOT_USE"], sat=flags["SATURATED"], jump=flags["JUMP_DET"],
+    )
+    return JumpResult(groupdq, pixeldq, n_crs, 0)
+
+
+def _detect_with_stcal(data, groupdq, pixeldq, gain, readnoise, *, nframes, group_time, params) -> JumpResult:
     from stcal.jump.jump import detect_jumps_data
     from stcal.jump.jump_class import JumpData
 
-    if params.maximum_cores not in ("1", "none", "one"):
-        log.warning(
-            "jump: maximum_cores=%s ignored; webbflow runs each step on one core and parallelises across exposures",
-            params.maximum_cores,
-        )
     jd = JumpData(gain2d=gain, rnoise2d=readnoise, dqflags=_stcal_flags())
     jd.init_arrays_from_arrays(data, groupdq, pixeldq)
     jd.nframes = int(nframes)

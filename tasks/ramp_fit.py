@@ -103,17 +103,19 @@ def fit_ramps(
     algorithm: str = "OLS_C",
     save_opt: bool = False,
     suppress_one_group: bool = True,
+    engine: str = "auto",
 ) -> RampFitResult:
     """Fit the ramps of a (nints, ngroups, ny, nx) array in DN.
 
     ``groupdq`` may be modified (one-good-group suppression flags
-    DO_NOT_USE): pass a copy if the caller still needs it.  ``gain`` (e/DN)
-    and ``readnoise`` (DN) are 2-D arrays on the science pixels; they are not
-    modified.
-    """
-    from stcal.ramp_fitting import ramp_fit_class
-    from stcal.ramp_fitting.ramp_fit import ramp_fit_data
+    DO_NOT_USE) when stcal does the fit: pass a copy if the caller still
+    needs it.  ``gain`` (e/DN) and ``readnoise`` (DN) are 2-D arrays on the
+    science pixels; they are not modified.
 
+    ``engine``: "auto" uses the compiled OLS kernel (``_ramp_kernel``, which
+    reads ``groupdq`` without changing it) for OLS_C without optional results
+    or CHARGELOSS flags, and stcal otherwise; "stcal" always uses stcal.
+    """
     algorithm = algorithm.upper()
     if read_times is not None and len(read_times) > 0 and algorithm != "LIKELY":
         log.warning("Setting the algorithm to LIKELY for unevenly sampled exposure")
@@ -124,6 +126,16 @@ def fit_ramps(
         algorithm = "OLS_C"
     if suppress_one_group and ngroups == 1:
         suppress_one_group = False
+
+    if engine != "stcal" and _kernel_usable(algorithm, save_opt, groupdq):
+        return _fit_with_kernel(
+            data, groupdq, pixeldq, gain, readnoise, instrument=instrument, frame_time=frame_time,
+            group_time=group_time, nframes=nframes, average_dark_current=average_dark_current,
+            zeroframe=zeroframe, suppress_one_group=suppress_one_group,
+        )
+
+    from stcal.ramp_fitting import ramp_fit_class
+    from stcal.ramp_fitting.ramp_fit import ramp_fit_data
 
     flags = _stcal_flags()
     rd = ramp_fit_class.RampData()
@@ -154,6 +166,77 @@ def fit_ramps(
     g = np.ascontiguousarray(gain, dtype=np.float32)
     image, integ, opt = ramp_fit_data(rd, save_opt, rn, g, algorithm, "optimal", "1")
     return RampFitResult(image, integ, opt, algorithm)
+
+
+def _kernel_usable(algorithm: str, save_opt: bool, groupdq: np.ndarray) -> bool:
+    if algorithm != "OLS_C" or save_opt:
+        return False
+    try:
+        from . import _ramp_kernel  # noqa: F401 - numba is optional
+    except ImportError:
+        return False
+    # CHARGELOSS ramps get stcal's read-noise recomputation
+    return not _any_flag(groupdq, dqflags.CHARGELOSS)
+
+
+def _any_flag(groupdq: np.ndarray, flag: int) -> bool:
+    f = np.uint8(flag)
+    return any(bool(np.any(groupdq[i] & f)) for i in range(groupdq.shape[0]))
+
+
+def _all_flag(plane: np.ndarray, flag: int, also: np.ndarray | None = None) -> bool:
+    """Whether every pixel of ``plane`` (nints, ny, nx) has ``flag`` (or is marked in ``also``)."""
+    has = (plane & np.uint8(flag)) != 0
+    if also is not None:
+        has |= also
+    return bool(has.all())
+
+
+def _fit_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, instrument, frame_time, group_time, nframes,
+                     average_dark_current, zeroframe, suppress_one_group) -> RampFitResult:
+    """stcal's OLS_C path (ramp_fit_data, ols_ramp_fit_multi, the C fitter) on the compiled kernel."""
+    from . import _ramp_kernel as K
+
+    flags = _stcal_flags()
+    dnu, jump, sat = flags["DO_NOT_USE"], flags["JUMP_DET"], flags["SATURATED"]
+    pers, ngval = flags["PERSISTENCE"], flags["NO_GAIN_VALUE"]
+    # read noise as stcal scales it, in the same numpy arithmetic
+    rn = np.array(readnoise, dtype=np.float32, copy=True)
+    rn *= gain / np.sqrt(2.0 * nframes)
+    one_good = K.one_good_group(groupdq, pers) if suppress_one_group else None
+
+    # MIRI: leading groups, and a last group, that are DO_NOT_USE in every pixel are dropped
+    first, last = 0, data.shape[1]
+    if str(instrument).upper() == "MIRI" and data.shape[1] > 1:
+        while _all_flag(groupdq[:, first], dnu, one_good):
+            first += 1
+            if first >= last:
+                log.error("All groups have all pixels flagged as DO_NOT_USE; no rate products")
+                return RampFitResult(None, None, None, "OLS_C")
+        if first:
+            log.info("Number of leading groups that are flagged as DO_NOT_USE: %s", first)
+        if _all_flag(groupdq[:, last - 1], dnu, one_good):
+            last -= 1
+            if last <= first:
+                return RampFitResult(None, None, None, "OLS_C")
+            log.info("MIRI dataset has all pixels in the final group flagged as DO_NOT_USE.")
+        if last - first < 2:
+            log.warning("MIRI datasets require at least 2 groups/integration; no rate products")
+            return RampFitResult(None, None, None, "OLS_C")
+    gdq = groupdq[:, first:last]
+    if _all_flag(gdq[:, 0], sat):
+        return RampFitResult(None, None, None, "OLS_C")
+    if average_dark_current is None:
+        average_dark_current = np.zeros(pixeldq.shape, dtype=np.float32)
+    image, integ = K.fit(
+        data[:, first:last], gdq, np.asarray(pixeldq, dtype=np.uint32),
+        np.ascontiguousarray(gain, dtype=np.float32), rn, np.asarray(average_dark_current, dtype=np.float32),
+        None if zeroframe is None else np.asarray(zeroframe, dtype=np.float32),
+        group_time=group_time, frame_time=frame_time, nframes=nframes,
+        suppress1g=suppress_one_group, one_good=one_good, clear_first_jump=first > 0,
+        dnu=dnu, jump=jump, sat=sat, pers=pers, ngval=ngval,
+    )
+    return RampFitResult(image, integ, None, "OLS_C")
 
 
 # ---------------------------------------------------------------------------
@@ -244,10 +327,14 @@ def fit_model(ramp, gain_ref, readnoise_ref, params: RampFitParams | None = None
     """Fit a RampModel; returns (rate, rateints, fit result).  The ramp is not modified."""
     params = params or RampFitParams()
     if params.maximum_cores not in ("1", "none", "one"):
-        log.warning("ramp_fit: maximum_cores=%s ignored; webbflow runs each step on one core", params.maximum_cores)
+        log.warning("ramp_fit: maximum_cores=%s ignored; webbflow's kernel uses the process's threads", params.maximum_cores)
     gain, rnoise = reference_arrays(ramp, {"gain": gain_ref, "readnoise": readnoise_ref})
-    gdq = ramp.groupdq.copy()
-    if params.firstgroup is not None or params.lastgroup is not None:
+    limits = params.firstgroup is not None or params.lastgroup is not None
+    gdq = ramp.groupdq
+    uneven = bool(getattr(ramp.meta.exposure, "read_times", None))
+    if limits or uneven or not _kernel_usable(params.algorithm.upper(), params.save_opt, gdq):
+        gdq = gdq.copy()  # stcal and the group limits change the DQ they are given
+    if limits:
         set_group_limits(gdq, params.firstgroup, params.lastgroup)
     exp = ramp.meta.exposure
     for what, v in (("NFRAMES", exp.nframes), ("TGROUP", exp.group_time), ("TFRAME", exp.frame_time)):
