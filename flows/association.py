@@ -127,6 +127,19 @@ def work_needed(path: Path) -> list[str]:
     raise InputFileError(path, f"is a {cls.__name__}; not something this association can process")
 
 
+def earliest_available(path: Path) -> Path:
+    """A level-3 association names ``_cal`` members; when one is not there yet, take the
+    exposure's rate or uncal file from the same folder, so the earlier stages can make it."""
+    if path.exists():
+        return path
+    root = root_of(path.name)
+    for suffix in ("cal", "rate", "uncal"):
+        alt = path.with_name(f"{root}_{suffix}.fits")
+        if alt.exists():
+            return alt
+    raise InputFileError(path, "no such file (nor its _rate or _uncal file in the association's folder)")
+
+
 # ---------------------------------------------------------------------------
 # caching at the level of exposures and files
 
@@ -187,6 +200,20 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config) -
         "params": {n: p.model_dump(mode="json") for n, p in params.items()},
         "refs": {s: {rt: _ref_identity(p) for rt, p in sorted(r.items())} for s, r in sorted(refs.items())},
         "context": ctx,
+        "code": code_version(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stage3_key(cal_paths: list[str], steps: dict | None, config) -> str:
+    """Key of a Stage 3 product: its inputs' checksums, the image3 parameters and the code version."""
+    from .calwebb_image3 import STEPS as I3
+    from .stage import resolve_params
+
+    params = resolve_params(I3, steps, config)
+    doc = {
+        "inputs": [file_checksum(Path(p)) for p in cal_paths],
+        "params": {n: p.model_dump(mode="json") for n, p in params.items()},
         "code": code_version(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
@@ -358,7 +385,7 @@ def process_association(
         for m in prod.members:
             if m.exptype.lower() not in ("science", "background"):
                 continue
-            p = member_path(asn_path, folder, m.expname)
+            p = earliest_available(member_path(asn_path, folder, m.expname))
             if p not in members:
                 members.append(p)
     futures = [member_task.submit(str(p), str(out), steps, config) for p in members]
@@ -374,8 +401,16 @@ def process_association(
             from .calwebb_image3 import image3
 
             for prod in asn.products:
-                res.stage3[prod.name] = image3(good, product_name=_product_root(prod.name), steps=(steps or {}).get("image3"),
+                root = _product_root(prod.name)
+                key = stage3_key(good, (steps or {}).get("image3"), config)
+                hit = cache_lookup(out, root, "image3", key)
+                if hit:
+                    cat = next((p for p in hit if p.endswith("_cat.ecsv")), None)
+                    res.stage3[prod.name] = {"written": hit, "catalog": cat, "reused": True}
+                    continue
+                res.stage3[prod.name] = image3(good, product_name=root, steps=(steps or {}).get("image3"),
                                                config=config, output_dir=str(out))
+                cache_store(out, root, "image3", key, list(res.stage3[prod.name].get("written", [])))
     res.seconds = time.perf_counter() - t0
     if failed:
         lines = "; ".join(f"{r.member}: {r.error}" for r in failed)

@@ -29,12 +29,21 @@ def _match(ra1, dec1, ra2, dec2, radius_arcsec):
     return pairs
 
 
-def alignment_residuals(catalog_path, truth_path, radius_arcsec=0.2):
-    """Median and RMS offset (mas) between the Stage 3 catalogue and the simulator's truth."""
+def alignment_residuals(catalog_path, truth_path, radius_arcsec=0.2, i2d=None):
+    """Median and RMS offset (mas) between the Stage 3 catalogue and the simulator's truth
+    (truth stars restricted to the mosaic's footprint when the i2d is given)."""
     from astropy.table import Table
 
     cat = Table.read(catalog_path)
     truth = Table.read(truth_path)
+    if i2d is not None and i2d.meta.wcs is not None:
+        x, y = i2d.meta.wcs.invert(np.asarray(truth["ra"]), np.asarray(truth["dec"]))
+        ny, nx = i2d.data.shape
+        inside = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0) & (x < nx - 1) & (y < ny - 1)
+        xi = np.clip(np.nan_to_num(x).astype(int), 0, nx - 1)
+        yi = np.clip(np.nan_to_num(y).astype(int), 0, ny - 1)
+        inside &= i2d.data[yi, xi] == i2d.data[yi, xi]  # not NaN: covered by an exposure
+        truth = truth[inside]
     ra_c = np.asarray(cat["sky_centroid"].ra.deg) if "sky_centroid" in cat.colnames else np.asarray(cat["ra"])
     dec_c = np.asarray(cat["sky_centroid"].dec.deg) if "sky_centroid" in cat.colnames else np.asarray(cat["dec"])
     pairs = _match(ra_c, dec_c, np.asarray(truth["ra"]), np.asarray(truth["dec"]), radius_arcsec)
@@ -80,7 +89,13 @@ def run_demo(output_dir="webbflow-demo", size=1024, ngroups=6, nexp=4, seed=2024
             print(f"  {p}")
         cat = prod.get("catalog")
         if cat:
-            summary = alignment_residuals(cat, sim.catalog)
+            from .. import models
+
+            i2d_path = next((p for p in prod.get("written", []) if p.endswith("_i2d.fits")), None)
+            i2d = models.open(i2d_path) if i2d_path else None
+            summary = alignment_residuals(cat, sim.catalog, i2d=i2d)
+        if prod.get("reused"):
+            print("  (Stage 3 reused: inputs, parameters and code unchanged)")
     print()
     if summary:
         print(
@@ -103,6 +118,9 @@ def add_demo_command(sub) -> None:
     s.add_argument("--runner", choices=["threads", "processes", "dask"], default=None)
 
     def _run(args):
+        from .cli import _quiet_prefect_console
+
+        _quiet_prefect_console(getattr(args, "verbose", False))
         return run_demo(args.output_dir, size=args.size, ngroups=args.ngroups, nexp=args.nexp, seed=args.seed,
                         runner=args.runner)
 

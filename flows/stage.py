@@ -172,21 +172,29 @@ def step_task(name: str):
 
 
 def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source_name: str | None = None):
-    """Run ``names`` in order as Prefect tasks, saving intermediate products when a step asks."""
+    """Run ``names`` in order, saving intermediate products when a step asks.
+
+    Inside a Prefect flow run each step is a Prefect task run; outside one
+    (a stage flow's ``.fn`` called directly, see :func:`prefect_tracking`)
+    the steps run as plain function calls, with the same records.
+    """
+    from prefect.context import FlowRunContext
+
+    tracked = FlowRunContext.get() is not None
     for name in names:
         p = run.params[name]
         if output_dir is not None and p.output_dir is None:
             # side products a step writes itself (fitopt, masks, ...) go with the main products
             p = p.model_copy(update={"output_dir": str(output_dir)})
         refs = run.references.get(name, {})
-        res = step_task(name)(name, model, p, refs)
+        res = step_task(name)(name, model, p, refs) if tracked else _execute(name, model, p, refs)
         run.records.append(StepRecord(name, res.status, res.seconds, res.references))
         model = res.model
         if p.save_results and res.status == "COMPLETE" and output_dir is not None:
             outs = model if isinstance(model, (list, tuple)) else [model]
             suffixes = STEPS[name].extra.get("suffixes") or [p.suffix or STEPS[name].suffix]
             for m, sfx in zip(outs, suffixes):
-                if m is not None:
+                if isinstance(m, models.DataModel):  # libraries and tables save themselves
                     run.written.append(save_product(m, output_dir, source_name, sfx, run))
     return model
 
@@ -236,7 +244,20 @@ def stamp(model, run: StageRun, pipeline: str) -> None:
 def save_product(model, output_dir, source_name: str | None, suffix: str, run: StageRun | None = None) -> str:
     name = source_name or model.meta.filename or "webbflow"
     path = product_path(output_dir, name, suffix)
+    remove_stale_parts(path)
     return model.save(path)
+
+
+def remove_stale_parts(path) -> None:
+    """Delete what a killed writer of this product left: DataModel.save's temporary ``.<name>.*.part`` files."""
+    import glob
+
+    path = Path(path)
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def input_name(inp) -> str:
@@ -258,6 +279,29 @@ def run_name(stage: str):
             return stage
 
     return namer
+
+
+def prefect_tracking() -> bool:
+    """Whether a command-line stage run goes through Prefect (a flow run with one task run per step).
+
+    ``WEBBFLOW_PREFECT``: ``on`` always (with no ``PREFECT_API_URL`` Prefect
+    starts a temporary server: 5-11 s, DESIGN.md section 4); ``off`` never;
+    ``auto`` (the default) when a Prefect API is configured, i.e. when a
+    server exists whose UI would show the runs.  Without Prefect the same
+    steps run in the same order as plain calls, with the same products and
+    provenance.
+    """
+    mode = os.environ.get("WEBBFLOW_PREFECT", "auto").strip().lower()
+    if mode in ("1", "on", "true", "yes", "always"):
+        return True
+    if mode in ("0", "off", "false", "no", "never"):
+        return False
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
+    except Exception:  # noqa: BLE001
+        return bool(os.environ.get("PREFECT_API_URL"))
 
 
 def quiet_prefect_settings():

@@ -1,0 +1,129 @@
+"""Stage 3 imaging: calwebb_image3 as a Prefect flow.
+
+Calibrated exposures of one product in, combined products out, in jwst 3.0's order:
+
+    assign_mtwcs (moving targets) or tweakreg -> skymatch -> outlier_detection (<root>_crf.fits)
+    -> resample (<product>_i2d.fits) -> source_catalog (<product>_cat.ecsv, <product>_segm.fits)
+
+The exposures travel in a ModelLibrary, which keeps at most one of them in
+memory at full size, so a product of hundreds of exposures fits in memory.
+``webbflow run image3 ASN`` goes through the association flow, which first
+brings members that need it through detector1 and image2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from .. import models
+from ..errors import InputFileError, ParameterError
+from . import registry
+from .stage import StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
+
+STEPS = ["assign_mtwcs", "tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog"]
+
+_last: list[StageRun] = []
+
+
+def _is_moving_target(meta) -> bool:
+    return str(getattr(meta.target, "type", "") or "").upper() == "MOVING"
+
+
+@flow(name="image3", flow_run_name=run_name("image3"), validate_parameters=False, persist_result=False)
+def image3(input, product_name: str | None = None, steps: dict | None = None, config: str | None = None,
+           output_dir: str | None = None) -> dict:
+    """Combine calibrated exposures (paths or models) into one mosaic and its source catalogue.
+
+    Returns ``{"i2d": model, "catalog": table path or table, "written": [paths], ...}``.
+    """
+    from ..tasks._library import ModelLibrary
+
+    members = list(input) if isinstance(input, (list, tuple)) else [input]
+    if not members:
+        raise ParameterError("image3 needs at least one calibrated exposure")
+    library = ModelLibrary(members)
+    first = library.read_metadata(0) if hasattr(library, "read_metadata") else None
+    probe = library.stub(0) if hasattr(library, "stub") else models.open(members[0])
+    if first is not None and not isinstance(probe, models.ImageModel):
+        raise InputFileError(members[0], f"is a {type(probe).__name__}; image3 needs calibrated images (_cal)")
+    params = resolve_params(STEPS, steps, config, model=probe, pipeline_class="Image3Pipeline")
+    user = (steps or {}).get("outlier_detection", {})
+    if "save_results" not in user and output_dir is not None:
+        # jwst's image3 writes the crf products
+        params["outlier_detection"] = params["outlier_detection"].model_copy(update={"save_results": True})
+    moving = _is_moving_target(probe.meta)
+    run = StageRun(params=params)
+    run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k == "source_catalog"})
+    out_dir = Path(output_dir) if output_dir else None
+    root = product_name or _default_root(probe)
+    if out_dir is not None:
+        for name in ("outlier_detection", "source_catalog"):
+            if params[name].output_dir is None:
+                params[name] = params[name].model_copy(update={"output_dir": str(out_dir)})
+
+    align = ["assign_mtwcs"] if moving else ["tweakreg"]
+    library = run_steps(library, align + ["skymatch", "outlier_detection"], run, output_dir=None, source_name=root)
+    i2d = run_steps(library, ["resample"], run, output_dir=None, source_name=root)
+    result: dict = {"written": [], "i2d": i2d, "catalog": None}
+    if isinstance(i2d, models.DataModel):
+        i2d.meta.filename = f"{root}_i2d.fits"
+        stamp(i2d, run, "image3")
+        if out_dir is not None:
+            result["written"].append(save_product(i2d, out_dir, f"{root}_i2d.fits", "i2d", run))
+        cat = run_steps(i2d, ["source_catalog"], run, output_dir=None, source_name=root)
+        if isinstance(cat, tuple) and len(cat) == 2:
+            catalog, segm = cat
+            result["catalog_table"] = catalog
+            if out_dir is not None:
+                from ..tasks.source_catalog import write_products
+
+                if segm is not None:
+                    stamp(segm, run, "image3")
+                written = write_products(catalog, segm, out_dir, root)
+                result["written"] += written
+                result["catalog"] = next((p for p in written if p.endswith("_cat.ecsv")), None)
+    if out_dir is not None:
+        result["written"] += sorted(str(p) for p in out_dir.glob("*_crf.fits"))
+    run.written = list(result["written"])
+    _last[:] = [run]
+    result["steps"] = [(r.name, r.status, r.seconds) for r in run.records]
+    return result
+
+
+def _default_root(model) -> str:
+    from .naming import root_of
+
+    return root_of(model.meta.filename or "webbflow_image3") + "_image3"
+
+
+@registry.register("image3")
+def run_image3(input_path, *, output_dir, steps=None, config=None, options=None):
+    """``webbflow run image3 ASN``: the association flow, with earlier stages for members that need them."""
+    from .association import run_association
+    from .calwebb_detector1 import ALL_STEPS as D1
+    from .calwebb_image2 import STEPS as I2
+
+    options = dict(options or {})
+    runner = options.pop("runner", None)
+    workers = options.pop("max_workers", None)
+    address = options.pop("scheduler", None) or options.pop("dask_address", None)
+    allow_partial = bool(options.pop("allow_partial", False))
+    if options:
+        raise ParameterError(f"unknown option(s) for image3: {', '.join('--' + k for k in options)}")
+    if not str(input_path).lower().endswith(".json"):
+        raise InputFileError(input_path, "image3 takes an association (_asn.json)")
+    by_stage: dict[str, dict] = {"detector1": {}, "image2": {}, "image3": {}}
+    for name, values in (steps or {}).items():
+        stage = "image3" if name in STEPS else "image2" if name in I2 else "detector1" if name in D1 else None
+        if stage is None:
+            raise ParameterError(f"unknown step {name!r} for image3 and the stages before it")
+        by_stage[stage][name] = values
+    res = run_association(input_path, output_dir=output_dir, steps=by_stage, config=config, stage3=True,
+                          allow_partial=allow_partial, runner=runner, max_workers=int(workers) if workers else None,
+                          address=address)
+    written = [p for m in res.members for p in m.products]
+    for prod in res.stage3.values():
+        written += prod.get("written", [])
+    return written
