@@ -545,6 +545,16 @@ def make_catalog(model, apcorr_ref, abvega_ref, params: SourceCatalogParams):
 def source_catalog(model, refs, params: SourceCatalogParams):
     """Detect the sources of a resampled image and measure their photometry and shapes."""
     catalog, segm_model = make_catalog(model, refs.get("apcorr"), refs.get("abvegaoffset"), params)
+    if segm_model is not None:
+        # recorded here too (run_step does it after the step), since the map may be written below
+        from .base import _record_ref
+
+        segm_model.meta.cal_step.source_catalog = "COMPLETE"
+        for rt in ("apcorr", "abvegaoffset"):
+            ref = refs.get(rt)
+            name = None if ref is None else (getattr(ref, "_path", None) or ref.meta.filename)
+            if name:
+                _record_ref(segm_model, rt, str(name))
     if params.save_results and catalog is not None:
         write_products(catalog, segm_model, params.output_dir, product_root(model, params))
     return catalog, segm_model
