@@ -1,0 +1,134 @@
+"""Stages 1-3 through the association flow: fan-out, join, Stage 3 products, failures, reuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webbflow import models
+
+
+@pytest.fixture(scope="module")
+def observation(tmp_path_factory):
+    from webbflow.refs.simulator import simulate
+
+    d = tmp_path_factory.mktemp("obs")
+    return simulate(d / "raw", instrument="nircam", size=512, ngroups=4, nints=1, nexp=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def processed(observation, tmp_path_factory):
+    """One run of the association flow, shared by the tests that inspect its products."""
+    import os
+
+    from webbflow.flows.association import run_association
+    from webbflow.refs.select import reset_crds_state
+
+    os.environ["CRDS_PATH"] = str(observation.crds_path)
+    reset_crds_state()
+    out = tmp_path_factory.mktemp("products")
+    res = run_association(observation.asn_level3, output_dir=out)
+    return res, out
+
+
+def test_stage3_products_and_catalogue(observation, processed):
+    from webbflow.flows.demo import alignment_residuals
+
+    res, out = processed
+    assert all(m.ok for m in res.members) and len(res.members) == 3
+    (prod,) = res.stage3.values()
+    names = [Path(p).name for p in prod["written"]]
+    root = Path(json.loads(Path(observation.asn_level3).read_text())["products"][0]["name"]).name
+    assert f"{root}_i2d.fits" in names and f"{root}_cat.ecsv" in names and f"{root}_segm.fits" in names
+    assert sum(n.endswith("_crf.fits") for n in names) == 3
+    for m in res.members:  # the per-exposure products stay
+        stem = m.member.replace("_uncal.fits", "")
+        for sfx in ("rate", "rateints", "cal", "i2d"):
+            assert (out / f"{stem}_{sfx}.fits").exists(), (stem, sfx)
+    i2d = models.open(out / f"{root}_i2d.fits")
+    assert isinstance(i2d, models.ImageModel) and i2d.meta.wcs is not None
+    assert i2d.meta.cal_step.tweakreg == "COMPLETE" and i2d.meta.cal_step.resample == "COMPLETE"
+    from stdatamodels.jwst import datamodels as dm
+
+    with dm.open(out / f"{root}_i2d.fits") as s:
+        assert type(s).__name__ == "ImageModel"
+        ra, dec = s.meta.wcs(10, 10)
+        assert np.isfinite(ra) and np.isfinite(dec)
+    summary = alignment_residuals(out / f"{root}_cat.ecsv", observation.catalog, i2d=i2d)
+    assert summary["matched"] >= 10, summary
+    assert summary["median_mas"] < 10.0, summary
+
+
+def test_rerun_reuses_everything(observation, processed):
+    from webbflow.flows.association import run_association
+
+    res, out = processed
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*.fits")}
+    again = run_association(observation.asn_level3, output_dir=out)
+    assert all(set(m.reused) == {"detector1", "image2"} for m in again.members)
+    assert all(v.get("reused") for v in again.stage3.values())
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.fits")} == before, "nothing was rewritten"
+
+
+def test_changed_image2_parameter_recomputes_from_image2(observation, processed, tmp_path):
+    from webbflow.flows.association import run_association
+
+    res, out = processed
+    work = tmp_path / "w"
+    shutil.copytree(out, work)
+    again = run_association(observation.asn_level3, output_dir=work, stage3=False,
+                            steps={"image2": {"resample": {"pixfrac": 0.8}}})
+    assert all(m.reused == ["detector1"] for m in again.members), [m.reused for m in again.members]
+
+
+def test_one_failed_member_keeps_the_others(observation, tmp_path):
+    import os
+
+    from webbflow.flows.association import AssociationFailed, run_association
+    from webbflow.refs.select import reset_crds_state
+
+    os.environ["CRDS_PATH"] = str(observation.crds_path)
+    reset_crds_state()
+    folder = tmp_path / "asn"
+    folder.mkdir()
+    uncals = [Path(p) for p in observation.uncal]
+    for p in uncals:
+        shutil.copy(p, folder / p.name)
+    bad = folder / uncals[1].name
+    bad.write_bytes(bad.read_bytes()[: 20000])  # truncated
+    asn = json.loads(Path(observation.asn_level3).read_text())
+    (folder / "x_asn.json").write_text(json.dumps(asn))
+    out = tmp_path / "out"
+    with pytest.raises(AssociationFailed) as e:
+        run_association(folder / "x_asn.json", output_dir=out)
+    msg = str(e.value)
+    assert uncals[1].name in msg and "1 of 3 members failed" in msg and "Stage 3 was not made" in msg
+    good = [p for p in uncals if p != uncals[1]]
+    for p in good:
+        assert (out / p.name.replace("_uncal", "_cal")).exists()
+    assert not list(out.glob("*_t001_*_i2d.fits"))
+    # asked for: Stage 3 from the members that succeeded
+    with pytest.raises(AssociationFailed):
+        run_association(folder / "x_asn.json", output_dir=out, allow_partial=True)
+    assert list(out.glob("jw01234-o001_t001_*_i2d.fits"))
+    assert not list(out.glob(".*.part")) and not list(out.glob("*.part"))
+
+
+def test_cli_image3_on_association_with_bad_member_path(tmp_path):
+    asn = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image",
+           "products": [{"name": "p", "members": [{"expname": "../outside_cal.fits", "exptype": "science"}]}]}
+    p = tmp_path / "sub" / "bad_asn.json"
+    p.parent.mkdir()
+    p.write_text(json.dumps(asn))
+    (tmp_path / "outside_cal.fits").write_bytes(b"secret")
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "run", "calwebb_image3", str(p), "--output-dir", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad_asn.json" in lines[0] and "outside" in lines[0], r.stderr
