@@ -16,6 +16,7 @@ process worker runs them wherever webbflow is installed, with no code to pull.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow
@@ -99,18 +100,45 @@ def dark(
 
 if Image3Steps is not None:
 
-    @flow(name="image3", persist_result=False, log_prints=True)
+    @flow(name="image3", flow_run_name=run_name("image3"), persist_result=False, log_prints=True)
     def image3(
-        input: str,
+        input: str | list[str],
         output_dir: str,
+        product_name: str | None = None,
         steps: Image3Steps = Image3Steps(),  # type: ignore[valid-type]
         config: str | None = None,
     ) -> list[str]:
-        """calwebb_image3: a level-3 association of ``_cal`` files to the combined products; returns the files written."""
-        from ..flows import registry
+        """calwebb_image3: a level-3 association whose ``_cal`` members exist, or a list of ``_cal`` files,
+        to the mosaic (``_i2d``), catalogue (``_cat.ecsv``), segmentation map and ``_crf`` files.
 
-        return [str(p) for p in registry.PIPELINES["image3"](_abs(input), output_dir=_abs(output_dir),
-                                                             steps=steps_dict(steps), config=_abs(config))]
+        (The ``association`` deployment also runs the earlier stages for members that need them.)
+        Returns the files written.
+        """
+        from ..flows import calwebb_image3 as m
+
+        jobs: list[tuple[list[str], str | None]] = []
+        if isinstance(input, str) and input.lower().endswith(".json"):
+            from ..errors import InputFileError
+            from ..flows.association import _product_root, load_asn, member_path
+
+            asn_path = _abs(input)
+            asn, folder = load_asn(asn_path)
+            for prod in asn.products:
+                cals = [str(member_path(asn_path, folder, mem.expname)) for mem in prod.members
+                        if mem.exptype.lower() == "science"]
+                missing = [c for c in cals if not Path(c).is_file()]
+                if missing:
+                    raise InputFileError(missing[0], "no such file; the association deployment makes the _cal files first")
+                jobs.append((cals, product_name or _product_root(prod.name)))
+        else:
+            files = [input] if isinstance(input, str) else list(input)
+            jobs.append(([_abs(f) for f in files], product_name))
+        written: list[str] = []
+        for cals, name in jobs:
+            res = m.image3.fn(cals, product_name=name, steps=steps_dict(steps) or None, config=_abs(config),
+                              output_dir=_abs(output_dir))
+            written += [str(p) for p in res.get("written", [])]
+        return written
 
 
 @flow(name="association", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))

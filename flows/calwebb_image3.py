@@ -20,6 +20,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError
 from . import registry
+from .observe import publish_stage
 from .stage import StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
 
 STEPS = ["assign_mtwcs", "tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog"]
@@ -87,6 +88,7 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     if out_dir is not None:
         result["written"] += sorted(str(p) for p in out_dir.glob("*_crf.fits"))
     run.written = list(result["written"])
+    publish_stage(run, "image3", f"{root}_i2d.fits", [i2d if isinstance(i2d, models.DataModel) else None])
     _last[:] = [run]
     result["steps"] = [(r.name, r.status, r.seconds) for r in run.records]
     return result

@@ -167,6 +167,9 @@ def write_quicklook(model, product_path, max_side: int = QUICKLOOK_MAX) -> Path 
     if img is None:
         return None
     path = quicklook_path(product_path)
+    from .stage import remove_stale_parts
+
+    remove_stale_parts(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_bytes(png_bytes(img))
     os.replace(tmp, path)

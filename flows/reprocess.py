@@ -429,10 +429,8 @@ def _redo_stage3(asn_path: Path, prod, folder: Path) -> list[str]:
         if not cal.is_file():
             raise InputFileError(cal, f"member of {asn_path.name} has no cal product to remake Stage 3 from")
         cals.append(str(cal))
-    before = {p: p.stat().st_mtime_ns for p in folder.glob(f"{_product_root(prod.name)}_*")}
-    image3(cals, product_name=_product_root(prod.name), output_dir=str(folder))
-    return sorted(str(p) for p in folder.glob(f"{_product_root(prod.name)}_*")
-                  if p.suffix in (".fits", ".ecsv", ".asdf") and before.get(p) != p.stat().st_mtime_ns)
+    res = image3(cals, product_name=_product_root(prod.name), output_dir=str(folder))
+    return [str(p) for p in (res or {}).get("written", [])]
 
 
 # ---------------------------------------------------------------------------
