@@ -305,6 +305,14 @@ class ModelLibrary:
             self._finalizer = None
         self._temp = None
 
+    def __getstate__(self):
+        # a copy sent to another process (a Dask worker) shares the temporary folder but does not
+        # own it: the original library removes it
+        state = dict(self.__dict__)
+        state["_finalizer"] = None
+        state["_borrowed"] = set()
+        return state
+
     def __enter__(self):
         return self
 
