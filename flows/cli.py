@@ -179,6 +179,20 @@ def cmd_run(args, extra: list[str]) -> int:
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     _quiet_prefect_console(args.verbose)
+    try:
+        result = _run_target(kind, name, inp, out_dir, steps, top, args)
+    except WebbflowError as exc:
+        # the line names the input the user gave, even when the error is about a reference or a member
+        if inp.name not in str(exc) and not isinstance(exc, ParameterError):
+            exc.args = (f"{args.input}: {exc}",)
+        raise
+    for p in result if isinstance(result, (list, tuple)) else [result]:
+        if p:
+            print(f"wrote {p}")
+    return 0
+
+
+def _run_target(kind, name, inp, out_dir, steps, top, args):
     if kind == "pipeline":
         fn = _pipelines()[name]
         result = fn(inp, output_dir=out_dir, steps=steps, config=args.config, options=top)
@@ -190,10 +204,7 @@ def cmd_run(args, extra: list[str]) -> int:
         if steps:
             raise ParameterError(f"options for other steps given to step {name}: {', '.join(steps)}")
         result = run_single_step(name, inp, output_dir=out_dir, params=params, config=args.config)
-    for p in result if isinstance(result, (list, tuple)) else [result]:
-        if p:
-            print(f"wrote {p}")
-    return 0
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     refs_cli.add_commands(sub)
     add_demo_command(sub)
+    from ..deployments import cli as ops_cli
+
+    ops_cli.add_commands(sub)
     return p
 
 

@@ -538,7 +538,9 @@ def reprocess(
     products to remake (default: the ``*_asn.json`` files of those folders).
     Returns the report as a dict (also written as JSON and markdown).
     """
-    new = context or newest_context()
+    from ..refs.select import context_used
+
+    new = context_used(context) if context else newest_context()  # an unknown context is one clear error
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     found = find_products(products)
     folders = sorted({Path(f) for f, _r in found})
@@ -620,8 +622,13 @@ def _publish(report: ReprocessReport) -> None:
 
 
 def run_reprocess(products, context=None, raw_dirs=None, associations=None, dry_run=False, report_dir=None) -> dict:
-    """Run the reprocess flow locally (the CLI's entry)."""
+    """Run the reprocess flow locally (the CLI's entry); an unknown context or missing products fail before it starts."""
+    from ..refs.select import context_used
     from .stage import quiet_prefect_settings
+
+    if context:
+        context_used(context)
+    find_products(products)
 
     with quiet_prefect_settings():
         return reprocess(products, context=context, raw_dirs=raw_dirs, associations=associations, dry_run=dry_run,

@@ -168,21 +168,25 @@ def test_parameter_forms_are_typed_from_the_step_models(prefect_stack):
     assert asn["properties"]["runner"]["enum"] == ["threads", "processes", "dask"]
 
 
-def test_reprocess_runs_on_a_cron_schedule(prefect_stack, tmp_path):
+def test_reprocess_runs_on_a_cron_schedule(prefect_stack, tmp_path, capsys):
     d = _deployments(prefect_stack)["reprocess/default"]
     (sched,) = d.schedules
     assert sched.schedule.cron == "0 6 * * *" and sched.schedule.timezone == "UTC"
     assert sched.active is False, "the yaml's schedule waits for a products folder"
     # webbflow deploy with a products folder: the same deployment, schedule on, folder as parameter
-    from webbflow.deployments import deploy_all
+    from webbflow.flows.cli import main
 
     with prefect_stack.settings():
-        ids = deploy_all(work_pool=POOL, products_dir=str(tmp_path), names=["reprocess"], cron="30 5 * * 1")
-    assert list(ids) == ["reprocess/default"] and ids["reprocess/default"] == str(d.id)
+        rc = main(["deploy", "--pool", POOL, "--products", str(tmp_path), "--only", "reprocess", "--cron", "30 5 * * 1",
+                   "--env", "CRDS_PATH=/data/crds"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"deployed reprocess/default ({d.id})" in out and "reprocess runs at '30 5 * * 1'" in out
     d = _deployments(prefect_stack)["reprocess/default"]
     (sched,) = d.schedules
     assert sched.active is True and sched.schedule.cron == "30 5 * * 1"
     assert d.parameters == {"products": str(tmp_path.resolve())}
+    assert d.job_variables == {"env": {"CRDS_PATH": "/data/crds"}}
 
 
 def test_bad_parameters_are_refused_before_any_run(prefect_stack):

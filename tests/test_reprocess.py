@@ -213,6 +213,22 @@ def test_bad_inputs(tmp_path, observation, crds_env):
         rp.run_reprocess(str(tmp_path))
 
 
+def test_command_line(observation, crds_env, capsys):
+    from webbflow.flows.cli import main
+
+    raw, prod = observation
+    crds_env(raw)
+    t0 = _mtimes(prod)
+    assert main(["reprocess", str(prod), "--dry-run", "--raw-dir", str(raw)]) == 0
+    out = capsys.readouterr().out
+    assert "3 exposures checked, 0 would be redone, 3 unchanged, 0 failed" in out
+    report = out.strip().splitlines()[-1].split("report: ")[1]
+    assert Path(report).is_file() and _mtimes(prod) == t0
+    assert main(["reprocess", str(prod), "--context", "jwst_9999.pmap", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("webbflow: error: CRDS context jwst_9999.pmap is not in the cache") and "Traceback" not in err
+
+
 def test_recorded_steps_keeps_only_what_differs():
     rec = {"parameters": {
         "jump": {"rejection_threshold": 5.5, "three_group_rejection_threshold": 6.0, "output_dir": "/old", "overrides": {}},
