@@ -125,7 +125,8 @@ def _read_image(fileobj, info: dict, header: fits.Header, path) -> np.ndarray | 
         u ^= unsigned(offset)
         return u
     if bscale != 1 or bzero != 0:
-        return (arr * bscale + bzero).astype(np.float32 if bitpix in (8, 16, -32) else np.float64)
+        # scale in float: BITPIX=8 with BZERO=-128 (signed bytes) would overflow the stored uint8
+        return (arr.astype(np.float64) * bscale + bzero).astype(np.float32 if bitpix in (8, 16, -32) else np.float64)
     return arr
 
 

@@ -21,6 +21,18 @@ from ..models import dqflags
 
 log = logging.getLogger("webbflow.steps")
 
+
+class GeometryError(ValueError):
+    """A reference (``ref`` set) or the science data (``ref`` None) cannot be placed on the detector.
+
+    :func:`webbflow.tasks.base.run_step` turns it into a one-line
+    ReferenceFileError naming the reftype and file (or an InputFileError).
+    """
+
+    def __init__(self, message: str, ref=None):
+        super().__init__(message)
+        self.ref = ref
+
 # Full-frame sizes (rows, columns) in science orientation.
 NIR_FULL = (2048, 2048)
 MIRI_FULL = (1024, 1032)
@@ -58,11 +70,12 @@ def ref_geometry(ref) -> tuple[int, int, int, int]:
         if (ny, nx) == (fy, fx):
             log.warning("Reference file has no subarray keywords; taking it as full frame")
             return 1, 1, fx, fy
-        raise ValueError(
-            f"reference file {ref.meta.filename or ''} has no SUBSTRT/SUBSIZE keywords and is not full frame ({ny}x{nx})"
+        raise GeometryError(
+            f"reference file {ref.meta.filename or ''} has no SUBSTRT/SUBSIZE keywords and is not full frame ({ny}x{nx})",
+            ref,
         )
     if xstart < 1 or ystart < 1:
-        raise ValueError(f"reference file {ref.meta.filename or ''} has invalid subarray corner ({xstart}, {ystart})")
+        raise GeometryError(f"reference file {ref.meta.filename or ''} has invalid subarray corner ({xstart}, {ystart})", ref)
     if xsize != nx:
         log.warning("Reference file array size does not match SUBSIZE1; using the array size")
         xsize = nx
@@ -77,9 +90,9 @@ def sci_geometry(sci) -> tuple[int, int, int, int]:
     sub = sci.meta.subarray
     xstart, ystart, xsize, ysize = sub.xstart, sub.ystart, sub.xsize, sub.ysize
     if None in (xstart, ystart, xsize, ysize):
-        raise ValueError("science data has no SUBSTRT1/2, SUBSIZE1/2 keywords: cannot place it on the detector")
+        raise GeometryError("science data has no SUBSTRT1/2, SUBSIZE1/2 keywords: cannot place it on the detector")
     if xstart < 1 or ystart < 1:
-        raise ValueError(f"science data has invalid subarray corner ({xstart}, {ystart})")
+        raise GeometryError(f"science data has invalid subarray corner ({xstart}, {ystart})")
     ny, nx = sci.data.shape[-2:]
     if xsize != nx:
         log.warning("Science array size does not match SUBSIZE1; using the array size")
@@ -104,9 +117,10 @@ def subarray_slices(sci, ref) -> tuple[slice, slice]:
     x0, y0 = sx - rx, sy - ry
     x1, y1 = x0 + snx, y0 + sny
     if x0 < 0 or y0 < 0 or x1 > rnx or y1 > rny:
-        raise ValueError(
+        raise GeometryError(
             f"science subarray (SUBSTRT1={sx}, SUBSTRT2={sy}, {snx}x{sny}) does not lie inside the reference "
-            f"(SUBSTRT1={rx}, SUBSTRT2={ry}, {rnx}x{rny})"
+            f"(SUBSTRT1={rx}, SUBSTRT2={ry}, {rnx}x{rny})",
+            ref,
         )
     return slice(y0, y1), slice(x0, x1)
 

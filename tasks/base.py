@@ -182,7 +182,11 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         else:
             used[rt] = getattr(ref.meta, "filename", None) or "<in memory>"
         opened[rt] = ref
-    out = spec.function(model, opened, params)
+    try:
+        out = spec.function(model, opened, params)
+    except ValueError as exc:
+        _raise_geometry_error(exc, model, opened, used)
+        raise
     status = "COMPLETE"
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], str):
         out, status = out
@@ -196,6 +200,24 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     dt = time.perf_counter() - t0
     log.info("Step %s done in %.2f s (%s)", name, dt, status)
     return StepResult(out, status, dt, used)
+
+
+def _raise_geometry_error(exc: ValueError, model, opened: dict, used: dict) -> None:
+    """A reference or science array that cannot be placed on the detector is a user error:
+    one line naming the reftype and file (or the input), not a traceback."""
+    from ..errors import InputFileError, ReferenceFileError
+    from ._subarray import GeometryError
+
+    if not isinstance(exc, GeometryError):
+        return
+    src = getattr(getattr(model, "meta", None), "filename", None) or "the input"
+    if exc.ref is not None:
+        for rt, ref in opened.items():
+            if ref is exc.ref:
+                raise ReferenceFileError(rt, used.get(rt, "<in memory>"), f"does not fit {src}: {exc}") from None
+        raise ReferenceFileError("reference", getattr(exc.ref.meta, "filename", None) or "<in memory>",
+                                 f"does not fit {src}: {exc}") from None
+    raise InputFileError(src, str(exc)) from None
 
 
 def _mark(model, attr: str, status: str) -> None:

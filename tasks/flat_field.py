@@ -55,7 +55,9 @@ class FlatFieldParams(StepParams):
 
 
 def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> None:
-    """Make NaN in any of data/err/variances and DO_NOT_USE in DQ agree, in place.
+    """Make NaN (or infinity) in any of data/err/variances and DO_NOT_USE in DQ agree, in place.
+
+    Infinite values become NaN flagged DO_NOT_USE, so that they do not spread through resample.
 
     Arrays shaped unlike ``data`` are left alone (for instance the guider's
     2-D DQ next to its 3-D data).  ``extra`` holds arrays kept outside the
@@ -73,7 +75,7 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
     arrays = [a for a in arrays if a.shape == shape]
     invalid = np.zeros(shape, dtype=bool)
     for a in arrays:
-        invalid |= np.isnan(a)
+        invalid |= ~np.isfinite(a)  # infinities are as unusable as NaN (jwst checks NaN only)
     if model.has("dq") and model.dq.shape == shape:
         invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
         model.dq[invalid] |= np.uint32(dqflags.DO_NOT_USE)

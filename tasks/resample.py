@@ -114,7 +114,7 @@ def _nan_flag_consistent(model):
     for n in names:
         a = getattr(model, n)
         if a.shape == shape:
-            invalid |= np.isnan(a)
+            invalid |= ~np.isfinite(a)
     has_dq = model.has("dq") and model.dq.shape == shape
     if has_dq:
         invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
