@@ -1,0 +1,71 @@
+"""The association fan-out on Dask: prefect-dask's DaskTaskRunner on a LocalCluster of 2 worker processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from webbflow import models
+
+distributed = pytest.importorskip("distributed", reason="the dask extra (prefect-dask, distributed) is not installed")
+pytest.importorskip("prefect_dask")
+
+
+@pytest.fixture(scope="module")
+def observation(tmp_path_factory):
+    from webbflow.refs.simulator import simulate
+
+    raw = tmp_path_factory.mktemp("dask") / "raw"
+    sim = simulate(raw, instrument="nircam", detector="nrca1", size=64, ngroups=3, nexp=3, seed=7)
+    asn = {"asn_type": "image2", "asn_rule": "candidate_Asn_Lv2Image", "asn_pool": "jw01234_pool",
+           "products": [{"name": u.name[: -len("_uncal.fits")], "members": [{"expname": u.name, "exptype": "science"}]}
+                        for u in sim.uncal]}
+    path = raw / "jw01234-o001_image2_asn.json"
+    path.write_text(json.dumps(asn))
+    return sim, path
+
+
+def test_make_task_runner_dask():
+    from prefect_dask import DaskTaskRunner
+
+    from webbflow.flows.association import make_task_runner
+
+    local = make_task_runner("dask", max_workers=2)
+    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert local.cluster_kwargs["n_workers"] == 2 and local.cluster_kwargs["processes"] is True
+    remote = make_task_runner("dask", address="tcp://scheduler.example:8786")
+    assert remote.address == "tcp://scheduler.example:8786"
+
+
+def test_association_fan_out_on_a_local_cluster_of_two_workers(observation, crds_env, tmp_path):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from webbflow.flows.association import run_association
+
+    sim, asn = observation
+    crds_env(sim.crds_path)
+    out = tmp_path / "products"
+    import time
+
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        t1 = time.perf_counter()
+        with get_task_stream(client) as ts:
+            res = run_association(asn, output_dir=out, runner="dask", address=cluster.scheduler_address)
+        print(f"cluster start {t1 - t0:.1f} s, association {time.perf_counter() - t1:.1f} s; per member:",
+              [round(m.seconds, 1) for m in res.members])
+        workers = set(client.scheduler_info()["workers"])
+        records = list(ts.data)
+    assert len(res.members) == 3 and all(m.ok for m in res.members), [m.error for m in res.members]
+    member_tasks = [r for r in records if "member" in str(r.get("key", ""))]
+    print(f"{len(member_tasks)} member tasks on workers:", sorted({r["worker"] for r in member_tasks}))
+    assert len(member_tasks) == 3
+    used = {r["worker"] for r in member_tasks}
+    assert used <= workers and len(used) == 2, "both Dask workers calibrated exposures"
+    for m in res.members:
+        root = m.member.split("_uncal")[0]
+        cal = models.open(out / f"{root}_cal.fits")
+        assert cal.meta.cal_step.flat_field == "COMPLETE" and cal.data.shape == (64, 64)
+    assert not list(out.rglob("*.part"))
