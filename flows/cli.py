@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, extra)
         return args.func(args)
     except WebbflowError as exc:
-        print(f"webbflow: error: {exc}", file=sys.stderr)
+        # one line, whatever the message carries (YAML and pydantic errors span several)
+        print("webbflow: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return getattr(exc, "exit_code", 1) or 1
     except KeyboardInterrupt:
         print("webbflow: interrupted", file=sys.stderr)
