@@ -49,6 +49,11 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     probe = library.stub(0) if hasattr(library, "stub") else models.open(members[0])
     if first is not None and not isinstance(probe, models.ImageModel):
         raise InputFileError(members[0], f"is a {type(probe).__name__}; image3 needs calibrated images (_cal)")
+    for i, member in enumerate(members):
+        meta = library.read_metadata(i)
+        where = member if not isinstance(member, models.DataModel) else (meta.filename or f"member {i}")
+        if getattr(meta, "wcs", None) is None:
+            raise InputFileError(where, "has no WCS; image3 needs calibrated images from image2 (assign_wcs)")
     params = resolve_params(STEPS, steps, config, model=probe, pipeline_class="Image3Pipeline")
     user = (steps or {}).get("outlier_detection", {})
     if "save_results" not in user and output_dir is not None:
