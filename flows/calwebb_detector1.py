@@ -124,12 +124,17 @@ def _only(steps, names, all_steps):
 @registry.register("detector1")
 def run_detector1(input_path, *, output_dir, steps=None, config=None, options=None):
     from ..errors import ParameterError
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     options = dict(options or {})
     save_ramp = bool(options.pop("save_calibrated_ramp", False))
     if options:
         raise ParameterError(f"unknown option(s) for detector1: {', '.join('--' + k for k in options)}")
-    with quiet_prefect_settings():
-        detector1(str(input_path), steps=steps, config=config, output_dir=str(output_dir), save_calibrated_ramp=save_ramp)
+    kwargs = dict(steps=steps, config=config, output_dir=str(output_dir), save_calibrated_ramp=save_ramp)
+    if prefect_tracking():
+        with quiet_prefect_settings():
+            detector1(str(input_path), **kwargs)
+    else:
+        # no Prefect server to show the runs: the same flow body, without the temporary server
+        detector1.fn(str(input_path), **kwargs)
     return detector1_last_run[-1].written if detector1_last_run else []

@@ -116,8 +116,8 @@ def _read_image(fileobj, info: dict, header: fits.Header, path) -> np.ndarray | 
             path,
             f"extension {header.get('EXTNAME', '?')} is truncated: expected {count} values of {shape}, file holds {arr.size}",
         )
+    arr = _native(arr)  # before reshaping: the array fromfile made is swapped in place, not copied
     arr = arr.reshape(shape)
-    arr = _native(arr)
     if bscale == 1 and bitpix in _UNSIGNED and bzero == _UNSIGNED[bitpix][2]:
         # JWST's unsigned integers: stored signed with BZERO = 2**(n-1).
         signed, unsigned, offset = _UNSIGNED[bitpix]

@@ -95,6 +95,37 @@ def ipc_convolve(data: np.ndarray, kernel: np.ndarray, nref: RefPixels) -> None:
     sci[...] = acc
 
 
+def ipc_convolve_fast(data: np.ndarray, kernel: np.ndarray, nref: RefPixels) -> bool:
+    """:func:`ipc_convolve` with the compiled kernel, same arithmetic; False when it does not apply.
+
+    Every group is convolved in a row-parallel loop into one scratch plane
+    and copied back, instead of numpy's padded copy, accumulator and one
+    temporary per kernel element.
+    """
+    if data.dtype != np.float32 or kernel.dtype not in (np.float32, np.float64) or data.ndim < 2:
+        return False
+    try:
+        from ._ipc_kernel import convolve_planes
+    except ImportError:
+        return False
+    ky, kx = kernel.shape[:2]
+    ny = data.shape[-2] - (nref.bottom_rows + nref.top_rows)
+    nx = data.shape[-1] - (nref.left_columns + nref.right_columns)
+    if ny <= 0 or nx <= 0:
+        return True
+    y0, x0 = nref.bottom_rows, nref.left_columns
+    planes = data.reshape((-1,) + data.shape[-2:])
+    k = np.ascontiguousarray(kernel)
+    if k.ndim == 4:
+        k = np.ascontiguousarray(k[:, :, y0 : y0 + ny, x0 : x0 + nx])
+    else:
+        k = k.reshape(ky, kx, 1, 1)
+    mj, mi = ky // 2, kx // 2
+    order = [(j, i) for j in range(ky) for i in range(kx) if (j, i) != (mj, mi)] + [(mj, mi)]
+    convolve_planes(planes, k, np.array(order, dtype=np.int64), y0, x0, ny, nx, k.dtype == np.float64)
+    return True
+
+
 @step("ipc", "IPCStep", params=IPCParams, reftypes=("ipc",), suffix="ipc")
 def ipc(model, refs, params):
     """Apply the IPC deconvolution kernel to every group; ``data`` is updated in place."""
@@ -105,6 +136,8 @@ def ipc(model, refs, params):
         raise ValueError("ipc: the exposure has no SUBSTRT/SUBSIZE keywords")
     nref = num_ref_pixels(ramp)
     kernel = kernel_for(ramp, refs["ipc"])
+    if ipc_convolve_fast(ramp.data, kernel, nref):
+        return ramp
     # one integration at a time keeps the padded copy and the accumulator small
     for i in range(ramp.data.shape[0]):
         ipc_convolve(ramp.data[i], kernel, nref)

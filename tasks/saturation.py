@@ -51,8 +51,6 @@ def flag_saturation(ramp, sat_ref, params: SaturationParams, bias_ref=None):
 
     The reference models are not modified.
     """
-    from stcal.saturation.saturation import flag_saturated_pixels
-
     ngroups = ramp.meta.exposure.ngroups or ramp.data.shape[1]
     nframes = ramp.meta.exposure.nframes or 1
     thresh, sat_dq = ref_region(ramp, sat_ref, "data", "dq")
@@ -66,6 +64,10 @@ def flag_saturation(ramp, sat_ref, params: SaturationParams, bias_ref=None):
     if pattern is not None:
         log.info("Using read_pattern with nframes %d", nframes)
     zframe = ramp.zeroframe if (ramp.meta.exposure.zero_frame and ramp.has("zeroframe")) else None
+    if _flag_with_kernel(ramp, thresh, sat_dq, bias, pattern, zframe, params):
+        return ramp
+    from stcal.saturation.saturation import flag_saturated_pixels
+
     gdq, pdq, zframe = flag_saturated_pixels(
         ramp.data,
         ramp.groupdq,
@@ -84,6 +86,41 @@ def flag_saturation(ramp, sat_ref, params: SaturationParams, bias_ref=None):
     if zframe is not None:
         ramp.zeroframe = zframe
     return ramp
+
+
+def _flag_with_kernel(ramp, thresh, sat_dq, bias, pattern, zframe, params) -> bool:
+    """stcal's flag_saturated_pixels on the compiled kernel (``_saturation_kernel``); False if it does not apply.
+
+    ``thresh`` and ``sat_dq`` are this step's own copies (prepared here as stcal does).
+    """
+    data, gdq = ramp.data, ramp.groupdq
+    if data.dtype != np.float32 or gdq.dtype != np.uint8 or thresh.ndim != 2:
+        return False
+    if bias is not None and (np.ndim(bias) != 2 or np.asarray(bias).dtype != np.float32):
+        return False
+    if zframe is not None and zframe.dtype != np.float32:
+        return False
+    try:
+        from ._saturation_kernel import flag_saturated
+    except ImportError:
+        return False
+    flags = dqflags.PIXEL
+    no_check = np.uint32(flags["NO_SAT_CHECK"])
+    no_check_mask = (sat_dq & no_check) == no_check
+    nan = np.isnan(thresh)
+    sat_dq[nan] |= no_check
+    no_check_mask |= nan
+    thresh[no_check_mask] = ATOD_LIMIT + 1
+    n_sat, n_floor = flag_saturated(
+        data, gdq, thresh, no_check_mask,
+        sat=flags["SATURATED"], dnu=flags["DO_NOT_USE"], ad_floor=flags["AD_FLOOR"],
+        n_pix_grow_sat=params.n_pix_grow_sat, read_pattern=pattern, zframe=zframe,
+        bias=None if bias is None else np.ascontiguousarray(bias),
+    )
+    log.info("Detected %i saturated pixels", n_sat)
+    log.info("Detected %i A/D floor pixels", n_floor)
+    ramp.pixeldq = np.bitwise_or(ramp.pixeldq, sat_dq)
+    return True
 
 
 @step(

@@ -1,0 +1,70 @@
+"""Compiled IPC convolution with the arithmetic of ``ipc.ipc_convolve`` (and jwst's IPC step).
+
+For each group plane, each science pixel becomes the sum over the kernel of
+weight times the neighbouring science pixel (zero beyond the science region),
+accumulated in the data's precision (float32, or float64 products rounded to
+float32 for a float64 kernel, as numpy's in-place ``+=`` does), in the given
+order: the central weight last.  Rows run in parallel and each kernel weight
+is applied along a whole row at a time; each plane is written to a scratch
+plane and copied back, so every output reads the input values.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _add(acc, x, w, v, wide):
+    if wide:
+        acc[x] = np.float32(np.float64(acc[x]) + np.float64(w) * np.float64(v))
+    else:
+        acc[x] = np.float32(acc[x] + np.float32(np.float32(w) * v))
+
+
+@numba.njit(cache=True)
+def _tap(acc, src, wrow, dx, nx, wide, pp, zero_row):
+    """acc[x] += w * src[x + dx] (0 beyond the row) for one kernel weight, in the data's precision."""
+    lo = max(0, -dx)
+    hi = min(nx, nx - dx)
+    if zero_row:
+        lo = hi = nx
+    zero = np.float32(0.0)
+    for x in range(0, min(lo, nx)):
+        _add(acc, x, wrow[x * pp], zero, wide)
+    if pp == 0:
+        w = wrow[0]
+        for x in range(lo, hi):
+            _add(acc, x, w, src[x + dx], wide)
+    else:
+        for x in range(lo, hi):
+            _add(acc, x, wrow[x], src[x + dx], wide)
+    for x in range(max(hi, lo), nx):
+        _add(acc, x, wrow[x * pp], zero, wide)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def convolve_planes(planes, kernel, order, y0, x0, ny, nx, wide):
+    """planes (n, rows, cols) float32, updated in place; kernel (ky, kx, 1 | ny, 1 | nx)."""
+    ky, kx = kernel.shape[0], kernel.shape[1]
+    bb, lb = ky // 2, kx // 2
+    pp = 1 if kernel.shape[2] > 1 else 0  # per-pixel kernels are indexed by the pixel
+    ntaps = order.shape[0]
+    out = np.empty((ny, nx), np.float32)
+    for p in range(planes.shape[0]):
+        for y in numba.prange(ny):
+            acc = np.zeros(nx, np.float32)
+            for t in range(ntaps):
+                j = order[t, 0]
+                i = order[t, 1]
+                sy = y + (ky - j - 1) - bb
+                dx = (kx - i - 1) - lb
+                wrow = kernel[j, i, y * pp]
+                inside = sy >= 0 and sy < ny
+                src = planes[p, y0 + (sy if inside else 0), x0 : x0 + nx]
+                _tap(acc, src, wrow, dx, nx, wide, pp, not inside)
+            out[y, :] = acc
+        # a plain copy, not a second parallel loop: numba would fuse the two loops and
+        # rows would then read neighbours already overwritten
+        planes[p, y0 : y0 + ny, x0 : x0 + nx] = out
