@@ -180,7 +180,13 @@ def cmd_run(args, extra: list[str]) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     _quiet_prefect_console(args.verbose)
     try:
-        result = _run_target(kind, name, inp, out_dir, steps, top, args)
+        try:
+            result = _run_target(kind, name, inp, out_dir, steps, top, args)
+        except Exception as exc:  # noqa: BLE001 - only Prefect API connection failures are translated
+            problem = _prefect_unreachable(exc)
+            if problem is None:
+                raise
+            raise WebbflowError(problem) from None
     except WebbflowError as exc:
         # the line names the input the user gave, even when the error is about a reference or a member
         if inp.name not in str(exc) and not isinstance(exc, ParameterError):
@@ -190,6 +196,33 @@ def cmd_run(args, extra: list[str]) -> int:
         if p:
             print(f"wrote {p}")
     return 0
+
+
+def _prefect_unreachable(exc: BaseException) -> str | None:
+    """A one-line message when ``exc`` says the Prefect API (PREFECT_API_URL) cannot be reached, else None.
+
+    Prefect refuses to start a flow run when its server is down ("Failed to reach API"), and a
+    server that stops during a run fails the next task-run call with an httpx connection error.
+    """
+    try:
+        import httpx
+
+        transport = (httpx.TransportError,)
+    except Exception:  # noqa: BLE001
+        transport = ()
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (transport and isinstance(exc, transport)) or (
+            isinstance(exc, RuntimeError) and "Failed to reach API" in str(exc)
+        ):
+            url = os.environ.get("PREFECT_API_URL", "")
+            return (
+                f"the Prefect API {url} cannot be reached ({type(exc).__name__}: {exc}); start it (prefect server start), "
+                "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _run_target(kind, name, inp, out_dir, steps, top, args):
