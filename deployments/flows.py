@@ -141,7 +141,15 @@ if Image3Steps is not None:
         return written
 
 
-@flow(name="association", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def _asn_run_name():
+    from prefect.runtime import flow_run
+
+    p = (flow_run.parameters or {}).get("asn_path") or ""
+    return f"association {Path(str(p)).name.removesuffix('.json').removesuffix('_asn')}" if p else "association"
+
+
+@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
 def association(
     asn_path: str,
     output_dir: str | None = None,
@@ -164,11 +172,19 @@ def association(
     args = (_abs(asn_path),)
     kwargs = dict(output_dir=_abs(output_dir), steps=steps_dict(steps) or None, config=_abs(config), stage3=stage3,
                   allow_partial=allow_partial)
-    if runner == "threads" and not max_workers:
-        res = process_association.fn(*args, **kwargs)
-    else:
-        fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, dask_address))
-        res = fl(*args, **kwargs)
+    from ..flows.association import AssociationFailed
+    from ..flows.observe import publish_association
+
+    try:
+        if runner == "threads" and not max_workers:
+            res = process_association.fn(*args, **kwargs)
+        else:
+            fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, dask_address))
+            res = fl(*args, **kwargs)
+    except AssociationFailed as exc:
+        publish_association(exc.result)  # what failed, and what was kept, stays visible on the run
+        raise
+    publish_association(res)
     return {
         "asn": res.asn,
         "seconds": round(res.seconds, 2),

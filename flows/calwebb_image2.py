@@ -25,7 +25,7 @@ from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
 from .observe import publish_stage
-from .stage import StageRun, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import StageRun, input_name, run_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 STEPS = ["bkg_subtract", "assign_wcs", "flat_field", "photom", "resample"]
 CAL_STEPS = ["assign_wcs", "flat_field", "photom"]
@@ -139,7 +139,7 @@ def calibrate_exposure(science, backgrounds=(), *, steps=None, config=None, outp
 # the flow
 
 
-@flow(name="image2", validate_parameters=False, persist_result=False, log_prints=True)
+@flow(name="image2", flow_run_name=run_name("image2"), validate_parameters=False, persist_result=False, log_prints=True)
 def image2(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None):
     """Run calwebb_image2 on a rate file, a rate model or a level-2 association.
 

@@ -338,5 +338,46 @@ def _publish(run, pipeline: str, source: str, models) -> dict[str, Path]:
     return quicklooks
 
 
-__all__ = ["dq_stats", "asinh_stretch", "png_bytes", "quicklook_image", "write_quicklook", "quicklook_path",
+def association_markdown(res) -> str:
+    """Markdown summary of an association run: members, reuse, failures, Stage 3 products with quick-looks."""
+    ok = [m for m in res.members if m.ok]
+    lines = [f"# association: {Path(res.asn).name}", "",
+             f"- **members:** {len(ok)} of {len(res.members)} calibrated, "
+             f"{sum(1 for m in res.members if m.reused)} with reused stages, {res.seconds:.1f} s", ""]
+    lines += ["| exposure | state | reused | seconds |", "| --- | --- | --- | --- |"]
+    for m in res.members:
+        state = "ok" if m.ok else f"FAILED: {m.error}"
+        lines.append(f"| {m.member} | {state} | {', '.join(m.reused) or '-'} | {m.seconds:.1f} |")
+    for name, prod in (res.stage3 or {}).items():
+        written = [str(p) for p in (prod or {}).get("written", [])] if isinstance(prod, dict) else []
+        lines += ["", f"## Stage 3: {name}" + (" (reused)" if isinstance(prod, dict) and prod.get("reused") else ""), ""]
+        lines += [f"- `{p}`" for p in written]
+        for p in written:
+            ql = quicklook_path(p)
+            if p.endswith("_i2d.fits") and ql.is_file() and ql.stat().st_size < 400_000:
+                uri = "data:image/png;base64," + base64.b64encode(ql.read_bytes()).decode("ascii")
+                lines += ["", f"![{ql.name}]({uri})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def publish_association(res) -> None:
+    """Publish an association run's summary (a table of members and a markdown with the Stage 3 quick-look)."""
+    try:
+        if not _in_flow_run():
+            return
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        stem = re.sub(r"_asn$", "", Path(res.asn).stem)
+        create_table_artifact(
+            [{"exposure": m.member, "ok": m.ok, "reused": ", ".join(m.reused), "seconds": round(m.seconds, 2),
+              "cal": Path(m.cal).name if m.cal else "", "error": m.error or ""} for m in res.members],
+            key=artifact_key("association", stem, "members"), description=f"members of {Path(res.asn).name}",
+        )
+        create_markdown_artifact(association_markdown(res), key=artifact_key("association", stem, "summary"),
+                                 description=f"association {Path(res.asn).name}: members and Stage 3 products")
+    except Exception as exc:  # noqa: BLE001 - observability never fails the science
+        log.warning("could not publish the association summary: %s", exc)
+
+
+__all__ = ["publish_association", "association_markdown", "dq_stats", "asinh_stretch", "png_bytes", "quicklook_image", "write_quicklook", "quicklook_path",
            "publish_stage", "artifact_key", "step_rows", "dq_rows", "summary_markdown"]

@@ -191,3 +191,34 @@ def test_detector1_run_publishes_artifacts(small_exposure, crds_env, tmp_path):
     data = np.nan_to_num(rate.data, nan=-np.inf)
     y, x = np.unravel_index(np.argmax(data), data.shape)
     assert q[(63 - y) * 4 + 2, x * 4 + 2] >= 250
+
+
+def test_association_deployment_flow_publishes_its_summary(crds_env, tmp_path):
+    """The deployed association flow, run in-process: typed steps reach the members, and the run shows a summary."""
+    from webbflow.deployments.flows import association
+    from webbflow.flows.stage import quiet_prefect_settings
+    from webbflow.refs.simulator import simulate
+
+    sim = simulate(tmp_path / "raw", instrument="nircam", size=64, ngroups=3, nexp=2, seed=12)
+    crds_env(sim.crds_path)
+    asn = {"asn_type": "image2", "asn_rule": "candidate_Asn_Lv2Image", "asn_pool": "p",
+           "products": [{"name": u.name[:-11], "members": [{"expname": u.name, "exptype": "science"}]} for u in sim.uncal]}
+    asn_path = tmp_path / "raw" / "jw01234-o001_test_asn.json"
+    asn_path.write_text(json.dumps(asn))
+    out = tmp_path / "products"
+    with quiet_prefect_settings():
+        state = association(str(asn_path), output_dir=str(out), steps={"image2": {"resample": {"pixfrac": 0.7}}},
+                            return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert [m["ok"] for m in summary["members"]] == [True, True]
+    assert all(m["reused"] == [] for m in summary["members"])
+    i2d = models.open(out / "jw01234001001_02101_00001_nrca1_i2d.fits")
+    assert i2d._asdf_extra["webbflow_provenance"][-1]["parameters"]["resample"]["pixfrac"] == 0.7
+    arts = _artifacts(state.state_details.flow_run_id)
+    assert state.state_details.flow_run_id and set(arts) == {"association-jw01234-o001-test-members",
+                                                             "association-jw01234-o001-test-summary"}
+    rows = json.loads(arts["association-jw01234-o001-test-members"].data)
+    assert [r["exposure"] for r in rows] == [u.name for u in sim.uncal] and all(r["ok"] for r in rows)
+    md = arts["association-jw01234-o001-test-summary"].data
+    assert "2 of 2 calibrated" in md and "| jw01234001001_02101_00002_nrca1_uncal.fits | ok | - |" in md
