@@ -18,6 +18,10 @@ import time
 
 CHILD = r"""
 import json, resource, sys, time
+def _hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 import numpy as np
 kind, src, dst = sys.argv[1:4]
 t0 = time.perf_counter()
@@ -30,18 +34,22 @@ else:
     m = datamodels.open(src)
     m.save(dst)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": dt, "peak_rss_mib": _hwm()}))
 """
 
 BASELINE = r"""
 import json, resource
+def _hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 import numpy, astropy.io.fits, asdf, pydantic
 KIND = __import__("sys").argv[1]
 if KIND == "webbflow":
     import webbflow.models
 else:
     import stdatamodels.jwst.datamodels
-print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"peak_rss_mib": _hwm()}))
 """
 
 

@@ -1,0 +1,96 @@
+"""Peak memory of Stage 3 (image3) as the number of exposures grows, webbflow against jwst.
+
+    python bench/image3_memory.py [--counts 4 16] [--size 512] [--no-jwst]
+
+It simulates a dithered NIRCam observation, makes the cal files once (webbflow's
+detector1 and image2, which agree with jwst's bit for bit), then runs Stage 3 on
+the first N cal files in a fresh process per measurement, alternating webbflow
+and jwst, and prints wall time and peak RSS with their ratios.  webbflow's
+ModelLibrary keeps one exposure in memory at a time, so its peak should grow
+little with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, os, resource, sys, time, warnings
+def _hwm():
+    # this process's own peak RSS (VmHWM); ru_maxrss would include the parent's high-water mark
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+warnings.simplefilter("ignore")
+kind, out, cals = sys.argv[1], sys.argv[2], sys.argv[3:]
+t0 = time.perf_counter()
+if kind == "webbflow":
+    from webbflow.flows.calwebb_image3 import image3
+    from webbflow.flows.stage import quiet_prefect_settings
+    with quiet_prefect_settings():
+        image3.fn(cals, product_name="bench", output_dir=out)
+else:
+    from jwst.pipeline import Image3Pipeline
+    from jwst.associations import asn_from_list
+    from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
+    asn = asn_from_list.asn_from_list(cals, rule=DMS_Level3_Base, product_name="bench")
+    p = os.path.join(out, "bench_asn.json")
+    with open(p, "w") as f:
+        f.write(asn.dump()[1])
+    Image3Pipeline.call(p, output_dir=out)
+print(json.dumps({"seconds": time.perf_counter() - t0,
+                  "peak_rss_mib": _hwm()}))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--counts", type=int, nargs="+", default=[4, 16])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--no-jwst", action="store_true")
+    a = ap.parse_args()
+    from webbflow.flows.association import run_association
+    from webbflow.refs.select import reset_crds_state
+    from webbflow.refs.simulator import simulate
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        n = max(a.counts)
+        t0 = time.perf_counter()
+        sim = simulate(d / "raw", instrument="nircam", size=a.size, ngroups=4, nints=1, nexp=n, seed=99)
+        os.environ["CRDS_PATH"] = str(sim.crds_path)
+        reset_crds_state()
+        res = run_association(sim.asn_level3, output_dir=d / "cal", stage3=False)
+        cals = [m.cal for m in res.members if m.ok]
+        print(f"{len(cals)} cal files of {a.size}x{a.size} made in {time.perf_counter() - t0:.0f} s")
+        env = {**os.environ, "CRDS_PATH": str(sim.crds_path)}
+        print(f"{'N':>4} {'webbflow s':>11} {'MiB':>7} {'jwst s':>8} {'MiB':>7} {'time ratio':>11} {'RSS ratio':>10}")
+        for count in a.counts:
+            row = {}
+            for kind in (["webbflow"] + ([] if a.no_jwst else ["jwst"])):
+                out = d / f"{kind}{count}"
+                out.mkdir()
+                r = subprocess.run([sys.executable, "-c", CHILD, kind, str(out), *cals[:count]], capture_output=True,
+                                   text=True, env=env)
+                if r.returncode != 0:
+                    print(r.stderr[-3000:])
+                    raise SystemExit(f"{kind} failed")
+                row[kind] = json.loads(r.stdout.strip().splitlines()[-1])
+            w = row["webbflow"]
+            if "jwst" in row:
+                j = row["jwst"]
+                print(f"{count:>4} {w['seconds']:>11.1f} {w['peak_rss_mib']:>7.0f} {j['seconds']:>8.1f} {j['peak_rss_mib']:>7.0f} "
+                      f"{w['seconds'] / j['seconds']:>11.2f} {w['peak_rss_mib'] / j['peak_rss_mib']:>10.2f}")
+            else:
+                print(f"{count:>4} {w['seconds']:>11.1f} {w['peak_rss_mib']:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
