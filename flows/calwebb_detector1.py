@@ -13,6 +13,7 @@ from prefect import flow
 
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError
+from ..tasks._convert import as_ramp
 from . import registry
 from .observe import publish_stage
 from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
@@ -66,7 +67,9 @@ def detector1(
     Files are written only when ``output_dir`` is given.
     """
     source = input_name(input)
-    model = open_ramp(input)
+    # uint16 counts become the float32 ramp once, here, so that the raw array is
+    # released at once instead of living through every step
+    model = as_ramp(open_ramp(input))
     names = branch_for(model)
     params = resolve_params(names, _only(steps, names, ALL_STEPS), config, model=model, pipeline_class="Detector1Pipeline")
     run = StageRun(params=params)

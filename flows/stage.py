@@ -150,7 +150,16 @@ def resolve_references(model, params: dict[str, StepParams]) -> tuple[dict[str, 
 
 
 def _execute(name: str, model, params: StepParams, references: dict[str, str]):
-    res = run_step(name, model, params, references=dict(references))
+    t0 = time.perf_counter()
+    refs = dict(references)
+    if not params.skip:
+        from ..tasks._lean_refs import open_step_references
+
+        # references a step reads only in part are opened with just those arrays
+        refs = open_step_references(name, refs)
+    opened = time.perf_counter() - t0
+    res = run_step(name, model, params, references=refs)
+    res.seconds += opened
     try:
         logger = get_run_logger()
         logger.info("%s: %s in %.2f s", name, res.status, res.seconds)

@@ -102,10 +102,13 @@ def _class_for_asdf(path: Path) -> type[DataModel]:
     raise InputFileError(path, "cannot tell which datamodel this ASDF file holds (no meta.model_type)")
 
 
-def open(init, model_class: type[DataModel] | None = None) -> DataModel:  # noqa: A001 - mirrors jwst's API
+def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> DataModel:  # noqa: A001 - mirrors jwst's API
     """Open a file (or pass through a model) as the right datamodel class.
 
     ``model_class`` forces a class, converting an in-memory model if needed.
+    ``arrays`` (names such as ``("data", "dq")``) reads only those arrays of
+    a FITS file, besides the class's required ones: the others are neither
+    read nor kept (for inputs that are never saved, such as references).
     """
     if isinstance(init, DataModel):
         if model_class is None or isinstance(init, model_class):
@@ -114,7 +117,14 @@ def open(init, model_class: type[DataModel] | None = None) -> DataModel:  # noqa
     if isinstance(init, (str, os.PathLike)):
         path = Path(init)
         cls = model_class or class_for_file(path)
-        return cls(path)
+        if arrays is None:
+            return cls(path)
+        from .io import read_into
+
+        m = cls()
+        m.meta.model_type = None
+        read_into(m, path, only=set(arrays))
+        return m
     raise TypeError(f"cannot open {type(init).__name__}; give a path or a datamodel")
 
 

@@ -55,19 +55,20 @@ def _short(exc: BaseException) -> str:
     return msg[0] if msg else type(exc).__name__
 
 
-def read_into(model: DataModel, path: Path) -> None:
+def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> None:
+    """Read ``path`` into ``model``; with ``only``, FITS arrays not named there (and not required) are not read."""
     check_readable(path)
     model._path = str(path)
     if path.suffix.lower() == ".asdf":
         _read_asdf(model, path)
     else:
-        _read_fits(model, path)
+        _read_fits(model, path, only)
     if model.meta.model_type is None:
         model.meta.model_type = model.model_type or type(model).__name__
     model.validate(path)
 
 
-def _read_fits(model: DataModel, path: Path) -> None:
+def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> None:
     hdul = _open_fits(path)
     cls = type(model)
     header_values = {}
@@ -102,6 +103,8 @@ def _read_fits(model: DataModel, path: Path) -> None:
                 if i > 0:
                     model._extra_hdus.append(_detached(hdu, path))
                 continue
+            if only is not None and spec.name not in only and not spec.required:
+                continue  # not wanted by the caller: neither read nor kept
             if spec.table:
                 if not isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
                     raise ModelValidationError(path, f"extension {name} should be a table, found an image")

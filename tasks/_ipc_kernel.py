@@ -4,9 +4,9 @@ For each group plane, each science pixel becomes the sum over the kernel of
 weight times the neighbouring science pixel (zero beyond the science region),
 accumulated in the data's precision (float32, or float64 products rounded to
 float32 for a float64 kernel, as numpy's in-place ``+=`` does), in the given
-order: the central weight last.  Rows run in parallel and each kernel weight
-is applied along a whole row at a time; each plane is written to a scratch
-plane and copied back, so every output reads the input values.
+order: the central weight last.  Group planes run in parallel and each
+kernel weight is applied along a whole row at a time; each plane is written
+to a scratch plane and copied back, so every output reads the input values.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ def _tap(acc, src, wrow, dx, nx, wide, pp, zero_row):
     zero = np.float32(0.0)
     for x in range(0, min(lo, nx)):
         _add(acc, x, wrow[x * pp], zero, wide)
-    if pp == 0:
+    if pp == 0 and not wide:
+        w = np.float32(wrow[0])
+        a = acc[lo:hi]
+        b = src[lo + dx : hi + dx]
+        for k in range(hi - lo):  # the common case, kept simple so that it vectorizes
+            a[k] = a[k] + w * b[k]
+    elif pp == 0:
         w = wrow[0]
         for x in range(lo, hi):
             _add(acc, x, w, src[x + dx], wide)
@@ -46,15 +52,20 @@ def _tap(acc, src, wrow, dx, nx, wide, pp, zero_row):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def convolve_planes(planes, kernel, order, y0, x0, ny, nx, wide):
-    """planes (n, rows, cols) float32, updated in place; kernel (ky, kx, 1 | ny, 1 | nx)."""
+    """planes (n, rows, cols) float32, updated in place; kernel (ky, kx, 1 | ny, 1 | nx).
+
+    Planes run in parallel (one parallel region for the whole exposure), each
+    into its own scratch plane.
+    """
     ky, kx = kernel.shape[0], kernel.shape[1]
     bb, lb = ky // 2, kx // 2
     pp = 1 if kernel.shape[2] > 1 else 0  # per-pixel kernels are indexed by the pixel
     ntaps = order.shape[0]
-    out = np.empty((ny, nx), np.float32)
-    for p in range(planes.shape[0]):
-        for y in numba.prange(ny):
-            acc = np.zeros(nx, np.float32)
+    for p in numba.prange(planes.shape[0]):
+        out = np.empty((ny, nx), np.float32)
+        acc = np.empty(nx, np.float32)
+        for y in range(ny):
+            acc[:] = 0.0
             for t in range(ntaps):
                 j = order[t, 0]
                 i = order[t, 1]
@@ -65,6 +76,4 @@ def convolve_planes(planes, kernel, order, y0, x0, ny, nx, wide):
                 src = planes[p, y0 + (sy if inside else 0), x0 : x0 + nx]
                 _tap(acc, src, wrow, dx, nx, wide, pp, not inside)
             out[y, :] = acc
-        # a plain copy, not a second parallel loop: numba would fuse the two loops and
-        # rows would then read neighbours already overwritten
         planes[p, y0 : y0 + ny, x0 : x0 + nx] = out

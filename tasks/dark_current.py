@@ -118,11 +118,14 @@ def set_average_dark_current(ramp, dark_ref, value: float | None) -> None:
     ramp.average_dark_current = np.array(ref_arr)
 
 
-def subtract_dark(ramp, dark_ref):
+def subtract_dark(ramp, dark_ref, keep_dark: bool = True):
     """Match the dark to the science readout and subtract it, in place.
 
     Returns ``(ramp, status, subtracted_dark)`` with status COMPLETE or
-    SKIPPED; the reference model is not modified.
+    SKIPPED; the reference model is not modified.  With ``keep_dark=False``
+    and a dark already on the science readout, no NaN-free copy of the dark
+    is made: it is subtracted group by group (same values), and the third
+    item is None.
     """
     exp = ramp.meta.exposure
     sci_nints, sci_ngroups = ramp.data.shape[:2]
@@ -144,22 +147,21 @@ def subtract_dark(ramp, dark_ref):
     if dark.nframes > sci_nframes or dark.groupgap > sci_gap:
         log.warning("The dark's NFRAMES or GROUPGAP exceeds the science data's; dark not subtracted")
         return ramp, "SKIPPED", None
+    same_readout = sci_nframes == dark.nframes and sci_gap == dark.groupgap
+    if not keep_dark and same_readout:
+        _or_dark_dq(ramp, dark.dq)
+        _subtract_by_group(ramp, dark.data, sci_nints, sci_ngroups, exp.integration_start)
+        return ramp, "COMPLETE", None
     nans = np.isnan(dark.data)
     if nans.any():
         dark.data = np.where(nans, dark.data.dtype.type(0), dark.data)
-    if not (sci_nframes == dark.nframes and sci_gap == dark.groupgap):
+    if not same_readout:
         dark.data = _average_frames(dark.data, sci_ngroups, sci_nframes, sci_gap)
         if dark.data.ndim == 4 and dark.data.shape[0] > sci_nints:
             # jwst averages only the integrations the science data has; the rest stay zero
             dark.data[sci_nints:] = 0.0
         dark.nframes, dark.ngroups, dark.groupgap = sci_nframes, sci_ngroups, sci_gap
-    # DQ
-    ddq = dark.dq
-    if ddq is not None:
-        ddq = np.asarray(ddq)
-        if ddq.ndim == 4:
-            ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
-        ramp.pixeldq = np.bitwise_or(ramp.pixeldq, ddq)
+    _or_dark_dq(ramp, dark.dq)
     # subtraction
     if dark.data.ndim == 4:
         int_start = 1 if exp.integration_start is None else exp.integration_start
@@ -170,6 +172,38 @@ def subtract_dark(ramp, dark_ref):
     else:
         ramp.data -= dark.data[np.newaxis, :sci_ngroups]
     return ramp, "COMPLETE", dark
+
+
+def _or_dark_dq(ramp, ddq) -> None:
+    """OR the dark's DQ (combined over integrations for MIRI) into PIXELDQ."""
+    if ddq is None:
+        return
+    ddq = np.asarray(ddq)
+    if ddq.ndim == 4:
+        ddq = np.bitwise_or.reduce(ddq[:, 0], axis=0)
+    ramp.pixeldq = np.bitwise_or(ramp.pixeldq, ddq)
+
+
+def _subtract_by_group(ramp, dark, sci_nints: int, sci_ngroups: int, integration_start) -> None:
+    """ramp.data -= dark (NaN counting as 0), one group plane at a time; the dark is not copied.
+
+    A MIRI dark (4-D) gives integration i its i-th integration, or its last
+    one beyond its end or for a segment not starting at integration 1, as
+    the whole-array subtraction does.
+    """
+    int_start = 1 if integration_start is None else integration_start
+    zero = dark.dtype.type(0)
+    for i in range(sci_nints):
+        if dark.ndim == 4:
+            d = dark[i] if (i < dark.shape[0] and int_start == 1) else dark[-1]
+        else:
+            d = dark
+        for g in range(sci_ngroups):
+            plane = d[g]
+            nan = np.isnan(plane)
+            if nan.any():
+                plane = np.where(nan, zero, plane)
+            ramp.data[i, g] -= plane
 
 
 def _save_dark(dark: _Dark, dark_ref, path: str, ramp) -> None:
@@ -202,10 +236,16 @@ def dark_current(model, refs, params):
     ramp = as_ramp(model)
     dark_ref = refs["dark"]
     set_average_dark_current(ramp, dark_ref, params.average_dark_current)
-    ramp, status, dark = subtract_dark(ramp, dark_ref)
+    ramp, status, dark = subtract_dark(ramp, dark_ref, keep_dark=bool(params.dark_output))
     if dark is not None and params.dark_output:
         path = params.dark_output
         if params.output_dir and not os.path.isabs(path):
             path = os.path.join(params.output_dir, path)
         _save_dark(dark, dark_ref, path, ramp)
     return ramp, status
+
+
+# the dark's ERR array is never read: the flows open the reference without it
+from .base import STEPS as _STEPS  # noqa: E402
+
+_STEPS["dark_current"].extra["reference_arrays"] = {"dark": ("data", "dq", "dq_def", "average_dark_current")}

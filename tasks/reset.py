@@ -58,8 +58,17 @@ def reset(model, refs, params: ResetParams):
         j = i - istart
         if j >= model.data.shape[0]:
             break
-        corr = rdata[min(i, ref_nints - 1), :ngroups]
-        if np.isnan(corr).any():
-            corr = np.where(np.isnan(corr), np.float32(0), corr)
-        model.data[j, :ngroups] -= corr
+        corr = rdata[min(i, ref_nints - 1)]
+        for g in range(ngroups):  # group by group: no copy of the whole correction
+            plane = corr[g]
+            nan = np.isnan(plane)
+            if nan.any():
+                plane = np.where(nan, np.float32(0), plane)
+            model.data[j, g] -= plane
     return model
+
+
+# the reference's ERR array is never read: the flows open the reference without it
+from .base import STEPS as _STEPS  # noqa: E402
+
+_STEPS["reset"].extra["reference_arrays"] = {"reset": ("data", "dq", "dq_def")}
