@@ -3,15 +3,14 @@ subtraction, on dark exposures, producing ``<root>_dark.fits`` (a RampModel)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from prefect import flow
 
 from ..errors import ParameterError
 from . import registry
-from .observe import publish_stage
+from ._single_product import cli_runner, run_single_product
 from .calwebb_detector1 import open_ramp
-from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import StageRun, input_name, resolve_params, run_name
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity"]
 MIRI_STEPS = ["group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset", "linearity", "rscd"]
@@ -31,24 +30,10 @@ def dark(input, steps: dict | None = None, config: str | None = None, output_dir
     if bad:
         raise ParameterError(f"unknown step(s) {', '.join(bad)}; calwebb_dark's steps are: {', '.join(every)}")
     params = resolve_params(names, {k: v for k, v in steps.items() if k in names}, config, model=model, pipeline_class="DarkPipeline")
-    run = StageRun(params=params)
-    run.references, run.context = resolve_references(model, params)
-    out_dir = Path(output_dir) if output_dir else None
-    result = run_steps(model, names, run, output_dir=out_dir, source_name=source)
-    stamp(result, run, "dark")
-    if out_dir is not None:
-        run.written.append(save_product(result, out_dir, source, "dark", run))
-    publish_stage(run, "dark", source, [result])
+    result, run = run_single_product(model, names, params, pipeline="dark", source=source,
+                                     output_dir=output_dir, suffix="dark")
     _last[:] = [run]
     return result
 
 
-@registry.register("dark")
-def run_dark(input_path, *, output_dir, steps=None, config=None, options=None):
-    from .stage import quiet_prefect_settings
-
-    if options:
-        raise ParameterError(f"unknown option(s) for dark: {', '.join('--' + k for k in options)}")
-    with quiet_prefect_settings():
-        dark(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
-    return _last[-1].written if _last else []
+registry.register("dark")(cli_runner(dark, "dark", _last))
