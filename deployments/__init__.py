@@ -39,8 +39,8 @@ def prefect_yaml_path() -> Path:
     return Path(__file__).with_name("prefect.yaml")
 
 
-def flows() -> dict:
-    """``{name: flow}`` of the deployable flows."""
+def deployable_flows() -> dict:
+    """``{name: flow}`` of the deployable flows (the submodule ``webbflow.deployments.flows`` defines them)."""
     from .flows import FLOWS
 
     return dict(FLOWS)
@@ -81,7 +81,7 @@ def build_deployments(work_pool: str = DEFAULT_POOL, products_dir: str | None = 
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    fl = flows()
+    fl = deployable_flows()
     out = []
     for name in names or list(fl):
         if name not in fl:
@@ -114,5 +114,5 @@ def deploy_all(work_pool: str = DEFAULT_POOL, products_dir: str | None = None, c
     return ids
 
 
-__all__ = ["deploy_all", "build_deployments", "ensure_work_pool", "flows", "prefect_yaml_path", "DEFAULT_POOL",
+__all__ = ["deploy_all", "build_deployments", "ensure_work_pool", "deployable_flows", "prefect_yaml_path", "DEFAULT_POOL",
            "DEPLOYMENT_NAME", "DEFAULT_CRON"]
