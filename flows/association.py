@@ -193,13 +193,12 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config) -
     else:
         names = calwebb_image2.STEPS
         params = resolve_params(names, steps, config, model=model, pipeline_class="Image2Pipeline")
-    refs, ctx = resolve_references(model, params)
+    refs, _ctx = resolve_references(model, params)
     doc = {
         "stage": stage,
         "input": file_checksum(input_path),
         "params": {n: p.model_dump(mode="json") for n, p in params.items()},
         "refs": {s: {rt: _ref_identity(p) for rt, p in sorted(r.items())} for s, r in sorted(refs.items())},
-        "context": ctx,
         "code": code_version(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
@@ -264,7 +263,14 @@ def _stage_steps(steps: dict | None, stage: str) -> dict:
     return dict((steps or {}).get(stage, {}) or {})
 
 
-@flow(name="exposure", validate_parameters=False, persist_result=False)
+def _member_run_name():
+    from prefect.runtime import flow_run
+
+    path = (flow_run.parameters or {}).get("path")
+    return f"exposure {root_of(Path(str(path)).name)}" if path else "exposure"
+
+
+@flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
 def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None) -> MemberResult:
     """Take one association member as far as a cal product, reusing finished work."""
     from .calwebb_detector1 import detector1, detector1_last_run
