@@ -274,9 +274,9 @@ def jump(model, refs, params: JumpParams):
     model.pixeldq = res.pixeldq
 
     # cosmic-ray and extended-event rates, as jwst records them
-    dnu = np.uint8(dqflags.DO_NOT_USE)
-    all_dnu = ((model.groupdq & dnu) != 0).reshape(nints, ngroups, -1).all(axis=2)
-    usable_groups = nints * ngroups - int(all_dnu.sum()) - nints
+    # groups that are DO_NOT_USE in every pixel do not count (one plane at a time: no 4-D temporary)
+    _, usable_total = _usable_group_counts(model.groupdq)
+    usable_groups = usable_total - nints
     if usable_groups >= 1:
         total_time = exp.group_time * usable_groups
         npix = nrows * ncols

@@ -90,15 +90,32 @@ def clipped_mean(values: np.ndarray, dq: np.ndarray, siglimit: float):
     Same computation as jwst's Dataset.sigma_clip (scipy's sigmaclip, or a
     float64 mean when all values are equal).
     """
-    from scipy import stats
-
     good = values[(dq & DNU) == 0]
     if good.size == 0:
         return None
     if np.std(good, dtype=np.float64) != 0.0:
-        clipped, _, _ = stats.sigmaclip(good, siglimit, siglimit)
-        return clipped.mean()
+        return sigmaclip(good, siglimit, siglimit).mean()
     return good.mean(dtype=np.float64)
+
+
+def sigmaclip(a: np.ndarray, low: float, high: float) -> np.ndarray:
+    """scipy.stats.sigmaclip's clipped values, the same numpy operations in the same dtype.
+
+    Values outside mean - low*std .. mean + high*std are dropped, and again,
+    until none is.  (Here so that refpix does not import scipy.stats, which
+    costs half a second of start-up.)
+    """
+    c = np.ravel(np.asarray(a))
+    delta = 1
+    while delta:
+        c_std = np.std(c)
+        c_mean = np.mean(c)
+        size = c.size
+        critlower = c_mean - c_std * low
+        critupper = c_mean + c_std * high
+        c = c[(c >= critlower) & (c <= critupper)]
+        delta = size - c.size
+    return c
 
 
 def _average_with_none(a, b):
