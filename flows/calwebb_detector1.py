@@ -7,6 +7,8 @@ their first half and share the tail, in jwst 3.0's order.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from prefect import flow
@@ -14,7 +16,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError
 from ..tasks._convert import as_ramp
-from . import registry
+from . import _streaming, registry
 from .observe import publish_stage
 from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
@@ -27,12 +29,17 @@ TAIL_STEPS = ["charge_migration", "jump", "picture_frame", "clean_flicker_noise"
 FIT_STEPS = ["ramp_fit", "gain_scale"]
 ALL_STEPS = list(dict.fromkeys(NIR_STEPS + MIRI_STEPS + TAIL_STEPS + FIT_STEPS))
 
+log = logging.getLogger("webbflow.flows")
+
 SUPPORTED_INSTRUMENTS = ("NIRCAM", "NIRISS", "NIRSPEC", "MIRI", "FGS")
 
 
-def open_ramp(inp):
-    """Open the input as a ramp; anything that is not a ramp is refused with a clear line."""
-    m = models.open(inp)
+def open_ramp(inp, arrays=None):
+    """Open the input as a ramp; anything that is not a ramp is refused with a clear line.
+
+    ``arrays=()`` reads only the metadata of a file (see ``models.open``).
+    """
+    m = models.open(inp, arrays=arrays) if (arrays is not None and not isinstance(inp, models.DataModel)) else models.open(inp)
     if not isinstance(m, models.RampModel):
         name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
         raise InputFileError(name, f"is a {type(m).__name__}; detector1 needs raw ramps (an _uncal or _ramp file)")
@@ -67,26 +74,38 @@ def detector1(
     Files are written only when ``output_dir`` is given.
     """
     source = input_name(input)
-    # uint16 counts become the float32 ramp once, here, so that the raw array is
-    # released at once instead of living through every step
-    model = as_ramp(open_ramp(input))
-    names = branch_for(model)
-    params = resolve_params(names, _only(steps, names, ALL_STEPS), config, model=model, pipeline_class="Detector1Pipeline")
+    on_disk = isinstance(input, (str, os.PathLike))
+    # a file's metadata first: the steps, parameters and references, and whether
+    # the exposure streams through the steps one integration at a time (_streaming.py)
+    head = open_ramp(input, arrays=() if on_disk else None)
+    names = branch_for(head)
+    params = resolve_params(names, _only(steps, names, ALL_STEPS), config, model=head, pipeline_class="Detector1Pipeline")
     run = StageRun(params=params)
-    run.references, run.context = resolve_references(model, params)
+    run.references, run.context = resolve_references(head, params)
     out_dir = Path(output_dir) if output_dir else None
 
-    ramp_steps = [n for n in names if n not in FIT_STEPS]
-    model = run_steps(model, ramp_steps, run, output_dir=out_dir, source_name=source)
-    if save_calibrated_ramp and out_dir is not None:
-        stamp(model, run, "detector1")
-        run.written.append(save_product(model, out_dir, source, "ramp", run))
+    reason = _streaming.stream_reason(input, head, names, params, save_calibrated_ramp) if on_disk else "in-memory input"
+    if reason is None:
+        from prefect.context import FlowRunContext
 
-    fit = run_steps(model, ["ramp_fit"], run, output_dir=out_dir, source_name=source)
-    if isinstance(fit, (list, tuple)):
-        rate, rateints = fit
-    else:  # ramp_fit skipped: the product stays a ramp
-        rate, rateints = fit, None
+        log.info("detector1: %s streams one integration at a time", source)
+        model, rate, rateints = _streaming.run(input, names, run, tracked=FlowRunContext.get() is not None)
+    else:
+        # uint16 counts become the float32 ramp once, here, so that the raw array is
+        # released at once instead of living through every step
+        model = as_ramp(open_ramp(input) if on_disk else head)
+        del head
+        ramp_steps = [n for n in names if n not in FIT_STEPS]
+        model = run_steps(model, ramp_steps, run, output_dir=out_dir, source_name=source)
+        if save_calibrated_ramp and out_dir is not None:
+            stamp(model, run, "detector1")
+            run.written.append(save_product(model, out_dir, source, "ramp", run))
+
+        fit = run_steps(model, ["ramp_fit"], run, output_dir=out_dir, source_name=source)
+        if isinstance(fit, (list, tuple)):
+            rate, rateints = fit
+        else:  # ramp_fit skipped: the product stays a ramp
+            rate, rateints = fit, None
     gs = run.params["gain_scale"]
     if isinstance(rate, models.ImageModel):
         rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source)

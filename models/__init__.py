@@ -107,8 +107,9 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
 
     ``model_class`` forces a class, converting an in-memory model if needed.
     ``arrays`` (names such as ``("data", "dq")``) reads only those arrays of
-    a FITS file, besides the class's required ones: the others are neither
-    read nor kept (for inputs that are never saved, such as references).
+    a FITS file: the others are neither read nor kept, required ones
+    included (for inputs that are never saved as they are, such as
+    references, or an exposure read one integration at a time).
     """
     if isinstance(init, DataModel):
         if model_class is None or isinstance(init, model_class):

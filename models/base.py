@@ -336,13 +336,16 @@ class DataModel:
         self._extra_hdus = [h.copy() for h in other._extra_hdus if h.name not in own]
 
     # -- validation ------------------------------------------------------
-    def validate(self, path=None) -> None:
-        """Check arrays against the class's declaration; raise ModelValidationError naming the problem."""
+    def validate(self, path=None, skipped=()) -> None:
+        """Check arrays against the class's declaration; raise ModelValidationError naming the problem.
+
+        ``skipped``: arrays deliberately not read (``models.open(arrays=...)``), not required.
+        """
         where = path or self._path or f"<{type(self).__name__}>"
         for spec in self.arrays:
             arr = self._arrays.get(spec.name)
             if arr is None:
-                if spec.required:
+                if spec.required and spec.name not in skipped:
                     raise ModelValidationError(where, f"{type(self).__name__} requires a {spec.extname} extension, which is missing")
                 continue
             if spec.table:

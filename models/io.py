@@ -56,7 +56,7 @@ def _short(exc: BaseException) -> str:
 
 
 def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> None:
-    """Read ``path`` into ``model``; with ``only``, FITS arrays not named there (and not required) are not read."""
+    """Read ``path`` into ``model``; with ``only``, FITS arrays not named there are not read (nor required)."""
     check_readable(path)
     model._path = str(path)
     if path.suffix.lower() == ".asdf":
@@ -65,7 +65,7 @@ def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> Non
         _read_fits(model, path, only)
     if model.meta.model_type is None:
         model.meta.model_type = model.model_type or type(model).__name__
-    model.validate(path)
+    model.validate(path, skipped=() if only is None else {s.name for s in type(model).arrays if s.name not in only})
 
 
 def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> None:
@@ -103,7 +103,7 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
                 if i > 0:
                     model._extra_hdus.append(_detached(hdu, path))
                 continue
-            if only is not None and spec.name not in only and not spec.required:
+            if only is not None and spec.name not in only:
                 continue  # not wanted by the caller: neither read nor kept
             if spec.table:
                 if not isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):

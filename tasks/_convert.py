@@ -48,3 +48,23 @@ def as_ramp(model):
             "this step needs a ramp (nints, ngroups, ny, nx), e.g. an _uncal or _ramp file",
         )
     return models.RampModel(model)
+
+
+# ---------------------------------------------------------------------------
+# integrations of an exposure processed one at a time (flows/_streaming.py)
+
+
+def integration_offset(model) -> int:
+    """Index in the whole exposure of the model's first integration (0 unless the model is one piece of it)."""
+    return int(getattr(model, "_integration_offset", 0) or 0)
+
+
+def integration_total(model) -> int:
+    """Number of integrations of the whole exposure the model belongs to."""
+    n = getattr(model, "_integration_total", None)
+    return int(n) if n else int(model.data.shape[0])
+
+
+def stream_state(model) -> dict | None:
+    """A dict shared by the pieces of one exposure (for steps that add up over integrations), else None."""
+    return getattr(model, "_stream_state", None)

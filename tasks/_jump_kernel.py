@@ -335,11 +335,12 @@ def finish_rows(gdq, src, flag4, dnu, sat, jump):
 
 def find_jumps(data, gdq, gain, rnoise, *, nframes, rejection_threshold, three_group_rejection_threshold,
                four_group_rejection_threshold, single_pass, flag_4_neighbors, min_jump_to_flag_neighbors,
-               max_jump_to_flag_neighbors, dnu, sat, jump) -> int:
+               max_jump_to_flag_neighbors, dnu, sat, jump, per_row=False):
     """Run both passes on (nints, ngroups, ny, nx) arrays; gdq is updated in place.
 
     Returns the number of groups carrying JUMP_DET after detection and before
-    neighbour flagging (stcal's count of primary cosmic rays).
+    neighbour flagging (stcal's count of primary cosmic rays), or with
+    ``per_row`` that number for each row (an array).
     """
     nints, ngroups, ny, nx = data.shape
     nwords = max(1, (ngroups - 1 + 7) // 8)
@@ -355,4 +356,4 @@ def find_jumps(data, gdq, gain, rnoise, *, nframes, rejection_threshold, three_g
         np.uint8(dnu), np.uint8(sat), np.uint8(jump), src, counts,
     )
     finish_rows(gdq, src, bool(flag_4_neighbors), np.uint8(dnu), np.uint8(sat), np.uint8(jump))
-    return int(counts.sum())
+    return counts if per_row else int(counts.sum())

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import models
-from ._convert import as_ramp
+from ._convert import as_ramp, integration_offset, integration_total
 from ._subarray import ref_region
 from .base import StepParams, step
 
@@ -148,18 +148,20 @@ def subtract_dark(ramp, dark_ref, keep_dark: bool = True):
         log.warning("The dark's NFRAMES or GROUPGAP exceeds the science data's; dark not subtracted")
         return ramp, "SKIPPED", None
     same_readout = sci_nframes == dark.nframes and sci_gap == dark.groupgap
+    offset = integration_offset(ramp)
     if not keep_dark and same_readout:
         _or_dark_dq(ramp, dark.dq)
-        _subtract_by_group(ramp, dark.data, sci_nints, sci_ngroups, exp.integration_start)
+        _subtract_by_group(ramp, dark.data, sci_nints, sci_ngroups, exp.integration_start, offset)
         return ramp, "COMPLETE", None
     nans = np.isnan(dark.data)
     if nans.any():
         dark.data = np.where(nans, dark.data.dtype.type(0), dark.data)
     if not same_readout:
         dark.data = _average_frames(dark.data, sci_ngroups, sci_nframes, sci_gap)
-        if dark.data.ndim == 4 and dark.data.shape[0] > sci_nints:
+        total = integration_total(ramp)
+        if dark.data.ndim == 4 and dark.data.shape[0] > total:
             # jwst averages only the integrations the science data has; the rest stay zero
-            dark.data[sci_nints:] = 0.0
+            dark.data[total:] = 0.0
         dark.nframes, dark.ngroups, dark.groupgap = sci_nframes, sci_ngroups, sci_gap
     _or_dark_dq(ramp, dark.dq)
     # subtraction
@@ -167,7 +169,8 @@ def subtract_dark(ramp, dark_ref, keep_dark: bool = True):
         int_start = 1 if exp.integration_start is None else exp.integration_start
         nd = dark.data.shape[0]
         for i in range(sci_nints):
-            d = dark.data[i] if (i < nd and int_start == 1) else dark.data[-1]
+            k = offset + i  # the integration's index in the whole exposure
+            d = dark.data[k] if (k < nd and int_start == 1) else dark.data[-1]
             ramp.data[i] -= d[:sci_ngroups]
     else:
         ramp.data -= dark.data[np.newaxis, :sci_ngroups]
@@ -184,7 +187,7 @@ def _or_dark_dq(ramp, ddq) -> None:
     ramp.pixeldq = np.bitwise_or(ramp.pixeldq, ddq)
 
 
-def _subtract_by_group(ramp, dark, sci_nints: int, sci_ngroups: int, integration_start) -> None:
+def _subtract_by_group(ramp, dark, sci_nints: int, sci_ngroups: int, integration_start, offset: int = 0) -> None:
     """ramp.data -= dark (NaN counting as 0), one group plane at a time; the dark is not copied.
 
     A MIRI dark (4-D) gives integration i its i-th integration, or its last
@@ -195,7 +198,8 @@ def _subtract_by_group(ramp, dark, sci_nints: int, sci_ngroups: int, integration
     zero = dark.dtype.type(0)
     for i in range(sci_nints):
         if dark.ndim == 4:
-            d = dark[i] if (i < dark.shape[0] and int_start == 1) else dark[-1]
+            k = offset + i  # the integration's index in the whole exposure
+            d = dark[k] if (k < dark.shape[0] and int_start == 1) else dark[-1]
         else:
             d = dark
         for g in range(sci_ngroups):

@@ -135,16 +135,27 @@ def _kernel_method(groupdq: np.ndarray, group_time: float, params: JumpParams) -
     usable differences per integration, the iterative search otherwise.  After-jump
     flagging, snowballs and showers are stcal's.
     """
+    if not kernel_applies(group_time, params):
+        return None
+    min_usable, total = _usable_group_counts(groupdq)
+    return kernel_method_for(groupdq.shape[0], min_usable, total, params)
+
+
+def kernel_applies(group_time: float, params: JumpParams) -> bool:
+    """Whether the parameters leave the detection to the two-point kernel (no snowballs, showers, after-jump flags)."""
     try:
         from . import _jump_kernel  # noqa: F401 - numba is optional
     except ImportError:
-        return None
+        return False
     if params.expand_large_events or params.find_showers:
-        return None
+        return False
     if int(params.after_jump_flag_time1 // group_time) > 0 or int(params.after_jump_flag_time2 // group_time) > 0:
-        return None
-    nints, ngroups = groupdq.shape[:2]
-    min_usable, total = _usable_group_counts(groupdq)
+        return False
+    return True
+
+
+def kernel_method_for(nints: int, min_usable: int, total: int, params: JumpParams) -> str | None:
+    """stcal's method from the usable-group counts (see _usable_group_counts); None where the kernel does not apply."""
     sigclip_groups = nints if params.only_use_ints else total
     if sigclip_groups >= params.minimum_sigclip_groups:
         return None
@@ -273,13 +284,16 @@ def jump(model, refs, params: JumpParams):
     model.groupdq = res.groupdq
     model.pixeldq = res.pixeldq
 
-    # cosmic-ray and extended-event rates, as jwst records them
     # groups that are DO_NOT_USE in every pixel do not count (one plane at a time: no 4-D temporary)
     _, usable_total = _usable_group_counts(model.groupdq)
+    record_event_rates(exp, res.n_primary_crs, res.n_extended_events, usable_total, nints, nrows * ncols)
+    return model
+
+
+def record_event_rates(exp, n_crs: int, n_extended: int, usable_total: int, nints: int, npix: int) -> None:
+    """Cosmic-ray and extended-event rates in the exposure metadata, as jwst records them."""
     usable_groups = usable_total - nints
     if usable_groups >= 1:
         total_time = exp.group_time * usable_groups
-        npix = nrows * ncols
-        exp.primary_cosmic_rays = 1000 * res.n_primary_crs / (total_time * npix)
-        exp.extended_emission_events = 1e6 * res.n_extended_events / (total_time * npix)
-    return model
+        exp.primary_cosmic_rays = 1000 * n_crs / (total_time * npix)
+        exp.extended_emission_events = 1e6 * n_extended / (total_time * npix)

@@ -192,49 +192,83 @@ def _all_flag(plane: np.ndarray, flag: int, also: np.ndarray | None = None) -> b
     return bool(has.all())
 
 
+def kernel_plan(ngroups: int, instrument: str, all_dnu, all_sat) -> tuple[int, int] | None:
+    """Groups [first, last) the fit uses, or None when there is nothing to fit (stcal's rules).
+
+    ``all_dnu(g)``: every ramp has DO_NOT_USE in group g (one-good-group ramps
+    counting as DO_NOT_USE when suppressed); ``all_sat(g)``: every ramp is
+    SATURATED in group g.  MIRI drops leading groups and a last group that are
+    DO_NOT_USE everywhere; nothing is fitted when every ramp saturates in its
+    first group.
+    """
+    first, last = 0, ngroups
+    if str(instrument).upper() == "MIRI" and ngroups > 1:
+        while all_dnu(first):
+            first += 1
+            if first >= last:
+                log.error("All groups have all pixels flagged as DO_NOT_USE; no rate products")
+                return None
+        if first:
+            log.info("Number of leading groups that are flagged as DO_NOT_USE: %s", first)
+        if all_dnu(last - 1):
+            last -= 1
+            if last <= first:
+                return None
+            log.info("MIRI dataset has all pixels in the final group flagged as DO_NOT_USE.")
+        if last - first < 2:
+            log.warning("MIRI datasets require at least 2 groups/integration; no rate products")
+            return None
+    if all_sat(first):
+        return None
+    return first, last
+
+
+def scaled_readnoise(readnoise: np.ndarray, gain: np.ndarray, nframes: int) -> np.ndarray:
+    """The read noise as stcal scales it for OLS, in the same numpy arithmetic (a new array)."""
+    rn = np.array(readnoise, dtype=np.float32, copy=True)
+    rn *= gain / np.sqrt(2.0 * nframes)
+    return rn
+
+
+def kernel_fit(data, groupdq, pixeldq, gain, rn_scaled, average_dark_current, zeroframe, *, first, last, one_good,
+               group_time, frame_time, nframes, suppress_one_group):
+    """The compiled fit of groups [first, last) (any block of rows); returns (image, integ) dictionaries."""
+    from . import _ramp_kernel as K
+
+    flags = _stcal_flags()
+    if average_dark_current is None:
+        average_dark_current = np.zeros(pixeldq.shape, dtype=np.float32)
+    return K.fit(
+        data[:, first:last], groupdq[:, first:last], np.asarray(pixeldq, dtype=np.uint32),
+        np.ascontiguousarray(gain, dtype=np.float32), rn_scaled, np.asarray(average_dark_current, dtype=np.float32),
+        None if zeroframe is None else np.asarray(zeroframe, dtype=np.float32),
+        group_time=group_time, frame_time=frame_time, nframes=nframes,
+        suppress1g=suppress_one_group, one_good=one_good, clear_first_jump=first > 0,
+        dnu=flags["DO_NOT_USE"], jump=flags["JUMP_DET"], sat=flags["SATURATED"],
+        pers=flags["PERSISTENCE"], ngval=flags["NO_GAIN_VALUE"],
+    )
+
+
 def _fit_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, instrument, frame_time, group_time, nframes,
                      average_dark_current, zeroframe, suppress_one_group) -> RampFitResult:
     """stcal's OLS_C path (ramp_fit_data, ols_ramp_fit_multi, the C fitter) on the compiled kernel."""
     from . import _ramp_kernel as K
 
     flags = _stcal_flags()
-    dnu, jump, sat = flags["DO_NOT_USE"], flags["JUMP_DET"], flags["SATURATED"]
-    pers, ngval = flags["PERSISTENCE"], flags["NO_GAIN_VALUE"]
-    # read noise as stcal scales it, in the same numpy arithmetic
-    rn = np.array(readnoise, dtype=np.float32, copy=True)
-    rn *= gain / np.sqrt(2.0 * nframes)
-    one_good = K.one_good_group(groupdq, pers) if suppress_one_group else None
-
-    # MIRI: leading groups, and a last group, that are DO_NOT_USE in every pixel are dropped
-    first, last = 0, data.shape[1]
-    if str(instrument).upper() == "MIRI" and data.shape[1] > 1:
-        while _all_flag(groupdq[:, first], dnu, one_good):
-            first += 1
-            if first >= last:
-                log.error("All groups have all pixels flagged as DO_NOT_USE; no rate products")
-                return RampFitResult(None, None, None, "OLS_C")
-        if first:
-            log.info("Number of leading groups that are flagged as DO_NOT_USE: %s", first)
-        if _all_flag(groupdq[:, last - 1], dnu, one_good):
-            last -= 1
-            if last <= first:
-                return RampFitResult(None, None, None, "OLS_C")
-            log.info("MIRI dataset has all pixels in the final group flagged as DO_NOT_USE.")
-        if last - first < 2:
-            log.warning("MIRI datasets require at least 2 groups/integration; no rate products")
-            return RampFitResult(None, None, None, "OLS_C")
-    gdq = groupdq[:, first:last]
-    if _all_flag(gdq[:, 0], sat):
+    rn = scaled_readnoise(readnoise, gain, nframes)
+    one_good = K.one_good_group(groupdq, flags["PERSISTENCE"]) if suppress_one_group else None
+    plan = kernel_plan(
+        data.shape[1], instrument,
+        lambda g: _all_flag(groupdq[:, g], flags["DO_NOT_USE"], one_good),
+        lambda g: _all_flag(groupdq[:, g], flags["SATURATED"]),
+    )
+    if plan is None:
         return RampFitResult(None, None, None, "OLS_C")
-    if average_dark_current is None:
-        average_dark_current = np.zeros(pixeldq.shape, dtype=np.float32)
-    image, integ = K.fit(
-        data[:, first:last], gdq, np.asarray(pixeldq, dtype=np.uint32),
-        np.ascontiguousarray(gain, dtype=np.float32), rn, np.asarray(average_dark_current, dtype=np.float32),
-        None if zeroframe is None else np.asarray(zeroframe, dtype=np.float32),
-        group_time=group_time, frame_time=frame_time, nframes=nframes,
-        suppress1g=suppress_one_group, one_good=one_good, clear_first_jump=first > 0,
-        dnu=dnu, jump=jump, sat=sat, pers=pers, ngval=ngval,
+    first, last = plan
+    image, integ = kernel_fit(
+        data, groupdq, pixeldq, gain, rn, average_dark_current, zeroframe, first=first, last=last,
+        one_good=one_good, group_time=group_time, frame_time=frame_time, nframes=nframes,
+        suppress_one_group=suppress_one_group,
     )
     return RampFitResult(image, integ, None, "OLS_C")
 

@@ -16,9 +16,10 @@ import logging
 import numpy as np
 
 from ..errors import ReferenceFileError
+from ._convert import integration_offset
+from ._subarray import ref_region
 from .base import StepParams, step
 from .firstframe import is_miri
-from ._subarray import ref_region
 
 log = logging.getLogger("webbflow.steps.reset")
 
@@ -54,9 +55,10 @@ def reset(model, refs, params: ResetParams):
 
     if iend > istart and rdq is not None:
         model.pixeldq |= np.asarray(rdq, dtype=np.uint32)
-    for i in range(istart, iend):
-        j = i - istart
-        if j >= model.data.shape[0]:
+    offset = integration_offset(model)  # a piece of the exposure starts further in
+    for j in range(model.data.shape[0]):
+        i = istart + offset + j
+        if i >= iend:
             break
         corr = rdata[min(i, ref_nints - 1)]
         for g in range(ngroups):  # group by group: no copy of the whole correction

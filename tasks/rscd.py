@@ -24,6 +24,7 @@ import logging
 import numpy as np
 
 from ..models import dqflags
+from ._convert import integration_offset, stream_state
 from .base import StepParams, step
 from .firstframe import is_miri
 
@@ -52,8 +53,13 @@ def skip_counts(model, table) -> tuple[int, int] | None:
     return None
 
 
-def _flag_range(model, i0: int, i1: int, nskip: int) -> tuple[int, int]:
-    """Flag the first groups of integrations i0..i1-1; returns (pixels backed off, pixels left with 1 group)."""
+def _flag_range(model, i0: int, i1: int, nskip: int, union: dict | None = None) -> tuple[int, int]:
+    """Flag the first groups of integrations i0..i1-1; returns (pixels backed off, pixels left with 1 group).
+
+    With ``union`` (a dict kept across the pieces of an exposure processed one
+    integration at a time), the counts are of the pixels backed off, or left
+    with one group, in any of the integrations seen so far.
+    """
     gdq = model.groupdq[i0:i1]  # a view
     sat = np.uint8(dqflags.SATURATED)
     nints, ngroups, ny, nx = gdq.shape
@@ -75,7 +81,14 @@ def _flag_range(model, i0: int, i1: int, nskip: int) -> tuple[int, int]:
         if n_lowered:
             model.pixeldq[lowered] |= np.uint32(dqflags.FLUX_ESTIMATED)
             log.info("rscd: %d pixels flagged FLUX_ESTIMATED (fewer groups flagged because of saturation)", n_lowered)
-        n_one_group = int((skip == 0).any(axis=0).sum())
+        one = (skip == 0).any(axis=0)
+        n_one_group = int(one.sum())
+        if union is not None:
+            for key, mask in (("lowered", lowered), ("one", one)):
+                union[key] = mask if key not in union else (union[key] | mask)
+    if union is not None:
+        n_lowered = int(union["lowered"].sum()) if "lowered" in union else 0
+        n_one_group = int(union["one"].sum()) if "one" in union else 0
     # groups 0..skip-1 of each pixel get DO_NOT_USE
     flag = np.arange(ngroups)[None, :, None, None] < skip[:, None, :, :]
     gdq[flag] |= np.uint8(dqflags.DO_NOT_USE)
@@ -114,15 +127,22 @@ def rscd(model, refs, params: RscdParams):
     log.info("rscd: flagging %d groups in integration 1 and %d in later integrations", skip1, skip2)
 
     nfile = model.data.shape[0]
-    if int_start == 1:
+    # a piece of an exposure processed one integration at a time (flows/_streaming.py):
+    # its place in the exposure, and the counts kept over the pieces
+    offset = integration_offset(model)
+    state = stream_state(model)
+    union = None if state is None else state.setdefault("rscd", {})
+    if int_start == 1 and offset == 0:
         lowered, one = _flag_range(model, 0, 1, skip1)
         model.meta.rscd.keep_bright_firstgroup_int1 = one
         model.meta.rscd.keep_groups_saturation_int1 = lowered
         model.meta.rscd.ngroups_skip_int1 = skip1
     if nints > 1:
-        first = 1 if int_start == 1 else 0
+        first = 1 if (int_start == 1 and offset == 0) else 0
         if first < nfile:
-            lowered, one = _flag_range(model, first, nfile, skip2)
+            lowered, one = _flag_range(model, first, nfile, skip2, union)
+        elif union:
+            lowered, one = _flag_range(model, 0, 0, skip2, union)
         else:
             lowered, one = 0, 0
         model.meta.rscd.keep_bright_firstgroup_int2p = one
