@@ -287,16 +287,31 @@ def run(input, names: list[str], run, *, tracked: bool):
 
 
 def as_ramp_template(level1b):
-    """A RampModel with the exposure's metadata and small arrays, and no data."""
-    ramp = models.RampModel()
-    ramp.meta = level1b.meta.model_copy(deep=True)
-    ramp.meta.model_type = "RampModel"
-    ramp._headers = {k: h.copy() for k, h in level1b._headers.items()}
-    ramp._asdf_extra = dict(level1b._asdf_extra)
-    ramp._path = level1b._path
-    for name in ("zeroframe", "int_times", "group"):
-        if level1b.has(name):
-            setattr(ramp, name, getattr(level1b, name))  # zeroframe becomes float32 here, as in as_ramp
+    """A RampModel with the exposure's metadata and small arrays, and no data (as_ramp's conversion)."""
+    return models.RampModel(level1b)
+
+
+def load_ramp(path):
+    """The whole exposure as a float32 RampModel, read one integration at a time.
+
+    The same model as ``as_ramp(models.open(path))``, without holding the
+    uint16 array and a float32 copy at once: the float32 array is filled
+    integration by integration.  None when the file is not a plain uint16 uncal.
+    """
+    try:
+        uncal = UncalFile(path)
+    except Exception:  # noqa: BLE001 - let the ordinary reader report what is wrong
+        return None
+    if not uncal.readable or uncal.has_refout:
+        return None
+    head = models.open(path, arrays=("zeroframe", "int_times", "group"))
+    if not isinstance(head, models.Level1bModel):
+        return None
+    ramp = as_ramp_template(head)
+    data = np.empty(uncal.shape, np.float32)
+    for i in range(uncal.shape[0]):
+        data[i] = uncal.read(i)[0]
+    ramp.data = data
     return ramp
 
 

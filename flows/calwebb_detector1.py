@@ -93,7 +93,7 @@ def detector1(
     else:
         # uint16 counts become the float32 ramp once, here, so that the raw array is
         # released at once instead of living through every step
-        model = as_ramp(open_ramp(input) if on_disk else head)
+        model = (_streaming.load_ramp(input) if on_disk else None) or as_ramp(open_ramp(input) if on_disk else head)
         del head
         ramp_steps = [n for n in names if n not in FIT_STEPS]
         model = run_steps(model, ramp_steps, run, output_dir=out_dir, source_name=source)
