@@ -21,6 +21,9 @@ os.environ["PREFECT_API_URL"] = os.environ.get("WEBBFLOW_TEST_PREFECT_API_URL", 
 if not os.environ["PREFECT_API_URL"]:
     del os.environ["PREFECT_API_URL"]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Prefect's console echo of run logs stays out of the tests' stderr (the runs' logs still go to
+# the API); the assertions are about webbflow's own one-line errors
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 # a loaded 2-core machine can take more than Prefect's default 20 s to start its temporary server
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # No test may use a real CRDS cache by accident.
@@ -35,6 +38,70 @@ CRDS_RULES = SHARED_DATA / "crds-rules"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared: needs ../shared/data")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """One Prefect server for the whole session, in its own process group (DESIGN.md section 4).
+
+    Every in-process flow and every `webbflow` child process of the tests talks to it through
+    PREFECT_API_URL, instead of each starting (and tearing down) a temporary server.  Its own
+    session keeps it out of reach of signals that tests send to the runs they start.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    home = _SESSION_TMP / "prefect-server-home"
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    log = open(_SESSION_TMP / "prefect-server.log", "w")
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError("the test Prefect server did not start: " + (_SESSION_TMP / "prefect-server.log").read_text()[-2000:])
+        time.sleep(0.5)
+    os.environ["PREFECT_API_URL"] = url
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except Exception:  # noqa: BLE001
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except Exception:  # noqa: BLE001
+                pass
 
 
 @pytest.fixture(scope="session")
