@@ -273,8 +273,10 @@ def run(input, names: list[str], run, *, tracked: bool):
     spill = Spill(uncal.shape, os.environ.get("WEBBFLOW_SPILL_DIR") or None)
     log.info("detector1: streaming %d integrations of %s through %s", nints, uncal.path.name, spill.dir)
     try:
-        refs = _open_references(ramp_steps + ["jump", "ramp_fit"], run)
+        refs = _open_references(ramp_steps, run)
         last_piece, usable = _ramp_steps(uncal, template, ramp_steps, run, refs, spill, tracked)
+        # the ramp steps' references (MIRI dark and reset: hundreds of MB) are not needed any more
+        refs = _open_references(["jump", "ramp_fit"], run)
         plan_stats = _as_task("jump", _jump, tracked)(template, last_piece, spill, run, refs, usable)
         # the steps between jump and ramp_fit are skipped here (stream_reason): recorded as such
         for name in names[names.index("jump") + 1 : names.index("ramp_fit")]:
@@ -410,8 +412,9 @@ def _ramp_steps(uncal, template, ramp_steps, run, refs, spill, tracked):
             template.zeroframe[i] = piece.zeroframe[0]
         if piece.has("average_dark_current"):
             template.average_dark_current = piece.average_dark_current
-        if i < nints - 1:
-            piece.data = None  # release before reading the next one
+        # release before reading the next one; the last piece keeps only its shape (reference cut-outs use it)
+        piece.data = np.broadcast_to(np.zeros((), np.float32), (1, ngroups, ny, nx))
+        piece.groupdq = None
     template.pixeldq = pixeldq
     usable = (ngroups - int(all_dnu.sum(axis=1).max()), nints * ngroups - int(all_dnu.sum()))
     return piece, usable

@@ -43,7 +43,7 @@ from pydantic import Field
 
 from ..errors import UnsupportedModeError
 from ..models import dqflags
-from ._convert import as_ramp
+from ._convert import as_ramp, stream_state
 from ._subarray import is_subarray
 from .base import STEPS, StepParams, step
 
@@ -421,15 +421,23 @@ MIRI_LEFT_COL = (0, 1, 2, 3)
 MIRI_RIGHT_COL = (1028, 1029, 1030, 1031)
 
 
-def miri_correction(data: np.ndarray, pixeldq: np.ndarray, p: RefPixParams) -> None:
-    """jwst's MIRI full-frame reference pixel correction of ``data`` (nints, ngroups, 1024, 1032), in place."""
+def miri_correction(data: np.ndarray, pixeldq: np.ndarray, p: RefPixParams, state: dict | None = None) -> None:
+    """jwst's MIRI full-frame reference pixel correction of ``data`` (nints, ngroups, 1024, 1032), in place.
+
+    As in jwst, once a group has no good reference pixels, no later group is
+    corrected, in this integration or the following ones; ``state`` carries
+    that over when the integrations come one at a time (flows/_streaming.py).
+    The first read is subtracted and added back in float64, one group plane
+    at a time (the same values as whole-integration arrays, without them).
+    """
     nints, ngroups = data.shape[:2]
     log.info("Subtracting initial read from each integration")
     first = np.zeros((nints,) + data.shape[2:])
     for i in range(nints):
         first[i] = data[i, 0]
-        data[i] = data[i] - first[i]
-    bad = False
+        for k in range(ngroups):
+            data[i, k] = data[i, k] - first[i]
+    bad = bool(state.get("bad", False)) if state is not None else False
     for i in range(nints):
         for k in range(1, ngroups):
             g = data[i, k].copy()
@@ -462,9 +470,12 @@ def miri_correction(data: np.ndarray, pixeldq: np.ndarray, p: RefPixParams) -> N
                     ref = 0.5 * (vals["left"] + vals["right"])
                     g[:, amp::4] = g[:, amp::4] - ref
             data[i, k] = g
+    if state is not None:
+        state["bad"] = bad
     log.info("Adding initial read back in")
     for i in range(nints):
-        data[i] += first[i]
+        for k in range(ngroups):
+            data[i, k] += first[i]
 
 
 # ---------------------------------------------------------------------------
@@ -485,7 +496,8 @@ def correct_refpix(ramp, p: RefPixParams, sirs_ref=None):
             log.warning("Refpix correction skipped for MIRI subarrays")
             return ramp, "SKIPPED"
         log.info("MIRI full frame data: odd_even_rows=%s", p.odd_even_rows)
-        miri_correction(ramp.data, ramp.pixeldq, p)
+        shared = stream_state(ramp)
+        miri_correction(ramp.data, ramp.pixeldq, p, None if shared is None else shared.setdefault("refpix", {}))
         return ramp, "COMPLETE"
     if is_subarray(ramp):
         c0, r0 = sub.xstart - 1, sub.ystart - 1
