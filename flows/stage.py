@@ -258,15 +258,31 @@ def save_product(model, output_dir, source_name: str | None, suffix: str, run: S
 
 
 def remove_stale_parts(path) -> None:
-    """Delete what a killed writer of this product left: DataModel.save's temporary ``.<name>.*.part`` files."""
+    """Delete what a killed writer of this product left: ``.<name>.<pid>.*.part`` files whose
+    writer is no longer running.  A live writer's temporary file (another run writing the same
+    product at the same time) is left alone."""
     import glob
 
     path = Path(path)
+    prefix = f".{path.name}."
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid_text = p.name[len(prefix):].split(".", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
         try:
             p.unlink()
         except OSError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def input_name(inp) -> str:

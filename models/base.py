@@ -399,7 +399,8 @@ class DataModel:
             raise FileExistsError(path)
         self.meta.filename = path.name
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        # the writer's PID in the name lets a later run tell a dead writer's leftovers from a live one's
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 if path.suffix.lower() == ".asdf":
