@@ -303,7 +303,11 @@ def test_step_framework_skips_on_na(own_cache, caplog):
     base.register(spec)
     try:
         m = nrca1_ramp()
-        with caplog.at_level("INFO"):
+        import logging
+
+        # an earlier in-process Prefect logging set-up (dictConfig) may have disabled existing loggers
+        logging.getLogger("webbflow.steps").disabled = False
+        with caplog.at_level("INFO", logger="webbflow.steps"):
             res = base.run_step("_test_refpix_na", m)
         assert res.status == "SKIPPED" and not calls
         assert m.meta.cal_step.refpix == "SKIPPED"
