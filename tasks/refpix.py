@@ -433,10 +433,12 @@ def miri_correction(data: np.ndarray, pixeldq: np.ndarray, p: RefPixParams, stat
     nints, ngroups = data.shape[:2]
     log.info("Subtracting initial read from each integration")
     first = np.zeros((nints,) + data.shape[2:])
+    buf = np.empty(data.shape[2:])  # float64, as numpy computes float32 - float64
     for i in range(nints):
         first[i] = data[i, 0]
         for k in range(ngroups):
-            data[i, k] = data[i, k] - first[i]
+            np.subtract(data[i, k], first[i], out=buf)
+            data[i, k] = buf
     bad = bool(state.get("bad", False)) if state is not None else False
     for i in range(nints):
         for k in range(1, ngroups):
@@ -475,7 +477,8 @@ def miri_correction(data: np.ndarray, pixeldq: np.ndarray, p: RefPixParams, stat
     log.info("Adding initial read back in")
     for i in range(nints):
         for k in range(ngroups):
-            data[i, k] += first[i]
+            np.add(data[i, k], first[i], out=buf)
+            data[i, k] = buf
 
 
 # ---------------------------------------------------------------------------
