@@ -237,11 +237,10 @@ def cache_lookup(output_dir: Path, root: str, stage: str, key: str) -> list[str]
 
 
 def cache_store(output_dir: Path, root: str, stage: str, key: str, products: list[str]) -> None:
-    f = _cache_file(output_dir, root, stage)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(f".{os.getpid()}.part")
-    tmp.write_text(json.dumps({"key": key, "products": products, "time": time.time()}, indent=1))
-    os.replace(tmp, f)
+    from ..models.atomic import atomic_write_text
+
+    atomic_write_text(_cache_file(output_dir, root, stage),
+                      json.dumps({"key": key, "products": products, "time": time.time()}, indent=1))
 
 
 # ---------------------------------------------------------------------------
@@ -282,36 +281,27 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     res = MemberResult(member=src.name, ok=False)
     work = work_needed(src)
     current = src
-    if "detector1" in work:
-        root = root_of(src.name)
-        model = models.open(src)
-        key = stage_key("detector1", src, model, _stage_steps(steps, "detector1"), config)
-        hit = cache_lookup(out, root, "detector1", key)
-        if hit:
-            res.reused.append("detector1")
-            res.products += hit
-        else:
-            detector1(model, steps=_stage_steps(steps, "detector1"), config=config, output_dir=str(out))
-            written = list(detector1_last_run[-1].written)
-            cache_store(out, root, "detector1", key, written)
-            res.products += written
-        del model
-        current = out / f"{root}_rate.fits"
-    if "image2" in work:
+    stages = (
+        ("detector1", detector1, lambda: list(detector1_last_run[-1].written), "rate"),
+        ("image2", image2, lambda: [p for r in image2_last_run for p in r.written], "cal"),
+    )
+    for stage, stage_flow, written_by_last_run, product in stages:
+        if stage not in work:
+            continue
         root = root_of(current.name)
         model = models.open(current)
-        key = stage_key("image2", current, model, _stage_steps(steps, "image2"), config)
-        hit = cache_lookup(out, root, "image2", key)
+        key = stage_key(stage, current, model, _stage_steps(steps, stage), config)
+        hit = cache_lookup(out, root, stage, key)
         if hit:
-            res.reused.append("image2")
+            res.reused.append(stage)
             res.products += hit
         else:
-            image2(model, steps=_stage_steps(steps, "image2"), config=config, output_dir=str(out))
-            written = [p for r in image2_last_run for p in r.written]
-            cache_store(out, root, "image2", key, written)
+            stage_flow(model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out))
+            written = written_by_last_run()
+            cache_store(out, root, stage, key, written)
             res.products += written
         del model
-        current = out / f"{root}_cal.fits"
+        current = out / f"{root}_{product}.fits"
     res.cal = str(current)
     res.ok = True
     res.seconds = time.perf_counter() - t0

@@ -170,9 +170,9 @@ def write_quicklook(model, product_path, max_side: int = QUICKLOOK_MAX) -> Path 
     from .stage import remove_stale_parts
 
     remove_stale_parts(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(png_bytes(img))
-    os.replace(tmp, path)
+    from ..models.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, png_bytes(img))
     return path
 
 

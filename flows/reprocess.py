@@ -510,10 +510,10 @@ class ReprocessReport:
         stem = f"reprocess_{self.context.replace('.pmap', '')}_{self.started.replace(':', '').replace('-', '')}"
         jpath, mpath = folder / f"{stem}.json", folder / f"{stem}.md"
         self.report_json, self.report_markdown = str(jpath), str(mpath)
+        from ..models.atomic import atomic_write_text
+
         for path, text in ((jpath, json.dumps(self.to_dict(), indent=1) + "\n"), (mpath, self.markdown())):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from __future__ import annotations
 import copy as _copy
 import io
 import os
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -392,31 +391,18 @@ class DataModel:
         renamed into place, so a failure never leaves a partial product nor
         truncates an existing one.
         """
+        from .atomic import atomic_open
         from .io import write_asdf, write_fits
 
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(path)
         self.meta.filename = path.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # the writer's PID in the name lets a later run tell a dead writer's leftovers from a live one's
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if path.suffix.lower() == ".asdf":
-                    write_asdf(self, f)
-                else:
-                    write_fits(self, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_open(path, "wb") as f:
+            if path.suffix.lower() == ".asdf":
+                write_asdf(self, f)
+            else:
+                write_fits(self, f)
         self._path = str(path)
         return str(path)
 

@@ -29,10 +29,10 @@ import ast
 import datetime
 import fcntl
 import hashlib
-import os
 import pprint
 import re
-import tempfile
+
+from ..models.atomic import atomic_write_text  # noqa: F401 - refs.build uses it from here too
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,24 +258,6 @@ def format_pmap(name: str, imaps: dict[str, str], derived_from: str, description
         lines.append(f"    {ins!r} : {imaps[ins]!r},")
     lines.append("}")
     return _with_checksum(header, "\n".join(lines) + "\n")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _next_serial(directory: Path, prefix: str, suffix: str) -> int:

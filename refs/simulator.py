@@ -1970,6 +1970,6 @@ def write_associations(out: Path, setup: Setup, ids: ObservationIds, names: list
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=4) + "\n")
-    tmp.replace(path)
+    from ..models.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=4) + "\n")

@@ -146,9 +146,10 @@ def write_windows(path, detector: str, filename: str | None, windows: np.ndarray
         "vals": windows[rows, cols],
         "pers_time": persistence_time,
     }
-    tmp = p.with_name(f".{p.name}.part")
-    asdf.AsdfFile(tree).write_to(tmp)
-    tmp.replace(p)
+    from ..models.atomic import atomic_open
+
+    with atomic_open(p, "wb") as f:
+        asdf.AsdfFile(tree).write_to(f)
     return str(p)
 
 

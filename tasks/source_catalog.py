@@ -296,8 +296,6 @@ def build_catalog(model, sources, data, err, kernel_fwhm: float, aper: dict, abv
 
     n = len(sources)
     wcs = model.meta.wcs
-    col = {}
-    desc = {}
 
     def seg(name, prop):
         return sources[prop] if prop in sources.colnames else None
@@ -487,9 +485,10 @@ def write_products(catalog, segm_model, output_dir, root: str) -> list[str]:
     written = []
     if catalog is not None:
         path = out / f"{root}_cat.ecsv"
-        tmp = out / f".{root}_cat.ecsv.part"
-        catalog.write(tmp, format="ascii.ecsv", overwrite=True)
-        tmp.replace(path)
+        from ..models.atomic import atomic_open
+
+        with atomic_open(path, "w") as f:
+            catalog.write(f, format="ascii.ecsv")
         written.append(str(path))
         log.info("Wrote source catalogue %s", path)
     if segm_model is not None:
