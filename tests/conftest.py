@@ -104,6 +104,18 @@ def prefect_server():
                 pass
 
 
+def write_level2_asn(sim, folder: Path) -> Path:
+    """One level-2 association whose products are all of a simulation's raw exposures."""
+    import json
+
+    asn = {"asn_type": "image2", "asn_rule": "candidate_Asn_Lv2Image", "asn_pool": "jw01234_pool",
+           "products": [{"name": u.name[: -len("_uncal.fits")], "members": [{"expname": u.name, "exptype": "science"}]}
+                        for u in sim.uncal]}
+    path = folder / "jw01234-o001_image2_asn.json"
+    path.write_text(json.dumps(asn))
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

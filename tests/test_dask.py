@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -18,12 +17,9 @@ def observation(tmp_path_factory):
 
     raw = tmp_path_factory.mktemp("dask") / "raw"
     sim = simulate(raw, instrument="nircam", detector="nrca1", size=64, ngroups=3, nexp=3, seed=7)
-    asn = {"asn_type": "image2", "asn_rule": "candidate_Asn_Lv2Image", "asn_pool": "jw01234_pool",
-           "products": [{"name": u.name[: -len("_uncal.fits")], "members": [{"expname": u.name, "exptype": "science"}]}
-                        for u in sim.uncal]}
-    path = raw / "jw01234-o001_image2_asn.json"
-    path.write_text(json.dumps(asn))
-    return sim, path
+    from conftest import write_level2_asn
+
+    return sim, write_level2_asn(sim, raw)
 
 
 def test_make_task_runner_dask():

@@ -4,7 +4,6 @@ finished exposures and leaves no partial product."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,12 +26,9 @@ def observation(tmp_path_factory):
 
     raw = tmp_path_factory.mktemp("resume") / "raw"
     sim = simulate(raw, instrument="nircam", detector="nrca1", size=64, ngroups=3, nexp=3, seed=3)
-    asn = {"asn_type": "image2", "asn_rule": "candidate_Asn_Lv2Image", "asn_pool": "jw01234_pool",
-           "products": [{"name": u.name[: -len("_uncal.fits")], "members": [{"expname": u.name, "exptype": "science"}]}
-                        for u in sim.uncal]}
-    path = raw / "jw01234-o001_image2_asn.json"
-    path.write_text(json.dumps(asn))
-    return sim, path
+    from conftest import write_level2_asn
+
+    return sim, write_level2_asn(sim, raw)
 
 
 def _products(out: Path) -> dict[str, int]:
