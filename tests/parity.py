@@ -38,6 +38,22 @@ def jwst_offline(cache, context: str | None = None):
         reset_crds_state()
 
 
+@contextmanager
+def quiet_jwst(level: int = 30):
+    """Silence the oracle's (jwst, stpipe, stcal, crds) logging below ``level`` during a parity run."""
+    import logging
+
+    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
+    old = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(level)
+    try:
+        yield
+    finally:
+        for n, lv in old.items():
+            logging.getLogger(n).setLevel(lv)
+
+
 @dataclass
 class Agreement:
     name: str

@@ -6,9 +6,9 @@ Everything is built in memory with our models; tests save them with
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
+from parity import quiet_jwst
 
 from webbflow import models
 from webbflow.models import dqflags
@@ -168,22 +168,6 @@ def sci_region(sci):
     """(row slice, column slice) of the science subarray on the full frame (0-based)."""
     s = sci.meta.subarray
     return slice(s.ystart - 1, s.ystart - 1 + s.ysize), slice(s.xstart - 1, s.xstart - 1 + s.xsize)
-
-
-@contextmanager
-def quiet_jwst():
-    """Silence jwst/stpipe's INFO logging during a parity run."""
-    import logging
-
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
 
 
 def run_jwst_step(step_class, input_path, cache, overrides: dict, **params):

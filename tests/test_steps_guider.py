@@ -12,9 +12,9 @@ identical for >= 99.9 %.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import numpy as np
+from parity import quiet_jwst
 import pytest
 
 from webbflow import models
@@ -260,17 +260,8 @@ def test_flat_field_user_supplied_flat(tmp_path):
 # parity on the real FGS ACQ1 exposure
 
 
-@contextmanager
 def _quiet():
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
+    return quiet_jwst(logging.CRITICAL)
 
 
 WIN = dict(xstart=850, ystart=1000, nx=200, ny=200)  # the real subarray is x 887..1014, y 1022..1149

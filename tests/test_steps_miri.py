@@ -10,9 +10,9 @@ DQ identical for >= 99.9 %.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import numpy as np
+from parity import quiet_jwst
 import pytest
 
 from webbflow import models
@@ -383,17 +383,8 @@ def test_our_miri_references_open_in_stdatamodels(tmp_path):
 # parity with jwst
 
 
-@contextmanager
 def _quiet():
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
+    return quiet_jwst(logging.CRITICAL)
 
 
 def run_jwst(step_class, path, cache, **kwargs):
