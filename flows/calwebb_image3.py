@@ -44,11 +44,9 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     members = list(input) if isinstance(input, (list, tuple)) else [input]
     if not members:
         raise ParameterError("image3 needs at least one calibrated exposure")
-    library = ModelLibrary(members)
-    first = library.read_metadata(0) if hasattr(library, "read_metadata") else None
-    probe = library.stub(0) if hasattr(library, "stub") else models.open(members[0])
-    if first is not None and not isinstance(probe, models.ImageModel):
-        raise InputFileError(members[0], f"is a {type(probe).__name__}; image3 needs calibrated images (_cal)")
+    library = ModelLibrary(members)  # refuses members that are not 2-D images, naming them
+    # the first member's metadata (no pixels) drives CRDS parameter files and references
+    probe = library.stub(0)
     for i, member in enumerate(members):
         meta = library.read_metadata(i)
         where = member if not isinstance(member, models.DataModel) else (meta.filename or f"member {i}")
