@@ -156,6 +156,10 @@ def _user_error_classes():
     return [c for c in vars(e).values() if isinstance(c, type) and issubclass(c, WebbflowError)]
 
 
+# root-logger handlers that main() itself installed (basicConfig), and so may filter
+_CLI_HANDLERS: set[logging.Handler] = set()
+
+
 def _quiet_prefect_console(verbose: bool) -> None:
     from prefect.logging.configuration import setup_logging
 
@@ -164,9 +168,14 @@ def _quiet_prefect_console(verbose: bool) -> None:
     seen = set()
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
         for h in logging.getLogger(name).handlers:
-            if id(h) in seen or type(h).__name__ == "APILogHandler":
+            # only the console handler main() set up and Prefect's own: a handler someone else put
+            # on the root logger (an application's, pytest's) is not ours to quieten
+            ours = h in _CLI_HANDLERS or type(h).__module__.startswith("prefect.")
+            if id(h) in seen or type(h).__name__ == "APILogHandler" or not ours:
                 continue
             seen.add(id(h))
+            for old in [f for f in h.filters if isinstance(f, _UserErrorFilter)]:
+                h.removeFilter(old)
             h.addFilter(filt)
 
 
@@ -281,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    before = set(map(id, logging.getLogger().handlers))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    _CLI_HANDLERS.update(h for h in logging.getLogger().handlers if id(h) not in before)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

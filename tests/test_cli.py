@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from webbflow import models
 
@@ -73,3 +72,37 @@ def test_run_missing_input(tmp_path):
 def test_bad_step_option_syntax(tmp_path):
     r = cli("run", "detector1", REAL / "fgs_acq1_guider2_uncal.fits", "--steps.jump", "--output-dir", tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_cli_in_process_leaves_other_log_handlers_alone():
+    """Calling the CLI from Python quietens Prefect's console only; an application's own
+    handler on the root logger keeps receiving INFO records, and repeated calls do not stack filters."""
+    import logging
+
+    from webbflow.flows.cli import _UserErrorFilter, _quiet_prefect_console
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    mine = Keep(logging.INFO)
+    mine.setFormatter(logging.Formatter("%(name)s: %(message)s"))  # an application's configured handler
+    root = logging.getLogger()
+    root.addHandler(mine)
+    lg = logging.getLogger("webbflow.steps")
+    old_level = lg.level
+    try:
+        _quiet_prefect_console(False)
+        _quiet_prefect_console(False)
+        assert not mine.filters
+        for h in root.handlers:  # Prefect's console handler, when Prefect installed one: filtered once
+            if type(h).__name__ == "PrefectConsoleHandler":
+                assert sum(isinstance(f, _UserErrorFilter) for f in h.filters) == 1
+        lg.setLevel(logging.INFO)
+        lg.info("Step x skipped: reference type refpix is N/A for this exposure")
+        assert any("refpix is N/A" in r.getMessage() for r in records)
+    finally:
+        root.removeHandler(mine)
+        lg.setLevel(old_level)
