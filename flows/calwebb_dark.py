@@ -10,12 +10,12 @@ from ..errors import ParameterError
 from . import registry
 from ._single_product import cli_runner, run_single_product
 from .calwebb_detector1 import open_ramp
-from .stage import StageRun, input_name, resolve_params, run_name
+from .stage import LastRuns, input_name, resolve_params, run_name
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity"]
 MIRI_STEPS = ["group_scale", "dq_init", "emicorr", "saturation", "ipc", "firstframe", "lastframe", "reset", "linearity", "rscd"]
 
-_last: list[StageRun] = []
+_last = LastRuns()
 
 
 @flow(name="dark", flow_run_name=run_name("dark"), validate_parameters=False, persist_result=False)

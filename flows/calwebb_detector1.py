@@ -18,7 +18,7 @@ from ..errors import InputFileError, UnsupportedModeError
 from ..tasks._convert import as_ramp
 from . import _streaming, registry
 from .observe import publish_stage
-from .stage import StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import LastRuns, StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity", "dark_current"]
 MIRI_STEPS = [
@@ -106,12 +106,10 @@ def detector1(
             rate, rateints = fit
         else:  # ramp_fit skipped: the product stays a ramp
             rate, rateints = fit, None
-    gs = run.params["gain_scale"]
     if isinstance(rate, models.ImageModel):
         rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source)
         if rateints is not None:
             rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source)
-        del gs
     for m in (rate, rateints):
         stamp(m, run, "detector1")
     if out_dir is not None:
@@ -127,8 +125,8 @@ def detector1(
     return rate, rateints
 
 
-# the StageRun of the most recent call in this process (timings, references, files written)
-detector1_last_run: list[StageRun] = []
+# the StageRun of the most recent call in this thread (timings, references, files written)
+detector1_last_run = LastRuns()
 
 
 def _only(steps, names, all_steps):

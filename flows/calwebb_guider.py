@@ -6,15 +6,15 @@ from __future__ import annotations
 from prefect import flow
 
 from .. import models
-from ..errors import InputFileError, ParameterError, UnsupportedModeError
+from ..errors import InputFileError, UnsupportedModeError
 from . import registry
 from ._single_product import cli_runner, run_single_product
-from .stage import StageRun, input_name, resolve_params, run_name
+from .stage import LastRuns, input_name, resolve_params, run_name
 
 STEPS = ["dq_init", "guider_cds", "flat_field"]
 GUIDER_EXP_TYPES = ("FGS_ACQ1", "FGS_ACQ2", "FGS_TRACK", "FGS_FINEGUIDE", "FGS_ID-IMAGE", "FGS_ID-STACK")
 
-_last: list[StageRun] = []
+_last = LastRuns()
 
 
 @flow(name="guider", flow_run_name=run_name("guider"), validate_parameters=False, persist_result=False)

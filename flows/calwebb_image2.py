@@ -25,7 +25,7 @@ from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
 from .observe import publish_stage
-from .stage import StageRun, input_name, run_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import LastRuns, StageRun, input_name, run_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 STEPS = ["bkg_subtract", "assign_wcs", "flat_field", "photom", "resample"]
 CAL_STEPS = ["assign_wcs", "flat_field", "photom"]
@@ -165,7 +165,7 @@ def image2(input, steps: dict | None = None, config: str | None = None, output_d
 
 
 # the StageRuns of the most recent call in this process (one per product)
-image2_last_run: list[StageRun] = []
+image2_last_run = LastRuns()
 
 
 @registry.register("image2")

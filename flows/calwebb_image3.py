@@ -21,11 +21,11 @@ from .. import models
 from ..errors import InputFileError, ParameterError
 from . import registry
 from .observe import publish_stage
-from .stage import StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
+from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
 
 STEPS = ["assign_mtwcs", "tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog"]
 
-_last: list[StageRun] = []
+_last = LastRuns()
 
 
 def _is_moving_target(meta) -> bool:

@@ -38,6 +38,42 @@ class StepRecord:
     references: dict[str, str] = field(default_factory=dict)
 
 
+class LastRuns:
+    """The StageRuns of the latest call of a stage flow, kept per thread.
+
+    Exposure flows of one association run concurrently on a thread pool; each must read back
+    its own run's records (products written, timings), never a neighbour's.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @property
+    def _runs(self) -> list:
+        runs = getattr(self._local, "runs", None)
+        if runs is None:
+            runs = self._local.runs = []
+        return runs
+
+    def __getitem__(self, i):
+        return self._runs[i]
+
+    def __setitem__(self, i, value):
+        self._runs[i] = value
+
+    def __iter__(self):
+        return iter(list(self._runs))
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def append(self, run) -> None:
+        self._runs.append(run)
+
+    def clear(self) -> None:
+        self._runs.clear()
+
+
 @dataclass
 class StageRun:
     """Bookkeeping of one exposure through one stage: resolved params, references, timings."""

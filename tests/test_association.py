@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -77,5 +76,29 @@ def test_work_needed(tmp_path):
     assert work_needed(tmp_path / "jw01_cal.fits") == []
     m = models.ImageModel(np.zeros((4, 4), np.float32))
     m.meta.cal_step.photom = "COMPLETE"
-    p = m.save(tmp_path / "oddly_named.fits")
+    m.save(tmp_path / "oddly_named.fits")
     assert work_needed(tmp_path / "oddly_named.fits") == []
+
+
+def test_concurrent_exposure_flows_read_back_their_own_runs():
+    """Exposure flows of one association run on a thread pool; each reads the record of the
+    run it made (the products it wrote), even when a neighbour finishes in between."""
+    import threading
+
+    from webbflow.flows.stage import LastRuns
+
+    last = LastRuns()
+    barrier = threading.Barrier(2)
+    seen = {}
+
+    def exposure(name):
+        last.append(name)
+        barrier.wait()  # both have recorded their run before either reads it back
+        seen[name] = last[-1]
+
+    threads = [threading.Thread(target=exposure, args=(n,)) for n in ("jw01_nrca1", "jw01_nrca2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"jw01_nrca1": "jw01_nrca1", "jw01_nrca2": "jw01_nrca2"}

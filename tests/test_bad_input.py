@@ -26,7 +26,7 @@ import pytest
 from astropy.io import fits
 
 from webbflow import models
-from webbflow.errors import InputFileError, ParameterError, ReferenceFileError, UnsupportedModeError, WebbflowError
+from webbflow.errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError
 
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,6 @@ with jwst's calwebb_detector1 on simulated exposures with the same references.""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
