@@ -5,14 +5,20 @@ Calibrated exposures of one product in, combined products out, in jwst 3.0's ord
     assign_mtwcs (moving targets) or tweakreg -> skymatch -> outlier_detection (<root>_crf.fits)
     -> resample (<product>_i2d.fits) -> source_catalog (<product>_cat.ecsv, <product>_segm.fits)
 
-The exposures travel in a ModelLibrary, which keeps at most one of them in
-memory at full size, so a product of hundreds of exposures fits in memory.
+The exposures travel in a ModelLibrary.  When their files together take at
+most half of ``WEBBFLOW_MEMORY_BUDGET`` (default 2 GiB; the other half is for
+the median stack and the mosaic), they are read once and kept in memory, as
+jwst's ``in_memory=True`` does; beyond that the library keeps at most one of
+them in memory at full size at a time, so a product of hundreds of exposures
+fits in memory.  ``in_memory=True|False`` forces either way.
 ``webbflow run image3 ASN`` goes through the association flow, which first
 brings members that need it through detector1 and image2.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from prefect import flow
@@ -26,6 +32,28 @@ from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_n
 STEPS = ["assign_mtwcs", "tweakreg", "skymatch", "outlier_detection", "resample", "source_catalog"]
 
 _last = LastRuns()
+log = logging.getLogger("webbflow.flows")
+
+
+def keep_in_memory(members) -> bool:
+    """Whether the exposure files of one product fit in memory: together at most half the budget.
+
+    Members given as models are in memory already and do not count.
+    """
+    from ._streaming import _budget
+
+    paths = [m for m in members if isinstance(m, (str, os.PathLike))]
+    size = 0
+    for p in paths:
+        try:
+            size += os.path.getsize(p)
+        except OSError:
+            pass  # the library names a missing file itself
+    fits = 2 * size <= _budget()
+    if paths:
+        log.info("image3: %d exposure files, %.0f MiB: %s", len(paths), size / 2**20,
+                 "kept in memory" if fits else "read one at a time (over half of WEBBFLOW_MEMORY_BUDGET)")
+    return fits
 
 
 def _is_moving_target(meta) -> bool:
@@ -34,9 +62,11 @@ def _is_moving_target(meta) -> bool:
 
 @flow(name="image3", flow_run_name=run_name("image3"), validate_parameters=False, persist_result=False)
 def image3(input, product_name: str | None = None, steps: dict | None = None, config: str | None = None,
-           output_dir: str | None = None) -> dict:
+           output_dir: str | None = None, in_memory: bool | None = None) -> dict:
     """Combine calibrated exposures (paths or models) into one mosaic and its source catalogue.
 
+    ``in_memory``: None decides by ``WEBBFLOW_MEMORY_BUDGET``; True reads each exposure once and
+    keeps it; False keeps them on disk, one in memory at a time (changed ones in a temporary folder).
     Returns ``{"i2d": model, "catalog": table path or table, "written": [paths], ...}``.
     """
     from ..tasks._library import ModelLibrary
@@ -44,7 +74,10 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     members = list(input) if isinstance(input, (list, tuple)) else [input]
     if not members:
         raise ParameterError("image3 needs at least one calibrated exposure")
-    library = ModelLibrary(members)  # refuses members that are not 2-D images, naming them
+    # on_disk: False keeps every member once read, True writes even in-memory models to a temporary
+    # folder, None keeps files on disk and models in memory
+    on_disk = {True: False, False: True}.get(in_memory) if in_memory is not None else (False if keep_in_memory(members) else None)
+    library = ModelLibrary(members, on_disk=on_disk)  # refuses members that are not 2-D images, naming them
     # the first member's metadata (no pixels) drives CRDS parameter files and references
     probe = library.stub(0)
     for i, member in enumerate(members):

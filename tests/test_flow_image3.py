@@ -87,6 +87,36 @@ def test_changed_image2_parameter_recomputes_from_image2(observation, processed,
     assert all(m.reused == ["detector1"] for m in again.members), [m.reused for m in again.members]
 
 
+def test_exposures_in_memory_or_one_at_a_time_give_the_same_mosaic(processed, tmp_path, monkeypatch):
+    """Exposures within half of WEBBFLOW_MEMORY_BUDGET are kept in memory; beyond it they are read
+    one at a time from disk. Both ways make the same mosaic and catalogue, and neither writes over the cal files."""
+    from webbflow.flows.calwebb_image3 import image3, keep_in_memory
+    from webbflow.flows.stage import quiet_prefect_settings
+
+    _res, out = processed
+    cals = sorted(str(p) for p in out.glob("*_cal.fits"))
+    size = sum(Path(c).stat().st_size for c in cals)
+    monkeypatch.setenv("WEBBFLOW_MEMORY_BUDGET", str(2 * size))
+    assert keep_in_memory(cals)
+    monkeypatch.setenv("WEBBFLOW_MEMORY_BUDGET", str(2 * size - 1))
+    assert not keep_in_memory(cals)
+    before = {c: Path(c).read_bytes() for c in cals}
+    got = {}
+    for mode in (True, False):
+        d = tmp_path / str(mode)
+        with quiet_prefect_settings():
+            got[mode] = image3.fn(cals, product_name="p", output_dir=str(d), in_memory=mode)
+        assert sorted(Path(w).name for w in got[mode]["written"] if w.endswith("_crf.fits")) == sorted(
+            Path(c).name.replace("_cal.fits", "_crf.fits") for c in cals)
+    assert {c: Path(c).read_bytes() for c in cals} == before
+    a, b = got[True]["i2d"], got[False]["i2d"]
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(a.dq, b.dq)
+    ca = (tmp_path / "True" / "p_cat.ecsv").read_text().splitlines()
+    cb = (tmp_path / "False" / "p_cat.ecsv").read_text().splitlines()
+    assert [l for l in ca if not l.startswith("#")] == [l for l in cb if not l.startswith("#")]
+
+
 def test_one_failed_member_keeps_the_others(observation, tmp_path):
     import os
 
