@@ -134,10 +134,16 @@ class _UserErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
+        seen = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
             if isinstance(exc, WebbflowError):
                 return False
+            if not self.verbose and _is_connection_error(exc):
+                return False  # the Prefect API went away: the CLI says so in its one line
             exc = exc.__cause__ or exc.__context__
+        if not self.verbose and _reports_api_outage(record):
+            return False
         if "Encountered exception during execution: " in record.getMessage() and any(
             n in record.getMessage() for n in ("Error(", "Error: ")
         ):
@@ -148,6 +154,33 @@ class _UserErrorFilter(logging.Filter):
         if not self.verbose and record.levelno < logging.WARNING:
             return False
         return True
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """The Prefect API cannot be reached, or answers that it is unavailable (a server going down)."""
+    try:
+        import httpx
+    except Exception:  # noqa: BLE001
+        return False
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        return getattr(exc.response, "status_code", None) in (502, 503, 504)
+    return isinstance(exc, RuntimeError) and "Failed to reach API" in str(exc)
+
+
+# what Prefect's event and log services, and the runs' own failure reports, say while the API is down
+# (and the event service's drain at exit, which keeps sending what it could not)
+_OUTAGE_MARKS = ("ConnectError", "Connection refused", "503 Service Unavailable", "All connection attempts failed", "Unable to connect to",
+                 "failed to process item Event", "Still processing items")
+
+
+def _reports_api_outage(record: logging.LogRecord) -> bool:
+    try:
+        msg = record.getMessage()
+    except Exception:  # noqa: BLE001
+        return False
+    return any(m in msg for m in _OUTAGE_MARKS)
 
 
 def _user_error_classes():
@@ -165,8 +198,13 @@ def _quiet_prefect_console(verbose: bool) -> None:
 
     setup_logging()
     filt = _UserErrorFilter(verbose)
+    if not verbose:
+        # Prefect's log shipper writes its own failures straight to stderr ("--- Error logging to
+        # API ---") when logging.raiseExceptions is set, as it is by default
+        logging.raiseExceptions = False
     seen = set()
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine",
+                 "prefect._internal"):
         for h in logging.getLogger(name).handlers:
             # only the console handler main() set up and Prefect's own: a handler someone else put
             # on the root logger (an application's, pytest's) is not ours to quieten
@@ -213,21 +251,14 @@ def _prefect_unreachable(exc: BaseException) -> str | None:
     Prefect refuses to start a flow run when its server is down ("Failed to reach API"), and a
     server that stops during a run fails the next task-run call with an httpx connection error.
     """
-    try:
-        import httpx
-
-        transport = (httpx.TransportError,)
-    except Exception:  # noqa: BLE001
-        transport = ()
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if (transport and isinstance(exc, transport)) or (
-            isinstance(exc, RuntimeError) and "Failed to reach API" in str(exc)
-        ):
+        if _is_connection_error(exc):
             url = os.environ.get("PREFECT_API_URL", "")
             return (
-                f"the Prefect API {url} cannot be reached ({type(exc).__name__}: {exc}); start it (prefect server start), "
+                f"the Prefect API {url} cannot be reached ({type(exc).__name__}: {str(exc).split(' - ')[0]}); "
+                "start it (prefect server start), "
                 "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect"
             )
         exc = exc.__cause__ or exc.__context__

@@ -48,28 +48,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_server():
-    """One Prefect server for the whole session, in its own process group (DESIGN.md section 4).
-
-    Every in-process flow and every `webbflow` child process of the tests talks to it through
-    PREFECT_API_URL, instead of each starting (and tearing down) a temporary server.  Its own
-    session keeps it out of reach of signals that tests send to the runs they start.
-    """
+def start_prefect_server(home: Path, log_path: Path, port: int | None = None):
+    """``prefect server start`` in its own process group; returns ``(process, API URL)`` once healthy."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    port = _free_port()
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    home = _SESSION_TMP / "prefect-server-home"
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
-    log = open(_SESSION_TMP / "prefect-server.log", "w")
+    log = open(log_path, "w")
     prefect = str(Path(sys.executable).with_name("prefect"))
     proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -78,12 +68,42 @@ def prefect_server():
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError("the test Prefect server did not start: " + (_SESSION_TMP / "prefect-server.log").read_text()[-2000:])
+            stop_prefect_server(proc)
+            raise RuntimeError("a test Prefect server did not start: " + Path(log_path).read_text()[-2000:])
         time.sleep(0.5)
+
+
+def stop_prefect_server(proc, sig=None) -> None:
+    """Stop a server from :func:`start_prefect_server` and every process it started."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, sig or signal.SIGTERM)
+        proc.wait(timeout=20)
+    except Exception:  # noqa: BLE001
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """One Prefect server for the whole session, in its own process group (DESIGN.md section 4).
+
+    Every in-process flow and every `webbflow` child process of the tests talks to it through
+    PREFECT_API_URL, instead of each starting (and tearing down) a temporary server.  Its own
+    session keeps it out of reach of signals that tests send to the runs they start.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    proc, url = start_prefect_server(_SESSION_TMP / "prefect-server-home", _SESSION_TMP / "prefect-server.log")
     os.environ["PREFECT_API_URL"] = url
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -92,16 +112,7 @@ def prefect_server():
             yield url
     finally:
         os.environ.pop("PREFECT_API_URL", None)
-        import signal
-
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except Exception:  # noqa: BLE001
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except Exception:  # noqa: BLE001
-                pass
+        stop_prefect_server(proc)
 
 
 def write_level2_asn(sim, folder: Path) -> Path:

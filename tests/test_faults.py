@@ -12,8 +12,10 @@
   WEBBFLOW_PREFECT=off), exits non-zero, prints no traceback and writes no product.
   Prefect would otherwise raise ``RuntimeError: Failed to reach API`` with a traceback
   before the flow starts; a server that stops in the middle of a run fails the next
-  task-run call with an httpx connection error, which the CLI reports the same way
-  (products are written through temporary names, so none is left half-written).
+  task-run call with an httpx connection error (or a 503 while it shuts down), which the CLI
+  reports the same way, without Prefect's own retry and event-service noise. Products are
+  written through temporary names, so none is left half-written; what finished stays, and a
+  rerun against a live server completes the job, reusing the stages recorded as finished.
 
 In-process runs call the stage flows untracked (no PREFECT_API_URL: no temporary server).
 """
@@ -218,3 +220,62 @@ def test_prefect_api_unreachable(sim, tmp_path):
     assert lines[0].startswith("webbflow: error:") and url in lines[0] and "cannot be reached" in lines[0]
     assert uncal[0].name in lines[0]
     assert not out.exists() or not any(out.iterdir()), "no product"
+
+
+def test_prefect_server_stops_during_an_association_run(tmp_path):
+    """The Prefect server is killed while `webbflow run image3 ASN` is under way, right after the
+    first exposure's cal product appears.  Decided behaviour: the run stops with one line naming
+    the API URL (no traceback, none of Prefect's service noise); every product already on disk
+    is complete and opens; no temporary file is left; and a rerun against a live server finishes
+    the job, reusing the exposures that were done."""
+    import signal
+    import time
+
+    from conftest import start_prefect_server, stop_prefect_server
+    from webbflow.refs.simulator import simulate
+
+    sim = simulate(tmp_path / "sim", instrument="nircam", size=128, ngroups=4, nints=1, nexp=3, seed=3)
+    out = tmp_path / "out"
+    proc, url = start_prefect_server(tmp_path / "server-home", tmp_path / "server.log")
+    env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_DROP}
+    # one retry of a failed API call, not Prefect's default five with back-off: the outcome is the same
+    env.update(CRDS_PATH=str(sim.crds_path), PREFECT_API_URL=url, PREFECT_CLIENT_MAX_RETRIES="1")
+    cmd = [sys.executable, "-m", "webbflow.flows.cli", "run", "image3", str(sim.asn_level3), "--output-dir", str(out)]
+    try:
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        deadline = time.monotonic() + 400
+        while not list(out.glob("*_cal.fits")) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run.poll() is None, "the run was still going when the first exposure was done"
+        stop_prefect_server(proc, signal.SIGKILL)
+        _, err = run.communicate(timeout=600)
+    finally:
+        stop_prefect_server(proc, signal.SIGKILL)
+    print("stderr:", err)
+    assert run.returncode != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("webbflow: error:") and url in lines[0] and "cannot be reached" in lines[0]
+    assert not list(out.rglob("*.part")), "no temporary file left"
+    assert list(out.glob("*_cal.fits"))
+    for p in out.glob("*.fits"):
+        models.open(p)  # every product on disk is whole
+    # the stages recorded as finished keep their products on the rerun (a product written after
+    # the server went away may have no record yet, and is made again)
+    import json
+
+    done = [Path(p) for r in (out / ".webbflow-cache").glob("*.json") for p in json.loads(r.read_text())["products"]]
+    first = {p: p.stat().st_mtime_ns for p in done}
+    print(f"{len(done)} product(s) recorded as finished before the server stopped")
+    assert done
+
+    proc, url = start_prefect_server(tmp_path / "server2-home", tmp_path / "server2.log")
+    try:
+        env["PREFECT_API_URL"] = url
+        env.pop("PREFECT_CLIENT_MAX_RETRIES")
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    finally:
+        stop_prefect_server(proc)
+    assert r.returncode == 0, r.stderr
+    assert len(list(out.glob("*_cal.fits"))) == 3 and list(out.glob("*_i2d.fits"))
+    assert {p: p.stat().st_mtime_ns for p in done} == first, "finished exposures are reused, not recomputed"
