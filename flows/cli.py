@@ -230,7 +230,7 @@ def cmd_run(args, extra: list[str]) -> int:
         try:
             result = _run_target(kind, name, inp, out_dir, steps, top, args)
         except Exception as exc:  # noqa: BLE001 - only Prefect API connection failures are translated
-            problem = _prefect_unreachable(exc)
+            problem = _prefect_unreachable(exc) or _members_lost_the_api(exc)
             if problem is None:
                 raise
             raise WebbflowError(problem) from None
@@ -243,6 +243,19 @@ def cmd_run(args, extra: list[str]) -> int:
         if p:
             print(f"wrote {p}")
     return 0
+
+
+def _members_lost_the_api(exc: BaseException) -> str | None:
+    """An association whose every failed member failed because the Prefect API went away is
+    reported as that, not as science failures (the members that finished keep their products)."""
+    result = getattr(exc, "result", None)
+    failed = [m for m in getattr(result, "members", []) or [] if not m.ok]
+    url = os.environ.get("PREFECT_API_URL", "")
+    if not url or not failed or not all(any(k in (m.error or "") for k in _OUTAGE_MARKS) for m in failed):
+        return None
+    return (f"the Prefect API {url} cannot be reached (it went away during the run: {len(failed)} of "
+            f"{len(result.members)} members stopped); start it (prefect server start) and run again to finish, "
+            "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect")
 
 
 def _prefect_unreachable(exc: BaseException) -> str | None:

@@ -106,3 +106,23 @@ def test_cli_in_process_leaves_other_log_handlers_alone():
     finally:
         root.removeHandler(mine)
         lg.setLevel(old_level)
+
+
+def test_association_whose_members_lost_the_prefect_api_is_reported_as_that(monkeypatch):
+    """When every failed member of an association failed because the Prefect API went away, the
+    one line says so (and how to go on), instead of listing connection errors as science failures."""
+    from webbflow.flows.association import AssociationFailed, AssociationResult, MemberResult
+    from webbflow.flows.cli import _members_lost_the_api
+
+    url = "http://127.0.0.1:4200/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    members = [MemberResult("a_uncal.fits", True),
+               MemberResult("b_uncal.fits", False, error="ConnectError: [Errno 111] Connection refused"),
+               MemberResult("c_uncal.fits", False, error="PrefectHTTPStatusError: Server error '503 Service Unavailable'")]
+    line = _members_lost_the_api(AssociationFailed("2 of 3 members failed", AssociationResult(asn="x", members=members)))
+    assert line and url in line and "cannot be reached" in line and "2 of 3 members" in line
+    # a member that failed for its own reasons keeps the association's own message
+    members.append(MemberResult("d_uncal.fits", False, error="d_uncal.fits: not a readable FITS file"))
+    assert _members_lost_the_api(AssociationFailed("3 of 4", AssociationResult(asn="x", members=members))) is None
+    monkeypatch.delenv("PREFECT_API_URL")
+    assert _members_lost_the_api(AssociationFailed("2 of 3", AssociationResult(asn="x", members=members[:3]))) is None
