@@ -556,7 +556,8 @@ def bestrefs(source, context: str | None = None, reftypes: Iterable[str] | None 
 # opening
 
 
-def open_reference(reftype: str, path):
+def open_reference(reftype: str, path, arrays=None):
+    """Open a reference file as its model class; ``arrays`` reads only those arrays (see ``models.open``)."""
     from .. import models
     from ..models.classes import REFERENCE_MODELS
 
@@ -564,10 +565,8 @@ def open_reference(reftype: str, path):
     if not p.exists():
         raise ReferenceFileError(reftype, p, "file not found")
     try:
-        m = models.open(p)
-    except WebbflowError as exc:
-        raise ReferenceFileError(reftype, p, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's
+        m = models.open(p) if arrays is None else models.open(p, arrays=tuple(arrays))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file (WebbflowError or not) is the user's
         raise ReferenceFileError(reftype, p, str(exc)) from None
     want = REFERENCE_MODELS.get(reftype)
     # a MIRI dark opens as DarkMIRIModel, which is not a DarkModel subclass

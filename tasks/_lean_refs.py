@@ -35,19 +35,8 @@ def open_step_references(name: str, references: dict) -> dict:
 
 
 def open_reference_arrays(reftype: str, path, arrays):
-    from .. import models
-    from ..errors import ReferenceFileError, WebbflowError
-    from ..models.classes import REFERENCE_MODELS
+    from ..refs.select import open_reference
 
-    p = Path(path)
-    try:
-        m = models.open(p, arrays=tuple(arrays))
-    except WebbflowError as exc:
-        raise ReferenceFileError(reftype, p, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's
-        raise ReferenceFileError(reftype, p, str(exc)) from None
-    want = REFERENCE_MODELS.get(reftype)
-    if want is not None and not isinstance(m, want) and reftype != "dark":
-        raise ReferenceFileError(reftype, p, f"is a {type(m).__name__}, expected a {want.__name__}")
+    m = open_reference(reftype, path, arrays)
     m.meta.filename = str(path)
     return m
