@@ -59,6 +59,11 @@ def _jump_both(data, gdq, pdq, gain, rnoise, **params):
     return out
 
 
+def _flat_detector(shape, gain, rnoise):
+    """No pixel flags, and one gain and read noise for every pixel."""
+    return (np.zeros(shape, np.uint32), np.full(shape, gain, np.float32), np.full(shape, rnoise, np.float32))
+
+
 @pytest.mark.parametrize("nints,ngroups", [(1, 10), (2, 6), (3, 4), (1, 3), (2, 14)])
 @pytest.mark.parametrize("neighbours", [True, False])
 def test_jump_kernel_matches_stcal(nints, ngroups, neighbours):
@@ -88,9 +93,7 @@ def test_jump_kernel_single_pass_and_thresholds():
     """Many groups (one pass over all differences), and the 3- and 4-group thresholds in short ramps."""
     rng = np.random.default_rng(7)
     data, gdq = _ramps(rng, 2, 20, 24, 24, n_crs=60)
-    pdq = np.zeros((24, 24), np.uint32)
-    gain = np.full((24, 24), 2.0, np.float32)
-    rnoise = np.full((24, 24), 5.0, np.float32)
+    pdq, gain, rnoise = _flat_detector((24, 24), gain=2.0, rnoise=5.0)
     for params in ({}, {"rejection_threshold": 3.0, "three_group_rejection_threshold": 4.0,
                         "four_group_rejection_threshold": 3.5}):
         ours, theirs = _jump_both(data, gdq, pdq, gain, rnoise, **params)
@@ -182,9 +185,7 @@ def test_ramp_kernel_matches_stcal_miri_dropped_groups_and_long_ramps():
     gdq[:, 0] |= DNU
     gdq[:, -1] |= DNU
     gdq[:, 1, 3, 3] |= JUMP
-    pdq = np.zeros((20, 24), np.uint32)
-    gain = np.full((20, 24), 5.5, np.float32)
-    rnoise = np.full((20, 24), 30.0, np.float32)
+    pdq, gain, rnoise = _flat_detector((20, 24), gain=5.5, rnoise=30.0)
     a, b = _fit_both(data, gdq, pdq, gain, rnoise, instrument="MIRI")
     _assert_same_fit(a, b)
     # every first group saturated: no products from either
@@ -197,9 +198,7 @@ def test_ramp_kernel_matches_stcal_miri_dropped_groups_and_long_ramps():
 def test_ramp_kernel_one_group_exposures():
     rng = np.random.default_rng(13)
     data, gdq = _ramps(rng, 2, 1, 10, 12, n_crs=0)
-    pdq = np.zeros((10, 12), np.uint32)
-    gain = np.full((10, 12), 2.0, np.float32)
-    rnoise = np.full((10, 12), 5.0, np.float32)
+    pdq, gain, rnoise = _flat_detector((10, 12), gain=2.0, rnoise=5.0)
     a, b = _fit_both(data, gdq, pdq, gain, rnoise)
     _assert_same_fit(a, b)
 
