@@ -51,6 +51,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from _child import HWM  # bench/ is on sys.path when a benchmark runs as a script
+
 PY = sys.executable
 BIN = Path(PY).parent
 
@@ -181,14 +183,6 @@ def run_webbflow(uncal: Path, crds: Path, work: Path, tag: str, extra_env: dict 
 # ---------------------------------------------------------------------------
 # warm process and Prefect
 
-
-HWM = r"""
-def _hwm():
-    # this process's own peak RSS; ru_maxrss would include the parent's high-water mark
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-"""
 
 WARM_JWST = HWM + r"""
 import json, resource, sys, time, warnings

@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = r"""
+from _child import HWM  # bench/ is on sys.path when a benchmark runs as a script
+
+CHILD = HWM + r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
-def _hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 kind, rate, out = sys.argv[1:4]
 t0 = time.perf_counter()
 if kind == "webbflow":

@@ -24,13 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = r"""
+from _child import HWM  # bench/ is on sys.path when a benchmark runs as a script
+
+CHILD = HWM + r"""
 import json, os, resource, sys, time, warnings
-def _hwm():
-    # this process's own peak RSS (VmHWM); ru_maxrss would include the parent's high-water mark
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 warnings.simplefilter("ignore")
 kind, out, cals = sys.argv[1], sys.argv[2], sys.argv[3:]
 t0 = time.perf_counter()

@@ -16,12 +16,10 @@ import sys
 import tempfile
 import time
 
-CHILD = r"""
+from _child import HWM  # bench/ is on sys.path when a benchmark runs as a script
+
+CHILD = HWM + r"""
 import json, resource, sys, time
-def _hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 import numpy as np
 kind, src, dst = sys.argv[1:4]
 t0 = time.perf_counter()
@@ -37,12 +35,8 @@ dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "peak_rss_mib": _hwm()}))
 """
 
-BASELINE = r"""
+BASELINE = HWM + r"""
 import json, resource
-def _hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 import numpy, astropy.io.fits, asdf, pydantic
 KIND = __import__("sys").argv[1]
 if KIND == "webbflow":
