@@ -61,7 +61,8 @@ WHOLE_EXPOSURE_STEPS = ("emicorr", "picture_frame", "clean_flicker_noise", "pers
 STREAMED_TAIL = ("jump", "ramp_fit", "gain_scale")
 
 
-def _budget() -> int:
+def memory_budget() -> int:
+    """WEBBFLOW_MEMORY_BUDGET in bytes (K/M/G suffixes), else the default."""
     v = os.environ.get("WEBBFLOW_MEMORY_BUDGET", "").strip().upper()
     if not v:
         return DEFAULT_BUDGET
@@ -214,7 +215,7 @@ def stream_reason(input, head, names: list[str], params: dict, save_calibrated_r
     nints, ngroups, ny, nx = uncal.shape
     if mode not in ("always", "on", "1", "true", "yes"):
         need = nints * ngroups * ny * nx * BYTES_PER_SAMPLE
-        if need <= _budget():
+        if need <= memory_budget():
             return f"the calibrated ramp ({need / 2**20:.0f} MiB) fits WEBBFLOW_MEMORY_BUDGET"
     if save_calibrated_ramp:
         return "save_calibrated_ramp needs the whole ramp"

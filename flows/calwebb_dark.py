@@ -32,7 +32,8 @@ def dark(input, steps: dict | None = None, config: str | None = None, output_dir
     params = resolve_params(names, {k: v for k, v in steps.items() if k in names}, config, model=model, pipeline_class="DarkPipeline")
     result, run = run_single_product(model, names, params, pipeline="dark", source=source,
                                      output_dir=output_dir, suffix="dark")
-    _last[:] = [run]
+    _last.clear()
+    _last.append(run)
     return result
 
 

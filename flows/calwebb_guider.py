@@ -33,7 +33,8 @@ def guider(input, steps: dict | None = None, config: str | None = None, output_d
         raise InputFileError(where, f"is a {type(model).__name__}; calwebb_guider needs a guider ramp (_uncal)")
     result, run = run_single_product(model, STEPS, params, pipeline="guider", source=source,
                                      output_dir=output_dir, suffix="cal")
-    _last[:] = [run]
+    _last.clear()
+    _last.append(run)
     return result
 
 

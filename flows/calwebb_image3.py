@@ -40,7 +40,7 @@ def keep_in_memory(members) -> bool:
 
     Members given as models are in memory already and do not count.
     """
-    from ._streaming import _budget
+    from ._streaming import memory_budget
 
     paths = [m for m in members if isinstance(m, (str, os.PathLike))]
     size = 0
@@ -49,7 +49,7 @@ def keep_in_memory(members) -> bool:
             size += os.path.getsize(p)
         except OSError:
             pass  # the library names a missing file itself
-    fits = 2 * size <= _budget()
+    fits = 2 * size <= memory_budget()
     if paths:
         log.info("image3: %d exposure files, %.0f MiB: %s", len(paths), size / 2**20,
                  "kept in memory" if fits else "read one at a time (over half of WEBBFLOW_MEMORY_BUDGET)")
@@ -76,7 +76,10 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
         raise ParameterError("image3 needs at least one calibrated exposure")
     # on_disk: False keeps every member once read, True writes even in-memory models to a temporary
     # folder, None keeps files on disk and models in memory
-    on_disk = {True: False, False: True}.get(in_memory) if in_memory is not None else (False if keep_in_memory(members) else None)
+    if in_memory is None:
+        on_disk = False if keep_in_memory(members) else None
+    else:
+        on_disk = not in_memory
     library = ModelLibrary(members, on_disk=on_disk)  # refuses members that are not 2-D images, naming them
     # the first member's metadata (no pixels) drives CRDS parameter files and references
     probe = library.stub(0)
@@ -125,7 +128,8 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
         result["written"] += sorted(str(p) for p in out_dir.glob("*_crf.fits"))
     run.written = list(result["written"])
     publish_stage(run, "image3", f"{root}_i2d.fits", [i2d if isinstance(i2d, models.DataModel) else None])
-    _last[:] = [run]
+    _last.clear()
+    _last.append(run)
     result["steps"] = [(r.name, r.status, r.seconds) for r in run.records]
     return result
 

@@ -245,6 +245,11 @@ def cmd_run(args, extra: list[str]) -> int:
     return 0
 
 
+def _api_line(url: str, why: str, then: str = "") -> str:
+    return (f"the Prefect API {url} cannot be reached ({why}); start it (prefect server start){then}, "
+            "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect")
+
+
 def _members_lost_the_api(exc: BaseException) -> str | None:
     """An association whose every failed member failed because the Prefect API went away is
     reported as that, not as science failures (the members that finished keep their products)."""
@@ -253,9 +258,8 @@ def _members_lost_the_api(exc: BaseException) -> str | None:
     url = os.environ.get("PREFECT_API_URL", "")
     if not url or not failed or not all(any(k in (m.error or "") for k in _OUTAGE_MARKS) for m in failed):
         return None
-    return (f"the Prefect API {url} cannot be reached (it went away during the run: {len(failed)} of "
-            f"{len(result.members)} members stopped); start it (prefect server start) and run again to finish, "
-            "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect")
+    return _api_line(url, f"it went away during the run: {len(failed)} of {len(result.members)} members stopped",
+                     " and run again to finish")
 
 
 def _prefect_unreachable(exc: BaseException) -> str | None:
@@ -268,12 +272,8 @@ def _prefect_unreachable(exc: BaseException) -> str | None:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if _is_connection_error(exc):
-            url = os.environ.get("PREFECT_API_URL", "")
-            return (
-                f"the Prefect API {url} cannot be reached ({type(exc).__name__}: {str(exc).split(' - ')[0]}); "
-                "start it (prefect server start), "
-                "or unset PREFECT_API_URL, or set WEBBFLOW_PREFECT=off to run without Prefect"
-            )
+            why = f"{type(exc).__name__}: {str(exc).split(' - ')[0]}"
+            return _api_line(os.environ.get("PREFECT_API_URL", ""), why)
         exc = exc.__cause__ or exc.__context__
     return None
 

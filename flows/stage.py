@@ -58,9 +58,6 @@ class LastRuns:
     def __getitem__(self, i):
         return self._runs[i]
 
-    def __setitem__(self, i, value):
-        self._runs[i] = value
-
     def __iter__(self):
         return iter(list(self._runs))
 
