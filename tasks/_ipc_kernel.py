@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threads import run_rows
+
 
 @numba.njit(cache=True, inline="always")
 def _add(acc, x, w, v, wide):
@@ -50,18 +52,22 @@ def _tap(acc, src, wrow, dx, nx, wide, pp, zero_row):
         _add(acc, x, wrow[x * pp], zero, wide)
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
 def convolve_planes(planes, kernel, order, y0, x0, ny, nx, wide):
     """planes (n, rows, cols) float32, updated in place; kernel (ky, kx, 1 | ny, 1 | nx).
 
     Planes run in parallel (one parallel region for the whole exposure), each
     into its own scratch plane.
     """
+    run_rows(_convolve_block, planes.shape[0], planes, kernel, order, y0, x0, ny, nx, wide)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _convolve_block(lo, hi, planes, kernel, order, y0, x0, ny, nx, wide):
     ky, kx = kernel.shape[0], kernel.shape[1]
     bb, lb = ky // 2, kx // 2
     pp = 1 if kernel.shape[2] > 1 else 0  # per-pixel kernels are indexed by the pixel
     ntaps = order.shape[0]
-    for p in numba.prange(planes.shape[0]):
+    for p in range(lo, hi):
         out = np.empty((ny, nx), np.float32)
         acc = np.empty(nx, np.float32)
         for y in range(ny):

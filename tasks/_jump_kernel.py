@@ -33,6 +33,8 @@ import math
 import numba
 import numpy as np
 
+from ._threads import run_rows
+
 NAN = np.nan
 
 
@@ -214,7 +216,6 @@ def _iterative(fd, nints, nd, rn_term, thr4, thr3, thr2, flags, ngroups, jump, f
             return
 
 
-@numba.njit(cache=True, parallel=True)
 def detect_rows(data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
                 flag4, min_nb, max_nb, dnu, sat, jump, src, counts):
     """First pass over every pixel: flag jumps in gdq; mark neighbour-flagging sources in src.
@@ -225,12 +226,18 @@ def detect_rows(data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
     Each row is copied into pixel-major scratch arrays first, so that a pixel's
     ramp is contiguous in memory.
     """
+    run_rows(_detect_block, data.shape[2], data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass, flag4, min_nb, max_nb, dnu, sat, jump, src, counts)
+
+
+@numba.njit(cache=True, nogil=True)
+def _detect_block(lo, hi, data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
+                flag4, min_nb, max_nb, dnu, sat, jump, src, counts):
     nints, ngroups, ny, nx = data.shape
     nd = ngroups - 1
     n = nints * nd
     npl = nints * ngroups
     bad = np.uint8(dnu | sat)
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         rowd = np.empty((nx, npl), np.float32)
         rowq = np.empty((nx, npl), np.uint8)
         rows = np.zeros((nx, nints, src.shape[1]), np.uint8)
@@ -297,15 +304,19 @@ def detect_rows(data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
         counts[y] = rowcount
 
 
-@numba.njit(cache=True, parallel=True)
 def finish_rows(gdq, src, flag4, dnu, sat, jump):
     """Second pass: flag the four neighbours of source jumps, then drop JUMP_DET under DO_NOT_USE/SATURATED."""
+    run_rows(_finish_block, gdq.shape[2], gdq, src, flag4, dnu, sat, jump)
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_block(lo, hi, gdq, src, flag4, dnu, sat, jump):
     nints, ngroups, ny, nx = gdq.shape
     nd = ngroups - 1
     bad = np.uint8(dnu | sat)
     jd = np.uint8(jump | dnu)
     js = np.uint8(jump | sat)
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         for i in range(nints):
             if flag4:
                 for d in range(nd):

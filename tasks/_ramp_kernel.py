@@ -33,6 +33,8 @@ import math
 import numba
 import numpy as np
 
+from ._threads import run_rows
+
 from ._jump_kernel import _median_of
 
 LARGE_VARIANCE_THRESHOLD = 1.0e6
@@ -100,13 +102,19 @@ def weight_table(ngroups, powers):
     return w
 
 
-@numba.njit(cache=True, parallel=True)
 def one_good_group(gdq, pers):
     """(nints, ny, nx) mask of ramps with exactly one group free of flags other than PERSISTENCE."""
     nints, ngroups, ny, nx = gdq.shape
-    npers = np.uint8(~pers & 0xFF)
     out = np.zeros((nints, ny, nx), np.bool_)
-    for y in numba.prange(ny):
+    run_rows(_one_good_rows, ny, gdq, pers, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_good_rows(lo, hi, gdq, pers, out):
+    nints, ngroups, ny, nx = gdq.shape
+    npers = np.uint8(~pers & 0xFF)
+    for y in range(lo, hi):
         cnt = np.zeros(nx, np.int64)
         for i in range(nints):
             cnt[:] = 0
@@ -116,11 +124,10 @@ def one_good_group(gdq, pers):
                         cnt[x] += 1
             for x in range(nx):
                 out[i, y, x] = cnt[x] == 1
-    return out
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def fit_rows(data, gdq, pixeldq, gain2d, rnoise2d, dcur2d, zframe, has_zframe,
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fit_rows(lo, hi, data, gdq, pixeldq, gain2d, rnoise2d, dcur2d, zframe, has_zframe,
              group_time, frame_time, one_group_time, suppress1g, one_good, clear_first_jump,
              dnu, jump, sat, pers, ngval, wtab,
              r_slope, r_dq, r_varp, r_varr, r_err,
@@ -134,7 +141,7 @@ def fit_rows(data, gdq, pixeldq, gain2d, rnoise2d, dcur2d, zframe, has_zframe,
     invalid = dnu | sat
     npers = ~pers & 0xFFFFFFFF
     npl = nints * ngroups
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         rowd = np.empty((nx, npl), np.float32)
         rowq = np.empty((nx, npl), np.uint8)
         for i in range(nints):
@@ -511,8 +518,8 @@ def fit(data, gdq, pixeldq, gain, rnoise, dcurrent, zframe, *, group_time, frame
     if one_good is None:
         one_good = np.zeros((1, 1, 1), np.bool_)
     wtab = weight_table(ngroups, POWERS)
-    fit_rows(
-        data, gdq, pixeldq, gain, rnoise, dcurrent, z, has_z, gt, ft, one_group_time, bool(suppress1g),
+    run_rows(
+        _fit_rows, ny, data, gdq, pixeldq, gain, rnoise, dcurrent, z, has_z, gt, ft, one_group_time, bool(suppress1g),
         one_good, bool(clear_first_jump), int(dnu), int(jump), int(sat), int(pers), int(ngval), wtab,
         r["slope"], r["dq"], r["var_poisson"], r["var_rnoise"], r["err"],
         c["slope"], c["dq"], c["var_poisson"], c["var_rnoise"], c["err"],

@@ -27,16 +27,22 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threads import run_rows
 
-@numba.njit(cache=True, parallel=True)
+
 def threshold_int(data, gdq, thresh, sat, low, bits, rowany):
     """Step 1 before growth for one integration (ngroups, ny, nx); bits[w, y, x] marks SATURATED groups.
 
     Rows run in parallel; within a row the loop runs along x (contiguous memory), group by group.
     """
+    run_rows(_threshold_int_block, data.shape[1], data, gdq, thresh, sat, low, bits, rowany)
+
+
+@numba.njit(cache=True, nogil=True)
+def _threshold_int_block(lo, hi, data, gdq, thresh, sat, low, bits, rowany):
     ngroups, ny, nx = data.shape
     nwords = bits.shape[0]
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         anyrow = False
         prev = np.zeros(nx, np.bool_)
         for w in range(nwords):
@@ -61,12 +67,16 @@ def threshold_int(data, gdq, thresh, sat, low, bits, rowany):
         rowany[y] = anyrow
 
 
-@numba.njit(cache=True, parallel=True)
 def grow_bits(gdq, bits, rowany, n, flag):
     """OR ``flag`` into the groups of gdq (ngroups, ny, nx) marked in bits within n pixels (square, cut at edges)."""
+    run_rows(_grow_bits_block, gdq.shape[1], gdq, bits, rowany, n, flag)
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow_bits_block(lo, hi, gdq, bits, rowany, n, flag):
     ngroups, ny, nx = gdq.shape
     nwords = bits.shape[0]
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         y0 = max(0, y - n)
         y1 = min(ny, y + n + 1)
         near = False
@@ -94,17 +104,21 @@ def grow_bits(gdq, bits, rowany, n, flag):
                     g += 1
 
 
-@numba.njit(cache=True, parallel=True)
 def partial_int(data, gdq, thresh, no_check, dilution, sat, dnu, bits, rowany):
     """Step 2 before growth: bits mark groups g (< ngroups - 1, dilution[g] != 1) found partially saturated.
 
     Group g: data >= thresh * dilution (float64; dilution 1 for NO_SAT_CHECK
     pixels), neither SATURATED nor DO_NOT_USE, and group g + 1 SATURATED.
     """
+    run_rows(_partial_int_block, data.shape[1], data, gdq, thresh, no_check, dilution, sat, dnu, bits, rowany)
+
+
+@numba.njit(cache=True, nogil=True)
+def _partial_int_block(lo, hi, data, gdq, thresh, no_check, dilution, sat, dnu, bits, rowany):
     ngroups, ny, nx = data.shape
     nwords = bits.shape[0]
     both = sat | dnu
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         anyrow = False
         for w in range(nwords):
             for x in range(nx):
@@ -124,11 +138,15 @@ def partial_int(data, gdq, thresh, no_check, dilution, sat, dnu, bits, rowany):
         rowany[y] = anyrow
 
 
-@numba.njit(cache=True, parallel=True)
 def second_group(d0, d1, dq1, dq2, thresh, bias, has_bias, mean0, last2, n1, sat, dnu):
     """Step 3: DO_NOT_USE in the second group (dq1) where the first two groups say it saturated."""
+    run_rows(_second_group_block, d0.shape[0], d0, d1, dq1, dq2, thresh, bias, has_bias, mean0, last2, n1, sat, dnu)
+
+
+@numba.njit(cache=True, nogil=True)
+def _second_group_block(lo, hi, d0, d1, dq1, dq2, thresh, bias, has_bias, mean0, last2, n1, sat, dnu):
     ny, nx = d0.shape
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         for x in range(nx):
             b = bias[y, x] if has_bias else np.float32(0.0)
             s1 = np.float32(d0[y, x] - b)
@@ -142,11 +160,15 @@ def second_group(d0, d1, dq1, dq2, thresh, bias, has_bias, mean0, last2, n1, sat
                 dq1[y, x] |= dnu
 
 
-@numba.njit(cache=True, parallel=True)
 def zero_plane(z, thresh, sat, low, zdq, bits, rowany):
     """ZEROFRAME flags of step 4 before growth; bits[0] marks SATURATED pixels."""
+    run_rows(_zero_plane_block, z.shape[0], z, thresh, sat, low, zdq, bits, rowany)
+
+
+@numba.njit(cache=True, nogil=True)
+def _zero_plane_block(lo, hi, z, thresh, sat, low, zdq, bits, rowany):
     ny, nx = z.shape
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         anyrow = False
         for x in range(nx):
             q = np.uint32(0)
@@ -161,12 +183,17 @@ def zero_plane(z, thresh, sat, low, zdq, bits, rowany):
         rowany[y] = anyrow
 
 
-@numba.njit(cache=True, parallel=True)
 def count_flagged(gdq, flag):
     """Number of pixels with ``flag`` in any group of any integration."""
+    rows = np.zeros(gdq.shape[2], np.int64)
+    run_rows(_count_flagged_block, gdq.shape[2], gdq, flag, rows)
+    return rows.sum()
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_flagged_block(lo, hi, gdq, flag, rows):
     nints, ngroups, ny, nx = gdq.shape
-    rows = np.zeros(ny, np.int64)
-    for y in numba.prange(ny):
+    for y in range(lo, hi):
         hit = np.zeros(nx, np.bool_)
         for i in range(nints):
             for g in range(ngroups):
@@ -174,7 +201,6 @@ def count_flagged(gdq, flag):
                     if gdq[i, g, y, x] & flag:
                         hit[x] = True
         rows[y] = hit.sum()
-    return rows.sum()
 
 
 def flag_saturated(data, gdq, thresh, no_check, *, sat, dnu, ad_floor, n_pix_grow_sat, read_pattern,
