@@ -55,7 +55,7 @@ def _tap(acc, src, wrow, dx, nx, wide, pp, zero_row):
 def convolve_planes(planes, kernel, order, y0, x0, ny, nx, wide):
     """planes (n, rows, cols) float32, updated in place; kernel (ky, kx, 1 | ny, 1 | nx).
 
-    Planes run in parallel (one parallel region for the whole exposure), each
+    Planes are spread over the process's threads (:func:`run_rows`), each
     into its own scratch plane.
     """
     run_rows(_convolve_block, planes.shape[0], planes, kernel, order, y0, x0, ny, nx, wide)
