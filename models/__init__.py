@@ -23,9 +23,9 @@ from .classes import (
     Level1bModel,
     RampModel,
     ReferenceFileModel,
-    SlitModel,
 )
 from .meta import Meta
+from .spectral import IFUCubeModel, IFUImageModel, MultiSlitModel, SlitModel
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -132,6 +132,7 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
 __all__ = [
     "open", "DataModel", "ArraySpec", "Meta", "dqflags", "REGISTRY", "class_for_file",
     "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel",
+    "MultiSlitModel", "IFUImageModel", "IFUCubeModel",
 ]
 __all__ += [n for n in REGISTRY if n in globals()]
 

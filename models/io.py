@@ -354,10 +354,15 @@ def _prune(d):
 
 
 def _asdf_hdu(model: DataModel) -> fits.BinTableHDU:
+    return _asdf_table_hdu(asdf_tree(model, with_arrays=False))
+
+
+def _asdf_table_hdu(tree: dict) -> fits.BinTableHDU:
+    """The ``ASDF`` extension holding ``tree`` (arrays stay in their FITS extensions)."""
     import asdf
 
     buf = io.BytesIO()
-    asdf.AsdfFile(asdf_tree(model, with_arrays=False)).write_to(buf)
+    asdf.AsdfFile(tree).write_to(buf)
     data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None, :]
     col = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
     return fits.BinTableHDU.from_columns([col], name=ASDF_EXTNAME)
