@@ -198,6 +198,9 @@ class SlitModel(DataModel):
 
     def save(self, path, overwrite: bool = True) -> str:
         self._attributes_to_header(self._headers.setdefault("SCI", fits.Header()))
+        for spec in self.arrays:  # stdatamodels numbers a slit's extensions: EXTVER = 1
+            if spec.name in self._arrays and not spec.table:
+                self._headers.setdefault(spec.extname, fits.Header()).setdefault("EXTVER", 1)
         return super().save(path, overwrite=overwrite)
 
     def _convert_from(self, other: DataModel) -> None:
