@@ -398,14 +398,14 @@ def _header_values(primary, sci, groups=None) -> dict:
 
 
 def _apply_keywords(meta: Meta, header: fits.Header, hduname: str, groups=None) -> None:
-    from .io import _fits_value
+    from .io import _fits_value, keep_card_type
 
     for fpath, key, hdu, _ann in KEYWORD_FIELDS:
         if hdu != hduname or (groups is not None and fpath[0] not in groups):
             continue
         v = _fits_value(get_path(meta, fpath))
         if v is not None:
-            header[key] = v
+            header[key] = keep_card_type(header, key, v)
 
 
 class IFUImageModel(DataModel):
