@@ -130,6 +130,14 @@ def test_jwst_multislit_opens_and_round_trips(jwst_multislit, tmp_path):
         _same_world(s_back.meta.wcs, s_theirs.meta.wcs, s_back.data.shape)
 
 
+def test_multislit_without_datamodl_is_recognised(jwst_multislit, tmp_path):
+    with fits.open(jwst_multislit) as hdul:
+        del hdul[0].header["DATAMODL"]
+        hdul.writeto(tmp_path / "no_datamodl.fits")
+    m = models.open(tmp_path / "no_datamodl.fits")
+    assert type(m) is MultiSlitModel and len(m.slits) == 2
+
+
 def test_multislit_built_here_opens_in_stdatamodels(tmp_path):
     dm = _dm()
     slits = [models.open(p) for p in SLITS]

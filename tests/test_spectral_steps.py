@@ -173,8 +173,9 @@ def test_slit_steps_refuse_what_they_cannot_do(tmp_path):
 
 
 @pytest.mark.parity
-def test_pixel_replace_mingrad_parity(tmp_path):
-    """pixel_replace (mingrad) on each real slit: arrays and DQ identical to jwst's."""
+@pytest.mark.parametrize("algorithm", ["mingrad", "fit_profile"])
+def test_pixel_replace_parity(algorithm):
+    """pixel_replace on each real slit: arrays and DQ identical to jwst's."""
     warnings.simplefilter("ignore")
     from jwst.pixel_replace import PixelReplaceStep
 
@@ -184,10 +185,10 @@ def test_pixel_replace_mingrad_parity(tmp_path):
     for path in SLITS:
         ours = models.open(path)
         before = int(np.count_nonzero(ours.dq & (1 << 28)))
-        assert run_step("pixel_replace", ours, {"skip": False}).status == "COMPLETE"
+        assert run_step("pixel_replace", ours, {"skip": False, "algorithm": algorithm}).status == "COMPLETE"
         assert int(np.count_nonzero(ours.dq & (1 << 28))) > before
         with jwst_offline(CRDS_RULES, "jwst_0541.pmap"):
-            theirs = PixelReplaceStep.call(str(path), skip=False)
+            theirs = PixelReplaceStep.call(str(path), skip=False, algorithm=algorithm)
         assert compare_dq("DQ", ours.dq, theirs.dq).fraction == 1.0
         for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat"):
             assert compare_arrays(name, getattr(ours, name), getattr(theirs, name), rtol=1e-6).fraction == 1.0
@@ -213,4 +214,24 @@ def test_pixel_replace_mingrad_picks_the_flatter_direction():
     assert m.dq[3, 4] == dqflags.FLUX_ESTIMATED
     assert np.isnan(m.data[1, 4]) and m.dq[1, 4] == 0
     with pytest.raises(Exception, match="not implemented"):
-        run_step("pixel_replace", m, {"skip": False, "algorithm": "fit_profile"})
+        run_step("pixel_replace", m, {"skip": False, "algorithm": "trace_model"})
+
+
+def test_pixel_replace_fit_profile_scales_the_neighbours_profile():
+    """A Gaussian trace across the slit, one pixel lost at its peak: the neighbours' profile, scaled, restores it."""
+    from webbflow import models
+    from webbflow.models import dqflags
+    from webbflow.tasks.base import run_step
+
+    y = np.arange(11)[:, None]
+    amplitude = np.linspace(50.0, 80.0, 30)[None, :]
+    truth = (amplitude * np.exp(-0.5 * ((y - 5.0) / 1.5) ** 2) + 1.0).astype(np.float32)
+    m = models.SlitModel(data=truth.copy())
+    m.err = np.full(truth.shape, 0.5, np.float32)
+    m.meta.wcsinfo.dispersion_direction = 1
+    m.data[5, 12] = np.nan
+    m.dq[5, 12] = dqflags.DO_NOT_USE
+    run_step("pixel_replace", m, {"skip": False, "algorithm": "fit_profile"})
+    assert m.data[5, 12] == pytest.approx(truth[5, 12], rel=0.02)
+    assert m.dq[5, 12] == dqflags.FLUX_ESTIMATED
+    np.testing.assert_array_equal(np.delete(m.data.ravel(), 5 * 30 + 12), np.delete(truth.ravel(), 5 * 30 + 12))
