@@ -274,6 +274,12 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
     on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
     members = [library.borrow(i) for i in range(len(library))]
     try:
+        for m in members:
+            if not hasattr(m, "data") or m.data is None or m.data.ndim != 2:
+                raise UnsupportedModeError(
+                    f"outlier_detection: spec mode compares 2-D slits of one source across exposures; "
+                    f"{m.meta.filename or type(m).__name__} is a {type(m).__name__} (regroup by source first)"
+                )
         if params.resample_data:
             grid = spectral_output_grid(members, good_bits=params.good_bits)
             rparams = ResampleParams(pixfrac=params.pixfrac, kernel=params.kernel, fillval=params.fillval,

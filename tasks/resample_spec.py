@@ -487,8 +487,14 @@ def _with_exposure_meta(slit, exposure):
 
 
 def _resample_one_slit(slits, params):
+    from .resample import group_id
+
     slits = [_nan_flag_consistent(m) for m in slits]
     grid, area = output_grid(slits, params)
+    if params.single:
+        # jwst drizzles each exposure group alone onto the common grid and returns the first group's
+        first = group_id(slits[0])
+        slits = [m for m in slits if group_id(m) == first]
     return _s2d(slits, grid, area, params, single=params.single)
 
 
