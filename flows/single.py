@@ -46,4 +46,10 @@ def _as_input(model, class_name: str, path):
         return want(model)
     if class_name == "RampModel" and isinstance(model, models.RampModel):
         return model
-    raise InputFileError(path, f"is a {type(model).__name__}; this step needs a {class_name}")
+    have = type(model).__name__
+    raise InputFileError(path, f"is {_a(have)} {have}; this step needs {_a(class_name)} {class_name}")
+
+
+def _a(word: str) -> str:
+    """The indefinite article for a class name: an ImageModel, a RampModel."""
+    return "an" if word[:1].upper() in "AEIOU" else "a"
