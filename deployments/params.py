@@ -67,6 +67,21 @@ def image3_available() -> bool:
 
 Detector1Steps = _stage_model("Detector1Steps", stage_steps("detector1"),
                               "Parameters of each calwebb_detector1 step (near-IR and MIRI branches).")
+
+
+def branch_steps(family: str) -> list[str]:
+    """detector1's steps for one instrument family, in order: ``nir`` (NIRCam, NIRISS, NIRSpec, FGS) or ``miri``."""
+    from ..flows import calwebb_detector1 as m
+
+    first = m.MIRI_STEPS if family == "miri" else m.NIR_STEPS
+    return list(first) + list(m.TAIL_STEPS) + list(m.FIT_STEPS)
+
+
+# one form per instrument family: only the steps that run on it
+Detector1NirSteps = _stage_model("Detector1NirSteps", branch_steps("nir"),
+                                 "Parameters of each calwebb_detector1 step for NIRCam, NIRISS, NIRSpec and FGS.")
+Detector1MiriSteps = _stage_model("Detector1MiriSteps", branch_steps("miri"),
+                                  "Parameters of each calwebb_detector1 step for MIRI.")
 Image2Steps = _stage_model("Image2Steps", stage_steps("image2"), "Parameters of each calwebb_image2 step.")
 GuiderSteps = _stage_model("GuiderSteps", stage_steps("guider"), "Parameters of each calwebb_guider step.")
 DarkSteps = _stage_model("DarkSteps", stage_steps("dark"), "Parameters of each calwebb_dark step.")
@@ -74,19 +89,21 @@ Image3Steps = (_stage_model("Image3Steps", stage_steps("image3"), "Parameters of
                if image3_available() else None)
 
 
-def _association_model() -> type[BaseModel]:
+def _association_model(d1: type[BaseModel] = Detector1Steps, name: str = "AssociationSteps") -> type[BaseModel]:
     fields = {
-        "detector1": (Detector1Steps, Field(default_factory=Detector1Steps, description="calwebb_detector1, per exposure")),
+        "detector1": (d1, Field(default_factory=d1, description="calwebb_detector1, per exposure")),
         "image2": (Image2Steps, Field(default_factory=Image2Steps, description="calwebb_image2, per exposure")),
     }
     if Image3Steps is not None:
         fields["image3"] = (Image3Steps, Field(default_factory=Image3Steps, description="calwebb_image3, per product"))
-    m = create_model("AssociationSteps", __config__=ConfigDict(extra="forbid"), **fields)
+    m = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
     m.__doc__ = "Step parameters of each stage an association runs."
     return m
 
 
 AssociationSteps = _association_model()
+AssociationNirSteps = _association_model(Detector1NirSteps, "AssociationNirSteps")
+AssociationMiriSteps = _association_model(Detector1MiriSteps, "AssociationMiriSteps")
 
 
 def _changed(p: StepParams) -> dict:
@@ -119,4 +136,5 @@ def steps_dict(steps: BaseModel | dict | None) -> dict[str, dict]:
 
 
 __all__ = ["Detector1Steps", "Image2Steps", "GuiderSteps", "DarkSteps", "Image3Steps", "AssociationSteps",
+           "Detector1NirSteps", "Detector1MiriSteps", "AssociationNirSteps", "AssociationMiriSteps", "branch_steps",
            "steps_dict", "stage_steps", "image3_available"]
