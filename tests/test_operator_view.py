@@ -94,11 +94,27 @@ def test_info_on_an_association(tmp_path, capsys):
 # runs
 
 
+DEMO_SETTINGS = dict(size=64, ngroups=4, nexp=2, seed=21)
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
+    """Simulated the way the demo simulates (so that the demo's reuse can be checked on it)."""
+    from webbflow.flows.demo import _simulation
 
-    return simulate(tmp_path_factory.mktemp("operator-sim"), instrument="nircam", size=64, ngroups=4, nexp=2, seed=21)
+    sim, reused = _simulation(tmp_path_factory.mktemp("operator-sim"), dict(DEMO_SETTINGS))
+    assert not reused
+    return sim
+
+
+def test_demo_reuses_a_simulation_with_the_same_settings(sim):
+    from webbflow.flows.demo import _simulation
+
+    folder = sim.uncal[0].parent
+    before = [p.stat().st_mtime_ns for p in sim.uncal]
+    again, reused = _simulation(folder, dict(DEMO_SETTINGS))
+    assert reused and again.uncal == sim.uncal and again.crds_path == sim.crds_path and again.context == sim.context
+    assert [p.stat().st_mtime_ns for p in sim.uncal] == before, "nothing was simulated again"
 
 
 def _flow_run(client, name: str):
@@ -165,7 +181,7 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
     from prefect import get_client
 
     crds_env(sim.crds_path)
-    asn = write_level2_asn(sim, sim.output_dir)
+    asn = write_level2_asn(sim, sim.uncal[0].parent)
     out = tmp_path / "products"
     assert _main("run", "image3", asn, "--output-dir", out) == 0
     first = capsys.readouterr().out.splitlines()
