@@ -632,8 +632,14 @@ def reprocess(
 
     report.write(Path(report_dir) if report_dir else folders[0])
     _publish(report)
-    log.info("reprocess: %d exposures checked, %d %s, report %s", len(report.exposures), len(report.redone),
-             "would be redone" if dry_run else "redone", report.report_markdown)
+    line = (f"reprocess: {len(report.exposures)} exposures checked, {len(report.redone)} "
+            f"{'would be redone' if dry_run else 'redone'}, report {report.report_markdown}")
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(line)  # in the run's logs
+    except Exception:  # noqa: BLE001 - outside a run: the plain log
+        log.info(line)
     return report.to_dict() | {"report_json": report.report_json, "report_markdown": report.report_markdown}
 
 
