@@ -7,29 +7,47 @@ Two equivalent ways to create them:
 - ``webbflow deploy`` / :func:`deploy_all` from Python, which can also create
   the work pool and give the reprocessing schedule its products folder.
 
-Deployments (``<flow>/default``): ``detector1``, ``image2``, ``image3`` (when
-the installation has it), ``guider``, ``dark``, ``association`` and
-``reprocess``, the last on a cron schedule.  Entry points are module paths
-(``webbflow.deployments.flows.<flow>``), so a process worker runs them
-wherever webbflow is installed, with nothing to pull.
+Deployments (``<flow>/<what it does>``, see :data:`DEPLOYMENT_NAMES`):
+``detector1/near-ir-uncal-to-rate`` and ``detector1/miri-uncal-to-rate`` (each
+form shows only its instrument family's steps), ``image2/rate-to-cal``,
+``image3/cal-to-mosaic`` (when the installation has it),
+``guider/guider-uncal-to-cal``, ``dark/dark-uncal-to-dark``,
+``association/near-ir-asn-to-mosaic``, ``association/miri-asn-to-mosaic`` and
+``reprocess/daily-new-references``, the last on a cron schedule.  Entry points
+are module paths (``webbflow.deployments.flows.<entry>``), so a process worker
+runs them wherever webbflow is installed, with nothing to pull.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEPLOYMENT_NAME = "default"
+# entry point (webbflow.deployments.flows.<entry>) -> deployment name, shown as <flow>/<name>
+DEPLOYMENT_NAMES = {
+    "detector1_nir": "near-ir-uncal-to-rate",
+    "detector1_miri": "miri-uncal-to-rate",
+    "image2": "rate-to-cal",
+    "image3": "cal-to-mosaic",
+    "guider": "guider-uncal-to-cal",
+    "dark": "dark-uncal-to-dark",
+    "association_nir": "near-ir-asn-to-mosaic",
+    "association_miri": "miri-asn-to-mosaic",
+    "reprocess": "daily-new-references",
+}
 DEFAULT_POOL = "webbflow"
 DEFAULT_CRON = "0 6 * * *"  # every day at 06:00 UTC
 ENTRYPOINT_MODULE = "webbflow.deployments.flows"
 
 DESCRIPTIONS = {
-    "detector1": "calwebb_detector1: raw ramps to count-rate images",
+    "detector1_nir": "calwebb_detector1 for NIRCam, NIRISS, NIRSpec and FGS: raw ramps to count-rate images",
+    "detector1_miri": "calwebb_detector1 for MIRI: raw ramps to count-rate images",
     "image2": "calwebb_image2: count rates to calibrated images (and i2d)",
     "image3": "calwebb_image3: calibrated exposures to combined mosaic and catalogue",
     "guider": "calwebb_guider: FGS guider-mode exposures",
     "dark": "calwebb_dark: dark exposures",
-    "association": "an association: members through detector1 and image2 in parallel (cached), then Stage 3",
+    "association_nir": "a NIRCam/NIRISS/NIRSpec/FGS association: members through detector1 and image2 in parallel "
+                       "(cached), then Stage 3",
+    "association_miri": "a MIRI association: members through detector1 and image2 in parallel (cached), then Stage 3",
     "reprocess": "redo the products whose best references changed in the newest CRDS context",
 }
 
@@ -89,7 +107,7 @@ def build_deployments(work_pool: str = DEFAULT_POOL, products_dir: str | None = 
 
             raise WebbflowError(f"no deployable flow {name!r}; known: {', '.join(fl)}")
         kwargs: dict = dict(
-            name=DEPLOYMENT_NAME, work_pool_name=work_pool, entrypoint_type=EntrypointType.MODULE_PATH,
+            name=DEPLOYMENT_NAMES[name], work_pool_name=work_pool, entrypoint_type=EntrypointType.MODULE_PATH,
             description=DESCRIPTIONS.get(name), tags=["webbflow"],
         )
         if env:
@@ -105,7 +123,7 @@ def build_deployments(work_pool: str = DEFAULT_POOL, products_dir: str | None = 
 
 def deploy_all(work_pool: str = DEFAULT_POOL, products_dir: str | None = None, cron: str | None = DEFAULT_CRON,
                env: dict[str, str] | None = None, names: list[str] | None = None, create_pool: bool = True) -> dict[str, str]:
-    """Register the deployments with the Prefect API (``PREFECT_API_URL``); returns ``{"flow/default": id}``."""
+    """Register the deployments with the Prefect API (``PREFECT_API_URL``); returns ``{"flow/name": id}``."""
     if create_pool:
         ensure_work_pool(work_pool)
     ids = {}
@@ -115,4 +133,4 @@ def deploy_all(work_pool: str = DEFAULT_POOL, products_dir: str | None = None, c
 
 
 __all__ = ["deploy_all", "build_deployments", "ensure_work_pool", "deployable_flows", "prefect_yaml_path", "DEFAULT_POOL",
-           "DEPLOYMENT_NAME", "DEFAULT_CRON"]
+           "DEPLOYMENT_NAMES", "DEFAULT_CRON"]

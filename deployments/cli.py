@@ -17,7 +17,8 @@ def add_commands(sub) -> None:
     s = sub.add_parser(
         "deploy",
         help="create the Prefect deployments (a process work pool, one deployment per flow, scheduled reprocessing)",
-        description="Register webbflow's deployments (detector1, image2, image3, guider, dark, association, reprocess) "
+        description="Register webbflow's deployments (detector1 and association per instrument family, image2, image3, "
+        "guider, dark, reprocess) "
         "with the Prefect server at PREFECT_API_URL, on a process work pool (created if missing). Then start a worker: "
         "prefect worker start --pool POOL.",
     )
@@ -27,7 +28,9 @@ def add_commands(sub) -> None:
     s.add_argument("--cron", default=DEFAULT_CRON, help=f"reprocessing schedule, UTC (default {DEFAULT_CRON!r})")
     s.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment for every run, e.g. --env CRDS_PATH=/data/crds (repeatable)")
-    s.add_argument("--only", action="append", default=None, metavar="FLOW", help="deploy only these flows (repeatable)")
+    s.add_argument("--only", action="append", default=None, metavar="ENTRY",
+                   help="deploy only these entry points (repeatable): detector1_nir, detector1_miri, image2, image3, "
+                   "guider, dark, association_nir, association_miri, reprocess")
     s.set_defaults(func=cmd_deploy)
 
     s = sub.add_parser(

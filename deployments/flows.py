@@ -24,8 +24,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ..flows.stage import run_name
 from .params import (
+    AssociationMiriSteps,
+    AssociationNirSteps,
     AssociationSteps,
     DarkSteps,
+    Detector1MiriSteps,
+    Detector1NirSteps,
     Detector1Steps,
     GuiderSteps,
     Image2Steps,
@@ -40,20 +44,81 @@ def _abs(p: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(p)) if p else p
 
 
+def _detector1(input, output_dir, steps, config, save_calibrated_ramp, family: str | None = None) -> list[str]:
+    from ..flows import calwebb_detector1 as m
+
+    path = _abs(input)
+    if family is not None:
+        head = m.open_ramp(path, arrays=())
+        miri = (head.meta.instrument.name or "").upper() == "MIRI"
+        if miri != (family == "miri"):
+            from ..errors import InputFileError
+
+            other = "miri-uncal-to-rate" if miri else "near-ir-uncal-to-rate"
+            raise InputFileError(path, f"is a {head.meta.instrument.name} exposure; run it with the detector1/{other} deployment")
+    m.detector1.fn(path, steps=steps_dict(steps) or None, config=_abs(config) or None, output_dir=_abs(output_dir),
+                   save_calibrated_ramp=save_calibrated_ramp)
+    return list(m.detector1_last_run[-1].written)
+
+
 @flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
 def detector1(
     input: str,
     output_dir: str,
     steps: Detector1Steps = Detector1Steps(),
-    config: str | None = None,
+    config: str = "",
     save_calibrated_ramp: bool = False,
 ) -> list[str]:
-    """calwebb_detector1: raw ramps (``_uncal``) to count rates (``_rate``, ``_rateints``); returns the files written."""
-    from ..flows import calwebb_detector1 as m
+    """calwebb_detector1: raw ramps (``_uncal``) to count rates (``_rate``, ``_rateints``); returns the files written.
 
-    m.detector1.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config), output_dir=_abs(output_dir),
-                   save_calibrated_ramp=save_calibrated_ramp)
-    return list(m.detector1_last_run[-1].written)
+    Args:
+        input: The raw exposure (``_uncal.fits``), as a path the worker can read.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
+    """
+    return _detector1(input, output_dir, steps, config, save_calibrated_ramp)
+
+
+@flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
+def detector1_nir(
+    input: str,
+    output_dir: str,
+    steps: Detector1NirSteps = Detector1NirSteps(),
+    config: str = "",
+    save_calibrated_ramp: bool = False,
+) -> list[str]:
+    """calwebb_detector1 for NIRCam, NIRISS, NIRSpec and FGS: ``_uncal`` to ``_rate`` and ``_rateints``.
+
+    Args:
+        input: The raw near-infrared exposure (``_uncal.fits``), as a path the worker can read.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each near-infrared step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
+    """
+    return _detector1(input, output_dir, steps, config, save_calibrated_ramp, family="nir")
+
+
+@flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
+def detector1_miri(
+    input: str,
+    output_dir: str,
+    steps: Detector1MiriSteps = Detector1MiriSteps(),
+    config: str = "",
+    save_calibrated_ramp: bool = False,
+) -> list[str]:
+    """calwebb_detector1 for MIRI: ``_uncal`` to ``_rate`` and ``_rateints``.
+
+    Args:
+        input: The raw MIRI exposure (``_uncal.fits``), as a path the worker can read.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each MIRI step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
+    """
+    return _detector1(input, output_dir, steps, config, save_calibrated_ramp, family="miri")
 
 
 @flow(name="image2", flow_run_name=run_name("image2"), persist_result=False, log_prints=True)
@@ -61,12 +126,19 @@ def image2(
     input: str,
     output_dir: str,
     steps: Image2Steps = Image2Steps(),
-    config: str | None = None,
+    config: str = "",
 ) -> list[str]:
-    """calwebb_image2: a rate file or a level-2 association to ``_cal`` and ``_i2d``; returns the files written."""
+    """calwebb_image2: a rate file or a level-2 association to ``_cal`` and ``_i2d``; returns the files written.
+
+    Args:
+        input: A count-rate file (``_rate.fits``) or a level-2 association (``_asn.json``), as the worker sees it.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+    """
     from ..flows import calwebb_image2 as m
 
-    m.image2.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config), output_dir=_abs(output_dir))
+    m.image2.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config) or None, output_dir=_abs(output_dir))
     return [p for r in m.image2_last_run for p in r.written]
 
 
@@ -75,12 +147,19 @@ def guider(
     input: str,
     output_dir: str,
     steps: GuiderSteps = GuiderSteps(),
-    config: str | None = None,
+    config: str = "",
 ) -> list[str]:
-    """calwebb_guider: an FGS guider-mode exposure to ``_cal``; returns the files written."""
+    """calwebb_guider: an FGS guider-mode exposure to ``_cal``; returns the files written.
+
+    Args:
+        input: The raw FGS guider exposure (``_uncal.fits``), as the worker sees it.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+    """
     from ..flows import calwebb_guider as m
 
-    m.guider.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config), output_dir=_abs(output_dir))
+    m.guider.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config) or None, output_dir=_abs(output_dir))
     return list(m._last[-1].written) if m._last else []
 
 
@@ -89,12 +168,19 @@ def dark(
     input: str,
     output_dir: str,
     steps: DarkSteps = DarkSteps(),
-    config: str | None = None,
+    config: str = "",
 ) -> list[str]:
-    """calwebb_dark: a dark exposure to ``_dark`` (corrected ramps); returns the files written."""
+    """calwebb_dark: a dark exposure to ``_dark`` (corrected ramps); returns the files written.
+
+    Args:
+        input: The raw dark exposure (``_uncal.fits``), as the worker sees it.
+        output_dir: Folder for the products, as the worker sees it.
+        steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+    """
     from ..flows import calwebb_dark as m
 
-    m.dark.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config), output_dir=_abs(output_dir))
+    m.dark.fn(_abs(input), steps=steps_dict(steps) or None, config=_abs(config) or None, output_dir=_abs(output_dir))
     return list(m._last[-1].written) if m._last else []
 
 
@@ -104,15 +190,22 @@ if Image3Steps is not None:
     def image3(
         input: str | list[str],
         output_dir: str,
-        product_name: str | None = None,
+        product_name: str = "",
         steps: Image3Steps = Image3Steps(),  # type: ignore[valid-type]
-        config: str | None = None,
+        config: str = "",
     ) -> list[str]:
         """calwebb_image3: a level-3 association whose ``_cal`` members exist, or a list of ``_cal`` files,
         to the mosaic (``_i2d``), catalogue (``_cat.ecsv``), segmentation map and ``_crf`` files.
 
-        (The ``association`` deployment also runs the earlier stages for members that need them.)
+        (The ``association`` deployments also run the earlier stages for members that need them.)
         Returns the files written.
+
+        Args:
+            input: A level-3 association (``_asn.json``) or a list of ``_cal`` files, as the worker sees them.
+            output_dir: Folder for the products, as the worker sees it.
+            product_name: Root of the products' names; empty for the association's product names.
+            steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+            config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
         """
         from ..flows import calwebb_image3 as m
 
@@ -135,56 +228,28 @@ if Image3Steps is not None:
             jobs.append(([_abs(f) for f in files], product_name))
         written: list[str] = []
         for cals, name in jobs:
-            res = m.image3.fn(cals, product_name=name, steps=steps_dict(steps) or None, config=_abs(config),
+            res = m.image3.fn(cals, product_name=name or None, steps=steps_dict(steps) or None, config=_abs(config) or None,
                               output_dir=_abs(output_dir))
             written += [str(p) for p in res.get("written", [])]
         return written
 
 
-def _asn_run_name():
-    from prefect.runtime import flow_run
-
-    p = (flow_run.parameters or {}).get("asn_path") or ""
-    return f"association {Path(str(p)).name.removesuffix('.json').removesuffix('_asn')}" if p else "association"
+from ..flows.association import _asn_run_name  # noqa: E402 - one namer for every association run
 
 
-@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=4))
-def association(
-    asn_path: str,
-    output_dir: str | None = None,
-    steps: AssociationSteps = AssociationSteps(),
-    config: str | None = None,
-    stage3: bool = True,
-    allow_partial: bool = False,
-    runner: Literal["threads", "processes", "dask"] = "threads",
-    max_workers: int | None = None,
-    dask_address: str | None = None,
-) -> dict:
-    """An association: every member through detector1 and image2 in parallel (reusing finished work), then Stage 3.
-
-    ``runner``: ``threads`` (4 at a time unless ``max_workers``), ``processes``,
-    or ``dask`` (the scheduler at ``dask_address``, else a LocalCluster).
-    Returns a summary: per member its products and which stages were reused.
-    """
+def _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address) -> dict:
     from ..flows.association import make_task_runner, process_association
 
     args = (_abs(asn_path),)
-    kwargs = dict(output_dir=_abs(output_dir), steps=steps_dict(steps) or None, config=_abs(config), stage3=stage3,
-                  allow_partial=allow_partial)
-    from ..flows.association import AssociationFailed
-    from ..flows.observe import publish_association
-
-    try:
-        if runner == "threads" and not max_workers:
-            res = process_association.fn(*args, **kwargs)
-        else:
-            fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, dask_address))
-            res = fl(*args, **kwargs)
-    except AssociationFailed as exc:
-        publish_association(exc.result)  # what failed, and what was kept, stays visible on the run
-        raise
-    publish_association(res)
+    kwargs = dict(output_dir=_abs(output_dir) or None, steps=steps_dict(steps) or None, config=_abs(config) or None,
+                  stage3=stage3, allow_partial=allow_partial)
+    # the association flow publishes its members table and summary itself, on success and on failure
+    if runner == "threads" and not max_workers:
+        res = process_association.fn(*args, **kwargs)
+    else:
+        fl = process_association.with_options(
+            task_runner=make_task_runner(runner, max_workers or None, dask_address or None))
+        res = fl(*args, **kwargs)
     return {
         "asn": res.asn,
         "seconds": round(res.seconds, 2),
@@ -195,6 +260,95 @@ def association(
         ],
         "stage3": {k: _jsonable(v) for k, v in res.stage3.items()},
     }
+
+
+@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
+def association(
+    asn_path: str,
+    output_dir: str = "",
+    steps: AssociationSteps = AssociationSteps(),
+    config: str = "",
+    stage3: bool = True,
+    allow_partial: bool = False,
+    runner: Literal["threads", "processes", "dask"] = "threads",
+    max_workers: int = 0,
+    dask_address: str = "",
+) -> dict:
+    """An association: every member through detector1 and image2 in parallel (reusing finished work), then Stage 3.
+
+    Returns a summary: per member its products and which stages were reused.
+
+    Args:
+        asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
+        output_dir: Folder for the products; empty for the association's folder.
+        steps: Parameters of each step, by stage; a value left at its default is not set.
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        stage3: Make the Stage 3 products of a level-3 association.
+        allow_partial: Make Stage 3 from the members that succeeded when some failed.
+        runner: How the members run in parallel: threads, processes, or Dask.
+        max_workers: How many members at a time (0: up to 4).
+        dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
+    """
+    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
+
+
+@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
+def association_nir(
+    asn_path: str,
+    output_dir: str = "",
+    steps: AssociationNirSteps = AssociationNirSteps(),
+    config: str = "",
+    stage3: bool = True,
+    allow_partial: bool = False,
+    runner: Literal["threads", "processes", "dask"] = "threads",
+    max_workers: int = 0,
+    dask_address: str = "",
+) -> dict:
+    """A NIRCam, NIRISS, NIRSpec or FGS association: members through detector1 and image2, then Stage 3.
+
+    Args:
+        asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
+        output_dir: Folder for the products; empty for the association's folder.
+        steps: Parameters of each step, by stage; a value left at its default is not set.
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        stage3: Make the Stage 3 products of a level-3 association.
+        allow_partial: Make Stage 3 from the members that succeeded when some failed.
+        runner: How the members run in parallel: threads, processes, or Dask.
+        max_workers: How many members at a time (0: up to 4).
+        dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
+    """
+    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
+
+
+@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
+def association_miri(
+    asn_path: str,
+    output_dir: str = "",
+    steps: AssociationMiriSteps = AssociationMiriSteps(),
+    config: str = "",
+    stage3: bool = True,
+    allow_partial: bool = False,
+    runner: Literal["threads", "processes", "dask"] = "threads",
+    max_workers: int = 0,
+    dask_address: str = "",
+) -> dict:
+    """A MIRI association: members through detector1 and image2, then Stage 3.
+
+    Args:
+        asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
+        output_dir: Folder for the products; empty for the association's folder.
+        steps: Parameters of each step, by stage; a value left at its default is not set.
+        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
+        stage3: Make the Stage 3 products of a level-3 association.
+        allow_partial: Make Stage 3 from the members that succeeded when some failed.
+        runner: How the members run in parallel: threads, processes, or Dask.
+        max_workers: How many members at a time (0: up to 4).
+        dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
+    """
+    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
 
 
 def _jsonable(v):
@@ -213,9 +367,13 @@ def _jsonable(v):
 
 from ..flows.reprocess import reprocess  # noqa: E402 - the reprocess flow is deployed as it is
 
-FLOWS = {"detector1": detector1, "image2": image2, "guider": guider, "dark": dark, "association": association,
+# what is deployed, by entry point (webbflow.deployments.flows.<key>): one form per instrument family where
+# the steps differ (detector1 and the association); ``detector1`` and ``association`` (both branches) stay
+# importable for Python callers
+FLOWS = {"detector1_nir": detector1_nir, "detector1_miri": detector1_miri, "image2": image2, "guider": guider,
+         "dark": dark, "association_nir": association_nir, "association_miri": association_miri,
          "reprocess": reprocess}
 if Image3Steps is not None:
     FLOWS["image3"] = image3
 
-__all__ = list(FLOWS)
+__all__ = list(FLOWS) + ["detector1", "association"]

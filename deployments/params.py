@@ -21,12 +21,54 @@ from ..tasks import load_all
 from ..tasks.base import STEPS, StepParams
 
 
+class StepForm(BaseModel):
+    """A step's parameters as a deployment form shows them (see :func:`step_form`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# per-step file naming has no use in a deployed stage (the run's output_dir names the folder)
+FORM_LEAVES_OUT = ("suffix", "output_file", "output_dir")
+_FORMS: dict[str, type[StepForm]] = {}
+
+
+def _optional_str(f) -> bool:
+    import types
+    import typing
+
+    ann = f.annotation
+    return (typing.get_origin(ann) in (typing.Union, types.UnionType) and set(typing.get_args(ann)) == {str, type(None)}
+            and f.default is None)
+
+
+def step_form(name: str) -> type[StepForm]:
+    """The form of step ``name``: its parameter model, with the same names, types, bounds, defaults and
+    descriptions, less the per-step file naming, and with optional text as plain text (empty: not set),
+    which Prefect's form shows as a text box rather than a type switch."""
+    form = _FORMS.get(name)
+    if form is None:
+        spec = STEPS[name]
+        fields = {}
+        for fname, f in spec.params.model_fields.items():
+            if fname in FORM_LEAVES_OUT:
+                continue
+            if _optional_str(f):
+                fields[fname] = (str, Field("", description=f"{f.description} (empty: not set)"))
+            else:
+                fields[fname] = (f.annotation, f)
+        form = create_model(spec.params.__name__, __base__=StepForm, **fields)
+        form.__doc__ = f"Parameters of {spec.jwst_class} ({name})."  # the field says what the step does
+        _FORMS[name] = form
+    return form
+
+
 def _stage_model(name: str, step_names: list[str], doc: str) -> type[BaseModel]:
     load_all()
     fields = {}
     for s in step_names:
         spec = STEPS[s]
-        fields[s] = (spec.params, Field(default_factory=spec.params, description=spec.doc or spec.jwst_class))
+        form = step_form(s)
+        fields[s] = (form, Field(default_factory=form, description=spec.doc or spec.jwst_class))
     model = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
     model.__doc__ = doc
     return model
@@ -67,6 +109,21 @@ def image3_available() -> bool:
 
 Detector1Steps = _stage_model("Detector1Steps", stage_steps("detector1"),
                               "Parameters of each calwebb_detector1 step (near-IR and MIRI branches).")
+
+
+def branch_steps(family: str) -> list[str]:
+    """detector1's steps for one instrument family, in order: ``nir`` (NIRCam, NIRISS, NIRSpec, FGS) or ``miri``."""
+    from ..flows import calwebb_detector1 as m
+
+    first = m.MIRI_STEPS if family == "miri" else m.NIR_STEPS
+    return list(first) + list(m.TAIL_STEPS) + list(m.FIT_STEPS)
+
+
+# one form per instrument family: only the steps that run on it
+Detector1NirSteps = _stage_model("Detector1NirSteps", branch_steps("nir"),
+                                 "Parameters of each calwebb_detector1 step for NIRCam, NIRISS, NIRSpec and FGS.")
+Detector1MiriSteps = _stage_model("Detector1MiriSteps", branch_steps("miri"),
+                                  "Parameters of each calwebb_detector1 step for MIRI.")
 Image2Steps = _stage_model("Image2Steps", stage_steps("image2"), "Parameters of each calwebb_image2 step.")
 GuiderSteps = _stage_model("GuiderSteps", stage_steps("guider"), "Parameters of each calwebb_guider step.")
 DarkSteps = _stage_model("DarkSteps", stage_steps("dark"), "Parameters of each calwebb_dark step.")
@@ -74,24 +131,28 @@ Image3Steps = (_stage_model("Image3Steps", stage_steps("image3"), "Parameters of
                if image3_available() else None)
 
 
-def _association_model() -> type[BaseModel]:
+def _association_model(d1: type[BaseModel] = Detector1Steps, name: str = "AssociationSteps") -> type[BaseModel]:
     fields = {
-        "detector1": (Detector1Steps, Field(default_factory=Detector1Steps, description="calwebb_detector1, per exposure")),
+        "detector1": (d1, Field(default_factory=d1, description="calwebb_detector1, per exposure")),
         "image2": (Image2Steps, Field(default_factory=Image2Steps, description="calwebb_image2, per exposure")),
     }
     if Image3Steps is not None:
         fields["image3"] = (Image3Steps, Field(default_factory=Image3Steps, description="calwebb_image3, per product"))
-    m = create_model("AssociationSteps", __config__=ConfigDict(extra="forbid"), **fields)
+    m = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
     m.__doc__ = "Step parameters of each stage an association runs."
     return m
 
 
 AssociationSteps = _association_model()
+AssociationNirSteps = _association_model(Detector1NirSteps, "AssociationNirSteps")
+AssociationMiriSteps = _association_model(Detector1MiriSteps, "AssociationMiriSteps")
 
 
-def _changed(p: StepParams) -> dict:
+def _changed(p: StepParams | StepForm) -> dict:
     """A step's parameters that differ from the declared defaults (overrides by reftype included)."""
     out = p.model_dump(exclude_defaults=True)
+    if isinstance(p, StepForm):
+        out = {k: v for k, v in out.items() if v != "" or not _optional_str(type(p).model_fields[k])}
     out.pop("overrides", None)
     if p.overrides:
         out["overrides"] = dict(p.overrides)
@@ -107,7 +168,7 @@ def steps_dict(steps: BaseModel | dict | None) -> dict[str, dict]:
     out = {}
     for name in type(steps).model_fields:
         p = getattr(steps, name)
-        if isinstance(p, StepParams):
+        if isinstance(p, (StepParams, StepForm)):
             d = _changed(p)
         elif isinstance(p, BaseModel):
             d = steps_dict(p)  # a stage inside the association's parameters
@@ -119,4 +180,5 @@ def steps_dict(steps: BaseModel | dict | None) -> dict[str, dict]:
 
 
 __all__ = ["Detector1Steps", "Image2Steps", "GuiderSteps", "DarkSteps", "Image3Steps", "AssociationSteps",
+           "Detector1NirSteps", "Detector1MiriSteps", "AssociationNirSteps", "AssociationMiriSteps", "branch_steps",
            "steps_dict", "stage_steps", "image3_available"]

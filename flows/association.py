@@ -269,16 +269,34 @@ def _member_run_name():
     return f"exposure {root_of(Path(str(path)).name)}" if path else "exposure"
 
 
+def _member_task_name():
+    from prefect.runtime import task_run
+
+    path = (task_run.parameters or {}).get("path")
+    return f"member {root_of(Path(str(path)).name)}" if path else "member"
+
+
+def _asn_run_name():
+    """``association jw01234-o001_20240115t030000_image3_00001`` instead of a random name."""
+    from prefect.runtime import flow_run
+
+    p = (flow_run.parameters or {}).get("asn_path") or ""
+    return f"association {Path(str(p)).name.removesuffix('.json').removesuffix('_asn')}" if p else "association"
+
+
 @flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
 def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None) -> MemberResult:
     """Take one association member as far as a cal product, reusing finished work."""
+    from . import progress
     from .calwebb_detector1 import detector1, detector1_last_run
     from .calwebb_image2 import image2, image2_last_run
+    from .stage import Reused, show_reuse
 
     t0 = time.perf_counter()
     src = Path(path)
     out = Path(output_dir)
     res = MemberResult(member=src.name, ok=False)
+    progress.emit("begin", key=src.name, label=root_of(src.name))
     work = work_needed(src)
     current = src
     stages = (
@@ -292,9 +310,11 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
         model = models.open(current)
         key = stage_key(stage, current, model, _stage_steps(steps, stage), config)
         hit = cache_lookup(out, root, stage, key)
+        progress.emit("stage", key=src.name, stage=stage, reused=bool(hit))
         if hit:
             res.reused.append(stage)
-            res.products += hit
+            res.products += [Reused(p) for p in hit]
+            show_reuse(stage, f"{stage} of {root} reused: input, references, parameters and code unchanged")
         else:
             stage_flow(model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out))
             written = written_by_last_run()
@@ -305,16 +325,20 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     res.cal = str(current)
     res.ok = True
     res.seconds = time.perf_counter() - t0
+    progress.emit("end", key=src.name, status="reused" if res.reused and len(res.reused) == len(work) else "done")
     return res
 
 
-@task(name="member", cache_policy=NONE, persist_result=False)
+@task(name="member", task_run_name=_member_task_name, cache_policy=NONE, persist_result=False)
 def member_task(path: str, output_dir: str, steps: dict | None, config: str | None) -> MemberResult:
     """Run one member's exposure flow; a failure is captured, never lost, and never stops the others."""
     t0 = time.perf_counter()
     try:
         return calibrate_member(path, output_dir, steps=steps, config=config)
     except WebbflowError as exc:
+        from . import progress
+
+        progress.emit("end", key=Path(path).name, status="FAILED")
         return MemberResult(member=Path(path).name, ok=False, error=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - reported per member; the traceback goes to the log
         log.exception("member %s failed", path)
@@ -359,7 +383,7 @@ def make_task_runner(runner: str | None = None, max_workers: int | None = None, 
     raise WebbflowError(f"unknown runner {runner!r}; use threads, processes or dask")
 
 
-@flow(name="association", validate_parameters=False, persist_result=False)
+@flow(name="association", flow_run_name=_asn_run_name, validate_parameters=False, persist_result=False)
 def process_association(
     asn_path: str,
     output_dir: str | None = None,
@@ -400,14 +424,25 @@ def process_association(
                 root = _product_root(prod.name)
                 key = stage3_key(good, (steps or {}).get("image3"), config)
                 hit = cache_lookup(out, root, "image3", key)
+                from . import progress
+                from .stage import Reused, show_reuse
+
+                progress.emit("begin", key=f"image3 {root}", label=root)
+                progress.emit("stage", key=f"image3 {root}", stage="image3", reused=bool(hit))
                 if hit:
                     cat = next((p for p in hit if p.endswith("_cat.ecsv")), None)
-                    res.stage3[prod.name] = {"written": hit, "catalog": cat, "reused": True}
+                    res.stage3[prod.name] = {"written": [Reused(p) for p in hit], "catalog": cat, "reused": True}
+                    show_reuse("image3", f"image3 of {root} reused: inputs, parameters and code unchanged")
+                    progress.emit("end", key=f"image3 {root}", status="reused")
                     continue
                 res.stage3[prod.name] = image3(good, product_name=root, steps=(steps or {}).get("image3"),
                                                config=config, output_dir=str(out))
                 cache_store(out, root, "image3", key, list(res.stage3[prod.name].get("written", [])))
+                progress.emit("end", key=f"image3 {root}", status="done")
     res.seconds = time.perf_counter() - t0
+    from .observe import publish_association
+
+    publish_association(res)  # however the run was started: members table and summary
     if failed:
         lines = "; ".join(f"{r.member}: {r.error}" for r in failed)
         kept = len(results) - len(failed)

@@ -107,9 +107,9 @@ def detector1(
         else:  # ramp_fit skipped: the product stays a ramp
             rate, rateints = fit, None
     if isinstance(rate, models.ImageModel):
-        rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source)
+        rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source, label="rate")
         if rateints is not None:
-            rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source)
+            rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source, label="rateints")
     for m in (rate, rateints):
         stamp(m, run, "detector1")
     if out_dir is not None:

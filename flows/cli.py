@@ -50,7 +50,103 @@ def resolve_target(name: str) -> tuple[str, str]:
     if key in STEPS:
         return "step", key
     known = sorted(pipes) + sorted(STEPS)
-    raise WebbflowError(f"unknown pipeline or step {name!r}; known: {', '.join(known)}")
+    raise WebbflowError(f"unknown pipeline or step {name!r}{did_you_mean(name, known + list(PIPELINE_ALIASES))}; "
+                        f"known: {', '.join(known)}")
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'jump'?)`` when a known name is close to ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# options of a pipeline besides its steps': --name, what it takes, what it does
+PIPELINE_OPTIONS = {
+    "detector1": [("save_calibrated_ramp", "bool", "false", "also write the calibrated ramp (<root>_ramp.fits)")],
+    "image3": [
+        ("runner", "threads|processes|dask", "threads", "how the association's exposures run in parallel"),
+        ("max_workers", "int", "min(4, cores)", "how many exposures at a time"),
+        ("scheduler", "address", "-", "an existing Dask scheduler (with --runner dask), e.g. tcp://head:8786"),
+        ("allow_partial", "bool", "false", "make Stage 3 from the members that succeeded when some failed"),
+    ],
+}
+
+
+def _type_name(annotation) -> str:
+    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
+    text = text or str(annotation)
+    for junk in ("typing.", "<class '", "'>", "NoneType"):
+        text = text.replace(junk, "None" if junk == "NoneType" else "")
+    return text
+
+
+def _param_lines(spec, prefix: str) -> list[str]:
+    """One line per parameter of a step, from its pydantic model: --name=DEFAULT (type) description."""
+    lines = []
+    for fname, f in spec.params.model_fields.items():
+        if fname == "overrides":
+            continue
+        default = f.get_default(call_default_factory=True)
+        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        lines.append(f"    {prefix}{fname}={shown}  ({_type_name(f.annotation)})"
+                     + (f"  {f.description}" if f.description else ""))
+    for rt in spec.reftypes + spec.optional_reftypes:
+        lines.append(f"    {prefix}override_{rt}=PATH  use this {rt} reference instead of CRDS' ('N/A' skips it)")
+    return lines
+
+
+def _branch_only(pipeline: str) -> dict[str, str]:
+    """Steps that run on one branch only: `` [MIRI only]`` / `` [near-IR only]``."""
+    if pipeline not in ("detector1", "dark"):
+        return {}
+    from importlib import import_module
+
+    m = import_module(f"webbflow.flows.calwebb_{pipeline}")
+    nir, miri = set(m.NIR_STEPS), set(m.MIRI_STEPS)
+    return {**{s: " [MIRI only]" for s in miri - nir}, **{s: " [near-IR only]" for s in nir - miri}}
+
+
+def target_help(kind: str, name: str) -> str:
+    """``run PIPELINE --help`` / ``run STEP --help`` text, generated from the steps' declarations."""
+    from ..tasks.base import STEPS
+
+    common = ["  --output-dir DIR   where products go (default: the current folder)",
+              "  --config FILE      parameter file (YAML or ASDF, jwst layout)"]
+    if kind == "step":
+        spec = STEPS[name]
+        out = [f"usage: webbflow run {name} INPUT [--output-dir DIR] [--config FILE] [--<param>=VALUE ...]", "",
+               f"{name} ({spec.jwst_class}): {spec.doc}", f"input: a {spec.input_class}; output suffix: _{spec.suffix}", "",
+               "options:", *common, "", "parameters:"]
+        out += _param_lines(spec, "--")
+        return "\n".join(out) + "\n"
+    from ..deployments.params import stage_steps
+
+    try:
+        steps = stage_steps(name)
+    except KeyError:
+        steps = []
+    out = [f"usage: webbflow run {name} INPUT [--output-dir DIR] [--config FILE] [--steps.<step>.<param>=VALUE ...]", ""]
+    out += ["options:", *common]
+    for opt, typ, default, text in PIPELINE_OPTIONS.get(name, []):
+        out.append(f"  --{opt}={default}  ({typ})  {text}")
+    if steps:
+        out += ["", f"steps of {name}, in order (each also takes --steps.<step>.skip=true and "
+                "--steps.<step>.override_<reftype>=PATH):"]
+    only = _branch_only(name)
+    for s in steps:
+        spec = STEPS[s]
+        out += ["", f"  {s} ({spec.jwst_class}){only.get(s, '')}: {spec.doc}"]
+        out += [ln for ln in _param_lines(spec, f"--steps.{s}.")
+                if not any(f".{c}=" in ln for c in ("skip", "save_results", "suffix", "output_file", "output_dir"))
+                and ".override_" not in ln]
+        refs = spec.reftypes + spec.optional_reftypes
+        if refs:
+            out.append(f"    references: {', '.join(refs)}")
+    return "\n".join(out) + "\n"
 
 
 def parse_step_overrides(extra: list[str]) -> tuple[dict[str, dict], dict]:
@@ -93,6 +189,8 @@ def _parse_value(v: str):
 def cmd_info(args) -> int:
     from .. import models
 
+    if str(args.file).lower().endswith(".json"):
+        return _info_association(args.file)
     m = models.open(args.file)
     meta = m.meta
     lines = [
@@ -123,6 +221,22 @@ def cmd_info(args) -> int:
         lines.append(f"  ({h.name} kept as is)")
     ctx = meta.ref_file.crds.context_used
     lines.append(f"crds context: {ctx or '-'}")
+    print("\n".join(lines))
+    return 0
+
+
+def _info_association(path) -> int:
+    from .association import load_asn
+
+    asn, folder = load_asn(path)
+    lines = [f"file:        {path}", "model:       association",
+             f"asn_type:    {asn.asn_type or '-'}", f"asn_rule:    {asn.asn_rule or '-'}",
+             f"asn_id:      {asn.asn_id or '-'}", f"level:       {asn.level}", "products:"]
+    for prod in asn.products:
+        lines.append(f"  {prod.name}")
+        for m in prod.members:
+            there = "" if (folder / m.expname).exists() else "  (not there yet)"
+            lines.append(f"    {m.exptype:<12} {m.expname}{there}")
     print("\n".join(lines))
     return 0
 
@@ -220,17 +334,32 @@ def _quiet_prefect_console(verbose: bool) -> None:
 
 
 def cmd_run(args, extra: list[str]) -> int:
+    if args.pipeline is None:
+        args.run_parser.print_help()
+        return 0 if args.help else 2
+    kind, name = resolve_target(args.pipeline)
+    if args.help:
+        sys.stdout.write(target_help(kind, name))
+        return 0
+    if args.input is None:
+        raise ParameterError(f"run {args.pipeline}: an INPUT file is needed (webbflow run {args.pipeline} --help)")
     inp = Path(args.input)
     from ..models.io import check_readable
 
     check_readable(inp)
-    kind, name = resolve_target(args.pipeline)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     _quiet_prefect_console(args.verbose)
+    from . import progress
+
     try:
         try:
-            result = _run_target(kind, name, inp, out_dir, steps, top, args)
+            # a progress display on a terminal only, and not over -v's per-step log
+            from .naming import root_of
+
+            title = f"{name} {root_of(inp.name) if not inp.name.endswith('.json') else inp.stem.removesuffix('_asn')}"
+            with progress.display(title, enabled=sys.stdout.isatty() and not args.verbose):
+                result = _run_target(kind, name, inp, out_dir, steps, top, args)
         except Exception as exc:  # noqa: BLE001 - only Prefect API connection failures are translated
             problem = _prefect_unreachable(exc) or _members_lost_the_api(exc)
             if problem is None:
@@ -241,9 +370,12 @@ def cmd_run(args, extra: list[str]) -> int:
         if inp.name not in str(exc) and not isinstance(exc, ParameterError):
             exc.args = (f"{args.input}: {exc}",)
         raise
-    for p in result if isinstance(result, (list, tuple)) else [result]:
-        if p:
-            print(f"wrote {p}")
+    paths = [p for p in (result if isinstance(result, (list, tuple)) else [result]) if p]
+    for p in paths:
+        print(f"{'reused' if getattr(p, 'reused', False) else 'wrote'} {p}")
+    reused = sum(1 for p in paths if getattr(p, "reused", False))
+    if reused and sys.stdout.isatty():
+        print(f"{len(paths) - reused} written, {reused} reused (inputs, references, parameters and code unchanged)")
     return 0
 
 
@@ -300,7 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="webbflow",
         description="The JWST science calibration pipeline as Prefect workflows.",
     )
+    from .. import __version__
+
     p.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    p.add_argument("--version", action="version", version=f"webbflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("info", help="describe a JWST file: model, instrument, arrays, CRDS context")
@@ -312,13 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a pipeline or step on an input file or association",
         description="Run PIPELINE (detector1, image2, ..., or strun aliases like calwebb_detector1) "
         "or a single step on INPUT. Step parameters: --steps.<step>.<param>=VALUE, "
-        "--steps.<step>.skip=true, --steps.<step>.override_<reftype>=PATH.",
+        "--steps.<step>.skip=true, --steps.<step>.override_<reftype>=PATH. "
+        "`webbflow run PIPELINE --help` lists its steps and their parameters, "
+        "`webbflow run STEP --help` that step's parameters.",
+        add_help=False,
     )
-    s.add_argument("pipeline", help="pipeline or step name")
-    s.add_argument("input", help="input file (uncal/rate/... FITS, or asn.json)")
+    s.add_argument("-h", "--help", action="store_true", help="show this help, or PIPELINE's or STEP's parameters")
+    s.add_argument("pipeline", nargs="?", help="pipeline or step name")
+    s.add_argument("input", nargs="?", help="input file (uncal/rate/... FITS, or asn.json)")
     s.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     s.add_argument("--config", default=None, help="parameter file (YAML or ASDF, jwst layout)")
-    s.set_defaults(func=cmd_run, takes_extra=True)
+    s.set_defaults(func=cmd_run, takes_extra=True, run_parser=s)
 
     from ..refs import cli as refs_cli
     from .demo import add_demo_command
@@ -339,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     before = set(map(id, logging.getLogger().handlers))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     _CLI_HANDLERS.update(h for h in logging.getLogger().handlers if id(h) not in before)
+    # basicConfig does nothing when the root logger has a handler already (an import may add one):
+    # -v sets webbflow's own loggers, whose records reach the root's handlers whatever its level
+    logging.getLogger("webbflow").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

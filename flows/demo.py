@@ -57,14 +57,51 @@ def alignment_residuals(catalog_path, truth_path, radius_arcsec=0.2, i2d=None):
     }
 
 
-def run_demo(output_dir="webbflow-demo", size=1024, ngroups=6, nexp=4, seed=2024, runner=None) -> int:
+_RECORD = "webbflow-demo.json"  # in the raw folder: the settings and files of the simulation there
+
+
+def _simulation(raw: Path, settings: dict):
+    """The demo's simulation: reused when ``raw`` holds one made with the same settings (and code version),
+    else made afresh.  Returns ``(SimulationResult-like, reused)``."""
+    import json
+    from types import SimpleNamespace
+
+    from .. import __version__
     from ..refs.simulator import simulate
+
+    wanted = dict(settings, webbflow=__version__)
+    try:
+        rec = json.loads((raw / _RECORD).read_text())
+    except (OSError, ValueError):
+        rec = None
+    if rec and rec.get("settings") == wanted:
+        files = [Path(p) for p in rec["uncal"]] + [Path(rec["catalog"]), Path(rec["asn_level3"]), Path(rec["crds_path"])]
+        if all(f.exists() for f in files):
+            return SimpleNamespace(uncal=[Path(p) for p in rec["uncal"]], catalog=Path(rec["catalog"]),
+                                   asn_level3=Path(rec["asn_level3"]), crds_path=Path(rec["crds_path"]),
+                                   context=rec["context"]), True
+    sim = simulate(raw, instrument="nircam", nints=1, **settings)
+    from ..models.atomic import atomic_write_text
+
+    atomic_write_text(raw / _RECORD, json.dumps({
+        "settings": wanted, "uncal": [str(p) for p in sim.uncal], "catalog": str(sim.catalog),
+        "asn_level3": str(sim.asn_level3), "crds_path": str(sim.crds_path), "context": sim.context}, indent=1))
+    return sim, False
+
+
+def run_demo(output_dir="webbflow-demo", size=1024, ngroups=6, nexp=4, seed=2024, runner=None) -> int:
+    import sys
+
+    from . import progress
     from .association import run_association
 
     out = Path(output_dir).resolve()
     t0 = time.perf_counter()
-    print(f"simulating {nexp} dithered NIRCam exposures ({size}x{size}, {ngroups} groups) with references and a CRDS context ...")
-    sim = simulate(out / "raw", instrument="nircam", size=size, ngroups=ngroups, nints=1, nexp=nexp, seed=seed)
+    print(f"simulating {nexp} dithered NIRCam exposures ({size}x{size}, {ngroups} groups) with references and a CRDS context ...",
+          flush=True)
+    sim, reused = _simulation(out / "raw", dict(size=size, ngroups=ngroups, nexp=nexp, seed=seed))
+    if reused:
+        print(f"  reusing the simulation in {out / 'raw'} (same settings; delete that folder to simulate afresh)")
     t_sim = time.perf_counter() - t0
     os.environ["CRDS_PATH"] = str(sim.crds_path)
     os.environ.pop("CRDS_CONTEXT", None)
@@ -72,9 +109,11 @@ def run_demo(output_dir="webbflow-demo", size=1024, ngroups=6, nexp=4, seed=2024
 
     reset_crds_state()
     print(f"  {len(sim.uncal)} uncal files, CRDS context {sim.context} in {sim.crds_path} ({t_sim:.1f} s)")
-    print("running detector1 -> image2 per exposure (fanned out) and image3 on the association, through Prefect ...")
+    print("running detector1 -> image2 per exposure (fanned out) and image3 on the association, through Prefect ...",
+          flush=True)
     t1 = time.perf_counter()
-    res = run_association(sim.asn_level3, output_dir=out / "products", runner=runner)
+    with progress.display(f"demo {Path(sim.asn_level3).stem.removesuffix('_asn')}", enabled=sys.stdout.isatty()):
+        res = run_association(sim.asn_level3, output_dir=out / "products", runner=runner)
     t_run = time.perf_counter() - t1
     print()
     print("exposures:")
@@ -105,6 +144,8 @@ def run_demo(output_dir="webbflow-demo", size=1024, ngroups=6, nexp=4, seed=2024
         )
     print(f"timings: simulate {t_sim:.1f} s, pipeline {t_run:.1f} s, total {time.perf_counter() - t0:.1f} s")
     print(f"products are in {out / 'products'}")
+    print(f"to run a step or pipeline on these raw files yourself, select their references with: "
+          f"export CRDS_PATH={sim.crds_path}")
     return 0
 
 

@@ -9,7 +9,8 @@ flow run it publishes:
   DO_NOT_USE, SATURATED, JUMP_DET, any flag, and the fraction of NaN values;
 - a **markdown** summary: exposure, CRDS context, reference file per reftype,
   products written, with the quick-look embedded as a small thumbnail;
-- a **link** to each quick-look PNG.
+- a **table** of the resolved step parameters;
+- a **markdown** quick-look of each 2-D product, the picture itself (not a link to the worker's disk).
 
 A quick-look PNG (8-bit grayscale, asinh stretch between the 0.5 and 99.5
 percentiles, block-averaged to at most 512 pixels, in detector orientation
@@ -214,14 +215,31 @@ def _short_ref(path: str) -> str:
 
 
 def step_rows(run) -> list[dict]:
+    """One row per step run: status, why it was skipped, seconds, references, and its science figures."""
+    from ..tasks.base import format_qa
+
     rows = []
     for r in run.records:
+        label = getattr(r, "label", "")
         rows.append({
-            "step": r.name,
+            "step": r.name + (f" [{label}]" if label else ""),
             "status": r.status,
+            "note": getattr(r, "reason", "") or "",
             "seconds": round(float(r.seconds), 3),
+            "qa": format_qa(getattr(r, "qa", None) or {}),
             "references": ", ".join(f"{rt}={_short_ref(p)}" for rt, p in sorted(r.references.items())),
         })
+    return rows
+
+
+def parameter_rows(run) -> list[dict]:
+    """The resolved parameters of every step (defaults, CRDS pars files, config file and overrides applied)."""
+    rows = []
+    for name, p in run.params.items():
+        for k, v in p.model_dump(exclude={"overrides"}).items():
+            rows.append({"step": name, "parameter": k, "value": str(v)})
+        for rt, path in sorted(p.overrides.items()):
+            rows.append({"step": name, "parameter": f"override_{rt}", "value": str(path)})
     return rows
 
 
@@ -251,6 +269,12 @@ def summary_markdown(pipeline: str, source: str, run, products: list[tuple[str, 
     lines.append(f"- **CRDS context:** `{run.context or 'none (all references overridden or none needed)'}`")
     lines.append(f"- **steps:** {sum(r.status == 'COMPLETE' for r in run.records)} complete, "
                  f"{sum(r.status == 'SKIPPED' for r in run.records)} skipped, {total:.2f} s in steps")
+    from ..tasks.base import format_qa
+
+    figures = [(r.name, format_qa(r.qa)) for r in run.records if getattr(r, "qa", None)]
+    if figures:
+        lines += ["", "## Science figures", ""]
+        lines += [f"- **{name}:** {text}" for name, text in figures]
     refs: dict[str, str] = {}
     for r in run.records:
         for rt, p in r.references.items():
@@ -265,7 +289,7 @@ def summary_markdown(pipeline: str, source: str, run, products: list[tuple[str, 
     for label, _m in products:
         lines.append(f"- `{label}`")
         if label in quicklooks:
-            lines.append(f"  - quick-look: `{quicklooks[label]}`")
+            lines.append(f"  - quick-look written beside it: `{Path(quicklooks[label]).name}`")
         if label in thumbs:
             lines += ["", f"![{Path(label).name}]({thumbs[label]})", ""]
     return "\n".join(lines) + "\n"
@@ -306,7 +330,7 @@ def _publish(run, pipeline: str, source: str, models) -> dict[str, Path]:
                     quicklooks[label] = ql
     if not _in_flow_run():
         return quicklooks
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     root = root_of(source)
     create_table_artifact(
@@ -330,12 +354,25 @@ def _publish(run, pipeline: str, source: str, models) -> dict[str, Path]:
         key=artifact_key(pipeline, root, "summary"),
         description=f"{pipeline} summary for {source}: CRDS context, references, products",
     )
+    create_table_artifact(
+        parameter_rows(run), key=artifact_key(pipeline, root, "parameters"),
+        description=f"{pipeline} resolved step parameters for {source}",
+    )
     for label, ql in quicklooks.items():
-        create_link_artifact(
-            ql.resolve().as_uri(), link_text=ql.name, key=artifact_key("quicklook", ql.stem),
+        # the picture itself, inside the artifact: a file:// link would point at the worker's disk
+        create_markdown_artifact(
+            quicklook_markdown(label, ql), key=artifact_key("quicklook", ql.stem),
             description=f"quick-look of {Path(label).name} (asinh stretch)",
         )
     return quicklooks
+
+
+def quicklook_markdown(label: str, png: Path) -> str:
+    data = Path(png).read_bytes()
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return (f"# quick-look: {Path(label).name}\n\n![{Path(png).name}]({uri})\n\n"
+            f"asinh stretch between the 0.5 and 99.5 percentiles; row 0 at the bottom. "
+            f"Written beside the product as `{Path(png).name}`.\n")
 
 
 def association_markdown(res) -> str:
@@ -380,4 +417,5 @@ def publish_association(res) -> None:
 
 
 __all__ = ["publish_association", "association_markdown", "dq_stats", "asinh_stretch", "png_bytes", "quicklook_image", "write_quicklook", "quicklook_path",
-           "publish_stage", "artifact_key", "step_rows", "dq_rows", "summary_markdown"]
+           "publish_stage", "artifact_key", "step_rows", "dq_rows", "summary_markdown", "parameter_rows",
+           "quicklook_markdown"]

@@ -520,7 +520,28 @@ class ReprocessReport:
 # the flow
 
 
-@flow(name="reprocess", persist_result=False, log_prints=True)
+def _reprocess_run_name() -> str:
+    """``reprocess products to jwst_0002.pmap`` (``newest`` without a context) instead of a random name."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    prod = params.get("products") or ""
+    what = Path(prod).name if isinstance(prod, str) else f"{len(prod)} products"
+    return f"reprocess {what} to {params.get('context') or 'newest'}" + (" (dry run)" if params.get("dry_run") else "")
+
+
+def _check_task():
+    """check_product as a Prefect task run per exposure inside a flow run (so the run shows what was checked)."""
+    from prefect import task
+    from prefect.cache_policies import NONE
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return check_product
+    return task(name="check", task_run_name="check {path.name}", cache_policy=NONE, persist_result=False)(check_product)
+
+
+@flow(name="reprocess", flow_run_name=_reprocess_run_name, persist_result=False, log_prints=True)
 def reprocess(
     products: str | list[str],
     context: str | None = None,
@@ -537,12 +558,21 @@ def reprocess(
     associations' folders).  ``associations``: level-3 associations whose
     products to remake (default: the ``*_asn.json`` files of those folders).
     Returns the report as a dict (also written as JSON and markdown).
+
+    Args:
+        products: A products folder, or a list of product files, as the worker sees them.
+        context: The CRDS context to reprocess to (e.g. ``jwst_1322.pmap``); empty for the newest.
+        raw_dirs: Folders holding the ``_uncal`` files; empty for the products' and associations' folders.
+        associations: Level-3 associations whose products to remake; empty for the ``*_asn.json`` found.
+        dry_run: Only report what would be redone, and why.
+        report_dir: Folder for the report (JSON and markdown); empty for the products folder.
     """
     from ..refs.select import context_used
 
     new = context_used(context) if context else newest_context()  # an unknown context is one clear error
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     found = find_products(products)
+    check = _check_task()
     folders = sorted({Path(f) for f, _r in found})
     if not found:
         raise InputFileError(products if isinstance(products, str) else ", ".join(products),
@@ -557,7 +587,7 @@ def reprocess(
     recs_by_root: dict[str, dict] = {}
     for (folder, root), path in sorted(found.items()):
         try:
-            chk, model, recs = check_product(path, new)
+            chk, model, recs = check(path, new)
         except WebbflowError as exc:
             report.exposures.append(ExposureCheck(root=root, folder=folder, product=str(path), stages=[], error=str(exc)))
             continue
@@ -602,8 +632,14 @@ def reprocess(
 
     report.write(Path(report_dir) if report_dir else folders[0])
     _publish(report)
-    log.info("reprocess: %d exposures checked, %d %s, report %s", len(report.exposures), len(report.redone),
-             "would be redone" if dry_run else "redone", report.report_markdown)
+    line = (f"reprocess: {len(report.exposures)} exposures checked, {len(report.redone)} "
+            f"{'would be redone' if dry_run else 'redone'}, report {report.report_markdown}")
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(line)  # in the run's logs
+    except Exception:  # noqa: BLE001 - outside a run: the plain log
+        log.info(line)
     return report.to_dict() | {"report_json": report.report_json, "report_markdown": report.report_markdown}
 
 

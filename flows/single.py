@@ -48,7 +48,8 @@ def _as_input(model, class_name: str, path):
         return want(model)
     if class_name == "RampModel" and isinstance(model, models.RampModel):
         return model
-    raise InputFileError(path, f"is a {type(model).__name__}; this step needs a {class_name}")
+    have = type(model).__name__
+    raise InputFileError(path, f"is {_a(have)} {have}; this step needs {_a(class_name)} {class_name}")
 
 
 def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) -> list[str]:
@@ -92,3 +93,8 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
         path = Path(params.output_file) if params.output_file else out_dir / f"{root_of(asn_path.stem)}_{suffix}.fits"
         written.append(m.save(path))
     return written
+
+
+def _a(word: str) -> str:
+    """The indefinite article for a class name: an ImageModel, a RampModel."""
+    return "an" if word[:1].upper() in "AEIOU" else "a"

@@ -36,6 +36,9 @@ class StepRecord:
     status: str
     seconds: float
     references: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why it was skipped
+    qa: dict[str, Any] = field(default_factory=dict)  # the step's science figures (tasks.base.report_qa)
+    label: str = ""  # which product, when a step runs on several (gain_scale on rate and rateints)
 
 
 class LastRuns:
@@ -193,32 +196,105 @@ def _execute(name: str, model, params: StepParams, references: dict[str, str]):
     opened = time.perf_counter() - t0
     res = run_step(name, model, params, references=refs)
     res.seconds += opened
+    from ..tasks.base import format_qa
+
+    line = f"{name}: {res.status} in {res.seconds:.2f} s"
+    if res.reason:
+        line += f" ({res.reason})"
+    if res.qa:
+        line += f": {format_qa(res.qa)}"
     try:
-        logger = get_run_logger()
-        logger.info("%s: %s in %.2f s", name, res.status, res.seconds)
-    except Exception:  # noqa: BLE001 - outside a run context
-        pass
+        get_run_logger().info(line)
+    except Exception:  # noqa: BLE001 - outside a run context: the plain log (shown with -v)
+        log.info(line)
+    from . import progress
+
+    progress.emit("step", step=name, status=res.status)
     return res
+
+
+# libraries whose own log lines (tweakreg's fits, stcal's notes) belong in the run's logs, not only on
+# the console of the process that runs it (a worker's)
+LIBRARY_LOGGERS = ("tweakwcs", "stcal")
+_library_logs_routed = False
+
+
+class _InARun(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def route_library_logs() -> None:
+    """Send the INFO lines of LIBRARY_LOGGERS, emitted inside a Prefect run, to that run's logs (once per process)."""
+    global _library_logs_routed
+    if _library_logs_routed:
+        return
+    _library_logs_routed = True
+    try:
+        from prefect.logging.handlers import APILogHandler
+
+        handler = APILogHandler(level=logging.INFO)
+        handler.addFilter(_InARun())
+        for name in LIBRARY_LOGGERS:
+            lg = logging.getLogger(name)
+            lg.addHandler(handler)
+            if lg.level == logging.NOTSET or lg.level > logging.INFO:
+                lg.setLevel(logging.INFO)
+    except Exception:  # noqa: BLE001 - logs are a courtesy
+        pass
+
+
+def _execute_as_task(name: str, model, params: StepParams, references: dict[str, str]):
+    """The task body: a skipped step ends in a Completed-type state named ``Skipped`` with its reason,
+    so the UI tells it apart from a step that ran."""
+    route_library_logs()
+    res = _execute(name, model, params, references)
+    if res.status == "SKIPPED":
+        from prefect.states import Completed
+
+        return Completed(data=res, name="Skipped", message=f"{name} skipped: {res.reason or 'not run'}")
+    return res
+
+
+class _StepTask:
+    """A step's Prefect task, called like the plain function: it returns the StepResult even when
+    the task run ended in a named state (Prefect hands back the state a task returned)."""
+
+    def __init__(self, t):
+        self.task = t
+
+    def with_options(self, **options) -> "_StepTask":
+        return _StepTask(self.task.with_options(**options))
+
+    def __call__(self, *args, **kwargs):
+        from prefect.states import State
+
+        out = self.task(*args, **kwargs)
+        return out.result() if isinstance(out, State) else out
 
 
 _TASKS: dict[str, Any] = {}
 
 
-def step_task(name: str):
+def step_task(name: str) -> _StepTask:
     """The Prefect task that runs step ``name``: arrays pass in memory, never hashed or persisted."""
     t = _TASKS.get(name)
     if t is None:
-        t = task(name=name, cache_policy=NONE, persist_result=False, log_prints=False)(_execute)
+        t = _StepTask(task(name=name, cache_policy=NONE, persist_result=False, log_prints=False)(_execute_as_task))
         _TASKS[name] = t
     return t
 
 
-def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source_name: str | None = None):
+def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source_name: str | None = None,
+              label: str = ""):
     """Run ``names`` in order, saving intermediate products when a step asks.
 
     Inside a Prefect flow run each step is a Prefect task run; outside one
     (a stage flow's ``.fn`` called directly, see :func:`prefect_tracking`)
-    the steps run as plain function calls, with the same records.
+    the steps run as plain function calls, with the same records.  ``label``
+    tells apart runs of one step on several products (``gain_scale [rateints]``).
     """
     from prefect.context import FlowRunContext
 
@@ -229,8 +305,15 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
             # side products a step writes itself (fitopt, masks, ...) go with the main products
             p = p.model_copy(update={"output_dir": str(output_dir)})
         refs = run.references.get(name, {})
-        res = step_task(name)(name, model, p, refs) if tracked else _execute(name, model, p, refs)
-        run.records.append(StepRecord(name, res.status, res.seconds, res.references))
+        if tracked:
+            t = step_task(name)
+            if label:
+                t = t.with_options(task_run_name=f"{name} [{label}]")
+            res = t(name, model, p, refs)
+        else:
+            res = _execute(name, model, p, refs)
+        run.records.append(StepRecord(name, res.status, res.seconds, res.references, reason=res.reason,
+                                      qa=dict(res.qa), label=label))
         model = res.model
         if p.save_results and res.status == "COMPLETE" and output_dir is not None:
             outs = model if isinstance(model, (list, tuple)) else [model]
@@ -318,6 +401,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class Reused(str):
+    """A product path that a run found finished and reused instead of writing (the CLI says "reused")."""
+
+    reused = True
+
+    def __reduce__(self):
+        return (Reused, (str(self),))
+
+
+def show_reuse(what: str, reason: str) -> None:
+    """Inside a flow run, a task run in a Completed-type state named ``Cached`` for a reused stage, so
+    that reuse shows in the run graph instead of being absent; nothing outside a run."""
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return
+    from prefect.states import Completed
+
+    def _reused():
+        return Completed(name="Cached", message=reason)
+
+    task(name=what, task_run_name=f"{what} (reused)", cache_policy=NONE, persist_result=False)(_reused)()
+
+
 def input_name(inp) -> str:
     if isinstance(inp, (str, os.PathLike)):
         return Path(inp).name
@@ -330,8 +437,15 @@ def run_name(stage: str):
     def namer():
         from prefect.runtime import flow_run
 
-        inp = (flow_run.parameters or {}).get("input")
+        params = flow_run.parameters or {}
+        inp = params.get("input")
+        product = params.get("product_name")
         try:
+            if product:
+                return f"{stage} {product}"
+            if isinstance(inp, (list, tuple)):
+                first = root_of(input_name(inp[0])) if inp else ""
+                return f"{stage} {len(inp)} exposures from {first}" if len(inp) > 1 else f"{stage} {first}"
             return f"{stage} {root_of(input_name(inp))}"
         except Exception:  # noqa: BLE001
             return stage

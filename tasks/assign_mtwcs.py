@@ -30,7 +30,7 @@ log = logging.getLogger("webbflow.steps.assign_mtwcs")
 
 class AssignMTWcsParams(StepParams):
     suffix: str | None = "assign_mtwcs"
-    output_use_model: bool = True
+    output_use_model: bool = True  # name outputs after the model's filename (jwst compatibility)
 
 
 def is_moving_target(meta) -> bool:

@@ -14,11 +14,12 @@ science function, and records ``meta.cal_step`` and ``meta.ref_file``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ParameterError
 
@@ -30,13 +31,14 @@ class StepParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    skip: bool = False
-    save_results: bool = False
-    suffix: str | None = None
-    output_file: str | None = None
-    output_dir: str | None = None
+    skip: bool = Field(False, description="Skip this step: the product is marked SKIPPED for it")
+    save_results: bool = Field(False, description="Also write this step's own output product")
+    suffix: str | None = Field(None, description="Suffix of this step's output file (default: the step's own)")
+    output_file: str | None = Field(None, description="File name of this step's output product")
+    output_dir: str | None = Field(None, description="Folder for this step's output products")
     # override_<reftype> values are accepted by every step; kept here by reftype
-    overrides: dict[str, str] = {}
+    overrides: dict[str, str] = Field(
+        {}, description="Reference files to use instead of CRDS' choice, by reftype ('N/A' skips that reference)")
 
 
 @dataclass
@@ -84,7 +86,41 @@ STEPS: dict[str, StepSpec] = {}
 ALIASES: dict[str, str] = {}
 
 
+def describe_from_comments(params: type[StepParams]) -> None:
+    """Give each parameter without a ``Field(description=...)`` the comment written beside it
+    (``nbins: int | None = None  # bins in one phased wave``), so that the command line's help,
+    the JSON schema and the deployment forms describe every parameter.  A redefined ``skip`` keeps
+    the common text with its comment added."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(params)
+    except (OSError, TypeError):
+        return
+    comments = {}
+    for line in source.splitlines():
+        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$", line)
+        if m and m.group(1) not in comments:
+            comments[m.group(1)] = m.group(2)
+    changed = False
+    for name, f in params.model_fields.items():
+        if f.description:
+            continue
+        note = comments.get(name)
+        base = StepParams.model_fields.get(name)
+        text = f"{base.description} ({note})" if base is not None and base.description and note else (
+            note or (base.description if base is not None else None))
+        if text:
+            f.description = text[0].upper() + text[1:]
+            changed = True
+    if changed:
+        params.model_rebuild(force=True)
+
+
 def register(spec: StepSpec) -> StepSpec:
+    if spec.params is not StepParams:
+        describe_from_comments(spec.params)
     STEPS[spec.name] = spec
     ALIASES[spec.jwst_class] = spec.name
     ALIASES[spec.jwst_class.lower()] = spec.name
@@ -131,6 +167,24 @@ class StepResult:
     status: str  # COMPLETE or SKIPPED
     seconds: float
     references: dict[str, str]
+    reason: str = ""  # why a step was skipped
+    # the figures a scientist checks, as the step reported them (see report_qa)
+    qa: dict[str, Any] = field(default_factory=dict)
+
+
+_qa_local = threading.local()
+
+
+def report_qa(**figures) -> None:
+    """Record a step's science figures (jumps flagged, tweakreg RMS, sources found, ...).
+
+    A step function calls this while it runs; :func:`run_step` puts the figures
+    on the :class:`StepResult`, where the flows log them and show them in the
+    steps table.  Outside ``run_step`` it does nothing.
+    """
+    sink = getattr(_qa_local, "sink", None)
+    if sink is not None:
+        sink.update(figures)
 
 
 def run_step(name: str, model, params: StepParams | dict | None = None, *, references: dict[str, Any] | None = None) -> StepResult:
@@ -150,7 +204,7 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     if params.skip:
         log.info("Step %s skipped (skip=True)", name)
         _mark(model, cal_attr, "SKIPPED")
-        return StepResult(model, "SKIPPED", 0.0, {})
+        return StepResult(model, "SKIPPED", 0.0, {}, reason="skip=True")
     refs_in = dict(references or {})
     optional = spec.optional_reftypes
     # A step may say which optional references this input and these parameters
@@ -170,7 +224,8 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
             if rt in spec.reftypes:
                 log.info("Step %s skipped: reference type %s is N/A for this exposure", name, rt)
                 _mark(model, cal_attr, "SKIPPED")
-                return StepResult(model, "SKIPPED", time.perf_counter() - t0, {rt: "N/A"})
+                return StepResult(model, "SKIPPED", time.perf_counter() - t0, {rt: "N/A"},
+                                  reason=f"reference {rt} is N/A for this exposure")
             opened[rt] = None
             used[rt] = "N/A"
             continue
@@ -182,11 +237,16 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         else:
             used[rt] = getattr(ref.meta, "filename", None) or "<in memory>"
         opened[rt] = ref
+    qa: dict[str, Any] = {}
+    outer = getattr(_qa_local, "sink", None)
+    _qa_local.sink = qa
     try:
         out = spec.function(model, opened, params)
     except ValueError as exc:
         _raise_geometry_error(exc, model, opened, used)
         raise
+    finally:
+        _qa_local.sink = outer
     status = "COMPLETE"
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], str):
         out, status = out
@@ -198,8 +258,20 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
             for rt, p in used.items():
                 _record_ref(result, rt, p)
     dt = time.perf_counter() - t0
-    log.info("Step %s done in %.2f s (%s)", name, dt, status)
-    return StepResult(out, status, dt, used)
+    log.info("Step %s done in %.2f s (%s)%s", name, dt, status, (": " + format_qa(qa)) if qa else "")
+    # a step that looked at the exposure and declined it (a mode it does not apply to)
+    reason = "" if status == "COMPLETE" else "not applicable to this exposure"
+    return StepResult(out, status, dt, used, reason=reason, qa=qa)
+
+
+def format_qa(qa: dict) -> str:
+    """``jumps flagged 1234, rms 0.012`` from ``{"jumps flagged": 1234, "rms": 0.0123}``."""
+    parts = []
+    for k, v in qa.items():
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        parts.append(f"{k} {v}")
+    return ", ".join(parts)
 
 
 def _raise_geometry_error(exc: ValueError, model, opened: dict, used: dict) -> None:

@@ -72,7 +72,7 @@ N_TRIAL_PHASES = 500
 
 class EmiCorrParams(StepParams):
     skip: bool = True  # jwst 3.0 skips emicorr by default
-    algorithm: Literal["sequential", "joint"] = "joint"
+    algorithm: Literal["sequential", "joint"] = "joint"  # fit all EMI frequencies at once (joint) or one after the other (sequential)
     nints_to_phase: int | None = None  # integrations to phase (sequential)
     nbins: int | None = None  # bins in one phased wave (sequential)
     scale_reference: bool = True  # scale the reference wave to the data's amplitude (sequential)

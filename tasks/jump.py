@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from ..models import dqflags
-from .base import StepParams, step
+from .base import StepParams, report_qa, step
 
 log = logging.getLogger("webbflow.steps.jump")
 
@@ -287,6 +287,7 @@ def jump(model, refs, params: JumpParams):
     # groups that are DO_NOT_USE in every pixel do not count (one plane at a time: no 4-D temporary)
     _, usable_total = _usable_group_counts(model.groupdq)
     record_event_rates(exp, res.n_primary_crs, res.n_extended_events, usable_total, nints, nrows * ncols)
+    report_qa(**{"jumps flagged": int(res.n_primary_crs), "large events": int(res.n_extended_events)})
     return model
 
 

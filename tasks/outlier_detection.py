@@ -50,7 +50,7 @@ from pydantic import Field
 from ..errors import ParameterError, UnsupportedModeError
 from ..models import dqflags
 from ._library import as_library, give_back, member_root
-from .base import STEPS, StepParams, step
+from .base import STEPS, StepParams, report_qa, step
 
 log = logging.getLogger("webbflow.steps.outlier_detection")
 
@@ -79,7 +79,7 @@ class OutlierDetectionParams(StepParams):
     save_intermediate_results: bool = False  # write drizzled images, median and blots
     resample_data: bool = True  # compare on the drizzled grid (False: pixel to pixel)
     good_bits: str = "~DO_NOT_USE"  # DQ flags a pixel may have and still be used
-    search_output_file: bool = False
+    search_output_file: bool = False  # jwst compatibility: look for a previous output file (unused)
     in_memory: bool = True  # False: exposures and the median stack in temporary files
     pixmap_stepsize: float = 1.0  # pixel map evaluated every this many pixels
     pixmap_order: int = 1  # spline order of its interpolation (1 or 3)
@@ -215,6 +215,7 @@ def flag_outliers(library, params: OutlierDetectionParams):
         return library
     if _check_mode(library) == "spec":
         return flag_outliers_spec(library, params)
+    counts = (0, 0)  # pixels flagged, pixels looked at
     snr1, snr2 = params.snr_pair
     scale1, scale2 = params.scale_pair
     on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
@@ -257,6 +258,8 @@ def flag_outliers(library, params: OutlierDetectionParams):
         match_nans_and_flags(model)
         model.meta.cal_step.outlier_detection = "COMPLETE"
         log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
+        counts = (counts[0] + int(np.count_nonzero(mask)), counts[1] + int(mask.size))
+    report_qa(**{"outlier %": round(100.0 * counts[0] / max(counts[1], 1), 4)})
     return library
 
 

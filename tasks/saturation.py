@@ -25,7 +25,7 @@ from ..errors import UnsupportedModeError
 from ..models import dqflags
 from ._convert import as_ramp
 from ._subarray import ref_region
-from .base import StepParams, step
+from .base import StepParams, report_qa, step
 
 log = logging.getLogger("webbflow.steps")
 
@@ -136,4 +136,8 @@ def saturation(model, refs, params):
     ramp = as_ramp(model)
     if is_irs2(ramp):
         raise UnsupportedModeError("saturation: NIRSpec IRS2 readouts are not supported yet")
-    return flag_saturation(ramp, refs["saturation"], params, refs.get("superbias"))
+    ramp = flag_saturation(ramp, refs["saturation"], params, refs.get("superbias"))
+    # a group stays flagged once saturated: the last group shows every pixel that saturated
+    sat = np.bitwise_or.reduce(ramp.groupdq[:, -1], axis=0) & dqflags.PIXEL["SATURATED"]
+    report_qa(**{"saturated pixels": int(np.count_nonzero(sat))})
+    return ramp

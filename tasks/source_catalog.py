@@ -46,7 +46,7 @@ from pydantic import Field
 
 from .. import __version__
 from ..errors import InputFileError, ParameterError
-from .base import StepParams, step
+from .base import StepParams, report_qa, step
 from .tweakreg import find_sources, finder_options
 
 log = logging.getLogger("webbflow.steps.source_catalog")
@@ -64,24 +64,24 @@ class SourceCatalogParams(StepParams):
     bkg_boxsize: int = Field(1000, ge=1)  # background mesh box size, pixels
     kernel_fwhm: float = 2.0  # FWHM (pixels) of the Gaussian kernel
     # DAOStarFinder / IRAFStarFinder
-    minsep_fwhm: float = 0.0
-    sigma_radius: float = 1.5
-    sharplo: float = 0.5
-    sharphi: float = 2.0
-    roundlo: float = 0.0
-    roundhi: float = 0.2
-    brightest: int | None = 200
-    peakmax: float | None = None
+    minsep_fwhm: float = 0.0  # DAO/IRAF finder: minimum separation of sources, in FWHM
+    sigma_radius: float = 1.5  # DAO/IRAF finder: kernel truncation radius, in sigma
+    sharplo: float = 0.5  # DAO/IRAF finder: lowest sharpness accepted
+    sharphi: float = 2.0  # DAO/IRAF finder: highest sharpness accepted
+    roundlo: float = 0.0  # DAO/IRAF finder: lowest roundness accepted
+    roundhi: float = 0.2  # DAO/IRAF finder: highest roundness accepted
+    brightest: int | None = 200  # keep only this many brightest sources (None: all)
+    peakmax: float | None = None  # reject sources whose peak exceeds this value (None: no limit)
     # segmentation
     npixels: int = 25  # minimum connected pixels of a source
-    connectivity: Literal[4, 8] = 8
-    nlevels: int = 32
-    contrast: float = 0.001
-    multithresh_mode: Literal["exponential", "linear", "sinh"] = "exponential"
-    localbkg_width: int = 0
-    apermask_method: Literal["correct", "mask", "none"] = "correct"
-    kron_params: list[float] | None = None
-    deblend: bool = True
+    connectivity: Literal[4, 8] = 8  # segmentation: 4- or 8-connected pixels
+    nlevels: int = 32  # segmentation: number of deblending thresholds
+    contrast: float = 0.001  # segmentation: flux fraction a deblended component needs
+    multithresh_mode: Literal["exponential", "linear", "sinh"] = "exponential"  # segmentation: spacing of the deblending thresholds
+    localbkg_width: int = 0  # width of the local background annulus, pixels (0: none)
+    apermask_method: Literal["correct", "mask", "none"] = "correct"  # how neighbouring sources are masked in aperture photometry
+    kron_params: list[float] | None = None  # Kron aperture parameters (scale, minimum radius[, minimum circular radius])
+    deblend: bool = True  # deblend overlapping sources in the segmentation image
 
     def model_post_init(self, _ctx) -> None:
         ee = [self.aperture_ee1, self.aperture_ee2, self.aperture_ee3]
@@ -544,6 +544,7 @@ def make_catalog(model, apcorr_ref, abvega_ref, params: SourceCatalogParams):
 def source_catalog(model, refs, params: SourceCatalogParams):
     """Detect the sources of a resampled image and measure their photometry and shapes."""
     catalog, segm_model = make_catalog(model, refs.get("apcorr"), refs.get("abvegaoffset"), params)
+    report_qa(**{"sources": 0 if catalog is None else len(catalog)})
     if segm_model is not None:
         # recorded here too (run_step does it after the step), since the map may be written below
         from .base import _record_ref

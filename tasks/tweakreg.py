@@ -54,7 +54,7 @@ from ..errors import InputFileError, ParameterError
 from ..models import dqflags
 from . import _wcs
 from ._library import as_library, give_back
-from .base import STEPS, StepParams, step
+from .base import STEPS, StepParams, report_qa, step
 
 log = logging.getLogger("webbflow.steps.tweakreg")
 
@@ -86,7 +86,7 @@ class TweakRegParams(StepParams):
     connectivity: Literal[4, 8] = 8  # pixel neighbourhood
     nlevels: int = 32  # multi-thresholding levels for deblending
     contrast: float = 0.001  # flux fraction a deblended component must have
-    multithresh_mode: Literal["exponential", "linear", "sinh"] = "exponential"
+    multithresh_mode: Literal["exponential", "linear", "sinh"] = "exponential"  # spacing of the deblending thresholds (segmentation finder)
     localbkg_width: int = 0  # width of the local background annulus (0: none)
     apermask_method: Literal["correct", "mask", "none"] = "correct"  # neighbours in apertures
     kron_params: list[float] | None = None  # Kron aperture parameters (2 or 3 values)
@@ -95,7 +95,7 @@ class TweakRegParams(StepParams):
     enforce_user_order: bool = False  # align in the input order (first is the reference)
     expand_refcat: bool = False  # add each aligned group's sources to the reference catalogue
     minobj: int = 15  # minimum matched sources for a fit
-    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"
+    fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"  # relative fit: shift, shift+rotation, +scale, or general linear
     nclip: int = Field(3, ge=0)  # clipping iterations of the fit
     sigma: float = Field(3.0, ge=0.0)  # clipping limit, in fit RMS
     searchrad: float = 2.0  # search radius of a match, arcsec
@@ -107,22 +107,22 @@ class TweakRegParams(StepParams):
     # absolute alignment
     abs_refcat: str | None = ""  # reference catalogue file, or GAIAREFCAT/GAIADR3/GAIADR2/GAIADR1; '' none
     save_abs_catalog: bool = False  # write the absolute reference catalogue used
-    abs_minobj: int = 15
-    abs_fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"
-    abs_nclip: int = Field(3, ge=0)
-    abs_sigma: float = Field(3.0, ge=0.0)
-    abs_searchrad: float = 6.0
-    abs_use2dhist: bool = True
-    abs_separation: float = 1.0
-    abs_tolerance: float = 0.7
+    abs_minobj: int = 15  # absolute alignment: fewest matched sources for a fit
+    abs_fitgeometry: Literal["shift", "rshift", "rscale", "general"] = "rshift"  # absolute alignment: geometry of the fit to the reference catalogue
+    abs_nclip: int = Field(3, ge=0)  # absolute alignment: sigma-clipping iterations of the fit
+    abs_sigma: float = Field(3.0, ge=0.0)  # absolute alignment: clipping limit in sigma
+    abs_searchrad: float = 6.0  # absolute alignment: search radius for matches, arcsec
+    abs_use2dhist: bool = True  # absolute alignment: find the initial offset with a 2-D histogram
+    abs_separation: float = 1.0  # absolute alignment: minimum separation of sources in a catalogue, arcsec
+    abs_tolerance: float = 0.7  # absolute alignment: matching tolerance, arcsec
     # FITS SIP approximation of the new WCS (as assign_wcs)
-    sip_approx: bool = True
-    sip_max_pix_error: float = 0.01
-    sip_degree: int | None = Field(None, le=6)
-    sip_max_inv_pix_error: float = 0.01
-    sip_inv_degree: int | None = Field(None, le=6)
-    sip_npoints: int = 12
-    output_use_model: bool = True
+    sip_approx: bool = True  # add a FITS SIP approximation of the tweaked WCS to the header
+    sip_max_pix_error: float = 0.01  # largest forward SIP error allowed, pixels
+    sip_degree: int | None = Field(None, le=6)  # degree of the forward SIP polynomial (None: fitted up to 6)
+    sip_max_inv_pix_error: float = 0.01  # largest inverse SIP error allowed, pixels
+    sip_inv_degree: int | None = Field(None, le=6)  # degree of the inverse SIP polynomial (None: fitted up to 6)
+    sip_npoints: int = 12  # grid points per axis used to fit the SIP approximation
+    output_use_model: bool = True  # name outputs after the model's filename (jwst compatibility)
     in_memory: bool = True  # False: keep exposures in a temporary folder, not in memory
 
     def model_post_init(self, _ctx) -> None:
@@ -516,6 +516,7 @@ def _is_network_error(exc: BaseException) -> bool:
 
 
 def _apply(library, correctors, params: TweakRegParams, abs_refcat: str | None) -> None:
+    fits = []
     for i, model in library.each(modify=True):
         corrector = correctors[i]
         info = corrector.meta.get("fit_info")
@@ -537,7 +538,10 @@ def _apply(library, correctors, params: TweakRegParams, abs_refcat: str | None) 
             if shift is not None:
                 log.info("%s: shift (%.4f, %.4f) arcsec, rotation %s, RMSE %.4g", model.meta.filename,
                          shift[0], shift[1], info.get("proper_rot", info.get("rot")), info.get("rmse", np.nan))
+                fits.append(f"{model.meta.filename}: shift ({shift[0]:.4f}, {shift[1]:.4f}), "
+                            f"rms {float(info.get('rmse', np.nan)):.4g}, {int(info.get('nmatches', 0))} matches")
         model.meta.cal_step.tweakreg = "COMPLETE"
+    report_qa(**{"aligned": f"{len(fits)} of {len(correctors)}", "fits": "; ".join(fits) or "none"})
 
 
 @step("tweakreg", "TweakRegStep", params=TweakRegParams, suffix="tweakreg", input_class="ModelLibrary")

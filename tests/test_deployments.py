@@ -134,23 +134,33 @@ def test_every_flow_is_deployed_on_the_process_pool(prefect_stack):
     deps = _deployments(prefect_stack)
     from webbflow.deployments.params import image3_available
 
-    expected = {"detector1", "image2", "guider", "dark", "association", "reprocess"} | ({"image3"} if image3_available() else set())
-    assert {k.split("/")[0] for k in deps} >= expected
+    # self-explaining names, one form per instrument family where the steps differ
+    expected = {"detector1/near-ir-uncal-to-rate", "detector1/miri-uncal-to-rate", "image2/rate-to-cal",
+                "guider/guider-uncal-to-cal", "dark/dark-uncal-to-dark", "association/near-ir-asn-to-mosaic",
+                "association/miri-asn-to-mosaic", "reprocess/daily-new-references"} | (
+        {"image3/cal-to-mosaic"} if image3_available() else set())
+    assert set(deps) == expected
+    from webbflow.deployments import DEPLOYMENT_NAMES
+
+    entry = {v: k for k, v in DEPLOYMENT_NAMES.items()}
     for name, d in deps.items():
-        assert name.endswith("/default")
         assert d.work_pool_name == POOL and d.pull_steps == []
-        assert d.entrypoint == f"webbflow.deployments.flows.{name.split('/')[0]}"
+        assert d.entrypoint == f"webbflow.deployments.flows.{entry[name.split('/')[1]]}"
+        assert d.description
     with prefect_stack.settings(), prefect_stack.client() as c:
         assert c.read_work_pool(POOL).type == "process"
 
 
 def test_parameter_forms_are_typed_from_the_step_models(prefect_stack):
     deps = _deployments(prefect_stack)
-    s = deps["detector1/default"].parameter_openapi_schema
+    s = deps["detector1/near-ir-uncal-to-rate"].parameter_openapi_schema
     assert s["required"] == ["input", "output_dir"]
-    assert s["properties"]["steps"]["$ref"] == "#/definitions/Detector1Steps"
-    d1 = s["definitions"]["Detector1Steps"]["properties"]
-    assert {"dq_init", "saturation", "jump", "ramp_fit", "emicorr", "rscd"} <= set(d1)
+    assert s["properties"]["steps"]["$ref"] == "#/definitions/Detector1NirSteps"
+    d1 = s["definitions"]["Detector1NirSteps"]["properties"]
+    assert {"dq_init", "saturation", "jump", "ramp_fit", "superbias"} <= set(d1)
+    assert not {"emicorr", "rscd", "reset", "firstframe"} & set(d1), "MIRI-only steps stay off the near-IR form"
+    miri = deps["detector1/miri-uncal-to-rate"].parameter_openapi_schema["definitions"]["Detector1MiriSteps"]["properties"]
+    assert {"emicorr", "rscd", "reset", "jump"} <= set(miri) and "superbias" not in miri
     assert d1["jump"]["$ref"] == "#/definitions/JumpParams"
     jump = s["definitions"]["JumpParams"]["properties"]
     assert jump["rejection_threshold"] == {"default": 4.0, "description": "CR sigma rejection threshold", "minimum": 0,
@@ -159,17 +169,29 @@ def test_parameter_forms_are_typed_from_the_step_models(prefect_stack):
     assert jump["sat_expand"]["type"] == "integer" and jump["sat_expand"]["default"] == 2
     assert s["definitions"]["JumpParams"]["additionalProperties"] is False, "unknown parameters are refused"
     assert s["definitions"]["RampFitParams"]["properties"]["algorithm"]["default"] == "OLS_C"
-    assert s["properties"]["save_calibrated_ramp"] == {"default": False, "position": 4, "title": "save_calibrated_ramp",
-                                                       "type": "boolean"}
-    img2 = deps["image2/default"].parameter_openapi_schema["definitions"]
+    assert s["properties"]["save_calibrated_ramp"] == {
+        "default": False, "position": 4, "title": "save_calibrated_ramp", "type": "boolean",
+        "description": "Also write the calibrated ramp (``_ramp.fits``) before ramp fitting."}
+    img2 = deps["image2/rate-to-cal"].parameter_openapi_schema["definitions"]
     assert set(img2["Image2Steps"]["properties"]) == {"bkg_subtract", "assign_wcs", "flat_field", "photom", "resample"}
-    asn = deps["association/default"].parameter_openapi_schema
-    assert {"Detector1Steps", "Image2Steps", "AssociationSteps"} <= set(asn["definitions"])
+    asn = deps["association/near-ir-asn-to-mosaic"].parameter_openapi_schema
+    assert {"Detector1NirSteps", "Image2Steps", "AssociationNirSteps"} <= set(asn["definitions"])
     assert asn["properties"]["runner"]["enum"] == ["threads", "processes", "dask"]
 
 
+def test_every_deployment_parameter_has_a_description(prefect_stack):
+    """Top-level parameters, each step of a form and each step's parameters (the common ones included)."""
+    missing = []
+    for name, d in _deployments(prefect_stack).items():
+        s = d.parameter_openapi_schema
+        missing += [f"{name}: {p}" for p, v in s["properties"].items() if not v.get("description")]
+        for model, sch in (s.get("definitions") or {}).items():
+            missing += [f"{name}: {model}.{p}" for p, v in sch.get("properties", {}).items() if not v.get("description")]
+    assert missing == []
+
+
 def test_reprocess_runs_on_a_cron_schedule(prefect_stack, tmp_path, capsys):
-    d = _deployments(prefect_stack)["reprocess/default"]
+    d = _deployments(prefect_stack)["reprocess/daily-new-references"]
     (sched,) = d.schedules
     assert sched.schedule.cron == "0 6 * * *" and sched.schedule.timezone == "UTC"
     assert sched.active is False, "the yaml's schedule waits for a products folder"
@@ -181,8 +203,8 @@ def test_reprocess_runs_on_a_cron_schedule(prefect_stack, tmp_path, capsys):
                    "--env", "CRDS_PATH=/data/crds"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert f"deployed reprocess/default ({d.id})" in out and "reprocess runs at '30 5 * * 1'" in out
-    d = _deployments(prefect_stack)["reprocess/default"]
+    assert f"deployed reprocess/daily-new-references ({d.id})" in out and "reprocess runs at '30 5 * * 1'" in out
+    d = _deployments(prefect_stack)["reprocess/daily-new-references"]
     (sched,) = d.schedules
     assert sched.active is True and sched.schedule.cron == "30 5 * * 1"
     assert d.parameters == {"products": str(tmp_path.resolve())}
@@ -195,7 +217,7 @@ def test_bad_parameters_are_refused_before_any_run(prefect_stack):
     base = {"input": str(prefect_stack.sim.uncal[0]), "output_dir": str(prefect_stack.home / "never")}
     for steps in ({"jump": {"no_such_parameter": 1}}, {"jump": {"rejection_threshold": "high"}}, {"jupm": {}}):
         with prefect_stack.settings(), pytest.raises(Exception, match="(?i)validat|parameter"):
-            run_deployment("detector1/default", parameters=base | {"steps": steps}, timeout=0)
+            run_deployment("detector1/near-ir-uncal-to-rate", parameters=base | {"steps": steps}, timeout=0)
     assert not (prefect_stack.home / "never").exists()
 
 
@@ -207,7 +229,7 @@ def test_run_deployment_detector1_on_a_worker(prefect_stack):
     out = prefect_stack.home / "products"
     params = {"input": str(sim.uncal[0]), "output_dir": str(out), "steps": {"jump": {"rejection_threshold": 5.5}}}
     with prefect_stack.settings():
-        fr = run_deployment("detector1/default", parameters=params,
+        fr = run_deployment("detector1/near-ir-uncal-to-rate", parameters=params,
                             job_variables={"env": {"CRDS_PATH": str(sim.crds_path)}}, timeout=240)
     assert fr.state is not None and fr.state.is_completed(), f"{fr.state}\n{prefect_stack.log_tail()}"
     assert fr.name == "detector1 jw01234001001_02101_00001_nrca1"

@@ -181,9 +181,13 @@ def test_detector1_run_publishes_artifacts(small_exposure, crds_env, tmp_path):
     md = arts[f"detector1-{root}-summary"].data
     ctx = rate.meta.ref_file.crds.context_used
     assert f"`{ctx}`" in md and "jwst_nircam_dark_" in md and "data:image/png;base64," in md
-    link = arts["quicklook-jw01234001001-02101-00001-nrca1-rate"]
+    # the quick-look is shown inside a markdown artifact, the PNG itself, not a file:// link
+    art = arts["quicklook-jw01234001001-02101-00001-nrca1-rate"]
     png = out / "jw01234001001_02101_00001_nrca1_rate.png"
-    assert png.resolve().as_uri() in link.data
+    assert art.type == "markdown" and "file://" not in art.data
+    import base64
+
+    assert base64.b64encode(png.read_bytes()).decode() in art.data
     q = read_png(png.read_bytes())
     assert q.shape == (256, 256) and q.max() == 255 and q.min() == 0
     # the brightest quick-look block sits where the rate image peaks (row flipped)

@@ -1,0 +1,272 @@
+"""What an operator sees: Prefect task-run states and names, run names and artifacts of a command-line
+association run, the command line's help, version, "did you mean", progress display and reuse report.
+
+The Prefect checks go through the API of the session's test server (conftest ``prefect_server``).
+One small simulation (2 NIRCam exposures of 64x64, 4 groups) is shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webbflow.flows import cli
+
+from conftest import write_level2_asn
+
+
+def _main(*args) -> int:
+    return cli.main([str(a) for a in args])
+
+
+# ---------------------------------------------------------------------------
+# the command line without a run
+
+
+def test_version(capsys):
+    from webbflow import __version__
+
+    with pytest.raises(SystemExit) as e:
+        _main("--version")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"webbflow {__version__}"
+
+
+def test_run_pipeline_help_lists_steps_and_parameters(capsys):
+    assert _main("run", "detector1", "--help") == 0
+    out = capsys.readouterr().out
+    # every step of both branches, in order, with jump's parameters, defaults and descriptions
+    assert out.index("  group_scale (GroupScaleStep)") < out.index("  jump (JumpStep)") < out.index("  ramp_fit (RampFitStep)")
+    assert "--steps.jump.rejection_threshold=4.0  (float)  CR sigma rejection threshold" in out
+    assert "emicorr (EmiCorrStep) [MIRI only]" in out
+    assert "--save_calibrated_ramp=false" in out
+    assert _main("run", "calwebb_image3", "--help") == 0
+    out = capsys.readouterr().out
+    for opt in ("--runner=", "--max_workers=", "--scheduler=", "--allow_partial="):
+        assert opt in out
+    assert "  tweakreg (TweakRegStep)" in out and "--steps.tweakreg.snr_threshold=" in out
+
+
+def test_run_step_help_lists_that_steps_parameters(capsys):
+    assert _main("run", "jump", "--help") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: webbflow run jump INPUT")
+    assert "--rejection_threshold=4.0  (float)  CR sigma rejection threshold" in out
+    assert "--override_readnoise=PATH" in out
+    assert "--steps." not in out and "ramp_fit" not in out
+
+
+def test_unknown_names_get_a_did_you_mean(tmp_path, capsys):
+    f = tmp_path / "x_uncal.fits"
+    f.write_bytes(b"")
+    assert _main("run", "jmup", f) != 0
+    err = capsys.readouterr().err
+    assert "unknown pipeline or step 'jmup' (did you mean 'jump'?)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_step_parameter_is_described():
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import STEPS
+
+    load_all()
+    missing = [f"{n}.{f}" for n, s in STEPS.items() for f, fi in s.params.model_fields.items() if not fi.description]
+    assert missing == []
+
+
+def test_info_on_an_association(tmp_path, capsys):
+    asn = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "asn_id": "o001",
+           "products": [{"name": "jw01234-o001_t001_nircam_clear-f200w",
+                         "members": [{"expname": "a_cal.fits", "exptype": "science"}]}]}
+    p = tmp_path / "x_asn.json"
+    p.write_text(json.dumps(asn))
+    assert _main("info", p) == 0
+    out = capsys.readouterr().out
+    assert "model:       association" in out and "level:       3" in out
+    assert "science      a_cal.fits  (not there yet)" in out
+
+
+# ---------------------------------------------------------------------------
+# runs
+
+
+DEMO_SETTINGS = dict(size=64, ngroups=4, nexp=2, seed=21)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """Simulated the way the demo simulates (so that the demo's reuse can be checked on it)."""
+    from webbflow.flows.demo import _simulation
+
+    sim, reused = _simulation(tmp_path_factory.mktemp("operator-sim"), dict(DEMO_SETTINGS))
+    assert not reused
+    return sim
+
+
+def test_demo_reuses_a_simulation_with_the_same_settings(sim):
+    from webbflow.flows.demo import _simulation
+
+    folder = sim.uncal[0].parent
+    before = [p.stat().st_mtime_ns for p in sim.uncal]
+    again, reused = _simulation(folder, dict(DEMO_SETTINGS))
+    assert reused and again.uncal == sim.uncal and again.crds_path == sim.crds_path and again.context == sim.context
+    assert [p.stat().st_mtime_ns for p in sim.uncal] == before, "nothing was simulated again"
+
+
+def _flow_run(client, name: str):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    assert runs, f"no flow run named {name!r}"
+    return runs[-1]
+
+
+def _task_runs(client, flow_run_id):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def _artifacts(client, flow_run_id) -> dict:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in arts}
+
+
+def test_skipped_steps_and_products_are_told_apart_in_prefect(sim, crds_env, tmp_path):
+    """A skipped step's task run is in state Skipped with its reason; gain_scale's two runs are named
+    after their product; the steps table carries the science figures and the reasons."""
+    from prefect import get_client
+
+    from webbflow.flows.calwebb_detector1 import detector1
+    from webbflow.flows.stage import quiet_prefect_settings
+
+    crds_env(sim.crds_path)
+    with quiet_prefect_settings():
+        state = detector1(str(sim.uncal[0]), output_dir=str(tmp_path), steps={"dark_current": {"skip": True}, "ipc": {"override_ipc": "N/A"}},
+                          return_state=True)
+    assert state.is_completed()
+    fr_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as c:
+        fr = c.read_flow_run(fr_id)
+        tasks = {t.name: t for t in _task_runs(c, fr_id)}
+        arts = _artifacts(c, fr_id)
+    assert fr.name == "detector1 jw01234001001_02101_00001_nrca1"
+    dark = tasks["dark_current-0"] if "dark_current-0" in tasks else next(t for n, t in tasks.items() if n.startswith("dark_current"))
+    assert dark.state.type.value == "COMPLETED" and dark.state.name == "Skipped"
+    assert dark.state.message == "dark_current skipped: skip=True"
+    # a step whose reference is N/A, and one that declined the exposure
+    ipc = next(t for n, t in tasks.items() if n.startswith("ipc"))
+    assert (ipc.state.name, ipc.state.message) == ("Skipped", "ipc skipped: reference ipc is N/A for this exposure")
+    assert tasks["gain_scale [rate]"].state.name == "Skipped"
+    assert "not applicable" in tasks["gain_scale [rate]"].state.message
+    jump = next(t for n, t in tasks.items() if n.startswith("jump"))
+    assert jump.state.name == "Completed"
+    assert {"gain_scale [rate]", "gain_scale [rateints]"} <= set(tasks)
+    rows = json.loads(arts["detector1-jw01234001001-02101-00001-nrca1-steps"].data)
+    by_step = {r["step"]: r for r in rows}
+    assert by_step["dark_current"]["status"] == "SKIPPED" and by_step["dark_current"]["note"] == "skip=True"
+    assert "jumps flagged" in by_step["jump"]["qa"] and "saturated pixels" in by_step["saturation"]["qa"]
+    params = json.loads(arts["detector1-jw01234001001-02101-00001-nrca1-parameters"].data)
+    assert {"step": "jump", "parameter": "rejection_threshold", "value": "4.0"} in params
+    assert {"step": "dark_current", "parameter": "skip", "value": "True"} in params
+
+
+def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, crds_env, tmp_path, capsys):
+    from prefect import get_client
+
+    crds_env(sim.crds_path)
+    asn = write_level2_asn(sim, sim.uncal[0].parent)
+    out = tmp_path / "products"
+    assert _main("run", "image3", asn, "--output-dir", out) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert first and all(line.startswith("wrote ") for line in first), first
+    stem = asn.name.removesuffix(".json").removesuffix("_asn")
+    with get_client(sync_client=True) as c:
+        fr = _flow_run(c, f"association {stem}")
+        arts = _artifacts(c, fr.id)
+        tasks = {t.name for t in _task_runs(c, fr.id)}
+    key = "association-" + stem.lower().replace("_", "-")
+    members = json.loads(arts[f"{key}-members"].data)
+    assert [m["exposure"] for m in members] == [u.name for u in sim.uncal] and all(m["ok"] for m in members)
+    assert f"{key}-summary" in arts
+    assert {f"member {u.name.removesuffix('_uncal.fits')}" for u in sim.uncal} <= tasks
+
+    # the same run again: everything is reused, said so, and shown as Cached task runs
+    assert _main("run", "image3", asn, "--output-dir", out) == 0
+    second = capsys.readouterr().out.splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in second) == sorted(line.split(" ", 1)[1] for line in first)
+    assert all(line.startswith("reused ") for line in second), second
+    with get_client(sync_client=True) as c:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="exposure jw01234001001_02101_00001")),
+                                sort=FlowRunSort.START_TIME_DESC)
+        cached = [t for t in _task_runs(c, runs[0].id) if t.state.name == "Cached"]
+    assert sorted(t.name for t in cached) == ["detector1 (reused)", "image2 (reused)"]
+    assert all("unchanged" in t.state.message for t in cached)
+
+
+def _in_pty(argv, env, cwd, timeout=600) -> str:
+    """Run ``argv`` with a pseudo-terminal as its stdout; returns what it printed."""
+    import pty
+    import select
+    import time
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns: no truncation
+    proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
+    os.close(slave)
+    chunks, deadline = [], time.time() + timeout
+    try:
+        while time.time() < deadline:
+            r, _, _ = select.select([master], [], [], 1.0)
+            if r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-2000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_display_on_a_terminal_only(sim, tmp_path):
+    env = dict(os.environ, CRDS_PATH=str(sim.crds_path), WEBBFLOW_PREFECT="off", COLUMNS="160", TERM="xterm")
+    argv = [sys.executable, "-m", "webbflow.flows.cli", "run", "detector1", str(sim.uncal[1]), "--output-dir",
+            str(tmp_path)]
+    import re
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _in_pty(argv, env, tmp_path))
+    root = "jw01234001001_02101_00002_nrca1"
+    # the row names the exposure and ends done with the count of steps it ran (the final render)
+    final = [line for line in re.split(r"[\r\n]+", shown) if f"detector1 {root}" in line][-1]
+    assert "done" in final and "16 steps" in final, shown[-3000:]
+    assert f"wrote {tmp_path / (root + '_rate.fits')}" in shown
+    # stdout to a pipe: only the products; -v: the per-step log on stderr, with reasons and figures
+    r = subprocess.run(argv[:3] + ["-v"] + argv[3:], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"wrote {tmp_path / (root + '_rate.fits')}",
+                                     f"wrote {tmp_path / (root + '_rateints.fits')}"]
+    assert "dark_current: COMPLETE in" in r.stderr
+    assert "persistence: SKIPPED in" in r.stderr and "(skip=True)" in r.stderr
+    assert "jump: COMPLETE in" in r.stderr and "jumps flagged" in r.stderr
