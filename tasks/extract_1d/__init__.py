@@ -322,11 +322,16 @@ _SLIT_COPY_SET = ("source_name", "source_alias", "source_type", "stellarity", "q
 def slit_attributes(slit) -> dict:
     """A slit's own metadata (name, source, shutter...) under the spectrum's attribute names.
 
-    Read from the slit's SCI keywords, which are the same keywords as the spectrum's.
+    Read from the slit's own entries of the ASDF tree and its SCI keywords (the same keywords as
+    the spectrum's).
     """
     from ...models.spectra import SPEC_META
 
     attrs = dict(getattr(slit, "slit_meta", None) or {})
+    tree = getattr(slit, "_asdf_extra", None) or {}
+    for attr, _key, _typ, _c in SPEC_META:
+        if attr not in attrs and tree.get(attr) is not None and not isinstance(tree[attr], dict):
+            attrs[attr] = tree[attr]
     hdr = slit._headers.get("SCI") if hasattr(slit, "_headers") else None
     if hdr is not None:
         for attr, key, typ, _c in SPEC_META:
