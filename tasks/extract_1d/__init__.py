@@ -367,9 +367,12 @@ def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
 
 def _output_model(model, cube: bool):
     out = TSOMultiSpecModel() if cube else MultiSpecModel()
-    out.meta = model.meta.model_copy(deep=True)
+    wcs, model.meta.wcs = model.meta.wcs, None  # not copied: the spectra carry their own
+    try:
+        out.meta = model.meta.model_copy(deep=True)
+    finally:
+        model.meta.wcs = wcs
     out.meta.model_type = type(out).__name__
-    out.meta.wcs = None
     out.meta.filetype = None  # jwst's spectra carry no FILETYPE
     out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
     return out
@@ -423,10 +426,7 @@ def extract(model, refs: dict, params: Extract1dParams):
     exp_type = model.meta.exposure.type or ""
     slits = getattr(model, "slits", None)
     if slits is not None:
-        out = _output_model(slits[0] if len(slits) else model, cube=bool(len(slits)) and slits[0].data.ndim == 3)
-        out.meta = model.meta.model_copy(deep=True)
-        out.meta.model_type = type(out).__name__
-        out.meta.wcs = None
+        out = _output_model(model, cube=bool(len(slits)) and slits[0].data.ndim == 3)
         for slit in slits:
             if slit.data.size == 0:
                 log.info("No data for slit %s, skipping ...", slit.name)

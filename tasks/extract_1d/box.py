@@ -12,38 +12,43 @@ import warnings
 import numpy as np
 
 
-def _cross_sum(a, dispaxis):
-    # data (..., ny, nx): sum across the dispersion
-    return a.sum(axis=-2) if dispaxis == 1 else a.sum(axis=-1)
+def _cross(dispaxis: int) -> str:
+    # einsum subscripts summing a (nints, ny, nx) stack weighted by a (ny, nx) image across the dispersion
+    return "nyx,yx->nx" if dispaxis == 1 else "nyx,yx->ny"
 
 
 def box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg=None):
     """Weighted sums across the dispersion, for a (nints, ny, nx) stack.
 
     Returns a dict of (nints, nwave) float64 arrays: ``flux`` (sum of data times weight, NaN
-    where no pixel contributed), the three variances (sums of variance times weight squared),
-    ``npixels`` (sum of the weights of finite pixels) and ``background`` (the fitted background
-    summed over the aperture; zero without background).
+    where no pixel contributed), the three variances (sums of variance times weight squared,
+    NaN products counted as zero), ``npixels`` (sum of the weights of finite pixels) and
+    ``background`` (the fitted background summed over the aperture; zero without background).
+    Pixels whose data are not finite take no part.  The weight image is shared by all
+    integrations, so each sum is one ``einsum`` over the stack, with no stack-sized float64
+    temporary.
     """
     data = np.asarray(data)
+    sub = _cross(dispaxis)
     finite = np.isfinite(data)
-    w = np.where(finite, profile[None], 0.0)  # weights of usable pixels, per integration
-    img = np.where(w != 0, data, 0.0)
+    inside = profile > 0
+    usable = finite & inside[None]
+    img = np.where(usable, data, np.float32(0))
     if bkg is not None:
-        img = img - np.where(w != 0, bkg["model"], 0.0)
-    flux = _cross_sum(img * w, dispaxis)
-    npix = _cross_sum(w, dispaxis)
-    w2 = w * w
+        img = img - np.where(usable, bkg["model"], 0.0)
+    flux = np.einsum(sub, img, profile)
+    del img
+    npix = np.einsum(sub, usable.astype(np.float32), profile)
+    w2 = profile * profile
     out = {"npixels": npix}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for name, var in (("var_rnoise", var_rnoise), ("var_poisson", var_poisson), ("var_flat", var_flat)):
-            if var is None or var.shape[-2:] != data.shape[-2:]:
-                out[name] = np.zeros_like(flux)
-            else:
-                out[name] = _cross_sum(_nanprod(var, w2), dispaxis)
+    for name, var in (("var_rnoise", var_rnoise), ("var_poisson", var_poisson), ("var_flat", var_flat)):
+        if var is None or var.shape[-2:] != data.shape[-2:]:
+            out[name] = np.zeros_like(flux)
+            continue
+        v = np.where(usable & ~np.isnan(var), var, np.float32(0))
+        out[name] = np.einsum(sub, v, w2)
     if bkg is not None:
-        b = _cross_sum(np.where(w != 0, bkg["model"], 0.0) * w, dispaxis)
+        b = np.einsum(sub, np.where(usable, bkg["model"], 0.0), profile)
         b[~np.isfinite(b)] = 0.0
         out["background"] = b
         for name in ("var_rnoise", "var_poisson", "var_flat"):
@@ -56,10 +61,3 @@ def box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg=
     flux[np.isclose(npix, 0)] = np.nan
     out["flux"] = flux
     return out
-
-
-def _nanprod(var, w2):
-    """``var * w2`` with NaN products counted as zero (jwst's nansum)."""
-    p = var * w2
-    p[np.isnan(p)] = 0.0
-    return p
