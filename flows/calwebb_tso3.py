@@ -6,7 +6,7 @@ The calibrated cubes of integrations (``_calints``) of one TSO product in, in jw
         -> <exposure>_<asn_id>_crfints.fits
     spectroscopic TSO: extract_1d (every integration) -> <product>_x1dints.fits
         -> white_light -> <product>_whtlt.ecsv
-    imaging TSO (NRC_TSIMAGE, MIRI imaging TSO): tso_photometry -> <product>_phot.ecsv
+    imaging TSO (NRC_TSIMAGE, MIRI imaging TSO): tso_photometry (each cube) -> <product>_phot.ecsv
 
 ``webbflow run tso3 ASN`` (also ``calwebb_tso3``, ``Tso3Pipeline``) takes a level-3 TSO
 association whose science members are calints files, relative to the association's folder.
@@ -25,7 +25,7 @@ from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["outlier_detection", "extract_1d", "white_light"]
+STEPS = ["outlier_detection", "tso_photometry", "extract_1d", "white_light"]
 # jwst's tso3 also lists adaptive_trace_model, pixel_replace and photom (NIRISS SOSS); they are
 # skipped by default there and are not implemented here
 NOT_IMPLEMENTED = ("adaptive_trace_model", "pixel_replace", "photom")
@@ -95,9 +95,8 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     params = resolve_params(STEPS, user, config, model=probe, pipeline_class="Tso3Pipeline")
     run = StageRun(params=params)
     imaging = _is_imaging(probe)
-    if imaging:
-        raise UnsupportedModeError("tso3: imaging TSO photometry (tso_photometry) is not implemented yet")
-    run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k != "outlier_detection"})
+    later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"]
+    run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k in later})
     out_dir = Path(output_dir) if output_dir else None
     result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
 
@@ -122,6 +121,23 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
             result["crfints"].append(cube)
             cube.meta.filename = original
         flagged.append(cube)
+
+    if imaging:
+        tables = [run_steps(cube, ["tso_photometry"], run) for cube in flagged]
+        tables = [t for t in tables if t is not None and not isinstance(t, models.DataModel)]
+        if not tables:
+            log.warning("Could not create a photometric catalog; all results are null")
+        else:
+            from astropy.table import vstack
+
+            table = vstack(tables)
+            table.meta["number_of_integrations"] = len(table)
+            result["table"] = table
+            if out_dir is not None:
+                path = out_dir / f"{product_name}_phot.ecsv"
+                _write_table(table, path)
+                result["written"].append(str(path))
+        return _finish(run, result)
 
     from ..models.spectra import TSOMultiSpecModel
 
@@ -170,6 +186,10 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
                 path = out_dir / f"{product_name}_whtlt.ecsv"
                 _write_table(table, path)
                 result["written"].append(str(path))
+    return _finish(run, result)
+
+
+def _finish(run: StageRun, result: dict) -> dict:
     run.written = list(result["written"])
     _last.clear()
     _last.append(run)

@@ -230,3 +230,104 @@ def test_extract_1d_refuses_what_it_does_not_do():
     cube.meta.exposure.type = "NIS_SOSS"
     with pytest.raises(UnsupportedModeError, match="SOSS"):
         extract(cube, {}, Extract1dParams())
+
+
+# ---------------------------------------------------------------------------
+# imaging TSO: tso_photometry and tso3's photometry branch, on a simulated star
+
+
+def _imaging_tso_cube(path, n=6, size=64):
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling import models as am
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs as gw
+
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:size, :size]
+    cube = models.CubeModel((n, size, size))
+    for i in range(n):  # a star drifting by a few hundredths of a pixel, with a small transit-like wiggle
+        x0, y0 = 31.6 + 0.05 * i, 30.2 - 0.03 * i
+        star = 500.0 * (1 + 0.01 * np.sin(i)) * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.3**2))
+        cube.data[i] = (star + 2.0 + rng.normal(0, 0.2, (size, size))).astype(np.float32)
+    cube.err[:] = 0.2
+    cube.dq[0, 5, 5] = 1
+    m = cube.meta
+    m.exposure.type, m.visit.tsovisit, m.exposure.nints = "NRC_TSIMAGE", True, n
+    m.instrument.name, m.instrument.detector, m.instrument.channel = "NIRCAM", "NRCA3", "SHORT"
+    m.instrument.filter, m.instrument.pupil = "F210M", "CLEAR"
+    m.subarray.name, m.subarray.xstart, m.subarray.ystart, m.subarray.xsize, m.subarray.ysize = "SUB64P", 1, 1, size, size
+    m.target.catalog_name, m.exposure.integration_time = "WASP-0", 2.0
+    m.wcsinfo.siaf_xref_sci, m.wcsinfo.siaf_yref_sci = 33.0, 31.0
+    m.bunit_data = m.bunit_err = "MJy/sr"
+    m.photometry.pixelarea_steradians = 1.0e-13
+    tr = ((am.Shift(-32) & am.Shift(-32)) | (am.Scale(1.7e-5) & am.Scale(1.7e-5)) | am.Pix2Sky_TAN()
+          | am.RotateNative2Celestial(80.0, -30.0, 180.0))
+    det = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
+    sky = cf.CelestialFrame(name="world", reference_frame=coord.ICRS(), unit=(u.deg, u.deg))
+    m.wcs = gw.WCS([(det, tr), (sky, None)])
+    it = np.zeros(n, dtype=[("integration_number", "i4"), ("int_start_MJD_UTC", "f8"), ("int_mid_MJD_UTC", "f8"),
+                            ("int_end_MJD_UTC", "f8"), ("int_start_BJD_TDB", "f8"), ("int_mid_BJD_TDB", "f8"),
+                            ("int_end_BJD_TDB", "f8")])
+    it["integration_number"] = np.arange(1, n + 1)
+    it["int_mid_MJD_UTC"] = 60000.0 + np.arange(n) * 2.5e-5
+    it["int_mid_BJD_TDB"] = it["int_mid_MJD_UTC"] + 0.0008
+    cube.int_times = it
+    cube.save(path)
+    return path
+
+
+def test_tso_photometry_finds_the_star(tmp_path):
+    path = _imaging_tso_cube(tmp_path / "jw01366001001_04101_00001-seg001_nrca3_calints.fits")
+    tab = run_step("tso_photometry", models.open(path), {}).model
+    assert len(tab) == 6
+    np.testing.assert_allclose(np.median(tab["centroid_x"].value), 31.72, atol=0.05)
+    np.testing.assert_allclose(np.median(tab["centroid_y"].value), 30.13, atol=0.05)
+    # background: 2 MJy/sr per pixel (2e-7 Jy per pixel) plus the star's wings in the 4-5 pixel annulus
+    assert np.all((tab["annulus_mean"].value > 2.0e-7) & (tab["annulus_mean"].value < 5.0e-7))
+    np.testing.assert_allclose(tab["aperture_bkg"].value, tab["annulus_mean"].value * np.pi * 9, rtol=1e-6)
+    np.testing.assert_allclose(tab["net_aperture_sum"].value, (tab["aperture_sum"] - tab["aperture_bkg"]).value)
+    assert str(tab["net_aperture_sum"].unit) == "Jy"
+    np.testing.assert_array_equal(tab["MJD"], 60000.0 + np.arange(6) * 2.5e-5)
+
+
+@pytest.mark.parity
+def test_tso_photometry_matches_jwst(tmp_path, real_rules_cache):
+    from jwst.tso_photometry import TSOPhotometryStep
+    from parity import compare_arrays, jwst_offline, quiet_jwst
+
+    path = _imaging_tso_cube(tmp_path / "jw01366001001_04101_00001-seg001_nrca3_calints.fits")
+    gain = models.GainModel((64, 64))
+    gain.data[:] = 2.0
+    gain.meta.instrument.name, gain.meta.instrument.detector = "NIRCAM", "NRCA3"
+    g = gain.meta.subarray
+    g.name, g.xstart, g.ystart, g.xsize, g.ysize = "SUB64P", 1, 1, 64, 64
+    gain.save(tmp_path / "gain.fits")
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst():
+        theirs = TSOPhotometryStep.call(str(path), override_gain=str(tmp_path / "gain.fits"))
+    ours = run_step("tso_photometry", models.open(path), {}).model
+    assert ours.colnames == theirs.colnames
+    assert dict(ours.meta) == dict(theirs.meta)
+    for c in theirs.colnames:
+        assert str(getattr(ours[c], "unit", "")) == str(getattr(theirs[c], "unit", "")), c
+        ag = compare_arrays(c, np.asarray(getattr(ours[c], "value", ours[c])), np.asarray(getattr(theirs[c], "value", theirs[c])))
+        assert ag.fraction >= 0.999, str(ag)
+
+
+def test_tso3_imaging_writes_the_photometry_catalogue(tmp_path):
+    from astropy.table import Table
+
+    from webbflow.flows.calwebb_tso3 import run_tso3
+
+    member = _imaging_tso_cube(tmp_path / "jw01366001001_04101_00001-seg001_nrca3_calints.fits")
+    asn = {"asn_type": "tso3", "asn_rule": "candidate_Asn_Lv3TSO", "asn_id": "o001", "asn_pool": "pool",
+           "products": [{"name": "jw01366-o001_t001_nircam_f210m-clear-sub64p",
+                         "members": [{"expname": member.name, "exptype": "science"}]}]}
+    (tmp_path / "tso3_asn.json").write_text(json.dumps(asn))
+    written = run_tso3(tmp_path / "tso3_asn.json", output_dir=tmp_path)
+    assert sorted(p.split("/")[-1] for p in written) == [
+        "jw01366-o001_t001_nircam_f210m-clear-sub64p_phot.ecsv", "jw01366001001_04101_00001-seg001_nrca3_o001_crfints.fits"]
+    tab = Table.read(tmp_path / "jw01366-o001_t001_nircam_f210m-clear-sub64p_phot.ecsv")
+    assert len(tab) == 6 and tab.meta["number_of_integrations"] == 6
+    direct = run_step("tso_photometry", models.open(tmp_path / "jw01366001001_04101_00001-seg001_nrca3_o001_crfints.fits"), {}).model
+    np.testing.assert_allclose(tab["net_aperture_sum"], direct["net_aperture_sum"].value, rtol=1e-12)
