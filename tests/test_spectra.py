@@ -331,3 +331,49 @@ def test_tso3_imaging_writes_the_photometry_catalogue(tmp_path):
     assert len(tab) == 6 and tab.meta["number_of_integrations"] == 6
     direct = run_step("tso_photometry", models.open(tmp_path / "jw01366001001_04101_00001-seg001_nrca3_o001_crfints.fits"), {}).model
     np.testing.assert_allclose(tab["net_aperture_sum"], direct["net_aperture_sum"].value, rtol=1e-12)
+
+
+def test_wfss_multispec_roundtrip(tmp_path):
+    """WFSS spectra: one table per order, one row per source with vector columns, string SOURCE_TYPE."""
+    from stdatamodels.jwst import datamodels as dm
+
+    n, nw = 3, 20
+    vec = ["WAVELENGTH", "FLUX", "FLUX_ERROR", "FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SURF_BRIGHT",
+           "SB_ERROR", "SB_VAR_POISSON", "SB_VAR_RNOISE", "SB_VAR_FLAT"]
+    cols = ([("SOURCE_ID", "i4")] + [(c, "f8", (nw,)) for c in vec] + [("DQ", "u4", (nw,))]
+            + [(c, "f8", (nw,)) for c in ("BACKGROUND", "BKGD_ERROR", "BKGD_VAR_POISSON", "BKGD_VAR_RNOISE",
+                                           "BKGD_VAR_FLAT", "NPIXELS")]
+            + [("N_ALONGDISP", "u4"), ("SOURCE_TYPE", "S20"), ("SOURCE_XPOS", "f8"), ("SOURCE_YPOS", "f8"),
+               ("SOURCE_RA", "f8"), ("SOURCE_DEC", "f8"), ("EXTRACT2D_XSTART", "u4"), ("EXTRACT2D_YSTART", "u4"),
+               ("EXTRACT2D_XSTOP", "u4"), ("EXTRACT2D_YSTOP", "u4")])
+    t = np.zeros(n, dtype=cols)
+    t["SOURCE_ID"] = [4, 9, 12]
+    t["FLUX"] = np.arange(n * nw).reshape(n, nw)
+    t["SOURCE_TYPE"] = [b"POINT", b"EXTENDED", b"POINT"]
+    t["EXTRACT2D_XSTOP"] = 100
+    m = models.WFSSMultiSpecModel()
+    m.meta.exposure.type = "NIS_WFSS"
+    m.spec = [Spectrum(t, {"spectral_order": 1, "dispersion_direction": 2, "filename": "a_cal.fits", "group_id": "x"},
+                       spectrum_units())]
+    m.save(tmp_path / "w_x1d.fits")
+    with dm.open(tmp_path / "w_x1d.fits") as j:
+        assert type(j).__name__ == "WFSSMultiSpecModel"
+        assert j.spec[0].spectral_order == 1 and j.spec[0].group_id == "x"
+        assert list(j.spec[0].spec_table["SOURCE_TYPE"]) == ["POINT", "EXTENDED", "POINT"]
+        np.testing.assert_array_equal(j.spec[0].spec_table["FLUX"], t["FLUX"])
+        np.testing.assert_array_equal(j.spec[0].spec_table["EXTRACT2D_XSTOP"], 100)
+        j.save(tmp_path / "j_x1d.fits")
+    back = models.open(tmp_path / "j_x1d.fits")
+    assert type(back).__name__ == "WFSSMultiSpecModel"
+    assert list(back.spec[0].spec_table["SOURCE_TYPE"]) == ["POINT", "EXTENDED", "POINT"]
+    assert back.spec[0].meta["filename"] == "a_cal.fits"
+
+
+def test_extract_1d_aperture_off_the_data_is_one_clear_error(tmp_path):
+    from webbflow.errors import InputFileError
+
+    cube = _tso_cube()
+    cube.meta.filename = "jw00623_calints.fits"
+    ref = {"apertures": [{"id": "ANY", "xstart": 200, "xstop": 210}]}
+    with pytest.raises(InputFileError, match=r"jw00623_calints.fits: the extraction aperture \(x 200..210.*lies off the data \(12 x 40"):
+        extract(cube, {"extract1d": ref}, Extract1dParams())

@@ -54,6 +54,10 @@ log = logging.getLogger("webbflow.steps.extract_1d")
 WFSS_EXPTYPES = {"NIS_WFSS", "NRC_WFSS", "NRC_GRISM", "MIR_WFSS"}
 
 
+class ApertureOffData(ValueError):
+    """The extraction aperture covers no pixel of the spectral image."""
+
+
 class Extract1dParams(StepParams):
     suffix: str | None = None  # x1d, or x1dints for a cube of integrations
     subtract_background: bool | None = None  # subtract the reference's background regions
@@ -179,6 +183,10 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
     wl2d = wavelengths(m)
     shape2 = m.data.shape[-2:]
     profile, lower, upper = ap.box_profile(shape2, ep, dispaxis, wl2d)
+    if not np.any(profile > 0):
+        raise ApertureOffData(f"the extraction aperture (x {ep['xstart']}..{ep['xstop']}, y {ep['ystart']}..{ep['ystop']}"
+                              f"{', width %s' % ep['extract_width'] if ep['extract_width'] is not None else ''}) "
+                              f"lies off the data ({shape2[1]} x {shape2[0]} pixels) of {slitname}")
     profile[~np.isfinite(wl2d)] = 0.0
     nz = np.nonzero(profile.sum(axis=dispaxis - 1) > 0)[0]
     left, right = (int(nz[0]), int(nz[-1])) if len(nz) else (None, None)
@@ -435,7 +443,11 @@ def extract(model, refs: dict, params: Extract1dParams):
             if order == 0 and not _is_prism(model):
                 log.info("Spectral order 0 is a direct image, skipping ...")
                 continue
-            spec = extract_image(slit, ref, params, slit.name, source_meta=model)
+            try:
+                spec = extract_image(slit, ref, params, slit.name, source_meta=model)
+            except ApertureOffData as exc:  # one slit lost; the others are kept
+                log.error("%s: slit %s skipped: %s", model.meta.filename or "input", slit.name, exc)
+                continue
             if spec is not None:
                 out.spec.append(spec)
     else:
@@ -457,7 +469,10 @@ def extract(model, refs: dict, params: Extract1dParams):
             log.info("Spectral order 0 is a direct image, skipping ...")
         else:
             log.info("Processing spectral order %s", order or 1)
-            spec = extract_image(model, ref, params, slitname)
+            try:
+                spec = extract_image(model, ref, params, slitname)
+            except ApertureOffData as exc:
+                raise InputFileError(model.meta.filename or "the input", str(exc)) from None
             if spec is not None:
                 out.spec.append(spec)
     if _is_tso(model) and isinstance(out, TSOMultiSpecModel):
