@@ -118,6 +118,8 @@ def cmd_info(args) -> int:
             lines.append(f"  {name:<22} table, {len(a)} rows")
         else:
             lines.append(f"  {name:<22} {tuple(a.shape)} {a.dtype.newbyteorder('=').name}")
+    for i, slit in enumerate(getattr(m, "slits", None) or []):  # a MultiSlitModel
+        lines.append(f"  slit {i + 1:<17} {slit.name} source {slit.source_id}: {', '.join(slit.array_names())} {slit.shape}")
     for h in m._extra_hdus:
         lines.append(f"  ({h.name} kept as is)")
     ctx = meta.ref_file.crds.context_used

@@ -23,11 +23,11 @@ from .classes import (
     Level1bModel,
     RampModel,
     ReferenceFileModel,
-    SlitModel,
 )
 from .meta import Meta
 from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
+from .spectral import IFUCubeModel, IFUImageModel, MultiSlitModel, SlitModel
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -79,8 +79,10 @@ def class_for_file(path: Path) -> type[DataModel]:
         bitpix = sci.get("BITPIX") if sci is not None else None
         if ndim == 4:
             return Level1bModel if bitpix in (8, 16) and "GROUPDQ" not in names else RampModel
+        if names.count("SCI") > 1:
+            return MultiSlitModel
         if ndim == 3:
-            return CubeModel
+            return IFUCubeModel if "WMAP" in names else CubeModel
         if ndim == 2:
             if exp_type in _SLIT_EXP_TYPES and "WAVELENGTH" in names:
                 return SlitModel
@@ -135,6 +137,7 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
 __all__ = [
     "open", "DataModel", "ArraySpec", "Meta", "dqflags", "REGISTRY", "class_for_file",
     "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel", "Spectrum",
+    "MultiSlitModel", "IFUImageModel", "IFUCubeModel",
 ]
 __all__ += [n for n in REGISTRY if n in globals()]
 

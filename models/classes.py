@@ -92,25 +92,6 @@ class CubeModel(DataModel):
     )
 
 
-class SlitModel(DataModel):
-    """A 2-D spectrum cut out for one slit."""
-
-    arrays = (
-        A("data", "SCI", F4, ndim=2, required=True),
-        A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
-        A("err", "ERR", F4, ndim=2, shape_of=same_shape),
-        A("wavelength", "WAVELENGTH", F4, ndim=2),
-        A("barshadow", "BARSHADOW", F4, ndim=2),
-        A("var_poisson", "VAR_POISSON", F4, ndim=2, shape_of=same_shape),
-        A("var_rnoise", "VAR_RNOISE", F4, ndim=2, shape_of=same_shape),
-        A("var_flat", "VAR_FLAT", F4, ndim=2, shape_of=same_shape),
-        A("pathloss_point", "PATHLOSS_PS", F4, ndim=2),
-        A("pathloss_uniform", "PATHLOSS_UN", F4, ndim=2),
-        A("area", "AREA", F4, ndim=2),
-        A("int_times", "INT_TIMES", table=True),
-    )
-
-
 class RampFitOutputModel(DataModel):
     """Optional ramp-fitting results (``_fitopt``): per-segment slopes, intercepts, weights, CR magnitudes."""
 

@@ -262,6 +262,16 @@ def _fits_value(v):
     return None
 
 
+def keep_card_type(header: fits.Header, key: str, value):
+    """``value``, as an int when the card it replaces holds that same number as an int.
+
+    A float-typed field read from ``FOCUSPOS = 3`` must not come back as ``3.0``."""
+    old = header.get(key) if key in header else None
+    if isinstance(value, float) and isinstance(old, int) and not isinstance(old, bool) and value == old:
+        return old
+    return value
+
+
 def write_fits(model: DataModel, f) -> None:
     cls = type(model)
     # headers for every extension we will write, with modelled keywords applied
@@ -281,7 +291,7 @@ def write_fits(model: DataModel, f) -> None:
                 # the field was cleared: do not let a stale card from the input resurrect it
                 del h[key]
             continue
-        h[key] = v
+        h[key] = keep_card_type(h, key, v)
     # order: as read, then new arrays in declaration order
     order = [n for n in model._hdu_order if n != "PRIMARY"]
     for s in array_ext:
@@ -354,10 +364,15 @@ def _prune(d):
 
 
 def _asdf_hdu(model: DataModel) -> fits.BinTableHDU:
+    return _asdf_table_hdu(asdf_tree(model, with_arrays=False))
+
+
+def _asdf_table_hdu(tree: dict) -> fits.BinTableHDU:
+    """The ``ASDF`` extension holding ``tree`` (arrays stay in their FITS extensions)."""
     import asdf
 
     buf = io.BytesIO()
-    asdf.AsdfFile(asdf_tree(model, with_arrays=False)).write_to(buf)
+    asdf.AsdfFile(tree).write_to(buf)
     data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None, :]
     col = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
     return fits.BinTableHDU.from_columns([col], name=ASDF_EXTNAME)

@@ -26,9 +26,18 @@ With ``resample_data=False`` the exposures are compared pixel to pixel
 ``<root>_crf.fits`` without an association id); ``save_intermediate_results``
 adds the drizzled images, the median and the blots.
 
-Only the imaging modes are implemented (NRC_IMAGE, MIR_IMAGE, NIS_IMAGE,
-FGS_IMAGE, NRS_IMAGE).  jwst's TSO, coronagraphic, slit-spectroscopy and
-IFU modes are not: such inputs raise an unsupported-mode error.
+Slit spectra (jwst's ``spec`` mode: NRS_FIXEDSLIT, NRS_MSASPEC,
+MIR_LRS-FIXEDSLIT, NRC_WFSS, NIS_WFSS SlitModels, one slit in several
+exposures) go the same way with resample_spec's rectified grid
+(:mod:`.resample_spec`) instead of a sky grid: each exposure group is
+drizzled with its error (``driz_err``), the median of the drizzled errors
+is blotted back too, and it replaces the exposure's own ERR in the
+comparison.  Only NIRSpec slits have such a grid here.
+
+A TSO cube of integrations (jwst's ``tso`` mode) is compared with its own
+median over time (:mod:`.outlier_detection_tso`).  The imaging, slit and TSO
+modes are implemented; jwst's coronagraphic and IFU modes are not: such
+inputs raise an unsupported-mode error.
 """
 
 from __future__ import annotations
@@ -48,8 +57,8 @@ from .base import STEPS, StepParams, step
 log = logging.getLogger("webbflow.steps.outlier_detection")
 
 IMAGE_MODES = {"NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE"}
+SPEC_MODES = {"NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS"}
 OTHER_MODES = {
-    "spectroscopic (slit)": {"NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS"},
     "TSO": {"NIS_SOSS", "MIR_LRS-SLITLESS", "NRC_TSGRISM", "NRS_BRIGHTOBJ", "NRC_TSIMAGE"},
     "IFU": {"NRS_IFU", "MIR_MRS"},
     "coronagraphic": {"NRC_CORON", "MIR_LYOT", "MIR_4QPM"},
@@ -99,10 +108,13 @@ class OutlierDetectionParams(StepParams):
         return a, b
 
 
-def _check_mode(library) -> None:
+def _check_mode(library) -> str:
+    """``"imaging"`` or ``"spec"``; other modes raise an unsupported-mode error."""
     exp_type = (library.read_metadata(0).exposure.type or "").upper()
     if exp_type in IMAGE_MODES:
-        return
+        return "imaging"
+    if exp_type in SPEC_MODES:
+        return "spec"
     for mode, types in OTHER_MODES.items():
         if exp_type in types:
             raise UnsupportedModeError(
@@ -203,7 +215,8 @@ def flag_outliers(library, params: OutlierDetectionParams):
         log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
         library.mark_step("outlier_detection", "SKIPPED")
         return library
-    _check_mode(library)
+    if _check_mode(library) == "spec":
+        return flag_outliers_spec(library, params)
     snr1, snr2 = params.snr_pair
     scale1, scale2 = params.scale_pair
     on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
@@ -247,6 +260,104 @@ def flag_outliers(library, params: OutlierDetectionParams):
         model.meta.cal_step.outlier_detection = "COMPLETE"
         log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
     return library
+
+
+def flag_outliers_spec(library, params: OutlierDetectionParams):
+    """jwst's ``spec`` mode on a library of slit exposures: flags outliers in place; returns the library."""
+    from stcal.outlier_detection.median import MedianComputer
+    from stcal.outlier_detection.utils import compute_weight_threshold, flag_crs, flag_resampled_crs, gwcs_blot
+
+    from .flat_field import match_nans_and_flags
+    from .resample import ResampleParams, _drizzle
+    from .resample_spec import spectral_output_grid
+
+    snr1, snr2 = params.snr_pair
+    scale1, scale2 = params.scale_pair
+    on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
+    members = [library.borrow(i) for i in range(len(library))]
+    try:
+        for m in members:
+            if not hasattr(m, "data") or m.data is None or m.data.ndim != 2:
+                raise UnsupportedModeError(
+                    f"outlier_detection: spec mode compares 2-D slits of one source across exposures; "
+                    f"{m.meta.filename or type(m).__name__} is a {type(m).__name__} (regroup by source first)"
+                )
+        if params.resample_data:
+            grid = spectral_output_grid(members, good_bits=params.good_bits)
+            rparams = ResampleParams(pixfrac=params.pixfrac, kernel=params.kernel, fillval=params.fillval,
+                                     weight_type=params.weight_type, enable_ctx=False, pixmap_stepsize=1.0, pixmap_order=1)
+            groups = list(library.group_indices.values())
+            median = median_err = None
+            for g, indices in enumerate(groups):
+                drizzled = _drizzle([members[i] for i in indices], dict(grid), rparams, enable_var=False,
+                                    report_var=False, compute_err="driz_err", good_bits=params.good_bits)
+                if params.save_intermediate_results:
+                    root = member_root(members[indices[0]].meta.filename or f"group{g}")
+                    drizzled.save(_intermediate_path(library, params, f"{root}_{library.asn_id}_outlier_s2d.fits"
+                                                     if library.asn_id else f"{root}_outlier_s2d.fits"))
+                if median is None:
+                    shape = (len(groups),) + drizzled.data.shape
+                    median = MedianComputer(shape, not on_disk, None, drizzled.data.dtype)
+                    median_err = MedianComputer(shape, not on_disk, None, drizzled.data.dtype)
+                low = drizzled.wht < compute_weight_threshold(drizzled.wht, params.maskpt)
+                drizzled.data[low] = np.nan
+                drizzled.err[low] = np.nan
+                median.append(drizzled.data, g)
+                median_err.append(drizzled.err, g)
+                del drizzled
+            med, med_err, med_wcs = median.evaluate(), median_err.evaluate(), grid["wcs"]
+        else:
+            med, med_err = _plain_median(members, params, on_disk)
+        flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
+        for model in members:
+            if params.resample_data:
+                blot = gwcs_blot(median_data=med, median_wcs=med_wcs, blot_shape=model.data.shape,
+                                 blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
+                blot_err = gwcs_blot(median_data=med_err, median_wcs=med_wcs, blot_shape=model.data.shape,
+                                     blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
+                backg = params.backg
+                bg = model.meta.background
+                if bg.subtracted is False and bg.level is not None:
+                    backg = bg.level
+                mask = flag_resampled_crs(model.data, blot_err, blot, snr1, snr2, scale1, scale2, backg)
+            else:
+                mask = flag_crs(model.data, med_err, med, snr1)
+            model.dq |= mask.astype(np.uint32) * flag_bits
+            match_nans_and_flags(model)
+            model.meta.cal_step.outlier_detection = "COMPLETE"
+            log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
+    finally:
+        for i, model in enumerate(members):
+            library.shelve(i, model, modify=True)
+    return library
+
+
+def _plain_median(members, params, on_disk):
+    """Pixel-by-pixel medians of the exposures' data and errors (``resample_data=False``; one grid)."""
+    from stcal.outlier_detection.median import MedianComputer
+    from stcal.outlier_detection.utils import compute_weight_threshold
+    from stcal.resample.utils import build_driz_weight
+
+    from .resample import _as_dict
+
+    shape = members[0].data.shape
+    data_med = MedianComputer((len(members),) + shape, not on_disk, None, members[0].data.dtype)
+    err_med = MedianComputer((len(members),) + shape, not on_disk, None, members[0].data.dtype)
+    for i, model in enumerate(members):
+        if model.data.shape != shape:
+            raise ParameterError(
+                f"step outlier_detection: resample_data=False needs exposures of one shape; "
+                f"{model.meta.filename} is {model.data.shape}, the first is {shape}"
+            )
+        weight = build_driz_weight(_as_dict(model, params.weight_type, False, None), weight_type=params.weight_type,
+                                   good_bits=params.good_bits, flag_name_map=dqflags.PIXEL)
+        low = weight < compute_weight_threshold(weight, params.maskpt)
+        data, err = model.data.copy(), model.err.copy()
+        data[low] = np.nan
+        err[low] = np.nan
+        data_med.append(data, i)
+        err_med.append(err, i)
+    return data_med.evaluate(), err_med.evaluate()
 
 
 @step("outlier_detection", "OutlierDetectionStep", params=OutlierDetectionParams, suffix="crf", input_class="ModelLibrary")
