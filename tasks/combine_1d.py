@@ -39,7 +39,6 @@ CARRIED = ("source_id", "dispersion_direction", "source_type", "source_ra", "sou
 class Combine1dParams(StepParams):
     exptime_key: str = "exposure_time"  # weight: exposure_time/effexptm, integration_time/effinttm, unit_weight
     sigma_clip: float | None = None  # drop elements this many MADs from the median
-    suffix: str | None = "c1d"
 
 
 def weight_kind(key: str) -> str:
@@ -238,13 +237,16 @@ def combine(models_in, params: Combine1dParams) -> MultiCombinedSpecModel | None
     return out
 
 
-@step("combine_1d", "Combine1dStep", params=Combine1dParams, suffix="c1d", input_class="MultiSpecModel")
+@step("combine_1d", "Combine1dStep", params=Combine1dParams, suffix="c1d", input_class="ModelLibrary")
 def combine_1d(model, refs, params: Combine1dParams):
-    """Combine 1-D spectra of one source (an x1d, or a list of x1d models) into one per spectral order."""
-    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    """Combine 1-D spectra of one source (an x1d, a list of them, or an association's) into one per order."""
+    if hasattr(model, "to_list"):  # a model library (an association's members)
+        members = model.to_list()
+    else:
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
     out = combine(members, params)
     if out is None:
         for m in members:
             m.meta.cal_step.combine_1d = "SKIPPED"
-        return model, "SKIPPED"
+        return (members[0] if len(members) == 1 else model), "SKIPPED"
     return out

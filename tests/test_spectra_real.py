@@ -25,7 +25,9 @@ from conftest import CRDS_RULES, REAL
 from parity import compare_arrays, compare_dq, jwst_offline, quiet_jwst
 
 from webbflow import models
+from webbflow.tasks import load_all
 
+load_all()
 pytestmark = [pytest.mark.parity, pytest.mark.real]
 
 CONTEXT = "jwst_0541.pmap"
@@ -247,3 +249,45 @@ def test_nirspec_combine_1d_matches_jwst(nirspec_runs):
     with fits.open(folder / "ours_c1d.fits") as ho, fits.open(folder / "jwst_c1d.fits") as ht:
         assert [h.name for h in ho] == [h.name for h in ht]
         _headers_agree(ho["COMBINE1D"].header, ht["COMBINE1D"].header, ignore=set())
+
+
+def test_nirspec_multislit_extract_1d_matches_jwst(tmp_path, cache):
+    """Both real slits in one MultiSlitModel: one EXTRACT1D table per slit, as jwst's."""
+    from jwst.extract_1d import Extract1dStep
+
+    from webbflow.tasks.base import run_step
+
+    ms = models.MultiSlitModel()
+    first = models.open(SLITS[0])
+    ms.meta = first.meta.model_copy(deep=True)
+    ms.meta.model_type = "MultiSlitModel"
+    for s in SLITS:
+        ms.slits.append(models.open(s))
+    path = ms.save(tmp_path / "jw01345062001_03101_00001_nrs2_cal.fits")
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        theirs = Extract1dStep.call(path, **NA)
+        theirs.save(tmp_path / "jwst_x1d.fits")
+    ours = run_step("extract_1d", models.open(path), NA).model
+    ours.save(tmp_path / "ours_x1d.fits")
+    a, b = models.open(tmp_path / "ours_x1d.fits"), models.open(tmp_path / "jwst_x1d.fits")
+    assert len(a.spec) == len(b.spec) == 2
+    for i in range(2):
+        _tables_agree(a.spec[i].spec_table, b.spec[i].spec_table, f"slit {i}")
+        assert {k: v for k, v in a.spec[i].meta.items() if k != "meta"} == {k: v for k, v in b.spec[i].meta.items() if k != "meta"}
+
+
+def test_combine_1d_on_an_association_from_the_command_line(nirspec_runs, tmp_path):
+    """``webbflow run combine_1d ASN`` names its product as ``strun combine_1d ASN`` does."""
+    from webbflow.flows.cli import main
+
+    folder, out = nirspec_runs
+    asn = {"asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3MOS", "asn_id": "o062", "asn_pool": "jw01345_pool",
+           "products": [{"name": "jw01345-o062_s00933_nirspec_clear-prism",
+                         "members": [{"expname": p.name, "exptype": "science"} for p in out["ours"]]}]}
+    path = folder / "c1d_asn.json"
+    path.write_text(json.dumps(asn))
+    assert main(["run", "combine_1d", str(path), "--output-dir", str(tmp_path)]) == 0
+    made = models.open(tmp_path / "c1d_asn_combine1dstep.fits")
+    assert made.meta.asn.pool_name == "jw01345_pool" and made.meta.asn.table_name == "c1d_asn.json"
+    ref = models.open(folder / "jwst_c1d.fits")
+    _tables_agree(made.spec[0].spec_table, ref.spec[0].spec_table, "c1d from the command line")
