@@ -213,14 +213,12 @@ class MultiSpecBase(DataModel):
         self._extra_hdus = hdus + list(kept)
         # spectra go where they were read, else after INT_TIMES (jwst's order)
         base = [n for n in order if n != self.table_extname] or ["PRIMARY"]
-        at = order.index(self.table_extname) if self.table_extname in order else None
-        if at is None:
-            at = base.index("INT_TIMES") + 1 if "INT_TIMES" in base else (1 if self.has("int_times") else 1)
-            if self.has("int_times") and "INT_TIMES" not in base:
-                base.insert(1, "INT_TIMES")
-                at = 2
+        if self.has("int_times") and "INT_TIMES" not in base:
+            base.insert(1, "INT_TIMES")
+        if self.table_extname in order:
+            at = len([n for n in order[: order.index(self.table_extname)] if n != self.table_extname])
         else:
-            at = len([n for n in order[:at] if n != self.table_extname])
+            at = base.index("INT_TIMES") + 1 if "INT_TIMES" in base else 1
         self._hdu_order = base[:at] + [self.table_extname] * len(hdus) + base[at:]
         self._asdf_extra["spec"] = [_tree_entry(s, self.keywords) for s in self.spec]
         try:

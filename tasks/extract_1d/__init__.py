@@ -118,7 +118,7 @@ def wavelengths(m) -> np.ndarray:
     """The wavelength of each pixel: the WAVELENGTH array when it holds values, else the WCS."""
     wl = m.wavelength if m.has("wavelength") else None
     if wl is not None and wl.size and not (np.nanmin(wl) == 0.0 and np.nanmax(wl) == 0.0):
-        return np.array(wl, dtype=np.float64 if wl.dtype == np.float64 else wl.dtype)
+        return np.array(wl)
     wcs = getattr(m.meta, "wcs", None)
     if wcs is None:
         raise InputFileError(m.meta.filename or "the input", "has neither a WAVELENGTH array nor a WCS: no wavelengths")
@@ -152,8 +152,11 @@ def spectral_wcs(ra, dec, wavelength):
 
 
 def _source_type(m, slit=None):
-    if slit is not None and getattr(slit, "source_type", None) is not None:
-        return slit.source_type
+    """A slit's own source type when it has one, else the exposure's (SRCTYPE)."""
+    if slit is not None:
+        own = slit_attributes(slit).get("source_type")
+        if own is not None:
+            return own
     return m.meta.target.source_type
 
 
@@ -224,7 +227,7 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
         bkg = _background_stack(stack, vr, vp, vf, profile, bg_profile, ep, dispaxis)
     s = box_extract(stack, vr, vp, vf, profile, dispaxis, bkg)
     photom_done = str(top.meta.cal_step.photom or "").upper() == "COMPLETE"
-    src_type = _source_type(top, m if source_meta is not None else None)
+    src_type = _source_type(top, m if (source_meta is not None or isinstance(m, models.SlitModel)) else None)
     inst = (top.meta.instrument.name or "").upper()
     npix = s["npixels"]
     n1 = np.where(npix > 0, npix, 1.0)
