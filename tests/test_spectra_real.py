@@ -96,17 +96,16 @@ def _asn(folder: Path, member: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tso3_runs(tmp_path_factory, cache):
+def _both_tso3(tmp_path_factory, cache, member, label):
     """calwebb_tso3 once by jwst and once by webbflow, each in its own folder."""
     from jwst.pipeline import Tso3Pipeline
 
     from webbflow.flows.calwebb_tso3 import run_tso3
 
-    theirs = tmp_path_factory.mktemp("tso3-jwst")
-    ours = tmp_path_factory.mktemp("tso3-webbflow")
-    asn_j = _asn(theirs, _tso_member(theirs))
-    asn_o = _asn(ours, _tso_member(ours))
+    theirs = tmp_path_factory.mktemp(f"{label}-jwst")
+    ours = tmp_path_factory.mktemp(f"{label}-webbflow")
+    asn_j = _asn(theirs, member(theirs))
+    asn_o = _asn(ours, member(ours))
     with jwst_offline(cache, CONTEXT):
         with quiet_jwst(), _cwd(theirs):
             Tso3Pipeline.call(str(asn_j), output_dir=str(theirs), steps={
@@ -114,6 +113,33 @@ def tso3_runs(tmp_path_factory, cache):
                 "white_light": {"override_wavelengthrange": "N/A"}})
         written = run_tso3(asn_o, output_dir=ours, steps={"extract_1d": NA})
     return theirs, ours, written
+
+
+@pytest.fixture(scope="module")
+def tso3_runs(tmp_path_factory, cache):
+    """Both pipelines on the real cube with INT_TIMES rows for all 10 integrations."""
+    return _both_tso3(tmp_path_factory, cache, _tso_member, "tso3")
+
+
+def _tso_member_as_given(folder: Path) -> Path:
+    path = folder / f"{EXPOSURE}_calints.fits"
+    shutil.copyfile(CUBE, path)
+    return path
+
+
+def test_tso3_on_the_cube_as_given_matches_jwst(tmp_path_factory, cache):
+    """The file as it is: INT_TIMES has 3 rows for 10 integrations, so neither side gives the spectra
+    times, and the white-light curve is empty; the product's INT_TIMES is padded to 10 rows alike."""
+    theirs, ours, _ = _both_tso3(tmp_path_factory, cache, _tso_member_as_given, "tso3-as-given")
+    name = f"{PRODUCT}_x1dints.fits"
+    a, b = models.open(ours / name), models.open(theirs / name)
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "x1dints")
+    assert np.all(np.isnan(a.spec[0].spec_table["MJD-AVG"]))
+    with fits.open(ours / name) as ho, fits.open(theirs / name) as ht:
+        assert len(ho["INT_TIMES"].data) == len(ht["INT_TIMES"].data) == 10
+        _tables_agree(ho["INT_TIMES"].data, ht["INT_TIMES"].data, "INT_TIMES")
+    whtlt = f"{PRODUCT}_whtlt.ecsv"
+    assert (ours / whtlt).read_text() == (theirs / whtlt).read_text()
 
 
 def _headers_agree(ours: fits.Header, theirs: fits.Header, ignore=RUN_KEYWORDS):
