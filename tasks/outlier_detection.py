@@ -34,8 +34,10 @@ drizzled with its error (``driz_err``), the median of the drizzled errors
 is blotted back too, and it replaces the exposure's own ERR in the
 comparison.  Only NIRSpec slits have such a grid here.
 
-The imaging and slit modes are implemented; jwst's TSO, coronagraphic and
-IFU modes are not: such inputs raise an unsupported-mode error.
+A TSO cube of integrations (jwst's ``tso`` mode) is compared with its own
+median over time (:mod:`.outlier_detection_tso`).  The imaging, slit and TSO
+modes are implemented; jwst's coronagraphic and IFU modes are not: such
+inputs raise an unsupported-mode error.
 """
 
 from __future__ import annotations
@@ -364,6 +366,11 @@ def _plain_median(members, params, on_disk):
 @step("outlier_detection", "OutlierDetectionStep", params=OutlierDetectionParams, suffix="crf", input_class="ModelLibrary")
 def outlier_detection(models_in, refs, params: OutlierDetectionParams):
     """Flag cosmic rays and other outliers against the median of the drizzled exposures."""
+    from .outlier_detection_tso import flag_tso_outliers, is_tso_cube
+
+    if is_tso_cube(models_in):  # mode tso: one exposure's integrations against their median
+        flag_tso_outliers(models_in, params)
+        return models_in
     library = as_library(models_in, params.in_memory)
     flag_outliers(library, params)
     if params.save_results:
