@@ -125,10 +125,21 @@ def _flow_run(client, name: str):
     return runs[-1]
 
 
-def _task_runs(client, flow_run_id):
+def _task_runs(client, flow_run_id, timeout: float = 60.0):
+    """The flow run's task runs once the server has recorded every one's final state.
+
+    Task-run states reach the server as events, after the flow run itself has finished: read
+    too early, the last task runs may still show Running."""
+    import time
+
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if all(t.state is not None and t.state.is_final() for t in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
 
 
 def _artifacts(client, flow_run_id) -> dict:
