@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..deployments import cli as ops_cli
 
     ops_cli.add_commands(sub)
+    from .asn import cli as asn_cli
+
+    asn_cli.add_commands(sub)
     return p
 
 

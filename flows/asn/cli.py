@@ -1,0 +1,72 @@
+"""``webbflow asn generate|pool|from-list``: association tools on the command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def add_commands(sub) -> None:
+    """Add ``asn`` and its sub-commands to the ``webbflow`` parser."""
+    asn = sub.add_parser("asn", help="make associations: from a pool (generate), a pool from exposures (pool), "
+                                      "an association from a list of files (from-list)")
+    asub = asn.add_subparsers(dest="asn_command", metavar="ASN_COMMAND", required=True)
+
+    g = asub.add_parser("generate", help="generate the associations of a pool (jwst's asn_generate)")
+    g.add_argument("pool", help="association pool ('|'-separated table)")
+    g.add_argument("-o", "--output-dir", "--output_dir", dest="output_dir", default=".")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("-i", "--ids", nargs="+", dest="candidate_ids", default=None,
+                      help="only these association candidate ids")
+    mode.add_argument("--all-candidates", action="store_true", help="only the candidates' associations, "
+                      "none discovered")
+    g.add_argument("-r", "--rules", action="append", default=None,
+                   help="rule set to use: level2b, level3 or a rule name (repeatable; default: all)")
+    g.add_argument("--version-id", default=None, nargs="?", const=True,
+                   help="tag names with this version (a timestamp when given without a value)")
+    g.add_argument("--dry-run", action="store_true", help="list the associations, write nothing")
+    g.add_argument("--prefect", action="store_true", help="run as the asn-generate Prefect flow")
+    g.set_defaults(func=cmd_generate)
+
+
+def _select_rules(names):
+    from ...errors import ParameterError
+    from .rules import RULES
+
+    if not names:
+        return RULES
+    chosen = []
+    for name in names:
+        key = os.path.basename(name).removesuffix(".py").lower()
+        level = {"level2b": 2, "rules_level2b": 2, "level3": 3, "rules_level3": 3}.get(key)
+        hits = [r for r in RULES if (r.level == level if level else r.name.lower() == key)]
+        if not hits:
+            known = "level2b, level3, " + ", ".join(r.name for r in RULES)
+            raise ParameterError(f"unknown rules {name!r}; known: {known}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return tuple(chosen)
+
+
+def cmd_generate(args) -> int:
+    from .engine import generate, write_associations
+    from .pool import read_pool
+
+    rules = _select_rules(args.rules)
+    if args.prefect:
+        from .flow import asn_generate
+
+        for p in asn_generate(args.pool, args.output_dir, args.candidate_ids, args.all_candidates,
+                              args.version_id, args.dry_run):
+            print(p if args.dry_run else f"wrote {p}")
+        return 0
+    pool = read_pool(args.pool)
+    asns = generate(pool, rules=rules, candidate_ids=args.candidate_ids, all_candidates=args.all_candidates,
+                    version_id=args.version_id)
+    if args.dry_run:
+        for a in asns:
+            print(f"{a.filename}  {a.asn_type}  {a.to_dict()['products'][0]['name']}  "
+                  f"({len(a.members())} members)")
+        return 0
+    for p in write_associations(asns, Path(args.output_dir)):
+        print(f"wrote {p}")
+    return 0
