@@ -27,8 +27,8 @@ from pathlib import Path
 
 from ... import __version__ as _webbflow_version
 from ...errors import InputFileError
-from .pool import Pool, value
-from .rules import RULES, Rule, exposure_type, is_tso
+from .pool import EMPTY as EMPTY_VALUES, Pool, value
+from .rules import RULES, Rule, exposure_type, is_tso, target_of
 
 DEGRADED_OK = "No known degraded exposures in association."
 DEGRADED_NOTOK = (
@@ -36,6 +36,8 @@ DEGRADED_NOTOK = (
     "\nDetails can be found in the member.exposerr attribute."
 )
 DISCOVERED_ID = "a3001"
+# candidate types whose level-3 associations need exposures from more than one observation
+MULTI_OBS_TYPES = ("group", "background", "mosaic")
 LEVEL2B_EXPTYPES = frozenset({
     "fgs_image", "mir_4qpm", "mir_image", "mir_lyot", "nis_ami", "nis_image", "nrc_coron",
     "nrc_image", "nrs_mimf", "nrc_tsimage",
@@ -52,9 +54,12 @@ class Association:
     rule: Rule
     ruleset: str                  # "candidate" or "discover"
     acid: str                     # o001, c1000, a3001
+    ctype: str                    # observation, mosaic, ..., discovered
     pool_name: str
     rows: list[dict] = field(default_factory=list)
     acquisitions: list[dict] = field(default_factory=list)
+    joined: list[dict] = field(default_factory=list)     # rows that only join (WFSS direct images)
+    extra_members: list[dict] = field(default_factory=list)
     sequence: int = 1
     version_id: str | None = None
 
@@ -92,27 +97,50 @@ class Association:
             stem = Path(science[0]["filename"]).name
             stem = stem.rsplit(".", 1)[0] if "." in stem else stem
             return re.sub(r"_[a-z0-9]+$", "", stem) if "_" in stem else stem
-        target = self.target
-        instrument = "-".join(self._values("instrume"))
+        base = self._level3_name()
+        return self.rule.product(self, base) if self.rule.product else base
+
+    def found(self, name: str) -> list[str]:
+        """The values the members gave to the rule's constraint ``name`` (jwst's found_values)."""
+        keys = [k for k in self.rule.same if k.name == name]
+        vals: list[str] = []
+        for k in keys:
+            for r in self.rows:
+                v = k.of(r)
+                if v is not None and v not in vals:
+                    vals.append(v)
+        return vals
+
+    def opt_element(self) -> str:
         elems = []
-        for sources in (("filter",), ("pupil", "grating")):
-            vals = sorted(self._values(*sources), key=str.lower)
+        for name in ("opt_elem", "opt_elem2"):
+            vals = sorted(self.found(name), key=str.lower)
             if vals:
                 elems.append("-".join(vals))
         elems.sort(key=str.lower)
-        opt = "-".join(elems) or "clear"
-        slits = "-".join(sorted(self._values("fxd_slit"), key=str.lower))
-        sub = "-".join(self._values("subarray"))
+        return "-".join(elems) or "clear"
+
+    def _level3_name(self, opt: str | None = None) -> str:
+        """``jw<program>-<acid>_<target>_<instrument>_<optical elements>[-<slit>][-<subarray>]``."""
+        instrument = "-".join(self.found("instrument"))
+        opt = self.opt_element() if opt is None else opt
+        slits = []
+        for name in ("fxd_slit", "fxd_slit2"):
+            v = "-".join(sorted(self.found(name), key=str.lower))
+            if v and v not in slits:
+                slits.append(v)
+        slit = "-".join(sorted(slits, key=str.lower))
+        sub = "-".join(self.found("subarray"))
         sub = "" if sub in ("", "full") else "-" + sub
-        slit = f"-{slits}" if slits else ""
+        slit = f"-{slit}" if slit else ""
+        target = f"t{'-'.join(self.found('target')):0>3s}"
         return f"jw{self.program}-{self.acid}_{target}_{instrument}_{opt}{slit}{sub}".lower()
 
     @property
     def target(self) -> str:
         if self.rule.level == 2:
             return self.rows[0]["targetid"]
-        tid = "-".join(self._values("targetid"))
-        return f"t{tid:0>3s}"
+        return f"t{'-'.join(self.found('target')):0>3s}"
 
     # -- members --------------------------------------------------------------------------
     def member_type(self, row: dict) -> str:
@@ -138,16 +166,31 @@ class Association:
 
     def members(self) -> list[dict]:
         out = []
-        for row in [*self.rows, *self.acquisitions]:
+        for row in [*self.rows, *self.acquisitions]:  # rows that only joined are replaced by finalize
             member = {"expname": self.member_name(row), "exptype": self.member_type(row),
-                      "exposerr": row.get("exposerr") or None}
+                      "exposerr": row.get("exposerr")}
             if self.rule.level == 3:
+                # generated for one candidate, a member carries just that candidate (as in jwst)
                 member["asn_candidate"] = row["asn_candidate"]
             out.append(member)
-        return out
+        return out + [dict(m) for m in self.extra_members]
 
     def has_science(self) -> bool:
         return any(self.member_type(r) == "science" for r in self.rows)
+
+    def is_valid(self) -> bool:
+        """jwst's validity checks: a science member; level 2 only for observation candidates
+        (or background ones with a background member); the rule's own check."""
+        if not self.has_science() or len(self.rows) < self.rule.min_members:
+            return False
+        if self.rule.level == 2 and not (
+            self.ctype == "observation"
+            or (self.ctype == "background" and any(self.member_type(r) == "background" for r in self.rows))
+        ):
+            return False
+        if self.rule.level == 3 and self.ctype in MULTI_OBS_TYPES and len({r.get("obs_num") for r in self.rows}) <= 1:
+            return False
+        return self.rule.finalize is None or self.rule.finalize(self)
 
     def membership(self) -> frozenset:
         return frozenset((m["expname"], m["exptype"]) for m in self.members())
@@ -156,14 +199,14 @@ class Association:
     def constraints_text(self) -> str:
         lines = []
         for key in self.rule.same:
-            vals = self._values(*key.sources)
+            vals = list(dict.fromkeys(v for v in map(key.of, self.rows) if v is not None))
             lines.append(f"{key.name}: {'|'.join(vals) if vals else None} (from {', '.join(key.sources)})")
         lines.append(f"asn_candidate: {self.acid}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         members = self.members()
-        degraded = DEGRADED_NOTOK if any(m["exposerr"] not in (None, "", "null") for m in members) else DEGRADED_OK
+        degraded = DEGRADED_NOTOK if any(m.get("exposerr") is not None and m["exposerr"] not in EMPTY_VALUES for m in members) else DEGRADED_OK
         data = {
             "asn_type": self.asn_type,
             "asn_rule": f"{self.ruleset}_{self.rule.name}",
@@ -200,27 +243,36 @@ def parse_candidates(text: str, pool: Pool, lineno: int) -> list[tuple[str, str]
         raise InputFileError(pool.path, f"row {lineno}: cannot parse ASN_CANDIDATE {text!r}") from None
 
 
-def _group(rule: Rule, rows: list[dict], acid: str, ruleset: str, pool: Pool,
-           version_id: str | None) -> list[Association]:
-    """Sort the rows a rule accepts into associations by the rule's constraint keys."""
-    groups: dict[tuple, Association] = {}
+def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, pool: Pool,
+           version_id: str | None) -> list[tuple[int, Association]]:
+    """Sort the rows a rule accepts into associations by the rule's constraint keys; each
+    association comes with the position of the row that opened it."""
+    if (rule.candidate_types is not None and ctype not in rule.candidate_types) or ctype in rule.not_candidate_types:
+        return []
+    groups: dict[tuple, list[Association]] = defaultdict(list)
     made: list[Association] = []
-    for row in rows:
-        if not rule.accepts(row):
+    opened: list[int] = []
+    joiners: list[tuple[tuple, dict]] = []
+    for pos, row in enumerate(rows):
+        joins = rule.joins is not None and rule.joins(row)
+        if not joins and not rule.accepts(row):
             continue
-        key = []
-        for k in rule.same:
-            v = value(row, *k.sources)
-            if v is None and k.required:
-                break
-            key.append(v)
-        else:
-            asn = None if rule.single_science else groups.get(tuple(key))
-            if asn is None:
-                asn = Association(rule, ruleset, acid, pool.name, version_id=version_id)
-                groups[tuple(key)] = asn
-                made.append(asn)
-            asn.rows.append(row)
+        key = rule.key(row)
+        if key is None:
+            continue
+        if joins:
+            joiners.append((key, row))
+            continue
+        asn = None if rule.single_science or not groups[key] else groups[key][0]
+        if asn is None:
+            asn = Association(rule, ruleset, acid, ctype, pool.name, version_id=version_id)
+            groups[key].append(asn)
+            made.append(asn)
+            opened.append(pos)
+        asn.rows.append(row)
+    for key, row in joiners:
+        for asn in groups.get(key, ()):
+            asn.joined.append(row)
     if rule.with_acquisitions and made:
         acqs = [r for r in rows if exposure_type(r) == "target_acquisition"]
         for asn in made:
@@ -231,7 +283,7 @@ def _group(rule: Rule, rows: list[dict], acid: str, ruleset: str, pool: Pool,
                 if r.get("obs_num") in obs and r["program"] == prog and value(r, "tsovisit") == tso
                 and value(r, "is_imprt") is None
             ]
-    return made
+    return list(zip(opened, made))
 
 
 def _prune(asns: list[Association]) -> list[Association]:
@@ -243,9 +295,9 @@ def _prune(asns: list[Association]) -> list[Association]:
     while ordered:
         asn = ordered.pop()
         members = asn.membership()
-        if (asn.asn_type, members) in seen:
+        if members in seen:
             continue
-        seen.add((asn.asn_type, members))
+        seen.add(members)
         kept.append(asn)
     by_product: dict[str, list[Association]] = defaultdict(list)
     for asn in kept:
@@ -299,40 +351,36 @@ def generate(pool: Pool, rules: tuple[Rule, ...] = RULES, candidate_ids: list[st
             cands = parsed[text] = parse_candidates(text, pool, n)
         for cid, ctype in cands:
             by_ctype.setdefault(ctype, {})[cid] = None
-            if not rows_of[cid] or rows_of[cid][-1] is not row:
-                rows_of[cid].append(row)
+            if not rows_of[cid] or rows_of[cid][-1]["filename"] is not row["filename"]:
+                # generating for one candidate, a row carries just that candidate (as in jwst)
+                rows_of[cid].append({**row, "asn_candidate": f"[('{cid}', '{ctype}')]"})
     order = [(cid, ctype) for ctype, ids in by_ctype.items() for cid in ids]
     if candidate_ids is not None:
         order = [(cid, ct) for want in candidate_ids for cid, ct in order if cid == want]
 
     associations: list[Association] = []
+
+    def run(rows, acid, ctype, ruleset):
+        # jwst offers each row to every rule in turn: order what was opened the same way
+        made = []
+        for irule, rule in enumerate(rules):
+            made.extend((pos, irule, asn) for pos, asn in _group(rule, rows, acid, ctype, ruleset, pool, version_id))
+        associations.extend(asn for _, _, asn in sorted(made, key=lambda t: t[:2]))
+
     if candidate_ids is not None or all_candidates:
-        for cid, _ctype in order:
-            for rule in rules:
-                associations.extend(_group(rule, rows_of[cid], cid, "candidate", pool, version_id))
+        for cid, ctype in order:
+            run(rows_of[cid], cid, ctype, "candidate")
     if discover:
-        for rule in rules:
-            associations.extend(_group(rule, pool.rows, DISCOVERED_ID, "discover", pool, version_id))
+        run(pool.rows, DISCOVERED_ID, "discovered", "discover")
 
     # 2. finish: validity, then duplicates, then sequence, level 2 first
     finished: list[Association] = []
     for level in (2, 3):
-        asns = [a for a in associations if a.rule.level == level and a.has_science()]
-        if level == 3:
-            asns = [a for a in asns if not (a.acid.startswith("c") and _single_obs(a) and _multi_obs_type(a, by_ctype))]
+        asns = [a for a in associations if a.rule.level == level and a.is_valid()]
         asns = _prune(asns)
         _resequence(asns)
         finished.extend(asns)
     return finished
-
-
-def _single_obs(asn: Association) -> bool:
-    return len({r.get("obs_num") for r in asn.rows}) <= 1
-
-
-def _multi_obs_type(asn: Association, by_ctype: dict) -> bool:
-    """Group, background and mosaic candidates need exposures from several observations."""
-    return any(asn.acid in by_ctype.get(t, {}) for t in ("group", "background", "mosaic"))
 
 
 def write_associations(asns: list[Association], output_dir) -> list[Path]:

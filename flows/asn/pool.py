@@ -75,11 +75,12 @@ def read_pool(path, delimiter: str = "|", check_members: bool = True) -> Pool:
             raise InputFileError(
                 path, f"line {n}: cannot parse row: {len(cells)} fields, the header has {len(columns)}"
             )
-        cells = [c.strip() for c in cells]
+        # values are compared case-blind, as jwst does (it lower-cases the pool on reading)
+        cells = [c.strip().lower() for c in cells]
         fname = cells[ifile]
         if not fname:
             raise InputFileError(path, f"line {n}: empty FILENAME")
-        if fname in seen:
+        if fname in seen and fname.endswith(".fits"):
             raise InputFileError(path, f"line {n}: duplicate FILENAME {fname!r} (first on line {seen[fname]})")
         seen[fname] = n
         if check_members and (Path(fname).is_absolute() or ".." in Path(fname).parts):

@@ -67,11 +67,26 @@ def is_tso(row: dict) -> bool:
 @dataclass(frozen=True)
 class Key:
     """Members must share the first given value of ``sources`` (absent counts as a value
-    of its own, unless ``required``, where a row without it is refused)."""
+    of its own, unless ``required``, where a row without it is refused). ``get`` computes
+    the value instead, when it is not a plain column."""
 
     name: str
     sources: tuple[str, ...]
     required: bool = True
+    get: Callable[[dict], str | None] | None = None
+
+    def of(self, row: dict):
+        return self.get(row) if self.get is not None else value(row, *self.sources)
+
+
+_DIRECT_IMAGE_CANDIDATE = re.compile(r"\[\('c\d{4}', 'direct_image'\)\]")
+
+
+def target_of(row: dict) -> str | None:
+    """The target a row counts for: 000 for a direct-image candidate, else its TARGETID."""
+    if _DIRECT_IMAGE_CANDIDATE.fullmatch(row.get("asn_candidate", "")):
+        return "000"
+    return value(row, "targetid")
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,22 @@ class Rule:
     single_science: bool = False     # level 2: one science exposure per association
     description: str = ""
     with_acquisitions: bool = False  # level 3: the observation's target acquisitions join
+    candidate_types: tuple[str, ...] | None = None  # only for candidates of these types
+    not_candidate_types: tuple[str, ...] = ()        # never for candidates of these types
+    min_members: int = 1                              # fewer members: no association
+    product: Callable | None = None                   # product name, when not the level's default
+    joins: Callable[[dict], bool] | None = None       # rows that join matching associations, never open one
+    finalize: Callable | None = None                  # last check/completion of an association: False drops it
+
+    def key(self, row: dict) -> tuple | None:
+        """The row's values of the rule's constraint keys (None: a required one is missing)."""
+        out = []
+        for k in self.same:
+            v = k.of(row)
+            if v is None and k.required:
+                return None
+            out.append(v)
+        return tuple(out)
     extra: dict = field(default_factory=dict)
 
 
@@ -106,7 +137,7 @@ OPTICAL_PATH = (
     Key("fxd_slit", ("fxd_slit",), required=False),
     Key("subarray", ("subarray",)),
 )
-TARGET = Key("target", ("targetid",))
+TARGET = Key("target", ("targetid",), get=target_of)
 EXP_TYPE = Key("exp_type", ("exp_type",))
 VISITYPE = Key("wfsvisit", ("visitype",), required=False)
 
@@ -133,6 +164,85 @@ def _lv2_image_nonscience(row):
     )
 
 
+def _wfsc_visit(row) -> bool:
+    return bool(re.fullmatch(r".+wfsc.+", value(row, "visitype") or ""))
+
+
+def _lv2_wfsc(row):
+    return (value(row, "exp_type") in IMAGE2_SCIENCE and exposure_type(row) in ("science", "psf")
+            and _wfsc_visit(row)
+            and not (value(row, "dms_note") == "wfsc_los_jitter" and value(row, "exp_type") == "nrc_image"))
+
+
+def _lv3_wfscmb(row):
+    return (value(row, "exp_type") in IMAGE3_SCIENCE and value(row, "patttype") == "wfsc"
+            and value(row, "dms_note") != "wfsc_los_jitter" and value(row, "is_imprt") is None)
+
+
+def _wfscmb_product(asn, base: str) -> str:
+    """Combined wavefront image: ``<level-3 name>-<detector>_{suffix}-<activity>``."""
+    row = asn.rows[0]
+    return f"{base}-{value(row, 'detector')}_{{suffix}}-{value(row, 'act_id'):0>2s}".lower()
+
+
+def _closest_direct(science: dict, directs: list[dict]) -> dict:
+    """The direct image taken next after the science exposure (by EXPSPCIN), else the first."""
+    closest = directs[0]
+    try:
+        sci = int(value(science, "expspcin"))
+    except (TypeError, ValueError):
+        return closest
+    best = 9999
+    for d in directs:
+        try:
+            diff = int(value(d, "expspcin")) - sci
+        except (TypeError, ValueError):
+            continue
+        if 0 < diff < best:
+            best, closest = diff, d
+    return closest
+
+
+def _wfss_catalog(asn) -> bool:
+    """A WFSS spectrum needs a direct image: its level-3 mosaic, source catalogue and
+    segmentation map become members (no direct image, no association)."""
+    if not asn.joined:
+        return False
+    direct = _closest_direct(asn.rows[0], asn.joined)
+    if value(direct, "instrume") == "miri":
+        elems = [v for v in [direct.get("filter")] if v is not None]
+    else:
+        elems = [v for v in (value(direct, "filter", "band"), value(direct, "pupil", "grating")) if v]
+    opt = "-".join(sorted(elems, key=str.lower)) or "clear"
+    root = asn._level3_name(opt)
+    asn.extra_members = [
+        {"expname": f"{root}_i2d.fits", "exptype": "direct_image"},
+        {"expname": f"{root}_cat.ecsv", "exptype": "sourcecat"},
+        {"expname": f"{root}_segm.fits", "exptype": "segmap"},
+    ]
+    return True
+
+
+def _lv2_wfss(grism_type: str, image_type: str, keys: tuple[Key, ...]) -> dict:
+    return dict(
+        accepts=lambda r: value(r, "exp_type") == grism_type and exposure_type(r) == "science",
+        joins=lambda r: value(r, "exp_type") == image_type and exposure_type(r) == "science",
+        same=(PROGRAM, IS_TSO, Key("target", ("targetid",), get=target_of), INSTRUMENT, *keys),
+        single_science=True, finalize=_wfss_catalog,
+    )
+
+
+def _lv3_wfss(grism_type: str, grisms: tuple[str, ...] | None, grism_col: str, other_col: str | None):
+    def accepts(r):
+        return (value(r, "exp_type") == grism_type and value(r, "is_imprt") is None
+                and (grisms is None or value(r, grism_col) in grisms))
+    keys = [Key("opt_elem", (grism_col,))]
+    if other_col:
+        keys.append(Key("opt_elem2", (other_col,)))
+    return dict(accepts=accepts, same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, EXP_TYPE, *keys),
+                with_acquisitions=True)
+
+
 def _lv3_image(row):
     return (value(row, "exp_type") in IMAGE3_SCIENCE
             and value(row, "bkgdtarg") is None and not is_tso(row)
@@ -152,9 +262,40 @@ RULES: tuple[Rule, ...] = (
         description="Level-2b non-science image such as a target acquisition: one exposure.",
     ),
     Rule(
+        "Asn_Lv2WFSC", 2, "image2", _lv2_wfsc,
+        same=(PROGRAM, IS_TSO, Key("wfsc", ("visitype",))), single_science=True,
+        description="Level-2b wavefront sensing and control image: one science exposure (no LOS-jitter NIRCam images).",
+    ),
+    Rule("Asn_Lv2WFSSMIR", 2, "spec2", **_lv2_wfss("mir_wfss", "mir_image", (Key("detector", ("detector",)),)),
+         description="Level-2b MIRI WFSS: one grism exposure, with the catalogue of its direct image."),
+    Rule("Asn_Lv2WFSSNIS", 2, "spec2", **_lv2_wfss("nis_wfss", "nis_image", (
+        Key("pupil", ("pupil",)), Key("subarray", ("subarray",)))),
+         description="Level-2b NIRISS WFSS: one grism exposure, with the catalogue of its direct image."),
+    Rule("Asn_Lv2WFSSNRC", 2, "spec2", **_lv2_wfss("nrc_wfss", "nrc_image", (Key("detector", ("detector",)),)),
+         description="Level-2b NIRCam WFSS: one grism exposure, with the catalogue of its direct image."),
+    Rule(
         "Asn_Lv3Image", 3, "image3", _lv3_image,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE, VISITYPE),
         with_acquisitions=True,
         description="Level-3 science image, non-TSO, non-WFS&C: a mosaic per optical path and target.",
     ),
+    Rule(
+        "Asn_Lv3ImageMosaic", 3, "image3", _lv3_image,
+        same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, EXP_TYPE, VISITYPE),
+        with_acquisitions=True, candidate_types=("mosaic",),
+        description="Level-3 image mosaic: the tiles of a mosaic candidate in one product, whatever their target.",
+    ),
+    Rule(
+        "Asn_Lv3WFSCMB", 3, "wfs-image3", _lv3_wfscmb,
+        same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE,
+              Key("detector", ("detector",)), Key("obs_id", ("obs_id",)), Key("act_id", ("act_id",))),
+        not_candidate_types=("group",), min_members=2, product=_wfscmb_product,
+        description="Level-3 wavefront sensing: a pair of images of one activity on one detector, combined.",
+    ),
+    Rule("Asn_Lv3WFSSMIR", 3, "spec3", **_lv3_wfss("mir_wfss", ("p750l",), "filter", None),
+         description="Level-3 MIRI WFSS: the P750L grism exposures of a target."),
+    Rule("Asn_Lv3WFSSNIS", 3, "spec3", **_lv3_wfss("nis_wfss", ("gr150r", "gr150c"), "filter", "pupil"),
+         description="Level-3 NIRISS WFSS: the exposures of one grism and blocking filter on a target."),
+    Rule("Asn_Lv3WFSSNRC", 3, "spec3", **_lv3_wfss("nrc_wfss", ("grismr", "grismc"), "pupil", "filter"),
+         description="Level-3 NIRCam WFSS: the exposures of one grism and filter on a target."),
 )
