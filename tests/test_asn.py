@@ -28,7 +28,13 @@ MATCHING = [
     "pool_002_image_miri",
     "pool_003_image_nircam",
     "pool_004_wfs",
+    "pool_005_spec_niriss",          # SOSS time series with target acquisitions
+    "pool_007_spec_miri",            # MRS, LRS with TA confirmation, discovered MRS
+    "pool_008_exposerr",             # degraded exposures
+    "pool_019_niriss_wfss",
     "pool_020_00009_image_miri",
+    "pool_021_tso",
+    "pool_033_wfs_jitter",           # real program: WFS&C with line-of-sight jitter
 ]
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from ... import __version__ as _webbflow_version
 from ...errors import InputFileError
 from .pool import EMPTY as EMPTY_VALUES, Pool, value
-from .rules import RULES, Rule, exposure_type, is_tso, target_of
+from .rules import IMAGE2_NONSCIENCE, RULES, Rule, exposure_type, is_tso, target_of
 
 DEGRADED_OK = "No known degraded exposures in association."
 DEGRADED_NOTOK = (
@@ -38,7 +38,7 @@ DEGRADED_NOTOK = (
 DISCOVERED_ID = "a3001"
 # candidate types whose level-3 associations need exposures from more than one observation
 MULTI_OBS_TYPES = ("group", "background", "mosaic")
-LEVEL2B_EXPTYPES = frozenset({
+LEVEL2B_EXPTYPES = IMAGE2_NONSCIENCE | frozenset({
     "fgs_image", "mir_4qpm", "mir_image", "mir_lyot", "nis_ami", "nis_image", "nrc_coron",
     "nrc_image", "nrs_mimf", "nrc_tsimage",
     "mir_lrs-fixedslit", "mir_lrs-slitless", "mir_mrs", "mir_wfss", "nis_soss", "nis_wfss",
@@ -60,6 +60,7 @@ class Association:
     acquisitions: list[dict] = field(default_factory=list)
     joined: list[dict] = field(default_factory=list)     # rows that only join (WFSS direct images)
     extra_members: list[dict] = field(default_factory=list)
+    positions: dict[int, int] = field(default_factory=dict, repr=False)  # id(row) -> place in the pass
     sequence: int = 1
     version_id: str | None = None
 
@@ -166,7 +167,7 @@ class Association:
 
     def members(self) -> list[dict]:
         out = []
-        for row in [*self.rows, *self.acquisitions]:  # rows that only joined are replaced by finalize
+        for row in self.member_rows():
             member = {"expname": self.member_name(row), "exptype": self.member_type(row),
                       "exposerr": row.get("exposerr")}
             if self.rule.level == 3:
@@ -174,6 +175,18 @@ class Association:
                 member["asn_candidate"] = row["asn_candidate"]
             out.append(member)
         return out + [dict(m) for m in self.extra_members]
+
+    def member_rows(self) -> list[dict]:
+        """Members in jwst's order: rows met after the association opened, in pool order,
+        then the ones met before it (jwst offers those again at the end of its pass)."""
+        extra = self.joined + self.acquisitions
+        if not extra or not self.positions:
+            return [*self.rows, *extra]
+        pos = self.positions
+        start = pos.get(id(self.rows[0]), 0)
+        everyone = sorted(self.rows + extra, key=lambda r: pos.get(id(r), 0))
+        return ([r for r in everyone if pos.get(id(r), 0) >= start]
+                + [r for r in everyone if pos.get(id(r), 0) < start])
 
     def has_science(self) -> bool:
         return any(self.member_type(r) == "science" for r in self.rows)
@@ -252,16 +265,17 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
     groups: dict[tuple, list[Association]] = defaultdict(list)
     made: list[Association] = []
     opened: list[int] = []
-    joiners: list[tuple[tuple, dict]] = []
+    joiners: list[tuple[dict, tuple]] = []
+    every = tuple(k.name for k in rule.same)
     for pos, row in enumerate(rows):
-        joins = rule.joins is not None and rule.joins(row)
-        if not joins and not rule.accepts(row):
+        joins = rule.joins(row) if rule.joins is not None else None
+        if joins:
+            joiners.append((row, every if joins is True else joins))
+            continue
+        if not rule.accepts(row):
             continue
         key = rule.key(row)
         if key is None:
-            continue
-        if joins:
-            joiners.append((key, row))
             continue
         asn = None if rule.single_science or not groups[key] else groups[key][0]
         if asn is None:
@@ -270,8 +284,24 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
             made.append(asn)
             opened.append(pos)
         asn.rows.append(row)
-    for key, row in joiners:
-        for asn in groups.get(key, ()):
+    by_subset: dict[tuple, dict] = {}
+    for row, names in joiners:
+        # a joining row matches on the keys it names; a missing optional value matches any
+        idx = tuple(i for i, k in enumerate(rule.same) if k.name in names)
+        if idx not in by_subset:
+            sub: dict[tuple, list] = defaultdict(list)
+            for key, asns in groups.items():
+                sub[tuple(key[i] for i in idx)].extend(asns)
+            by_subset[idx] = sub
+        want = tuple(rule.same[i].of(row) for i in idx)
+        if any(w is None and rule.same[i].required for w, i in zip(want, idx)):
+            continue
+        if None in want:
+            hits = [a for k, asns in by_subset[idx].items() for a in asns
+                    if all(w is None or w == v for w, v in zip(want, k))]
+        else:
+            hits = by_subset[idx].get(want, ())
+        for asn in hits:
             asn.joined.append(row)
     if rule.with_acquisitions and made:
         acqs = [r for r in rows if exposure_type(r) == "target_acquisition"]
@@ -280,9 +310,13 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
             prog, tso = asn.rows[0]["program"], value(asn.rows[0], "tsovisit")
             asn.acquisitions = [
                 r for r in acqs
-                if r.get("obs_num") in obs and r["program"] == prog and value(r, "tsovisit") == tso
+                if r.get("obs_num") in obs and r["program"] == prog and value(r, "tsovisit") in (None, tso)
                 and value(r, "is_imprt") is None
             ]
+    if made and (joiners or rule.with_acquisitions):
+        positions = {id(r): i for i, r in enumerate(rows)}
+        for asn in made:
+            asn.positions = positions
     return list(zip(opened, made))
 
 

@@ -27,6 +27,10 @@ IMAGE2_SCIENCE = frozenset({
 })
 IMAGE2_NONSCIENCE = frozenset({"mir_coroncal", "nis_focus", "nrc_focus", "nrs_focus", "nrs_image"}) | ACQ_EXP_TYPES
 IMAGE3_SCIENCE = frozenset({"nrc_image", "mir_image", "nis_image", "fgs_image", "nrs_mimf"})
+SPEC2_SCIENCE = frozenset({
+    "mir_lrs-fixedslit", "mir_lrs-slitless", "mir_mrs", "mir_wfss", "nis_soss", "nis_wfss", "nrc_tsgrism",
+    "nrc_wfss", "nrs_fixedslit", "nrs_ifu", "nrs_msaspec", "nrs_brightobj",
+})
 TSO_EXP_TYPES = frozenset({"nrc_tsimage", "nrc_tsgrism", "nrs_brightobj"})
 
 # exp_type -> member exposure type for non-science pointings and calibrations
@@ -103,7 +107,9 @@ class Rule:
     not_candidate_types: tuple[str, ...] = ()        # never for candidates of these types
     min_members: int = 1                              # fewer members: no association
     product: Callable | None = None                   # product name, when not the level's default
-    joins: Callable[[dict], bool] | None = None       # rows that join matching associations, never open one
+    # rows that join the associations they match, never opening one: True (match on every
+    # key) or the names of the keys to match on
+    joins: Callable[[dict], bool | tuple[str, ...]] | None = None
     finalize: Callable | None = None                  # last check/completion of an association: False drops it
 
     def key(self, row: dict) -> tuple | None:
@@ -145,8 +151,60 @@ _WFSC = re.compile(r".*wfsc.*")
 
 
 def _mode_allowed(row: dict) -> bool:
-    """Exposures that no level-2b mode takes (NIRSpec with the opaque filter)."""
-    return not (value(row, "detector") == "nirspec" and value(row, "filter") == "opaque")
+    """Exposures no level-2b mode takes: NIRSpec with the opaque filter, NIRCam grism
+    time series on NRCBLONG, wavefront-sensing visits."""
+    return not (
+        (value(row, "detector") == "nirspec" and value(row, "filter") == "opaque")
+        or (value(row, "detector") == "nrcblong" and value(row, "exp_type") == "nrc_tsgrism")
+        or re.fullmatch(r".+wfsc.+", value(row, "visitype") or "")
+    )
+
+
+# NIRSpec fixed-slit light paths that reach each detector: (slit, grating, filter) -> detectors,
+# where slit "a" stands for every A slit
+_NRS_FS_PATHS = {
+    ("a", "prism", "clear"): "nrs1", ("a", "g395h", "f290lp"): "nrs1 nrs2",
+    ("a", "g235h", "f170lp"): "nrs1 nrs2", ("a", "g140h", "f100lp"): "nrs1 nrs2",
+    ("a", "g140h", "f070lp"): "nrs1", ("a", "g395m", "f290lp"): "nrs1", ("a", "g235m", "f170lp"): "nrs1",
+    ("a", "g140m", "f100lp"): "nrs1", ("a", "g140m", "f070lp"): "nrs1",
+    ("s200b1", "prism", "clear"): "nrs2", ("s200b1", "g395h", "f290lp"): "nrs2",
+    ("s200b1", "g235h", "f170lp"): "nrs2", ("s200b1", "g140h", "f100lp"): "nrs2",
+    ("s200b1", "g140h", "f070lp"): "nrs1 nrs2", ("s200b1", "g395m", "f290lp"): "nrs2",
+    ("s200b1", "g235m", "f170lp"): "nrs2", ("s200b1", "g140m", "f100lp"): "nrs2",
+    ("s200b1", "g140m", "f070lp"): "nrs1 nrs2",
+}
+# NIRSpec IFU: (grating, filter) -> detectors the spectra reach
+_NRS_IFU_PATHS = {
+    ("prism", "clear"): "nrs1", ("g140m", "f070lp"): "nrs1", ("g140m", "f100lp"): "nrs1",
+    ("g235m", "f170lp"): "nrs1", ("g395m", "f290lp"): "nrs1", ("g140h", "f070lp"): "nrs1",
+    ("g140h", "f100lp"): "nrs1 nrs2", ("g235h", "f170lp"): "nrs1 nrs2", ("g395h", "f290lp"): "nrs1 nrs2",
+}
+NIS_SOSS_UNCALIBRATED = frozenset({"f277w"})
+
+
+def nrs_fs_on_detector(row: dict) -> bool:
+    """Does this fixed-slit setting put light on the exposure's detector?"""
+    det, filt, grat, slit = (value(row, c) for c in ("detector", "filter", "grating", "fxd_slit"))
+    if None in (det, filt, grat, slit):
+        return False
+    return det in _NRS_FS_PATHS.get(("s200b1" if slit == "s200b1" else "a", grat, filt), "").split()
+
+
+def nrs_ifu_on_detector(row: dict) -> bool:
+    """Does this IFU setting put light on the exposure's detector? (True for non-IFU exposures)"""
+    if value(row, "exp_type") != "nrs_ifu":
+        return True
+    det, filt, grat = (value(row, c) for c in ("detector", "filter", "grating"))
+    if None in (det, filt, grat):
+        return False
+    return det in _NRS_IFU_PATHS.get((grat, filt), "").split()
+
+
+def soss_calibrated(row: dict) -> bool:
+    """NIRISS SOSS with a filter that has calibrations (True for other exposures)."""
+    if value(row, "exp_type") != "nis_soss":
+        return True
+    return value(row, "filter") not in (None, *NIS_SOSS_UNCALIBRATED)
 
 
 def _lv2_image_science(row):
@@ -209,6 +267,7 @@ def _wfss_catalog(asn) -> bool:
     if not asn.joined:
         return False
     direct = _closest_direct(asn.rows[0], asn.joined)
+    asn.joined = []  # the direct images are replaced by their level-3 products
     if value(direct, "instrume") == "miri":
         elems = [v for v in [direct.get("filter")] if v is not None]
     else:
@@ -243,6 +302,120 @@ def _lv3_wfss(grism_type: str, grisms: tuple[str, ...] | None, grism_col: str, o
                 with_acquisitions=True)
 
 
+def _lv2_image_tso(row):
+    return (value(row, "exp_type") in IMAGE2_SCIENCE and is_tso(row) and _mode_allowed(row)
+            and exposure_type(row) in ("science", "psf"))
+
+
+def _lv2_spec_tso(row):
+    et = value(row, "exp_type")
+    return (
+        et in SPEC2_SCIENCE - {"nrs_msaspec", "nrs_fixedslit", "mir_lrs-slitless", "mir_lrs-fixedslit"}
+        and is_tso(row) and _mode_allowed(row) and exposure_type(row) in ("science", "psf")
+        and not (et == "nrc_tsgrism" and value(row, "pupil") == "clear")
+        and not (et == "nrs_brightobj" and not nrs_fs_on_detector(row))
+        and soss_calibrated(row)
+    )
+
+
+_DHS_SUBARRAYS = frozenset({"sub260stripe4_dhs", "sub41stripe1_dhs", "sub82stripe2_dhs", "sub164stripe4_dhs"})
+
+
+def _lv3_tso(row):
+    et = value(row, "exp_type")
+    return (
+        is_tso(row) and et is not None and value(row, "is_imprt") is None
+        and et not in ("mir_mrs", "mir_flatmrs", "nrs_autowave", "nrs_ifu")
+        and not (et == "nrc_tsgrism" and (value(row, "pupil") in ("clear", "gdhs0", "gdhs60")
+                                          or value(row, "detector") == "nrcblong"))
+        and value(row, "subarray") not in _DHS_SUBARRAYS
+        and not (et == "nis_soss" and (value(row, "nints") == "1" or not soss_calibrated(row)))
+        and not (et == "nrs_brightobj" and not nrs_fs_on_detector(row))
+    )
+
+
+_NOD_PATTERNS = ("2-point-nod", "4-point-nod", "along-slit-nod")
+_LV2SPEC_TYPES = SPEC2_SCIENCE - {"nis_wfss", "nrc_wfss", "nrs_fixedslit", "nrs_msaspec", "mir_lrs-slitless",
+                                  "mir_lrs-fixedslit"}
+_MODE_NAMES = ("program", "is_tso", *(k.name for k in MODE))
+
+
+def _lv2_spec_common(row):
+    return (value(row, "exp_type") in _LV2SPEC_TYPES and not is_tso(row) and _mode_allowed(row)
+            and value(row, "patttype") not in _NOD_PATTERNS and nrs_ifu_on_detector(row))
+
+
+def _lv2_spec(row):
+    return _lv2_spec_common(row) and exposure_type(row) in ("science", "psf")
+
+
+def _lv2_spec_joins(row):
+    """Backgrounds join on the mode; imprints also on the mosaic tile."""
+    if not _lv2_spec_common(row):
+        return None
+    kind = exposure_type(row)
+    if kind == "background":
+        return _MODE_NAMES
+    if kind == "imprint":
+        return (*_MODE_NAMES, "mostilno")
+    return None
+
+
+def prune_imprints(asn) -> bool:
+    """Keep the imprints that fit the science: of the science's kind (background or not),
+    of its target when any is, and of its dither position when there are more imprints than science."""
+    science = [r for r in asn.rows if asn.member_type(r) == "science"]
+    is_bkg = any(r.get("bkgdtarg") == "t" for r in science)
+    imprints = [r for r in asn.joined if exposure_type(r) == "imprint" and "targetid" in r and "bkgdtarg" in r]
+    check = [r for r in imprints if (r.get("bkgdtarg") == "t") == is_bkg]
+    targets = {r.get("targetid") for r in science if "targetid" in r and "bkgdtarg" in r}
+    matching = [r for r in check if r["targetid"] in targets]
+    drop = []
+    if matching:
+        drop = [r for r in check if r not in matching]
+        check = matching
+    if 1 <= len(science) < len(check):
+        keep = {id(i) for s in science if "dithptin" in s for i in check
+                if "dithptin" in i and i["dithptin"] == s["dithptin"]}
+        if keep:
+            drop += [r for r in check if id(r) not in keep]
+    asn.joined = [r for r in asn.joined if all(r is not d for d in drop)]
+    return True
+
+
+_LRS = ("mir_lrs-slitless", "mir_lrs-fixedslit")
+
+
+def _lrs_science(row):
+    return value(row, "exp_type") in _LRS and exposure_type(row) in ("science", "psf")
+
+
+def _lrs_joins(row):
+    """An LRS background joins on the mode; the target-acquisition confirmation on the observation."""
+    if value(row, "exp_type") in _LRS and exposure_type(row) == "background" and not is_tso(row):
+        return _MODE_NAMES
+    if value(row, "exp_type") == "mir_taconfirm":
+        return ("program", "is_tso", "obs_id")
+    return None
+
+
+def _noopt_product(asn, base: str) -> str:
+    """MRS products cover every channel and band: no optical element in the name."""
+    return f"jw{asn.program}-{asn.acid}_{asn.target}_{'-'.join(asn.found('instrument'))}".lower()
+
+
+def _lv3_mrs(row):
+    return (value(row, "exp_type") == "mir_mrs" and not is_tso(row) and value(row, "is_imprt") is None
+            and exposure_type(row) != "background")
+
+
+def _lv3_mrs_joins(row):
+    if (value(row, "exp_type") == "mir_mrs" and not is_tso(row) and value(row, "is_imprt") is None
+            and exposure_type(row) == "background"):
+        return ("program", "is_tso", "instrument", "exp_type")
+    return None
+
+
 def _lv3_image(row):
     return (value(row, "exp_type") in IMAGE3_SCIENCE
             and value(row, "bkgdtarg") is None and not is_tso(row)
@@ -262,6 +435,22 @@ RULES: tuple[Rule, ...] = (
         description="Level-2b non-science image such as a target acquisition: one exposure.",
     ),
     Rule(
+        "Asn_Lv2ImageTSO", 2, "tso-image2", _lv2_image_tso,
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True,
+        description="Level-2b time-series image: one science exposure (calwebb_tso-image2).",
+    ),
+    Rule(
+        "Asn_Lv2Spec", 2, "spec2", _lv2_spec,
+        same=(PROGRAM, IS_TSO, *MODE, Key("mostilno", ("mostilno",))), single_science=True,
+        joins=_lv2_spec_joins, finalize=prune_imprints,
+        description="Level-2b spectrum (non-TSO, no nods): one science exposure with its backgrounds and imprints.",
+    ),
+    Rule(
+        "Asn_Lv2SpecTSO", 2, "tso-spec2", _lv2_spec_tso,
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True,
+        description="Level-2b time-series spectrum: one science exposure (calwebb_tso-spec2).",
+    ),
+    Rule(
         "Asn_Lv2WFSC", 2, "image2", _lv2_wfsc,
         same=(PROGRAM, IS_TSO, Key("wfsc", ("visitype",))), single_science=True,
         description="Level-2b wavefront sensing and control image: one science exposure (no LOS-jitter NIRCam images).",
@@ -274,6 +463,12 @@ RULES: tuple[Rule, ...] = (
     Rule("Asn_Lv2WFSSNRC", 2, "spec2", **_lv2_wfss("nrc_wfss", "nrc_image", (Key("detector", ("detector",)),)),
          description="Level-2b NIRCam WFSS: one grism exposure, with the catalogue of its direct image."),
     Rule(
+        "Asn_MIRLRSTAConfirm", 2, "spec2", _lrs_science,
+        same=(PROGRAM, IS_TSO, *MODE, Key("obs_id", ("obs_id",), required=False)), single_science=True,
+        joins=_lrs_joins,
+        description="Level-2b MIRI LRS: one science exposure with its backgrounds and target-acquisition confirmation.",
+    ),
+    Rule(
         "Asn_Lv3Image", 3, "image3", _lv3_image,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE, VISITYPE),
         with_acquisitions=True,
@@ -284,6 +479,18 @@ RULES: tuple[Rule, ...] = (
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, EXP_TYPE, VISITYPE),
         with_acquisitions=True, candidate_types=("mosaic",),
         description="Level-3 image mosaic: the tiles of a mosaic candidate in one product, whatever their target.",
+    ),
+    Rule(
+        "Asn_Lv3MIRMRS", 3, "spec3", _lv3_mrs,
+        same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, EXP_TYPE), joins=_lv3_mrs_joins,
+        with_acquisitions=True, product=_noopt_product,
+        description="Level-3 MIRI MRS: every channel and band of a target in one cube, with its backgrounds.",
+    ),
+    Rule(
+        "Asn_Lv3TSO", 3, "tso3", _lv3_tso,
+        same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE),
+        with_acquisitions=True, candidate_types=("observation",),
+        description="Level-3 time series: the exposures of one observation, one target and light path.",
     ),
     Rule(
         "Asn_Lv3WFSCMB", 3, "wfs-image3", _lv3_wfscmb,
