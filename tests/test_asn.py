@@ -140,3 +140,86 @@ def test_cli_writes_the_files_jwst_names(expanded, oracle, tmp_path):
     for p in tmp_path.glob("*_asn.json"):
         with p.open() as fh:
             load_asn(fh)
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_pool_from_real_headers_matches_mkpool(tmp_path):
+    from jwst.associations.mkpool import mkpool
+
+    from webbflow.flows.asn.mkpool import make_pool
+
+    files = sorted(str(p) for p in (SHARED_DATA / "real" / "nircam_coron_headers").glob("*.fits"))
+    assert len(files) == 3
+    theirs, ours = mkpool(files), make_pool(files)
+    assert ours.colnames == theirs.colnames
+    for col in theirs.colnames:
+        assert [str(v) for v in ours[col]] == [str(v) for v in theirs[col]], col
+    # and through the command line, written as jwst writes it
+    out = tmp_path / "pool.csv"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "pool", *files, "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    theirs.write(str(tmp_path / "jwst.csv"), format="ascii", delimiter="|")
+    assert out.read_text() == (tmp_path / "jwst.csv").read_text()
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("rule", ["DMS_Level3_Base", "DMSLevel2bBase"])
+def test_from_list_matches_asn_from_list(rule, tmp_path):
+    from jwst.associations import AssociationRegistry
+    from jwst.associations.asn_from_list import asn_from_list as jwst_from_list
+
+    from webbflow.flows.asn.fromlist import asn_from_list
+
+    files = ["jw01_a_cal.fits", "jw01_b_cal.fits"]
+    kind = AssociationRegistry(include_bases=True)[rule]
+    theirs = json.loads(jwst_from_list(files, rule=kind, product_name="my_mosaic").dump()[1])
+    ours = asn_from_list(files, product_name="my_mosaic", rule=rule)
+    assert _strip(ours) == _strip(theirs)
+    out = tmp_path / "asn.json"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "from-list", "-o", str(out), "-r", rule,
+                        "--product-name", "my_mosaic", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["products"] == theirs["products"]
+
+
+GOOD_POOL = """filename|program|exp_type|asn_candidate|instrume
+jw_00001_uncal.fits|99009|nrc_image|[('o001', 'observation')]|nircam
+jw_00002_uncal.fits|99009|nrc_image|[('o001', 'observation')]|nircam
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (GOOD_POOL.replace("exp_type|", "exptyp|"), "missing column 'EXP_TYPE'"),
+    (GOOD_POOL.replace("nircam\njw_00002", "nircam|extra\njw_00002"), "line 2: cannot parse row"),
+    (GOOD_POOL.replace("jw_00002", "jw_00001"), "line 3: duplicate FILENAME 'jw_00001_uncal.fits'"),
+    (GOOD_POOL.replace("jw_00002_uncal", "../elsewhere/jw_00002_uncal"), "line 3: member "),
+    (GOOD_POOL.replace("[('o001', 'observation')]|nircam\njw_00002", "[('o001', observation|nircam\njw_00002"),
+     "row 1: cannot parse ASN_CANDIDATE"),
+])
+def test_bad_pool_is_one_line_naming_file_and_place(text, expected, tmp_path):
+    pool = tmp_path / "bad_pool.csv"
+    pool.write_text(text)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "generate", str(pool), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"webbflow: error: {pool}:") and expected in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_good_pool_generates(tmp_path):
+    pool = tmp_path / "pool.csv"
+    pool.write_text(GOOD_POOL.replace("|instrume", "|instrume|detector|filter|targetid|subarray")
+                    .replace("|nircam", "|nircam|nrca1|f090w|1|full"))
+    from webbflow.flows.asn import generate, read_pool
+
+    asns = generate(read_pool(pool))
+    assert sorted(a.filename for a in asns) == [
+        "jw99009-o001_image2_00001_asn.json", "jw99009-o001_image2_00002_asn.json", "jw99009-o001_image3_00001_asn.json"]
+    image3 = [a.to_dict() for a in asns if a.asn_type == "image3"][0]
+    assert image3["products"][0]["name"] == "jw99009-o001_t001_nircam_f090w"
+    assert [m["expname"] for m in image3["products"][0]["members"]] == ["jw_00001_cal.fits", "jw_00002_cal.fits"]

@@ -28,6 +28,43 @@ def add_commands(sub) -> None:
     g.add_argument("--prefect", action="store_true", help="run as the asn-generate Prefect flow")
     g.set_defaults(func=cmd_generate)
 
+    p = asub.add_parser("pool", help="make a pool from exposure headers (jwst's mkpool)")
+    p.add_argument("files", nargs="+", help="exposures (FITS)")
+    p.add_argument("-o", "--output", default=None, help="pool file to write (default: print it)")
+    p.add_argument("--asn-candidate", default=None, help="further candidates, e.g. \"[('c1000', 'mosaic')]\"")
+    p.add_argument("--dms-note", default="")
+    p.add_argument("--is-imprt", default="f")
+    p.add_argument("--pntgtype", default="science")
+    p.set_defaults(func=cmd_pool)
+
+    f = asub.add_parser("from-list", help="one association from a list of files (jwst's asn_from_list)")
+    f.add_argument("files", nargs="+")
+    f.add_argument("-o", "--output-file", required=True)
+    f.add_argument("--product-name", default=None)
+    f.add_argument("-r", "--rule", default="DMS_Level3_Base", help="DMS_Level3_Base or DMSLevel2bBase")
+    f.set_defaults(func=cmd_from_list)
+
+
+def cmd_pool(args) -> int:
+    import sys
+
+    from .mkpool import make_pool, write_pool
+
+    table = make_pool(args.files, asn_candidate=args.asn_candidate, dms_note=args.dms_note,
+                      is_imprt=args.is_imprt, pntgtype=args.pntgtype)
+    if args.output:
+        print(f"wrote {write_pool(table, args.output)}")
+    else:
+        table.write(sys.stdout, format="ascii", delimiter="|")
+    return 0
+
+
+def cmd_from_list(args) -> int:
+    from .fromlist import asn_from_list, write_asn
+
+    print(f"wrote {write_asn(asn_from_list(args.files, args.product_name, args.rule), args.output_file)}")
+    return 0
+
 
 def _select_rules(names):
     from ...errors import ParameterError
