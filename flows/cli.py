@@ -221,8 +221,9 @@ def cmd_run(args, extra: list[str]) -> int:
     inp = Path(args.input)
     from ..models.io import check_readable
 
-    check_readable(inp)
     kind, name = resolve_target(args.pipeline)
+    if not (name == "observation" and inp.is_dir()):  # an observation may be a folder of raw files
+        check_readable(inp)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     _quiet_prefect_console(args.verbose)

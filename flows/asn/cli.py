@@ -25,6 +25,8 @@ def add_commands(sub) -> None:
     g.add_argument("--version-id", default=None, nargs="?", const=True,
                    help="tag names with this version (a timestamp when given without a value)")
     g.add_argument("--dry-run", action="store_true", help="list the associations, write nothing")
+    g.add_argument("--allow-duplicates", action="store_true",
+                   help="accept rows that repeat an exposure's file name (jwst's synthetic test pools do)")
     g.add_argument("--prefect", action="store_true", help="run as the asn-generate Prefect flow")
     g.set_defaults(func=cmd_generate)
 
@@ -96,7 +98,7 @@ def cmd_generate(args) -> int:
                               args.version_id, args.dry_run):
             print(p if args.dry_run else f"wrote {p}")
         return 0
-    pool = read_pool(args.pool)
+    pool = read_pool(args.pool, allow_duplicates=args.allow_duplicates)
     asns = generate(pool, rules=rules, candidate_ids=args.candidate_ids, all_candidates=args.all_candidates,
                     version_id=args.version_id)
     if args.dry_run:

@@ -146,7 +146,9 @@ class Association:
     # -- members --------------------------------------------------------------------------
     def member_type(self, row: dict) -> str:
         kind = exposure_type(row)
-        if self.rule.level == 2 and (kind == "psf" or self.rule.name == "Asn_Lv2ImageNonScience"):
+        if self.rule.level == 2 and self.rule.special:
+            return "imprint" if kind == "imprint" and row is not self.rows[0] else "science"
+        if self.rule.level == 2 and kind == "psf":
             return "science"
         return kind
 
@@ -178,15 +180,25 @@ class Association:
 
     def member_rows(self) -> list[dict]:
         """Members in jwst's order: rows met after the association opened, in pool order,
-        then the ones met before it (jwst offers those again at the end of its pass)."""
+        then the ones jwst offers again at the end of its pass: rows met before it opened,
+        and acquisitions of an observation the association did not have yet when met."""
         extra = self.joined + self.acquisitions
         if not extra or not self.positions:
             return [*self.rows, *extra]
         pos = self.positions
-        start = pos.get(id(self.rows[0]), 0)
-        everyone = sorted(self.rows + extra, key=lambda r: pos.get(id(r), 0))
-        return ([r for r in everyone if pos.get(id(r), 0) >= start]
-                + [r for r in everyone if pos.get(id(r), 0) < start])
+        main = sorted(self.rows + self.joined, key=lambda r: pos.get(id(r), 0))
+        openers = main if self.rule.joiners_open else self.rows
+        start = min(pos.get(id(r), 0) for r in openers)
+        inline, later = [], []
+        for r in main:
+            (inline if pos.get(id(r), 0) >= start else later).append(r)
+        for a in self.acquisitions:
+            p = pos.get(id(a), 0)
+            seen_obs = {r.get("obs_num") for r in main if start <= pos.get(id(r), 0) < p}
+            (inline if p > start and a.get("obs_num") in seen_obs else later).append(a)
+        inline.sort(key=lambda r: pos.get(id(r), 0))
+        later.sort(key=lambda r: pos.get(id(r), 0))
+        return inline + later
 
     def has_science(self) -> bool:
         return any(self.member_type(r) == "science" for r in self.rows)
@@ -242,18 +254,21 @@ class Association:
 
 
 # ---------------------------------------------------------------------------------------
-def parse_candidates(text: str, pool: Pool, lineno: int) -> list[tuple[str, str]]:
-    """``"[('o001', 'observation'), ('c1000', 'mosaic')]"`` -> list of (id, type)."""
+def parse_candidates(text: str) -> list[tuple[str, str]]:
+    """``"[('o001', 'observation'), ('c1000', 'mosaic')]"`` -> list of (id, type).
+
+    Like jwst, a value that is not such a list (the directive rows of jwst's test pools
+    carry their column's name there) puts the row in no candidate."""
     try:
         value_ = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise InputFileError(pool.path, f"row {lineno}: cannot parse ASN_CANDIDATE {text!r}") from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
     if isinstance(value_, int):
         return [(str(value_), "unknown")]
     try:
         return [(str(cid), str(ctype)) for cid, ctype in value_]
     except (TypeError, ValueError):
-        raise InputFileError(pool.path, f"row {lineno}: cannot parse ASN_CANDIDATE {text!r}") from None
+        return []
 
 
 def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, pool: Pool,
@@ -306,7 +321,7 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
     if rule.with_acquisitions and made:
         acqs = [r for r in rows if exposure_type(r) == "target_acquisition"]
         for asn in made:
-            obs = {r.get("obs_num") for r in asn.rows}
+            obs = {r.get("obs_num") for r in asn.rows + asn.joined}
             prog, tso = asn.rows[0]["program"], value(asn.rows[0], "tsovisit")
             asn.acquisitions = [
                 r for r in acqs
@@ -382,7 +397,7 @@ def generate(pool: Pool, rules: tuple[Rule, ...] = RULES, candidate_ids: list[st
         text = row["asn_candidate"]
         cands = parsed.get(text)
         if cands is None:
-            cands = parsed[text] = parse_candidates(text, pool, n)
+            cands = parsed[text] = parse_candidates(text)
         for cid, ctype in cands:
             by_ctype.setdefault(ctype, {})[cid] = None
             if not rows_of[cid] or rows_of[cid][-1]["filename"] is not row["filename"]:

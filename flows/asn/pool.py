@@ -47,9 +47,11 @@ def value(row: dict, *sources: str):
     return None
 
 
-def read_pool(path, delimiter: str = "|", check_members: bool = True) -> Pool:
+def read_pool(path, delimiter: str = "|", check_members: bool = True, allow_duplicates: bool = False) -> Pool:
     """Read a pool file; one-line errors for a missing column, a row of the wrong
-    width, duplicate file names or (``check_members``) members outside the pool's folder."""
+    width, duplicate exposure file names (unless ``allow_duplicates``: jwst's synthetic
+    test pools such as mega_pool reuse names) or (``check_members``) members outside
+    the pool's folder."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -80,7 +82,7 @@ def read_pool(path, delimiter: str = "|", check_members: bool = True) -> Pool:
         fname = cells[ifile]
         if not fname:
             raise InputFileError(path, f"line {n}: empty FILENAME")
-        if fname in seen and fname.endswith(".fits"):
+        if fname in seen and fname.endswith(".fits") and not allow_duplicates:
             raise InputFileError(path, f"line {n}: duplicate FILENAME {fname!r} (first on line {seen[fname]})")
         seen[fname] = n
         if check_members and (Path(fname).is_absolute() or ".." in Path(fname).parts):

@@ -111,6 +111,8 @@ class Rule:
     # key) or the names of the keys to match on
     joins: Callable[[dict], bool | tuple[str, ...]] | None = None
     finalize: Callable | None = None                  # last check/completion of an association: False drops it
+    special: bool = False  # level 2: backgrounds, PSFs, acquisitions are this association's science
+    joiners_open: bool = False  # a joining row met first opens the association (jwst: PSFs in coronagraphy)
 
     def key(self, row: dict) -> tuple | None:
         """The row's values of the rule's constraint keys (None: a required one is missing)."""
@@ -416,6 +418,57 @@ def _lv3_mrs_joins(row):
     return None
 
 
+def _is_special(row):
+    return value(row, "bkgdtarg", "is_psf") is not None
+
+
+def _lv2_image_special(row):
+    return (value(row, "exp_type") in IMAGE2_SCIENCE and _is_special(row) and _mode_allowed(row)
+            and exposure_type(row) != "imprint")
+
+
+def _lv2_spec_special(row):
+    return (value(row, "exp_type") in SPEC2_SCIENCE and _is_special(row) and _mode_allowed(row)
+            and nrs_ifu_on_detector(row) and exposure_type(row) != "imprint")
+
+
+def _lv2_spec_special_joins(row):
+    if (value(row, "exp_type") in SPEC2_SCIENCE and _is_special(row) and _mode_allowed(row)
+            and nrs_ifu_on_detector(row) and exposure_type(row) == "imprint"):
+        return (*_MODE_NAMES, "mostilno")
+    return None
+
+
+def nrc_coron_on_detector(row: dict) -> bool:
+    """Full-frame NIRCam coronagraphy: the bar mask's target falls on NRCA4, the round masks' on NRCA2."""
+    det, sub, pupil = (value(row, c) for c in ("detector", "subarray", "pupil"))
+    if None in (det, sub, pupil):
+        return False
+    if sub != "full":
+        return True
+    return not ((pupil == "maskbar" and det in ("nrca1", "nrca2", "nrca3"))
+                or (pupil == "maskrnd" and det in ("nrca1", "nrca3", "nrca4")))
+
+
+def _coron(exp_types, *extra):
+    def ok(row):
+        return (value(row, "exp_type") in exp_types and value(row, "bkgdtarg") is None
+                and value(row, "is_imprt") is None and all(f(row) for f in extra))
+
+    def accepts(row):
+        return ok(row) and exposure_type(row) == "science"
+
+    def joins(row):
+        # PSF references join whatever target the science is of
+        if ok(row) and exposure_type(row) == "psf":
+            return ("program", "is_tso", "instrument", "opt_elem", "opt_elem2", "fxd_slit", "subarray", "exp_type")
+        return None
+
+    return dict(accepts=accepts, joins=joins, same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, EXP_TYPE, TARGET),
+                with_acquisitions=True, joiners_open=True,
+                finalize=lambda asn: any(exposure_type(r) == "psf" for r in asn.joined))
+
+
 def _lv3_image(row):
     return (value(row, "exp_type") in IMAGE3_SCIENCE
             and value(row, "bkgdtarg") is None and not is_tso(row)
@@ -431,8 +484,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "Asn_Lv2ImageNonScience", 2, "image2", _lv2_image_nonscience,
-        same=(PROGRAM, IS_TSO), single_science=True,
+        same=(PROGRAM, IS_TSO), single_science=True, special=True,
         description="Level-2b non-science image such as a target acquisition: one exposure.",
+    ),
+    Rule(
+        "Asn_Lv2ImageSpecial", 2, "image2", _lv2_image_special,
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True, special=True,
+        description="Level-2b background or PSF image, calibrated as its own science exposure.",
     ),
     Rule(
         "Asn_Lv2ImageTSO", 2, "tso-image2", _lv2_image_tso,
@@ -444,6 +502,12 @@ RULES: tuple[Rule, ...] = (
         same=(PROGRAM, IS_TSO, *MODE, Key("mostilno", ("mostilno",))), single_science=True,
         joins=_lv2_spec_joins, finalize=prune_imprints,
         description="Level-2b spectrum (non-TSO, no nods): one science exposure with its backgrounds and imprints.",
+    ),
+    Rule(
+        "Asn_Lv2SpecSpecial", 2, "spec2", _lv2_spec_special,
+        same=(PROGRAM, IS_TSO, *MODE, Key("mostilno", ("mostilno",))), single_science=True, special=True,
+        joins=_lv2_spec_special_joins, finalize=prune_imprints,
+        description="Level-2b background or PSF spectrum as its own science exposure, with its imprints.",
     ),
     Rule(
         "Asn_Lv2SpecTSO", 2, "tso-spec2", _lv2_spec_tso,
@@ -480,12 +544,15 @@ RULES: tuple[Rule, ...] = (
         with_acquisitions=True, candidate_types=("mosaic",),
         description="Level-3 image mosaic: the tiles of a mosaic candidate in one product, whatever their target.",
     ),
+    Rule("Asn_Lv3MIRCoron", 3, "coron3", **_coron(("mir_lyot", "mir_4qpm"))),
     Rule(
         "Asn_Lv3MIRMRS", 3, "spec3", _lv3_mrs,
         same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, EXP_TYPE), joins=_lv3_mrs_joins,
         with_acquisitions=True, product=_noopt_product,
         description="Level-3 MIRI MRS: every channel and band of a target in one cube, with its backgrounds.",
     ),
+    Rule("Asn_Lv3NRCCoron", 3, "coron3", **_coron(("nrc_coron",), nrc_coron_on_detector),
+         description="Level-3 NIRCam coronagraphy: science exposures of a target with their PSF references."),
     Rule(
         "Asn_Lv3TSO", 3, "tso3", _lv3_tso,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE),
