@@ -213,8 +213,18 @@ def _jsonable(v):
 
 from ..flows.reprocess import reprocess  # noqa: E402 - the reprocess flow is deployed as it is
 
+
+@flow(name="asn-generate", persist_result=False, log_prints=True)
+def asn_generate(pool: str, output_dir: str, candidate_ids: list[str] | None = None, all_candidates: bool = False,
+                 version_id: str | None = None) -> list[str]:
+    """jwst's asn_generate: the associations of a pool (``|``-separated) written as ``_asn.json``
+    files to ``output_dir``; returns the files written."""
+    from ..flows.asn.flow import generate_files
+
+    return generate_files(_abs(pool), _abs(output_dir), candidate_ids, all_candidates, version_id)
+
 FLOWS = {"detector1": detector1, "image2": image2, "guider": guider, "dark": dark, "association": association,
-         "reprocess": reprocess}
+         "reprocess": reprocess, "asn-generate": asn_generate}
 if Image3Steps is not None:
     FLOWS["image3"] = image3
 

@@ -270,3 +270,17 @@ def test_observation_plan_orders_and_skips(expanded):
     assert sorted(skipped) == [f"jw09505-o001_spec{n}_0000{i}_asn.json" for n, i in
                                [(2, 1), (2, 2), (2, 3), (2, 4), (3, 1)]]
     assert all("spec2 associations cannot be calibrated" in skipped[f] for f in skipped if "spec2" in f)
+
+
+def test_asn_generate_flow_and_deployment(tmp_path):
+    from webbflow.deployments import build_deployments
+    from webbflow.deployments.flows import asn_generate
+
+    (dep,) = build_deployments(names=["asn-generate"])
+    assert dep.entrypoint == "webbflow.deployments.flows.asn_generate"
+    pool = tmp_path / "pool.csv"
+    pool.write_text(GOOD_POOL.replace("|instrume", "|instrume|detector|filter|targetid|subarray")
+                    .replace("|nircam", "|nircam|nrca1|f090w|1|full"))
+    written = asn_generate.fn(str(pool), str(tmp_path / "asns"))
+    assert sorted(Path(p).name for p in written) == sorted(p.name for p in (tmp_path / "asns").glob("*_asn.json"))
+    assert len(written) == 3
