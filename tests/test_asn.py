@@ -37,6 +37,11 @@ MATCHING = [
     "pool_019_niriss_wfss",
     "pool_020_00009_image_miri",
     "pool_021_tso",
+    "pool_023_nirspec_msa_3nod",     # NIRSpec MOS nods
+    "pool_023b_nirspec_msa_3nod_subpix",
+    "pool_024_nirspec_fss_nods",     # NIRSpec fixed-slit nods
+    "pool_024b_nirspec_fss_nods",
+    "pool_024c_nirspec_fss_nods",
     "pool_033_wfs_jitter",           # real program: WFS&C with line-of-sight jitter
 ]
 

@@ -61,6 +61,7 @@ class Association:
     joined: list[dict] = field(default_factory=list)     # rows that only join (WFSS direct images)
     extra_members: list[dict] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict, repr=False)  # id(row) -> place in the pass
+    kinds: dict[int, str] = field(default_factory=dict, repr=False)      # id(row) -> member type, when set
     sequence: int = 1
     version_id: str | None = None
 
@@ -145,6 +146,8 @@ class Association:
 
     # -- members --------------------------------------------------------------------------
     def member_type(self, row: dict) -> str:
+        if id(row) in self.kinds:
+            return self.kinds[id(row)]
         kind = exposure_type(row)
         if self.rule.level == 2 and self.rule.special:
             return "imprint" if kind == "imprint" and row is not self.rows[0] else "science"
@@ -215,7 +218,19 @@ class Association:
             return False
         if self.rule.level == 3 and self.ctype in MULTI_OBS_TYPES and len({r.get("obs_num") for r in self.rows}) <= 1:
             return False
-        return self.rule.finalize is None or self.rule.finalize(self)
+        return True
+
+    def finish(self) -> list[Association]:
+        """The finished associations this one makes: none if invalid, itself, or (a rule's
+        finalize returning a list, e.g. nods) several."""
+        if not self.is_valid():
+            return []
+        if self.rule.finalize is None:
+            return [self]
+        done = self.rule.finalize(self)
+        if isinstance(done, list):
+            return [a for a in done if a.is_valid()]
+        return [self] if done else []
 
     def membership(self) -> frozenset:
         return frozenset((m["expname"], m["exptype"]) for m in self.members())
@@ -425,7 +440,7 @@ def generate(pool: Pool, rules: tuple[Rule, ...] = RULES, candidate_ids: list[st
     # 2. finish: validity, then duplicates, then sequence, level 2 first
     finished: list[Association] = []
     for level in (2, 3):
-        asns = [a for a in associations if a.rule.level == level and a.is_valid()]
+        asns = [done for a in associations if a.rule.level == level for done in a.finish()]
         asns = _prune(asns)
         _resequence(asns)
         finished.extend(asns)

@@ -469,6 +469,104 @@ def _coron(exp_types, *extra):
                 finalize=lambda asn: any(exposure_type(r) == "psf" for r in asn.joined))
 
 
+def _int(row, *cols):
+    try:
+        return int(value(row, *cols))
+    except (TypeError, ValueError):
+        return None
+
+
+def nod_overlap(science: dict, other: dict) -> bool:
+    """Would ``other`` (another nod of the same slit) see the science source? Then it
+    cannot be its background. NIRSpec fixed slit and MOS only."""
+    et = value(science, "exp_type")
+    if et not in ("nrs_fixedslit", "nrs_msaspec"):
+        return False
+    if str(science.get("targetid")) != str(other.get("targetid")):
+        return True
+    numdthpt = _int(science, "numdthpt") or 0
+    pn, bn = _int(science, "patt_num"), _int(other, "patt_num")
+    sub = _int(science, "subpxpts") if _int(science, "subpxpts") is not None else _int(science, "subpxpns")
+    bsub = _int(other, "subpxpts") if _int(other, "subpxpts") is not None else _int(other, "subpxpns")
+    if None in (pn, bn, sub, bsub) or 0 in (sub, bsub):
+        return et == "nrs_fixedslit"
+    sci_pos, bkg_pos = (pn - 1) // sub, (bn - 1) // bsub
+    if sci_pos == bkg_pos:
+        return True
+    if et == "nrs_msaspec":
+        return False
+    # the long slit's 5-point nods overlap their neighbours
+    return value(science, "fxd_slit") == "s1600a1" and numdthpt // sub == 5 and abs(sci_pos - bkg_pos) <= 1
+
+
+def make_nod_asns(asn) -> list:
+    """One association per science nod: the other nods that do not overlap it are its
+    backgrounds, and every non-science member is kept."""
+    from .engine import Association
+
+    members = asn.member_rows()
+    science = [r for r in members if asn.member_type(r) == "science"]
+    others = [r for r in members if asn.member_type(r) != "science"]
+    out = []
+    for sci in science:
+        bkgs = [o for o in science if o is not sci and not nod_overlap(sci, o)]
+        kinds = {id(sci): "science", **{id(b): "background" for b in bkgs},
+                 **{id(o): asn.member_type(o) for o in others}}
+        out.append(Association(asn.rule, asn.ruleset, asn.acid, asn.ctype, asn.pool_name, rows=[sci],
+                               joined=bkgs + others, version_id=asn.version_id, kinds=kinds))
+    return out
+
+
+def _nrs_fs(row):
+    return value(row, "exp_type") == "nrs_fixedslit" and _mode_allowed(row) and nrs_fs_on_detector(row)
+
+
+_SUBPX = Key("subpxpts", ("subpxpns", "subpxpts"))
+
+
+def _source_product(asn, base: str) -> str:
+    """Per-source spectra: the source id is left for the pipeline to fill in."""
+    sub = "-".join(asn.found("subarray"))
+    sub = "" if sub in ("", "full") else "-" + sub
+    slits = "-".join(sorted({v for n in ("fxd_slit", "fxd_slit2") for v in asn.found(n)}, key=str.lower))
+    slit = f"-{slits}" if slits else ""
+    return (f"jw{asn.program}-{asn.acid}_{{source_id}}_{'-'.join(asn.found('instrument'))}_"
+            f"{asn.opt_element()}{slit}{sub}").lower()
+
+
+def _nrs_fs_product(asn, base: str) -> str:
+    """Fixed-slit spectra: source id and slit name are left for the pipeline to fill in."""
+    sub = "-".join(asn.found("subarray"))
+    sub = "" if sub in ("", "full") else "-" + sub
+    return (f"jw{asn.program}-{asn.acid}_{asn.target}-{{source_id}}_{'-'.join(asn.found('instrument'))}_"
+            f"{asn.opt_element()}-{{slit_name}}{sub}").lower()
+
+
+def _a_slits(row):
+    """The two S200A slits count as one for grouping."""
+    s = value(row, "fxd_slit")
+    return "s200a" if s in ("s200a1", "s200a2") else s
+
+
+_OPTICAL_PATH_FS = (
+    Key("opt_elem", ("filter",), required=False),
+    Key("opt_elem2", ("pupil", "grating"), required=False),
+    Key("slit_group", ("fxd_slit",), required=False, get=_a_slits),
+    Key("subarray", ("subarray",)),
+)
+
+
+def _lv3_nrs_fs(row):
+    return (value(row, "exp_type") in ("nrs_autoflat", "nrs_autowave", "nrs_fixedslit") and not is_tso(row)
+            and nrs_fs_on_detector(row) and value(row, "is_imprt") is None)
+
+
+def _lv3_msa(row):
+    et = value(row, "exp_type")
+    return (not is_tso(row) and value(row, "is_imprt") is None
+            and (et in ("nrs_autoflat", "nrs_autowave") or (et == "nrs_msaspec" and value(row, "msametfl") is not None)))
+
+
 def _lv3_image(row):
     return (value(row, "exp_type") in IMAGE3_SCIENCE
             and value(row, "bkgdtarg") is None and not is_tso(row)
@@ -496,6 +594,20 @@ RULES: tuple[Rule, ...] = (
         "Asn_Lv2ImageTSO", 2, "tso-image2", _lv2_image_tso,
         same=(PROGRAM, IS_TSO, *MODE), single_science=True,
         description="Level-2b time-series image: one science exposure (calwebb_tso-image2).",
+    ),
+    Rule(
+        "Asn_Lv2NRSFSS", 2, "spec2", lambda r: _nrs_fs(r) and exposure_type(r) == "science",
+        same=(PROGRAM, IS_TSO, *MODE, Key("expspcin", ("expspcin",)), Key("nods", ("numdthpt",)), _SUBPX),
+        joins=lambda r: _MODE_NAMES if _nrs_fs(r) and exposure_type(r) != "science" else None,
+        finalize=make_nod_asns,
+        description="Level-2b NIRSpec fixed-slit nods: one association per nod, the other nods its backgrounds.",
+    ),
+    Rule(
+        "Asn_Lv2NRSMSA", 2, "spec2",
+        lambda r: value(r, "exp_type") == "nrs_msaspec" and _mode_allowed(r),
+        same=(PROGRAM, IS_TSO, *MODE, Key("msametfl", ("msametfl",)), Key("expspcin", ("expspcin",))),
+        finalize=make_nod_asns,
+        description="Level-2b NIRSpec MOS nods: one association per nod, the other nods its backgrounds.",
     ),
     Rule(
         "Asn_Lv2Spec", 2, "spec2", _lv2_spec,
@@ -551,6 +663,14 @@ RULES: tuple[Rule, ...] = (
         with_acquisitions=True, product=_noopt_product,
         description="Level-3 MIRI MRS: every channel and band of a target in one cube, with its backgrounds.",
     ),
+    Rule("Asn_Lv3NRSFSS", 3, "spec3", _lv3_nrs_fs,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *_OPTICAL_PATH_FS, TARGET), with_acquisitions=True,
+         product=_nrs_fs_product,
+         description="Level-3 NIRSpec fixed slit: a target's spectra through one light path (per slit later)."),
+    Rule("Asn_Lv3SpectralSource", 3, "spec3", _lv3_msa,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET), with_acquisitions=True,
+         product=_source_product,
+         description="Level-3 NIRSpec MOS: the spectra of every source, one product each (named later)."),
     Rule("Asn_Lv3NRCCoron", 3, "coron3", **_coron(("nrc_coron",), nrc_coron_on_detector),
          description="Level-3 NIRCam coronagraphy: science exposures of a target with their PSF references."),
     Rule(
