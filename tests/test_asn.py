@@ -42,6 +42,7 @@ MATCHING = [
     "pool_024_nirspec_fss_nods",     # NIRSpec fixed-slit nods
     "pool_024b_nirspec_fss_nods",
     "pool_024c_nirspec_fss_nods",
+    "pool_025_nirspec_fss_nod_chop", # fixed-slit nods with background candidates
     "pool_033_wfs_jitter",           # real program: WFS&C with line-of-sight jitter
 ]
 

@@ -62,6 +62,7 @@ class Association:
     extra_members: list[dict] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict, repr=False)  # id(row) -> place in the pass
     kinds: dict[int, str] = field(default_factory=dict, repr=False)      # id(row) -> member type, when set
+    opened_by: dict | None = field(default=None, repr=False)
     sequence: int = 1
     version_id: str | None = None
 
@@ -141,7 +142,7 @@ class Association:
     @property
     def target(self) -> str:
         if self.rule.level == 2:
-            return self.rows[0]["targetid"]
+            return self.opener().get("targetid")
         return f"t{'-'.join(self.found('target')):0>3s}"
 
     # -- members --------------------------------------------------------------------------
@@ -153,6 +154,8 @@ class Association:
             return "imprint" if kind == "imprint" and row is not self.rows[0] else "science"
         if self.rule.level == 2 and kind == "psf":
             return "science"
+        if self.rule.level == 3 and self.rule.special and kind != "target_acquisition":
+            return "science"  # auxiliary data (backgrounds) processed as science
         return kind
 
     def member_name(self, row: dict) -> str:
@@ -180,6 +183,14 @@ class Association:
                 member["asn_candidate"] = row["asn_candidate"]
             out.append(member)
         return out + [dict(m) for m in self.extra_members]
+
+    def opener(self) -> dict:
+        """The row that opened the association (jwst takes its level-2 target from it)."""
+        if self.opened_by is not None:
+            return self.opened_by
+        if self.rule.joiners_open and self.joined and self.positions:
+            return min(self.rows + self.joined, key=lambda r: self.positions.get(id(r), 0))
+        return self.rows[0]
 
     def member_rows(self) -> list[dict]:
         """Members in jwst's order: rows met after the association opened, in pool order,
@@ -213,10 +224,11 @@ class Association:
             return False
         if self.rule.level == 2 and not (
             self.ctype == "observation"
-            or (self.ctype == "background" and any(self.member_type(r) == "background" for r in self.rows))
+            or (self.ctype == "background" and any(self.member_type(r) == "background" for r in self.member_rows()))
         ):
             return False
-        if self.rule.level == 3 and self.ctype in MULTI_OBS_TYPES and len({r.get("obs_num") for r in self.rows}) <= 1:
+        if (self.rule.level == 3 and self.ctype in MULTI_OBS_TYPES
+                and len({r.get("obs_num") for r in self.rows + self.joined}) <= 1):
             return False
         return True
 

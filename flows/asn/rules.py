@@ -513,7 +513,8 @@ def make_nod_asns(asn) -> list:
         kinds = {id(sci): "science", **{id(b): "background" for b in bkgs},
                  **{id(o): asn.member_type(o) for o in others}}
         out.append(Association(asn.rule, asn.ruleset, asn.acid, asn.ctype, asn.pool_name, rows=[sci],
-                               joined=bkgs + others, version_id=asn.version_id, kinds=kinds))
+                               joined=bkgs + others, version_id=asn.version_id, kinds=kinds,
+                               opened_by=asn.opener()))
     return out
 
 
@@ -556,15 +557,31 @@ _OPTICAL_PATH_FS = (
 )
 
 
-def _lv3_nrs_fs(row):
+def _lv3_nrs_fs_any(row):
     return (value(row, "exp_type") in ("nrs_autoflat", "nrs_autowave", "nrs_fixedslit") and not is_tso(row)
             and nrs_fs_on_detector(row) and value(row, "is_imprt") is None)
+
+
+def _lv3_nrs_fs(row):
+    return _lv3_nrs_fs_any(row) and exposure_type(row) != "background"
+
+
+def _lv3_nrs_fs_joins(row):
+    """Background exposures join whatever target the science is of."""
+    if _lv3_nrs_fs_any(row) and exposure_type(row) == "background":
+        return ("program", "is_tso", "instrument", "opt_elem", "opt_elem2", "slit_group", "subarray")
+    return None
 
 
 def _lv3_msa(row):
     et = value(row, "exp_type")
     return (not is_tso(row) and value(row, "is_imprt") is None
             and (et in ("nrs_autoflat", "nrs_autowave") or (et == "nrs_msaspec" and value(row, "msametfl") is not None)))
+
+
+def _lv3_spec_aux(row):
+    return (value(row, "bkgdtarg") == "t" and not is_tso(row) and value(row, "is_imprt") is None
+            and value(row, "exp_type") in ("mir_lrs-fixedslit", "nrs_fixedslit"))
 
 
 def _lv3_image(row):
@@ -599,7 +616,7 @@ RULES: tuple[Rule, ...] = (
         "Asn_Lv2NRSFSS", 2, "spec2", lambda r: _nrs_fs(r) and exposure_type(r) == "science",
         same=(PROGRAM, IS_TSO, *MODE, Key("expspcin", ("expspcin",)), Key("nods", ("numdthpt",)), _SUBPX),
         joins=lambda r: _MODE_NAMES if _nrs_fs(r) and exposure_type(r) != "science" else None,
-        finalize=make_nod_asns,
+        finalize=make_nod_asns, joiners_open=True,
         description="Level-2b NIRSpec fixed-slit nods: one association per nod, the other nods its backgrounds.",
     ),
     Rule(
@@ -665,8 +682,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("Asn_Lv3NRSFSS", 3, "spec3", _lv3_nrs_fs,
          same=(PROGRAM, IS_TSO, INSTRUMENT, *_OPTICAL_PATH_FS, TARGET), with_acquisitions=True,
-         product=_nrs_fs_product,
+         product=_nrs_fs_product, joins=_lv3_nrs_fs_joins, joiners_open=True,
          description="Level-3 NIRSpec fixed slit: a target's spectra through one light path (per slit later)."),
+    Rule("Asn_Lv3SpecAux", 3, "spec3", _lv3_spec_aux,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET), with_acquisitions=True, special=True,
+         description="Level-3 background spectra of a fixed-slit target, combined as science."),
     Rule("Asn_Lv3SpectralSource", 3, "spec3", _lv3_msa,
          same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET), with_acquisitions=True,
          product=_source_product,
