@@ -35,7 +35,9 @@ TSO_EXP_TYPES = frozenset({"nrc_tsimage", "nrc_tsgrism", "nrs_brightobj"})
 
 # exp_type -> member exposure type for non-science pointings and calibrations
 EXPTYPE_MAP = {
-    **{t: "target_acquisition" for t in ACQ_EXP_TYPES},
+    # (NIRSpec's verify image is an acquisition for level 2b, but counts as science for jwst)
+    **{t: "target_acquisition" for t in ACQ_EXP_TYPES - {"nrs_verify"}},
+    "nrs_image": "engineering", "nrs_lamp": "engineering",
     "mir_darkall": "dark", "mir_darkimg": "dark", "mir_darkmrs": "dark", "nis_dark": "dark",
     "nrc_dark": "dark", "nrs_dark": "dark",
     "mir_flatimage": "flat", "mir_flatmrs": "flat", "mir_flatimage-ext": "flat",
@@ -584,6 +586,26 @@ def _lv3_spec_aux(row):
             and value(row, "exp_type") in ("mir_lrs-fixedslit", "nrs_fixedslit"))
 
 
+def _lv3_ifu_background(row):
+    return (value(row, "bkgdtarg") == "t" and not is_tso(row) and value(row, "is_imprt") is None
+            and value(row, "exp_type") == "nrs_ifu" and nrs_ifu_on_detector(row))
+
+
+def _nrs_ifu_nod(row):
+    return (value(row, "exp_type") == "nrs_ifu" and nrs_ifu_on_detector(row) and _mode_allowed(row)
+            and value(row, "patttype") in ("2-point-nod", "4-point-nod"))
+
+
+def _ifu_nods(asn):
+    prune_imprints(asn)
+    return make_nod_asns(asn)
+
+
+def _lv3_nrs_ifu(row):
+    return (value(row, "exp_type") in ("nrs_autowave", "nrs_ifu") and nrs_ifu_on_detector(row)
+            and not is_tso(row) and value(row, "is_imprt") is None)
+
+
 def _lv3_image(row):
     return (value(row, "exp_type") in IMAGE3_SCIENCE
             and value(row, "bkgdtarg") is None and not is_tso(row)
@@ -592,6 +614,13 @@ def _lv3_image(row):
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        "Asn_Lv2FGS", 2, "image2",
+        lambda r: (value(r, "exp_type") in ("fgs_image", "fgs_focus") and exposure_type(r) in ("science", "psf")
+                   and not re.fullmatch(r".+wfsc.+", value(r, "visitype") or "")),
+        same=(PROGRAM, IS_TSO), single_science=True,
+        description="Level-2b FGS image: one science exposure (not wavefront sensing).",
+    ),
     Rule(
         "Asn_Lv2Image", 2, "image2", _lv2_image_science,
         same=(PROGRAM, IS_TSO, *MODE), single_science=True,
@@ -620,6 +649,12 @@ RULES: tuple[Rule, ...] = (
         description="Level-2b NIRSpec fixed-slit nods: one association per nod, the other nods its backgrounds.",
     ),
     Rule(
+        "Asn_Lv2NRSIFUNod", 2, "spec2", _nrs_ifu_nod,
+        same=(PROGRAM, IS_TSO, *MODE, Key("patttype", ("patttype",)), Key("mosaic_tile", ("mostilno",))),
+        finalize=_ifu_nods,
+        description="Level-2b NIRSpec IFU nods: one association per nod, the other nods its backgrounds, with imprints.",
+    ),
+    Rule(
         "Asn_Lv2NRSMSA", 2, "spec2",
         lambda r: value(r, "exp_type") == "nrs_msaspec" and _mode_allowed(r),
         same=(PROGRAM, IS_TSO, *MODE, Key("msametfl", ("msametfl",)), Key("expspcin", ("expspcin",))),
@@ -629,8 +664,15 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "Asn_Lv2Spec", 2, "spec2", _lv2_spec,
         same=(PROGRAM, IS_TSO, *MODE, Key("mostilno", ("mostilno",))), single_science=True,
-        joins=_lv2_spec_joins, finalize=prune_imprints,
+        joins=_lv2_spec_joins, finalize=prune_imprints, joiners_open=True,
         description="Level-2b spectrum (non-TSO, no nods): one science exposure with its backgrounds and imprints.",
+    ),
+    Rule(
+        "Asn_Lv2SpecImprint", 2, "spec2",
+        lambda r: (value(r, "exp_type") in SPEC2_SCIENCE and value(r, "is_imprt") is not None
+                   and _mode_allowed(r) and nrs_ifu_on_detector(r)),
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True, special=True,
+        description="Level-2b imprint (leakcal) exposure, calibrated as its own science exposure.",
     ),
     Rule(
         "Asn_Lv2SpecSpecial", 2, "spec2", _lv2_spec_special,
@@ -661,6 +703,8 @@ RULES: tuple[Rule, ...] = (
         joins=_lrs_joins,
         description="Level-2b MIRI LRS: one science exposure with its backgrounds and target-acquisition confirmation.",
     ),
+    Rule("Asn_Lv3AMI", 3, "ami3", **_coron(("nis_ami",)),
+         description="Level-3 NIRISS AMI: science exposures of a target with their PSF references."),
     Rule(
         "Asn_Lv3Image", 3, "image3", _lv3_image,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE, VISITYPE),
@@ -680,6 +724,14 @@ RULES: tuple[Rule, ...] = (
         with_acquisitions=True, product=_noopt_product,
         description="Level-3 MIRI MRS: every channel and band of a target in one cube, with its backgrounds.",
     ),
+    Rule("Asn_Lv3NRSIFU", 3, "spec3", _lv3_nrs_ifu,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, Key("patttype", ("patttype",)), Key("opt_elem", ("grating",))),
+         with_acquisitions=True,
+         description="Level-3 NIRSpec IFU: a target's exposures through one grating, in one cube."),
+    Rule("Asn_Lv3NRSIFUBackground", 3, "spec3", _lv3_ifu_background,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, Key("opt_elem", ("grating",))), with_acquisitions=True,
+         special=True,
+         description="Level-3 NIRSpec IFU background exposures, combined as science."),
     Rule("Asn_Lv3NRSFSS", 3, "spec3", _lv3_nrs_fs,
          same=(PROGRAM, IS_TSO, INSTRUMENT, *_OPTICAL_PATH_FS, TARGET), with_acquisitions=True,
          product=_nrs_fs_product, joins=_lv3_nrs_fs_joins, joiners_open=True,
