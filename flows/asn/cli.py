@@ -95,7 +95,7 @@ def cmd_generate(args) -> int:
         from .flow import asn_generate
 
         for p in asn_generate(args.pool, args.output_dir, args.candidate_ids, args.all_candidates,
-                              args.version_id, args.dry_run):
+                              args.version_id, args.dry_run, rules, args.allow_duplicates):
             print(p if args.dry_run else f"wrote {p}")
         return 0
     pool = read_pool(args.pool, allow_duplicates=args.allow_duplicates)

@@ -58,7 +58,7 @@ class Association:
     pool_name: str
     rows: list[dict] = field(default_factory=list)
     acquisitions: list[dict] = field(default_factory=list)
-    joined: list[dict] = field(default_factory=list)     # rows that only join (WFSS direct images)
+    joined: list[dict] = field(default_factory=list)     # rows that only join (backgrounds, PSFs, imprints, ...)
     extra_members: list[dict] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict, repr=False)  # id(row) -> place in the pass
     kinds: dict[int, str] = field(default_factory=dict, repr=False)      # id(row) -> member type, when set
@@ -83,14 +83,6 @@ class Association:
     @property
     def filename(self) -> str:
         return self.name + ".json"
-
-    def _values(self, *sources):
-        found = []
-        for r in self.rows:
-            v = value(r, *sources)
-            if v is not None and v not in found:
-                found.append(v)
-        return found
 
     def product_name(self) -> str:
         if self.rule.level == 2:
