@@ -191,6 +191,17 @@ def test_pool_from_real_headers_matches_mkpool(tmp_path):
     assert r.returncode == 0, r.stderr
     theirs.write(str(tmp_path / "jwst.csv"), format="ascii", delimiter="|")
     assert out.read_text() == (tmp_path / "jwst.csv").read_text()
+    # and the associations of that pool are jwst's (coronagraphy: PSF images, and the full-frame
+    # exposure also as a rate image); its members are absolute paths, as mkpool writes them
+    from jwst.associations import AssociationPool
+    from jwst.associations.main import Main
+
+    from webbflow.flows.asn import generate, read_pool
+
+    with_jwst = {a.asn_name + ".json": _strip(json.loads(a.dump()[1]))
+                 for a in Main.cli(["--dry-run"], pool=AssociationPool.read(str(out))).associations}
+    ours = {a.filename: _strip(a.to_dict()) for a in generate(read_pool(out, check_members=False))}
+    assert len(ours) == 4 and ours == with_jwst
 
 
 @pytest.mark.parity

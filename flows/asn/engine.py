@@ -28,7 +28,7 @@ from pathlib import Path
 from ... import __version__ as _webbflow_version
 from ...errors import InputFileError
 from .pool import EMPTY as EMPTY_VALUES, Pool, value
-from .rules import IMAGE2_NONSCIENCE, RULES, Rule, exposure_type, is_tso, target_of
+from .rules import IMAGE2_NONSCIENCE, RULES, per_integration, Rule, exposure_type, is_tso, target_of
 
 DEGRADED_OK = "No known degraded exposures in association."
 DEGRADED_NOTOK = (
@@ -89,9 +89,11 @@ class Association:
             science = [r for r in self.rows if self.member_type(r) == "science"]
             if not science:
                 return "undefined"
-            stem = Path(science[0]["filename"]).name
-            stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-            return re.sub(r"_[a-z0-9]+$", "", stem) if "_" in stem else stem
+            # the science file's name, folder kept, without extension and suffix
+            path = Path(science[0]["filename"])
+            stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+            stem = re.sub(r"_[a-z0-9]+$", "", stem) if "_" in stem else stem
+            return str(path.parent / stem) if str(path.parent) != "." else stem
         base = self._level3_name()
         return self.rule.product(self, base) if self.rule.product else base
 
@@ -155,7 +157,7 @@ class Association:
         m = _UNCAL.fullmatch(fname)
         if m is None:
             return fname
-        ints = is_tso(row) or value(row, "exp_type") in ("nrc_coron", "mir_4qpm", "mir_lyot", "nis_ami")
+        ints = not self.rule.never_ints and per_integration(row)
         if self.rule.level == 2:
             suffix = "rateints" if ints else "rate"
         else:

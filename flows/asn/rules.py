@@ -70,6 +70,22 @@ def is_tso(row: dict) -> bool:
     )
 
 
+def per_integration(row: dict) -> bool:
+    """Are this exposure's products per integration (rateints, calints)? Science pointings
+    of time series, AMI and coronagraphy (not the NIRCam detectors without an occulter)."""
+    if row.get("pntgtype") != "science" or row.get("exp_type") in ACQ_EXP_TYPES:
+        return False
+    et = value(row, "exp_type")
+    if et in ("nrc_coron", "mir_4qpm", "mir_lyot"):
+        if et == "nrc_coron" and row.get("subarray") == "full":
+            pupil, det = row.get("pupil"), row.get("detector")
+            if (pupil == "maskbar" and det in ("nrca1", "nrca2", "nrca3")) or (
+                    pupil == "maskrnd" and det in ("nrca1", "nrca3", "nrca4")):
+                return False
+        return True
+    return et == "nis_ami" or row.get("tsovisit") == "t" or et in TSO_EXP_TYPES
+
+
 @dataclass(frozen=True)
 class Key:
     """Members must share the first given value of ``sources`` (absent counts as a value
@@ -115,6 +131,7 @@ class Rule:
     finalize: Callable | None = None                  # last check/completion of an association: False drops it
     special: bool = False  # level 2: backgrounds, PSFs, acquisitions are this association's science
     joiners_open: bool = False  # a joining row met first opens the association (jwst: PSFs in coronagraphy)
+    never_ints: bool = False    # members are always per-exposure products (rate, cal)
 
     def key(self, row: dict) -> tuple | None:
         """The row's values of the rule's constraint keys (None: a required one is missing)."""
@@ -614,6 +631,13 @@ def _lv3_image(row):
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        "Asn_Lv2CoronAsRate", 2, "image2",
+        lambda r: (value(r, "exp_type") == "nrc_coron" and value(r, "subarray") == "full"
+                   and nrc_coron_on_detector(r) and _mode_allowed(r) and exposure_type(r) in ("science", "psf")),
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True, never_ints=True,
+        description="Level-2b full-frame NIRCam coronagraphy also calibrated as a plain rate image.",
+    ),
     Rule(
         "Asn_Lv2FGS", 2, "image2",
         lambda r: (value(r, "exp_type") in ("fgs_image", "fgs_focus") and exposure_type(r) in ("science", "psf")
