@@ -12,8 +12,9 @@ Deployments (``<flow>/<what it does>``, see :data:`DEPLOYMENT_NAMES`):
 form shows only its instrument family's steps), ``image2/rate-to-cal``,
 ``image3/cal-to-mosaic`` (when the installation has it),
 ``guider/guider-uncal-to-cal``, ``dark/dark-uncal-to-dark``,
-``association/near-ir-asn-to-mosaic``, ``association/miri-asn-to-mosaic`` and
-``reprocess/daily-new-references``, the last on a cron schedule.  Entry points
+``association/near-ir-asn-to-mosaic``, ``association/miri-asn-to-mosaic``,
+``reprocess/daily-new-references`` (on a cron schedule) and
+``asn-generate/pool-to-associations``.  Entry points
 are module paths (``webbflow.deployments.flows.<entry>``), so a process worker
 runs them wherever webbflow is installed, with nothing to pull.
 """
@@ -33,6 +34,7 @@ DEPLOYMENT_NAMES = {
     "association_nir": "near-ir-asn-to-mosaic",
     "association_miri": "miri-asn-to-mosaic",
     "reprocess": "daily-new-references",
+    "asn_generate": "pool-to-associations",
 }
 DEFAULT_POOL = "webbflow"
 DEFAULT_CRON = "0 6 * * *"  # every day at 06:00 UTC
@@ -49,6 +51,7 @@ DESCRIPTIONS = {
                        "(cached), then Stage 3",
     "association_miri": "a MIRI association: members through detector1 and image2 in parallel (cached), then Stage 3",
     "reprocess": "redo the products whose best references changed in the newest CRDS context",
+    "asn_generate": "asn_generate: the level-2 and level-3 associations of an association pool, as DMS makes them",
 }
 
 

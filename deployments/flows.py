@@ -367,12 +367,30 @@ def _jsonable(v):
 
 from ..flows.reprocess import reprocess  # noqa: E402 - the reprocess flow is deployed as it is
 
+
+@flow(name="asn-generate", persist_result=False, log_prints=True)
+def asn_generate(pool: str, output_dir: str, candidate_ids: list[str] | None = None, all_candidates: bool = False,
+                 version_id: str = "") -> list[str]:
+    """jwst's asn_generate: the associations of a pool written as ``_asn.json`` files; returns the files written.
+
+    Args:
+        pool: The association pool (``|``-separated table, as DMS writes it), as the worker sees it.
+        output_dir: Folder for the association files, as the worker sees it.
+        candidate_ids: Only the candidates with these IDs (asn_generate's -i); empty for all observation candidates.
+        all_candidates: Make the associations of every candidate, not only observation candidates (--all-candidates).
+        version_id: The version string in the file names (--version-id); empty for the time of the run.
+    """
+    from ..flows.asn.flow import generate_files
+
+    return generate_files(_abs(pool), _abs(output_dir), candidate_ids or None, all_candidates, version_id or None)
+
+
 # what is deployed, by entry point (webbflow.deployments.flows.<key>): one form per instrument family where
 # the steps differ (detector1 and the association); ``detector1`` and ``association`` (both branches) stay
 # importable for Python callers
 FLOWS = {"detector1_nir": detector1_nir, "detector1_miri": detector1_miri, "image2": image2, "guider": guider,
          "dark": dark, "association_nir": association_nir, "association_miri": association_miri,
-         "reprocess": reprocess}
+         "reprocess": reprocess, "asn_generate": asn_generate}
 if Image3Steps is not None:
     FLOWS["image3"] = image3
 

@@ -347,7 +347,8 @@ def cmd_run(args, extra: list[str]) -> int:
     inp = Path(args.input)
     from ..models.io import check_readable
 
-    check_readable(inp)
+    if not (name == "observation" and inp.is_dir()):  # an observation may be a folder of raw files
+        check_readable(inp)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
     _quiet_prefect_console(args.verbose)
@@ -468,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..deployments import cli as ops_cli
 
     ops_cli.add_commands(sub)
+    from .asn import cli as asn_cli
+
+    asn_cli.add_commands(sub)
     return p
 
 

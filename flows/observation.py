@@ -1,0 +1,137 @@
+"""A whole observation in one command: raw files (or their pool) in, every product out.
+
+``webbflow run observation DIR_OR_POOL``:
+
+1. makes the pool from the raw exposures' headers (``*_uncal.fits`` in DIR, as
+   ``webbflow asn pool`` does) or reads the pool given;
+2. generates the associations (as ``webbflow asn generate``) and writes them
+   next to the raw files, where their members are;
+3. runs every level-2 association, fanned out, then every level-3 association,
+   each through the association flow (same caching and resume: a level-3
+   association's members reuse the products its level-2 runs made); level-2
+   associations that need a level-3 product (WFSS spectra need the direct
+   image's catalogue) run after the level-3 ones;
+4. association types webbflow cannot calibrate yet are listed, with why, and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from ..errors import InputFileError, WebbflowError
+from . import registry
+
+log = logging.getLogger("webbflow.flows")
+
+# association types the association flow can run today
+RUNNABLE = {"image2", "image3"}
+# member types that name products of another association (run those first)
+NEEDS_LEVEL3 = {"sourcecat", "segmap", "direct_image"}
+
+
+@dataclass
+class ObservationResult:
+    pool: str
+    associations: list[str] = field(default_factory=list)
+    ran: dict[str, list[str]] = field(default_factory=dict)       # asn file -> products written
+    skipped: dict[str, str] = field(default_factory=dict)         # asn file -> why
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def written(self) -> list[str]:
+        return list(dict.fromkeys(p for ps in self.ran.values() for p in ps))
+
+
+def make_observation_pool(folder: Path) -> Path:
+    """The pool of the raw exposures in ``folder``, written there as ``<folder>_pool.csv``."""
+    from .asn.mkpool import make_pool, write_pool
+
+    raws = sorted(folder.glob("*_uncal.fits"))
+    if not raws:
+        raise InputFileError(folder, "no raw exposures (*_uncal.fits) in this folder")
+    table = make_pool(raws)
+    table["filename"] = [Path(f).name for f in table["filename"]]  # members are named relative to the pool
+    return write_pool(table, folder / f"{folder.name}_pool.csv")
+
+
+def plan(asns) -> tuple[list, list, list, dict]:
+    """(level 2, level 3, level 2 needing level-3 products, skipped: name -> why), in run order."""
+    first, third, second, skipped = [], [], [], {}
+    for a in asns:
+        data = a.to_dict()
+        if a.asn_type not in RUNNABLE:
+            skipped[a.filename] = f"{a.asn_type} associations cannot be calibrated by webbflow yet"
+            continue
+        kinds = {m["exptype"] for p in data["products"] for m in p["members"]}
+        if a.rule.level == 2 and kinds & NEEDS_LEVEL3:
+            third.append(a)
+        elif a.rule.level == 2:
+            first.append(a)
+        else:
+            second.append(a)
+    return first, second, third, skipped
+
+
+@task(name="run-association", cache_policy=NONE, persist_result=False)
+def association_task(asn_path: str, output_dir: str, steps: dict | None, config: str | None) -> list[str]:
+    from .association import process_association
+
+    res = process_association(asn_path, output_dir=output_dir, steps=steps, config=config)
+    written = []
+    for m in res.members:
+        written.extend(str(p) for p in m.products)
+    for prod in res.stage3.values():
+        written.extend(str(p) for p in prod.get("written", []))
+    return written
+
+
+@flow(name="observation", persist_result=False, validate_parameters=False)
+def observation(source: str, output_dir: str | None = None, steps: dict | None = None,
+                config: str | None = None) -> ObservationResult:
+    """Pool, associations, then level 2 and level 3 in dependency order."""
+    from .asn.engine import generate, write_associations
+    from .asn.pool import read_pool
+
+    src = Path(source)
+    if not src.exists():
+        raise InputFileError(src, "no such folder or pool file")
+    pool_path = make_observation_pool(src) if src.is_dir() else src
+    folder = pool_path.parent
+    out = Path(output_dir) if output_dir else folder
+    out.mkdir(parents=True, exist_ok=True)
+    asns = generate(read_pool(pool_path))
+    paths = write_associations(asns, folder)
+    result = ObservationResult(pool=str(pool_path), associations=[str(p) for p in paths])
+    first, second, third, result.skipped = plan(asns)
+    for name, why in result.skipped.items():
+        log.warning("skipping %s: %s", name, why)
+    for batch in (first, second, third):
+        futures = [(a, association_task.submit(str(folder / a.filename), str(out), steps, config)) for a in batch]
+        for a, fut in futures:
+            try:
+                result.ran[a.filename] = fut.result()
+            except WebbflowError as exc:
+                result.failed[a.filename] = str(exc)
+    if result.failed:
+        lines = "; ".join(f"{k}: {v}" for k, v in result.failed.items())
+        raise WebbflowError(f"{len(result.failed)} of {len(result.ran) + len(result.failed)} associations failed ({lines})")
+    return result
+
+
+@registry.register("observation")
+def run_observation_cli(inp, *, output_dir=None, steps=None, config=None, options=None) -> list[str]:
+    """``webbflow run observation DIR_OR_POOL``: prints what was skipped, returns what was written."""
+    from .stage import quiet_prefect_settings
+
+    with quiet_prefect_settings():
+        res = observation(str(inp), output_dir=str(output_dir) if output_dir else None, steps=steps or None,
+                          config=config)
+    print(f"pool {res.pool}: {len(res.associations)} associations, {len(res.ran)} run, {len(res.skipped)} skipped")
+    for name, why in res.skipped.items():
+        print(f"skipped {name}: {why}")
+    return res.written

@@ -1,0 +1,319 @@
+"""Associations from pools (issue #16): webbflow's generator against jwst 3.0's asn_generate.
+
+The pools in ../shared/data/associations/pools are templates; as jwst's own tests do,
+they are expanded with ``jwst.associations.tests.helpers.combine_pools`` and the
+expanded pool is what both generators read. jwst runs once per pool per session.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA
+
+POOLS = SHARED_DATA / "associations" / "pools"
+
+# Pools whose every association webbflow makes as jwst does (default options)
+# Pools where a few members come in another order than jwst's (same members, same files)
+MEMBER_ORDER_DIFFERS = {"pool_013_coron_nircam"}
+MATCHING = [
+    "jw00632_dups",                  # real program: WFS&C pairs sharing a product name
+    "jw09505_20251216t202003_pool",  # real program: MIRI WFSS with direct images
+    "jw87800_20180412T163456_pool",  # NIRISS WFSS with direct images
+    "pool_001_candidates",           # observations, mosaics and discovered associations
+    "pool_001_candidates_lower",
+    "pool_002_image_miri",
+    "pool_003_image_nircam",
+    "pool_004_wfs",
+    "pool_005_spec_niriss",          # SOSS time series with target acquisitions
+    "pool_006_spec_nirspec",         # NIRSpec FS, MOS and IFU nods
+    "pool_007_spec_miri",            # MRS, LRS with TA confirmation, discovered MRS
+    "pool_008_exposerr",             # degraded exposures
+    "pool_010_spec_nirspec_lv2bkg",  # spectra with background candidates
+    "pool_013_coron_nircam",         # coronagraphy: PSF references, backgrounds, acquisitions
+    "pool_017_spec_nirspec_lv2imprint",
+    "pool_018_all_exptypes",         # every exposure type: FGS, AMI, imprints, MIRI coronagraphy ...
+    "pool_019_niriss_wfss",
+    "pool_020_00009_image_miri",
+    "pool_021_tso",
+    "pool_023_nirspec_msa_3nod",     # NIRSpec MOS nods
+    "pool_023b_nirspec_msa_3nod_subpix",
+    "pool_024_nirspec_fss_nods",     # NIRSpec fixed-slit nods
+    "pool_024b_nirspec_fss_nods",
+    "pool_024c_nirspec_fss_nods",
+    "pool_025_nirspec_fss_nod_chop", # fixed-slit nods with background candidates
+    "pool_033_wfs_jitter",           # real program: WFS&C with line-of-sight jitter
+    "pool_duplicate",
+]
+# The two pools left out: mega_pool (jwst needs > 5 min: bench/asn_generate.py --mega) and
+# jw93060_20150312T160130_pool (no ASN_CANDIDATE column: jwst itself fails on it).
+
+
+@pytest.fixture(scope="session")
+def expanded(tmp_path_factory):
+    """name -> the expanded pool (written '|'-separated under the template's own file name)."""
+    out = tmp_path_factory.mktemp("pools")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            from jwst.associations.tests.helpers import combine_pools
+
+            pool = combine_pools(str(POOLS / f"{name}.csv"))
+            path = out / f"{name}.csv"
+            pool.write(str(path), format="ascii", delimiter="|", overwrite=True)
+            cache[name] = (path, pool)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def oracle(expanded):
+    """name -> jwst's associations for the expanded pool: [(file name, dict), ...]."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            from jwst.associations.main import Main
+
+            from parity import quiet_jwst
+
+            _path, pool = expanded(name)
+            with quiet_jwst():
+                gen = Main.cli(["--dry-run"], pool=pool)
+            cache[name] = [(a.asn_name + ".json", json.loads(a.dump(format="json")[1])) for a in gen.associations]
+        return cache[name]
+
+    return get
+
+
+def _schema(level: int) -> dict:
+    import jwst.associations.lib as lib
+
+    name = "asn_schema_jw_level2b.json" if level == 2 else "asn_schema_jw_level3.json"
+    return json.loads((Path(lib.__file__).parent / name).read_text())
+
+
+def _ours(path):
+    from webbflow.flows.asn import generate, read_pool
+
+    return generate(read_pool(path))
+
+
+def _strip(asn: dict) -> dict:
+    # `constraints` is a repr (with memory addresses in jwst's), `code_version` names the producer
+    return {k: v for k, v in asn.items() if k not in ("constraints", "code_version")}
+
+
+@pytest.mark.parity
+@pytest.mark.real
+@pytest.mark.parametrize("name", MATCHING)
+def test_generate_matches_jwst(name, expanded, oracle):
+    import jsonschema
+    from jwst.associations.lib.diff import compare_asn_lists
+
+    path, _ = expanded(name)
+    ours = _ours(path)
+    theirs = oracle(name)
+    assert len(ours) == len(theirs)
+    # jwst's own comparator: products, members, types, candidate levels (it needs unique
+    # product names: jwst itself gives two WFS&C pairs the same one in jw00632_dups)
+    names = [a["products"][0]["name"] for _, a in theirs]
+    if len(set(names)) == len(names):
+        compare_asn_lists([_strip(a.to_dict()) for a in ours], [_strip(a) for _, a in theirs])
+    # and beyond it: the same file names with the same contents, field for field
+    ours_by_file = {a.filename: _strip(a.to_dict()) for a in ours}
+    theirs_by_file = {f: _strip(a) for f, a in theirs}
+    assert sorted(ours_by_file) == sorted(theirs_by_file)
+    for fname, data in theirs_by_file.items():
+        if name in MEMBER_ORDER_DIFFERS:
+            for asn in (data, ours_by_file[fname]):
+                for prod in asn["products"]:
+                    prod["members"].sort(key=lambda m: (m["expname"], m["exptype"]))
+        assert ours_by_file[fname] == data, fname
+    for a in ours:
+        jsonschema.validate(a.to_dict(), _schema(a.rule.level))
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_all_usable_pools_give_jwsts_873_associations(expanded, oracle):
+    """The issue's count: 27 usable pools, 873 associations with default options."""
+    assert len(MATCHING) == 27
+    assert sum(len(oracle(n)) for n in MATCHING) == 873
+    assert sum(len(_ours(expanded(n)[0])) for n in MATCHING) == 873
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_cli_writes_the_files_jwst_names(expanded, oracle, tmp_path):
+    name = "pool_003_image_nircam"
+    path, _ = expanded(name)
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "generate", str(path), "-o", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.name for p in tmp_path.glob("*_asn.json"))
+    assert written == sorted(f for f, _ in oracle(name))
+    image3 = [json.loads(p.read_text()) for p in tmp_path.glob("*image3*_asn.json")]
+    assert {a["products"][0]["name"] for a in image3} == {
+        "jw99009-o001_t001_nircam_clear-f090w", "jw99009-o001_t001_nircam_clear-f277w"}
+    # the files load with jwst's reader
+    from jwst.associations import load_asn
+
+    for p in tmp_path.glob("*_asn.json"):
+        with p.open() as fh:
+            load_asn(fh)
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_pool_from_real_headers_matches_mkpool(tmp_path):
+    from jwst.associations.mkpool import mkpool
+
+    from webbflow.flows.asn.mkpool import make_pool
+
+    files = sorted(str(p) for p in (SHARED_DATA / "real" / "nircam_coron_headers").glob("*.fits"))
+    assert len(files) == 3
+    theirs, ours = mkpool(files), make_pool(files)
+    assert ours.colnames == theirs.colnames
+    for col in theirs.colnames:
+        assert [str(v) for v in ours[col]] == [str(v) for v in theirs[col]], col
+    # and through the command line, written as jwst writes it
+    out = tmp_path / "pool.csv"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "pool", *files, "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    theirs.write(str(tmp_path / "jwst.csv"), format="ascii", delimiter="|")
+    assert out.read_text() == (tmp_path / "jwst.csv").read_text()
+    # and the associations of that pool are jwst's (coronagraphy: PSF images, and the full-frame
+    # exposure also as a rate image); its members are absolute paths, as mkpool writes them
+    from jwst.associations import AssociationPool
+    from jwst.associations.main import Main
+
+    from webbflow.flows.asn import generate, read_pool
+
+    with_jwst = {a.asn_name + ".json": _strip(json.loads(a.dump()[1]))
+                 for a in Main.cli(["--dry-run"], pool=AssociationPool.read(str(out))).associations}
+    ours = {a.filename: _strip(a.to_dict()) for a in generate(read_pool(out, check_members=False))}
+    assert len(ours) == 4 and ours == with_jwst
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("rule", ["DMS_Level3_Base", "DMSLevel2bBase"])
+def test_from_list_matches_asn_from_list(rule, tmp_path):
+    from jwst.associations import AssociationRegistry
+    from jwst.associations.asn_from_list import asn_from_list as jwst_from_list
+
+    from webbflow.flows.asn.fromlist import asn_from_list
+
+    files = ["jw01_a_cal.fits", "jw01_b_cal.fits"]
+    kind = AssociationRegistry(include_bases=True)[rule]
+    theirs = json.loads(jwst_from_list(files, rule=kind, product_name="my_mosaic").dump()[1])
+    ours = asn_from_list(files, product_name="my_mosaic", rule=rule)
+    assert _strip(ours) == _strip(theirs)
+    out = tmp_path / "asn.json"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "from-list", "-o", str(out), "-r", rule,
+                        "--product-name", "my_mosaic", *files], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["products"] == theirs["products"]
+
+
+GOOD_POOL = """filename|program|exp_type|asn_candidate|instrume
+jw_00001_uncal.fits|99009|nrc_image|[('o001', 'observation')]|nircam
+jw_00002_uncal.fits|99009|nrc_image|[('o001', 'observation')]|nircam
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (GOOD_POOL.replace("exp_type|", "exptyp|"), "missing column 'EXP_TYPE'"),
+    (GOOD_POOL.replace("nircam\njw_00002", "nircam|extra\njw_00002"), "line 2: cannot parse row"),
+    (GOOD_POOL.replace("jw_00002", "jw_00001"), "line 3: duplicate FILENAME 'jw_00001_uncal.fits'"),
+    (GOOD_POOL.replace("jw_00002_uncal", "../elsewhere/jw_00002_uncal"), "line 3: member "),
+])
+def test_bad_pool_is_one_line_naming_file_and_place(text, expected, tmp_path):
+    pool = tmp_path / "bad_pool.csv"
+    pool.write_text(text)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "generate", str(pool), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"webbflow: error: {pool}:") and expected in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_good_pool_generates(tmp_path):
+    pool = tmp_path / "pool.csv"
+    pool.write_text(GOOD_POOL.replace("|instrume", "|instrume|detector|filter|targetid|subarray")
+                    .replace("|nircam", "|nircam|nrca1|f090w|1|full"))
+    from webbflow.flows.asn import generate, read_pool
+
+    asns = generate(read_pool(pool))
+    assert sorted(a.filename for a in asns) == [
+        "jw99009-o001_image2_00001_asn.json", "jw99009-o001_image2_00002_asn.json", "jw99009-o001_image3_00001_asn.json"]
+    image3 = [a.to_dict() for a in asns if a.asn_type == "image3"][0]
+    assert image3["products"][0]["name"] == "jw99009-o001_t001_nircam_f090w"
+    assert [m["expname"] for m in image3["products"][0]["members"]] == ["jw_00001_cal.fits", "jw_00002_cal.fits"]
+
+
+@pytest.mark.slow
+def test_run_observation_from_raw_folder(tmp_path, monkeypatch):
+    """`webbflow run observation DIR`: pool, associations, level 2 then level 3, one command."""
+    from webbflow.refs.select import reset_crds_state
+    from webbflow.refs.simulator import simulate
+
+    sim = simulate(tmp_path / "raw", instrument="nircam", size=64, ngroups=4, nints=1, nexp=2, seed=5)
+    monkeypatch.setenv("CRDS_PATH", str(sim.crds_path))
+    reset_crds_state()
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "run", "observation", str(tmp_path / "raw"),
+                        "--output-dir", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    pool = tmp_path / "raw" / "raw_pool.csv"
+    assert pool.exists()
+    asns = sorted(p.name for p in (tmp_path / "raw").glob("jw01234-o001_image*_asn.json"))
+    assert asns == ["jw01234-o001_image2_00001_asn.json", "jw01234-o001_image2_00002_asn.json",
+                    "jw01234-o001_image3_00001_asn.json"]
+    for u in sim.uncal:
+        root = u.name[: -len("_uncal.fits")]
+        assert (out / f"{root}_rate.fits").exists() and (out / f"{root}_cal.fits").exists()
+    mosaic = json.loads((tmp_path / "raw" / asns[-1]).read_text())["products"][0]["name"]
+    assert (out / f"{mosaic}_i2d.fits").exists() and (out / f"{mosaic}_cat.ecsv").exists()
+    assert f"pool {pool}: " in r.stdout and "3 run, 0 skipped" in r.stdout
+
+
+@pytest.mark.real
+def test_observation_plan_orders_and_skips(expanded):
+    """Level 2 before level 3; WFSS spectra after the level 3 that makes their catalogue;
+    types webbflow cannot calibrate yet are skipped with the reason."""
+    from webbflow.flows.observation import plan
+
+    path, _ = expanded("jw09505_20251216t202003_pool")
+    first, second, third, skipped = plan(_ours(path))
+    assert {a.asn_type for a in first} == {"image2"} and len(first) == 4
+    assert [a.asn_type for a in second] == ["image3"]
+    assert third == []  # the MIRI WFSS spectra (spec2) cannot be calibrated yet ...
+    assert sorted(skipped) == [f"jw09505-o001_spec{n}_0000{i}_asn.json" for n, i in
+                               [(2, 1), (2, 2), (2, 3), (2, 4), (3, 1)]]
+    assert all("spec2 associations cannot be calibrated" in skipped[f] for f in skipped if "spec2" in f)
+
+
+def test_asn_generate_flow_and_deployment(tmp_path):
+    from webbflow.deployments import build_deployments
+    from webbflow.deployments.flows import asn_generate
+
+    (dep,) = build_deployments(names=["asn_generate"])
+    assert dep.entrypoint == "webbflow.deployments.flows.asn_generate"
+    pool = tmp_path / "pool.csv"
+    pool.write_text(GOOD_POOL.replace("|instrume", "|instrume|detector|filter|targetid|subarray")
+                    .replace("|nircam", "|nircam|nrca1|f090w|1|full"))
+    written = asn_generate.fn(str(pool), str(tmp_path / "asns"))
+    assert sorted(Path(p).name for p in written) == sorted(p.name for p in (tmp_path / "asns").glob("*_asn.json"))
+    assert len(written) == 3
