@@ -28,7 +28,7 @@ log = logging.getLogger("webbflow.steps.white_light")
 class WhiteLightParams(StepParams):
     min_wavelength: float | None = None  # shortest wavelength (micron) summed
     max_wavelength: float | None = None  # longest wavelength (micron) summed
-    output_ext: str = ".ecsv"
+    output_ext: str = ".ecsv"  # the white-light table is written as an ECSV file
     suffix: str | None = "whtlt"
 
 

@@ -62,7 +62,7 @@ class Extract1dParams(StepParams):
     suffix: str | None = None  # x1d, or x1dints for a cube of integrations
     subtract_background: bool | None = None  # subtract the reference's background regions
     apply_apcorr: bool = True  # apply aperture corrections (needs an apcorr reference)
-    extraction_type: Literal["box", "optimal"] | None = "box"
+    extraction_type: Literal["box", "optimal"] | None = "box"  # box (summed aperture) or optimal (PSF-weighted; not implemented)
     use_source_posn: bool | None = None  # centre the aperture on the source (not implemented)
     position_offset: float = 0.0  # pixels to move the aperture across the dispersion
     model_nod_pair: bool = True  # optimal extraction only
@@ -71,29 +71,29 @@ class Extract1dParams(StepParams):
     bkg_fit: Literal["poly", "mean", "median"] | None = None  # background fit type
     bkg_order: int | None = Field(None, ge=0)  # background polynomial order
     log_increment: int = 50  # (jwst's progress messages; kept for compatibility)
-    save_profile: bool = False
-    save_scene_model: bool = False
-    save_residual_image: bool = False
+    save_profile: bool = False  # write the extraction profile (_profile)
+    save_scene_model: bool = False  # write the modelled scene (_scene_model; optimal extraction)
+    save_residual_image: bool = False  # write data minus scene model (_residual; optimal extraction)
     center_xy: list[float] | None = None  # IFU only
-    ifu_autocen: bool = False
-    bkg_sigma_clip: float = 3.0
-    ifu_rfcorr: bool = True
-    ifu_set_srctype: Literal["POINT", "EXTENDED"] | None = None
-    ifu_rscale: float | None = Field(None, ge=0.5, le=3)
-    ifu_covar_scale: float = 1.0
-    soss_atoca: bool = True
-    soss_threshold: float = 1e-2
-    soss_n_os: int = 2
-    soss_wave_grid_in: str | None = None
-    soss_wave_grid_out: str | None = None
-    soss_estimate: str | None = None
-    soss_rtol: float = 1.0e-4
-    soss_max_grid_size: int = 20000
-    soss_tikfac: float | None = None
-    soss_width: float = 40.0
-    soss_bad_pix: Literal["model", "masking"] = "masking"
-    soss_modelname: str | None = None
-    soss_order_3: bool = True
+    ifu_autocen: bool = False  # IFU only: find the source centre in the collapsed cube
+    bkg_sigma_clip: float = 3.0  # IFU only: sigma clipping of the background annulus
+    ifu_rfcorr: bool = True  # IFU only: residual fringe correction of the MIRI MRS spectrum
+    ifu_set_srctype: Literal["POINT", "EXTENDED"] | None = None  # IFU only: override the source type
+    ifu_rscale: float | None = Field(None, ge=0.5, le=3)  # IFU only: aperture radius in PSF FWHMs
+    ifu_covar_scale: float = 1.0  # IFU only: scale of the errors for covariance between spaxels
+    soss_atoca: bool = True  # NIRISS SOSS: ATOCA decontamination of the orders (else box extraction)
+    soss_threshold: float = 1e-2  # NIRISS SOSS: trace-profile threshold of the pixels modelled
+    soss_n_os: int = 2  # NIRISS SOSS: oversampling of the wavelength grid
+    soss_wave_grid_in: str | None = None  # NIRISS SOSS: file with a wavelength grid to use
+    soss_wave_grid_out: str | None = None  # NIRISS SOSS: file to save the wavelength grid to
+    soss_estimate: str | None = None  # NIRISS SOSS: file with a first estimate of the flux
+    soss_rtol: float = 1.0e-4  # NIRISS SOSS: relative tolerance of the wavelength grid
+    soss_max_grid_size: int = 20000  # NIRISS SOSS: largest wavelength grid
+    soss_tikfac: float | None = None  # NIRISS SOSS: Tikhonov regularisation factor (None: searched)
+    soss_width: float = 40.0  # NIRISS SOSS: box width in pixels
+    soss_bad_pix: Literal["model", "masking"] = "masking"  # NIRISS SOSS: how bad pixels are handled
+    soss_modelname: str | None = None  # NIRISS SOSS: file to save the trace models to
+    soss_order_3: bool = True  # NIRISS SOSS: model the third order too
 
 
 def match_nans_and_flags(m) -> None:
