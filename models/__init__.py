@@ -26,6 +26,8 @@ from .classes import (
 )
 from .meta import Meta
 from .spectral import IFUCubeModel, IFUImageModel, MultiSlitModel, SlitModel
+from .spectra import *  # noqa: F403  (registered below with the other classes)
+from .spectra import SPECTRUM_MODELS, Spectrum
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -40,6 +42,7 @@ def _register(cls):
 _register(DataModel)
 REGISTRY.pop("DataModel", None)
 REGISTRY.pop("_AsdfTreeModel", None)
+REGISTRY.pop("MultiSpecBase", None)
 # JWST spells a few of these differently from Python class names
 REGISTRY["NRCImgPhotomModel"] = REGISTRY["NrcImgPhotomModel"]
 REGISTRY["NisImgPhotomModel"] = REGISTRY["NisImgPhotomModel"]
@@ -133,7 +136,7 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
 
 __all__ = [
     "open", "DataModel", "ArraySpec", "Meta", "dqflags", "REGISTRY", "class_for_file",
-    "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel",
+    "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel", "Spectrum",
     "MultiSlitModel", "IFUImageModel", "IFUCubeModel",
 ]
 __all__ += [n for n in REGISTRY if n in globals()]

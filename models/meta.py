@@ -70,6 +70,7 @@ class Exposure(Group):
     nints: int | None = kw("NINTS")
     integration_start: int | None = kw("INTSTART")
     integration_end: int | None = kw("INTEND")
+    segment_number: int | None = kw("EXSEGNUM")
     ngroups: int | None = kw("NGROUPS")
     nframes: int | None = kw("NFRAMES")
     groupgap: int | None = kw("GROUPGAP")
@@ -235,6 +236,7 @@ class WcsInfo(Group):
     siaf_xref_sci: float | None = kw("XREF_SCI", "SCI")
     siaf_yref_sci: float | None = kw("YREF_SCI", "SCI")
     dispersion_direction: int | None = kw("DISPAXIS", "SCI")
+    spectral_order: int | None = kw("SPORDER", "SCI")
     cd1_1: float | None = kw("CD1_1", "SCI")
     cd1_2: float | None = kw("CD1_2", "SCI")
     cd2_1: float | None = kw("CD2_1", "SCI")
@@ -308,6 +310,7 @@ REF_FILE_KEYWORDS: dict[str, str] = {
     "trappars": "R_TRPPAR", "drizpars": "R_DRZPRS", "apcorr": "R_APCORR",
     "abvegaoffset": "R_ABVEGA", "pictureframe": "R_PCTFRM", "firstframe": "R_FRSTFR",
 }
+REF_FILE_KEYWORDS.update({"extract1d": "R_EXTR1D"})  # the 1-D spectral steps
 
 # meta.cal_step.<step> is stored as S_<abbrev>, with the values COMPLETE or SKIPPED.
 CAL_STEP_KEYWORDS: dict[str, str] = {
@@ -321,6 +324,11 @@ CAL_STEP_KEYWORDS: dict[str, str] = {
     "reset": "S_RESET", "rscd": "S_RSCD", "saturation": "S_SATURA", "skymatch": "S_SKYMAT",
     "source_catalog": "S_SRCCAT", "superbias": "S_SUPERB", "tweakreg": "S_TWKREG",
 }
+# the 1-D spectral and TSO steps
+CAL_STEP_KEYWORDS.update({
+    "extract_1d": "S_EXTR1D", "combine_1d": "S_COMB1D", "white_light": "S_WHTLIT",
+    "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
+})
 
 
 class RefFileEntry(Group):

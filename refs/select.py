@@ -564,6 +564,14 @@ def open_reference(reftype: str, path, arrays=None):
     p = Path(path)
     if not p.exists():
         raise ReferenceFileError(reftype, p, "file not found")
+    if p.suffix.lower() == ".json":
+        # JSON references (extract1d) are plain parameter trees, not datamodels
+        import json
+
+        try:
+            return json.loads(p.read_text())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ReferenceFileError(reftype, p, f"not valid JSON ({exc})") from None
     try:
         m = models.open(p) if arrays is None else models.open(p, arrays=tuple(arrays))
     except Exception as exc:  # noqa: BLE001 - any unreadable file (WebbflowError or not) is the user's

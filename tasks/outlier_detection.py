@@ -361,6 +361,11 @@ def _plain_median(members, params, on_disk):
 @step("outlier_detection", "OutlierDetectionStep", params=OutlierDetectionParams, suffix="crf", input_class="ModelLibrary")
 def outlier_detection(models_in, refs, params: OutlierDetectionParams):
     """Flag cosmic rays and other outliers against the median of the drizzled exposures."""
+    from .outlier_detection_tso import flag_tso_outliers, is_tso_cube
+
+    if is_tso_cube(models_in):  # mode tso: one exposure's integrations against their median
+        flag_tso_outliers(models_in, params)
+        return models_in
     library = as_library(models_in, params.in_memory)
     flag_outliers(library, params)
     if params.save_results:

@@ -1,0 +1,229 @@
+"""Stage 3 time series: calwebb_tso3 as a Prefect flow.
+
+The calibrated cubes of integrations (``_calints``) of one TSO product in, in jwst 3.0's order:
+
+    outlier_detection (mode tso, each cube against its median over time)
+        -> <exposure>_<asn_id>_crfints.fits
+    spectroscopic TSO: extract_1d (every integration) -> <product>_x1dints.fits
+        -> white_light -> <product>_whtlt.ecsv
+    imaging TSO (NRC_TSIMAGE, MIRI imaging TSO): tso_photometry (each cube) -> <product>_phot.ecsv
+
+``webbflow run tso3 ASN`` (also ``calwebb_tso3``, ``Tso3Pipeline``) takes a level-3 TSO
+association whose science members are calints files, relative to the association's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from prefect import flow
+
+from .. import models
+from ..errors import InputFileError, ParameterError, UnsupportedModeError
+from . import registry
+from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
+
+STEPS = ["outlier_detection", "tso_photometry", "extract_1d", "white_light"]
+# jwst's tso3 also lists adaptive_trace_model, pixel_replace and photom (NIRISS SOSS); they are
+# skipped by default there and are not implemented here
+NOT_IMPLEMENTED = ("adaptive_trace_model", "pixel_replace", "photom")
+IMAGING_TSO = {"NRC_TSIMAGE"}
+
+_last = LastRuns()
+log = logging.getLogger("webbflow.flows")
+
+
+def _is_imaging(model) -> bool:
+    et = model.meta.exposure.type or ""
+    return et in IMAGING_TSO or (et == "MIR_IMAGE" and bool(model.meta.visit.tsovisit))
+
+
+def crfints_name(filename: str, asn_id: str | None) -> str:
+    """jwst's name of the outlier-flagged cube: ``<root>_<asn_id>_crfints.fits``."""
+    from .naming import root_of
+
+    root = root_of(filename)
+    if asn_id and root.endswith("_" + asn_id):
+        root = root[: -len(asn_id) - 1]
+    return f"{root}_{asn_id}_crfints.fits" if asn_id else f"{root}_crfints.fits"
+
+
+def _padded_int_times(cube, nints: int):
+    """The INT_TIMES table of the product: ``nints`` rows, each integration's row where the cube has one."""
+    it = cube.int_times
+    out = np.zeros(nints, dtype=[(n, it.dtype[n].newbyteorder("=")) for n in it.dtype.names])
+    _copy_int_times(it, out)
+    return out
+
+
+def _copy_int_times(rows, out) -> None:
+    for row in rows:
+        k = int(row["integration_number"]) - 1
+        if 0 <= k < len(out):
+            out[k] = tuple(row)
+
+
+@flow(name="tso3", flow_run_name=run_name("tso3"), validate_parameters=False, persist_result=False)
+def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
+         asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
+         output_dir: str | None = None) -> dict:
+    """Run the TSO stage 3 steps on calints cubes (paths or CubeModels) of one product.
+
+    Returns ``{"crfints": [models], "x1dints": model or None, "table": photometry or white-light
+    table, "written": [paths]}``.
+    """
+    members = list(input) if isinstance(input, (list, tuple)) else [input]
+    if not members:
+        raise ParameterError("tso3 needs at least one calints exposure")
+    cubes = [models.open(m) for m in members]
+    for m, src in zip(cubes, members):
+        if not isinstance(src, models.DataModel):
+            m.meta.filename = Path(src).name  # products are named after the file, as jwst does
+    for m, src in zip(cubes, members):
+        if not (m.meta.visit.tsovisit or m.meta.exposure.type in ("NRC_TSIMAGE", "NRC_TSGRISM", "NIS_SOSS",
+                                                                   "NRS_BRIGHTOBJ", "MIR_LRS-SLITLESS")):
+            raise InputFileError(src if not isinstance(src, models.DataModel) else (m.meta.filename or "input"),
+                                 "is not a TSO exposure (TSOVISIT is false); tso3 needs TSO calints")
+    user = dict(steps or {})
+    for name in NOT_IMPLEMENTED:
+        values = user.pop(name, None)
+        if values and str(values.get("skip", True)).lower() in ("false", "0"):
+            raise UnsupportedModeError(f"tso3: step {name} is not implemented (jwst skips it by default)")
+    probe = cubes[0]
+    params = resolve_params(STEPS, user, config, model=probe, pipeline_class="Tso3Pipeline")
+    run = StageRun(params=params)
+    imaging = _is_imaging(probe)
+    later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"]
+    run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k in later})
+    out_dir = Path(output_dir) if output_dir else None
+    result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
+
+    flagged = []
+    for cube in cubes:
+        if cube.data.ndim < 3:
+            log.warning("Input data are 2D; skipping outlier_detection")
+            flagged.append(cube)
+            continue
+        original = cube.meta.filename or "tso3"
+        cube.meta.asn.pool_name = asn_pool  # as jwst's association container records them
+        cube.meta.asn.table_name = asn_table_name
+        cube = run_steps(cube, ["outlier_detection"], run)
+        if cube.meta.cal_step.outlier_detection == "COMPLETE":
+            name = crfints_name(original, asn_id)
+            cube.meta.filename = name
+            crds = cube.meta.ref_file.crds.model_copy()
+            stamp(cube, run, "tso3")
+            cube.meta.ref_file.crds = crds  # outlier_detection uses no reference: the context stays the input's
+            if out_dir is not None:
+                result["written"].append(cube.save(out_dir / name))
+            result["crfints"].append(cube)
+            cube.meta.filename = original
+        flagged.append(cube)
+
+    if imaging:
+        tables = [run_steps(cube, ["tso_photometry"], run) for cube in flagged]
+        tables = [t for t in tables if t is not None and not isinstance(t, models.DataModel)]
+        if not tables:
+            log.warning("Could not create a photometric catalog; all results are null")
+        else:
+            from astropy.table import vstack
+
+            table = vstack(tables)
+            table.meta["number_of_integrations"] = len(table)
+            result["table"] = table
+            if out_dir is not None:
+                path = out_dir / f"{product_name}_phot.ecsv"
+                _write_table(table, path)
+                result["written"].append(str(path))
+        return _finish(run, result)
+
+    from ..models.spectra import TSOMultiSpecModel
+
+    first = flagged[0]
+    x1d = TSOMultiSpecModel()
+    x1d.meta = first.meta.model_copy(deep=True)
+    x1d.meta.model_type = "TSOMultiSpecModel"
+    x1d.meta.wcs = None
+    x1d.meta.filetype = None  # jwst's spectra carry no FILETYPE
+    if "PRIMARY" in first._headers:
+        x1d._headers = {"PRIMARY": first._headers["PRIMARY"].copy()}
+    nints = first.meta.exposure.nints or first.data.shape[0]
+    if first.has("int_times"):
+        x1d.int_times = _padded_int_times(first, nints)
+    for cube in flagged:
+        spectra = run_steps(cube, ["extract_1d"], run)
+        if cube.has("int_times") and x1d.has("int_times"):
+            _copy_int_times(cube.int_times, x1d.int_times)
+        if spectra is None or run.records[-1].status != "COMPLETE":
+            continue
+        x1d.spec.extend(spectra.spec)
+        x1d.meta.ref_file.extract1d = spectra.meta.ref_file.extract1d
+    x1d.meta.target.source_type = None
+    if not x1d.spec:
+        log.warning("extract_1d step could not be completed for any integrations")
+        log.warning("x1dints products will not be created.")
+    else:
+        table = run_steps(x1d, ["white_light"], run)
+        x1d.meta.asn.pool_name = asn_pool
+        x1d.meta.asn.table_name = asn_table_name
+        x1d.meta.cal_step.extract_1d = "COMPLETE"
+        x1d.meta.cal_step.adaptive_trace_model = "SKIPPED"
+        x1d.meta.cal_step.pixel_replace = "SKIPPED"
+        regions = [c.meta.wcsinfo.s_region for c in flagged if c.meta.wcsinfo.s_region]
+        if regions:
+            x1d.spec[0].meta["s_region"] = regions[0]
+        x1d.meta.filename = f"{product_name}_x1dints.fits"
+        stamp(x1d, run, "tso3")
+        result["x1dints"] = x1d
+        if out_dir is not None:
+            result["written"].append(x1d.save(out_dir / x1d.meta.filename))
+        if table is not None:
+            table.meta["number_of_integrations"] = len(table)
+            result["table"] = table
+            if out_dir is not None:
+                path = out_dir / f"{product_name}_whtlt.ecsv"
+                _write_table(table, path)
+                result["written"].append(str(path))
+    return _finish(run, result)
+
+
+def _finish(run: StageRun, result: dict) -> dict:
+    run.written = list(result["written"])
+    _last.clear()
+    _last.append(run)
+    result["steps"] = [(r.name, r.status, r.seconds) for r in run.records]
+    return result
+
+
+def _write_table(table, path: Path) -> None:
+    from ..models.atomic import atomic_open
+
+    with atomic_open(path, "w") as f:
+        table.write(f, format="ascii.ecsv")
+
+
+@registry.register("tso3")
+def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
+    """``webbflow run tso3 ASN``: the calints science members of a level-3 TSO association."""
+    from .association import load_asn, member_path
+
+    if options:
+        raise ParameterError(f"unknown option(s) for tso3: {', '.join('--' + k for k in options)}")
+    if not str(input_path).lower().endswith(".json"):
+        raise InputFileError(input_path, "tso3 takes an association (_asn.json)")
+    asn, folder = load_asn(input_path)
+    written = []
+    for product in asn.products:
+        members = [member_path(input_path, folder, m.expname) for m in product.members if m.exptype == "science"]
+        if not members:
+            raise InputFileError(input_path, f"product {product.name!r} has no science member")
+        for p in members:
+            if not p.exists():
+                raise InputFileError(p, "no such file (a science member of the association)")
+        res = tso3(members, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                   asn_table_name=Path(input_path).name, steps=steps, config=config,
+                   output_dir=str(output_dir or folder))
+        written += res["written"]
+    return written

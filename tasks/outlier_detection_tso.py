@@ -1,0 +1,93 @@
+"""outlier_detection, mode ``tso``: outliers of a time series of integrations (jwst's
+OutlierDetectionStep on a TSO cube).
+
+The integrations of one exposure share a pointing, so each pixel is compared with its own
+median over time, with no resampling:
+
+1. With ``rolling_window_width`` between 2 and the number of integrations, the median is a
+   running median over that many integrations (pixels whose DQ has flags other than the
+   ``good_bits`` ones, i.e. weight below ``maskpt`` times the mean weight, left out); otherwise
+   it is the NaN-ignoring median of all integrations.
+2. A pixel is an outlier when it differs from its median by more than ``snr1`` times its
+   error (stcal's ``flag_crs``); it gets DQ ``DO_NOT_USE | OUTLIER`` and NaN in SCI, ERR and
+   the variances.
+
+The flow (tso3) saves the flagged cube as ``<root>_<asn_id>_crfints.fits``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..models import dqflags
+
+log = logging.getLogger("webbflow.steps.outlier_detection")
+
+TSO_EXPTYPES = {"NIS_SOSS", "MIR_LRS-SLITLESS", "NRC_TSGRISM", "NRS_BRIGHTOBJ", "NRC_TSIMAGE"}
+
+
+def is_tso_cube(model) -> bool:
+    """Whether ``model`` is one TSO exposure's cube of integrations (outlier_detection's mode ``tso``)."""
+    from ..models import CubeModel
+
+    if not isinstance(model, CubeModel):
+        return False
+    return bool(model.meta.visit.tsovisit) or (model.meta.exposure.type or "") in TSO_EXPTYPES
+
+
+def good_pixels(dq: np.ndarray, good_bits: str) -> np.ndarray:
+    """1.0 where a pixel's DQ holds only flags that ``good_bits`` allows, else 0.0."""
+    from stcal.resample.utils import build_mask
+
+    return build_mask(dq, good_bits, flag_name_map=dqflags.PIXEL).astype(np.float32)
+
+
+def running_median(cube: np.ndarray, width: int) -> np.ndarray:
+    """Median over ``width`` consecutive integrations, centred; the ends repeat the first and last full window."""
+    n = cube.shape[0]
+    if width <= 1:
+        raise ValueError("the rolling median window must be wider than 1")
+    if width > n:
+        raise ValueError("the rolling median window must not exceed the number of integrations")
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    out = np.full(cube.shape, np.nan)
+    half, odd = divmod(width, 2)
+    windows = sliding_window_view(cube, width, axis=0)  # (n - width + 1, ny, nx, width)
+    out[half: half + n - width + 1] = np.median(windows, axis=-1)
+    out[:half] = out[half]
+    if odd:
+        out[n - half:] = out[n - half - 1]
+    else:
+        out[n - half + 1:] = out[n - half]
+    return out
+
+
+def flag_tso_outliers(cube, params) -> int:
+    """Flag the outliers of a TSO cube in place; returns how many pixels were flagged."""
+    from stcal.outlier_detection.median import nanmedian3D
+    from stcal.outlier_detection.utils import compute_weight_threshold, flag_crs
+
+    from .flat_field import match_nans_and_flags
+
+    snr1 = params.snr_pair[0]
+    width = params.rolling_window_width
+    n = cube.data.shape[0]
+    if 1 < width < n:
+        weight = good_pixels(cube.dq, params.good_bits)
+        threshold = compute_weight_threshold(weight, params.maskpt)
+        sci = cube.data.copy()
+        sci[weight < threshold] = np.nan
+        median = running_median(sci, width)
+        del sci
+    else:
+        median = np.broadcast_to(nanmedian3D(cube.data, overwrite_input=False), cube.data.shape)
+    mask = flag_crs(cube.data, cube.err, median, snr1)
+    cube.dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
+    match_nans_and_flags(cube)
+    count = int(np.count_nonzero(mask))
+    log.info("%s: %d pixels flagged as outliers", cube.meta.filename, count)
+    cube.meta.cal_step.outlier_detection = "COMPLETE"
+    return count

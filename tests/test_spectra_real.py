@@ -1,0 +1,249 @@
+"""Parity on real JWST spectra against jwst 3.0, with the real 2019 CRDS rules:
+
+- the MIRI LRS slitless TSO cube (10 integrations) as the calints member of a tso3 association:
+  crfints, x1dints and whtlt.ecsv against jwst's calwebb_tso3;
+- extract_1d on each of the two NIRSpec MSA PRISM slits, and combine_1d of the two x1d files.
+
+extract_1d runs with override_extract1d, override_apcorr and override_psf N/A and
+apply_apcorr=false on both sides.  The 2019 rules select reference files that the rules-only
+cache does not hold: jwst's tso3 prefetches a readnoise file it never reads (a stand-in of that
+name is written into a private cache), and white_light's wavelengthrange is N/A for MIRI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from conftest import CRDS_RULES, REAL
+from parity import compare_arrays, compare_dq, jwst_offline, quiet_jwst
+
+from webbflow import models
+
+pytestmark = [pytest.mark.parity, pytest.mark.real]
+
+CONTEXT = "jwst_0541.pmap"
+CUBE = REAL / "miri_lrs_slitless_tso_crfints.fits"
+SLITS = sorted((REAL / "nirspec_msa_prism_slits").glob("*.fits"))
+NA = {"override_extract1d": "N/A", "override_apcorr": "N/A", "override_psf": "N/A", "apply_apcorr": False}
+EXPOSURE = "jw00623026001_03106_00005_mirimage"
+PRODUCT = "jw00623-o001_t001_miri_p750l-slitlessprism"
+# keywords that name the run rather than the data: when, which software, which file
+RUN_KEYWORDS = {"DATE", "FILENAME", "CAL_VER", "CAL_VCS", "CAL_SW", "CRDS_VER", "CRDS_CTX", ""}
+
+
+@contextmanager
+def _cwd(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The real 2019 rules, plus the one reference file jwst's tso3 prefetch insists on opening."""
+    dst = tmp_path_factory.mktemp("crds-0541-spectra")
+    shutil.copytree(CRDS_RULES, dst, dirs_exist_ok=True)
+    (dst / "references" / "jwst" / "miri").mkdir(parents=True, exist_ok=True)
+    rn = models.ReadnoiseModel((416, 72))
+    rn.data[:] = 6.0  # never read: Tso3Pipeline lists readnoise among its reference types
+    rn.meta.instrument.name = "MIRI"
+    rn.meta.instrument.detector = "MIRIMAGE"
+    rn.save(dst / "references" / "jwst" / "miri" / "jwst_miri_readnoise_0070.fits")
+    return dst
+
+
+def _tso_member(folder: Path) -> Path:
+    """The real cube, its INT_TIMES table (3 rows) carried on at the same cadence to all 10 integrations."""
+    path = folder / f"{EXPOSURE}_calints.fits"
+    with fits.open(CUBE) as hdul:
+        it = hdul["INT_TIMES"].data
+        n = hdul["SCI"].data.shape[0]
+        step = it["int_mid_MJD_UTC"][1] - it["int_mid_MJD_UTC"][0]
+        cols = []
+        for c in hdul["INT_TIMES"].columns:
+            v = np.asarray(it[c.name])
+            if c.name == "integration_number":
+                full = np.arange(1, n + 1, dtype=v.dtype)
+            elif "MJD" in c.name:
+                full = v[0] + step * np.arange(n)
+            else:
+                full = np.zeros(n, dtype=v.dtype)
+            cols.append(fits.Column(name=c.name, format=c.format, array=full))
+        new = fits.BinTableHDU.from_columns(cols, header=hdul["INT_TIMES"].header, name="INT_TIMES")
+        hdul["INT_TIMES"] = new
+        hdul.writeto(path)
+    return path
+
+
+def _asn(folder: Path, member: Path) -> Path:
+    asn = {"asn_type": "tso3", "asn_rule": "candidate_Asn_Lv3SpecTSO", "asn_id": "o001", "asn_pool": "jw00623_pool",
+           "program": "00623", "target": "1",
+           "products": [{"name": PRODUCT, "members": [{"expname": member.name, "exptype": "science"}]}]}
+    path = folder / "jw00623-o001_tso3_00001_asn.json"
+    path.write_text(json.dumps(asn))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tso3_runs(tmp_path_factory, cache):
+    """calwebb_tso3 once by jwst and once by webbflow, each in its own folder."""
+    from jwst.pipeline import Tso3Pipeline
+
+    from webbflow.flows.calwebb_tso3 import run_tso3
+
+    theirs = tmp_path_factory.mktemp("tso3-jwst")
+    ours = tmp_path_factory.mktemp("tso3-webbflow")
+    asn_j = _asn(theirs, _tso_member(theirs))
+    asn_o = _asn(ours, _tso_member(ours))
+    with jwst_offline(cache, CONTEXT):
+        with quiet_jwst(), _cwd(theirs):
+            Tso3Pipeline.call(str(asn_j), output_dir=str(theirs), steps={
+                "extract_1d": NA, "tso_photometry": {"override_gain": "N/A"},
+                "white_light": {"override_wavelengthrange": "N/A"}})
+        written = run_tso3(asn_o, output_dir=ours, steps={"extract_1d": NA})
+    return theirs, ours, written
+
+
+def _headers_agree(ours: fits.Header, theirs: fits.Header, ignore=RUN_KEYWORDS):
+    only_ours = {k for k in ours if k not in theirs} - ignore
+    only_theirs = {k for k in theirs if k not in ours} - ignore
+    differ = {k: (ours[k], theirs[k]) for k in ours if k in theirs and k not in ignore and ours[k] != theirs[k]}
+    assert not only_theirs, f"keywords jwst writes and we do not: {sorted(only_theirs)}"
+    assert not differ, f"keywords that differ: {differ}"
+    return only_ours
+
+
+def _tables_agree(ours, theirs, name):
+    assert ours.dtype.names == theirs.dtype.names, name
+    for col in theirs.dtype.names:
+        a, b = np.asarray(ours[col]), np.asarray(theirs[col])
+        assert a.dtype.newbyteorder("=") == b.dtype.newbyteorder("="), f"{name} {col}: {a.dtype} != {b.dtype}"
+        if col == "DQ":
+            ag = compare_dq(f"{name} {col}", a, b)
+            assert ag.fraction == 1.0, str(ag)
+        else:
+            ag = compare_arrays(f"{name} {col}", a, b, rtol=1e-4)
+            assert ag.fraction >= 0.999, str(ag)
+
+
+def test_tso3_products_are_named_as_jwst_names_them(tso3_runs):
+    theirs, ours, written = tso3_runs
+    names = {p.name for p in theirs.iterdir() if p.suffix in (".fits", ".ecsv")} - {f"{EXPOSURE}_calints.fits"}
+    assert names == {f"{EXPOSURE}_o001_crfints.fits", f"{PRODUCT}_x1dints.fits", f"{PRODUCT}_whtlt.ecsv"}
+    assert {Path(p).name for p in written} == names
+
+
+def test_tso3_crfints_matches_jwst(tso3_runs):
+    theirs, ours, _ = tso3_runs
+    name = f"{EXPOSURE}_o001_crfints.fits"
+    a, b = models.open(ours / name), models.open(theirs / name)
+    for arr in ("data", "err", "var_poisson", "var_rnoise", "var_flat", "wavelength"):
+        ag = compare_arrays(arr, getattr(a, arr), getattr(b, arr))
+        assert ag.fraction >= 0.999, str(ag)
+    assert compare_dq("dq", a.dq, b.dq).fraction == 1.0
+    with fits.open(ours / name) as ho, fits.open(theirs / name) as ht:
+        assert [h.name for h in ho] == [h.name for h in ht]
+        # FILETYPE, which the input carries and stdatamodels drops, is kept (webbflow keeps unmodelled keywords)
+        assert _headers_agree(ho[0].header, ht[0].header) <= {"FILETYPE"}
+
+
+def test_tso3_x1dints_matches_jwst(tso3_runs):
+    theirs, ours, _ = tso3_runs
+    name = f"{PRODUCT}_x1dints.fits"
+    a, b = models.open(ours / name), models.open(theirs / name)
+    assert type(a).__name__ == type(b).__name__ == "TSOMultiSpecModel"
+    assert len(a.spec) == len(b.spec) == 1
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "x1dints")
+    assert np.all(np.isfinite(a.spec[0].spec_table["MJD-AVG"]))  # the times came from INT_TIMES
+    assert a.spec[0].units == b.spec[0].units
+    ma = {k: v for k, v in a.spec[0].meta.items() if k != "meta"}
+    mb = {k: v for k, v in b.spec[0].meta.items() if k != "meta"}
+    assert ma == mb
+    with fits.open(ours / name) as ho, fits.open(theirs / name) as ht:
+        # jwst also blends the input headers into an HDRTAB table (not made here)
+        assert [h.name for h in ho] == [h.name for h in ht if h.name != "HDRTAB"]
+        _headers_agree(ho[0].header, ht[0].header)
+        _headers_agree(ho["EXTRACT1D"].header, ht["EXTRACT1D"].header, ignore=set())
+        _tables_agree(ho["INT_TIMES"].data, ht["INT_TIMES"].data, "INT_TIMES")
+    # the spectra's WCS: pixel index to wavelength, as jwst evaluates it
+    pix = np.arange(len(a.spec[0].spec_table["WAVELENGTH"][0]), dtype=float)
+    np.testing.assert_allclose(a.spec[0].meta["meta"]["wcs"](pix)[2], b.spec[0].meta["meta"]["wcs"](pix)[2], rtol=1e-12)
+
+
+def test_tso3_white_light_matches_jwst(tso3_runs):
+    from astropy.table import Table
+
+    theirs, ours, _ = tso3_runs
+    name = f"{PRODUCT}_whtlt.ecsv"
+    a, b = Table.read(ours / name), Table.read(theirs / name)
+    assert a.colnames == b.colnames == ["MJD_UTC", "BJD_TDB", "whitelight_flux"]
+    assert len(a) == len(b) == 10
+    assert dict(a.meta) == dict(b.meta)
+    assert str(a["whitelight_flux"].unit) == str(b["whitelight_flux"].unit) == "Jy"
+    for c in a.colnames:
+        ag = compare_arrays(c, np.asarray(a[c]), np.asarray(b[c]), rtol=1e-4)
+        assert ag.fraction == 1.0, str(ag)
+
+
+@pytest.fixture(scope="module")
+def nirspec_runs(tmp_path_factory, cache):
+    """extract_1d on each real NIRSpec slit and combine_1d of the two x1d, by jwst and by webbflow."""
+    from jwst.combine_1d import Combine1dStep
+    from jwst.datamodels import ModelContainer
+    from jwst.extract_1d import Extract1dStep
+
+    from webbflow.tasks.base import run_step
+
+    folder = tmp_path_factory.mktemp("nirspec-x1d")
+    out = {"ours": [], "theirs": []}
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        for slit in SLITS:
+            j = Extract1dStep.call(str(slit), **NA)
+            pj = folder / f"jwst_{slit.stem}_x1d.fits"
+            j.save(pj)
+            out["theirs"].append(pj)
+            o = run_step("extract_1d", models.open(slit), NA).model
+            out["ours"].append(Path(o.save(folder / f"ours_{slit.stem}_x1d.fits")))
+        cj = Combine1dStep.call(ModelContainer([str(p) for p in out["theirs"]]))
+        cj.save(folder / "jwst_c1d.fits")
+        co = run_step("combine_1d", [models.open(p) for p in out["ours"]], {}).model
+        co.save(folder / "ours_c1d.fits")
+    return folder, out
+
+
+def test_nirspec_slits_extract_1d_matches_jwst(nirspec_runs):
+    folder, out = nirspec_runs
+    for po, pt in zip(out["ours"], out["theirs"]):
+        a, b = models.open(po), models.open(pt)
+        assert type(a).__name__ == type(b).__name__ == "MultiSpecModel" and len(a.spec) == len(b.spec) == 1
+        _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, po.name)
+        assert a.spec[0].units == b.spec[0].units
+        assert {k: v for k, v in a.spec[0].meta.items() if k != "meta"} == {k: v for k, v in b.spec[0].meta.items() if k != "meta"}
+        with fits.open(po) as ho, fits.open(pt) as ht:
+            assert [h.name for h in ho] == [h.name for h in ht]
+            _headers_agree(ho["EXTRACT1D"].header, ht["EXTRACT1D"].header, ignore=set())
+            _headers_agree(ho[0].header, ht[0].header)
+
+
+def test_nirspec_combine_1d_matches_jwst(nirspec_runs):
+    folder, _ = nirspec_runs
+    a, b = models.open(folder / "ours_c1d.fits"), models.open(folder / "jwst_c1d.fits")
+    assert type(a).__name__ == type(b).__name__ == "MultiCombinedSpecModel"
+    assert len(a.spec) == len(b.spec) == 1
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "c1d")
+    assert a.spec[0].units == b.spec[0].units
+    for k in ("source_id", "spectral_order", "dispersion_direction", "source_ra", "source_dec"):
+        assert a.spec[0].meta.get(k) == b.spec[0].meta.get(k), k
+    with fits.open(folder / "ours_c1d.fits") as ho, fits.open(folder / "jwst_c1d.fits") as ht:
+        assert [h.name for h in ho] == [h.name for h in ht]
+        _headers_agree(ho["COMBINE1D"].header, ht["COMBINE1D"].header, ignore=set())
