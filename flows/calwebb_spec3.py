@@ -41,7 +41,7 @@ from prefect.cache_policies import NONE
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError
 from . import registry
-from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps
+from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["outlier_detection", "pixel_replace", "resample_spec", "extract_1d", "combine_1d"]
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
@@ -93,12 +93,18 @@ def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_t
         crf._headers = {k: h.copy() for k, h in source._headers.items() if k == "PRIMARY"}
         crf.slits.extend(slits)
         _save(crf, out_dir, f"{name}_crf.fits", res.written)
+    for s in slits:  # jwst's adaptive_trace_model comes here, skipped by default (not implemented here)
+        s.meta.cal_step.adaptive_trace_model = "SKIPPED"
     slits = run_steps(slits, ["pixel_replace"], run)
     s2d = run_steps(slits, ["resample_spec"], run)
     if run.records[-1].status == "COMPLETE":
+        crds = s2d.meta.ref_file.crds.model_copy()
+        stamp(s2d, run, "spec3")
+        s2d.meta.ref_file.crds = crds  # resample_spec uses no reference: the context stays the input's
         _save(s2d, out_dir, f"{name}_s2d.fits", res.written)
         x1d = run_steps(s2d, ["extract_1d"], run)
         if run.records[-1].status == "COMPLETE":
+            stamp(x1d, run, "spec3")
             _save(x1d, out_dir, f"{name}_x1d.fits", res.written)
     else:
         spectra = [run_steps(s, ["extract_1d"], run) for s in slits]
@@ -106,6 +112,7 @@ def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_t
         if spectra:
             c1d = run_steps(spectra, ["combine_1d"], run)
             if run.records[-1].status == "COMPLETE":
+                stamp(c1d, run, "spec3")
                 _save(c1d, out_dir, f"{name}_c1d.fits", res.written)
     res.steps = [(r.name, r.status, r.seconds) for r in run.records]
     return res

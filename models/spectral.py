@@ -224,6 +224,8 @@ class MultiSlitModel(DataModel):
             self.meta = init.meta.model_copy(deep=True)
             self.meta.model_type = self.model_type or type(self).__name__
             self.meta.wcs = None
+            if "PRIMARY" in init._headers:  # the exposure's keywords that meta does not model
+                self._headers["PRIMARY"] = init._headers["PRIMARY"].copy()
             self.slits.append(init)
             return
         if isinstance(init, (tuple, np.ndarray)):

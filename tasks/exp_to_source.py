@@ -9,7 +9,8 @@ works per source, so the slits are regrouped:
     the order in which sources are first met; within a source the slits keep the exposures'
     order.  Each slit's metadata is its exposure's, overlaid with what belongs to the slit
     (``bunit_data``, ``bunit_err``, ``model_type``, ``wcsinfo``, its WCS and, when the slit has
-    one, its exposure type); the source model's own metadata is the first exposure's, with no
+    one, its exposure type), and it carries the exposure's primary header (keywords the metadata
+    does not model); the source model's own metadata is the first exposure's, with no
     file name.  Slits are shared, not copied: the input exposures should not be used afterwards.
 
 ``source_product_name(template, exp_type, slits) -> str``
@@ -35,6 +36,7 @@ log = logging.getLogger("webbflow.tasks")
 
 # what a slit keeps of its own when its exposure's metadata is laid over it
 _SLIT_OWN = ("bunit_data", "bunit_err", "model_type", "wcsinfo")
+_ARRAY_EXTNAMES = {a.extname for a in models.MultiSlitModel.slit_arrays}
 
 
 def source_key(slit) -> str:
@@ -90,6 +92,10 @@ def exp_to_source(exposures) -> dict:
                 if "PRIMARY" in exposure._headers:
                     source._headers["PRIMARY"] = exposure._headers["PRIMARY"].copy()
             _slit_with_exposure_meta(slit, exposure)
+            # a new product: its extensions go in the model's order, as jwst writes them
+            slit._hdu_order = [n for n in slit._hdu_order if n not in _ARRAY_EXTNAMES]
+            if "PRIMARY" in exposure._headers:  # the exposure's unmodelled keywords go with the slit too
+                slit._headers["PRIMARY"] = exposure._headers["PRIMARY"].copy()
             if slit.meta.exposure.type is not None:
                 source.meta.exposure.type = slit.meta.exposure.type
             source.slits.append(slit)
