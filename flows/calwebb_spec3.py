@@ -78,10 +78,27 @@ def _save(model, out_dir: Path | None, name: str, written: list[str]) -> None:
 
 
 def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_table: str | None) -> SourceResult:
-    """One source through spec3's slit branch: the science of the ``spec3-source`` subflow."""
+    """One source through spec3's slit branch: the science of the ``spec3-source`` subflow.
+
+    A source that fails leaves no product: what it had written is removed before the error goes on.
+    """
     res = SourceResult(name)
+    try:
+        return _process_source(source, res, run, out_dir, asn_table)
+    except BaseException:
+        for p in res.written:
+            Path(p).unlink(missing_ok=True)
+        raise
+
+
+def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | None, asn_table: str | None):
+    name = res.name
     is_multi = isinstance(source, models.MultiExposureModel)
     slits = list(source.slits) if isinstance(source, models.MultiSlitModel) else list(source)
+    for s in slits:
+        if s.meta.wcs is None:
+            raise InputFileError(s.meta.filename or name, f"slit {s.name} (source {s.source_id}) has no WCS "
+                                 "(assign_wcs must have run in Stage 2)")
     if is_multi:
         _save(source, out_dir, f"{name}_cal.fits", res.written)
     for s in slits:
