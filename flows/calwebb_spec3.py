@@ -2,6 +2,8 @@
 
 The calibrated exposures (``_cal``) of one spec3 product in, in jwst 3.0's order:
 
+    background members (x1d spectra): master_background subtracts their combined spectrum from
+        the science exposures (:mod:`webbflow.tasks.master_background`; MOS slits get none)
     multi-slit exposures (MultiSlitModel): exp_to_source regroups their slits by source
         -> per source, one Prefect subflow (``spec3-source``), fanned out on the flow's task
            runner (threads, at most ``max_workers`` sources at once):
@@ -24,8 +26,7 @@ Source product names are jwst's (:func:`webbflow.tasks.exp_to_source.source_prod
 ``webbflow run spec3 ASN`` (also ``calwebb_spec3``, ``Spec3Pipeline``) takes a level-3 spec3
 association whose science members are cal files, relative to the association's folder.
 
-Not implemented yet (each refused with one line, never skipped silently): associations with
-background members (master_background), slitless modes (WFSS, SOSS), IFU modes (cube_build) and
+Not implemented yet (each refused with one line, never skipped silently): slitless modes (WFSS, SOSS), IFU modes (cube_build) and
 moving targets (assign_mtwcs).
 """
 
@@ -43,9 +44,9 @@ from ..errors import InputFileError, ParameterError, UnsupportedModeError, Webbf
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["outlier_detection", "pixel_replace", "resample_spec", "extract_1d", "combine_1d"]
+STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "extract_1d", "combine_1d"]
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
-NOT_IMPLEMENTED = ("assign_mtwcs", "master_background", "adaptive_trace_model", "cube_build", "photom",
+NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "cube_build", "photom",
                    "spectral_leak")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
@@ -180,8 +181,10 @@ def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
 @flow(name="spec3", flow_run_name=run_name("spec3"), validate_parameters=False, persist_result=False)
 def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
           asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
-          output_dir: str | None = None, max_workers: int = MAX_WORKERS) -> dict:
+          output_dir: str | None = None, max_workers: int = MAX_WORKERS, backgrounds=None) -> dict:
     """Run the Stage 3 spectroscopic steps on the cal exposures (paths or models) of one product.
+
+    ``backgrounds``: the association's background members (x1d paths or models), for master_background.
 
     Returns ``{"sources": [SourceResult], "written": [paths], "failed": [SourceResult]}``; raises
     :class:`SourcesFailed` after the join when a source failed (the others' products are written).
@@ -211,6 +214,10 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
+    if backgrounds:
+        spectra = [models.open(b) for b in backgrounds]
+        subtracted = run_steps(exposures + spectra, ["master_background"], StageRun(params=params))
+        exposures = [m for m in subtracted if isinstance(m, (models.MultiSlitModel, models.SlitModel))]
     sources = sources_of(exposures, product_name)
     log.info("spec3: %d source(s) from %d exposure(s)", len(sources), len(exposures))
     from prefect.context import FlowRunContext
@@ -252,18 +259,16 @@ def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
     asn, folder = load_asn(input_path)
     written = []
     for product in asn.products:
-        kinds = [str(m.exptype).lower() for m in product.members]
-        if "background" in kinds:
-            raise UnsupportedModeError(f"{Path(input_path).name}: background members (master_background) "
-                                       "are not implemented in spec3 yet")
         members = [member_path(input_path, folder, m.expname) for m in product.members
                    if str(m.exptype).lower() == "science"]
         if not members:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
-        for p in members:
+        backgrounds = [member_path(input_path, folder, m.expname) for m in product.members
+                       if str(m.exptype).lower() == "background"]
+        for p in members + backgrounds:
             if not p.exists():
-                raise InputFileError(p, "no such file (a science member of the association)")
-        res = spec3(members, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                raise InputFileError(p, "no such file (a member of the association)")
+        res = spec3(members, backgrounds=backgrounds, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
                     asn_table_name=Path(input_path).name, steps=steps, config=config,
                     output_dir=str(output_dir or folder))
         written += res["written"]

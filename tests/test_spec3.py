@@ -11,7 +11,9 @@ Checked: the same product names (exp_to_source's per-source names, s000000933), 
 extensions, every array within rtol 1e-4 for >= 99.9 % of its elements, DQ identical, and the
 header keywords as jwst writes them (jwst's s2d also has an HDRTAB table, not made here).
 A second run with a second source whose slits have no WCS: that source is reported by name and
-leaves no product, the first source's products are all written.
+leaves no product, the first source's products are all written.  master_background, alone,
+against jwst's step on the slits with a background x1d (jwst and webbflow give MOS slits in a
+MultiSlitModel no background, so the step is compared on SlitModels, where it subtracts).
 """
 
 from __future__ import annotations
@@ -201,3 +203,39 @@ def test_spec3_reports_a_failed_source_and_keeps_the_other(tmp_path):
     assert written == sorted(f"{SOURCE}_{s}.fits" for s in SUFFIXES)
     x1d = models.open(tmp_path / "out" / f"{SOURCE}_x1d.fits")
     assert np.isfinite(x1d.spec[0].spec_table["FLUX"]).sum() > 100
+
+
+def test_master_background_matches_jwst(tmp_path):
+    """master_background of a background x1d (one real slit's spectrum, from a background target)
+    subtracted from the two real slits given as SlitModels: SCI and DQ equal to jwst's step."""
+    import shutil
+
+    from jwst.master_background import MasterBackgroundStep
+
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    bkg_name = "jw01345062001_03101_00003_nrs2_x1d.fits"
+    for p in SLITS:
+        shutil.copy(p, tmp_path / p.name)
+        (tmp_path / p.name).chmod(0o644)
+    with jwst_offline(CRDS_RULES, CONTEXT):
+        x1d = run_step("extract_1d", models.open(SLITS[1]), NA).model
+        x1d.meta.observation.bkgdtarg = True
+        x1d.save(tmp_path / bkg_name)
+        (tmp_path / "bkg_asn.json").write_text(json.dumps({
+            "asn_id": "o062", "asn_pool": "pool", "asn_type": "spec3", "asn_rule": "test", "program": "01345",
+            "target": "1", "products": [{"name": "bkg", "members": [{"expname": p.name, "exptype": "science"} for p in SLITS]
+                                         + [{"expname": bkg_name, "exptype": "background"}]}]}))
+        with quiet_jwst(), _cwd(tmp_path):
+            theirs = MasterBackgroundStep.call("bkg_asn.json")
+        res = run_step("master_background", [models.open(p) for p in SLITS] + [models.open(tmp_path / bkg_name)], {})
+    assert res.status == "COMPLETE" and len(res.model) == len(theirs) == 2
+    for mine, jw, original in zip(res.model, theirs, SLITS):
+        assert mine.meta.cal_step.master_background == jw.meta.cal_step.master_background == "COMPLETE"
+        ag = compare_arrays("SCI", mine.data, jw.data, rtol=1e-4)
+        assert ag.fraction >= 0.999, str(ag)
+        assert compare_dq("DQ", mine.dq, jw.dq).fraction == 1.0
+        # the background was really subtracted
+        assert np.nanmax(np.abs(models.open(original).data - mine.data)) > 0.1
