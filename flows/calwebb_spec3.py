@@ -6,7 +6,7 @@ The calibrated exposures (``_cal``) of one spec3 product in, in jwst 3.0's order
         the science exposures (:mod:`webbflow.tasks.master_background`; MOS slits get none)
     multi-slit exposures (MultiSlitModel): exp_to_source regroups their slits by source
         -> per source, one Prefect subflow (``spec3-source``), fanned out on the flow's task
-           runner (threads, at most ``max_workers`` sources at once):
+           runner (threads, at most ``MAX_WORKERS`` sources at once):
               <source product>_cal.fits   the source's slits, one per exposure (MultiExposureModel)
               outlier_detection (mode spec)      -> <source product>_crf.fits
               pixel_replace (skipped by default, as in jwst)
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError
@@ -178,10 +179,11 @@ def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
     return [(product_name, list(exposures))]
 
 
-@flow(name="spec3", flow_run_name=run_name("spec3"), validate_parameters=False, persist_result=False)
+@flow(name="spec3", flow_run_name=run_name("spec3"), validate_parameters=False, persist_result=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
 def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
           asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
-          output_dir: str | None = None, max_workers: int = MAX_WORKERS, backgrounds=None) -> dict:
+          output_dir: str | None = None, backgrounds=None) -> dict:
     """Run the Stage 3 spectroscopic steps on the cal exposures (paths or models) of one product.
 
     ``backgrounds``: the association's background members (x1d paths or models), for master_background.
@@ -225,12 +227,11 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     tracked = FlowRunContext.get() is not None
     results: list[SourceResult] = []
     if tracked:
-        # bounded fan-out: at most max_workers sources (their arrays) in flight at once
-        width = max(1, int(max_workers))
-        for start in range(0, len(sources), width):
-            futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name)
-                       for name, src in sources[start:start + width]]
-            results += [f.result() for f in futures]
+        # the fan-out: the flow's task runner runs at most MAX_WORKERS sources at once
+        # (``spec3.with_options(task_runner=...)`` for another bound)
+        futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name)
+                   for name, src in sources]
+        results = [f.result() for f in futures]
     else:
         for name, src in sources:
             results.append(source_task.fn(src, name, params, references, context, output_dir, asn_table_name))
