@@ -175,7 +175,7 @@ def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
     exp_type = exposures[0].meta.exposure.type
     if isinstance(exposures[0], models.MultiSlitModel):
         by_source = exp_to_source(exposures)
-        return [(source_product_name(product_name, exp_type, src.slits), src) for src in by_source.values()]
+        return [(source_product_name(product_name, exp_type, src.slits, key), src) for key, src in by_source.items()]
     return [(product_name, list(exposures))]
 
 

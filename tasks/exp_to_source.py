@@ -13,12 +13,13 @@ works per source, so the slits are regrouped:
     does not model); the source model's own metadata is the first exposure's, with no
     file name.  Slits are shared, not copied: the input exposures should not be used afterwards.
 
-``source_product_name(template, exp_type, slits) -> str``
-    The Stage 3 product name of one source, from the association product name, as jwst 3.0's
-    calwebb_spec3 forms it: the ``{source_id}`` field of the template (appended with ``_`` when
-    the template has none) becomes ``s`` and the source id padded with zeros to 9 characters;
-    NIRSpec MOS background slitlets (``BKG`` in the source name) take ``b`` and virtual
-    slitlets (negative ids) ``v`` with the id's digits; NIRSpec fixed slits also fill
+``source_product_name(template, exp_type, slits, key) -> str``
+    The Stage 3 product name of one source (``key`` is its exp_to_source key), from the
+    association product name, as jwst 3.0's calwebb_spec3 forms it: the ``{source_id}`` field of
+    the template (appended with ``_`` when the template has none) becomes ``s`` and the key
+    padded with zeros to 9 characters; for NIRSpec MOS the slits' source id instead of the key,
+    and background slitlets (``BKG`` in the source name) take ``b``, virtual slitlets
+    (negative ids) ``v`` with the id's digits; NIRSpec fixed slits also fill
     ``{slit_name}`` with the slits' names, lower case, joined by ``-``.  Other fields of the
     template are left as they are.
 """
@@ -120,21 +121,22 @@ def _fill(template: str, **values) -> str:
     return "_".join([out, *extra])
 
 
-def source_id_field(exp_type: str | None, slits) -> str:
+def source_id_field(exp_type: str | None, slits, key: str | None = None) -> str:
     """The source part of a per-source product name (``s000000933``, ``b…``, ``v…``)."""
     first = slits[0]
-    sid = first.source_id
     if exp_type == "NRS_MSASPEC":
+        sid = first.source_id
         if "BKG" in str(first.source_name or ""):
             return f"b{sid!s:>09s}"
         if sid is not None and int(sid) < 0:
             return f"v{str(sid)[1:]:>09s}"
-    return f"s{sid!s:>09s}"
+        return f"s{sid!s:>09s}"
+    return f"s{(key if key is not None else source_key(first))!s:>09s}"
 
 
-def source_product_name(template: str, exp_type: str | None, slits) -> str:
+def source_product_name(template: str, exp_type: str | None, slits, key: str | None = None) -> str:
     """jwst's Stage 3 product name of one source (see the module docstring)."""
-    srcid = source_id_field(exp_type, slits)
+    srcid = source_id_field(exp_type, slits, key)
     if exp_type == "NRS_FIXEDSLIT":
         names: list[str] = []
         for s in slits:

@@ -239,3 +239,50 @@ def test_master_background_matches_jwst(tmp_path):
         assert compare_dq("DQ", mine.dq, jw.dq).fraction == 1.0
         # the background was really subtracted
         assert np.nanmax(np.abs(models.open(original).data - mine.data)) > 0.1
+
+
+@pytest.mark.parametrize("exp_type,source_name,source_id,slit", [
+    ("NRS_MSASPEC", "1345_933", 933, "138"),
+    ("NRS_MSASPEC", "1345_BKG17", 17, "140"),
+    ("NRS_MSASPEC", "1345_-42", -42, "141"),
+    ("NRS_FIXEDSLIT", "3_S200A1", 1, "S200A1"),
+    ("NRS_FIXEDSLIT", None, 2, "S1600A1"),
+])
+def test_source_product_names_are_jwsts(exp_type, source_name, source_id, slit):
+    """Per-source product names from exp_to_source's keys, against jwst's own naming functions."""
+    from jwst.associations.lib.rules_level3_base import format_product
+    from jwst.exp_to_source import multislit_to_container
+    from jwst.pipeline import Spec3Pipeline
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.tasks.exp_to_source import exp_to_source, source_product_name
+
+    template = "jw01345-o062_{source_id}_nirspec_{slit_name}_clear-prism" if exp_type == "NRS_FIXEDSLIT" \
+        else "jw01345-o062_{source_id}_nirspec_clear-prism"
+    theirs_in, ours_in = [], []
+    for k in range(2):  # two exposures of the same slit
+        s = dm.SlitModel(np.zeros((3, 4), np.float32))
+        s.name, s.source_id, s.meta.exposure.type = slit, source_id, exp_type
+        if source_name:
+            s.source_name = source_name
+        m = dm.MultiSlitModel()
+        m.meta.exposure.type = exp_type
+        m.meta.instrument.name = "NIRSPEC"
+        m.slits.append(s)
+        theirs_in.append(m)
+        ours = models.MultiSlitModel()
+        ours.meta.exposure.type = exp_type
+        slit_model = models.SlitModel()
+        slit_model.data = np.zeros((3, 4), np.float32)
+        slit_model.name, slit_model.source_id, slit_model.source_name = slit, source_id, source_name
+        ours.slits.append(slit_model)
+        ours_in.append(ours)
+    (key_j, container), = multislit_to_container(theirs_in).items()
+    if exp_type == "NRS_FIXEDSLIT":
+        expected = format_product(template, source_id=f"s{key_j:>09s}",
+                                  slit_name=Spec3Pipeline._create_nrsfs_slit_name(None, container))
+    else:
+        expected = format_product(template, source_id=Spec3Pipeline._create_nrsmos_source_id(None, container))
+    (key_o, source), = exp_to_source(ours_in).items()
+    assert key_o == key_j and len(source.exposures) == 2
+    assert source_product_name(template, exp_type, source.exposures, key_o) == expected
