@@ -145,15 +145,20 @@ def spec3_source(source, name: str, params: dict, references: dict, context: str
     return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table)
 
 
+def _guarded(fn, name: str, *args) -> SourceResult:
+    """A source's failure becomes a reported result, never the whole run's."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - reported per source at the join
+        log.error("source %s failed: %s", name, exc)
+        return SourceResult(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
+
+
 @task(name="source", cache_policy=NONE, persist_result=False)
 def source_task(source, name: str, params: dict, references: dict, context: str | None,
                 output_dir: str | None, asn_table: str | None) -> SourceResult:
-    """Run one source's subflow; its failure becomes a reported result, never the whole run's."""
-    try:
-        return spec3_source(source, name, params, references, context, output_dir, asn_table)
-    except Exception as exc:  # noqa: BLE001 - reported per source at the join
-        log.error("source %s failed: %s", name, exc)
-        return SourceResult(name, error=f"{type(exc).__name__}: {exc}" if not isinstance(exc, WebbflowError) else str(exc))
+    """Run one source's subflow (its failure reported, see :func:`_guarded`)."""
+    return _guarded(spec3_source, name, source, name, params, references, context, output_dir, asn_table)
 
 
 def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
@@ -233,8 +238,9 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                    for name, src in sources]
         results = [f.result() for f in futures]
     else:
-        for name, src in sources:
-            results.append(source_task.fn(src, name, params, references, context, output_dir, asn_table_name))
+        for name, src in sources:  # no Prefect run (``spec3.fn``): plain calls, the same products
+            run = StageRun(params=params, references=references, context=context)
+            results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name))
     written = [p for r in results for p in r.written]
     failed = [r for r in results if r.error]
     result = {"sources": results, "written": written, "failed": failed}
