@@ -25,9 +25,9 @@ from .classes import (
     ReferenceFileModel,
 )
 from .meta import Meta
+from .spectral import IFUCubeModel, IFUImageModel, MultiExposureModel, MultiSlitModel, SlitModel
 from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
-from .spectral import IFUCubeModel, IFUImageModel, MultiSlitModel, SlitModel
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -137,7 +137,7 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
 __all__ = [
     "open", "DataModel", "ArraySpec", "Meta", "dqflags", "REGISTRY", "class_for_file",
     "RampModel", "Level1bModel", "ImageModel", "CubeModel", "SlitModel", "Spectrum",
-    "MultiSlitModel", "IFUImageModel", "IFUCubeModel",
+    "MultiSlitModel", "MultiExposureModel", "IFUImageModel", "IFUCubeModel",
 ]
 __all__ += [n for n in REGISTRY if n in globals()]
 

@@ -274,6 +274,7 @@ class Background(Group):
     method: str | None = kw("BKGMETH")
     level: float | None = kw("BKGLEVEL")
     subtracted: bool | None = kw("BKGSUB")
+    master_background_file: str | None = kw("MASTERBG")
 
 
 class Asn(Group):
@@ -328,6 +329,7 @@ CAL_STEP_KEYWORDS: dict[str, str] = {
 CAL_STEP_KEYWORDS.update({
     "extract_1d": "S_EXTR1D", "combine_1d": "S_COMB1D", "white_light": "S_WHTLIT",
     "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
+    "master_background": "S_MSBSUB",
 })
 
 

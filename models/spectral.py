@@ -215,6 +215,7 @@ class MultiSlitModel(DataModel):
 
     arrays = ()
     slit_arrays = _slit_arrays()
+    _list_key = "slits"  # where the ASDF tree lists the slits
 
     def __init__(self, init=None, **kw):
         object.__setattr__(self, "slits", [])
@@ -223,6 +224,8 @@ class MultiSlitModel(DataModel):
             self.meta = init.meta.model_copy(deep=True)
             self.meta.model_type = self.model_type or type(self).__name__
             self.meta.wcs = None
+            if "PRIMARY" in init._headers:  # the exposure's keywords that meta does not model
+                self._headers["PRIMARY"] = init._headers["PRIMARY"].copy()
             self.slits.append(init)
             return
         if isinstance(init, (tuple, np.ndarray)):
@@ -299,7 +302,7 @@ class MultiSlitModel(DataModel):
         self._asdf_handle = handle
         tree = _strip_links(tree)
         meta_tree = tree.pop("meta", {}) or {}
-        slit_trees = tree.pop("slits", []) or []
+        slit_trees = tree.pop(self._list_key, []) or []
         tree.pop("extra_fits", None)
         self._asdf_extra = tree
         if per_slit and sorted(per_slit) != list(range(1, len(per_slit) + 1)):
@@ -366,10 +369,22 @@ class MultiSlitModel(DataModel):
             f.write(_hdu_bytes(hdu))
         tree = dict(self._asdf_extra)
         tree["meta"] = _prune(self.meta.model_dump(exclude_none=True))
-        tree["slits"] = [
+        tree[self._list_key] = [
             {**_copy.copy(s._asdf_extra), "meta": _prune(s.meta.model_dump(exclude_none=True))} for s in self.slits
         ]
         f.write(_hdu_bytes(_asdf_table_hdu(tree)))
+
+
+class MultiExposureModel(MultiSlitModel):
+    """The slits of one source in several exposures (jwst's MultiExposureModel, a Stage 3 spec
+    product such as ``<product>_cal.fits`` and ``_crf.fits``): the same layout as a MultiSlitModel,
+    the slits listed under ``exposures`` in the ASDF tree.  ``.exposures`` is ``.slits``."""
+
+    _list_key = "exposures"
+
+    @property
+    def exposures(self) -> list:
+        return self.slits
 
 
 def builtins_open(path):

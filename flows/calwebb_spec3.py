@@ -1,0 +1,282 @@
+"""Stage 3 spectroscopy: calwebb_spec3 as a Prefect flow, with per-source fan-out.
+
+The calibrated exposures (``_cal``) of one spec3 product in, in jwst 3.0's order:
+
+    background members (x1d spectra): master_background subtracts their combined spectrum from
+        the science exposures (:mod:`webbflow.tasks.master_background`; MOS slits get none)
+    multi-slit exposures (MultiSlitModel): exp_to_source regroups their slits by source
+        -> per source, one Prefect subflow (``spec3-source``), fanned out on the flow's task
+           runner (threads, at most ``MAX_WORKERS`` sources at once):
+              <source product>_cal.fits   the source's slits, one per exposure (MultiExposureModel)
+              outlier_detection (mode spec)      -> <source product>_crf.fits
+              pixel_replace (skipped by default, as in jwst)
+              resample_spec                      -> <source product>_s2d.fits
+              extract_1d on the s2d              -> <source product>_x1d.fits
+           when resample_spec did not complete: extract_1d on each slit and combine_1d of
+           those spectra -> <source product>_c1d.fits (jwst's branch; for resampled slits
+           jwst writes no c1d)
+    -> the join: every source's products; a source that failed is logged with its error and
+       the others' products are kept, then the run ends with one line naming the failed
+       sources (:class:`SourcesFailed`, non-zero exit from the command line).
+
+Source product names are jwst's (:func:`webbflow.tasks.exp_to_source.source_product_name`):
+``jw01345-o062_{source_id}_nirspec_clear-prism`` gives
+``jw01345-o062_s000000933_nirspec_clear-prism``.
+
+``webbflow run spec3 ASN`` (also ``calwebb_spec3``, ``Spec3Pipeline``) takes a level-3 spec3
+association whose science members are cal files, relative to the association's folder.
+
+Not implemented yet (each refused with one line, never skipped silently): slitless modes (WFSS, SOSS), IFU modes (cube_build) and
+moving targets (assign_mtwcs).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from .. import models
+from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError
+from . import registry
+from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
+
+STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "extract_1d", "combine_1d"]
+# jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
+NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "cube_build", "photom",
+                   "spectral_leak")
+SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
+IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
+MAX_WORKERS = 2
+
+_last = LastRuns()
+log = logging.getLogger("webbflow.flows")
+
+
+class SourcesFailed(WebbflowError):
+    """Some sources failed; the others' products were written (``.result`` holds what was done)."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class SourceResult:
+    name: str
+    written: list[str] = field(default_factory=list)
+    error: str | None = None
+    steps: list = field(default_factory=list)
+
+
+def _save(model, out_dir: Path | None, name: str, written: list[str]) -> None:
+    model.meta.filename = name
+    if out_dir is not None:
+        written.append(model.save(out_dir / name))
+
+
+def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_table: str | None) -> SourceResult:
+    """One source through spec3's slit branch: the science of the ``spec3-source`` subflow.
+
+    A source that fails leaves no product: what it had written is removed before the error goes on.
+    """
+    res = SourceResult(name)
+    try:
+        return _process_source(source, res, run, out_dir, asn_table)
+    except BaseException:
+        for p in res.written:
+            Path(p).unlink(missing_ok=True)
+        raise
+
+
+def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | None, asn_table: str | None):
+    name = res.name
+    is_multi = isinstance(source, models.MultiExposureModel)
+    slits = list(source.slits) if isinstance(source, models.MultiSlitModel) else list(source)
+    for s in slits:
+        if s.meta.wcs is None:
+            raise InputFileError(s.meta.filename or name, f"slit {s.name} (source {s.source_id}) has no WCS "
+                                 "(assign_wcs must have run in Stage 2)")
+    if is_multi:
+        _save(source, out_dir, f"{name}_cal.fits", res.written)
+    for s in slits:
+        s.meta.asn.table_name = asn_table
+    slits = run_steps(slits, ["outlier_detection"], run)
+    if is_multi:
+        crf = models.MultiExposureModel()
+        crf.meta = source.meta.model_copy(deep=True)
+        crf._headers = {k: h.copy() for k, h in source._headers.items() if k == "PRIMARY"}
+        crf.slits.extend(slits)
+        _save(crf, out_dir, f"{name}_crf.fits", res.written)
+    for s in slits:  # jwst's adaptive_trace_model comes here, skipped by default (not implemented here)
+        s.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    slits = run_steps(slits, ["pixel_replace"], run)
+    s2d = run_steps(slits, ["resample_spec"], run)
+    if run.records[-1].status == "COMPLETE":
+        crds = s2d.meta.ref_file.crds.model_copy()
+        stamp(s2d, run, "spec3")
+        s2d.meta.ref_file.crds = crds  # resample_spec uses no reference: the context stays the input's
+        _save(s2d, out_dir, f"{name}_s2d.fits", res.written)
+        x1d = run_steps(s2d, ["extract_1d"], run)
+        if run.records[-1].status == "COMPLETE":
+            stamp(x1d, run, "spec3")
+            _save(x1d, out_dir, f"{name}_x1d.fits", res.written)
+    else:
+        spectra = [run_steps(s, ["extract_1d"], run) for s in slits]
+        spectra = [x for x in spectra if isinstance(x, models.DataModel) and x.meta.cal_step.extract_1d == "COMPLETE"]
+        if spectra:
+            c1d = run_steps(spectra, ["combine_1d"], run)
+            if run.records[-1].status == "COMPLETE":
+                stamp(c1d, run, "spec3")
+                _save(c1d, out_dir, f"{name}_c1d.fits", res.written)
+    res.steps = [(r.name, r.status, r.seconds) for r in run.records]
+    return res
+
+
+@flow(name="spec3-source", flow_run_name="spec3 {name}", validate_parameters=False, persist_result=False)
+def spec3_source(source, name: str, params: dict, references: dict, context: str | None,
+                 output_dir: str | None, asn_table: str | None) -> SourceResult:
+    """The Stage 3 products of one source (a Prefect subflow; its steps are its task runs)."""
+    run = StageRun(params=params, references=references, context=context)
+    return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table)
+
+
+def _guarded(fn, name: str, *args) -> SourceResult:
+    """A source's failure becomes a reported result, never the whole run's."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - reported per source at the join
+        log.error("source %s failed: %s", name, exc)
+        return SourceResult(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
+
+
+@task(name="source", cache_policy=NONE, persist_result=False)
+def source_task(source, name: str, params: dict, references: dict, context: str | None,
+                output_dir: str | None, asn_table: str | None) -> SourceResult:
+    """Run one source's subflow (its failure reported, see :func:`_guarded`)."""
+    return _guarded(spec3_source, name, source, name, params, references, context, output_dir, asn_table)
+
+
+def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
+    if exp_type in SLITLESS_TYPES:
+        raise UnsupportedModeError(f"{where}: spec3 for slitless {exp_type} is not implemented yet")
+    if exp_type in IFU_TYPES:
+        raise UnsupportedModeError(f"{where}: spec3 for IFU {exp_type} (cube_build) is not implemented yet")
+    for name in NOT_IMPLEMENTED:
+        values = user.pop(name, None)
+        if values and str(values.get("skip", True)).lower() in ("false", "0"):
+            raise UnsupportedModeError(f"spec3: step {name} is not implemented")
+
+
+def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
+    """``[(source product name, source)]``: exp_to_source's regrouping for multi-slit exposures,
+    else the one product of all the exposures (single slits)."""
+    from ..tasks.exp_to_source import exp_to_source, source_product_name
+
+    exp_type = exposures[0].meta.exposure.type
+    if isinstance(exposures[0], models.MultiSlitModel):
+        by_source = exp_to_source(exposures)
+        return [(source_product_name(product_name, exp_type, src.slits, key), src) for key, src in by_source.items()]
+    return [(product_name, list(exposures))]
+
+
+@flow(name="spec3", flow_run_name=run_name("spec3"), validate_parameters=False, persist_result=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
+          asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
+          output_dir: str | None = None, backgrounds=None) -> dict:
+    """Run the Stage 3 spectroscopic steps on the cal exposures (paths or models) of one product.
+
+    ``backgrounds``: the association's background members (x1d paths or models), for master_background.
+
+    Returns ``{"sources": [SourceResult], "written": [paths], "failed": [SourceResult]}``; raises
+    :class:`SourcesFailed` after the join when a source failed (the others' products are written).
+    """
+    members = list(input) if isinstance(input, (list, tuple)) else [input]
+    if not members:
+        raise ParameterError("spec3 needs at least one cal exposure")
+    exposures = []
+    for src in members:
+        m = models.open(src)
+        if not isinstance(src, models.DataModel):
+            m.meta.filename = Path(src).name
+        if not isinstance(m, (models.MultiSlitModel, models.SlitModel)):
+            raise InputFileError(src if not isinstance(src, models.DataModel) else (m.meta.filename or "input"),
+                                 f"is a {type(m).__name__}; spec3's slit modes need MultiSlitModel or SlitModel cal files")
+        m.meta.asn.pool_name = asn_pool  # as jwst's association container records them
+        m.meta.asn.table_name = asn_table_name
+        exposures.append(m)
+    user = dict(steps or {})
+    probe = exposures[0]
+    _refuse_unsupported(probe.meta.exposure.type, user, probe.meta.filename or "input")
+    if len({type(m) for m in exposures}) > 1:
+        raise InputFileError(asn_table_name or "input", "mixes multi-slit and single-slit exposures")
+    params = resolve_params(STEPS, user, config, model=probe, pipeline_class="Spec3Pipeline")
+    references, context = resolve_references(probe, {k: v for k, v in params.items() if k == "extract_1d"})
+    out_dir = Path(output_dir) if output_dir else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    if backgrounds:
+        spectra = [models.open(b) for b in backgrounds]
+        subtracted = run_steps(exposures + spectra, ["master_background"], StageRun(params=params))
+        exposures = [m for m in subtracted if isinstance(m, (models.MultiSlitModel, models.SlitModel))]
+    sources = sources_of(exposures, product_name)
+    log.info("spec3: %d source(s) from %d exposure(s)", len(sources), len(exposures))
+    from prefect.context import FlowRunContext
+
+    tracked = FlowRunContext.get() is not None
+    results: list[SourceResult] = []
+    if tracked:
+        # the fan-out: the flow's task runner runs at most MAX_WORKERS sources at once
+        # (``spec3.with_options(task_runner=...)`` for another bound)
+        futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name)
+                   for name, src in sources]
+        results = [f.result() for f in futures]
+    else:
+        for name, src in sources:  # no Prefect run (``spec3.fn``): plain calls, the same products
+            run = StageRun(params=params, references=references, context=context)
+            results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name))
+    written = [p for r in results for p in r.written]
+    failed = [r for r in results if r.error]
+    result = {"sources": results, "written": written, "failed": failed}
+    run = StageRun(params=params, references=references, context=context, written=written)
+    _last.clear()
+    _last.append(run)
+    if failed:
+        lines = "; ".join(f"{r.name}: {r.error}" for r in failed)
+        raise SourcesFailed(f"spec3: {len(failed)} of {len(results)} sources failed ({lines}); "
+                            f"the other {len(results) - len(failed)} sources' products are kept", result)
+    return result
+
+
+@registry.register("spec3")
+def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
+    """``webbflow run spec3 ASN``: the cal science members of a level-3 spec3 association."""
+    from .association import load_asn, member_path
+
+    if options:
+        raise ParameterError(f"unknown option(s) for spec3: {', '.join('--' + k for k in options)}")
+    if not str(input_path).lower().endswith(".json"):
+        raise InputFileError(input_path, "spec3 takes an association (_asn.json)")
+    asn, folder = load_asn(input_path)
+    written = []
+    for product in asn.products:
+        members = [member_path(input_path, folder, m.expname) for m in product.members
+                   if str(m.exptype).lower() == "science"]
+        if not members:
+            raise InputFileError(input_path, f"product {product.name!r} has no science member")
+        backgrounds = [member_path(input_path, folder, m.expname) for m in product.members
+                       if str(m.exptype).lower() == "background"]
+        for p in members + backgrounds:
+            if not p.exists():
+                raise InputFileError(p, "no such file (a member of the association)")
+        res = spec3(members, backgrounds=backgrounds, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                    asn_table_name=Path(input_path).name, steps=steps, config=config,
+                    output_dir=str(output_dir or folder))
+        written += res["written"]
+    return written
