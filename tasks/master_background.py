@@ -44,7 +44,7 @@ class MasterBackgroundParams(StepParams):
     user_background: str | None = None  # a user's master background (x1d or c1d)
     save_background: bool = False  # write the master background (not implemented)
     force_subtract: bool = False  # subtract even when Stage 2 already subtracted a background
-    output_use_model: bool = True
+    output_use_model: bool = True  # name the output after the input model's file name (jwst compatibility)
     suffix: str | None = "mbsub"
 
 
