@@ -139,7 +139,7 @@ def flat_field(model, refs, params: FlatFieldParams):
     apply_flat(model, flat, inverse=params.inverse)
 
     if params.save_interpolated_flat:
-        from ..flows.naming import product_path
+        from ..models.naming import product_path
 
         src = model.meta.filename or "flat_field.fits"
         path = product_path(params.output_dir or Path.cwd(), src, "interpolatedflat")
