@@ -60,18 +60,21 @@ class ImageModel(DataModel):
     """A 2-D image: rate, cal, i2d."""
 
     arrays = (
+        # in the order jwst 3.0 writes them (rate, cal, i2d)
         A("data", "SCI", F4, ndim=2, required=True),
-        A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
         A("err", "ERR", F4, ndim=2, shape_of=same_shape),
+        A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
+        A("area", "AREA", F4, ndim=2),
+        A("con", "CON", ("int32",), ndim=3),
+        A("wht", "WHT", F4, ndim=2),
         A("var_poisson", "VAR_POISSON", F4, ndim=2, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=2, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=2, shape_of=same_shape),
-        A("area", "AREA", F4, ndim=2),
         A("wavelength", "WAVELENGTH", F4, ndim=2),
         A("zeroframe", "ZEROFRAME", F4, ndim=2),
-        A("con", "CON", ("int32",), ndim=3),
-        A("wht", "WHT", F4, ndim=2),
         A("int_times", "INT_TIMES", table=True),
+        # Stage 3 mosaics: the input exposures' metadata, one row each (jwst's model blender)
+        A("hdrtab", "HDRTAB", table=True),
     )
 
 
@@ -79,13 +82,14 @@ class CubeModel(DataModel):
     """A stack of 2-D images, one per integration: rateints, calints."""
 
     arrays = (
+        # in the order jwst 3.0 writes them (rateints, calints)
         A("data", "SCI", F4, ndim=3, required=True),
-        A("dq", "DQ", U4, ndim=3, shape_of=same_shape),
         A("err", "ERR", F4, ndim=3, shape_of=same_shape),
+        A("dq", "DQ", U4, ndim=3, shape_of=same_shape),
+        A("area", "AREA", F4, ndim=2),
         A("var_poisson", "VAR_POISSON", F4, ndim=3, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=3, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=3, shape_of=same_shape),
-        A("area", "AREA", F4, ndim=2),
         A("wavelength", "WAVELENGTH", F4, ndim=2),
         A("zeroframe", "ZEROFRAME", F4, ndim=3),
         A("int_times", "INT_TIMES", table=True),
@@ -174,6 +178,8 @@ class ReferenceFileModel(DataModel):
     """Base for CRDS reference files: REFTYPE, USEAFTER, PEDIGREE, DESCRIP, AUTHOR."""
 
     reftype: str = ""
+    # stdatamodels' referencefile schema: TELESCOP defaults to JWST
+    keyword_defaults = {"TELESCOP": "JWST"}
 
 
 class MaskModel(ReferenceFileModel):
@@ -257,8 +263,14 @@ class IPCModel(ReferenceFileModel):
     arrays = (A("data", "SCI", F4, ndim=(2, 4), required=True),)
 
 
+# stdatamodels' pixelarea and *_photom reference schemas keep the nominal pixel area in the
+# primary header (science products keep it in SCI)
+_PIXAR_IN_PRIMARY = {"PIXAR_SR": "PRIMARY", "PIXAR_A2": "PRIMARY"}
+
+
 class PixelAreaModel(ReferenceFileModel):
     reftype = "area"
+    keyword_hdus = _PIXAR_IN_PRIMARY
     arrays = (A("data", "SCI", F4, ndim=2, required=True), A("dq", "DQ", U4, ndim=2), A("err", "ERR", F4, ndim=2), _dq_def())
 
 
@@ -305,6 +317,7 @@ class PhotomModel(ReferenceFileModel):
     """Imaging photometric calibration: a PHOTOM table of (filter, pupil, photmjsr, uncertainty)."""
 
     reftype = "photom"
+    keyword_hdus = _PIXAR_IN_PRIMARY
     # optional time-dependence coefficients, one row per PHOTOM row (jwst multiplies every present kind)
     arrays = (
         A("phot_table", "PHOTOM", table=True, required=True),
