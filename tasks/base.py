@@ -182,6 +182,10 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         else:
             used[rt] = getattr(ref.meta, "filename", None) or "<in memory>"
         opened[rt] = ref
+    # reftypes jwst's step asks CRDS for although this mode does not use them (assign_wcs's
+    # spectroscopic ones on an image): recorded as CRDS answers, normally N/A, as jwst records them
+    for rt, answer in _considered(spec, model, params, refs_in, used).items():
+        used[rt] = answer
     try:
         out = spec.function(model, opened, params)
     except ValueError as exc:
@@ -200,6 +204,35 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     dt = time.perf_counter() - t0
     log.info("Step %s done in %.2f s (%s)", name, dt, status)
     return StepResult(out, status, dt, used)
+
+
+def _considered(spec, model, params, refs_in: dict, used: dict) -> dict[str, str]:
+    """``{reftype: file or "N/A"}`` for the step's ``extra["considered_reftypes"]`` not used otherwise.
+
+    A reftype the context does not know, or has no rule for, is N/A here: nothing reads it.
+    """
+    from .. import models
+    from ..errors import WebbflowError
+    from ..refs import get_reference_paths
+
+    extra = [rt for rt in spec.extra.get("considered_reftypes", ()) if rt not in used]
+    if not extra or not isinstance(model, models.DataModel):
+        return {}
+
+    out = {rt: str(refs_in[rt]) for rt in extra if rt in refs_in}
+    todo = [rt for rt in extra if rt not in out]
+    if todo:
+        try:
+            got = get_reference_paths(model, todo, params.overrides)
+        except WebbflowError:
+            got = {}
+            for rt in todo:
+                try:
+                    got.update(get_reference_paths(model, [rt], params.overrides))
+                except WebbflowError:
+                    got[rt] = "N/A"
+        out.update({rt: str(got.get(rt, "N/A")) for rt in todo})
+    return out
 
 
 def _raise_geometry_error(exc: ValueError, model, opened: dict, used: dict) -> None:

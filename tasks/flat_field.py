@@ -206,6 +206,8 @@ def _register_extras():
     from .base import STEPS
 
     STEPS["flat_field"].extra["optional_reftypes_needed"] = _flat_refs_needed
+    # jwst's FlatFieldStep asks CRDS for the NIRSpec flats too and records the answers (N/A)
+    STEPS["flat_field"].extra["considered_reftypes"] = ("fflat", "sflat", "dflat")
 
 
 _register_extras()
