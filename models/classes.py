@@ -180,6 +180,9 @@ class ReferenceFileModel(DataModel):
     reftype: str = ""
     # stdatamodels' referencefile schema: TELESCOP defaults to JWST
     keyword_defaults = {"TELESCOP": "JWST"}
+    # stdatamodels writes reference files without the ASDF metadata extension (all their
+    # metadata is in FITS keywords and tables); so does webbflow
+    asdf_extension = False
 
 
 class MaskModel(ReferenceFileModel):
@@ -201,8 +204,8 @@ class SuperBiasModel(ReferenceFileModel):
     reftype = "superbias"
     arrays = (
         A("data", "SCI", F4, ndim=2, required=True),
-        A("err", "ERR", F4, ndim=2, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
+        A("err", "ERR", F4, ndim=2, shape_of=same_shape),
         _dq_def(),
     )
 
@@ -216,9 +219,9 @@ class LinearityModel(ReferenceFileModel):
     reftype = "linearity"
     arrays = (
         A("coeffs", "COEFFS", F4, ndim=3, required=True),
+        A("inv_coeffs", "INV_COEFFS", F4, ndim=3),
         A("dq", "DQ", U4, ndim=2, shape_of=last2),
         _dq_def(),
-        A("inv_coeffs", "INV_COEFFS", F4, ndim=3),
     )
 
 
@@ -228,8 +231,8 @@ class DarkModel(ReferenceFileModel):
     reftype = "dark"
     arrays = (
         A("data", "SCI", F4, ndim=3, required=True),
-        A("err", "ERR", F4, ndim=3, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2, shape_of=last2),
+        A("err", "ERR", F4, ndim=3, shape_of=same_shape),
         A("average_dark_current", "AVDRKCUR", F4, ndim=2),
         _dq_def(),
     )
@@ -241,8 +244,8 @@ class DarkMIRIModel(ReferenceFileModel):
     reftype = "dark"
     arrays = (
         A("data", "SCI", F4, ndim=4, required=True),
-        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=(2, 4)),
+        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("average_dark_current", "AVDRKCUR", F4, ndim=2),
         _dq_def(),
     )
@@ -278,8 +281,8 @@ class ResetModel(ReferenceFileModel):
     reftype = "reset"
     arrays = (
         A("data", "SCI", F4, ndim=4, required=True),
-        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2),
+        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         _dq_def(),
     )
 

@@ -79,6 +79,7 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
             name = "PRIMARY" if i == 0 else (hdu.name or f"HDU{i}")
             hdr = hdu.header
             if name == ASDF_EXTNAME:
+                model._asdf_read = True  # written back even by models that do not write one of their own
                 try:
                     data = hdu.data
                     if isinstance(data, fits.FITS_rec) or getattr(data, "dtype", None) is not None and data.dtype.names:
@@ -349,7 +350,8 @@ def write_fits(model: DataModel, f) -> None:
     for name, lst in extras.items():
         for hdu in lst[done_extra.get(name, 0):]:
             f.write(_hdu_bytes(hdu))
-    f.write(_hdu_bytes(_asdf_hdu(model)))
+    if getattr(cls, "asdf_extension", True) or getattr(model, "_asdf_read", False):
+        f.write(_hdu_bytes(_asdf_hdu(model)))
 
 
 def asdf_tree(model: DataModel, with_arrays: bool) -> dict:
