@@ -184,8 +184,8 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         opened[rt] = ref
     # reftypes jwst's step asks CRDS for although this mode does not use them (assign_wcs's
     # spectroscopic ones on an image): recorded as CRDS answers, normally N/A, as jwst records them
-    for rt, answer in _considered(spec, model, params, refs_in, used).items():
-        used[rt] = answer
+    # (on the products only: the run's record keeps the references the step reads)
+    considered = _considered(spec, model, params, refs_in, used)
     try:
         out = spec.function(model, opened, params)
     except ValueError as exc:
@@ -199,7 +199,7 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     for result in marked:
         if isinstance(result, models.DataModel):
             _mark(result, cal_attr, status)
-            for rt, p in used.items():
+            for rt, p in {**considered, **used}.items():
                 _record_ref(result, rt, p)
     dt = time.perf_counter() - t0
     log.info("Step %s done in %.2f s (%s)", name, dt, status)
