@@ -54,6 +54,12 @@ IGNORED_IN_HDU = {"ASDF": {"NAXIS1", "TFORM1"}}
 # different folders).
 PATH_VALUED = {"FILENAME", "ASNTABLE", "ASNPOOL"}
 
+# catalogues: numeric columns within CATALOG_RTOL and sky positions within 1 mas, for at least
+# CATALOG_MIN_FRACTION of the rows (measured: all rows but the sky_bbox corners of 1-3 sources,
+# NaN on one side where a corner leaves the mosaic's WCS domain); the date and the software
+# versions of the metadata aside
+CATALOG_RTOL, CATALOG_MIN_FRACTION = 1e-4, 0.97
+CATALOG_META_IGNORED = {"date", "version"}
 # arrays: (rtol, atol, minimum fraction of elements that agree); DQ-like integers must be equal
 ARRAY_TOL = {"default": (1e-4, 1e-6, 0.999)}
 
@@ -287,6 +293,38 @@ def compare_catalog(name, ours: Path, theirs: Path, problems):
         problems.append(f"{name}: columns {a.colnames} != jwst's {b.colnames}")
     if len(a) != len(b):
         problems.append(f"{name}: {len(a)} rows, jwst has {len(b)}")
+        return
+    # the table's metadata: the same entries, the same values (numbers within float32 precision)
+    if sorted(a.meta) != sorted(b.meta):
+        problems.append(f"{name}: metadata {sorted(a.meta)} != jwst's {sorted(b.meta)}")
+    for k in set(a.meta) & set(b.meta) - CATALOG_META_IGNORED:
+        if not _same_meta(a.meta[k], b.meta[k]):
+            problems.append(f"{name}: meta {k} = {a.meta[k]!r}, jwst has {b.meta[k]!r}")
+    for c in set(a.colnames) & set(b.colnames):
+        x, y = a[c], b[c]
+        if getattr(x, "unit", None) != getattr(y, "unit", None):
+            problems.append(f"{name}: column {c} in {getattr(x, 'unit', None)}, jwst's in {getattr(y, 'unit', None)}")
+        if hasattr(y, "ra"):  # sky positions: within 1 mas
+            sep = np.hypot((x.ra.deg - y.ra.deg) * np.cos(np.deg2rad(y.dec.deg)), x.dec.deg - y.dec.deg) * 3.6e6
+            agree = (sep < 1.0) | (np.isnan(x.ra.deg) & np.isnan(y.ra.deg))
+        elif np.asarray(y).dtype.kind in "fi":
+            agree = np.isclose(np.asarray(x, float), np.asarray(y, float), rtol=CATALOG_RTOL, atol=0, equal_nan=True)
+        else:
+            agree = np.asarray(x).astype(str) == np.asarray(y).astype(str)
+        if np.mean(agree) < CATALOG_MIN_FRACTION:
+            problems.append(f"{name}: column {c}: {100 * np.mean(agree):.1f}% of rows agree with jwst's")
+
+
+def _same_meta(x, y) -> bool:
+    if isinstance(y, dict) and isinstance(x, dict):
+        return sorted(x) == sorted(y) and all(_same_meta(x[k], y[k]) for k in y)
+    try:
+        xa, ya = np.asarray(x), np.asarray(y)
+        if xa.dtype.kind in "fiu" and ya.dtype.kind in "fiu":
+            return xa.shape == ya.shape and bool(np.allclose(xa, ya, rtol=1e-6, equal_nan=True))
+    except (TypeError, ValueError):
+        pass
+    return str(x) == str(y)
 
 
 def compare_products(ours_dir: Path, jwst_dir: Path, names: set[str], suffixes=(".fits", ".ecsv")) -> list[str]:
