@@ -190,3 +190,32 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def first_input(model):
+    """A metadata-only copy of a blended product with the first input's values of the blended
+    keywords (from its HDRTAB), e.g. to select references as the Stage 3 flow selected them, on
+    the first exposure: the blended product says DETECTOR = MULTIPLE for a mosaic of several."""
+    from .meta import get_path
+
+    table = model.hdrtab if model.has("hdrtab") else None
+    if table is None or len(table) == 0:
+        return model
+    probe = type(model)(data=model.data)
+    probe.meta = model.meta.model_copy(deep=True)
+    by_key = {(key, hdu): path for path, key, hdu, _ann in type(model).keyword_fields()}
+    names = set(table.columns.names)
+    for key, hdu in BLEND_RULES:
+        path = by_key.get((key, hdu))
+        if path is None or key not in names or get_path(probe.meta, path) is None:
+            continue
+        value = table[key][0]
+        value = value.item() if hasattr(value, "item") else value
+        obj = probe.meta
+        for p in path[:-1]:
+            obj = getattr(obj, p)
+        try:
+            setattr(obj, path[-1], value)
+        except ValueError:
+            pass
+    return probe
