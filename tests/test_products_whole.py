@@ -16,8 +16,8 @@ detector1 on each uncal: its rate and rateints files are the ones the detector1 
 Every product is compared whole with jwst's: the same set of file names; for each FITS file the
 same HDUs in the same order; in each HDU the same keywords with the same value types and values
 (``IGNORED_VALUES`` below lists those whose values may differ, each with why); arrays within the
-stated tolerances; catalogues with the same columns. Any new difference fails the test and is
-named in the failure message.
+stated tolerances; HDRTAB tables value for value; catalogues with the same columns, units,
+metadata and values. Any new difference fails the test and is named in the failure message.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ PATH_VALUED = {"FILENAME", "ASNTABLE", "ASNPOOL"}
 # versions of the metadata aside
 CATALOG_RTOL, CATALOG_MIN_FRACTION = 1e-4, 0.97
 CATALOG_META_IGNORED = {"date", "version"}
-# arrays: (rtol, atol, minimum fraction of elements that agree); DQ-like integers must be equal
+# float arrays: (rtol, atol, minimum fraction of elements that agree); integer arrays (DQ, CON)
+# must be equal for the same fraction
 ARRAY_TOL = {"default": (1e-4, 1e-6, 0.999)}
 
 
