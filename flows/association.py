@@ -127,6 +127,29 @@ def work_needed(path: Path) -> list[str]:
     raise InputFileError(path, f"is a {cls.__name__}; not something this association can process")
 
 
+def level2_products(folder: Path) -> dict[str, tuple[tuple[str, str], list[Path]]]:
+    """The level-2 associations in ``folder``, by the exposure root of each product's science
+    member: ``{root: ((pool, association file name), [background member paths])}``."""
+    found: dict[str, tuple[tuple[str, str], list[Path]]] = {}
+    for f in sorted(Path(folder).glob("*_asn.json")):
+        try:
+            asn, _ = load_asn(f)
+        except InputFileError:
+            continue
+        if asn.level != 2:
+            continue
+        for prod in asn.products:
+            sci = [m for m in prod.members if m.exptype.lower() == "science"]
+            if not sci:
+                continue
+            try:
+                bkg = [member_path(f, folder, m.expname) for m in prod.members if m.exptype.lower() == "background"]
+            except InputFileError:
+                continue
+            found.setdefault(root_of(sci[0].expname), ((asn.asn_pool or " ", f.name), bkg))
+    return found
+
+
 def earliest_available(path: Path) -> Path:
     """A level-3 association names ``_cal`` members; when one is not there yet, take the
     exposure's rate or uncal file from the same folder, so the earlier stages can make it."""
@@ -285,8 +308,12 @@ def _asn_run_name():
 
 
 @flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
-def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None) -> MemberResult:
-    """Take one association member as far as a cal product, reusing finished work."""
+def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None,
+                     backgrounds: list[str] | None = None, until: str = "image2",
+                     asn_info: tuple[str, str] | None = None) -> MemberResult:
+    """Take one association member as far as a cal product (``until="detector1"``: a rate), reusing
+    finished work; ``backgrounds`` (rate files) go to image2's bkg_subtract, as in a level-2
+    association; ``asn_info`` = (pool, association file name) is recorded in image2's products."""
     from . import progress
     from .calwebb_detector1 import detector1, detector1_last_run
     from .calwebb_image2 import image2, image2_last_run
@@ -304,11 +331,16 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
         ("image2", image2, lambda: [p for r in image2_last_run for p in r.written], "cal"),
     )
     for stage, stage_flow, written_by_last_run, product in stages:
-        if stage not in work:
+        if stage not in work or (until == "detector1" and stage == "image2"):
             continue
         root = root_of(current.name)
         model = models.open(current)
         key = stage_key(stage, current, model, _stage_steps(steps, stage), config)
+        extra = {}
+        if stage == "image2" and (backgrounds or asn_info):
+            extra = {"backgrounds": list(backgrounds or []), "asn_info": asn_info}
+            key = hashlib.sha256(json.dumps([key, [file_checksum(Path(b)) for b in backgrounds or []],
+                                             asn_info]).encode()).hexdigest()
         hit = cache_lookup(out, root, stage, key)
         progress.emit("stage", key=src.name, stage=stage, reused=bool(hit))
         if hit:
@@ -316,7 +348,7 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             res.products += [Reused(p) for p in hit]
             show_reuse(stage, f"{stage} of {root} reused: input, references, parameters and code unchanged")
         else:
-            stage_flow(model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out))
+            stage_flow(model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out), **extra)
             written = written_by_last_run()
             cache_store(out, root, stage, key, written)
             res.products += written
@@ -330,11 +362,14 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
 
 
 @task(name="member", task_run_name=_member_task_name, cache_policy=NONE, persist_result=False)
-def member_task(path: str, output_dir: str, steps: dict | None, config: str | None) -> MemberResult:
+def member_task(path: str, output_dir: str, steps: dict | None, config: str | None,
+                backgrounds: list[str] | None = None, until: str = "image2",
+                asn_info: tuple[str, str] | None = None) -> MemberResult:
     """Run one member's exposure flow; a failure is captured, never lost, and never stops the others."""
     t0 = time.perf_counter()
     try:
-        return calibrate_member(path, output_dir, steps=steps, config=config)
+        return calibrate_member(path, output_dir, steps=steps, config=config, backgrounds=backgrounds, until=until,
+                                asn_info=asn_info)
     except WebbflowError as exc:
         from . import progress
 
@@ -400,27 +435,63 @@ def process_association(
     asn, folder = load_asn(asn_path)
     out = Path(output_dir) if output_dir else folder
     out.mkdir(parents=True, exist_ok=True)
-    members: list[Path] = []
-    for prod in asn.products:
+    # each product's own science members; a level-2 product's background members are brought to
+    # rate files first and go to its science member's bkg_subtract (jwst's image3 takes science
+    # members only)
+    science: dict[int, list[Path]] = {}
+    background: dict[int, list[Path]] = {}
+    for i, prod in enumerate(asn.products):
         for m in prod.members:
-            if m.exptype.lower() not in ("science", "background"):
-                continue
-            p = earliest_available(member_path(asn_path, folder, m.expname))
+            kind = m.exptype.lower()
+            if kind == "science" or (kind == "background" and asn.level == 2):
+                p = earliest_available(member_path(asn_path, folder, m.expname))
+                group = science if kind == "science" else background
+                if p not in group.setdefault(i, []):
+                    group[i].append(p)
+    # a level-3 association's members made from raw files go through image2 as their level-2
+    # associations (in the same folder) say, as jwst's users run them: with their backgrounds,
+    # and recording that association
+    level2 = level2_products(folder) if asn.level == 3 else {}
+    l2_info: dict[Path, tuple[str, str]] = {}
+    for i, ps in science.items():
+        for p in ps:
+            hit = level2.get(root_of(p.name))
+            if hit is not None and work_needed(p):
+                l2_info[p] = hit[0]
+                background.setdefault(("l2", p), []).extend(
+                    b for b in (earliest_available(b) for b in hit[1]) if b not in background.get(("l2", p), []))
+    bkg_paths = list(dict.fromkeys(p for ps in background.values() for p in ps))
+    bkg_results = [f.result() for f in [member_task.submit(str(p), str(out), steps, config, until="detector1")
+                                        for p in bkg_paths]]
+    bkg_rate = {p: r.cal for p, r in zip(bkg_paths, bkg_results)}
+    members: list[Path] = []
+    member_bkg: dict[Path, list[str]] = {}
+    for i in sorted(science):
+        for p in science[i]:
             if p not in members:
                 members.append(p)
-    futures = [member_task.submit(str(p), str(out), steps, config) for p in members]
-    results = [f.result() for f in futures]
+                member_bkg[p] = [bkg_rate[b] for b in background.get(i, []) + background.get(("l2", p), [])
+                                 if bkg_rate.get(b)]
+    info = (asn.asn_pool or " ", Path(asn_path).name) if asn.level == 2 else None
+    futures = [member_task.submit(str(p), str(out), steps, config, backgrounds=member_bkg[p] or None,
+                                  asn_info=l2_info.get(p, info))
+               for p in members]
+    results = [r for r in bkg_results if not r.ok] + [f.result() for f in futures]
     for r in results:
         if not r.ok:
             log.error("member %s failed: %s", r.member, r.error)
     res = AssociationResult(asn=str(asn_path), members=results)
     failed = res.failed
     if stage3 and asn.level == 3 and (not failed or allow_partial):
-        good = [r.cal for r in results if r.ok and r.cal]
-        if good:
+        cal_of = {Path(str(p)).name: r.cal for p, r in zip(members, results[len(results) - len(members):])
+                  if r.ok and r.cal}
+        if cal_of:
             from .calwebb_image3 import image3
 
-            for prod in asn.products:
+            for i, prod in enumerate(asn.products):
+                good = [cal_of[p.name] for p in science.get(i, []) if p.name in cal_of]
+                if not good:
+                    continue
                 root = _product_root(prod.name)
                 key = stage3_key(good, (steps or {}).get("image3"), config)
                 hit = cache_lookup(out, root, "image3", key)
@@ -436,7 +507,8 @@ def process_association(
                     progress.emit("end", key=f"image3 {root}", status="reused")
                     continue
                 res.stage3[prod.name] = image3(good, product_name=root, steps=(steps or {}).get("image3"),
-                                               config=config, output_dir=str(out))
+                                               config=config, output_dir=str(out), asn_id=asn.asn_id,
+                                               asn_info=(asn.asn_pool or " ", Path(asn_path).name))
                 cache_store(out, root, "image3", key, list(res.stage3[prod.name].get("written", [])))
                 progress.emit("end", key=f"image3 {root}", status="done")
     res.seconds = time.perf_counter() - t0

@@ -111,6 +111,8 @@ def detector1(
         if rateints is not None:
             rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source, label="rateints")
     for m in (rate, rateints):
+        if m is not None:
+            m.meta.filetype = None  # the raw file's FILETYPE does not survive into jwst's detector1 products
         stamp(m, run, "detector1")
     if out_dir is not None:
         if isinstance(rate, models.ImageModel):

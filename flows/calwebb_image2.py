@@ -140,8 +140,13 @@ def calibrate_exposure(science, backgrounds=(), *, steps=None, config=None, outp
 
 
 @flow(name="image2", flow_run_name=run_name("image2"), validate_parameters=False, persist_result=False, log_prints=True)
-def image2(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None):
+def image2(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None,
+           backgrounds: list[str] | None = None, asn_info: tuple[str, str] | None = None):
     """Run calwebb_image2 on a rate file, a rate model or a level-2 association.
+
+    ``backgrounds`` and ``asn_info`` (pool, association file name) serve an exposure given alone
+    that comes from a level-2 association (the association flow): its background rate files
+    and the association recorded in its products.
 
     Returns the list of calibrated models (one per association product); the
     i2d products are written when ``output_dir`` is given (and are in
@@ -153,7 +158,7 @@ def image2(input, steps: dict | None = None, config: str | None = None, output_d
         info = (asn.get("asn_pool") or " ", Path(input).name)
         work = [(p["science"], p["background"], p["name"], info) for p in products]
     else:
-        work = [(input, [], None, None)]
+        work = [(input, list(backgrounds or []), None, tuple(asn_info) if asn_info else None)]
     results = []
     for science, backgrounds, name, info in work:
         cal, _i2d, run = calibrate_exposure(

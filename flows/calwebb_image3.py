@@ -62,11 +62,14 @@ def _is_moving_target(meta) -> bool:
 
 @flow(name="image3", flow_run_name=run_name("image3"), validate_parameters=False, persist_result=False)
 def image3(input, product_name: str | None = None, steps: dict | None = None, config: str | None = None,
-           output_dir: str | None = None, in_memory: bool | None = None) -> dict:
+           output_dir: str | None = None, in_memory: bool | None = None, asn_id: str | None = None,
+           asn_info: tuple[str, str] | None = None) -> dict:
     """Combine calibrated exposures (paths or models) into one mosaic and its source catalogue.
 
     ``in_memory``: None decides by ``WEBBFLOW_MEMORY_BUDGET``; True reads each exposure once and
     keeps it; False keeps them on disk, one in memory at a time (changed ones in a temporary folder).
+    ``asn_id``: the association's id, which jwst puts into the crf names (``<exposure>_<asn_id>_crf.fits``);
+    ``asn_info``: (pool, association file name), recorded in the products as jwst does.
     Returns ``{"i2d": model, "catalog": table path or table, "written": [paths], ...}``.
     """
     from ..tasks._library import ModelLibrary
@@ -80,7 +83,8 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
         on_disk = False if keep_in_memory(members) else None
     else:
         on_disk = not in_memory
-    library = ModelLibrary(members, on_disk=on_disk)  # refuses members that are not 2-D images, naming them
+    # refuses members that are not 2-D images, naming them
+    library = ModelLibrary(members, on_disk=on_disk, asn_id=asn_id, product_name=product_name, asn_info=asn_info)
     # the first member's metadata (no pixels) drives CRDS parameter files and references
     probe = library.stub(0)
     for i, member in enumerate(members):
@@ -109,6 +113,8 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     result: dict = {"written": [], "i2d": i2d, "catalog": None}
     if isinstance(i2d, models.DataModel):
         i2d.meta.filename = f"{root}_i2d.fits"
+        if asn_info:  # ASNPOOL / ASNTABLE of the association, as jwst's resample copies them
+            i2d.meta.asn.pool_name, i2d.meta.asn.table_name = asn_info
         stamp(i2d, run, "image3")
         if out_dir is not None:
             result["written"].append(save_product(i2d, out_dir, f"{root}_i2d.fits", "i2d", run))

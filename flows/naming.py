@@ -1,36 +1,5 @@
-"""JWST product file names: ``<root>_<suffix>.fits``."""
+"""Product names now live in :mod:`webbflow.models.naming` (low in the stack, shared by tasks/ and
+flows/); this module re-exports them so existing imports keep working."""
 
-from __future__ import annotations
-
-import re
-from pathlib import Path
-
-# suffixes that jwst strips to find an exposure's root name
-KNOWN_SUFFIXES = {
-    "uncal", "ramp", "rate", "rateints", "cal", "calints", "i2d", "s2d", "s3d", "x1d", "x1dints",
-    "crf", "crfints", "bsub", "bsubints", "trapsfilled", "fitopt", "dark", "refpix", "linearity",
-    "dq_init", "dqinit", "saturation", "superbias", "jump", "group_scale", "groupscale", "ipc",
-    "firstframe", "lastframe", "reset", "rscd", "emicorr", "gain_scale", "gainscale",
-    "charge_migration", "chargemigration", "picture_frame", "pictureframe", "clean_flicker_noise",
-    "persistence", "ramp_fit", "rampfit", "dark_current", "darkcurrent", "assign_wcs", "assignwcs",
-    "flat_field", "flatfield", "photom", "resample", "cal", "guider_cds", "segm", "cat",
-}
-
-
-def root_of(name: str) -> str:
-    stem = Path(name).name
-    stem = re.sub(r"\.(fits|asdf)(\.gz)?$", "", stem)
-    # strip repeated known suffixes (e.g. _dark_current, _uncal)
-    changed = True
-    while changed:
-        changed = False
-        for s in sorted(KNOWN_SUFFIXES, key=len, reverse=True):
-            if stem.endswith("_" + s):
-                stem = stem[: -(len(s) + 1)]
-                changed = True
-                break
-    return stem
-
-
-def product_path(output_dir, source_name: str, suffix: str) -> Path:
-    return Path(output_dir) / f"{root_of(source_name)}_{suffix}.fits"
+from ..models.naming import *  # noqa: F401,F403
+from ..models.naming import KNOWN_SUFFIXES, product_path, root_of  # noqa: F401

@@ -318,6 +318,8 @@ def find_products(products) -> dict[tuple[str, str], Path]:
 
 def check_product(path: Path, new_context: str) -> tuple[ExposureCheck, object, dict]:
     """Compare one product's references under its recorded context(s) with ``new_context``."""
+    from ..models.blend import first_input
+
     model = models.open(path)
     recs = provenance_records(model)
     sfx = _suffix(path)
@@ -335,11 +337,14 @@ def check_product(path: Path, new_context: str) -> tuple[ExposureCheck, object, 
             continue
         if old_ctx == new_context:
             continue
-        new = bestrefs_for(model, new_context, used)
+        # a Stage 3 product's references were selected on its first exposure (its own metadata
+        # is blended: DETECTOR = MULTIPLE for a mosaic of several detectors)
+        probe = first_input(model) if stage == "image3" else model
+        new = bestrefs_for(probe, new_context, used)
         try:
             if not old_ctx:
                 raise WebbflowError("no context recorded")
-            old = bestrefs_for(model, old_ctx, used)
+            old = bestrefs_for(probe, old_ctx, used)
         except WebbflowError as exc:
             log.info("%s: using the recorded references (%s)", path.name, exc)
             old = used

@@ -349,8 +349,9 @@ def stamp(model, run: StageRun, pipeline: str) -> None:
     """Record provenance in a product: CRDS context, references, parameters, software versions."""
     if model is None:
         return
+    # CAL_VER and CAL_VCS, as jwst records its version (jwst writes no CAL_SW)
     model.meta.calibration_software_version = __version__
-    model.meta.calibration_software_name = "webbflow"
+    model.meta.calibration_software_revision = "RELEASE"
     if run.context:
         model.meta.ref_file.crds.context_used = run.context
     try:

@@ -33,7 +33,7 @@ FITS_SOURCE_PREFIX = "fits:"
 # Cards that astropy regenerates for each HDU; never copied between headers.
 _STRUCTURAL = {
     "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE",
-    "TFIELDS", "THEAP", "EXTNAME", "CHECKSUM", "DATASUM", "GROUPS", "BLANK",
+    "TFIELDS", "THEAP", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM", "GROUPS", "BLANK",
 }
 
 
@@ -208,6 +208,11 @@ class DataModel:
     """
 
     arrays: ClassVar[tuple[ArraySpec, ...]] = ()
+    # Where this model's schema puts a keyword when that differs from the science placement in
+    # meta.py (``{"PIXAR_SR": "PRIMARY"}`` for area and photom references), and the schema's
+    # defaults for keywords a file may lack.  Read and write both follow them.
+    keyword_hdus: ClassVar[dict[str, str]] = {}
+    keyword_defaults: ClassVar[dict[str, Any]] = {}
     # DATAMODL value written to files; defaults to the class name
     model_type: ClassVar[str | None] = None
 
@@ -238,6 +243,15 @@ class DataModel:
             self.meta.model_type = self.model_type or type(self).__name__
 
     # -- array access ----------------------------------------------------
+    @classmethod
+    def keyword_fields(cls) -> list[tuple[tuple[str, ...], str, str, Any]]:
+        """``(path, keyword, hdu, annotation)`` of every FITS-mapped field, placed as this model's schema places it."""
+        cached = cls.__dict__.get("_keyword_fields_cache")
+        if cached is None:
+            cached = [(p, k, cls.keyword_hdus.get(k, h), a) for p, k, h, a in KEYWORD_FIELDS]
+            cls._keyword_fields_cache = cached
+        return cached
+
     @classmethod
     def spec(cls, name: str) -> ArraySpec | None:
         for s in cls.arrays:

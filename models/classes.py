@@ -60,18 +60,21 @@ class ImageModel(DataModel):
     """A 2-D image: rate, cal, i2d."""
 
     arrays = (
+        # in the order jwst 3.0 writes them (rate, cal, i2d)
         A("data", "SCI", F4, ndim=2, required=True),
-        A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
         A("err", "ERR", F4, ndim=2, shape_of=same_shape),
+        A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
+        A("area", "AREA", F4, ndim=2),
+        A("con", "CON", ("int32",), ndim=3),
+        A("wht", "WHT", F4, ndim=2),
         A("var_poisson", "VAR_POISSON", F4, ndim=2, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=2, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=2, shape_of=same_shape),
-        A("area", "AREA", F4, ndim=2),
         A("wavelength", "WAVELENGTH", F4, ndim=2),
         A("zeroframe", "ZEROFRAME", F4, ndim=2),
-        A("con", "CON", ("int32",), ndim=3),
-        A("wht", "WHT", F4, ndim=2),
         A("int_times", "INT_TIMES", table=True),
+        # Stage 3 mosaics: the input exposures' metadata, one row each (jwst's model blender)
+        A("hdrtab", "HDRTAB", table=True),
     )
 
 
@@ -79,13 +82,14 @@ class CubeModel(DataModel):
     """A stack of 2-D images, one per integration: rateints, calints."""
 
     arrays = (
+        # in the order jwst 3.0 writes them (rateints, calints)
         A("data", "SCI", F4, ndim=3, required=True),
-        A("dq", "DQ", U4, ndim=3, shape_of=same_shape),
         A("err", "ERR", F4, ndim=3, shape_of=same_shape),
+        A("dq", "DQ", U4, ndim=3, shape_of=same_shape),
+        A("area", "AREA", F4, ndim=2),
         A("var_poisson", "VAR_POISSON", F4, ndim=3, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=3, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=3, shape_of=same_shape),
-        A("area", "AREA", F4, ndim=2),
         A("wavelength", "WAVELENGTH", F4, ndim=2),
         A("zeroframe", "ZEROFRAME", F4, ndim=3),
         A("int_times", "INT_TIMES", table=True),
@@ -155,6 +159,11 @@ class ReferenceFileModel(DataModel):
     """Base for CRDS reference files: REFTYPE, USEAFTER, PEDIGREE, DESCRIP, AUTHOR."""
 
     reftype: str = ""
+    # stdatamodels' referencefile schema: TELESCOP defaults to JWST
+    keyword_defaults = {"TELESCOP": "JWST"}
+    # stdatamodels writes reference files without the ASDF metadata extension (all their
+    # metadata is in FITS keywords and tables); so does webbflow
+    asdf_extension = False
 
 
 class MaskModel(ReferenceFileModel):
@@ -176,8 +185,8 @@ class SuperBiasModel(ReferenceFileModel):
     reftype = "superbias"
     arrays = (
         A("data", "SCI", F4, ndim=2, required=True),
-        A("err", "ERR", F4, ndim=2, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
+        A("err", "ERR", F4, ndim=2, shape_of=same_shape),
         _dq_def(),
     )
 
@@ -191,9 +200,9 @@ class LinearityModel(ReferenceFileModel):
     reftype = "linearity"
     arrays = (
         A("coeffs", "COEFFS", F4, ndim=3, required=True),
+        A("inv_coeffs", "INV_COEFFS", F4, ndim=3),
         A("dq", "DQ", U4, ndim=2, shape_of=last2),
         _dq_def(),
-        A("inv_coeffs", "INV_COEFFS", F4, ndim=3),
     )
 
 
@@ -203,8 +212,8 @@ class DarkModel(ReferenceFileModel):
     reftype = "dark"
     arrays = (
         A("data", "SCI", F4, ndim=3, required=True),
-        A("err", "ERR", F4, ndim=3, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2, shape_of=last2),
+        A("err", "ERR", F4, ndim=3, shape_of=same_shape),
         A("average_dark_current", "AVDRKCUR", F4, ndim=2),
         _dq_def(),
     )
@@ -216,8 +225,8 @@ class DarkMIRIModel(ReferenceFileModel):
     reftype = "dark"
     arrays = (
         A("data", "SCI", F4, ndim=4, required=True),
-        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=(2, 4)),
+        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("average_dark_current", "AVDRKCUR", F4, ndim=2),
         _dq_def(),
     )
@@ -238,8 +247,14 @@ class IPCModel(ReferenceFileModel):
     arrays = (A("data", "SCI", F4, ndim=(2, 4), required=True),)
 
 
+# stdatamodels' pixelarea and *_photom reference schemas keep the nominal pixel area in the
+# primary header (science products keep it in SCI)
+_PIXAR_IN_PRIMARY = {"PIXAR_SR": "PRIMARY", "PIXAR_A2": "PRIMARY"}
+
+
 class PixelAreaModel(ReferenceFileModel):
     reftype = "area"
+    keyword_hdus = _PIXAR_IN_PRIMARY
     arrays = (A("data", "SCI", F4, ndim=2, required=True), A("dq", "DQ", U4, ndim=2), A("err", "ERR", F4, ndim=2), _dq_def())
 
 
@@ -247,8 +262,8 @@ class ResetModel(ReferenceFileModel):
     reftype = "reset"
     arrays = (
         A("data", "SCI", F4, ndim=4, required=True),
-        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=2),
+        A("err", "ERR", F4, ndim=4, shape_of=same_shape),
         _dq_def(),
     )
 
@@ -286,6 +301,7 @@ class PhotomModel(ReferenceFileModel):
     """Imaging photometric calibration: a PHOTOM table of (filter, pupil, photmjsr, uncertainty)."""
 
     reftype = "photom"
+    keyword_hdus = _PIXAR_IN_PRIMARY
     # optional time-dependence coefficients, one row per PHOTOM row (jwst multiplies every present kind)
     arrays = (
         A("phot_table", "PHOTOM", table=True, required=True),

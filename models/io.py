@@ -20,7 +20,7 @@ from .base import (
     _read_image,
     _strip_links,
 )
-from .meta import KEYWORD_FIELDS, get_path
+from .meta import get_path
 
 BLOCK = 2880
 _CHUNK_BYTES = 8 << 20
@@ -79,6 +79,7 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
             name = "PRIMARY" if i == 0 else (hdu.name or f"HDU{i}")
             hdr = hdu.header
             if name == ASDF_EXTNAME:
+                model._asdf_read = True  # written back even by models that do not write one of their own
                 try:
                     data = hdu.data
                     if isinstance(data, fits.FITS_rec) or getattr(data, "dtype", None) is not None and data.dtype.names:
@@ -119,13 +120,15 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
                 arr = _read_image(raw, hdul.fileinfo(i), hdr, path)
                 if arr is not None:
                     model._arrays[spec.name] = arr
-        for fpath, key, hduname, ann in KEYWORD_FIELDS:
+        for fpath, key, hduname, ann in cls.keyword_fields():
             h = model._headers.get(hduname)
             if h is not None and key in h:
                 v = h[key]
                 if isinstance(v, fits.card.Undefined):
                     continue
                 header_values[fpath] = _coerce_for(ann, v)
+            elif key in cls.keyword_defaults and get_path_tree(tree.get("meta"), fpath) is None:
+                header_values[fpath] = _coerce_for(ann, cls.keyword_defaults[key])
     handle = tree.pop("__asdf_handle__", None)
     tree = _strip_links(tree)
     model._asdf_handle = handle
@@ -135,6 +138,15 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
     tree.pop("extra_fits", None)
     model._asdf_extra = tree
     model.meta_from_tree(meta_tree, header_values, path)
+
+
+def get_path_tree(tree, path):
+    """The value at ``path`` in a plain metadata tree, or None."""
+    for p in path:
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(p)
+    return tree
 
 
 def _detached(hdu, path):
@@ -178,7 +190,9 @@ def _read_asdf(model: DataModel, path: Path) -> None:
         raise
     except Exception as exc:  # noqa: BLE001
         raise InputFileError(path, f"not a readable ASDF file ({_short(exc)})") from None
-    model.meta_from_tree(meta_tree, {}, path)
+    defaults = {fpath: _coerce_for(ann, cls.keyword_defaults[key]) for fpath, key, _h, ann in cls.keyword_fields()
+                if key in cls.keyword_defaults and get_path_tree(meta_tree, fpath) is None}
+    model.meta_from_tree(meta_tree, defaults, path)
 
 
 # ---------------------------------------------------------------------------
@@ -217,6 +231,7 @@ def _image_header(extname: str | None, arr: np.ndarray | None, cards: fits.Heade
         h["BZERO"] = bzero
     if extname and not primary:
         h["EXTNAME"] = extname
+        h["EXTVER"] = 1  # as stdatamodels writes every named extension
     if cards is not None:
         for card in cards.cards:
             if not _is_structural(card.keyword):
@@ -280,7 +295,7 @@ def write_fits(model: DataModel, f) -> None:
     array_ext = [s for s in cls.arrays if s.name in model._arrays]
     for s in array_ext:
         headers.setdefault(s.extname, fits.Header())
-    for path, key, hduname, _ann in KEYWORD_FIELDS:
+    for path, key, hduname, _ann in cls.keyword_fields():
         h = headers.get(hduname)
         if h is None:
             continue
@@ -292,11 +307,16 @@ def write_fits(model: DataModel, f) -> None:
                 del h[key]
             continue
         h[key] = keep_card_type(h, key, v)
-    # order: as read, then new arrays in declaration order
+    # order: as read; an array new to this model goes where the class declares it (jwst's order of
+    # extensions), before the first present array that the class declares after it
     order = [n for n in model._hdu_order if n != "PRIMARY"]
+    rank = {s.extname: i for i, s in enumerate(cls.arrays)}
     for s in array_ext:
-        if s.extname not in order:
-            order.append(s.extname)
+        if s.extname in order:
+            continue
+        mine = rank[s.extname]
+        at = next((k for k, n in enumerate(order) if rank.get(n, -1) > mine), len(order))
+        order.insert(at, s.extname)
     extras = {}
     for hdu in model._extra_hdus:
         extras.setdefault(hdu.name, []).append(hdu)
@@ -318,6 +338,7 @@ def write_fits(model: DataModel, f) -> None:
             arr = model._arrays[spec.name]
             if spec.table:
                 hdu = fits.BinTableHDU(data=arr, name=extname)
+                hdu.header["EXTVER"] = 1
                 for card in headers.get(extname, fits.Header()).cards:
                     if not _is_structural(card.keyword):
                         hdu.header.append(card, end=True)
@@ -339,7 +360,8 @@ def write_fits(model: DataModel, f) -> None:
     for name, lst in extras.items():
         for hdu in lst[done_extra.get(name, 0):]:
             f.write(_hdu_bytes(hdu))
-    f.write(_hdu_bytes(_asdf_hdu(model)))
+    if getattr(cls, "asdf_extension", True) or getattr(model, "_asdf_read", False):
+        f.write(_hdu_bytes(_asdf_hdu(model)))
 
 
 def asdf_tree(model: DataModel, with_arrays: bool) -> dict:

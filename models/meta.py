@@ -13,6 +13,10 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+# A schema "number": an int stays an int and a float a float, as stdatamodels keeps the value's
+# own type (TSAMPLE = 10 is written back as 10, not 10.0).
+Number = int | float
+
 
 def kw(keyword: str, hdu: str = "PRIMARY", default: Any = None, doc: str | None = None):
     """A metadata field stored as FITS ``keyword`` in extension ``hdu``."""
@@ -45,26 +49,26 @@ class Instrument(Group):
     grating: str | None = kw("GRATING")
     band: str | None = kw("BAND")
     fixed_slit: str | None = kw("FXD_SLIT")
-    focus_position: float | None = kw("FOCUSPOS")
+    focus_position: Number | None = kw("FOCUSPOS")
     coronagraph: str | None = kw("CORONMSK")
     lamp_state: str | None = kw("LAMP")
     lamp_mode: str | None = kw("OPMODE")
     pupil_imaging_lens: bool | None = kw("PILIN")
     miri_fpe_side: str | None = kw("FPE_SIDE")
     miri_ice_side: str | None = kw("ICE_SIDE")
-    filter_position: float | None = kw("FWCPOS")
-    pupil_position: float | None = kw("PWCPOS")
+    filter_position: Number | None = kw("FWCPOS")
+    pupil_position: Number | None = kw("PWCPOS")
 
 
 class Exposure(Group):
     type: str | None = kw("EXP_TYPE")
     count: int | None = kw("EXPCOUNT")
-    start_time: float | None = kw("EXPSTART")
-    mid_time: float | None = kw("EXPMID")
-    end_time: float | None = kw("EXPEND")
-    start_time_mjd: float | None = kw("MJD-BEG", "SCI")
-    mid_time_mjd: float | None = kw("MJD-AVG", "SCI")
-    end_time_mjd: float | None = kw("MJD-END", "SCI")
+    start_time: Number | None = kw("EXPSTART")
+    mid_time: Number | None = kw("EXPMID")
+    end_time: Number | None = kw("EXPEND")
+    start_time_mjd: Number | None = kw("MJD-BEG", "SCI")
+    mid_time_mjd: Number | None = kw("MJD-AVG", "SCI")
+    end_time_mjd: Number | None = kw("MJD-END", "SCI")
     readpatt: str | None = kw("READPATT")
     noutputs: int | None = kw("NOUTPUTS")
     nints: int | None = kw("NINTS")
@@ -78,25 +82,25 @@ class Exposure(Group):
     drop_frames1: int | None = kw("DRPFRMS1")
     drop_frames3: int | None = kw("DRPFRMS3")
     nsamples: int | None = kw("NSAMPLES")
-    sample_time: float | None = kw("TSAMPLE")
-    frame_time: float | None = kw("TFRAME")
-    group_time: float | None = kw("TGROUP")
-    integration_time: float | None = kw("EFFINTTM")
-    exposure_time: float | None = kw("EFFEXPTM")
-    effective_exposure_time: float | None = kw("XPOSURE", "SCI")
-    measurement_time: float | None = kw("TMEASURE")
-    duration: float | None = kw("DURATION")
-    elapsed_exposure_time: float | None = kw("TELAPSE", "SCI")
+    sample_time: Number | None = kw("TSAMPLE")
+    frame_time: Number | None = kw("TFRAME")
+    group_time: Number | None = kw("TGROUP")
+    integration_time: Number | None = kw("EFFINTTM")
+    exposure_time: Number | None = kw("EFFEXPTM")
+    effective_exposure_time: Number | None = kw("XPOSURE", "SCI")
+    measurement_time: Number | None = kw("TMEASURE")
+    duration: Number | None = kw("DURATION")
+    elapsed_exposure_time: Number | None = kw("TELAPSE", "SCI")
     nresets_at_start: int | None = kw("NRSTSTRT")
     nresets_between_ints: int | None = kw("NRESETS")
     zero_frame: bool | None = kw("ZEROFRAM")
     data_problem: bool | None = kw("DATAPROB")
     sca_num: int | None = kw("SCA_NUM")
-    gain_factor: float | None = kw("GAINFACT")
+    gain_factor: Number | None = kw("GAINFACT")
     detmode: str | None = kw("DETMODE")
-    primary_cosmic_rays: float | None = kw("PRIMECRS")
-    extended_emission_events: float | None = kw("EXTNCRS")
-    average_dark_current: float | None = kw("AVDRKCUR")
+    primary_cosmic_rays: Number | None = kw("PRIMECRS")
+    extended_emission_events: Number | None = kw("EXTNCRS")
+    average_dark_current: Number | None = kw("AVDRKCUR")
 
 
 class Subarray(Group):
@@ -147,23 +151,23 @@ class Target(Group):
     proposer_name: str | None = kw("TARGPROP")
     catalog_name: str | None = kw("TARGNAME")
     type: str | None = kw("TARGTYPE")
-    ra: float | None = kw("TARG_RA")
-    dec: float | None = kw("TARG_DEC")
-    proposer_ra: float | None = kw("PROP_RA")
-    proposer_dec: float | None = kw("PROP_DEC")
+    ra: Number | None = kw("TARG_RA")
+    dec: Number | None = kw("TARG_DEC")
+    proposer_ra: Number | None = kw("PROP_RA")
+    proposer_dec: Number | None = kw("PROP_DEC")
     source_type: str | None = kw("SRCTYPE", "SCI")
 
 
 class Pointing(Group):
-    ra_v1: float | None = kw("RA_V1", "SCI")
-    dec_v1: float | None = kw("DEC_V1", "SCI")
-    pa_v3: float | None = kw("PA_V3", "SCI")
+    ra_v1: Number | None = kw("RA_V1", "SCI")
+    dec_v1: Number | None = kw("DEC_V1", "SCI")
+    pa_v3: Number | None = kw("PA_V3", "SCI")
 
 
 class Aperture(Group):
     name: str | None = kw("APERNAME")
     pps_name: str | None = kw("PPS_APER")
-    position_angle: float | None = kw("PA_APER", "SCI")
+    position_angle: Number | None = kw("PA_APER", "SCI")
 
 
 class Dither(Group):
@@ -173,12 +177,12 @@ class Dither(Group):
     pattern_size: str | None = kw("PATTSIZE")
     subpixel_pattern: str | None = kw("SUBPXPAT")
     subpixel_total_points: int | None = kw("SUBPXPTS")
-    x_offset: float | None = kw("XOFFSET")
-    y_offset: float | None = kw("YOFFSET")
+    x_offset: Number | None = kw("XOFFSET")
+    y_offset: Number | None = kw("YOFFSET")
     pattern_start: int | None = kw("PATTSTRT")
     dither_points: int | None = kw("NRIMDTPT")
-    dithered_ra: float | None = kw("DITH_RA")
-    dithered_dec: float | None = kw("DITH_DEC")
+    dithered_ra: Number | None = kw("DITH_RA")
+    dithered_dec: Number | None = kw("DITH_DEC")
 
 
 class Coordinates(Group):
@@ -186,9 +190,9 @@ class Coordinates(Group):
 
 
 class VelocityAberration(Group):
-    scale_factor: float | None = kw("VA_SCALE", "SCI")
-    va_ra_ref: float | None = kw("VA_RA")
-    va_dec_ref: float | None = kw("VA_DEC")
+    scale_factor: Number | None = kw("VA_SCALE", "SCI")
+    va_ra_ref: Number | None = kw("VA_RA")
+    va_dec_ref: Number | None = kw("VA_DEC")
 
 
 class Guidestar(Group):
@@ -196,56 +200,56 @@ class Guidestar(Group):
 
     gs_order: int | None = kw("GS_ORDER")
     gs_id: str | None = kw("GDSTARID")
-    gs_ra: float | None = kw("GS_RA")
-    gs_dec: float | None = kw("GS_DEC")
-    gs_mag: float | None = kw("GS_MAG")
+    gs_ra: Number | None = kw("GS_RA")
+    gs_dec: Number | None = kw("GS_DEC")
+    gs_mag: Number | None = kw("GS_MAG")
     gs_pcs_mode: str | None = kw("PCS_MODE")
     gs_start_time: str | None = kw("GSSTRTTM")
     gs_stop_time: str | None = kw("GSENDTIM")
-    data_start: float | None = kw("DATASTRT")
-    data_end: float | None = kw("DATAEND")
+    data_start: Number | None = kw("DATASTRT")
+    data_end: Number | None = kw("DATAEND")
     gs_acq_exec_stat: str | None = kw("GSACSTAT")
 
 
 class WcsInfo(Group):
     wcsaxes: int | None = kw("WCSAXES", "SCI")
-    crpix1: float | None = kw("CRPIX1", "SCI")
-    crpix2: float | None = kw("CRPIX2", "SCI")
-    crval1: float | None = kw("CRVAL1", "SCI")
-    crval2: float | None = kw("CRVAL2", "SCI")
+    crpix1: Number | None = kw("CRPIX1", "SCI")
+    crpix2: Number | None = kw("CRPIX2", "SCI")
+    crval1: Number | None = kw("CRVAL1", "SCI")
+    crval2: Number | None = kw("CRVAL2", "SCI")
     ctype1: str | None = kw("CTYPE1", "SCI")
     ctype2: str | None = kw("CTYPE2", "SCI")
     cunit1: str | None = kw("CUNIT1", "SCI")
     cunit2: str | None = kw("CUNIT2", "SCI")
-    cdelt1: float | None = kw("CDELT1", "SCI")
-    cdelt2: float | None = kw("CDELT2", "SCI")
-    pc1_1: float | None = kw("PC1_1", "SCI")
-    pc1_2: float | None = kw("PC1_2", "SCI")
-    pc2_1: float | None = kw("PC2_1", "SCI")
-    pc2_2: float | None = kw("PC2_2", "SCI")
+    cdelt1: Number | None = kw("CDELT1", "SCI")
+    cdelt2: Number | None = kw("CDELT2", "SCI")
+    pc1_1: Number | None = kw("PC1_1", "SCI")
+    pc1_2: Number | None = kw("PC1_2", "SCI")
+    pc2_1: Number | None = kw("PC2_1", "SCI")
+    pc2_2: Number | None = kw("PC2_2", "SCI")
     s_region: str | None = kw("S_REGION", "SCI")
-    v2_ref: float | None = kw("V2_REF", "SCI")
-    v3_ref: float | None = kw("V3_REF", "SCI")
+    v2_ref: Number | None = kw("V2_REF", "SCI")
+    v3_ref: Number | None = kw("V3_REF", "SCI")
     vparity: int | None = kw("VPARITY", "SCI")
-    v3yangle: float | None = kw("V3I_YANG", "SCI")
-    ra_ref: float | None = kw("RA_REF", "SCI")
-    dec_ref: float | None = kw("DEC_REF", "SCI")
-    roll_ref: float | None = kw("ROLL_REF", "SCI")
-    velosys: float | None = kw("VELOSYS", "SCI")
+    v3yangle: Number | None = kw("V3I_YANG", "SCI")
+    ra_ref: Number | None = kw("RA_REF", "SCI")
+    dec_ref: Number | None = kw("DEC_REF", "SCI")
+    roll_ref: Number | None = kw("ROLL_REF", "SCI")
+    velosys: Number | None = kw("VELOSYS", "SCI")
     specsys: str | None = kw("SPECSYS", "SCI")
-    siaf_xref_sci: float | None = kw("XREF_SCI", "SCI")
-    siaf_yref_sci: float | None = kw("YREF_SCI", "SCI")
+    siaf_xref_sci: Number | None = kw("XREF_SCI", "SCI")
+    siaf_yref_sci: Number | None = kw("YREF_SCI", "SCI")
     dispersion_direction: int | None = kw("DISPAXIS", "SCI")
     spectral_order: int | None = kw("SPORDER", "SCI")
-    cd1_1: float | None = kw("CD1_1", "SCI")
-    cd1_2: float | None = kw("CD1_2", "SCI")
-    cd2_1: float | None = kw("CD2_1", "SCI")
-    cd2_2: float | None = kw("CD2_2", "SCI")
+    cd1_1: Number | None = kw("CD1_1", "SCI")
+    cd1_2: Number | None = kw("CD1_2", "SCI")
+    cd2_1: Number | None = kw("CD2_1", "SCI")
+    cd2_2: Number | None = kw("CD2_2", "SCI")
     # moving targets (assign_mtwcs)
-    mt_ra: float | None = kw("MT_RA", "SCI")
-    mt_dec: float | None = kw("MT_DEC", "SCI")
-    mt_avra: float | None = kw("MT_AVRA", "SCI")
-    mt_avdec: float | None = kw("MT_AVDEC", "SCI")
+    mt_ra: Number | None = kw("MT_RA", "SCI")
+    mt_dec: Number | None = kw("MT_DEC", "SCI")
+    mt_avra: Number | None = kw("MT_AVRA", "SCI")
+    mt_avdec: Number | None = kw("MT_AVDEC", "SCI")
 
 
 # FITS SIP distortion keywords of an imaging WCS (A_ORDER, A_p_q, ... BP_p_q), as
@@ -257,7 +261,7 @@ SIP_KEYWORDS: tuple[str, ...] = tuple(f"{s}_ORDER" for s in ("A", "B", "AP", "BP
 WcsInfo = create_model(
     "WcsInfo",
     __base__=WcsInfo,
-    **{k.lower(): ((int if k.endswith("ORDER") else float) | None, kw(k, "SCI")) for k in SIP_KEYWORDS},
+    **{k.lower(): ((int if k.endswith("ORDER") else Number) | None, kw(k, "SCI")) for k in SIP_KEYWORDS},
 )
 
 
@@ -266,13 +270,13 @@ class Resample(Group):
 
     pointings: int | None = kw("NDRIZ")
     weight_type: str | None = kw("RESWHT")
-    pixfrac: float | None = kw("PIXFRAC")
-    pixel_scale_ratio: float | None = kw("PXSCLRT")
+    pixfrac: Number | None = kw("PIXFRAC")
+    pixel_scale_ratio: Number | None = kw("PXSCLRT")
 
 
 class Background(Group):
     method: str | None = kw("BKGMETH")
-    level: float | None = kw("BKGLEVEL")
+    level: Number | None = kw("BKGLEVEL")
     subtracted: bool | None = kw("BKGSUB")
     master_background_file: str | None = kw("MASTERBG")
 
@@ -283,10 +287,10 @@ class Asn(Group):
 
 
 class Photometry(Group):
-    conversion_megajanskys: float | None = kw("PHOTMJSR", "SCI")
-    conversion_microjanskys: float | None = kw("PHOTUJA2", "SCI")
-    pixelarea_steradians: float | None = kw("PIXAR_SR", "SCI")
-    pixelarea_arcsecsq: float | None = kw("PIXAR_A2", "SCI")
+    conversion_megajanskys: Number | None = kw("PHOTMJSR", "SCI")
+    conversion_microjanskys: Number | None = kw("PHOTUJA2", "SCI")
+    pixelarea_steradians: Number | None = kw("PIXAR_SR", "SCI")
+    pixelarea_arcsecsq: Number | None = kw("PIXAR_A2", "SCI")
 
 
 class Rscd(Group):
@@ -311,7 +315,20 @@ REF_FILE_KEYWORDS: dict[str, str] = {
     "trappars": "R_TRPPAR", "drizpars": "R_DRZPRS", "apcorr": "R_APCORR",
     "abvegaoffset": "R_ABVEGA", "pictureframe": "R_PCTFRM", "firstframe": "R_FRSTFR",
 }
-REF_FILE_KEYWORDS.update({"extract1d": "R_EXTR1D"})  # the 1-D spectral steps
+# the other reftypes of stdatamodels' core schema: jwst records R_<reftype> for every reftype
+# its steps consider, N/A included (assign_wcs asks for all its spectroscopic ones on images)
+REF_FILE_KEYWORDS.update({
+    "badshutter": "R_MSAOPE", "barshadow": "R_BARSHA", "camera": "R_CAMERA", "chromcorr": "R_CHRCOR",
+    "collimator": "R_COLLIM", "cubepar": "R_CUBPAR", "disperser": "R_DISPER", "extract1d": "R_EXTR1D",
+    "dflat": "R_DFLAT", "fflat": "R_FFLAT", "sflat": "R_SFLAT", "fore": "R_FORE", "fpa": "R_FPA",
+    "fringe": "R_FRINGE", "fringefreq": "R_FRIFRQ", "ifufore": "R_IFUFOR", "ifupost": "R_IFUPOS",
+    "ifuslicer": "R_IFUSLI", "msa": "R_MSA", "mrsxartcorr": "R_MRSXAR", "mrsptcorr": "R_MRSPT", "nrm": "R_NRM",
+    "ote": "R_OTE", "pastasoss": "R_PSTSOS", "pathloss": "R_PTHLOS", "psfmask": "R_PSFMAS",
+    "resample": "R_RESAMP", "resolution": "R_RESOL", "speckernel": "R_SPKERN", "specprofile": "R_SPPROF",
+    "spectrace": "R_SPTRAC", "specwcs": "R_SPCWCS", "straylight": "R_STRAY", "throughput": "R_THRPUT",
+    "tso_photometry": "R_TSPHOT", "v2v3": "R_V2V3", "wavecorr": "R_WAVCOR", "wavelengthrange": "R_WAVRAN",
+    "wavemap": "R_WAVMAP",
+})
 
 # meta.cal_step.<step> is stored as S_<abbrev>, with the values COMPLETE or SKIPPED.
 CAL_STEP_KEYWORDS: dict[str, str] = {
@@ -373,7 +390,10 @@ class Meta(Group):
     telescope: str | None = kw("TELESCOP")
     calibration_software_name: str | None = kw("CAL_SW")
     calibration_software_version: str | None = kw("CAL_VER")
+    calibration_software_revision: str | None = kw("CAL_VCS")
     data_processing_software_version: str | None = kw("SDP_VER")
+    source_catalog: str | None = kw("SCATFILE")
+    segmentation_map: str | None = kw("SEGMFILE")
     bunit_data: str | None = kw("BUNIT", "SCI")
     bunit_err: str | None = kw("BUNIT", "ERR")
     # reference-file header keywords (CRDS matches on these)

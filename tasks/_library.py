@@ -112,6 +112,7 @@ class ModelLibrary:
         product_name: str | None = None,
         group_ids: list[str | None] | None = None,
         temp_dir: str | os.PathLike | None = None,
+        asn_info: tuple[str, str] | None = None,
     ):
         if isinstance(members, (str, os.PathLike, models.DataModel)):
             members = [members]
@@ -121,6 +122,9 @@ class ModelLibrary:
         self.on_disk = on_disk
         self.asn_id = asn_id
         self.product_name = product_name
+        # (pool, association file name) of an association's members: each member records them
+        # (ASNPOOL/ASNTABLE) when the library opens it, as jwst's library does
+        self.asn_info = tuple(asn_info) if asn_info else None
         self._temp_root = Path(temp_dir) if temp_dir is not None else None
         self._temp: Path | None = None
         self._finalizer = None
@@ -243,6 +247,8 @@ class ModelLibrary:
         gid = self.group_id(index)
         if getattr(model.meta, "group_id", None) != gid:
             model.meta.group_id = gid
+        if self.asn_info is not None:
+            model.meta.asn.pool_name, model.meta.asn.table_name = self.asn_info
         self._borrowed.add(index)
         return model
 

@@ -119,6 +119,10 @@ def _register_extras():
     from .base import STEPS
 
     STEPS["assign_wcs"].extra["optional_reftypes_needed"] = _uses_filteroffset
+    # jwst's AssignWcsStep asks CRDS for all of these on every exposure and records the answers
+    STEPS["assign_wcs"].extra["considered_reftypes"] = (
+        "specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
+        "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
 
 
 _register_extras()

@@ -240,6 +240,10 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     qa: dict[str, Any] = {}
     outer = getattr(_qa_local, "sink", None)
     _qa_local.sink = qa
+    # reftypes jwst's step asks CRDS for although this mode does not use them (assign_wcs's
+    # spectroscopic ones on an image): recorded as CRDS answers, normally N/A, as jwst records them
+    # (on the products only: the run's record keeps the references the step reads)
+    considered = _considered(spec, model, params, refs_in, used)
     try:
         out = spec.function(model, opened, params)
     except ValueError as exc:
@@ -255,7 +259,7 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     for result in marked:
         if isinstance(result, models.DataModel):
             _mark(result, cal_attr, status)
-            for rt, p in used.items():
+            for rt, p in {**considered, **used}.items():
                 _record_ref(result, rt, p)
     dt = time.perf_counter() - t0
     log.info("Step %s done in %.2f s (%s)%s", name, dt, status, (": " + format_qa(qa)) if qa else "")
@@ -272,6 +276,35 @@ def format_qa(qa: dict) -> str:
             v = f"{v:.4g}"
         parts.append(f"{k} {v}")
     return ", ".join(parts)
+
+
+def _considered(spec, model, params, refs_in: dict, used: dict) -> dict[str, str]:
+    """``{reftype: file or "N/A"}`` for the step's ``extra["considered_reftypes"]`` not used otherwise.
+
+    A reftype the context does not know, or has no rule for, is N/A here: nothing reads it.
+    """
+    from .. import models
+    from ..errors import WebbflowError
+    from ..refs import get_reference_paths
+
+    extra = [rt for rt in spec.extra.get("considered_reftypes", ()) if rt not in used]
+    if not extra or not isinstance(model, models.DataModel):
+        return {}
+
+    out = {rt: str(refs_in[rt]) for rt in extra if rt in refs_in}
+    todo = [rt for rt in extra if rt not in out]
+    if todo:
+        try:
+            got = get_reference_paths(model, todo, params.overrides)
+        except WebbflowError:
+            got = {}
+            for rt in todo:
+                try:
+                    got.update(get_reference_paths(model, [rt], params.overrides))
+                except WebbflowError:
+                    got[rt] = "N/A"
+        out.update({rt: str(got.get(rt, "N/A")) for rt in todo})
+    return out
 
 
 def _raise_geometry_error(exc: ValueError, model, opened: dict, used: dict) -> None:

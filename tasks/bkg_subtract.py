@@ -192,7 +192,7 @@ def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
         raise UnsupportedModeError("bkg_subtract for NIRSpec (grating tilt matching) is not implemented")
     model, combined = subtract_background(model, bkg_list, params.sigma, params.maxiters)
     if params.save_combined_background:
-        from ..flows.naming import product_path
+        from ..models.naming import product_path
 
         path = product_path(params.output_dir or Path.cwd(), model.meta.filename or "background.fits", "combinedbackground")
         combined.meta.filename = path.name

@@ -553,7 +553,7 @@ def emicorr(model, refs, params: EmiCorrParams):
             scale_reference=params.scale_reference, use_n_cycles=params.use_n_cycles,
         )
         if params.save_intermediate_results and ref is None:
-            from ..flows.naming import product_path
+            from ..models.naming import product_path
 
             path = product_path(params.output_dir or Path.cwd(), model.meta.filename or "emicorr.fits", "emi_ref_waves")
             write_onthefly_reference(path, made, subarray, readpatt, detector, rowclocks, frameclocks)

@@ -139,7 +139,7 @@ def flat_field(model, refs, params: FlatFieldParams):
     apply_flat(model, flat, inverse=params.inverse)
 
     if params.save_interpolated_flat:
-        from ..flows.naming import product_path
+        from ..models.naming import product_path
 
         src = model.meta.filename or "flat_field.fits"
         path = product_path(params.output_dir or Path.cwd(), src, "interpolatedflat")
@@ -206,6 +206,8 @@ def _register_extras():
     from .base import STEPS
 
     STEPS["flat_field"].extra["optional_reftypes_needed"] = _flat_refs_needed
+    # jwst's FlatFieldStep asks CRDS for the NIRSpec flats too and records the answers (N/A)
+    STEPS["flat_field"].extra["considered_reftypes"] = ("fflat", "sflat", "dflat")
 
 
 _register_extras()

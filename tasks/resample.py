@@ -241,7 +241,7 @@ def _keyword_meta(meta):
     return new
 
 
-def _new_output(ref, out: dict, params: ResampleParams, enable_var: bool, report_var: bool, compute_err):
+def _new_output(ref, out: dict, params: ResampleParams, enable_var: bool, report_var: bool, compute_err, blender=None):
     from ..models import ImageModel
 
     model = ImageModel(data=out["data"])
@@ -251,6 +251,10 @@ def _new_output(ref, out: dict, params: ResampleParams, enable_var: bool, report
         if hdu in ref._headers:
             model._headers[hdu] = ref._headers[hdu].copy()
     model.meta.model_type = "ImageModel"
+    if blender is not None:
+        # Stage 3: the inputs' metadata blended and their HDRTAB table; the resampling's own
+        # values below (exposure times, pixel area, ...) then take precedence, as in jwst
+        blender.finalize(model)
     # jwst's i2d extension order
     model._hdu_order = ["PRIMARY", "SCI", "ERR", "CON", "WHT", "DQ", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"]
     model.wht = out["wht"]
@@ -313,7 +317,7 @@ def _finalize_wcs(model, inputs, out_wcs) -> None:
 
 
 def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None,
-             good_bits=GOOD_BITS, stream=None):
+             good_bits=GOOD_BITS, stream=None, blender=None):
     """Drizzle ``inputs`` (or, when given, the models ``stream`` yields one at a time; ``inputs`` then
     only need their metadata, e.g. a model library's stubs) onto ``grid``."""
     from stcal.resample import Resample
@@ -340,7 +344,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
     r.finalize()
     out = r.output_model
-    model = _new_output(inputs[0], out, params, r.enable_var, report_var, compute_err)
+    model = _new_output(inputs[0], out, params, r.enable_var, report_var, compute_err, blender=blender)
     _finalize_wcs(model, inputs, r.output_wcs)
     model.meta.cal_step.resample = "COMPLETE"
     return model
@@ -407,10 +411,12 @@ def _resample_library(library, params: ResampleParams):
         _check_input(m)
     grid = output_grid(stubs, params)
 
-    def stream(indices):
+    def stream(indices, blender=None):
         for i in indices:
             model = library.borrow(i)
             try:
+                if blender is not None:
+                    blender.accumulate(model)
                 yield _nan_flag_consistent(model)
             finally:
                 library.shelve(i, model, modify=False)
@@ -426,8 +432,11 @@ def _resample_library(library, params: ResampleParams):
         enable_var, report_var, compute_err = True, params.report_var, "from_var"
     else:
         enable_var, report_var, compute_err = False, False, None
+    from ..models.blend import MetaBlender
+
+    blender = MetaBlender()
     return _drizzle(stubs, grid, params, enable_var=enable_var, report_var=report_var, compute_err=compute_err,
-                    stream=stream(range(len(library))))
+                    stream=stream(range(len(library)), blender), blender=blender)
 
 
 @step("resample", "ResampleStep", params=ResampleParams, suffix="i2d", input_class="ImageModel")

@@ -46,7 +46,7 @@ from pydantic import Field
 
 from .. import __version__
 from ..errors import InputFileError, ParameterError
-from .base import StepParams, report_qa, step
+from .base import STEPS, StepParams, report_qa, step
 from .tweakreg import find_sources, finder_options
 
 log = logging.getLogger("webbflow.steps.source_catalog")
@@ -469,9 +469,17 @@ def product_root(model, params) -> str:
 def segmentation_model(model, segm):
     from .. import models
 
+    from ..models.meta import KEYWORD_FIELDS, get_path
+
     out = models.SegmentationMapModel(data=np.asarray(segm.data, dtype=np.uint32))
     meta = model.meta.model_copy(deep=True)
     meta.model_type = "SegmentationMapModel"
+    # as jwst: the image's primary-header metadata and its WCS, nothing of its SCI header
+    for path, _key, hdu, _ann in KEYWORD_FIELDS:
+        if hdu != "PRIMARY" and path[0] != "wcsinfo":
+            parent = get_path(meta, path[:-1]) if len(path) > 1 else meta
+            if parent is not None and getattr(parent, path[-1], None) is not None:
+                setattr(parent, path[-1], None)
     out.meta = meta
     if "PRIMARY" in model._headers:
         out._headers["PRIMARY"] = model._headers["PRIMARY"].copy()
@@ -492,6 +500,8 @@ def write_products(catalog, segm_model, output_dir, root: str) -> list[str]:
         written.append(str(path))
         log.info("Wrote source catalogue %s", path)
     if segm_model is not None:
+        if catalog is not None:
+            segm_model.meta.source_catalog = f"{root}_cat.ecsv"  # SCATFILE, as jwst records it
         written.append(segm_model.save(out / f"{root}_segm.fits"))
         log.info("Wrote segmentation map %s", written[-1])
     return written
@@ -545,16 +555,12 @@ def source_catalog(model, refs, params: SourceCatalogParams):
     """Detect the sources of a resampled image and measure their photometry and shapes."""
     catalog, segm_model = make_catalog(model, refs.get("apcorr"), refs.get("abvegaoffset"), params)
     report_qa(**{"sources": 0 if catalog is None else len(catalog)})
-    if segm_model is not None:
-        # recorded here too (run_step does it after the step), since the map may be written below
-        from .base import _record_ref
-
-        segm_model.meta.cal_step.source_catalog = "COMPLETE"
-        for rt in ("apcorr", "abvegaoffset"):
-            ref = refs.get(rt)
-            name = None if ref is None else (getattr(ref, "_path", None) or ref.meta.filename)
-            if name:
-                _record_ref(segm_model, rt, str(name))
+    # the segmentation map carries the image's metadata as it was before this step, as jwst's
+    # does: no S_SRCCAT, R_APCORR or R_ABVEGA (extra["records_status"] keeps run_step from adding them)
     if params.save_results and catalog is not None:
         write_products(catalog, segm_model, params.output_dir, product_root(model, params))
     return catalog, segm_model
+
+
+# the catalogue and segmentation map get no S_SRCCAT / R_APCORR / R_ABVEGA, as jwst's
+STEPS["source_catalog"].extra["records_status"] = True
