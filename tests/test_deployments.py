@@ -137,7 +137,8 @@ def test_every_flow_is_deployed_on_the_process_pool(prefect_stack):
     # self-explaining names, one form per instrument family where the steps differ
     expected = {"detector1/near-ir-uncal-to-rate", "detector1/miri-uncal-to-rate", "image2/rate-to-cal",
                 "guider/guider-uncal-to-cal", "dark/dark-uncal-to-dark", "association/near-ir-asn-to-mosaic",
-                "association/miri-asn-to-mosaic", "reprocess/daily-new-references"} | (
+                "association/miri-asn-to-mosaic", "reprocess/daily-new-references",
+                "asn-generate/pool-to-associations"} | (
         {"image3/cal-to-mosaic"} if image3_available() else set())
     assert set(deps) == expected
     from webbflow.deployments import DEPLOYMENT_NAMES
