@@ -231,10 +231,11 @@ def _image_header(extname: str | None, arr: np.ndarray | None, cards: fits.Heade
         h["BZERO"] = bzero
     if extname and not primary:
         h["EXTNAME"] = extname
-        h["EXTVER"] = 1  # as stdatamodels writes every named extension
+        # numbered as stdatamodels numbers every named extension: 1, or a slit's number
+        h["EXTVER"] = int(cards.get("EXTVER", 1)) if cards is not None else 1
     if cards is not None:
         for card in cards.cards:
-            if not _is_structural(card.keyword):
+            if not _is_structural(card.keyword) and card.keyword != "EXTVER":
                 h.append(card, end=True)
     return h
 
