@@ -319,3 +319,22 @@ def test_combine_1d_on_an_association_from_the_command_line(nirspec_runs, tmp_pa
     assert made.meta.asn.pool_name == "jw01345_pool" and made.meta.asn.table_name == "c1d_asn.json"
     ref = models.open(folder / "jwst_c1d.fits")
     _tables_agree(made.spec[0].spec_table, ref.spec[0].spec_table, "c1d from the command line")
+
+
+def test_extract_1d_alone_from_the_command_line_names_its_product_as_strun(cache, tmp_path):
+    """``webbflow run extract_1d SLIT`` writes the file ``strun extract_1d SLIT`` writes, with the same spectrum."""
+    from jwst.extract_1d import Extract1dStep
+
+    from webbflow.flows.cli import main
+
+    slit = SLITS[0]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    theirs.mkdir()
+    args = [f"--{k}={v}" for k, v in NA.items()]
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        Extract1dStep.call(str(slit), save_results=True, output_dir=str(theirs), **NA)
+        assert main(["run", "extract_1d", str(slit), "--output-dir", str(ours), *args]) == 0
+    names = sorted(p.name for p in ours.iterdir())
+    assert names == sorted(p.name for p in theirs.iterdir()) == [slit.stem + "_extract1dstep.fits"]
+    a, b = models.open(ours / names[0]), models.open(theirs / names[0])
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, names[0])
