@@ -4,7 +4,8 @@
   crfints, x1dints and whtlt.ecsv against jwst's calwebb_tso3;
 - extract_1d on each of the two NIRSpec MSA PRISM slits, and combine_1d of the two x1d files;
 - extract_1d's aperture correction on one slit taken as a point source, with a small NIRSpec MOS
-  apcorr reference written by the test in the real file's form (override_apcorr on both sides);
+  apcorr reference written by the test in the real file's form, and on the MIRI LRS cube with a
+  MIRI LRS one (override_apcorr on both sides);
 - ``webbflow run extract_1d SLIT`` names its product as ``strun extract_1d SLIT`` does.
 
 extract_1d runs with override_extract1d, override_apcorr and override_psf N/A and
@@ -409,3 +410,40 @@ def test_extract_1d_apcorr_without_a_matching_row_is_one_line(cache, tmp_path):
     m.meta.target.source_type = "POINT"
     with pytest.raises(ReferenceFileError, match="0 rows for this exposure's configuration"):
         run_step("extract_1d", m, {"override_extract1d": "N/A", "override_psf": "N/A", "override_apcorr": str(ref)})
+
+
+def test_extract_1d_aperture_correction_on_the_miri_lrs_cube_matches_jwst(cache, tmp_path):
+    """The real MIRI LRS TSO cube as a point source, with a MIRI LRS apcorr reference (sizes in pixels)."""
+    from astropy.table import Table
+    from jwst.extract_1d import Extract1dStep
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.tasks.base import run_step
+
+    nw, ns = 6, 5
+    wl, size = np.linspace(4.0, 14.0, nw), np.linspace(2.0, 12.0, ns)
+    corr = 1.0 + 0.4 / size[None, :] + 0.01 * wl[:, None]
+    t = Table({"subarray": ["FULL", "SLITLESSPRISM"], "wavelength": [wl, wl], "nelem_wl": [nw, nw],
+               "size": [size, size], "nelem_size": [ns, ns], "apcorr": [corr * 3, corr],
+               "apcorr_err": [corr * 0.01, corr * 0.01]})
+    hdu = fits.table_to_hdu(t)
+    hdu.header["EXTNAME"], hdu.header["SIZEUNIT"] = "APCORR", "pixels"
+    ref = dm.MirLrsApcorrModel(fits.HDUList([fits.PrimaryHDU(), hdu]))
+    ref.meta.instrument.name, ref.meta.exposure.type, ref.meta.reftype = "MIRI", "MIR_LRS-SLITLESS", "apcorr"
+    ref.meta.author, ref.meta.pedigree, ref.meta.description = "webbflow tests", "DUMMY", "test apcorr"
+    ref.meta.useafter = "2000-01-01T00:00:00"
+    ref.save(tmp_path / "miri_lrs_apcorr.fits")
+    cube = tmp_path / CUBE.name
+    with dm.open(CUBE) as c:
+        c.meta.target.source_type = "POINT"
+        c.save(cube)
+    pars = {"override_extract1d": "N/A", "override_psf": "N/A", "override_apcorr": str(tmp_path / "miri_lrs_apcorr.fits")}
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        Extract1dStep.call(str(cube), **pars).save(tmp_path / "jwst_x1dints.fits")
+        run_step("extract_1d", models.open(cube), pars).model.save(tmp_path / "ours_x1dints.fits")
+        plain = run_step("extract_1d", models.open(cube), NA).model.spec[0].spec_table
+    a, b = models.open(tmp_path / "ours_x1dints.fits"), models.open(tmp_path / "jwst_x1dints.fits")
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "apcorr x1dints")
+    ratio = np.asarray(a.spec[0].spec_table["FLUX"]) / np.asarray(plain["FLUX"])
+    assert np.nanmin(ratio) > 1.02  # the SLITLESSPRISM row, not FULL's (3x larger)
+    assert np.nanmax(ratio) < 1.4
