@@ -44,7 +44,7 @@ class ApcorrError(ValueError):
     """The apcorr reference has no single row for this exposure, or its sizes cannot be converted."""
 
 
-def _row_values(top, slit, slitname: str, keys) -> dict:
+def _row_values(top, slitname: str, keys) -> dict:
     inst = top.meta.instrument
     values = {}
     for key in keys:
@@ -66,7 +66,7 @@ def select_row(table, top, slitname: str):
     if keys is None:
         raise UnsupportedModeError(f"extract_1d: aperture corrections for {inst} {exp_type} are not implemented")
     rows = np.ones(len(table), bool)
-    for key, value in _row_values(top, None, slitname, keys).items():
+    for key, value in _row_values(top, slitname, keys).items():
         col = np.asarray(table[key])
         if value is None:
             rows &= False
