@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import models
 from ..tasks.base import STEPS, run_step
-from .naming import product_path
+from .naming import KNOWN_SUFFIXES
 from .params import load_config_file
 
 
@@ -24,13 +25,56 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
     result = run_step(name, model, p)
     outs = result.model if isinstance(result.model, (list, tuple)) else [result.model]
     written = []
-    suffixes = spec.extra.get("suffixes") or [p.suffix or spec.suffix]
-    for m, suffix in zip(outs, suffixes):
+    for idx, m in enumerate(outs):
         if m is None:
             continue
-        path = Path(p.output_file) if p.output_file else product_path(p.output_dir or output_dir, input_path.name, suffix)
+        path = strun_output_path(spec, p, input_path.name, output_dir, idx=idx if len(outs) > 1 else None)
         written.append(m.save(path))
     return written
+
+
+def strun_suffix(spec, params) -> str:
+    """The suffix ``strun STEP`` gives a step's product.
+
+    A suffix the user sets wins; then the one the step's own parameters
+    declare (jwst's steps that name their product, e.g. source_catalog's
+    ``cat`` or white_light's ``whtlt``); otherwise the step's class name in
+    lower case (``extract1dstep``), since strun names the step after its
+    class.
+    """
+    return params.suffix or spec.jwst_class.lower()
+
+
+def strun_root(name: str) -> str:
+    """An input file's root as strun finds it: one known suffix and the extension removed.
+
+    strun removes a single trailing suffix it knows (a product suffix such as
+    ``cal`` or ``rate``, a step's alias such as ``dark_current``, or a step
+    product's class-name suffix such as ``jumpstep``); ``X_cal_x1d`` keeps
+    ``X_cal``.
+    """
+    stem = re.sub(r"\.(fits|asdf|ecsv)(\.gz)?$", "", Path(name).name)
+    known = set(KNOWN_SUFFIXES) | {s.jwst_class.lower() for s in STEPS.values()}
+    for s in sorted(known, key=len, reverse=True):
+        for sep in ("_", "-"):
+            if stem.endswith(sep + s) and len(stem) > len(s) + 1:
+                return stem[: -(len(s) + 1)]
+    return stem
+
+
+def strun_output_path(spec, params, input_name: str, output_dir, *, idx: int | None = None) -> Path:
+    """Where ``strun STEP input`` writes the product: ``<root>[_<idx>]_<suffix><ext>``.
+
+    With ``output_file`` its file name stands in for the input's (strun still
+    puts the suffix on it, in the output folder); several outputs (ramp_fit's rate and rateints) are
+    numbered 0, 1, ... in the order the step returns them.
+    """
+    base = params.output_file or input_name
+    ext = getattr(params, "output_ext", None) or ".fits"
+    if not ext.startswith("."):
+        ext = "." + ext
+    parts = [strun_root(base)] + ([str(idx)] if idx is not None else []) + [strun_suffix(spec, params)]
+    return Path(params.output_dir or output_dir) / ("_".join(parts) + ext)
 
 
 def _as_input(model, class_name: str, path):
@@ -83,7 +127,7 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
         raise InputFileError(asn_path, "has no science members")
     library = ModelLibrary(members, asn_id=asn.asn_id, product_name=asn.products[0].name if asn.products else None)
     result = run_step(name, library, params)
-    suffix = params.suffix or spec.jwst_class.lower()
+    suffix = strun_suffix(spec, params)
     out_dir = Path(params.output_dir or output_dir)
     if isinstance(result.model, ModelLibrary):
         return result.model.save_members(out_dir, suffix)

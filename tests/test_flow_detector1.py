@@ -124,7 +124,7 @@ def test_cli_products_provenance_and_intermediate(nircam, tmp_path):
     r = _cli("run", "jump", out / f"{root}_dark_current.fits", "--output-dir", tmp_path / "single",
              env={"CRDS_PATH": str(nircam.crds_path)})
     assert r.returncode == 0, r.stderr
-    single = models.open(tmp_path / "single" / f"{root}_jump.fits")
+    single = models.open(tmp_path / "single" / f"{root}_jumpstep.fits")
     ref = models.open(out / f"{root}_jump.fits")
     np.testing.assert_array_equal(single.groupdq, ref.groupdq)
     # products open in stdatamodels as the right classes

@@ -2,7 +2,11 @@
 
 - the MIRI LRS slitless TSO cube (10 integrations) as the calints member of a tso3 association:
   crfints, x1dints and whtlt.ecsv against jwst's calwebb_tso3;
-- extract_1d on each of the two NIRSpec MSA PRISM slits, and combine_1d of the two x1d files.
+- extract_1d on each of the two NIRSpec MSA PRISM slits, and combine_1d of the two x1d files;
+- extract_1d's aperture correction on one slit taken as a point source, with a small NIRSpec MOS
+  apcorr reference written by the test in the real file's form, and on the MIRI LRS cube with a
+  MIRI LRS one (override_apcorr on both sides);
+- ``webbflow run extract_1d SLIT`` names its product as ``strun extract_1d SLIT`` does.
 
 extract_1d runs with override_extract1d, override_apcorr and override_psf N/A and
 apply_apcorr=false on both sides.  The 2019 rules select reference files that the rules-only
@@ -319,3 +323,127 @@ def test_combine_1d_on_an_association_from_the_command_line(nirspec_runs, tmp_pa
     assert made.meta.asn.pool_name == "jw01345_pool" and made.meta.asn.table_name == "c1d_asn.json"
     ref = models.open(folder / "jwst_c1d.fits")
     _tables_agree(made.spec[0].spec_table, ref.spec[0].spec_table, "c1d from the command line")
+
+
+def test_extract_1d_alone_from_the_command_line_names_its_product_as_strun(cache, tmp_path):
+    """``webbflow run extract_1d SLIT`` writes the file ``strun extract_1d SLIT`` writes, with the same spectrum."""
+    from jwst.extract_1d import Extract1dStep
+
+    from webbflow.flows.cli import main
+
+    slit = SLITS[0]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    theirs.mkdir()
+    args = [f"--{k}={v}" for k, v in NA.items()]
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        Extract1dStep.call(str(slit), save_results=True, output_dir=str(theirs), **NA)
+        assert main(["run", "extract_1d", str(slit), "--output-dir", str(ours), *args]) == 0
+    names = sorted(p.name for p in ours.iterdir())
+    assert names == sorted(p.name for p in theirs.iterdir()) == [slit.stem + "_extract1dstep.fits"]
+    a, b = models.open(ours / names[0]), models.open(theirs / names[0])
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, names[0])
+
+
+def _nirspec_mos_apcorr(path):
+    """A small NIRSpec MOS apcorr reference in the real file's form (written with stdatamodels).
+
+    Two rows (CLEAR/PRISM and F290LP/G395M); each a grid over 8 wavelengths, 4 aperture sizes
+    in arcseconds (growing with wavelength) and 3 pixel phases, with corrections that vary
+    along every axis, so that picking the row, the size conversion and each interpolation show.
+    """
+    from astropy.table import Table
+    from stdatamodels.jwst import datamodels as dm
+
+    nw, ns = 8, 4
+    wl = np.linspace(0.5, 5.6, nw)
+    size = np.array([0.2, 0.5, 1.0, 2.0])[:, None] * (1 + 0.05 * wl)[None, :]
+    phase = np.array([0.0, 0.25, 0.5])
+    corr = 1.05 + 0.3 / (1 + size[:, :, None]) + 0.02 * wl[None, :, None] + 0.05 * phase[None, None, :]
+    t = Table({"filter": ["CLEAR", "F290LP"], "grating": ["PRISM", "G395M"], "wavelength": [wl, wl],
+               "nelem_wl": [nw, nw], "size": [size, size], "nelem_size": [ns, ns], "pixphase": [phase, phase],
+               "apcorr": [corr, corr * 2], "apcorr_err": [corr * 0.01, corr * 0.01]})
+    hdu = fits.table_to_hdu(t)
+    hdu.header["EXTNAME"] = "APCORR"
+    hdu.header["SIZEUNIT"] = "arcsec"
+    m = dm.NrsMosApcorrModel(fits.HDUList([fits.PrimaryHDU(), hdu]))
+    m.meta.instrument.name, m.meta.exposure.type, m.meta.reftype = "NIRSPEC", "NRS_MSASPEC", "apcorr"
+    m.meta.author, m.meta.pedigree, m.meta.description = "webbflow tests", "DUMMY", "test apcorr"
+    m.meta.useafter = "2000-01-01T00:00:00"
+    m.save(path)
+    return path
+
+
+def test_extract_1d_aperture_correction_matches_jwst(cache, tmp_path):
+    """A real NIRSpec PRISM slit, as a point source, extracted with an apcorr reference by both sides."""
+    from jwst.extract_1d import Extract1dStep
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.tasks.base import run_step
+
+    slit = tmp_path / SLITS[0].name
+    with dm.open(SLITS[0]) as s:
+        s.source_type = "POINT"
+        s.meta.target.source_type = "POINT"
+        s.save(slit)
+    ref = str(_nirspec_mos_apcorr(tmp_path / "nirspec_mos_apcorr.fits"))
+    pars = {"override_extract1d": "N/A", "override_psf": "N/A", "override_apcorr": ref}
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        Extract1dStep.call(str(slit), **pars).save(tmp_path / "jwst_x1d.fits")
+        Extract1dStep.call(str(slit), **NA).save(tmp_path / "jwst_plain_x1d.fits")
+        run_step("extract_1d", models.open(slit), pars).model.save(tmp_path / "ours_x1d.fits")
+    a, b = models.open(tmp_path / "ours_x1d.fits"), models.open(tmp_path / "jwst_x1d.fits")
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "apcorr x1d")
+    # the correction did act: jwst's corrected flux is 1.2-1.4 x its uncorrected one
+    plain = models.open(tmp_path / "jwst_plain_x1d.fits").spec[0].spec_table
+    ratio = np.asarray(b.spec[0].spec_table["FLUX"]) / np.asarray(plain["FLUX"])
+    assert 1.15 < np.nanmin(ratio) and np.nanmax(ratio) < 1.45
+
+
+def test_extract_1d_apcorr_without_a_matching_row_is_one_line(cache, tmp_path):
+    from webbflow.errors import ReferenceFileError
+    from webbflow.tasks.base import run_step
+
+    ref = _nirspec_mos_apcorr(tmp_path / "nirspec_mos_apcorr.fits")
+    with fits.open(ref, mode="update") as h:
+        h["APCORR"].data["grating"] = ["G140M", "G395M"]
+    m = models.open(SLITS[0])
+    m.meta.target.source_type = "POINT"
+    with pytest.raises(ReferenceFileError, match="0 rows for this exposure's configuration"):
+        run_step("extract_1d", m, {"override_extract1d": "N/A", "override_psf": "N/A", "override_apcorr": str(ref)})
+
+
+def test_extract_1d_aperture_correction_on_the_miri_lrs_cube_matches_jwst(cache, tmp_path):
+    """The real MIRI LRS TSO cube as a point source, with a MIRI LRS apcorr reference (sizes in pixels)."""
+    from astropy.table import Table
+    from jwst.extract_1d import Extract1dStep
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.tasks.base import run_step
+
+    nw, ns = 6, 5
+    wl, size = np.linspace(4.0, 14.0, nw), np.linspace(2.0, 12.0, ns)
+    corr = 1.0 + 0.4 / size[None, :] + 0.01 * wl[:, None]
+    t = Table({"subarray": ["FULL", "SLITLESSPRISM"], "wavelength": [wl, wl], "nelem_wl": [nw, nw],
+               "size": [size, size], "nelem_size": [ns, ns], "apcorr": [corr * 3, corr],
+               "apcorr_err": [corr * 0.01, corr * 0.01]})
+    hdu = fits.table_to_hdu(t)
+    hdu.header["EXTNAME"], hdu.header["SIZEUNIT"] = "APCORR", "pixels"
+    ref = dm.MirLrsApcorrModel(fits.HDUList([fits.PrimaryHDU(), hdu]))
+    ref.meta.instrument.name, ref.meta.exposure.type, ref.meta.reftype = "MIRI", "MIR_LRS-SLITLESS", "apcorr"
+    ref.meta.author, ref.meta.pedigree, ref.meta.description = "webbflow tests", "DUMMY", "test apcorr"
+    ref.meta.useafter = "2000-01-01T00:00:00"
+    ref.save(tmp_path / "miri_lrs_apcorr.fits")
+    cube = tmp_path / CUBE.name
+    with dm.open(CUBE) as c:
+        c.meta.target.source_type = "POINT"
+        c.save(cube)
+    pars = {"override_extract1d": "N/A", "override_psf": "N/A", "override_apcorr": str(tmp_path / "miri_lrs_apcorr.fits")}
+    with jwst_offline(cache, CONTEXT), quiet_jwst():
+        Extract1dStep.call(str(cube), **pars).save(tmp_path / "jwst_x1dints.fits")
+        run_step("extract_1d", models.open(cube), pars).model.save(tmp_path / "ours_x1dints.fits")
+        plain = run_step("extract_1d", models.open(cube), NA).model.spec[0].spec_table
+    a, b = models.open(tmp_path / "ours_x1dints.fits"), models.open(tmp_path / "jwst_x1dints.fits")
+    _tables_agree(a.spec[0].spec_table, b.spec[0].spec_table, "apcorr x1dints")
+    ratio = np.asarray(a.spec[0].spec_table["FLUX"]) / np.asarray(plain["FLUX"])
+    assert np.nanmin(ratio) > 1.02  # the SLITLESSPRISM row, not FULL's (3x larger)
+    assert np.nanmax(ratio) < 1.4

@@ -19,10 +19,12 @@ For each spectral image:
    brightness (MJy/sr) sums become fluxes in Jy through the pixel solid angle (NIRSpec point
    sources are already in MJy per pixel); without photom the units are DN/s.
 
-Optimal extraction, source-position centring, aperture corrections (``apply_apcorr`` with an
-apcorr reference), NIRISS SOSS and IFU cubes are not implemented: asking for them raises an
-unsupported-mode error rather than giving a different product.  ``override_apcorr=N/A`` (or
-``apply_apcorr=false``) and ``override_psf=N/A`` give jwst's products.
+6. Aperture corrections (:mod:`.apcorr`, ``apply_apcorr`` with an apcorr reference) scale a
+   point source's fluxes, surface brightnesses and their variances.
+
+Optimal extraction, source-position centring, NIRISS SOSS, IFU cubes and the IFU (radial)
+aperture corrections are not implemented: asking for them raises an unsupported-mode error
+rather than giving a different product.  ``override_psf=N/A`` gives jwst's products.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from ... import models
-from ...errors import InputFileError, UnsupportedModeError
+from ...errors import InputFileError, ReferenceFileError, UnsupportedModeError
 from ...models import dqflags
 from ...models.spectra import (
     MultiSpecModel,
@@ -160,11 +162,12 @@ def _source_type(m, slit=None):
     return m.meta.target.source_type
 
 
-def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=None) -> Spectrum | None:
+def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=None, apcorr_ref=None) -> Spectrum | None:
     """Extract one spectral image (2-D, or a 3-D stack of integrations) into a :class:`Spectrum`.
 
-    ``source_meta``: the exposure's model when ``m`` is one slit of it.  Returns None (with a
-    message) when the reference has no aperture for this slit and order, or no wavelength is valid.
+    ``source_meta``: the exposure's model when ``m`` is one slit of it; ``apcorr_ref``: the
+    apcorr reference, applied to a point source.  Returns None (with a message) when the
+    reference has no aperture for this slit and order, or no wavelength is valid.
     """
     top = source_meta or m
     match_nans_and_flags(m)
@@ -273,6 +276,15 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
         "BKGD_VAR_POISSON": b_vars[0], "BKGD_VAR_RNOISE": b_vars[1], "BKGD_VAR_FLAT": b_vars[2],
         "NPIXELS": npix,
     }
+    if apcorr_ref is not None and src_type is not None and str(src_type).upper() == "POINT":
+        from . import apcorr
+
+        try:
+            factor = apcorr.correction(apcorr_ref, m, top, slitname, ra, dec, wave,
+                                       np.broadcast_to(wave, flux.shape), npix)
+        except apcorr.ApcorrError as exc:
+            raise ReferenceFileError("apcorr", apcorr_ref.meta.filename or "(apcorr)", str(exc)) from None
+        apcorr.apply(cols, factor)
     nwave = int(valid.sum())
     if m.data.ndim == 3:
         table = new_tso_spec_table(stack.shape[0], nwave)
@@ -371,9 +383,6 @@ def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
         raise UnsupportedModeError("extract_1d: IFU cube extraction is not implemented")
     if params.extraction_type == "optimal" and refs.get("psf") is not None:
         raise UnsupportedModeError("extract_1d: optimal extraction is not implemented; use extraction_type=box")
-    if params.apply_apcorr and refs.get("apcorr") is not None:
-        raise UnsupportedModeError(
-            "extract_1d: aperture corrections are not implemented; use apply_apcorr=false or override_apcorr=N/A")
 
 
 def _output_model(model, cube: bool):
@@ -434,6 +443,7 @@ def extract(model, refs: dict, params: Extract1dParams):
     """Extract every spectrum of ``model``: a MultiSpecModel, or a TSOMultiSpecModel for a cube."""
     _check_supported(model, params, refs)
     ref = refs.get("extract1d")
+    apref = refs.get("apcorr") if params.apply_apcorr else None
     exp_type = model.meta.exposure.type or ""
     slits = getattr(model, "slits", None)
     if slits is not None:
@@ -447,7 +457,7 @@ def extract(model, refs: dict, params: Extract1dParams):
                 log.info("Spectral order 0 is a direct image, skipping ...")
                 continue
             try:
-                spec = extract_image(slit, ref, params, slit.name, source_meta=model)
+                spec = extract_image(slit, ref, params, slit.name, source_meta=model, apcorr_ref=apref)
             except ApertureOffData as exc:  # one slit lost; the others are kept
                 log.error("%s: slit %s skipped: %s", model.meta.filename or "input", slit.name, exc)
                 continue
@@ -473,7 +483,7 @@ def extract(model, refs: dict, params: Extract1dParams):
         else:
             log.info("Processing spectral order %s", order or 1)
             try:
-                spec = extract_image(model, ref, params, slitname)
+                spec = extract_image(model, ref, params, slitname, apcorr_ref=apref)
             except ApertureOffData as exc:
                 raise InputFileError(model.meta.filename or "the input", str(exc)) from None
             if spec is not None:
