@@ -171,7 +171,6 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
     """
     top = source_meta or m
     match_nans_and_flags(m)
-    exp_type = top.meta.exposure.type
     order = getattr(m.meta.wcsinfo, "spectral_order", None)
     if order is None:
         log.warning("spectral_order is None; using 1")
