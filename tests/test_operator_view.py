@@ -308,3 +308,54 @@ def test_progress_display_on_a_terminal_only(sim, tmp_path):
     assert "dark_current: COMPLETE in" in r.stderr
     assert "persistence: SKIPPED in" in r.stderr and "(skip=True)" in r.stderr
     assert "jump: COMPLETE in" in r.stderr and "jumps flagged" in r.stderr
+
+
+def test_tweakwcs_and_stcal_log_lines_reach_the_runs_logs():
+    """The library loggers (tweakwcs: tweakreg's fits; stcal: jump and ramp notes) are routed into the
+    run's logs by the step task body; a line emitted outside any run is not sent to the server."""
+    import logging
+    import time
+
+    import numpy as np
+    from prefect import flow, get_client, task
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from webbflow import models
+    from webbflow.flows.stage import quiet_prefect_settings, step_task
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import STEPS
+
+    load_all()
+    stamp = f"{time.time_ns()}"
+
+    @task
+    def in_a_task():
+        logging.getLogger("stcal.jump.jump").info("stcal line %s", stamp)
+
+    @flow(name="library-logs")
+    def tiny():
+        # tweakreg's task body, skipped: it routes the library loggers as a real run does
+        res = step_task("tweakreg")("tweakreg", models.ImageModel(np.zeros((4, 4), np.float32)),
+                                    STEPS["tweakreg"].make_params({"skip": True}), {})
+        assert res.status == "SKIPPED"
+        logging.getLogger("tweakwcs.imalign").info("tweakwcs fit %s: rms 0.01 pix, 12 matches", stamp)
+        in_a_task()
+
+    logging.getLogger("tweakwcs.imalign").info("outside any run %s", stamp)
+    with quiet_prefect_settings():
+        state = tiny(return_state=True)
+    assert state.is_completed()
+    fr_id = state.state_details.flow_run_id
+    wanted = {f"tweakwcs fit {stamp}: rms 0.01 pix, 12 matches", f"stcal line {stamp}"}
+    with get_client(sync_client=True) as c:
+        deadline = time.monotonic() + 60
+        while True:  # logs reach the server in batches
+            got = {lg.message for lg in c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fr_id])))}
+            if wanted <= got or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        from prefect.client.schemas.filters import LogFilterName
+
+        every = c.read_logs(log_filter=LogFilter(name=LogFilterName(any_=["tweakwcs.imalign"])))
+    assert wanted <= got, got
+    assert not [lg for lg in every if lg.message == f"outside any run {stamp}"]
