@@ -9,6 +9,23 @@ traceback.  Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def a_an(name: str) -> str:
+    """``name`` with its indefinite article, for messages: "an ImageModel", "a RampModel"."""
+    return f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'jump'?)`` when a known name is close to ``name`` (difflib), else ``""``."""
+    import difflib
+
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close:
+        lower = {k.lower(): k for k in known}
+        close = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class WebbflowError(Exception):
     """Base class for errors caused by the user's input or configuration."""
 

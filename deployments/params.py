@@ -15,7 +15,10 @@ file still apply below it, as for the command line.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import copy
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from ..tasks import load_all
 from ..tasks.base import STEPS, StepParams
@@ -41,10 +44,23 @@ def _optional_str(f) -> bool:
             and f.default is None)
 
 
+def _optional_number(f) -> str | None:
+    """``"number"`` or ``"integer"`` for a ``float | None`` or ``int | None`` parameter, else None."""
+    import types
+    import typing
+
+    ann = f.annotation
+    if typing.get_origin(ann) not in (typing.Union, types.UnionType):
+        return None
+    args = set(typing.get_args(ann))
+    return {frozenset({float, type(None)}): "number", frozenset({int, type(None)}): "integer"}.get(frozenset(args))
+
+
 def step_form(name: str) -> type[StepForm]:
     """The form of step ``name``: its parameter model, with the same names, types, bounds, defaults and
-    descriptions, less the per-step file naming, and with optional text as plain text (empty: not set),
-    which Prefect's form shows as a text box rather than a type switch."""
+    descriptions, less the per-step file naming, and with optional text as plain text (empty: not set)
+    and optional numbers as plain numbers, which Prefect's form shows as a text or number box rather
+    than a type switch."""
     form = _FORMS.get(name)
     if form is None:
         spec = STEPS[name]
@@ -54,6 +70,17 @@ def step_form(name: str) -> type[StepForm]:
                 continue
             if _optional_str(f):
                 fields[fname] = (str, Field("", description=f"{f.description} (empty: not set)"))
+            elif _optional_number(f):
+                # a plain number box (empty: the default) instead of a number/None switch; None is still accepted
+                g = copy.copy(f)
+                if f.default is None:
+                    g.description = f"{f.description} (empty: not set)" if f.description else "empty: not set"
+                box = {"type": _optional_number(f)}
+                for m in f.metadata:  # the bounds stay on the form
+                    for attr, key in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"), ("lt", "exclusiveMaximum")):
+                        if getattr(m, attr, None) is not None:
+                            box[key] = getattr(m, attr)
+                fields[fname] = (Annotated[f.annotation, WithJsonSchema(box)], g)
             else:
                 fields[fname] = (f.annotation, f)
         form = create_model(spec.params.__name__, __base__=StepForm, **fields)

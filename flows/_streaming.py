@@ -282,7 +282,7 @@ def run(input, names: list[str], run, *, tracked: bool):
         # the steps between jump and ramp_fit are skipped here (stream_reason): recorded as such
         for name in names[names.index("jump") + 1 : names.index("ramp_fit")]:
             res = _call_step(name, template, run, {}, tracked, "exposure")
-            _add_record(run, name, res.status, res.seconds, res.references)
+            _add_record(run, name, res.status, res.seconds, res.references, res.reason, res.qa)
         rate, rateints = _as_task("ramp_fit", _ramp_fit, tracked)(template, last_piece, spill, run, refs, plan_stats)
     finally:
         spill.close()
@@ -378,7 +378,13 @@ def _call_step(name, model, run, refs, tracked: bool, label: str):
     return _execute(name, model, p, refs)
 
 
-def _add_record(run, name, status, seconds, references):
+def _add_record(run, name, status, seconds, references, reason: str = "", qa: dict | None = None):
+    """Add a step's record, or fold one more integration's run into it.
+
+    A step run once per integration keeps one record: its seconds add up, its
+    counts (integer QA figures) add up, other figures keep the latest value, and
+    a skip reason stays while the step never ran.
+    """
     from .stage import StepRecord
 
     for r in run.records:
@@ -386,8 +392,15 @@ def _add_record(run, name, status, seconds, references):
             r.seconds += seconds
             if status == "COMPLETE":
                 r.status = status
+                r.reason = ""
+            elif not r.reason and r.status != "COMPLETE":
+                r.reason = reason
+            for k, v in (qa or {}).items():
+                old = r.qa.get(k)
+                both_counts = isinstance(v, int) and isinstance(old, int) and not isinstance(v, bool)
+                r.qa[k] = old + v if both_counts else v
             return
-    run.records.append(StepRecord(name, status, seconds, dict(references)))
+    run.records.append(StepRecord(name, status, seconds, dict(references), reason=reason, qa=dict(qa or {})))
 
 
 def _ramp_steps(uncal, template, ramp_steps, run, refs, spill, tracked):
@@ -397,15 +410,20 @@ def _ramp_steps(uncal, template, ramp_steps, run, refs, spill, tracked):
     pixeldq = None
     dnu = np.uint8(dqflags.DO_NOT_USE)
     all_dnu = np.zeros((nints, ngroups), bool)
+    # saturation's figure counts pixels saturated in any integration (as on the whole exposure), not per integration
+    sat_any = np.zeros((ny, nx), bool) if "saturation" in ramp_steps else None
+    sat8 = np.uint8(dqflags.SATURATED)
     piece = None
     for i in range(nints):
         piece = _piece(template, uncal.read(i), i, nints, state)
         for name in ramp_steps:
             res = _call_step(name, piece, run, refs.get(name, {}), tracked, f"integration {i + 1}/{nints}")
             opened = refs.get("__seconds__", {}).get(name, 0.0) if i == 0 else 0.0
-            _add_record(run, name, res.status, res.seconds + opened, res.references)
+            _add_record(run, name, res.status, res.seconds + opened, res.references, res.reason, res.qa)
             piece = res.model
         spill.write_integration(i, piece.data, piece.groupdq)
+        if sat_any is not None:
+            sat_any |= (piece.groupdq[0, -1] & sat8) != 0
         for g in range(ngroups):
             all_dnu[i, g] = bool((piece.groupdq[0, g] & dnu).all())
         pixeldq = piece.pixeldq.copy() if pixeldq is None else (pixeldq | piece.pixeldq)
@@ -417,6 +435,9 @@ def _ramp_steps(uncal, template, ramp_steps, run, refs, spill, tracked):
         piece.data = np.broadcast_to(np.zeros((), np.float32), (1, ngroups, ny, nx))
         piece.groupdq = None
     template.pixeldq = pixeldq
+    sat = next((r for r in run.records if r.name == "saturation"), None)
+    if sat is not None and "saturated pixels" in sat.qa:
+        sat.qa["saturated pixels"] = int(np.count_nonzero(sat_any))
     usable = (ngroups - int(all_dnu.sum(axis=1).max()), nints * ngroups - int(all_dnu.sum()))
     return piece, usable
 
@@ -435,12 +456,13 @@ def _jump(template, piece, spill, run, refs, usable):
     exp = template.meta.exposure
     t0 = time.perf_counter() - refs.get("__seconds__", {}).get("jump", 0.0)
     status = "COMPLETE"
+    reason = ""
     method = None
     if p.skip:
-        status = "SKIPPED"
+        status, reason = "SKIPPED", "skip=True"
     elif ngroups <= 2:
         log.warning("jump: cannot detect jumps with NGROUPS<=2; step skipped")
-        status = "SKIPPED"
+        status, reason = "SKIPPED", "not applicable to this exposure"
     else:
         method = kernel_method_for(nints, usable[0], usable[1], p)
         if method is None:  # stcal would skip detection (too few usable groups)
@@ -492,7 +514,8 @@ def _jump(template, piece, spill, run, refs, usable):
             _record_ref(template, rt, refs["jump"][rt].meta.filename)
     _mark(template, "jump", status)
     used = {rt: refs["jump"][rt].meta.filename for rt in ("gain", "readnoise")} if status == "COMPLETE" else {}
-    _add_record(run, "jump", status, time.perf_counter() - t0, used)
+    qa = {"jumps flagged": n_crs, "large events": 0} if method is not None else {}
+    _add_record(run, "jump", status, time.perf_counter() - t0, used, reason, qa)
     return stats
 
 

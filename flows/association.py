@@ -31,7 +31,7 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import models
-from ..errors import InputFileError, WebbflowError
+from ..errors import InputFileError, WebbflowError, a_an
 from .naming import root_of
 
 log = logging.getLogger("webbflow.flows")
@@ -124,7 +124,7 @@ def work_needed(path: Path) -> list[str]:
     if cls in (models.ImageModel, models.CubeModel):
         m = models.open(path)
         return [] if m.meta.cal_step.photom == "COMPLETE" else ["image2"]
-    raise InputFileError(path, f"is a {cls.__name__}; not something this association can process")
+    raise InputFileError(path, f"is {a_an(cls.__name__)}; not something this association can process")
 
 
 def level2_products(folder: Path) -> dict[str, tuple[tuple[str, str], list[Path]]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from ..errors import ParameterError
+from ..errors import ParameterError, did_you_mean
 from . import registry
 from ._single_product import cli_runner, run_single_product
 from .calwebb_detector1 import open_ramp
@@ -28,7 +28,8 @@ def dark(input, steps: dict | None = None, config: str | None = None, output_dir
     steps = dict(steps or {})
     bad = [s for s in steps if s not in every]
     if bad:
-        raise ParameterError(f"unknown step(s) {', '.join(bad)}; calwebb_dark's steps are: {', '.join(every)}")
+        raise ParameterError(f"unknown step(s) {', '.join(bad)}{did_you_mean(bad[0], every)}; "
+                             f"calwebb_dark's steps are: {', '.join(every)}")
     params = resolve_params(names, {k: v for k, v in steps.items() if k in names}, config, model=model, pipeline_class="DarkPipeline")
     result, run = run_single_product(model, names, params, pipeline="dark", source=source,
                                      output_dir=output_dir, suffix="dark")

@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow
 
 from .. import models
-from ..errors import InputFileError, UnsupportedModeError
+from ..errors import InputFileError, UnsupportedModeError, a_an
 from ..tasks._convert import as_ramp
 from . import _streaming, registry
 from .observe import publish_stage
@@ -42,7 +42,7 @@ def open_ramp(inp, arrays=None):
     m = models.open(inp, arrays=arrays) if (arrays is not None and not isinstance(inp, models.DataModel)) else models.open(inp)
     if not isinstance(m, models.RampModel):
         name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
-        raise InputFileError(name, f"is a {type(m).__name__}; detector1 needs raw ramps (an _uncal or _ramp file)")
+        raise InputFileError(name, f"is {a_an(type(m).__name__)}; detector1 needs raw ramps (an _uncal or _ramp file)")
     inst = (m.meta.instrument.name or "").upper()
     if inst not in SUPPORTED_INSTRUMENTS:
         name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
@@ -137,9 +137,10 @@ def _only(steps, names, all_steps):
         return {}
     bad = [s for s in steps if s not in all_steps]
     if bad:
-        from ..errors import ParameterError
+        from ..errors import ParameterError, did_you_mean
 
-        raise ParameterError(f"unknown step(s) {', '.join(bad)}; detector1's steps are: {', '.join(all_steps)}")
+        raise ParameterError(f"unknown step(s) {', '.join(bad)}{did_you_mean(bad[0], all_steps)}; "
+                             f"detector1's steps are: {', '.join(all_steps)}")
     return {k: v for k, v in steps.items() if k in names}
 
 

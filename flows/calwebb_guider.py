@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from .. import models
-from ..errors import InputFileError, UnsupportedModeError
+from ..errors import InputFileError, UnsupportedModeError, a_an
 from . import registry
 from ._single_product import cli_runner, run_single_product
 from .stage import LastRuns, input_name, resolve_params, run_name
@@ -30,7 +30,7 @@ def guider(input, steps: dict | None = None, config: str | None = None, output_d
         )
     params = resolve_params(STEPS, steps, config, model=model, pipeline_class="GuiderPipeline")
     if not isinstance(model, models.RampModel) and not (params["dq_init"].skip and params["guider_cds"].skip):
-        raise InputFileError(where, f"is a {type(model).__name__}; calwebb_guider needs a guider ramp (_uncal)")
+        raise InputFileError(where, f"is {a_an(type(model).__name__)}; calwebb_guider needs a guider ramp (_uncal)")
     result, run = run_single_product(model, STEPS, params, pipeline="guider", source=source,
                                      output_dir=output_dir, suffix="cal")
     _last.clear()

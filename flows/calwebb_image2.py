@@ -22,7 +22,7 @@ from pathlib import Path
 from prefect import flow
 
 from .. import models
-from ..errors import InputFileError, ParameterError, UnsupportedModeError
+from ..errors import InputFileError, ParameterError, UnsupportedModeError, a_an
 from . import registry
 from .observe import publish_stage
 from .stage import LastRuns, StageRun, input_name, run_name, resolve_params, resolve_references, run_steps, save_product, stamp
@@ -86,7 +86,7 @@ def open_rate(inp):
     m = models.open(inp)
     name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
     if not isinstance(m, (models.ImageModel, models.CubeModel)):
-        raise InputFileError(name, f"is a {type(m).__name__}; image2 needs a count-rate image (_rate or _rateints)")
+        raise InputFileError(name, f"is {a_an(type(m).__name__)}; image2 needs a count-rate image (_rate or _rateints)")
     from ..tasks._wcs import IMAGING_MODES
 
     inst = (m.meta.instrument.name or "").upper()

@@ -24,7 +24,7 @@ from pathlib import Path
 from prefect import flow
 
 from .. import models
-from ..errors import InputFileError, ParameterError
+from ..errors import InputFileError, ParameterError, did_you_mean
 from . import registry
 from .observe import publish_stage
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
@@ -133,7 +133,8 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     if out_dir is not None:
         result["written"] += sorted(str(p) for p in out_dir.glob("*_crf.fits"))
     run.written = list(result["written"])
-    publish_stage(run, "image3", f"{root}_i2d.fits", [i2d if isinstance(i2d, models.DataModel) else None])
+    crfs = [p for p in run.written if str(p).endswith("_crf.fits")]
+    publish_stage(run, "image3", f"{root}_i2d.fits", [i2d if isinstance(i2d, models.DataModel) else None] + crfs)
     _last.clear()
     _last.append(run)
     result["steps"] = [(r.name, r.status, r.seconds) for r in run.records]
@@ -166,7 +167,8 @@ def run_image3(input_path, *, output_dir, steps=None, config=None, options=None)
     for name, values in (steps or {}).items():
         stage = "image3" if name in STEPS else "image2" if name in I2 else "detector1" if name in D1 else None
         if stage is None:
-            raise ParameterError(f"unknown step {name!r} for image3 and the stages before it")
+            known = list(D1) + list(I2) + list(STEPS)
+            raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)} for image3 and the stages before it")
         by_stage[stage][name] = values
     res = run_association(input_path, output_dir=output_dir, steps=by_stage, config=config, stage3=True,
                           allow_partial=allow_partial, runner=runner, max_workers=int(workers) if workers else None,

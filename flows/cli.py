@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import ParameterError, WebbflowError
+from ..errors import ParameterError, WebbflowError, did_you_mean
 
 # strun's pipeline aliases and class names -> our pipeline names
 PIPELINE_ALIASES = {
@@ -53,16 +53,6 @@ def resolve_target(name: str) -> tuple[str, str]:
     known = sorted(pipes) + sorted(STEPS)
     raise WebbflowError(f"unknown pipeline or step {name!r}{did_you_mean(name, known + list(PIPELINE_ALIASES))}; "
                         f"known: {', '.join(known)}")
-
-
-def did_you_mean(name: str, known) -> str:
-    """`` (did you mean 'jump'?)`` when a known name is close to ``name``, else ``""``."""
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # options of a pipeline besides its steps': --name, what it takes, what it does

@@ -76,6 +76,13 @@ def dq_stats(model) -> dict[str, float]:
                 dq |= np.bitwise_or.reduce(g.reshape(-1, *g.shape[-2:]), axis=0).astype(np.uint32)
     data = _array(model, "data")
     out: dict[str, float] = {}
+    wht = _array(model, "wht")
+    if dq is None and wht is not None and np.size(wht):
+        # a resampled image has no DQ: a pixel no input reached (weight 0) is its DO_NOT_USE;
+        # SATURATED and JUMP_DET do not exist there (flagged input pixels were left out)
+        unused = float(np.count_nonzero(~(np.asarray(wht) > 0))) / float(np.size(wht))
+        out["DO_NOT_USE"] = out["any"] = unused
+        out["SATURATED"] = out["JUMP_DET"] = None
     if dq is not None and np.size(dq):
         dq = np.asarray(dq)
         n = float(dq.size)
@@ -205,7 +212,7 @@ def artifact_key(*parts: str) -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100.0 * x:.3f}"
+    return "n/a" if x is None else f"{100.0 * x:.3f}"
 
 
 def _short_ref(path: str) -> str:
@@ -295,10 +302,25 @@ def summary_markdown(pipeline: str, source: str, run, products: list[tuple[str, 
     return "\n".join(lines) + "\n"
 
 
+class _FileArrays:
+    """The SCI, DQ and WHT arrays of a FITS product on disk, for :func:`dq_stats`."""
+
+    def __init__(self, path):
+        from astropy.io import fits
+
+        self._path = None  # no quick-look: the stage wrote it, the artifact only counts its flags
+        self._arrays = {}
+        with fits.open(path, memmap=False) as hdul:  # DQ is unsigned (BZERO): no memory map
+            for ext, name in (("SCI", "data"), ("DQ", "dq"), ("WHT", "wht")):
+                if ext in hdul and hdul[ext].data is not None:
+                    self._arrays[name] = np.array(hdul[ext].data)
+
+
 def publish_stage(run, pipeline: str, source: str, products) -> dict[str, Path]:
     """Publish a stage's artifacts and write quick-looks of its saved 2-D products.
 
-    ``products``: the stage's output models (None entries are ignored).  A model
+    ``products``: the stage's output models or paths of products it wrote (only
+    their DQ statistics are shown); None entries are ignored.  A model
     saved to disk (``model.save``) is shown under its path, otherwise under its
     file name.  Returns ``{product path: quick-look path}``.  Never raises.
     """
@@ -314,6 +336,9 @@ def _publish(run, pipeline: str, source: str, models) -> dict[str, Path]:
 
     labelled: list[tuple[str, object]] = []
     for m in models:
+        if isinstance(m, (str, os.PathLike)):  # a product on disk: its DQ and SCI for the statistics only
+            labelled.append((str(m), _FileArrays(m)))
+            continue
         path = getattr(m, "_path", None)
         label = str(path) if path else (getattr(m.meta, "filename", None) or type(m).__name__)
         labelled.append((label, m))

@@ -79,7 +79,7 @@ def strun_output_path(spec, params, input_name: str, output_dir, *, idx: int | N
 
 def _as_input(model, class_name: str, path):
     """Give a step the model class it declares, converting raw ramps the way jwst opens them."""
-    from ..errors import InputFileError
+    from ..errors import InputFileError, a_an
 
     want = models.REGISTRY.get(class_name)
     if want is None or isinstance(model, want):
@@ -93,7 +93,7 @@ def _as_input(model, class_name: str, path):
     if class_name == "RampModel" and isinstance(model, models.RampModel):
         return model
     have = type(model).__name__
-    raise InputFileError(path, f"is {_a(have)} {have}; this step needs {_a(class_name)} {class_name}")
+    raise InputFileError(path, f"is {a_an(have)}; this step needs {a_an(class_name)}")
 
 
 def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) -> list[str]:
@@ -137,8 +137,3 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
         path = Path(params.output_file) if params.output_file else out_dir / f"{root_of(asn_path.stem)}_{suffix}.fits"
         written.append(m.save(path))
     return written
-
-
-def _a(word: str) -> str:
-    """The indefinite article for a class name: an ImageModel, a RampModel."""
-    return "an" if word[:1].upper() in "AEIOU" else "a"

@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from .. import __version__, models
-from ..errors import ParameterError, WebbflowError
+from ..errors import ParameterError, WebbflowError, did_you_mean
 from ..tasks import load_all
 from ..tasks.base import STEPS, StepParams, run_step
 from .naming import product_path, root_of
@@ -95,7 +95,8 @@ def resolve_params(step_names: list[str], user_steps: dict | None, config=None, 
     user_steps = dict(user_steps or {})
     unknown = [s for s in user_steps if s not in step_names]
     if unknown:
-        raise ParameterError(f"unknown step(s) {', '.join(unknown)}; this pipeline's steps are: {', '.join(step_names)}")
+        raise ParameterError(f"unknown step(s) {', '.join(unknown)}{did_you_mean(unknown[0], step_names)}; "
+                             f"this pipeline's steps are: {', '.join(step_names)}")
     from_crds = _crds_step_pars(model, step_names, pipeline_class) if model is not None else {}
     from_file = load_config_file(config) if config else {}
     out = {}

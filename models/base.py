@@ -24,7 +24,7 @@ import numpy as np
 from astropy.io import fits
 from pydantic import ValidationError
 
-from ..errors import InputFileError, ModelValidationError
+from ..errors import InputFileError, ModelValidationError, a_an
 from .meta import KEYWORD_FIELDS, Meta, get_path, set_path
 
 ASDF_EXTNAME = "ASDF"
@@ -236,7 +236,7 @@ class DataModel:
         elif isinstance(init, np.ndarray):
             self._arrays[self.arrays[0].name] = init
         else:
-            raise TypeError(f"cannot make a {type(self).__name__} from {type(init).__name__}")
+            raise TypeError(f"cannot make {a_an(type(self).__name__)} from {type(init).__name__}")
         for k, v in arrays.items():
             setattr(self, k, v)
         if self.meta.model_type is None or init is None or isinstance(init, (tuple, np.ndarray, DataModel)):

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..errors import InputFileError, ModelValidationError
+from ..errors import InputFileError, ModelValidationError, a_an
 from .base import ArraySpec as A
 from .base import DataModel, _coerce_for, _load_asdf_tree, _read_image, _strip_links, same_shape
 from .meta import KEYWORD_FIELDS, Meta, get_path
@@ -250,7 +250,7 @@ class MultiSlitModel(DataModel):
         where = path or self._path or "<MultiSlitModel>"
         for i, s in enumerate(self.slits):
             if not isinstance(s, SlitModel):
-                raise ModelValidationError(where, f"slit {i} is a {type(s).__name__}, not a SlitModel")
+                raise ModelValidationError(where, f"slit {i} is {a_an(type(s).__name__)}, not a SlitModel")
             s.validate(f"{where} (slit {i + 1}, {s.name})", skipped)
 
     # -- reading -----------------------------------------------------------

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import ReferenceFileError, WebbflowError
+from ..errors import ReferenceFileError, WebbflowError, a_an
 from .crds_params import JWST_CAL_VER, crds_parameters, missing_parameter_hint
 
 log = logging.getLogger(__name__)
@@ -579,5 +579,5 @@ def open_reference(reftype: str, path, arrays=None):
     want = REFERENCE_MODELS.get(reftype)
     # a MIRI dark opens as DarkMIRIModel, which is not a DarkModel subclass
     if want is not None and not isinstance(m, want) and reftype != "dark":
-        raise ReferenceFileError(reftype, p, f"is a {type(m).__name__}, expected a {want.__name__}")
+        raise ReferenceFileError(reftype, p, f"is {a_an(type(m).__name__)}, expected {a_an(want.__name__)}")
     return m

@@ -48,7 +48,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .. import models
-from ..errors import InputFileError
+from ..errors import InputFileError, a_an
 
 log = logging.getLogger("webbflow.steps.library")
 
@@ -233,7 +233,7 @@ class ModelLibrary:
         except InputFileError:
             raise
         if not isinstance(model, models.ImageModel):
-            raise InputFileError(mem.path, f"is a {type(model).__name__}; Stage 3 imaging needs 2-D images (cal files)")
+            raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
         return model
 
     def borrow(self, index: int):

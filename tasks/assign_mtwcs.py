@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+from ..errors import a_an
 from . import _wcs
 from ._library import as_library, give_back
 from .base import STEPS, StepParams, step
@@ -53,7 +54,7 @@ def add_moving_target_frame(wcs, ra_average: float, dec_average: float, mt_ra: f
     if isinstance(world, cf.CompositeFrame):
         shift = shift & Identity(1)
     elif not isinstance(world, cf.CelestialFrame):
-        raise TypeError(f"cannot add a moving-target frame after a {type(world).__name__}")
+        raise TypeError(f"cannot add a moving-target frame after {a_an(type(world).__name__)}")
     pipeline.append((world, shift))
     pipeline.append((frame, None))
     return WCS(pipeline)

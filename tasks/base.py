@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ParameterError
+from ..errors import ParameterError, did_you_mean
 
 log = logging.getLogger("webbflow.steps")
 
@@ -65,7 +65,8 @@ class StepSpec:
                 rt = k[len("override_"):]
                 if rt not in self.reftypes + self.optional_reftypes:
                     raise ParameterError(
-                        f"step {self.name}: unknown parameter {k!r} (its reference types are: "
+                        f"step {self.name}: unknown parameter {k!r}"
+                        f"{did_you_mean(k, ['override_' + r for r in self.reftypes + self.optional_reftypes])} (its reference types are: "
                         f"{', '.join(self.reftypes + self.optional_reftypes) or 'none'})"
                     )
                 overrides[rt] = values.pop(k)
@@ -76,7 +77,8 @@ class StepSpec:
             loc = ".".join(str(x) for x in err["loc"])
             if err["type"] == "extra_forbidden":
                 known = sorted(n for n in self.params.model_fields if n != "overrides")
-                raise ParameterError(f"step {self.name}: unknown parameter {loc!r} (known: {', '.join(known)})") from None
+                hint = did_you_mean(loc, known) or f" (known: {', '.join(known)})"
+                raise ParameterError(f"step {self.name}: unknown parameter {loc!r}{hint}") from None
             raise ParameterError(f"step {self.name}: parameter {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
         return p
 

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import InputFileError, a_an
 from ..models import dqflags
 from ..models.spectra import COMBINED_COLUMNS, MultiCombinedSpecModel, Spectrum, new_spec_table
 from .base import StepParams, step
@@ -139,7 +139,7 @@ def combine(models_in, params: Combine1dParams) -> MultiCombinedSpecModel | None
     by_order: dict = {}
     for model in models_in:
         if not hasattr(model, "spec"):
-            raise InputFileError(model.meta.filename or "input", f"is a {type(model).__name__}, not a spectrum (x1d)")
+            raise InputFileError(model.meta.filename or "input", f"is {a_an(type(model).__name__)}, not a spectrum (x1d)")
         for row, meta, units in _spectra_of(model):
             if not np.any(np.isfinite(row["FLUX"])):
                 log.warning("Input spectrum %s order %s has no valid flux values; skipping.",

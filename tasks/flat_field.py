@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ReferenceFileError, UnsupportedModeError
+from ..errors import ReferenceFileError, UnsupportedModeError, a_an
 from ..models import dqflags
 from ._subarray import ref_region
 from .base import StepParams, _record_ref, step
@@ -119,7 +119,7 @@ def flat_field(model, refs, params: FlatFieldParams):
         )
     if not _supported(model):
         raise UnsupportedModeError(
-            f"flat_field takes an ImageModel, CubeModel or GuiderCalModel here, not a {type(model).__name__}"
+            f"flat_field takes an ImageModel, CubeModel or GuiderCalModel here, not {a_an(type(model).__name__)}"
         )
 
     flat = refs.get("flat")

@@ -49,7 +49,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import ParameterError, UnsupportedModeError
+from ..errors import ParameterError, UnsupportedModeError, a_an
 from ..models import dqflags
 from ._library import as_library, give_back, member_root
 from .base import STEPS, StepParams, report_qa, step
@@ -283,7 +283,7 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
             if not hasattr(m, "data") or m.data is None or m.data.ndim != 2:
                 raise UnsupportedModeError(
                     f"outlier_detection: spec mode compares 2-D slits of one source across exposures; "
-                    f"{m.meta.filename or type(m).__name__} is a {type(m).__name__} (regroup by source first)"
+                    f"{m.meta.filename or type(m).__name__} is {a_an(type(m).__name__)} (regroup by source first)"
                 )
         if params.resample_data:
             grid = spectral_output_grid(members, good_bits=params.good_bits)

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ParameterError, UnsupportedModeError
+from ..errors import ParameterError, UnsupportedModeError, a_an
 from ..models import dqflags
 from .base import StepParams, step
 
@@ -223,7 +223,7 @@ def pixel_replace(model, refs, params: PixelReplaceParams):
             log.info("Slit %d (%s): %d pixels replaced", i, slit.name, n)
         return model
     if not isinstance(model, (SlitModel, ImageModel, IFUImageModel, CubeModel)):
-        raise UnsupportedModeError(f"pixel_replace has no algorithm for a {type(model).__name__}")
+        raise UnsupportedModeError(f"pixel_replace has no algorithm for {a_an(type(model).__name__)}")
     n = _replace_in(model, params)
     log.info("%s: %d pixels replaced", model.meta.filename or type(model).__name__, n)
     return model

@@ -221,13 +221,13 @@ def test_wrong_model_for_the_pipeline(obs, tmp_path, capsys):
     sim, good = obs
     rate = next(good.glob("*_rate.fits"))
     rc, err = run_cli(capsys, "run", "detector1", rate, "--output-dir", tmp_path)
-    assert_one_line(rc, err, rate.name, "ImageModel", "detector1 needs raw ramps")
+    assert_one_line(rc, err, rate.name, "is an ImageModel; detector1 needs raw ramps")
     rc, err = run_cli(capsys, "run", "image2", sim.uncal[0], "--output-dir", tmp_path)
     assert_one_line(rc, err, sim.uncal[0].name, "image2 needs a count-rate image")
     rc, err = run_cli(capsys, "run", "image3", rate, "--output-dir", tmp_path)
     assert_one_line(rc, err, rate.name, "association")
     rc, err = run_cli(capsys, "run", "jump", rate, "--output-dir", tmp_path)
-    assert_one_line(rc, err, rate.name, "RampModel")
+    assert_one_line(rc, err, rate.name, "is an ImageModel; this step needs a RampModel")
     assert not list(tmp_path.glob("*.fits"))
 
 
@@ -286,6 +286,15 @@ def test_unknown_and_mistyped_parameters(obs, tmp_path, capsys):
     assert_one_line(rc, err, "frobnicate")
     rc, err = run_cli(capsys, "run", "saturation", u, "--n_pix_grow_sat=two", "--output-dir", tmp_path)
     assert_one_line(rc, err, "saturation", "n_pix_grow_sat")
+    # a misspelt parameter or step gets a "did you mean", still on one line
+    rc, err = run_cli(capsys, "run", "detector1", u, "--steps.jump.rejection_treshold=3", "--output-dir", tmp_path)
+    assert_one_line(rc, err, "step jump: unknown parameter 'rejection_treshold' (did you mean 'rejection_threshold'?)")
+    rc, err = run_cli(capsys, "run", "jump", u, "--rejection_treshold=3", "--output-dir", tmp_path)
+    assert_one_line(rc, err, "(did you mean 'rejection_threshold'?)")
+    rc, err = run_cli(capsys, "run", "detector1", u, "--steps.jmup.rejection_threshold=3", "--output-dir", tmp_path)
+    assert_one_line(rc, err, "unknown step(s) jmup (did you mean 'jump'?)")
+    rc, err = run_cli(capsys, "run", "saturation", u, "--override_saturaton=x.fits", "--output-dir", tmp_path)
+    assert_one_line(rc, err, "(did you mean 'override_saturation'?)")
     assert not list(tmp_path.glob("*.fits"))
 
 

@@ -170,6 +170,17 @@ def test_parameter_forms_are_typed_from_the_step_models(prefect_stack):
     assert jump["sat_expand"]["type"] == "integer" and jump["sat_expand"]["default"] == 2
     assert s["definitions"]["JumpParams"]["additionalProperties"] is False, "unknown parameters are refused"
     assert s["definitions"]["RampFitParams"]["properties"]["algorithm"]["default"] == "OLS_C"
+    # an optional number is a plain number box (empty: not set), not a number/None switch
+    assert s["definitions"]["RampFitParams"]["properties"]["firstgroup"] == {
+        "default": None, "title": "Firstgroup", "type": "integer",
+        "description": "ignore groups before this one (0-based) (empty: not set)"}
+    switches = [f"{name}: {model}.{p}" for name, d in deps.items()
+                for model, sch in (d.parameter_openapi_schema.get("definitions") or {}).items()
+                for p, v in sch.get("properties", {}).items()
+                if {"type": "null"} in v.get("anyOf", []) and {a.get("type") for a in v["anyOf"]} & {"number", "integer"}]
+    assert switches == []
+    tweak = deps["association/near-ir-asn-to-mosaic"].parameter_openapi_schema["definitions"]["TweakRegParams"]["properties"]
+    assert tweak["sip_degree"]["type"] == "integer" and tweak["sip_degree"]["maximum"] == 6
     assert s["properties"]["save_calibrated_ramp"] == {
         "default": False, "position": 4, "title": "save_calibrated_ramp", "type": "boolean",
         "description": "Also write the calibrated ramp (``_ramp.fits``) before ramp fitting."}

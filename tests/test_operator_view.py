@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from webbflow.flows import cli
@@ -207,7 +208,6 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
     assert [m["exposure"] for m in members] == [u.name for u in sim.uncal] and all(m["ok"] for m in members)
     assert f"{key}-summary" in arts
     assert {f"member {u.name.removesuffix('_uncal.fits')}" for u in sim.uncal} <= tasks
-
     # the same run again: everything is reused, said so, and shown as Cached task runs
     assert _main("run", "image3", asn, "--output-dir", out) == 0
     second = capsys.readouterr().out.splitlines()
@@ -222,6 +222,33 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
         cached = [t for t in _task_runs(c, runs[0].id) if t.state.name == "Cached"]
     assert sorted(t.name for t in cached) == ["detector1 (reused)", "image2 (reused)"]
     assert all("unchanged" in t.state.message for t in cached)
+
+    # a level-3 association of the same exposures: image3 runs on the reused cal files.  Its DQ table
+    # shows the mosaic's uncovered pixels as DO_NOT_USE, and a row per crf from that file's DQ
+    asn3 = sim.uncal[0].parent / "jw01234-o001_image3_asn.json"
+    asn3.write_text(json.dumps({"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "products": [
+        {"name": "jw01234-o001_t001_nircam_clear-f200w",
+         "members": [{"expname": u.name, "exptype": "science"} for u in sim.uncal]}]}))
+    assert _main("run", "image3", asn3, "--output-dir", out) == 0
+    capsys.readouterr()
+    with get_client(sync_client=True) as c:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        dq_art = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["image3-jw01234-o001-t001-nircam-clear-f200w-dq"])))
+    assert dq_art, "no image3 DQ table"
+    rows = {r["product"]: r for r in json.loads(dq_art[-1].data)}
+    i2d = rows["jw01234-o001_t001_nircam_clear-f200w_i2d.fits"]
+    assert 0.0 < float(i2d["DO_NOT_USE %"]) < 100.0 and i2d["any flag %"] == i2d["DO_NOT_USE %"]
+    assert i2d["SATURATED %"] == "n/a" and i2d["JUMP_DET %"] == "n/a"
+    crfs = sorted(out.glob("*_crf.fits"))
+    assert len(crfs) == len(sim.uncal) and {p.name for p in crfs} <= set(rows)
+    from astropy.io import fits
+
+    with fits.open(crfs[0]) as h:
+        dq = h["DQ"].data
+        assert float(rows[crfs[0].name]["SATURATED %"]) == pytest.approx(100 * np.mean((dq & 2) != 0), abs=1e-3)
+        assert float(rows[crfs[0].name]["any flag %"]) == pytest.approx(100 * np.mean(dq != 0), abs=1e-3)
+        assert np.mean((dq & 2) != 0) > 0, "the simulated bright star saturates"
 
 
 def _in_pty(argv, env, cwd, timeout=600) -> str:
@@ -281,3 +308,54 @@ def test_progress_display_on_a_terminal_only(sim, tmp_path):
     assert "dark_current: COMPLETE in" in r.stderr
     assert "persistence: SKIPPED in" in r.stderr and "(skip=True)" in r.stderr
     assert "jump: COMPLETE in" in r.stderr and "jumps flagged" in r.stderr
+
+
+def test_tweakwcs_and_stcal_log_lines_reach_the_runs_logs():
+    """The library loggers (tweakwcs: tweakreg's fits; stcal: jump and ramp notes) are routed into the
+    run's logs by the step task body; a line emitted outside any run is not sent to the server."""
+    import logging
+    import time
+
+    import numpy as np
+    from prefect import flow, get_client, task
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from webbflow import models
+    from webbflow.flows.stage import quiet_prefect_settings, step_task
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import STEPS
+
+    load_all()
+    stamp = f"{time.time_ns()}"
+
+    @task
+    def in_a_task():
+        logging.getLogger("stcal.jump.jump").info("stcal line %s", stamp)
+
+    @flow(name="library-logs")
+    def tiny():
+        # tweakreg's task body, skipped: it routes the library loggers as a real run does
+        res = step_task("tweakreg")("tweakreg", models.ImageModel(np.zeros((4, 4), np.float32)),
+                                    STEPS["tweakreg"].make_params({"skip": True}), {})
+        assert res.status == "SKIPPED"
+        logging.getLogger("tweakwcs.imalign").info("tweakwcs fit %s: rms 0.01 pix, 12 matches", stamp)
+        in_a_task()
+
+    logging.getLogger("tweakwcs.imalign").info("outside any run %s", stamp)
+    with quiet_prefect_settings():
+        state = tiny(return_state=True)
+    assert state.is_completed()
+    fr_id = state.state_details.flow_run_id
+    wanted = {f"tweakwcs fit {stamp}: rms 0.01 pix, 12 matches", f"stcal line {stamp}"}
+    with get_client(sync_client=True) as c:
+        deadline = time.monotonic() + 60
+        while True:  # logs reach the server in batches
+            got = {lg.message for lg in c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fr_id])))}
+            if wanted <= got or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        from prefect.client.schemas.filters import LogFilterName
+
+        every = c.read_logs(log_filter=LogFilter(name=LogFilterName(any_=["tweakwcs.imalign"])))
+    assert wanted <= got, got
+    assert not [lg for lg in every if lg.message == f"outside any run {stamp}"]

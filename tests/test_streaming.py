@@ -50,7 +50,8 @@ def _both(sim, crds_env, monkeypatch, steps=None):
     for mode in ("never", "always"):
         monkeypatch.setenv("WEBBFLOW_STREAM", mode)
         out[mode] = detector1.fn(str(sim.uncal[0]), steps=steps)
-        out[mode + "-records"] = [(r.name, r.status) for r in detector1_last_run[-1].records]
+        # the steps table: status, skip reason and science figures (jumps flagged, saturated pixels)
+        out[mode + "-records"] = [(r.name, r.status, r.reason, r.qa) for r in detector1_last_run[-1].records]
     return out
 
 
@@ -64,6 +65,8 @@ def _assert_identical(out):
         fa, fb = _flat(a.meta.model_dump()), _flat(b.meta.model_dump())
         assert {k2 for k2 in set(fa) | set(fb) if fa.get(k2) != fb.get(k2)} == set(), name
     assert out["never-records"] == out["always-records"]
+    figures = {name: qa for name, status, _, qa in out["always-records"] if status == "COMPLETE"}
+    assert "jumps flagged" in figures["jump"] and "saturated pixels" in figures["saturation"]
 
 
 def test_streamed_nircam_equals_in_memory(nircam, crds_env, monkeypatch):
