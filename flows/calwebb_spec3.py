@@ -41,7 +41,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from .. import models
-from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError
+from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
@@ -206,7 +206,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
             m.meta.filename = Path(src).name
         if not isinstance(m, (models.MultiSlitModel, models.SlitModel)):
             raise InputFileError(src if not isinstance(src, models.DataModel) else (m.meta.filename or "input"),
-                                 f"is a {type(m).__name__}; spec3's slit modes need MultiSlitModel or SlitModel cal files")
+                                 f"is {a_an(type(m).__name__)}; spec3's slit modes need MultiSlitModel or SlitModel cal files")
         m.meta.asn.pool_name = asn_pool  # as jwst's association container records them
         m.meta.asn.table_name = asn_table_name
         exposures.append(m)
