@@ -317,3 +317,16 @@ def test_asn_generate_flow_and_deployment(tmp_path):
     written = asn_generate.fn(str(pool), str(tmp_path / "asns"))
     assert sorted(Path(p).name for p in written) == sorted(p.name for p in (tmp_path / "asns").glob("*_asn.json"))
     assert len(written) == 3
+
+
+def test_unknown_candidate_id_is_one_line_naming_pool_and_id(tmp_path):
+    pool = tmp_path / "pool.csv"
+    pool.write_text(GOOD_POOL)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "asn", "generate", str(pool), "-i", "o999",
+                        "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"webbflow: error: {pool}:") and "'o999'" in lines[0] and "o001" in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir())

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ... import __version__ as _webbflow_version
+from ...errors import InputFileError
 from .pool import EMPTY as EMPTY_VALUES, Pool, value
 from .rules import IMAGE2_NONSCIENCE, RULES, Rule, exposure_type, per_integration
 
@@ -425,6 +426,11 @@ def generate(pool: Pool, rules: tuple[Rule, ...] = RULES, candidate_ids: list[st
                 rows_of[cid].append({**row, "asn_candidate": f"[('{cid}', '{ctype}')]"})
     order = [(cid, ctype) for ctype, ids in by_ctype.items() for cid in ids]
     if candidate_ids is not None:
+        unknown = [want for want in candidate_ids if want not in rows_of]
+        if unknown:
+            known = ", ".join(cid for cid, _ in order) or "none"
+            raise InputFileError(pool.path, f"no candidate {', '.join(map(repr, unknown))} in the pool "
+                                            f"(its candidates: {known})")
         order = [(cid, ct) for want in candidate_ids for cid, ct in order if cid == want]
 
     associations: list[Association] = []
