@@ -324,3 +324,66 @@ def test_unknown_candidate_id_is_one_line_naming_pool_and_id(tmp_path):
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith(f"webbflow: error: {pool}:") and "'o999'" in lines[0] and "o001" in lines[0], lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+# The expectations hard-coded in jwst/associations/tests (test_level3_spectrographic.py,
+# test_level2_basics.py), checked against webbflow's generator alone
+@pytest.mark.real
+@pytest.mark.parametrize("pool, cid, product, exptypes", [
+    ("pool_006_spec_nirspec", "o001", "jw99009-o001_t001-{source_id}_nirspec_f100lp-g140m-{slit_name}-s200a2",
+     {"science", "target_acquisition", "autowave"}),
+    ("pool_006_spec_nirspec", "o002", "jw99009-o002_{source_id}_nirspec_f100lp-g140h",
+     {"science", "target_acquisition", "autoflat", "autowave"}),
+    ("pool_006_spec_nirspec", "o003", "jw99009-o003_t002_nirspec_g235h", {"science", "target_acquisition", "autowave"}),
+    ("pool_007_spec_miri", "o007", "jw99009-o007_t001_miri", None),
+    ("pool_007_spec_miri", "o008", "jw99009-o008_t001_miri", None),
+])
+def test_level3_spectrographic_expectations(pool, cid, product, exptypes, expanded):
+    import re
+
+    from webbflow.flows.asn import generate, read_pool
+    from webbflow.flows.asn.rules import RULES
+
+    asns = generate(read_pool(expanded(pool)[0]), rules=tuple(r for r in RULES if r.level == 3), candidate_ids=[cid])
+    assert len(asns) == 1
+    data = asns[0].to_dict()
+    assert data["asn_type"] == "spec3"
+    assert re.fullmatch(rf"jw99009-{cid}_spec3_\d{{5}}_asn\.json", asns[0].filename)
+    assert data["products"][0]["name"] == product
+    if exptypes is not None:
+        assert {m["exptype"] for m in data["products"][0]["members"]} == exptypes
+
+
+@pytest.mark.real
+def test_level2_product_names_are_the_science_member(expanded):
+    from webbflow.flows.asn import generate, read_pool
+    from webbflow.flows.asn.rules import RULES
+
+    asns = generate(read_pool(expanded("pool_002_image_miri")[0]), rules=tuple(r for r in RULES if r.level == 2))
+    assert asns
+    for asn in asns:
+        for product in asn.to_dict()["products"]:
+            science = [m for m in product["members"] if m["exptype"] == "science"]
+            assert len(science) == 1
+            assert science[0]["expname"].rsplit("_", 1)[0] == product["name"]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("pool, count, asn_type", [
+    # jwst's TestLevel3Image, TestLevel3WFS and TestLevel3Spec (level-3 rules only)
+    ("pool_002_image_miri", 1, "image3"),
+    ("pool_003_image_nircam", 2, "image3"),
+    ("pool_004_wfs", 42, "wfs-image3"),
+    ("pool_006_spec_nirspec", 3, "spec3"),
+])
+def test_level3_counts_as_jwsts_tests(pool, count, asn_type, expanded):
+    from webbflow.flows.asn import generate, read_pool
+    from webbflow.flows.asn.rules import RULES
+
+    asns = generate(read_pool(expanded(pool)[0]), rules=tuple(r for r in RULES if r.level == 3))
+    assert len(asns) == count
+    assert {a.asn_type for a in asns} == {asn_type}
+    for asn in asns:
+        for product in asn.to_dict()["products"]:
+            science = [m["expname"] for m in product["members"] if m["exptype"] == "science"]
+            assert science and all(n.rsplit("_", 1)[1].split(".")[0] in ("cal", "calints") for n in science)
