@@ -387,3 +387,34 @@ def test_level3_counts_as_jwsts_tests(pool, count, asn_type, expanded):
         for product in asn.to_dict()["products"]:
             science = [m["expname"] for m in product["members"] if m["exptype"] == "science"]
             assert science and all(n.rsplit("_", 1)[1].split(".")[0] in ("cal", "calints") for n in science)
+
+
+# A pool merged from several programs and modes (as bench/asn_generate.py --merged, smaller):
+# pool_002 has no EXPOSERR column, so its rows read 'null' there, as jwst reads any empty cell
+MERGED_SMALL = ["pool_002_image_miri", "pool_008_exposerr", "pool_021_tso", "pool_007_spec_miri"]
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_merged_pool_matches_jwst(tmp_path):
+    from jwst.associations import AssociationPool
+    from jwst.associations.lib.diff import compare_asn_lists
+    from jwst.associations.main import Main
+    from jwst.associations.tests.helpers import combine_pools
+
+    from parity import quiet_jwst
+    from webbflow.flows.asn import generate, read_pool
+
+    path = tmp_path / "merged_pool.csv"
+    combine_pools([str(POOLS / f"{n}.csv") for n in MERGED_SMALL]).write(
+        str(path), format="ascii", delimiter="|", overwrite=True)
+    with quiet_jwst():
+        theirs = Main.cli(["--dry-run"], pool=AssociationPool.read(str(path))).associations
+    theirs = {a.asn_name + ".json": _strip(json.loads(a.dump(format="json")[1])) for a in theirs}
+    ours = {a.filename: _strip(a.to_dict()) for a in generate(read_pool(path, allow_duplicates=True))}
+    assert len(theirs) == 47
+    compare_asn_lists(list(ours.values()), list(theirs.values()))
+    assert sorted(ours) == sorted(theirs)
+    for fname, data in theirs.items():
+        assert ours[fname] == data, fname
+    assert any(m["exposerr"] == "null" for a in ours.values() for p in a["products"] for m in p["members"])
