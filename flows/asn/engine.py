@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ... import __version__ as _webbflow_version
+from ...errors import InputFileError
 from .pool import EMPTY as EMPTY_VALUES, Pool, value
 from .rules import IMAGE2_NONSCIENCE, RULES, Rule, exposure_type, per_integration
 
@@ -62,6 +63,8 @@ class Association:
     positions: dict[int, int] = field(default_factory=dict, repr=False)  # id(row) -> place in the pass
     kinds: dict[int, str] = field(default_factory=dict, repr=False)      # id(row) -> member type, when set
     opened_by: dict | None = field(default=None, repr=False)
+    # a joining row met before any of its own rows opened it (rules with joiners_open)
+    joiner_opened: bool = True
     sequence: int = 1
     version_id: str | None = None
 
@@ -181,7 +184,7 @@ class Association:
         """The row that opened the association (jwst takes its level-2 target from it)."""
         if self.opened_by is not None:
             return self.opened_by
-        if self.rule.joiners_open and self.joined and self.positions:
+        if self.rule.joiners_open and self.joiner_opened and self.joined and self.positions:
             return min(self.rows + self.joined, key=lambda r: self.positions.get(id(r), 0))
         return self.rows[0]
 
@@ -194,7 +197,7 @@ class Association:
             return [*self.rows, *extra]
         pos = self.positions
         main = sorted(self.rows + self.joined, key=lambda r: pos.get(id(r), 0))
-        openers = main if self.rule.joiners_open else self.rows
+        openers = main if self.rule.joiners_open and self.joiner_opened else self.rows
         start = min(pos.get(id(r), 0) for r in openers)
         inline, later = [], []
         for r in main:
@@ -204,7 +207,12 @@ class Association:
             seen_obs = {r.get("obs_num") for r in main if start <= pos.get(id(r), 0) < p}
             (inline if p > start and a.get("obs_num") in seen_obs else later).append(a)
         inline.sort(key=lambda r: pos.get(id(r), 0))
-        later.sort(key=lambda r: pos.get(id(r), 0))
+        if self.rule.joiners_open and not self.joiner_opened:
+            # the joining rows it missed come back first at the end of jwst's pass, then acquisitions
+            acqs = {id(a) for a in self.acquisitions}
+            later.sort(key=lambda r: (id(r) in acqs, pos.get(id(r), 0)))
+        else:
+            later.sort(key=lambda r: pos.get(id(r), 0))
         return inline + later
 
     def has_science(self) -> bool:
@@ -352,7 +360,25 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
         positions = {id(r): i for i, r in enumerate(rows)}
         for asn in made:
             asn.positions = positions
+        if rule.joiners_open:
+            _which_joiner_opened(made, joiners, positions)
     return list(zip(opened, made))
+
+
+def _which_joiner_opened(made: list[Association], joiners: list[tuple[dict, tuple]], positions: dict) -> None:
+    """A joining row met before the rows it joins opens one association only, the one its
+    first matching row fills (jwst: a PSF opens a coronagraphy association that takes the
+    first target's science; other targets' science opens its own, the PSF joining it later)."""
+    first = {id(a): min(positions[id(r)] for r in a.rows) for a in made}
+    for asn in made:
+        asn.joiner_opened = False
+    for row, _ in joiners:
+        p = positions[id(row)]
+        hits = [a for a in made if any(j is row for j in a.joined)]
+        if hits:
+            asn = min(hits, key=lambda a: first[id(a)])
+            if p < first[id(asn)]:
+                asn.joiner_opened = True
 
 
 def _prune(asns: list[Association]) -> list[Association]:
@@ -425,6 +451,11 @@ def generate(pool: Pool, rules: tuple[Rule, ...] = RULES, candidate_ids: list[st
                 rows_of[cid].append({**row, "asn_candidate": f"[('{cid}', '{ctype}')]"})
     order = [(cid, ctype) for ctype, ids in by_ctype.items() for cid in ids]
     if candidate_ids is not None:
+        unknown = [want for want in candidate_ids if want not in rows_of]
+        if unknown:
+            known = ", ".join(cid for cid, _ in order) or "none"
+            raise InputFileError(pool.path, f"no candidate {', '.join(map(repr, unknown))} in the pool "
+                                            f"(its candidates: {known})")
         order = [(cid, ct) for want in candidate_ids for cid, ct in order if cid == want]
 
     associations: list[Association] = []

@@ -85,6 +85,8 @@ def read_pool(path, delimiter: str = "|", check_members: bool = True, allow_dupl
         if fname in seen and fname.endswith(".fits") and not allow_duplicates:
             raise InputFileError(path, f"line {n}: duplicate FILENAME {fname!r} (first on line {seen[fname]})")
         seen[fname] = n
+        # an empty cell reads as 'null', as jwst's pool reader fills what astropy masks
+        cells = [c or "null" for c in cells]
         if check_members and (Path(fname).is_absolute() or ".." in Path(fname).parts):
             raise InputFileError(path, f"line {n}: member {fname!r} is outside the pool's folder")
         rows.append(dict(zip(columns, cells)))
