@@ -1,4 +1,9 @@
-"""Source text shared by the benchmarks' child scripts (each run with ``python -c``)."""
+"""What the benchmarks share: source text for their child scripts (each run with ``python -c``),
+and :func:`timed`, one command's wall time, peak RSS and CPU time."""
+
+import subprocess
+import tempfile
+import time
 
 # the child's own peak RSS in MiB; ru_maxrss would include the parent's high-water mark
 HWM = r"""
@@ -7,3 +12,18 @@ def _hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 """
+
+
+def timed(cmd: list[str], cwd, env: dict) -> dict:
+    """Run ``cmd`` under /usr/bin/time: ``{"wall": s, "rss": peak MiB, "cpu": user + system s}``.
+
+    /usr/bin/time measures the command's own process tree, not this one's high-water mark."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        t = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd], cwd=cwd, env=env,
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-3000:]}")
+        rss_kb, user, sys_ = tf.read().split()[-3:]
+    return {"wall": wall, "rss": int(rss_kb) / 1024, "cpu": float(user) + float(sys_)}

@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _child import timed  # bench/ is on sys.path when a benchmark runs as a script
+
 PY = sys.executable
 BIN = Path(PY).parent
 
@@ -56,19 +58,6 @@ def simulate(workdir: Path, nexp: int, size: int, ngroups: int) -> Path:
     (d / ".bench-done").write_text("")
     print(f"simulated {nexp} exposures of {size}x{size}, {ngroups} groups in {time.perf_counter() - t:.0f} s")
     return d
-
-
-def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
-    """Run a command under /usr/bin/time; its wall seconds, peak RSS (MiB) and CPU seconds."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        t = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd], cwd=cwd, env=env,
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-        rss_kb, user, sys_ = tf.read().split()[-3:]
-    return {"wall": wall, "rss": int(rss_kb) / 1024, "cpu": float(user) + float(sys_)}
 
 
 def run_jwst(obs: Path, work: Path, env: dict) -> dict:

@@ -23,11 +23,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _child import timed  # bench/ is on sys.path when a benchmark runs as a script
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -75,18 +75,6 @@ def make_inputs(folder: Path, nsources: int) -> Path:
         "asn_rule": "candidate_Asn_Lv3MOS", "program": "01345", "target": "1",
         "products": [{"name": PRODUCT, "members": [{"expname": m, "exptype": "science"} for m in members]}]}))
     return asn
-
-
-def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        t = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd], cwd=cwd, env=env,
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-        rss_kb, user, sys_ = tf.read().split()[-3:]
-    return {"wall": wall, "rss": int(rss_kb) / 1024, "cpu": float(user) + float(sys_)}
 
 
 def products(folder: Path, inputs: set[str]) -> set[str]:

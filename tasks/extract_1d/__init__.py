@@ -47,6 +47,7 @@ from ...models.spectra import (
     spectrum_units,
 )
 from ..base import StepParams, step
+from ..flat_field import match_nans_and_flags
 from . import aperture as ap
 from .background import fit_background
 from .box import box_extract
@@ -96,24 +97,6 @@ class Extract1dParams(StepParams):
     soss_bad_pix: Literal["model", "masking"] = "masking"  # NIRISS SOSS: how bad pixels are handled
     soss_modelname: str | None = None  # NIRISS SOSS: file to save the trace models to
     soss_order_3: bool = True  # NIRISS SOSS: model the third order too
-
-
-def match_nans_and_flags(m) -> None:
-    """NaN wherever any of SCI/ERR/variances is NaN or DQ has DO_NOT_USE, and DO_NOT_USE there too."""
-    names = [n for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if m.has(n)]
-    shape = m.data.shape
-    bad = np.zeros(shape, dtype=bool)
-    for n in names:
-        a = getattr(m, n)
-        if a.shape == shape:
-            bad |= np.isnan(a)
-    if m.has("dq") and m.dq.shape == shape:
-        bad |= (m.dq & dqflags.DO_NOT_USE).astype(bool)
-        m.dq[bad] |= np.uint32(dqflags.DO_NOT_USE)
-    for n in names:
-        a = getattr(m, n)
-        if a.shape == shape:
-            a[bad] = np.nan
 
 
 def wavelengths(m) -> np.ndarray:
