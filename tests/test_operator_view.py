@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,18 +118,22 @@ def test_demo_reuses_a_simulation_with_the_same_settings(sim):
 
 
 def _flow_run(client, name: str):
+    """The newest flow run named ``name`` (other tests of the session may have made runs of that name)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
 
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                                 sort=FlowRunSort.EXPECTED_START_TIME_DESC)
     assert runs, f"no flow run named {name!r}"
-    return runs[-1]
+    return runs[0]
 
 
-def _task_runs(client, flow_run_id, timeout: float = 60.0):
-    """The flow run's task runs once the server has recorded every one's final state.
+def _task_runs(client, flow_run_id, expect=(), timeout: float = 60.0):
+    """The flow run's task runs once the server has recorded them, each in its final state.
 
-    Task-run states reach the server as events, after the flow run itself has finished: read
-    too early, the last task runs may still show Running."""
+    Task runs and their states reach the server as events, after the flow run itself has finished:
+    read too early, the last task runs may be missing or still show Running.  ``expect``: names
+    that must be among them."""
     import time
 
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -138,7 +141,9 @@ def _task_runs(client, flow_run_id, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        if all(t.state is not None and t.state.is_final() for t in runs) or time.monotonic() > deadline:
+        names = {t.name for t in runs}
+        settled = all(t.state is not None and t.state.is_final() for t in runs) and set(expect) <= names
+        if settled or time.monotonic() > deadline:
             return runs
         time.sleep(0.5)
 
@@ -166,7 +171,7 @@ def test_skipped_steps_and_products_are_told_apart_in_prefect(sim, crds_env, tmp
     fr_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as c:
         fr = c.read_flow_run(fr_id)
-        tasks = {t.name: t for t in _task_runs(c, fr_id)}
+        tasks = {t.name: t for t in _task_runs(c, fr_id, expect=("gain_scale [rate]", "gain_scale [rateints]"))}
         arts = _artifacts(c, fr_id)
     assert fr.name == "detector1 jw01234001001_02101_00001_nrca1"
     dark = tasks["dark_current-0"] if "dark_current-0" in tasks else next(t for n, t in tasks.items() if n.startswith("dark_current"))
@@ -202,7 +207,8 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
     with get_client(sync_client=True) as c:
         fr = _flow_run(c, f"association {stem}")
         arts = _artifacts(c, fr.id)
-        tasks = {t.name for t in _task_runs(c, fr.id)}
+        tasks = {t.name for t in _task_runs(c, fr.id, expect=[f"member {u.name.removesuffix('_uncal.fits')}"
+                                                               for u in sim.uncal])}
     key = "association-" + stem.lower().replace("_", "-")
     members = json.loads(arts[f"{key}-members"].data)
     assert [m["exposure"] for m in members] == [u.name for u in sim.uncal] and all(m["ok"] for m in members)
@@ -219,7 +225,8 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
 
         runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="exposure jw01234001001_02101_00001")),
                                 sort=FlowRunSort.START_TIME_DESC)
-        cached = [t for t in _task_runs(c, runs[0].id) if t.state.name == "Cached"]
+        cached = [t for t in _task_runs(c, runs[0].id, expect=("detector1 (reused)", "image2 (reused)"))
+                  if t.state.name == "Cached"]
     assert sorted(t.name for t in cached) == ["detector1 (reused)", "image2 (reused)"]
     assert all("unchanged" in t.state.message for t in cached)
 
@@ -234,9 +241,13 @@ def test_cli_association_run_is_named_and_published_and_reuse_is_reported(sim, c
     with get_client(sync_client=True) as c:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-        dq_art = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["image3-jw01234-o001-t001-nircam-clear-f200w-dq"])))
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        # the newest: other tests of the session make mosaics of the same name
+        dq_art = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["image3-jw01234-o001-t001-nircam-clear-f200w-dq"])),
+                                  sort=ArtifactSort.CREATED_DESC)
     assert dq_art, "no image3 DQ table"
-    rows = {r["product"]: r for r in json.loads(dq_art[-1].data)}
+    rows = {r["product"]: r for r in json.loads(dq_art[0].data)}
     i2d = rows["jw01234-o001_t001_nircam_clear-f200w_i2d.fits"]
     assert 0.0 < float(i2d["DO_NOT_USE %"]) < 100.0 and i2d["any flag %"] == i2d["DO_NOT_USE %"]
     assert i2d["SATURATED %"] == "n/a" and i2d["JUMP_DET %"] == "n/a"
