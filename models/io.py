@@ -68,6 +68,19 @@ def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> Non
     model.validate(path, skipped=() if only is None else {s.name for s in type(model).arrays if s.name not in only})
 
 
+def read_asdf_hdu(hdu, path) -> dict:
+    """The metadata tree of a file's ``ASDF`` extension (a one-row table, or raw bytes)."""
+    try:
+        data = hdu.data
+        if isinstance(data, fits.FITS_rec) or getattr(data, "dtype", None) is not None and data.dtype.names:
+            data = data["ASDF_METADATA"][0]
+        return _load_asdf_tree(data, path)
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is a bad file
+        raise InputFileError(path, f"cannot read the ASDF extension ({_short(exc)})") from None
+
+
 def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> None:
     hdul = _open_fits(path)
     cls = type(model)
@@ -80,15 +93,7 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
             hdr = hdu.header
             if name == ASDF_EXTNAME:
                 model._asdf_read = True  # written back even by models that do not write one of their own
-                try:
-                    data = hdu.data
-                    if isinstance(data, fits.FITS_rec) or getattr(data, "dtype", None) is not None and data.dtype.names:
-                        data = data["ASDF_METADATA"][0]
-                    tree = _load_asdf_tree(data, path)
-                except InputFileError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise InputFileError(path, f"cannot read the ASDF extension ({_short(exc)})") from None
+                tree = read_asdf_hdu(hdu, path)
                 continue
             model._hdu_order.append(name)
             if name in names_seen:

@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..errors import InputFileError, ModelValidationError, a_an
+from ..errors import ModelValidationError, a_an
 from .base import ArraySpec as A
-from .base import DataModel, _coerce_for, _load_asdf_tree, _read_image, _strip_links, same_shape
+from .base import DataModel, _coerce_for, _read_image, _strip_links, same_shape
 from .meta import KEYWORD_FIELDS, Meta, get_path
 
 try:  # the one runtime import allowed from stdatamodels (DESIGN.md §8): the jwst transform classes
@@ -255,7 +255,7 @@ class MultiSlitModel(DataModel):
 
     # -- reading -----------------------------------------------------------
     def _read(self, path: Path) -> None:
-        from .io import _clean_header, _detached, _open_fits, _short, check_readable
+        from .io import _clean_header, _detached, _open_fits, check_readable, read_asdf_hdu
 
         check_readable(path)
         self._path = str(path)
@@ -266,15 +266,7 @@ class MultiSlitModel(DataModel):
             for i, hdu in enumerate(hdul):
                 name = "PRIMARY" if i == 0 else (hdu.name or f"HDU{i}")
                 if name == "ASDF":
-                    try:
-                        data = hdu.data
-                        if data is not None and getattr(data.dtype, "names", None):
-                            data = data["ASDF_METADATA"][0]
-                        tree = _load_asdf_tree(data, path)
-                    except InputFileError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001
-                        raise InputFileError(path, f"cannot read the ASDF extension ({_short(exc)})") from None
+                    tree = read_asdf_hdu(hdu, path)
                     continue
                 if i == 0:
                     self._headers["PRIMARY"] = _clean_header(hdu.header)
