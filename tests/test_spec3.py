@@ -19,9 +19,8 @@ MultiSlitModel no background, so the step is compared on SlitModels, where it su
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +42,6 @@ NA = {"override_extract1d": "N/A", "override_apcorr": "N/A", "override_psf": "N/
 SUFFIXES = ("cal", "crf", "s2d", "x1d")
 # keywords that name the run rather than the data: when, which software, which file
 RUN_KEYWORDS = {"DATE", "FILENAME", "CAL_VER", "CAL_VCS", "CRDS_VER", "CHECKSUM", "DATASUM", ""}
-
-
-@contextmanager
-def _cwd(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def _cal_name(slit: Path) -> str:
@@ -101,7 +90,7 @@ def runs(tmp_path_factory):
     asn_o = _association(ours, _exposures())
     with jwst_offline(CRDS_RULES, CONTEXT):
         warnings.simplefilter("ignore")
-        with quiet_jwst(), _cwd(theirs):
+        with quiet_jwst(), chdir(theirs):
             step = Spec3Pipeline(steps={"extract_1d": NA})
             step.prefetch_references = False
             step.save_results = True
@@ -228,7 +217,7 @@ def test_master_background_matches_jwst(tmp_path):
             "asn_id": "o062", "asn_pool": "pool", "asn_type": "spec3", "asn_rule": "test", "program": "01345",
             "target": "1", "products": [{"name": "bkg", "members": [{"expname": p.name, "exptype": "science"} for p in SLITS]
                                          + [{"expname": bkg_name, "exptype": "background"}]}]}))
-        with quiet_jwst(), _cwd(tmp_path):
+        with quiet_jwst(), chdir(tmp_path):
             theirs = MasterBackgroundStep.call("bkg_asn.json")
         res = run_step("master_background", [models.open(p) for p in SLITS] + [models.open(tmp_path / bkg_name)], {})
     assert res.status == "COMPLETE" and len(res.model) == len(theirs) == 2

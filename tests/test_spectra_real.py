@@ -17,9 +17,8 @@ name is written into a private cache), and white_light's wavelengthrange is N/A 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +41,6 @@ EXPOSURE = "jw00623026001_03106_00005_mirimage"
 PRODUCT = "jw00623-o001_t001_miri_p750l-slitlessprism"
 # keywords that name the run rather than the data: when, which software, which file
 RUN_KEYWORDS = {"DATE", "FILENAME", "CAL_VER", "CAL_VCS", "CAL_SW", "CRDS_VER", "CRDS_CTX", ""}
-
-
-@contextmanager
-def _cwd(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +100,7 @@ def _both_tso3(tmp_path_factory, cache, member, label):
     asn_j = _asn(theirs, member(theirs))
     asn_o = _asn(ours, member(ours))
     with jwst_offline(cache, CONTEXT):
-        with quiet_jwst(), _cwd(theirs):
+        with quiet_jwst(), chdir(theirs):
             Tso3Pipeline.call(str(asn_j), output_dir=str(theirs), steps={
                 "extract_1d": NA, "tso_photometry": {"override_gain": "N/A"},
                 "white_light": {"override_wavelengthrange": "N/A"}})
