@@ -130,13 +130,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         else:
             from astropy.table import vstack
 
-            table = vstack(tables)
-            table.meta["number_of_integrations"] = len(table)
-            result["table"] = table
-            if out_dir is not None:
-                path = out_dir / f"{product_name}_phot.ecsv"
-                _write_table(table, path)
-                result["written"].append(str(path))
+            _keep_table(result, vstack(tables), out_dir, f"{product_name}_phot.ecsv")
         return _finish(run, result)
 
     from ..models.spectra import TSOMultiSpecModel
@@ -180,13 +174,18 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         if out_dir is not None:
             result["written"].append(x1d.save(out_dir / x1d.meta.filename))
         if table is not None:
-            table.meta["number_of_integrations"] = len(table)
-            result["table"] = table
-            if out_dir is not None:
-                path = out_dir / f"{product_name}_whtlt.ecsv"
-                _write_table(table, path)
-                result["written"].append(str(path))
+            _keep_table(result, table, out_dir, f"{product_name}_whtlt.ecsv")
     return _finish(run, result)
+
+
+def _keep_table(result: dict, table, out_dir, name: str) -> None:
+    """A light-curve table (photometry or white light) into the result, and written when there is a folder."""
+    table.meta["number_of_integrations"] = len(table)
+    result["table"] = table
+    if out_dir is not None:
+        path = out_dir / name
+        _write_table(table, path)
+        result["written"].append(str(path))
 
 
 def _finish(run: StageRun, result: dict) -> dict:
