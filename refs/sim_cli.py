@@ -20,7 +20,7 @@ def add_simulate_command(sub) -> None:
         "same folder: afterwards CRDS_PATH=DIR selects them, for webbflow and for jwst.",
     )
     s.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="folder to write into")
-    s.add_argument("--instrument", default="nircam", type=str.lower, choices=("nircam", "niriss", "miri", "fgs"))
+    s.add_argument("--instrument", default="nircam", type=str.lower, choices=("nircam", "niriss", "nirspec", "miri", "fgs"))
     s.add_argument("--detector", default=None,
                    help="NRCA1..NRCB4, NRCALONG, NRCBLONG; NIS; MIRIMAGE; GUIDER1, GUIDER2 (default: the first)")
     size = s.add_mutually_exclusive_group()
@@ -33,11 +33,12 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--nexp", type=int, default=1, help="number of dithered exposures (default 1)")
     s.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files")
     s.add_argument("--filter", default=None, help="e.g. F200W (NIRCam SW), F444W (LW), F150W (NIRISS), F770W (MIRI)")
+    s.add_argument("--grating", default=None, help="NIRSpec grating or PRISM (spectroscopic modes; default per mode)")
     s.add_argument("--pupil", default=None, help="NIRCam pupil wheel element (default CLEAR)")
     s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1")
     s.add_argument("--exp-type", "--exp_type", dest="exp_type", default=None,
-                   help="FGS guider modes: FGS_ACQ1, FGS_ACQ2, FGS_TRACK, FGS_FINEGUIDE, FGS_ID-IMAGE, FGS_ID-STACK "
-                   "(default: the instrument's imaging type)")
+                   help="exposure type: FGS guider modes (FGS_ACQ1, FGS_ACQ2, FGS_TRACK, FGS_FINEGUIDE, FGS_ID-IMAGE, "
+                   "FGS_ID-STACK) and the modes simulated under refs/sim/ (default: the instrument's imaging type)")
     s.add_argument("--ra", type=float, default=53.1625, help="target right ascension, deg")
     s.add_argument("--dec", type=float, default=-27.7914, help="target declination, deg")
     s.add_argument("--pa-v3", "--pa_v3", dest="pa_v3", type=float, default=30.0, help="position angle of V3, deg")
@@ -60,7 +61,7 @@ def cmd_simulate(args) -> int:
         subarray=args.subarray, ngroups=args.ngroups, nints=args.nints, nexp=args.nexp, seed=args.seed,
         filter=args.filter, pupil=args.pupil, readpatt=args.readpatt, exp_type=args.exp_type,
         target_ra=args.ra, target_dec=args.dec, pa_v3=args.pa_v3, program=args.program,
-        observation=args.observation, build_refs=not args.no_refs,
+        observation=args.observation, build_refs=not args.no_refs, **({"grating": args.grating} if args.grating else {}),
     )
     for p in result.products:
         print(f"wrote {p}")

@@ -1645,6 +1645,10 @@ def _reset_per_group(reset_model, setup: Setup):
 # the observation
 
 
+# EXP_TYPE -> module of refs/sim/ that simulates it (its ``simulate(output_dir, **arguments of simulate)``)
+MODE_SIMULATORS: dict[str, str] = {}
+
+
 @dataclass
 class SimulationResult:
     """What ``simulate`` wrote."""
@@ -1693,9 +1697,23 @@ def simulate(
     min_cosmic_rays: int = 3,
     build_refs: bool = True,
     reference_seed: int = 0,
+    grating: str | None = None,
 ) -> SimulationResult:
-    """Simulate a dithered imaging observation of one detector; see the module docstring."""
+    """Simulate a dithered imaging observation of one detector; see the module docstring.
+
+    Exposure types listed in :data:`MODE_SIMULATORS` are simulated by their own module under
+    ``refs/sim/``, which takes the same arguments (plus ``grating``).
+    """
     from ..models import Level1bModel
+
+    mode = MODE_SIMULATORS.get((exp_type or "").upper())
+    if mode is not None:
+        import importlib
+
+        kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode", "output_dir")}
+        return importlib.import_module(f"webbflow.refs.sim.{mode}").simulate(output_dir, **kwargs)
+    if grating is not None:
+        raise ParameterError(f"--grating is for spectroscopic modes, not {exp_type or 'imaging'}")
 
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")

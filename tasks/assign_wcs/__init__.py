@@ -16,17 +16,21 @@ into the SCI header keywords (CTYPE ``RA---TAN-SIP``, CRPIX, CRVAL, CD,
 A_/B_/AP_/BP_ coefficients, which replace CDELT/PC) with the ``sip_*``
 parameters, and the footprint as S_REGION.
 
-Spectroscopic modes are not handled here (UnsupportedModeError); inputs that
-are neither images nor cubes are skipped, as jwst does.
+Spectroscopic and other modes live in modules of this package, one per
+family (``miri_lrs``, ``grism``, ``nirspec``, ...): :data:`MODE_MODULES` maps an
+EXP_TYPE to its module, which provides ``reftypes(model) -> tuple`` (the
+references it uses) and ``assign(model, refs, params) -> model``.  Exposure
+types with no module are refused (UnsupportedModeError); inputs that are
+neither images nor cubes are skipped, as jwst does.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ..errors import UnsupportedModeError
-from . import _wcs
-from .base import StepParams, step
+from ...errors import UnsupportedModeError
+from .. import _wcs
+from ..base import StepParams, step
 
 log = logging.getLogger("webbflow.steps.assign_wcs")
 
@@ -46,14 +50,34 @@ class AssignWcsParams(StepParams):
         for name in ("sip_degree", "sip_inv_degree"):
             v = getattr(self, name)
             if v is not None and v > 6:
-                from ..errors import ParameterError
+                from ...errors import ParameterError
 
                 raise ParameterError(f"step assign_wcs: parameter {name!r} must be at most 6 (got {v})")
 
 
+# EXP_TYPE -> module of this package that builds its WCS (see the module docstring)
+MODE_MODULES: dict[str, str] = {}
+
+# every reference type a mode module may use (the step's optional references)
+MODE_REFTYPES = (
+    "specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
+    "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
+
+
+def _mode_module(model):
+    import importlib
+
+    name = MODE_MODULES.get((model.meta.exposure.type or "").upper())
+    return importlib.import_module(f"{__name__}.{name}") if name else None
+
+
 def _uses_filteroffset(model, params=None) -> tuple[str, ...]:
+    """The references this exposure uses: imaging takes distortion (+ filteroffset), a mode module says its own."""
+    mod = _mode_module(model)
+    if mod is not None:
+        return tuple(mod.reftypes(model))
     inst = (model.meta.instrument.name or "").upper()
-    return ("filteroffset",) if inst in ("NIRCAM", "NIRISS", "MIRI") else ()
+    return ("distortion", "filteroffset") if inst in ("NIRCAM", "NIRISS", "MIRI") else ("distortion",)
 
 
 def assign_imaging_wcs(model, distortion, filteroffset=None, params: AssignWcsParams | None = None):
@@ -90,24 +114,33 @@ def assign_imaging_wcs(model, distortion, filteroffset=None, params: AssignWcsPa
     "assign_wcs",
     "AssignWcsStep",
     params=AssignWcsParams,
-    reftypes=("distortion",),
-    optional_reftypes=("filteroffset",),
+    reftypes=(),
+    optional_reftypes=("distortion", "filteroffset") + MODE_REFTYPES,
     suffix="assign_wcs",
     input_class="ImageModel",
 )
 def assign_wcs(model, refs, params: AssignWcsParams):
-    """Attach the imaging gwcs (detector -> V2/V3 -> sky) and its FITS SIP approximation."""
-    from ..models import CubeModel, ImageModel
+    """Attach the gwcs of the exposure's mode: imaging (detector -> V2/V3 -> sky, with its FITS SIP
+    approximation) here, other modes through their module in :data:`MODE_MODULES`."""
+    from ...models import CubeModel, ImageModel
 
     if not isinstance(model, (ImageModel, CubeModel)):
         log.warning("assign_wcs takes an ImageModel or CubeModel, not a %s; skipped", type(model).__name__)
         return model, "SKIPPED"
     instrument = (model.meta.instrument.name or "").upper()
     exp_type = (model.meta.exposure.type or "").upper()
+    mod = _mode_module(model)
+    if mod is not None:
+        return mod.assign(model, refs, params)
     if exp_type not in _wcs.IMAGING_MODES.get(instrument, set()):
+        modes = ", ".join(sorted(MODE_MODULES))
         raise UnsupportedModeError(
-            f"assign_wcs builds imaging WCSs (NIRCam, NIRISS, MIRI, FGS imaging); not {instrument or '?'} {exp_type or '?'}"
+            f"assign_wcs builds imaging WCSs (NIRCam, NIRISS, MIRI, FGS imaging){' and ' + modes if modes else ''}; "
+            f"not {instrument or '?'} {exp_type or '?'}"
         )
+    if refs.get("distortion") is None:
+        log.info("Step assign_wcs skipped: reference type distortion is N/A for this exposure")
+        return model, "SKIPPED"
     if instrument == "MIRI" and refs.get("filteroffset") is None:
         log.warning("No filteroffset reference for MIRI imaging: no filter offset is applied")
     assign_imaging_wcs(model, refs["distortion"], refs.get("filteroffset"), params)
@@ -116,7 +149,7 @@ def assign_wcs(model, refs, params: AssignWcsParams):
 
 
 def _register_extras():
-    from .base import STEPS
+    from ..base import STEPS
 
     STEPS["assign_wcs"].extra["optional_reftypes_needed"] = _uses_filteroffset
     # jwst's AssignWcsStep asks CRDS for all of these on every exposure and records the answers

@@ -1,0 +1,263 @@
+"""Stage 2 spectroscopy: calwebb_spec2 as a Prefect flow.
+
+Count-rate spectra in (``_rate``/``_rateints``, or a level-2 spectroscopic association), calibrated
+spectra out:
+
+    <root>_cal.fits / _calints.fits     the calibrated exposure (slits, slit cutouts or the full frame)
+    <root>_s2d.fits                     rectified 2-D spectra (slit modes, not for time series)
+    <root>_s3d.fits                     the cube (IFU modes)
+    <root>_x1d.fits / _x1dints.fits     the extracted 1-D spectra
+
+The branch an exposure takes is plain code on EXP_TYPE: :func:`branch_for` returns a
+:class:`Branch`, and each branch lists its steps in jwst 3.0's order (jwst's Spec2Pipeline calls
+every step and lets inapplicable ones skip themselves; here a branch names only the steps of its
+mode, and :data:`Branch.marked_skipped` names those whose cal_step keyword jwst records as SKIPPED
+for the mode, so that the products carry the same keywords).  A mode joins spec2 by adding its
+entries to :data:`BRANCHES`; the machinery around them (associations, members by type, product
+names, saving, provenance) is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow
+
+from .. import models
+from ..errors import InputFileError, ParameterError, UnsupportedModeError, a_an
+from . import registry
+from .observe import publish_stage
+from .stage import LastRuns, StageRun, input_name, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
+
+log = logging.getLogger("webbflow.flows")
+
+# jwst 3.0's Spec2Pipeline steps, in the order it runs them
+STEP_ORDER = [
+    "assign_wcs", "badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint_subtract", "bkg_subtract",
+    "extract_2d", "srctype", "master_background_mos", "targ_centroid", "wavecorr", "flat_field", "straylight",
+    "fringe", "pathloss", "barshadow", "wfss_contam", "photom", "residual_fringe", "adaptive_trace_model",
+    "pixel_replace", "resample_spec", "cube_build", "extract_1d",
+]
+
+# member types of a level-2 association that a spectroscopic product may carry
+MEMBER_TYPES = ("science", "background", "imprint", "selfcal", "sourcecat", "segmap", "direct_image", "tracewidth")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One mode's way through spec2.
+
+    ``calibrate``: the steps from assign_wcs to photom (the ``cal`` product), in order; a step
+    listed as ``"bkg_subtract?"`` runs only when the association has background members (and
+    ``"imprint_subtract?"`` only with imprint members).  ``resample``: ``"resample_spec"``,
+    ``"cube_build"`` or None (time series).  ``extract``: run extract_1d on the resampled (or, with
+    no resample, the calibrated) product.  ``marked_skipped``: steps jwst records as SKIPPED for this
+    mode without running them.
+    """
+
+    name: str
+    calibrate: tuple[str, ...]
+    resample: str | None = None
+    extract: bool = True
+    marked_skipped: tuple[str, ...] = ()
+    notes: str = ""
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+# EXP_TYPE -> Branch; each mode adds its entries here
+BRANCHES: dict[str, Branch] = {}
+
+
+def branch_for(model) -> Branch:
+    """The spec2 branch of an exposure, from its EXP_TYPE (UnsupportedModeError when there is none)."""
+    exp_type = (model.meta.exposure.type or "").upper()
+    b = BRANCHES.get(exp_type)
+    if b is None:
+        known = ", ".join(sorted(BRANCHES)) or "none yet"
+        raise UnsupportedModeError(f"spec2 has no branch for EXP_TYPE {exp_type or '(none)'} (modes: {known})")
+    return b
+
+
+def is_spectroscopic(model_or_exp_type) -> bool:
+    """True when spec2 (not image2) calibrates this exposure type."""
+    et = model_or_exp_type if isinstance(model_or_exp_type, str) else (model_or_exp_type.meta.exposure.type or "")
+    return et.upper() in BRANCHES
+
+
+# ---------------------------------------------------------------------------
+# inputs
+
+
+def _is_asn(inp) -> bool:
+    return isinstance(inp, (str, Path)) and str(inp).lower().endswith(".json")
+
+
+def load_level2_asn(path) -> tuple[dict, list[dict]]:
+    """Read a level-2 spectroscopic association: ``(asn, [{"name", "science": Path, <type>: [Path]}])``.
+
+    Members are relative to the association's folder and may not leave it.
+    """
+    path = Path(path)
+    try:
+        asn = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"is not a readable association ({exc})") from None
+    if not isinstance(asn, dict) or not isinstance(asn.get("products"), list) or not asn["products"]:
+        raise InputFileError(path, "is not an association: it has no 'products' list")
+    folder = path.resolve().parent
+    products = []
+    for i, prod in enumerate(asn["products"]):
+        members = prod.get("members") if isinstance(prod, dict) else None
+        if not isinstance(members, list):
+            raise InputFileError(path, f"product {i} has no 'members' list")
+        by_type: dict[str, list[Path]] = {}
+        for mem in members:
+            try:
+                name, kind = mem["expname"], str(mem["exptype"]).lower()
+            except (TypeError, KeyError):
+                raise InputFileError(path, f"product {i} has a member without expname/exptype: {mem!r}") from None
+            p = (folder / name).resolve()
+            if folder not in p.parents:
+                raise InputFileError(path, f"member {name!r} lies outside the association's folder {folder}")
+            by_type.setdefault(kind, []).append(p)
+        science = by_type.pop("science", [])
+        if not science:
+            raise InputFileError(path, f"product {prod.get('name', i)!r} has no science member")
+        if len(science) > 1:
+            log.warning("Product %s has %d science members; using only the first, as jwst does",
+                        prod.get("name", i), len(science))
+        products.append({"name": prod.get("name"), "science": science[0], **by_type})
+    return asn, products
+
+
+def open_rate(inp):
+    """Open a spectroscopic rate (ImageModel) or rateints (CubeModel) exposure; refuse anything else."""
+    m = models.open(inp)
+    name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
+    if not isinstance(m, (models.ImageModel, models.CubeModel)):
+        raise InputFileError(name, f"is {a_an(type(m).__name__)}; spec2 needs a count-rate exposure (_rate or _rateints)")
+    try:
+        branch_for(m)
+    except UnsupportedModeError as exc:
+        raise UnsupportedModeError(f"{name}: {exc}") from None
+    return m
+
+
+def _steps_of(branch: Branch, members: dict) -> list[str]:
+    out = []
+    for s in branch.calibrate:
+        if s.endswith("?"):
+            s = s[:-1]
+            kind = {"bkg_subtract": "background", "imprint_subtract": "imprint"}.get(s)
+            if kind and not members.get(kind):
+                continue
+        out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# one exposure
+
+
+def calibrate_exposure(science, members: dict | None = None, *, steps=None, config=None, output_dir=None,
+                       product_name=None, asn_info=None):
+    """Run spec2 on one exposure; returns ``(cal, resampled or None, x1d or None, StageRun)``.
+
+    ``members`` maps the association's other member types (``background``, ``imprint``,
+    ``sourcecat``, ...) to lists of paths.
+    """
+    members = dict(members or {})
+    source = product_name or input_name(science)
+    model = open_rate(science)
+    branch = branch_for(model)
+    if asn_info:
+        model.meta.asn.pool_name, model.meta.asn.table_name = asn_info
+    cal_steps = _steps_of(branch, members)
+    later = ([branch.resample] if branch.resample else []) + (["extract_1d"] if branch.extract else [])
+    params = resolve_params(cal_steps + later, steps, config, model=model, pipeline_class="Spec2Pipeline")
+    multi_int = isinstance(model, models.CubeModel)
+    if "bkg_subtract" in params and members.get("background"):
+        params["bkg_subtract"] = params["bkg_subtract"].model_copy(
+            update={"bkg_list": [str(b) for b in members["background"]]})
+    hook = branch.extra.get("prepare")
+    if hook is not None:  # a mode's own wiring of members into step parameters
+        hook(model, params, members)
+    run = StageRun(params=params)
+    run.references, run.context = resolve_references(model, params)
+    out_dir = Path(output_dir) if output_dir else None
+
+    model = run_steps(model, cal_steps, run, output_dir=out_dir, source_name=source)
+    for name in branch.marked_skipped:
+        if hasattr(model.meta.cal_step, name):
+            setattr(model.meta.cal_step, name, "SKIPPED")
+    stamp(model, run, "spec2")
+    if out_dir is not None:
+        run.written.append(save_product(model, out_dir, source, "calints" if multi_int else "cal", run))
+
+    resampled = None
+    if branch.resample and not multi_int and not params[branch.resample].skip:
+        resampled = run_steps(model, [branch.resample], run, output_dir=None, source_name=source)
+        if isinstance(resampled, models.DataModel):
+            stamp(resampled, run, "spec2")
+            if out_dir is not None:
+                sfx = "s3d" if branch.resample == "cube_build" else "s2d"
+                run.written.append(save_product(resampled, out_dir, source, sfx, run))
+    x1d = None
+    if branch.extract and not params["extract_1d"].skip:
+        x1d = run_steps(resampled if resampled is not None else model, ["extract_1d"], run, output_dir=None,
+                        source_name=source)
+        if isinstance(x1d, models.DataModel):
+            stamp(x1d, run, "spec2")
+            if out_dir is not None:
+                run.written.append(save_product(x1d, out_dir, source, "x1dints" if multi_int else "x1d", run))
+    publish_stage(run, "spec2", source, [model, resampled, x1d])
+    return model, resampled, x1d, run
+
+
+# ---------------------------------------------------------------------------
+# the flow
+
+
+@flow(name="spec2", flow_run_name=run_name("spec2"), validate_parameters=False, persist_result=False, log_prints=True)
+def spec2(input, steps: dict | None = None, config: str | None = None, output_dir: str | None = None,
+          members: dict | None = None, asn_info: tuple[str, str] | None = None):
+    """Run calwebb_spec2 on a rate/rateints file, a model in memory or a level-2 association.
+
+    ``members`` and ``asn_info`` serve an exposure given alone that comes from a level-2
+    association (the association flow): its other members by type, and the association's pool and
+    file name.  Returns the calibrated models, one per association product.
+    """
+    spec2_last_run.clear()
+    if _is_asn(input):
+        asn, products = load_level2_asn(input)
+        info = (asn.get("asn_pool") or " ", Path(input).name)
+        work = [(p.pop("science"), {k: v for k, v in p.items() if k != "name"}, p["name"], info) for p in products]
+    else:
+        work = [(input, dict(members or {}), None, tuple(asn_info) if asn_info else None)]
+    results = []
+    for science, mem, name, info in work:
+        cal, _res, _x1d, run = calibrate_exposure(science, mem, steps=steps, config=config, output_dir=output_dir,
+                                                  product_name=name, asn_info=info)
+        spec2_last_run.append(run)
+        results.append(cal)
+    return results
+
+
+# the StageRuns of the most recent call in this process (one per product)
+spec2_last_run = LastRuns()
+
+
+@registry.register("spec2")
+def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
+    from .stage import quiet_prefect_settings
+
+    if options:
+        raise ParameterError(f"unknown option(s) for spec2: {', '.join('--' + k for k in options)}")
+    with quiet_prefect_settings():
+        spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    return [w for run in spec2_last_run for w in run.written]
