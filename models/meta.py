@@ -155,6 +155,7 @@ class Target(Group):
     dec: Number | None = kw("TARG_DEC")
     proposer_ra: Number | None = kw("PROP_RA")
     proposer_dec: Number | None = kw("PROP_DEC")
+    source_type_apt: str | None = kw("SRCTYAPT")
     source_type: str | None = kw("SRCTYPE", "SCI")
 
 
@@ -183,6 +184,7 @@ class Dither(Group):
     dither_points: int | None = kw("NRIMDTPT")
     dithered_ra: Number | None = kw("DITH_RA")
     dithered_dec: Number | None = kw("DITH_DEC")
+    optimized_for: str | None = kw("DITHOPFR")
 
 
 class Coordinates(Group):
@@ -347,6 +349,15 @@ CAL_STEP_KEYWORDS.update({
     "extract_1d": "S_EXTR1D", "combine_1d": "S_COMB1D", "white_light": "S_WHTLIT",
     "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
     "master_background": "S_MSBSUB",
+})
+# the spectroscopic Stage 2 steps and the coronagraphy, AMI and WFS&C steps
+CAL_STEP_KEYWORDS.update({
+    "align_psfs": "S_PSFALI", "ami_analyze": "S_AMIANA", "ami_normalize": "S_AMINOR", "badpix_selfcal": "S_BPXSLF",
+    "barshadow": "S_BARSHA", "cube_build": "S_IFUCUB", "emission": "S_TELEMI", "err_init": "S_ERRINI",
+    "extract_2d": "S_EXTR2D", "fringe": "S_FRINGE", "imprint": "S_IMPRNT", "klip": "S_KLIP",
+    "msa_flagging": "S_MSAFLG", "pathloss": "S_PTHLOS", "residual_fringe": "S_RESFRI", "spectral_leak": "S_SPLEAK",
+    "srctype": "S_SRCTYP", "stack_psfs": "S_PSFSTK", "straylight": "S_STRAY", "targ_centroid": "S_TACNTR",
+    "wavecorr": "S_WAVCOR", "wfs_combine": "S_WFSCOM", "wfss_contam": "S_CONTAM",
 })
 
 
