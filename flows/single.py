@@ -114,16 +114,19 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
     if spec.input_class != "ModelLibrary":
         raise InputFileError(asn_path, f"is an association; step {name} takes one exposure")
     asn, folder = load_asn(asn_path)
+    # a step reads the member types it declares (master_background also reads the backgrounds)
+    kinds = set(spec.extra.get("asn_member_types", ("science",)))
     members = []
     for product in asn.products:
         for member in product.members:
-            if str(getattr(member, "exptype", "science")).lower() != "science":
+            if str(getattr(member, "exptype", "science")).lower() not in kinds:
                 continue
             m = models.open(member_path(asn_path, folder, member.expname))
             m.meta.asn.table_name = asn_path.name
             m.meta.asn.pool_name = asn.asn_pool
             members.append(m)
-    if not members:
+    if not any(str(getattr(mem, "exptype", "science")).lower() == "science"
+               for product in asn.products for mem in product.members):
         raise InputFileError(asn_path, "has no science members")
     library = ModelLibrary(members, asn_id=asn.asn_id, product_name=asn.products[0].name if asn.products else None)
     result = run_step(name, library, params)
@@ -134,6 +137,10 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
     outs = result.model if isinstance(result.model, (list, tuple)) else [result.model]
     written = []
     for m in outs:
-        path = Path(params.output_file) if params.output_file else out_dir / f"{root_of(asn_path.stem)}_{suffix}.fits"
+        if len(outs) > 1 and m.meta.filename:
+            # one product per member (master_background's science): named after the member, as strun does
+            path = out_dir / f"{strun_root(m.meta.filename)}_{suffix}.fits"
+        else:
+            path = Path(params.output_file) if params.output_file else out_dir / f"{root_of(asn_path.stem)}_{suffix}.fits"
         written.append(m.save(path))
     return written

@@ -45,7 +45,6 @@ class MasterBackgroundParams(StepParams):
     save_background: bool = False  # write the master background (not implemented)
     force_subtract: bool = False  # subtract even when Stage 2 already subtracted a background
     output_use_model: bool = True  # name the output after the input model's file name (jwst compatibility)
-    suffix: str | None = "mbsub"
 
 
 def _is_spectrum(m) -> bool:
@@ -170,7 +169,10 @@ def subtract_master_background(science, master, params: MasterBackgroundParams) 
       input_class="ModelLibrary")
 def master_background(models_in, refs, params: MasterBackgroundParams):
     """Subtract a master background spectrum, from the background members or the user's, from the science."""
-    members = list(models_in) if isinstance(models_in, (list, tuple)) else [models_in]
+    if hasattr(models_in, "to_list"):  # an association's members
+        members = models_in.to_list()
+    else:
+        members = list(models_in) if isinstance(models_in, (list, tuple)) else [models_in]
     science = [m for m in members if not _is_spectrum(m)]
     backgrounds = [m for m in members if _is_spectrum(m)]
     if params.save_background:
@@ -192,3 +194,13 @@ def master_background(models_in, refs, params: MasterBackgroundParams):
         if name:
             m.meta.background.master_background_file = name
     return science
+
+
+def _register_extras():
+    from .base import STEPS
+
+    # `webbflow run master_background ASN` reads the background members too, as jwst's step does
+    STEPS["master_background"].extra["asn_member_types"] = ("science", "background")
+
+
+_register_extras()

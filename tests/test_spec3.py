@@ -229,6 +229,19 @@ def test_master_background_matches_jwst(tmp_path):
         # the background was really subtracted
         assert np.nanmax(np.abs(models.open(original).data - mine.data)) > 0.1
 
+    # the step alone on the association, as `strun master_background bkg_asn.json` runs it: the
+    # background members are read too, and each science member gives <member>_masterbackgroundstep.fits
+    from webbflow.flows.cli import main
+
+    with jwst_offline(CRDS_RULES, CONTEXT):
+        assert main(["run", "master_background", str(tmp_path / "bkg_asn.json"), "--output-dir", str(tmp_path / "w")]) == 0
+    written = sorted(p.name for p in (tmp_path / "w").iterdir())
+    assert written == sorted(f"{p.stem}_masterbackgroundstep.fits" for p in SLITS)
+    for name, jw in zip(written, theirs):
+        with models.open(tmp_path / "w" / name) as mine:
+            assert mine.meta.cal_step.master_background == "COMPLETE"
+            assert compare_arrays("SCI", mine.data, jw.data, rtol=1e-4).fraction >= 0.999
+
 
 @pytest.mark.parametrize("exp_type,source_name,source_id,slit", [
     ("NRS_MSASPEC", "1345_933", 933, "138"),
