@@ -223,7 +223,11 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
 
     if backgrounds:
         spectra = [models.open(b) for b in backgrounds]
-        subtracted = run_steps(exposures + spectra, ["master_background"], StageRun(params=params))
+        from ..tasks._library import ModelLibrary
+
+        # as a library carrying the asn_id, which names save_background's products
+        subtracted = run_steps(ModelLibrary(exposures + spectra, asn_id=asn_id), ["master_background"],
+                               StageRun(params=params), output_dir=out_dir, source_name=product_name)
         exposures = [m for m in subtracted if isinstance(m, (models.MultiSlitModel, models.SlitModel))]
     sources = sources_of(exposures, product_name)
     log.info("spec3: %d source(s) from %d exposure(s)", len(sources), len(exposures))

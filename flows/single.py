@@ -128,6 +128,8 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
     if not any(str(getattr(mem, "exptype", "science")).lower() == "science"
                for product in asn.products for mem in product.members):
         raise InputFileError(asn_path, "has no science members")
+    if params.output_dir is None:  # side products (master_background's save_background) go with the products
+        params = params.model_copy(update={"output_dir": str(output_dir)})
     library = ModelLibrary(members, asn_id=asn.asn_id, product_name=asn.products[0].name if asn.products else None)
     result = run_step(name, library, params)
     suffix = strun_suffix(spec, params)

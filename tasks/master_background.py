@@ -20,8 +20,9 @@ MultiSlitModel, ImageModel) are the science, changed in place and returned.
    first) and IFU images are refused as not implemented.
 
 Without any background member and no ``user_background`` the step leaves the science as it is.
-``save_background`` writes the master background (``_masterbg1d``) and the 2-D backgrounds
-(``_masterbg2d``): not implemented here, refused with one line.
+``save_background`` writes the master background (``_masterbg1d``) and each science exposure's
+2-D background (``_masterbg2d``, a copy of the exposure whose data is the background) into the
+step's output folder, named as jwst names them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ log = logging.getLogger("webbflow.steps.master_background")
 class MasterBackgroundParams(StepParams):
     median_kernel: int = 1  # moving-median boxcar width applied to the master background
     user_background: str | None = None  # a user's master background (x1d or c1d)
-    save_background: bool = False  # write the master background (not implemented)
+    save_background: bool = False  # write the master background (masterbg1d) and its 2-D expansions (masterbg2d)
     force_subtract: bool = False  # subtract even when Stage 2 already subtracted a background
     output_use_model: bool = True  # name the output after the input model's file name (jwst compatibility)
 
@@ -133,36 +134,78 @@ def _pixel_wavelengths(model, exp_type):
     return out
 
 
-def _subtract(model, wave, sb, exp_type) -> None:
-    """Subtract the master background, expanded to this model's pixels, in place."""
+def _expand(model, wave, sb, exp_type):
+    """The master background at this model's pixels, and the pixels outside its wavelengths."""
     wl = _pixel_wavelengths(model, exp_type)
     wl[np.isnan(wl)] = -1.0
     outside = (wl > wave.max()) | (wl < wave.min())
     wl[outside] = -1.0
-    bkg = np.interp(wl, wave, sb, left=0.0, right=0.0)
-    model.data -= bkg.astype(model.data.dtype)
-    model.dq[outside] |= dqflags.DO_NOT_USE
+    return np.interp(wl, wave, sb, left=0.0, right=0.0), outside
 
 
-def subtract_master_background(science, master, params: MasterBackgroundParams) -> None:
+def _background_of(model, bkg, outside):
+    """The 2-D background product of one science model: a copy whose data is the background."""
+    b = model.copy()
+    b.data = bkg.astype(model.data.dtype)
+    b.dq = model.dq | np.where(outside, dqflags.DO_NOT_USE, 0).astype(model.dq.dtype)
+    return b
+
+
+def subtract_master_background(science, master, params: MasterBackgroundParams, keep: bool = False):
+    """Subtract the master background from each science model in place.
+
+    With ``keep``, returns each model's 2-D background (a copy of the model whose data is the
+    background, DO_NOT_USE outside the master's wavelengths), the ``masterbg2d`` products.
+    """
     wave, sb = _table_of(master)
+    kept = []
     for model in science:
         exp_type = model.meta.exposure.type
         if isinstance(model, models.MultiSlitModel):
-            for slit in model.slits:
+            background = model.copy() if keep else None
+            for k, slit in enumerate(model.slits):
                 stype = slit.meta.exposure.type or exp_type
                 if stype == "NRS_MSASPEC":
                     log.warning("Master background subtraction is not supported for NIRSpec MOS spectra; "
                                 "the background of slit %s is 0", slit.name)
+                    if keep:
+                        background.slits[k].data[...] = 0.0
+                        background.slits[k].dq[...] = 0
                     continue
                 if stype == "NRS_FIXEDSLIT" and str(slit.source_type or "").upper() == "POINT":
                     raise UnsupportedModeError("master_background: NIRSpec fixed-slit point sources (path-loss "
                                                "corrected background) are not implemented")
-                _subtract(slit, wave, sb, stype)
+                bkg, outside = _expand(slit, wave, sb, stype)
+                slit.data -= bkg.astype(slit.data.dtype)
+                slit.dq[outside] |= dqflags.DO_NOT_USE
+                if keep:
+                    background.slits[k].data = bkg.astype(slit.data.dtype)
+                    background.slits[k].dq[outside] |= dqflags.DO_NOT_USE
+            kept.append(background)
         elif isinstance(model, (models.SlitModel, models.ImageModel)) and not isinstance(model, models.IFUImageModel):
-            _subtract(model, wave, sb, exp_type)
+            bkg, outside = _expand(model, wave, sb, exp_type)
+            if keep:
+                kept.append(_background_of(model, bkg, outside))
+            model.data -= bkg.astype(model.data.dtype)
+            model.dq[outside] |= dqflags.DO_NOT_USE
         else:
             raise UnsupportedModeError(f"master_background: {type(model).__name__} inputs are not implemented")
+    return kept if keep else None
+
+
+def _save_backgrounds(master, backgrounds_2d, science, params: MasterBackgroundParams, asn_id: str | None) -> None:
+    """``save_background``: the master spectrum and each science exposure's 2-D background, named as
+    jwst names them (``<root>[_<asn_id>]_masterbg1d.fits``, ``<science root>[_<asn_id>]_masterbg2d.fits``)."""
+    from ..models.naming import root_of
+
+    out = Path(params.output_dir or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"_{asn_id}" if asn_id else ""
+    if master is not None:
+        root = root_of(master.meta.filename or "master_background")
+        master.save(out / f"{root}{tag}_masterbg1d.fits")
+    for sci, b in zip(science, backgrounds_2d):
+        b.save(out / f"{root_of(sci.meta.filename or 'science')}{tag}_masterbg2d.fits")
 
 
 @step("master_background", "MasterBackgroundStep", params=MasterBackgroundParams, suffix="mbsub",
@@ -175,8 +218,6 @@ def master_background(models_in, refs, params: MasterBackgroundParams):
         members = list(models_in) if isinstance(models_in, (list, tuple)) else [models_in]
     science = [m for m in members if not _is_spectrum(m)]
     backgrounds = [m for m in members if _is_spectrum(m)]
-    if params.save_background:
-        raise UnsupportedModeError("master_background: save_background is not implemented")
     if not params.force_subtract and _already_subtracted(science):
         return science, "SKIPPED"
     if params.user_background:
@@ -188,7 +229,11 @@ def master_background(models_in, refs, params: MasterBackgroundParams):
     else:
         log.warning("No background data and no user-supplied background; master_background not applied")
         return science, "SKIPPED"
-    subtract_master_background(science, master, params)
+    kept = subtract_master_background(science, master, params, keep=params.save_background)
+    if params.save_background:
+        # a user's background is saved only as its 2-D expansions, as jwst does
+        _save_backgrounds(None if params.user_background else master, kept, science, params,
+                          getattr(models_in, "asn_id", None))
     for m in science:
         m.meta.cal_step.master_background = "COMPLETE"
         if name:

@@ -229,18 +229,31 @@ def test_master_background_matches_jwst(tmp_path):
         # the background was really subtracted
         assert np.nanmax(np.abs(models.open(original).data - mine.data)) > 0.1
 
-    # the step alone on the association, as `strun master_background bkg_asn.json` runs it: the
-    # background members are read too, and each science member gives <member>_masterbackgroundstep.fits
+    # the step alone on the association, as `strun master_background bkg_asn.json --save_background=True`
+    # runs it: the background members are read too; each science member gives
+    # <member>_masterbackgroundstep.fits and <member>_<asn_id>_masterbg2d.fits (its 2-D background),
+    # and the master spectrum is <first background>_<asn_id>_masterbg1d.fits (jwst's names)
     from webbflow.flows.cli import main
 
     with jwst_offline(CRDS_RULES, CONTEXT):
-        assert main(["run", "master_background", str(tmp_path / "bkg_asn.json"), "--output-dir", str(tmp_path / "w")]) == 0
+        assert main(["run", "master_background", str(tmp_path / "bkg_asn.json"), "--output-dir", str(tmp_path / "w"),
+                     "--save_background=True"]) == 0
     written = sorted(p.name for p in (tmp_path / "w").iterdir())
-    assert written == sorted(f"{p.stem}_masterbackgroundstep.fits" for p in SLITS)
-    for name, jw in zip(written, theirs):
-        with models.open(tmp_path / "w" / name) as mine:
+    assert written == sorted([f"{p.stem}_masterbackgroundstep.fits" for p in SLITS]
+                             + [f"{p.stem}_o062_masterbg2d.fits" for p in SLITS]
+                             + ["jw01345062001_03101_00003_nrs2_o062_masterbg1d.fits"])
+    for original, jw in zip(SLITS, theirs):
+        with models.open(tmp_path / "w" / f"{original.stem}_masterbackgroundstep.fits") as mine:
             assert mine.meta.cal_step.master_background == "COMPLETE"
             assert compare_arrays("SCI", mine.data, jw.data, rtol=1e-4).fraction >= 0.999
+        with models.open(tmp_path / "w" / f"{original.stem}_o062_masterbg2d.fits") as bkg2d, models.open(original) as raw:
+            # what was subtracted is what the 2-D background holds
+            subtracted = raw.data - jw.data
+            ok = np.isfinite(subtracted)
+            assert ok.sum() > 1000 and np.allclose(bkg2d.data[ok], subtracted[ok], rtol=1e-4, atol=1e-6)
+    with models.open(tmp_path / "w" / "jw01345062001_03101_00003_nrs2_o062_masterbg1d.fits") as master:
+        assert type(master).__name__ == "MultiCombinedSpecModel"
+        assert np.isfinite(master.spec[0].spec_table["SURF_BRIGHT"]).sum() > 100
 
 
 @pytest.mark.parametrize("exp_type,source_name,source_id,slit", [
