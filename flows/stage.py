@@ -316,6 +316,8 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
         run.records.append(StepRecord(name, res.status, res.seconds, res.references, reason=res.reason,
                                       qa=dict(res.qa), label=label))
         model = res.model
+        if not p.skip:
+            _record_version(model)
         if p.save_results and res.status == "COMPLETE" and output_dir is not None:
             outs = model if isinstance(model, (list, tuple)) else [model]
             suffixes = STEPS[name].extra.get("suffixes") or [p.suffix or STEPS[name].suffix]
@@ -323,6 +325,15 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
                 if isinstance(m, models.DataModel):  # libraries and tables save themselves
                     run.written.append(save_product(m, output_dir, source_name, sfx, run))
     return model
+
+
+def _record_version(result) -> None:
+    """The software that ran a step, on each model it returns (CAL_VER, CAL_VCS), as jwst's steps
+    record theirs: an input blended into a Stage 3 product (HDRTAB) shows what processed it."""
+    for m in result if isinstance(result, (list, tuple)) else [result]:
+        if isinstance(m, models.DataModel):
+            m.meta.calibration_software_version = __version__
+            m.meta.calibration_software_revision = "RELEASE"
 
 
 def provenance(run: StageRun, pipeline: str) -> dict:

@@ -150,7 +150,8 @@ def _typed(value, typ):
 class SlitModel(DataModel):
     """A 2-D spectrum cut out for one slit, with its slit attributes (see the module docstring)."""
 
-    arrays = _slit_arrays() + (A("int_times", "INT_TIMES", table=True),)
+    # HDRTAB: a resampled slit of several exposures (Stage 3), their metadata one row each (jwst's model blender)
+    arrays = _slit_arrays() + (A("int_times", "INT_TIMES", table=True), A("hdrtab", "HDRTAB", table=True))
 
     # slit attributes: stored in the root of the ASDF tree (self._asdf_extra)
     def __getattr__(self, name):

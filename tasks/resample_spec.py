@@ -307,7 +307,7 @@ def output_grid(inputs, params: ResampleSpecParams, good_bits=GOOD_BITS) -> dict
 # ---------------------------------------------------------------------------
 # the s2d product
 
-def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool):
+def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool, blend: bool = False):
     from ..models import SlitModel
     from stcal.alignment.util import compute_s_region_keyword
 
@@ -342,8 +342,8 @@ def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool):
         v = getattr(ref, attr, None)
         if v is not None:
             setattr(out, attr, v)
-    if params.blendheaders and len(inputs) > 1:
-        _blend_keywords(out, inputs)
+    if params.blendheaders and blend:
+        _blend_metadata(out, inputs)
     # S_REGION and spectral region from the output WCS's footprint
     from gwcs import wcstools
 
@@ -372,10 +372,34 @@ _BLEND_RULES = {
 }
 
 
+# the resampling's own values, which take precedence over the blended ones (as in jwst)
+_DRIZZLE_KEYWORDS = (("EFFEXPTM", "PRIMARY"), ("XPOSURE", "SCI"), ("TMEASURE", "PRIMARY"), ("DURATION", "PRIMARY"),
+                     ("TELAPSE", "SCI"), ("EXPSTART", "PRIMARY"), ("EXPEND", "PRIMARY"))
+
+
+def _blend_metadata(out, inputs) -> None:
+    """Blend the inputs' metadata into ``out`` as jwst's model blender does for an association's
+    slits: the blended keywords, and the HDRTAB table of every input's keywords (one row each)."""
+    from ..models.blend import MetaBlender
+    from ..models.meta import get_path
+
+    paths = {(key, hdu): path for path, key, hdu, _ann in type(out).keyword_fields()}
+    kept = {k: get_path(out.meta, paths[k]) for k in _DRIZZLE_KEYWORDS if k in paths}
+    blender = MetaBlender()
+    for m in inputs:
+        blender.accumulate(m)
+    blender.finalize(out)
+    for k, v in kept.items():
+        obj = out.meta
+        for p in paths[k][:-1]:
+            obj = getattr(obj, p)
+        setattr(obj, paths[k][-1], v)
+    _blend_keywords(out, inputs)
+
+
 def _blend_keywords(out, inputs) -> None:
     """Combine the inputs' time and configuration keywords into ``out`` as jwst's blendheaders does
-    (means of mid times, earliest starts, latest ends, MULTIPLE for differing configurations).
-    jwst's HDRTAB table of every input's keywords is not written."""
+    (means of mid times, earliest starts, latest ends, MULTIPLE for differing configurations)."""
     from ..models.meta import KEYWORD_FIELDS, get_path
 
     fields = {key: (path, hdu) for path, key, hdu, _ann in KEYWORD_FIELDS}
@@ -427,11 +451,16 @@ def _same_side(ra):
 
 
 def resample_slits(inputs, params: ResampleSpecParams | None = None):
-    """Resample slit spectra: a list of SlitModels -> one s2d SlitModel; MultiSlitModels -> a MultiSlitModel."""
+    """Resample slit spectra: a list of SlitModels -> one s2d SlitModel; MultiSlitModels -> a MultiSlitModel.
+
+    A list (an association's slits, even of one) gets its inputs' metadata blended, with an HDRTAB
+    table; one model given alone does not, as in jwst.
+    """
     from ..models import MultiSlitModel, SlitModel
 
     params = params or ResampleSpecParams()
-    if not isinstance(inputs, (list, tuple)):
+    container = isinstance(inputs, (list, tuple))
+    if not container:
         inputs = [inputs]
     if not inputs:
         raise ValueError("resample_spec needs at least one input")
@@ -463,7 +492,8 @@ def resample_slits(inputs, params: ResampleSpecParams | None = None):
             raise UnsupportedModeError(f"resample_spec takes 2-D slit images, not {m.data.ndim}-D data ({m.meta.filename})")
         if m.meta.wcs is None:
             raise UnsupportedModeError(f"{m.meta.filename or 'input'} has no WCS: run assign_wcs first")
-    out = _resample_one_slit(list(inputs), params)
+    # jwst blends the metadata of an association's slits (even of one), not of a single model given alone
+    out = _resample_one_slit(list(inputs), params, blend=container)
     if not params.single:
         out.meta.asn.table_name = inputs[0].meta.asn.table_name
         out.meta.asn.pool_name = inputs[0].meta.asn.pool_name
@@ -486,7 +516,7 @@ def _with_exposure_meta(slit, exposure):
     return s
 
 
-def _resample_one_slit(slits, params):
+def _resample_one_slit(slits, params, blend: bool = False):
     from .resample import group_id
 
     slits = [_nan_flag_consistent(m) for m in slits]
@@ -495,7 +525,7 @@ def _resample_one_slit(slits, params):
         # jwst drizzles each exposure group alone onto the common grid and returns the first group's
         first = group_id(slits[0])
         slits = [m for m in slits if group_id(m) == first]
-    return _s2d(slits, grid, area, params, single=params.single)
+    return _s2d(slits, grid, area, params, single=params.single, blend=blend)
 
 
 @step("resample_spec", "ResampleSpecStep", params=ResampleSpecParams, suffix="s2d", input_class="ModelLibrary")

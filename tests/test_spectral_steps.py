@@ -4,7 +4,7 @@ Both sides run as ``strun STEP asn.json`` would, from the association's folder:
 - outlier_detection (spec mode): one product per slit, DQ identical, arrays within rtol 1e-4
   for >= 99.9 % of the pixels, every header keyword as jwst writes it;
 - resample_spec: one s2d, same shape, WCS and arrays (rtol 1e-4, >= 99.9 %), same keywords.
-jwst also writes an HDRTAB table (every input's keywords) in the s2d, which we do not.
+The s2d of an association's slits carries jwst's HDRTAB table (every input's keywords).
 """
 
 from __future__ import annotations
@@ -134,7 +134,15 @@ def test_resample_spec_parity(runs):
     assert np.isfinite(a.data).mean() > 0.8
     assert (a.name, a.source_id, a.shutter_state) == (b.name, b.source_id, b.shutter_state)
     assert a.meta.resample.pixfrac == b.meta.resample.pixfrac
-    _compare_headers(Path(ours[0]), Path(theirs[0]), skip_ext=("HDRTAB",))
+    _compare_headers(Path(ours[0]), Path(theirs[0]))
+    # the whole product, HDRTAB (each input's keywords, one row per slit) value for value
+    from test_products_whole import compare_fits
+
+    problems: list[str] = []
+    compare_fits(Path(ours[0]).name, Path(ours[0]), Path(theirs[0]), problems)
+    assert not problems, "\n".join(problems)
+    with fits.open(ours[0]) as f:
+        assert len(f["HDRTAB"].data) == 2 and len(f["HDRTAB"].columns) > 200
 
 
 def test_resample_spec_on_multislit_exposures(runs, tmp_path):
