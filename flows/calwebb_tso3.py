@@ -146,13 +146,20 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     nints = first.meta.exposure.nints or first.data.shape[0]
     if first.has("int_times"):
         x1d.int_times = _padded_int_times(first, nints)
+    from ..models.blend import MetaBlender
+
+    blender = MetaBlender(spectra=True)  # each exposure's spectra's metadata, blended as jwst does
     for cube in flagged:
+        # jwst runs adaptive_trace_model and pixel_replace on each cube here, skipped by default
+        cube.meta.cal_step.adaptive_trace_model = "SKIPPED"
+        cube.meta.cal_step.pixel_replace = "SKIPPED"
         spectra = run_steps(cube, ["extract_1d"], run)
         if cube.has("int_times") and x1d.has("int_times"):
             _copy_int_times(cube.int_times, x1d.int_times)
         if spectra is None or run.records[-1].status != "COMPLETE":
             continue
         x1d.spec.extend(spectra.spec)
+        blender.accumulate(spectra)
         x1d.meta.ref_file.extract1d = spectra.meta.ref_file.extract1d
     x1d.meta.target.source_type = None
     if not x1d.spec:
@@ -160,6 +167,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         log.warning("x1dints products will not be created.")
     else:
         table = run_steps(x1d, ["white_light"], run)
+        blender.finalize(x1d)
         x1d.meta.asn.pool_name = asn_pool
         x1d.meta.asn.table_name = asn_table_name
         x1d.meta.cal_step.extract_1d = "COMPLETE"

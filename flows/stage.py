@@ -317,7 +317,7 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
                                       qa=dict(res.qa), label=label))
         model = res.model
         if not p.skip:
-            _record_version(model)
+            _record_version(model, res.references, run.context)
         if p.save_results and res.status == "COMPLETE" and output_dir is not None:
             outs = model if isinstance(model, (list, tuple)) else [model]
             suffixes = STEPS[name].extra.get("suffixes") or [p.suffix or STEPS[name].suffix]
@@ -327,13 +327,27 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
     return model
 
 
-def _record_version(result) -> None:
-    """The software that ran a step, on each model it returns (CAL_VER, CAL_VCS), as jwst's steps
-    record theirs: an input blended into a Stage 3 product (HDRTAB) shows what processed it."""
+def _record_version(result, references: dict, context: str | None) -> None:
+    """The software that ran a step, on each model it returns (CAL_VER, CAL_VCS, and with references
+    asked for, the crds version and context), as jwst's steps record theirs: an input blended into a
+    Stage 3 product (HDRTAB) shows what processed it."""
+    crds_version = None
+    if references:
+        try:
+            from importlib.metadata import version
+
+            crds_version = version("crds")
+        except Exception:  # noqa: BLE001
+            crds_version = None
     for m in result if isinstance(result, (list, tuple)) else [result]:
         if isinstance(m, models.DataModel):
             m.meta.calibration_software_version = __version__
             m.meta.calibration_software_revision = "RELEASE"
+            if references:
+                if crds_version:
+                    m.meta.ref_file.crds.sw_version = crds_version
+                if context:
+                    m.meta.ref_file.crds.context_used = context
 
 
 def provenance(run: StageRun, pipeline: str) -> dict:

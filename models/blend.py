@@ -76,6 +76,17 @@ _TABLE = (
 )
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = tuple((c, "PRIMARY") if isinstance(c, str) else c for c in _TABLE)
 
+# the spectra's models (x1d, x1dints, c1d) have no SCI extension: their schema's HDRTAB lacks the
+# image's WCS, photometry and pointing keywords, and the rest are found by name in any header
+_NOT_IN_SPECTRA = {
+    "PA_APER", "VA_SCALE", "BUNIT", "PHOTMJSR", "PHOTUJA2", "PIXAR_SR", "PIXAR_A2", "RADESYS", "RA_V1", "DEC_V1",
+    "PA_V3", "WCSAXES", "CRPIX1", "CRPIX2", "CRPIX3", "CRVAL1", "CRVAL2", "CRVAL3", "CTYPE1", "CTYPE2", "CTYPE3",
+    "CUNIT1", "CUNIT2", "CUNIT3", "CDELT1", "CDELT2", "CDELT3", "PC1_1", "PC1_2", "PC1_3", "PC2_1", "PC2_2", "PC2_3",
+    "PC3_1", "PC3_2", "PC3_3", "CD1_1", "CD1_2", "CD2_1", "CD2_2", "S_REGION", "WAVSTART", "WAVEND", "DISPAXIS",
+    "SPORDER", "V2_REF", "V3_REF", "VPARITY", "V3I_YANG", "RA_REF", "DEC_REF", "ROLL_REF",
+}
+SPECTRA_TABLE_COLUMNS: tuple[tuple[str, str], ...] = tuple(c for c in TABLE_COLUMNS if c[0] not in _NOT_IN_SPECTRA)
+
 # keywords combined over the inputs, and how; every other keyword keeps the first input's value
 BLEND_RULES: dict[tuple[str, str], str] = {
     ("DATE-OBS", "PRIMARY"): "min", ("TIME-OBS", "PRIMARY"): "min", ("DATE-BEG", "PRIMARY"): "min",
@@ -139,13 +150,21 @@ def keyword_values(model) -> dict[tuple[str, str], Any]:
 class MetaBlender:
     """Accumulate the inputs one at a time (``accumulate``), then ``finalize`` the combined model."""
 
-    def __init__(self):
+    def __init__(self, spectra: bool = False):
+        # ``spectra``: blending spectra (x1d, x1dints), whose keywords sit in the primary header
+        self.spectra = spectra
+        self.columns = SPECTRA_TABLE_COLUMNS if spectra else TABLE_COLUMNS
         self.rows: list[dict[tuple[str, str], Any]] = []
         self.values: dict[tuple[str, str], list] = {k: [] for k in BLEND_RULES}
 
     def accumulate(self, model) -> None:
         kv = keyword_values(model)
-        self.rows.append({c: kv[c] for c in TABLE_COLUMNS if c in kv})
+        if self.spectra:  # by keyword name, wherever the model keeps it
+            by_name = {}
+            for (key, _hdu), v in kv.items():
+                by_name.setdefault(key, v)
+            kv = {c: by_name[c[0]] for c in set(self.columns) | set(self.values) if c[0] in by_name}
+        self.rows.append({c: kv[c] for c in self.columns if c in kv})
         for k in self.values:
             if k in kv:
                 self.values[k].append(kv[k])
@@ -158,7 +177,7 @@ class MetaBlender:
         from astropy.io import fits
 
         arrays, dtype = [], []
-        for col in TABLE_COLUMNS:
+        for col in self.columns:
             items = [row.get(col, _MISSING) for row in self.rows]
             if all(i is _MISSING for i in items):
                 continue
@@ -173,8 +192,9 @@ class MetaBlender:
     def finalize(self, model) -> None:
         """Set the blended keywords on ``model`` (the first input's metadata already) and its HDRTAB."""
         by_key = {(key, hdu): path for path, key, hdu, _ann in type(model).keyword_fields()}
+        by_name = {key: path for (key, _hdu), path in by_key.items()}
         for (key, hdu), value in self.blended().items():
-            path = by_key.get((key, hdu))
+            path = by_key.get((key, hdu)) or (by_name.get(key) if self.spectra else None)
             if path is not None:
                 obj = model.meta
                 for p in path[:-1]:

@@ -164,7 +164,8 @@ class MultiSpecBase(DataModel):
 
     table_extname: ClassVar[str] = "EXTRACT1D"
     keywords: ClassVar[tuple[tuple[str, str, type, str], ...]] = SPEC_META
-    arrays = (A("int_times", "INT_TIMES", table=True),)
+    # HDRTAB: a Stage 3 product's inputs' metadata, one row each (jwst's model blender)
+    arrays = (A("int_times", "INT_TIMES", table=True), A("hdrtab", "HDRTAB", table=True))
 
     def __init__(self, init=None, **arrays):
         object.__setattr__(self, "spec", [])

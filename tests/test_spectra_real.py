@@ -191,9 +191,15 @@ def test_tso3_x1dints_matches_jwst(tso3_runs):
     mb = {k: v for k, v in b.spec[0].meta.items() if k != "meta"}
     assert ma == mb
     with fits.open(ours / name) as ho, fits.open(theirs / name) as ht:
-        # jwst also blends the input headers into an HDRTAB table (not made here)
-        assert [h.name for h in ho] == [h.name for h in ht if h.name != "HDRTAB"]
+        assert [h.name for h in ho] == [h.name for h in ht]
         _headers_agree(ho[0].header, ht[0].header)
+        # the exposures' metadata, blended into HDRTAB (one row per exposure) value for value
+        from test_products_whole import compare_data, compare_headers
+
+        problems: list[str] = []
+        compare_headers(f"{name}[HDRTAB]", ho["HDRTAB"].header, ht["HDRTAB"].header, problems, hdu="HDRTAB")
+        compare_data(f"{name}[HDRTAB]", ho["HDRTAB"].data, ht["HDRTAB"].data, problems)
+        assert not problems, "\n".join(problems)
         _headers_agree(ho["EXTRACT1D"].header, ht["EXTRACT1D"].header, ignore=set())
         _tables_agree(ho["INT_TIMES"].data, ht["INT_TIMES"].data, "INT_TIMES")
     # the spectra's WCS: pixel index to wavelength, as jwst evaluates it
