@@ -76,6 +76,17 @@ def _rate(exp_type, tmp_path):
         m.meta.subarray.name, sub = "SLITLESSPRISM", (1, 529, 72, 416)
         m.meta.visit.tsovisit = True
     m.meta.subarray.xstart, m.meta.subarray.ystart, m.meta.subarray.xsize, m.meta.subarray.ysize = sub
+    rng = np.random.default_rng(17)
+    shape = m.data.shape
+    m.data = rng.normal(5.0, 1.0, shape).astype(np.float32)
+    m.var_poisson = np.abs(rng.normal(0.05, 0.01, shape)).astype(np.float32)
+    m.var_rnoise = np.full(shape, 0.02, np.float32)
+    m.err = np.sqrt(m.var_poisson + m.var_rnoise).astype(np.float32)
+    m.dq = np.zeros(shape, np.uint32)
+    m.dq[..., 100:103, 30:33] = 4  # JUMP_DET, kept
+    m.data[..., 200, 40] = np.nan
+    m.dq[..., 200, 40] = 1
+    m.meta.bunit_data = m.meta.bunit_err = "DN/s"
     m.meta.subarray.fastaxis, m.meta.subarray.slowaxis = 1, 2
     m.meta.instrument.name, m.meta.instrument.detector, m.meta.instrument.filter = "MIRI", "MIRIMAGE", "P750L"
     m.meta.exposure.type = exp_type
@@ -186,6 +197,125 @@ def test_assign_wcs_lrs_product_opens_in_stdatamodels_with_the_same_wcs(wcs_pair
     assert reread.meta.wcsinfo.s_region == theirs.meta.wcsinfo.s_region
     assert reread.meta.cal_step.assign_wcs == "COMPLETE"
     assert reread.meta.ref_file.specwcs.name.endswith(".fits")
+
+
+def _lrs_photom(tmp_path):
+    """An LRS photom reference (MirLrsPhotomModel) of the real form: one row per subarray, 500-element
+    response arrays of which NELEM are used, covering 4.5-14 um (pixels outside it get no calibration)."""
+    from stdatamodels.jwst import datamodels as dm
+
+    n, nelem = 500, 420
+    wave = np.zeros(n, np.float32)
+    resp = np.zeros(n, np.float32)
+    wave[:nelem] = np.linspace(14.0, 4.5, nelem)  # decreasing, as the real files are: jwst sorts them
+    resp[:nelem] = (1.0 + 0.3 * np.sin(wave[:nelem])) * np.exp(-((wave[:nelem] - 8.0) / 6.0) ** 2)
+    rows = [("P750L", sub, conv, 0.02 * conv, nelem, wave, resp, 0.01 * resp)
+            for sub, conv in (("FULL", 61.2), ("SLITLESSPRISM", 58.7))]
+    dtype = [("filter", "S12"), ("subarray", "S17"), ("photmjsr", "<f4"), ("uncertainty", "<f4"), ("nelem", "<i2"),
+             ("wavelength", "<f4", (n,)), ("relresponse", "<f4", (n,)), ("reluncertainty", "<f4", (n,))]
+    ref = dm.MirLrsPhotomModel(phot_table=np.array(rows, dtype=dtype))
+    ref.meta.instrument.name, ref.meta.instrument.detector, ref.meta.instrument.filter = "MIRI", "MIRIMAGE", "P750L"
+    ref.meta.reftype, ref.meta.author, ref.meta.pedigree = "PHOTOM", "webbflow tests", "DUMMY"
+    ref.meta.description, ref.meta.useafter = "LRS photom for tests", "2022-01-01T00:00:00"
+    ref.meta.photometry.pixelarea_steradians, ref.meta.photometry.pixelarea_arcsecsq = 2.84403609523084e-13, 0.0121
+    out = tmp_path / "jwst_miri_photom_lrs.fits"
+    ref.save(out)
+    return out
+
+
+def test_photom_lrs_matches_jwst(wcs_pair, tmp_path):
+    """photom on the LRS exposure after assign_wcs: PHOTMJSR times the relative response at each pixel's
+    wavelength; pixels outside the response are DO_NOT_USE and NaN; same arrays, DQ and keywords as jwst."""
+    from jwst.photom.photom import DataSet
+    from parity import compare_arrays, compare_dq
+
+    exp_type, res, theirs, _ = wcs_pair
+    ref = _lrs_photom(tmp_path)
+    ours = run_step("photom", res.model.copy(), {}, references={"photom": str(ref), "area": "N/A"})
+    assert ours.status == "COMPLETE"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jw = DataSet(theirs.copy(), False, None, True).apply_photom(str(ref), "N/A")
+    o = ours.model
+    for name in ("data", "err", "var_poisson", "var_rnoise"):
+        ag = compare_arrays(name, getattr(o, name), getattr(jw, name), rtol=1e-6)
+        assert ag.fraction == 1.0, name
+    assert compare_dq("dq", o.dq, jw.dq).fraction == 1.0
+    assert o.meta.photometry.conversion_megajanskys == pytest.approx(jw.meta.photometry.conversion_megajanskys, rel=1e-7)
+    assert o.meta.photometry.conversion_microjanskys == pytest.approx(jw.meta.photometry.conversion_microjanskys, rel=1e-7)
+    assert o.meta.photometry.pixelarea_steradians == jw.meta.photometry.pixelarea_steradians
+    assert o.meta.bunit_data == jw.meta.bunit_data == "MJy/sr"
+    # the calibration did something: calibrated pixels changed scale, uncalibrated ones are flagged
+    calibrated = np.isfinite(o.data) & ~np.isnan(res.model.wavelength)
+    assert calibrated.sum() > 1000
+    uncal = np.isnan(o.wavelength) | (o.wavelength < 4.5) | (o.wavelength > 14.0)
+    assert np.all(o.dq[..., uncal] & 1) and np.all(np.isnan(o.data[..., uncal]))
+
+
+def _lrs_pathloss(tmp_path):
+    """An LRS pathloss reference (MirLrsPathlossModel): wavelengths from long to short as in the real
+    file, each with a 2-D grid of the slit's throughput over the source position (pixels from the
+    reference point: 41 along the slit, 11 across it)."""
+    from stdatamodels.jwst import datamodels as dm
+
+    waves = np.linspace(14.5, 4.0, 120).astype(np.float32)
+    yy, xx = np.mgrid[-2.5:2.51:0.5, -20:21:1.0]
+    rows = []
+    for w in waves:
+        width = 0.8 + 0.12 * w  # the PSF grows with wavelength: more of it misses the slit
+        centre = 0.95 - 0.025 * (w - 4.0)  # and less of it passes even when centred
+        grid = (centre * np.exp(-0.5 * (yy / width) ** 2) * (1 - 0.002 * np.abs(xx))).astype(np.float32)
+        rows.append((w, grid, 0.01 * grid))
+    dtype = [("wavelength", "<f4"), ("pathloss", "<f4", yy.shape), ("pathloss_err", "<f4", yy.shape)]
+    ref = dm.MirLrsPathlossModel(pathloss_table=np.array(rows, dtype=dtype))
+    ref.meta.instrument.name, ref.meta.instrument.detector, ref.meta.instrument.filter = "MIRI", "MIRIMAGE", "P750L"
+    ref.meta.exposure.type = "MIR_LRS-FIXEDSLIT"
+    ref.meta.reftype, ref.meta.author, ref.meta.pedigree = "PATHLOSS", "webbflow tests", "DUMMY"
+    ref.meta.description, ref.meta.useafter = "LRS pathloss for tests", "2022-01-01T00:00:00"
+    w = ref.meta.wcsinfo
+    w.crpix1, w.crval1, w.cdelt1, w.crpix2, w.crval2, w.cdelt2 = 21.0, 0.0, 1.0, 6.0, 0.0, 0.5
+    out = tmp_path / "jwst_miri_pathloss_lrs.fits"
+    ref.save(out)
+    return out
+
+
+@pytest.mark.parametrize("user_slit_loc", [None, 0.12])
+def test_pathloss_lrs_matches_jwst(wcs_pair, tmp_path, user_slit_loc):
+    """pathloss for a point source in the slit, 2.7 pixels along it from the reference point: the same
+    correction array, data, variances and PATHLOSS_PS as jwst's do_correction (with and without a
+    user slit offset); an extended source is left alone and marked SKIPPED."""
+    from jwst.pathloss.pathloss import do_correction
+    from parity import compare_arrays
+    from stdatamodels.jwst import datamodels as dm
+
+    exp_type, res, theirs, _ = wcs_pair
+    if exp_type != "MIR_LRS-FIXEDSLIT":
+        pytest.skip("pathloss corrects the LRS fixed slit only (jwst has no slitless pathloss)")
+    ref = _lrs_pathloss(tmp_path)
+    det2world = theirs.meta.wcs.get_transform("detector", "world")
+    imx, imy = -det2world.offset_1, -det2world.offset_2
+    ra, dec, _ = theirs.meta.wcs(imx + 2.7, imy)
+    mine, jw = res.model.copy(), theirs.copy()
+    for m in (mine, jw):
+        m.meta.target.ra, m.meta.target.dec, m.meta.target.source_type = float(ra), float(dec), "POINT"
+    out = run_step("pathloss", mine, {"user_slit_loc": user_slit_loc}, references={"pathloss": str(ref)})
+    assert out.status == "COMPLETE"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jw = do_correction(jw, dm.MirLrsPathlossModel(str(ref)), user_slit_loc=user_slit_loc, return_corrections=False)
+    o = out.model
+    for name in ("pathloss_point", "data", "err", "var_poisson", "var_rnoise", "wavelength"):
+        ag = compare_arrays(name, getattr(o, name), getattr(jw, name), rtol=1e-6)
+        assert ag.fraction == 1.0, name
+    assert np.array_equal(o.dq, jw.dq)
+    corr = o.pathloss_point[np.isfinite(o.pathloss_point)]
+    assert corr.size > 1000 and 0.3 < corr.min() < corr.max() < 1.0
+    # an extended source: no correction
+    ext = res.model.copy()
+    ext.meta.target.source_type = "EXTENDED"
+    skipped = run_step("pathloss", ext, {}, references={"pathloss": str(ref)})
+    assert skipped.status == "SKIPPED" and skipped.model.meta.cal_step.pathloss == "SKIPPED"
+    assert np.array_equal(skipped.model.data, res.model.data, equal_nan=True)
 
 
 def test_assign_wcs_lrs_refuses_a_specwcs_without_its_table(tmp_path):
