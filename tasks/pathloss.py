@@ -166,12 +166,13 @@ def correct_lrs(model, ref, params: PathLossParams):
 )
 def pathloss(model, refs, params: PathLossParams):
     """Correct a point source's spectrum for the light the slit loses (MIRI LRS fixed slit)."""
-    from ..models import ImageModel
+    from ..models import ImageModel, SlitModel
 
     exp_type = (model.meta.exposure.type or "").upper()
     if exp_type not in LRS_MODES:
         raise UnsupportedModeError(f"pathloss corrects MIRI LRS fixed-slit exposures here; not {exp_type or '?'}")
-    if not isinstance(model, ImageModel):
-        raise UnsupportedModeError(f"pathloss for {exp_type} takes an ImageModel, not {type(model).__name__}")
+    # spec2 hands LRS exposures over as a SlitModel, as jwst does
+    if not isinstance(model, (ImageModel, SlitModel)) or model.data.ndim != 2:
+        raise UnsupportedModeError(f"pathloss for {exp_type} takes a 2-D ImageModel or SlitModel, not {type(model).__name__}")
     with np.errstate(invalid="ignore"):
         return correct_lrs(model, refs["pathloss"], params)

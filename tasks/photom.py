@@ -316,8 +316,10 @@ def apply_conversion_array(model, factor, inverse, no_cal) -> None:
 
 
 def _supported(model) -> bool:
-    from ..models import CubeModel, ImageModel
+    from ..models import CubeModel, ImageModel, SlitModel
 
+    if isinstance(model, SlitModel):  # MIRI LRS: jwst's spec2 calibrates LRS exposures as a SlitModel
+        return (model.meta.exposure.type or "").upper() in SPECTRAL_MODES["MIRI"]
     return isinstance(model, (ImageModel, CubeModel))
 
 

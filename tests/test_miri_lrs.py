@@ -329,3 +329,84 @@ def test_assign_wcs_lrs_refuses_a_specwcs_without_its_table(tmp_path):
     refs = {"distortion": str(DISTORTION), "specwcs": str(bad), **dict.fromkeys(NOT_USED, "N/A")}
     with pytest.raises(ReferenceFileError, match="WAVETABLE"):
         run_step("assign_wcs", models.open(rate), {}, references=refs)
+
+
+def _miri_flat(tmp_path):
+    """A MIRI imager flat (FlatModel, full frame) with pixel-to-pixel structure and a few bad pixels."""
+    from stdatamodels.jwst import datamodels as dm
+
+    rng = np.random.default_rng(3)
+    flat = dm.FlatModel(rng.normal(1.0, 0.03, (1024, 1032)).astype(np.float32))
+    flat.err = np.full((1024, 1032), 0.005, np.float32)
+    flat.dq = np.zeros((1024, 1032), np.uint32)
+    flat.dq[700:702, 20:22] = 1 | 1024  # DO_NOT_USE + DEAD
+    flat.meta.instrument.name, flat.meta.instrument.detector, flat.meta.instrument.filter = "MIRI", "MIRIMAGE", "P750L"
+    flat.meta.reftype, flat.meta.author, flat.meta.pedigree = "FLAT", "webbflow tests", "DUMMY"
+    flat.meta.description, flat.meta.useafter = "MIRI flat for tests", "2022-01-01T00:00:00"
+    flat.meta.subarray.name, flat.meta.subarray.xstart, flat.meta.subarray.ystart = "FULL", 1, 1
+    flat.meta.subarray.xsize, flat.meta.subarray.ysize = 1032, 1024
+    out = tmp_path / "jwst_miri_flat_lrs.fits"
+    flat.save(out)
+    return out
+
+
+def test_spec2_lrs_slitless_branch_calints_match_jwsts_steps(tmp_path):
+    """spec2's LRS slitless branch on a rateints: the calints (a SlitModel, as jwst's) equals jwst's own
+    chain on the same input (load_wcs, the SlitModel conversion, srctype, flat_field, photom), and the
+    x1dints holds one spectrum per integration."""
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from jwst.flatfield.flat_field import do_correction as jwst_flat
+    from jwst.photom.photom import DataSet
+    from jwst.srctype.srctype import set_source_type
+    from parity import compare_arrays
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.flows.calwebb_spec2 import calibrate_exposure
+
+    load_all()
+    exp_type = "MIR_LRS-SLITLESS"
+    rate = _rate(exp_type, tmp_path)
+    rateints = tmp_path / "jw01234001001_01101_00001_mirimage_rateints.fits"
+    rate.rename(rateints)
+    flat, photom = _miri_flat(tmp_path), _lrs_photom(tmp_path)
+    steps = {
+        "assign_wcs": {"override_distortion": str(DISTORTION), "override_specwcs": str(SPECWCS[exp_type])},
+        "flat_field": {"override_flat": str(flat)},
+        "photom": {"override_photom": str(photom), "override_area": "N/A"},
+        "extract_1d": {"override_extract1d": str(MIRI_REFS / "jwst_miri_extract1d_0005.json"),
+                       "override_apcorr": "N/A", "override_psf": "N/A"},
+    }
+    out = tmp_path / "out"
+    cal, resampled, x1d, run = calibrate_exposure(rateints, {}, steps=steps, output_dir=out)
+    names = sorted(p.name for p in out.glob("*.fits"))
+    assert names == ["jw01234001001_01101_00001_mirimage_calints.fits", "jw01234001001_01101_00001_mirimage_x1dints.fits"]
+    assert resampled is None
+    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "flat_field", "photom", "extract_1d"]
+    assert type(cal).__name__ == "SlitModel" and cal.data.ndim == 3
+    assert (cal.xstart, cal.ystart, cal.xsize, cal.ysize) == (1, 529, 72, 416)
+    for step in ("assign_wcs", "srctype", "flat_field", "photom"):
+        assert getattr(cal.meta.cal_step, step) == "COMPLETE", step
+    for step in ("pathloss", "bkg_subtract", "straylight", "fringe"):
+        assert getattr(cal.meta.cal_step, step) == "SKIPPED", step
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jw = load_wcs(dm.open(rateints), {"distortion": str(DISTORTION), "specwcs": str(SPECWCS[exp_type])})
+        slit = dm.SlitModel(jw)
+        for attr in ("xstart", "ystart", "xsize", "ysize"):
+            setattr(slit, attr, getattr(jw.meta.subarray, attr))
+        set_source_type(slit)
+        slit, _ = jwst_flat(slit, dm.FlatModel(str(flat)))
+        slit = DataSet(slit, False, None, True).apply_photom(str(photom), "N/A")
+    assert cal.meta.target.source_type == slit.meta.target.source_type == "POINT"
+    for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat", "wavelength"):
+        ag = compare_arrays(name, getattr(cal, name), getattr(slit, name), rtol=1e-4)
+        assert ag.fraction >= 0.999, name
+    assert np.array_equal(cal.dq, slit.dq)
+
+    spectra = models.open(out / names[1])
+    assert type(spectra).__name__ == "TSOMultiSpecModel"
+    table = spectra.spec[0].spec_table
+    assert len(table) == 2  # one row per integration
+    flux = np.asarray(table["FLUX"])
+    assert np.isfinite(flux).sum() > 0.5 * flux.size
