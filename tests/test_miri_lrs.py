@@ -95,6 +95,8 @@ def _rate(exp_type, tmp_path):
     w.v2_ref, w.v3_ref = float(v2_ref), float(v3_ref)
     w.roll_ref, w.ra_ref, w.dec_ref, w.v3yangle, w.vparity = 61.3, 80.4875, -69.4994, 4.83, -1
     w.velosys = -23456.7
+    # the target 0.3" from the aperture's reference point
+    m.meta.target.ra, m.meta.target.dec = w.ra_ref + 0.3 / 3600 / np.cos(np.radians(w.dec_ref)), w.dec_ref
     m.meta.velocity_aberration.scale_factor = 1.0000712
     path = tmp_path / f"lrs_{exp_type[8:].lower()}_rate.fits"
     m.save(path)
@@ -410,3 +412,60 @@ def test_spec2_lrs_slitless_branch_calints_match_jwsts_steps(tmp_path):
     assert len(table) == 2  # one row per integration
     flux = np.asarray(table["FLUX"])
     assert np.isfinite(flux).sum() > 0.5 * flux.size
+
+
+def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
+    """spec2's LRS fixed-slit branch on a nod exposure, up to the cal product (resample_spec for LRS is not
+    implemented yet, and an extraction from the full-frame cal finds no data, in jwst as here: both are
+    skipped): the cal (SlitModel) equals jwst's chain (load_wcs, SlitModel, srctype, flat_field,
+    pathloss, photom)."""
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from jwst.flatfield.flat_field import do_correction as jwst_flat
+    from jwst.pathloss.pathloss import do_correction as jwst_pathloss
+    from jwst.photom.photom import DataSet
+    from jwst.srctype.srctype import set_source_type
+    from parity import compare_arrays
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.flows.calwebb_spec2 import calibrate_exposure
+
+    load_all()
+    exp_type = "MIR_LRS-FIXEDSLIT"
+    rate = tmp_path / "jw01234002001_01101_00001_mirimage_rate.fits"
+    _rate(exp_type, tmp_path).rename(rate)
+    specwcs = _specwcs_with_vertices(exp_type, tmp_path)
+    flat, photom, pathloss = _miri_flat(tmp_path), _lrs_photom(tmp_path), _lrs_pathloss(tmp_path)
+    steps = {
+        "assign_wcs": {"override_distortion": str(DISTORTION), "override_specwcs": str(specwcs)},
+        "flat_field": {"override_flat": str(flat)},
+        "pathloss": {"override_pathloss": str(pathloss)},
+        "photom": {"override_photom": str(photom), "override_area": "N/A"},
+        "resample_spec": {"skip": True},
+        "extract_1d": {"skip": True},
+    }
+    out = tmp_path / "out"
+    cal, resampled, x1d, run = calibrate_exposure(rate, {}, steps=steps, output_dir=out)
+    assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234002001_01101_00001_mirimage_cal.fits"]
+    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "flat_field", "pathloss", "photom"]
+    assert type(cal).__name__ == "SlitModel" and (cal.xsize, cal.ysize) == (1032, 1024)
+    assert cal.meta.cal_step.pathloss == "COMPLETE" and cal.meta.cal_step.bkg_subtract == "SKIPPED"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jw = load_wcs(dm.open(rate), {"distortion": str(DISTORTION), "specwcs": str(specwcs)})
+        slit = dm.SlitModel(jw)
+        for attr in ("xstart", "ystart", "xsize", "ysize"):
+            setattr(slit, attr, getattr(jw.meta.subarray, attr))
+        set_source_type(slit)
+        slit, _ = jwst_flat(slit, dm.FlatModel(str(flat)))
+        slit = jwst_pathloss(slit, dm.MirLrsPathlossModel(str(pathloss)), return_corrections=False)
+        slit = DataSet(slit, False, None, True).apply_photom(str(photom), "N/A")
+    for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat", "pathloss_point", "wavelength"):
+        ag = compare_arrays(name, getattr(cal, name), getattr(slit, name), rtol=1e-4)
+        assert ag.fraction >= 0.999, name
+    assert np.array_equal(cal.dq, slit.dq)
+    # the point source's pathloss was applied: a correction below 1 over the slit's wavelengths
+    corr = cal.pathloss_point[np.isfinite(cal.pathloss_point)]
+    assert corr.size > 10000 and corr.max() < 1.0
+    reread = dm.open(out / "jw01234002001_01101_00001_mirimage_cal.fits")
+    assert type(reread).__name__ == "SlitModel" and reread.meta.cal_step.photom == "COMPLETE"
