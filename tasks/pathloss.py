@@ -161,7 +161,7 @@ def correct_lrs(model, ref, params: PathLossParams):
     "PathLossStep",
     params=PathLossParams,
     reftypes=("pathloss",),
-    suffix="pathlossstep",
+    suffix="pathloss",
     input_class="ImageModel",
 )
 def pathloss(model, refs, params: PathLossParams):
