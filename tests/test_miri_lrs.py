@@ -59,7 +59,7 @@ def _specwcs_with_vertices(exp_type, tmp_path):
     return out
 
 
-def _rate(exp_type, tmp_path):
+def _rate(exp_type, tmp_path, seed=17):
     """A small LRS count-rate exposure written by stdatamodels (fixed slit: FULL; slitless: SLITLESSPRISM, 2 ints)."""
     from stdatamodels.jwst import datamodels as dm
 
@@ -76,7 +76,7 @@ def _rate(exp_type, tmp_path):
         m.meta.subarray.name, sub = "SLITLESSPRISM", (1, 529, 72, 416)
         m.meta.visit.tsovisit = True
     m.meta.subarray.xstart, m.meta.subarray.ystart, m.meta.subarray.xsize, m.meta.subarray.ysize = sub
-    rng = np.random.default_rng(17)
+    rng = np.random.default_rng(seed)
     shape = m.data.shape
     m.data = rng.normal(5.0, 1.0, shape).astype(np.float32)
     m.var_poisson = np.abs(rng.normal(0.05, 0.01, shape)).astype(np.float32)
@@ -418,8 +418,9 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
     """spec2's LRS fixed-slit branch on a nod exposure, up to the cal product (resample_spec for LRS is not
     implemented yet, and an extraction from the full-frame cal finds no data, in jwst as here: both are
     skipped): the cal (SlitModel) equals jwst's chain (load_wcs, SlitModel, srctype, flat_field,
-    pathloss, photom)."""
+    pathloss, photom), with the other nod subtracted as the background member (jwst's background_sub)."""
     from jwst.assign_wcs.assign_wcs import load_wcs
+    from jwst.background.background_sub import background_sub
     from jwst.flatfield.flat_field import do_correction as jwst_flat
     from jwst.pathloss.pathloss import do_correction as jwst_pathloss
     from jwst.photom.photom import DataSet
@@ -433,6 +434,8 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
     exp_type = "MIR_LRS-FIXEDSLIT"
     rate = tmp_path / "jw01234002001_01101_00001_mirimage_rate.fits"
     _rate(exp_type, tmp_path).rename(rate)
+    nod2 = tmp_path / "jw01234002001_01101_00002_mirimage_rate.fits"
+    _rate(exp_type, tmp_path, seed=18).rename(nod2)
     specwcs = _specwcs_with_vertices(exp_type, tmp_path)
     flat, photom, pathloss = _miri_flat(tmp_path), _lrs_photom(tmp_path), _lrs_pathloss(tmp_path)
     steps = {
@@ -444,15 +447,17 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
         "extract_1d": {"skip": True},
     }
     out = tmp_path / "out"
-    cal, resampled, x1d, run = calibrate_exposure(rate, {}, steps=steps, output_dir=out)
+    cal, resampled, x1d, run = calibrate_exposure(rate, {"background": [nod2]}, steps=steps, output_dir=out)
     assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234002001_01101_00001_mirimage_cal.fits"]
-    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "flat_field", "pathloss", "photom"]
+    assert [r.name for r in run.records] == ["assign_wcs", "bkg_subtract", "srctype", "flat_field", "pathloss", "photom"]
     assert type(cal).__name__ == "SlitModel" and (cal.xsize, cal.ysize) == (1032, 1024)
-    assert cal.meta.cal_step.pathloss == "COMPLETE" and cal.meta.cal_step.bkg_subtract == "SKIPPED"
+    assert cal.meta.cal_step.pathloss == "COMPLETE" and cal.meta.cal_step.bkg_subtract == "COMPLETE"
+    assert cal.meta.cal_step.straylight == "SKIPPED" and cal.meta.cal_step.targ_centroid == "SKIPPED"
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         jw = load_wcs(dm.open(rate), {"distortion": str(DISTORTION), "specwcs": str(specwcs)})
+        _bkg, jw = background_sub(jw, [str(nod2)], 3.0, None)
         slit = dm.SlitModel(jw)
         for attr in ("xstart", "ystart", "xsize", "ysize"):
             setattr(slit, attr, getattr(jw.meta.subarray, attr))
