@@ -119,7 +119,13 @@ def lrs_correction(model, table: LrsPathloss, user_slit_loc=None):
     """The 2-D point-source pathloss of an LRS fixed-slit exposure, and the per-pixel wavelengths."""
     from .photom import exposure_wavelengths
 
-    xc, yc, imx, imy = source_position(model)
+    t = model.meta.target
+    xc, yc, imx, imy = (np.nan,) * 4 if t.ra is None or t.dec is None else source_position(model)
+    if not (np.isfinite(xc) and np.isfinite(yc)):
+        from ..errors import InputFileError
+
+        raise InputFileError(model.meta.filename or "the exposure",
+                             "has no usable target position (TARG_RA/TARG_DEC) for the LRS pathloss correction")
     log.info("Target location relative to aperture center = (%.3f, %.3f)", xc, yc)
     if user_slit_loc is not None:
         from stcal.alignment.util import compute_scale

@@ -318,6 +318,13 @@ def test_pathloss_lrs_matches_jwst(wcs_pair, tmp_path, user_slit_loc):
     skipped = run_step("pathloss", ext, {}, references={"pathloss": str(ref)})
     assert skipped.status == "SKIPPED" and skipped.model.meta.cal_step.pathloss == "SKIPPED"
     assert np.array_equal(skipped.model.data, res.model.data, equal_nan=True)
+    # a point source without a target position: a one-line error naming the exposure
+    from webbflow.errors import InputFileError
+
+    lost = res.model.copy()
+    lost.meta.target.source_type, lost.meta.target.ra = "POINT", None
+    with pytest.raises(InputFileError, match="TARG_RA"):
+        run_step("pathloss", lost, {}, references={"pathloss": str(ref)})
 
 
 def test_assign_wcs_lrs_refuses_a_specwcs_without_its_table(tmp_path):
