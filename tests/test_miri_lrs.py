@@ -12,6 +12,7 @@ stdatamodels, carries the same WCS.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -435,7 +436,9 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
     from parity import compare_arrays
     from stdatamodels.jwst import datamodels as dm
 
-    from webbflow.flows.calwebb_spec2 import calibrate_exposure
+    import json
+
+    from webbflow.flows.calwebb_spec2 import run_spec2, spec2_last_run
 
     load_all()
     exp_type = "MIR_LRS-FIXEDSLIT"
@@ -453,9 +456,20 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
         "resample_spec": {"skip": True},
         "extract_1d": {"skip": True},
     }
+    # the level-2 association jwst's rules make for a nod: the other nod is the background member
+    asn = tmp_path / "jw01234-o002_20240301t100000_spec2_00001_asn.json"
+    asn.write_text(json.dumps({
+        "asn_type": "spec2", "asn_rule": "Asn_Lv2SpecSpecial", "asn_pool": "jw01234_20240301t100000_pool.csv",
+        "products": [{"name": "jw01234002001_01101_00001_mirimage",
+                      "members": [{"expname": rate.name, "exptype": "science"},
+                                  {"expname": nod2.name, "exptype": "background"}]}]}))
     out = tmp_path / "out"
-    cal, resampled, x1d, run = calibrate_exposure(rate, {"background": [nod2]}, steps=steps, output_dir=out)
+    written = run_spec2(asn, output_dir=out, steps=steps)  # what `webbflow run calwebb_spec2 ASN` runs
+    assert [Path(p).name for p in written] == ["jw01234002001_01101_00001_mirimage_cal.fits"]
     assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234002001_01101_00001_mirimage_cal.fits"]
+    run = spec2_last_run[-1]
+    cal = models.open(out / "jw01234002001_01101_00001_mirimage_cal.fits")
+    assert cal.meta.asn.table_name == asn.name and cal.meta.asn.pool_name == "jw01234_20240301t100000_pool.csv"
     assert [r.name for r in run.records] == ["assign_wcs", "bkg_subtract", "srctype", "flat_field", "pathloss", "photom"]
     assert type(cal).__name__ == "SlitModel" and (cal.xsize, cal.ysize) == (1032, 1024)
     assert cal.meta.cal_step.pathloss == "COMPLETE" and cal.meta.cal_step.bkg_subtract == "COMPLETE"
