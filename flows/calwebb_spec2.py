@@ -70,6 +70,30 @@ class Branch:
 # EXP_TYPE -> Branch; each mode adds its entries here
 BRANCHES: dict[str, Branch] = {}
 
+# MIRI LRS (jwst's _process_common): after assign_wcs and the nod background, the exposure goes on
+# as a SlitModel (``extra["as_slit_before"]``), srctype to photom; the fixed slit is resampled to
+# an s2d and extracted from it, the slitless TSO is extracted per integration from the calints.
+# Marked SKIPPED as jwst's verification and default-skipped steps leave them on the cal product.
+_LRS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "straylight",
+                "fringe", "barshadow", "residual_fringe")
+BRANCHES["MIR_LRS-FIXEDSLIT"] = Branch(
+    "miri_lrs_fixedslit", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "pathloss", "photom"),
+    resample="resample_spec", marked_skipped=_LRS_SKIPPED, notes="MIRI LRS fixed slit (nodded along the slit)",
+    extra={"as_slit_before": "srctype"})
+BRANCHES["MIR_LRS-SLITLESS"] = Branch(
+    "miri_lrs_slitless", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "photom"),
+    resample=None, marked_skipped=_LRS_SKIPPED + ("pathloss",), notes="MIRI LRS slitless (TSO, SLITLESSPRISM)",
+    extra={"as_slit_before": "srctype"})
+
+
+def as_slit_model(model):
+    """The exposure as a SlitModel (arrays shared, metadata and WCS kept), with the subarray as the slit's
+    extent (xstart, ystart, xsize, ysize), as jwst's spec2 converts MIRI LRS exposures."""
+    slit = models.SlitModel(model)
+    for attr in ("xstart", "ystart", "xsize", "ysize"):
+        setattr(slit, attr, getattr(model.meta.subarray, attr))
+    return slit
+
 
 def branch_for(model) -> Branch:
     """The spec2 branch of an exposure, from its EXP_TYPE (UnsupportedModeError when there is none)."""
@@ -180,7 +204,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     cal_steps = _steps_of(branch, members)
     later = ([branch.resample] if branch.resample else []) + (["extract_1d"] if branch.extract else [])
     params = resolve_params(cal_steps + later, steps, config, model=model, pipeline_class="Spec2Pipeline")
-    multi_int = isinstance(model, models.CubeModel)
+    multi_int = model.data.ndim == 3
     if "bkg_subtract" in params and members.get("background"):
         params["bkg_subtract"] = params["bkg_subtract"].model_copy(
             update={"bkg_list": [str(b) for b in members["background"]]})
@@ -191,9 +215,15 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     run.references, run.context = resolve_references(model, params)
     out_dir = Path(output_dir) if output_dir else None
 
-    model = run_steps(model, cal_steps, run, output_dir=out_dir, source_name=source)
+    split = branch.extra.get("as_slit_before")
+    if split in cal_steps:  # the mode goes on as a SlitModel from that step (jwst's LRS)
+        i = cal_steps.index(split)
+        model = run_steps(model, cal_steps[:i], run, output_dir=out_dir, source_name=source)
+        model = run_steps(as_slit_model(model), cal_steps[i:], run, output_dir=out_dir, source_name=source)
+    else:
+        model = run_steps(model, cal_steps, run, output_dir=out_dir, source_name=source)
     for name in branch.marked_skipped:
-        if hasattr(model.meta.cal_step, name):
+        if name not in cal_steps and hasattr(model.meta.cal_step, name):
             setattr(model.meta.cal_step, name, "SKIPPED")
     stamp(model, run, "spec2")
     if out_dir is not None:

@@ -70,6 +70,8 @@ class ImageModel(DataModel):
         A("var_poisson", "VAR_POISSON", F4, ndim=2, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=2, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=2, shape_of=same_shape),
+        A("pathloss_point", "PATHLOSS_PS", F4, ndim=2),  # pathloss (MIRI LRS fixed slit)
+        A("pathloss_uniform", "PATHLOSS_UN", F4, ndim=2),
         A("wavelength", "WAVELENGTH", F4, ndim=2),
         A("zeroframe", "ZEROFRAME", F4, ndim=2),
         A("int_times", "INT_TIMES", table=True),

@@ -88,8 +88,10 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
 
 
 def _supported(model) -> bool:
-    from ..models import CubeModel, GuiderCalModel, ImageModel
+    from ..models import CubeModel, GuiderCalModel, ImageModel, SlitModel
 
+    if isinstance(model, SlitModel):  # MIRI LRS: jwst's spec2 calibrates LRS exposures as a SlitModel
+        return (model.meta.exposure.type or "").upper() in ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
     return isinstance(model, (ImageModel, CubeModel, GuiderCalModel))
 
 

@@ -49,6 +49,12 @@ IMAGING_MODES = {
     "MIRI": {"MIR_IMAGE", "MIR_LYOT", "MIR_4QPM", "MIR_CORONCAL", "MIR_TACQ", "MIR_TACONFIRM"},
     "FGS": {"FGS_IMAGE", "FGS_FOCUS"},
 }
+# Spectroscopic modes whose PHOTOM row also carries a relative response against wavelength
+# (WAVELENGTH, RELRESPONSE, NELEM): the conversion becomes a 2-D array from the exposure's
+# per-pixel wavelengths (the WAVELENGTH array assign_wcs attached, else the WCS).
+SPECTRAL_MODES = {
+    "MIRI": {"MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS"},
+}
 
 
 class PhotomParams(StepParams):
@@ -233,13 +239,87 @@ def calibrate(model, photom_ref, area_ref=None, params: PhotomParams | None = No
     log.info("PHOTMJSR value: %.6g", conversion)
     model.meta.photometry.conversion_megajanskys = float(conversion)
     model.meta.photometry.conversion_microjanskys = float(conversion * MJSR_TO_UJA2)
+    if "wavelength" in names and "relresponse" in names:
+        return calibrate_spectral(model, table_row, names, conversion, params)
     apply_conversion(model, conversion, params.inverse)
     return model, "COMPLETE"
 
 
-def _supported(model) -> bool:
-    from ..models import CubeModel, ImageModel
+def relative_response(table_row, names) -> tuple[np.ndarray, np.ndarray]:
+    """(wavelengths in micron, increasing; relative response) of a spectroscopic PHOTOM row."""
+    waves = np.asarray(table_row[names["wavelength"]])
+    resp = np.asarray(table_row[names["relresponse"]])
+    if "nelem" in names:
+        n = int(table_row[names["nelem"]])
+        waves, resp = waves[:n], resp[:n]
+    if not np.all(np.diff(waves) > 0):
+        order = np.argsort(waves)
+        waves, resp = waves[order].copy(), resp[order].copy()
+    if 0.0 < waves.max() < 1.0e-4:  # metres
+        waves = waves * 1.0e6
+    return waves, resp
 
+
+def exposure_wavelengths(model) -> np.ndarray:
+    """Per-pixel wavelengths: the WAVELENGTH array when it holds values, else the WCS evaluated on the pixels."""
+    wl = model.wavelength if model.has("wavelength") else None
+    if wl is not None and wl.size and not (np.nanmin(wl) == 0.0 and np.nanmax(wl) == 0.0):
+        return wl.copy()
+    wcs = getattr(model.meta, "wcs", None)
+    if wcs is None:
+        raise UnsupportedModeError("photom: a spectroscopic exposure needs a WCS (run assign_wcs first)")
+    y, x = np.indices(model.data.shape[-2:], dtype=np.float64)
+    return wcs(x, y)[2]
+
+
+def calibrate_spectral(model, table_row, names, conversion, params: PhotomParams):
+    """Scale by PHOTMJSR times the relative response at each pixel's wavelength.
+
+    Pixels with no wavelength, or outside the response's range, get a conversion of 0 and are
+    flagged DO_NOT_USE (and become NaN with the rest of the unusable pixels).
+    """
+    waves, resp = relative_response(table_row, names)
+    wl = exposure_wavelengths(model)
+    wl[np.isnan(wl)] = -1.0
+    conv = np.interp(wl, waves, resp, left=np.nan, right=np.nan)
+    factor = conversion * conv
+    no_cal = np.isnan(conv)
+    factor[no_cal] = 0.0
+    apply_conversion_array(model, factor, params.inverse, no_cal)
+    return model, "COMPLETE"
+
+
+def apply_conversion_array(model, factor, inverse, no_cal) -> None:
+    """As :func:`apply_conversion` with a per-pixel factor; ``no_cal`` pixels are flagged DO_NOT_USE."""
+    from ..models import dqflags
+
+    squared = factor * factor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in ("data", "err"):
+            arr = getattr(model, name)
+            if not inverse:
+                arr *= factor
+            else:
+                arr /= factor
+        for name in ("var_poisson", "var_rnoise", "var_flat"):
+            if model.has(name) and getattr(model, name).size > 0:
+                arr = getattr(model, name)
+                if not inverse:
+                    arr *= squared
+                else:
+                    arr /= squared
+    model.dq[..., no_cal] |= np.uint32(dqflags.DO_NOT_USE)
+    unit = "DN/s" if inverse else "MJy/sr"
+    model.meta.bunit_data = unit
+    model.meta.bunit_err = unit
+    match_nans_and_flags(model)
+
+
+def _supported(model) -> bool:
+    from ..models import CubeModel, ImageModel, SlitModel
+
+    if isinstance(model, SlitModel):  # MIRI LRS: jwst's spec2 calibrates LRS exposures as a SlitModel
+        return (model.meta.exposure.type or "").upper() in SPECTRAL_MODES["MIRI"]
     return isinstance(model, (ImageModel, CubeModel))
 
 
@@ -259,9 +339,9 @@ def photom(model, refs, params: PhotomParams):
         return model, "SKIPPED"
     inst = (model.meta.instrument.name or "").upper()
     exp_type = (model.meta.exposure.type or "").upper()
-    if exp_type not in IMAGING_MODES.get(inst, set()):
+    if exp_type not in IMAGING_MODES.get(inst, set()) | SPECTRAL_MODES.get(inst, set()):
         raise UnsupportedModeError(
-            f"photom calibrates imaging (NIRCam, NIRISS, MIRI, FGS) here; not {inst or '?'} {exp_type or '?'}"
+            f"photom calibrates imaging (NIRCam, NIRISS, MIRI, FGS) and MIRI LRS here; not {inst or '?'} {exp_type or '?'}"
         )
     with np.errstate(invalid="ignore"):
         return calibrate(model, refs["photom"], refs.get("area"), params)

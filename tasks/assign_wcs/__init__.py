@@ -57,6 +57,7 @@ class AssignWcsParams(StepParams):
 
 # EXP_TYPE -> module of this package that builds its WCS (see the module docstring)
 MODE_MODULES: dict[str, str] = {}
+MODE_MODULES.update({"MIR_LRS-FIXEDSLIT": "miri_lrs", "MIR_LRS-SLITLESS": "miri_lrs"})
 
 # every reference type a mode module may use (the step's optional references)
 MODE_REFTYPES = (
