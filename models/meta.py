@@ -62,6 +62,7 @@ class Instrument(Group):
 
 class Exposure(Group):
     type: str | None = kw("EXP_TYPE")
+    psf_reference: bool | None = kw("IS_PSF")  # a coronagraphic PSF-reference exposure
     count: int | None = kw("EXPCOUNT")
     start_time: Number | None = kw("EXPSTART")
     mid_time: Number | None = kw("EXPMID")
@@ -348,6 +349,8 @@ CAL_STEP_KEYWORDS.update({
     "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
     "master_background": "S_MSBSUB",
 })
+# coronagraphy (coron3)
+CAL_STEP_KEYWORDS.update({"stack_psfs": "S_PSFSTK", "align_psfs": "S_PSFALI", "klip": "S_KLIP"})
 
 
 class RefFileEntry(Group):
