@@ -196,3 +196,66 @@ def test_coron3_refuses_an_association_without_psf_members(tmp_path):
     with pytest.raises(InputFileError, match="no PSF-reference"):
         run_coron3(path, output_dir=tmp_path)
     assert not any(p.name.endswith(".fits") for p in tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# the simulator: webbflow simulate --instrument nircam --exp-type NRC_CORON
+
+
+@pytest.fixture(scope="session")
+def coron_sim(tmp_path_factory):
+    from webbflow.refs.simulator import simulate
+
+    out = tmp_path_factory.mktemp("coron-sim")
+    return simulate(out, instrument="nircam", exp_type="NRC_CORON", ngroups=3, nints=2, nexp=2, seed=3)
+
+
+@pytest.mark.real
+def test_simulated_coronagraphy_is_shaped_as_real_data(coron_sim, shared_data):
+    import json
+
+    from astropy.io import fits
+
+    real = fits.getheader(shared_data / "real" / "nircam_coron_headers" / "jw01075001001_03105_00009_nrca2_uncal.fits")
+    assert len(coron_sim.uncal) == 3
+    flags = []
+    for path in coron_sim.uncal:
+        h = fits.getheader(path)
+        for key in ("EXP_TYPE", "PUPIL", "PATTTYPE", "IS_PSF", "CORONMSK", "SUBARRAY", "TEMPLATE"):
+            assert key in h and type(h[key]) is type(real[key]), key
+        assert (h["EXP_TYPE"], h["PUPIL"], h["CORONMSK"], h["SUBARRAY"]) == ("NRC_CORON", "MASKRND", "MASKA335R", "SUB320A335R")
+        assert (h["DETECTOR"], h["FILTER"], h["NINTS"], h["NGROUPS"]) == ("NRCALONG", "F335M", 2, 3)
+        assert fits.getheader(path, "SCI")["NAXIS1"] == 320
+        flags.append(h["IS_PSF"])
+    assert flags == [False, True, True]
+    # the associations the rules make: an image2 per exposure, one coron3 with science and psf members
+    assert len(coron_sim.asn_level2) == 3
+    asn = json.loads(coron_sim.asn_level3.read_text())
+    assert asn["asn_type"] == "coron3"
+    members = asn["products"][0]["members"]
+    assert [m["exptype"] for m in members] == ["science", "psf", "psf"]
+    assert [m["expname"] for m in members] == [p.name.replace("_uncal", "_calints") for p in coron_sim.uncal]
+
+
+def test_simulated_coronagraphy_selects_its_psfmask_and_shows_the_companion(coron_sim, crds_env):
+    from astropy.table import Table
+
+    from webbflow.refs import get_reference_paths, open_reference
+
+    crds_env(coron_sim.crds_path)
+    sci = models.open(coron_sim.uncal[0])
+    paths = get_reference_paths(sci, ["psfmask"])
+    mask = open_reference("psfmask", paths["psfmask"])
+    assert mask.data.shape == (320, 320) and mask.meta.instrument.coronagraph == "MASKA335R"
+    truth = Table.read(coron_sim.output_dir / "truth" / "companion.ecsv")
+    x, y = float(truth["x"][0]), float(truth["y"][0])
+    assert mask.data[int(round(y)), int(round(x))] == 1.0  # the companion is outside the mask
+    cx, cy = truth.meta["star_x"], truth.meta["star_y"]
+    assert mask.data[int(round(cy)), int(round(cx))] == 0.0  # the star is behind it
+    # the companion's signal in the ramp (last minus first group), where truth puts it
+    ramp = sci.data[0].astype(float)
+    diff = ramp[-1] - ramp[0]
+    cut = diff[int(y) - 3: int(y) + 4, int(x) - 3: int(x) + 4]
+    dy, dx = np.unravel_index(np.argmax(cut), cut.shape)
+    assert abs(dx - 3) <= 1 and abs(dy - 3) <= 1
+    assert cut.max() > 20 * np.std(diff[5:40, 5:40])
