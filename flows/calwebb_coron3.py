@@ -28,7 +28,9 @@ from ..errors import InputFileError, ParameterError
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["stack_refs", "align_refs", "klip", "outlier_detection", "resample"]
+# in the order they run (jwst's Coron3Pipeline declares them as stack_refs, align_refs, klip,
+# outlier_detection, resample)
+STEPS = ["outlier_detection", "stack_refs", "align_refs", "klip", "resample"]
 
 _last = LastRuns()
 log = logging.getLogger("webbflow.flows")
