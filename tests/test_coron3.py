@@ -244,8 +244,12 @@ def test_simulated_coronagraphy_selects_its_psfmask_and_shows_the_companion(coro
 
     crds_env(coron_sim.crds_path)
     sci = models.open(coron_sim.uncal[0])
-    paths = get_reference_paths(sci, ["psfmask"])
+    paths = get_reference_paths(sci, ["psfmask", "area"])
     mask = open_reference("psfmask", paths["psfmask"])
+    # the pixel-area map is full frame, as the real ones are: jwst cuts the subarray out of it
+    from astropy.io import fits
+
+    assert fits.getheader(paths["area"], "SCI")["NAXIS1"] == 2048
     assert mask.data.shape == (320, 320) and mask.meta.instrument.coronagraph == "MASKA335R"
     truth = Table.read(coron_sim.output_dir / "truth" / "companion.ecsv")
     x, y = float(truth["x"][0]), float(truth["y"][0])
