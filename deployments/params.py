@@ -123,6 +123,10 @@ def stage_steps(stage: str) -> list[str]:
         from ..flows import calwebb_image3 as m
 
         return list(getattr(m, "STEPS", None) or getattr(m, "ALL_STEPS"))
+    if stage == "coron3":
+        from ..flows import calwebb_coron3 as m
+
+        return list(m.STEPS)
     raise KeyError(stage)
 
 

@@ -398,6 +398,13 @@ class DrizParsModel(ReferenceFileModel):
     arrays = (A("data", "DRIZPARS", table=True, required=True),)
 
 
+class PsfMaskModel(ReferenceFileModel):
+    """A coronagraphic PSF mask (align_refs' weights): SCI float32, 1 where pixels count, 0 where not."""
+
+    reftype = "psfmask"
+    arrays = (A("data", "SCI", F4, ndim=2, required=True),)
+
+
 REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "mask": MaskModel, "gain": GainModel, "readnoise": ReadnoiseModel, "superbias": SuperBiasModel,
     "saturation": SaturationModel, "linearity": LinearityModel, "dark": DarkModel, "flat": FlatModel,
@@ -408,3 +415,4 @@ REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "emicorr": EmiModel, "pictureframe": PictureFrameModel,
     "sirskernel": SIRSKernelModel,
 }
+REFERENCE_MODELS["psfmask"] = PsfMaskModel

@@ -62,6 +62,7 @@ class Instrument(Group):
 
 class Exposure(Group):
     type: str | None = kw("EXP_TYPE")
+    psf_reference: bool | None = kw("IS_PSF")  # a coronagraphic PSF-reference exposure
     count: int | None = kw("EXPCOUNT")
     start_time: Number | None = kw("EXPSTART")
     mid_time: Number | None = kw("EXPMID")

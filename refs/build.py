@@ -147,7 +147,7 @@ def build_reference_cache(exposures, output_dir, seed: int = 0) -> BuildResult:
         order = sorted(to_make.items(), key=lambda kv: (kv[1][0].instrument, kv[1][0].detector, kv[0]))
         for name, (cfg, rt, key) in order:
             truth = detector_truth(cfg.instrument, cfg.detector, int(seed))
-            model = MAKERS[rt](cfg, truth, reference_region(cfg))
+            model = MAKERS[rt](cfg, truth, reference_region(cfg, rt))
             model.meta.date = now
             path = ctxmod.reference_path(root, name)
             model.save(path)

@@ -1714,6 +1714,13 @@ def simulate(
         return importlib.import_module(f"webbflow.refs.sim.{mode}").simulate(output_dir, **kwargs)
     if grating is not None:
         raise ParameterError(f"--grating is for spectroscopic modes, not {exp_type or 'imaging'}")
+    if (exp_type or "").upper() == "NRC_CORON":  # coronagraphy: refs/sim/coron.py
+        from .sim.coron import simulate_coron
+
+        return simulate_coron(output_dir, detector=detector, subarray=subarray, ngroups=ngroups, nints=nints,
+                              nexp=nexp, seed=seed, filter=filter, readpatt=readpatt, target_ra=target_ra,
+                              target_dec=target_dec, pa_v3=pa_v3, program=program, observation=observation,
+                              start_time=start_time, build_refs=build_refs, reference_seed=reference_seed)
 
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")

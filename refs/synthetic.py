@@ -79,6 +79,7 @@ IMAGING_EXP_TYPES = {
     "MIRI": ("MIR_IMAGE", "MIR_TACQ", "MIR_FLATIMAGE", "MIR_DARKIMG"),
     "FGS": ("FGS_IMAGE", "FGS_FOCUS", "FGS_SKYFLAT", "FGS_INTFLAT", "FGS_DARK"),
 }
+IMAGING_EXP_TYPES["NIRCAM"] += ("NRC_CORON",)  # coronagraphic images read the imaging references (refs/sim/coron.py)
 
 # Reference types each mode reads in jwst 3.0 (detector1 + image2 + image3, or guider).
 NIR_REFTYPES = (
@@ -949,14 +950,16 @@ def detector_axes(detector: str) -> tuple[int, int]:
     }[detector.upper()]
 
 
-def reference_region(cfg: ExposureConfig) -> Region:
+def reference_region(cfg: ExposureConfig, reftype: str | None = None) -> Region:
     """The window the per-pixel references cover: the exposure's subarray, or the full frame for guider modes.
 
     FGS guider windows (ID, ACQ, TRACK, FINEGUIDE) move from exposure to
     exposure under the same SUBARRAY name, so their references are full frame
     and jwst cuts the window out, as it does with the real ones.
     """
-    if cfg.is_guider:
+    if cfg.is_guider or (reftype == "area" and cfg.exp_type == "NRC_CORON"):
+        # (coronagraphic subarrays get a full-frame pixel-area map, as the real CRDS files are:
+        # jwst cuts it by SUBSTRT, which leaves a subarray-shaped one an empty AREA)
         spec = detector_spec(cfg.instrument, cfg.detector)
         ny, nx = spec.shape
         return Region("FULL", 1, 1, nx, ny)
@@ -1419,7 +1422,7 @@ def reference_set(exposure, seed: int = 0, reftypes=None) -> dict[str, Any]:
     for rt in wanted:
         if rt in ("dark", "reset") and not cfg.readpatt:
             raise UnsupportedModeError(f"{rt} reference needs the exposure's READPATT")
-        out[rt] = MAKERS[rt](cfg, truth, region)
+        out[rt] = MAKERS[rt](cfg, truth, reference_region(cfg, rt))
     return out
 
 

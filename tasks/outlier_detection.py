@@ -35,9 +35,9 @@ is blotted back too, and it replaces the exposure's own ERR in the
 comparison.  Only NIRSpec slits have such a grid here.
 
 A TSO cube of integrations (jwst's ``tso`` mode) is compared with its own
-median over time (:mod:`.outlier_detection_tso`).  The imaging, slit and TSO
-modes are implemented; jwst's coronagraphic and IFU modes are not: such
-inputs raise an unsupported-mode error.
+median over time (:mod:`.outlier_detection_tso`), and so is a coronagraphic
+cube (jwst's ``coron`` mode, :mod:`.outlier_detection_coron`).  jwst's IFU mode
+is not implemented: such inputs raise an unsupported-mode error.
 """
 
 from __future__ import annotations
@@ -370,6 +370,12 @@ def outlier_detection(models_in, refs, params: OutlierDetectionParams):
 
     if is_tso_cube(models_in):  # mode tso: one exposure's integrations against their median
         flag_tso_outliers(models_in, params)
+        return models_in
+    from .outlier_detection_coron import flag_coron_outliers, is_coron_cube
+
+    if is_coron_cube(models_in):  # mode coron: one coronagraphic exposure's integrations
+        count = flag_coron_outliers(models_in, params)
+        report_qa(**{"outlier %": round(100.0 * count / max(models_in.data.size, 1), 4)})
         return models_in
     library = as_library(models_in, params.in_memory)
     flag_outliers(library, params)
