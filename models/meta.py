@@ -348,6 +348,7 @@ CAL_STEP_KEYWORDS.update({
     "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
     "master_background": "S_MSBSUB",
 })
+CAL_STEP_KEYWORDS["wfs_combine"] = "S_WFSCOM"  # WFS&C dither pairs (calwebb_wfs-image3)
 
 
 class RefFileEntry(Group):
