@@ -1695,6 +1695,9 @@ def simulate(
     reference_seed: int = 0,
 ) -> SimulationResult:
     """Simulate a dithered imaging observation of one detector; see the module docstring."""
+    mode = _mode_simulator(instrument, exp_type, pupil)
+    if mode is not None:  # a mode with its own module in refs/sim/
+        return mode(**{k: v for k, v in locals().items() if k != "mode"})
     from ..models import Level1bModel
 
     if nexp < 1:
@@ -1802,6 +1805,20 @@ def simulate(
         result.context = context
         result.crds_path = out
     return result
+
+
+def _mode_simulator(instrument, exp_type, pupil):
+    """The ``simulate`` of the refs/sim/ module that makes this observing mode, or None (imaging here)."""
+    inst, et, pup = (instrument or "").lower(), (exp_type or "").upper(), (pupil or "").upper()
+    if inst == "nircam" and et == "NRC_TSIMAGE":
+        from .sim import tso_image
+
+        return tso_image.simulate
+    if inst == "nircam" and et in ("", "NRC_IMAGE") and pup in ("WLP8", "WLM8"):
+        from .sim import wfs
+
+        return wfs.simulate
+    return None
 
 
 def _build_and_open_references(models, setup: Setup, out: Path, seed: int) -> tuple[dict, str]:
