@@ -26,6 +26,9 @@ PIPELINE_ALIASES = {
     "calwebb_dark": "dark", "DarkPipeline": "dark", "jwst.pipeline.DarkPipeline": "dark",
     "calwebb_coron3": "coron3", "calwebb_ami3": "ami3", "calwebb_tso3": "tso3",
     "Tso3Pipeline": "tso3", "jwst.pipeline.Tso3Pipeline": "tso3",
+    "calwebb_tso-image2": "image2", "calwebb_wfs-image2": "image2",  # jwst's .cfg names for Image2Pipeline
+    "calwebb_wfs-image3": "wfs-image3", "WfsCombineStep": "wfs-image3", "wfs_combine": "wfs-image3",
+    "jwst.wfs_combine.WfsCombineStep": "wfs-image3",
 }
 
 

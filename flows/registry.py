@@ -13,7 +13,7 @@ PIPELINES: dict = {}
 
 # modules that define pipelines; imported lazily so that `webbflow --help` stays fast
 _MODULES = ["calwebb_detector1", "calwebb_guider", "calwebb_dark", "calwebb_image2", "calwebb_image3", "calwebb_tso3",
-            "observation", "calwebb_spec3"]
+            "observation", "calwebb_spec3", "calwebb_wfs_image3"]
 
 
 def _load() -> None:
