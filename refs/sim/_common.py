@@ -119,8 +119,7 @@ def associations(out: Path, version: str):
     uncal = sorted(p.name for p in out.glob("*_uncal.fits"))
     program = uncal[0][2:7]
     pool_path = out / f"jw{program}_{version}_pool.csv"
-    cwd_files = [out / n for n in uncal]
-    table = make_pool(cwd_files)
+    table = make_pool([out / n for n in uncal])
     table["filename"] = uncal  # members are named relative to the pool's folder
     write_pool(table, pool_path)
     asns = generate(read_pool(pool_path), version_id=version)
