@@ -121,8 +121,13 @@ def target_help(kind: str, name: str) -> str:
 
     try:
         steps = stage_steps(name)
-    except KeyError:
-        steps = []
+    except KeyError:  # a stage with no deployment form: its flow module's own list (tso3, wfs-image3, ...)
+        from importlib import import_module
+
+        try:
+            steps = list(getattr(import_module(f"webbflow.flows.calwebb_{name.replace('-', '_')}"), "STEPS", []))
+        except ModuleNotFoundError:
+            steps = []
     out = [f"usage: webbflow run {name} INPUT [--output-dir DIR] [--config FILE] [--steps.<step>.<param>=VALUE ...]", ""]
     out += ["options:", *common]
     for opt, typ, default, text in PIPELINE_OPTIONS.get(name, []):

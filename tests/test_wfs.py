@@ -252,3 +252,19 @@ def test_wfs_combine_refined_matches_jwst(tmp_path):
     np.testing.assert_array_equal(ours.model.dq, theirs.dq)
     np.testing.assert_allclose(ours.model.err, theirs.err, rtol=1e-6)
     assert isinstance(models.open(tmp_path / "img1_cal.fits"), models.ImageModel)
+
+
+def test_wfs_image3_names_help_and_a_misspelt_option(tmp_path, capsys):
+    from webbflow.flows.cli import main, resolve_target
+
+    for name in ("calwebb_wfs-image3", "calwebb_wfs-image3.cfg", "WfsCombineStep", "wfs_combine", "wfs-image3"):
+        assert resolve_target(name) == ("pipeline", "wfs-image3"), name
+    assert resolve_target("calwebb_tso-image2.cfg") == ("pipeline", "image2")
+    assert main(["run", "calwebb_wfs-image3", "--help"]) == 0
+    out = capsys.readouterr().out
+    for p in ("do_refine=false", "flip_dithers=true", "psf_size=100", "blur_size=10", "n_size=2"):
+        assert f"--steps.wfs_combine.{p}" in out
+    (tmp_path / "x_wfs-image3_asn.json").write_text("{}")
+    assert main(["run", "wfs-image3", str(tmp_path / "x_wfs-image3_asn.json"), "--do_refin=true"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--do_refin" in err[0]
