@@ -27,6 +27,9 @@ PIPELINE_ALIASES = {
     "calwebb_coron3": "coron3", "calwebb_ami3": "ami3", "calwebb_tso3": "tso3",
     "Tso3Pipeline": "tso3", "jwst.pipeline.Tso3Pipeline": "tso3",
     "Coron3Pipeline": "coron3", "jwst.pipeline.Coron3Pipeline": "coron3",
+    "calwebb_tso-image2": "image2", "calwebb_wfs-image2": "image2",  # jwst's .cfg names for Image2Pipeline
+    "calwebb_wfs-image3": "wfs-image3", "WfsCombineStep": "wfs-image3", "wfs_combine": "wfs-image3",
+    "jwst.wfs_combine.WfsCombineStep": "wfs-image3",
 }
 
 
@@ -119,8 +122,13 @@ def target_help(kind: str, name: str) -> str:
 
     try:
         steps = stage_steps(name)
-    except KeyError:
-        steps = []
+    except KeyError:  # a stage with no deployment form: its flow module's own list (tso3, wfs-image3, ...)
+        from importlib import import_module
+
+        try:
+            steps = list(getattr(import_module(f"webbflow.flows.calwebb_{name.replace('-', '_')}"), "STEPS", []))
+        except ModuleNotFoundError:
+            steps = []
     out = [f"usage: webbflow run {name} INPUT [--output-dir DIR] [--config FILE] [--steps.<step>.<param>=VALUE ...]", ""]
     out += ["options:", *common]
     for opt, typ, default, text in PIPELINE_OPTIONS.get(name, []):

@@ -15,6 +15,7 @@ PIPELINES: dict = {}
 _MODULES = ["calwebb_detector1", "calwebb_guider", "calwebb_dark", "calwebb_image2", "calwebb_image3", "calwebb_tso3",
             "observation", "calwebb_spec3", "calwebb_spec2"]
 _MODULES.append("calwebb_coron3")
+_MODULES.append("calwebb_wfs_image3")
 
 
 def _load() -> None:

@@ -88,13 +88,13 @@ class CubeModel(DataModel):
         A("data", "SCI", F4, ndim=3, required=True),
         A("err", "ERR", F4, ndim=3, shape_of=same_shape),
         A("dq", "DQ", U4, ndim=3, shape_of=same_shape),
+        A("zeroframe", "ZEROFRAME", F4, ndim=3),
         A("area", "AREA", F4, ndim=2),
+        A("wavelength", "WAVELENGTH", F4, ndim=2),
+        A("int_times", "INT_TIMES", table=True),  # before the variances, as stdatamodels' cube schema has it
         A("var_poisson", "VAR_POISSON", F4, ndim=3, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=3, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=3, shape_of=same_shape),
-        A("wavelength", "WAVELENGTH", F4, ndim=2),
-        A("zeroframe", "ZEROFRAME", F4, ndim=3),
-        A("int_times", "INT_TIMES", table=True),
     )
 
 

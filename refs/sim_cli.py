@@ -38,7 +38,9 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1")
     s.add_argument("--exp-type", "--exp_type", dest="exp_type", default=None,
                    help="exposure type: FGS guider modes (FGS_ACQ1, FGS_ACQ2, FGS_TRACK, FGS_FINEGUIDE, FGS_ID-IMAGE, "
-                   "FGS_ID-STACK) and the modes simulated under refs/sim/ (default: the instrument's imaging type)")
+                   "FGS_ID-STACK); NRC_TSIMAGE, a NIRCam imaging time series with a transit; NRC_CORON; NIS_AMI; and "
+                   "the spectroscopic modes under refs/sim/ (default: the instrument's imaging type; NIRCam with "
+                   "--pupil WLP8 or WLM8: a WFS&C weak-lens dither pair)")
     s.add_argument("--ra", type=float, default=53.1625, help="target right ascension, deg")
     s.add_argument("--dec", type=float, default=-27.7914, help="target declination, deg")
     s.add_argument("--pa-v3", "--pa_v3", dest="pa_v3", type=float, default=30.0, help="position angle of V3, deg")

@@ -1704,6 +1704,9 @@ def simulate(
     Exposure types listed in :data:`MODE_SIMULATORS` are simulated by their own module under
     ``refs/sim/``, which takes the same arguments (plus ``grating``).
     """
+    own = _mode_simulator(instrument, exp_type, pupil)
+    if own is not None:  # a mode with its own module in refs/sim/
+        return own(**{k: v for k, v in locals().items() if k != "own"})
     from ..models import Level1bModel
 
     mode = MODE_SIMULATORS.get((exp_type or "").upper())
@@ -1827,6 +1830,20 @@ def simulate(
         result.context = context
         result.crds_path = out
     return result
+
+
+def _mode_simulator(instrument, exp_type, pupil):
+    """The ``simulate`` of the refs/sim/ module that makes this observing mode, or None (imaging here)."""
+    inst, et, pup = (instrument or "").lower(), (exp_type or "").upper(), (pupil or "").upper()
+    if inst == "nircam" and et == "NRC_TSIMAGE":
+        from .sim import tso_image
+
+        return tso_image.simulate
+    if inst == "nircam" and et in ("", "NRC_IMAGE") and pup in ("WLP8", "WLM8"):
+        from .sim import wfs
+
+        return wfs.simulate
+    return None
 
 
 def _build_and_open_references(models, setup: Setup, out: Path, seed: int) -> tuple[dict, str]:

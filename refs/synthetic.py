@@ -1157,6 +1157,8 @@ def make_area(cfg, truth, region):
     from ..models import PixelAreaModel
 
     spec = truth.spec
+    # full frame, as CRDS delivers pixel-area maps: photom cuts the exposure's window out
+    region = Region("FULL", 1, 1, spec.shape[1], spec.shape[0])
     area, a2 = pixel_area_map(spec, region)
     m = PixelAreaModel(data=area)
     m.meta.photometry.pixelarea_arcsecsq = a2
@@ -1458,6 +1460,8 @@ def content_key(cfg: ExposureConfig, reftype: str, seed: int) -> str:
         parts += [cfg.readpatt, cfg.nframes, cfg.groupgap, cfg.ngroups, round(frame_time(cfg), 6)]
     if reftype in PER_FILTER:
         parts += [cfg.filter, cfg.pupil if cfg.instrument in ("NIRCAM", "NIRISS") else None]
+    if reftype == "area":
+        parts += ["full frame"]
     if reftype in ("distortion", "photom", "apcorr", "area", "filteroffset"):
         parts += [cfg.instrument]  # SIAF-based content: keyed by pysiaf's data below
         parts += [_siaf_version()]
