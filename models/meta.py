@@ -348,6 +348,8 @@ CAL_STEP_KEYWORDS.update({
     "tso_photometry": "S_TSPHOT", "pixel_replace": "S_PXREPL", "adaptive_trace_model": "S_TRCMOD",
     "master_background": "S_MSBSUB",
 })
+# NIRISS AMI (ami3)
+CAL_STEP_KEYWORDS.update({"ami_analyze": "S_AMIANA", "ami_normalize": "S_AMINOR"})
 
 
 class RefFileEntry(Group):
