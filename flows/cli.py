@@ -26,6 +26,7 @@ PIPELINE_ALIASES = {
     "calwebb_dark": "dark", "DarkPipeline": "dark", "jwst.pipeline.DarkPipeline": "dark",
     "calwebb_coron3": "coron3", "calwebb_ami3": "ami3", "calwebb_tso3": "tso3",
     "Tso3Pipeline": "tso3", "jwst.pipeline.Tso3Pipeline": "tso3",
+    "Ami3Pipeline": "ami3", "jwst.pipeline.Ami3Pipeline": "ami3",
 }
 
 

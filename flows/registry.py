@@ -14,6 +14,7 @@ PIPELINES: dict = {}
 # modules that define pipelines; imported lazily so that `webbflow --help` stays fast
 _MODULES = ["calwebb_detector1", "calwebb_guider", "calwebb_dark", "calwebb_image2", "calwebb_image3", "calwebb_tso3",
             "observation", "calwebb_spec3"]
+_MODULES.append("calwebb_ami3")  # NIRISS AMI
 
 
 def _load() -> None:

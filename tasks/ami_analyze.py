@@ -291,3 +291,13 @@ def analyze(model, nrm, throughput, params: AmiAnalyzeParams):
 def ami_analyze(model, refs, params: AmiAnalyzeParams):
     """Fit the NRM fringe model to each integration: OIFITS observables and the LG fit images."""
     return analyze(model, refs["nrm"], refs["throughput"], params)
+
+
+def _register():
+    from .base import STEPS
+
+    # three products, in jwst's order of results
+    STEPS["ami_analyze"].extra["suffixes"] = list(SUFFIXES)
+
+
+_register()
