@@ -77,31 +77,41 @@ def _grid(n):
     return np.indices((n, n), dtype=float)
 
 
-def _hex_term(xi, eta, mirrored):
-    if mirrored:
-        xi = -xi
-    r3 = np.sqrt(3)
-    ipi = 1j * np.pi
-    num = ((r3 * eta - 3 * xi) * (np.exp(ipi * r3 * eta) - np.exp(ipi * (4 * eta / r3 + xi)))
-           + (r3 * eta + 3 * xi) * (np.exp(ipi * eta / r3) - np.exp(ipi * xi)))
-    return np.exp(-ipi * (2 * eta / r3 + xi)) * num / (4 * np.pi * np.pi * (eta * eta * eta - 3 * eta * xi * xi))
-
-
 def hex_transform(n, d, lam, pitch, affine, centre):
     """The amplitude transform of one hexagonal hole of flat-to-flat ``d`` on an ``n``x``n`` grid
-    of angular ``pitch`` (radians per sample) at wavelength ``lam``, centred on ``centre``."""
+    of angular ``pitch`` (radians per sample) at wavelength ``lam``, centred on ``centre``.
+
+    The analytic transform (Sabatke et al. 2005) is a sum of exponentials of linear functions of
+    the distorted frequency coordinates, each the outer product of two 1-D exponentials, over a
+    polynomial; the hexagon is the sum of the formula and its mirror image in the first axis."""
     c = list(centre)
     eps = 1e-8
-    for k in (0, 1):  # the analytic formula is 0/0 on the exact centre: step off it
+    for k in (0, 1):  # the formula is 0/0 on the exact centre: step off it
         if abs(c[k] - int(c[k])) < 0.5 * eps:
             c[k] = c[k] + eps
-    k0, k1 = _grid(n)
-    xi = d / lam * pitch * (k0 - c[0])
-    eta = d / lam * pitch * (k1 - c[1])
-    xp, ep = affine.distort(xi, eta)
+    s = d / lam * pitch
+    x0 = s * (np.arange(n) - c[0])
+    x1 = s * (np.arange(n) - c[1])
+    det = affine.determinant
+    # distorted coordinates: xi' = a0 x0 + a1 x1, eta' = b0 x0 + b1 x1
+    a0, a1 = affine.my / det, -affine.sy / det
+    b0, b1 = -affine.sx / det, affine.mx / det
+    xi = a0 * x0[:, None] + a1 * x1[None, :]
+    eta = b0 * x0[:, None] + b1 * x1[None, :]
+    r3 = np.sqrt(3)
+
+    def ex(p, q):  # exp(i pi (p xi' + q eta')) as an outer product
+        return np.outer(np.exp(1j * np.pi * (p * a0 + q * b0) * x0), np.exp(1j * np.pi * (p * a1 + q * b1) * x1))
+
+    g = np.zeros((n, n), complex)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ph = affine.phase(xi, eta)
-        g = _hex_term(xp, ep, False) * ph + _hex_term(xp, ep, True) * ph
+        for sgn in (1.0, -1.0):  # the formula and its mirror image (xi' -> -xi')
+            x = sgn * xi
+            num = ((r3 * eta - 3 * x) * (ex(-sgn, 1 / r3) - ex(0, 2 / r3))
+                   + (r3 * eta + 3 * x) * (ex(-sgn, -1 / r3) - ex(0, -2 / r3)))
+            g += num / (4 * np.pi * np.pi * (eta * eta * eta - 3 * eta * x * x))
+        if np.any(affine.phase_vector != 0):
+            g *= affine.phase(x0[:, None] + 0 * x1[None, :], x1[None, :] + 0 * x0[:, None])
     g[int(centre[0]), int(centre[1])] = np.sqrt(3) / 2.0
     return g
 
@@ -136,14 +146,36 @@ def bin_down(a, over):
 
 def fringe_model(ctrs, bandpass, over, pitch, fov, d, psf_offset, affine):
     """(fov, fov, N(N-1)+2) model planes: the beam times each fringe term, and a constant plane,
-    weighted over the bandpass rows ``(weight, wavelength_m)``."""
-    nterm = len(ctrs) * (len(ctrs) - 1) + 2
+    weighted over the bandpass rows ``(weight, wavelength_m)``.
+
+    A fringe's phase is linear in the two pixel indices, so ``exp(i phase)`` is the outer product
+    of two 1-D exponentials; its real and imaginary parts times the beam, summed to detector
+    pixels, are the cosine and sine planes (one complex product per baseline instead of a
+    cosine, a sine and two products on the whole oversampled grid)."""
+    nholes = len(ctrs)
+    nterm = nholes * (nholes - 1) + 2
+    n = fov * over
     model = np.zeros((fov, fov, nterm))
+    cen = image_centre(fov, over, psf_offset)
+    d0 = np.arange(n) - cen[0]
+    d1 = np.arange(n) - cen[1]
+    det = affine.determinant
+    cpitch = pitch / over
     for w, lam in bandpass:
-        beam, terms = fringe_terms(ctrs, lam, over, pitch, fov, d, psf_offset, affine)
-        planes = np.zeros((fov, fov, nterm))
-        for k, t in enumerate(terms):
-            planes[:, :, k] = bin_down(beam * t, over)
+        beam = hex_transform(n, d, lam, cpitch, affine, cen)
+        beam = (beam * beam.conj()).real
+        planes = np.empty((fov, fov, nterm))
+        planes[:, :, 0] = nholes * bin_down(beam, over)
+        for k, (i, j) in enumerate(baseline_pairs(nholes)):
+            b = ctrs[i] - ctrs[j]
+            f = 2 * np.pi * cpitch / lam
+            # phase = f * (u b0 + v b1), u = (my d0 - sy d1)/det, v = (-sx d0 + mx d1)/det
+            a0 = f * (affine.my * b[0] - affine.sx * b[1]) / det
+            a1 = f * (-affine.sy * b[0] + affine.mx * b[1]) / det
+            e = np.outer(np.exp(1j * a0 * d0), np.exp(1j * a1 * d1))
+            binned = bin_down(beam * e, over)
+            planes[:, :, 2 * k + 1] = 2 * binned.real
+            planes[:, :, 2 * k + 2] = 2 * binned.imag
         planes[:, :, -1] = over * over
         model += w * planes
     return model
