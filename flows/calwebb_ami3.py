@@ -67,7 +67,9 @@ def ami3(science, psf=(), product_name: str = "ami3", asn_id: str | None = None,
             m = opened[id(src)]
             run = StageRun(params=params)
             run.references, run.context = resolve_references(m, {"ami_analyze": params["ami_analyze"]})
-            out = run_steps(m, ["ami_analyze"], run, label=m.meta.filename or "")
+            # with save_results, the step's three products as jwst saves them: <member>_<suffix>.fits
+            out = run_steps(m, ["ami_analyze"], run, label=m.meta.filename or "", output_dir=out_dir,
+                            source_name=m.meta.filename)
             runs.append(run)
             if run.records[-1].status != "COMPLETE":
                 continue

@@ -131,27 +131,25 @@ def scene(filt, npix=80, offset=(0.3, -0.2), companion=None, over=5):
     return img / img.max()
 
 
-def binary_observables(ctrs_eqt, filt, companion, pixel_mas=PIXEL_SCALE_MAS):
+def binary_observables(ctrs, filt, companion, pixel_mas=PIXEL_SCALE_MAS):
     """Truth for a binary: the squared visibilities and closure phases (deg) of a star plus a
-    companion ``(d_row_px, d_col_px, contrast)`` on the mask's baselines (in metres, as OIFITS'
-    UCOORD/VCOORD), at the filter's centre wavelength."""
+    companion ``(d_row_px, d_col_px, contrast)``, on the baselines of hole centres ``ctrs`` in the
+    fringe model's frame (first coordinate along image rows; ``ami_analyze``'s hole_centres), at
+    the filter's centre wavelength, in the order of the OI_VIS2 and OI_T3 rows."""
     lo, hi = FILTER_HALF_POWER[filt]
     lam = 0.5 * (lo + hi)
     dr, dc, c = companion
     rad = np.deg2rad(pixel_mas / 3.6e6)
-    n = len(ctrs_eqt)
+    n = len(ctrs)
     vis = {}
     for i in range(n):
         for j in range(i + 1, n):
-            b = np.asarray(ctrs_eqt[i]) - np.asarray(ctrs_eqt[j])
+            b = np.asarray(ctrs[i]) - np.asarray(ctrs[j])
             ph = 2 * np.pi * (b[0] * dr + b[1] * dc) * rad / lam
-            vis[(i, j)] = (1 + c * np.exp(-1j * ph)) / (1 + c)
+            vis[(i, j)] = (1 + c * np.exp(1j * ph)) / (1 + c)
     v2 = np.array([abs(v) ** 2 for v in vis.values()])
-    cps = []
-    for i in range(n):
-        for j in range(i + 1, n):
-            for k in range(j + 1, n):
-                cps.append(np.degrees(np.angle(vis[(i, j)] * vis[(j, k)] * np.conj(vis[(i, k)]))))
+    cps = [np.degrees(np.angle(vis[(i, j)] * vis[(j, k)] * np.conj(vis[(i, k)])))
+           for i in range(n) for j in range(i + 1, n) for k in range(j + 1, n)]
     return v2, np.array(cps)
 
 
@@ -181,6 +179,7 @@ def write_calints(path, filt="F480M", *, target="HD-12345", nints=3, companion=N
     m.var_rnoise = np.full(data.shape, (15.0 / xposure) ** 2, np.float32)
     meta = m.meta
     meta.telescope = "JWST"
+    meta.date = "2024-01-16T00:00:00.000"
     meta.instrument.name, meta.instrument.detector = "NIRISS", "NIS"
     meta.instrument.filter, meta.instrument.pupil = "CLEAR", "NRM"
     meta.instrument.filter = filt

@@ -298,6 +298,8 @@ def _register():
 
     # three products, in jwst's order of results
     STEPS["ami_analyze"].extra["suffixes"] = list(SUFFIXES)
+    # run alone (strun ami_analyze X_calints.fits) its products are X_ami-oi, X_amimulti-oi, X_amilg
+    STEPS["ami_analyze"].extra["strun_suffixes"] = list(SUFFIXES)
 
 
 _register()
