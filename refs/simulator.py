@@ -1697,6 +1697,12 @@ def simulate(
     """Simulate a dithered imaging observation of one detector; see the module docstring."""
     from ..models import Level1bModel
 
+    if (exp_type or "").upper() == "NIS_AMI" and (instrument or "").lower() == "niriss":  # refs/sim/ami.py
+        from .sim.ami import simulate_ami
+
+        return simulate_ami(output_dir, filter=filter, ngroups=ngroups, nints=nints, seed=seed, program=program,
+                            build_refs=build_refs, reference_seed=reference_seed, subarray=subarray,
+                            readpatt=readpatt, nexp=nexp)
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
     out = Path(output_dir)
