@@ -107,6 +107,7 @@ def ami3(science, psf=(), product_name: str = "ami3", asn_id: str | None = None,
 def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
     """``webbflow run ami3 ASN``: the science and psf calints members of a level-3 AMI association."""
     from .association import load_asn, member_path
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     if options:
         raise ParameterError(f"unknown option(s) for ami3: {', '.join('--' + k for k in options)}")
@@ -122,11 +123,41 @@ def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
                 members[kind].append(member_path(input_path, folder, m.expname))
         if not members["science"]:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
-        for p in members["science"] + members["psf"]:
-            if not p.exists():
-                raise InputFileError(p, "no such file (a member of the association)")
-        res = ami3(members["science"], members["psf"], product_name=product.name, asn_id=asn.asn_id,
-                   asn_pool=asn.asn_pool, asn_table_name=Path(input_path).name, steps=steps, config=config,
-                   output_dir=str(output_dir or folder))
+        out = Path(output_dir or folder)
+        for kind in members:
+            members[kind] = [_calibrated(p, out, folder) for p in members[kind]]
+        kwargs = dict(product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                      asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out))
+        if prefect_tracking():
+            with quiet_prefect_settings():
+                res = ami3(members["science"], members["psf"], **kwargs)
+        else:  # no Prefect server to show the runs: the same flow body, without the temporary server
+            res = ami3.fn(members["science"], members["psf"], **kwargs)
         written += res["written"]
     return written
+
+
+def _calibrated(path: Path, out: Path, folder: Path) -> Path:
+    """A member's calints: as it is, or made from its rateints or uncal file in the association's
+    folder by the earlier stages, as its level-2 association there says (DESIGN.md section 9)."""
+    from .association import calibrate_member, level2_products
+    from .naming import root_of
+
+    if path.exists():
+        return path
+    root = root_of(path.name)
+    made = out / f"{root}_calints.fits"
+    if made.exists():
+        return made
+    source = next((path.with_name(f"{root}_{s}.fits") for s in ("rateints", "uncal")
+                   if path.with_name(f"{root}_{s}.fits").exists()), None)
+    if source is None:
+        raise InputFileError(path, "no such file (nor its _rateints or _uncal file in the association's folder)")
+    info = level2_products(folder).get(root)
+    from .stage import quiet_prefect_settings
+
+    with quiet_prefect_settings():
+        calibrate_member(str(source), str(out), asn_info=info[0] if info else None)
+    if not made.exists():
+        raise InputFileError(source, f"the earlier stages did not make {made.name}")
+    return made

@@ -179,3 +179,58 @@ def test_ami3_bad_association_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and TARGET in lines[0]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from webbflow.refs.simulator import simulate
+
+    out = tmp_path_factory.mktemp("ami-sim")
+    return simulate(out, instrument="niriss", exp_type="NIS_AMI", nints=2, ngroups=3, seed=5)
+
+
+def test_simulate_ami_writes_exposures_associations_references_and_truth(simulated):
+    from webbflow import models
+    from webbflow.refs import get_reference_paths
+    from webbflow.refs.select import reset_crds_state
+
+    sim = simulated
+    assert len(sim.uncal) == 2
+    heads = [fits.getheader(p) for p in sim.uncal]
+    for h in heads:
+        assert (h["EXP_TYPE"], h["PUPIL"], h["FILTER"], h["SUBARRAY"], h["READPATT"]) == \
+            ("NIS_AMI", "NRM", "F480M", "SUB80", "NISRAPID")
+    assert [h["IS_PSF"] for h in heads] == [False, True]
+    assert fits.getdata(sim.uncal[0], "SCI").shape == (2, 3, 80, 80)
+    # the associations jwst's rules make: image2 per exposure, ami3 with the target and its PSF reference
+    asn3 = json.loads(sim.asn_level3.read_text())
+    assert asn3["asn_type"] == "ami3"
+    members = asn3["products"][0]["members"]
+    assert sorted((m["exptype"], m["expname"]) for m in members) == [
+        ("psf", sim.uncal[1].name.replace("_uncal", "_calints")),
+        ("science", sim.uncal[0].name.replace("_uncal", "_calints"))]
+    assert len(sim.asn_level2) == 2
+    # the CRDS cache selects the AMI references for the exposures
+    with jwst_offline(sim.crds_path):
+        got = get_reference_paths(models.open(sim.uncal[0]), ["nrm", "throughput", "flat"], {})
+    reset_crds_state()
+    assert Path(got["nrm"]).name.startswith("jwst_niriss_nrm_") and "throughput" in Path(got["throughput"]).name
+    assert models.open(got["nrm"]).nrm.shape == (1024, 1024)
+    truth = json.loads((sim.output_dir / "truth" / "ami_truth.json").read_text())
+    target = truth["stars"][0]
+    assert len(target["closure_phases_deg"]) == 35 and np.std(target["closure_phases_deg"]) > 1.0
+
+
+def test_simulated_ami_ramp_shows_the_mask_image(simulated):
+    """The target's signal (last group minus first) is the mask's interferometric image."""
+    from webbflow.refs import synthetic_ami as sa
+
+    sim = simulated
+    ramp = fits.getdata(sim.uncal[0], "SCI").astype(float)
+    diff = ramp[0, -1] - ramp[0, 0]
+    star = json.loads((sim.output_dir / "truth" / "ami_truth.json").read_text())["stars"][0]
+    model = sa.scene("F480M", 80, (star["x"] - 39.5, star["y"] - 39.5), (2.0, 1.5, 0.05))
+    a, b = diff[5:-5, 5:-5], model[5:-5, 5:-5]
+    corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert corr > 0.95
+    assert abs(np.unravel_index(np.argmax(diff), diff.shape)[0] - star["y"]) <= 2
