@@ -181,8 +181,7 @@ def write_calints(path, filt="F480M", *, target="HD-12345", nints=3, companion=N
     meta.telescope = "JWST"
     meta.date = "2024-01-16T00:00:00.000"
     meta.instrument.name, meta.instrument.detector = "NIRISS", "NIS"
-    meta.instrument.filter, meta.instrument.pupil = "CLEAR", "NRM"
-    meta.instrument.filter = filt
+    meta.instrument.filter, meta.instrument.pupil = filt, "NRM"
     meta.exposure.type, meta.exposure.readpatt = "NIS_AMI", "NISRAPID"
     meta.exposure.nints, meta.exposure.ngroups, meta.exposure.nframes = nints, ngroups, 1
     meta.exposure.integration_time = xposure
@@ -200,7 +199,9 @@ def write_calints(path, filt="F480M", *, target="HD-12345", nints=3, companion=N
     meta.wcsinfo.crpix1, meta.wcsinfo.crpix2 = 45.0, 43.0
     meta.wcsinfo.roll_ref, meta.wcsinfo.v3yangle, meta.wcsinfo.vparity = 253.2, -0.57, -1
     meta.bunit_data, meta.bunit_err = "DN/s", "DN/s"
-    h = m._headers.setdefault("PRIMARY", __import__("astropy.io.fits", fromlist=["Header"]).Header())
+    from astropy.io import fits
+
+    h = m._headers.setdefault("PRIMARY", fits.Header())
     h["MU_RA"], h["MU_DEC"], h["TARGURA"], h["TARGUDEC"] = 0.0, 0.0, 0.01, 0.01
     return m.save(Path(path))
 

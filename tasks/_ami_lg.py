@@ -120,24 +120,6 @@ def baseline_pairs(nholes):
     return [(i, j) for i in range(nholes) for j in range(i + 1, nholes)]
 
 
-def fringe_terms(ctrs, lam, over, pitch, fov, d, psf_offset, affine):
-    """The primary beam and the fringe terms (DC, then cos and sin per baseline) on the oversampled grid."""
-    n = fov * over
-    cen = image_centre(fov, over, psf_offset)
-    beam = hex_transform(n, d, lam, pitch / over, affine, cen)
-    beam = (beam * beam.conj()).real
-    k0, k1 = _grid(n)
-    u, v = affine.distort(k0 - cen[0], k1 - cen[1])
-    cpitch = pitch / over
-    terms = [len(ctrs) * np.ones((n, n))]
-    for i, j in baseline_pairs(len(ctrs)):
-        b = ctrs[i] - ctrs[j]
-        arg = 2 * np.pi * cpitch * (u * b[0] + v * b[1]) / lam
-        terms.append(2 * np.cos(arg))
-        terms.append(2 * np.sin(arg))
-    return beam, terms
-
-
 def bin_down(a, over):
     """Sum ``over`` x ``over`` blocks (oversampled model to detector pixels)."""
     n0, n1 = a.shape[0] // over, a.shape[1] // over

@@ -243,7 +243,7 @@ def analyze(model, nrm, throughput, params: AmiAnalyzeParams):
     if params.oversample % 2 == 0:
         raise ValueError("Oversample value must be an odd integer.")
     data = np.array(model.data)
-    dq = np.array(model.dq) if model.has("dq") or model.dq is not None else np.zeros(data.shape, np.uint32)
+    dq = np.array(model.dq)  # (zeros when the exposure has no DQ array)
     if data.ndim == 2:
         data, dq = data[None], dq[None]
     if str(model.meta.subarray.name).upper() == "FULL":

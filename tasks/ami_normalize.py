@@ -63,5 +63,10 @@ def normalize(target, reference):
 @step("ami_normalize", "AmiNormalizeStep", params=AmiNormalizeParams, suffix="aminorm-oi", input_class="AmiOIModel")
 def ami_normalize(models, refs, params: AmiNormalizeParams):
     """Calibrate a target's OIFITS observables by a reference star's: ``models`` is (target, reference)."""
+    from ..errors import ParameterError
+
+    if not isinstance(models, (list, tuple)) or len(models) != 2:
+        raise ParameterError("ami_normalize takes two inputs: the target's and the reference star's ami-oi products "
+                             "(run it through ami3 on an association)")
     target, reference = models
     return normalize(target, reference)

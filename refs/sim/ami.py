@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
 from ...errors import ParameterError
 
@@ -60,8 +61,6 @@ def simulate_ami(output_dir, *, filter=None, ngroups=None, nints=None, seed=0,  
         model = Level1bModel()
         sim.fill_metadata(model, setup, ids, pnt, 1, 1, t, star["ra"], star["dec"])
         model.meta.target.proposer_name = model.meta.target.catalog_name = star["name"]
-        from astropy.io import fits
-
         h = model._headers.setdefault("PRIMARY", fits.Header())
         h["IS_PSF"] = (star is CALIBRATOR, "Is this a PSF reference exposure?")
         h["MU_RA"], h["MU_DEC"] = 0.0, 0.0
@@ -122,7 +121,7 @@ def _associations(out: Path, uncal: list[Path]):
     program = uncal[0].name[2:7]
     pool_path = out / f"jw{program}_pool.csv"
     write_pool(make_pool(uncal), pool_path)
-    # members are named by file name, relative to the association's folder
+    # the pool names members by file name, relative to the association's folder
     text = pool_path.read_text()
     for p in uncal:
         text = text.replace(str(p), p.name)
