@@ -30,6 +30,7 @@ PIPELINE_ALIASES = {
     "calwebb_tso-image2": "image2", "calwebb_wfs-image2": "image2",  # jwst's .cfg names for Image2Pipeline
     "calwebb_wfs-image3": "wfs-image3", "WfsCombineStep": "wfs-image3", "wfs_combine": "wfs-image3",
     "jwst.wfs_combine.WfsCombineStep": "wfs-image3",
+    "Ami3Pipeline": "ami3", "jwst.pipeline.Ami3Pipeline": "ami3",
 }
 
 

@@ -16,6 +16,7 @@ _MODULES = ["calwebb_detector1", "calwebb_guider", "calwebb_dark", "calwebb_imag
             "observation", "calwebb_spec3", "calwebb_spec2"]
 _MODULES.append("calwebb_coron3")
 _MODULES.append("calwebb_wfs_image3")
+_MODULES.append("calwebb_ami3")  # NIRISS AMI
 
 
 def _load() -> None:

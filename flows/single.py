@@ -29,8 +29,23 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
         if m is None:
             continue
         path = strun_output_path(spec, p, input_path.name, output_dir, idx=idx if len(outs) > 1 else None)
+        if spec.extra.get("strun_suffixes") and isinstance(m, models.DataModel):
+            _stamp_alone(m)
         written.append(m.save(path))
     return written
+
+
+def _stamp_alone(model) -> None:
+    """CAL_VER, CAL_VCS and the CRDS context and version, as strun records them on a step's
+    product (the steps whose products are whole new models, such as ami_analyze's)."""
+    from ..refs.select import record_crds_info
+    from .stage import StageRun, stamp
+
+    stamp(model, StageRun(params={}), "single step")
+    try:
+        record_crds_info(model)
+    except Exception:  # noqa: BLE001 - references given as files, no CRDS cache: nothing to record
+        pass
 
 
 def strun_suffix(spec, params) -> str:
@@ -74,6 +89,8 @@ def strun_output_path(spec, params, input_name: str, output_dir, *, idx: int | N
     if not ext.startswith("."):
         ext = "." + ext
     parts = [strun_root(base)] + ([str(idx)] if idx is not None else []) + [strun_suffix(spec, params)]
+    if idx is not None and not params.suffix and spec.extra.get("strun_suffixes"):
+        parts = [strun_root(base), spec.extra["strun_suffixes"][idx]]  # a step that names each product (ami_analyze)
     return Path(params.output_dir or output_dir) / ("_".join(parts) + ext)
 
 

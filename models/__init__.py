@@ -28,6 +28,7 @@ from .meta import Meta
 from .spectral import IFUCubeModel, IFUImageModel, MultiExposureModel, MultiSlitModel, SlitModel
 from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
+from .ami import AmiLgFitModel, AmiOIModel, NRMModel, ThroughputModel  # noqa: F401  (NIRISS AMI)
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}

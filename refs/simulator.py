@@ -1725,6 +1725,12 @@ def simulate(
                               target_dec=target_dec, pa_v3=pa_v3, program=program, observation=observation,
                               start_time=start_time, build_refs=build_refs, reference_seed=reference_seed)
 
+    if (exp_type or "").upper() == "NIS_AMI" and (instrument or "").lower() == "niriss":  # refs/sim/ami.py
+        from .sim.ami import simulate_ami
+
+        return simulate_ami(output_dir, filter=filter, ngroups=ngroups, nints=nints, seed=seed, program=program,
+                            build_refs=build_refs, reference_seed=reference_seed, subarray=subarray,
+                            readpatt=readpatt, nexp=nexp)
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
     out = Path(output_dir)

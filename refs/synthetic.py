@@ -80,6 +80,7 @@ IMAGING_EXP_TYPES = {
     "FGS": ("FGS_IMAGE", "FGS_FOCUS", "FGS_SKYFLAT", "FGS_INTFLAT", "FGS_DARK"),
 }
 IMAGING_EXP_TYPES["NIRCAM"] += ("NRC_CORON",)  # coronagraphic images read the imaging references (refs/sim/coron.py)
+IMAGING_EXP_TYPES["NIRISS"] += ("NIS_AMI",)  # the detector and imaging references of AMI (refs/sim/ami.py)
 
 # Reference types each mode reads in jwst 3.0 (detector1 + image2 + image3, or guider).
 NIR_REFTYPES = (
