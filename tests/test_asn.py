@@ -448,9 +448,11 @@ def _par(obs, **kw):
 
 # case -> (rules it must exercise, exposures)
 RULE_CASES = {
+    # (a third position: jwst keeps the backgrounds of one position, the first background's)
     "lrs_slit_nods": ({"Asn_Lv2MIRLRSFixedSlitNod", "Asn_Lv3SpectralTarget"}, [
         dict(_LRS, PATT_NUM="1"), dict(EXP_TYPE="MIR_TACONFIRM", FILTER="F1500W"), dict(_LRS, PATT_NUM="2"),
-        dict(_LRS, PATT_NUM="1", EXPOSURE="2"), dict(_LRS, PATT_NUM="2", EXPOSURE="2")]),
+        dict(_LRS, PATT_NUM="1", EXPOSURE="2"), dict(_LRS, PATT_NUM="2", EXPOSURE="2"),
+        dict(_LRS, PATT_NUM="3", EXPOSURE="3")]),
     "nirspec_lamps": ({"Asn_Lv2NRSLAMPImage", "Asn_Lv2NRSLAMPSpectral"}, [
         dict(_LAMP, GRATING="MIRROR", OPMODE="IMAGE", LAMP="FLAT1"),
         dict(_LAMP, GRATING="G140H", OPMODE="FIXEDSLIT", LAMP="FLAT1", FXD_SLIT="S200A1"),

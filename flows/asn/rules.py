@@ -711,7 +711,8 @@ def _lrs_nod_asns(asn) -> list:
     slit (another PATT_NUM) are its backgrounds, the confirmation image is kept. The first
     nod's association lists its members in pool order (as jwst meets them); each other one
     starts with its nod, then the backgrounds taken after it, those taken before, and the
-    confirmation image last (the order jwst's reprocessing adds them)."""
+    confirmation image last (the order jwst's reprocessing adds them). The backgrounds are
+    all at one position: the first background's."""
     from .engine import Association
 
     members = asn.member_rows()
@@ -730,6 +731,10 @@ def _lrs_nod_asns(asn) -> list:
             after = [r for r in nods if members.index(r) > at]
             before = [r for r in nods if members.index(r) < at]
             keep = [sci, *after, *before, *(r for r in keep if not _lrs_slit_nod(r))]
+        # the first background fixes the position the others must share (jwst's constraint
+        # takes the first value it matches)
+        first = next((value(r, "patt_num") for r in keep if r is not sci and _lrs_slit_nod(r)), None)
+        keep = [r for r in keep if r is sci or not _lrs_slit_nod(r) or value(r, "patt_num") == first]
         out.append(Association(asn.rule, asn.ruleset, asn.acid, asn.ctype, asn.pool_name, rows=keep,
                                version_id=asn.version_id, kinds=kinds, opened_by=asn.opener()))
     return out
