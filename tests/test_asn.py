@@ -463,8 +463,11 @@ RULE_CASES = {
         _par(1, EXP_TYPE="NIS_IMAGE", FILTER="CLEAR", PUPIL="F150W"),
         _par(2, EXP_TYPE="NIS_WFSS", FILTER="GR150R", PUPIL="F150W"),
         _par(3, EXP_TYPE="NIS_WFSS", FILTER="GR150C", PUPIL="F150W", EXPOSURE="2")]),
+    # background images first: they open the science's image2 association (and so come first
+    # in it); any BKGDTARG value makes a background image
     "image_background": ({"Asn_Lv3ImageBackground"}, [
-        dict(), dict(EXPOSURE="2"), dict(BKGDTARG="T", TARGETID="2"), dict(BKGDTARG="T", TARGETID="2", EXPOSURE="2")]),
+        dict(BKGDTARG="T", TARGETID="2"), dict(BKGDTARG="T", TARGETID="2", EXPOSURE="2"), dict(), dict(EXPOSURE="2"),
+        dict(FILTER="F770W", EXPOSURE="3"), dict(BKGDTARG="Y", TARGETID="3", FILTER="F770W")]),
     "mrs_background": ({"Asn_Lv3MIRMRSBackground"}, [
         dict(_MRS), dict(_MRS, EXPOSURE="2"), dict(_MRS, BKGDTARG="T", TARGETID="2"),
         dict(_MRS, BKGDTARG="T", TARGETID="2", EXPOSURE="2")]),

@@ -396,6 +396,10 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
             asn.positions = positions
         if rule.joiners_open:
             _which_joiner_opened(made, joiners, positions)
+            # an association a joining row opened was opened where that row is (this orders it
+            # among the others, hence its sequence number)
+            opened = [min(positions[id(r)] for r in (*a.rows, *a.joined)) if a.joiner_opened and a.joined else pos
+                      for a, pos in zip(made, opened)]
     return list(zip(opened, made))
 
 
