@@ -418,3 +418,135 @@ def test_merged_pool_matches_jwst(tmp_path):
     for fname, data in theirs.items():
         assert ours[fname] == data, fname
     assert any(m["exposerr"] == "null" for a in ours.values() for p in a["products"] for m in p["members"])
+
+
+# --- The rules no template pool exercises, on small pools written here: one row of a NIRSpec-
+# like template, each exposure a few columns changed (as jwst's test pools are written)
+_COLS = ("FILENAME|OBS_ID|PROGRAM|OBS_NUM|VISIT|VISIT_ID|VISITGRP|VISITYPE|SEQ_ID|ACT_ID|EXPOSURE|EXP_TYPE|"
+         "INSTRUME|DETECTOR|CHANNEL|TARGETID|TARGPROP|TEMPLATE|PNTGTYPE|EXPSPCIN|DITHPTIN|MOSTILNO|FILTER|PUPIL|"
+         "PATTTYPE|NUMDTHPT|PATT_NUM|SUBARRAY|GRATING|FXD_SLIT|BAND|ASN_CANDIDATE|BKGDTARG|IS_IMPRT|IS_PSF|"
+         "TSOVISIT|OPMODE|LAMP").split("|")
+_BASE = dict(zip(_COLS, (
+    "x|V99009001001P0000000002101|99009|1|1|99009001001|2|prime_targeted_fixed|1|1|1|MIR_IMAGE|"
+    "MIRI|MIRIMAGE|NULL|1|M-33|MIRI Imaging|SCIENCE|1|1|1|F560W|NULL|"
+    "NULL|NULL|NULL|FULL|NULL|NULL|NULL|[('o001', 'observation')]|F|F|F|"
+    "F|NULL|NULL").split("|")))
+_LRS = dict(EXP_TYPE="MIR_LRS-FIXEDSLIT", FILTER="P750L", PATTTYPE="ALONG-SLIT-NOD", NUMDTHPT="2")
+_MRS = dict(EXP_TYPE="MIR_MRS", DETECTOR="MIRIFUSHORT", CHANNEL="12", BAND="SHORT", FILTER="NULL", PATTTYPE="4-POINT")
+_CORON = dict(EXP_TYPE="NRC_CORON", INSTRUME="NIRCAM", DETECTOR="NRCA2", CHANNEL="SHORT", FILTER="F210M",
+              PUPIL="MASKRND")
+_SOSS = dict(EXP_TYPE="NIS_SOSS", INSTRUME="NIRISS", DETECTOR="NIS", FILTER="CLEAR", PUPIL="GR700XD",
+             SUBARRAY="SUBSTRIP256")
+_LAMP = dict(EXP_TYPE="NRS_LAMP", INSTRUME="NIRSPEC", DETECTOR="NRS1", FILTER="OPAQUE")
+_PAR = dict(INSTRUME="NIRISS", DETECTOR="NIS", TARGETID="NULL")
+_NRC = dict(EXP_TYPE="NRC_IMAGE", INSTRUME="NIRCAM", DETECTOR="NRCA1", FILTER="F090W")
+
+
+def _par(obs, **kw):
+    return dict(_PAR, OBS_NUM=str(obs), ASN_CANDIDATE=f"[('o00{obs}', 'observation'), ('c1000', 'direct_image')]", **kw)
+
+
+# case -> (rules it must exercise, exposures)
+RULE_CASES = {
+    # (a third position: jwst keeps the backgrounds of one position, the first background's)
+    "lrs_slit_nods": ({"Asn_Lv2MIRLRSFixedSlitNod", "Asn_Lv3SpectralTarget"}, [
+        dict(_LRS, PATT_NUM="1"), dict(EXP_TYPE="MIR_TACONFIRM", FILTER="F1500W"), dict(_LRS, PATT_NUM="2"),
+        dict(_LRS, PATT_NUM="1", EXPOSURE="2"), dict(_LRS, PATT_NUM="2", EXPOSURE="2"),
+        dict(_LRS, PATT_NUM="3", EXPOSURE="3")]),
+    "nirspec_lamps": ({"Asn_Lv2NRSLAMPImage", "Asn_Lv2NRSLAMPSpectral"}, [
+        dict(_LAMP, GRATING="MIRROR", OPMODE="IMAGE", LAMP="FLAT1"),
+        dict(_LAMP, GRATING="G140H", OPMODE="FIXEDSLIT", LAMP="FLAT1", FXD_SLIT="S200A1"),
+        dict(_LAMP, GRATING="G235M", OPMODE="IFU", LAMP="LINE2", DETECTOR="NRS2"),  # no light on NRS2
+        dict(_LAMP, GRATING="G235M", OPMODE="IFU", LAMP="LINE2"),
+        dict(_LAMP, GRATING="PRISM", OPMODE="MSASPEC", LAMP="LINE1")]),            # no MSA file
+    "wfss_parallel": ({"Asn_Lv2WFSSParallel"}, [
+        _par(1, EXP_TYPE="NIS_IMAGE", FILTER="CLEAR", PUPIL="F150W"),
+        _par(2, EXP_TYPE="NIS_WFSS", FILTER="GR150R", PUPIL="F150W"),
+        _par(3, EXP_TYPE="NIS_WFSS", FILTER="GR150C", PUPIL="F150W", EXPOSURE="2")]),
+    # background images first: they open the science's image2 association (and so come first
+    # in it); any BKGDTARG value makes a background image
+    "image_background": ({"Asn_Lv3ImageBackground"}, [
+        dict(BKGDTARG="T", TARGETID="2"), dict(BKGDTARG="T", TARGETID="2", EXPOSURE="2"), dict(), dict(EXPOSURE="2"),
+        dict(FILTER="F770W", EXPOSURE="3"), dict(BKGDTARG="Y", TARGETID="3", FILTER="F770W")]),
+    "mrs_background": ({"Asn_Lv3MIRMRSBackground"}, [
+        dict(_MRS), dict(_MRS, EXPOSURE="2"), dict(_MRS, BKGDTARG="T", TARGETID="2"),
+        dict(_MRS, BKGDTARG="T", TARGETID="2", EXPOSURE="2")]),
+    "coron_as_image": ({"Asn_Lv3NRCCoronImage"}, [
+        dict(_CORON), dict(_CORON, EXPOSURE="2"), dict(_CORON, DETECTOR="NRCA1"),
+        dict(_CORON, IS_PSF="T", TARGETID="2"),
+        dict(_CORON, DETECTOR="NRCA5", CHANNEL="LONG", FILTER="F335M")]),
+    "soss": ({"Asn_Lv3SlitlessSpectral", "Asn_Lv3SpectralTarget"}, [
+        dict(_SOSS), dict(_SOSS, EXPOSURE="2"),
+        *(dict(_SOSS, PATTTYPE="2-POINT-NOD", OBS_NUM="2", PATT_NUM=n, ASN_CANDIDATE="[('o002', 'observation')]")
+          for n in "12")]),
+    # a row without an optional value (PUPIL) joins every mosaic that agrees on the rest, also
+    # those opened after it, and an association opened without it takes the first value met
+    "missing_optional_key": ({"Asn_Lv3Image"}, [
+        dict(_NRC, PUPIL="NULL"), dict(_NRC, PUPIL="CLEAR"), dict(_NRC, PUPIL="F162M"),
+        dict(_NRC, PUPIL="NULL", EXPOSURE="2")]),
+}
+
+
+def _write_pool(path: Path, exposures: list[dict]) -> Path:
+    lines = ["|".join(_COLS)]
+    for i, changes in enumerate(exposures, 1):
+        row = {**_BASE, "FILENAME": f"jw99009001001_0210{i % 10}_{i:05d}_mirimage_uncal.fits", **changes}
+        lines.append("|".join(row[c] for c in _COLS))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_every_jwst_rule_has_a_webbflow_rule():
+    """jwst's 44 rules; its Asn_Lv3ACQ_Reprocess only hands acquisitions on to the others
+    (webbflow: Rule.with_acquisitions), so it has no rule of its own."""
+    from jwst.associations import AssociationRegistry
+
+    from webbflow.flows.asn.rules import RULES
+
+    assert {r.name for r in RULES} == set(AssociationRegistry().keys()) - {"Asn_Lv3ACQ_Reprocess"}
+    assert all(r.description for r in RULES if r.name in set().union(*(c[0] for c in RULE_CASES.values())))
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_rule_cases_match_jwst(case, tmp_path):
+    import jsonschema
+    from jwst.associations import AssociationPool
+    from jwst.associations.lib.diff import compare_asn_lists
+    from jwst.associations.main import Main
+
+    from parity import quiet_jwst
+    from webbflow.flows.asn import generate, read_pool
+
+    rules, exposures = RULE_CASES[case]
+    path = _write_pool(tmp_path / f"{case}_pool.csv", exposures)
+    with quiet_jwst():
+        theirs = Main.cli(["--dry-run"], pool=AssociationPool.read(str(path))).associations
+    theirs = {a.asn_name + ".json": _strip(json.loads(a.dump(format="json")[1])) for a in theirs}
+    asns = generate(read_pool(path))
+    ours = {a.filename: _strip(a.to_dict()) for a in asns}
+    assert rules <= {a["asn_rule"].split("_", 1)[1] for a in ours.values()}
+    compare_asn_lists(list(ours.values()), list(theirs.values()))
+    assert sorted(ours) == sorted(theirs)
+    for fname, data in theirs.items():
+        assert ours[fname] == data, fname
+    for a in asns:
+        jsonschema.validate(a.to_dict(), _schema(a.rule.level))
+
+
+def test_missing_optional_key_matches_anything(tmp_path):
+    """jwst's rule for an optional constraint (here PUPIL of an image mosaic): a row without
+    it matches any value, in the associations open when it is met and in those opened after
+    it; an association opened by such a row takes the first value a later row brings."""
+    from webbflow.flows.asn import generate, read_pool
+
+    path = _write_pool(tmp_path / "pool.csv", RULE_CASES["missing_optional_key"][1])
+    image3 = {a.product_name(): [m["expname"] for m in a.members()]
+              for a in generate(read_pool(path)) if a.asn_type == "image3"}
+    no_pupil, clear, f162m, no_pupil2 = (f"jw99009001001_0210{i}_0000{i}_mirimage_cal.fits" for i in range(1, 5))
+    assert image3 == {
+        # opened by the row without PUPIL, fixed to CLEAR by the next; the last row joins it
+        "jw99009-o001_t001_nircam_clear-f090w": [no_pupil, clear, no_pupil2],
+        # opened by F162M: the rows without PUPIL join it too, the earlier one after its own rows
+        "jw99009-o001_t001_nircam_f090w-f162m": [f162m, no_pupil2, no_pupil],
+    }

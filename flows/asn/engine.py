@@ -223,7 +223,7 @@ class Association:
         (or background ones with a background member); the rule's own check."""
         if not self.has_science() or len(self.rows) < self.rule.min_members:
             return False
-        if self.rule.level == 2 and not (
+        if self.rule.level == 2 and not self.rule.any_candidate and not (
             self.ctype == "observation"
             or (self.ctype == "background" and any(self.member_type(r) == "background" for r in self.member_rows()))
         ):
@@ -310,6 +310,14 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
     opened: list[int] = []
     joiners: list[tuple[dict, tuple]] = []
     every = tuple(k.name for k in rule.same)
+    # associations one of whose optional constraints no member has set yet: as in jwst, such
+    # a constraint matches any value, and the first member that has one fixes it
+    unset: dict[int, list] = {}
+    # the keys of the associations by their required values (never missing): a row without
+    # an optional value is compared with these only
+    required = tuple(i for i, k in enumerate(rule.same) if k.required)
+    by_required: dict[tuple, set] = defaultdict(set)
+    wildcards: list[tuple[dict, tuple]] = []
     for pos, row in enumerate(rows):
         joins = rule.joins(row) if rule.joins is not None else None
         if joins:
@@ -320,13 +328,40 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
         key = rule.key(row)
         if key is None:
             continue
-        asn = None if rule.single_science or not groups[key] else groups[key][0]
-        if asn is None:
+        if None in key:
+            wildcards.append((row, key))
+        if rule.single_science:
+            hits = []
+        elif None in key or unset:
+            # a row without an optional value joins every association that matches on the rest
+            hits = [a for k in by_required.get(tuple(key[i] for i in required), ()) if _compatible(key, k)
+                    for a in groups.get(k, ())]
+        else:
+            hits = groups.get(key, [])[:]
+        if not hits:
             asn = Association(rule, ruleset, acid, ctype, pool.name, version_id=version_id)
             groups[key].append(asn)
+            by_required[tuple(key[i] for i in required)].add(key)
             made.append(asn)
             opened.append(pos)
-        asn.rows.append(row)
+            if None in key:
+                unset[id(asn)] = list(key)
+            hits = [asn]
+        for asn in hits:
+            asn.rows.append(row)
+            have = unset.get(id(asn))
+            if have is not None and any(h is None and v is not None for h, v in zip(have, key)):
+                _fix(groups, unset, asn, have, key)
+                by_required[tuple(key[i] for i in required)].add(tuple(have))
+    if wildcards and rule.level == 3 and rule.with_acquisitions:
+        # jwst offers every member again at the end of its pass: a row without an optional value
+        # also joins the associations opened after it (listed after the rows they opened with)
+        for row, key in wildcards:
+            for k in by_required.get(tuple(key[i] for i in required), ()):
+                if _compatible(key, k):
+                    for asn in groups.get(k, ()):
+                        if all(r is not row for r in asn.rows) and all(r is not row for r in asn.joined):
+                            asn.joined.append(row)
     by_subset: dict[tuple, dict] = {}
     for row, names in joiners:
         # a joining row matches on the keys it names; a missing optional value matches any
@@ -339,9 +374,8 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
         want = tuple(rule.same[i].of(row) for i in idx)
         if any(w is None and rule.same[i].required for w, i in zip(want, idx)):
             continue
-        if None in want:
-            hits = [a for k, asns in by_subset[idx].items() for a in asns
-                    if all(w is None or w == v for w, v in zip(want, k))]
+        if None in want or unset:
+            hits = [a for k, asns in by_subset[idx].items() for a in asns if _compatible(want, k)]
         else:
             hits = by_subset[idx].get(want, ())
         for asn in hits:
@@ -356,13 +390,36 @@ def _group(rule: Rule, rows: list[dict], acid: str, ctype: str, ruleset: str, po
                 if r.get("obs_num") in obs and r["program"] == prog and value(r, "tsovisit") in (None, tso)
                 and value(r, "is_imprt") is None
             ]
-    if made and (joiners or rule.with_acquisitions):
+    if made and (joiners or wildcards or rule.with_acquisitions):
         positions = {id(r): i for i, r in enumerate(rows)}
         for asn in made:
             asn.positions = positions
         if rule.joiners_open:
             _which_joiner_opened(made, joiners, positions)
+            # an association a joining row opened was opened where that row is (this orders it
+            # among the others, hence its sequence number)
+            opened = [min(positions[id(r)] for r in (*a.rows, *a.joined)) if a.joiner_opened and a.joined else pos
+                      for a, pos in zip(made, opened)]
     return list(zip(opened, made))
+
+
+def _compatible(want: tuple, have: tuple) -> bool:
+    """Do two sets of constraint values agree? A missing (optional) value agrees with any."""
+    return all(w is None or h is None or w == h for w, h in zip(want, have))
+
+
+def _fix(groups: dict, unset: dict, asn: Association, have: list, key: tuple) -> None:
+    """The first member with a value for an unset constraint fixes it (jwst's force_unique)."""
+    old = tuple(have)
+    groups[old].remove(asn)
+    if not groups[old]:
+        del groups[old]
+    for i, v in enumerate(key):
+        if have[i] is None:
+            have[i] = v
+    groups[tuple(have)].append(asn)
+    if None not in have:
+        del unset[id(asn)]
 
 
 def _which_joiner_opened(made: list[Association], joiners: list[tuple[dict, tuple]], positions: dict) -> None:

@@ -5,13 +5,16 @@ agree among the members of one association (``same``: one entry per
 constraint, each a tuple of columns tried in order, optional ones marked), and
 what kind of association it makes. The engine indexes the pool on those keys.
 
-Covered so far: level-2b and level-3 imaging (science and non-science images).
+Every rule of jwst 3.0's registry is here, under its jwst name (but for
+Asn_Lv3ACQ_Reprocess, which only hands target acquisitions on to the level-3 rules:
+``Rule.with_acquisitions``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from .pool import value
@@ -132,6 +135,7 @@ class Rule:
     special: bool = False  # level 2: backgrounds, PSFs, acquisitions are this association's science
     joiners_open: bool = False  # a joining row met first opens the association (jwst: PSFs in coronagraphy)
     never_ints: bool = False    # members are always per-exposure products (rate, cal)
+    any_candidate: bool = False  # level 2: valid in any candidate, not just observations (WFSS parallels)
 
     def key(self, row: dict) -> tuple | None:
         """The row's values of the rule's constraint keys (None: a required one is missing)."""
@@ -282,12 +286,12 @@ def _closest_direct(science: dict, directs: list[dict]) -> dict:
     return closest
 
 
-def _wfss_catalog(asn) -> bool:
+def _wfss_catalog(asn, choose=_closest_direct) -> bool:
     """A WFSS spectrum needs a direct image: its level-3 mosaic, source catalogue and
     segmentation map become members (no direct image, no association)."""
     if not asn.joined:
         return False
-    direct = _closest_direct(asn.rows[0], asn.joined)
+    direct = choose(asn.rows[0], asn.joined)
     asn.joined = []  # the direct images are replaced by their level-3 products
     if value(direct, "instrume") == "miri":
         elems = [v for v in [direct.get("filter")] if v is not None]
@@ -630,6 +634,178 @@ def _lv3_image(row):
             and not _WFSC.fullmatch(value(row, "visitype") or ""))
 
 
+
+# --- the rules added for the remaining modes: lamps, LRS slit nods, WFSS parallels,
+#     background images and MRS cubes, coronagraphy as images, SOSS spectra
+
+def _lv2_image_joins(row):
+    """Background images join the science image of the same mode."""
+    if (value(row, "exp_type") in IMAGE2_SCIENCE and not is_tso(row) and _mode_allowed(row)
+            and exposure_type(row) == "background"):
+        return _MODE_NAMES
+    return None
+
+
+# NIRSpec calibration lamps that light each grating's fixed-slit spectra (on both detectors)
+_NRS_FS_LAMPS = {
+    "prism": ("line4", "flat5", "test"),
+    "g395h": ("flat3", "line3"), "g395m": ("flat3", "line3"),
+    "g235h": ("flat2", "line2"), "g235m": ("flat2", "line2"),
+    "g140h": ("flat1", "ref", "line1", "flat4"), "g140m": ("flat1", "line1", "flat4"),
+}
+
+
+def nrslamp_on_detector(row: dict) -> bool:
+    """Does a NIRSpec lamp exposure put light on its detector? MSA: always (it depends on
+    the open shutters); IFU: both detectors for G235H/G395H and G140H (not NRS2 with
+    FLAT4), NRS1 only for the medium gratings and the prism; fixed slit: the lamps of the
+    grating, on either detector."""
+    det, grating, opmode = value(row, "detector"), value(row, "grating"), value(row, "opmode")
+    if None in (det, grating, opmode):
+        return False
+    if opmode == "msaspec":
+        return True
+    lamp = value(row, "lamp")
+    if lamp is None:
+        return False
+    if opmode == "ifu":
+        if grating in ("g395h", "g235h"):
+            return True
+        if grating in ("g395m", "g235m", "g140m", "prism"):
+            return det == "nrs1"
+        return grating == "g140h" and not (det == "nrs2" and lamp == "flat4")
+    if opmode == "fixedslit":
+        return det in ("nrs1", "nrs2") and lamp in _NRS_FS_LAMPS.get(grating, ())
+    return False
+
+
+def _nrs_lamp_image(row):
+    """A NIRSpec lamp seen through the mirror (the image mode, when OPMODE says so)."""
+    return (value(row, "exp_type") == "nrs_lamp" and value(row, "grating") == "mirror"
+            and value(row, "opmode") in (None, "image"))
+
+
+def _nrs_lamp_spectral(row):
+    """A NIRSpec lamp, auto-flat or auto-wave spectrum behind the opaque filter, with a lamp
+    lit, through a grating, on a detector it reaches; MSA ones need their shutter file."""
+    opmode, lamp = value(row, "opmode"), value(row, "lamp")
+    return (value(row, "exp_type") in ("nrs_autoflat", "nrs_autowave", "nrs_lamp")
+            and value(row, "filter") == "opaque" and nrslamp_on_detector(row)
+            and (opmode != "msaspec" or value(row, "msametfl") is not None)
+            and lamp not in (None, "nolamp") and value(row, "grating") != "mirror"
+            and opmode != "grating-only")
+
+
+def _lrs_slit_nod(row):
+    return (value(row, "exp_type") == "mir_lrs-fixedslit" and value(row, "patttype") == "along-slit-nod"
+            and value(row, "patt_num") is not None)
+
+
+def _lrs_nod_joins(row):
+    """The target-acquisition confirmation image joins the nods of its program."""
+    return ("program", "is_tso") if value(row, "exp_type") == "mir_taconfirm" else None
+
+
+def _lrs_nod_asns(asn) -> list:
+    """One association per science nod of the slit: the nods at another position along the
+    slit (another PATT_NUM) are its backgrounds, the confirmation image is kept. The first
+    nod's association lists its members in pool order (as jwst meets them); each other one
+    starts with its nod, then the backgrounds taken after it, those taken before, and the
+    confirmation image last (the order jwst's reprocessing adds them). The backgrounds are
+    all at one position: the first background's."""
+    from .engine import Association
+
+    members = asn.member_rows()
+    if asn.positions:
+        members.sort(key=lambda r: asn.positions.get(id(r), 0))
+    science = [r for r in members if exposure_type(r) == "science" and _lrs_slit_nod(r)]
+    out = []
+    for n, sci in enumerate(science):
+        here = value(sci, "patt_num")
+        keep = [r for r in members if r is sci or not _lrs_slit_nod(r) or here not in value(r, "patt_num")]
+        kinds = {id(r): ("science" if r is sci else "background" if _lrs_slit_nod(r) else asn.member_type(r))
+                 for r in keep}
+        if n > 0:
+            at = members.index(sci)
+            nods = [r for r in keep if r is not sci and _lrs_slit_nod(r)]
+            after = [r for r in nods if members.index(r) > at]
+            before = [r for r in nods if members.index(r) < at]
+            keep = [sci, *after, *before, *(r for r in keep if not _lrs_slit_nod(r))]
+        # the first background fixes the position the others must share (jwst's constraint
+        # takes the first value it matches)
+        first = next((value(r, "patt_num") for r in keep if r is not sci and _lrs_slit_nod(r)), None)
+        keep = [r for r in keep if r is sci or not _lrs_slit_nod(r) or value(r, "patt_num") == first]
+        out.append(Association(asn.rule, asn.ruleset, asn.acid, asn.ctype, asn.pool_name, rows=keep,
+                               version_id=asn.version_id, kinds=kinds, opened_by=asn.opener()))
+    return out
+
+
+def _long_wave_direct(science: dict, directs: list[dict]) -> dict:
+    """Pure-parallel WFSS: the long-wavelength direct image (NIRCam), else the first one."""
+    return next((d for d in directs if "long" in d["filename"]), directs[0])
+
+
+def _lv2_wfss_parallel(row):
+    return (value(row, "exp_type") in ("nis_wfss", "nrc_wfss", "mir_wfss") and exposure_type(row) == "science"
+            and bool(_DIRECT_IMAGE_CANDIDATE.fullmatch(row.get("asn_candidate", ""))))
+
+
+def _lv2_wfss_parallel_joins(row):
+    if (value(row, "exp_type") in ("nis_image", "nrc_image", "mir_image") and exposure_type(row) == "science"
+            and _DIRECT_IMAGE_CANDIDATE.fullmatch(row.get("asn_candidate", ""))):
+        return True
+    return None
+
+
+def _lv3_image_background(row):
+    return (value(row, "exp_type") in IMAGE3_SCIENCE and value(row, "bkgdtarg") is not None
+            and not is_tso(row) and value(row, "is_imprt") is None
+            and not _WFSC.fullmatch(value(row, "visitype") or ""))
+
+
+def _lv3_mrs_background(row):
+    """MRS exposures of a background target: BKGDTARG must be T (other values, such as Y, do
+    not count here, where any value makes a background image)."""
+    return (value(row, "exp_type") == "mir_mrs" and value(row, "bkgdtarg") == "t"
+            and not is_tso(row) and value(row, "is_imprt") is None)
+
+
+def _lv3_coron_image(row):
+    """Full-frame short-wave NIRCam coronagraphy, science only (no backgrounds, no PSFs)."""
+    return (value(row, "exp_type") == "nrc_coron" and value(row, "bkgdtarg") is None
+            and value(row, "is_psf") is None and value(row, "is_imprt") is None
+            and value(row, "channel") == "short" and value(row, "subarray") == "full")
+
+
+def _coron_image_product(asn, base: str) -> str:
+    return f"{base}-image3"
+
+
+def _lv3_slitless(row):
+    """Single-object slitless spectra (NIRISS SOSS) taken without a nod pattern, not TSO."""
+    return (value(row, "exp_type") == "nis_soss" and not is_tso(row) and value(row, "patttype") is None
+            and value(row, "is_imprt") is None)
+
+
+def _lv3_spectral_target(row):
+    """Nodded single-target spectra: MIRI LRS fixed slit or NIRISS SOSS, not TSO."""
+    return (value(row, "exp_type") in ("mir_lrs-fixedslit", "nis_soss") and not is_tso(row)
+            and value(row, "patttype") in _NOD_PATTERNS and value(row, "is_imprt") is None)
+
+
+def _nod_backgrounds(asn) -> bool:
+    """With two or more nods, each nod's extracted spectrum (x1d) is a background for the others."""
+    science = [r for r in asn.member_rows() if asn.member_type(r) == "science"]
+    if len(science) < 2:
+        return True
+    asn.extra_members = [
+        {"expname": re.sub(r"_[a-z0-9]+$", "", Path(r["filename"]).name.rsplit(".", 1)[0]) + "_x1d.fits",
+         "exptype": "background", "exposerr": r.get("exposerr"), "asn_candidate": r["asn_candidate"]}
+        for r in science
+    ]
+    return True
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "Asn_Lv2CoronAsRate", 2, "image2",
@@ -647,8 +823,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "Asn_Lv2Image", 2, "image2", _lv2_image_science,
-        same=(PROGRAM, IS_TSO, *MODE), single_science=True,
-        description="Level-2b non-TSO science image: one science exposure (calwebb_image2).",
+        same=(PROGRAM, IS_TSO, *MODE), single_science=True, joins=_lv2_image_joins, joiners_open=True,
+        description="Level-2b non-TSO science image: one science exposure with its background images (calwebb_image2).",
     ),
     Rule(
         "Asn_Lv2ImageNonScience", 2, "image2", _lv2_image_nonscience,
@@ -666,6 +842,13 @@ RULES: tuple[Rule, ...] = (
         description="Level-2b time-series image: one science exposure (calwebb_tso-image2).",
     ),
     Rule(
+        "Asn_Lv2MIRLRSFixedSlitNod", 2, "spec2", lambda r: _lrs_slit_nod(r) and exposure_type(r) == "science",
+        same=(PROGRAM, IS_TSO), joins=_lrs_nod_joins, joiners_open=True, finalize=_lrs_nod_asns,
+        not_candidate_types=("background",),
+        description="Level-2b MIRI LRS slit nods: one association per nod, the nods at other positions "
+                    "along the slit its backgrounds, with the target-acquisition confirmation.",
+    ),
+    Rule(
         "Asn_Lv2NRSFSS", 2, "spec2", lambda r: _nrs_fs(r) and exposure_type(r) == "science",
         same=(PROGRAM, IS_TSO, *MODE, Key("expspcin", ("expspcin",)), Key("nods", ("numdthpt",)), _SUBPX),
         joins=lambda r: _MODE_NAMES if _nrs_fs(r) and exposure_type(r) != "science" else None,
@@ -677,6 +860,17 @@ RULES: tuple[Rule, ...] = (
         same=(PROGRAM, IS_TSO, *MODE, Key("patttype", ("patttype",)), Key("mosaic_tile", ("mostilno",))),
         finalize=_ifu_nods,
         description="Level-2b NIRSpec IFU nods: one association per nod, the other nods its backgrounds, with imprints.",
+    ),
+    Rule(
+        "Asn_Lv2NRSLAMPImage", 2, "image2", _nrs_lamp_image, same=(PROGRAM, IS_TSO), single_science=True,
+        special=True,
+        description="Level-2b NIRSpec lamp image (through the mirror): one exposure, calibrated as science.",
+    ),
+    Rule(
+        "Asn_Lv2NRSLAMPSpectral", 2, "nrslamp-spec2", _nrs_lamp_spectral, same=(PROGRAM, IS_TSO),
+        single_science=True, special=True,
+        description="Level-2b NIRSpec lamp spectrum (calwebb_nrslamp-spec2): one exposure on a detector its "
+                    "grating and lamp reach.",
     ),
     Rule(
         "Asn_Lv2NRSMSA", 2, "spec2",
@@ -722,6 +916,13 @@ RULES: tuple[Rule, ...] = (
     Rule("Asn_Lv2WFSSNRC", 2, "spec2", **_lv2_wfss("nrc_wfss", "nrc_image", (Key("detector", ("detector",)),)),
          description="Level-2b NIRCam WFSS: one grism exposure, with the catalogue of its direct image."),
     Rule(
+        "Asn_Lv2WFSSParallel", 2, "spec2", _lv2_wfss_parallel, same=(PROGRAM, IS_TSO, TARGET, INSTRUMENT),
+        joins=_lv2_wfss_parallel_joins, single_science=True, any_candidate=True,
+        finalize=lambda asn: _wfss_catalog(asn, _long_wave_direct),
+        description="Level-2b pure-parallel WFSS (a direct-image candidate, no target): one grism exposure, "
+                    "with the catalogue of its direct image.",
+    ),
+    Rule(
         "Asn_MIRLRSTAConfirm", 2, "spec2", _lrs_science,
         same=(PROGRAM, IS_TSO, *MODE, Key("obs_id", ("obs_id",), required=False)), single_science=True,
         joins=_lrs_joins,
@@ -736,6 +937,12 @@ RULES: tuple[Rule, ...] = (
         description="Level-3 science image, non-TSO, non-WFS&C: a mosaic per optical path and target.",
     ),
     Rule(
+        "Asn_Lv3ImageBackground", 3, "image3", _lv3_image_background,
+        same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE, VISITYPE),
+        with_acquisitions=True, special=True,
+        description="Level-3 background images (non-TSO, non-WFS&C): a background target's images combined as science.",
+    ),
+    Rule(
         "Asn_Lv3ImageMosaic", 3, "image3", _lv3_image,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, EXP_TYPE, VISITYPE),
         with_acquisitions=True, candidate_types=("mosaic",),
@@ -748,6 +955,10 @@ RULES: tuple[Rule, ...] = (
         with_acquisitions=True, product=_noopt_product,
         description="Level-3 MIRI MRS: every channel and band of a target in one cube, with its backgrounds.",
     ),
+    Rule("Asn_Lv3MIRMRSBackground", 3, "spec3", _lv3_mrs_background,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, EXP_TYPE), with_acquisitions=True, special=True,
+         product=_noopt_product,
+         description="Level-3 MIRI MRS background exposures (non-TSO), combined as science in one cube."),
     Rule("Asn_Lv3NRSIFU", 3, "spec3", _lv3_nrs_ifu,
          same=(PROGRAM, IS_TSO, INSTRUMENT, TARGET, Key("patttype", ("patttype",)), Key("opt_elem", ("grating",))),
          with_acquisitions=True,
@@ -769,6 +980,18 @@ RULES: tuple[Rule, ...] = (
          description="Level-3 NIRSpec MOS: the spectra of every source, one product each (named later)."),
     Rule("Asn_Lv3NRCCoron", 3, "coron3", **_coron(("nrc_coron",), nrc_coron_on_detector),
          description="Level-3 NIRCam coronagraphy: science exposures of a target with their PSF references."),
+    Rule("Asn_Lv3NRCCoronImage", 3, "image3", _lv3_coron_image,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, EXP_TYPE, TARGET), with_acquisitions=True,
+         never_ints=True, product=_coron_image_product,
+         description="Level-3 NIRCam full-frame short-wave coronagraphy handled as plain imaging: science only."),
+    Rule("Asn_Lv3SlitlessSpectral", 3, "spec3", _lv3_slitless,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET), with_acquisitions=True,
+         description="Level-3 single-object slitless spectra (NIRISS SOSS) without nods, non-TSO."),
+    Rule("Asn_Lv3SpectralTarget", 3, "spec3", _lv3_spectral_target,
+         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, Key("patttype_spectarg", ("patttype",))),
+         with_acquisitions=True, finalize=_nod_backgrounds,
+         description="Level-3 nodded single-target spectra (MIRI LRS slit, NIRISS SOSS), non-TSO: "
+                     "each nod's spectrum is also a background."),
     Rule(
         "Asn_Lv3TSO", 3, "tso3", _lv3_tso,
         same=(PROGRAM, IS_TSO, INSTRUMENT, *OPTICAL_PATH, TARGET, EXP_TYPE),
