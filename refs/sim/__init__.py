@@ -1,0 +1,1 @@
+"""Simulated observations, one module per observing mode; refs/simulator.py dispatches to them."""
