@@ -1697,6 +1697,12 @@ def simulate(
     """Simulate a dithered imaging observation of one detector; see the module docstring."""
     from ..models import Level1bModel
 
+    if (instrument or "").lower() == "nirspec":  # detector-level NIRSpec exposures: refs/sim/nirspec_detector.py
+        from .sim import nirspec_detector
+
+        return nirspec_detector.simulate(output_dir, detector=detector, readpatt=readpatt, ngroups=ngroups, nints=nints,
+                                         exp_type=exp_type, seed=seed, build_refs=build_refs, reference_seed=reference_seed)
+
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
     out = Path(output_dir)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -233,3 +234,89 @@ def _fill_metadata(model, detector, readpatt, exp_type, ngroups, nints, nframes,
     o.obs_id = "V01234001001P0000000002101"
     m.date = end.isoformat(timespec="milliseconds")
     model.meta.filename = f"jw01234001001_02101_00001_{detector.lower()}_uncal.fits"
+
+
+# ---------------------------------------------------------------------------
+# an observation on disk: uncal, references, CRDS cache, truth
+
+# CRDS match keys of our NIRSpec rules: the IRS2 layouts and the darks differ by readout pattern
+_DET, _RP = "META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT"
+PARKEYS = {"mask": (_DET, _RP), "superbias": (_DET, _RP), "refpix": (_DET, _RP), "dark": (_DET, _RP),
+           "saturation": (_DET,), "linearity": (_DET,), "gain": (_DET,), "readnoise": (_DET,)}
+
+
+def write_reference_cache(root, refs: dict, detector: str, readpatt: str) -> str:
+    """Add ``refs`` and rules selecting them (for this detector and readout) to the CRDS cache ``root``.
+
+    Existing rules of the cache (other instruments, detectors or readouts) are kept; a new
+    context becomes the default.  Returns its name.
+    """
+    import datetime
+
+    from .. import context as ctxmod
+
+    root = Path(root)
+    with ctxmod.cache_lock(root):
+        current = ctxmod.read_context(root)
+        rules = {ins: {rt: ctxmod.Rmap(ins, rt, rm.parkeys, dict(rm.entries), rm.name) for rt, rm in rms.items()}
+                 for ins, rms in current.rmaps.items()}
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        for rt, model in sorted(refs.items()):
+            if rt not in PARKEYS:
+                continue
+            prefix = f"jwst_nirspec_{rt}_"
+            serial = ctxmod._next_serial(ctxmod.references_dir(root, "NIRSPEC"), prefix, ".fits")
+            name = f"{prefix}{serial:04d}.fits"
+            path = ctxmod.reference_path(root, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            model.meta.date = now
+            model.save(path)
+            rm = rules.setdefault("NIRSPEC", {}).get(rt)
+            if rm is None:
+                rm = rules["NIRSPEC"][rt] = ctxmod.Rmap("NIRSPEC", rt, PARKEYS[rt])
+            key = (detector,) if len(PARKEYS[rt]) == 1 else (detector, readpatt)
+            rm.entries[key] = name
+        return ctxmod.write_context(root, rules, f"webbflow synthetic NIRSpec detector references for {detector} {readpatt}").context
+
+
+def simulate(output_dir, detector: str | None = None, readpatt: str | None = None, ngroups: int | None = None,
+             nints: int | None = None, exp_type: str | None = None, seed: int = 0, build_refs: bool = True,
+             reference_seed: int = 0, **_ignored):
+    """``webbflow simulate --instrument nirspec``: one full-frame exposure, its references and CRDS cache, truth."""
+    from ...errors import ParameterError
+    from ..simulator import SimulationResult, _write_json
+    from ..synthetic_nirspec import nirspec_detector_references
+
+    detector = (detector or "NRS1").upper()
+    readpatt = (readpatt or "NRSIRS2RAPID").upper()
+    exp_type = (exp_type or "NRS_FIXEDSLIT").upper()
+    ngroups = int(ngroups or 5)
+    nints = int(nints or 1)
+    if detector not in DETECTORS:
+        raise ParameterError(f"NIRSpec detectors are NRS1 and NRS2 (got {detector!r})")
+    if readpatt not in READPATTS:
+        raise ParameterError(f"readout pattern {readpatt!r} is not simulated for NIRSpec; choose {', '.join(READPATTS)}")
+    if exp_type not in EXP_TYPES:
+        raise ParameterError(f"exposure type {exp_type!r} is not simulated for NIRSpec; choose {', '.join(EXP_TYPES)}")
+    if ngroups < 2:
+        raise ParameterError("NIRSpec exposures need at least 2 groups")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    refs = nirspec_detector_references(detector, readpatt, ngroups, frame_time(readpatt), seed=reference_seed)
+    context = write_reference_cache(out, refs, detector, readpatt) if build_refs else None
+    model, truth = simulate_nirspec_ramp(detector, readpatt, ngroups, nints, refs, seed=seed, exp_type=exp_type)
+    path = out / model.meta.filename
+    model.save(path)
+    stem = path.name.replace("_uncal.fits", "")
+    truth_path = out / f"{stem}_truth.json"
+    _write_json(truth_path, {
+        "illumination": "horizontal stripes (Gaussian profile, sigma 1.2 px) until the NIRSpec optical model lands",
+        "stripes": [{"row": int(r), "peak_rate_dn_s": float(p)} for r, p in STRIPES],
+        "readout": readpatt, "irs2": readpatt in IRS2_READPATTS,
+    })
+    cr_path = out / f"{stem}_cosmic_rays.json"
+    _write_json(cr_path, [{"integration": i, "group": g, "x": x, "y": y, "electrons": e} for i, g, x, y, e in truth["cosmic_rays"]])
+    result = SimulationResult(output_dir=out, uncal=[path], catalog=truth_path, cosmic_rays=cr_path)
+    if build_refs:
+        result.context, result.crds_path = context, out
+    return result
