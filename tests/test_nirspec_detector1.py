@@ -10,14 +10,16 @@ pixels, DQ identical.  The measured agreement is printed (-s).
 
 from __future__ import annotations
 
+import contextlib
+import json
+
 import numpy as np
 import pytest
-from parity import compare_arrays, quiet_jwst
+from parity import compare_arrays, jwst_offline, quiet_jwst
 
 from webbflow import models
 from webbflow.models import dqflags
-from webbflow.refs.sim.nirspec_detector import simulate_nirspec_ramp
-from webbflow.refs.synthetic_nirspec import irs2_rows, nirspec_detector_references
+from webbflow.refs.synthetic_nirspec import irs2_rows
 from webbflow.tasks import load_all
 from webbflow.tasks._convert import as_ramp
 from webbflow.tasks.base import run_step
@@ -30,31 +32,33 @@ READPATT = "NRSIRS2RAPID"
 
 @pytest.fixture(scope="session")
 def irs2_case(tmp_path_factory):
-    """The simulated uncal, our references, the references as files, and the IPC kernel used."""
-    tmp = tmp_path_factory.mktemp("nirspec_irs2")
-    refs = nirspec_detector_references("NRS1", READPATT, NGROUPS, 14.58889, seed=0)
-    uncal, truth = simulate_nirspec_ramp("NRS1", READPATT, NGROUPS, 1, refs, seed=1)
-    paths = {}
-    for rt, m in refs.items():
-        paths[rt] = tmp / f"nrs1_{rt}.fits"
-        m.save(paths[rt])
+    """``webbflow simulate --instrument nirspec`` once: the uncal, its CRDS cache, the references by type."""
+    from webbflow.refs.simulator import simulate
+
+    out = tmp_path_factory.mktemp("nirspec_irs2")
+    sim = simulate(out, instrument="nirspec", detector="NRS1", readpatt=READPATT, ngroups=NGROUPS,
+                   exp_type="NRS_FIXEDSLIT", seed=1)
+    paths = {p.name.split("_")[2]: p for p in (out / "references" / "jwst" / "nirspec").glob("jwst_nirspec_*.fits")}
+    refs = {rt: models.open(p) for rt, p in paths.items()}
+    # NIRSpec has no IPC reference in CRDS (jwst skips the step); one here exercises the IRS2 path of ipc
     ipc = models.IPCModel(data=np.array([[-0.0003, -0.0055, -0.0003], [-0.0055, 1.0232, -0.0055],
                                          [-0.0003, -0.0055, -0.0003]], dtype=np.float32))
     ipc.meta.reftype, ipc.meta.instrument.name, ipc.meta.instrument.detector = "IPC", "NIRSPEC", "NRS1"
-    paths["ipc"] = tmp / "nrs1_ipc.fits"
+    paths["ipc"] = out / "nrs1_ipc.fits"
     ipc.save(paths["ipc"])
     refs["ipc"] = ipc
-    uncal_path = tmp / uncal.meta.filename
-    uncal.save(uncal_path)
-    return {"uncal": uncal_path, "refs": refs, "paths": paths, "truth": truth}
+    truth = json.loads(sim.catalog.read_text())
+    return {"sim": sim, "uncal": sim.uncal[0], "refs": refs, "paths": paths, "truth": truth}
 
 
 @pytest.fixture(scope="session")
 def chain(irs2_case):
-    """dq_init -> saturation -> ipc -> superbias -> refpix, ours and jwst's, keeping each step's output."""
+    """dq_init -> saturation -> ipc -> superbias, ours and jwst's functions, each step's output kept; then our refpix.
+
+    (jwst's IRS2 refpix is compared through the whole detector1 products below, which run it anyway.)
+    """
     from jwst.dq_init import dq_initialization
     from jwst.ipc import ipc_corr
-    from jwst.refpix import irs2_subtract_reference as jirs2
     from jwst.saturation import saturation as jsat
     from jwst.superbias import bias_sub
     from stdatamodels.jwst import datamodels as dm
@@ -80,11 +84,25 @@ def chain(irs2_case):
         out["jwst"]["ipc"] = (jm.data.copy(), jm.groupdq.copy(), jm.pixeldq.copy())
         jm = bias_sub.do_correction(jm, dm.SuperBiasModel(str(paths["superbias"])))
         out["jwst"]["superbias"] = (jm.data.copy(), jm.groupdq.copy(), jm.pixeldq.copy())
-        jirs2.flag_bad_refpix(jm, n_sigma=3.0, flag_only=True)
-        jirs2.flag_bad_refpix(jm, replace_only=True)
-        jm = jirs2.correct_model(jm, dm.IRS2Model(str(paths["refpix"])))
-        out["jwst"]["refpix"] = (jm.data.copy(), jm.groupdq.copy(), jm.pixeldq.copy())
     return out
+
+
+@pytest.fixture(scope="session")
+def detector1_products(irs2_case):
+    """jwst's calwebb_detector1 run as strun runs it (from the folder, CRDS_PATH the simulation), and webbflow's."""
+    from jwst.stpipe import Step
+
+    from webbflow.flows.calwebb_detector1 import detector1
+
+    sim = irs2_case["sim"]
+    jw, wf = sim.output_dir / "jwst", sim.output_dir / "webbflow"
+    jw.mkdir(exist_ok=True)
+    wf.mkdir(exist_ok=True)
+    with jwst_offline(sim.crds_path), quiet_jwst(), contextlib.chdir(sim.output_dir):
+        Step.from_cmdline(["calwebb_detector1", sim.uncal[0].name, "--output_dir", "jwst"])
+    with jwst_offline(sim.crds_path):
+        detector1.fn(str(sim.uncal[0]), output_dir=str(wf))
+    return wf, jw
 
 
 def test_simulated_irs2_layout(irs2_case):
@@ -98,7 +116,7 @@ def test_simulated_irs2_layout(irs2_case):
         assert m.meta.subarray.ysize == 2048 and m.meta.exposure.frame_time == pytest.approx(14.58889)
         data = m.data.astype(np.float64)
     rows = irs2_rows("NRS1")
-    bright = irs2_case["truth"]["stripe_rows"][1]  # a stripe that does not saturate
+    bright = irs2_case["truth"]["stripes"][1]["row"]  # a stripe that does not saturate
     normal_idx = np.flatnonzero(rows)
     up = data[0, -1] - data[0, 0]
     # the stripe's rows (normal pixels) rise; the interleaved reference rows beside them do not
@@ -118,7 +136,7 @@ def test_simulated_irs2_layout(irs2_case):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("step", ["dq_init", "saturation", "ipc", "superbias", "refpix"])
+@pytest.mark.parametrize("step", ["dq_init", "saturation", "ipc", "superbias"])
 def test_irs2_steps_match_jwst(chain, step):
     ours, theirs = chain["ours"][step], chain["jwst"][step]
     for (name, a), b in zip((("data", ours[0]), ("groupdq", ours[1]), ("pixeldq", ours[2])), theirs):
@@ -146,3 +164,23 @@ def test_irs2_refpix_removes_correlated_noise(chain, irs2_case):
     sat = dqflags.SATURATED
     gdq = chain["ours"]["refpix"][1]
     assert np.any(gdq[0, -1] & sat), "the bright stripe saturates"
+
+
+@pytest.mark.parity
+def test_irs2_detector1_products_whole(detector1_products):
+    """rate and rateints compared whole with jwst's: names, HDUs, keywords, arrays (rtol 1e-4, 99.9 %), DQ."""
+    from astropy.io import fits
+    from test_products_whole import compare_products
+
+    wf, jw = detector1_products
+    names = {p.name for p in jw.iterdir() if p.name.endswith(("_rate.fits", "_rateints.fits"))}
+    assert len(names) == 2, names
+    problems = compare_products(wf, jw, names, suffixes=("_rate.fits", "_rateints.fits"))
+    assert not problems, "\n".join(problems)
+    for n in sorted(names):
+        with fits.open(wf / n) as a, fits.open(jw / n) as b:
+            assert a["SCI"].data.shape == (2048, 2048) or a["SCI"].data.shape == (1, 2048, 2048)
+            ag = compare_arrays(n, a["SCI"].data, b["SCI"].data, rtol=1e-4)
+            assert ag.fraction >= 0.999
+            assert np.array_equal(a["DQ"].data, b["DQ"].data)
+            assert a[0].header["R_REFPIX"].endswith("jwst_nirspec_refpix_0001.fits")
