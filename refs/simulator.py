@@ -1701,7 +1701,8 @@ def simulate(
         from .sim import nirspec_detector
 
         return nirspec_detector.simulate(output_dir, detector=detector, readpatt=readpatt, ngroups=ngroups, nints=nints,
-                                         exp_type=exp_type, seed=seed, build_refs=build_refs, reference_seed=reference_seed)
+                                         exp_type=exp_type, seed=seed, build_refs=build_refs, reference_seed=reference_seed,
+                                         size=size, subarray=subarray, nexp=nexp)
 
     if nexp < 1:
         raise ParameterError(f"--nexp must be at least 1 (got {nexp})")

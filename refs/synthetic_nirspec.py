@@ -21,8 +21,11 @@ refpix         IRS2 only: the IRS2 table of alpha/beta coefficients (712x2048
 Per-pixel content comes from :class:`webbflow.refs.synthetic.DetectorTruth` with
 a NIRSpec detector description (gain ~1 e-/DN, ~55 ke- wells, low dark current),
 so a pixel has the same properties in every reference.  The checked forms
-(extensions, dtypes, SUBSIZE2=2048 on 3200-row IRS2 arrays, DQ_DEF) follow the
-real NRS1 superbias_0075 and dark_0046 in ../shared/data/real-refs/nirspec.
+(extensions and their order, dtypes, FASTAXIS/SLOWAXIS, READPATT on the
+readout-specific files, SUBSIZE2=2048 on 3200-row IRS2 arrays, DQ_DEF) follow
+the real NRS1 superbias_0075 and dark_0046 in ../shared/data/real-refs/nirspec
+(both SUB512, NRSRAPID ground files); those two also carry CRDS bookkeeping
+keywords (SCA_ID, ROW_STRT, NCOLS...) that no step reads, not written here.
 
 The alpha/beta coefficients are not measured ones: beta is a low-pass response
 of each output to its interleaved reference pixels, alpha a small negative
@@ -101,7 +104,7 @@ def _irs2_expand(normal: np.ndarray, rows: np.ndarray, fill) -> np.ndarray:
     return out
 
 
-def make_mask(truth: DetectorTruth, irs2: bool):
+def make_mask(truth: DetectorTruth, irs2: bool, readpatt: str | None = None):
     from ..models import MaskModel
 
     dq = truth.dq.copy()
@@ -110,10 +113,10 @@ def make_mask(truth: DetectorTruth, irs2: bool):
         dq = _irs2_expand(dq, irs2_rows(det), np.uint32(dqflags.PIXEL["REFERENCE_PIXEL"]))
     m = MaskModel(dq=dq)
     m.dq_def = synthetic._dq_def(synthetic.MASK_FLAGS)
-    return _header(m, "mask", det, "bad pixel mask" + (" (IRS2)" if irs2 else ""))
+    return _header(m, "mask", det, "bad pixel mask" + (" (IRS2)" if irs2 else ""), readpatt)
 
 
-def make_superbias(truth: DetectorTruth, irs2: bool):
+def make_superbias(truth: DetectorTruth, irs2: bool, readpatt: str | None = None):
     from ..models import SuperBiasModel
 
     det = truth.spec.detector
@@ -133,7 +136,7 @@ def make_superbias(truth: DetectorTruth, irs2: bool):
     m = SuperBiasModel(data=data, err=err, dq=dq)
     m.dq_def = synthetic._dq_def(("DO_NOT_USE", "UNRELIABLE_BIAS"))
     m.meta.bunit_data = "DN"
-    return _header(m, "superbias", det, "superbias" + (" (IRS2)" if irs2 else ""))
+    return _header(m, "superbias", det, "superbias" + (" (IRS2)" if irs2 else ""), readpatt)
 
 
 def make_saturation(truth: DetectorTruth):
@@ -244,7 +247,7 @@ def nirspec_detector_references(detector: str, readpatt: str, ngroups: int, tfra
     irs2 = readpatt in IRS2_READPATTS
     truth = detector_truth(detector.upper(), int(seed))
     refs = {
-        "mask": make_mask(truth, irs2), "superbias": make_superbias(truth, irs2),
+        "mask": make_mask(truth, irs2, readpatt), "superbias": make_superbias(truth, irs2, readpatt),
         "saturation": make_saturation(truth), "linearity": make_linearity(truth),
         "dark": make_dark(truth, readpatt, ngroups, tframe), "gain": make_gain(truth),
         "readnoise": make_readnoise(truth),

@@ -281,7 +281,7 @@ def write_reference_cache(root, refs: dict, detector: str, readpatt: str) -> str
 
 def simulate(output_dir, detector: str | None = None, readpatt: str | None = None, ngroups: int | None = None,
              nints: int | None = None, exp_type: str | None = None, seed: int = 0, build_refs: bool = True,
-             reference_seed: int = 0, **_ignored):
+             reference_seed: int = 0, size: int | None = None, subarray: str | None = None, nexp: int = 1):
     """``webbflow simulate --instrument nirspec``: one full-frame exposure, its references and CRDS cache, truth."""
     from ...errors import ParameterError
     from ..simulator import SimulationResult, _write_json
@@ -300,6 +300,10 @@ def simulate(output_dir, detector: str | None = None, readpatt: str | None = Non
         raise ParameterError(f"exposure type {exp_type!r} is not simulated for NIRSpec; choose {', '.join(EXP_TYPES)}")
     if ngroups < 2:
         raise ParameterError("NIRSpec exposures need at least 2 groups")
+    if size is not None or (subarray is not None and subarray.upper() != "FULL"):
+        raise ParameterError("NIRSpec is simulated in full frame only for now (IRS2 readouts exist only in full frame)")
+    if nexp != 1:
+        raise ParameterError("NIRSpec is simulated one exposure at a time for now (no nods yet): use --nexp 1")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     refs = nirspec_detector_references(detector, readpatt, ngroups, frame_time(readpatt), seed=reference_seed)
