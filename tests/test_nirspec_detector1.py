@@ -184,3 +184,32 @@ def test_irs2_detector1_products_whole(detector1_products):
             assert ag.fraction >= 0.999
             assert np.array_equal(a["DQ"].data, b["DQ"].data)
             assert a[0].header["R_REFPIX"].endswith("jwst_nirspec_refpix_0001.fits")
+
+
+@pytest.mark.parametrize("n,r", [(16, 4), (8, 2), (12, 4)])
+def test_irs2_layout_masks_match_jwst(n, r):
+    """The normal/reference pixel layout along the readout, as jwst's two helpers give it."""
+    from jwst.ipc import x_irs2
+    from jwst.refpix.irs2_subtract_reference import make_irs2_mask
+
+    from webbflow.tasks._irs2 import normal_mask
+    from webbflow.tasks._irs2_refpix import refpix_normal_mask
+
+    assert np.array_equal(refpix_normal_mask(3200, n, r), make_irs2_mask(3200, 2048, n, r))
+    nx = 512 + 512 // n * r + 4 * (512 + 512 // n * r)
+    assert np.array_equal(normal_mask(nx, n, r), x_irs2.make_mask(np.zeros((4, nx)), n=n, r=r))
+    if (n, r) == (16, 4):
+        assert normal_mask().sum() == 2048 and not normal_mask()[:640].any()
+
+
+def test_half_spectrum_coefficients_give_the_real_part():
+    """irfft(h * rfft(x)) equals Re(ifft(c * fft(x))) for real x: the identity refpix's speed-up rests on."""
+    from webbflow.tasks._irs2_refpix import hermitian_half
+
+    rng = np.random.default_rng(5)
+    for size in (712, 713):
+        x = rng.normal(size=(3, size))
+        c = rng.normal(size=size) + 1j * rng.normal(size=size)
+        full = np.fft.ifft(c * np.fft.fft(x, axis=1), axis=1).real
+        half = np.fft.irfft(hermitian_half(c).astype(np.complex128) * np.fft.rfft(x, axis=1), n=size, axis=1)
+        assert np.allclose(full, half, rtol=1e-5, atol=1e-5)
