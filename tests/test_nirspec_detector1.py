@@ -1,11 +1,18 @@
-"""NIRSpec detectors in detector1: IRS2 readouts through dq_init, saturation, ipc, superbias and refpix.
+"""NIRSpec detectors in detector1: IRS2 readouts from ``webbflow simulate --instrument nirspec`` to rate files.
 
-One simulated NRS1 full frame read with NRSIRS2RAPID (3 groups, 3200-row frames)
-and its synthetic references (refs/synthetic_nirspec.py) per session; jwst
-3.0's own functions run on the same arrays with the same references (saved
-to FITS and opened with stdatamodels, which also checks their form).
-Tolerances as for imaging: float arrays within rtol 1e-4 for >= 99.9 % of
-pixels, DQ identical.  The measured agreement is printed (-s).
+One simulated NRS1 full frame read with NRSIRS2RAPID (3 groups, 3200-row frames), with
+its synthetic references and CRDS cache, per session:
+
+- dq_init, saturation, ipc and superbias, ours against jwst 3.0's own functions on the
+  same arrays with the same reference files (opened with stdatamodels);
+- the whole of calwebb_detector1, jwst run as strun runs it (from the simulation's
+  folder, CRDS_PATH the simulation), against webbflow's detector1: rate and rateints
+  compared whole (names, HDUs, keywords, arrays), which covers jwst's IRS2 refpix,
+  linearity, dark, jump and ramp fitting on NIRSpec.
+
+Tolerances as for imaging: float arrays within rtol 1e-4 for >= 99.9 % of pixels, DQ
+identical.  The measured agreement is printed (-s).  NRS2 and NRSIRS2 (5 frames per
+group), and NRSRAPID, were checked the same way outside CI (see the branch's report).
 """
 
 from __future__ import annotations
