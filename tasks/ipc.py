@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedModeError
 from ._convert import as_ramp
 from ._subarray import is_subarray
 from .base import StepParams, step
