@@ -213,6 +213,8 @@ def stream_reason(input, head, names: list[str], params: dict, save_calibrated_r
     if not uncal.readable or uncal.has_refout:
         return "the input is not a uint16 uncal ramp without REFOUT"
     nints, ngroups, ny, nx = uncal.shape
+    if max(ny, nx) > 2048:
+        return "NIRSpec IRS2 frames lose their interleaved reference rows in refpix"
     if mode not in ("always", "on", "1", "true", "yes"):
         need = nints * ngroups * ny * nx * BYTES_PER_SAMPLE
         if need <= memory_budget():

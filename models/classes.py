@@ -299,6 +299,13 @@ class TrapParsModel(ReferenceFileModel):
     arrays = (A("trappars_table", "TRAPPARS", table=True, required=True),)
 
 
+class IRS2Model(ReferenceFileModel):
+    """NIRSpec IRS2 refpix reference: alpha/beta coefficients per output (real/imaginary pairs), bad-pixel table."""
+
+    reftype = "refpix"
+    arrays = (A("irs2_table", "IRS2", table=True, required=True), A("dq_table", "DQ", table=True))
+
+
 class PhotomModel(ReferenceFileModel):
     """Imaging photometric calibration: a PHOTOM table of (filter, pupil, photmjsr, uncertainty)."""
 
@@ -414,5 +421,6 @@ REFERENCE_MODELS: dict[str, type[ReferenceFileModel]] = {
     "apcorr": ApcorrModel, "abvegaoffset": ABVegaOffsetModel, "drizpars": DrizParsModel,
     "emicorr": EmiModel, "pictureframe": PictureFrameModel,
     "sirskernel": SIRSKernelModel,
+    "refpix": IRS2Model,
 }
 REFERENCE_MODELS["psfmask"] = PsfMaskModel

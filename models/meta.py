@@ -102,6 +102,8 @@ class Exposure(Group):
     primary_cosmic_rays: Number | None = kw("PRIMECRS")
     extended_emission_events: Number | None = kw("EXTNCRS")
     average_dark_current: Number | None = kw("AVDRKCUR")
+    nrs_normal: int | None = kw("NRS_NORM")  # NIRSpec IRS2: normal pixels between reference pixel blocks
+    nrs_reference: int | None = kw("NRS_REF")  # NIRSpec IRS2: interleaved reference pixels per block
 
 
 class Subarray(Group):

@@ -22,7 +22,7 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="folder to write into")
     s.add_argument("--instrument", default="nircam", type=str.lower, choices=("nircam", "niriss", "nirspec", "miri", "fgs"))
     s.add_argument("--detector", default=None,
-                   help="NRCA1..NRCB4, NRCALONG, NRCBLONG; NIS; MIRIMAGE; GUIDER1, GUIDER2 (default: the first)")
+                   help="NRCA1..NRCB4, NRCALONG, NRCBLONG; NIS; NRS1, NRS2; MIRIMAGE; GUIDER1, GUIDER2 (default: the first)")
     size = s.add_mutually_exclusive_group()
     size.add_argument("--size", type=int, default=None,
                       help="a square GENERIC subarray of N pixels in the corner of the detector (MIRI: 64, 128, "
@@ -35,7 +35,7 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--filter", default=None, help="e.g. F200W (NIRCam SW), F444W (LW), F150W (NIRISS), F770W (MIRI)")
     s.add_argument("--grating", default=None, help="NIRSpec grating or PRISM (spectroscopic modes; default per mode)")
     s.add_argument("--pupil", default=None, help="NIRCam pupil wheel element (default CLEAR)")
-    s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1")
+    s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1; NIRSpec: NRSRAPID, NRSIRS2RAPID, NRSIRS2")
     s.add_argument("--exp-type", "--exp_type", dest="exp_type", default=None,
                    help="exposure type: FGS guider modes (FGS_ACQ1, FGS_ACQ2, FGS_TRACK, FGS_FINEGUIDE, FGS_ID-IMAGE, "
                    "FGS_ID-STACK); NRC_TSIMAGE, a NIRCam imaging time series with a transit; NRC_CORON; NIS_AMI; and "

@@ -1715,6 +1715,13 @@ def simulate(
 
         kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode", "output_dir")}
         return importlib.import_module(f"webbflow.refs.sim.{mode}").simulate(output_dir, **kwargs)
+    if (instrument or "").lower() == "nirspec":  # detector-level NIRSpec exposures: refs/sim/nirspec_detector.py
+        from .sim import nirspec_detector
+
+        return nirspec_detector.simulate(output_dir, detector=detector, readpatt=readpatt, ngroups=ngroups, nints=nints,
+                                         exp_type=exp_type, seed=seed, build_refs=build_refs, reference_seed=reference_seed,
+                                         size=size, subarray=subarray, nexp=nexp)
+
     if grating is not None:
         raise ParameterError(f"--grating is for spectroscopic modes, not {exp_type or 'imaging'}")
     if (exp_type or "").upper() == "NRC_CORON":  # coronagraphy: refs/sim/coron.py

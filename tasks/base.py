@@ -226,6 +226,8 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
             if rt in spec.reftypes:
                 log.info("Step %s skipped: reference type %s is N/A for this exposure", name, rt)
                 _mark(model, cal_attr, "SKIPPED")
+                if isinstance(model, models.DataModel):
+                    _record_ref(model, rt, "N/A")  # jwst records R_<reftype> = N/A (NIRSpec's R_IPC)
                 return StepResult(model, "SKIPPED", time.perf_counter() - t0, {rt: "N/A"},
                                   reason=f"reference {rt} is N/A for this exposure")
             opened[rt] = None

@@ -8,7 +8,8 @@ kernel weight times the neighbouring science pixel, with zeros beyond the
 science region.  Reference pixels are left alone.
 
 Here all groups of all integrations are convolved at once.  NIRSpec IRS2
-readouts are not handled.
+readouts (3200-row frames) are convolved on their 2048 normal rows only,
+the interleaved reference rows dropped and left as they are, as in jwst.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedModeError
 from ._convert import as_ramp
 from ._subarray import is_subarray
 from .base import StepParams, step
@@ -130,12 +130,20 @@ def ipc_convolve_fast(data: np.ndarray, kernel: np.ndarray, nref: RefPixels) -> 
 def ipc(model, refs, params):
     """Apply the IPC deconvolution kernel to every group; ``data`` is updated in place."""
     ramp = as_ramp(model)
-    if max(ramp.data.shape[-2:]) > 2048:
-        raise UnsupportedModeError("ipc: NIRSpec IRS2 readouts are not supported yet")
     if None in (ramp.meta.subarray.xstart, ramp.meta.subarray.ystart, ramp.meta.subarray.xsize, ramp.meta.subarray.ysize):
         raise ValueError("ipc: the exposure has no SUBSTRT/SUBSIZE keywords")
     nref = num_ref_pixels(ramp)
     kernel = kernel_for(ramp, refs["ipc"])
+    if max(ramp.data.shape[-2:]) > 2048:
+        from ._irs2 import dms_row_mask
+
+        rows = dms_row_mask(ramp)
+        for i in range(ramp.data.shape[0]):
+            normal = np.ascontiguousarray(ramp.data[i][:, rows, :])
+            if not ipc_convolve_fast(normal, kernel, nref):
+                ipc_convolve(normal, kernel, nref)
+            ramp.data[i][:, rows, :] = normal
+        return ramp
     if ipc_convolve_fast(ramp.data, kernel, nref):
         return ramp
     # one integration at a time keeps the padded copy and the accumulator small

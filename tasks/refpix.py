@@ -28,9 +28,12 @@ Reference values are sigma-clipped means (``siglimit``) over pixels without
 DO_NOT_USE.  The arithmetic follows jwst's, dtypes included, so results
 agree to the last bit in most pixels.
 
-NIRSpec IRS2 readouts (3200-row frames) are not supported: the step raises
-UnsupportedModeError for them.  Multistripe / superstripe subarrays are not
-supported either.
+NIRSpec IRS2 readouts (3200-row frames) get jwst's IRS2 algorithm
+(:mod:`._irs2_refpix`) with the REFPIX reference's alpha/beta coefficients:
+bad interleaved reference pixels are flagged (``ovr_corr_mitigation_ftr``)
+and replaced, and the output keeps the 2048 normal rows unless
+``preserve_irs2_refpix``.  ``irs2_mean_subtraction`` (off by default) is not
+supported, nor are multistripe / superstripe subarrays.
 """
 
 from __future__ import annotations
@@ -68,9 +71,9 @@ class RefPixParams(StepParams):
     side_smoothing_length: int = Field(11, ge=1, description="height of the running-median window of side pixels (NIR)")
     side_gain: float = Field(1.0, description="factor applied to the side reference signal before subtracting it (NIR)")
     odd_even_rows: bool = Field(True, description="reference signal separately for even and odd rows (MIRI)")
-    ovr_corr_mitigation_ftr: float = Field(3.0, description="IRS2 only (not supported here): bad reference pixel factor")
-    preserve_irs2_refpix: bool = Field(False, description="IRS2 only (not supported here): keep interleaved reference pixels")
-    irs2_mean_subtraction: bool = Field(False, description="IRS2 only (not supported here): mean offset subtraction first")
+    ovr_corr_mitigation_ftr: float = Field(3.0, description="IRS2: sigma factor flagging bad interleaved reference pixels")
+    preserve_irs2_refpix: bool = Field(False, description="IRS2: keep the interleaved reference pixels in the output")
+    irs2_mean_subtraction: bool = Field(False, description="IRS2: mean offset subtraction first (not supported here)")
     refpix_algorithm: Literal["median", "sirs"] = Field(
         "median", description="side-pixel algorithm for NIR full frames: running median or SIRS kernels"
     )
@@ -529,14 +532,14 @@ def correct_refpix(ramp, p: RefPixParams, sirs_ref=None):
     "refpix",
     "RefPixStep",
     params=RefPixParams,
-    optional_reftypes=("sirskernel",),
+    optional_reftypes=("sirskernel", "refpix"),
     suffix="refpix",
 )
 def refpix(model, refs, params):
     """Correct bias drifts with the reference pixels; ``data`` and ``zeroframe`` are updated in place."""
     ramp = as_ramp(model)
     if max(ramp.data.shape[-2:]) > NIR_SIZE:
-        raise UnsupportedModeError("refpix: NIRSpec IRS2 readouts are not supported yet")
+        return _refpix_irs2(ramp, refs.get("refpix"), params)
     if getattr(ramp.meta.subarray, "multistripe_reads1", None) is not None:
         raise UnsupportedModeError("refpix: multistripe subarrays are not supported yet")
     sirs_ref = refs.get("sirskernel")
@@ -555,8 +558,28 @@ def refpix(model, refs, params):
     return correct_refpix(ramp, params, sirs_ref)
 
 
+def _refpix_irs2(ramp, irs2_ref, params):
+    """jwst's IRS2 branch: flag and replace bad interleaved reference pixels, then the IRS2 correction."""
+    from . import _irs2_refpix as irs2
+    from ._irs2 import irs2_parameters
+
+    if params.irs2_mean_subtraction:
+        raise UnsupportedModeError("refpix: irs2_mean_subtraction=True is not supported yet")
+    n, r = irs2_parameters(ramp)
+    irs2.flag_bad_reference_rows(ramp, params.ovr_corr_mitigation_ftr, n, r)
+    irs2.replace_bad_reference_rows(ramp, n, r)
+    if irs2_ref is None:
+        log.warning("No refpix reference file found; RefPix step will be skipped")
+        return ramp, "SKIPPED"
+    return ramp, irs2.correct_irs2(ramp, irs2_ref, n, r, preserve_refpix=params.preserve_irs2_refpix)
+
+
 def _sirs_needed(model, params) -> tuple[str, ...]:
-    """jwst asks CRDS for a SIRSKERNEL only for the SIRS algorithm on NIR full frames."""
+    """jwst asks CRDS for a REFPIX reference for IRS2 readouts, for a SIRSKERNEL only for SIRS on NIR full frames."""
+    from ._irs2 import is_irs2_readout
+
+    if is_irs2_readout(model):
+        return ("refpix",)
     if params.refpix_algorithm != "sirs":
         return ()
     if str(model.meta.instrument.name or "").upper() == "MIRI":
