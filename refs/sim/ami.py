@@ -62,7 +62,7 @@ def simulate_ami(output_dir, *, filter=None, ngroups=None, nints=None, seed=0,  
         sim.fill_metadata(model, setup, ids, pnt, 1, 1, t, star["ra"], star["dec"])
         model.meta.target.proposer_name = model.meta.target.catalog_name = star["name"]
         h = model._headers.setdefault("PRIMARY", fits.Header())
-        h["IS_PSF"] = (star is CALIBRATOR, "Is this a PSF reference exposure?")
+        model.meta.exposure.psf_reference = star is CALIBRATOR  # IS_PSF
         h["MU_RA"], h["MU_DEC"] = 0.0, 0.0
         h["TARGURA"], h["TARGUDEC"] = 0.01, 0.01
         names.append(sim.exposure_filename(setup, ids, 1, t))
