@@ -1,0 +1,255 @@
+"""Slitless grisms (NIRCam WFSS, NIRCam grism time series): the specwcs references and assign_wcs.
+
+The real NIRCam specwcs files (module A GRISMR/GRISMC, the DHS one from jwst's own tests) load in
+webbflow as the same transforms stdatamodels gives jwst, and evaluate identically.  assign_wcs on a
+NRC_WFSS rate and a NRC_TSGRISM rateints, with those specwcs and the synthetic distortion, builds
+the WCS jwst 3.0 builds: the same frames, the same world coordinates and wavelengths (and back) for
+every order, the same DISPAXIS/SPECSYS, and for WFSS the same FITS SIP keywords of the imaging WCS.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from webbflow import models
+from webbflow.refs import synthetic as syn
+from webbflow.tasks import load_all
+from webbflow.tasks.base import run_step
+
+load_all()
+
+REAL_NIRCAM = SHARED_DATA / "real-refs" / "nircam"
+SPECWCS = {"GRISMR": REAL_NIRCAM / "jwst_nircam_specwcs_0010.asdf", "GRISMC": REAL_NIRCAM / "jwst_nircam_specwcs_0011.asdf"}
+DHS_SPECWCS = REAL_NIRCAM / "nircam_nrca1_specwcs.asdf"
+ASSIGN_WCS_NA = ("regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
+                 "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
+
+
+def _rate(exp_type="NRC_WFSS", pupil="GRISMR", filt="F444W", subarray="FULL", nints=None, seed=1):
+    """A NIRCam LW (NRCALONG) rate (or rateints with ``nints``) with SIAF pointing keywords."""
+    det = "NRCALONG"
+    if subarray == "FULL":
+        ap = syn._siaf("NIRCam")["NRCA5_FULL"]
+        xstart, ystart, nx, ny = 1, 1, 2048, 2048
+    else:  # SUBGRISM64/128/256: the bottom rows of the detector, the F444W time-series aperture
+        ap = syn._siaf("NIRCam")[f"NRCA5_GRISM{subarray[len('SUBGRISM'):]}_{filt}"]
+        xstart, ystart, nx, ny = 1, 1, 2048, int(subarray[len("SUBGRISM"):])
+    rng = np.random.default_rng(seed)
+    shape = (ny, nx) if nints is None else (nints, ny, nx)
+    data = (0.3 + rng.normal(0, 0.01, shape)).astype(np.float32)
+    m = models.ImageModel(data=data) if nints is None else models.CubeModel(data=data)
+    m.err = np.full(shape, 0.01, np.float32)
+    m.dq = np.zeros(shape, np.uint32)
+    meta = m.meta
+    meta.telescope = "JWST"
+    meta.bunit_data = meta.bunit_err = "DN/s"
+    ins = meta.instrument
+    ins.name, ins.detector, ins.module, ins.channel = "NIRCAM", det, "A", "LONG"
+    ins.filter, ins.pupil = filt, pupil
+    ex = meta.exposure
+    ex.type, ex.readpatt = exp_type, "RAPID"
+    ex.nints, ex.ngroups, ex.nframes, ex.groupgap = nints or 1, 3, 1, 0
+    ex.start_time, ex.mid_time, ex.end_time = 59800.0, 59800.0005, 59800.001
+    s = meta.subarray
+    s.name, s.xstart, s.ystart, s.xsize, s.ysize = subarray, xstart, ystart, nx, ny
+    s.fastaxis, s.slowaxis = -1, 2
+    o = meta.observation
+    o.date, o.time = "2022-08-01", "12:00:00.000"
+    w = meta.wcsinfo
+    w.v2_ref, w.v3_ref = float(ap.V2Ref), float(ap.V3Ref)
+    w.v3yangle, w.vparity = float(ap.V3IdlYAngle), int(ap.VIdlParity)
+    w.ra_ref, w.dec_ref, w.roll_ref = 53.16, -27.78, 47.3
+    w.crpix1, w.crpix2 = float(ap.XSciRef), float(ap.YSciRef)
+    w.siaf_xref_sci, w.siaf_yref_sci = float(ap.XSciRef), float(ap.YSciRef)
+    w.crval1, w.crval2 = 53.16, -27.78
+    w.ctype1, w.ctype2, w.cunit1, w.cunit2 = "RA---TAN", "DEC--TAN", "deg", "deg"
+    w.cdelt1, w.cdelt2 = ap.XSciScale / 3600, ap.YSciScale / 3600
+    rel = math.radians(47.3) - w.vparity * math.radians(w.v3yangle)
+    w.pc1_1, w.pc1_2 = w.vparity * math.cos(rel), math.sin(rel)
+    w.pc2_1, w.pc2_2 = -w.vparity * math.sin(rel), math.cos(rel)
+    w.velosys = -12345.6
+    meta.velocity_aberration.scale_factor = 1.00003
+    meta.aperture.name = ap.AperName
+    return m
+
+
+def _wcs_refs(model, folder: Path, pupil="GRISMR"):
+    """Synthetic distortion + filteroffset (with a row for this grism) for the exposure's detector, saved."""
+    from webbflow.refs.synthetic import ExposureConfig
+
+    ny, nx = 2048, 2048
+    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
+                         xstart=1, ystart=1, xsize=nx, ysize=ny, filter="F444W", pupil="CLEAR")
+    refs = syn.reference_set(cfg, reftypes=["distortion", "filteroffset"])
+    fo = refs["filteroffset"]
+    fo.set_tree(filters=list(fo.filters) + [{"filter": "F444W", "pupil": pupil, "column_offset": 0.31, "row_offset": -0.27}])
+    out = {k: Path(v.save(folder / f"ref_{k}.asdf")) for k, v in refs.items()}
+    out["specwcs"] = SPECWCS.get(pupil, SPECWCS["GRISMR"])
+    return out
+
+
+def _jwst_assign_wcs(path, refs, cache, **kw):
+    from parity import jwst_offline, quiet_jwst
+
+    from jwst.assign_wcs import AssignWcsStep
+
+    with jwst_offline(cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AssignWcsStep.call(str(path), override_distortion=str(refs["distortion"]),
+                                  override_filteroffset=str(refs["filteroffset"]), override_specwcs=str(refs["specwcs"]),
+                                  **{f"override_{r}": "N/A" for r in ASSIGN_WCS_NA}, **kw)
+
+
+# ---------------------------------------------------------------------------
+# the specwcs references
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("path", [SPECWCS["GRISMR"], SPECWCS["GRISMC"], DHS_SPECWCS], ids=["GRISMR", "GRISMC", "DHS"])
+def test_real_nircam_specwcs_loads_and_evaluates_as_in_stdatamodels(path):
+    from stdatamodels.jwst.datamodels import NIRCAMGrismModel
+
+    ours = models.open(path)
+    assert type(ours).__name__ == "NIRCAMGrismModel"
+    assert ours.meta.instrument.name == "NIRCAM" and ours.meta.reftype.lower() == "specwcs"
+    t = np.linspace(-0.2, 1.2, 57)
+    x0 = np.linspace(10, 2000, 57)
+    y0 = np.linspace(2000, 15, 57)
+    with NIRCAMGrismModel(str(path)) as theirs:
+        assert list(ours.orders) == list(theirs.orders.instance)
+        names = [n for n in ("displ", "dispx", "dispy", "invdispl", "invdispx", "invdispy") if getattr(theirs, n) is not None]
+        assert {"displ", "dispx", "dispy", "invdispl"} <= set(names)
+        n_checked = 0
+        for name in names:
+            mine, jw = ours._asdf_extra.get(name), getattr(theirs, name).instance
+            if mine is None:  # absent from the file: stdatamodels gives an empty default
+                assert not jw, name
+                continue
+            assert len(mine) == len(jw)
+            pairs = list(zip(mine, jw))
+            while pairs:
+                a, b = pairs.pop()
+                assert type(a) is type(b)
+                if isinstance(a, list):  # the DHS file: one list of transforms per stripe
+                    assert len(a) == len(b)
+                    pairs.extend(zip(a, b))
+                    continue
+                args = [t] if a.n_inputs == 1 else [x0, y0, t][: a.n_inputs]
+                np.testing.assert_array_equal(np.asarray(a(*args)), np.asarray(b(*args)))
+                n_checked += 1
+        if path == DHS_SPECWCS:
+            assert list(ours.stripes) == list(theirs.stripes.instance)
+            assert list(ours.fieldpoints) == list(theirs.fieldpoints.instance)
+    assert n_checked >= 4
+
+
+# ---------------------------------------------------------------------------
+# assign_wcs
+
+
+def _check_world(ours_wcs, jwst_wcs, inputs, tol_deg=1e-9, tol_um=1e-9):
+    a, b = ours_wcs(*inputs), jwst_wcs(*inputs)
+    assert len(a) == len(b)
+    for va, vb in zip(a, b):
+        va, vb = np.asarray(va, float), np.asarray(vb, float)
+        assert np.array_equal(np.isnan(va), np.isnan(vb))
+        ok = ~np.isnan(va)
+        assert ok.sum() > 0
+        np.testing.assert_allclose(va[ok], vb[ok], rtol=0, atol=tol_deg)
+    return a
+
+
+@pytest.mark.parity
+@pytest.mark.real
+@pytest.mark.parametrize("pupil", ["GRISMR", "GRISMC"])
+def test_assign_wcs_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
+    m = _rate(pupil=pupil)
+    path = m.save(tmp_path / f"jw01234001001_01101_00001_nrcalong_rate.fits")
+    refs = _wcs_refs(m, tmp_path, pupil)
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    theirs = _jwst_assign_wcs(path, refs, real_rules_cache, sip_approx=False)
+
+    assert ours.meta.cal_step.assign_wcs == theirs.meta.cal_step.assign_wcs == "COMPLETE"
+    assert ours.meta.wcsinfo.dispersion_direction == theirs.meta.wcsinfo.dispersion_direction == {"GRISMR": 1, "GRISMC": 2}[pupil]
+    assert ours.meta.wcsinfo.specsys == theirs.meta.wcsinfo.specsys == "BARYCENT"
+    assert ours.meta.wcs.available_frames == theirs.meta.wcs.available_frames
+    # grism pixels (x, y) of sources at direct-image positions (x0, y0), both orders
+    rng = np.random.default_rng(3)
+    x0, y0 = rng.uniform(100, 1950, 40), rng.uniform(100, 1950, 40)
+    dx = rng.uniform(-300, 300, 40)
+    x, y = (x0 + dx, y0 + 2.0) if pupil == "GRISMR" else (x0 + 2.0, y0 + dx)
+    for order in (1, 2):
+        ra, dec, lam, o = _check_world(ours.meta.wcs, theirs.meta.wcs, (x, y, x0, y0, np.full(40, order)))
+        # LW grism: 2.4-5.0 um in order 1, half that in order 2
+        assert np.all((np.asarray(lam) * order > 2.3) & (np.asarray(lam) * order < 5.1))
+        # backward: sky position + wavelength -> grism pixel
+        back_o = ours.meta.wcs.backward_transform(ra, dec, lam, o)
+        back_j = theirs.meta.wcs.backward_transform(ra, dec, lam, o)
+        for a, b in zip(back_o, back_j):
+            np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=0, atol=1e-6)
+        # the pixel comes back along the dispersion (across it, the trace fixes the position)
+        along = 0 if pupil == "GRISMR" else 1
+        np.testing.assert_allclose(back_o[along], (x, y)[along], atol=0.02)
+    # the grism's trace: 4 um in order 1 lands where jwst says, for a source at the centre
+    d2g_o = ours.meta.wcs.get_transform("detector", "grism_detector")
+    d2g_j = theirs.meta.wcs.get_transform("detector", "grism_detector")
+    np.testing.assert_allclose(d2g_o(1024.0, 1024.0, 4.0, 1), d2g_j(1024.0, 1024.0, 4.0, 1), atol=1e-9)
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_assign_wcs_nrc_wfss_sip_keywords_match_jwst(tmp_path, real_rules_cache):
+    """WFSS headers carry the SIP approximation of the imaging WCS, as jwst fits it."""
+    from gwcs import WCS
+    from stdatamodels.jwst import datamodels as dm
+
+    from jwst.assign_wcs import nircam
+    from jwst.assign_wcs.util import update_fits_wcsinfo, wcs_bbox_from_shape
+
+    m = _rate()
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rate.fits")
+    refs = _wcs_refs(m, tmp_path)
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    # jwst's AssignWcsStep fits that approximation with the references CRDS selects; give its function ours
+    theirs = dm.ImageModel(str(path))
+    imwcs = WCS(nircam.imaging(theirs, {"distortion": str(refs["distortion"]), "filteroffset": str(refs["filteroffset"])}))
+    imwcs.bounding_box = wcs_bbox_from_shape(theirs.data.shape)
+    update_fits_wcsinfo(theirs, imwcs=imwcs, bounding_box=None, max_pix_error=0.01, degree=None,
+                        max_inv_pix_error=0.01, inv_degree=None, npoints=12)
+    jw = {k: v for k, v in theirs.meta.wcsinfo.instance.items()}
+    keys = [k for k in jw if k.startswith(("a_", "b_", "ap_", "bp_", "crpix", "crval", "cd", "ctype"))]
+    assert "a_order" in keys and "ap_order" in keys
+    for k in keys:
+        v = getattr(ours.meta.wcsinfo, k)
+        if isinstance(jw[k], str):
+            assert v == jw[k], k
+        else:
+            assert v == pytest.approx(jw[k], rel=1e-7, abs=1e-13), k
+    for gone in ("pc1_1", "cdelt1"):
+        assert getattr(ours.meta.wcsinfo, gone, None) is None
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_assign_wcs_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
+    m = _rate(exp_type="NRC_TSGRISM", subarray="SUBGRISM64", nints=2)
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rateints.fits")
+    refs = _wcs_refs(m, tmp_path)
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    theirs = _jwst_assign_wcs(path, refs, real_rules_cache)
+
+    assert ours.meta.wcsinfo.dispersion_direction == theirs.meta.wcsinfo.dispersion_direction == 1
+    assert ours.meta.wcs.available_frames == theirs.meta.wcs.available_frames
+    ny, nx = m.data.shape[-2:]
+    y, x = np.mgrid[0:ny:7, 0:nx:97]
+    x, y = x.ravel().astype(float), y.ravel().astype(float)
+    for order in (1, 2):
+        ra, dec, lam, o = _check_world(ours.meta.wcs, theirs.meta.wcs, (x, y, np.full(x.size, order)))
+    # the source at the reference point: its RA/Dec are the pointing's
+    assert np.allclose(ra, 53.16, atol=2e-5) and np.allclose(dec, -27.78, atol=2e-5)
