@@ -44,7 +44,9 @@ def _rate(exp_type="NRC_WFSS", pupil="GRISMR", filt="F444W", subarray="FULL", ni
     shape = (ny, nx) if nints is None else (nints, ny, nx)
     data = (0.3 + rng.normal(0, 0.01, shape)).astype(np.float32)
     m = models.ImageModel(data=data) if nints is None else models.CubeModel(data=data)
-    m.err = np.full(shape, 0.01, np.float32)
+    m.var_poisson = np.abs(data) / 400.0 + np.float32(1e-5)
+    m.var_rnoise = np.full(shape, 1e-4, np.float32)
+    m.err = np.sqrt(m.var_poisson + m.var_rnoise)
     m.dq = np.zeros(shape, np.uint32)
     meta = m.meta
     meta.telescope = "JWST"
@@ -253,3 +255,98 @@ def test_assign_wcs_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
         ra, dec, lam, o = _check_world(ours.meta.wcs, theirs.meta.wcs, (x, y, np.full(x.size, order)))
     # the source at the reference point: its RA/Dec are the pointing's
     assert np.allclose(ra, 53.16, atol=2e-5) and np.allclose(dec, -27.78, atol=2e-5)
+
+
+# ---------------------------------------------------------------------------
+# extract_2d
+
+
+def _catalog(model, path: Path, sources):
+    """An image3-like source catalogue (ECSV) for sources at direct-image pixels (x, y, half size, abmag, extended)."""
+    from astropy.coordinates import SkyCoord
+    from astropy.table import QTable
+
+    d2w = model.meta.wcs.get_transform("detector", "world")
+
+    def sky(x, y):
+        ra, dec, _, _ = d2w(np.asarray(x, float), np.asarray(y, float), 4.0, 1)
+        return SkyCoord(ra, dec, unit="deg")
+
+    x = np.array([s[0] for s in sources], float)
+    y = np.array([s[1] for s in sources], float)
+    r = np.array([s[2] for s in sources], float)
+    t = QTable()
+    t["label"] = np.arange(1, len(sources) + 1, dtype=np.int32)
+    t["xcentroid"], t["ycentroid"] = x, y
+    t["sky_centroid"] = sky(x, y)
+    t["isophotal_abmag"] = np.array([s[3] for s in sources], float)
+    t["isophotal_abmag_err"] = np.full(len(sources), 0.01)
+    t["sky_bbox_ll"], t["sky_bbox_lr"] = sky(x - r, y - r), sky(x + r, y - r)
+    t["sky_bbox_ul"], t["sky_bbox_ur"] = sky(x - r, y + r), sky(x + r, y + r)
+    t["is_extended"] = np.array([s[4] for s in sources], bool)
+    t.write(str(path), format="ascii.ecsv", overwrite=True)
+    return path
+
+
+# direct-image sources: (x, y, bbox half size, AB mag, extended); the last lie near or off the edges
+WFSS_SOURCES = [
+    (1000.3, 1020.7, 6, 21.0, False), (420.0, 300.5, 9, 22.5, True), (1700.2, 1500.9, 5, 20.1, False),
+    (60.0, 1900.0, 7, 23.2, True), (1990.0, 80.0, 5, 22.0, False), (2030.0, 1000.0, 4, 19.5, False),
+    (1000.0, 2040.0, 6, 24.0, True), (300.0, 1000.0, 5, 25.5, False),
+]
+
+
+@pytest.mark.parity
+@pytest.mark.real
+@pytest.mark.parametrize("pupil", ["GRISMR", "GRISMC"])
+def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
+    """The same sources, orders and cutouts (xstart, ystart, xsize, ysize), the same pixels and wavelengths."""
+    from stdatamodels.jwst import datamodels as dm
+
+    from jwst.extract_2d import Extract2dStep
+    from parity import jwst_offline, quiet_jwst
+    from webbflow.refs import synthetic_grism as sg
+
+    m = _rate(pupil=pupil)
+    m.data += np.random.default_rng(5).normal(0, 0.05, m.data.shape).astype(np.float32)
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rate.fits")
+    refs = _wcs_refs(m, tmp_path, pupil)
+    refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(tmp_path / "ref_wavelengthrange.asdf"))
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    cat = _catalog(ours, tmp_path / "jw01234-o001_t001_nircam_clear-f444w_cat.ecsv", WFSS_SOURCES)
+    ours.meta.source_catalog = str(cat)
+    params = {"wfss_mmag_extract": 25.0}
+    out = run_step("extract_2d", ours, params, references={"wavelengthrange": refs["wavelengthrange"]}).model
+
+    theirs = _jwst_assign_wcs(path, refs, real_rules_cache, sip_approx=False)
+    theirs.meta.source_catalog = str(cat)
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jout = Extract2dStep.call(theirs, override_wavelengthrange=str(refs["wavelengthrange"]), wfss_mmag_extract=25.0)
+
+    assert out.meta.cal_step.extract_2d == jout.meta.cal_step.extract_2d == "COMPLETE"
+    key = lambda s: (s.name, s.meta.wcsinfo.spectral_order, s.xstart, s.ystart, s.xsize, s.ysize)  # noqa: E731
+    mine = [key(s) for s in out.slits]
+    print(f"\n{pupil}: {len(mine)} cutouts: {mine}")
+    assert mine == [key(s) for s in jout.slits]
+    # the faint source (25.5) is cut by wfss_mmag_extract; those off the detector lose their orders
+    assert "8" not in {s.name for s in out.slits} and len({s.name for s in out.slits}) >= 4
+    assert {s.meta.wcsinfo.spectral_order for s in out.slits} == {1, 2}
+    for a, b in zip(out.slits, jout.slits):
+        for arr in ("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat"):
+            assert a.has(arr) == (getattr(b, arr) is not None), arr
+            if a.has(arr):
+                np.testing.assert_array_equal(getattr(a, arr), getattr(b, arr), err_msg=arr)
+        np.testing.assert_allclose(a.wavelength, b.wavelength, rtol=1e-6, equal_nan=True)
+        for attr in ("source_id", "source_xpos", "source_ypos", "source_ra", "source_dec", "is_extended"):
+            assert getattr(a, attr) == pytest.approx(getattr(b, attr), rel=1e-9), attr
+        assert a.meta.wcsinfo.dispersion_direction == b.meta.wcsinfo.dispersion_direction
+        # the slit WCS: grism_slit pixels -> sky and wavelength
+        ys, xs = np.mgrid[0 : a.data.shape[0] : 3, 0 : a.data.shape[1] : 11]
+        for va, vb in zip(a.meta.wcs(xs, ys), b.meta.wcs(xs, ys)):
+            np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float), rtol=0, atol=1e-9, equal_nan=True)
+    # the product opens in stdatamodels as a MultiSlitModel with the same slits
+    saved = out.save(tmp_path / "ours_extract_2d.fits")
+    with dm.open(saved) as back:
+        assert isinstance(back, dm.MultiSlitModel) and len(back.slits) == len(jout.slits)
+        assert [(s.name, s.xstart, s.ysize) for s in back.slits] == [(s.name, s.xstart, s.ysize) for s in jout.slits]

@@ -1,0 +1,60 @@
+"""Synthetic references of the slitless grism modes, in the form of the real CRDS files.
+
+- ``wavelengthrange`` (WavelengthrangeModel, ASDF): rows ``[order, filter, lmin, lmax]`` (microns)
+  for every filter of the mode and orders 1 and 2 (NIRISS also 0, -1, 3), the available
+  ``order`` list, ``extract_orders`` (per filter, the orders extract_2d extracts by default) and
+  ``waverange_selector`` (the filters), as the NIRCam and NIRISS WFSS/TSGRISM files hold them.
+  Order 1's range is the filter's half-power band; order m's is order 1's divided by m, where the
+  grism sends the same wavelengths.
+
+The NIRCam dispersion itself is the real specwcs (../shared/data/real-refs/nircam), not a
+synthetic one.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedModeError
+from .synthetic import AUTHOR, PEDIGREE, USEAFTER
+
+# order-1 wavelength ranges (um) by filter: the filters' half-power bands
+NIRCAM_LW_BANDS = {
+    "F250M": (2.412, 2.595), "F277W": (2.416, 3.127), "F300M": (2.831, 3.157), "F322W2": (2.432, 4.013),
+    "F335M": (3.177, 3.537), "F356W": (3.140, 3.980), "F360M": (3.426, 3.814), "F410M": (3.866, 4.302),
+    "F430M": (4.167, 4.398), "F444W": (3.880, 4.986), "F460M": (4.515, 4.747), "F480M": (4.662, 4.973),
+}
+NIRISS_WFSS_BANDS = {
+    "F090W": (0.796, 1.005), "F115W": (1.013, 1.283), "F140M": (1.331, 1.480), "F150W": (1.330, 1.671),
+    "F158M": (1.488, 1.674), "F200W": (1.751, 2.226),
+}
+
+
+def wavelengthrange(instrument: str, exp_type: str):
+    """The mode's wavelengthrange reference (a webbflow WavelengthrangeModel)."""
+    from ..models import WavelengthrangeModel
+
+    instrument, exp_type = instrument.upper(), exp_type.upper()
+    if instrument == "NIRCAM" and exp_type in ("NRC_WFSS", "NRC_TSGRISM"):
+        bands, orders = NIRCAM_LW_BANDS, [1, 2]
+        extract = [[f, [1] if exp_type == "NRC_TSGRISM" else [1, 2]] for f in bands]
+    elif instrument == "NIRISS" and exp_type == "NIS_WFSS":
+        bands, orders = NIRISS_WFSS_BANDS, [-1, 0, 1, 2, 3]
+        extract = [[f, [1]] for f in bands]
+    else:
+        raise UnsupportedModeError(f"no synthetic wavelengthrange for {instrument} {exp_type}")
+    rows = []
+    for f, (lo, hi) in bands.items():
+        for o in orders:
+            k = abs(o) if o else 1
+            rows.append([o, f, round(lo / k, 4), round(hi / k, 4)])
+    m = WavelengthrangeModel()
+    m.set_tree(wavelengthrange=rows, order=orders, extract_orders=extract, waverange_selector=list(bands))
+    meta = m.meta
+    meta.reftype = "WAVELENGTHRANGE"
+    meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
+    meta.telescope, meta.origin = "JWST", "webbflow"
+    meta.description = f"Synthetic {instrument} {exp_type} wavelength ranges per order and filter"
+    meta.instrument.name = instrument
+    meta.exposure.type = exp_type
+    meta.exposure.p_exptype = f"{exp_type}|"
+    meta.wavelength_units = "micron"
+    return m
