@@ -1,6 +1,7 @@
 """Synthetic references of the slitless grism modes, in the form of the real CRDS files.
 
-- ``wavelengthrange`` (WavelengthrangeModel, ASDF): rows ``[order, filter, lmin, lmax]`` (microns)
+- ``wavelengthrange`` (WavelengthrangeModel, ASDF): rows ``[order, filter, lmin, lmax]`` (microns;
+  ``[order, pupil, filter, lmin, lmax]`` for the grism time series)
   for every filter of the mode and orders 1 and 2 (NIRISS also 0, -1, 3), the available
   ``order`` list, ``extract_orders`` (per filter, the orders extract_2d extracts by default) and
   ``waverange_selector`` (the filters), as the NIRCam and NIRISS WFSS/TSGRISM files hold them.
@@ -45,7 +46,9 @@ def wavelengthrange(instrument: str, exp_type: str):
     for f, (lo, hi) in bands.items():
         for o in orders:
             k = abs(o) if o else 1
-            rows.append([o, f, round(lo / k, 4), round(hi / k, 4)])
+            lims = [round(lo / k, 4), round(hi / k, 4)]
+            # time series rows name the pupil too: [order, pupil, filter, lmin, lmax]
+            rows.append([o, "GRISMR", f, *lims] if exp_type == "NRC_TSGRISM" else [o, f, *lims])
     m = WavelengthrangeModel()
     m.set_tree(wavelengthrange=rows, order=orders, extract_orders=extract, waverange_selector=list(bands))
     meta = m.meta

@@ -341,6 +341,8 @@ def extract_tso(model, wr_ref, height=None, extract_orders=None):
         raise UnsupportedModeError("extract_2d: NRC_TSGRISM DHS stripes are not supported yet")
     height = height if height is not None else 64
     order = orders[0]
+    if not any(r[0] == order and r[2] == filt for r in wr_ref._asdf_extra.get("wavelengthrange", []) if len(r) == 5):
+        raise ReferenceFileError("wavelengthrange", name, f"has no time-series range for order {order} filter {filt}")
     source_x, _ = tso_offset_center(model)
     source_y = w.siaf_yref_sci - 1
     # jwst's placement: the source sits on row 34 of the cutout, the cutout starts at the bottom

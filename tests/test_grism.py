@@ -350,3 +350,40 @@ def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
     with dm.open(saved) as back:
         assert isinstance(back, dm.MultiSlitModel) and len(back.slits) == len(jout.slits)
         assert [(s.name, s.xstart, s.ysize) for s in back.slits] == [(s.name, s.xstart, s.ysize) for s in jout.slits]
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
+    """The time-series cutout: full rows, the source (moved by the dither offset) on row 34, per integration."""
+    from jwst.extract_2d import Extract2dStep
+    from parity import jwst_offline, quiet_jwst
+    from webbflow.refs import synthetic_grism as sg
+
+    m = _rate(exp_type="NRC_TSGRISM", subarray="SUBGRISM128", nints=3)
+    m.meta.dither.x_offset, m.meta.dither.y_offset = 1.5, 0.0
+    m.meta.target.source_type = "POINT"
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rateints.fits")
+    refs = _wcs_refs(m, tmp_path)
+    refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRCAM", "NRC_TSGRISM").save(tmp_path / "ref_wavelengthrange.asdf"))
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    out = run_step("extract_2d", ours, {}, references={"wavelengthrange": refs["wavelengthrange"]}).model
+    theirs = _jwst_assign_wcs(path, refs, real_rules_cache)
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jout = Extract2dStep.call(theirs, override_wavelengthrange=str(refs["wavelengthrange"]))
+
+    assert type(out).__name__ == type(jout).__name__ == "SlitModel"
+    assert out.meta.cal_step.extract_2d == jout.meta.cal_step.extract_2d == "COMPLETE"
+    assert (out.xstart, out.ystart, out.xsize, out.ysize) == (jout.xstart, jout.ystart, jout.xsize, jout.ysize)
+    assert out.data.shape == jout.data.shape == (3, 64, 2048)
+    for arr in ("data", "err", "dq", "var_poisson", "var_rnoise"):
+        np.testing.assert_array_equal(getattr(out, arr), getattr(jout, arr), err_msg=arr)
+    np.testing.assert_allclose(out.wavelength, jout.wavelength, rtol=1e-6, equal_nan=True)
+    assert out.source_xpos == pytest.approx(jout.source_xpos, abs=1e-9)
+    assert out.meta.wcsinfo.siaf_xref_sci == pytest.approx(jout.meta.wcsinfo.siaf_xref_sci, abs=1e-9)
+    assert out.meta.wcsinfo.siaf_yref_sci == jout.meta.wcsinfo.siaf_yref_sci == 34
+    assert out.meta.wcsinfo.spectral_order == jout.meta.wcsinfo.spectral_order == 1
+    assert (out.name, out.source_id, out.source_type) == (jout.name, jout.source_id, jout.source_type)
+    # the dither offset moves the source off the reference point along the rows
+    assert abs(out.source_xpos - (m.meta.wcsinfo.siaf_xref_sci - 1)) > 5
