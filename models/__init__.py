@@ -28,7 +28,7 @@ from .meta import Meta
 from .spectral import IFUCubeModel, IFUImageModel, MultiExposureModel, MultiSlitModel, SlitModel
 from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
-from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel  # noqa: F401
+from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel, WfssBkgModel  # noqa: F401
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}

@@ -8,6 +8,10 @@
   Order 1's range is the filter's half-power band; order m's is order 1's divided by m, where the
   grism sends the same wavelengths.
 
+- ``bkg`` (WfssBkgModel, FITS): the dispersed zodiacal sky of a filter + grism over the full
+  detector, in DN/s: rising along the dispersion across the filter's band, with a gentle
+  cross-dispersion gradient and a few flagged pixels.
+
 The NIRCam dispersion itself is the real specwcs (../shared/data/real-refs/nircam), not a
 synthetic one.
 """
@@ -60,4 +64,43 @@ def wavelengthrange(instrument: str, exp_type: str):
     meta.exposure.type = exp_type
     meta.exposure.p_exptype = f"{exp_type}|"
     meta.wavelength_units = "micron"
+    return m
+
+
+def wfss_background(instrument: str, exp_type: str, detector: str, filt: str, pupil: str, level: float = 0.8,
+                    seed: int = 0):
+    """The WFSS ``bkg`` reference of one detector, filter and grism (a webbflow WfssBkgModel)."""
+    import numpy as np
+
+    from ..models import WfssBkgModel, dqflags
+
+    instrument, exp_type = instrument.upper(), exp_type.upper()
+    grism = filt if instrument == "NIRISS" else pupil
+    # NIRCam GRISMR and NIRISS GR150C disperse along rows, GRISMC and GR150R along columns
+    along_rows = (grism or "").upper() in ("GRISMR", "GR150C")
+    n = 2048
+    t = np.linspace(0.0, 1.0, n, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    profile = 0.75 + 0.5 * t - 0.2 * t * t  # brighter towards the red end of the band
+    cross = 1.0 + 0.04 * (t - 0.5)
+    img = level * (profile[None, :] * cross[:, None] if along_rows else profile[:, None] * cross[None, :])
+    img *= 1.0 + rng.normal(0.0, 0.002, img.shape)
+    m = WfssBkgModel(data=img.astype(np.float32))
+    m.err = (0.01 * img).astype(np.float32)
+    dq = np.zeros(img.shape, np.uint32)
+    bad = rng.integers(4, n - 4, size=(40, 2))
+    dq[bad[:, 0], bad[:, 1]] = dqflags.DO_NOT_USE
+    m.data[dq > 0] = 0.0
+    m.dq = dq
+    meta = m.meta
+    meta.reftype = "BKG"
+    meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
+    meta.telescope, meta.origin = "JWST", "webbflow"
+    meta.description = f"Synthetic {instrument} {exp_type} background {filt} {pupil}"[:68]
+    meta.instrument.name, meta.instrument.detector = instrument, detector
+    meta.instrument.filter, meta.instrument.pupil = filt, pupil
+    meta.exposure.type = exp_type
+    meta.subarray.name, meta.subarray.xstart, meta.subarray.ystart = "FULL", 1, 1
+    meta.subarray.xsize = meta.subarray.ysize = n
+    meta.bunit_data = "DN/s"
     return m

@@ -178,10 +178,18 @@ def subtract_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | No
     return sci, bkg
 
 
-@step("bkg_subtract", "BackgroundStep", params=BkgSubtractParams, suffix="bsub", input_class="ImageModel")
+@step("bkg_subtract", "BackgroundStep", params=BkgSubtractParams, suffix="bsub", input_class="ImageModel",
+      optional_reftypes=("bkg", "wavelengthrange"))
 def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
     """Subtract the sigma-clipped mean of dedicated background exposures (the association's background members)."""
     exp_type = (model.meta.exposure.type or "").upper()
+    if exp_type in ("NRC_WFSS", "NIS_WFSS"):  # the bkg reference scaled to the exposure (tasks/_bkg_wfss.py)
+        from ._bkg_wfss import subtract_wfss_background
+
+        if refs.get("bkg") is None:
+            log.warning("No bkg reference for %s; bkg_subtract skipped", exp_type)
+            return model, "SKIPPED"
+        return subtract_wfss_background(model, refs["bkg"], refs.get("wavelengthrange"), params)
     if exp_type in WFSS_TYPES or exp_type == "NIS_SOSS":
         raise UnsupportedModeError(f"bkg_subtract for {exp_type} (reference-file background) is not implemented")
     bkg_list = list(backgrounds) if backgrounds is not None else [b for b in (params.bkg_list or []) if b]
@@ -199,3 +207,14 @@ def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
         combined.save(path)
         log.info("Combined background written to %s", path)
     return model
+
+
+def _register_wfss_references():
+    from ._bkg_wfss import reftypes_needed
+    from .base import STEPS
+
+    # the bkg and wavelengthrange references serve WFSS exposures only (as jwst asks for them)
+    STEPS["bkg_subtract"].extra["optional_reftypes_needed"] = reftypes_needed
+
+
+_register_wfss_references()
