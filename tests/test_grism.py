@@ -497,3 +497,105 @@ def test_bkg_subtract_nrc_wfss_masks_sources_and_matches_jwst(tmp_path, real_rul
     with dm.open(saved) as back:
         assert back.meta.background.scaling_factor == pytest.approx(theirs.meta.background.scaling_factor, rel=1e-12)
         np.testing.assert_array_equal(back.mask, theirs.mask)
+
+
+# ---------------------------------------------------------------------------
+# spec2 on a WFSS association
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_spec2_nrc_wfss_cal_matches_jwst_step_chain(tmp_path, real_rules_cache, monkeypatch):
+    """spec2 on a level-2 WFSS association (science + the direct image's catalogue, segmentation map and
+    i2d): the cal product holds jwst's slits, pixels and keywords (jwst's steps run in its pipeline's order)."""
+    import json
+
+    from stdatamodels.jwst import datamodels as dm
+
+    from jwst.assign_wcs import AssignWcsStep
+    from jwst.background import BackgroundStep
+    from jwst.extract_2d import Extract2dStep
+    from jwst.flatfield import FlatFieldStep
+    from jwst.photom import PhotomStep
+    from jwst.srctype import SourceTypeStep
+    from parity import jwst_offline, quiet_jwst
+    from webbflow.flows.calwebb_spec2 import spec2
+    from webbflow.refs import synthetic_grism as sg
+    from webbflow.refs.synthetic import ExposureConfig
+
+    folder = tmp_path / "asn"
+    folder.mkdir()
+    m = _rate(pupil="GRISMR")
+    bkg = sg.wfss_background("NIRCAM", "NRC_WFSS", "NRCALONG", "F444W", "GRISMR")
+    m.data = (m.data + 0.5 * bkg.data).astype(np.float32)
+    m.meta.target.source_type = None
+    rate = Path(m.save(folder / "jw01234001001_01101_00001_nrcalong_rate.fits"))
+    refs = _wcs_refs(m, tmp_path, "GRISMR")
+    refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(tmp_path / "ref_wavelengthrange.asdf"))
+    refs["bkg"] = Path(bkg.save(tmp_path / "ref_bkg.fits"))
+    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
+                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="F444W", pupil="CLEAR")
+    more = syn.reference_set(cfg, reftypes=["area", "flat"])
+    refs["area"] = Path(more["area"].save(tmp_path / "ref_area.fits"))
+    refs["flat"] = Path(more["flat"].save(tmp_path / "ref_flat.fits"))
+    refs["photom"] = REAL_NIRCAM / "jwst_nircam_photom_0064.fits"
+    with_wcs = run_step("assign_wcs", models.open(rate), {}, references=refs).model
+    cat = _catalog(with_wcs, folder / "jw01234-o001_t001_nircam_clear-f444w_cat.ecsv", WFSS_SOURCES[:4])
+    for name in ("jw01234-o001_t001_nircam_clear-f444w_segm.fits", "jw01234-o001_t001_nircam_clear-f444w_i2d.fits"):
+        (folder / name).write_bytes(b"")  # their names are recorded; spec2 does not read them
+    asn = {"asn_type": "spec2", "asn_rule": "Asn_Lv2WFSS", "asn_id": "o001", "asn_pool": "jw01234_pool.csv",
+           "program": "01234", "target": "1", "version_id": None, "code_version": "3.0.0", "degraded_status": "No known degraded exposures in association.",
+           "constraints": "", "products": [{"name": "jw01234001001_01101_00001_nrcalong", "members": [
+               {"expname": rate.name, "exptype": "science", "exposerr": "null"},
+               {"expname": cat.name, "exptype": "sourcecat"},
+               {"expname": "jw01234-o001_t001_nircam_clear-f444w_segm.fits", "exptype": "segmap"},
+               {"expname": "jw01234-o001_t001_nircam_clear-f444w_i2d.fits", "exptype": "direct_image"}]}]}
+    asn_path = folder / "jw01234-o001_20260101t000000_spec2_00001_asn.json"
+    asn_path.write_text(json.dumps(asn, indent=2))
+    na = {f"override_{r}": "N/A" for r in ASSIGN_WCS_NA}
+    steps = {
+        "assign_wcs": {"override_distortion": str(refs["distortion"]), "override_filteroffset": str(refs["filteroffset"]),
+                       "override_specwcs": str(refs["specwcs"]), "sip_approx": False},
+        "bkg_subtract": {"override_bkg": str(refs["bkg"]), "override_wavelengthrange": str(refs["wavelengthrange"])},
+        "flat_field": {"override_flat": str(refs["flat"])},
+        "extract_2d": {"override_wavelengthrange": str(refs["wavelengthrange"])},
+        "photom": {"override_photom": str(refs["photom"]), "override_area": str(refs["area"])},
+        "extract_1d": {"skip": True},
+    }
+    out = tmp_path / "ours"
+    out.mkdir()
+    monkeypatch.setenv("CRDS_PATH", str(real_rules_cache))
+    monkeypatch.setenv("CRDS_CONTEXT", "jwst_0541.pmap")
+    spec2(str(asn_path), steps=steps, output_dir=str(out))
+    ours_path = out / "jw01234001001_01101_00001_nrcalong_cal.fits"
+    assert ours_path.exists()
+
+    monkeypatch.chdir(folder)
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        j = dm.open(str(rate))
+        j.meta.source_catalog = cat.name
+        j = AssignWcsStep.call(j, override_distortion=str(refs["distortion"]), override_filteroffset=str(refs["filteroffset"]),
+                               override_specwcs=str(refs["specwcs"]), sip_approx=False, **na)
+        j = BackgroundStep.call(j, override_bkg=str(refs["bkg"]), override_wavelengthrange=str(refs["wavelengthrange"]))
+        j = FlatFieldStep.call(j, override_flat=str(refs["flat"]), override_fflat="N/A", override_sflat="N/A", override_dflat="N/A")
+        j = Extract2dStep.call(j, override_wavelengthrange=str(refs["wavelengthrange"]))
+        j = SourceTypeStep.call(j)
+        j = PhotomStep.call(j, override_photom=str(refs["photom"]), override_area=str(refs["area"]))
+
+    with dm.open(ours_path) as ours:
+        assert isinstance(ours, dm.MultiSlitModel)
+        assert ours.meta.source_catalog == j.meta.source_catalog == cat.name
+        assert ours.meta.segmentation_map == "jw01234-o001_t001_nircam_clear-f444w_segm.fits"
+        assert ours.meta.asn.table_name == asn_path.name
+        for step_name in ("assign_wcs", "bkg_subtract", "flat_field", "extract_2d", "srctype", "photom"):
+            assert getattr(ours.meta.cal_step, step_name) == getattr(j.meta.cal_step, step_name) == "COMPLETE", step_name
+        assert ours.meta.background.scaling_factor == pytest.approx(j.meta.background.scaling_factor, rel=1e-9)
+        key = lambda s: (s.name, s.meta.wcsinfo.spectral_order, s.xstart, s.ystart, s.xsize, s.ysize, s.source_type)  # noqa: E731
+        assert [key(s) for s in ours.slits] == [key(s) for s in j.slits]
+        assert len(ours.slits) >= 6
+        for a, b in zip(ours.slits, j.slits):
+            for arr in ("data", "err", "var_poisson", "var_rnoise", "var_flat", "wavelength"):
+                np.testing.assert_allclose(getattr(a, arr), getattr(b, arr), rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=arr)
+            np.testing.assert_array_equal(a.dq, b.dq)
+            assert a.meta.bunit_data == b.meta.bunit_data == "MJy/sr"
