@@ -5,8 +5,8 @@
   for every filter of the mode and orders 1 and 2 (NIRISS also 0, -1, 3), the available
   ``order`` list, ``extract_orders`` (per filter, the orders extract_2d extracts by default) and
   ``waverange_selector`` (the filters), as the NIRCam and NIRISS WFSS/TSGRISM files hold them.
-  Order 1's range is the filter's half-power band; order m's is order 1's divided by m, where the
-  grism sends the same wavelengths.
+  Order 1's range is the filter's half-power band; for NIRCam order m's is order 1's divided by m
+  (as the real NIRCam specwcs files place order 2), for NIRISS every order has the band.
 
 - ``bkg`` (WfssBkgModel, FITS): the dispersed zodiacal sky of a filter + grism over the full
   detector, in DN/s: rising along the dispersion across the filter's band, with a gentle
@@ -49,7 +49,7 @@ def wavelengthrange(instrument: str, exp_type: str):
     rows = []
     for f, (lo, hi) in bands.items():
         for o in orders:
-            k = abs(o) if o else 1
+            k = abs(o) if (o and instrument == "NIRCAM") else 1  # NIRCam's ranges per order as its specwcs has them
             lims = [round(lo / k, 4), round(hi / k, 4)]
             # time series rows name the pupil too: [order, pupil, filter, lmin, lmax]
             rows.append([o, "GRISMR", f, *lims] if exp_type == "NRC_TSGRISM" else [o, f, *lims])
@@ -103,4 +103,54 @@ def wfss_background(instrument: str, exp_type: str, detector: str, filt: str, pu
     meta.subarray.name, meta.subarray.xstart, meta.subarray.ystart = "FULL", 1, 1
     meta.subarray.xsize = meta.subarray.ysize = n
     meta.bunit_data = "DN/s"
+    return m
+
+
+NIRISS_DISPERSION = 0.00478  # um per pixel in order 1 (GR150R/C, about 47.8 A/px)
+
+
+def niriss_specwcs(grism: str, pupil: str, fwcpos_ref: float = 0.0):
+    """A NIRISS WFSS ``specwcs`` (NIRISSGrismModel) for one grism (GR150R/GR150C) and blocking filter.
+
+    Orders 1 and 2: ``displ`` t -> wavelength over the filter's band (in both orders),
+    ``invdispl`` its inverse, ``dispx``/``dispy`` the trace offsets from the direct-image position as
+    C0(x0, y0) + C1(x0, y0) t, about 72 px long in order 1 for F150W (47.8 A/px) and twice that in
+    order 2, along the columns for GR150R and the rows for GR150C, with a slight tilt and a trace
+    start that drifts across the field.
+    """
+    from astropy.modeling.models import Polynomial1D, Polynomial2D
+
+    from ..models import NIRISSGrismModel
+
+    grism, pupil = grism.upper(), pupil.upper()
+    if grism not in ("GR150R", "GR150C") or pupil not in NIRISS_WFSS_BANDS:
+        raise UnsupportedModeError(f"no synthetic NIRISS specwcs for {grism} {pupil}")
+    lo, hi = NIRISS_WFSS_BANDS[pupil]
+    orders, displ, invdispl, dispx, dispy = [1, 2], [], [], [], []
+    start = {1: 20.0, 2: 20.0 + (hi - lo) / NIRISS_DISPERSION + 60.0}
+    for o in orders:
+        l0, l1 = lo, hi - lo  # every order shows the filter's band
+        displ.append(Polynomial1D(1, c0=l0, c1=l1))
+        invdispl.append(Polynomial1D(1, c0=-l0 / l1, c1=1.0 / l1))
+        length = (hi - lo) * o / NIRISS_DISPERSION  # pixels: order o disperses o times as much
+        along = [Polynomial2D(1, c0_0=start[o], c1_0=2e-3, c0_1=-1e-3), Polynomial2D(1, c0_0=length, c1_0=1e-3)]
+        across = [Polynomial2D(1, c0_0=0.5, c1_0=1e-4, c0_1=2e-4), Polynomial2D(1, c0_0=1.5)]
+        if grism == "GR150R":  # along the columns
+            dispx.append(across)
+            dispy.append(along)
+        else:
+            dispx.append(along)
+            dispy.append(across)
+    m = NIRISSGrismModel()
+    m.set_tree(displ=displ, invdispl=invdispl, dispx=dispx, dispy=dispy, orders=orders, fwcpos_ref=float(fwcpos_ref))
+    meta = m.meta
+    meta.reftype = "SPECWCS"
+    meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
+    meta.telescope, meta.origin = "JWST", "webbflow"
+    meta.description = f"Synthetic NIRISS {grism} {pupil} dispersion"
+    meta.instrument.name, meta.instrument.detector = "NIRISS", "NIS"
+    meta.instrument.filter, meta.instrument.pupil = grism, pupil
+    meta.exposure.type = "NIS_WFSS"
+    meta.input_units = "micron"
+    meta.output_units = "micron"
     return m

@@ -599,3 +599,75 @@ def test_spec2_nrc_wfss_cal_matches_jwst_step_chain(tmp_path, real_rules_cache, 
                 np.testing.assert_allclose(getattr(a, arr), getattr(b, arr), rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=arr)
             np.testing.assert_array_equal(a.dq, b.dq)
             assert a.meta.bunit_data == b.meta.bunit_data == "MJy/sr"
+
+
+# ---------------------------------------------------------------------------
+# NIRISS WFSS (synthetic specwcs in jwst's form)
+
+
+def _nis_rate(grism="GR150R", pupil="F150W", fwcpos=-0.23):
+    """A NIRISS full-frame WFSS rate pointed with the SIAF's NIS_CEN aperture."""
+    m = _rate()
+    ap = syn._siaf("NIRISS")["NIS_CEN"]
+    ins = m.meta.instrument
+    ins.name, ins.detector, ins.module, ins.channel = "NIRISS", "NIS", None, None
+    ins.filter, ins.pupil, ins.filter_position = grism, pupil, fwcpos
+    m.meta.exposure.type = "NIS_WFSS"
+    m.meta.subarray.fastaxis, m.meta.subarray.slowaxis = -2, -1
+    w = m.meta.wcsinfo
+    w.v2_ref, w.v3_ref = float(ap.V2Ref), float(ap.V3Ref)
+    w.v3yangle, w.vparity = float(ap.V3IdlYAngle), int(ap.VIdlParity)
+    w.crpix1, w.crpix2 = float(ap.XSciRef), float(ap.YSciRef)
+    w.siaf_xref_sci, w.siaf_yref_sci = float(ap.XSciRef), float(ap.YSciRef)
+    m.meta.aperture.name = ap.AperName
+    return m
+
+
+@pytest.mark.parity
+@pytest.mark.real
+@pytest.mark.parametrize("grism", ["GR150R", "GR150C"])
+def test_nis_wfss_assign_wcs_and_extract_2d_match_jwst(grism, tmp_path, real_rules_cache):
+    """NIRISS WFSS: the filter wheel rotation (FWCPOS - fwcpos_ref), the trace along columns (GR150R)
+    or rows (GR150C): the same WCS and the same cutouts as jwst."""
+    from jwst.extract_2d import Extract2dStep
+    from parity import jwst_offline, quiet_jwst
+    from webbflow.refs import synthetic_grism as sg
+    from webbflow.refs.synthetic import ExposureConfig
+
+    m = _nis_rate(grism)
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nis_rate.fits")
+    cfg = ExposureConfig(instrument="NIRISS", detector="NIS", exp_type="NIS_IMAGE", subarray="FULL",
+                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="CLEAR", pupil="F150W")
+    r = syn.reference_set(cfg, reftypes=["distortion", "filteroffset"])
+    r["filteroffset"].set_tree(filters=list(r["filteroffset"].filters)
+                               + [{"filter": grism, "pupil": "F150W", "column_offset": -0.4, "row_offset": 0.25}])
+    refs = {k: Path(v.save(tmp_path / f"ref_{k}.asdf")) for k, v in r.items()}
+    refs["specwcs"] = Path(sg.niriss_specwcs(grism, "F150W", fwcpos_ref=0.12).save(tmp_path / "ref_specwcs.asdf"))
+    refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRISS", "NIS_WFSS").save(tmp_path / "ref_wavelengthrange.asdf"))
+    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
+    theirs = _jwst_assign_wcs(path, refs, real_rules_cache, sip_approx=False)
+    assert ours.meta.wcsinfo.dispersion_direction == theirs.meta.wcsinfo.dispersion_direction == {"GR150R": 2, "GR150C": 1}[grism]
+    assert ours.meta.wcs.available_frames == theirs.meta.wcs.available_frames
+    rng = np.random.default_rng(4)
+    x0, y0 = rng.uniform(100, 1900, 30), rng.uniform(100, 1900, 30)
+    off = rng.uniform(25, 90, 30)
+    x, y = (x0 + 1.0, y0 + off) if grism == "GR150R" else (x0 + off, y0 + 1.0)
+    ra, dec, lam, o = _check_world(ours.meta.wcs, theirs.meta.wcs, (x, y, x0, y0, np.ones(30)))
+    assert np.all((lam > 1.30) & (lam < 1.70))  # F150W, order 1
+    for a, b in zip(ours.meta.wcs.backward_transform(ra, dec, lam, o), theirs.meta.wcs.backward_transform(ra, dec, lam, o)):
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=0, atol=1e-6)
+
+    ours.meta.source_catalog = str(_catalog(ours, tmp_path / "cat.ecsv", WFSS_SOURCES[:5]))
+    out = run_step("extract_2d", ours, {}, references={"wavelengthrange": refs["wavelengthrange"]}).model
+    theirs.meta.source_catalog = ours.meta.source_catalog
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jout = Extract2dStep.call(theirs, override_wavelengthrange=str(refs["wavelengthrange"]))
+    key = lambda s: (s.name, s.meta.wcsinfo.spectral_order, s.xstart, s.ystart, s.xsize, s.ysize)  # noqa: E731
+    assert [key(s) for s in out.slits] == [key(s) for s in jout.slits]
+    assert len(out.slits) >= 3
+    for a, b in zip(out.slits, jout.slits):
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_allclose(a.wavelength, b.wavelength, rtol=1e-6, equal_nan=True)
+        # the trace runs along the grism's dispersion: the cutout is long that way
+        assert (a.ysize > a.xsize) if grism == "GR150R" else (a.xsize > a.ysize)
