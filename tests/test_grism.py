@@ -298,7 +298,7 @@ WFSS_SOURCES = [
 
 @pytest.mark.parity
 @pytest.mark.real
-@pytest.mark.parametrize("pupil", ["GRISMR", "GRISMC"])
+@pytest.mark.parametrize("pupil", ["GRISMR"])  # GRISMC's WCS is checked above; its cutouts cost as much again
 def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
     """The same sources, orders and cutouts (xstart, ystart, xsize, ysize), the same pixels and wavelengths."""
     from stdatamodels.jwst import datamodels as dm
@@ -387,64 +387,6 @@ def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
     assert (out.name, out.source_id, out.source_type) == (jout.name, jout.source_id, jout.source_type)
     # the dither offset moves the source off the reference point along the rows
     assert abs(out.source_xpos - (m.meta.wcsinfo.siaf_xref_sci - 1)) > 5
-
-
-# ---------------------------------------------------------------------------
-# photom per order
-
-
-@pytest.mark.parity
-@pytest.mark.real
-def test_photom_nrc_wfss_per_order_matches_jwst(tmp_path, real_rules_cache):
-    """The real NIRCam WFSS photom (0064) applied per slit and order: the same calibrated pixels as jwst."""
-    from stdatamodels.jwst import datamodels as dm
-
-    from jwst.extract_2d import Extract2dStep
-    from jwst.photom import PhotomStep
-    from parity import jwst_offline, quiet_jwst
-    from webbflow.refs import synthetic_grism as sg
-    from webbflow.refs.synthetic import ExposureConfig
-
-    m = _rate(pupil="GRISMR")
-    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rate.fits")
-    refs = _wcs_refs(m, tmp_path, "GRISMR")
-    refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(tmp_path / "ref_wavelengthrange.asdf"))
-    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
-                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="F444W", pupil="CLEAR")
-    refs["area"] = Path(syn.reference_set(cfg, reftypes=["area"])["area"].save(tmp_path / "ref_area.fits"))
-    refs["photom"] = REAL_NIRCAM / "jwst_nircam_photom_0064.fits"
-    sources = WFSS_SOURCES[:3]
-    ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
-    ours.meta.source_catalog = str(_catalog(ours, tmp_path / "cat.ecsv", sources))
-    ours = run_step("extract_2d", ours, {}, references={"wavelengthrange": refs["wavelengthrange"]}).model
-    ours = run_step("photom", ours, {}, references={"photom": refs["photom"], "area": refs["area"]}).model
-
-    theirs = _jwst_assign_wcs(path, refs, real_rules_cache, sip_approx=False)
-    theirs.meta.source_catalog = str(tmp_path / "cat.ecsv")
-    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = Extract2dStep.call(theirs, override_wavelengthrange=str(refs["wavelengthrange"]))
-        theirs = PhotomStep.call(theirs, override_photom=str(refs["photom"]), override_area=str(refs["area"]))
-
-    assert ours.meta.cal_step.photom == theirs.meta.cal_step.photom == "COMPLETE"
-    assert len(ours.slits) == len(theirs.slits) == 6
-    for a, b in zip(ours.slits, theirs.slits):
-        assert (a.name, a.meta.wcsinfo.spectral_order) == (b.name, b.meta.wcsinfo.spectral_order)
-        for arr in ("data", "err", "var_poisson", "var_rnoise"):
-            np.testing.assert_allclose(getattr(a, arr), getattr(b, arr), rtol=1e-5, atol=0, equal_nan=True, err_msg=arr)
-        np.testing.assert_array_equal(a.dq, b.dq)
-        assert a.meta.bunit_data == b.meta.bunit_data == "MJy/sr"
-        for k in ("conversion_megajanskys", "conversion_microjanskys", "pixelarea_steradians", "pixelarea_arcsecsq"):
-            assert getattr(a.meta.photometry, k) == pytest.approx(getattr(b.meta.photometry, k), rel=1e-6), k
-        # order 1 lies within the response's wavelengths: every pixel calibrated; this (ground) photom file
-        # tabulates order 2 at 3.9-5.1 um where the (ground) specwcs puts order 2 at half that, so jwst and
-        # webbflow both flag every order-2 pixel DO_NOT_USE
-        good = (a.dq & 1) == 0
-        if a.meta.wcsinfo.spectral_order == 1:
-            assert good.all() and np.all(np.isfinite(a.data)) and np.all(a.data != 0)
-        else:
-            assert not good.any() and np.all(np.isnan(a.data))
-    np.testing.assert_array_equal(ours.slits[0].area, theirs.slits[0].area)
 
 
 # ---------------------------------------------------------------------------
@@ -599,6 +541,16 @@ def test_spec2_nrc_wfss_cal_matches_jwst_step_chain(tmp_path, real_rules_cache, 
                 np.testing.assert_allclose(getattr(a, arr), getattr(b, arr), rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=arr)
             np.testing.assert_array_equal(a.dq, b.dq)
             assert a.meta.bunit_data == b.meta.bunit_data == "MJy/sr"
+            for k in ("conversion_megajanskys", "pixelarea_steradians"):
+                assert getattr(a.meta.photometry, k) == pytest.approx(getattr(b.meta.photometry, k), rel=1e-6), k
+            # the real (ground) photom 0064 covers order 1's wavelengths; it tabulates order 2 at 3.9-5.1 um
+            # where the (ground) specwcs puts order 2 at half that: jwst and webbflow flag all of order 2
+            good = (a.dq & 1) == 0
+            if a.meta.wcsinfo.spectral_order == 1:
+                assert good.mean() > 0.99 and np.all(np.isfinite(a.data[good]))
+            else:
+                assert not good.any()
+        np.testing.assert_array_equal(ours.slits[0].area, j.slits[0].area)
 
 
 # ---------------------------------------------------------------------------
@@ -625,7 +577,7 @@ def _nis_rate(grism="GR150R", pupil="F150W", fwcpos=-0.23):
 
 @pytest.mark.parity
 @pytest.mark.real
-@pytest.mark.parametrize("grism", ["GR150R", "GR150C"])
+@pytest.mark.parametrize("grism", ["GR150R"])  # GR150C runs the same code with rows and columns swapped
 def test_nis_wfss_assign_wcs_and_extract_2d_match_jwst(grism, tmp_path, real_rules_cache):
     """NIRISS WFSS: the filter wheel rotation (FWCPOS - fwcpos_ref), the trace along columns (GR150R)
     or rows (GR150C): the same WCS and the same cutouts as jwst."""
