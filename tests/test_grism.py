@@ -355,7 +355,8 @@ def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
 @pytest.mark.parity
 @pytest.mark.real
 def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
-    """The time-series cutout: full rows, the source (moved by the dither offset) on row 34, per integration."""
+    """The time-series cutout: full rows, the source (moved by the dither offset) on row 34, per integration;
+    then photom on it."""
     from jwst.extract_2d import Extract2dStep
     from parity import jwst_offline, quiet_jwst
     from webbflow.refs import synthetic_grism as sg
@@ -387,6 +388,29 @@ def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
     assert (out.name, out.source_id, out.source_type) == (jout.name, jout.source_id, jout.source_type)
     # the dither offset moves the source off the reference point along the rows
     assert abs(out.source_xpos - (m.meta.wcsinfo.siaf_xref_sci - 1)) > 5
+
+    # photom: the real NIRCam grism photom's GRISMR order-1 row over every integration
+    from jwst.photom import PhotomStep
+    from webbflow.refs.synthetic import ExposureConfig
+
+    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
+                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="F444W", pupil="CLEAR")
+    area = Path(syn.reference_set(cfg, reftypes=["area"])["area"].save(tmp_path / "ref_area.fits"))
+    photom_ref = REAL_NIRCAM / "jwst_nircam_photom_0064.fits"
+    out = run_step("photom", out, {}, references={"photom": photom_ref, "area": area}).model
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jout = PhotomStep.call(jout, override_photom=str(photom_ref), override_area=str(area))
+    assert out.meta.cal_step.photom == jout.meta.cal_step.photom == "COMPLETE"
+    for arr in ("data", "err", "var_poisson", "var_rnoise"):
+        np.testing.assert_allclose(getattr(out, arr), getattr(jout, arr), rtol=1e-5, atol=0, equal_nan=True, err_msg=arr)
+    np.testing.assert_array_equal(out.dq, jout.dq)
+    np.testing.assert_array_equal(out.area, jout.area)
+    assert out.meta.bunit_data == jout.meta.bunit_data == "MJy/sr"
+    for k in ("conversion_megajanskys", "pixelarea_steradians", "pixelarea_arcsecsq"):
+        assert getattr(out.meta.photometry, k) == pytest.approx(getattr(jout.meta.photometry, k), rel=1e-6), k
+    good = (out.dq & 1) == 0
+    assert good.mean() > 0.2 and np.all(np.isfinite(out.data[good])) and np.all(out.data[good] != 0)
 
 
 # ---------------------------------------------------------------------------
