@@ -18,8 +18,8 @@ configuration.  They are combined into one background image and subtracted:
 
 The backgrounds come from ``bkg_list`` (file names, or in-memory models when
 the function is called directly); the image2 flow fills it from the
-association.  WFSS and SOSS background subtraction (which use the bkg
-reference) are not handled here.
+association.  WFSS exposures (NRC_WFSS, NIS_WFSS) subtract the scaled bkg reference
+instead (tasks/_bkg_wfss.py); SOSS background subtraction is not handled here.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ class BkgSubtractParams(StepParams):
     maxiters: int | None = None  # clipping iterations; None: until nothing more is clipped
     soss_source_percentile: float = 35.0  # NIRISS SOSS only (not handled here)
     soss_bkg_percentile: list[float] | None = None  # NIRISS SOSS only (not handled here)
-    wfss_mmag_extract: float | None = None  # WFSS only (not handled here)
-    wfss_mask: str | None = None  # WFSS only (not handled here)
-    wfss_maxiter: int = 5  # WFSS only (not handled here)
-    wfss_rms_stop: float = 0.0  # WFSS only (not handled here)
-    wfss_outlier_percent: float = 1.0  # WFSS only (not handled here)
+    wfss_mmag_extract: float | None = None  # WFSS: mask only sources brighter than this AB magnitude
+    wfss_mask: str | None = None  # WFSS: an image whose MASK array (True = background) replaces the catalogue mask
+    wfss_maxiter: int = 5  # WFSS: outlier-rejection iterations of the background scaling
+    wfss_rms_stop: float = 0.0  # WFSS: stop when the residual RMS improves by less than this percent (0: never)
+    wfss_outlier_percent: float = 1.0  # WFSS: percentile rejected at each end per iteration
 
 
 # ---------------------------------------------------------------------------
