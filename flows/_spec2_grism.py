@@ -8,8 +8,14 @@ level-2 association's ``sourcecat``, ``segmap`` and ``direct_image`` members are
 records them (file names only: SCATFILE, SEGMFILE; extract_2d and bkg_subtract find the
 catalogue beside the exposure).
 
-NIS_WFSS and NRC_TSGRISM are not branches yet: their assign_wcs exists (tasks/assign_wcs/grism.py)
-but NIRISS has no tested specwcs here and the time series lacks photom for its cutout.
+NRC_TSGRISM (GRISMR): assign_wcs, flat_field, extract_2d (the source at the reference point),
+srctype, photom of the cutout; calints and x1dints (jwst records bkg_subtract as SKIPPED: no
+background members and no reference background for this mode).  Its steps are checked against
+jwst one by one (tests/test_grism.py); its x1dints is extract_1d's TSO product, not yet compared
+with jwst's.
+
+NIS_WFSS is not a branch yet: its assign_wcs and extract_2d match jwst on a synthetic specwcs,
+but there is no NIRISS WFSS photom reference in the current format here to check photom with.
 """
 
 from __future__ import annotations
@@ -48,4 +54,13 @@ BRANCHES["NRC_WFSS"] = Branch(
     marked_skipped=WFSS_SKIPPED,
     notes="NIRCam wide-field slitless: flat_field before extract_2d, one cutout per source and order",
     extra={"prepare": wire_wfss_members},
+)
+
+BRANCHES["NRC_TSGRISM"] = Branch(
+    "nircam-tsgrism",
+    ("assign_wcs", "flat_field", "extract_2d", "srctype", "photom"),
+    resample=None,
+    extract=True,
+    marked_skipped=("bkg_subtract",) + WFSS_SKIPPED,
+    notes="NIRCam grism time series: the source at the aperture's reference point, one cutout per integration",
 )

@@ -354,9 +354,11 @@ def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
 
 @pytest.mark.parity
 @pytest.mark.real
-def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
+def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache, monkeypatch):
     """The time-series cutout: full rows, the source (moved by the dither offset) on row 34, per integration;
     then photom on it."""
+    from stdatamodels.jwst import datamodels as dm
+
     from jwst.extract_2d import Extract2dStep
     from parity import jwst_offline, quiet_jwst
     from webbflow.refs import synthetic_grism as sg
@@ -411,6 +413,25 @@ def test_extract_2d_nrc_tsgrism_matches_jwst(tmp_path, real_rules_cache):
         assert getattr(out.meta.photometry, k) == pytest.approx(getattr(jout.meta.photometry, k), rel=1e-6), k
     good = (out.dq & 1) == 0
     assert good.mean() > 0.2 and np.all(np.isfinite(out.data[good])) and np.all(out.data[good] != 0)
+
+    # spec2's NRC_TSGRISM branch on the same rateints gives these calints, and an x1dints per integration
+    from webbflow.flows.calwebb_spec2 import spec2
+
+    monkeypatch.setenv("CRDS_PATH", str(real_rules_cache))
+    monkeypatch.setenv("CRDS_CONTEXT", "jwst_0541.pmap")
+    steps = {"assign_wcs": {"override_distortion": str(refs["distortion"]), "override_filteroffset": str(refs["filteroffset"]),
+                            "override_specwcs": str(refs["specwcs"])},
+             "flat_field": {"skip": True}, "extract_2d": {"override_wavelengthrange": str(refs["wavelengthrange"])},
+             "photom": {"override_photom": str(photom_ref), "override_area": str(area)},
+             "extract_1d": {"override_extract1d": "N/A", "override_apcorr": "N/A"}}
+    flow_out = tmp_path / "spec2"
+    flow_out.mkdir()
+    spec2(str(path), steps=steps, output_dir=str(flow_out))
+    with dm.open(flow_out / "jw01234001001_01101_00001_nrcalong_calints.fits") as cal:
+        assert isinstance(cal, dm.SlitModel) and cal.meta.cal_step.bkg_subtract == "SKIPPED"
+        np.testing.assert_allclose(cal.data, out.data, rtol=1e-6, equal_nan=True)
+    with dm.open(flow_out / "jw01234001001_01101_00001_nrcalong_x1dints.fits") as x1d:
+        assert isinstance(x1d, dm.TSOMultiSpecModel) and len(x1d.spec[0].spec_table) == 3
 
 
 # ---------------------------------------------------------------------------
