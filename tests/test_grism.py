@@ -1,10 +1,17 @@
-"""Slitless grisms (NIRCam WFSS, NIRCam grism time series): the specwcs references and assign_wcs.
+"""Slitless grisms (NIRCam WFSS, NIRCam grism time series, NIRISS WFSS) against jwst 3.0.
 
-The real NIRCam specwcs files (module A GRISMR/GRISMC, the DHS one from jwst's own tests) load in
-webbflow as the same transforms stdatamodels gives jwst, and evaluate identically.  assign_wcs on a
-NRC_WFSS rate and a NRC_TSGRISM rateints, with those specwcs and the synthetic distortion, builds
-the WCS jwst 3.0 builds: the same frames, the same world coordinates and wavelengths (and back) for
-every order, the same DISPAXIS/SPECSYS, and for WFSS the same FITS SIP keywords of the imaging WCS.
+- The real NIRCam specwcs files (module A GRISMR/GRISMC, the DHS one from jwst's own tests) load in
+  webbflow as the same transforms stdatamodels gives jwst, and evaluate identically.
+- assign_wcs on a NRC_WFSS rate (both grisms), a NRC_TSGRISM rateints and a NIS_WFSS rate (a
+  synthetic specwcs in jwst's form) builds jwst's WCS: the same frames, world coordinates and
+  wavelengths (and back) per order, DISPAXIS/SPECSYS, and for WFSS the same SIP keywords.
+- extract_2d gives jwst's cutouts from a catalogue: the same source ids, orders, xstart, ystart,
+  xsize, ysize, pixels and wavelengths; the TSGRISM cutout and its photom match jwst's.
+- spec2 on a WFSS level-2 association (science + sourcecat/segmap/direct_image) writes the cal
+  product jwst's steps make (WFSS background scaled with the sources masked, flat_field, extract_2d,
+  srctype, photom per order with the real NIRCam WFSS photom); spec2 on a TSGRISM rateints writes
+  calints and x1dints.
+Each test makes its own small inputs: full-frame WFSS images (2048^2) with a handful of sources.
 """
 
 from __future__ import annotations
