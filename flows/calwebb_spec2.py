@@ -291,3 +291,7 @@ def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
     with quiet_prefect_settings():
         spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     return [w for run in spec2_last_run for w in run.written]
+
+
+# the modes that add their branches from their own modules
+from . import _spec2_grism  # noqa: E402,F401

@@ -67,6 +67,7 @@ class ImageModel(DataModel):
         A("area", "AREA", F4, ndim=2),
         A("con", "CON", ("int32",), ndim=3),
         A("wht", "WHT", F4, ndim=2),
+        A("mask", "MASK", U4, ndim=2),  # WFSS bkg_subtract's background mask
         A("var_poisson", "VAR_POISSON", F4, ndim=2, shape_of=same_shape),
         A("var_rnoise", "VAR_RNOISE", F4, ndim=2, shape_of=same_shape),
         A("var_flat", "VAR_FLAT", F4, ndim=2, shape_of=same_shape),

@@ -284,6 +284,7 @@ class Background(Group):
     level: Number | None = kw("BKGLEVEL")
     subtracted: bool | None = kw("BKGSUB")
     master_background_file: str | None = kw("MASTERBG")
+    scaling_factor: Number | None = kw("BKGD_SCL")
 
 
 class Asn(Group):

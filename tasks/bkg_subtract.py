@@ -18,8 +18,8 @@ configuration.  They are combined into one background image and subtracted:
 
 The backgrounds come from ``bkg_list`` (file names, or in-memory models when
 the function is called directly); the image2 flow fills it from the
-association.  WFSS and SOSS background subtraction (which use the bkg
-reference) are not handled here.
+association.  WFSS exposures (NRC_WFSS, NIS_WFSS) subtract the scaled bkg reference
+instead (tasks/_bkg_wfss.py); SOSS background subtraction is not handled here.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ class BkgSubtractParams(StepParams):
     maxiters: int | None = None  # clipping iterations; None: until nothing more is clipped
     soss_source_percentile: float = 35.0  # NIRISS SOSS only (not handled here)
     soss_bkg_percentile: list[float] | None = None  # NIRISS SOSS only (not handled here)
-    wfss_mmag_extract: float | None = None  # WFSS only (not handled here)
-    wfss_mask: str | None = None  # WFSS only (not handled here)
-    wfss_maxiter: int = 5  # WFSS only (not handled here)
-    wfss_rms_stop: float = 0.0  # WFSS only (not handled here)
-    wfss_outlier_percent: float = 1.0  # WFSS only (not handled here)
+    wfss_mmag_extract: float | None = None  # WFSS: mask only sources brighter than this AB magnitude
+    wfss_mask: str | None = None  # WFSS: an image whose MASK array (True = background) replaces the catalogue mask
+    wfss_maxiter: int = 5  # WFSS: outlier-rejection iterations of the background scaling
+    wfss_rms_stop: float = 0.0  # WFSS: stop when the residual RMS improves by less than this percent (0: never)
+    wfss_outlier_percent: float = 1.0  # WFSS: percentile rejected at each end per iteration
 
 
 # ---------------------------------------------------------------------------
@@ -178,10 +178,18 @@ def subtract_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | No
     return sci, bkg
 
 
-@step("bkg_subtract", "BackgroundStep", params=BkgSubtractParams, suffix="bsub", input_class="ImageModel")
+@step("bkg_subtract", "BackgroundStep", params=BkgSubtractParams, suffix="bsub", input_class="ImageModel",
+      optional_reftypes=("bkg", "wavelengthrange"))
 def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
     """Subtract the sigma-clipped mean of dedicated background exposures (the association's background members)."""
     exp_type = (model.meta.exposure.type or "").upper()
+    if exp_type in ("NRC_WFSS", "NIS_WFSS"):  # the bkg reference scaled to the exposure (tasks/_bkg_wfss.py)
+        from ._bkg_wfss import subtract_wfss_background
+
+        if refs.get("bkg") is None:
+            log.warning("No bkg reference for %s; bkg_subtract skipped", exp_type)
+            return model, "SKIPPED"
+        return subtract_wfss_background(model, refs["bkg"], refs.get("wavelengthrange"), params)
     if exp_type in WFSS_TYPES or exp_type == "NIS_SOSS":
         raise UnsupportedModeError(f"bkg_subtract for {exp_type} (reference-file background) is not implemented")
     bkg_list = list(backgrounds) if backgrounds is not None else [b for b in (params.bkg_list or []) if b]
@@ -199,3 +207,14 @@ def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
         combined.save(path)
         log.info("Combined background written to %s", path)
     return model
+
+
+def _register_wfss_references():
+    from ._bkg_wfss import reftypes_needed
+    from .base import STEPS
+
+    # the bkg and wavelengthrange references serve WFSS exposures only (as jwst asks for them)
+    STEPS["bkg_subtract"].extra["optional_reftypes_needed"] = reftypes_needed
+
+
+_register_wfss_references()

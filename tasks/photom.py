@@ -334,6 +334,13 @@ def _supported(model) -> bool:
 )
 def photom(model, refs, params: PhotomParams):
     """Convert an image from DN/s to MJy/sr with the photom table; attach the pixel area map."""
+    from ..models import SlitModel
+    from . import _photom_grism
+
+    if _photom_grism.applies(model):  # grism cutouts: per slit and spectral order
+        calibrate_grism = _photom_grism.calibrate_tso if isinstance(model, SlitModel) else _photom_grism.calibrate_wfss
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return calibrate_grism(model, refs["photom"], refs.get("area"), params)
     if not _supported(model):
         log.warning("photom takes an ImageModel or CubeModel here, not a %s; skipped", type(model).__name__)
         return model, "SKIPPED"

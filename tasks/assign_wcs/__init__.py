@@ -64,6 +64,9 @@ MODE_REFTYPES = (
     "specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
     "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
 
+# the slitless grisms (NIRCam WFSS and grism time series, NIRISS WFSS)
+MODE_MODULES.update({"NRC_WFSS": "grism", "NRC_TSGRISM": "grism", "NIS_WFSS": "grism"})
+
 
 def _mode_module(model):
     import importlib

@@ -1,0 +1,66 @@
+"""spec2 branches of the slitless grisms (added to :data:`flows.calwebb_spec2.BRANCHES`).
+
+NRC_WFSS follows jwst 3.0's grism path: assign_wcs, bkg_subtract (the WFSS ``bkg`` reference,
+scaled with the sources masked: it runs with or without background members), flat_field on the
+whole dispersed image *before* extract_2d, extract_2d (one cutout per catalogue source and
+order), srctype, photom per order; no resampled product; extract_1d on the cutouts.  The
+level-2 association's ``sourcecat``, ``segmap`` and ``direct_image`` members are recorded as jwst
+records them (file names only: SCATFILE, SEGMFILE; extract_2d and bkg_subtract find the
+catalogue beside the exposure).
+
+NRC_TSGRISM (GRISMR): assign_wcs, flat_field, extract_2d (the source at the reference point),
+srctype, photom of the cutout; calints and x1dints (jwst records bkg_subtract as SKIPPED: no
+background members and no reference background for this mode).  Its steps are checked against
+jwst one by one (tests/test_grism.py); its x1dints is extract_1d's TSO product, not yet compared
+with jwst's.
+
+NIS_WFSS is not a branch yet: its assign_wcs and extract_2d match jwst on a synthetic specwcs,
+but there is no NIRISS WFSS photom reference in the current format here to check photom with.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .calwebb_spec2 import BRANCHES, Branch
+
+log = logging.getLogger("webbflow.flows")
+
+# steps jwst's Spec2Pipeline calls on a WFSS exposure which skip themselves (SKIPPED in the cal product)
+WFSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint_subtract", "straylight", "fringe",
+                "pathloss", "barshadow", "wfss_contam")
+
+
+def wire_wfss_members(model, params, members) -> None:
+    """The direct image's catalogue, segmentation map and i2d, as jwst's Spec2Pipeline records them."""
+    for kind, attr in (("sourcecat", "source_catalog"), ("segmap", "segmentation_map")):
+        paths = members.get(kind) or []
+        if paths:
+            setattr(model.meta, attr, Path(paths[0]).name)
+            log.info("Using %s %s", kind, Path(paths[0]).name)
+    if not model.meta.source_catalog:
+        from ..errors import InputFileError
+
+        raise InputFileError(model.meta.filename or "<in memory>",
+                             "is a WFSS exposure with no source catalogue: the association needs a sourcecat member")
+
+
+BRANCHES["NRC_WFSS"] = Branch(
+    "nircam-wfss",
+    ("assign_wcs", "bkg_subtract", "flat_field", "extract_2d", "srctype", "photom"),
+    resample=None,
+    extract=True,
+    marked_skipped=WFSS_SKIPPED,
+    notes="NIRCam wide-field slitless: flat_field before extract_2d, one cutout per source and order",
+    extra={"prepare": wire_wfss_members},
+)
+
+BRANCHES["NRC_TSGRISM"] = Branch(
+    "nircam-tsgrism",
+    ("assign_wcs", "flat_field", "extract_2d", "srctype", "photom"),
+    resample=None,
+    extract=True,
+    marked_skipped=("bkg_subtract",) + WFSS_SKIPPED,
+    notes="NIRCam grism time series: the source at the aperture's reference point, one cutout per integration",
+)
