@@ -604,6 +604,7 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
             _show_reused(hit)
             return hit
         _rerun.record_path(asn_path, out).unlink(missing_ok=True)
+        warm_up_readers()
         token = _PLAIN_WORKERS.set(max_workers or None)
         try:
             res = process_association.fn(str(asn_path), output_dir=str(output_dir) if output_dir else None, **kw)
@@ -615,6 +616,41 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
     with quiet_prefect_settings():
         return fl(str(asn_path), output_dir=str(output_dir) if output_dir else None, steps=steps, config=config,
                   stage3=stage3, allow_partial=allow_partial)
+
+
+_WARM = False
+
+
+def warm_up_readers() -> None:
+    """Import the steps and let asdf load its extensions and the transform and WCS converters, once, in
+    this thread, before members start together on threads: a first ASDF read racing another thread's
+    first one failed once here ("dictionary changed size during iteration" opening a distortion file)."""
+    global _WARM
+    if _WARM:
+        return
+    import io
+
+    import asdf
+    from astropy.modeling import models as am
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs as gw
+
+    from ..tasks import load_all
+
+    load_all()
+    transform = (am.Shift(1.0) & am.Shift(2.0)) | am.Mapping((0, 1, 0, 1)) | (
+        am.Polynomial2D(1) & am.Polynomial2D(1)) | am.Scale(1.0) & am.Scale(1.0) | am.Pix2Sky_TAN() | (
+        am.RotateNative2Celestial(10.0, 20.0, 180.0))
+    from astropy.coordinates import ICRS
+
+    world = cf.CelestialFrame(reference_frame=ICRS(), name="world")
+    wcs = gw.WCS([(cf.Frame2D(name="detector"), transform), (world, None)])
+    buf = io.BytesIO()
+    asdf.AsdfFile({"wcs": wcs}).write_to(buf)
+    buf.seek(0)
+    with asdf.open(buf, lazy_load=False, memmap=False) as af:
+        af.tree["wcs"].forward_transform
+    _WARM = True
 
 
 def _show_reused(res: AssociationResult) -> None:
