@@ -14,8 +14,9 @@ def _hwm():
 """
 
 
-def timed(cmd: list[str], cwd, env: dict) -> dict:
-    """Run ``cmd`` under /usr/bin/time: ``{"wall": s, "rss": peak MiB, "cpu": user + system s}``.
+def timed(cmd: list[str], cwd, env: dict, keep_output: bool = False) -> dict:
+    """Run ``cmd`` under /usr/bin/time: ``{"wall": s, "rss": peak MiB, "cpu": user + system s}``
+    (and ``"output"``, its stdout and stderr, with ``keep_output``).
 
     /usr/bin/time measures the command's own process tree, not this one's high-water mark."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
@@ -26,4 +27,7 @@ def timed(cmd: list[str], cwd, env: dict) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-3000:]}")
         rss_kb, user, sys_ = tf.read().split()[-3:]
-    return {"wall": wall, "rss": int(rss_kb) / 1024, "cpu": float(user) + float(sys_)}
+    res = {"wall": wall, "rss": int(rss_kb) / 1024, "cpu": float(user) + float(sys_)}
+    if keep_output:
+        res["output"] = proc.stdout + proc.stderr
+    return res

@@ -22,7 +22,16 @@ All on the same simulated inputs and the same CRDS cache (``CRDS_PATH``):
 
 Each command's wall time, peak RSS and CPU time come from ``/usr/bin/time``.  The
 table gives the ratios webbflow/jwst (rerun: against webbflow's warm run; fresh
-install: the seconds it adds to the warm run).  Not a pass/fail test.
+install: the seconds it adds to the warm run).  A second table compares the stages
+by the sum of their steps' times: jwst's from its log (``Step X running`` ..
+``done``), webbflow's from the provenance its products record (image2 from the cal
+files, Stage 3 from the i2d), with each jwst command's whole wall time beside them.
+The load average is printed before and after: on a shared machine compare ratios,
+not seconds.  Not a pass/fail test.
+
+The commands run as a user's would: ``PYTHONDONTWRITEBYTECODE`` is dropped from
+their environment (a user's Python caches the bytecode of webbflow's modules; jwst's
+was compiled when pip installed it), and no ``PREFECT_API_URL`` is set.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import time
 from pathlib import Path
 
 from _child import timed  # bench/ is on sys.path when a benchmark runs as a script
+from detector1 import jwst_step_times
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -71,14 +81,34 @@ def run_jwst(obs: Path, work: Path, env: dict) -> dict:
         shutil.copy(f, work / f.name)
     strun = str(BIN / "strun")
     parts = []
-    for f in sorted(work.glob("*_uncal.fits")):
-        parts.append(timed([strun, "calwebb_detector1", f.name], work, env))
-    for asn in sorted(work.glob("*_image2_*asn.json")):
-        parts.append(timed([strun, "calwebb_image2", asn.name], work, env))
-    for asn in sorted(work.glob("*_image3_*asn.json")):
-        parts.append(timed([strun, "calwebb_image3", asn.name], work, env))
+    stages: dict[str, dict] = {}
+    for stage, pattern, pipe in (("detector1", "*_uncal.fits", "calwebb_detector1"),
+                                 ("image2", "*_image2_*asn.json", "calwebb_image2"),
+                                 ("image3", "*_image3_*asn.json", "calwebb_image3")):
+        for f in sorted(work.glob(pattern)):
+            p = timed([strun, pipe, f.name], work, env, keep_output=True)
+            log = work / f"{f.name}.log"
+            log.write_text(p.pop("output"))
+            parts.append(p)
+            st = stages.setdefault(stage, {"wall": 0.0, "steps": 0.0})
+            st["wall"] += p["wall"]
+            st["steps"] += sum(v for k, v in jwst_step_times(log).items() if not k.endswith("Pipeline"))
     return {"wall": sum(p["wall"] for p in parts), "rss": max(p["rss"] for p in parts),
-            "cpu": sum(p["cpu"] for p in parts), "commands": len(parts)}
+            "cpu": sum(p["cpu"] for p in parts), "commands": len(parts), "stages": stages}
+
+
+def webbflow_stage_steps(out: Path) -> dict[str, float]:
+    """Sum of the steps' seconds per stage, from the provenance of the products in ``out``."""
+    from webbflow import models
+
+    sums = {"detector1": 0.0, "image2": 0.0, "image3": 0.0}
+    # image2's i2d of each exposure records no image3 entry
+    for pattern, wanted in (("*_cal.fits", ("detector1", "image2")), ("*_i2d.fits", ("image3",))):
+        for f in sorted(out.glob(pattern)):
+            for entry in models.open(f)._asdf_extra.get("webbflow_provenance") or []:
+                if entry.get("pipeline") in wanted:
+                    sums[entry["pipeline"]] += sum(float(s["seconds"]) for s in entry.get("steps", []))
+    return sums
 
 
 def run_webbflow(obs: Path, out: Path, env: dict, fresh: bool = False) -> dict:
@@ -107,6 +137,8 @@ def main(argv=None) -> None:
     obs = simulate(args.workdir, args.nexp, args.size, args.ngroups)
     env = dict(os.environ, CRDS_PATH=str(obs), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    load_before = os.getloadavg()
     # kernels compiled and cached once before timing anything warm
     run_webbflow(obs, args.workdir / "wf-warmup", env)
 
@@ -121,10 +153,11 @@ def main(argv=None) -> None:
     shutil.rmtree(out, ignore_errors=True)
     rows["webbflow fresh install"] = [run_webbflow(obs, out, env, fresh=True)]
 
+    load_after = os.getloadavg()
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")} for k, v in rows.items()}
     j, w = med["jwst"], med["webbflow"]
     print(f"\n{args.nexp} NIRCam exposures of {args.size}x{args.size}, {args.ngroups} groups, uncal to Stage 3 "
-          f"({args.rounds} round(s), medians)\n")
+          f"({args.rounds} round(s), medians); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
     print(f"{'run':<26}{'wall s':>9}{'peak MiB':>10}{'CPU s':>8}   ratio")
     for k, v in med.items():
         if k == "jwst":
@@ -136,6 +169,16 @@ def main(argv=None) -> None:
         else:
             ratio = f"{v['wall'] / j['wall']:.2f}x wall, {v['rss'] / j['rss']:.2f}x memory"
         print(f"{k:<26}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {ratio}")
+    # stages, by their steps' seconds (last round): jwst from its logs, webbflow from its products' provenance
+    wf = webbflow_stage_steps(args.workdir / f"wf-{args.rounds - 1}")
+    js = rows["jwst"][-1]["stages"]
+    print(f"\n{'stage (sum of steps)':<22}{'jwst steps s':>13}{'jwst commands s':>17}{'webbflow steps s':>18}   ratio")
+    for stage in ("detector1", "image2", "image3"):
+        j_st = js.get(stage, {"wall": 0.0, "steps": 0.0})
+        r = f"{wf[stage] / j_st['steps']:.2f}x jwst's steps" if j_st["steps"] else ""
+        print(f"{stage:<22}{j_st['steps']:13.1f}{j_st['wall']:17.1f}{wf[stage]:18.1f}   {r}")
+    med["stages"] = {"jwst": js, "webbflow": wf}
+    med["load"] = {"before": load_before, "after": load_after}
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows,
                                          "medians": med}, indent=2))

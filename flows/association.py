@@ -17,11 +17,13 @@ fanning the members out into parallel exposure flows, and joining for Stage 3.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +206,10 @@ def _ref_identity(p: str) -> str:
         return os.path.basename(p)
 
 
-def stage_key(stage: str, input_path: Path, model, steps: dict | None, config) -> str:
-    """Key of one exposure stage: input checksum, reference files, resolved parameters, code version."""
+def stage_key(stage: str, input_path: Path, model, steps: dict | None, config, seen: list | None = None) -> str:
+    """Key of one exposure stage: input checksum, reference files, resolved parameters, code version.
+
+    ``seen``, when given, receives the paths of the reference files the stage would use."""
     from .stage import resolve_params, resolve_references
     from . import calwebb_detector1, calwebb_image2
 
@@ -217,6 +221,8 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config) -
         names = calwebb_image2.STEPS
         params = resolve_params(names, steps, config, model=model, pipeline_class="Image2Pipeline")
     refs, _ctx = resolve_references(model, params)
+    if seen is not None:
+        seen.extend(p for r in refs.values() for p in r.values() if p and str(p).upper() != "N/A")
     doc = {
         "stage": stage,
         "input": file_checksum(input_path),
@@ -279,6 +285,8 @@ class MemberResult:
     reused: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    references: list[str] = field(default_factory=list)  # reference files its stages' keys rest on
+    stages: list[str] = field(default_factory=list)  # the stages it went through, run or reused
 
 
 def _stage_steps(steps: dict | None, stage: str) -> dict:
@@ -305,6 +313,23 @@ def _asn_run_name():
 
     p = (flow_run.parameters or {}).get("asn_path") or ""
     return f"association {Path(str(p)).name.removesuffix('.json').removesuffix('_asn')}" if p else "association"
+
+
+def in_prefect_run() -> bool:
+    """Whether this code runs inside a Prefect flow run or task run (in any thread or worker)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def call_flow(fl, *args, **kwargs):
+    """A stage flow as a subflow run inside a Prefect run; outside one, its body as a plain call, so that
+    an untracked run (no Prefect API, see stage.prefect_tracking) never starts Prefect's temporary server."""
+    from prefect import Flow
+
+    if isinstance(fl, Flow) and not in_prefect_run():
+        return fl.fn(*args, **kwargs)
+    return fl(*args, **kwargs)
 
 
 @flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
@@ -335,7 +360,7 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             continue
         root = root_of(current.name)
         model = models.open(current)
-        key = stage_key(stage, current, model, _stage_steps(steps, stage), config)
+        key = stage_key(stage, current, model, _stage_steps(steps, stage), config, seen=res.references)
         extra = {}
         if stage == "image2" and (backgrounds or asn_info):
             extra = {"backgrounds": list(backgrounds or []), "asn_info": asn_info}
@@ -343,12 +368,13 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
                                              asn_info]).encode()).hexdigest()
         hit = cache_lookup(out, root, stage, key)
         progress.emit("stage", key=src.name, stage=stage, reused=bool(hit))
+        res.stages.append(stage)
         if hit:
             res.reused.append(stage)
             res.products += [Reused(p) for p in hit]
             show_reuse(stage, f"{stage} of {root} reused: input, references, parameters and code unchanged")
         else:
-            stage_flow(model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out), **extra)
+            call_flow(stage_flow, model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out), **extra)
             written = written_by_last_run()
             cache_store(out, root, stage, key, written)
             res.products += written
@@ -368,8 +394,8 @@ def member_task(path: str, output_dir: str, steps: dict | None, config: str | No
     """Run one member's exposure flow; a failure is captured, never lost, and never stops the others."""
     t0 = time.perf_counter()
     try:
-        return calibrate_member(path, output_dir, steps=steps, config=config, backgrounds=backgrounds, until=until,
-                                asn_info=asn_info)
+        return call_flow(calibrate_member, path, output_dir, steps=steps, config=config, backgrounds=backgrounds,
+                         until=until, asn_info=asn_info)
     except WebbflowError as exc:
         from . import progress
 
@@ -379,6 +405,23 @@ def member_task(path: str, output_dir: str, steps: dict | None, config: str | No
         log.exception("member %s failed", path)
         return MemberResult(member=Path(path).name, ok=False, error=f"{type(exc).__name__}: {exc}",
                             seconds=time.perf_counter() - t0)
+
+
+# untracked runs fan members out on plain threads, this many at a time (run_association sets it)
+_PLAIN_WORKERS: contextvars.ContextVar[int | None] = contextvars.ContextVar("webbflow_plain_workers", default=None)
+_PLAIN_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def submit_member(*args, **kwargs):
+    """``member_task`` on the flow run's task runner inside a Prefect run; outside one (an untracked
+    run) on a plain thread pool of this process, with the same result objects (``.result()``)."""
+    if in_prefect_run():
+        return member_task.submit(*args, **kwargs)
+    n = _PLAIN_WORKERS.get() or min(4, os.cpu_count() or 2)
+    pool = _PLAIN_POOLS.get(n)
+    if pool is None:
+        pool = _PLAIN_POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="webbflow-member")
+    return pool.submit(member_task.fn, *args, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -391,6 +434,7 @@ class AssociationResult:
     members: list[MemberResult]
     stage3: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    backgrounds: list[MemberResult] = field(default_factory=list)  # level-2 backgrounds brought to rate files
 
     @property
     def failed(self) -> list[MemberResult]:
@@ -461,7 +505,7 @@ def process_association(
                 background.setdefault(("l2", p), []).extend(
                     b for b in (earliest_available(b) for b in hit[1]) if b not in background.get(("l2", p), []))
     bkg_paths = list(dict.fromkeys(p for ps in background.values() for p in ps))
-    bkg_results = [f.result() for f in [member_task.submit(str(p), str(out), steps, config, until="detector1")
+    bkg_results = [f.result() for f in [submit_member(str(p), str(out), steps, config, until="detector1")
                                         for p in bkg_paths]]
     bkg_rate = {p: r.cal for p, r in zip(bkg_paths, bkg_results)}
     members: list[Path] = []
@@ -473,14 +517,14 @@ def process_association(
                 member_bkg[p] = [bkg_rate[b] for b in background.get(i, []) + background.get(("l2", p), [])
                                  if bkg_rate.get(b)]
     info = (asn.asn_pool or " ", Path(asn_path).name) if asn.level == 2 else None
-    futures = [member_task.submit(str(p), str(out), steps, config, backgrounds=member_bkg[p] or None,
+    futures = [submit_member(str(p), str(out), steps, config, backgrounds=member_bkg[p] or None,
                                   asn_info=l2_info.get(p, info))
                for p in members]
     results = [r for r in bkg_results if not r.ok] + [f.result() for f in futures]
     for r in results:
         if not r.ok:
             log.error("member %s failed: %s", r.member, r.error)
-    res = AssociationResult(asn=str(asn_path), members=results)
+    res = AssociationResult(asn=str(asn_path), members=results, backgrounds=bkg_results)
     failed = res.failed
     if stage3 and asn.level == 3 and (not failed or allow_partial):
         cal_of = {Path(str(p)).name: r.cal for p, r in zip(members, results[len(results) - len(members):])
@@ -506,9 +550,9 @@ def process_association(
                     show_reuse("image3", f"image3 of {root} reused: inputs, parameters and code unchanged")
                     progress.emit("end", key=f"image3 {root}", status="reused")
                     continue
-                res.stage3[prod.name] = image3(good, product_name=root, steps=(steps or {}).get("image3"),
-                                               config=config, output_dir=str(out), asn_id=asn.asn_id,
-                                               asn_info=(asn.asn_pool or " ", Path(asn_path).name))
+                res.stage3[prod.name] = call_flow(image3, good, product_name=root, steps=(steps or {}).get("image3"),
+                                                  config=config, output_dir=str(out), asn_id=asn.asn_id,
+                                                  asn_info=(asn.asn_pool or " ", Path(asn_path).name))
                 cache_store(out, root, "image3", key, list(res.stage3[prod.name].get("written", [])))
                 progress.emit("end", key=f"image3 {root}", status="done")
     res.seconds = time.perf_counter() - t0
@@ -543,10 +587,83 @@ def _product_root(name: str) -> str:
 
 def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage3=True, allow_partial=False,
                     runner=None, max_workers=None, address=None) -> AssociationResult:
-    """Run the association flow with the chosen task runner (used by the CLI and the demo)."""
-    from .stage import quiet_prefect_settings
+    """Run the association flow with the chosen task runner (used by the CLI and the demo).
 
+    With no Prefect API configured (``stage.prefect_tracking``) and the default thread runner, the
+    flow's body runs untracked: the same members, stages, caching and products, as plain calls on a
+    thread pool, without Prefect's temporary server (5-11 s, and most of an unchanged rerun)."""
+    from .stage import prefect_tracking, quiet_prefect_settings
+
+    if (runner or "threads").lower() == "threads" and not prefect_tracking() and not in_prefect_run():
+        from . import _rerun
+
+        kw = dict(steps=steps, config=config, stage3=stage3, allow_partial=allow_partial)
+        out = Path(output_dir) if output_dir else Path(asn_path).resolve().parent
+        hit = _rerun.lookup(asn_path, out, **kw)
+        if hit is not None:
+            _show_reused(hit)
+            return hit
+        _rerun.record_path(asn_path, out).unlink(missing_ok=True)
+        warm_up_readers()
+        token = _PLAIN_WORKERS.set(max_workers or None)
+        try:
+            res = process_association.fn(str(asn_path), output_dir=str(output_dir) if output_dir else None, **kw)
+        finally:
+            _PLAIN_WORKERS.reset(token)
+        _rerun.store(res, asn_path, out, **kw)
+        return res
     fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, address))
     with quiet_prefect_settings():
         return fl(str(asn_path), output_dir=str(output_dir) if output_dir else None, steps=steps, config=config,
                   stage3=stage3, allow_partial=allow_partial)
+
+
+_WARM = False
+
+
+def warm_up_readers() -> None:
+    """Import the steps and let asdf load its extensions and the transform and WCS converters, once, in
+    this thread, before members start together on threads: a first ASDF read racing another thread's
+    first one failed once here ("dictionary changed size during iteration" opening a distortion file)."""
+    global _WARM
+    if _WARM:
+        return
+    import io
+
+    import asdf
+    from astropy.modeling import models as am
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs as gw
+
+    from ..tasks import load_all
+
+    load_all()
+    transform = (am.Shift(1.0) & am.Shift(2.0)) | am.Mapping((0, 1, 0, 1)) | (
+        am.Polynomial2D(1) & am.Polynomial2D(1)) | am.Scale(1.0) & am.Scale(1.0) | am.Pix2Sky_TAN() | (
+        am.RotateNative2Celestial(10.0, 20.0, 180.0))
+    from astropy.coordinates import ICRS
+
+    world = cf.CelestialFrame(reference_frame=ICRS(), name="world")
+    wcs = gw.WCS([(cf.Frame2D(name="detector"), transform), (world, None)])
+    buf = io.BytesIO()
+    asdf.AsdfFile({"wcs": wcs}).write_to(buf)
+    buf.seek(0)
+    with asdf.open(buf, lazy_load=False, memmap=False) as af:
+        af.tree["wcs"].forward_transform
+    _WARM = True
+
+
+def _show_reused(res: AssociationResult) -> None:
+    """The progress display of a run found unchanged as a whole: every member and product reused."""
+    from . import progress
+
+    for m in res.members:
+        progress.emit("begin", key=m.member, label=root_of(m.member))
+        for stage in m.stages:
+            progress.emit("stage", key=m.member, stage=stage, reused=True)
+        progress.emit("end", key=m.member, status="reused")
+    for name in res.stage3:
+        root = _product_root(name)
+        progress.emit("begin", key=f"image3 {root}", label=root)
+        progress.emit("stage", key=f"image3 {root}", stage="image3", reused=True)
+        progress.emit("end", key=f"image3 {root}", status="reused")

@@ -527,7 +527,7 @@ def test_association_gives_each_product_its_science_members_and_level2_backgroun
         stage3.append((product_name, [Path(g).name for g in good], asn_id, asn_info))
         return {"written": []}
 
-    monkeypatch.setattr(A.member_task, "submit", submit)
+    monkeypatch.setattr(A, "submit_member", submit)
     monkeypatch.setattr(A, "stage3_key", lambda *a, **k: "key")
     monkeypatch.setattr(calwebb_image3, "image3", image3)
     A.process_association.fn(str(tmp_path / "x_image3_asn.json"), output_dir=str(out))
