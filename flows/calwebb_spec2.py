@@ -229,9 +229,14 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if out_dir is not None:
         run.written.append(save_product(model, out_dir, source, "calints" if multi_int else "cal", run))
 
+    # jwst resamples and extracts a copy of the cal that went through adaptive_trace_model and
+    # pixel_replace, both skipped by default (not run here): the s2d and x1d record them as SKIPPED
+    later_input = model.copy()
+    for name in ("adaptive_trace_model", "pixel_replace"):
+        setattr(later_input.meta.cal_step, name, "SKIPPED")
     resampled = None
     if branch.resample and not multi_int and not params[branch.resample].skip:
-        resampled = run_steps(model, [branch.resample], run, output_dir=None, source_name=source)
+        resampled = run_steps(later_input, [branch.resample], run, output_dir=None, source_name=source)
         if isinstance(resampled, models.DataModel):
             stamp(resampled, run, "spec2")
             if out_dir is not None:
@@ -239,7 +244,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
                 run.written.append(save_product(resampled, out_dir, source, sfx, run))
     x1d = None
     if branch.extract and not params["extract_1d"].skip:
-        x1d = run_steps(resampled if resampled is not None else model, ["extract_1d"], run, output_dir=None,
+        x1d = run_steps(resampled if resampled is not None else later_input, ["extract_1d"], run, output_dir=None,
                         source_name=source)
         if isinstance(x1d, models.DataModel):
             stamp(x1d, run, "spec2")

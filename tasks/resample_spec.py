@@ -30,7 +30,8 @@ WCS evaluated on its pixels), the first input's metadata, PIXAR_SR/PIXAR_A2
 of the nominal pixel area divided by ``pixel_scale_ratio``, and an S_REGION
 from the footprint of the output WCS.
 
-Only NIRSpec slits with a celestial WCS are resampled here; MIRI LRS and
+Other slits with a celestial WCS (MIRI LRS fixed slit) get jwst's interpolated
+output WCS (:func:`interpolated_output_wcs`: detector -> world, no slit frame).
 NIRSpec lamp (non-celestial) data raise an unsupported-mode error.
 """
 
@@ -258,6 +259,101 @@ def nirspec_output_wcs(inputs, good_bits=GOOD_BITS, pixel_scale_ratio: float = 1
     return wcs
 
 
+def interpolated_output_wcs(inputs, pixel_scale_ratio: float = 1.0):
+    """The output WCS for non-NIRSpec slits (MIRI LRS fixed slit): detector -> world only.
+
+    The spatial sampling is a straight-line fit, against pixel index, of the tangent-plane
+    offsets of the first input's row (or column) at the middle of its bounding box along the
+    dispersion, about the mean RA/Dec of that cut; the output tangent point is the centre of
+    every input's RA/Dec range (the first input's cut centre when there is one input).  The
+    wavelengths are the first input's per-cross-dispersion-line medians, extended by each
+    other input's beyond their range, sorted and unique (reversed for the LRS fixed slit, so
+    that the output disperses as the detector does); a lookup table maps pixels to them.
+    """
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling.fitting import LinearLSQFitter
+    from astropy.modeling.models import Linear1D, Mapping, Pix2Sky_TAN, RotateNative2Celestial, Tabular1D
+    from gwcs import WCS, wcstools
+    from gwcs import coordinate_frames as cf
+    from stcal.alignment.util import wcs_bbox_from_shape
+
+    waves = np.array([])
+    ra_all, dec_all = [], []
+    for k, m in enumerate(inputs):
+        w = m.meta.wcs
+        bbox = w.bounding_box
+        ra, dec, lam = (np.asarray(a) for a in w(*wcstools.grid_from_bounding_box(bbox)))
+        disp = (m.meta.wcsinfo.dispersion_direction or 1) - 1  # 0: x, 1: y (MIRI LRS)
+        spatial = disp ^ 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lam_line = np.nanmedian(lam, axis=disp)
+        lam_line = lam_line[np.isfinite(lam_line)]
+        if k == 0:
+            waves = lam_line.copy()
+            mid = int((bbox[disp][1] - bbox[disp][0]) / 2)
+            cut_ra, cut_dec = (ra[mid, :], dec[mid, :]) if spatial == 0 else (ra[:, mid], dec[:, mid])
+            ra_c0, dec_c0 = float(np.nanmean(_same_side(cut_ra))), float(np.nanmean(cut_dec))
+            sky0 = Pix2Sky_TAN() | RotateNative2Celestial(ra_c0, dec_c0, 180)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                xt, yt = sky0.inverse(ra, dec)
+            xt, yt = (xt.T[mid], yt.T[mid]) if disp == 0 else (xt[mid], yt[mid])
+            xt, yt = xt[np.isfinite(xt)], yt[np.isfinite(yt)]
+            fit = LinearLSQFitter()
+            px2xt = fit(Linear1D(), np.linspace(0, xt.size * pixel_scale_ratio, xt.size, endpoint=False), xt)
+            px2yt = fit(Linear1D(), np.linspace(0, yt.size * pixel_scale_ratio, yt.size, endpoint=False), yt)
+            disp0, spatial0 = disp, spatial
+        ra_all.append(ra[np.isfinite(ra)].ravel())
+        dec_all.append(dec[np.isfinite(dec)].ravel())
+        if lam_line.size:
+            lo, hi = waves.min(), waves.max()
+            waves = np.concatenate([waves, lam_line[lam_line < lo], lam_line[lam_line > hi]])
+    waves = np.unique(waves[np.isfinite(waves)])
+    if not waves.size:
+        raise ValueError("not enough data to construct the output WCS")
+    if inputs[0].meta.exposure.type == "MIR_LRS-FIXEDSLIT":
+        waves = waves[::-1]
+    idx = np.arange(waves.size)
+    px2lam = Tabular1D(points=idx, lookup_table=waves, bounds_error=False, fill_value=None, name="pix2wavelength")
+    inv_pts, inv_tab = (waves, idx) if np.all(np.diff(waves) > 0) else (waves[::-1], idx[::-1])
+    px2lam.inverse = Tabular1D(points=inv_pts, lookup_table=inv_tab, bounds_error=False, fill_value=None,
+                               name="wavelength2pix")
+
+    mapping = Mapping((spatial0, spatial0, disp0))
+    along_y = abs(px2xt.slope) < abs(px2yt.slope)
+    if along_y:
+        mapping.inverse = Mapping((2, 1) if spatial0 else (1, 2))
+
+    ra_flat = _same_side(np.concatenate(ra_all))
+    dec_flat = np.concatenate(dec_all)
+    if len(inputs) == 1:
+        ra_c, dec_c = ra_c0, dec_c0
+    else:
+        ra_c = (ra_flat.max() + ra_flat.min()) / 2.0
+        dec_c = (dec_flat.max() + dec_flat.min()) / 2.0
+    tan2sky = Pix2Sky_TAN() | RotateNative2Celestial(ra_c, dec_c, 180)
+    (xmin, xmax), (ymin, ymax) = _tangent_extent([m.meta.wcs for m in inputs], tan2sky.inverse)
+    step_x, step_y = abs(px2xt.slope), abs(px2yt.slope)
+    ny = int(np.ceil(abs(ymax - ymin) / step_y)) if along_y else int(np.ceil(abs(xmax - xmin) / step_x))
+    px2yt.intercept = -np.sign(px2yt.slope) * 0.5 * (ny - 1) * step_y
+    px2xt.intercept = -np.sign(px2xt.slope) * 0.5 * (ny - 1) * step_x
+
+    transform = mapping | (px2xt & px2yt | tan2sky) & px2lam
+    spectral = cf.SpectralFrame(name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",))
+    world = cf.CompositeFrame(
+        [cf.CelestialFrame(name="sky", axes_order=(0, 1), reference_frame=coord.ICRS()), spectral], name="world")
+    wcs = WCS([(cf.Frame2D(name="detector", axes_order=(0, 1)), transform), (world, None)])
+    size = [0, 0]
+    size[disp0] = int(waves.size)
+    size[spatial0] = ny
+    wcs.array_shape = tuple(size[::-1])
+    wcs.pixel_shape = tuple(size)
+    wcs.bounding_box = wcs_bbox_from_shape(tuple(size[::-1]))
+    return wcs
+
+
 def spectral_output_grid(inputs, good_bits=GOOD_BITS) -> dict:
     """The default rectified grid for these slits (as outlier detection's spec mode uses it)."""
     grid, _area = output_grid(inputs, ResampleSpecParams(), good_bits=good_bits)
@@ -292,10 +388,9 @@ def output_grid(inputs, params: ResampleSpecParams, good_bits=GOOD_BITS) -> dict
         if not is_sky_like(first.meta.wcs.output_frame):
             raise UnsupportedModeError("resample_spec: data whose WCS is not celestial (NIRSpec lamp) is not supported here")
         if (first.meta.instrument.name or "").upper() != "NIRSPEC":
-            raise UnsupportedModeError(
-                f"resample_spec: {first.meta.instrument.name} slit spectra (interpolated output WCS) are not supported here; NIRSpec only"
-            )
-        wcs = nirspec_output_wcs(inputs, good_bits, ratio)
+            wcs = interpolated_output_wcs(inputs, ratio)
+        else:
+            wcs = nirspec_output_wcs(inputs, good_bits, ratio)
         if params.output_shape is not None:
             wcs.array_shape = tuple(params.output_shape[::-1])
         area = None if nominal is None else nominal / ratio
@@ -352,6 +447,9 @@ def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool, 
     ra = _same_side(ra)
     lo, hi = np.nanmin(ra) % 360.0, np.nanmax(ra) % 360.0
     footprint = np.array([[lo, np.nanmin(dec)], [hi, np.nanmin(dec)], [hi, np.nanmax(dec)], [lo, np.nanmax(dec)]])
+    if (out.meta.exposure.type or "").upper() == "MIR_LRS-FIXEDSLIT":
+        footprint = _lrs_slit_footprint(ref.meta.wcsinfo.s_region, ra, dec)
+        _lrs_source_position(out, ref.meta.wcs)
     s_region = compute_s_region_keyword(footprint)
     if s_region is not None:
         out.meta.wcsinfo.s_region = s_region
@@ -359,6 +457,33 @@ def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool, 
     yy, xx = np.indices(out.data.shape, dtype=np.float64)
     out.wavelength = np.asarray(w(xx, yy)[2], dtype=np.float32)
     return out
+
+
+def _lrs_slit_footprint(first_s_region: str, ra, dec):
+    """The LRS s2d's footprint, as jwst draws it: a band as wide as the narrowest side of the first
+    input's S_REGION, centred on the line from the output grid's first to its last pixel."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    corners = np.array(first_s_region.split()[2:10], dtype=float).reshape(4, 2)
+    pts = SkyCoord(corners[:, 0], corners[:, 1], unit="deg")
+    width = min(pts[i].separation(pts[(i + 1) % 4]).deg for i in range(4)) * u.deg
+    ra, dec = np.ravel(ra), np.ravel(dec)
+    start = SkyCoord(ra[0] * u.deg, dec[0] * u.deg, frame="icrs")
+    end = SkyCoord(ra[-1] * u.deg, dec[-1] * u.deg, frame="icrs")
+    across = start.position_angle(end).to(u.deg) - 90.0 * u.deg
+    c = [start.directional_offset_by(across, width / 2), end.directional_offset_by(across, width / 2),
+         end.directional_offset_by(across, -width / 2), start.directional_offset_by(across, -width / 2)]
+    return np.array([[p.ra.deg, p.dec.deg] for p in c])
+
+
+def _lrs_source_position(out, input_wcs) -> None:
+    """SRCXPOS/SRCYPOS (full-frame pixels for the LRS fixed slit) moved onto the s2d's grid."""
+    if out.source_xpos is None or out.source_ypos is None:
+        return
+    sky = input_wcs.pixel_to_world(out.source_xpos, out.source_ypos)
+    x, y = out.meta.wcs.world_to_pixel(*sky)
+    out.source_xpos, out.source_ypos = float(x), float(y)
 
 
 # jwst's blend rules for the keywords that differ between exposures of one slit (core schema);

@@ -92,6 +92,10 @@ def _rate(exp_type, tmp_path, seed=17):
     m.meta.instrument.name, m.meta.instrument.detector, m.meta.instrument.filter = "MIRI", "MIRIMAGE", "P750L"
     m.meta.exposure.type = exp_type
     m.meta.observation.date, m.meta.observation.time = "2024-03-01", "10:00:00"
+    e = m.meta.exposure  # the times resample_spec weights and sums
+    e.exposure_time = e.effective_exposure_time = e.measurement_time = e.duration = 111.0
+    e.start_time, e.end_time = 60370.41667 + seed * 0.01, 60370.41795 + seed * 0.01
+    e.mid_time = (e.start_time + e.end_time) / 2
     w = m.meta.wcsinfo
     w.v2_ref, w.v3_ref = float(v2_ref), float(v3_ref)
     w.roll_ref, w.ra_ref, w.dec_ref, w.v3yangle, w.vparity = 61.3, 80.4875, -69.4994, 4.83, -1
@@ -422,11 +426,11 @@ def test_spec2_lrs_slitless_branch_calints_match_jwsts_steps(tmp_path):
     assert np.isfinite(flux).sum() > 0.5 * flux.size
 
 
-def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
-    """spec2's LRS fixed-slit branch on a nod exposure, up to the cal product (resample_spec for LRS is not
-    implemented yet, and an extraction from the full-frame cal finds no data, in jwst as here: both are
-    skipped): the cal (SlitModel) equals jwst's chain (load_wcs, SlitModel, srctype, flat_field,
-    pathloss, photom), with the other nod subtracted as the background member (jwst's background_sub)."""
+def test_spec2_lrs_fixedslit_cal_s2d_x1d_match_jwst(tmp_path, real_rules_cache):
+    """spec2's LRS fixed-slit branch on a nod exposure writes cal, s2d and x1d: the cal (SlitModel)
+    equals jwst's chain (load_wcs, SlitModel, srctype, flat_field, pathloss, photom), with the other
+    nod subtracted as the background member (jwst's background_sub); the s2d and x1d equal, whole
+    product, what jwst's ResampleSpecStep and Extract1dStep (real extract1d JSON) make from that cal."""
     from jwst.assign_wcs.assign_wcs import load_wcs
     from jwst.background.background_sub import background_sub
     from jwst.flatfield.flat_field import do_correction as jwst_flat
@@ -453,8 +457,8 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
         "flat_field": {"override_flat": str(flat)},
         "pathloss": {"override_pathloss": str(pathloss)},
         "photom": {"override_photom": str(photom), "override_area": "N/A"},
-        "resample_spec": {"skip": True},
-        "extract_1d": {"skip": True},
+        "extract_1d": {"override_extract1d": str(MIRI_REFS / "jwst_miri_extract1d_0005.json"),
+                       "override_apcorr": "N/A", "override_psf": "N/A"},
     }
     # the level-2 association jwst's rules make for a nod: the other nod is the background member
     asn = tmp_path / "jw01234-o002_20240301t100000_spec2_00001_asn.json"
@@ -465,12 +469,14 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
                                   {"expname": nod2.name, "exptype": "background"}]}]}))
     out = tmp_path / "out"
     written = run_spec2(asn, output_dir=out, steps=steps)  # what `webbflow run calwebb_spec2 ASN` runs
-    assert [Path(p).name for p in written] == ["jw01234002001_01101_00001_mirimage_cal.fits"]
-    assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234002001_01101_00001_mirimage_cal.fits"]
+    names = [f"jw01234002001_01101_00001_mirimage_{s}.fits" for s in ("cal", "s2d", "x1d")]
+    assert [Path(p).name for p in written] == names
+    assert sorted(p.name for p in out.glob("*.fits")) == names
     run = spec2_last_run[-1]
     cal = models.open(out / "jw01234002001_01101_00001_mirimage_cal.fits")
     assert cal.meta.asn.table_name == asn.name and cal.meta.asn.pool_name == "jw01234_20240301t100000_pool.csv"
-    assert [r.name for r in run.records] == ["assign_wcs", "bkg_subtract", "srctype", "flat_field", "pathloss", "photom"]
+    assert [r.name for r in run.records] == ["assign_wcs", "bkg_subtract", "srctype", "flat_field", "pathloss", "photom",
+                                             "resample_spec", "extract_1d"]
     assert type(cal).__name__ == "SlitModel" and (cal.xsize, cal.ysize) == (1032, 1024)
     assert cal.meta.cal_step.pathloss == "COMPLETE" and cal.meta.cal_step.bkg_subtract == "COMPLETE"
     assert cal.meta.cal_step.straylight == "SKIPPED" and cal.meta.cal_step.targ_centroid == "SKIPPED"
@@ -495,3 +501,35 @@ def test_spec2_lrs_fixedslit_cal_matches_jwsts_steps(tmp_path):
     assert corr.size > 10000 and corr.max() < 1.0
     reread = dm.open(out / "jw01234002001_01101_00001_mirimage_cal.fits")
     assert type(reread).__name__ == "SlitModel" and reread.meta.cal_step.photom == "COMPLETE"
+
+    # the s2d and x1d: jwst's resample_spec (one model, as spec2 gives it) and extract_1d on our cal
+    from jwst.extract_1d import Extract1dStep
+    from jwst.resample import ResampleSpecStep
+    from parity import jwst_offline, quiet_jwst
+    from test_products_whole import compare_fits
+
+    theirs = tmp_path / "jwst"
+    theirs.mkdir()
+    with warnings.catch_warnings(), jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst():
+        warnings.simplefilter("ignore")
+        jw_cal = dm.open(out / names[0])
+        jw_cal.meta.cal_step.adaptive_trace_model = jw_cal.meta.cal_step.pixel_replace = "SKIPPED"  # as in jwst's spec2
+        s2d = ResampleSpecStep.call(jw_cal)
+        s2d.save(theirs / names[1])
+        x1d = Extract1dStep.call(s2d, **steps["extract_1d"])
+        x1d.save(theirs / names[2])
+    problems: list[str] = []
+    compare_fits("s2d", out / names[1], theirs / names[1], problems)
+    assert problems == []
+    compare_fits("x1d", out / names[2], theirs / names[2], problems)
+    # jwst's step run alone records its overrides and context differently from a pipeline run
+    reference_records = ("CRDS_CTX", "R_APCORR", "R_EXTR1D")
+    assert [p for p in problems if not any(k in p for k in reference_records)] == []
+    ours_s2d, ours_x1d = models.open(out / names[1]), models.open(out / names[2])
+    assert ours_s2d.meta.cal_step.resample == "COMPLETE" and ours_x1d.meta.cal_step.extract_1d == "COMPLETE"
+    assert ours_x1d.meta.cal_step.pixel_replace == "SKIPPED" and ours_x1d.meta.cal_step.adaptive_trace_model == "SKIPPED"
+    # the s2d disperses along y as the detector does (wavelength falling with row), over the specwcs range
+    lam = ours_s2d.wavelength[:, ours_s2d.data.shape[1] // 2]
+    assert np.all(np.diff(lam[np.isfinite(lam)]) < 0) and 2.5 < np.nanmin(lam) < 5.0 and 13.0 < np.nanmax(lam) < 15.0
+    table = ours_x1d.spec[0].spec_table
+    assert np.isfinite(np.asarray(table["FLUX"])).sum() > 0.9 * len(table)
