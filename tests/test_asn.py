@@ -550,3 +550,38 @@ def test_missing_optional_key_matches_anything(tmp_path):
         # opened by F162M: the rows without PUPIL join it too, the earlier one after its own rows
         "jw99009-o001_t001_nircam_f090w-f162m": [f162m, no_pupil2, no_pupil],
     }
+
+
+# An ami3 and a coron3 association that make the same product name and share a PSF file
+# (jwst's test pools reuse file names across exposure types): jwst takes two member lists
+# of different lengths whose common exposures agree in type for a subset, and keeps only the
+# longer one, here the coron3 association (mega_pool: six discovered ami3 associations)
+_PSF = "jw99009002001_02101_00001_nrca2_uncal.fits"
+_AMI = dict(_CORON, EXP_TYPE="NIS_AMI", OBS_NUM="3", ASN_CANDIDATE="[('o003', 'observation')]")
+SHARED_PRODUCT = [
+    dict(_CORON), dict(_CORON, EXPOSURE="2"),
+    dict(_CORON, IS_PSF="T", TARGETID="2", OBS_NUM="2", ASN_CANDIDATE="[('o002', 'observation')]", FILENAME=_PSF),
+    dict(_AMI), dict(_AMI, IS_PSF="T", TARGETID="2", OBS_NUM="2", ASN_CANDIDATE="[('o002', 'observation')]",
+                     FILENAME=_PSF),
+]
+
+
+@pytest.mark.parity
+def test_same_product_keeps_the_longer_association_as_jwst(tmp_path):
+    from jwst.associations import AssociationPool
+    from jwst.associations.lib.diff import compare_asn_lists
+    from jwst.associations.main import Main
+
+    from parity import quiet_jwst
+    from webbflow.flows.asn import generate, read_pool
+
+    path = _write_pool(tmp_path / "shared_product_pool.csv", SHARED_PRODUCT)
+    with quiet_jwst():
+        theirs = Main.cli(["--dry-run"], pool=AssociationPool.read(str(path))).associations
+    theirs = {a.asn_name + ".json": _strip(json.loads(a.dump(format="json")[1])) for a in theirs}
+    ours = {a.filename: _strip(a.to_dict()) for a in generate(read_pool(path, allow_duplicates=True))}
+    assert "jw99009-a3001_coron3_00001_asn.json" in ours and not any("_ami3_" in f for f in ours)
+    compare_asn_lists(list(ours.values()), list(theirs.values()))
+    assert sorted(ours) == sorted(theirs)
+    for fname, data in theirs.items():
+        assert ours[fname] == data, fname

@@ -11,7 +11,8 @@ How it works, and why it scales:
 3. Finishing: associations with no science member are dropped, duplicates
    (same members) keep the lowest-level candidate (observation before
    candidate before discovered), and of associations that share a product
-   name the one with more members wins. Sequence numbers are then given per
+   name the one with more members wins (when jwst would call them a subset:
+   see ``_membership_relation``). Sequence numbers are then given per
    candidate and association type, in the order jwst gives them.
 """
 
@@ -456,16 +457,61 @@ def _prune(asns: list[Association]) -> list[Association]:
         by_product[asn.product_name()].append(asn)
     drop = set()
     for same in by_product.values():
-        for i, a in enumerate(same):
-            for b in same[i + 1:]:
-                if id(a) in drop or id(b) in drop:
+        if len(same) < 2:
+            continue
+        # jwst walks them in candidate order; the larger of a "subset" pair stays and is then
+        # compared with the rest in place of the one it was compared as
+        same = sorted(same, key=lambda a: a.acid)
+        members = {id(a): a.members() for a in same}
+        for first in same:
+            if id(first) in drop:
+                continue
+            asn = first
+            for entrant in same:
+                if entrant is asn or id(entrant) in drop:
                     continue
-                ma, mb = a.membership(), b.membership()
-                if ma <= mb:
-                    drop.add(id(a))
-                elif mb <= ma:
-                    drop.add(id(b))
+                relation = _membership_relation(members[id(asn)], members[id(entrant)])
+                if relation == "subset":
+                    if len(members[id(entrant)]) > len(members[id(asn)]):
+                        asn, entrant = entrant, asn
+                    drop.add(id(entrant))
+                elif relation == "same":
+                    drop.add(id(entrant))
     return [a for a in kept if id(a) not in drop]
+
+
+def _membership_relation(left: list[dict], right: list[dict]) -> str | None:
+    """How two products' members compare, as jwst judges it when two associations make
+    the same product: "same", "subset" or None (different).
+
+    jwst calls a pair a subset whenever their member counts differ and the only other
+    difference is members one of them lacks: no exposure listed twice in either, and
+    every exposure they share of the same member type. It does not check that the
+    smaller list is inside the larger: a PSF-only overlap (an ami3 and a coron3
+    association naming the same files) is enough."""
+    diffs = set()
+    for product in (left, right):
+        names = [m["expname"] for m in product]
+        if len(names) != len(set(names)):
+            diffs.add("duplicate")
+    if len(left) != len(right):
+        diffs.add("length")
+    unmatched = list(right)
+    unaccounted = False
+    for member in left:
+        for other in unmatched:
+            if other["expname"] == member["expname"]:
+                if other["exptype"] != member["exptype"]:
+                    diffs.add("mismatch")
+                unmatched.remove(other)
+                break
+        else:
+            unaccounted = True
+    if unaccounted or unmatched:
+        diffs.add("unaccounted")
+    if not diffs:
+        return "same"
+    return "subset" if diffs == {"length", "unaccounted"} else None
 
 
 def _resequence(asns: list[Association]) -> None:
