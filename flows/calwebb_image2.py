@@ -41,8 +41,12 @@ def _is_asn(inp) -> bool:
     return isinstance(inp, (str, os.PathLike)) and str(inp).lower().endswith(".json")
 
 
-def load_level2_asn(path) -> tuple[dict, list[dict]]:
-    """Read a level-2 association: ``(asn, [{"name", "science": Path, "background": [Path]}])``."""
+def read_level2_members(path) -> tuple[dict, list[dict]]:
+    """Read a level-2 association: ``(asn, [{"name", "science": Path, <member type>: [Path], ...}])``.
+
+    Members are relative to the association's folder (whatever the current directory) and may
+    not leave it; a product with several science members keeps the first, as jwst does.
+    """
     path = Path(path)
     try:
         asn = json.loads(path.read_text())
@@ -68,7 +72,7 @@ def load_level2_asn(path) -> tuple[dict, list[dict]]:
             if folder not in p.parents:
                 raise InputFileError(path, f"member {name!r} lies outside the association's folder {folder}")
             by_type.setdefault(kind, []).append(p)
-        science = by_type.get("science", [])
+        science = by_type.pop("science", [])
         if not science:
             raise InputFileError(path, f"product {prod.get('name', i)!r} has no science member")
         if len(science) > 1:
@@ -77,8 +81,14 @@ def load_level2_asn(path) -> tuple[dict, list[dict]]:
             logging.getLogger("webbflow.flows").warning(
                 "Product %s has %d science members; using only the first, as jwst does", prod.get("name", i), len(science)
             )
-        products.append({"name": prod.get("name"), "science": science[0], "background": by_type.get("background", [])})
+        products.append({"name": prod.get("name"), "science": science[0], **by_type})
     return asn, products
+
+
+def load_level2_asn(path) -> tuple[dict, list[dict]]:
+    """Read a level-2 imaging association: ``(asn, [{"name", "science": Path, "background": [Path]}])``."""
+    asn, products = read_level2_members(path)
+    return asn, [{"name": p["name"], "science": p["science"], "background": p.get("background", [])} for p in products]
 
 
 def open_rate(inp):

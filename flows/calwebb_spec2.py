@@ -19,7 +19,6 @@ names, saving, provenance) is shared.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, a_an
 from . import registry
+from .calwebb_image2 import _is_asn, read_level2_members
 from .observe import publish_stage
 from .stage import LastRuns, StageRun, input_name, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
 
@@ -115,48 +115,10 @@ def is_spectroscopic(model_or_exp_type) -> bool:
 # inputs
 
 
-def _is_asn(inp) -> bool:
-    return isinstance(inp, (str, Path)) and str(inp).lower().endswith(".json")
-
-
 def load_level2_asn(path) -> tuple[dict, list[dict]]:
-    """Read a level-2 spectroscopic association: ``(asn, [{"name", "science": Path, <type>: [Path]}])``.
-
-    Members are relative to the association's folder and may not leave it.
-    """
-    path = Path(path)
-    try:
-        asn = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"is not a readable association ({exc})") from None
-    if not isinstance(asn, dict) or not isinstance(asn.get("products"), list) or not asn["products"]:
-        raise InputFileError(path, "is not an association: it has no 'products' list")
-    folder = path.resolve().parent
-    products = []
-    for i, prod in enumerate(asn["products"]):
-        members = prod.get("members") if isinstance(prod, dict) else None
-        if not isinstance(members, list):
-            raise InputFileError(path, f"product {i} has no 'members' list")
-        by_type: dict[str, list[Path]] = {}
-        for mem in members:
-            try:
-                name, kind = mem["expname"], str(mem["exptype"]).lower()
-            except (TypeError, KeyError):
-                raise InputFileError(path, f"product {i} has a member without expname/exptype: {mem!r}") from None
-            p = (folder / name).resolve()
-            if folder not in p.parents:
-                raise InputFileError(path, f"member {name!r} lies outside the association's folder {folder}")
-            by_type.setdefault(kind, []).append(p)
-        science = by_type.pop("science", [])
-        if not science:
-            raise InputFileError(path, f"product {prod.get('name', i)!r} has no science member")
-        if len(science) > 1:
-            log.warning("Product %s has %d science members; using only the first, as jwst does",
-                        prod.get("name", i), len(science))
-        products.append({"name": prod.get("name"), "science": science[0], **by_type})
-    return asn, products
+    """Read a level-2 spectroscopic association: ``(asn, [{"name", "science": Path, <type>: [Path]}])``
+    (members relative to the association's folder, as image2 reads them)."""
+    return read_level2_members(path)
 
 
 def open_rate(inp):

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from test_products_whole import _quiet, compare_products
+from test_products_whole import _copy_inputs as _inputs, _quiet, compare_products
 
 SIM = dict(exp_type="NRC_TSIMAGE", nints=12, ngroups=3, seed=5)
 PRODUCT_SUFFIXES = ("_rate.fits", "_rateints.fits", "_calints.fits", "_crfints.fits", "_phot.ecsv")
@@ -35,12 +35,6 @@ def tso(tmp_path_factory):
     sim = simulate(root / "sim", **SIM)
     return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
 
-
-def _inputs(sim, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in [*sim.uncal, *sim.asn_level2, sim.asn_level3]:
-        shutil.copy2(f, folder / Path(f).name)
-    return folder
 
 
 @pytest.fixture(scope="module")
