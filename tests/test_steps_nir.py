@@ -834,14 +834,14 @@ def test_steps_need_a_ramp():
         run_step("saturation", rate, {}, references={"saturation": sat, "superbias": "N/A"})
 
 
-def test_irs2_readouts_are_refused():
-    """NIRSpec IRS2 frames (more than 2048 rows) are not supported by refpix, saturation and ipc."""
+def test_irs2_mean_subtraction_is_refused_in_one_line():
+    """NIRSpec IRS2 readouts are corrected by refpix, saturation and ipc (tests/test_nirspec_detector1.py
+    compares them with jwst); jwst's optional IRS2 mean subtraction is not implemented and is refused."""
     from webbflow.errors import UnsupportedModeError
 
-    sci = models.RampModel(data=np.zeros((1, 1, 2049, 4), np.float32))
-    set_exposure_meta(sci, detector="NRS1", ngroups=1, xsize=4, ysize=2048)
-    with pytest.raises(UnsupportedModeError, match="IRS2"):
-        run_step("refpix", sci, {})
-    ipc = models.IPCModel(data=np.ones((3, 3), np.float32))
-    with pytest.raises(UnsupportedModeError, match="IRS2"):
-        run_step("ipc", sci, {}, references={"ipc": ipc})
+    sci = models.RampModel(data=np.zeros((1, 2, 3200, 8), np.float32))
+    set_exposure_meta(sci, detector="NRS1", ngroups=2, xsize=8, ysize=2048)
+    sci.meta.instrument.name = "NIRSPEC"
+    sci.meta.exposure.readpatt = "NRSIRS2RAPID"
+    with pytest.raises(UnsupportedModeError, match="irs2_mean_subtraction"):
+        run_step("refpix", sci, {"irs2_mean_subtraction": True}, references={"refpix": "N/A", "sirskernel": "N/A"})
