@@ -27,7 +27,7 @@ import numpy as np
 from .. import models
 from ..models import dqflags
 from .flat_field import match_nans_and_flags
-from .photom import MJSR_TO_UJA2, _validate_reference, find_row, time_correction
+from .photom import MJSR_TO_UJA2, _validate_reference, find_row, scale, time_correction
 
 log = logging.getLogger("webbflow.steps.photom")
 
@@ -95,20 +95,7 @@ def _two_d_conversion(slit, row, names, conversion, dispaxis):
 
 
 def _apply(slit, conv, no_cal, inverse: bool) -> None:
-    sq = conv * conv
-    if not inverse:
-        slit.data *= conv
-        slit.err *= conv
-    else:
-        slit.data /= conv
-        slit.err /= conv
-    for v in ("var_poisson", "var_rnoise", "var_flat"):
-        if slit.has(v) and getattr(slit, v).size > 0:
-            arr = getattr(slit, v)
-            if not inverse:
-                arr *= sq
-            else:
-                arr /= sq
+    scale(slit, conv, inverse)
     slit.dq[..., no_cal] |= dqflags.DO_NOT_USE
 
 

@@ -191,22 +191,29 @@ def attach_area(model, ref, area) -> None:
 # the calibration
 
 
-def apply_conversion(model, conversion, inverse: bool = False) -> None:
-    """Scale data and ERR by ``conversion`` and the variances by its square (divide with ``inverse``); set BUNIT."""
-    squared = conversion * conversion
-    if not inverse:
-        model.data *= conversion
-        model.err *= conversion
-    else:
-        model.data /= conversion
-        model.err /= conversion
-    for name in ("var_poisson", "var_rnoise", "var_flat"):
-        if model.has(name) and getattr(model, name).size > 0:
+def scale(model, factor, inverse: bool = False) -> None:
+    """Multiply data and ERR by ``factor`` (a number or per-pixel array) and the variances by its
+    square, in place; divide with ``inverse``."""
+    squared = factor * factor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in ("data", "err"):
             arr = getattr(model, name)
             if not inverse:
-                arr *= squared
+                arr *= factor
             else:
-                arr /= squared
+                arr /= factor
+        for name in ("var_poisson", "var_rnoise", "var_flat"):
+            if model.has(name) and getattr(model, name).size > 0:
+                arr = getattr(model, name)
+                if not inverse:
+                    arr *= squared
+                else:
+                    arr /= squared
+
+
+def apply_conversion(model, conversion, inverse: bool = False) -> None:
+    """Scale data and ERR by ``conversion`` and the variances by its square (divide with ``inverse``); set BUNIT."""
+    scale(model, conversion, inverse)
     unit = "DN/s" if inverse else "MJy/sr"
     model.meta.bunit_data = unit
     model.meta.bunit_err = unit
@@ -293,21 +300,7 @@ def apply_conversion_array(model, factor, inverse, no_cal) -> None:
     """As :func:`apply_conversion` with a per-pixel factor; ``no_cal`` pixels are flagged DO_NOT_USE."""
     from ..models import dqflags
 
-    squared = factor * factor
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for name in ("data", "err"):
-            arr = getattr(model, name)
-            if not inverse:
-                arr *= factor
-            else:
-                arr /= factor
-        for name in ("var_poisson", "var_rnoise", "var_flat"):
-            if model.has(name) and getattr(model, name).size > 0:
-                arr = getattr(model, name)
-                if not inverse:
-                    arr *= squared
-                else:
-                    arr /= squared
+    scale(model, factor, inverse)
     model.dq[..., no_cal] |= np.uint32(dqflags.DO_NOT_USE)
     unit = "DN/s" if inverse else "MJy/sr"
     model.meta.bunit_data = unit
