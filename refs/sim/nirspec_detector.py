@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import ParameterError
 from ..synthetic_nirspec import AXES, DETECTORS, IRS2_READPATTS, READPATTS, irs2_rows
 
 TFRAME = {"IRS2": 14.58889, "TRADITIONAL": 10.73676}
@@ -96,6 +97,18 @@ def _electronics(rng, detector: str, nfast: int, irs2: bool) -> np.ndarray:
     return _dms_from_detector(det, detector)
 
 
+def _check(detector: str, readpatt: str, exp_type: str, ngroups: int) -> None:
+    """Refuse, in one line, what is not simulated (upper-case names)."""
+    if detector not in DETECTORS:
+        raise ParameterError(f"NIRSpec detectors are NRS1 and NRS2 (got {detector!r})")
+    if readpatt not in READPATTS:
+        raise ParameterError(f"readout pattern {readpatt!r} is not simulated for NIRSpec; choose {', '.join(READPATTS)}")
+    if exp_type not in EXP_TYPES:
+        raise ParameterError(f"exposure type {exp_type!r} is not simulated for NIRSpec; choose {', '.join(EXP_TYPES)}")
+    if ngroups < 2:
+        raise ParameterError("NIRSpec exposures need at least 2 groups")
+
+
 def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID", ngroups: int = 3, nints: int = 1,
                           refs: dict | None = None, seed: int = 0, exp_type: str = "NRS_FIXEDSLIT",
                           start_time: str = "2024-03-01T05:00:00", n_cosmic_rays: int = 40):
@@ -104,14 +117,7 @@ def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID"
     from ..simulator import _polyval, invert_polynomial
 
     detector, readpatt, exp_type = detector.upper(), readpatt.upper(), exp_type.upper()
-    if detector not in DETECTORS:
-        raise ValueError(f"NIRSpec detectors are NRS1 and NRS2, not {detector!r}")
-    if readpatt not in READPATTS:
-        raise ValueError(f"NIRSpec readout patterns simulated: {', '.join(READPATTS)}; not {readpatt!r}")
-    if exp_type not in EXP_TYPES:
-        raise ValueError(f"NIRSpec exposure types simulated at the detector level: {', '.join(EXP_TYPES)}")
-    if ngroups < 2:
-        raise ValueError("NIRSpec exposures need at least 2 groups")
+    _check(detector, readpatt, exp_type, ngroups)
     refs = refs or {}
     irs2 = readpatt in IRS2_READPATTS
     nframes, gap = READPATTS[readpatt]
@@ -283,7 +289,6 @@ def simulate(output_dir, detector: str | None = None, readpatt: str | None = Non
              nints: int | None = None, exp_type: str | None = None, seed: int = 0, build_refs: bool = True,
              reference_seed: int = 0, size: int | None = None, subarray: str | None = None, nexp: int = 1):
     """``webbflow simulate --instrument nirspec``: one full-frame exposure, its references and CRDS cache, truth."""
-    from ...errors import ParameterError
     from ..simulator import SimulationResult, _write_json
     from ..synthetic_nirspec import nirspec_detector_references
 
@@ -292,14 +297,7 @@ def simulate(output_dir, detector: str | None = None, readpatt: str | None = Non
     exp_type = (exp_type or "NRS_FIXEDSLIT").upper()
     ngroups = int(ngroups or 5)
     nints = int(nints or 1)
-    if detector not in DETECTORS:
-        raise ParameterError(f"NIRSpec detectors are NRS1 and NRS2 (got {detector!r})")
-    if readpatt not in READPATTS:
-        raise ParameterError(f"readout pattern {readpatt!r} is not simulated for NIRSpec; choose {', '.join(READPATTS)}")
-    if exp_type not in EXP_TYPES:
-        raise ParameterError(f"exposure type {exp_type!r} is not simulated for NIRSpec; choose {', '.join(EXP_TYPES)}")
-    if ngroups < 2:
-        raise ParameterError("NIRSpec exposures need at least 2 groups")
+    _check(detector, readpatt, exp_type, ngroups)
     if size is not None or (subarray is not None and subarray.upper() != "FULL"):
         raise ParameterError("NIRSpec is simulated in full frame only for now (IRS2 readouts exist only in full frame)")
     if nexp != 1:
