@@ -914,7 +914,8 @@ def _instrument_label(cfg: ExposureConfig) -> str:
     return {"NIRCAM": "NIRCam", "NIRISS": "NIRISS", "MIRI": "MIRI", "FGS": "FGS"}[cfg.instrument]
 
 
-def _header(model, reftype: str, cfg: ExposureConfig, spec: DetectorSpec, region: Region | None, what: str):
+def reference_provenance(model, reftype: str, description: str):
+    """The keywords every synthetic reference carries (REFTYPE, USEAFTER, PEDIGREE, AUTHOR, ...); returns its meta."""
     m = model.meta
     m.reftype = reftype.upper()
     m.useafter = USEAFTER
@@ -922,8 +923,13 @@ def _header(model, reftype: str, cfg: ExposureConfig, spec: DetectorSpec, region
     m.author = AUTHOR
     m.telescope = "JWST"
     m.origin = "webbflow"
+    m.description = description[:68]
+    return m
+
+
+def _header(model, reftype: str, cfg: ExposureConfig, spec: DetectorSpec, region: Region | None, what: str):
     where = f"{spec.detector}" + (f" {region.name}" if region is not None else "")
-    m.description = f"Synthetic {_instrument_label(cfg)} {what} for {where}"[:68]
+    m = reference_provenance(model, reftype, f"Synthetic {_instrument_label(cfg)} {what} for {where}")
     m.instrument.name = spec.instrument
     m.instrument.detector = spec.detector
     if spec.module:
@@ -1420,7 +1426,6 @@ def reference_set(exposure, seed: int = 0, reftypes=None) -> dict[str, Any]:
             raise UnsupportedModeError(f"{cfg.instrument} {cfg.exp_type} has no synthetic {', '.join(sorted(unknown))} reference")
         wanted = tuple(r for r in wanted if r in set(reftypes))
     truth = detector_truth(cfg.instrument, cfg.detector, int(seed))
-    region = reference_region(cfg)
     out = {}
     for rt in wanted:
         if rt in ("dark", "reset") and not cfg.readpatt:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..models import dqflags
 from . import synthetic
-from .synthetic import AUTHOR, PEDIGREE, USEAFTER, DetectorSpec, DetectorTruth
+from .synthetic import DetectorSpec, DetectorTruth
 
 IRS2_READPATTS = {"NRSIRS2RAPID": (1, 0), "NRSIRS2": (5, 0)}  # NFRAMES, GROUPGAP
 TRADITIONAL_READPATTS = {"NRSRAPID": (1, 0), "NRS": (4, 0)}
@@ -79,14 +79,7 @@ def irs2_rows(detector: str, n: int = 16, r: int = 4) -> np.ndarray:
 
 
 def _header(model, reftype: str, detector: str, what: str, readpatt: str | None = None):
-    m = model.meta
-    m.reftype = reftype.upper()
-    m.useafter = USEAFTER
-    m.pedigree = PEDIGREE
-    m.author = AUTHOR
-    m.telescope = "JWST"
-    m.origin = "webbflow"
-    m.description = f"Synthetic NIRSpec {what} for {detector}"[:68]
+    m = synthetic.reference_provenance(model, reftype, f"Synthetic NIRSpec {what} for {detector}")
     m.instrument.name = "NIRSPEC"
     m.instrument.detector = detector
     if readpatt:
