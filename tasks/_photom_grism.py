@@ -27,7 +27,7 @@ import numpy as np
 from .. import models
 from ..models import dqflags
 from .flat_field import match_nans_and_flags
-from .photom import MJSR_TO_UJA2, _validate_reference, find_row, scale, time_correction
+from .photom import MJSR_TO_UJA2, _validate_reference, find_row, relative_response, scale, time_correction
 
 log = logging.getLogger("webbflow.steps.photom")
 
@@ -55,20 +55,6 @@ def _dispersion(wl, dispaxis):
     return d
 
 
-def _response(row, names):
-    waves = np.asarray(row[names["wavelength"]])
-    resp = np.asarray(row[names["relresponse"]])
-    if "nelem" in names:
-        n = int(row[names["nelem"]])
-        waves, resp = waves[:n], resp[:n]
-    if not np.all(np.diff(waves) > 0):
-        idx = np.argsort(waves)
-        waves, resp = waves[idx].copy(), resp[idx].copy()
-    if 0.0 < waves.max() < 1.0e-4:  # metres
-        waves = waves * 1.0e6
-    return waves, resp
-
-
 def _slit_wavelengths(slit):
     wl = slit.wavelength.copy() if slit.has("wavelength") else None
     if wl is None or wl.size == 0 or (np.nanmin(wl) == 0.0 and np.nanmax(wl) == 0.0):
@@ -82,7 +68,7 @@ def _slit_wavelengths(slit):
 
 def _two_d_conversion(slit, row, names, conversion, dispaxis):
     """(conversion per pixel, pixels with no calibration) for one slit from its photom row."""
-    waves, resp = _response(row, names)
+    waves, resp = relative_response(row, names)
     wl = _slit_wavelengths(slit)
     wl[np.isnan(wl)] = -1.0
     conv2d = np.interp(wl, waves, resp, left=np.nan, right=np.nan)

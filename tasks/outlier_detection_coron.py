@@ -20,8 +20,6 @@ import logging
 
 import numpy as np
 
-from ..models import dqflags
-
 log = logging.getLogger("webbflow.steps.outlier_detection")
 
 CORON_EXPTYPES = {"NRC_CORON", "MIR_LYOT", "MIR_4QPM"}
@@ -49,9 +47,7 @@ def coron_median(data: np.ndarray, dq: np.ndarray, good_bits: str, maskpt: float
 
 def flag_coron_outliers(cube, params) -> int:
     """Flag the outliers of a coronagraphic cube in place; returns how many pixels were flagged."""
-    from stcal.outlier_detection.utils import flag_crs
-
-    from .flat_field import match_nans_and_flags
+    from .outlier_detection_tso import flag_against_median
 
     median = coron_median(cube.data, cube.dq, params.good_bits, params.maskpt)
     if params.save_intermediate_results:
@@ -64,10 +60,4 @@ def flag_coron_outliers(cube, params) -> int:
         from pathlib import Path
 
         med.save(Path(params.output_dir or ".") / f"{root}_median.fits")
-    mask = flag_crs(cube.data, cube.err, median, params.snr_pair[0])
-    cube.dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
-    match_nans_and_flags(cube)
-    count = int(np.count_nonzero(mask))
-    log.info("%s: %d pixels flagged as outliers", cube.meta.filename, count)
-    cube.meta.cal_step.outlier_detection = "COMPLETE"
-    return count
+    return flag_against_median(cube, median, params.snr_pair[0])

@@ -68,9 +68,7 @@ def running_median(cube: np.ndarray, width: int) -> np.ndarray:
 def flag_tso_outliers(cube, params) -> int:
     """Flag the outliers of a TSO cube in place; returns how many pixels were flagged."""
     from stcal.outlier_detection.median import nanmedian3D
-    from stcal.outlier_detection.utils import compute_weight_threshold, flag_crs
-
-    from .flat_field import match_nans_and_flags
+    from stcal.outlier_detection.utils import compute_weight_threshold
 
     snr1 = params.snr_pair[0]
     width = params.rolling_window_width
@@ -84,7 +82,17 @@ def flag_tso_outliers(cube, params) -> int:
         del sci
     else:
         median = np.broadcast_to(nanmedian3D(cube.data, overwrite_input=False), cube.data.shape)
-    mask = flag_crs(cube.data, cube.err, median, snr1)
+    return flag_against_median(cube, median, snr1)
+
+
+def flag_against_median(cube, median, snr: float) -> int:
+    """Flag, in place, the pixels of ``cube`` more than ``snr`` errors from ``median`` (DO_NOT_USE |
+    OUTLIER, NaN in the arrays, step COMPLETE); returns how many were flagged."""
+    from stcal.outlier_detection.utils import flag_crs
+
+    from .flat_field import match_nans_and_flags
+
+    mask = flag_crs(cube.data, cube.err, median, snr)
     cube.dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
     match_nans_and_flags(cube)
     count = int(np.count_nonzero(mask))
