@@ -226,6 +226,16 @@ def _cut(model, name, ys, xs):
     return arr[..., ys, xs].copy()
 
 
+def _cut_companions(slit, model, ys, xs) -> None:
+    """The cutout's ERR, DQ and variances, from the same window of the exposure."""
+    slit.err = _cut(model, "err", ys, xs)
+    slit.dq = _cut(model, "dq", ys, xs)
+    for v in ("var_poisson", "var_rnoise", "var_flat"):
+        a = _cut(model, v, ys, xs)
+        if a is not None:
+            setattr(slit, v, a)
+
+
 def _wavelengths(wcs):
     from gwcs.wcstools import grid_from_bounding_box
 
@@ -276,12 +286,7 @@ def extract_wfss(model, objects: list[GrismObject]):
             wcs.insert_frame(input_frame=frame, output_frame="grism_detector", transform=tr)
 
             slit = SlitModel(data=data)
-            slit.err = _cut(model, "err", ys, xs)
-            slit.dq = _cut(model, "dq", ys, xs)
-            for v in ("var_poisson", "var_rnoise", "var_flat"):
-                a = _cut(model, v, ys, xs)
-                if a is not None:
-                    setattr(slit, v, a)
+            _cut_companions(slit, model, ys, xs)
             slit.meta.wcsinfo.spectral_order = int(order)
             slit.meta.wcsinfo.dispersion_direction = model.meta.wcsinfo.dispersion_direction
             slit.meta.wcsinfo.specsys = model.meta.wcsinfo.specsys
@@ -370,12 +375,7 @@ def extract_tso(model, wr_ref, height=None, extract_orders=None):
     slit.meta = model.meta.model_copy(deep=True)
     slit.meta.model_type = "SlitModel"
     slit._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
-    slit.err = _cut(model, "err", ys, xs)
-    slit.dq = _cut(model, "dq", ys, xs)
-    for v in ("var_poisson", "var_rnoise", "var_flat"):
-        a = _cut(model, v, ys, xs)
-        if a is not None:
-            setattr(slit, v, a)
+    _cut_companions(slit, model, ys, xs)
     wcs.bounding_box = _wcs.shape_bbox(slit.data.shape)
     slit.meta.wcs = wcs
     slit.wavelength = np.asarray(wcs.forward_transform(*_grid(wcs))[2], dtype=np.float32)
