@@ -486,17 +486,6 @@ def _lrs_source_position(out, input_wcs) -> None:
     out.source_xpos, out.source_ypos = float(x), float(y)
 
 
-# jwst's blend rules for the keywords that differ between exposures of one slit (core schema);
-# the summed times (XPOSURE, TELAPSE, EFFEXPTM, DURATION, TMEASURE) and EXPSTART/EXPEND come from drizzle
-_BLEND_RULES = {
-    "EXPMID": "mean", "MJD-AVG": "mean", "TDB-MID": "mean",
-    "MJD-BEG": "min", "TDB-BEG": "min", "INTSTART": "min",
-    "MJD-END": "max", "TDB-END": "max", "INTEND": "max", "FWPOSOFF": "max", "PWPOSOFF": "max",
-    "DATE-BEG": "min", "DATE-OBS": "min", "TIME-OBS": "min", "DATE-END": "max",
-    "BAND": "multi", "DETECTOR": "multi", "FILTER": "multi", "GRATING": "multi", "MODULE": "multi",
-}
-
-
 # the resampling's own values, which take precedence over the blended ones (as in jwst)
 _DRIZZLE_KEYWORDS = (("EFFEXPTM", "PRIMARY"), ("XPOSURE", "SCI"), ("TMEASURE", "PRIMARY"), ("DURATION", "PRIMARY"),
                      ("TELAPSE", "SCI"), ("EXPSTART", "PRIMARY"), ("EXPEND", "PRIMARY"))
@@ -519,44 +508,6 @@ def _blend_metadata(out, inputs) -> None:
         for p in paths[k][:-1]:
             obj = getattr(obj, p)
         setattr(obj, paths[k][-1], v)
-    _blend_keywords(out, inputs)
-
-
-def _blend_keywords(out, inputs) -> None:
-    """Combine the inputs' time and configuration keywords into ``out`` as jwst's blendheaders does
-    (means of mid times, earliest starts, latest ends, MULTIPLE for differing configurations)."""
-    from ..models.meta import KEYWORD_FIELDS, get_path
-
-    fields = {key: (path, hdu) for path, key, hdu, _ann in KEYWORD_FIELDS}
-    for key, rule in _BLEND_RULES.items():
-        path, hdu = fields.get(key, (None, "SCI" if key.startswith(("MJD-", "TDB-")) else "PRIMARY"))
-        values = []
-        for m in inputs:
-            v = get_path(m.meta, path) if path is not None else None
-            if v is None and hdu in m._headers and key in m._headers[hdu]:
-                v = m._headers[hdu][key]
-            if v is not None and not isinstance(v, fits_undefined()):
-                values.append(v)
-        if len(values) != len(inputs) or not values:
-            continue
-        if rule == "mean":
-            value = float(np.mean(values))
-        elif rule == "min":
-            value = min(values)
-        elif rule == "max":
-            value = max(values)
-        else:  # multi
-            value = values[0] if len(set(values)) == 1 else "MULTIPLE"
-        if path is not None:
-            setattr(get_path(out.meta, path[:-1]), path[-1], value)
-        if hdu in out._headers and (path is None or key in out._headers[hdu]):
-            out._headers[hdu][key] = value
-
-
-def fits_undefined():
-    from astropy.io import fits
-
-    return fits.card.Undefined
 
 
 def _slit_keys():
