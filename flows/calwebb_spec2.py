@@ -34,17 +34,6 @@ from .stage import LastRuns, StageRun, input_name, resolve_params, resolve_refer
 
 log = logging.getLogger("webbflow.flows")
 
-# jwst 3.0's Spec2Pipeline steps, in the order it runs them
-STEP_ORDER = [
-    "assign_wcs", "badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint_subtract", "bkg_subtract",
-    "extract_2d", "srctype", "master_background_mos", "targ_centroid", "wavecorr", "flat_field", "straylight",
-    "fringe", "pathloss", "barshadow", "wfss_contam", "photom", "residual_fringe", "adaptive_trace_model",
-    "pixel_replace", "resample_spec", "cube_build", "extract_1d",
-]
-
-# member types of a level-2 association that a spectroscopic product may carry
-MEMBER_TYPES = ("science", "background", "imprint", "selfcal", "sourcecat", "segmap", "direct_image", "tracewidth")
-
 
 @dataclass(frozen=True)
 class Branch:
@@ -103,12 +92,6 @@ def branch_for(model) -> Branch:
         known = ", ".join(sorted(BRANCHES)) or "none yet"
         raise UnsupportedModeError(f"spec2 has no branch for EXP_TYPE {exp_type or '(none)'} (modes: {known})")
     return b
-
-
-def is_spectroscopic(model_or_exp_type) -> bool:
-    """True when spec2 (not image2) calibrates this exposure type."""
-    et = model_or_exp_type if isinstance(model_or_exp_type, str) else (model_or_exp_type.meta.exposure.type or "")
-    return et.upper() in BRANCHES
 
 
 # ---------------------------------------------------------------------------
