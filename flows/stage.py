@@ -7,6 +7,7 @@ the user's config file, then command-line or Python overrides.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -327,18 +328,22 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
     return model
 
 
+@functools.lru_cache(maxsize=1)
+def _crds_version() -> str | None:
+    """The installed crds client's version (read once per process)."""
+    try:
+        from importlib.metadata import version
+
+        return version("crds")
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _record_version(result, references: dict, context: str | None) -> None:
     """The software that ran a step, on each model it returns (CAL_VER, CAL_VCS, and with references
     asked for, the crds version and context), as jwst's steps record theirs: an input blended into a
     Stage 3 product (HDRTAB) shows what processed it."""
-    crds_version = None
-    if references:
-        try:
-            from importlib.metadata import version
-
-            crds_version = version("crds")
-        except Exception:  # noqa: BLE001
-            crds_version = None
+    crds_version = _crds_version() if references else None
     for m in result if isinstance(result, (list, tuple)) else [result]:
         if isinstance(m, models.DataModel):
             m.meta.calibration_software_version = __version__
@@ -380,12 +385,8 @@ def stamp(model, run: StageRun, pipeline: str) -> None:
     model.meta.calibration_software_revision = "RELEASE"
     if run.context:
         model.meta.ref_file.crds.context_used = run.context
-    try:
-        from importlib.metadata import version
-
-        model.meta.ref_file.crds.sw_version = version("crds")
-    except Exception:  # noqa: BLE001
-        pass
+    if _crds_version():
+        model.meta.ref_file.crds.sw_version = _crds_version()
     prov = provenance(run, pipeline)
     existing = model._asdf_extra.get("webbflow_provenance")
     history = list(existing) if isinstance(existing, list) else []
