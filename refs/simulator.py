@@ -1852,6 +1852,10 @@ def _mode_simulator(instrument, exp_type, pupil):
         from .sim import tso_image
 
         return tso_image.simulate
+    if inst == "nircam" and et == "NRC_TSGRISM":  # refs/sim/grism.py
+        from .sim import grism
+
+        return grism.simulate
     if inst == "nircam" and et in ("", "NRC_IMAGE") and pup in ("WLP8", "WLM8"):
         from .sim import wfs
 
