@@ -28,7 +28,7 @@ from .calwebb_spec2 import BRANCHES, Branch
 log = logging.getLogger("webbflow.flows")
 
 # steps jwst's Spec2Pipeline calls on a WFSS exposure which skip themselves (SKIPPED in the cal product)
-WFSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint_subtract", "straylight", "fringe",
+WFSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint", "straylight", "fringe",
                 "pathloss", "barshadow", "wfss_contam")
 
 

@@ -159,7 +159,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         if spectra is None or run.records[-1].status != "COMPLETE":
             continue
         x1d.spec.extend(spectra.spec)
-        blender.accumulate(spectra)
+        blender.accumulate(_primary_only(spectra))
         x1d.meta.ref_file.extract1d = spectra.meta.ref_file.extract1d
     x1d.meta.target.source_type = None
     if not x1d.spec:
@@ -184,6 +184,19 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         if table is not None:
             _keep_table(result, table, out_dir, f"{product_name}_whtlt.ecsv")
     return _finish(run, result)
+
+
+def _primary_only(spectra):
+    """The spectra's metadata as jwst's extract_1d copies it from the cube (``update(only="PRIMARY")``):
+    keywords of the cube's SCI header (MJD-BEG, XPOSURE, ...) are not among what tso3 blends."""
+    from ..models.meta import KEYWORD_FIELDS, get_path
+
+    for path, _key, hdu, _ann in KEYWORD_FIELDS:
+        if hdu == "SCI" and path[0] not in ("wcsinfo", "photometry", "wcs"):
+            parent = get_path(spectra.meta, path[:-1]) if len(path) > 1 else spectra.meta
+            if parent is not None and getattr(parent, path[-1], None) is not None:
+                setattr(parent, path[-1], None)
+    return spectra
 
 
 def _keep_table(result: dict, table, out_dir, name: str) -> None:
@@ -257,6 +270,14 @@ def _calints_member(path: Path, folder: Path, out_dir: Path, config, written: li
         if not rateints.exists():
             raise InputFileError(uncal, "detector1 made no _rateints product: not a time series of integrations")
     info, backgrounds = level2_products(folder).get(root, (None, []))
+    if not _is_imaging(models.open(rateints, arrays=("data",))):  # a spectroscopic time series: its tso-spec2 association
+        from .calwebb_spec2 import spec2, spec2_last_run
+
+        with quiet_prefect_settings():
+            spec2(str(rateints), config=config, output_dir=str(out_dir), asn_info=info,
+                  members={"background": [str(b) for b in backgrounds]} if backgrounds else None)
+        written += [w for run in spec2_last_run for w in run.written]
+        return out_dir / path.name
     with quiet_prefect_settings():
         image2(str(rateints), config=config, output_dir=str(out_dir), backgrounds=[str(b) for b in backgrounds],
                asn_info=info)

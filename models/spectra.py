@@ -12,6 +12,7 @@ does), so that a file opens in stdatamodels as the same class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +33,7 @@ SPEC_META: tuple[tuple[str, str, type, str], ...] = (
     ("ta_xpos", "TA_XPOS", float, "[pix] TA x position"),
     ("ta_ypos", "TA_YPOS", float, "[pix] TA y position"),
     ("source_xpos", "SRCXPOS", float, "Source position in slit, x"),
-    ("source_ypos", "SRCYPOS", float, "Source position in slit, y"),
+    ("source_ypos", "SRCYPOS", Real, "Source position in slit, y"),
     ("source_ra", "SRCRA", float, "[deg] Source right ascension"),
     ("source_dec", "SRCDEC", float, "[deg] Source declination"),
     ("extraction_x", "EXTR_X", float, "x location of the extraction"),
@@ -270,6 +271,8 @@ def _typed(v, typ):
         return None
     if typ is bool:
         return bool(v)
+    if typ is Real:  # a schema "number": int or float as set
+        return v.item() if isinstance(v, np.generic) else v
     if typ is int:
         return int(v)
     if typ is float:

@@ -43,6 +43,7 @@ their ASDF converters are registered before a tree is read or written.
 from __future__ import annotations
 
 import copy as _copy
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ SLIT_ATTRIBUTES: tuple[tuple[str, str | None, type], ...] = (
     ("ta_xpos", "TA_XPOS", float),
     ("ta_ypos", "TA_YPOS", float),
     ("source_xpos", "SRCXPOS", float),
-    ("source_ypos", "SRCYPOS", float),
+    ("source_ypos", "SRCYPOS", Real),  # a schema "number": int or float as set (TSGRISM's is the int 34)
     ("shutter_state", "SHUTSTA", str),
     ("quadrant", "MSAQUAD", int),
     ("source_ra", "SRCRA", float),
@@ -138,6 +139,8 @@ def _typed(value, typ):
         if isinstance(value, str):
             return value.strip().upper() in ("T", "TRUE")
         return bool(value)
+    if typ is Real:  # kept as given, as stdatamodels writes a "number"
+        return value.item() if isinstance(value, np.generic) else value
     if typ is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if typ is float and isinstance(value, (int, np.integer)) and not isinstance(value, bool):

@@ -343,12 +343,18 @@ def _mark(model, attr: str, status: str) -> None:
         pass
 
 
+# reference types stdatamodels' schemas give no R_ keyword: jwst's steps use them and record nothing
+UNRECORDED_REFTYPES = ("apcorr", "abvegaoffset")
+
+
 def _record_ref(model, reftype: str, path: str) -> None:
     import os
 
     from ..models.meta import REF_FILE_KEYWORDS
 
     name = path if path == "N/A" else "crds://" + os.path.basename(path) if "/" in path else path
+    if reftype in UNRECORDED_REFTYPES:
+        return
     if reftype in REF_FILE_KEYWORDS:
         entry_cls = type(model.meta.ref_file).model_fields[reftype].annotation
         import typing

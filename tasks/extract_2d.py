@@ -375,6 +375,7 @@ def extract_tso(model, wr_ref, height=None, extract_orders=None):
     slit.meta = model.meta.model_copy(deep=True)
     slit.meta.model_type = "SlitModel"
     slit._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
+    slit._hdu_order = ["SCI", "ERR", "DQ"]  # jwst makes the cutout as SlitModel(data=, err=, dq=), written so
     _cut_companions(slit, model, ys, xs)
     wcs.bounding_box = _wcs.shape_bbox(slit.data.shape)
     slit.meta.wcs = wcs

@@ -21,8 +21,10 @@ trapezoid transit (``refs.sim.tso_image.transit``) centred in the series.
 References: the Stage 1 and imaging ones the imaging simulator builds (read for this stripe and
 for F322W2/GRISMR: mask, saturation, superbias, linearity, dark, gain, readnoise, ipc, flat, area,
 distortion, filteroffset), plus, in the same CRDS cache, the real specwcs 0010, a synthetic
-``wavelengthrange`` (refs.synthetic_grism) and the real WFSS photom 0064, with rules as CRDS
-writes them for these types (specwcs by PUPIL, MODULE, EXP_TYPE; wavelengthrange by EXP_TYPE).
+``wavelengthrange`` (refs.synthetic_grism), the real WFSS photom 0064 and a
+``pars-whitelightstep`` (white_light's min/max wavelength: the filter's half-power band), with
+rules as CRDS writes them for these types (specwcs by PUPIL, MODULE, EXP_TYPE; wavelengthrange by
+EXP_TYPE).
 The imaging apcorr and abvegaoffset are not used by this mode: the rules answer N/A for them.
 
 Also written: the pool and the associations jwst's rules make (``tso-spec2``: rateints ->
@@ -61,6 +63,7 @@ PHOTOM_FILE = "jwst_nircam_photom_0064.fits"  # NRCALONG WFSS/TSGRISM photom, GR
 SPECWCS_PARKEYS = ("META.INSTRUMENT.PUPIL", "META.INSTRUMENT.MODULE", "META.EXPOSURE.TYPE")
 WAVELENGTHRANGE_PARKEYS = ("META.EXPOSURE.TYPE",)
 NOT_APPLICABLE = ("apcorr", "abvegaoffset")  # imaging references the grism time series does not read
+WHITE_LIGHT_PARKEYS = ("META.EXPOSURE.TYPE", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
 
 
 def real_reference(name: str) -> Path:
@@ -159,6 +162,10 @@ def add_grism_rules(root: Path, setup) -> tuple[dict[str, Path], str]:
         entries[key] = value
         nrc[rt] = ctxmod.Rmap("NIRCAM", rt, parkeys, entries)
 
+    # white_light's wavelength limits for this filter, as CRDS gives them in a pars-whitelightstep file
+    wl_name = "jwst_nircam_pars-whitelightstep_0001.asdf"
+    paths["pars-whitelightstep"] = write_white_light_pars(ctxmod.reference_path(root, wl_name), setup)
+    rule("pars-whitelightstep", WHITE_LIGHT_PARKEYS, (EXP_TYPE, setup.filter, setup.pupil), wl_name)
     rule("specwcs", SPECWCS_PARKEYS, (setup.pupil, setup.detector[3], EXP_TYPE), SPECWCS_FILE)
     rule("wavelengthrange", WAVELENGTHRANGE_PARKEYS, (EXP_TYPE,), wr_name)
     # photom, apcorr and abvegaoffset keep the builder's parameters (the detector): this cache is the
@@ -168,6 +175,34 @@ def add_grism_rules(root: Path, setup) -> tuple[dict[str, Path], str]:
         rule(rt, ctxmod.RMAP_PARKEYS[("NIRCAM", rt)], (setup.detector,), "N/A")
     return paths, ctxmod.write_context(root, rules, f"webbflow simulated NIRCam grism time series ({setup.filter} "
                                                      f"{setup.pupil} {setup.subarray})").context
+
+
+def write_white_light_pars(path: Path, setup) -> Path:
+    """A ``pars-whitelightstep`` reference (StepParsModel, ASDF): white_light sums the filter's
+    half-power band (the wavelengthrange's order-1 limits), not the band edges, where the grism's
+    response falls a hundredfold and the flux calibration multiplies the noise by as much."""
+    import asdf
+
+    from ..synthetic import AUTHOR, PEDIGREE, USEAFTER
+    from ..synthetic_grism import NIRCAM_LW_BANDS
+
+    lo, hi = NIRCAM_LW_BANDS[setup.filter]
+    tree = {
+        "class": "jwst.white_light.white_light_step.WhiteLightStep",
+        "name": "white_light",
+        "parameters": {"min_wavelength": float(lo), "max_wavelength": float(hi)},
+        "meta": {
+            "author": AUTHOR, "date": "2024-01-01T00:00:00", "description": f"white_light band for {setup.filter}",
+            "instrument": {"name": "NIRCAM"}, "exposure": {"type": EXP_TYPE}, "origin": "webbflow",
+            "pedigree": PEDIGREE, "reftype": "pars-whitelightstep", "telescope": "JWST", "useafter": USEAFTER,
+            "model_type": "StepParsModel",
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    asdf.AsdfFile(tree).write_to(tmp)
+    tmp.replace(path)
+    return path
 
 
 def grism_wcs(model, paths: dict):
@@ -210,6 +245,13 @@ def photom_conversion(path: Path, filt: str, pupil: str, order: int, wavelength:
     raise ParameterError(f"{path}: no {filt} {pupil} order {order} row")
 
 
+def pixel_area_sr(area_path: Path) -> float:
+    """The nominal pixel area (PIXAR_SR) of the area reference, which photom gives the spectra."""
+    from astropy.io import fits
+
+    return float(fits.getheader(area_path)["PIXAR_SR"])
+
+
 def spectrum_image(shape, lam, ytrace, rate_per_column):
     """Count rates (ny, nx): each column's rate spread over the rows by a Gaussian of the diffraction width."""
     from scipy.special import erf
@@ -238,6 +280,8 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     n = nints or DEFAULTS["nints"]
     if n < 2:
         raise ParameterError(f"{EXP_TYPE} needs at least 2 integrations (got --nints {n})")
+    for name in (SPECWCS_FILE, PHOTOM_FILE):  # before anything is written
+        real_reference(name)
     setup = grism_setup(detector, subarray, ngroups, n, filter, pupil, readpatt)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,11 +306,14 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     # where the spectrum lands: the WCS jwst builds for this exposure
     wcs = grism_wcs(model, paths)
     lam, ytrace, _ = trace(wcs, target_ra, target_dec, setup.xsize, yref=setup.yref_sci)
-    conv, pixar_sr = photom_conversion(paths["photom"], setup.filter, setup.pupil, ORDER, lam)
+    conv, _ = photom_conversion(paths["photom"], setup.filter, setup.pupil, ORDER, lam)
+    pixar_sr = pixel_area_sr(paths["area"])
     inband = np.isfinite(conv) & (conv > 0)
-    # F_nu (Jy) -> the column's summed count rate, as photom and extract_1d convert back
+    # F_nu (Jy) -> the column's summed count rate, as photom (PHOTMJSR x response / dispersion, in
+    # MJy/sr per DN/s) and extract_1d (x pixel area) convert back
     shape_jy = (lam / 3.2) ** -2.0
-    per_jy = np.where(inband, 1.0 / (1e6 * pixar_sr * np.where(inband, conv, 1.0)), 0.0)
+    dispersion = np.abs(np.gradient(lam))  # um per pixel
+    per_jy = np.where(inband, dispersion / (1e6 * pixar_sr * np.where(inband, conv, 1.0)), 0.0)
     unit = spectrum_image((setup.ysize, setup.xsize), lam, ytrace, shape_jy * per_jy)
     well = S._median_full_well(refs, setup)
     flux_jy = PEAK_FILL * well / (float(unit.max()) * setup.effinttm)  # the star's F_nu at 3.2 um
