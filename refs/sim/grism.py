@@ -21,7 +21,8 @@ trapezoid transit (``refs.sim.tso_image.transit``) centred in the series.
 References: the Stage 1 and imaging ones the imaging simulator builds (read for this stripe and
 for F322W2/GRISMR: mask, saturation, superbias, linearity, dark, gain, readnoise, ipc, flat, area,
 distortion, filteroffset), plus, in the same CRDS cache, the real specwcs 0010, a synthetic
-``wavelengthrange`` (refs.synthetic_grism), the real WFSS photom 0064 and a
+``wavelengthrange`` (refs.synthetic_grism), the real WFSS photom 0064, an ``extract1d`` (a
+13-row box on the source row with a median background from rows clear of the trace) and a
 ``pars-whitelightstep`` (white_light's min/max wavelength: the filter's half-power band), with
 rules as CRDS writes them for these types (specwcs by PUPIL, MODULE, EXP_TYPE; wavelengthrange by
 EXP_TYPE).
@@ -64,6 +65,10 @@ SPECWCS_PARKEYS = ("META.INSTRUMENT.PUPIL", "META.INSTRUMENT.MODULE", "META.EXPO
 WAVELENGTHRANGE_PARKEYS = ("META.EXPOSURE.TYPE",)
 NOT_APPLICABLE = ("apcorr", "abvegaoffset")  # imaging references the grism time series does not read
 WHITE_LIGHT_PARKEYS = ("META.EXPOSURE.TYPE", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
+EXTRACT1D_PARKEYS = ("META.EXPOSURE.TYPE",)
+SOURCE_ROW = 34  # extract_2d puts the time-series source on this row of the cutout (jwst's rule)
+APERTURE_HALF = 6  # rows either side of the source row that extract_1d sums
+BACKGROUND_ROWS = ((4, 20), (48, 59))  # cutout rows (inclusive) of the background fit, clear of the trace
 
 
 def real_reference(name: str) -> Path:
@@ -162,6 +167,10 @@ def add_grism_rules(root: Path, setup) -> tuple[dict[str, Path], str]:
         entries[key] = value
         nrc[rt] = ctxmod.Rmap("NIRCAM", rt, parkeys, entries)
 
+    # extract_1d's aperture and background rows, as the extract1d JSON reference gives them
+    x1_name = "jwst_nircam_extract1d_0001.json"
+    paths["extract1d"] = write_extract1d(ctxmod.reference_path(root, x1_name), setup)
+    rule("extract1d", EXTRACT1D_PARKEYS, (EXP_TYPE,), x1_name)
     # white_light's wavelength limits for this filter, as CRDS gives them in a pars-whitelightstep file
     wl_name = "jwst_nircam_pars-whitelightstep_0001.asdf"
     paths["pars-whitelightstep"] = write_white_light_pars(ctxmod.reference_path(root, wl_name), setup)
@@ -175,6 +184,36 @@ def add_grism_rules(root: Path, setup) -> tuple[dict[str, Path], str]:
         rule(rt, ctxmod.RMAP_PARKEYS[("NIRCAM", rt)], (setup.detector,), "N/A")
     return paths, ctxmod.write_context(root, rules, f"webbflow simulated NIRCam grism time series ({setup.filter} "
                                                      f"{setup.pupil} {setup.subarray})").context
+
+
+def write_extract1d(path: Path, setup) -> Path:
+    """The ``extract1d`` reference (JSON, in the form of the real CRDS files): a box of
+    2 x APERTURE_HALF + 1 rows on the source row, with a median background from rows above and
+    below the trace (it takes out each integration's residual bias, which a sum over all 64 rows
+    would carry into the white light)."""
+    import json
+
+    from ..synthetic import AUTHOR, PEDIGREE, USEAFTER
+
+    bkg = []
+    for lo, hi in BACKGROUND_ROWS:
+        bkg += [[lo - 0.5], [hi + 0.5]]
+    ref = {
+        "reftype": "EXTRACT1D", "instrument": "NIRCAM", "telescope": "JWST", "exp_type": EXP_TYPE,
+        "pedigree": PEDIGREE, "description": f"NIRCam grism time series extraction, {setup.subarray}",
+        "author": AUTHOR, "useafter": USEAFTER,
+        "apertures": [{
+            "id": "ANY", "region_type": "target", "dispaxis": 1, "use_source_posn": False,
+            "xstart": 4, "xstop": setup.xsize - 5,
+            "ystart": SOURCE_ROW - APERTURE_HALF, "ystop": SOURCE_ROW + APERTURE_HALF,
+            "bkg_coeff": bkg, "bkg_fit": "median", "bkg_order": 0,
+        }],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(ref, indent=4) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def write_white_light_pars(path: Path, setup) -> Path:
