@@ -11,8 +11,8 @@ catalogue beside the exposure).
 NRC_TSGRISM (GRISMR): assign_wcs, flat_field, extract_2d (the source at the reference point),
 srctype, photom of the cutout; calints and x1dints (jwst records bkg_subtract as SKIPPED: no
 background members and no reference background for this mode).  Its steps are checked against
-jwst one by one (tests/test_grism.py); its x1dints is extract_1d's TSO product, not yet compared
-with jwst's.
+jwst one by one (tests/test_grism.py), and its calints and x1dints whole against strun's on a
+simulated grism time series (tests/test_grism_tso_sim.py).
 
 NIS_WFSS is not a branch yet: its assign_wcs and extract_2d match jwst on a synthetic specwcs,
 but there is no NIRISS WFSS photom reference in the current format here to check photom with.

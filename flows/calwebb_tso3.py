@@ -250,8 +250,9 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
 
 def _calints_member(path: Path, folder: Path, out_dir: Path, config, written: list) -> Path:
     """A science member; when its calints is not there yet, made from the exposure's rateints or uncal
-    file in the association's folder (detector1, then image2 as the exposure's level-2 association
-    says), as a jwst user running the tso-image2 associations first would get."""
+    file in the association's folder (detector1, then image2, or spec2 for a spectroscopic time
+    series, as the exposure's level-2 association says), as a jwst user running the tso-image2 or
+    tso-spec2 associations first would get."""
     from ..models.naming import root_of
     from .association import level2_products
     from .calwebb_detector1 import run_detector1
