@@ -270,3 +270,33 @@ def test_grism_tso_simulation_refuses_other_grisms_and_detectors_in_one_line(tmp
         err = capsys.readouterr().err.strip().splitlines()
         assert rc != 0 and len(err) == 1 and word in err[0] and "Traceback" not in err[0], err
         assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parity
+def test_the_associations_are_those_jwsts_rules_make_from_the_pool(tsg):
+    """jwst's association generator, on the pool the simulation wrote, gives the same association
+    files field for field (the constraints' repr and the producer's version aside)."""
+    from jwst.associations import AssociationPool
+    from jwst.associations.main import Main
+    from parity import quiet_jwst
+
+    def strip(asn):
+        return {k: v for k, v in asn.items() if k not in ("constraints", "code_version")}
+
+    (pool,) = tsg.sim.output_dir.glob("*_pool.csv")
+    with quiet_jwst():
+        gen = Main.cli(["--dry-run", "--version-id", "20240115t030000"], pool=AssociationPool.read(str(pool)))
+    theirs = {a.asn_name + ".json": strip(json.loads(a.dump(format="json")[1])) for a in gen.associations}
+    ours = {Path(p).name: strip(json.loads(Path(p).read_text())) for p in [*tsg.sim.asn_level2, tsg.sim.asn_level3]}
+    assert ours == theirs
+
+
+def test_missing_real_references_stop_the_simulation_before_it_writes(tmp_path, monkeypatch, capsys):
+    from webbflow.flows.cli import main
+
+    monkeypatch.setenv("WEBBFLOW_REAL_REFS", str(tmp_path / "nowhere"))
+    out = tmp_path / "sim"
+    rc = main(["simulate", "--instrument", "nircam", "--exp-type", "NRC_TSGRISM", "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "jwst_nircam_specwcs_0010.asdf" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
