@@ -21,6 +21,16 @@ jwst maps a slit's relative position (x, y in [-0.5, 0.5]) to the MSA as
   the open area is the pitch divided by (1.35, 1.15), the ratios jwst falls back on
   (``MSA_SLIT_SCALES``) and reads back from this table (pitch / size).  The quadrant model is the
   shift to the centre of shutter 1.
+
+Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's
+in the same form (stdatamodels' DisperserModel: ``groovedensity``, the mounting angles
+``theta_x``, ``theta_y``, ``theta_z``, ``tilt_y`` in degrees, ``tilt_x``, the GWA tilt sensors'
+calibrations ``gwa_tiltx``/``gwa_tilty`` and the wavelength bounds ``wbound``).  G395H's numbers
+come from ESA's functional model (``fixed_slits_functional_ESA_v4_20180618.txt``, the planes at the
+grating): the groove density is the grating law between the GWA entrance and exit direction
+cosines (identical at all five wavelengths), and the angles are the rotation that takes the
+collimator's exit direction cosines to the GWA entrance ones (exact to 1e-16 on the five rows).
+The tilt sensor models are flat (no correction from GWA_XTIL/GWA_YTIL).
 """
 
 from __future__ import annotations
@@ -110,3 +120,39 @@ def write_msa_reference(path) -> Path:
     path = Path(path)
     msa_reference().save(path)
     return path
+
+
+# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres)
+GRATINGS = {
+    "G395H": (89408.7, [0.023493841191423663, 0.02334118722485649, -0.42973950633287233, -8.863780924493742],
+              [2.87e-06, 5.27e-06]),
+}
+
+
+def disperser_reference(grating: str):
+    """A grating's ``disperser`` reference (DisperserModel) in the form of the real CRDS file."""
+    from astropy.modeling.models import Polynomial1D
+
+    from ..models import DisperserModel
+    from .synthetic import reference_provenance
+
+    grating = grating.upper()
+    if grating not in GRATINGS:
+        raise ValueError(f"no disperser model for grating {grating!r} (have {', '.join(GRATINGS)})")
+    density, (tx, ty, tz, tilt_y), wbound = GRATINGS[grating]
+    m = DisperserModel()
+
+    def sensor():
+        return {"temperatures": [37.17], "tilt_model": Polynomial1D(1, c0=0.0, c1=0.0), "unit": "arcsec",
+                "zeroreadings": [0.0]}
+
+    m.set_tree(groovedensity=density, theta_x=tx, theta_y=ty, theta_z=tz, tilt_x=0.0, tilt_y=tilt_y,
+               gwa_tiltx=sensor(), gwa_tilty=sensor(), wbound=list(wbound))
+    meta = reference_provenance(m, "disperser", f"NIRSpec {grating} disperser fitted to ESA's functional model")
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.grating = grating
+    meta.instrument.p_detector = "NRS1|NRS2|"
+    meta.exposure.type = "N/A"
+    meta.exposure.p_exptype = "NRS_FIXEDSLIT|NRS_MSASPEC|NRS_BRIGHTOBJ|NRS_IFU|NRS_LAMP|NRS_AUTOWAVE|NRS_AUTOFLAT|"
+    meta.groovedensity_unit = "1/m"  # jwst's disperser files give the groove density per metre
+    return m

@@ -608,6 +608,8 @@ def assign(model, refs, params):
             log.info("Step assign_wcs skipped: reference type %s is N/A for this exposure", rt)
             return model, "SKIPPED"
     _check_pointing(model)
+    if (model.meta.instrument.grating or "").upper() == "PRISM" and model.meta.instrument.gwa_tilt is None:
+        raise InputFileError(model.meta.filename or "<in memory>", "has no GWA_TILT (the prism's temperature)")
     model.meta.wcsinfo.specsys = "BARYCENT"
     model.meta.wcsinfo.dispersion_direction = 1
     pipeline, slits, wrange = slits_pipeline(model, refs, (params.slit_y_low, params.slit_y_high))
