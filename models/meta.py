@@ -63,6 +63,7 @@ class Instrument(Group):
     gwa_ytilt: Number | None = kw("GWA_YTIL")
     gwa_tilt: Number | None = kw("GWA_TILT")
     msa_metadata_file: str | None = kw("MSAMETFL")
+    msa_metadata_id: int | None = kw("MSAMETID")
 
 
 class Exposure(Group):

@@ -1,4 +1,5 @@
-"""assign_wcs for NIRSpec fixed slits (NRS_FIXEDSLIT) and the bright-object TSO (NRS_BRIGHTOBJ).
+"""assign_wcs for NIRSpec fixed slits (NRS_FIXEDSLIT), the bright-object TSO (NRS_BRIGHTOBJ) and
+the MSA (NRS_MSASPEC).
 
 The WCS follows the light backwards through ESA's optical model, one set of transforms for every
 open slit, selected by the slit's id (``name``, -101..-105 for S200A1, S200A2, S400A1, S1600A1,
@@ -26,8 +27,13 @@ How each part is made, as jwst 3.0 makes it:
   [ymin, ymax] get NaN.  Its inverse goes slit -> MSA -> GWA -> grating equation / Snell.
 - The slits: FIXEDSLIT opens the slit the subarray names (SUBS200A1, ...; S1600A1 for SUB2048,
   SUB512, SUB512S, SUB1024A/B) or all five; BRIGHTOBJ opens S1600A1.  The primary slit (FXD_SLIT)
-  has source id 1, the others 10 * primary + own number.  A slit whose projection misses the
-  detector is dropped; with none left the exposure has no data on this detector.
+  has source id 1, the others 10 * primary + own number.  MSASPEC opens the slitlets of its MSA
+  configuration (MSAMETID) at its dither point (PATT_NUM) in the MSA metadata file (MSAMETFL,
+  beside the exposure): each is centred on its primary-source shutter (or, for a background
+  slitlet, its middle shutter) and reaches over its other shutters (1.15 shutter heights each),
+  with its source's name, alias, position and stellarity from SOURCE_INFO.  A slit whose
+  projection misses the detector is dropped; with none left the exposure has no data on this
+  detector.
 - The bounding box of a slit: its two edges (y = ymin, ymax at x = 0) traced from the slit to the
   detector at wavelengths 1e-10 m apart over the order's range, padded by 10 columns and 2 rows
   (0-based, clipped to the detector, +/-0.5), then the rows narrowed to the pixels with a finite
@@ -40,6 +46,7 @@ it leaves S_REGION as it was for these modes.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -155,12 +162,112 @@ def order_and_range(model, wavelengthrange_ref) -> tuple[int, list]:
 # the open slits
 
 
-def open_slits(model, slit_y_range):
-    """The Slit records of the exposure's open fixed slits (before the detector check)."""
+def _msa_metadata_path(model) -> Path:
+    """MSAMETFL, relative to the exposure's folder (as jwst resolves it from its input)."""
+    name = model.meta.instrument.msa_metadata_file
+    where = model.meta.filename or "<in memory>"
+    if name is None or not str(name).strip() or str(name).strip().upper() == "N/A":
+        raise InputFileError(where, "MSA metadata file (MSAMETFL) is required for NRS_MSASPEC exposures")
+    p = Path(str(name).strip())
+    if not p.is_absolute():
+        folder = Path(model._path).parent if getattr(model, "_path", None) else Path.cwd()
+        p = folder / p.name
+    if not p.exists():
+        raise InputFileError(where, f"its MSA metadata file {p} (MSAMETFL) does not exist")
+    return p
+
+
+def msa_slit_scales(msa_ref) -> dict[int, tuple[float, float]]:
+    """Per quadrant (1-4): shutter pitch / open size in x and y, from the msa reference's tables."""
+    scales = {}
+    for q in range(1, 5):
+        data, _ = _msa_quadrant(msa_ref, q)
+        scales[q] = ((data["XC"][1] - data["XC"][0]) / data["SIZEX"][0], data["YC"][365] / data["SIZEY"][0])
+    return scales
+
+
+def _shutter_string(columns, main) -> str:
+    """'1' open, '0' closed, 'x' the main shutter, over the slitlet's columns."""
+    span = range(min(columns), max(columns) + 1)
+    return "".join("x" if c == main else ("1" if c in columns else "0") for c in span)
+
+
+def open_msa_slits(model, msa_ref, slit_y_range):
+    """The open MOS slitlets of the exposure's MSA configuration (MSAMETID) and dither point (PATT_NUM),
+    from the MSA metadata file's SHUTTER_INFO and SOURCE_INFO, as jwst 3.0 makes them: a slitlet with
+    one primary-source shutter is centred on it, one without is a background slitlet centred on its
+    middle shutter; ymin/ymax reach over the slitlet's other shutters (1.15 shutter heights each)."""
+    from astropy.io import fits
+    from stdatamodels.jwst.transforms.models import Slit
+
+    where = model.meta.filename or "<in memory>"
+    meta_id = model.meta.instrument.msa_metadata_id
+    dither = model.meta.dither.position_number
+    if meta_id is None:
+        raise InputFileError(where, "has no MSAMETID (the MSA configuration in its MSA metadata file)")
+    if dither is None:
+        raise InputFileError(where, "has no PATT_NUM (the dither point)")
+    path = _msa_metadata_path(model)
+    prog = str(model.meta.observation.program_number or "").lstrip("0")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            shutters = hdul["SHUTTER_INFO"].data
+            sources = hdul["SOURCE_INFO"].data
+            rows = [r for r in shutters if r["msa_metadata_id"] == meta_id and r["dither_point_index"] == dither]
+            source_info = {int(s["source_id"]): (s["source_name"], s["alias"], s["stellarity"], s["ra"], s["dec"])
+                           for s in sources}
+    except (OSError, KeyError) as exc:
+        raise InputFileError(str(path), f"not a readable MSA metadata file ({exc})") from None
+    scales = msa_slit_scales(msa_ref)
+    ylow, yhigh = slit_y_range
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r["slitlet_id"], []).append(r)
+    slits = []
+    for sid, members in groups.items():
+        columns = [r["shutter_column"] for r in members]
+        primaries = [r for r in members if r["primary_source"] == "Y"]
+        jmin, jmax = min(columns), max(columns)
+        quadrant = members[0]["shutter_quadrant"]
+        if not primaries:
+            j = columns[0] if len(columns) == 1 else jmin + (jmax - jmin) // 2
+            xcen, ycen = members[0]["shutter_row"], j
+            source_id, sx, sy = sid, 0.5, 0.5
+            name, alias, stellarity, ra, dec = f"{prog}_BKG{sid}", f"BKG{sid}", 0.0, 0.0, 0.0
+        elif len(primaries) == 1:
+            main = [r for r in members if r["background"] == "N"][0]
+            xcen, ycen, quadrant = main["shutter_row"], main["shutter_column"], main["shutter_quadrant"]
+            sx = np.nan_to_num(main["estimated_source_in_shutter_x"], nan=0.5)
+            sy = np.nan_to_num(main["estimated_source_in_shutter_y"], nan=0.5)
+            j = ycen
+            source_id = primaries[-1]["source_id"]
+            if int(source_id) in source_info:
+                name, alias, stellarity, ra, dec = source_info[int(source_id)]
+            else:
+                log.warning("Could not retrieve source info from MSA file; assigning virtual source_name=%s_VRT%s",
+                            prog, sid)
+                name, alias, stellarity, ra, dec = f"{prog}_VRT{sid}", f"VRT{sid}", 0.0, 0.0, 0.0
+        else:
+            raise InputFileError(str(path), f"slitlet {sid} (MSAMETID {meta_id}, dither {dither}) has more than one "
+                                            "shutter with a primary source")
+        shutter_id = np.int64(xcen) + (np.int64(ycen) - 1) * 365
+        ymax = yhigh + 0.5 + (jmax - j) * 1.15
+        ymin = -(-ylow + 0.5) + (jmin - j) * 1.15
+        scale_x, scale_y = scales.get(quadrant, (1.35, 1.15))
+        slits.append(Slit(sid, shutter_id, dither, xcen, ycen, ymin, ymax, quadrant, source_id,
+                          _shutter_string(columns, ycen), name, alias, stellarity, sx - 0.5, sy - 0.5, ra, dec,
+                          scale_x, scale_y, sid))
+    return slits
+
+
+def open_slits(model, slit_y_range, msa_ref=None):
+    """The Slit records of the exposure's open slits (before the detector check)."""
     from stdatamodels.jwst.transforms.models import Slit
 
     exp_type = (model.meta.exposure.type or "").upper()
     ylow, yhigh = slit_y_range
+    if exp_type == "NRS_MSASPEC":
+        return open_msa_slits(model, msa_ref, slit_y_range)
 
     def make(name, primary):
         n = FIXED_SLIT_NUMS[name]
@@ -511,7 +618,7 @@ def slits_pipeline(model, refs, slit_y_range=(-0.55, 0.55)):
     order, wrange = order_and_range(model, refs["wavelengthrange"])
     model.meta.wcsinfo.waverange_start, model.meta.wcsinfo.waverange_end = wrange[0], wrange[1]
     model.meta.wcsinfo.spectral_order = order
-    slits = slits_on_detector(model, open_slits(model, slit_y_range), refs, disperser, order, wrange)
+    slits = slits_on_detector(model, open_slits(model, slit_y_range, refs["msa"]), refs, disperser, order, wrange)
     if not slits:
         return None, [], wrange
     log.info("Slits projected on detector %s: %s", inst.detector, [str(s.name) for s in slits])
