@@ -18,7 +18,7 @@ The transforms deserialise through astropy's and stdatamodels.jwst.transforms' c
 
 from __future__ import annotations
 
-from .classes import _AsdfTreeModel
+from .classes import REFERENCE_MODELS, _AsdfTreeModel
 
 
 class CameraModel(_AsdfTreeModel):
@@ -47,3 +47,8 @@ class MSAModel(_AsdfTreeModel):
 
 class OTEModel(_AsdfTreeModel):
     reftype = "ote"
+
+
+# a reference of another type given for one of these is refused by name (refs.open_reference)
+REFERENCE_MODELS.update({cls.reftype: cls for cls in (CameraModel, CollimatorModel, DisperserModel, FOREModel,
+                                                      FPAModel, MSAModel, OTEModel)})

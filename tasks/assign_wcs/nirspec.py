@@ -87,7 +87,8 @@ def slit_name(sid) -> str:
 
 def _ref_name(ref) -> str:
     meta = getattr(ref, "meta", None)
-    return (getattr(meta, "filename", None) if meta is not None else None) or "<in memory>"
+    return (getattr(ref, "_path", None) or (getattr(meta, "filename", None) if meta is not None else None)
+            or "<in memory>")
 
 
 def _tree(ref, reftype: str) -> dict:
