@@ -30,6 +30,7 @@ from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
 from .ami import AmiLgFitModel, AmiOIModel, NRMModel, ThroughputModel  # noqa: F401  (NIRISS AMI)
 from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel, WfssBkgModel  # noqa: F401
+from .nirspec_refs import CameraModel, CollimatorModel, DisperserModel, FOREModel, FPAModel, MSAModel, OTEModel  # noqa: F401
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}

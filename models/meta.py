@@ -58,6 +58,12 @@ class Instrument(Group):
     miri_ice_side: str | None = kw("ICE_SIDE")
     filter_position: Number | None = kw("FWCPOS")
     pupil_position: Number | None = kw("PWCPOS")
+    # NIRSpec grating wheel: tilt sensor readings and temperature (assign_wcs), MSA metadata file
+    gwa_xtilt: Number | None = kw("GWA_XTIL")
+    gwa_ytilt: Number | None = kw("GWA_YTIL")
+    gwa_tilt: Number | None = kw("GWA_TILT")
+    msa_metadata_file: str | None = kw("MSAMETFL")
+    msa_metadata_id: int | None = kw("MSAMETID")
 
 
 class Exposure(Group):
@@ -246,6 +252,8 @@ class WcsInfo(Group):
     siaf_yref_sci: Number | None = kw("YREF_SCI", "SCI")
     dispersion_direction: int | None = kw("DISPAXIS", "SCI")
     spectral_order: int | None = kw("SPORDER", "SCI")
+    waverange_start: Number | None = kw("WAVSTART", "SCI")  # NIRSpec: the grating/filter's range (m)
+    waverange_end: Number | None = kw("WAVEND", "SCI")
     cd1_1: Number | None = kw("CD1_1", "SCI")
     cd1_2: Number | None = kw("CD1_2", "SCI")
     cd2_1: Number | None = kw("CD2_1", "SCI")

@@ -66,6 +66,7 @@ MODE_REFTYPES = (
 
 # the slitless grisms (NIRCam WFSS and grism time series, NIRISS WFSS)
 MODE_MODULES.update({"NRC_WFSS": "grism", "NRC_TSGRISM": "grism", "NIS_WFSS": "grism"})
+MODE_MODULES.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec", "NRS_MSASPEC": "nirspec"})
 
 
 def _mode_module(model):

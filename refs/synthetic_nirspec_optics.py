@@ -1,0 +1,158 @@
+"""The NIRSpec ``msa`` reference, synthesised in the form of the real CRDS file.
+
+No real ``msa`` reference is at hand, so it is built from the MSA positions that ESA delivered for
+the SIAF (pysiaf's ``source_data/NIRSpec/delivery/positionsSIAFApertures.fits``: corners of every
+fixed slit and of each MSA quadrant, in metres on the MSA plane).
+
+The file has jwst's layout (stdatamodels' ``msa`` schema, MSAModel): ``Q1``..``Q5``, each with
+
+- ``data``: a table with one row per shutter (Q1-Q4) or fixed slit (Q5), columns ``NO`` (shutter
+  number, 1-based in Q1-Q4; 0..4 for S200A1, S200A2, S400A1, S1600A1, S200B1 in Q5), ``XC``, ``YC``
+  (the centre, in the quadrant's frame, metres) and ``SIZEX``, ``SIZEY`` (the open area, metres);
+- ``model``: the quadrant's frame -> MSA coordinates (metres).
+
+jwst maps a slit's relative position (x, y in [-0.5, 0.5]) to the MSA as
+``Scale(SIZEX) & Scale(SIZEY) | Shift(XC) & Shift(YC) | model``.
+
+- Q5 (fixed slits): centre and size from each slit's four corners; the quadrant model is the
+  identity, so XC, YC are MSA coordinates.
+- Q1-Q4: 365 columns x 171 rows of shutters on the quadrant's SIAF outline; shutter n (1-based)
+  sits at column (n-1) % 365, row (n-1) // 365.  The pitch is the outline over the shutter count;
+  the open area is the pitch divided by (1.35, 1.15), the ratios jwst falls back on
+  (``MSA_SLIT_SCALES``) and reads back from this table (pitch / size).  The quadrant model is the
+  shift to the centre of shutter 1.
+
+Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's
+in the same form (stdatamodels' DisperserModel: ``groovedensity``, the mounting angles
+``theta_x``, ``theta_y``, ``theta_z``, ``tilt_y`` in degrees, ``tilt_x``, the GWA tilt sensors'
+calibrations ``gwa_tiltx``/``gwa_tilty`` and the wavelength bounds ``wbound``).  G395H's numbers
+come from ESA's functional model (``fixed_slits_functional_ESA_v4_20180618.txt``, the planes at the
+grating): the groove density is the grating law between the GWA entrance and exit direction
+cosines (identical at all five wavelengths), and the angles are the rotation that takes the
+collimator's exit direction cosines to the GWA entrance ones (exact to 1e-16 on the five rows).
+The tilt sensor models are flat (no correction from GWA_XTIL/GWA_YTIL).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FIXED_SLITS = ("S200A1", "S200A2", "S400A1", "S1600A1", "S200B1")
+SHUTTER_COLUMNS, SHUTTER_ROWS = 365, 171
+OPEN_FRACTION = (1.35, 1.15)  # shutter pitch / open size, x and y
+SHUTTER_DTYPE = [("NO", "<i4"), ("XC", "<f8"), ("YC", "<f8"), ("SIZEX", "<f8"), ("SIZEY", "<f8")]
+
+
+def siaf_msa_positions() -> dict[str, np.ndarray]:
+    """SIAF aperture name -> its four corners on the MSA, shape (4, 2), metres (ESA's delivery file)."""
+    import os
+
+    import pysiaf
+    from astropy.io import fits
+
+    path = Path(os.path.dirname(pysiaf.__file__)) / "source_data" / "NIRSpec" / "delivery" / "positionsSIAFApertures.fits"
+    with fits.open(path) as hdul:
+        table = hdul["POSITIONS"].data
+        out = {}
+        for row in table:
+            corners = [(float(row[f"C{i}_XPOSMSA"]), float(row[f"C{i}_YPOSMSA"])) for i in range(1, 5)]
+            out[str(row["SIAF_NAME"]).strip()] = np.array(corners, dtype=np.float64)
+    return out
+
+
+def _fixed_slit_table(pos) -> np.ndarray:
+    data = np.zeros(len(FIXED_SLITS), dtype=SHUTTER_DTYPE)
+    for i, name in enumerate(FIXED_SLITS):
+        c = pos[f"NRS_{name}_SLIT"]
+        x0, x1 = c[:, 0].min(), c[:, 0].max()
+        y0, y1 = c[:, 1].min(), c[:, 1].max()
+        data[i] = (i, 0.5 * (x0 + x1), 0.5 * (y0 + y1), x1 - x0, y1 - y0)
+    return data
+
+
+def _quadrant(corners: np.ndarray):
+    from astropy.modeling.models import Shift
+
+    x0, x1 = corners[:, 0].min(), corners[:, 0].max()
+    y0, y1 = corners[:, 1].min(), corners[:, 1].max()
+    px, py = (x1 - x0) / SHUTTER_COLUMNS, (y1 - y0) / SHUTTER_ROWS
+    n = SHUTTER_COLUMNS * SHUTTER_ROWS
+    data = np.zeros(n, dtype=SHUTTER_DTYPE)
+    idx = np.arange(n)
+    data["NO"] = idx + 1
+    data["XC"] = (idx % SHUTTER_COLUMNS) * px
+    data["YC"] = (idx // SHUTTER_COLUMNS) * py
+    data["SIZEX"] = px / OPEN_FRACTION[0]
+    data["SIZEY"] = py / OPEN_FRACTION[1]
+    model = Shift(x0 + 0.5 * px) & Shift(y0 + 0.5 * py)
+    return data, model
+
+
+def msa_reference():
+    """The ``msa`` reference model (MSAModel) built from ESA's SIAF positions."""
+    from astropy.modeling.models import Identity
+
+    from ..models import MSAModel
+    from .synthetic import reference_provenance
+
+    pos = siaf_msa_positions()
+    m = MSAModel()
+    tree = {}
+    for q in range(1, 5):
+        data, model = _quadrant(pos[f"NRS_FULL_MSA{q}"])
+        tree[f"Q{q}"] = {"data": data, "model": model}
+    tree["Q5"] = {"data": _fixed_slit_table(pos), "model": Identity(2)}
+    m.set_tree(**tree)
+    meta = reference_provenance(m, "msa", "NIRSpec MSA shutter and fixed-slit positions from ESA's SIAF")
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.p_detector = "NRS1|NRS2|"
+    meta.exposure.type = "N/A"
+    meta.exposure.p_exptype = "NRS_FIXEDSLIT|NRS_MSASPEC|NRS_BRIGHTOBJ|NRS_IFU|NRS_LAMP|NRS_AUTOWAVE|NRS_AUTOFLAT|"
+    meta.input_units = "m"
+    meta.output_units = "m"
+    return m
+
+
+def write_msa_reference(path) -> Path:
+    """Write the ``msa`` reference (ASDF) to ``path``; returns the path."""
+    path = Path(path)
+    msa_reference().save(path)
+    return path
+
+
+# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres)
+GRATINGS = {
+    "G395H": (89408.7, [0.023493841191423663, 0.02334118722485649, -0.42973950633287233, -8.863780924493742],
+              [2.87e-06, 5.27e-06]),
+}
+
+
+def disperser_reference(grating: str):
+    """A grating's ``disperser`` reference (DisperserModel) in the form of the real CRDS file."""
+    from astropy.modeling.models import Polynomial1D
+
+    from ..models import DisperserModel
+    from .synthetic import reference_provenance
+
+    grating = grating.upper()
+    if grating not in GRATINGS:
+        raise ValueError(f"no disperser model for grating {grating!r} (have {', '.join(GRATINGS)})")
+    density, (tx, ty, tz, tilt_y), wbound = GRATINGS[grating]
+    m = DisperserModel()
+
+    def sensor():
+        return {"temperatures": [37.17], "tilt_model": Polynomial1D(1, c0=0.0, c1=0.0), "unit": "arcsec",
+                "zeroreadings": [0.0]}
+
+    m.set_tree(groovedensity=density, theta_x=tx, theta_y=ty, theta_z=tz, tilt_x=0.0, tilt_y=tilt_y,
+               gwa_tiltx=sensor(), gwa_tilty=sensor(), wbound=list(wbound))
+    meta = reference_provenance(m, "disperser", f"NIRSpec {grating} disperser fitted to ESA's functional model")
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.grating = grating
+    meta.instrument.p_detector = "NRS1|NRS2|"
+    meta.exposure.type = "N/A"
+    meta.exposure.p_exptype = "NRS_FIXEDSLIT|NRS_MSASPEC|NRS_BRIGHTOBJ|NRS_IFU|NRS_LAMP|NRS_AUTOWAVE|NRS_AUTOFLAT|"
+    meta.groovedensity_unit = "1/m"  # jwst's disperser files give the groove density per metre
+    return m
