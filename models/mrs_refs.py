@@ -75,6 +75,9 @@ class FringeModel(ReferenceFileModel):
 class MirMrsPhotomModel(PhotomModel):
     """MRS photom: a per-pixel conversion (SCI) from DN/s to MJy/sr, with PIXSIZ and time coefficients."""
 
+    # stdatamodels' mirmrs_photom schema keeps PHOTMJSR (and the pixel area) in the primary header
+    keyword_hdus = {"PIXAR_SR": "PRIMARY", "PIXAR_A2": "PRIMARY", "PHOTMJSR": "PRIMARY"}
+
     arrays = (
         A("data", "SCI", F4, ndim=2, required=True),
         A("err", "ERR", F4, ndim=2, shape_of=same_shape),

@@ -73,7 +73,12 @@ def _rate(detector, tmp, seed=20):
         v2_ref, v3_ref = v23[ch + band](0.0, 0.0)
     rng = np.random.default_rng(seed)
     shape = (1024, 1032)
-    m = dm.IFUImageModel(rng.normal(2.0, 0.3, shape).astype(np.float32))
+    # a flat 2 DN/s glow with +-0.05 of noise (all of it under straylight's 3-sigma cut) and a
+    # bright band of 40 rows across both channels (clear of the unlit strip between them)
+    data = 2.0 + rng.uniform(-0.05, 0.05, shape)
+    for c0, c1 in ((20, 490), (530, 1010)):
+        data[480:520, c0:c1] += 25.0 + 5.0 * np.sin(np.arange(c0, c1) / 7.0)
+    m = dm.IFUImageModel(data.astype(np.float32))
     m.var_poisson = np.abs(rng.normal(0.05, 0.01, shape)).astype(np.float32)
     m.var_rnoise = np.full(shape, 0.02, np.float32)
     m.err = np.sqrt(m.var_poisson + m.var_rnoise).astype(np.float32)
@@ -104,20 +109,31 @@ def _rate(detector, tmp, seed=20):
     return path
 
 
+_BUILT: dict = {}
+
+
+def _assigned(detector, tmp_path_factory):
+    """(refs, rate path, webbflow's assign_wcs StepResult), made once per detector for the module."""
+    if detector not in _BUILT:
+        load_all()
+        tmp = tmp_path_factory.mktemp(detector.lower())
+        band, dist, spec, wr, _real = SETS[detector]
+        refs = {"distortion": str(dist), "specwcs": str(spec), "wavelengthrange": str(wr),
+                "regions": str(_regions(detector, tmp))}
+        rate = _rate(detector, tmp)
+        res = run_step("assign_wcs", models.open(rate), {}, references={**refs, **dict.fromkeys(NOT_USED, "N/A")})
+        _BUILT[detector] = (tmp, refs, rate, res)
+    return _BUILT[detector]
+
+
 @pytest.fixture(scope="module", params=["MIRIFUSHORT", "MIRIFULONG"])
 def mrs(request, tmp_path_factory):
     """(detector, refs, rate path, webbflow's StepResult, jwst's model after load_wcs, our written product)."""
     from jwst.assign_wcs.assign_wcs import load_wcs
     from stdatamodels.jwst import datamodels as dm
 
-    load_all()
     detector = request.param
-    tmp = tmp_path_factory.mktemp(detector.lower())
-    band, dist, spec, wr, _real = SETS[detector]
-    refs = {"distortion": str(dist), "specwcs": str(spec), "wavelengthrange": str(wr),
-            "regions": str(_regions(detector, tmp))}
-    rate = _rate(detector, tmp)
-    res = run_step("assign_wcs", models.open(rate), {}, references={**refs, **dict.fromkeys(NOT_USED, "N/A")})
+    tmp, refs, rate, res = _assigned(detector, tmp_path_factory)
     written = tmp / "ours_assign_wcs.fits"
     res.model.save(written)
     with warnings.catch_warnings():
@@ -216,3 +232,136 @@ def test_assign_wcs_mrs_refuses_an_old_2d_slice_map(tmp_path):
             **dict.fromkeys(NOT_USED, "N/A")}
     with pytest.raises(ReferenceFileError, match="regions .*2-D slice map"):
         run_step("assign_wcs", models.open(rate), {}, references=refs)
+
+
+# ---------------------------------------------------------------------------
+# straylight, fringe, photom: each step on the MIRIFUSHORT exposure after assign_wcs
+
+
+def _c_kernel_on_lit_rows(fimg, xvec, imin, imax, lor_fwhm, lor_amp, g_fwhm, g_dx, g1_amp, g2_amp):
+    """jwst's own C kernel (calc_xart) run on the rows with light only: a row with no light gets
+    exactly 0 from it, and its full-frame run costs about a minute a detector half."""
+    from jwst.straylight.calc_xart import xart_wrapper
+
+    fuse = np.where(fimg < 0.0, 0.0, fimg)
+    rows = np.nonzero(np.any(fuse[:, imin:imax] != 0, axis=1))[0]
+    assert 0 < rows.size <= 64
+    out = np.zeros(fimg.shape)
+    g_std = g_fwhm / (2 * np.sqrt(2.0 * np.log(2)))
+    res = xart_wrapper(imin, imax, fimg.shape[1], rows.size, xvec, np.ascontiguousarray(fuse[rows]).ravel(),
+                       (lor_fwhm / 2.0)[rows], lor_amp[rows], g_std[rows], g_dx[rows], g1_amp[rows], g2_amp[rows])
+    out[rows] = np.reshape(res[0], (rows.size, fimg.shape[1]))
+    return out
+
+
+def test_xartifact_kernel_matches_jwsts_c_kernel():
+    """The compiled cross-artifact model against jwst's C extension on 24 rows of a lit image."""
+    from jwst.straylight.calc_xart import xart_wrapper
+
+    from webbflow.tasks._xart_kernel import xartifact_model
+
+    rng = np.random.default_rng(3)
+    ny = 24
+    img = np.abs(rng.normal(1.0, 0.5, (ny, 1032)))
+    img[rng.random(img.shape) < 0.5] = 0.0
+    img[3, 5] = -2.0  # negative light counts as none
+    x = np.arange(1032.0)
+    pars = [8 + rng.random(ny), 1e-3 * (1 + rng.random(ny)), 18 + rng.random(ny), 28 + rng.random(ny),
+            1e-3 * rng.random(ny), 3e-4 * rng.random(ny)]
+    fuse = np.where(img < 0, 0.0, img)
+    for imin, imax in ((0, 516), (516, 1024)):
+        ours = xartifact_model(img, x, imin, imax, *pars)
+        res = xart_wrapper(imin, imax, 1032, ny, x, fuse.ravel(), pars[0] / 2, pars[1],
+                           pars[2] / (2 * np.sqrt(2 * np.log(2))), pars[3], pars[4], pars[5])
+        theirs = np.reshape(res[0], img.shape)
+        assert np.all(theirs > 0)
+        assert np.max(np.abs(ours - theirs) / theirs) < 1e-12
+
+
+@pytest.fixture(scope="module")
+def mrs_short(tmp_path_factory):
+    """The MIRIFUSHORT rate (straylight, fringe and photom need no WCS: jwst's steps get the same file)
+    and its references, with synthetic mrsxartcorr, fringe and photom made on the WCS's wavelengths."""
+    from webbflow.refs import synthetic_mrs
+
+    tmp, refs, rate, res = _assigned("MIRIFUSHORT", tmp_path_factory)
+    y, x = np.indices((1024, 1032), dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wave = res.model.meta.wcs(x, y)[2]
+    paths = {"mrsxartcorr": tmp / "xartcorr.fits", "fringe": tmp / "fringe.fits", "photom": tmp / "photom.fits"}
+    synthetic_mrs.mrsxartcorr().save(paths["mrsxartcorr"])
+    synthetic_mrs.fringe(wave, "MIRIFUSHORT", "SHORT").save(paths["fringe"])
+    synthetic_mrs.photom(wave, "MIRIFUSHORT", "SHORT").save(paths["photom"])
+    return rate, {**refs, **{k: str(v) for k, v in paths.items()}}
+
+
+def _jwst_step(step_class, path, cache, **kw):
+    """jwst's step on the file, offline (the real 2019 rules as the CRDS cache; every reference overridden)."""
+    from parity import jwst_offline, quiet_jwst
+    from stdatamodels.jwst import datamodels as dm
+
+    with warnings.catch_warnings(), jwst_offline(cache, "jwst_0541.pmap"), quiet_jwst():
+        warnings.simplefilter("ignore")
+        return step_class.call(dm.open(path), **kw)
+
+
+def _assert_same_arrays(ours, theirs, names=("data", "err", "dq", "var_poisson", "var_rnoise"), rtol=0.0):
+    for name in names:
+        a, b = np.asarray(getattr(ours, name)), np.asarray(getattr(theirs, name))
+        assert a.dtype.newbyteorder("=") == b.dtype.newbyteorder("=") and a.shape == b.shape, name
+        assert np.array_equal(np.isnan(a), np.isnan(b)) if a.dtype.kind == "f" else True, name
+        if rtol == 0.0:
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+        else:
+            f = np.isfinite(b)
+            assert np.allclose(a[f], b[f], rtol=rtol, atol=0), name
+
+
+@pytest.mark.parametrize("clean_showers", [False, True])
+def test_straylight_matches_jwst(mrs_short, real_rules_cache, monkeypatch, clean_showers):
+    import jwst.straylight.straylight as jwst_straylight
+    from jwst.straylight import StraylightStep
+
+    rate, refs = mrs_short
+    monkeypatch.setattr(jwst_straylight, "makemodel_ccode", _c_kernel_on_lit_rows)
+    theirs = _jwst_step(StraylightStep, rate, real_rules_cache, override_mrsxartcorr=refs["mrsxartcorr"],
+                        override_regions=refs["regions"], clean_showers=clean_showers)
+    res = run_step("straylight", models.open(rate), {"clean_showers": clean_showers},
+                   references={"mrsxartcorr": refs["mrsxartcorr"], "regions": refs["regions"]})
+    ours = res.model
+    assert res.status == "COMPLETE" and ours.meta.cal_step.straylight == theirs.meta.cal_step.straylight == "COMPLETE"
+    before = models.open(rate).data
+    # the band's scattered light and the glow's level came off
+    assert np.nanmedian(before[100:200, 20:490] - ours.data[100:200, 20:490]) > 1.5
+    _assert_same_arrays(ours, theirs, rtol=2e-6)
+    assert np.max(np.abs(ours.data - theirs.data)[np.isfinite(theirs.data)]) < 1e-5
+
+
+def test_fringe_matches_jwst(mrs_short, real_rules_cache):
+    from jwst.fringe import FringeStep
+
+    rate, refs = mrs_short
+    theirs = _jwst_step(FringeStep, rate, real_rules_cache, override_fringe=refs["fringe"])
+    res = run_step("fringe", models.open(rate), {}, references={"fringe": refs["fringe"]})
+    assert res.status == "COMPLETE" and res.model.meta.cal_step.fringe == theirs.meta.cal_step.fringe == "COMPLETE"
+    assert not np.array_equal(res.model.data, models.open(rate).data)
+    _assert_same_arrays(res.model, theirs)
+
+
+def test_photom_mrs_matches_jwst(mrs_short, real_rules_cache):
+    from jwst.photom import PhotomStep
+
+    rate, refs = mrs_short
+    theirs = _jwst_step(PhotomStep, rate, real_rules_cache, override_photom=refs["photom"], override_area="N/A")
+    res = run_step("photom", models.open(rate), {}, references={"photom": refs["photom"], "area": "N/A"})
+    ours = res.model
+    assert res.status == "COMPLETE" and ours.meta.cal_step.photom == theirs.meta.cal_step.photom == "COMPLETE"
+    _assert_same_arrays(ours, theirs)
+    assert ours.meta.bunit_data == theirs.meta.bunit_data == "MJy/sr"
+    p, pj = ours.meta.photometry, theirs.meta.photometry
+    assert p.conversion_megajanskys == pj.conversion_megajanskys
+    assert p.conversion_microjanskys == pytest.approx(pj.conversion_microjanskys, rel=1e-12)
+    assert (p.pixelarea_steradians, p.pixelarea_arcsecsq) == (pj.pixelarea_steradians, pj.pixelarea_arcsecsq)
+    # between the slices there is no conversion: NaN and DO_NOT_USE
+    assert np.isnan(ours.data[500, 515]) and ours.dq[500, 515] & 1
