@@ -365,3 +365,85 @@ def test_photom_mrs_matches_jwst(mrs_short, real_rules_cache):
     assert (p.pixelarea_steradians, p.pixelarea_arcsecsq) == (pj.pixelarea_steradians, pj.pixelarea_arcsecsq)
     # between the slices there is no conversion: NaN and DO_NOT_USE
     assert np.isnan(ours.data[500, 515]) and ours.dq[500, 515] & 1
+
+
+# ---------------------------------------------------------------------------
+# spec2's MIR_MRS branch: the cal
+
+
+def _mrs_flat(tmp):
+    """An MRS flat (FlatModel, full frame) with pixel-to-pixel structure and a few bad pixels."""
+    from stdatamodels.jwst import datamodels as dm
+
+    rng = np.random.default_rng(4)
+    flat = dm.FlatModel(rng.normal(1.0, 0.03, (1024, 1032)).astype(np.float32))
+    flat.err = np.full((1024, 1032), 0.005, np.float32)
+    flat.dq = np.zeros((1024, 1032), np.uint32)
+    flat.dq[490:492, 100:102] = 1 | 1024  # DO_NOT_USE + DEAD, inside the bright band
+    i = flat.meta.instrument
+    i.name, i.detector, i.channel, i.band = "MIRI", "MIRIFUSHORT", "12", "SHORT"
+    flat.meta.exposure.type = "MIR_MRS"
+    flat.meta.reftype, flat.meta.author, flat.meta.pedigree = "FLAT", "webbflow tests", "DUMMY"
+    flat.meta.description, flat.meta.useafter = "MIRI MRS flat for tests", "2022-01-01T00:00:00"
+    flat.meta.subarray.name, flat.meta.subarray.xstart, flat.meta.subarray.ystart = "FULL", 1, 1
+    flat.meta.subarray.xsize, flat.meta.subarray.ysize = 1032, 1024
+    out = tmp / "jwst_miri_flat_mrs.fits"
+    flat.save(out)
+    return out
+
+
+def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monkeypatch, tmp_path):
+    """spec2's MIR_MRS branch on a rate: the cal (an IFUImageModel with the MRS WCS) equals jwst's own
+    chain on the same input (load_wcs, srctype, straylight, flat_field, fringe, photom)."""
+    import jwst.straylight.straylight as jwst_straylight
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from jwst.flatfield.flat_field import do_correction as jwst_flat
+    from jwst.fringe.fringe import apply_fringe
+    from jwst.photom.photom import DataSet
+    from jwst.srctype.srctype import set_source_type
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.flows.calwebb_spec2 import calibrate_exposure
+
+    rate, refs = mrs_short
+    flat = _mrs_flat(tmp_path)
+    science = tmp_path / "jw01234001001_01101_00001_mirifushort_rate.fits"
+    science.write_bytes(rate.read_bytes())
+    steps = {
+        "assign_wcs": {f"override_{k}": refs[k] for k in ("distortion", "specwcs", "regions", "wavelengthrange")},
+        "straylight": {"override_mrsxartcorr": refs["mrsxartcorr"]},
+        "flat_field": {"override_flat": str(flat)},
+        "fringe": {"override_fringe": refs["fringe"]},
+        "photom": {"override_photom": refs["photom"], "override_area": "N/A"},
+    }
+    out = tmp_path / "out"
+    cal, resampled, x1d, run = calibrate_exposure(science, {}, steps=steps, output_dir=out)
+    assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234001001_01101_00001_mirifushort_cal.fits"]
+    assert resampled is None and x1d is None
+    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "straylight", "flat_field", "fringe", "photom"]
+    for name in ("assign_wcs", "srctype", "straylight", "flat_field", "fringe", "photom"):
+        assert getattr(cal.meta.cal_step, name) == "COMPLETE", name
+    for name in ("bkg_subtract", "pathloss", "barshadow", "residual_fringe"):
+        assert getattr(cal.meta.cal_step, name) == "SKIPPED", name
+
+    monkeypatch.setattr(jwst_straylight, "makemodel_ccode", _c_kernel_on_lit_rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jw = load_wcs(dm.IFUImageModel(str(science)), {k: refs[k] for k in ("distortion", "specwcs", "regions",
+                                                                               "wavelengthrange")})
+        set_source_type(jw)
+        jw = jwst_straylight.correct_xartifact(jw, dm.MirMrsXArtCorrModel(refs["mrsxartcorr"]))
+        jw, _ = jwst_flat(jw, dm.FlatModel(str(flat)))
+        jw = apply_fringe(jw, dm.FringeModel(refs["fringe"]))
+        jw = DataSet(jw, False, None, True).apply_photom(refs["photom"], "N/A")
+    assert cal.meta.target.source_type == jw.meta.target.source_type == "EXTENDED"
+    assert cal.meta.bunit_data == jw.meta.bunit_data == "MJy/sr"
+    _assert_same_arrays(cal, jw, names=("data", "err", "dq", "var_poisson", "var_rnoise", "var_flat"), rtol=2e-6)
+    assert np.isfinite(cal.data).sum() > 300000  # the slices' pixels are calibrated
+
+    with dm.open(out / "jw01234001001_01101_00001_mirifushort_cal.fits") as written:
+        assert type(written).__name__ == "IFUImageModel"
+        assert written.meta.cal_step.photom == "COMPLETE"
+        x, y = np.array([100.0, 700.0]), np.array([500.0, 500.0])
+        for a, b in zip(written.meta.wcs(x, y), jw.meta.wcs(x, y)):
+            assert np.allclose(a, b, rtol=0, atol=1e-10, equal_nan=True)
