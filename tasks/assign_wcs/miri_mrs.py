@@ -54,7 +54,8 @@ def reftypes(model) -> tuple[str, ...]:
 
 
 def _name(ref) -> str:
-    return getattr(getattr(ref, "meta", None), "filename", None) or "<in memory>"
+    """The reference's path as read (an ASDF file's meta.filename may name its source, not the file)."""
+    return getattr(ref, "_path", None) or getattr(getattr(ref, "meta", None), "filename", None) or "<in memory>"
 
 
 def _tree(ref, reftype: str, *keys: str) -> list:
