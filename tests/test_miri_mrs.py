@@ -451,3 +451,19 @@ def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monke
         for key in ("S_REGION", "SPECSYS", "DISPAXIS", "PHOTMJSR", "BUNIT", "SRCTYPE"):
             assert a["SCI"].header.get(key) == b["SCI"].header.get(key), key
         assert a["SCI"].header["SRCTYPE"] == "EXTENDED"
+
+
+def test_straylight_and_fringe_refuse_what_does_not_fit_in_one_line():
+    """straylight works on full MRS frames only; a fringe flat of another shape is a bad reference."""
+    from webbflow.errors import InputFileError, ReferenceFileError
+    from webbflow.models import FringeModel
+    from webbflow.refs import synthetic_mrs
+
+    load_all()
+    sub = models.IFUImageModel(data=np.ones((64, 72), np.float32))
+    sub.meta.filename = "jw01234001001_01101_00001_mirifushort_rate.fits"
+    sub.meta.exposure.type, sub.meta.instrument.channel, sub.meta.instrument.band = "MIR_MRS", "12", "SHORT"
+    with pytest.raises(InputFileError, match=r"mirifushort_rate.fits.*full MRS frames \(1024, 1032\)"):
+        run_step("straylight", sub, {}, references={"mrsxartcorr": synthetic_mrs.mrsxartcorr()})
+    with pytest.raises(ReferenceFileError, match=r"fringe .*is \(1024, 1032\); the exposure is \(64, 72\)"):
+        run_step("fringe", sub, {}, references={"fringe": FringeModel(data=np.ones((1024, 1032), np.float32))})
