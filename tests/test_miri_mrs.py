@@ -129,17 +129,25 @@ def _assigned(detector, tmp_path_factory):
 @pytest.fixture(scope="module", params=["MIRIFUSHORT", "MIRIFULONG"])
 def mrs(request, tmp_path_factory):
     """(detector, refs, rate path, webbflow's StepResult, jwst's model after load_wcs, our written product)."""
-    from jwst.assign_wcs.assign_wcs import load_wcs
-    from stdatamodels.jwst import datamodels as dm
-
     detector = request.param
     tmp, refs, rate, res = _assigned(detector, tmp_path_factory)
     written = tmp / "ours_assign_wcs.fits"
     res.model.save(written)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = load_wcs(dm.IFUImageModel(str(rate)), refs)
-    return detector, refs, rate, res, theirs, written
+    return detector, refs, rate, res, _jwst_assigned(detector, tmp_path_factory), written
+
+
+def _jwst_assigned(detector, tmp_path_factory):
+    """jwst's load_wcs on the same rate with the same references, once per detector for the module."""
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from stdatamodels.jwst import datamodels as dm
+
+    key = ("jwst", detector)
+    if key not in _BUILT:
+        _tmp, refs, rate, _res = _assigned(detector, tmp_path_factory)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _BUILT[key] = load_wcs(dm.IFUImageModel(str(rate)), refs)
+    return _BUILT[key]
 
 
 def _slice_pixels(ours):
@@ -391,11 +399,10 @@ def _mrs_flat(tmp):
     return out
 
 
-def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monkeypatch, tmp_path):
+def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monkeypatch, tmp_path, tmp_path_factory):
     """spec2's MIR_MRS branch on a rate: the cal (an IFUImageModel with the MRS WCS) equals jwst's own
     chain on the same input (load_wcs, srctype, straylight, flat_field, fringe, photom)."""
     import jwst.straylight.straylight as jwst_straylight
-    from jwst.assign_wcs.assign_wcs import load_wcs
     from jwst.flatfield.flat_field import do_correction as jwst_flat
     from jwst.fringe.fringe import apply_fringe
     from jwst.photom.photom import DataSet
@@ -428,8 +435,13 @@ def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monke
     monkeypatch.setattr(jwst_straylight, "makemodel_ccode", _c_kernel_on_lit_rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        jw = load_wcs(dm.IFUImageModel(str(science)), {k: refs[k] for k in ("distortion", "specwcs", "regions",
-                                                                               "wavelengthrange")})
+        # jwst's assign_wcs on this rate (the module's load_wcs run: its WCS and keywords) on a fresh copy
+        assigned = _jwst_assigned("MIRIFUSHORT", tmp_path_factory)
+        jw = dm.IFUImageModel(str(science))
+        jw.meta.wcs = assigned.meta.wcs
+        for key in ("s_region", "specsys", "dispersion_direction"):
+            setattr(jw.meta.wcsinfo, key, getattr(assigned.meta.wcsinfo, key))
+        jw.meta.cal_step.assign_wcs = assigned.meta.cal_step.assign_wcs
         set_source_type(jw)
         jw = jwst_straylight.correct_xartifact(jw, dm.MirMrsXArtCorrModel(refs["mrsxartcorr"]))
         jw, _ = jwst_flat(jw, dm.FlatModel(str(flat)))
@@ -467,3 +479,38 @@ def test_straylight_and_fringe_refuse_what_does_not_fit_in_one_line():
         run_step("straylight", sub, {}, references={"mrsxartcorr": synthetic_mrs.mrsxartcorr()})
     with pytest.raises(ReferenceFileError, match=r"fringe .*is \(1024, 1032\); the exposure is \(64, 72\)"):
         run_step("fringe", sub, {}, references={"fringe": FringeModel(data=np.ones((1024, 1032), np.float32))})
+
+
+def test_photom_mrs_time_correction_matches_jwst():
+    """The MRS throughput loss with time (TIMECOEFF_POWERLAW_CH1..4) against jwst's own function, on a
+    detector whose wavelengths come from a stand-in WCS (the function reads only its bounding box and values)."""
+    from types import SimpleNamespace
+
+    from jwst.photom.time_dependence import miri_mrs_time_correction
+
+    from webbflow.models import MirMrsPhotomModel
+    from webbflow.tasks._photom_mrs import _time_correction
+
+    class Wcs:
+        bounding_box = ((-0.5, 1031.5), (-0.5, 1023.5))
+
+        def __call__(self, x, y):
+            lam = np.where(x < 512, 4.9 + 1.0e-3 * y, 7.5 + 1.4e-3 * y)
+            lam = np.where((x % 23) < 2, np.nan, lam)  # between slices
+            return x, y, lam
+
+    ref = MirMrsPhotomModel(data=np.ones((1024, 1032), np.float32))
+    dtype = [("binwave", ">f4"), ("alpha", ">f4"), ("year1value", ">f4"), ("tsoft", ">f4"), ("t0", ">f4")]
+    for c in "1234":
+        tab = np.zeros(8, dtype=dtype)
+        tab["binwave"] = np.linspace(4.5 + 2.5 * (int(c) - 1), 7.0 + 3.0 * int(c), 8)
+        tab["alpha"] = -0.05 - 0.01 * np.arange(8)
+        tab["year1value"] = 0.98 - 0.01 * np.arange(8)
+        tab["tsoft"], tab["t0"] = 30.0, 59720.0
+        setattr(ref, f"timecoeff_powerlaw_ch{c}", tab)
+    model = SimpleNamespace(data=np.zeros((1024, 1032), np.float32),
+                            meta=SimpleNamespace(wcs=Wcs(), instrument=SimpleNamespace(detector="MIRIFUSHORT")))
+    ours = _time_correction(model, ref, 60370.4)
+    theirs = miri_mrs_time_correction(model, "MIRIFUSHORT", ref, 60370.4)
+    assert np.allclose(ours, theirs, rtol=1e-12, atol=0)
+    assert 0.8 < ours[:, 4:1028].min() < ours.max() <= 1.0 and np.any(ours[:, :512] < 0.99)
