@@ -73,6 +73,14 @@ BRANCHES["MIR_LRS-SLITLESS"] = Branch(
     "miri_lrs_slitless", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "photom"),
     resample=None, marked_skipped=_LRS_SKIPPED + ("pathloss",), notes="MIRI LRS slitless (TSO, SLITLESSPRISM)",
     extra={"as_slit_before": "srctype"})
+# MIRI MRS (jwst's _process_common on an IFUImageModel): the cal for now; cube_build (s3d) and
+# extract_1d (x1d) join as resample="cube_build", extract=True when they exist
+BRANCHES["MIR_MRS"] = Branch(
+    "miri_mrs", ("assign_wcs", "bkg_subtract?", "srctype", "straylight", "flat_field", "fringe", "photom"),
+    resample=None, extract=False, notes="MIRI MRS (IFU): the cal; s3d and x1d not yet",
+    marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "pathloss",
+                    "barshadow", "residual_fringe"),
+    extra={"model_class": "IFUImageModel"})
 
 
 def as_slit_model(model):
@@ -108,12 +116,15 @@ def open_rate(inp):
     """Open a spectroscopic rate (ImageModel) or rateints (CubeModel) exposure; refuse anything else."""
     m = models.open(inp)
     name = inp if not isinstance(inp, models.DataModel) else (m.meta.filename or "<in-memory model>")
-    if not isinstance(m, (models.ImageModel, models.CubeModel)):
+    if not isinstance(m, (models.ImageModel, models.CubeModel, models.IFUImageModel)):
         raise InputFileError(name, f"is {a_an(type(m).__name__)}; spec2 needs a count-rate exposure (_rate or _rateints)")
     try:
-        branch_for(m)
+        branch = branch_for(m)
     except UnsupportedModeError as exc:
         raise UnsupportedModeError(f"{name}: {exc}") from None
+    cls = branch.extra.get("model_class")  # the model jwst's ramp_fit gives the mode's rate (IFUImageModel)
+    if cls and type(m).__name__ != cls:
+        m = getattr(models, cls)(m)
     return m
 
 

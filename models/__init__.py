@@ -31,6 +31,7 @@ from .spectra import SPECTRUM_MODELS, Spectrum
 from .ami import AmiLgFitModel, AmiOIModel, NRMModel, ThroughputModel  # noqa: F401  (NIRISS AMI)
 from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel, WfssBkgModel  # noqa: F401
 from .nirspec_refs import CameraModel, CollimatorModel, DisperserModel, FOREModel, FPAModel, MSAModel, OTEModel  # noqa: F401
+from .mrs_refs import DistortionMRSModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -94,13 +95,13 @@ def class_for_file(path: Path) -> type[DataModel]:
 
 
 def _class_for_asdf(path: Path) -> type[DataModel]:
-    import asdf
+    import asdf.util
 
     try:
-        with asdf.open(path, lazy_load=True, ignore_unrecognized_tag=True, ignore_missing_extensions=True) as af:
-            meta = af.tree.get("meta", {}) or {}
-            name = meta.get("model_type")
-            reftype = str(meta.get("reftype", "")).lower()
+        # the YAML tree alone, its tags not converted: the transforms are built once, when read
+        meta = (asdf.util.load_yaml(path) or {}).get("meta", {}) or {}
+        name = meta.get("model_type")
+        reftype = str(meta.get("reftype", "")).lower()
     except Exception as exc:  # noqa: BLE001
         raise InputFileError(path, f"not a readable ASDF file ({exc})") from None
     if name in REGISTRY:

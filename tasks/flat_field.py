@@ -88,8 +88,10 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
 
 
 def _supported(model) -> bool:
-    from ..models import CubeModel, GuiderCalModel, ImageModel, SlitModel
+    from ..models import CubeModel, GuiderCalModel, IFUImageModel, ImageModel, SlitModel
 
+    if isinstance(model, IFUImageModel):  # MIRI MRS: flat-fielded as an image
+        return (model.meta.exposure.type or "").upper() == "MIR_MRS"
     if isinstance(model, SlitModel):  # MIRI LRS: jwst's spec2 calibrates LRS exposures as a SlitModel
         return (model.meta.exposure.type or "").upper() in ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
     return isinstance(model, (ImageModel, CubeModel, GuiderCalModel))

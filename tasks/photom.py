@@ -334,6 +334,10 @@ def photom(model, refs, params: PhotomParams):
         calibrate_grism = _photom_grism.calibrate_tso if isinstance(model, SlitModel) else _photom_grism.calibrate_wfss
         with np.errstate(invalid="ignore", divide="ignore"):
             return calibrate_grism(model, refs["photom"], refs.get("area"), params)
+    from . import _photom_mrs
+
+    if _photom_mrs.applies(model):  # the MIRI MRS: a per-pixel conversion
+        return _photom_mrs.calibrate(model, refs["photom"], refs.get("area"), params)
     if not _supported(model):
         log.warning("photom takes an ImageModel or CubeModel here, not a %s; skipped", type(model).__name__)
         return model, "SKIPPED"

@@ -67,6 +67,8 @@ MODE_REFTYPES = (
 # the slitless grisms (NIRCam WFSS and grism time series, NIRISS WFSS)
 MODE_MODULES.update({"NRC_WFSS": "grism", "NRC_TSGRISM": "grism", "NIS_WFSS": "grism"})
 MODE_MODULES.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec", "NRS_MSASPEC": "nirspec"})
+# the MIRI medium resolution spectrometer (IFU)
+MODE_MODULES["MIR_MRS"] = "miri_mrs"
 
 
 def _mode_module(model):
@@ -127,9 +129,9 @@ def assign_imaging_wcs(model, distortion, filteroffset=None, params: AssignWcsPa
 def assign_wcs(model, refs, params: AssignWcsParams):
     """Attach the gwcs of the exposure's mode: imaging (detector -> V2/V3 -> sky, with its FITS SIP
     approximation) here, other modes through their module in :data:`MODE_MODULES`."""
-    from ...models import CubeModel, ImageModel
+    from ...models import CubeModel, IFUImageModel, ImageModel
 
-    if not isinstance(model, (ImageModel, CubeModel)):
+    if not isinstance(model, (ImageModel, CubeModel, IFUImageModel)):
         log.warning("assign_wcs takes an ImageModel or CubeModel, not a %s; skipped", type(model).__name__)
         return model, "SKIPPED"
     instrument = (model.meta.instrument.name or "").upper()
