@@ -28,6 +28,8 @@ MIRI_STEPS = [
 TAIL_STEPS = ["charge_migration", "jump", "picture_frame", "clean_flicker_noise", "persistence"]
 FIT_STEPS = ["ramp_fit", "gain_scale"]
 ALL_STEPS = list(dict.fromkeys(NIR_STEPS + MIRI_STEPS + TAIL_STEPS + FIT_STEPS))
+# a rate product: an ImageModel, or for an IFU exposure an IFUImageModel (as jwst writes them)
+RATE_CLASSES = (models.ImageModel, models.IFUImageModel)
 
 log = logging.getLogger("webbflow.flows")
 
@@ -106,7 +108,7 @@ def detector1(
             rate, rateints = fit
         else:  # ramp_fit skipped: the product stays a ramp
             rate, rateints = fit, None
-    if isinstance(rate, models.ImageModel):
+    if isinstance(rate, RATE_CLASSES):
         rate = run_steps(rate, ["gain_scale"], run, output_dir=None, source_name=source, label="rate")
         if rateints is not None:
             rateints = run_steps(rateints, ["gain_scale"], run, output_dir=None, source_name=source, label="rateints")
@@ -115,7 +117,7 @@ def detector1(
             m.meta.filetype = None  # the raw file's FILETYPE does not survive into jwst's detector1 products
         stamp(m, run, "detector1")
     if out_dir is not None:
-        if isinstance(rate, models.ImageModel):
+        if isinstance(rate, RATE_CLASSES):
             run.written.append(save_product(rate, out_dir, source, "rate", run))
         elif rate is not None:
             run.written.append(save_product(rate, out_dir, source, "ramp", run))

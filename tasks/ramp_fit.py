@@ -288,13 +288,22 @@ def _product(cls, ramp, **arrays):
     return out
 
 
+def _is_ifu(ramp) -> bool:
+    """An IFU exposure (MIRI MRS, NIRSpec IFU, or a NIRSpec lamp through the IFU): its rate is an
+    IFUImageModel, as jwst's ramp fitting makes it."""
+    exp_type = (ramp.meta.exposure.type or "").upper()
+    lamp_ifu = exp_type in ("NRS_AUTOWAVE", "NRS_LAMP") and (ramp.meta.instrument.lamp_mode or "").upper() == "IFU"
+    return exp_type in ("NRS_IFU", "MIR_MRS") or lamp_ifu
+
+
 def rate_products(ramp, result: RampFitResult):
-    """(rate ImageModel, rateints CubeModel) from a fit, with jwst's units and metadata."""
+    """(rate ImageModel, or IFUImageModel for an IFU, and rateints CubeModel) from a fit, with jwst's
+    units and metadata."""
     if result.image is None or result.integ is None:
         return None, None
     im, it = result.image, result.integ
     rate = _product(
-        models.ImageModel, ramp,
+        models.IFUImageModel if _is_ifu(ramp) else models.ImageModel, ramp,
         data=im["slope"], dq=im["dq"], var_poisson=im["var_poisson"], var_rnoise=im["var_rnoise"], err=im["err"],
     )
     rateints = _product(

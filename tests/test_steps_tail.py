@@ -146,6 +146,22 @@ def test_ramp_fit_noiseless_linear_ramp_gives_slope():
     assert rate.meta.cal_step.ramp_fit == "COMPLETE" and rateints.meta.cal_step.ramp_fit == "COMPLETE"
 
 
+@pytest.mark.parametrize("exp_type", ["MIR_MRS", "NRS_IFU"])
+def test_ramp_fit_ifu_rate_is_an_ifu_image(exp_type, tmp_path):
+    """jwst writes an IFU exposure's rate as an IFUImageModel (spec2's IFU steps expect one)."""
+    import stdatamodels.jwst.datamodels as sdm
+
+    m = _linear_ramp(nints=2, ngroups=5, slope=3.0)
+    m.meta.exposure.type = exp_type
+    rate, rateints = run_step("ramp_fit", m, {}, references=_const_refs(m)).model
+    assert type(rate) is models.IFUImageModel and isinstance(rateints, models.CubeModel)
+    np.testing.assert_allclose(rate.data, 3.0, rtol=1e-6)
+    rate.meta.filename = "jw_ifu_rate.fits"
+    with sdm.open(rate.save(tmp_path / "jw_ifu_rate.fits")) as theirs:
+        assert type(theirs) is sdm.IFUImageModel
+        np.testing.assert_array_equal(theirs.data, rate.data)
+
+
 def test_ramp_fit_fits_segments_between_jumps():
     m = _linear_ramp(ngroups=8, slope=3.0)
     m.data[0, 4:, 1, 2] += 1500.0  # a cosmic ray between groups 3 and 4
