@@ -349,6 +349,8 @@ def _record_ref(model, reftype: str, path: str) -> None:
     from ..models.meta import REF_FILE_KEYWORDS
 
     name = path if path == "N/A" else "crds://" + os.path.basename(path) if "/" in path else path
+    if reftype == "apcorr":  # no jwst schema has ref_file.apcorr: jwst never writes R_APCORR
+        return
     if reftype in REF_FILE_KEYWORDS:
         entry_cls = type(model.meta.ref_file).model_fields[reftype].annotation
         import typing

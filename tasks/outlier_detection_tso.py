@@ -30,9 +30,10 @@ TSO_EXPTYPES = {"NIS_SOSS", "MIR_LRS-SLITLESS", "NRC_TSGRISM", "NRS_BRIGHTOBJ", 
 
 def is_tso_cube(model) -> bool:
     """Whether ``model`` is one TSO exposure's cube of integrations (outlier_detection's mode ``tso``)."""
-    from ..models import CubeModel
+    from ..models import CubeModel, SlitModel
 
-    if not isinstance(model, CubeModel):
+    # an LRS slitless calints is a SlitModel of integrations (spec2 makes it so, as jwst does)
+    if not (isinstance(model, CubeModel) or (isinstance(model, SlitModel) and np.ndim(model.data) == 3)):
         return False
     return bool(model.meta.visit.tsovisit) or (model.meta.exposure.type or "") in TSO_EXPTYPES
 
