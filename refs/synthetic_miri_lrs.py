@@ -10,8 +10,9 @@ The calibration references are synthetic, of real form and scale (FITS tables as
 them: a primary header and named table extensions, DATAMODL naming the stdatamodels class):
 
 - ``photom`` (MirLrsPhotomModel): one row per subarray (FULL, SLITLESSPRISM), PHOTMJSR at 7.5 um
-  and a 500-element relative response of which NELEM are used, from 4.5 to 14 um in decreasing
-  order as the real files hold it. The conversion is physical: a point source of F_nu gives
+  and a 500-element relative response of which NELEM are used, from 4.5 to 12 um (where the
+  prism is calibrated: pixels beyond get none) in decreasing order as the real files hold it.
+  The conversion is physical: a point source of F_nu gives
   ``F_nu * A_tel * throughput(lambda) * |d nu / d row| / (h nu) / gain`` DN/s per detector row
   (the row's dispersion from the specwcs), so PHOTMJSR * RELRESPONSE is the surface brightness
   (MJy/sr over one pixel's solid angle) per DN/s;
@@ -51,7 +52,7 @@ TELESCOPE_AREA = 25.4  # m^2, JWST's collecting area
 GAIN = 4.0  # e/DN, the nominal MIRI gain assumed by the conversion
 PIXAR_SR = 2.84403609523084e-13  # sr, a MIRI imager pixel (0.11" square)
 PIXAR_A2 = 0.0121
-RESPONSE_RANGE = (4.5, 14.0)  # um, where the photom response is defined
+RESPONSE_RANGE = (4.5, 12.0)  # um, where the photom response is defined
 NELEM_PHOTOM = 420
 JITTER_FWHM = 0.007  # arcsec
 
