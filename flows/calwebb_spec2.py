@@ -64,15 +64,18 @@ BRANCHES: dict[str, Branch] = {}
 # an s2d and extracted from it, the slitless TSO is extracted per integration from the calints.
 # Marked SKIPPED as jwst's verification and default-skipped steps leave them on the cal product.
 _LRS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "straylight",
-                "fringe", "barshadow", "residual_fringe")
+                "fringe", "barshadow", "residual_fringe", "imprint")
+# targ_centroid skips without a TA image, but jwst's pipeline has asked CRDS for its reference first
+# and records it (R_FILOFF) on the products
+_LRS_EXTRA = {"as_slit_before": "srctype", "recorded_reftypes": ("filteroffset",)}
 BRANCHES["MIR_LRS-FIXEDSLIT"] = Branch(
     "miri_lrs_fixedslit", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "pathloss", "photom"),
     resample="resample_spec", marked_skipped=_LRS_SKIPPED, notes="MIRI LRS fixed slit (nodded along the slit)",
-    extra={"as_slit_before": "srctype"})
+    extra=_LRS_EXTRA)
 BRANCHES["MIR_LRS-SLITLESS"] = Branch(
     "miri_lrs_slitless", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "photom"),
     resample=None, marked_skipped=_LRS_SKIPPED + ("pathloss",), notes="MIRI LRS slitless (TSO, SLITLESSPRISM)",
-    extra={"as_slit_before": "srctype"})
+    extra=_LRS_EXTRA)
 # MIRI MRS (jwst's _process_common on an IFUImageModel): the cal for now; cube_build (s3d) and
 # extract_1d (x1d) join as resample="cube_build", extract=True when they exist
 BRANCHES["MIR_MRS"] = Branch(
@@ -89,6 +92,8 @@ def as_slit_model(model):
     slit = models.SlitModel(model)
     for attr in ("xstart", "ystart", "xsize", "ysize"):
         setattr(slit, attr, getattr(model.meta.subarray, attr))
+    # jwst's LRS cal/calints: SCI, ERR, DQ as the exposure had them, then the slit's arrays in schema order
+    slit._hdu_order = ["SCI", "ERR", "DQ"]
     return slit
 
 
@@ -181,6 +186,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     for name in branch.marked_skipped:
         if name not in cal_steps and hasattr(model.meta.cal_step, name):
             setattr(model.meta.cal_step, name, "SKIPPED")
+    _record_prefetched(model, branch.extra.get("recorded_reftypes", ()))
     stamp(model, run, "spec2")
     if out_dir is not None:
         run.written.append(save_product(model, out_dir, source, "calints" if multi_int else "cal", run))
@@ -208,6 +214,26 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
                 run.written.append(save_product(x1d, out_dir, source, "x1dints" if multi_int else "x1d", run))
     publish_stage(run, "spec2", source, [model, resampled, x1d])
     return model, resampled, x1d, run
+
+
+def _record_prefetched(model, reftypes) -> None:
+    """Record what CRDS selects for ``reftypes`` on the product, as jwst's pipeline prefetch does."""
+    if not reftypes:
+        return
+    from ..refs import get_reference_paths
+    from ..tasks.base import _record_ref
+    from .stage import _crds_lock
+
+    from ..refs.select import CrdsSetupError
+
+    try:
+        with _crds_lock:
+            paths = get_reference_paths(model, list(reftypes), {})
+    except CrdsSetupError:  # references given by overrides alone, no CRDS to ask: nothing to record
+        log.debug("no CRDS cache to record %s from", ", ".join(reftypes))
+        return
+    for rt in reftypes:
+        _record_ref(model, rt, paths.get(rt, "N/A"))
 
 
 # ---------------------------------------------------------------------------

@@ -79,21 +79,23 @@ def _save(model, out_dir: Path | None, name: str, written: list[str]) -> None:
         written.append(model.save(out_dir / name))
 
 
-def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_table: str | None) -> SourceResult:
+def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_table: str | None,
+                   asn_id: str | None = None) -> SourceResult:
     """One source through spec3's slit branch: the science of the ``spec3-source`` subflow.
 
     A source that fails leaves no product: what it had written is removed before the error goes on.
     """
     res = SourceResult(name)
     try:
-        return _process_source(source, res, run, out_dir, asn_table)
+        return _process_source(source, res, run, out_dir, asn_table, asn_id)
     except BaseException:
         for p in res.written:
             Path(p).unlink(missing_ok=True)
         raise
 
 
-def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | None, asn_table: str | None):
+def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | None, asn_table: str | None,
+                    asn_id: str | None = None):
     name = res.name
     is_multi = isinstance(source, models.MultiExposureModel)
     slits = list(source.slits) if isinstance(source, models.MultiSlitModel) else list(source)
@@ -112,6 +114,12 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
         crf._headers = {k: h.copy() for k, h in source._headers.items() if k == "PRIMARY"}
         crf.slits.extend(slits)
         _save(crf, out_dir, f"{name}_crf.fits", res.written)
+    else:  # single slits (MIRI LRS): each exposure's flagged slit, <exposure>_<asn_id>_crf.fits as jwst names it
+        for s in slits:
+            if s.meta.cal_step.outlier_detection == "COMPLETE":
+                original = s.meta.filename
+                _save(s, out_dir, crf_name(original or name, asn_id), res.written)
+                s.meta.filename = original
     for s in slits:  # jwst's adaptive_trace_model comes here, skipped by default (not implemented here)
         s.meta.cal_step.adaptive_trace_model = "SKIPPED"
     slits = run_steps(slits, ["pixel_replace"], run)
@@ -137,12 +145,22 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
     return res
 
 
+def crf_name(filename: str, asn_id: str | None) -> str:
+    """jwst's name of an exposure's outlier-flagged slit: ``<root>_<asn_id>_crf.fits``."""
+    from .naming import root_of
+
+    root = root_of(filename)
+    if asn_id and root.endswith("_" + asn_id):
+        root = root[: -len(asn_id) - 1]
+    return f"{root}_{asn_id}_crf.fits" if asn_id else f"{root}_crf.fits"
+
+
 @flow(name="spec3-source", flow_run_name="spec3 {name}", validate_parameters=False, persist_result=False)
 def spec3_source(source, name: str, params: dict, references: dict, context: str | None,
-                 output_dir: str | None, asn_table: str | None) -> SourceResult:
+                 output_dir: str | None, asn_table: str | None, asn_id: str | None = None) -> SourceResult:
     """The Stage 3 products of one source (a Prefect subflow; its steps are its task runs)."""
     run = StageRun(params=params, references=references, context=context)
-    return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table)
+    return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table, asn_id)
 
 
 def _guarded(fn, name: str, *args) -> SourceResult:
@@ -156,9 +174,9 @@ def _guarded(fn, name: str, *args) -> SourceResult:
 
 @task(name="source", cache_policy=NONE, persist_result=False)
 def source_task(source, name: str, params: dict, references: dict, context: str | None,
-                output_dir: str | None, asn_table: str | None) -> SourceResult:
+                output_dir: str | None, asn_table: str | None, asn_id: str | None = None) -> SourceResult:
     """Run one source's subflow (its failure reported, see :func:`_guarded`)."""
-    return _guarded(spec3_source, name, source, name, params, references, context, output_dir, asn_table)
+    return _guarded(spec3_source, name, source, name, params, references, context, output_dir, asn_table, asn_id)
 
 
 def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
@@ -238,13 +256,13 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     if tracked:
         # the fan-out: the flow's task runner runs at most MAX_WORKERS sources at once
         # (``spec3.with_options(task_runner=...)`` for another bound)
-        futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name)
+        futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name, asn_id)
                    for name, src in sources]
         results = [f.result() for f in futures]
     else:
         for name, src in sources:  # no Prefect run (``spec3.fn``): plain calls, the same products
             run = StageRun(params=params, references=references, context=context)
-            results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name))
+            results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name, asn_id))
     written = [p for r in results for p in r.written]
     failed = [r for r in results if r.error]
     result = {"sources": results, "written": written, "failed": failed}

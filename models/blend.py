@@ -84,6 +84,7 @@ _NOT_IN_SPECTRA = {
     "CUNIT1", "CUNIT2", "CUNIT3", "CDELT1", "CDELT2", "CDELT3", "PC1_1", "PC1_2", "PC1_3", "PC2_1", "PC2_2", "PC2_3",
     "PC3_1", "PC3_2", "PC3_3", "CD1_1", "CD1_2", "CD2_1", "CD2_2", "S_REGION", "WAVSTART", "WAVEND", "DISPAXIS",
     "SPORDER", "V2_REF", "V3_REF", "VPARITY", "V3I_YANG", "RA_REF", "DEC_REF", "ROLL_REF",
+    "MJD-BEG", "MJD-AVG", "MJD-END", "XPOSURE", "TELAPSE",  # the SCI extension's times (jwst's LRS tso3 x1dints)
 }
 SPECTRA_TABLE_COLUMNS: tuple[tuple[str, str], ...] = tuple(c for c in TABLE_COLUMNS if c[0] not in _NOT_IN_SPECTRA)
 

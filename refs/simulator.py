@@ -240,6 +240,7 @@ class Setup:
     guider: GuiderMode | None = None
     col_map: np.ndarray | None = None  # full-frame column (0-based) of each output column
     row_map: np.ndarray | None = None
+    drift_scale: float = 1.0  # scale of the per-group amplifier offsets (refs/sim/miri_lrs.py: 0 on SLITLESSPRISM)
 
     def __post_init__(self):
         if self.col_map is None:
@@ -1467,6 +1468,7 @@ def simulate_ramps(setup: Setup, rate_dn: np.ndarray, refs: dict, seed: int, exp
             # electronics: drifts per amplifier and column parity, common mode, row noise, read noise
             drift += rng.normal(0.0, DRIFT_STEP, size=drift.shape)
             fast_offsets = (drift[amp1, par1 if npar == 2 else 0] + rng.normal(0.0, 4.0)).astype(np.float32)
+            fast_offsets *= np.float32(setup.drift_scale)
             slow_noise = _row_noise(rng, nslow, 0.0 if setup.is_miri else ROW_NOISE_RMS).astype(np.float32)
             if fast_is_x:
                 raw += fast_offsets[None, :]
@@ -1647,6 +1649,7 @@ def _reset_per_group(reset_model, setup: Setup):
 
 # EXP_TYPE -> module of refs/sim/ that simulates it (its ``simulate(output_dir, **arguments of simulate)``)
 MODE_SIMULATORS: dict[str, str] = {}
+MODE_SIMULATORS.update({"MIR_LRS-FIXEDSLIT": "miri_lrs", "MIR_LRS-SLITLESS": "miri_lrs"})  # refs/sim/miri_lrs.py
 
 
 @dataclass

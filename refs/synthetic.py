@@ -1349,7 +1349,7 @@ def make_rscd(cfg, truth, region):
     from ..models import RSCDModel
 
     rows = []
-    for sub in MIRI_SUBARRAYS:
+    for sub in MIRI_SUBARRAYS + ("SLITLESSPRISM",):  # the LRS TSO subarray too (refs/sim/miri_lrs.py)
         for rp in MIRI_READPATTS:
             slow = rp.startswith("SLOW")
             skip = 1 if slow else (4 if sub == "FULL" else 2)

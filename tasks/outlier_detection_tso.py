@@ -32,7 +32,8 @@ def is_tso_cube(model) -> bool:
     """Whether ``model`` is one TSO exposure's cube of integrations (outlier_detection's mode ``tso``)."""
     from ..models import CubeModel, SlitModel
 
-    # a grism time series' calints is a SlitModel of integrations (the extract_2d cutout)
+    # a spectroscopic time series' calints is a SlitModel of integrations: the grism TSO cutout
+    # (extract_2d) and the MIRI LRS slitless exposure (spec2 makes it so, as jwst does)
     if not (isinstance(model, CubeModel) or (isinstance(model, SlitModel) and np.ndim(model.data) == 3)):
         return False
     return bool(model.meta.visit.tsovisit) or (model.meta.exposure.type or "") in TSO_EXPTYPES
