@@ -46,10 +46,12 @@ def resolve_target(name: str) -> tuple[str, str]:
     from ..tasks import load_all
     from ..tasks.base import ALIASES, STEPS
 
-    load_all()
-    pipes = _pipelines()
     key = name[:-4] if name.endswith(".cfg") else name
     key = PIPELINE_ALIASES.get(key, key)
+    if _step_alone(key):
+        return "step", key
+    load_all()
+    pipes = _pipelines()
     if key in pipes:
         return "pipeline", key
     key = ALIASES.get(key, ALIASES.get(key.lower(), key))
@@ -58,6 +60,25 @@ def resolve_target(name: str) -> tuple[str, str]:
     known = sorted(pipes) + sorted(STEPS)
     raise WebbflowError(f"unknown pipeline or step {name!r}{did_you_mean(name, known + list(PIPELINE_ALIASES))}; "
                         f"known: {', '.join(known)}")
+
+
+def _step_alone(key: str) -> bool:
+    """Whether ``key`` is a step declared by the step module of that name (``tasks/<key>.py``),
+    importing that module alone: ``run <step>`` then does not import every step and pipeline
+    (Prefect among them) to find it.  No pipeline has a step's name (tests/test_cli_startup.py)."""
+    import importlib
+    import importlib.util
+
+    from .. import tasks
+    from ..tasks.base import STEPS
+
+    if not key.isidentifier() or key.startswith("_") or key == "base":
+        return False
+    module = f"{tasks.__name__}.{key}"
+    if importlib.util.find_spec(module) is None:
+        return False
+    importlib.import_module(module)
+    return key in STEPS
 
 
 # options of a pipeline besides its steps': --name, what it takes, what it does
@@ -310,10 +331,13 @@ def _user_error_classes():
 _CLI_HANDLERS: set[logging.Handler] = set()
 
 
-def _quiet_prefect_console(verbose: bool) -> None:
-    from prefect.logging.configuration import setup_logging
+def _quiet_prefect_console(verbose: bool, prefect: bool = True) -> None:
+    """Filter the console's handlers (see _UserErrorFilter); with ``prefect``, Prefect's logging
+    is set up first (a run that involves no flow, such as one step on a file, leaves Prefect unimported)."""
+    if prefect:
+        from prefect.logging.configuration import setup_logging
 
-    setup_logging()
+        setup_logging()
     filt = _UserErrorFilter(verbose)
     if not verbose:
         # Prefect's log shipper writes its own failures straight to stderr ("--- Error logging to
@@ -344,6 +368,10 @@ def cmd_run(args, extra: list[str]) -> int:
         return 0
     if args.input is None:
         raise ParameterError(f"run {args.pipeline}: an INPUT file is needed (webbflow run {args.pipeline} --help)")
+    if kind == "step":
+        from ..tasks import load_all
+
+        load_all()  # a step's product is named from every step's declaration (strun's suffixes)
     inp = Path(args.input)
     from ..models.io import check_readable
 
@@ -351,7 +379,8 @@ def cmd_run(args, extra: list[str]) -> int:
         check_readable(inp)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
-    _quiet_prefect_console(args.verbose)
+    # one step on a file runs no flow: Prefect (about 1.5 s to import) is not needed
+    _quiet_prefect_console(args.verbose, prefect=not (kind == "step" and inp.suffix.lower() != ".json"))
     from . import progress
 
     try:

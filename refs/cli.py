@@ -27,12 +27,31 @@ def add_commands(sub) -> None:
     refs_sub = refs.add_subparsers(dest="refs_command", metavar="REFS_COMMAND")
     refs.set_defaults(func=lambda args: _help(refs))
     add_bestrefs_command(refs_sub)
-    from .build import add_build_command
-
-    add_build_command(refs_sub)
+    # `refs build` imports the synthetic references (and all models, about 1.5 s): its parser is
+    # added only when `refs` is the command given, so that other commands start without them
+    _on_first_parse(refs, lambda: _add_build(refs_sub))
     from .sim_cli import add_simulate_command
 
     add_simulate_command(sub)
+
+
+def _add_build(refs_sub) -> None:
+    from .build import add_build_command
+
+    add_build_command(refs_sub)
+
+
+def _on_first_parse(parser: argparse.ArgumentParser, fill) -> None:
+    """Call ``fill()`` before ``parser`` first parses: argparse parses a sub-command's
+    arguments with the sub-command's own parser, and only for the command given."""
+    parse = parser.parse_known_args
+
+    def parse_known_args(*args, **kwargs):
+        if parser.__dict__.pop("parse_known_args", None) is not None:
+            fill()
+        return parse(*args, **kwargs)
+
+    parser.parse_known_args = parse_known_args
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

@@ -81,5 +81,10 @@ def _convolve_block(lo, hi, planes, kernel, order, y0, x0, ny, nx, wide):
                 inside = sy >= 0 and sy < ny
                 src = planes[p, y0 + (sy if inside else 0), x0 : x0 + nx]
                 _tap(acc, src, wrow, dx, nx, wide, pp, not inside)
-            out[y, :] = acc
-        planes[p, y0 : y0 + ny, x0 : x0 + nx] = out
+            # element by element: an array assigned to a slice compiles numba's shape-mismatch
+            # error path (string formatting), which took most of this kernel's compile time
+            for x in range(nx):
+                out[y, x] = acc[x]
+        for y in range(ny):
+            for x in range(nx):
+                planes[p, y0 + y, x0 + x] = out[y, x]

@@ -38,7 +38,9 @@ from ._threads import run_rows
 NAN = np.nan
 
 
-@numba.njit(cache=True)
+# Explicit signatures for the small helpers: typing a caller would otherwise compile them a second
+# time for a literal count (``Literal[int](0)``) seen before the caller's loop types are settled.
+@numba.njit("float64(float64[::1], int64, int64)", cache=True)
 def _select(buf, m, k):
     """Partially order buf[:m] in place so that buf[k] is the k-th smallest; returns it."""
     lo = 0
@@ -85,7 +87,7 @@ def _select(buf, m, k):
     return buf[k]
 
 
-@numba.njit(cache=True)
+@numba.njit("float64(float64[::1], int64)", cache=True)
 def _median_of(buf, m):
     """Median of buf[:m] (no NaN), as numpy computes it: the mean of the two middle values for even m."""
     h = m // 2
