@@ -30,6 +30,7 @@ from .spectra import *  # noqa: F403  (registered below with the other classes)
 from .spectra import SPECTRUM_MODELS, Spectrum
 from .ami import AmiLgFitModel, AmiOIModel, NRMModel, ThroughputModel  # noqa: F401  (NIRISS AMI)
 from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel, WfssBkgModel  # noqa: F401
+from .soss_refs import NisSossPhotomModel, PastasossModel, SpecKernelModel, SpecProfileModel  # noqa: F401
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -106,6 +107,10 @@ def _class_for_asdf(path: Path) -> type[DataModel]:
         return REGISTRY[name]
     if reftype in REFERENCE_MODELS:
         return REFERENCE_MODELS[reftype]
+    if reftype:  # a reference type with no class of its own: its tree as it is (FITS ones: ReferenceFileModel)
+        from .classes import _AsdfTreeModel
+
+        return _AsdfTreeModel
     raise InputFileError(path, "cannot tell which datamodel this ASDF file holds (no meta.model_type)")
 
 

@@ -66,6 +66,8 @@ MODE_REFTYPES = (
 
 # the slitless grisms (NIRCam WFSS and grism time series, NIRISS WFSS)
 MODE_MODULES.update({"NRC_WFSS": "grism", "NRC_TSGRISM": "grism", "NIS_WFSS": "grism"})
+# NIRISS SOSS: the three GR700XD orders
+MODE_MODULES["NIS_SOSS"] = "niriss_soss"
 
 
 def _mode_module(model):
