@@ -1647,6 +1647,7 @@ def _reset_per_group(reset_model, setup: Setup):
 
 # EXP_TYPE -> module of refs/sim/ that simulates it (its ``simulate(output_dir, **arguments of simulate)``)
 MODE_SIMULATORS: dict[str, str] = {}
+MODE_SIMULATORS["NIS_SOSS"] = "soss"  # NIRISS SOSS time series (refs/sim/soss.py)
 
 
 @dataclass

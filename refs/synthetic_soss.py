@@ -153,7 +153,7 @@ def write_specwcs(path, tree=None) -> Path:
         c, _y, wave = tm.order(order)
         w = np.full(2048, np.nan)
         w[c] = wave
-        table = np.repeat(w[None, :], len(rows), axis=0)
+        table = np.repeat(w[None, :], len(rows), axis=0).astype(np.float32)
         out[order] = Tabular2D(points=(rows, cols), lookup_table=table, bounds_error=False, fill_value=np.nan,
                                name=f"order{order}_wavelength")
     meta = _header({"model_type": "SpecwcsModel"}, "specwcs", "NIRISS SOSS wavelength maps from the real traces "
