@@ -255,3 +255,87 @@ def test_soss_box_recovers_the_drawn_spectrum_and_transit(soss):
     white = np.nansum(dn[:, good], axis=1)
     dip = 1.0 - white[1] / (0.5 * (white[0] + white[2]))
     assert dip == pytest.approx(0.01, abs=0.002)
+
+
+# ---------------------------------------------------------------------------
+# the simulator
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from webbflow.refs.simulator import simulate
+
+    out = tmp_path_factory.mktemp("soss-sim")
+    return simulate(out, instrument="niriss", exp_type="NIS_SOSS", nints=2, ngroups=2)
+
+
+@pytest.mark.real
+def test_simulated_soss_has_jwsts_associations_and_selects_the_soss_references(simulated, monkeypatch):
+    import json
+
+    from webbflow import models
+    from webbflow.refs import get_reference_paths
+    from webbflow.refs.select import reset_crds_state
+
+    out = simulated.output_dir
+    (uncal,) = simulated.uncal
+    m = models.open(uncal)
+    assert m.meta.exposure.type == "NIS_SOSS" and m.meta.visit.tsovisit
+    assert (m.meta.subarray.name, m.meta.subarray.ystart, m.meta.subarray.ysize) == ("SUBSTRIP256", 1793, 256)
+    assert m.data.shape == (2, 2, 256, 2048) and m.has("int_times") and len(m.int_times) == 2
+    assert (m.meta.instrument.filter, m.meta.instrument.pupil) == ("CLEAR", "GR700XD")
+    (lv2,) = simulated.asn_level2
+    a2 = json.loads(Path(lv2).read_text())
+    assert a2["asn_type"] == "tso-spec2" and Path(lv2).name.endswith("_tso-spec2_00001_asn.json")
+    assert [mb["expname"] for mb in a2["products"][0]["members"]] == [uncal.name.replace("_uncal", "_rateints")]
+    a3 = json.loads(Path(simulated.asn_level3).read_text())
+    assert a3["asn_type"] == "tso3"
+    assert a3["products"][0]["name"] == "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+    assert [mb["expname"] for mb in a3["products"][0]["members"]] == [uncal.name.replace("_uncal", "_calints")]
+    monkeypatch.setenv("CRDS_PATH", str(out))
+    monkeypatch.delenv("CRDS_CONTEXT", raising=False)
+    reset_crds_state()
+    try:
+        got = get_reference_paths(m, ["specwcs", "pastasoss", "specprofile", "speckernel", "photom", "flat"])
+    finally:
+        reset_crds_state()
+    names = {k: Path(v).name for k, v in got.items()}
+    assert names["pastasoss"].startswith("jwst_niriss_pastasoss") and names["specwcs"].startswith("jwst_niriss_specwcs")
+    assert names["photom"] == "jwst_niriss_photom_soss_0001.fits" and names["flat"] == "jwst_niriss_flat_soss_0001.fits"
+    with fits.open(got["photom"]) as ph:
+        assert ph[0].header["DATAMODL"] == "NisSossPhotomModel"
+
+
+@pytest.mark.real
+def test_simulated_soss_traces_land_where_extract_1d_looks(simulated):
+    """In the first integration's last-minus-first group, the light of every order is centred (within
+    half a pixel) on the trace row extract_1d centres its box on; the truth files cover the traces."""
+    from astropy.table import Table
+
+    from webbflow import models
+    from webbflow.refs.sim.soss import PWCPOS
+    from webbflow.refs.synthetic_soss import TraceModel, pastasoss_tree
+
+    (uncal,) = simulated.uncal
+    m = models.open(uncal)
+    diff = m.data[0, -1].astype(float) - m.data[0, 0].astype(float)
+    tm = TraceModel(pastasoss_tree(), PWCPOS)
+    for order, cols in ((1, np.arange(200, 1800, 50)), (2, np.arange(700, 1500, 50)), (3, np.arange(650, 900, 25))):
+        _c, y, _w = tm.order(order)
+        checked = 0
+        for c in cols:
+            lo, hi = max(int(round(y[c])) - 8, 4), min(int(round(y[c])) + 9, 252)
+            seg = diff[lo:hi, c] - np.median(diff[4:252, c])
+            if seg.max() < 250:  # too faint in two groups to centre on
+                continue
+            w = np.clip(seg, 0, None)
+            centre = lo + float(np.sum(np.arange(hi - lo) * w) / np.sum(w))
+            assert abs(centre - y[c]) <= 0.4, (order, c, centre, y[c])
+            checked += 1
+        assert checked >= 5, (order, checked)
+    stem = uncal.name[:13]
+    for order in (1, 2, 3):
+        t = Table.read(simulated.output_dir / "truth" / f"{stem}_nis_order{order}_spectrum.ecsv")
+        assert len(t) == tm.order(order)[0].size and np.all(t["count_rate"] >= 0) and t["count_rate"].max() > 0
+    lc = Table.read(simulated.output_dir / "truth" / f"{stem}_nis_lightcurve.ecsv")
+    assert list(lc["integration_number"]) == [1, 2]

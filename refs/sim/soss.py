@@ -9,8 +9,8 @@ The scene is the star's spectrum (a smooth stellar continuum) dispersed along th
 of the references' traces (refs/synthetic_soss.py, on the real spectrace 0023), each order
 scaled by its real throughput, with a Gaussian profile across the trace; a transit dims the
 star integration by integration (a trapezoid over the middle half of the series, its depth
-rising slightly with wavelength), on a faint sky.  The brightest pixel of order 1 reaches about
-40 % of the full well at the end of an integration.
+rising slightly with wavelength), on a faint sky.  The brightest pixel reaches about 40 % of the
+full well at the end of an integration.
 
 What goes into the folder, besides the uncal exposure: the references and a CRDS cache (the
 detector references, and for SOSS ``specwcs``, ``pastasoss``, ``specprofile``, ``speckernel``, the
@@ -35,7 +35,7 @@ EXP_TYPE = "NIS_SOSS"
 DEFAULTS = dict(ngroups=3, nints=10, readpatt="NISRAPID")
 PWCPOS = 245.79  # deg: 0.03 deg from the commanded position
 TRANSIT_DEPTH = 0.01
-PEAK_FILL = 0.4  # fraction of the full well the brightest order-1 pixel reaches in one integration
+PEAK_FILL = 0.4  # fraction of the full well the brightest pixel reaches in one integration
 SKY = 0.5  # DN/s per pixel
 # SUBSTRIP256 in the full frame (1-based starts), as the real exposures record it
 SUBARRAYS = {"SUBSTRIP256": (1, 1793, 2048, 256)}
@@ -64,7 +64,8 @@ def order_rates(tree, pwcpos=PWCPOS, subarray="SUBSTRIP256"):
         cols, y, wave = tm.order(order)
         tw, tt = thr[order]
         srt = np.argsort(tw)
-        rel = star_spectrum(wave) * np.interp(wave, tw[srt], tt[srt], left=0.0, right=0.0)
+        # photons per column: the spectrum times the order's throughput times the wavelength span of a column
+        rel = star_spectrum(wave) * np.interp(wave, tw[srt], tt[srt], left=0.0, right=0.0) * np.abs(np.gradient(wave))
         rel = np.where(np.isfinite(rel) & (rel > 0), rel, 0.0)
         out[order] = (cols, y, wave, rel)
     return out
@@ -151,7 +152,7 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
 
     orders = order_rates(tree, PWCPOS, sub)
     well = S._median_full_well(refs, setup)
-    peak_rel = scene((setup.ysize, setup.xsize), {1: orders[1]}, 1.0).max()
+    peak_rel = scene((setup.ysize, setup.xsize), orders, 1.0).max()
     scale = PEAK_FILL * well / (peak_rel * setup.effinttm)
     flux = _transit_shape(n)
     images = [scene((setup.ysize, setup.xsize), orders, scale,
