@@ -282,6 +282,16 @@ def extract_soss(model, pastasoss, params):
         model.meta.wcs = wcs
     out.meta.model_type = "TSOMultiSpecModel"
     out.meta.filetype = None
+    # jwst copies the exposure's primary-header metadata only (not its SCI keywords: MJD-BEG, XPOSURE...)
+    for path, _key, hdu, _ann in type(out).keyword_fields():
+        if hdu != "PRIMARY":
+            obj = out.meta
+            for p in path[:-1]:
+                obj = getattr(obj, p, None)
+                if obj is None:
+                    break
+            if obj is not None and getattr(obj, path[-1], None) is not None:
+                setattr(obj, path[-1], None)
     out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
     for order in orders:
         w = weights[order]
