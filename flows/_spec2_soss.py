@@ -19,7 +19,8 @@ SOSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprin
 
 
 def record_skipped_references(model, params, members) -> None:
-    """The ``bkg`` and ``pathloss`` references jwst's skipped steps look up, recorded as it records them.
+    """Refuse extract_1d settings not implemented for SOSS (ATOCA) before anything runs; record the
+    ``bkg`` and ``pathloss`` references jwst's skipped steps look up, as it records them.
 
     jwst's bkg_subtract subtracts a SOSS reference background when the context has one: not
     implemented here, so such an exposure is refused rather than calibrated differently.  pathloss
@@ -29,6 +30,14 @@ def record_skipped_references(model, params, members) -> None:
     from ..refs import get_reference_paths
     from ..tasks.base import _record_ref
 
+    ex = params.get("extract_1d")
+    if ex is not None and not ex.skip:  # refused before anything is calibrated or written (ATOCA, ...)
+        from ..tasks.extract_1d.soss import check_params
+
+        try:
+            check_params(ex)
+        except UnsupportedModeError as exc:
+            raise UnsupportedModeError(f"{model.meta.filename or 'the input'}: {exc}") from None
     found = {}
     for rt in ("bkg", "pathloss"):
         try:

@@ -437,3 +437,19 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
     assert {"whitelight_flux_order_1", "whitelight_flux_order_2", "whitelight_flux_order_3"} <= set(wl.colnames)
     f1 = np.asarray(wl["whitelight_flux_order_1"])
     assert f1[1] < f1[0] and f1[1] < f1[2]  # the transit, in the middle integration
+
+
+@pytest.mark.real
+def test_soss_spec2_refuses_atoca_before_writing_anything(soss, simulated, tmp_path):
+    """jwst's default (ATOCA) is not implemented: spec2 says so in one line and writes nothing."""
+    from parity import jwst_offline
+
+    from webbflow.errors import UnsupportedModeError
+    from webbflow.flows.calwebb_spec2 import spec2
+
+    out = tmp_path / "atoca"
+    out.mkdir()
+    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="soss_atoca=false") as exc:
+        spec2.fn(str(soss["rate"]), output_dir=str(out))
+    assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
+    assert list(out.iterdir()) == []
