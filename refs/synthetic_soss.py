@@ -49,6 +49,10 @@ def read_spectrace(path=None) -> dict[int, dict[str, np.ndarray]]:
     from astropy.io import fits
 
     p = Path(path) if path else real_spectrace_path()
+    if not p.exists():
+        from ..errors import ReferenceFileError
+
+        raise ReferenceFileError("spectrace", p, "the real SOSS traces are not there (../shared/data/real-refs/niriss)")
     out = {}
     with fits.open(p) as hdul:
         for hdu in hdul[1:]:
