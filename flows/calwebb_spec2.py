@@ -164,6 +164,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
         model.meta.asn.pool_name, model.meta.asn.table_name = asn_info
     cal_steps = _steps_of(branch, members)
     later = ([branch.resample] if branch.resample else []) + (["extract_1d"] if branch.extract else [])
+    later += list(branch.extra.get("after_extract", ()))  # steps on the extracted spectra (SOSS: photom)
     params = resolve_params(cal_steps + later, steps, config, model=model, pipeline_class="Spec2Pipeline")
     multi_int = model.data.ndim == 3
     if "bkg_subtract" in params and members.get("background"):
@@ -208,6 +209,12 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if branch.extract and not params["extract_1d"].skip:
         x1d = run_steps(resampled if resampled is not None else later_input, ["extract_1d"], run, output_dir=None,
                         source_name=source)
+        after = [s for s in branch.extra.get("after_extract", ()) if not params[s].skip]
+        if after and isinstance(x1d, models.DataModel):
+            if x1d.meta.cal_step.extract_1d == "SKIPPED":
+                x1d = None  # nothing extracted: no spectra to calibrate or write
+            else:
+                x1d = run_steps(x1d, after, run, output_dir=None, source_name=source)
         if isinstance(x1d, models.DataModel):
             stamp(x1d, run, "spec2")
             if out_dir is not None:
@@ -255,7 +262,8 @@ def spec2(input, steps: dict | None = None, config: str | None = None, output_di
         info = (asn.get("asn_pool") or " ", Path(input).name)
         work = [(p.pop("science"), {k: v for k, v in p.items() if k != "name"}, p["name"], info) for p in products]
     else:
-        work = [(input, dict(members or {}), None, tuple(asn_info) if asn_info else None)]
+        # a lone exposure is jwst's "singleton" association (ASNPOOL, ASNTABLE)
+        work = [(input, dict(members or {}), None, tuple(asn_info) if asn_info else ("singleton", "singleton"))]
     results = []
     for science, mem, name, info in work:
         cal, _res, _x1d, run = calibrate_exposure(science, mem, steps=steps, config=config, output_dir=output_dir,
@@ -282,3 +290,4 @@ def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
 
 # the modes that add their branches from their own modules
 from . import _spec2_grism  # noqa: E402,F401
+from . import _spec2_soss  # noqa: E402,F401

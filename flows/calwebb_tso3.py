@@ -87,15 +87,20 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
             raise InputFileError(src if not isinstance(src, models.DataModel) else (m.meta.filename or "input"),
                                  "is not a TSO exposure (TSOVISIT is false); tso3 needs TSO calints")
     user = dict(steps or {})
+    # NIRISS SOSS spectra are calibrated by photom after extract_1d, as jwst's tso3 does
+    soss = (cubes[0].meta.exposure.type or "").upper() == "NIS_SOSS"
     for name in NOT_IMPLEMENTED:
+        if soss and name == "photom":
+            continue
         values = user.pop(name, None)
         if values and str(values.get("skip", True)).lower() in ("false", "0"):
             raise UnsupportedModeError(f"tso3: step {name} is not implemented (jwst skips it by default)")
     probe = cubes[0]
-    params = resolve_params(STEPS, user, config, model=probe, pipeline_class="Tso3Pipeline")
+    params = resolve_params(STEPS + (["photom"] if soss else []), user, config, model=probe,
+                            pipeline_class="Tso3Pipeline")
     run = StageRun(params=params)
     imaging = _is_imaging(probe)
-    later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"]
+    later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"] + (["photom"] if soss else [])
     run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k in later})
     out_dir = Path(output_dir) if output_dir else None
     result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
@@ -158,6 +163,10 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
             _copy_int_times(cube.int_times, x1d.int_times)
         if spectra is None or run.records[-1].status != "COMPLETE":
             continue
+        if soss:
+            spectra = run_steps(spectra, ["photom"], run)
+            if not blender.rows:  # jwst's blended product starts from the first spectra's metadata
+                _soss_metadata(spectra, x1d)
         x1d.spec.extend(spectra.spec)
         blender.accumulate(_primary_only(spectra))
         x1d.meta.ref_file.extract1d = spectra.meta.ref_file.extract1d
@@ -197,6 +206,17 @@ def _primary_only(spectra):
             if parent is not None and getattr(parent, path[-1], None) is not None:
                 setattr(parent, path[-1], None)
     return spectra
+def _soss_metadata(spectra, x1d) -> None:
+    """What a SOSS x1dints takes from its extracted spectra: the extraction's and photom's references,
+    photom's status and the SOSS extraction keywords."""
+    for rt in ("pastasoss", "specprofile", "speckernel", "photom", "area"):
+        setattr(x1d.meta.ref_file, rt, getattr(spectra.meta.ref_file, rt))
+    x1d.meta.cal_step.photom = spectra.meta.cal_step.photom
+    src = spectra._headers.get("PRIMARY")
+    if src is not None:
+        for key in ("SOSSWDTH", "OVERSAMP", "THRESHLD"):
+            if key in src:
+                x1d._headers.setdefault("PRIMARY", type(src)())[key] = src[key]
 
 
 def _keep_table(result: dict, table, out_dir, name: str) -> None:

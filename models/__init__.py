@@ -32,6 +32,7 @@ from .ami import AmiLgFitModel, AmiOIModel, NRMModel, ThroughputModel  # noqa: F
 from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel, WfssBkgModel  # noqa: F401
 from .nirspec_refs import CameraModel, CollimatorModel, DisperserModel, FOREModel, FPAModel, MSAModel, OTEModel  # noqa: F401
 from .mrs_refs import DistortionMRSModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
+from .soss_refs import NisSossPhotomModel, PastasossModel, SpecKernelModel, SpecProfileModel  # noqa: F401
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
@@ -108,6 +109,10 @@ def _class_for_asdf(path: Path) -> type[DataModel]:
         return REGISTRY[name]
     if reftype in REFERENCE_MODELS:
         return REFERENCE_MODELS[reftype]
+    if reftype:  # a reference type with no class of its own: its tree as it is (FITS ones: ReferenceFileModel)
+        from .classes import _AsdfTreeModel
+
+        return _AsdfTreeModel
     raise InputFileError(path, "cannot tell which datamodel this ASDF file holds (no meta.model_type)")
 
 

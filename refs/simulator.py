@@ -1650,6 +1650,7 @@ def _reset_per_group(reset_model, setup: Setup):
 # EXP_TYPE -> module of refs/sim/ that simulates it (its ``simulate(output_dir, **arguments of simulate)``)
 MODE_SIMULATORS: dict[str, str] = {}
 MODE_SIMULATORS.update({"MIR_LRS-FIXEDSLIT": "miri_lrs", "MIR_LRS-SLITLESS": "miri_lrs"})  # refs/sim/miri_lrs.py
+MODE_SIMULATORS["NIS_SOSS"] = "soss"  # NIRISS SOSS time series (refs/sim/soss.py)
 
 
 @dataclass

@@ -330,6 +330,11 @@ def photom(model, refs, params: PhotomParams):
     from ..models import SlitModel
     from . import _photom_grism
 
+    from . import _photom_soss
+
+    if _photom_soss.applies(model):  # NIRISS SOSS: the extracted spectra, per order
+        with np.errstate(invalid="ignore"):
+            return _photom_soss.calibrate(model, refs["photom"], params)
     if _photom_grism.applies(model):  # grism cutouts: per slit and spectral order
         calibrate_grism = _photom_grism.calibrate_tso if isinstance(model, SlitModel) else _photom_grism.calibrate_wfss
         with np.errstate(invalid="ignore", divide="ignore"):

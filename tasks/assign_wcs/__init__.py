@@ -69,6 +69,8 @@ MODE_MODULES.update({"NRC_WFSS": "grism", "NRC_TSGRISM": "grism", "NIS_WFSS": "g
 MODE_MODULES.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec", "NRS_MSASPEC": "nirspec"})
 # the MIRI medium resolution spectrometer (IFU)
 MODE_MODULES["MIR_MRS"] = "miri_mrs"
+# NIRISS SOSS: the three GR700XD orders
+MODE_MODULES["NIS_SOSS"] = "niriss_soss"
 
 
 def _mode_module(model):

@@ -22,7 +22,8 @@ For each spectral image:
 6. Aperture corrections (:mod:`.apcorr`, ``apply_apcorr`` with an apcorr reference) scale a
    point source's fluxes, surface brightnesses and their variances.
 
-Optimal extraction, source-position centring, NIRISS SOSS, IFU cubes and the IFU (radial)
+NIRISS SOSS has its own box extraction (:mod:`.soss`, ``soss_atoca=false``; ATOCA is not
+implemented).  Optimal extraction, source-position centring, IFU cubes and the IFU (radial)
 aperture corrections are not implemented: asking for them raises an unsupported-mode error
 rather than giving a different product.  ``override_psf=N/A`` gives jwst's products.
 """
@@ -359,8 +360,6 @@ def _copy_slit_keywords(slit, meta: dict) -> None:
 
 def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
     exp_type = model.meta.exposure.type
-    if exp_type == "NIS_SOSS":
-        raise UnsupportedModeError("extract_1d: NIRISS SOSS (ATOCA) extraction is not implemented")
     if type(model).__name__ in ("IFUCubeModel",):
         raise UnsupportedModeError("extract_1d: IFU cube extraction is not implemented")
     if params.extraction_type == "optimal" and refs.get("psf") is not None:
@@ -423,6 +422,10 @@ def populate_times(model, out) -> None:
 
 def extract(model, refs: dict, params: Extract1dParams):
     """Extract every spectrum of ``model``: a MultiSpecModel, or a TSOMultiSpecModel for a cube."""
+    if (model.meta.exposure.type or "").upper() == "NIS_SOSS":  # NIRISS SOSS: its own box extraction
+        from .soss import extract_soss
+
+        return extract_soss(model, refs.get("pastasoss"), params)
     _check_supported(model, params, refs)
     ref = refs.get("extract1d")
     apref = refs.get("apcorr") if params.apply_apcorr else None
@@ -486,6 +489,8 @@ def _is_prism(model) -> bool:
 
 
 def _wanted_refs(model, params: Extract1dParams):
+    if (model.meta.exposure.type or "").upper() == "NIS_SOSS":  # jwst reads these three for SOSS
+        return ["pastasoss", "specprofile", "speckernel"]
     want = ["extract1d"]
     if params.apply_apcorr:
         want.append("apcorr")
@@ -494,7 +499,7 @@ def _wanted_refs(model, params: Extract1dParams):
     return want
 
 
-@step("extract_1d", "Extract1dStep", params=Extract1dParams, optional_reftypes=("extract1d", "apcorr", "psf"),
+@step("extract_1d", "Extract1dStep", params=Extract1dParams, optional_reftypes=("extract1d", "apcorr", "psf", "pastasoss", "specprofile", "speckernel"),
       suffix="x1d", input_class="DataModel")
 def extract_1d(model, refs, params: Extract1dParams):
     """Extract 1-D spectra from 2-D spectral images (box extraction), per integration for cubes."""

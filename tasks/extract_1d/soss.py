@@ -1,0 +1,338 @@
+"""NIRISS SOSS box extraction (extract_1d with ``soss_atoca=false``), as jwst 3.0 does it.
+
+jwst's default for SOSS is ATOCA decontamination (``soss_atoca=true``); that is not implemented
+here and is refused.  With ATOCA off and ``soss_bad_pix="masking"`` jwst models nothing: it sums
+each order's box aperture, column by column.  The steps:
+
+1. **Traces, from the ``pastasoss`` reference.**  For each order the reference trace (x, y at the
+   commanded pupil wheel position PWCPOS_CMD) is rotated about the order's pivot by the
+   exposure's PWCPOS minus PWCPOS_CMD, put back on the original columns (linear interpolation,
+   extrapolated), and given wavelengths by the order's 2-D polynomial in the min-max scaled column
+   and pupil-wheel offset.  x and y are then carried to the reference's wavelength grid
+   (``wavemap_wlmin .. wavemap_wlmax``, linear inside, straight-line extrapolation outside), and
+   cubic splines of that grid give the trace row and wavelength on every column up to the order's
+   ``cutoff``.  SUBSTRIP96 traces sit 10 rows lower.
+2. **Box weights.**  A box of ``soss_width`` rows centred on the trace row: whole pixels inside
+   have weight 1, the two edge pixels their covered fraction.  On SUBSTRIP96 only orders 1 and 2
+   are extracted, and order 2 takes every pixel (weight 1), as jwst does.
+3. **Bad pixels.**  Pixels flagged DO_NOT_USE in every integration are masked; NaNs of one
+   integration are filled from the median of the other integrations and a running median over 9
+   integrations; pixels bad in all integrations and reference pixels get an infinite error and
+   are masked, and so are pixels whose error is not positive.
+4. **Sums** per column: FLUX = sum(w * data), FLUX_ERROR = sqrt(sum(w * err**2)), NPIXELS =
+   sum(w), over the unmasked pixels (NaN where no weight remains); BACKGROUND is 0 (no SOSS
+   background fit unless ``subtract_background``, which is not implemented).  Every integration
+   is summed in one array operation.
+
+The product is a TSOMultiSpecModel with one spectrum per order (SPORDER), in DN/s, each row an
+integration; the other columns are zero, as in jwst's.  photom then calibrates it (spec2 runs
+photom after extract_1d for SOSS).  The trace wavemaps (not needed for a box) are not computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from ...errors import ReferenceFileError, UnsupportedModeError
+from ...models import dqflags
+
+log = logging.getLogger("webbflow.steps.extract_1d")
+
+SUBSTRIP256_LIKE = ("SUBSTRIP256", "SUB17STRIPE_SOSS", "SUB60STRIPE_SOSS", "SUB204STRIPE_SOSS")
+REFERENCE_PIXEL = 2**31
+NINTERP = 9  # integrations in the running median that fills one integration's bad pixels
+
+
+# ---------------------------------------------------------------------------
+# the pastasoss reference: traces and wavelengths
+
+
+def _tree(ref) -> dict:
+    tree = getattr(ref, "_asdf_extra", None)
+    if tree is None and isinstance(ref, dict):
+        tree = ref
+    if not tree or "traces" not in tree or "wavecal_models" not in tree:
+        name = getattr(getattr(ref, "meta", None), "filename", None) or "<in memory>"
+        raise ReferenceFileError("pastasoss", name, "has no traces/wavecal_models (not a PASTASOSS reference)")
+    return tree
+
+
+META_KEYS = ("pwcpos_cmd", "pwcpos_bounds", "wavemap_wlmin", "wavemap_wlmax", "wavemap_nwl")
+
+
+def _meta(ref, tree) -> dict:
+    """The reference's ``meta`` entries the traces need (from a tree, or a model's metadata)."""
+    m = tree.get("meta")
+    if isinstance(m, dict):
+        return m
+    meta = getattr(ref, "meta", None)
+    return {k: getattr(meta, k, None) for k in META_KEYS}
+
+
+def _order_index(tree, order: int) -> int:
+    for i, t in enumerate(tree["traces"]):
+        if int(t["spectral_order"]) == order:
+            return i
+    raise ReferenceFileError("pastasoss", "<pastasoss>", f"has no trace for order {order}")
+
+
+def reference_orders(ref) -> list[int]:
+    return [int(t["spectral_order"]) for t in _tree(ref)["traces"]]
+
+
+def poly2d(coefficients, xs, ys):
+    """The reference's 2-D polynomial: coefficients ordered C00, C10, C01, C20, C11, C02, C30, ..."""
+    c = np.asarray(coefficients, dtype=np.float64)
+    degree = int(np.sqrt(2 * len(c))) - 1
+    out = np.zeros(np.broadcast(xs, ys).shape)
+    k = 0
+    for total in range(degree + 1):
+        for j in range(total + 1):
+            out = out + c[k] * xs ** (total - j) * ys**j
+            k += 1
+    return out
+
+
+def _to_wavegrid(grid, wavelength, quantity):
+    """``quantity`` (known at ``wavelength``) on ``grid``: linear inside, the end slopes outside."""
+    i = np.argsort(wavelength)
+    w, q = wavelength[i], quantity[i]
+    right = grid > w[-1]
+    left = grid < w[0]
+    q_right = q[-1] + (grid[right] - w[-1]) * (q[-1] - q[-2]) / (w[-1] - w[-2])
+    q_left = q[0] + (grid[left] - w[0]) * (q[1] - q[0]) / (w[1] - w[0])
+    return np.interp(grid, np.concatenate((grid[left], w, grid[right])), np.concatenate((q_left, q, q_right)))
+
+
+def spectrace(ref, pwcpos: float, order: int, subarray: str) -> np.ndarray:
+    """(3, nwl): the order's trace x, y and the wavelength grid, at pupil wheel position ``pwcpos``."""
+    from scipy.interpolate import interp1d
+
+    tree = _tree(ref)
+    meta = _meta(ref, tree)
+    bounds = meta.get("pwcpos_bounds")
+    if bounds is None or len(bounds) != 2 or not (bounds[0] <= pwcpos <= bounds[1]):
+        raise UnsupportedModeError(f"extract_1d: PWC position {pwcpos} is outside the pastasoss bounds ({bounds})")
+    i = _order_index(tree, order)
+    tr = tree["traces"][i]
+    x, y = np.array(tr["trace"], dtype=np.float64).T.copy()
+    if subarray == "SUBSTRIP96":
+        y -= 10
+    angle = np.radians(pwcpos - float(meta["pwcpos_cmd"]))
+    c, s = np.cos(angle), np.sin(angle)
+    px, py = float(tr["pivot_x"]), float(tr["pivot_y"])
+    xr = c * (x - px) - s * (y - py) + px
+    yr = s * (x - px) + c * (y - py) + py
+    yr = interp1d(xr, yr, fill_value="extrapolate")(x)
+    keep = yr <= 255.0
+    x, yr = x[keep], yr[keep]
+    wc = tree["wavecal_models"][i]
+    ext = np.asarray(wc["scale_extents"], dtype=np.float64)
+    xs = (x - ext[0][0]) / (ext[1][0] - ext[0][0])
+    off = np.ones_like(x) * (pwcpos - float(meta["pwcpos_cmd"]))
+    os_ = (off - ext[0][1]) / (ext[1][1] - ext[0][1])
+    wl = poly2d(wc["coefficients"], xs, os_)
+    grid = np.linspace(meta["wavemap_wlmin"], meta["wavemap_wlmax"], int(meta["wavemap_nwl"]))
+    return np.array([_to_wavegrid(grid, wl, x), _to_wavegrid(grid, wl, yr), grid])
+
+
+def order_trace(trace: np.ndarray, cutoff: int):
+    """(columns 0..cutoff-1, trace row, wavelength) on each column, from cubic splines of ``trace``."""
+    from scipy.interpolate import CubicSpline
+
+    if trace[0][0] - trace[0][1] > 0:
+        trace = np.flip(trace, axis=1)
+    cols = np.arange(cutoff)
+    return cols, CubicSpline(trace[0], trace[1])(cols), CubicSpline(trace[0], trace[2])(cols)
+
+
+def box_weights(centre, width: float, shape, cols) -> np.ndarray:
+    """Weights of a ``width``-row box centred on ``centre`` (one row per column in ``cols``)."""
+    nrows = shape[0]
+    rows = np.indices((nrows, len(cols)))[0]
+    top, bottom = centre + width / 2, centre - width / 2
+    w = ((rows <= top - 0.5) & (bottom + 0.5 <= rows)).astype(float)
+    upper = (top - 0.5 < rows) & (rows < top + 0.5)
+    w[upper] = (top - (rows - 0.5))[upper]
+    lower = (rows < bottom + 0.5) & (bottom - 0.5 < rows)
+    w[lower] = (rows + 0.5 - bottom)[lower]
+    out = np.zeros(shape, dtype=float)
+    out[:, cols] = w
+    return out
+
+
+# ---------------------------------------------------------------------------
+# bad pixels
+
+
+def fill_bad(data, err, refmask):
+    """(data with each integration's NaNs filled, median error per pixel), as jwst fills them."""
+    from scipy import ndimage
+
+    allbad = np.sum(np.isfinite(err) & np.isfinite(data), axis=0) == 0
+    filled = data.copy()
+    tmp = data.copy()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        mederr = np.nanmedian(err, axis=0)
+        meddata = np.nanmedian(filled, axis=0)
+    mederr[allbad] = np.inf
+    mederr[refmask] = np.inf
+    meddata[allbad] = 0
+    bad = ~np.isfinite(filled)
+    if bad.any():
+        for i in range(filled.shape[0]):
+            tmp[i][bad[i]] = meddata[bad[i]]
+        med = ndimage.median_filter(tmp, min(filled.shape[0], NINTERP), axes=(0,))
+        filled[bad] = med[bad]
+    return filled, mederr
+
+
+# ---------------------------------------------------------------------------
+# the extraction
+
+
+def check_params(params) -> None:
+    if params.soss_atoca:
+        raise UnsupportedModeError("extract_1d: NIRISS SOSS ATOCA decontamination is not implemented; "
+                                   "run with soss_atoca=false (box extraction)")
+    if params.soss_bad_pix == "model":
+        raise UnsupportedModeError("extract_1d: NIRISS SOSS soss_bad_pix='model' needs the ATOCA trace models "
+                                   "(not implemented); use soss_bad_pix='masking'")
+    if params.subtract_background:
+        raise UnsupportedModeError("extract_1d: the NIRISS SOSS background fit (subtract_background) is not implemented")
+
+
+def soss_subarray(model) -> str | None:
+    name = (model.meta.subarray.name or "").upper()
+    if name == "SUBSTRIP96":
+        return "SUBSTRIP96"
+    if name in SUBSTRIP256_LIKE:
+        return "SUBSTRIP256"
+    return None
+
+
+def extract_soss(model, pastasoss, params):
+    """The box-extracted spectra of a SOSS exposure: (TSOMultiSpecModel, status)."""
+    from ...models.spectra import Spectrum, TSOMultiSpecModel, new_tso_spec_table
+    from . import _is_tso, populate_times
+
+    check_params(params)
+    if (model.meta.instrument.filter or "").upper() != "CLEAR":
+        log.error("The SOSS extraction is implemented for the CLEAR filter only (filter %s); extract_1d skipped",
+                  model.meta.instrument.filter)
+        return model, "SKIPPED"
+    subarray = soss_subarray(model)
+    if subarray is None:
+        log.error("The SOSS extraction is implemented for SUBSTRIP256 and SUBSTRIP96 only (subarray %s); "
+                  "extract_1d skipped", model.meta.subarray.name)
+        return model, "SKIPPED"
+    if pastasoss is None:
+        raise UnsupportedModeError("extract_1d: NIRISS SOSS needs a pastasoss reference")
+    tree = _tree(pastasoss)
+    orders = [1, 2, 3] if (params.soss_order_3 and subarray != "SUBSTRIP96") else [1, 2]
+    available = reference_orders(pastasoss)
+    orders = [o for o in orders if o in available]
+    if not orders:
+        raise ReferenceFileError("pastasoss", pastasoss.meta.filename or "<pastasoss>", "has none of orders 1-3")
+    pwcpos = model.meta.instrument.pupil_position
+    if pwcpos is None:
+        raise UnsupportedModeError(f"{model.meta.filename or 'the input'}: no PWCPOS (pupil wheel position)")
+
+    cube = model.data.ndim == 3
+    data = model.data if cube else model.data[None]
+    err = model.err if cube else model.err[None]
+    dq = model.dq if cube else model.dq[None]
+    scimask = np.all((dq & dqflags.DO_NOT_USE) != 0, axis=0)
+    refmask = (dq[0] & REFERENCE_PIXEL) != 0
+    filled, mederr = fill_bad(data, err, refmask)
+    # jwst first runs a "typical" (mean) integration with the median error, whose infinite errors
+    # (reference pixels, pixels bad in every integration) stay masked for all integrations
+    scimask = scimask | ~np.isfinite(mederr)
+    shape = data.shape[-2:]
+
+    weights, waves = {}, {}
+    for order in orders:
+        i = _order_index(tree, order)
+        trace = spectrace(pastasoss, float(pwcpos), order, subarray)
+        cols, ytrace, wave = order_trace(trace, int(tree["traces"][i]["cutoff"]))
+        weights[order] = box_weights(ytrace, params.soss_width, shape, cols)
+        waves[order] = wave
+    if subarray == "SUBSTRIP96" and 2 in weights:
+        weights[2] = np.ones(shape)
+
+    nints = data.shape[0]
+    errs = err.astype(np.float64)
+    bad = ~np.isfinite(data) | ~np.isfinite(errs)
+    if bad.any():
+        errs = errs.copy()
+        errs[bad] = (np.broadcast_to(mederr, errs.shape) * 10)[bad]
+    # per integration: the shared mask, which (as in jwst) keeps every pixel found not finite in this
+    # or an earlier integration, and the pixels whose error is not positive
+    seen = np.logical_or.accumulate(~np.isfinite(filled) | ~np.isfinite(errs), axis=0)
+    masked = scimask[None] | seen | ~(errs > 0)
+    out = TSOMultiSpecModel()
+    wcs, model.meta.wcs = model.meta.wcs, None
+    try:
+        out.meta = model.meta.model_copy(deep=True)
+    finally:
+        model.meta.wcs = wcs
+    out.meta.model_type = "TSOMultiSpecModel"
+    out.meta.filetype = None
+    # jwst copies the exposure's primary-header metadata only (not its SCI keywords: MJD-BEG, XPOSURE...)
+    for path, _key, hdu, _ann in type(out).keyword_fields():
+        if hdu != "PRIMARY":
+            obj = out.meta
+            for p in path[:-1]:
+                obj = getattr(obj, p, None)
+                if obj is None:
+                    break
+            if obj is not None and getattr(obj, path[-1], None) is not None:
+                setattr(obj, path[-1], None)
+    out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
+    for order in orders:
+        w = weights[order]
+        region = w > 0
+        wm = np.where(masked, 0.0, w[None])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            d = np.where(region[None], filled, np.nan)
+            e2 = np.where(region[None], errs, np.nan) ** 2
+            flux = np.nansum(wm * d, axis=1)
+            npix = np.nansum(wm, axis=1)
+            ferr = np.sqrt(np.nansum(wm * e2, axis=1))
+        flux = np.where(npix > 0, flux, np.nan)
+        ferr = np.where(npix > 0, ferr, np.nan)
+        n = len(waves[order])
+        table = new_tso_spec_table(nints, n)
+        for c in table.dtype.names:  # jwst's SOSS spectra start from zeros, not the schema's fill values
+            table[c] = 0
+        table["WAVELENGTH"] = waves[order][None]
+        table["FLUX"] = flux[:, :n]
+        table["FLUX_ERROR"] = ferr[:, :n]
+        table["NPIXELS"] = npix[:, :n]
+        table["N_ALONGDISP"] = n
+        table["SEGMENT"] = model.meta.exposure.segment_number or 1
+        table["INT_NUM"] = np.arange(1, nints + 1)
+        for k in ("MJD-BEG", "MJD-AVG", "MJD-END", "TDB-BEG", "TDB-MID", "TDB-END"):
+            table[k] = np.nan
+        units = {"WAVELENGTH": "um", "FLUX": "DN/s", "FLUX_ERROR": "DN/s", "BACKGROUND": "DN/s"}
+        for k in ("MJD-BEG", "MJD-AVG", "MJD-END", "TDB-BEG", "TDB-MID", "TDB-END"):
+            units[k] = "d"
+        out.spec.append(Spectrum(table, {"spectral_order": order}, units))
+        log.info("SOSS order %d: box of %.1f rows over %d columns", order, params.soss_width, n)
+    if _is_tso(model):  # each integration's times, and the INT_TIMES table, as for other time series
+        populate_times(model, out)
+        if model.has("int_times"):
+            out.int_times = model.int_times.copy()
+    from astropy.io import fits
+
+    hdr = out._headers.setdefault("PRIMARY", fits.Header())
+    hdr["SOSSWDTH"] = float(params.soss_width)
+    hdr["OVERSAMP"] = int(params.soss_n_os)
+    hdr["THRESHLD"] = float(params.soss_threshold)
+    out.meta.target.source_type = None
+    return out, "COMPLETE"
