@@ -29,15 +29,15 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
         if m is None:
             continue
         path = strun_output_path(spec, p, input_path.name, output_dir, idx=idx if len(outs) > 1 else None)
-        if spec.extra.get("strun_suffixes") and isinstance(m, models.DataModel):
+        if isinstance(m, models.DataModel):
             _stamp_alone(m)
         written.append(m.save(path))
     return written
 
 
 def _stamp_alone(model) -> None:
-    """CAL_VER, CAL_VCS and the CRDS context and version, as strun records them on a step's
-    product (the steps whose products are whole new models, such as ami_analyze's)."""
+    """CAL_VER, CAL_VCS and the CRDS context and version, as strun records them on every step's
+    product."""
     from ..refs.select import record_crds_info
     from .stage import StageRun, stamp
 

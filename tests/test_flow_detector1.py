@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from webbflow import models
 
@@ -127,6 +128,9 @@ def test_cli_products_provenance_and_intermediate(nircam, tmp_path):
     single = models.open(tmp_path / "single" / f"{root}_jumpstep.fits")
     ref = models.open(out / f"{root}_jump.fits")
     np.testing.assert_array_equal(single.groupdq, ref.groupdq)
+    # and records what ran it, as strun does on every step's product
+    with fits.open(tmp_path / "single" / f"{root}_jumpstep.fits") as hd:
+        assert hd[0].header["CAL_VER"] and hd[0].header["CRDS_CTX"] == nircam.context
     # products open in stdatamodels as the right classes
     from stdatamodels.jwst import datamodels as dm
 
