@@ -935,7 +935,8 @@ def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
 
 def run_from_raw(input_path, pipeline: str, *, output_dir=None, steps=None, config=None) -> list[str] | None:
     """``webbflow run <pipeline> ASN`` when a member the Stage 3 flow takes is not made yet (or the
-    association was run so before): the association flow, which makes the members from their rate or
+    association flow made its products in ``output_dir`` before, so that an unchanged rerun reuses
+    them): the association flow, which makes the members from their rate or
     uncal files through detector1 and their level-2 pipeline, then the Stage 3 flow, each cached.
     None when every member is there and the Stage 3 runner can take them as they are."""
     from . import _rerun
@@ -947,7 +948,9 @@ def run_from_raw(input_path, pipeline: str, *, output_dir=None, steps=None, conf
     kinds = STAGE3_MEMBERS[pipeline]
     wanted = [member_path(input_path, folder, m.expname) for prod in asn.products for m in prod.members
               if m.exptype.lower() in kinds]
-    if all(p.exists() for p in wanted) and not _rerun.record_path(input_path, out).exists():
+    made_here_before = _rerun.record_path(input_path, out).exists() or any(
+        _cache_file(out, _product_root(prod.name), pipeline).exists() for prod in asn.products)
+    if all(p.exists() for p in wanted) and not made_here_before:
         return None
     res = run_association(input_path, output_dir=out, steps=steps_by_stage(steps, pipeline), config=config)
     written = [p for m in list(res.backgrounds) + list(res.members) for p in m.products]
