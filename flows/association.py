@@ -175,6 +175,8 @@ def level2_route(exp_type: str | None, *, tsovisit=False, asn_type: str | None =
 
 
 IMAGING = Level2Route("image2", "image2", False)
+# products that need no earlier stage
+FINISHED = ("_cal.fits", "_calints.fits", "_crf.fits", "_x1d.fits", "_x1dints.fits", "_s2d.fits")
 
 
 def route_for(path: Path, asn_type: str | None = None, named: str | None = None) -> Level2Route:
@@ -215,7 +217,7 @@ def work_needed(path: Path, route: Level2Route | None = None) -> list[str]:
     for suffix, raw in (("_uncal.fits", True), ("_ramp.fits", True), ("_rate.fits", False), ("_rateints.fits", False)):
         if stem.endswith(suffix):
             return ["detector1", level2()] if raw else [level2()]
-    if stem.endswith(("_cal.fits", "_calints.fits", "_crf.fits", "_x1d.fits", "_x1dints.fits", "_s2d.fits")):
+    if stem.endswith(FINISHED):
         return []
     cls = models.class_for_file(path)
     if issubclass(cls, models.RampModel):
@@ -341,7 +343,8 @@ def spec2_steps(model) -> list[str]:
     from .calwebb_spec2 import branch_for
 
     b = branch_for(model)
-    names = [s.rstrip("?") for s in b.calibrate] + ([b.resample] if b.resample else []) + (["extract_1d"] if b.extract else [])
+    names = [s.rstrip("?") for s in b.calibrate] + ([b.resample] if b.resample else [])
+    names += ["extract_1d"] if b.extract else []
     return list(dict.fromkeys(names))
 
 
@@ -472,7 +475,7 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     out = Path(output_dir)
     res = MemberResult(member=src.name, ok=False)
     progress.emit("begin", key=src.name, label=root_of(src.name))
-    route = route_for(src, asn_type, named) if needs_work(src) else IMAGING
+    route = IMAGING if src.name.lower().endswith(FINISHED) else route_for(src, asn_type, named)
     work = work_needed(src, route)
     current = src
     level2_flow, level2_runs = (spec2, spec2_last_run) if route.pipeline == "spec2" else (image2, image2_last_run)
@@ -495,7 +498,8 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             extra = {"backgrounds": list(backgrounds or []), "asn_info": asn_info}
         if stage != "detector1" and (backgrounds or asn_info or others or route.integrations):
             inputs = [file_checksum(Path(b)) for b in backgrounds or []]
-            inputs += [[k, [file_checksum(Path(p)) if Path(p).exists() else p for p in v]] for k, v in sorted(others.items())]
+            inputs += [[k, [file_checksum(Path(p)) if Path(p).exists() else p for p in v]]
+                       for k, v in sorted(others.items())]
             key = hashlib.sha256(json.dumps([key, inputs, asn_info] + ([route.asn_type] if route.integrations else [])
                                             ).encode()).hexdigest()
         hit = cache_lookup(out, root, stage, key)
@@ -793,7 +797,8 @@ def _stage3_product(res: AssociationResult, pipeline: str, asn: Association, asn
 
         done = call_flow(wfs_image3, [(prod.name, sci)], asn_pool=asn.asn_pool, asn_table_name=Path(asn_path).name,
                          **common)
-    res.stage3[prod.name] = done if pipeline == "image3" else {"written": list(done.get("written", [])), "catalog": None}
+    res.stage3[prod.name] = (done if pipeline == "image3"
+                             else {"written": list(done.get("written", [])), "catalog": None})
     cache_store(out, root, pipeline, key, [str(p) for p in done.get("written", [])])
     progress.emit("end", key=label, status="done")
 
@@ -929,7 +934,8 @@ def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
             out["detector1"][name] = values
         else:
             known = list(dict.fromkeys(list(D1) + list(I2) + S2 + list(S3)))
-            raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)} for {pipeline} and the stages before it")
+            raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)} for {pipeline} "
+                                 "and the stages before it")
     return out
 
 
@@ -942,7 +948,7 @@ def run_from_raw(input_path, pipeline: str, *, output_dir=None, steps=None, conf
     from . import _rerun
 
     asn, folder = load_asn(input_path)
-    if stage3_pipeline(asn, input_path) != pipeline or asn.level != 3:
+    if asn.level != 3 or (asn.asn_type or "image3").lower() != pipeline:
         return None
     out = Path(output_dir) if output_dir else folder
     kinds = STAGE3_MEMBERS[pipeline]

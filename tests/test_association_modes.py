@@ -182,10 +182,16 @@ def test_a_level3_type_without_a_flow_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# a simulated coronagraphic observation, from the uncal files
+# simulated coronagraphy and AMI, from the uncal files
 
 
-SIM = dict(instrument="nircam", exp_type="NRC_CORON", ngroups=3, nints=2, nexp=2, seed=3)
+# mode -> (webbflow simulate's arguments, the Stage 3 pipeline, suffixes of its products)
+MODES = {
+    "coron": (dict(instrument="nircam", exp_type="NRC_CORON", ngroups=3, nints=2, nexp=2, seed=3), "calwebb_coron3",
+              ("_psfstack.fits", "_psfalign.fits", "_psfsub.fits", "_crfints.fits", "_i2d.fits")),
+    "ami": (dict(instrument="niriss", exp_type="NIS_AMI", nints=2, ngroups=3, seed=5), "calwebb_ami3",
+            ("_ami-oi.fits", "_psf-ami-oi.fits", "_aminorm-oi.fits")),
+}
 
 
 @contextlib.contextmanager
@@ -215,46 +221,48 @@ def _env(cache):
             os.environ["WEBBFLOW_PREFECT"] = old
 
 
-def _copy(sim, folder: Path, associations: bool = True) -> Path:
+def _copy(sim, folder: Path) -> Path:
     folder.mkdir(parents=True)
-    for f in list(sim.uncal) + (list(sim.asn_level2) + [sim.asn_level3] if associations else []):
+    for f in list(sim.uncal) + list(sim.asn_level2) + [sim.asn_level3]:
         shutil.copy2(f, folder / Path(f).name)
     return folder
 
 
+class Runs:
+    """Each mode simulated once, then run from the uncal files and stage by stage, once a session."""
+
+    def __init__(self, root: Path):
+        self.root, self._done = root, {}
+
+    def __call__(self, mode: str) -> SimpleNamespace:
+        if mode not in self._done:
+            self._done[mode] = self._run(mode)
+        return self._done[mode]
+
+    def _run(self, mode: str) -> SimpleNamespace:
+        from webbflow.flows.cli import main
+        from webbflow.refs.simulator import simulate
+
+        kw, pipeline, suffixes = MODES[mode]
+        sim = simulate(self.root / mode / "sim", **kw)
+        asn = Path(sim.asn_level3).name
+        # webbflow run calwebb_<type>3 ASN, with only the uncal files and the associations
+        e2e = _copy(sim, self.root / mode / "from_uncal")
+        # as a jwst user runs it: detector1 on each uncal, image2 on each level-2 association, then Stage 3
+        steps = _copy(sim, self.root / mode / "stepwise")
+        with _env(sim.crds_path):
+            assert main(["run", pipeline, str(e2e / asn), "--output-dir", str(e2e)]) == 0
+            for u in sim.uncal:
+                assert main(["run", "calwebb_detector1", str(steps / u.name), "--output-dir", str(steps)]) == 0
+            for a in sim.asn_level2:
+                assert main(["run", "calwebb_image2", str(steps / Path(a).name), "--output-dir", str(steps)]) == 0
+            assert main(["run", pipeline, str(steps / asn), "--output-dir", str(steps)]) == 0
+        return SimpleNamespace(sim=sim, asn=asn, pipeline=pipeline, suffixes=suffixes, from_uncal=e2e, stepwise=steps)
+
+
 @pytest.fixture(scope="session")
-def coron(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("asn_modes")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, asn=Path(sim.asn_level3).name)
-
-
-@pytest.fixture(scope="session")
-def from_uncal(coron):
-    """``webbflow run calwebb_coron3 ASN`` with only the uncal files and the associations."""
-    from webbflow.flows.cli import main
-
-    d = _copy(coron.sim, coron.root / "from_uncal")
-    with _env(coron.sim.crds_path):
-        assert main(["run", "calwebb_coron3", str(d / coron.asn), "--output-dir", str(d)]) == 0
-    return d
-
-
-@pytest.fixture(scope="session")
-def stepwise(coron):
-    """As a jwst user runs it: detector1 on each uncal, image2 on each level-2 association, coron3."""
-    from webbflow.flows.cli import main
-
-    d = _copy(coron.sim, coron.root / "stepwise")
-    with _env(coron.sim.crds_path):
-        for u in coron.sim.uncal:
-            assert main(["run", "calwebb_detector1", str(d / u.name), "--output-dir", str(d)]) == 0
-        for a in coron.sim.asn_level2:
-            assert main(["run", "calwebb_image2", str(d / Path(a).name), "--output-dir", str(d)]) == 0
-        assert main(["run", "calwebb_coron3", str(d / coron.asn), "--output-dir", str(d)]) == 0
-    return d
+def runs(tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp("asn_modes"))
 
 
 def _products(folder: Path) -> set[str]:
@@ -262,50 +270,61 @@ def _products(folder: Path) -> set[str]:
 
 
 @pytest.mark.parity
-def test_coron3_from_uncal_makes_the_stage_by_stage_products(coron, from_uncal, stepwise):
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_stage3_from_uncal_makes_the_stage_by_stage_products(runs, mode):
     from test_products_whole import compare_products
 
-    names = _products(stepwise)
-    roots = [u.name.removesuffix("_uncal.fits") for u in coron.sim.uncal]
-    product = json.loads((from_uncal / coron.asn).read_text())["products"][0]["name"]
-    assert {f"{r}_{s}.fits" for r in roots for s in ("rateints", "calints")} <= names
-    assert {f"{product}_psfstack.fits", f"{product}_i2d.fits"} <= names
-    assert _products(from_uncal) == names
-    problems = compare_products(from_uncal, stepwise, names, suffixes=(".fits",))
+    r = runs(mode)
+    names = _products(r.stepwise)
+    roots = [u.name.removesuffix("_uncal.fits") for u in r.sim.uncal]
+    assert {f"{root}_{s}.fits" for root in roots for s in ("rateints", "calints")} <= names
+    assert all(any(n.endswith(sfx) for n in names) for sfx in r.suffixes), (r.suffixes, names)
+    assert _products(r.from_uncal) == names
+    problems = compare_products(r.from_uncal, r.stepwise, names, suffixes=(".fits",))
     assert [p for p in problems if not p.startswith("products webbflow writes and jwst does not")] == []
     for n in sorted(names):  # the same code on the same inputs: the same numbers, exactly
-        with fits.open(from_uncal / n) as a, fits.open(stepwise / n) as b:
+        with fits.open(r.from_uncal / n) as a, fits.open(r.stepwise / n) as b:
+            assert [h.name for h in a] == [h.name for h in b], n
             for ha, hb in zip(a, b):
-                if isinstance(ha, (fits.ImageHDU, fits.PrimaryHDU)) and ha.data is not None:
+                if isinstance(ha, fits.BinTableHDU) and ha.name != "ASDF":
+                    for col in ha.columns.names:
+                        assert np.array_equal(ha.data[col], hb.data[col]), (n, ha.name, col)
+                elif isinstance(ha, (fits.ImageHDU, fits.PrimaryHDU)) and ha.data is not None:
                     assert np.array_equal(ha.data, hb.data, equal_nan=True), (n, ha.name)
-    with fits.open(from_uncal / f"{roots[0]}_calints.fits") as h:  # recorded as its level-2 association
-        assert h[0].header["ASNTABLE"] in {Path(a).name for a in coron.sim.asn_level2}
+    with fits.open(r.from_uncal / f"{roots[0]}_calints.fits") as h:  # recorded as its level-2 association says
+        assert h[0].header["ASNTABLE"] in {Path(a).name for a in r.sim.asn_level2}
 
 
-def test_unchanged_rerun_recomputes_nothing(coron, from_uncal, capsys):
+def test_unchanged_rerun_recomputes_nothing(runs, capsys):
     from webbflow.flows.cli import main
 
-    before = {p.name: p.stat().st_mtime_ns for p in from_uncal.glob("*.fits")}
+    r = runs("coron")
+    before = {p.name: p.stat().st_mtime_ns for p in r.from_uncal.glob("*.fits")}
     capsys.readouterr()
-    with _env(coron.sim.crds_path):
-        assert main(["run", "calwebb_coron3", str(from_uncal / coron.asn), "--output-dir", str(from_uncal)]) == 0
+    with _env(r.sim.crds_path):
+        assert main(["run", r.pipeline, str(r.from_uncal / r.asn), "--output-dir", str(r.from_uncal)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("wrote", "reused"))]
     assert lines and all(ln.startswith("reused ") for ln in lines), lines
-    assert {p.name: p.stat().st_mtime_ns for p in from_uncal.glob("*.fits")} == before
+    assert {p.name: p.stat().st_mtime_ns for p in r.from_uncal.glob("*.fits")} == before
 
 
-def test_run_observation_runs_level2_then_coron3(coron, stepwise):
-    """The raw files alone: the pool, the associations, image2 for each exposure, then coron3."""
+def test_run_observation_runs_level2_then_stage3_in_order(runs):
+    """``webbflow run observation POOL`` over an observation already run association by association:
+    it makes the same associations, runs the three image2 ones then coron3, each member through the
+    same route (rateints -> calints; any other route would miss the caches and make other files),
+    and so reuses every product."""
     from webbflow.flows.observation import run_observation_cli
 
-    raw = _copy(coron.sim, coron.root / "observation", associations=False)
-    out = coron.root / "observation_products"
-    with _env(coron.sim.crds_path):
-        written = run_observation_cli(raw, output_dir=out)
-    names = {Path(p).name for p in written}
-    assert _products(out) == names == _products(stepwise)
-    made = sorted(p.name for p in raw.glob("*_asn.json"))
-    assert [n.split("_")[1] for n in made] == ["coron3", "image2", "image2", "image2"]
-    product = json.loads((raw / made[0]).read_text())["products"][0]["name"]
-    with fits.open(out / f"{product}_i2d.fits") as a, fits.open(stepwise / f"{product}_i2d.fits") as b:
-        assert np.array_equal(a["SCI"].data, b["SCI"].data, equal_nan=True)
+    r = runs("coron")
+    folder = r.from_uncal
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.fits")}
+    (sim_pool,) = r.sim.output_dir.glob("*_pool.csv")  # the pool the simulator made its associations from
+    pool = shutil.copy2(sim_pool, folder / sim_pool.name)
+    with _env(r.sim.crds_path):
+        written = run_observation_cli(pool, output_dir=folder)
+    # the members' rateints are in the folder already: the level-2 associations name them
+    made = {n for n in _products(r.stepwise) if not n.endswith(("_rate.fits", "_rateints.fits"))}
+    assert {Path(p).name for p in written} == made
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.fits")} == before
+    assert sorted(p.name for p in folder.glob("*_asn.json")) == sorted(
+        Path(a).name for a in list(r.sim.asn_level2) + [r.sim.asn_level3])
