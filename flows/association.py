@@ -940,26 +940,47 @@ def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
 
 
 def run_from_raw(input_path, pipeline: str, *, output_dir=None, steps=None, config=None) -> list[str] | None:
-    """``webbflow run <pipeline> ASN`` when a member the Stage 3 flow takes is not made yet (or the
+    """``webbflow run <pipeline> ASN`` when a member the pipeline takes is not made yet (or the
     association flow made its products in ``output_dir`` before, so that an unchanged rerun reuses
-    them): the association flow, which makes the members from their rate or
-    uncal files through detector1 and their level-2 pipeline, then the Stage 3 flow, each cached.
-    None when every member is there and the Stage 3 runner can take them as they are."""
+    them): the association flow, which makes the members from their rate or uncal files through
+    detector1 and their level-2 pipeline, then (level 3) the Stage 3 flow, each cached.
+    None when every member is there and the pipeline's own runner can take them as they are."""
     from . import _rerun
 
-    asn, folder = load_asn(input_path)
-    if asn.level != 3 or (asn.asn_type or "image3").lower() != pipeline:
+    if not str(input_path).lower().endswith(".json"):
         return None
+    asn, folder = load_asn(input_path)
     out = Path(output_dir) if output_dir else folder
-    kinds = STAGE3_MEMBERS[pipeline]
+    if asn.level == 2:
+        if pipeline not in ("image2", "spec2"):
+            return None
+        kinds, stage3 = ("science", "background"), False
+        keys = [(root_of(m.expname), s) for prod in asn.products for m in prod.members for s in ("image2", "spec2")]
+        by_stage = level2_steps(steps)
+    else:
+        if (asn.asn_type or "image3").lower() != pipeline:
+            return None
+        kinds, stage3 = STAGE3_MEMBERS[pipeline], True
+        keys = [(_product_root(prod.name), pipeline) for prod in asn.products]
+        by_stage = steps_by_stage(steps, pipeline)
     wanted = [member_path(input_path, folder, m.expname) for prod in asn.products for m in prod.members
               if m.exptype.lower() in kinds]
     made_here_before = _rerun.record_path(input_path, out).exists() or any(
-        _cache_file(out, _product_root(prod.name), pipeline).exists() for prod in asn.products)
+        _cache_file(out, root, stage).exists() for root, stage in keys)
     if all(p.exists() for p in wanted) and not made_here_before:
         return None
-    res = run_association(input_path, output_dir=out, steps=steps_by_stage(steps, pipeline), config=config)
+    res = run_association(input_path, output_dir=out, steps=by_stage, config=config, stage3=stage3)
     written = [p for m in list(res.backgrounds) + list(res.members) for p in m.products]
     for prod in res.stage3.values():
         written += prod.get("written", [])
     return list(dict.fromkeys(written))
+
+
+def level2_steps(steps: dict | None) -> dict[str, dict]:
+    """A level-2 command line's step settings, keyed by stage: detector1's own, and the rest for the
+    member's level-2 pipeline (image2 or spec2, whichever its route is)."""
+    from .calwebb_detector1 import ALL_STEPS as D1
+
+    steps = dict(steps or {})
+    level2 = {k: v for k, v in steps.items() if k not in D1}
+    return {"detector1": {k: v for k, v in steps.items() if k in D1}, "image2": level2, "spec2": dict(level2)}

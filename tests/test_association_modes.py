@@ -328,3 +328,24 @@ def test_run_observation_runs_level2_then_stage3_in_order(runs):
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.fits")} == before
     assert sorted(p.name for p in folder.glob("*_asn.json")) == sorted(
         Path(a).name for a in list(r.sim.asn_level2) + [r.sim.asn_level3])
+
+
+def test_level2_association_from_uncal(runs, tmp_path):
+    """``webbflow run calwebb_image2 ASN`` on a level-2 coronagraphic association with only the
+    uncal file: detector1 first, then image2 on the rateints it names, as jwst would run it."""
+    from webbflow.flows.cli import main
+
+    r = runs("coron")
+    asn2 = Path(r.sim.asn_level2[0])
+    (member,) = [m["expname"] for m in json.loads(asn2.read_text())["products"][0]["members"]]
+    root = member.removesuffix("_rateints.fits")
+    shutil.copy2(asn2, tmp_path / asn2.name)
+    shutil.copy2(r.sim.output_dir / f"{root}_uncal.fits", tmp_path)
+    with _env(r.sim.crds_path):
+        assert main(["run", "calwebb_image2", str(tmp_path / asn2.name), "--output-dir", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.glob("*.fits")} == {f"{root}_{s}.fits" for s in ("uncal", "rate", "rateints",
+                                                                                         "calints")}
+    with fits.open(tmp_path / f"{root}_calints.fits") as a, fits.open(r.stepwise / f"{root}_calints.fits") as b:
+        assert a[0].header["ASNTABLE"] == b[0].header["ASNTABLE"] == asn2.name
+        for ext in ("SCI", "ERR", "DQ"):
+            assert np.array_equal(a[ext].data, b[ext].data, equal_nan=True), ext
