@@ -621,6 +621,13 @@ def process_association(
     out.mkdir(parents=True, exist_ok=True)
     pipeline3 = stage3_pipeline(asn, asn_path) if asn.level == 3 else None
     kinds3 = STAGE3_MEMBERS.get(pipeline3, ())
+    if stage3 and pipeline3:  # refused before anything is made: no partial product
+        for prod in asn.products[:1] if pipeline3 == "ami3" else asn.products:
+            kinds = {m.exptype.lower() for m in prod.members}
+            missing = [k for k in STAGE3_REQUIRED.get(pipeline3, ()) if k not in kinds]
+            if missing:
+                label = _KIND_LABEL.get(missing[0], missing[0])
+                raise InputFileError(asn_path, f"product {prod.name!r} has no {label} member")
     # each product's own members of the types its Stage 3 flow takes (jwst's image3 takes science
     # members only; coron3 and ami3 their psf members too, spec3 its backgrounds), as the
     # association names them and as they exist now; a level-2 product's background members are
@@ -720,6 +727,11 @@ def process_association(
 # the member types each Stage 3 flow takes, by association type
 STAGE3_MEMBERS = {"image3": ("science",), "spec3": ("science", "background"), "tso3": ("science",),
                   "coron3": ("science", "psf"), "ami3": ("science", "psf"), "wfs-image3": ("science",)}
+
+
+# the member types each Stage 3 flow cannot do without
+STAGE3_REQUIRED = {"coron3": ("psf", "science")}
+_KIND_LABEL = {"psf": "PSF-reference (psf)"}
 
 
 def stage3_pipeline(asn: Association, asn_path=None) -> str:

@@ -349,3 +349,14 @@ def test_level2_association_from_uncal(runs, tmp_path):
         assert a[0].header["ASNTABLE"] == b[0].header["ASNTABLE"] == asn2.name
         for ext in ("SCI", "ERR", "DQ"):
             assert np.array_equal(a[ext].data, b[ext].data, equal_nan=True), ext
+
+
+def test_coron3_without_psf_members_is_refused_before_anything_is_made(tmp_path, capsys):
+    from webbflow.flows.cli import main
+
+    _header_file(tmp_path / "t_uncal.fits", EXP_TYPE="NRC_CORON")
+    asn = _asn(tmp_path / "c_coron3_asn.json", "coron3", [("p1", [("t_calints.fits", "science")])])
+    assert main(["run", "calwebb_coron3", str(asn), "--output-dir", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "c_coron3_asn.json" in err[0] and "has no PSF-reference (psf) member" in err[0], err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
