@@ -3,8 +3,12 @@ fanning the members out into parallel exposure flows, and joining for Stage 3.
 
 - Reading: JWST ``*_asn.json`` files, level 2 and level 3, validated with pydantic.
 - Paths: member paths are relative to the association's folder and never leave it.
-- Resolving: ``_uncal`` needs detector1 then image2; ``_rate``/``_rateints`` need
-  image2; ``_cal``/``_calints`` need nothing.
+- Resolving: ``_uncal`` needs detector1 then its level-2 pipeline; ``_rate``/``_rateints``
+  need the level-2 pipeline; ``_cal``/``_calints`` need nothing.  :func:`level2_route` picks
+  that pipeline (image2 or spec2) and whether the exposure goes on as rate -> cal or
+  rateints -> calints, as jwst's association rules do.
+- Stage 3: a level-3 association's product goes to the flow of its ``asn_type`` (image3,
+  spec3, tso3, coron3, ami3, wfs-image3) with the member types that flow takes.
 - Fan-out: one ``exposure`` flow per member, submitted as tasks to the flow's
   task runner (threads or processes locally, Dask when configured), then joined.
 - Failures: one member's failure is reported and the others' products are kept.
@@ -22,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,26 +111,120 @@ def member_path(asn_path, folder: Path, expname: str) -> Path:
     return p
 
 
-def work_needed(path: Path) -> list[str]:
-    """The stages a member still needs, from its product suffix (or its model class)."""
+# ---------------------------------------------------------------------------
+# a member's level-2 pipeline
+
+
+# jwst's association rules (jwst.associations.lib.dms_base): the exposure types calibrated by
+# Spec2Pipeline, those always taken as time series, the coronagraphic ones
+SPEC2_EXP_TYPES = frozenset({
+    "MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS", "MIR_MRS", "MIR_WFSS", "NIS_SOSS", "NIS_WFSS", "NRC_TSGRISM",
+    "NRC_WFSS", "NRS_FIXEDSLIT", "NRS_IFU", "NRS_MSASPEC", "NRS_BRIGHTOBJ"})
+TSO_EXP_TYPES = frozenset({"NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ"})
+CORON_EXP_TYPES = frozenset({"MIR_4QPM", "MIR_LYOT", "NRC_CORON"})
+# association types whose members are products of every integration (rateints, calints)
+_PER_INTEGRATION_ASN = frozenset({"tso3", "tso-image2", "tso-spec2", "coron3", "ami3"})
+_INTS_SUFFIXES = ("_rateints", "_calints", "_x1dints", "_crfints")
+_EXPOSURE_SUFFIXES = ("_rate", "_cal", "_x1d", "_s2d", "_s3d", "_i2d", "_crf")
+
+
+@dataclass(frozen=True)
+class Level2Route:
+    """How a member is calibrated at level 2: ``pipeline`` (the flow: image2 or spec2),
+    ``asn_type`` (jwst's name for it: image2, spec2, tso-image2, tso-spec2, wfs-image2) and
+    whether it goes on per integration (rateints -> calints) or as one image (rate -> cal)."""
+
+    pipeline: str
+    asn_type: str
+    integrations: bool
+
+    @property
+    def rate(self) -> str:
+        return "rateints" if self.integrations else "rate"
+
+    @property
+    def cal(self) -> str:
+        return "calints" if self.integrations else "cal"
+
+
+def level2_route(exp_type: str | None, *, tsovisit=False, asn_type: str | None = None, named: str | None = None,
+                 subarray: str | None = None, visitype: str | None = None) -> Level2Route:
+    """A member's level-2 pipeline and its rate/rateints input, as jwst's rules and strun choose them.
+
+    - Spec2Pipeline for the spectroscopic exposure types, Image2Pipeline for the others (the
+      tso-/wfs- pipelines of strun are those two classes).
+    - Per integration (rateints -> calints) for time series (TSOVISIT, or an always-TSO type),
+      coronagraphy (but NIRCam full-frame coronagraphy, which jwst's Asn_Lv2CoronAsRate takes as
+      rate) and AMI, and for members of tso3, coron3, ami3 and tso-* associations.
+    - ``named``, the file name the association gives the member, decides first: it is what strun
+      reads (``_calints``/``_rateints``: per integration; ``_cal``/``_rate``/``_x1d``...: not).
+    """
+    e = (exp_type or "").upper()
+    tso = str(tsovisit).strip().upper() in ("TRUE", "T", "1") or e in TSO_EXP_TYPES
+    coron = e in CORON_EXP_TYPES and not (e == "NRC_CORON" and (subarray or "").upper() == "FULL")
+    integrations = tso or coron or e == "NIS_AMI" or (asn_type or "").lower() in _PER_INTEGRATION_ASN
+    stem = re.sub(r"\.(fits|asdf)$", "", Path(named).name.lower()) if named else ""
+    if stem.endswith(_INTS_SUFFIXES):
+        integrations = True
+    elif stem.endswith(_EXPOSURE_SUFFIXES):
+        integrations = False
+    if e in SPEC2_EXP_TYPES:
+        return Level2Route("spec2", "tso-spec2" if tso else "spec2", integrations)
+    kind = "tso-image2" if tso else "wfs-image2" if "WFSC" in (visitype or "").upper() else "image2"
+    return Level2Route("image2", kind, integrations)
+
+
+IMAGING = Level2Route("image2", "image2", False)
+# products that need no earlier stage
+FINISHED = ("_cal.fits", "_calints.fits", "_crf.fits", "_x1d.fits", "_x1dints.fits", "_s2d.fits")
+
+
+def route_for(path: Path, asn_type: str | None = None, named: str | None = None) -> Level2Route:
+    """:func:`level2_route` from a file's primary header (EXP_TYPE, TSOVISIT, SUBARRAY, VISITYPE)."""
+    from ..models.io import _open_fits
+
+    try:
+        with _open_fits(Path(path)) as hdul:
+            h = hdul[0].header
+            return level2_route(h.get("EXP_TYPE"), tsovisit=h.get("TSOVISIT", False), asn_type=asn_type,
+                                named=named or Path(path).name, subarray=h.get("SUBARRAY"),
+                                visitype=h.get("VISITYPE"))
+    except InputFileError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise InputFileError(path, f"cannot read its header ({exc})") from None
+
+
+def needs_work(path: Path) -> bool:
+    """Whether a member still needs an earlier stage, from its product suffix alone."""
     stem = path.name.lower()
-    for suffix, work in (
-        ("_uncal.fits", ["detector1", "image2"]),
-        ("_ramp.fits", ["detector1", "image2"]),
-        ("_rate.fits", ["image2"]),
-        ("_rateints.fits", ["image2"]),
-        ("_cal.fits", []),
-        ("_calints.fits", []),
-        ("_crf.fits", []),
-    ):
+    return stem.endswith(("_uncal.fits", "_ramp.fits", "_rate.fits", "_rateints.fits"))
+
+
+def work_needed(path: Path, route: Level2Route | None = None) -> list[str]:
+    """The stages a member still needs, from its product suffix (or its model class); the level-2
+    stage is ``route``'s pipeline, read from the file's header when not given (a file that cannot
+    be read yet counts as imaging: opening it later says what is wrong)."""
+    def level2() -> str:
+        if route is not None:
+            return route.pipeline
+        try:
+            return route_for(path).pipeline
+        except InputFileError:
+            return IMAGING.pipeline
+
+    stem = path.name.lower()
+    for suffix, raw in (("_uncal.fits", True), ("_ramp.fits", True), ("_rate.fits", False), ("_rateints.fits", False)):
         if stem.endswith(suffix):
-            return work
+            return ["detector1", level2()] if raw else [level2()]
+    if stem.endswith(FINISHED):
+        return []
     cls = models.class_for_file(path)
     if issubclass(cls, models.RampModel):
-        return ["detector1", "image2"]
+        return ["detector1", level2()]
     if cls in (models.ImageModel, models.CubeModel):
         m = models.open(path)
-        return [] if m.meta.cal_step.photom == "COMPLETE" else ["image2"]
+        return [] if m.meta.cal_step.photom == "COMPLETE" else [level2()]
     raise InputFileError(path, f"is {a_an(cls.__name__)}; not something this association can process")
 
 
@@ -153,16 +252,19 @@ def level2_products(folder: Path) -> dict[str, tuple[tuple[str, str], list[Path]
 
 
 def earliest_available(path: Path) -> Path:
-    """A level-3 association names ``_cal`` members; when one is not there yet, take the
-    exposure's rate or uncal file from the same folder, so the earlier stages can make it."""
+    """A level-3 association names ``_cal``/``_calints`` (or ``_x1d``) members; when one is not
+    there yet, take the exposure's rate (rateints for a per-integration member) or uncal file from
+    the same folder, so the earlier stages can make it."""
     if path.exists():
         return path
     root = root_of(path.name)
-    for suffix in ("cal", "rate", "uncal"):
+    stem = re.sub(r"\.(fits|asdf)$", "", path.name.lower())
+    chain = ("calints", "rateints", "uncal") if stem.endswith(_INTS_SUFFIXES) else ("cal", "rate", "uncal")
+    for suffix in chain:
         alt = path.with_name(f"{root}_{suffix}.fits")
         if alt.exists():
             return alt
-    raise InputFileError(path, "no such file (nor its _rate or _uncal file in the association's folder)")
+    raise InputFileError(path, f"no such file (nor its _{chain[1]} or _uncal file in the association's folder)")
 
 
 # ---------------------------------------------------------------------------
@@ -217,6 +319,9 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config, s
         names = calwebb_detector1.branch_for(model)
         params = resolve_params(names, calwebb_detector1._only(steps, names, calwebb_detector1.ALL_STEPS), config, model=model,
                                 pipeline_class="Detector1Pipeline")
+    elif stage == "spec2":
+        names = spec2_steps(model)
+        params = resolve_params(names, steps, config, model=model, pipeline_class="Spec2Pipeline")
     else:
         names = calwebb_image2.STEPS
         params = resolve_params(names, steps, config, model=model, pipeline_class="Image2Pipeline")
@@ -233,17 +338,31 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config, s
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def stage3_key(cal_paths: list[str], steps: dict | None, config) -> str:
-    """Key of a Stage 3 product: its inputs' checksums, the image3 parameters and the code version."""
-    from .calwebb_image3 import STEPS as I3
+def spec2_steps(model) -> list[str]:
+    """Every step the exposure's spec2 branch may run (the calibration, resampling and extraction)."""
+    from .calwebb_spec2 import branch_for
+
+    b = branch_for(model)
+    names = [s.rstrip("?") for s in b.calibrate] + ([b.resample] if b.resample else [])
+    names += ["extract_1d"] if b.extract else []
+    return list(dict.fromkeys(names))
+
+
+def stage3_key(cal_paths: list[str], steps: dict | None, config, pipeline: str = "image3") -> str:
+    """Key of a Stage 3 product: its inputs' checksums, the Stage 3 flow's parameters and the code version."""
+    from importlib import import_module
+
     from .stage import resolve_params
 
-    params = resolve_params(I3, steps, config)
+    names = import_module(f"webbflow.flows.calwebb_{pipeline.replace('-', '_')}").STEPS
+    params = resolve_params(names, steps, config)
     doc = {
         "inputs": [file_checksum(Path(p)) for p in cal_paths],
         "params": {n: p.model_dump(mode="json") for n, p in params.items()},
         "code": code_version(),
     }
+    if pipeline != "image3":
+        doc["pipeline"] = pipeline
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -335,13 +454,20 @@ def call_flow(fl, *args, **kwargs):
 @flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
 def calibrate_member(path: str, output_dir: str, steps: dict | None = None, config: str | None = None,
                      backgrounds: list[str] | None = None, until: str = "image2",
-                     asn_info: tuple[str, str] | None = None) -> MemberResult:
-    """Take one association member as far as a cal product (``until="detector1"``: a rate), reusing
-    finished work; ``backgrounds`` (rate files) go to image2's bkg_subtract, as in a level-2
-    association; ``asn_info`` = (pool, association file name) is recorded in image2's products."""
+                     asn_info: tuple[str, str] | None = None, asn_type: str | None = None,
+                     named: str | None = None, members: dict | None = None) -> MemberResult:
+    """Take one association member as far as its calibrated product, cal or calints (``until="detector1"``:
+    its rate or rateints), reusing finished work.
+
+    The level-2 stage is the member's :func:`level2_route` (image2 or spec2, per integration or not),
+    from its header, the association's ``asn_type`` and the name the association gives it
+    (``named``).  ``backgrounds`` (rate files) go to bkg_subtract, ``members`` (other level-2 member
+    types by type: imprint, sourcecat, ...) to spec2, as in a level-2 association; ``asn_info`` =
+    (pool, association file name) is recorded in the level-2 products."""
     from . import progress
     from .calwebb_detector1 import detector1, detector1_last_run
     from .calwebb_image2 import image2, image2_last_run
+    from .calwebb_spec2 import spec2, spec2_last_run
     from .stage import Reused, show_reuse
 
     t0 = time.perf_counter()
@@ -349,23 +475,33 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     out = Path(output_dir)
     res = MemberResult(member=src.name, ok=False)
     progress.emit("begin", key=src.name, label=root_of(src.name))
-    work = work_needed(src)
+    route = IMAGING if src.name.lower().endswith(FINISHED) else route_for(src, asn_type, named)
+    work = work_needed(src, route)
     current = src
+    level2_flow, level2_runs = (spec2, spec2_last_run) if route.pipeline == "spec2" else (image2, image2_last_run)
     stages = (
-        ("detector1", detector1, lambda: list(detector1_last_run[-1].written), "rate"),
-        ("image2", image2, lambda: [p for r in image2_last_run for p in r.written], "cal"),
+        ("detector1", detector1, lambda: list(detector1_last_run[-1].written), route.rate),
+        (route.pipeline, level2_flow, lambda: [p for r in level2_runs for p in r.written], route.cal),
     )
+    others = {k: [str(p) for p in v] for k, v in (members or {}).items() if v}
     for stage, stage_flow, written_by_last_run, product in stages:
-        if stage not in work or (until == "detector1" and stage == "image2"):
+        if stage not in work or (until == "detector1" and stage != "detector1"):
             continue
         root = root_of(current.name)
         model = models.open(current)
         key = stage_key(stage, current, model, _stage_steps(steps, stage), config, seen=res.references)
         extra = {}
-        if stage == "image2" and (backgrounds or asn_info):
+        if stage == "spec2":
+            extra = {"members": {**others, **({"background": list(backgrounds)} if backgrounds else {})},
+                     "asn_info": asn_info}
+        elif stage == "image2" and (backgrounds or asn_info):
             extra = {"backgrounds": list(backgrounds or []), "asn_info": asn_info}
-            key = hashlib.sha256(json.dumps([key, [file_checksum(Path(b)) for b in backgrounds or []],
-                                             asn_info]).encode()).hexdigest()
+        if stage != "detector1" and (backgrounds or asn_info or others or route.integrations):
+            inputs = [file_checksum(Path(b)) for b in backgrounds or []]
+            inputs += [[k, [file_checksum(Path(p)) if Path(p).exists() else p for p in v]]
+                       for k, v in sorted(others.items())]
+            key = hashlib.sha256(json.dumps([key, inputs, asn_info] + ([route.asn_type] if route.integrations else [])
+                                            ).encode()).hexdigest()
         hit = cache_lookup(out, root, stage, key)
         progress.emit("stage", key=src.name, stage=stage, reused=bool(hit))
         res.stages.append(stage)
@@ -380,6 +516,9 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             res.products += written
         del model
         current = out / f"{root}_{product}.fits"
+        if not current.exists():
+            raise InputFileError(src, f"{stage} made no _{product} product, which its association "
+                                      f"({route.asn_type}{', per integration' if route.integrations else ''}) needs")
     res.cal = str(current)
     res.ok = True
     res.seconds = time.perf_counter() - t0
@@ -390,12 +529,13 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
 @task(name="member", task_run_name=_member_task_name, cache_policy=NONE, persist_result=False)
 def member_task(path: str, output_dir: str, steps: dict | None, config: str | None,
                 backgrounds: list[str] | None = None, until: str = "image2",
-                asn_info: tuple[str, str] | None = None) -> MemberResult:
+                asn_info: tuple[str, str] | None = None, asn_type: str | None = None, named: str | None = None,
+                members: dict | None = None) -> MemberResult:
     """Run one member's exposure flow; a failure is captured, never lost, and never stops the others."""
     t0 = time.perf_counter()
     try:
         return call_flow(calibrate_member, path, output_dir, steps=steps, config=config, backgrounds=backgrounds,
-                         until=until, asn_info=asn_info)
+                         until=until, asn_info=asn_info, asn_type=asn_type, named=named, members=members)
     except WebbflowError as exc:
         from . import progress
 
@@ -479,46 +619,71 @@ def process_association(
     asn, folder = load_asn(asn_path)
     out = Path(output_dir) if output_dir else folder
     out.mkdir(parents=True, exist_ok=True)
-    # each product's own science members; a level-2 product's background members are brought to
-    # rate files first and go to its science member's bkg_subtract (jwst's image3 takes science
-    # members only)
+    pipeline3 = stage3_pipeline(asn, asn_path) if asn.level == 3 else None
+    kinds3 = STAGE3_MEMBERS.get(pipeline3, ())
+    if stage3 and pipeline3:  # refused before anything is made: no partial product
+        for prod in asn.products[:1] if pipeline3 == "ami3" else asn.products:
+            kinds = {m.exptype.lower() for m in prod.members}
+            missing = [k for k in STAGE3_REQUIRED.get(pipeline3, ()) if k not in kinds]
+            if missing:
+                label = _KIND_LABEL.get(missing[0], missing[0])
+                raise InputFileError(asn_path, f"product {prod.name!r} has no {label} member")
+    # each product's own members of the types its Stage 3 flow takes (jwst's image3 takes science
+    # members only; coron3 and ami3 their psf members too, spec3 its backgrounds), as the
+    # association names them and as they exist now; a level-2 product's background members are
+    # brought to rate files first and go to its science member's bkg_subtract, its other members
+    # (sourcecat, segmap, direct_image: level-3 products) to spec2 as they are
     science: dict[int, list[Path]] = {}
     background: dict[int, list[Path]] = {}
+    named: dict[Path, Path] = {}
+    wanted: dict[int, list[tuple[str, Path]]] = {}  # product -> (member type, file it names)
+    others: dict[int, dict[str, list[Path]]] = {}
     for i, prod in enumerate(asn.products):
         for m in prod.members:
             kind = m.exptype.lower()
-            if kind == "science" or (kind == "background" and asn.level == 2):
-                p = earliest_available(member_path(asn_path, folder, m.expname))
-                group = science if kind == "science" else background
-                if p not in group.setdefault(i, []):
-                    group[i].append(p)
-    # a level-3 association's members made from raw files go through image2 as their level-2
-    # associations (in the same folder) say, as jwst's users run them: with their backgrounds,
-    # and recording that association
+            if asn.level == 2 and kind not in ("science", "background"):
+                others.setdefault(i, {}).setdefault(kind, []).append(member_path(asn_path, folder, m.expname))
+                continue
+            if not (kind in kinds3 or (asn.level == 2 and kind in ("science", "background"))):
+                continue
+            want = member_path(asn_path, folder, m.expname)
+            p = earliest_available(want)
+            named.setdefault(p, want)
+            wanted.setdefault(i, []).append((kind, want))
+            group = background if kind == "background" and asn.level == 2 else science
+            if p not in group.setdefault(i, []):
+                group[i].append(p)
+    # a level-3 association's members made from raw files go through their level-2 pipeline as
+    # their level-2 associations (in the same folder) say, as jwst's users run them: with their
+    # backgrounds, and recording that association
     level2 = level2_products(folder) if asn.level == 3 else {}
     l2_info: dict[Path, tuple[str, str]] = {}
     for i, ps in science.items():
         for p in ps:
             hit = level2.get(root_of(p.name))
-            if hit is not None and work_needed(p):
+            if hit is not None and needs_work(p):
                 l2_info[p] = hit[0]
                 background.setdefault(("l2", p), []).extend(
                     b for b in (earliest_available(b) for b in hit[1]) if b not in background.get(("l2", p), []))
     bkg_paths = list(dict.fromkeys(p for ps in background.values() for p in ps))
-    bkg_results = [f.result() for f in [submit_member(str(p), str(out), steps, config, until="detector1")
+    bkg_results = [f.result() for f in [submit_member(str(p), str(out), steps, config, until="detector1",
+                                                      **_route_kw(asn, named.get(p, p), p))
                                         for p in bkg_paths]]
     bkg_rate = {p: r.cal for p, r in zip(bkg_paths, bkg_results)}
     members: list[Path] = []
     member_bkg: dict[Path, list[str]] = {}
+    member_others: dict[Path, dict[str, list[Path]]] = {}
     for i in sorted(science):
         for p in science[i]:
             if p not in members:
                 members.append(p)
                 member_bkg[p] = [bkg_rate[b] for b in background.get(i, []) + background.get(("l2", p), [])
                                  if bkg_rate.get(b)]
+                member_others[p] = others.get(i, {})
     info = (asn.asn_pool or " ", Path(asn_path).name) if asn.level == 2 else None
     futures = [submit_member(str(p), str(out), steps, config, backgrounds=member_bkg[p] or None,
-                                  asn_info=l2_info.get(p, info))
+                             asn_info=l2_info.get(p, info), **_route_kw(asn, named.get(p, p), p),
+                             **({"members": member_others[p]} if member_others[p] else {}))
                for p in members]
     results = [r for r in bkg_results if not r.ok] + [f.result() for f in futures]
     for r in results:
@@ -527,34 +692,22 @@ def process_association(
     res = AssociationResult(asn=str(asn_path), members=results, backgrounds=bkg_results)
     failed = res.failed
     if stage3 and asn.level == 3 and (not failed or allow_partial):
-        cal_of = {Path(str(p)).name: r.cal for p, r in zip(members, results[len(results) - len(members):])
-                  if r.ok and r.cal}
-        if cal_of:
-            from .calwebb_image3 import image3
-
-            for i, prod in enumerate(asn.products):
-                good = [cal_of[p.name] for p in science.get(i, []) if p.name in cal_of]
-                if not good:
-                    continue
-                root = _product_root(prod.name)
-                key = stage3_key(good, (steps or {}).get("image3"), config)
-                hit = cache_lookup(out, root, "image3", key)
-                from . import progress
-                from .stage import Reused, show_reuse
-
-                progress.emit("begin", key=f"image3 {root}", label=root)
-                progress.emit("stage", key=f"image3 {root}", stage="image3", reused=bool(hit))
-                if hit:
-                    cat = next((p for p in hit if p.endswith("_cat.ecsv")), None)
-                    res.stage3[prod.name] = {"written": [Reused(p) for p in hit], "catalog": cat, "reused": True}
-                    show_reuse("image3", f"image3 of {root} reused: inputs, parameters and code unchanged")
-                    progress.emit("end", key=f"image3 {root}", status="reused")
-                    continue
-                res.stage3[prod.name] = call_flow(image3, good, product_name=root, steps=(steps or {}).get("image3"),
-                                                  config=config, output_dir=str(out), asn_id=asn.asn_id,
-                                                  asn_info=(asn.asn_pool or " ", Path(asn_path).name))
-                cache_store(out, root, "image3", key, list(res.stage3[prod.name].get("written", [])))
-                progress.emit("end", key=f"image3 {root}", status="done")
+        made: dict[Path, str] = {}  # the file each member names -> the file made for it (or found)
+        for p, r in zip(members, results[len(results) - len(members):]):
+            if r.ok and r.cal:
+                want = named.get(p, p)
+                alt = out / want.name
+                made[want] = str(want) if want == p else str(alt) if alt.exists() else r.cal
+        for i, prod in enumerate(asn.products):
+            if pipeline3 == "ami3" and i > 0:
+                break  # jwst's ami3 runs the association's first product
+            inputs: dict[str, list[str]] = {}
+            for kind, want in wanted.get(i, []):
+                if want in made and made[want] not in inputs.get(kind, []):
+                    inputs.setdefault(kind, []).append(made[want])
+            if not inputs.get("science"):
+                continue
+            _stage3_product(res, pipeline3, asn, asn_path, prod, inputs, steps, config, out)
     res.seconds = time.perf_counter() - t0
     from .observe import publish_association
 
@@ -569,6 +722,97 @@ def process_association(
             res,
         )
     return res
+
+
+# the member types each Stage 3 flow takes, by association type
+STAGE3_MEMBERS = {"image3": ("science",), "spec3": ("science", "background"), "tso3": ("science",),
+                  "coron3": ("science", "psf"), "ami3": ("science", "psf"), "wfs-image3": ("science",)}
+
+
+# the member types each Stage 3 flow cannot do without
+STAGE3_REQUIRED = {"coron3": ("psf", "science")}
+_KIND_LABEL = {"psf": "PSF-reference (psf)"}
+
+
+def stage3_pipeline(asn: Association, asn_path=None) -> str:
+    """The Stage 3 flow of a level-3 association, from its asn_type (image3 when it has none)."""
+    t = (asn.asn_type or "image3").lower()
+    if t not in STAGE3_MEMBERS:
+        raise InputFileError(asn_path or "association", f"is a level-3 {t!r} association; webbflow's Stage 3 "
+                                                          f"flows are {', '.join(STAGE3_MEMBERS)}")
+    return t
+
+
+def _route_kw(asn: Association, want: Path, src: Path) -> dict:
+    """What the association says of a member's route beyond its header (calibrate_member's asn_type and
+    named), given only when it says more: image2 and image3 members follow their headers, unless the
+    association names a per-integration product."""
+    kw = {}
+    if (asn.asn_type or "").lower() not in ("", "image2", "image3"):
+        kw["asn_type"] = asn.asn_type
+    ints = re.sub(r"\.(fits|asdf)$", "", want.name.lower()).endswith(_INTS_SUFFIXES)
+    if want != src and (kw or ints):
+        kw["named"] = want.name
+    return kw
+
+
+def _stage3_product(res: AssociationResult, pipeline: str, asn: Association, asn_path, prod, inputs: dict,
+                    steps: dict | None, config, out: Path) -> None:
+    """One level-3 product through its Stage 3 flow, reused when its inputs, parameters and code are unchanged."""
+    from . import progress
+    from .stage import Reused, show_reuse
+
+    root = _product_root(prod.name)
+    stage_steps = (steps or {}).get(pipeline)
+    if pipeline == "image3":
+        key = stage3_key(inputs["science"], stage_steps, config)
+    else:
+        key = stage3_key([p for kind in sorted(inputs) for p in inputs[kind]], stage_steps, config, pipeline)
+        key = hashlib.sha256(json.dumps([key, {k: len(v) for k, v in sorted(inputs.items())}]).encode()).hexdigest()
+    hit = cache_lookup(out, root, pipeline, key)
+    label = f"{pipeline} {root}"
+    progress.emit("begin", key=label, label=root)
+    progress.emit("stage", key=label, stage=pipeline, reused=bool(hit))
+    if hit:
+        cat = next((p for p in hit if p.endswith("_cat.ecsv")), None)
+        res.stage3[prod.name] = {"written": [Reused(p) for p in hit], "catalog": cat, "reused": True}
+        show_reuse(pipeline, f"{pipeline} of {root} reused: inputs, parameters and code unchanged")
+        progress.emit("end", key=label, status="reused")
+        return
+    common = dict(steps=stage_steps, config=config, output_dir=str(out))
+    named3 = dict(product_name=prod.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                  asn_table_name=Path(asn_path).name, **common)
+    sci = inputs["science"]
+    if pipeline == "image3":
+        from .calwebb_image3 import image3
+
+        done = call_flow(image3, sci, product_name=root, asn_id=asn.asn_id,
+                         asn_info=(asn.asn_pool or " ", Path(asn_path).name), **common)
+    elif pipeline == "coron3":
+        from .calwebb_coron3 import coron3
+
+        done = call_flow(coron3, sci, inputs.get("psf", []), **named3)
+    elif pipeline == "ami3":
+        from .calwebb_ami3 import ami3
+
+        done = call_flow(ami3, sci, inputs.get("psf", []), **named3)
+    elif pipeline == "tso3":
+        from .calwebb_tso3 import tso3
+
+        done = call_flow(tso3, sci, **named3)
+    elif pipeline == "spec3":
+        from .calwebb_spec3 import spec3
+
+        done = call_flow(spec3, sci, backgrounds=inputs.get("background", []), **named3)
+    else:  # wfs-image3: the product's pair
+        from .calwebb_wfs_image3 import wfs_image3
+
+        done = call_flow(wfs_image3, [(prod.name, sci)], asn_pool=asn.asn_pool, asn_table_name=Path(asn_path).name,
+                         **common)
+    res.stage3[prod.name] = (done if pipeline == "image3"
+                             else {"written": list(done.get("written", [])), "catalog": None})
+    cache_store(out, root, pipeline, key, [str(p) for p in done.get("written", [])])
+    progress.emit("end", key=label, status="done")
 
 
 class AssociationFailed(WebbflowError):
@@ -662,8 +906,93 @@ def _show_reused(res: AssociationResult) -> None:
         for stage in m.stages:
             progress.emit("stage", key=m.member, stage=stage, reused=True)
         progress.emit("end", key=m.member, status="reused")
+    try:
+        pipeline = stage3_pipeline(load_asn(res.asn)[0], res.asn)
+    except InputFileError:
+        pipeline = "image3"
     for name in res.stage3:
         root = _product_root(name)
-        progress.emit("begin", key=f"image3 {root}", label=root)
-        progress.emit("stage", key=f"image3 {root}", stage="image3", reused=True)
-        progress.emit("end", key=f"image3 {root}", status="reused")
+        progress.emit("begin", key=f"{pipeline} {root}", label=root)
+        progress.emit("stage", key=f"{pipeline} {root}", stage=pipeline, reused=True)
+        progress.emit("end", key=f"{pipeline} {root}", status="reused")
+
+
+# ---------------------------------------------------------------------------
+# `webbflow run <stage-3 pipeline> ASN` from raw files
+
+
+def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
+    """A Stage 3 command line's step settings, flat as strun takes them, keyed by the stage they belong to:
+    the Stage 3 flow's own steps first, then level 2 (image2 and spec2 alike), then detector1."""
+    from importlib import import_module
+
+    from ..errors import ParameterError, did_you_mean
+    from .calwebb_detector1 import ALL_STEPS as D1
+    from .calwebb_image2 import STEPS as I2
+    from .calwebb_spec2 import BRANCHES
+
+    S3 = import_module(f"webbflow.flows.calwebb_{pipeline.replace('-', '_')}").STEPS
+    S2 = list(dict.fromkeys(s.rstrip("?") for b in BRANCHES.values()
+                            for s in list(b.calibrate) + ([b.resample] if b.resample else []) + ["extract_1d"]))
+    out: dict[str, dict] = {"detector1": {}, "image2": {}, "spec2": {}, pipeline: {}}
+    for name, values in (steps or {}).items():
+        if name in S3:
+            out[pipeline][name] = values
+        elif name in I2 or name in S2:
+            for stage, names in (("image2", I2), ("spec2", S2)):
+                if name in names:
+                    out[stage][name] = values
+        elif name in D1:
+            out["detector1"][name] = values
+        else:
+            known = list(dict.fromkeys(list(D1) + list(I2) + S2 + list(S3)))
+            raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)} for {pipeline} "
+                                 "and the stages before it")
+    return out
+
+
+def run_from_raw(input_path, pipeline: str, *, output_dir=None, steps=None, config=None) -> list[str] | None:
+    """``webbflow run <pipeline> ASN`` when a member the pipeline takes is not made yet (or the
+    association flow made its products in ``output_dir`` before, so that an unchanged rerun reuses
+    them): the association flow, which makes the members from their rate or uncal files through
+    detector1 and their level-2 pipeline, then (level 3) the Stage 3 flow, each cached.
+    None when every member is there and the pipeline's own runner can take them as they are."""
+    from . import _rerun
+
+    if not str(input_path).lower().endswith(".json"):
+        return None
+    asn, folder = load_asn(input_path)
+    out = Path(output_dir) if output_dir else folder
+    if asn.level == 2:
+        if pipeline not in ("image2", "spec2"):
+            return None
+        kinds, stage3 = ("science", "background"), False
+        keys = [(root_of(m.expname), s) for prod in asn.products for m in prod.members for s in ("image2", "spec2")]
+        by_stage = level2_steps(steps)
+    else:
+        if (asn.asn_type or "image3").lower() != pipeline:
+            return None
+        kinds, stage3 = STAGE3_MEMBERS[pipeline], True
+        keys = [(_product_root(prod.name), pipeline) for prod in asn.products]
+        by_stage = steps_by_stage(steps, pipeline)
+    wanted = [member_path(input_path, folder, m.expname) for prod in asn.products for m in prod.members
+              if m.exptype.lower() in kinds]
+    made_here_before = _rerun.record_path(input_path, out).exists() or any(
+        _cache_file(out, root, stage).exists() for root, stage in keys)
+    if all(p.exists() for p in wanted) and not made_here_before:
+        return None
+    res = run_association(input_path, output_dir=out, steps=by_stage, config=config, stage3=stage3)
+    written = [p for m in list(res.backgrounds) + list(res.members) for p in m.products]
+    for prod in res.stage3.values():
+        written += prod.get("written", [])
+    return list(dict.fromkeys(written))
+
+
+def level2_steps(steps: dict | None) -> dict[str, dict]:
+    """A level-2 command line's step settings, keyed by stage: detector1's own, and the rest for the
+    member's level-2 pipeline (image2 or spec2, whichever its route is)."""
+    from .calwebb_detector1 import ALL_STEPS as D1
+
+    steps = dict(steps or {})
+    level2 = {k: v for k, v in steps.items() if k not in D1}
+    return {"detector1": {k: v for k, v in steps.items() if k in D1}, "image2": level2, "spec2": dict(level2)}

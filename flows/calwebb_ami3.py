@@ -113,6 +113,9 @@ def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
         raise ParameterError(f"unknown option(s) for ami3: {', '.join('--' + k for k in options)}")
     if not str(input_path).lower().endswith(".json"):
         raise InputFileError(input_path, "ami3 takes an association (_asn.json)")
+    from .association import run_from_raw  # members not made yet: the earlier stages first
+    if (made := run_from_raw(input_path, "ami3", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     asn, folder = load_asn(input_path)
     written = []
     for product in asn.products[:1]:  # jwst's ami3 runs the association's first product

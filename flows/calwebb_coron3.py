@@ -216,6 +216,9 @@ def run_coron3(input_path, *, output_dir, steps=None, config=None, options=None)
         raise ParameterError(f"unknown option(s) for coron3: {', '.join('--' + k for k in options)}")
     if not str(input_path).lower().endswith(".json"):
         raise InputFileError(input_path, "coron3 takes an association (_asn.json)")
+    from .association import run_from_raw  # members not made yet: the earlier stages first
+    if (made := run_from_raw(input_path, "coron3", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     asn, folder = load_asn(input_path)
     written = []
     for product in asn.products:

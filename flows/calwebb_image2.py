@@ -189,6 +189,9 @@ def run_image2(input_path, *, output_dir, steps=None, config=None, options=None)
 
     if options:
         raise ParameterError(f"unknown option(s) for image2: {', '.join('--' + k for k in options)}")
+    from .association import run_from_raw  # members not made yet: detector1 first
+    if (made := run_from_raw(input_path, "image2", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     with quiet_prefect_settings():
         image2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     return [w for run in image2_last_run for w in run.written]

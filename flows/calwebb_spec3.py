@@ -285,6 +285,9 @@ def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
         raise ParameterError(f"unknown option(s) for spec3: {', '.join('--' + k for k in options)}")
     if not str(input_path).lower().endswith(".json"):
         raise InputFileError(input_path, "spec3 takes an association (_asn.json)")
+    from .association import run_from_raw  # members not made yet: the earlier stages first
+    if (made := run_from_raw(input_path, "spec3", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     asn, folder = load_asn(input_path)
     written = []
     for product in asn.products:

@@ -253,6 +253,9 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
         raise ParameterError(f"unknown option(s) for tso3: {', '.join('--' + k for k in options)}")
     if not str(input_path).lower().endswith(".json"):
         raise InputFileError(input_path, "tso3 takes an association (_asn.json)")
+    from .association import run_from_raw  # members not made yet: the earlier stages first
+    if (made := run_from_raw(input_path, "tso3", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     asn, folder = load_asn(input_path)
     out_dir = Path(output_dir or folder)
     written = []

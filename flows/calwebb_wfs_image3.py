@@ -93,6 +93,9 @@ def run_wfs_image3(input_path, *, output_dir, steps=None, config=None, options=N
         steps["wfs_combine"] = {**options, **dict(steps.get("wfs_combine") or {})}
     if not str(input_path).lower().endswith(".json"):
         raise InputFileError(input_path, "wfs-image3 takes an association (_asn.json)")
+    from .association import run_from_raw  # members not made yet: the earlier stages first
+    if (made := run_from_raw(input_path, "wfs-image3", output_dir=output_dir, steps=steps, config=config)) is not None:
+        return made
     asn, folder = load_asn(input_path)
     out_dir = Path(output_dir or folder)
     written: list[str] = []

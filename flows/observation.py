@@ -6,8 +6,9 @@
    ``webbflow asn pool`` does) or reads the pool given;
 2. generates the associations (as ``webbflow asn generate``) and writes them
    next to the raw files, where their members are;
-3. runs every level-2 association, fanned out, then every level-3 association,
-   each through the association flow (same caching and resume: a level-3
+3. runs every level-2 association (image2, spec2, tso-image2, tso-spec2), fanned out, then
+   every level-3 association (image3, spec3, tso3, coron3, ami3, wfs-image3), each through the
+   association flow (same caching and resume: a level-3
    association's members reuse the products its level-2 runs made); level-2
    associations that need a level-3 product (WFSS spectra need the direct
    image's catalogue) run after the level-3 ones;
@@ -28,8 +29,9 @@ from . import registry
 
 log = logging.getLogger("webbflow.flows")
 
-# association types the association flow can run today
-RUNNABLE = {"image2", "image3"}
+# association types the association flow can run: each level-2 type through its members' level-2
+# pipeline (image2 or spec2), each level-3 type through its Stage 3 flow (association.STAGE3_MEMBERS)
+RUNNABLE = {"image2", "spec2", "tso-image2", "tso-spec2", "image3", "spec3", "tso3", "coron3", "ami3", "wfs-image3"}
 # member types that name products of another association (run those first)
 NEEDS_LEVEL3 = {"sourcecat", "segmap", "direct_image"}
 
@@ -67,6 +69,10 @@ def plan(asns) -> tuple[list, list, list, dict]:
         if a.asn_type not in RUNNABLE:
             skipped[a.filename] = f"{a.asn_type} associations cannot be calibrated by webbflow yet"
             continue
+        why = _no_spec2_branch(a)
+        if why:
+            skipped[a.filename] = why
+            continue
         kinds = {m["exptype"] for p in data["products"] for m in p["members"]}
         if a.rule.level == 2 and kinds & NEEDS_LEVEL3:
             third.append(a)
@@ -75,6 +81,19 @@ def plan(asns) -> tuple[list, list, list, dict]:
         else:
             second.append(a)
     return first, second, third, skipped
+
+
+def _no_spec2_branch(a) -> str | None:
+    """Why an association's spectroscopic members cannot go through spec2 yet (None: they can, or
+    they are not spectroscopic)."""
+    from .association import SPEC2_EXP_TYPES
+    from .calwebb_spec2 import BRANCHES
+
+    types = {str(r.get("exp_type") or "").upper() for r in getattr(a, "rows", [])}
+    missing = sorted(t for t in types if t in SPEC2_EXP_TYPES and t not in BRANCHES)
+    if missing:
+        return f"spec2 has no branch for EXP_TYPE {', '.join(missing)} yet"
+    return None
 
 
 @task(name="run-association", cache_policy=NONE, persist_result=False)
