@@ -127,8 +127,6 @@ def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
         if not members["science"]:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
         out = Path(output_dir or folder)
-        for kind in members:
-            members[kind] = [_calibrated(p, out, folder) for p in members[kind]]
         kwargs = dict(product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
                       asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out))
         if prefect_tracking():
@@ -138,29 +136,3 @@ def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
             res = ami3.fn(members["science"], members["psf"], **kwargs)
         written += res["written"]
     return written
-
-
-def _calibrated(path: Path, out: Path, folder: Path) -> Path:
-    """A member's calints: as it is, or made from its rateints or uncal file in the association's
-    folder by the earlier stages, as its level-2 association there says (DESIGN.md section 9)."""
-    from .association import calibrate_member, level2_products
-    from .naming import root_of
-
-    if path.exists():
-        return path
-    root = root_of(path.name)
-    made = out / f"{root}_calints.fits"
-    if made.exists():
-        return made
-    source = next((path.with_name(f"{root}_{s}.fits") for s in ("rateints", "uncal")
-                   if path.with_name(f"{root}_{s}.fits").exists()), None)
-    if source is None:
-        raise InputFileError(path, "no such file (nor its _rateints or _uncal file in the association's folder)")
-    info = level2_products(folder).get(root)
-    from .stage import quiet_prefect_settings
-
-    with quiet_prefect_settings():
-        calibrate_member(str(source), str(out), asn_info=info[0] if info else None)
-    if not made.exists():
-        raise InputFileError(source, f"the earlier stages did not make {made.name}")
-    return made

@@ -263,47 +263,8 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
         members = [member_path(input_path, folder, m.expname) for m in product.members if m.exptype == "science"]
         if not members:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
-        members = [_calints_member(p, folder, out_dir, config, written) for p in members]
         res = tso3(members, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
                    asn_table_name=Path(input_path).name, steps=steps, config=config,
                    output_dir=str(out_dir))
         written += res["written"]
     return written
-
-
-def _calints_member(path: Path, folder: Path, out_dir: Path, config, written: list) -> Path:
-    """A science member; when its calints is not there yet, made from the exposure's rateints or uncal
-    file in the association's folder (detector1, then image2, or spec2 for a spectroscopic time
-    series, as the exposure's level-2 association says), as a jwst user running the tso-image2 or
-    tso-spec2 associations first would get."""
-    from ..models.naming import root_of
-    from .association import level2_products
-    from .calwebb_detector1 import run_detector1
-    from .calwebb_image2 import image2, image2_last_run
-    from .stage import quiet_prefect_settings
-
-    if path.exists():
-        return path
-    root = root_of(path.name)
-    rateints, uncal = folder / f"{root}_rateints.fits", folder / f"{root}_uncal.fits"
-    if not rateints.exists():
-        if not uncal.exists():
-            raise InputFileError(path, "no such file (nor its _rateints or _uncal file in the association's folder)")
-        written += run_detector1(uncal, output_dir=out_dir, config=config)
-        rateints = out_dir / f"{root}_rateints.fits"
-        if not rateints.exists():
-            raise InputFileError(uncal, "detector1 made no _rateints product: not a time series of integrations")
-    info, backgrounds = level2_products(folder).get(root, (None, []))
-    if not _is_imaging(models.open(rateints, arrays=("data",))):  # a spectroscopic time series: its tso-spec2 association
-        from .calwebb_spec2 import spec2, spec2_last_run
-
-        with quiet_prefect_settings():
-            spec2(str(rateints), config=config, output_dir=str(out_dir), asn_info=info,
-                  members={"background": [str(b) for b in backgrounds]} if backgrounds else None)
-        written += [w for run in spec2_last_run for w in run.written]
-        return out_dir / path.name
-    with quiet_prefect_settings():
-        image2(str(rateints), config=config, output_dir=str(out_dir), backgrounds=[str(b) for b in backgrounds],
-               asn_info=info)
-    written += [w for run in image2_last_run for w in run.written]
-    return out_dir / path.name

@@ -79,7 +79,7 @@ def wfs_image3(pairs: list, asn_pool: str | None = None, asn_table_name: str | N
 @registry.register("wfs-image3")
 def run_wfs_image3(input_path, *, output_dir, steps=None, config=None, options=None):
     """``webbflow run wfs-image3 ASN``: each product's two science members combined."""
-    from .association import earliest_available, load_asn, member_path
+    from .association import load_asn, member_path
     from .stage import quiet_prefect_settings
 
     steps = dict(steps or {})
@@ -103,23 +103,8 @@ def run_wfs_image3(input_path, *, output_dir, steps=None, config=None, options=N
     for product in asn.products:
         members = [member_path(input_path, folder, m.expname) for m in product.members
                    if m.exptype.lower() == "science"]
-        pairs.append((product.name, [_cal_member(p, out_dir, config, written, earliest_available) for p in members]))
+        pairs.append((product.name, members))
     with quiet_prefect_settings():
         res = wfs_image3(pairs, asn_pool=asn.asn_pool, asn_table_name=Path(input_path).name, steps=steps,
                          config=config, output_dir=str(out_dir))
     return written + res["written"]
-
-
-def _cal_member(path: Path, out_dir: Path, config, written: list, earliest_available) -> Path:
-    """A cal member, made first from its rate or uncal file when it is not there yet."""
-    from ..models.naming import root_of
-    from .association import calibrate_member, level2_products
-
-    found = earliest_available(path)
-    if found == path:
-        return path
-    info, backgrounds = level2_products(path.parent).get(root_of(path.name), (None, []))
-    res = calibrate_member.fn(str(found), str(out_dir), config=config, backgrounds=[str(b) for b in backgrounds],
-                              asn_info=info)
-    written += [str(p) for p in res.products]
-    return Path(res.cal)
