@@ -232,7 +232,7 @@ class ModelLibrary:
             model = models.open(mem.path)
         except InputFileError:
             raise
-        if not isinstance(model, models.ImageModel):
+        if not isinstance(model, (models.ImageModel, models.IFUImageModel)):
             raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
         return model
 
