@@ -29,6 +29,8 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
         if m is None:
             continue
         path = strun_output_path(spec, p, input_path.name, output_dir, idx=idx if len(outs) > 1 else None)
+        if spec.extra.get("names_products") and m.meta.filename:  # a step that names its products (cube_build)
+            path = Path(p.output_dir or output_dir) / m.meta.filename
         if spec.extra.get("strun_suffixes") and isinstance(m, models.DataModel):
             _stamp_alone(m)
         written.append(m.save(path))
@@ -156,6 +158,9 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
     outs = result.model if isinstance(result.model, (list, tuple)) else [result.model]
     written = []
     for m in outs:
+        if spec.extra.get("names_products") and m.meta.filename:  # a step that names its products (cube_build)
+            written.append(m.save(out_dir / m.meta.filename))
+            continue
         if len(outs) > 1 and m.meta.filename:
             # one product per member (master_background's science): named after the member, as strun does
             path = out_dir / f"{strun_root(m.meta.filename)}_{suffix}.fits"

@@ -90,6 +90,12 @@ def cube_build(models_in, refs, params: CubeBuildParams):
         raise InputFileError(name, str(exc)) from None
 
 
+from ..base import STEPS  # noqa: E402
+
+# cube_build names its products itself (<product>_ch3-long_s3d.fits), as jwst's step does
+STEPS["cube_build"].extra["names_products"] = True
+
+
 def _check_supported(params: CubeBuildParams, instrument: str) -> None:
     if instrument != "MIRI":
         raise CubeBuildError(f"cube_build here builds MIRI MRS cubes; {instrument} IFU cubes are not supported yet")
