@@ -32,6 +32,12 @@ _BANDS = [
 ]
 
 
+def dither_offset(k: int) -> tuple[float, float]:
+    """Position ``k`` (0-based) of the pattern: the 4-point pattern, repeated with a 0.11" shift per repeat."""
+    dra, ddec = DITHERS[k % 4]
+    return dra + 0.11 * (k // 4), ddec - 0.07 * (k // 4)
+
+
 def write_cubepar(path: Path) -> Path:
     """A MIRI MRS cubepar reference of real form, with every table jwst 3.0 may read."""
     from astropy.io import fits
@@ -115,10 +121,11 @@ def make_cal_files(folder: Path, ndither: int = 2, seed: int = 7) -> list[Path]:
     rng = np.random.default_rng(seed)
     out = []
     cosd = np.cos(np.deg2rad(DEC0))
-    for k, (dra, ddec) in enumerate(DITHERS[:ndither]):
+    for k in range(ndither):
+        dra, ddec = dither_offset(k)
         m = dm.IFUImageModel((1024, 1032))
         meta = m.meta
-        meta.filename = f"jw01523003001_03102_0000{k + 1}_mirifulong_cal.fits"
+        meta.filename = f"jw01523003001_03102_{k + 1:05d}_mirifulong_cal.fits"
         meta.telescope = "JWST"
         meta.instrument.name = "MIRI"
         meta.instrument.detector = "MIRIFULONG"

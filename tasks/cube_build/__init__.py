@@ -11,8 +11,11 @@ wavelength step and range per band, and the wavelength table of multi-band cubes
 everything on the multi-band wavelength table; spec2's choice, where the pipeline names it
 ``<exposure>_s3d.fits``; the step alone names it ``<exposure>_ch3-4-long_s3d.fits``).
 
-What is not done here (a one-line error says so): the point-cloud weightings msm and emsm, the
-``ifualign`` and ``internal_cal`` frames, NIRSpec, offsets files.
+``weighting``: ``drizzle`` (the default), or the point cloud with the modified Shepard weights
+``msm`` (1/d^power) or ``emsm`` (exp(-d^2/scalerad)) inside the cubepar's regions of interest.
+
+What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
+NIRSpec, offsets files.
 
 Memory: the exposures are read one at a time (a model library); one exposure's mapped pixels and one
 scratch set of cube sums exist at a time, whatever the number of exposures.
@@ -37,6 +40,7 @@ from .geometry import (
     footprint,
     make_grid,
     map_pixels,
+    map_points,
     multiband_table,
     read_cubepar,
     wrap_ra,
@@ -99,8 +103,6 @@ STEPS["cube_build"].extra["names_products"] = True
 def _check_supported(params: CubeBuildParams, instrument: str) -> None:
     if instrument != "MIRI":
         raise CubeBuildError(f"cube_build here builds MIRI MRS cubes; {instrument} IFU cubes are not supported yet")
-    if params.weighting != "drizzle":
-        raise CubeBuildError(f"weighting {params.weighting!r} is not supported yet (only 'drizzle', jwst's default)")
     if params.coord_system not in ("skyalign", "world"):
         raise CubeBuildError(f"coord_system {params.coord_system!r} is not supported yet (skyalign)")
     if params.offset_file is not None:
@@ -193,7 +195,7 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
     outputs = []
     try:
         for chans, bands in cubes_to_make(all_ch, all_b, params.output_type):
-            grid = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
+            grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
             nz, ny, nx = grid.shape
             n = nz * ny * nx
             flux, weight, var, iflux = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -209,14 +211,25 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
                     try:
                         used.append(idx)
                         sky = exposures[idx].sky.pop(ch, None) or ChannelSky(model, ch)
-                        mapped = map_pixels(sky, grid)
+                        if shepard is None:
+                            mapped = map_pixels(sky, grid)
+                        else:
+                            roi_max = shepard.roiw if shepard.linear else np.max(shepard.table["roiw"])
+                            mapped = map_points(sky, grid, roi_max)
                         del sky
                         if mapped is None:
                             log.warning("No valid pixels found on detector %s", model.meta.filename)
                             continue
-                        kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
-                                                 grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave, mapped.flux,
-                                                 mapped.err, *mapped.corners, *parts)
+                        if shepard is None:
+                            kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                                     grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
+                                                     mapped.flux, mapped.err, *mapped.corners, *parts)
+                        else:
+                            kernels.pointcloud_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                                        grid.cdelt1, grid.cdelt2, mapped.coord1, mapped.coord2,
+                                                        mapped.wave, mapped.flux, mapped.err,
+                                                        *_per_pixel(shepard, mapped.wave),
+                                                        params.weighting == "emsm", *parts)
                         del mapped
                         for total, part in zip((flux, weight, var, iflux), parts):
                             kernels.add_and_clear(total, part)
@@ -237,7 +250,7 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
             var[dnu] = np.nan
             err = np.sqrt(var)
             name = base + cube_suffix(chans, bands)
-            outputs.append(_product(exposures, used, grid, flux, err, dq, wmap, chans, params, name))
+            outputs.append(_product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard))
     finally:
         if held is not None:
             library.shelve(held[0], held[1], modify=False)
@@ -276,12 +289,86 @@ def _grid_for(exposures, bands_of, chans, bands, tables, params, linear):
             corner_a += [fp[0], fp[2], fp[4], fp[6]]
             corner_b += [fp[1], fp[3], fp[5], fp[7]]
     corner_a = wrap_ra(corner_a)
-    return make_grid(corner_a, corner_b, wavemin, wavemax, spatial, spectral, linear=linear,
+    grid = make_grid(corner_a, corner_b, wavemin, wavemax, spatial, spectral, linear=linear,
                      wavelength_table=table, ra_center=params.ra_center, dec_center=params.dec_center,
                      rot_angle=params.cube_pa, nspax_x=params.nspax_x, nspax_y=params.nspax_y)
+    nfiles = sum(len(bands_of[(c, b)]) for c, b in zip(chans, bands))
+    return grid, _shepard(tables, chans, bands, spax, spec, params, linear, nfiles, wavemin, wavemax)
 
 
-def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name):
+def _shepard(tables, chans, bands, spax, spec, params, linear, nfiles, wavemin, wavemax):
+    """The point cloud's regions of interest and weights for this cube (jwst's rules): the band's
+    values, the spatial one 1.5 times larger under 4 exposures (msm), or the multi-band table's
+    rows that cover the cube's wavelengths."""
+    from types import SimpleNamespace
+
+    from .geometry import ShepardPars
+
+    if params.weighting == "drizzle":
+        return None
+    sp = [tables.shepard.get((c, b), ShepardPars()) for c, b in zip(chans, bands)]
+    get = lambda name: np.array([getattr(p, name) for p in sp])  # noqa: E731
+    rois_b = get("rois")
+    spatial_roi = rois_b[0] if np.all(spax == spax[0]) else rois_b[np.argmin(spax)]
+    wave_roi = power = softrad = scalerad = None
+    if params.scalew != 0:
+        wave_roi, power = np.amin(get("roiw")), np.amin(get("power"))
+        softrad, scalerad = np.amin(get("softrad")), np.amin(get("scalerad"))
+    elif np.all(spec == spec[0]):
+        wave_roi, power, softrad, scalerad = get("roiw")[0], get("power")[0], get("softrad")[0], get("scalerad")[0]
+    out = SimpleNamespace(linear=linear, table=None)
+    if not linear:
+        tw = tables.multichannel_wave
+        imin = int(np.abs(tw - wavemin).argmin())
+        imax = int(np.abs(tw - wavemax).argmin())
+        if imin > 1 and tw[imin] > wavemin:
+            imin -= 1
+        if imax < (len(tw) - 1) and wavemax > tw[imax]:
+            imax += 1
+        nan = np.full(tw.size, np.nan)
+        cut = {k: np.array(tables.multichannel.get(k, nan)[imin:imax + 1], dtype=np.float64)
+               for k in ("rois", "roiw", "power", "softrad", "scalerad")}
+        if nfiles < 4:
+            cut["rois"] = cut["rois"] * 1.5
+        cut["wavelength"] = np.array(tw[imin:imax + 1], dtype=np.float64)
+        out.table = cut
+    rois = params.rois
+    if rois == 0.0:
+        rois = spatial_roi
+        if nfiles < 4 and params.weighting != "emsm":
+            rois = rois * 1.5
+    out.rois = rois
+    out.roiw = wave_roi if params.roiw == 0 else params.roiw
+    out.weight_power = power if params.weight_power == 0 else params.weight_power
+    out.softrad, out.scalerad = softrad, scalerad
+    if linear:
+        bad = [n for n, v in (("spatial roi", out.rois), ("spectral roi", out.roiw)) if v is None or np.isnan(v)]
+        if params.weighting == "msm":
+            bad += [n for n, v in (("weight power", out.weight_power), ("softrad", softrad)) if v is None or np.isnan(v)]
+        if params.weighting == "emsm" and (scalerad is None or np.isnan(scalerad)):
+            bad.append("scalerad")
+        if bad:
+            raise CubeBuildError(f"the cubepar reference gives no {', '.join(bad)} for this cube ({params.weighting})")
+    return out
+
+
+def _per_pixel(sh, wave):
+    """rois, roiw, scalerad, power, softrad of each mapped pixel (the kernel's order): the cube's
+    values, or (multi-band) the table's row nearest the pixel's wavelength (the first of two equally near)."""
+    n = wave.size
+    if sh.linear:
+        return tuple(np.full(n, np.nan if v is None else v, dtype=np.float64)
+                     for v in (sh.rois, sh.roiw, sh.scalerad, sh.weight_power, sh.softrad))
+    tw = sh.table["wavelength"]
+    i = np.clip(np.searchsorted(tw, wave), 1, tw.size - 1)
+    left = np.abs(tw[i - 1] - wave) <= np.abs(tw[i] - wave)
+    idx = np.where(left, i - 1, i)
+    if tw.size == 1:
+        idx = np.zeros(n, dtype=int)
+    return tuple(sh.table[k][idx] for k in ("rois", "roiw", "scalerad", "power", "softrad"))
+
+
+def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard=None):
     from astropy.io import fits
 
     from ... import models
@@ -323,8 +410,19 @@ def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name):
     cube.meta.photometry.pixelarea_arcsecsq = grid.cdelt1 * grid.cdelt2
     cube.meta.photometry.pixelarea_steradians = cube.meta.photometry.pixelarea_arcsecsq * 2.3504e-11
     prim = cube._headers.setdefault("PRIMARY", fits.Header())
-    for k, v in (("FLUXEXT", "SCI"), ("ERREXT", "ERR"), ("MASKEXT", "DQ"), ("ROIS", 0), ("ROIW", 0),
-                 ("WTYPE", "drizzle"), ("WPOWER", 0)):
+    ifu = [("FLUXEXT", "SCI"), ("ERREXT", "ERR"), ("MASKEXT", "DQ")]
+    if shepard is None:
+        ifu += [("ROIS", 0), ("ROIW", 0), ("WTYPE", "drizzle"), ("WPOWER", 0)]
+    else:
+        if shepard.linear:
+            ifu += [("ROIS", float(shepard.rois)), ("ROIW", float(shepard.roiw))]
+        else:
+            ifu += [("ROIW", float(np.mean(shepard.table["roiw"])))]
+        ifu += [("WTYPE", params.weighting)]
+        wp = shepard.weight_power
+        if wp is not None and not np.isnan(wp):
+            ifu += [("WPOWER", float(wp))]
+    for k, v in ifu:
         prim[k] = v
     cube._headers["ERR"] = fits.Header([("ERRTYPE", "ERR")])
     cube.meta.wcs = cube_wcs(grid)

@@ -53,9 +53,23 @@ class CubePars:
 
 
 @dataclass
+class ShepardPars:
+    """One band's point-cloud parameters (msm: power and softrad; emsm: scalerad)."""
+
+    rois: float = float("nan")
+    roiw: float = float("nan")
+    power: float = float("nan")
+    softrad: float = float("nan")
+    scalerad: float = float("nan")
+
+
+@dataclass
 class CubeParTables:
     bands: dict[tuple[str, str], CubePars] = field(default_factory=dict)
-    multichannel_wave: np.ndarray | None = None  # the drizzle multi-band wavelength table
+    shepard: dict[tuple[str, str], ShepardPars] = field(default_factory=dict)
+    multichannel_wave: np.ndarray | None = None  # the multi-band wavelength table of the weighting
+    # the point cloud's multi-band tables, one value per wavelength: rois, roiw, power, softrad, scalerad
+    multichannel: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _table(ref, name: str):
@@ -78,10 +92,26 @@ def read_cubepar(ref, channels: list[str], bands: list[str], weighting: str) -> 
                 out.bands[(ch, band)] = CubePars(
                     float(np.float32(row["SPAXELSIZE"])), float(np.float32(row["SPECTRALSTEP"])),
                     float(np.float32(row["WAVEMIN"])), float(np.float32(row["WAVEMAX"])))
-    if weighting == "drizzle":
-        driz = _table(ref, "MULTICHANNEL_DRIZ")
-        if driz is not None:
-            out.multichannel_wave = np.asarray(driz["WAVELENGTH"], dtype=np.float64)
+        if weighting in ("msm", "emsm"):
+            rows = _table(ref, "CUBEPAR_MSM" if weighting == "msm" else "CUBEPAR_EMSM")
+            for row in rows if rows is not None else ():
+                if str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band:
+                    f = lambda name: float(np.float32(row[name]))  # noqa: E731
+                    if weighting == "msm":
+                        out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"), f("POWER"),
+                                                              f("SOFTRAD"))
+                    else:
+                        out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"),
+                                                              scalerad=f("SCALERAD"))
+    name = {"drizzle": "MULTICHANNEL_DRIZ", "msm": "MULTICHANNEL_MSM", "emsm": "MULTICHANNEL_EMSM"}[weighting]
+    multi = _table(ref, name)
+    if multi is not None:
+        out.multichannel_wave = np.asarray(multi["WAVELENGTH"], dtype=np.float64)
+        cols = {"rois": "ROISPATIAL", "roiw": "ROISPECTRAL", "power": "POWER", "softrad": "SOFTRAD",
+                "scalerad": "SCALERAD"}
+        for key, col in cols.items():
+            if col in multi.columns.names:
+                out.multichannel[key] = np.asarray(multi[col], dtype=np.float64)
     return out
 
 
@@ -327,10 +357,12 @@ def multiband_table(table_wave: np.ndarray, wavemin: float, wavemax: float) -> n
 @dataclass
 class MappedPixels:
     wave: np.ndarray
-    dwave: np.ndarray
+    dwave: np.ndarray | None
     flux: np.ndarray
     err: np.ndarray
-    corners: tuple  # xi1, eta1, ..., xi4, eta4
+    corners: tuple | None  # xi1, eta1, ..., xi4, eta4 (drizzle)
+    coord1: np.ndarray | None = None  # the pixel centres on the tangent plane (point cloud)
+    coord2: np.ndarray | None = None
 
 
 def invalid_mask(model) -> np.ndarray:
@@ -346,7 +378,28 @@ def invalid_mask(model) -> np.ndarray:
     return bad
 
 
-def map_pixels(sky: ChannelSky, grid: CubeGrid, dmax_for_range=True) -> MappedPixels | None:
+def map_points(sky: ChannelSky, grid: CubeGrid, roi_max: float) -> MappedPixels | None:
+    """Every usable pixel of the channel as a point (its centre on the cube's tangent plane), for
+    the point cloud; pixels further than ``roi_max`` in wavelength from the cube's planes are left out."""
+    model = sky.model
+    valid1 = ~np.isnan(sky.ra)
+    x = sky.x[valid1]
+    y = sky.y[valid1]
+    wave_all = sky.wave[valid1]
+    bad = invalid_mask(model)[y, x]
+    flux_all = model.data[y, x]
+    lo, hi = grid.zcoord[0] - roi_max, grid.zcoord[-1] + roi_max
+    good = np.flatnonzero(~bad & np.isfinite(flux_all) & (wave_all >= lo) & (wave_all <= hi))
+    if good.size == 0:
+        return None
+    c1, c2 = radec2std(grid.crval1, grid.crval2, sky.ra[valid1][good], sky.dec[valid1][good], grid.rot_angle)
+    return MappedPixels(wave=wave_all[good].astype(np.float64), dwave=None,
+                        flux=np.asarray(flux_all[good], np.float64),
+                        err=np.asarray(model.err[y[good], x[good]], np.float64), corners=None,
+                        coord1=c1, coord2=c2)
+
+
+def map_pixels(sky: ChannelSky, grid: CubeGrid) -> MappedPixels | None:
     """Every usable pixel of the channel: its wavelength and wavelength extent, flux, error and the
     four corners of its footprint (through the alpha/beta frame) on the cube's tangent plane."""
     model = sky.model

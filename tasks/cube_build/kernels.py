@@ -1,15 +1,16 @@
-"""Compiled kernels of cube_build: the 3-D drizzle.
+"""Compiled kernels of cube_build: the 3-D drizzle and the modified Shepard point cloud.
 
-jwst 3.0 does this work in a C extension (``cube_match_sky_driz``).
+jwst 3.0 does this work in C extensions (``cube_match_sky_driz``, ``cube_match_sky_pointcloud``).
 These numba kernels give the same numbers: the same clipping of a detector pixel's footprint by a
 spaxel (a Sutherland-Hodgman clip against the four spaxel edges, whose edge slope is held in single
 precision as jwst's is), the same wavelength overlap, the same sums in the same order.
 
 Two things differ, neither in the result:
 
-- jwst tests every detector pixel against every wavelength plane of the cube; here the planes a
-  pixel can reach are found by bisection on the (increasing) plane centres, and only those are
-  tested with jwst's own condition, so the same planes are hit;
+- jwst tests every detector pixel against every wavelength plane of the cube (and scans the
+  spaxel centres for the point cloud's region of interest); here the planes and spaxels a pixel
+  can reach are found by bisection on the (increasing) centres, and tested with jwst's own
+  condition, so the same ones are hit;
 - jwst allocates a full set of cube arrays per exposure and adds them up afterwards; here an
   exposure's sums go to one scratch set that is added to the running totals and cleared, the
   same additions in the same order, with memory that does not grow with the number of exposures.
@@ -17,6 +18,7 @@ Two things differ, neither in the result:
 
 from __future__ import annotations
 
+import math
 
 import numba
 import numpy as np
@@ -231,3 +233,73 @@ def add_and_clear(total, part):
     for i in range(total.size):
         total[i] = total[i] + part[i]
         part[i] = 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _roi_span(centres, value, roi):
+    """The run of ``centres`` (increasing) with ``|centre - value| <= roi``: ``(start, end, found)``,
+    the same run jwst's scan finds (the difference is monotonic in the centre), by bisection."""
+    n = centres.size
+    lo, hi = 0, n
+    while lo < hi:  # first centre with centre - value >= -roi
+        mid = (lo + hi) // 2
+        if centres[mid] - value < -roi:
+            lo = mid + 1
+        else:
+            hi = mid
+    start = lo
+    if start >= n or abs(centres[start] - value) > roi:
+        return -1, -1, False
+    lo, hi = start, n
+    while lo < hi:  # first centre after it with centre - value > roi
+        mid = (lo + hi) // 2
+        if centres[mid] - value <= roi:
+            lo = mid + 1
+        else:
+            hi = mid
+    return start, lo, True
+
+
+@numba.njit(cache=True)
+def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+                        rois, roiw, scalerad, weight_power, softrad, emsm,
+                        fluxv, weightv, varv, ifluxv):
+    """One exposure's point cloud onto the cube with the modified Shepard weights, as jwst's
+    ``match_point_emsm`` / ``match_point_msm``: every spaxel whose centre is within ``rois`` (a
+    circle) and ``roiw`` of a detector pixel's centre gets it with weight exp(-d2 / (scalerad /
+    cdelt1)) (emsm) or 1 / max(d ** power, softrad) (msm), d2 the squared distance in spaxels and
+    wavelength planes."""
+    nx = xc.size
+    ny = yc.size
+    nxy = nx * ny
+    for k in range(wave.size):
+        iw1, iw2, okw = _roi_span(zc, wave[k], roiw[k])
+        ix1, ix2, okx = _roi_span(xc, coord1[k], rois[k])
+        iy1, iy2, oky = _roi_span(yc, coord2[k], rois[k])
+        if not (okw and okx and oky):
+            continue
+        for ix in range(ix1, ix2):
+            for iy in range(iy1, iy2):
+                ydist = abs(yc[iy] - coord2[k])
+                xdist = abs(xc[ix] - coord1[k])
+                radius = math.sqrt(xdist * xdist + ydist * ydist)
+                if radius <= rois[k]:
+                    index_xy = iy * nx + ix
+                    for iw in range(iw1, iw2):
+                        idx = iw * nxy + index_xy
+                        d1 = xdist / cdelt1
+                        d2 = ydist / cdelt2
+                        dxy = (d1 * d1) + (d2 * d2)
+                        d3 = (wave[k] - zc[iw]) / zcdelt3[iw]
+                        w = d3 * d3 + dxy
+                        if emsm:
+                            ww = math.exp(-w / (scalerad[k] / cdelt1))
+                        else:
+                            wn = math.pow(math.sqrt(w), weight_power[k])
+                            if wn < softrad[k]:
+                                wn = softrad[k]
+                            ww = 1.0 / wn
+                        fluxv[idx] = fluxv[idx] + flux[k] * ww
+                        weightv[idx] = weightv[idx] + ww
+                        varv[idx] = varv[idx] + (err[k] * ww) * (err[k] * ww)
+                        ifluxv[idx] = ifluxv[idx] + 1.0
