@@ -52,6 +52,10 @@ def make_inputs(workdir: Path, n: int) -> tuple[list[Path], Path]:
     cals = sorted(inp.glob("*_mirifulong_cal.fits"))
     cubepar = inp / "jwst_miri_cubepar_bench.fits"
     if len(cals) < n:
+        import logging
+
+        for name in ("stpipe", "jwst", "CRDS", "crds"):  # jwst's AssignWcsStep, quietly
+            logging.getLogger(name).setLevel(logging.WARNING)
         env = {"CRDS_PATH": str(CRDS_RULES), "CRDS_CONTEXT": CONTEXT, "CRDS_MODE": "local"}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..base import StepParams, step
+from ..base import STEPS, StepParams, step
 from .geometry import (
     ChannelSky,
     CubeBuildError,
@@ -93,8 +93,6 @@ def cube_build(models_in, refs, params: CubeBuildParams):
         name = library.filenames[0] if len(library) else "the input"
         raise InputFileError(name, str(exc)) from None
 
-
-from ..base import STEPS  # noqa: E402
 
 # cube_build names its products itself (<product>_ch3-long_s3d.fits), as jwst's step does
 STEPS["cube_build"].extra["names_products"] = True
