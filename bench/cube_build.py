@@ -84,7 +84,10 @@ def main(argv=None) -> int:
     ap.add_argument("--channel", default="all", help="cube_build's channel parameter (all: ch3 and ch4 cubes)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "webbflow-bench-cube_build")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reuse-jwst", type=Path, help="a --json file of an earlier run: take jwst's figures (and "
+                    "cubes, in --workdir) from it instead of running jwst again")
     args = ap.parse_args(argv)
+    earlier = json.loads(args.reuse_jwst.read_text()) if args.reuse_jwst else {}
     counts = [int(c) for c in args.nexp.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO / "tests"))
@@ -101,13 +104,17 @@ def main(argv=None) -> int:
         asn = asn.rename(asn.with_name(f"cube_build_bench_{n}_asn.json"))
         row = {}
         for side, child in (("jwst", JWST_CHILD), ("webbflow", WEBBFLOW_CHILD)):
+            if side == "jwst" and str(n) in earlier:
+                row[side] = r = earlier[str(n)]["jwst"]
+                print(f"{n:>9} {side:>9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss']:>9.0f}   (earlier run)")
+                continue
             out = args.workdir / f"{side}_{n}"
             out.mkdir(exist_ok=True)
             for f in out.glob("*.fits"):
                 f.unlink()
             r = timed([py, "-c", child, asn.name, str(cubepar), str(out), args.channel], cwd=asn.parent, env=env)
             row[side] = r
-            print(f"{n:>9} {side:>9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss']:>9.0f}")
+            print(f"{n:>9} {side:>9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss']:>9.0f}", flush=True)
         names = sorted(p.name for p in (args.workdir / f"jwst_{n}").glob("*_s3d.fits"))
         row["agreement"] = {nm: agreement(args.workdir / f"webbflow_{n}" / nm, args.workdir / f"jwst_{n}" / nm)
                             for nm in names}

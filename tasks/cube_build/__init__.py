@@ -90,8 +90,7 @@ def cube_build(models_in, refs, params: CubeBuildParams):
     except CubeBuildError as exc:
         from ...errors import InputFileError
 
-        name = library.filenames[0] if len(library) else "the input"
-        raise InputFileError(name, str(exc)) from None
+        raise InputFileError(getattr(exc, "where", None) or "the input", str(exc)) from None
 
 
 # cube_build names its products itself (<product>_ch3-long_s3d.fits), as jwst's step does
@@ -109,12 +108,12 @@ def _check_supported(params: CubeBuildParams, instrument: str) -> None:
         raise CubeBuildError("output_type 'grating' is for NIRSpec; MIRI cubes are band, channel or multi")
 
 
-def output_base(library) -> str:
+def output_base(library, first_filename: str) -> str:
     """The products' base name: the association's product name, or the exposure's root (``_cal`` off)."""
     name = getattr(library, "product_name", None)
     if name:
         return name
-    fname = library.filenames[0]
+    fname = first_filename or "cube"
     for tail in ("_rate.fits", "_cal.fits"):
         i = fname.rfind(tail)
         if i > 0:
@@ -146,7 +145,7 @@ def _survey(library, params: CubeBuildParams, keep: int | None):
     out: dict[int, _Exposure] = {}
     held = None
     for i in order:
-        model = library.borrow(i)
+        model = library.borrow(i, snapshot=False)
         wcs = model.meta.wcs
         model.meta.wcs = None
         try:
@@ -183,15 +182,14 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
 
     # the exposure the drizzle starts with stays open between the two passes
     exposures, held = _survey(library, params, keep=0 if len(library) else None)
-    instrument = str(exposures[0].meta.instrument.name or "").upper()
-    _check_supported(params, instrument)
-    linear = params.linear_wave and params.output_type != "multi"
-    all_ch, all_b, bands_of = band_coverage([SimpleNamespace(meta=e.meta) for e in exposures],
-                                            params.channel, params.band)
-    tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting)
-    base = output_base(library)
     outputs = []
     try:
+        _check_supported(params, str(exposures[0].meta.instrument.name or "").upper())
+        linear = params.linear_wave and params.output_type != "multi"
+        all_ch, all_b, bands_of = band_coverage([SimpleNamespace(meta=e.meta) for e in exposures],
+                                                params.channel, params.band)
+        tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting)
+        base = output_base(library, exposures[0].meta.filename)
         for chans, bands in cubes_to_make(all_ch, all_b, params.output_type):
             grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
             nz, ny, nx = grid.shape
@@ -205,7 +203,7 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
                     if held is not None and held[0] == idx:
                         model = held[1]
                     else:
-                        model = library.borrow(idx)
+                        model = library.borrow(idx, snapshot=False)
                     try:
                         used.append(idx)
                         sky = exposures[idx].sky.pop(ch, None) or ChannelSky(model, ch)
@@ -249,6 +247,9 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
             err = np.sqrt(var)
             name = base + cube_suffix(chans, bands)
             outputs.append(_product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard))
+    except CubeBuildError as exc:
+        exc.where = exposures[0].meta.filename  # the one-line error names the (first) input
+        raise
     finally:
         if held is not None:
             library.shelve(held[0], held[1], modify=False)
