@@ -95,6 +95,8 @@ def cube_build(models_in, refs, params: CubeBuildParams):
 
 # cube_build names its products itself (<product>_ch3-long_s3d.fits), as jwst's step does
 STEPS["cube_build"].extra["names_products"] = True
+# and reads an association's members one at a time (from disk), not all at once
+STEPS["cube_build"].extra["streams_members"] = True
 
 
 def _check_supported(params: CubeBuildParams, instrument: str) -> None:
@@ -170,7 +172,17 @@ def _survey(library, params: CubeBuildParams, keep: int | None):
             held = (i, model)
         else:
             library.shelve(i, model, modify=False)
+            del model, wcs
+            _release()
     return [out[i] for i in range(len(library))], held
+
+
+def _release() -> None:
+    """Free a dropped exposure now: its WCS and arrays sit in reference cycles that Python's
+    collector would otherwise keep until much later, so memory would grow with the exposures."""
+    import gc
+
+    gc.collect()
 
 
 def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
@@ -233,6 +245,8 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
                         if held is not None and held[0] == idx:
                             held = None
                         library.shelve(idx, model, modify=False)
+                        del model
+                        _release()
             del parts
             normalise(flux, weight, var, iflux)
             dq = final_dq(np.zeros(n, np.uint32), weight, grid.shape).reshape(grid.shape)
