@@ -29,6 +29,8 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
         if m is None:
             continue
         path = strun_output_path(spec, p, input_path.name, output_dir, idx=idx if len(outs) > 1 else None)
+        if spec.extra.get("names_products") and m.meta.filename:  # a step that names its products (cube_build)
+            path = Path(p.output_dir or output_dir) / m.meta.filename
         if isinstance(m, models.DataModel):
             _stamp_alone(m)
         written.append(m.save(path))
@@ -138,6 +140,9 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
         for member in product.members:
             if str(getattr(member, "exptype", "science")).lower() not in kinds:
                 continue
+            if spec.extra.get("streams_members"):  # the step opens one member at a time (cube_build)
+                members.append(member_path(asn_path, folder, member.expname))
+                continue
             m = models.open(member_path(asn_path, folder, member.expname))
             m.meta.asn.table_name = asn_path.name
             m.meta.asn.pool_name = asn.asn_pool
@@ -147,7 +152,8 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
         raise InputFileError(asn_path, "has no science members")
     if params.output_dir is None:  # side products (master_background's save_background) go with the products
         params = params.model_copy(update={"output_dir": str(output_dir)})
-    library = ModelLibrary(members, asn_id=asn.asn_id, product_name=asn.products[0].name if asn.products else None)
+    library = ModelLibrary(members, asn_id=asn.asn_id, product_name=asn.products[0].name if asn.products else None,
+                           asn_info=(asn.asn_pool, asn_path.name) if spec.extra.get("streams_members") else None)
     result = run_step(name, library, params)
     suffix = strun_suffix(spec, params)
     out_dir = Path(params.output_dir or output_dir)
@@ -156,6 +162,9 @@ def _run_on_association(name: str, asn_path: Path, *, output_dir: Path, params) 
     outs = result.model if isinstance(result.model, (list, tuple)) else [result.model]
     written = []
     for m in outs:
+        if spec.extra.get("names_products") and m.meta.filename:  # a step that names its products (cube_build)
+            written.append(m.save(out_dir / m.meta.filename))
+            continue
         if len(outs) > 1 and m.meta.filename:
             # one product per member (master_background's science): named after the member, as strun does
             path = out_dir / f"{strun_root(m.meta.filename)}_{suffix}.fits"

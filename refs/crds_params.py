@@ -93,7 +93,10 @@ def crds_parameters(model) -> dict[str, Any]:
 
             raise InputFileError("<empty list>", "no exposures to select reference files for")
         model = model[0]
-    meta = model.meta
+    if hasattr(model, "read_metadata") and not hasattr(model, "meta"):  # a model library: its first member
+        meta = model.read_metadata(0)
+    else:
+        meta = model.meta
     # ``wcs`` is a gwcs object, never a matching parameter
     tree = meta.model_dump(exclude={"wcs"})
     out: dict[str, Any] = {}

@@ -232,18 +232,25 @@ class ModelLibrary:
             model = models.open(mem.path)
         except InputFileError:
             raise
-        if not isinstance(model, models.ImageModel):
+        if not isinstance(model, (models.ImageModel, models.IFUImageModel)):
             raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
         return model
 
-    def borrow(self, index: int):
-        """The member at ``index``, opened if it is on disk.  Give it back with :meth:`shelve`."""
+    def borrow(self, index: int, snapshot: bool = True):
+        """The member at ``index``, opened if it is on disk.  Give it back with :meth:`shelve`.
+
+        ``snapshot=False``: do not keep the metadata snapshot (a copy of the metadata and WCS,
+        kept per member) that an opened member otherwise leaves behind, for a step that keeps
+        what it needs itself."""
         if index in self._borrowed:
             raise RuntimeError(f"library member {index} is already borrowed")
         mem = self._members[index]
         model = mem.model if mem.model is not None else self._open(index)
-        if mem.meta is None and mem.model is None:
+        if mem.meta is None and mem.model is None and snapshot:
             self._snapshot(mem, model)
+        if mem.group_id is None and mem.meta is None:  # from the opened model, not by opening it again
+            gid = group_id_of(model.meta)
+            mem.group_id = gid if gid is not None else f"member{index:05d}"
         gid = self.group_id(index)
         if getattr(model.meta, "group_id", None) != gid:
             model.meta.group_id = gid

@@ -1,0 +1,449 @@
+"""cube_build: MIRI MRS cal exposures combined into IFU cubes (s3d), as jwst 3.0's CubeBuildStep.
+
+The default (and jwst's default) is the 3-D drizzle in the sky-aligned frame: each detector pixel's
+footprint on the sky (its four corners through the alpha/beta frame of the exposure's WCS) and its
+wavelength extent are overlapped with the cube's spaxels, and every spaxel gets the overlap-weighted
+mean of the pixels that touch it.  The grid comes from the ``cubepar`` reference: spaxel size,
+wavelength step and range per band, and the wavelength table of multi-band cubes.
+
+``output_type``: ``band`` (jwst's default, spec3: one cube per channel and band, named
+``<product>_ch3-long_s3d.fits``), ``channel`` (one per channel, all its bands) or ``multi`` (one cube of
+everything on the multi-band wavelength table; spec2's choice, where the pipeline names it
+``<exposure>_s3d.fits``; the step alone names it ``<exposure>_ch3-4-long_s3d.fits``).
+
+``weighting``: ``drizzle`` (the default), or the point cloud with the modified Shepard weights
+``msm`` (1/d^power) or ``emsm`` (exp(-d^2/scalerad)) inside the cubepar's regions of interest.
+
+What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
+NIRSpec, offsets files.
+
+Memory: the exposures are read one at a time (a model library); one exposure's mapped pixels and one
+scratch set of cube sums exist at a time, whatever the number of exposures.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..base import STEPS, StepParams, step
+from .geometry import (
+    ChannelSky,
+    CubeBuildError,
+    band_coverage,
+    cube_suffix,
+    cubes_to_make,
+    footprint,
+    make_grid,
+    map_pixels,
+    map_points,
+    multiband_table,
+    read_cubepar,
+    wrap_ra,
+)
+
+log = logging.getLogger("webbflow.steps.cube_build")
+
+
+class CubeBuildParams(StepParams):
+    channel: Literal["1", "2", "3", "4", "all"] = "all"  # channel
+    band: Literal["short", "medium", "long", "short-medium", "short-long", "medium-short", "medium-long",
+                  "long-short", "long-medium", "all"] = "all"  # band
+    grating: str = "all"  # grating (NIRSpec)
+    filter: str = "all"  # filter (NIRSpec)
+    output_type: Literal["band", "channel", "grating", "multi"] = "band"  # type of IFU cube to create
+    linear_wave: bool = True  # linear (True) or non-linear (False) wavelength dimension
+    scalexy: float = 0.0  # spaxel size (arcsec) of axes 1 and 2; 0: the cubepar reference's
+    scalew: float = 0.0  # wavelength step (microns); 0: the cubepar reference's
+    weighting: Literal["emsm", "msm", "drizzle"] = "drizzle"  # weighting function
+    coord_system: Literal["skyalign", "world", "internal_cal", "ifualign"] = "skyalign"  # output frame
+    ra_center: float | None = None  # RA of the cube centre (deg)
+    dec_center: float | None = None  # Dec of the cube centre (deg)
+    cube_pa: float | None = None  # position angle of the cube (deg, E of N)
+    nspax_x: int | None = None  # odd number of spaxels along x
+    nspax_y: int | None = None  # odd number of spaxels along y
+    rois: float = 0.0  # spatial region of interest (arcsec), point cloud only
+    roiw: float = 0.0  # wavelength region of interest (microns), point cloud only
+    weight_power: float = 2.0  # power of the modified Shepard weighting (msm)
+    wavemin: float | None = None  # minimum wavelength of the cube (microns)
+    wavemax: float | None = None  # maximum wavelength of the cube (microns)
+    skip_dqflagging: bool = False  # skip setting the cube's DQ from the field of view
+    output_use_model: bool = True  # name products after the models' file names
+    suffix: str | None = Field("s3d", description="Suffix of this step's output file (default: s3d)")
+    offset_file: str | None = None  # ASDF file of RA/Dec offsets per input
+    debug_spaxel: str = "-1 -1 -1"  # a spaxel to report on (x y z)
+
+
+@step("cube_build", "CubeBuildStep", params=CubeBuildParams, reftypes=("cubepar",), suffix="s3d",
+      cal_step="cube_build", input_class="ModelLibrary")
+def cube_build(models_in, refs, params: CubeBuildParams):
+    """Combine MIRI MRS cal exposures into IFU cubes (s3d), by 3-D drizzle on the cubepar grid."""
+    from .._library import as_library
+
+    library = as_library(models_in)
+    try:
+        return build_cubes(library, refs["cubepar"], params)
+    except CubeBuildError as exc:
+        from ...errors import InputFileError
+
+        raise InputFileError(getattr(exc, "where", None) or "the input", str(exc)) from None
+
+
+# cube_build names its products itself (<product>_ch3-long_s3d.fits), as jwst's step does
+STEPS["cube_build"].extra["names_products"] = True
+# and reads an association's members one at a time (from disk), not all at once
+STEPS["cube_build"].extra["streams_members"] = True
+
+
+def _check_supported(params: CubeBuildParams, instrument: str) -> None:
+    if instrument != "MIRI":
+        raise CubeBuildError(f"cube_build here builds MIRI MRS cubes; {instrument} IFU cubes are not supported yet")
+    if params.coord_system not in ("skyalign", "world"):
+        raise CubeBuildError(f"coord_system {params.coord_system!r} is not supported yet (skyalign)")
+    if params.offset_file is not None:
+        raise CubeBuildError("offset_file is not supported yet")
+    if params.output_type == "grating":
+        raise CubeBuildError("output_type 'grating' is for NIRSpec; MIRI cubes are band, channel or multi")
+
+
+def output_base(library, first_filename: str) -> str:
+    """The products' base name: the association's product name, or the exposure's root (``_cal`` off)."""
+    name = getattr(library, "product_name", None)
+    if name:
+        return name
+    fname = first_filename or "cube"
+    for tail in ("_rate.fits", "_cal.fits"):
+        i = fname.rfind(tail)
+        if i > 0:
+            return fname[:i]
+    i = fname.rfind(".fits")
+    return fname[:i] if i > 0 else fname
+
+
+@dataclass
+class _Exposure:
+    """What the cube needs of an exposure besides its pixels: light metadata (no WCS), headers,
+    and the sky footprint of each of its channels."""
+
+    meta: object
+    headers: dict
+    bands: list
+    footprints: dict  # channel -> (ra1, dec1, ..., ra4, dec4, lmin, lmax)
+    sky: dict  # channel -> ChannelSky, kept for the exposure that stays open between the passes
+
+
+def _survey(library, params: CubeBuildParams, keep: int | None):
+    """Pass 1: each exposure opened once for its metadata and footprints; the exposure ``keep``
+    (the first the drizzle needs) stays open for it."""
+    from types import SimpleNamespace
+
+    from .geometry import exposure_bands
+
+    order = [i for i in range(len(library)) if i != keep] + ([keep] if keep is not None else [])
+    out: dict[int, _Exposure] = {}
+    held = None
+    for i in order:
+        model = library.borrow(i, snapshot=False)
+        wcs = model.meta.wcs
+        model.meta.wcs = None
+        try:
+            meta = model.meta.model_copy(deep=True)
+        finally:
+            model.meta.wcs = wcs
+        light = SimpleNamespace(meta=meta)
+        bands = exposure_bands(light)
+        fps, skies = {}, {}
+        for ch in dict.fromkeys(c for c, _ in bands):
+            mapped = params.cube_pa is not None or (params.output_type != "multi" and ch in ("1", "3"))
+            wi = meta.wcsinfo
+            sky = None
+            if mapped or wi.s_region is None or wi.spectral_region is None:
+                sky = ChannelSky(model, ch)
+                if i == keep:
+                    skies[ch] = sky
+            fps[ch] = footprint(model, ch, sky, not mapped)
+        out[i] = _Exposure(meta, {k: h.copy() for k, h in model._headers.items() if k in ("PRIMARY", "SCI")},
+                           bands, fps, skies)
+        if i == keep:
+            held = (i, model)
+        else:
+            library.shelve(i, model, modify=False)
+            del model, wcs
+            _release()
+    return [out[i] for i in range(len(library))], held
+
+
+def _release() -> None:
+    """Free a dropped exposure now: its WCS and arrays sit in reference cycles that Python's
+    collector would otherwise keep until much later, so memory would grow with the exposures."""
+    import gc
+
+    gc.collect()
+
+
+def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
+    from types import SimpleNamespace
+
+    from ... import models
+    from . import kernels
+    from .product import final_dq, normalise, spectral_tears
+
+    # the exposure the drizzle starts with stays open between the two passes
+    exposures, held = _survey(library, params, keep=0 if len(library) else None)
+    outputs = []
+    try:
+        _check_supported(params, str(exposures[0].meta.instrument.name or "").upper())
+        linear = params.linear_wave and params.output_type != "multi"
+        all_ch, all_b, bands_of = band_coverage([SimpleNamespace(meta=e.meta) for e in exposures],
+                                                params.channel, params.band)
+        tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting)
+        base = output_base(library, exposures[0].meta.filename)
+        for chans, bands in cubes_to_make(all_ch, all_b, params.output_type):
+            grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
+            nz, ny, nx = grid.shape
+            n = nz * ny * nx
+            flux, weight, var, iflux = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+            # one exposure's sums, added to the totals as jwst adds each exposure's cube
+            parts = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+            used = []
+            for ch, band in zip(chans, bands):
+                for idx in bands_of[(ch, band)]:
+                    if held is not None and held[0] == idx:
+                        model = held[1]
+                    else:
+                        model = library.borrow(idx, snapshot=False)
+                    try:
+                        used.append(idx)
+                        sky = exposures[idx].sky.pop(ch, None) or ChannelSky(model, ch)
+                        if shepard is None:
+                            mapped = map_pixels(sky, grid)
+                        else:
+                            roi_max = shepard.roiw if shepard.linear else np.max(shepard.table["roiw"])
+                            mapped = map_points(sky, grid, roi_max)
+                        del sky
+                        if mapped is None:
+                            log.warning("No valid pixels found on detector %s", model.meta.filename)
+                            continue
+                        if shepard is None:
+                            kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                                     grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
+                                                     mapped.flux, mapped.err, *mapped.corners, *parts)
+                        else:
+                            kernels.pointcloud_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                                        grid.cdelt1, grid.cdelt2, mapped.coord1, mapped.coord2,
+                                                        mapped.wave, mapped.flux, mapped.err,
+                                                        *_per_pixel(shepard, mapped.wave),
+                                                        params.weighting == "emsm", *parts)
+                        del mapped
+                        for total, part in zip((flux, weight, var, iflux), parts):
+                            kernels.add_and_clear(total, part)
+                    finally:
+                        if held is not None and held[0] == idx:
+                            held = None
+                        library.shelve(idx, model, modify=False)
+                        del model
+                        _release()
+            del parts
+            normalise(flux, weight, var, iflux)
+            dq = final_dq(np.zeros(n, np.uint32), weight, grid.shape).reshape(grid.shape)
+            flux = flux.reshape(grid.shape)
+            wmap = iflux.reshape(grid.shape)
+            var = var.reshape(grid.shape)
+            ntear = spectral_tears(flux, wmap, var, dq)
+            log.info("Number of spectral tear planes adjusted: %i", ntear)
+            dnu = (dq & models.dqflags.PIXEL["DO_NOT_USE"]) != 0
+            flux[dnu] = np.nan
+            var[dnu] = np.nan
+            err = np.sqrt(var)
+            name = base + cube_suffix(chans, bands)
+            outputs.append(_product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard))
+    except CubeBuildError as exc:
+        exc.where = exposures[0].meta.filename  # the one-line error names the (first) input
+        raise
+    finally:
+        if held is not None:
+            library.shelve(held[0], held[1], modify=False)
+    return outputs
+
+
+def _grid_for(exposures, bands_of, chans, bands, tables, params, linear):
+    pars = [tables.bands.get((c, b)) for c, b in zip(chans, bands)]
+    if any(p is None for p in pars):
+        missing = [f"{c}{b}" for (c, b), p in zip(zip(chans, bands), pars) if p is None]
+        raise CubeBuildError(f"the cubepar reference has no row for channel/band {', '.join(missing)}")
+    spax = np.array([p.spaxelsize for p in pars])
+    spec = np.array([p.spectralstep for p in pars])
+    spatial = spax[0] if np.all(spax == spax[0]) else spax[np.argmin(spax)]
+    wavemin = float(np.amin([p.wavemin for p in pars])) if params.wavemin is None else np.float64(params.wavemin)
+    wavemax = float(np.amax([p.wavemax for p in pars])) if params.wavemax is None else np.float64(params.wavemax)
+    if params.scalew != 0:
+        spectral = params.scalew
+    elif np.all(spec == spec[0]):
+        spectral = spec[0]
+    else:
+        spectral = None
+    if params.scalexy != 0:
+        spatial = params.scalexy
+    table = None
+    if not linear:
+        if tables.multichannel_wave is None:
+            raise CubeBuildError("the cubepar reference has no MULTICHANNEL_DRIZ wavelength table")
+        table = multiband_table(tables.multichannel_wave, wavemin, wavemax)
+    elif spectral is None:
+        raise CubeBuildError("the bands of this cube have different wavelength steps: set scalew or linear_wave=False")
+    corner_a, corner_b = [], []
+    for ch, band in zip(chans, bands):
+        for idx in bands_of[(ch, band)]:
+            fp = exposures[idx].footprints[ch]
+            corner_a += [fp[0], fp[2], fp[4], fp[6]]
+            corner_b += [fp[1], fp[3], fp[5], fp[7]]
+    corner_a = wrap_ra(corner_a)
+    grid = make_grid(corner_a, corner_b, wavemin, wavemax, spatial, spectral, linear=linear,
+                     wavelength_table=table, ra_center=params.ra_center, dec_center=params.dec_center,
+                     rot_angle=params.cube_pa, nspax_x=params.nspax_x, nspax_y=params.nspax_y)
+    nfiles = sum(len(bands_of[(c, b)]) for c, b in zip(chans, bands))
+    return grid, _shepard(tables, chans, bands, spax, spec, params, linear, nfiles, wavemin, wavemax)
+
+
+def _shepard(tables, chans, bands, spax, spec, params, linear, nfiles, wavemin, wavemax):
+    """The point cloud's regions of interest and weights for this cube (jwst's rules): the band's
+    values, the spatial one 1.5 times larger under 4 exposures (msm), or the multi-band table's
+    rows that cover the cube's wavelengths."""
+    from types import SimpleNamespace
+
+    from .geometry import ShepardPars
+
+    if params.weighting == "drizzle":
+        return None
+    sp = [tables.shepard.get((c, b), ShepardPars()) for c, b in zip(chans, bands)]
+    get = lambda name: np.array([getattr(p, name) for p in sp])  # noqa: E731
+    rois_b = get("rois")
+    spatial_roi = rois_b[0] if np.all(spax == spax[0]) else rois_b[np.argmin(spax)]
+    wave_roi = power = softrad = scalerad = None
+    if params.scalew != 0:
+        wave_roi, power = np.amin(get("roiw")), np.amin(get("power"))
+        softrad, scalerad = np.amin(get("softrad")), np.amin(get("scalerad"))
+    elif np.all(spec == spec[0]):
+        wave_roi, power, softrad, scalerad = get("roiw")[0], get("power")[0], get("softrad")[0], get("scalerad")[0]
+    out = SimpleNamespace(linear=linear, table=None)
+    if not linear:
+        tw = tables.multichannel_wave
+        imin = int(np.abs(tw - wavemin).argmin())
+        imax = int(np.abs(tw - wavemax).argmin())
+        if imin > 1 and tw[imin] > wavemin:
+            imin -= 1
+        if imax < (len(tw) - 1) and wavemax > tw[imax]:
+            imax += 1
+        nan = np.full(tw.size, np.nan)
+        cut = {k: np.array(tables.multichannel.get(k, nan)[imin:imax + 1], dtype=np.float64)
+               for k in ("rois", "roiw", "power", "softrad", "scalerad")}
+        if nfiles < 4:
+            cut["rois"] = cut["rois"] * 1.5
+        cut["wavelength"] = np.array(tw[imin:imax + 1], dtype=np.float64)
+        out.table = cut
+    rois = params.rois
+    if rois == 0.0:
+        rois = spatial_roi
+        if nfiles < 4 and params.weighting != "emsm":
+            rois = rois * 1.5
+    out.rois = rois
+    out.roiw = wave_roi if params.roiw == 0 else params.roiw
+    out.weight_power = power if params.weight_power == 0 else params.weight_power
+    out.softrad, out.scalerad = softrad, scalerad
+    if linear:
+        bad = [n for n, v in (("spatial roi", out.rois), ("spectral roi", out.roiw)) if v is None or np.isnan(v)]
+        if params.weighting == "msm":
+            bad += [n for n, v in (("weight power", out.weight_power), ("softrad", softrad)) if v is None or np.isnan(v)]
+        if params.weighting == "emsm" and (scalerad is None or np.isnan(scalerad)):
+            bad.append("scalerad")
+        if bad:
+            raise CubeBuildError(f"the cubepar reference gives no {', '.join(bad)} for this cube ({params.weighting})")
+    return out
+
+
+def _per_pixel(sh, wave):
+    """rois, roiw, scalerad, power, softrad of each mapped pixel (the kernel's order): the cube's
+    values, or (multi-band) the table's row nearest the pixel's wavelength (the first of two equally near)."""
+    n = wave.size
+    if sh.linear:
+        return tuple(np.full(n, np.nan if v is None else v, dtype=np.float64)
+                     for v in (sh.rois, sh.roiw, sh.scalerad, sh.weight_power, sh.softrad))
+    tw = sh.table["wavelength"]
+    i = np.clip(np.searchsorted(tw, wave), 1, tw.size - 1)
+    left = np.abs(tw[i - 1] - wave) <= np.abs(tw[i] - wave)
+    idx = np.where(left, i - 1, i)
+    if tw.size == 1:
+        idx = np.zeros(n, dtype=int)
+    return tuple(sh.table[k][idx] for k in ("rois", "roiw", "scalerad", "power", "softrad"))
+
+
+def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard=None):
+    from astropy.io import fits
+
+    from ... import models
+    from .product import cube_wcs, wavetable, wcs_keywords
+
+    first = exposures[used[0] if used else 0]
+    cube = models.IFUCubeModel(data=flux.astype(np.float32), dq=dq.astype(np.uint32),
+                               err=err.astype(np.float32), weightmap=wmap.astype(np.float32))
+    cube.wavetable = wavetable(grid)
+    cube._hdu_order = ["SCI", "ERR", "DQ", "WMAP", "WCS-TABLE"]  # jwst's order of an s3d's extensions
+    cube.meta = first.meta.model_copy(deep=True)
+    cube.meta.model_type = "IFUCubeModel"
+    cube._headers = {k: h.copy() for k, h in first.headers.items()}
+    if len(exposures) > 1:
+        from ...models.blend import MetaBlender
+
+        blender = MetaBlender()
+        for i in used:
+            stub = models.ImageModel(data=np.broadcast_to(np.float32(0.0), (1, 1)))
+            stub.meta = exposures[i].meta
+            stub._headers = exposures[i].headers
+            blender.accumulate(stub)
+        blender.finalize(cube)
+    cube.meta.filename = f"{name}_{params.suffix or 's3d'}.fits"
+    cube.meta.instrument.channel = "".join(sorted(set("".join(chans))))
+    wi = cube.meta.wcsinfo
+    for attr in ("v2_ref", "v3_ref", "ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity"):
+        setattr(wi, attr, None)
+    kw = wcs_keywords(grid)
+    wi.wcsaxes = 3
+    for attr in ("crpix1", "crpix2", "crval1", "crval2", "ctype1", "ctype2", "cunit1", "cunit2", "cdelt1",
+                 "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2"):
+        setattr(wi, attr, kw[attr.upper()])
+    sci = cube._headers.setdefault("SCI", fits.Header())
+    for k, v in kw.items():
+        if k.lower() not in ("wcsaxes", "crpix1", "crpix2", "crval1", "crval2", "ctype1", "ctype2", "cunit1",
+                             "cunit2", "cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2"):
+            sci[k] = v
+    cube.meta.photometry.pixelarea_arcsecsq = grid.cdelt1 * grid.cdelt2
+    cube.meta.photometry.pixelarea_steradians = cube.meta.photometry.pixelarea_arcsecsq * 2.3504e-11
+    prim = cube._headers.setdefault("PRIMARY", fits.Header())
+    ifu = [("FLUXEXT", "SCI"), ("ERREXT", "ERR"), ("MASKEXT", "DQ")]
+    if shepard is None:
+        ifu += [("ROIS", 0), ("ROIW", 0), ("WTYPE", "drizzle"), ("WPOWER", 0)]
+    else:
+        if shepard.linear:
+            ifu += [("ROIS", float(shepard.rois)), ("ROIW", float(shepard.roiw))]
+        else:
+            ifu += [("ROIW", float(np.mean(shepard.table["roiw"])))]
+        ifu += [("WTYPE", params.weighting)]
+        wp = shepard.weight_power
+        if wp is not None and not np.isnan(wp):
+            ifu += [("WPOWER", float(wp))]
+    for k, v in ifu:
+        prim[k] = v
+    cube._headers["ERR"] = fits.Header([("ERRTYPE", "ERR")])
+    cube.meta.wcs = cube_wcs(grid)
+    # S_REGION from the cube's spatial footprint
+    from stcal.alignment.util import compute_s_region_keyword
+
+    fp = cube.meta.wcs.footprint(axis_type="spatial")
+    s_region = compute_s_region_keyword(fp)
+    if s_region is not None:
+        wi.s_region = s_region
+    return cube

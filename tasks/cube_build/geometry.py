@@ -1,0 +1,454 @@
+"""The cube's grid and the mapping of MRS detector pixels onto it, as jwst 3.0's cube_build makes them.
+
+- which bands a set of exposures covers, and which cubes ``output_type`` makes of them;
+- the cube parameters of those bands from the ``cubepar`` reference (spaxel size, wavelength step
+  and range; the multi-band wavelength table);
+- the footprint of each exposure's band on the sky (from S_REGION and the spectral region, or by
+  mapping every pixel of the channel), and from it the tangent-plane grid: a cube centred on the
+  footprint, with an odd number of spaxels on each side of the tangent point;
+- every usable detector pixel of a channel mapped to the tangent plane (its centre and the four
+  corners of its footprint) and its wavelength extent, for the 3-D drizzle.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...models.dqflags import PIXEL as DQ
+
+# MRS channel layout on the detectors: first and last slice numbers in the regions map and the
+# detector columns [xstart, xend) the channel's slices fall in
+CHANNELS = {
+    "1": dict(nslices=21, start_slice=101, end_slice=121, xstart=0, xend=512),
+    "2": dict(nslices=17, start_slice=201, end_slice=217, xstart=513, xend=1031),
+    "3": dict(nslices=16, start_slice=301, end_slice=316, xstart=513, xend=1031),
+    "4": dict(nslices=12, start_slice=401, end_slice=412, xstart=0, xend=512),
+}
+VALID_CHANNELS = ("1", "2", "3", "4")
+VALID_BANDS = ("short", "medium", "long", "short-medium", "short-long", "medium-short",
+               "medium-long", "long-short", "long-medium")
+RAD2ARCSEC = (180.0 * 3600.0) / math.pi
+DEG2RAD = math.pi / 180.0
+
+
+class CubeBuildError(ValueError):
+    """A cube that cannot be built from these inputs and parameters (one line, for the user)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the cubepar reference
+
+@dataclass
+class CubePars:
+    """One band's row of the cubepar reference (values as the file's float32 numbers, widened)."""
+
+    spaxelsize: float
+    spectralstep: float
+    wavemin: float
+    wavemax: float
+
+
+@dataclass
+class ShepardPars:
+    """One band's point-cloud parameters (msm: power and softrad; emsm: scalerad)."""
+
+    rois: float = float("nan")
+    roiw: float = float("nan")
+    power: float = float("nan")
+    softrad: float = float("nan")
+    scalerad: float = float("nan")
+
+
+@dataclass
+class CubeParTables:
+    bands: dict[tuple[str, str], CubePars] = field(default_factory=dict)
+    shepard: dict[tuple[str, str], ShepardPars] = field(default_factory=dict)
+    multichannel_wave: np.ndarray | None = None  # the multi-band wavelength table of the weighting
+    # the point cloud's multi-band tables, one value per wavelength: rois, roiw, power, softrad, scalerad
+    multichannel: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _table(ref, name: str):
+    for hdu in getattr(ref, "_extra_hdus", ()):
+        if hdu.name == name:
+            return hdu.data
+    return None
+
+
+def read_cubepar(ref, channels: list[str], bands: list[str], weighting: str) -> CubeParTables:
+    """The rows of the cubepar reference for these (channel, band) pairs, and the multi-band table."""
+    out = CubeParTables()
+    tab = _table(ref, "CUBEPAR")
+    if tab is None:
+        name = getattr(getattr(ref, "meta", None), "filename", None) or "cubepar"
+        raise CubeBuildError(f"cubepar reference {name} has no CUBEPAR table")
+    for ch, band in zip(channels, bands):
+        for row in tab:
+            if str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band:
+                out.bands[(ch, band)] = CubePars(
+                    float(np.float32(row["SPAXELSIZE"])), float(np.float32(row["SPECTRALSTEP"])),
+                    float(np.float32(row["WAVEMIN"])), float(np.float32(row["WAVEMAX"])))
+        if weighting in ("msm", "emsm"):
+            rows = _table(ref, "CUBEPAR_MSM" if weighting == "msm" else "CUBEPAR_EMSM")
+            for row in rows if rows is not None else ():
+                if str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band:
+                    f = lambda name: float(np.float32(row[name]))  # noqa: E731
+                    if weighting == "msm":
+                        out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"), f("POWER"),
+                                                              f("SOFTRAD"))
+                    else:
+                        out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"),
+                                                              scalerad=f("SCALERAD"))
+    name = {"drizzle": "MULTICHANNEL_DRIZ", "msm": "MULTICHANNEL_MSM", "emsm": "MULTICHANNEL_EMSM"}[weighting]
+    multi = _table(ref, name)
+    if multi is not None:
+        out.multichannel_wave = np.asarray(multi["WAVELENGTH"], dtype=np.float64)
+        cols = {"rois": "ROISPATIAL", "roiw": "ROISPECTRAL", "power": "POWER", "softrad": "SOFTRAD",
+                "scalerad": "SCALERAD"}
+        for key, col in cols.items():
+            if col in multi.columns.names:
+                out.multichannel[key] = np.asarray(multi[col], dtype=np.float64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# bands and cubes
+
+def exposure_bands(model) -> list[tuple[str, str]]:
+    """The (channel, band) pairs an MRS exposure covers: ``CHANNEL = '34'``, ``BAND = 'LONG'``
+    gives ``[('3', 'long'), ('4', 'long')]``."""
+    ch = str(model.meta.instrument.channel or "")
+    band = str(model.meta.instrument.band or "").lower()
+    return [(c, band) for c in ch if c in VALID_CHANNELS]
+
+
+def band_coverage(exposures, channel: str, band: str) -> tuple[list[str], list[str], dict]:
+    """The bands the cubes cover (jwst's order: channel 1-4, then short, medium, long), the user's
+    ``channel``/``band`` selections applied, and the indices of each band's exposures in input order."""
+    filemap: dict[tuple[str, str], list] = {}
+    for i, m in enumerate(exposures):
+        for key in exposure_bands(m):
+            filemap.setdefault(key, []).append(i)
+    want_ch = _user_list(channel, VALID_CHANNELS)
+    want_b = _user_list(band, VALID_BANDS)
+    all_ch, all_b = [], []
+    for c in VALID_CHANNELS:
+        for b in VALID_BANDS:
+            if filemap.get((c, b)) and (not want_ch or c in want_ch) and (not want_b or b in want_b):
+                all_ch.append(c)
+                all_b.append(b)
+    if not all_ch:
+        raise CubeBuildError("the cube does not cover any channels or bands of the input: change the "
+                             "channel or band parameter")
+    return all_ch, all_b, filemap
+
+
+def _user_list(value: str, valid) -> list[str]:
+    if value == "all":
+        return []
+    items = [v.strip().strip("[]").strip() for v in str(value).split(",")]
+    if len(items) > 1:
+        items = [v[1:-1] if len(v) > 1 and v[0] in "'\"" else v for v in items]
+    return sorted({v for v in items if v in valid})
+
+
+def cubes_to_make(all_ch: list[str], all_b: list[str], output_type: str) -> list[tuple[list[str], list[str]]]:
+    """The (channels, bands) lists of each cube: one per band, one per channel, or one of all (multi)."""
+    if output_type == "multi":
+        return [(list(all_ch), list(all_b))]
+    if output_type == "band":
+        return [([c], [b]) for c, b in zip(all_ch, all_b)]
+    if output_type == "channel":
+        out = []
+        for c in dict.fromkeys(all_ch):
+            idx = [i for i, x in enumerate(all_ch) if x == c]
+            out.append(([c] * len(idx), [all_b[i] for i in idx]))
+        return out
+    raise CubeBuildError(f"output_type {output_type!r} is not supported for MIRI MRS (band, channel or multi)")
+
+
+def cube_suffix(channels: list[str], bands: list[str]) -> str:
+    """``_ch3-long``, ``_ch3-4-long``, ``_ch1-2-shortlong`` (bands in short, medium, long order)."""
+    chs = list(dict.fromkeys(channels))
+    subs = sorted(set(bands))[::-1]
+    return "_ch" + "-".join(chs) + "-" + "".join(subs).lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# tangent plane
+
+def radec2std(crval1, crval2, ra, dec, rot_angle=None):
+    """Tangent-plane (xi, eta) in arcsec of (ra, dec) about (crval1, crval2); xi grows to the west."""
+    ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
+    dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
+    ra0 = crval1 * DEG2RAD
+    dec0 = crval2 * DEG2RAD
+    radiff = ra * DEG2RAD - ra0
+    decr = dec * DEG2RAD
+    h = np.sin(decr) * math.sin(dec0) + np.cos(decr) * math.cos(dec0) * np.cos(radiff)
+    xi = np.cos(decr) * np.sin(radiff) / h
+    eta = (np.sin(decr) * math.cos(dec0) - np.cos(decr) * math.sin(dec0) * np.cos(radiff)) / h
+    xi = -xi * RAD2ARCSEC
+    eta = eta * RAD2ARCSEC
+    if rot_angle is not None:
+        c, s = np.cos(-rot_angle * DEG2RAD), np.sin(-rot_angle * DEG2RAD)
+        xi, eta = xi * c - eta * s, xi * s + eta * c
+    return xi, eta
+
+
+def wrap_ra(values):
+    """RA values put on the same side of 0/360 as their median."""
+    arr = np.array(values, dtype=np.float64)
+    good = arr[np.isfinite(arr)].copy()
+    med = np.nanmedian(good)
+    far = np.fabs(good - med) > 180.0
+    if far.any() and med < 180:
+        good[far] -= 360.0
+    if far.any() and med > 180:
+        good[far] += 360.0
+    return good
+
+
+def slice_columns(wcs, channel: str) -> tuple[int, int]:
+    """The image columns [start, end) of a channel (through the WCS's ``coordinates`` frame when
+    the image is oversampled)."""
+    info = CHANNELS[channel]
+    xs, xe = info["xstart"], info["xend"]
+    if wcs is not None and "coordinates" in wcs.available_frames:
+        det2coord = wcs.get_transform("detector", "coordinates")
+        xc, _ = det2coord(np.array([xs, xe], dtype=float), np.array([0.0, 0.0]))
+        return int(np.floor(xc[0])), int(np.ceil(xc[1]))
+    return int(xs), int(xe)
+
+
+class ChannelSky:
+    """One exposure's channel mapped to the sky once (pixel centres): shared by the footprint and
+    the pixel mapping, which jwst computes twice."""
+
+    def __init__(self, model, channel: str):
+        self.model = model
+        self.channel = channel
+        ysize = model.data.shape[0]
+        xs, xe = slice_columns(model.meta.wcs, channel)
+        y, x = np.mgrid[:ysize, xs:xe]
+        self.x = x.ravel()
+        self.y = y.ravel()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+            self.ra, self.dec, self.wave = model.meta.wcs(self.x, self.y)
+
+
+def footprint(model, channel: str, sky: "ChannelSky | None", use_s_region: bool):
+    """(ra1, dec1, ..., ra4, dec4, lmin, lmax): the band's corners on the sky and wavelength range."""
+    wi = model.meta.wcsinfo
+    if use_s_region and wi.s_region is not None and wi.spectral_region is not None:
+        lmin, lmax = wi.spectral_region
+        s = wi.s_region.split(" ")
+        v = [float(s[i]) for i in range(3, 11)]
+        return (*v, lmin, lmax)
+    sky = sky or ChannelSky(model, channel)
+    valid = np.isfinite(sky.ra) & np.isfinite(sky.dec)
+    c1 = wrap_ra(sky.ra[valid])
+    c2 = sky.dec[valid]
+    lam = sky.wave
+    a_min, a_max = np.nanmin(c1), np.nanmax(c1)
+    b1, b2 = c2[np.argmin(c1)], c2[np.argmax(c1)]
+    b_min, b_max = np.nanmin(c2), np.nanmax(c2)
+    a1, a2 = c1[np.argmin(c2)], c1[np.argmax(c2)]
+    return (a_min % 360, b1, a_max % 360, b2, a1 % 360, b_min, a2 % 360, b_max, np.nanmin(lam), np.nanmax(lam))
+
+
+@dataclass
+class CubeGrid:
+    crval1: float
+    crval2: float
+    crval3: float
+    crpix1: float
+    crpix2: float
+    crpix3: float
+    cdelt1: float  # arcsec
+    cdelt2: float
+    cdelt3: float | None  # microns (linear grid)
+    xcoord: np.ndarray
+    ycoord: np.ndarray
+    zcoord: np.ndarray
+    cdelt3_normal: np.ndarray
+    linear: bool
+    wavelength_table: np.ndarray | None = None
+    rot_angle: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.zcoord.size, self.ycoord.size, self.xcoord.size
+
+
+def make_grid(corner_a, corner_b, lambda_min, lambda_max, spatial: float, spectral: float | None, *,
+              linear: bool, wavelength_table=None, ra_center=None, dec_center=None, rot_angle=None,
+              nspax_x=None, nspax_y=None) -> CubeGrid:
+    """The tangent-plane grid covering the corners, centred on their mean position (jwst's set_geometry)."""
+    from astropy import units as u
+    from astropy.stats import circmean
+
+    ra_min, ra_max = np.min(corner_a), np.max(corner_a)
+    dec_min, dec_max = np.min(corner_b), np.max(corner_b)
+    dec_ave = (dec_min + dec_max) / 2.0
+    ra_ave = circmean(np.array([ra_min, ra_max]) * u.deg).value % 360
+    crval1 = ra_center if ra_center is not None else ra_ave
+    crval2 = dec_center if dec_center is not None else dec_ave
+    xi_c, eta_c = [], []
+    for a, b in zip(corner_a, corner_b):
+        xi, eta = radec2std(crval1, crval2, a, b, rot_angle)
+        xi_c.append(xi)
+        eta_c.append(eta)
+    xilimit = max(np.abs(min(xi_c)), np.abs(max(xi_c)))
+    etalimit = max(np.abs(min(eta_c)), np.abs(max(eta_c)))
+    cdelt1 = cdelt2 = spatial
+    na = math.ceil((xilimit / cdelt1).item()) + 1
+    nb = math.ceil((etalimit / cdelt2).item()) + 1
+    if nspax_x is not None:
+        na = int(nspax_x / 2)
+    if nspax_y is not None:
+        nb = int(nspax_y / 2)
+    xi_min = 0.0 - (na * cdelt1) - (cdelt1 / 2.0)
+    eta_min = 0.0 - (nb * cdelt2) - (cdelt2 / 2.0)
+    naxis1, naxis2 = na * 2 + 1, nb * 2 + 1
+    xstart = xi_min + cdelt1 / 2.0
+    xcoord = np.arange(start=xstart, stop=xstart + naxis1 * cdelt1, step=cdelt1)[:naxis1]
+    ystart = eta_min + cdelt2 / 2.0
+    ycoord = np.arange(start=ystart, stop=ystart + naxis2 * cdelt2, step=cdelt2)[:naxis2]
+    if linear:
+        naxis3 = int(math.ceil((lambda_max - lambda_min) / spectral))
+        lmax = lambda_min + naxis3 * spectral
+        crval3 = lambda_min + spectral / 2.0
+        zcoord = np.arange(start=lambda_min + spectral / 2.0, stop=lmax, step=spectral)[:naxis3]
+        table = None
+    else:
+        table = np.asarray(wavelength_table, dtype=np.float64)
+        naxis3 = table.size
+        zcoord = table.copy()
+        crval3 = table[0]
+    cdelt3_normal = np.zeros(naxis3)
+    cdelt3_normal[:-1] = zcoord[1:] - zcoord[:-1]
+    cdelt3_normal[naxis3 - 1] = cdelt3_normal[naxis3 - 2]
+    return CubeGrid(crval1=crval1, crval2=crval2, crval3=crval3, crpix1=float(na) + 1.0, crpix2=float(nb) + 1.0,
+                    crpix3=1.0, cdelt1=cdelt1, cdelt2=cdelt2, cdelt3=spectral if linear else None,
+                    xcoord=xcoord, ycoord=ycoord, zcoord=zcoord, cdelt3_normal=cdelt3_normal, linear=linear,
+                    wavelength_table=table, rot_angle=rot_angle)
+
+
+def multiband_table(table_wave: np.ndarray, wavemin: float, wavemax: float) -> np.ndarray:
+    """The rows of the multi-band wavelength table that cover [wavemin, wavemax] (one beyond each end)."""
+    imin = int(np.abs(table_wave - wavemin).argmin())
+    imax = int(np.abs(table_wave - wavemax).argmin())
+    if imin > 1 and table_wave[imin] > wavemin:
+        imin -= 1
+    if imax < (len(table_wave) - 1) and wavemax > table_wave[imax]:
+        imax += 1
+    return np.array(table_wave[imin:imax + 1], dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# detector pixels on the tangent plane
+
+@dataclass
+class MappedPixels:
+    wave: np.ndarray
+    dwave: np.ndarray | None
+    flux: np.ndarray
+    err: np.ndarray
+    corners: tuple | None  # xi1, eta1, ..., xi4, eta4 (drizzle)
+    coord1: np.ndarray | None = None  # the pixel centres on the tangent plane (point cloud)
+    coord2: np.ndarray | None = None
+
+
+def invalid_mask(model) -> np.ndarray:
+    """Pixels jwst will not use: NaN in SCI, ERR or a variance, or flagged DO_NOT_USE or NON_SCIENCE."""
+    bad = np.isnan(model.data)
+    for name in ("err", "var_rnoise", "var_poisson", "var_flat"):
+        if model.has(name):
+            arr = getattr(model, name)
+            if arr is not None and arr.shape == bad.shape:
+                bad |= np.isnan(arr)
+    if model.has("dq"):
+        bad |= (model.dq & (DQ["DO_NOT_USE"] | DQ["NON_SCIENCE"])) != 0
+    return bad
+
+
+def map_points(sky: ChannelSky, grid: CubeGrid, roi_max: float) -> MappedPixels | None:
+    """Every usable pixel of the channel as a point (its centre on the cube's tangent plane), for
+    the point cloud; pixels further than ``roi_max`` in wavelength from the cube's planes are left out."""
+    model = sky.model
+    valid1 = ~np.isnan(sky.ra)
+    x = sky.x[valid1]
+    y = sky.y[valid1]
+    wave_all = sky.wave[valid1]
+    bad = invalid_mask(model)[y, x]
+    flux_all = model.data[y, x]
+    lo, hi = grid.zcoord[0] - roi_max, grid.zcoord[-1] + roi_max
+    good = np.flatnonzero(~bad & np.isfinite(flux_all) & (wave_all >= lo) & (wave_all <= hi))
+    if good.size == 0:
+        return None
+    c1, c2 = radec2std(grid.crval1, grid.crval2, sky.ra[valid1][good], sky.dec[valid1][good], grid.rot_angle)
+    return MappedPixels(wave=wave_all[good].astype(np.float64), dwave=None,
+                        flux=np.asarray(flux_all[good], np.float64),
+                        err=np.asarray(model.err[y[good], x[good]], np.float64), corners=None,
+                        coord1=c1, coord2=c2)
+
+
+def map_pixels(sky: ChannelSky, grid: CubeGrid) -> MappedPixels | None:
+    """Every usable pixel of the channel: its wavelength and wavelength extent, flux, error and the
+    four corners of its footprint (through the alpha/beta frame) on the cube's tangent plane."""
+    model = sky.model
+    wcs = model.meta.wcs
+    valid1 = ~np.isnan(sky.ra)
+    x = sky.x[valid1]
+    y = sky.y[valid1]
+    wave_all = sky.wave[valid1]
+    # the wavelength extent of each pixel, along the dispersion (rows)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+        wave1 = _wave_only(wcs, x, y - 0.4999)
+        wave2 = _wave_only(wcs, x, y + 0.4999)
+    dwave_all = np.abs(wave1 - wave2)
+    frame0 = wcs.available_frames[0]
+    alpha1, beta, _ = wcs.transform(frame0, "alpha_beta", x - 0.4999, y)
+    alpha2, _, _ = wcs.transform(frame0, "alpha_beta", x + 0.4999, y)
+    betas = np.unique(beta)
+    dbeta = np.abs(betas[1] - betas[0])
+
+    bad = invalid_mask(model)[y, x]
+    flux_all = model.data[y, x]
+    dmax = np.nanmax(dwave_all)
+    if grid.linear:
+        lo = grid.zcoord[0] - (grid.cdelt3 + dmax)
+        hi = grid.zcoord[-1] + (grid.cdelt3 + dmax)
+    else:
+        lo = grid.zcoord[0] - grid.cdelt3_normal[0]
+        hi = grid.zcoord[-1] + grid.cdelt3_normal[-1]
+    good = np.flatnonzero(~bad & np.isfinite(flux_all) & (wave_all >= lo) & (wave_all <= hi))
+    if good.size == 0:
+        return None
+    out_frame = wcs.output_frame
+    wave = wave_all[good].astype(np.float64)
+    a1, a2, b = alpha1[good], alpha2[good], beta[good]
+    half = dbeta / 2.0
+    ra1, dec1, _ = wcs.transform("alpha_beta", out_frame, a1, b - half, wave)
+    ra2, dec2, _ = wcs.transform("alpha_beta", out_frame, a1, b + half, wave)
+    ra3, dec3, _ = wcs.transform("alpha_beta", out_frame, a2, b + half, wave)
+    ra4, dec4, _ = wcs.transform("alpha_beta", out_frame, a2, b - half, wave)
+    c1, c2, r = grid.crval1, grid.crval2, grid.rot_angle
+    corners = (*radec2std(c1, c2, ra1, dec1, r), *radec2std(c1, c2, ra2, dec2, r),
+               *radec2std(c1, c2, ra3, dec3, r), *radec2std(c1, c2, ra4, dec4, r))
+    return MappedPixels(wave=wave, dwave=np.asarray(dwave_all[good], np.float64),
+                        flux=np.asarray(flux_all[good], np.float64),
+                        err=np.asarray(model.err[y[good], x[good]], np.float64), corners=corners)
+
+
+def _wave_only(wcs, x, y):
+    """The wavelength the full WCS gives at (x, y): the MRS WCS carries the detector-to-alpha/beta
+    wavelength through to the world frame unchanged, so the first transform alone gives it."""
+    return wcs.transform(wcs.available_frames[0], "alpha_beta", x, y)[2]

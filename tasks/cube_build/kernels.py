@@ -1,0 +1,305 @@
+"""Compiled kernels of cube_build: the 3-D drizzle and the modified Shepard point cloud.
+
+jwst 3.0 does this work in C extensions (``cube_match_sky_driz``, ``cube_match_sky_pointcloud``).
+These numba kernels give the same numbers: the same clipping of a detector pixel's footprint by a
+spaxel (a Sutherland-Hodgman clip against the four spaxel edges, whose edge slope is held in single
+precision as jwst's is), the same wavelength overlap, the same sums in the same order.
+
+Two things differ, neither in the result:
+
+- jwst tests every detector pixel against every wavelength plane of the cube (and scans the
+  spaxel centres for the point cloud's region of interest); here the planes and spaxels a pixel
+  can reach are found by bisection on the (increasing) centres, and tested with jwst's own
+  condition, so the same ones are hit;
+- jwst allocates a full set of cube arrays per exposure and adds them up afterwards; here an
+  exposure's sums go to one scratch set that is added to the running totals and cleared, the
+  same additions in the same order, with memory that does not grow with the number of exposures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_LEFT, _RIGHT, _BOTTOM, _TOP = 0, 1, 2, 3
+
+
+@numba.njit(cache=True, inline="always")
+def _inside(edge, x, y, left, right, top, bottom):
+    if edge == _LEFT:
+        return x > left
+    if edge == _RIGHT:
+        return x < right
+    if edge == _BOTTOM:
+        return y > bottom
+    return y < top
+
+
+@numba.njit(cache=True)
+def overlap_area(xcenter, ycenter, xlength, ylength, xcorner, ycorner, xp, yp, xn, yn):
+    """Area of a quadrilateral (``xcorner``, ``ycorner``: 4 corners) inside one rectangular spaxel.
+
+    ``xp, yp, xn, yn`` are scratch vectors (12 long); ``xn, yn`` keep their values from one edge
+    to the next, as the clip's vertex list does in jwst.
+    """
+    top = ycenter + 0.5 * ylength
+    bottom = ycenter - 0.5 * ylength
+    left = xcenter - 0.5 * xlength
+    right = xcenter + 0.5 * xlength
+    for i in range(4):
+        xp[i] = xcorner[i]
+        yp[i] = ycorner[i]
+    xp[4] = xcorner[0]
+    yp[4] = ycorner[0]
+    nv = 4
+    for edge in range(4):
+        n2 = 0
+        for j in range(nv):
+            x1 = xp[j]
+            y1 = yp[j]
+            x2 = xp[j + 1]
+            y2 = yp[j + 1]
+            in1 = _inside(edge, x1, y1, left, right, top, bottom)
+            in2 = _inside(edge, x2, y2, left, right, top, bottom)
+            if in2:
+                if not in1:  # entering: the crossing point, then the end point
+                    xi, yi = _cross(edge, x1, y1, x2, y2, left, right, top, bottom)
+                    xn[n2] = xi
+                    yn[n2] = yi
+                    n2 += 1
+                xn[n2] = x2
+                yn[n2] = y2
+                n2 += 1
+            elif in1:  # leaving: the crossing point only
+                xi, yi = _cross(edge, x1, y1, x2, y2, left, right, top, bottom)
+                xn[n2] = xi
+                yn[n2] = yi
+                n2 += 1
+        # close the polygon with its first vertex (the previous edge's when none survived)
+        xn[n2] = xn[0]
+        yn[n2] = yn[0]
+        n2 += 1
+        nv = n2 - 1
+        for k in range(n2):
+            xp[k] = xn[k]
+            yp[k] = yn[k]
+    nv += 1
+    if nv <= 0:
+        return 0.0
+    xmin = xp[0]
+    ymin = yp[0]
+    for i in range(1, nv):
+        if xp[i] < xmin:
+            xmin = xp[i]
+        if yp[i] < ymin:
+            ymin = yp[i]
+    area = 0.0
+    for i in range(nv - 1):
+        area = area + ((xp[i] - xmin) * (yp[i + 1] - ymin) - (xp[i + 1] - xmin) * (yp[i] - ymin))
+    return abs(0.5 * area)
+
+
+@numba.njit(cache=True, inline="always")
+def _cross(edge, x1, y1, x2, y2, left, right, top, bottom):
+    # the slope is a single-precision number in jwst's clip; its inverse too
+    m = np.float32(0.0)
+    if x2 != x1:
+        m = np.float32((y2 - y1) / (x2 - x1))
+    if edge == _LEFT:
+        return left, y1 + np.float64(m) * (left - x1)
+    if edge == _RIGHT:
+        return right, y1 + np.float64(m) * (right - x1)
+    yy = bottom if edge == _BOTTOM else top
+    if x1 != x2:
+        inv = np.float32(1.0) / m
+        return x1 + np.float64(inv) * (yy - y1), yy
+    return x1, yy
+
+
+@numba.njit(cache=True)
+def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
+                     xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4,
+                     fluxv, weightv, varv, ifluxv):
+    """One exposure's detector pixels drizzled onto the cube: the sums of flux*w, w, (err*w)^2 and
+    the count of overlapping pixels, added into ``fluxv``, ``weightv``, ``varv``, ``ifluxv`` (flat,
+    plane-major, zeroed by the caller), as jwst's ``match_driz`` computes them."""
+    nx = xc.size
+    ny = yc.size
+    nwave = zc.size
+    nxy = nx * ny
+    max_cdelt3 = cdelt3[0]
+    for iw in range(1, nwave):
+        if cdelt3[iw] > max_cdelt3:
+            max_cdelt3 = cdelt3[iw]
+    xpix = np.empty(5)
+    ypix = np.empty(5)
+    xp = np.zeros(12)
+    yp = np.zeros(12)
+    xn = np.zeros(12)
+    yn = np.zeros(12)
+    cdelt1_half = cdelt1 / 2.0
+    cdelt2_half = cdelt2 / 2.0
+    for k in range(wave.size):
+        xpix[0] = xi1[k]
+        xpix[1] = xi2[k]
+        xpix[2] = xi3[k]
+        xpix[3] = xi4[k]
+        xpix[4] = xi1[k]
+        ypix[0] = eta1[k]
+        ypix[1] = eta2[k]
+        ypix[2] = eta3[k]
+        ypix[3] = eta4[k]
+        ypix[4] = eta1[k]
+        xmin = xpix[0]
+        ymin = ypix[0]
+        xmax = xmin
+        ymax = ymin
+        for j in range(1, 5):
+            if xpix[j] > xmax:
+                xmax = xpix[j]
+            if ypix[j] > ymax:
+                ymax = ypix[j]
+            if xpix[j] < xmin:
+                xmin = xpix[j]
+            if ypix[j] < ymin:
+                ymin = ypix[j]
+        # the spaxel search box (C truncates the double toward zero into an int)
+        ix1 = int(abs((xmin - cdelt1_half - xc[0]) / cdelt1)) - 1
+        ix2 = int(abs((xmax + cdelt1_half - xc[0]) / cdelt1)) + 1
+        iy1 = int(abs((ymin - cdelt2_half - yc[0]) / cdelt2)) - 1
+        iy2 = int(abs((ymax + cdelt2_half - yc[0]) / cdelt2)) + 1
+        if ix1 < 0:
+            ix1 = 0
+        if iy1 < 0:
+            iy1 = 0
+        if ix2 > nx:
+            ix2 = nx
+        if iy2 > ny:
+            iy2 = ny
+        w = wave[k]
+        dw = dwave[k]
+        # planes that can pass |zc - w| < |dw + cdelt3[iw]|: a superset, then jwst's exact test
+        reach = abs(dw) + abs(max_cdelt3)
+        iw1 = np.searchsorted(zc, w - reach, side="left") - 1
+        iw2 = np.searchsorted(zc, w + reach, side="right") + 1
+        if iw1 < 0:
+            iw1 = 0
+        if iw2 > nwave:
+            iw2 = nwave
+        for iw in range(iw1, iw2):
+            zreg = abs(dw + cdelt3[iw])
+            wdiff = zc[iw] - w
+            if abs(wdiff) < zreg:
+                ptmin = w - dw / 2
+                ptmax = w + dw / 2
+                spxmin = zc[iw] - cdelt3[iw] / 2
+                spxmax = zc[iw] + cdelt3[iw] / 2
+                z1 = spxmax - ptmin
+                z2 = spxmax - ptmax
+                z3 = spxmin - ptmin
+                if z1 < 0:
+                    z1 = 0.0
+                if z2 < 0:
+                    z2 = 0.0
+                if z3 < 0:
+                    z3 = 0.0
+                zoverlap = z1 - z2 - z3
+                if zoverlap < 0:
+                    zoverlap = 0.0
+                for ix in range(ix1, ix2):
+                    xleft = xc[ix] - cdelt1 * 0.5
+                    xright = xc[ix] + cdelt1 * 0.5
+                    if not (xleft < xmax and xright > xmin):
+                        continue
+                    for iy in range(iy1, iy2):
+                        ybot = yc[iy] - cdelt2 * 0.5
+                        ytop = yc[iy] + cdelt2 * 0.5
+                        if ybot < ymax and ytop > ymin:
+                            idx = iw * nxy + iy * nx + ix
+                            area = overlap_area(xc[ix], yc[iy], cdelt1, cdelt2, xpix, ypix, xp, yp, xn, yn)
+                            aw = area * zoverlap
+                            if aw > 0:
+                                fluxv[idx] = fluxv[idx] + flux[k] * aw
+                                weightv[idx] = weightv[idx] + aw
+                                varv[idx] = varv[idx] + (err[k] * aw) * (err[k] * aw)
+                                ifluxv[idx] = ifluxv[idx] + 1.0
+
+
+@numba.njit(cache=True)
+def add_and_clear(total, part):
+    """``total += part`` element by element, then ``part = 0`` (one exposure's sums into the cube)."""
+    for i in range(total.size):
+        total[i] = total[i] + part[i]
+        part[i] = 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _roi_span(centres, value, roi):
+    """The run of ``centres`` (increasing) with ``|centre - value| <= roi``: ``(start, end, found)``,
+    the same run jwst's scan finds (the difference is monotonic in the centre), by bisection."""
+    n = centres.size
+    lo, hi = 0, n
+    while lo < hi:  # first centre with centre - value >= -roi
+        mid = (lo + hi) // 2
+        if centres[mid] - value < -roi:
+            lo = mid + 1
+        else:
+            hi = mid
+    start = lo
+    if start >= n or abs(centres[start] - value) > roi:
+        return -1, -1, False
+    lo, hi = start, n
+    while lo < hi:  # first centre after it with centre - value > roi
+        mid = (lo + hi) // 2
+        if centres[mid] - value <= roi:
+            lo = mid + 1
+        else:
+            hi = mid
+    return start, lo, True
+
+
+@numba.njit(cache=True)
+def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+                        rois, roiw, scalerad, weight_power, softrad, emsm,
+                        fluxv, weightv, varv, ifluxv):
+    """One exposure's point cloud onto the cube with the modified Shepard weights, as jwst's
+    ``match_point_emsm`` / ``match_point_msm``: every spaxel whose centre is within ``rois`` (a
+    circle) and ``roiw`` of a detector pixel's centre gets it with weight exp(-d2 / (scalerad /
+    cdelt1)) (emsm) or 1 / max(d ** power, softrad) (msm), d2 the squared distance in spaxels and
+    wavelength planes."""
+    nx = xc.size
+    ny = yc.size
+    nxy = nx * ny
+    for k in range(wave.size):
+        iw1, iw2, okw = _roi_span(zc, wave[k], roiw[k])
+        ix1, ix2, okx = _roi_span(xc, coord1[k], rois[k])
+        iy1, iy2, oky = _roi_span(yc, coord2[k], rois[k])
+        if not (okw and okx and oky):
+            continue
+        for ix in range(ix1, ix2):
+            for iy in range(iy1, iy2):
+                ydist = abs(yc[iy] - coord2[k])
+                xdist = abs(xc[ix] - coord1[k])
+                radius = math.sqrt(xdist * xdist + ydist * ydist)
+                if radius <= rois[k]:
+                    index_xy = iy * nx + ix
+                    for iw in range(iw1, iw2):
+                        idx = iw * nxy + index_xy
+                        d1 = xdist / cdelt1
+                        d2 = ydist / cdelt2
+                        dxy = (d1 * d1) + (d2 * d2)
+                        d3 = (wave[k] - zc[iw]) / zcdelt3[iw]
+                        w = d3 * d3 + dxy
+                        if emsm:
+                            ww = math.exp(-w / (scalerad[k] / cdelt1))
+                        else:
+                            wn = math.pow(math.sqrt(w), weight_power[k])
+                            if wn < softrad[k]:
+                                wn = softrad[k]
+                            ww = 1.0 / wn
+                        fluxv[idx] = fluxv[idx] + flux[k] * ww
+                        weightv[idx] = weightv[idx] + ww
+                        varv[idx] = varv[idx] + (err[k] * ww) * (err[k] * ww)
+                        ifluxv[idx] = ifluxv[idx] + 1.0
