@@ -12,6 +12,7 @@ import datetime as _dt
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,66 @@ def exposures(setup, ids, t0: _dt.datetime, offsets, target_ra, target_dec, pa_v
         starts.append(t)
         t = t + _dt.timedelta(seconds=setup.duration + gap_s)
     return models, pointings, names, starts
+
+
+class TimeSeries(NamedTuple):
+    """One simulated time-series exposure before its ramps: where it goes and what it is."""
+
+    out: Path
+    ids: object  # simulator.ObservationIds
+    t0: _dt.datetime
+    models: list  # [the exposure's Level1bModel]
+    pointing: object
+    name: str
+
+    @property
+    def model(self):
+        return self.models[0]
+
+    @property
+    def stem(self) -> str:
+        """The truth files' prefix: ``jw<program><observation><visit>_<detector>``."""
+        ids, det = self.ids, self.model.meta.instrument.detector.lower()
+        return f"jw{ids.program}{ids.observation}{ids.visit}_{det}"
+
+
+def time_series_exposure(setup, output_dir, *, program, observation, visit, start_time, target_ra, target_dec,
+                         pa_v3, template: str, label: str) -> TimeSeries:
+    """One time-series exposure's metadata (TSOVISIT, no dither, a transit target, INT_TIMES), its
+    pointing and file name, with ``output_dir`` made."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
+                           visit=f"{int(visit):03d}")
+    t0 = _dt.datetime.fromisoformat(start_time)
+    models, pointings, names, starts = exposures(setup, ids, t0, [(0.0, 0.0)], target_ra, target_dec, pa_v3)
+    m = models[0].meta
+    m.visit.tsovisit = True
+    m.observation.template = template
+    m.observation.observation_label = label
+    m.target.proposer_name = m.target.catalog_name = "SIMTRANSIT"
+    m.dither.primary_type = "NONE"
+    models[0].int_times = int_times(setup, starts[0], target_ra, target_dec)
+    return TimeSeries(out, ids, t0, models, pointings[0], names[0])
+
+
+def light_curve(ts: TimeSeries, column: str, values, description: str, **meta):
+    """The truth light curve: each integration's number and mid times (MJD UTC, BJD TDB) with ``values``."""
+    from astropy.table import Table
+
+    lc = Table()
+    for name in ("integration_number", "int_mid_MJD_UTC", "int_mid_BJD_TDB"):
+        lc[name] = ts.model.int_times[name]
+    lc[column] = values
+    lc.meta.update({"description": description, "exposure": ts.name, **meta})
+    return lc
+
+
+def cosmic_ray_truth(ts: TimeSeries, crs) -> Path:
+    """The cosmic rays put in the exposure, as a truth table."""
+    return S._write_cosmic_rays(ts.out / "truth" / f"{ts.stem}_cosmic_rays.ecsv",
+                                [(ts.name, c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
+                                 for c in crs])
 
 
 def references(models, setup, out: Path, build_refs: bool, reference_seed: int):

@@ -37,7 +37,6 @@ star and the cosmic rays.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import shutil
 from dataclasses import replace
@@ -322,22 +321,12 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     for name in (SPECWCS_FILE, PHOTOM_FILE):  # before anything is written
         real_reference(name)
     setup = grism_setup(detector, subarray, ngroups, n, filter, pupil, readpatt)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
-                           visit=f"{int(visit):03d}")
-    t0 = _dt.datetime.fromisoformat(start_time)
-
-    models, pointings, names, starts = C.exposures(setup, ids, t0, [(0.0, 0.0)], target_ra, target_dec, pa_v3)
-    model, pnt = models[0], pointings[0]
+    ts = C.time_series_exposure(setup, output_dir, program=program, observation=observation, visit=visit,
+                                start_time=start_time, target_ra=target_ra, target_dec=target_dec, pa_v3=pa_v3,
+                                template="NIRCam Grism Time Series", label="webbflow simulated transit spectroscopy")
+    out, t0, model, pnt, name = ts.out, ts.t0, ts.model, ts.pointing, ts.name
     m = model.meta
-    m.visit.tsovisit = True
-    m.observation.template = "NIRCam Grism Time Series"
-    m.observation.observation_label = "webbflow simulated transit spectroscopy"
-    m.target.proposer_name = m.target.catalog_name = "SIMTRANSIT"
     m.target.source_type = "POINT"
-    m.dither.primary_type = "NONE"
-    model.int_times = C.int_times(setup, starts[0], target_ra, target_dec)
 
     refs, paths, context = build_references(setup, out, reference_seed)
     pixmap = S.PixelMap(setup, refs)
@@ -362,23 +351,18 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
                         cosmic_ray_rate)
     model.data = data
     m.wcsinfo.s_region = S.s_region(setup, pixmap, pnt)
-    path = out / names[0]
+    path = out / name
     model.save(path)
 
     # truth ---------------------------------------------------------------------------
     from astropy import units as u
     from astropy.table import Table
 
-    stem = f"jw{ids.program}{ids.observation}{ids.visit}_{setup.detector.lower()}"
+    stem = ts.stem
     truth = out / "truth"
-    lc = Table()
-    lc["integration_number"] = model.int_times["integration_number"]
-    lc["int_mid_MJD_UTC"] = model.int_times["int_mid_MJD_UTC"]
-    lc["int_mid_BJD_TDB"] = model.int_times["int_mid_BJD_TDB"]
-    lc["relative_flux"] = flux
-    lc.meta.update({"description": "webbflow simulator truth: the star's flux in each integration relative to out of "
-                                   "transit (grey: every wavelength alike; a trapezoid over the middle half)",
-                    "exposure": names[0], "depth": float(depth)})
+    lc = C.light_curve(ts, "relative_flux", flux,
+                       "webbflow simulator truth: the star's flux in each integration relative to out of transit "
+                       "(grey: every wavelength alike; a trapezoid over the middle half)", depth=float(depth))
     C.write_table(lc, truth / f"{stem}_lightcurve.ecsv")
     spec = Table()
     spec["x"] = np.arange(setup.xsize)
@@ -388,7 +372,7 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     spec["count_rate"] = (star.sum(axis=0)) * (u.DN / u.s)
     spec.meta.update({"description": "webbflow simulator truth: the star's order-1 spectrum out of transit, per "
                                      "column (0-based x, trace row y): F_nu and the count rate summed over the column",
-                      "exposure": names[0], "order": ORDER, "specwcs": SPECWCS_FILE, "photom": PHOTOM_FILE,
+                      "exposure": name, "order": ORDER, "specwcs": SPECWCS_FILE, "photom": PHOTOM_FILE,
                       "pixar_sr": pixar_sr, "sky_rate_dn_per_s": SKY_RATE})
     C.write_table(spec, truth / f"{stem}_spectrum.ecsv")
     xref, yref = setup.xref_sci - 1.0, setup.yref_sci - 1.0
@@ -397,9 +381,7 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     stars.meta["description"] = ("webbflow simulator truth: the target star at the aperture's reference point "
                                  "(0-based direct-image position, jwst's convention)")
     catalog = C.write_table(stars, truth / f"{stem}_truth.ecsv")
-    cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv",
-                                   [(names[0], c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
-                                    for c in crs])
+    cr_path = C.cosmic_ray_truth(ts, crs)
 
     lv2, lv3 = C.associations(out, t0.strftime("%Y%m%dt%H%M%S"))
     result = S.SimulationResult(output_dir=out, uncal=[path], catalog=catalog, cosmic_rays=cr_path, asn_level2=lv2,

@@ -21,7 +21,6 @@ order (count rate out of transit against wavelength and column) and the light cu
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,14 +115,10 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
     xstart, ystart, xsize, ysize = SUBARRAYS[sub]
     setup = replace(base, subarray=sub, xstart=xstart, ystart=ystart, xsize=xsize, ysize=ysize, noutputs=1,
                     tframe=S._nir_frame_time(ysize, xsize, 1), aperture=f"NIS_{sub}", col_map=None, row_map=None)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
-                           visit=f"{int(visit):03d}")
-    t0 = _dt.datetime.fromisoformat(start_time)
-
-    models, _pointings, names, starts = C.exposures(setup, ids, t0, [(0.0, 0.0)], target_ra, target_dec, pa_v3)
-    model = models[0]
+    ts = C.time_series_exposure(setup, output_dir, program=program, observation=observation, visit=visit,
+                                start_time=start_time, target_ra=target_ra, target_dec=target_dec, pa_v3=pa_v3,
+                                template="NIRISS SOSS", label="webbflow simulated transit (SOSS)")
+    out, t0, models, model, name = ts.out, ts.t0, ts.models, ts.model, ts.name
     # the detector references are made as for the detector's imaging (they match on detector and
     # subarray); the SOSS ones are added to the same context below
     refs, context = C.references(models, setup, out, build_refs, reference_seed)
@@ -143,12 +138,6 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
     m.exposure.type = EXP_TYPE
     m.instrument.filter, m.instrument.pupil = "CLEAR", "GR700XD"
     m.instrument.pupil_position = PWCPOS
-    m.visit.tsovisit = True
-    m.observation.template = "NIRISS SOSS"
-    m.observation.observation_label = "webbflow simulated transit (SOSS)"
-    m.target.proposer_name = m.target.catalog_name = "SIMTRANSIT"
-    m.dither.primary_type = "NONE"
-    model.int_times = C.int_times(setup, starts[0], target_ra, target_dec)
 
     orders = order_rates(tree, PWCPOS, sub)
     well = S._median_full_well(refs, setup)
@@ -159,13 +148,13 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
                     (lambda w, f=f: transit_depth(w, depth) * f)) + SKY for f in flux]
     data, crs = C.ramps(setup, lambda i: images[i].astype(np.float32), refs, seed, 0, cosmic_ray_rate)
     model.data = data
-    path = out / names[0]
+    path = out / name
     model.save(path)
 
     # truth ---------------------------------------------------------------------------
     from astropy.table import Table
 
-    stem = f"jw{ids.program}{ids.observation}{ids.visit}_{setup.detector.lower()}"
+    stem = ts.stem
     truth = out / "truth"
     for order, (cols, _y, wave, rel) in orders.items():
         t = Table({"column": cols, "wavelength": wave, "count_rate": rel * scale,
@@ -174,20 +163,13 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
         t["count_rate"].unit = "DN / s"
         t.meta.update({"description": "webbflow simulator truth: the star's count rate summed across the trace, per "
                                       "column, out of transit (after the flat), and the transit depth",
-                       "order": order, "exposure": names[0], "pwcpos": PWCPOS})
+                       "order": order, "exposure": name, "pwcpos": PWCPOS})
         C.write_table(t, truth / f"{stem}_order{order}_spectrum.ecsv")
-    lc = Table()
-    lc["integration_number"] = model.int_times["integration_number"]
-    lc["int_mid_MJD_UTC"] = model.int_times["int_mid_MJD_UTC"]
-    lc["int_mid_BJD_TDB"] = model.int_times["int_mid_BJD_TDB"]
-    lc["transit_fraction"] = flux
-    lc.meta.update({"description": "webbflow simulator truth: the fraction of the full transit depth in each "
-                                   "integration (the flux at wavelength w is 1 - depth(w) * transit_fraction)",
-                    "exposure": names[0], "depth": float(depth)})
+    lc = C.light_curve(ts, "transit_fraction", flux,
+                       "webbflow simulator truth: the fraction of the full transit depth in each integration (the "
+                       "flux at wavelength w is 1 - depth(w) * transit_fraction)", depth=float(depth))
     catalog = C.write_table(lc, truth / f"{stem}_lightcurve.ecsv")
-    cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv",
-                                   [(names[0], c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
-                                    for c in crs])
+    cr_path = C.cosmic_ray_truth(ts, crs)
 
     lv2, lv3 = associations(out, t0.strftime("%Y%m%dt%H%M%S"))
     result = S.SimulationResult(output_dir=out, uncal=[path], catalog=catalog, cosmic_rays=cr_path, asn_level2=lv2,

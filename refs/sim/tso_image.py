@@ -15,10 +15,8 @@ the pool and the associations jwst's rules make (``tso-image2``: rateints -> cal
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -63,21 +61,11 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     setup = S.make_setup("nircam", detector or DEFAULTS["detector"], size, subarray, ngroups or DEFAULTS["ngroups"], n,
                          filter or DEFAULTS["filter"], None if pup == "WLP8" else pup, readpatt or DEFAULTS["readpatt"])
     setup = replace(setup, exp_type=EXP_TYPE, pupil=pup)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
-                           visit=f"{int(visit):03d}")
-    t0 = _dt.datetime.fromisoformat(start_time)
-
-    models, pointings, names, starts = C.exposures(setup, ids, t0, [(0.0, 0.0)], target_ra, target_dec, pa_v3)
-    model, pnt = models[0], pointings[0]
+    ts = C.time_series_exposure(setup, output_dir, program=program, observation=observation, visit=visit,
+                                start_time=start_time, target_ra=target_ra, target_dec=target_dec, pa_v3=pa_v3,
+                                template="NIRCam Time Series", label="webbflow simulated transit")
+    out, t0, models, model, pnt = ts.out, ts.t0, ts.models, ts.model, ts.pointing
     m = model.meta
-    m.visit.tsovisit = True
-    m.observation.template = "NIRCam Time Series"
-    m.observation.observation_label = "webbflow simulated transit"
-    m.target.proposer_name = m.target.catalog_name = "SIMTRANSIT"
-    m.dither.primary_type = "NONE"
-    model.int_times = C.int_times(setup, starts[0], target_ra, target_dec)
 
     refs, context = C.references(models, setup, out, build_refs, reference_seed)
     pixmap = S.PixelMap(setup, refs)
@@ -94,32 +82,26 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     data, crs = C.ramps(setup, lambda i: star * flux[i] + sky, refs, seed, 0, cosmic_ray_rate)
     model.data = data
     m.wcsinfo.s_region = S.s_region(setup, pixmap, pnt)
-    path = out / names[0]
+    path = out / ts.name
     model.save(path)
 
     # truth ---------------------------------------------------------------------------
     from astropy import units as u
     from astropy.table import Table
 
-    stem = f"jw{ids.program}{ids.observation}{ids.visit}_{setup.detector.lower()}"
-    lc = Table()
-    lc["integration_number"] = model.int_times["integration_number"]
-    lc["int_mid_MJD_UTC"] = model.int_times["int_mid_MJD_UTC"]
-    lc["int_mid_BJD_TDB"] = model.int_times["int_mid_BJD_TDB"]
-    lc["relative_flux"] = flux
-    lc.meta.update({"description": "webbflow simulator truth: the target's flux in each integration relative to "
-                                   "out of transit (a trapezoid transit over the middle half of the series)",
-                    "exposure": names[0], "depth": float(depth), "count_rate_out_of_transit_dn_per_s": float(rate),
-                    "x": float(x[0]), "y": float(y[0]), "fwhm_pixels": fwhm_px, "sky_rate_dn_per_s": sky})
+    stem = ts.stem
+    lc = C.light_curve(ts, "relative_flux", flux,
+                       "webbflow simulator truth: the target's flux in each integration relative to out of transit "
+                       "(a trapezoid transit over the middle half of the series)",
+                       depth=float(depth), count_rate_out_of_transit_dn_per_s=float(rate), x=float(x[0]),
+                       y=float(y[0]), fwhm_pixels=fwhm_px, sky_rate_dn_per_s=sky)
     truth = out / "truth"
     C.write_table(lc, truth / f"{stem}_lightcurve.ecsv")
     stars = Table({"id": [1], "ra": [target_ra] * u.deg, "dec": [target_dec] * u.deg,
                    "count_rate": [rate] * (u.DN / u.s), "x_1": x, "y_1": y})
     stars.meta["description"] = "webbflow simulator truth: the target star (0-based pixel position, jwst's convention)"
     catalog = C.write_table(stars, truth / f"{stem}_truth.ecsv")
-    cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv",
-                                   [(names[0], c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
-                                    for c in crs])
+    cr_path = C.cosmic_ray_truth(ts, crs)
 
     lv2, lv3 = C.associations(out, t0.strftime("%Y%m%dt%H%M%S"))
     result = S.SimulationResult(output_dir=out, uncal=[path], catalog=catalog, cosmic_rays=cr_path, asn_level2=lv2,
