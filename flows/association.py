@@ -697,7 +697,12 @@ def process_association(
             if r.ok and r.cal:
                 want = named.get(p, p)
                 alt = out / want.name
-                made[want] = str(want) if want == p else str(alt) if alt.exists() else r.cal
+                if want == p and not needs_work(p):  # the file the association names, made already
+                    made[want] = str(want)
+                elif want != p and alt.exists():  # the named file, made into the output folder
+                    made[want] = str(alt)
+                else:  # what the member's stages made from it (an association naming raw files)
+                    made[want] = r.cal
         for i, prod in enumerate(asn.products):
             if pipeline3 == "ami3" and i > 0:
                 break  # jwst's ami3 runs the association's first product

@@ -49,10 +49,13 @@ from .geometry import (
 log = logging.getLogger("webbflow.steps.cube_build")
 
 
+MRS_BANDS = Literal["short", "medium", "long", "short-medium", "short-long", "medium-short", "medium-long",
+                   "long-short", "long-medium", "all"]
+
+
 class CubeBuildParams(StepParams):
-    channel: Literal["1", "2", "3", "4", "all"] = "all"  # channel
-    band: Literal["short", "medium", "long", "short-medium", "short-long", "medium-short", "medium-long",
-                  "long-short", "long-medium", "all"] = "all"  # band
+    channel: Literal["1", "2", "3", "4", "all"] = "all"  # MIRI MRS channel(s) to build cubes of
+    band: MRS_BANDS = "all"  # MIRI MRS band(s) to build cubes of
     grating: str = "all"  # grating (NIRSpec)
     filter: str = "all"  # filter (NIRSpec)
     output_type: Literal["band", "channel", "grating", "multi"] = "band"  # type of IFU cube to create
