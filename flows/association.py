@@ -638,6 +638,7 @@ def process_association(
     named: dict[Path, Path] = {}
     wanted: dict[int, list[tuple[str, Path]]] = {}  # product -> (member type, file it names)
     others: dict[int, dict[str, list[Path]]] = {}
+    source_of: dict[Path, Path] = {}  # file a member names -> the file its stages start from
     for i, prod in enumerate(asn.products):
         for m in prod.members:
             kind = m.exptype.lower()
@@ -649,6 +650,7 @@ def process_association(
             want = member_path(asn_path, folder, m.expname)
             p = earliest_available(want)
             named.setdefault(p, want)
+            source_of[want] = p
             wanted.setdefault(i, []).append((kind, want))
             group = background if kind == "background" and asn.level == 2 else science
             if p not in group.setdefault(i, []):
@@ -692,17 +694,22 @@ def process_association(
     res = AssociationResult(asn=str(asn_path), members=results, backgrounds=bkg_results)
     failed = res.failed
     if stage3 and asn.level == 3 and (not failed or allow_partial):
-        made: dict[Path, str] = {}  # the file each member names -> the file made for it (or found)
-        for p, r in zip(members, results[len(results) - len(members):]):
-            if r.ok and r.cal:
-                want = named.get(p, p)
-                alt = out / want.name
-                if want == p and not needs_work(p):  # the file the association names, made already
-                    made[want] = str(want)
-                elif want != p and alt.exists():  # the named file, made into the output folder
-                    made[want] = str(alt)
-                else:  # what the member's stages made from it (an association naming raw files)
-                    made[want] = r.cal
+        # the file each member names -> the file made for it (or found): several members may name
+        # products of one exposure (its cal as science, its x1d as a spec3 background)
+        result_of = dict(zip(members, results[len(results) - len(members):]))
+        made: dict[Path, str] = {}
+        for want, p in source_of.items():
+            r = result_of.get(p)
+            if r is None or not r.ok or not r.cal:
+                continue
+            if needs_work(want):  # an association naming raw files: what the member's stages made
+                made[want] = r.cal
+            elif want.exists():  # the file the association names, there already
+                made[want] = str(want)
+            elif (out / want.name).exists():  # the named file, made into the output folder
+                made[want] = str(out / want.name)
+            else:
+                made[want] = r.cal
         for i, prod in enumerate(asn.products):
             if pipeline3 == "ami3" and i > 0:
                 break  # jwst's ami3 runs the association's first product

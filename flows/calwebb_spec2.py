@@ -231,13 +231,15 @@ def _record_prefetched(model, reftypes) -> None:
     from ..tasks.base import _record_ref
     from .stage import _crds_lock
 
-    from ..refs.select import CrdsSetupError
+    from ..refs.select import CrdsSetupError, ReferenceSelectionError
 
     try:
         with _crds_lock:
             paths = get_reference_paths(model, list(reftypes), {})
-    except CrdsSetupError:  # references given by overrides alone, no CRDS to ask: nothing to record
-        log.debug("no CRDS cache to record %s from", ", ".join(reftypes))
+    except (CrdsSetupError, ReferenceSelectionError) as exc:
+        # references given by overrides alone, with no CRDS cache to ask or one without rules for
+        # this instrument: the run does not depend on these records, so nothing is recorded
+        log.debug("no CRDS answer to record %s from: %s", ", ".join(reftypes), exc)
         return
     for rt in reftypes:
         _record_ref(model, rt, paths.get(rt, "N/A"))

@@ -22,16 +22,30 @@ def observation(tmp_path_factory):
     return simulate(d / "raw", instrument="nircam", size=512, ngroups=4, nints=1, nexp=3, seed=7)
 
 
-@pytest.fixture(scope="module")
-def processed(observation, tmp_path_factory):
-    """One run of the association flow, shared by the tests that inspect its products."""
+@pytest.fixture(scope="module", autouse=True)
+def observation_cache(observation):
+    """This module's runs select references from the observation's CRDS cache; the modules after
+    it must not inherit that cache, so CRDS_PATH is restored when the module ends."""
     import os
 
-    from webbflow.flows.association import run_association
     from webbflow.refs.select import reset_crds_state
 
+    old = os.environ.get("CRDS_PATH")
     os.environ["CRDS_PATH"] = str(observation.crds_path)
     reset_crds_state()
+    yield observation.crds_path
+    if old is None:
+        os.environ.pop("CRDS_PATH", None)
+    else:
+        os.environ["CRDS_PATH"] = old
+    reset_crds_state()
+
+
+@pytest.fixture(scope="module")
+def processed(observation, observation_cache, tmp_path_factory):
+    """One run of the association flow, shared by the tests that inspect its products."""
+    from webbflow.flows.association import run_association
+
     out = tmp_path_factory.mktemp("products")
     res = run_association(observation.asn_level3, output_dir=out)
     return res, out
@@ -117,14 +131,10 @@ def test_exposures_in_memory_or_one_at_a_time_give_the_same_mosaic(processed, tm
     assert [l for l in ca if not l.startswith("#")] == [l for l in cb if not l.startswith("#")]
 
 
-def test_one_failed_member_keeps_the_others(observation, tmp_path):
-    import os
-
+def test_one_failed_member_keeps_the_others(observation, tmp_path, crds_env):
     from webbflow.flows.association import AssociationFailed, run_association
-    from webbflow.refs.select import reset_crds_state
 
-    os.environ["CRDS_PATH"] = str(observation.crds_path)
-    reset_crds_state()
+    crds_env(observation.crds_path)
     folder = tmp_path / "asn"
     folder.mkdir()
     uncals = [Path(p) for p in observation.uncal]

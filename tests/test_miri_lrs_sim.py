@@ -105,9 +105,19 @@ def sl_runs(lrs_sl):
              ("calwebb_tso3", Path(sim.asn_level3).name)]
     jw = _inputs(sim, lrs_sl.root / "jwst")
     _quiet(lambda: _strun(jw, calls), lrs_sl.cache, lrs_sl.context)
-    ours = _inputs(sim, lrs_sl.root / "ours")  # end to end, from the uncal file
-    _quiet(lambda: _webbflow(ours, calls), lrs_sl.cache, lrs_sl.context)
+    ours = _inputs(sim, lrs_sl.root / "ours")  # end to end: tso3 on the association alone, from the uncal file
+    _quiet(lambda: _webbflow(ours, calls[-1:]), lrs_sl.cache, lrs_sl.context)
     return SimpleNamespace(jwst=jw, ours=ours)
+
+
+@pytest.fixture(scope="session")
+def fs_from_uncal(lrs_fs, fs_runs):
+    """``webbflow run calwebb_spec3 ASN`` with only the uncal files and the associations beside it: the
+    members' detector1 and spec2 (with the other nod as background) run first."""
+    sim = lrs_fs.sim
+    ours = _inputs(sim, lrs_fs.root / "ours_from_uncal")
+    _quiet(lambda: _webbflow(ours, [("calwebb_spec3", Path(sim.asn_level3).name)]), lrs_fs.cache, lrs_fs.context)
+    return ours
 
 
 def _names(folder: Path, suffixes) -> set[str]:
@@ -224,6 +234,15 @@ def test_fixed_slit_stage2_and_stage3_products_match_jwst(fs_runs):
     assert suffixes == {"cal.fits", "s2d.fits", "x1d.fits", "crf.fits"}, suffixes
     assert len(names) == 2 * 3 + 2 + 2  # each nod's cal/s2d/x1d, its crf, the product's s2d and x1d
     problems = compare_products(fs_runs.ours, fs_runs.jwst, names, suffixes=STAGE2_3)
+    assert not problems, "\n".join(["products differ from jwst's:"] + problems)
+
+
+@pytest.mark.parity
+def test_fixed_slit_spec3_from_the_uncal_files_matches_jwst(fs_runs, fs_from_uncal):
+    suffixes = ("_rate.fits",) + STAGE2_3
+    names = _names(fs_runs.jwst, suffixes)
+    assert {n.rsplit("_", 1)[-1] for n in names} == {"rate.fits", "cal.fits", "s2d.fits", "x1d.fits", "crf.fits"}
+    problems = compare_products(fs_from_uncal, fs_runs.jwst, names, suffixes=suffixes)
     assert not problems, "\n".join(["products differ from jwst's:"] + problems)
 
 
