@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...errors import ParameterError
 from .. import simulator as S
 
 DAY = 86400.0
@@ -42,6 +43,20 @@ def exposures(setup, ids, t0: _dt.datetime, offsets, target_ra, target_dec, pa_v
         starts.append(t)
         t = t + _dt.timedelta(seconds=setup.duration + gap_s)
     return models, pointings, names, starts
+
+
+def one_exposure(exp_type: str, nexp) -> None:
+    """A time series is one exposure of many integrations: ``--nexp`` other than 1 is refused."""
+    if nexp != 1:
+        raise ParameterError(f"{exp_type}: a time series is one exposure of many integrations; drop --nexp")
+
+
+def integrations(exp_type: str, nints, default: int) -> int:
+    """A time series' number of integrations (``--nints`` or the mode's default): at least 2."""
+    n = nints or default
+    if n < 2:
+        raise ParameterError(f"{exp_type} needs at least 2 integrations (got --nints {n})")
+    return n
 
 
 class TimeSeries(NamedTuple):

@@ -309,15 +309,12 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     """Write one NIRCam grism time series exposure (see the module) into ``output_dir``."""
     if (instrument or "nircam").lower() != "nircam":
         raise ParameterError(f"{EXP_TYPE} is a NIRCam mode; use --instrument nircam")
-    if nexp != 1:
-        raise ParameterError(f"{EXP_TYPE}: a time series is one exposure of many integrations; drop --nexp")
+    C.one_exposure(EXP_TYPE, nexp)
     if size is not None:
         raise ParameterError(f"{EXP_TYPE} reads a SUBGRISM stripe; use --subarray, not --size")
     if not build_refs:
         raise ParameterError(f"{EXP_TYPE}: the trace is placed through the references' WCS; references are needed")
-    n = nints or DEFAULTS["nints"]
-    if n < 2:
-        raise ParameterError(f"{EXP_TYPE} needs at least 2 integrations (got --nints {n})")
+    n = C.integrations(EXP_TYPE, nints, DEFAULTS["nints"])
     for name in (SPECWCS_FILE, PHOTOM_FILE):  # before anything is written
         real_reference(name)
     setup = grism_setup(detector, subarray, ngroups, n, filter, pupil, readpatt)

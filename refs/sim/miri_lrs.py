@@ -34,7 +34,6 @@ the light curve (``<stem>_lightcurve.ecsv``).
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,9 +266,7 @@ def simulate(output_dir, *, instrument="miri", detector=None, size=None, subarra
     else:
         if nexp not in (None, 1):
             raise ParameterError(f"{exp_type}: a time series is one exposure of many integrations; drop --nexp")
-        n_exp, n_int = 1, nints or d["nints"]
-        if n_int < 2:
-            raise ParameterError(f"{exp_type} needs at least 2 integrations (got --nints {n_int})")
+        n_exp, n_int = 1, C.integrations(exp_type, nints, d["nints"])
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -98,8 +98,7 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
 
     if (instrument or "niriss").lower() != "niriss":
         raise ParameterError(f"{EXP_TYPE} is a NIRISS mode; use --instrument niriss")
-    if nexp != 1:
-        raise ParameterError(f"{EXP_TYPE}: a time series is one exposure of many integrations; drop --nexp")
+    C.one_exposure(EXP_TYPE, nexp)
     if size is not None:
         raise ParameterError(f"{EXP_TYPE} reads SUBSTRIP256; drop --size")
     sub = (subarray or "SUBSTRIP256").upper()
@@ -107,9 +106,7 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
         raise ParameterError(f"{EXP_TYPE} is simulated on {', '.join(SUBARRAYS)} (got --subarray {subarray})")
     if (filter or "CLEAR").upper() != "CLEAR" or (pupil or "GR700XD").upper() != "GR700XD":
         raise ParameterError(f"{EXP_TYPE} is simulated with FILTER=CLEAR and PUPIL=GR700XD")
-    n = nints or DEFAULTS["nints"]
-    if n < 2:
-        raise ParameterError(f"{EXP_TYPE} needs at least 2 integrations (got --nints {n})")
+    n = C.integrations(EXP_TYPE, nints, DEFAULTS["nints"])
     rp = (readpatt or DEFAULTS["readpatt"]).upper()
     base = S.make_setup("niriss", detector or "NIS", None, None, ngroups or DEFAULTS["ngroups"], n, "CLEAR", None, rp)
     xstart, ystart, xsize, ysize = SUBARRAYS[sub]

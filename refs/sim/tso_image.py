@@ -48,11 +48,8 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     """Write one NIRCam imaging TSO exposure (see the module) into ``output_dir``."""
     if (instrument or "nircam").lower() != "nircam":
         raise ParameterError(f"{EXP_TYPE} is a NIRCam mode; use --instrument nircam")
-    if nexp != 1:
-        raise ParameterError(f"{EXP_TYPE}: a time series is one exposure of many integrations; drop --nexp")
-    n = nints or DEFAULTS["nints"]
-    if n < 2:
-        raise ParameterError(f"{EXP_TYPE} needs at least 2 integrations (got --nints {n})")
+    C.one_exposure(EXP_TYPE, nexp)
+    n = C.integrations(EXP_TYPE, nints, DEFAULTS["nints"])
     if size is None and subarray is None:
         subarray = DEFAULTS["subarray"]
     # the weak lens (WLP8) is how bright TSO targets are defocused; its PSF is imaged as the
