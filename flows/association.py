@@ -128,6 +128,11 @@ _INTS_SUFFIXES = ("_rateints", "_calints", "_x1dints", "_crfints")
 _EXPOSURE_SUFFIXES = ("_rate", "_cal", "_x1d", "_s2d", "_s3d", "_i2d", "_crf")
 
 
+def _stem(name) -> str:
+    """A file name in lower case without its .fits/.asdf extension (``x_calints``)."""
+    return re.sub(r"\.(fits|asdf)$", "", Path(name).name.lower())
+
+
 @dataclass(frozen=True)
 class Level2Route:
     """How a member is calibrated at level 2: ``pipeline`` (the flow: image2 or spec2),
@@ -163,7 +168,7 @@ def level2_route(exp_type: str | None, *, tsovisit=False, asn_type: str | None =
     tso = str(tsovisit).strip().upper() in ("TRUE", "T", "1") or e in TSO_EXP_TYPES
     coron = e in CORON_EXP_TYPES and not (e == "NRC_CORON" and (subarray or "").upper() == "FULL")
     integrations = tso or coron or e == "NIS_AMI" or (asn_type or "").lower() in _PER_INTEGRATION_ASN
-    stem = re.sub(r"\.(fits|asdf)$", "", Path(named).name.lower()) if named else ""
+    stem = _stem(named) if named else ""
     if stem.endswith(_INTS_SUFFIXES):
         integrations = True
     elif stem.endswith(_EXPOSURE_SUFFIXES):
@@ -258,8 +263,7 @@ def earliest_available(path: Path) -> Path:
     if path.exists():
         return path
     root = root_of(path.name)
-    stem = re.sub(r"\.(fits|asdf)$", "", path.name.lower())
-    chain = ("calints", "rateints", "uncal") if stem.endswith(_INTS_SUFFIXES) else ("cal", "rate", "uncal")
+    chain = ("calints", "rateints", "uncal") if _stem(path).endswith(_INTS_SUFFIXES) else ("cal", "rate", "uncal")
     for suffix in chain:
         alt = path.with_name(f"{root}_{suffix}.fits")
         if alt.exists():
@@ -320,7 +324,9 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config, s
         params = resolve_params(names, calwebb_detector1._only(steps, names, calwebb_detector1.ALL_STEPS), config, model=model,
                                 pipeline_class="Detector1Pipeline")
     elif stage == "spec2":
-        names = spec2_steps(model)
+        from .calwebb_spec2 import branch_for
+
+        names = branch_for(model).steps  # every step the exposure's spec2 branch may run
         params = resolve_params(names, steps, config, model=model, pipeline_class="Spec2Pipeline")
     else:
         names = calwebb_image2.STEPS
@@ -338,24 +344,18 @@ def stage_key(stage: str, input_path: Path, model, steps: dict | None, config, s
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def spec2_steps(model) -> list[str]:
-    """Every step the exposure's spec2 branch may run (the calibration, resampling and extraction)."""
-    from .calwebb_spec2 import branch_for
+def stage3_steps(pipeline: str) -> list[str]:
+    """The steps of a Stage 3 flow (image3, spec3, tso3, coron3, ami3, wfs-image3), from its module."""
+    from importlib import import_module
 
-    b = branch_for(model)
-    names = [s.rstrip("?") for s in b.calibrate] + ([b.resample] if b.resample else [])
-    names += ["extract_1d"] if b.extract else []
-    return list(dict.fromkeys(names))
+    return import_module(f"webbflow.flows.calwebb_{pipeline.replace('-', '_')}").STEPS
 
 
 def stage3_key(cal_paths: list[str], steps: dict | None, config, pipeline: str = "image3") -> str:
     """Key of a Stage 3 product: its inputs' checksums, the Stage 3 flow's parameters and the code version."""
-    from importlib import import_module
-
     from .stage import resolve_params
 
-    names = import_module(f"webbflow.flows.calwebb_{pipeline.replace('-', '_')}").STEPS
-    params = resolve_params(names, steps, config)
+    params = resolve_params(stage3_steps(pipeline), steps, config)
     doc = {
         "inputs": [file_checksum(Path(p)) for p in cal_paths],
         "params": {n: p.model_dump(mode="json") for n, p in params.items()},
@@ -762,7 +762,7 @@ def _route_kw(asn: Association, want: Path, src: Path) -> dict:
     kw = {}
     if (asn.asn_type or "").lower() not in ("", "image2", "image3"):
         kw["asn_type"] = asn.asn_type
-    ints = re.sub(r"\.(fits|asdf)$", "", want.name.lower()).endswith(_INTS_SUFFIXES)
+    ints = _stem(want).endswith(_INTS_SUFFIXES)
     if want != src and (kw or ints):
         kw["named"] = want.name
     return kw
@@ -936,16 +936,13 @@ def _show_reused(res: AssociationResult) -> None:
 def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
     """A Stage 3 command line's step settings, flat as strun takes them, keyed by the stage they belong to:
     the Stage 3 flow's own steps first, then level 2 (image2 and spec2 alike), then detector1."""
-    from importlib import import_module
-
     from ..errors import ParameterError, did_you_mean
     from .calwebb_detector1 import ALL_STEPS as D1
     from .calwebb_image2 import STEPS as I2
     from .calwebb_spec2 import BRANCHES
 
-    S3 = import_module(f"webbflow.flows.calwebb_{pipeline.replace('-', '_')}").STEPS
-    S2 = list(dict.fromkeys(s.rstrip("?") for b in BRANCHES.values()
-                            for s in list(b.calibrate) + ([b.resample] if b.resample else []) + ["extract_1d"]))
+    S3 = stage3_steps(pipeline)
+    S2 = list(dict.fromkeys(s for b in BRANCHES.values() for s in b.steps))
     out: dict[str, dict] = {"detector1": {}, "image2": {}, "spec2": {}, pipeline: {}}
     for name, values in (steps or {}).items():
         if name in S3:

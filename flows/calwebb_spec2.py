@@ -55,6 +55,18 @@ class Branch:
     notes: str = ""
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
+    @property
+    def later(self) -> list[str]:
+        """The steps after the cal: resampling, extraction, then those on the extracted spectra
+        (``extra["after_extract"]``; SOSS: photom)."""
+        return (([self.resample] if self.resample else []) + (["extract_1d"] if self.extract else [])
+                + list(self.extra.get("after_extract", ())))
+
+    @property
+    def steps(self) -> list[str]:
+        """Every step the branch may run, the optional ones included."""
+        return list(dict.fromkeys([s.rstrip("?") for s in self.calibrate] + self.later))
+
 
 # EXP_TYPE -> Branch; each mode adds its entries here
 BRANCHES: dict[str, Branch] = {}
@@ -163,9 +175,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if asn_info:
         model.meta.asn.pool_name, model.meta.asn.table_name = asn_info
     cal_steps = _steps_of(branch, members)
-    later = ([branch.resample] if branch.resample else []) + (["extract_1d"] if branch.extract else [])
-    later += list(branch.extra.get("after_extract", ()))  # steps on the extracted spectra (SOSS: photom)
-    params = resolve_params(cal_steps + later, steps, config, model=model, pipeline_class="Spec2Pipeline")
+    params = resolve_params(cal_steps + branch.later, steps, config, model=model, pipeline_class="Spec2Pipeline")
     multi_int = model.data.ndim == 3
     if "bkg_subtract" in params and members.get("background"):
         params["bkg_subtract"] = params["bkg_subtract"].model_copy(
