@@ -206,6 +206,8 @@ def _primary_only(spectra):
             if parent is not None and getattr(parent, path[-1], None) is not None:
                 setattr(parent, path[-1], None)
     return spectra
+
+
 def _soss_metadata(spectra, x1d) -> None:
     """What a SOSS x1dints takes from its extracted spectra: the extraction's and photom's references,
     photom's status and the SOSS extraction keywords."""

@@ -64,7 +64,7 @@ def _time_correction(model, ref, mid_time) -> np.ndarray:
 
 def calibrate(model, ref, area_ref, params):
     """Apply the MRS per-pixel conversion (and the time correction) to ``model`` in place."""
-    from .photom import MJSR_TO_UJA2, attach_area
+    from .photom import MJSR_TO_UJA2, attach_area, scale
     from .flat_field import match_nans_and_flags
 
     attach_area(model, ref, area_ref)
@@ -72,17 +72,8 @@ def calibrate(model, ref, area_ref, params):
     ref_dq = np.array(ref.dq if ref.has("dq") else np.zeros(sens.shape, np.uint32), dtype=np.uint32)
     nan = np.isnan(sens)
     ref_dq[nan] |= np.uint32(dqflags.DO_NOT_USE)
-    sens_sq = sens * sens
+    scale(model, sens, params.inverse)  # data and ERR by the sensitivity, the variances by its square
     has_var_flat = model.has("var_flat") and model.var_flat.size > 0
-    names = ("data", "err", "var_poisson", "var_rnoise") + (("var_flat",) if has_var_flat else ())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name in names:
-            arr = getattr(model, name)
-            factor = sens if name in ("data", "err") else sens_sq
-            if params.inverse:
-                arr /= factor
-            else:
-                arr *= factor
     model.dq = np.bitwise_or(model.dq, ref_dq)
     tables = all(ref.has(f"timecoeff_powerlaw_ch{c}") for c in "1234")
     if params.apply_time_correction and tables:
