@@ -100,13 +100,70 @@ def _no_spec2_branch(a) -> str | None:
 def association_task(asn_path: str, output_dir: str, steps: dict | None, config: str | None) -> list[str]:
     from .association import process_association
 
-    res = process_association(asn_path, output_dir=output_dir, steps=steps, config=config)
+    res = process_association(asn_path, output_dir=output_dir, steps=steps_for(asn_path, steps), config=config)
     written = []
     for m in res.members:
         written.extend(str(p) for p in m.products)
     for prod in res.stage3.values():
         written.extend(str(p) for p in prod.get("written", []))
     return written
+
+
+def _stages() -> set[str]:
+    from .association import STAGE3_MEMBERS
+
+    return {"detector1", "image2", "spec2", *STAGE3_MEMBERS}
+
+
+def _known_steps() -> list[str]:
+    from .association import STAGE3_MEMBERS, stage3_steps
+
+    names = [n for names in _level2_names().values() for n in sorted(names)]
+    for pipeline in STAGE3_MEMBERS:
+        names += stage3_steps(pipeline)
+    return list(dict.fromkeys(names))
+
+
+def check_steps(steps: dict | None) -> None:
+    """Step settings for a whole observation, flat as strun takes them (``{step: {param: value}}``)
+    or already keyed by stage (``{"detector1": {...}, "image3": {...}}``): a step no stage of any
+    pipeline has is refused before anything runs."""
+    from ..errors import ParameterError, did_you_mean
+
+    if not steps or set(steps) <= _stages():
+        return
+    known = _known_steps()
+    for name in steps:
+        if name not in known:
+            raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)}: no stage of any pipeline "
+                                 "has it")
+
+
+def steps_for(asn_path: str, steps: dict | None) -> dict | None:
+    """One association's share of the observation's step settings, keyed by stage as the association
+    flow takes them.  Each stage of the association's chain (detector1, image2 or spec2, and a
+    level-3 association's Stage 3 flow) gets the settings of its own steps, so that a step several
+    stages have (resample in image2 and image3) is set alike in all of them, and every association
+    that reuses a member's level-2 products asks for the same ones."""
+    from .association import load_asn, stage3_pipeline, stage3_steps
+
+    if not steps or set(steps) <= _stages():
+        return steps
+    asn, _ = load_asn(asn_path)
+    by_stage = {stage: {k: v for k, v in steps.items() if k in names} for stage, names in _level2_names().items()}
+    if asn.level == 3:
+        pipeline = stage3_pipeline(asn, asn_path)
+        names = set(stage3_steps(pipeline))
+        by_stage[pipeline] = {k: v for k, v in steps.items() if k in names}
+    return by_stage
+
+
+def _level2_names() -> dict[str, set[str]]:
+    from .calwebb_detector1 import ALL_STEPS as D1
+    from .calwebb_image2 import STEPS as I2
+    from .calwebb_spec2 import BRANCHES
+
+    return {"detector1": set(D1), "image2": set(I2), "spec2": {s for b in BRANCHES.values() for s in b.steps}}
 
 
 @flow(name="observation", persist_result=False, validate_parameters=False)
@@ -116,6 +173,7 @@ def observation(source: str, output_dir: str | None = None, steps: dict | None =
     from .asn.engine import generate, write_associations
     from .asn.pool import read_pool
 
+    check_steps(steps)
     src = Path(source)
     if not src.exists():
         raise InputFileError(src, "no such folder or pool file")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
 
 from conftest import SHARED_DATA
 
@@ -267,8 +268,10 @@ def test_run_observation_from_raw_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CRDS_PATH", str(sim.crds_path))
     reset_crds_state()
     out = tmp_path / "out"
+    # step settings, flat as strun takes them, reach every stage that has the step: resample is
+    # image2's and image3's
     r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "run", "observation", str(tmp_path / "raw"),
-                        "--output-dir", str(out)], capture_output=True, text=True)
+                        "--output-dir", str(out), "--steps.resample.pixfrac=0.8"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     pool = tmp_path / "raw" / "raw_pool.csv"
     assert pool.exists()
@@ -281,6 +284,19 @@ def test_run_observation_from_raw_folder(tmp_path, monkeypatch):
     mosaic = json.loads((tmp_path / "raw" / asns[-1]).read_text())["products"][0]["name"]
     assert (out / f"{mosaic}_i2d.fits").exists() and (out / f"{mosaic}_cat.ecsv").exists()
     assert f"pool {pool}: " in r.stdout and "3 run, 0 skipped" in r.stdout
+    for i2d in [out / f"{mosaic}_i2d.fits"] + [out / f"{u.name[: -len('_uncal.fits')]}_i2d.fits" for u in sim.uncal]:
+        assert fits.getheader(i2d, "PRIMARY")["PIXFRAC"] == 0.8, i2d.name
+
+
+def test_run_observation_refuses_an_unknown_step(tmp_path):
+    """A step no pipeline has is refused in one line before anything runs."""
+    (tmp_path / "raw").mkdir()
+    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "run", "observation", str(tmp_path / "raw"),
+                        "--steps.resampel.pixfrac=0.8"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "unknown step 'resampel'" in r.stderr and "resample" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not list((tmp_path / "raw").iterdir())
 
 
 @pytest.mark.real
