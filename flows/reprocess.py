@@ -17,12 +17,16 @@ the cache):
    file marked bad) the references recorded in the product stand for it.
 2. **What to redo.**  An exposure is redone from the earliest stage with a
    changed reftype: detector1 (from its ``_uncal`` file, found in ``raw_dirs``,
-   the products folder or the associations' folders) then image2, or image2
-   alone (from its ``_rate``).  It is rerun with the step parameters its
+   the products folder or the associations' folders) then its level-2 stage, or
+   that stage alone (from its ``_rate``/``_rateints``): image2, or spec2 (through the
+   level-2 association in the products folder that names the exposure, so that its
+   background members take part, else on the rate alone).  It is rerun with the step parameters its
    product recorded (those that differ from the defaults), under the new
    context, into the same folder: files are replaced atomically.  Stage 3
    products of level-3 associations that have a redone member, or whose own
-   references changed, are remade.
+   references changed, are remade: image3 from the members' cal files, the other
+   Stage 3 flows (spec3, tso3, coron3, ami3, wfs-image3) from their association,
+   which must sit in the products folder.
 3. **The report.**  ``reprocess_<context>_<time>.json`` and ``.md`` in
    ``report_dir`` (default: the products folder) say which exposures were
    redone, from which stage, which reftypes changed (old and new file), what
@@ -51,10 +55,13 @@ from .naming import root_of
 
 log = logging.getLogger("webbflow.flows.reprocess")
 
-STAGE_ORDER = ("detector1", "image2", "image3")
+LEVEL2 = ("image2", "spec2")
+STAGE3 = ("image3", "spec3", "tso3", "coron3", "ami3", "wfs-image3")
+STAGE_ORDER = ("detector1",) + LEVEL2 + STAGE3
 # product suffixes, furthest first: the product whose metadata and provenance describe the exposure
-EXPOSURE_SUFFIXES = ("cal", "calints", "rate", "rateints", "i2d")
-_SUFFIX_STAGES = {"cal": ["detector1", "image2"], "calints": ["detector1", "image2"], "i2d": ["detector1", "image2"],
+# (an exposure's cal over its rate; a Stage 3 product by any of its files)
+EXPOSURE_SUFFIXES = ("cal", "calints", "rate", "rateints", "i2d", "s3d", "c1d", "x1d", "x1dints", "s2d", "psfsub")
+_SUFFIX_STAGES = {"cal": ["detector1", "level2"], "calints": ["detector1", "level2"], "i2d": ["detector1", "image2"],
                   "rate": ["detector1"], "rateints": ["detector1"]}
 _PMAP = re.compile(r"^jwst_(\d{4})\.pmap$")
 
@@ -222,10 +229,20 @@ def _stage_reftype_sets() -> dict[str, set[str]]:
 
     load_all()
     out = {}
-    for stage in ("detector1", "image2") + (("image3",) if image3_available() else ()):
+    from .association import stage3_steps
+    from .calwebb_spec2 import BRANCHES
+
+    names = {"detector1": stage_steps("detector1"), "image2": stage_steps("image2"),
+             "spec2": list(dict.fromkeys(s for b in BRANCHES.values() for s in b.steps))}
+    if image3_available():
+        names["image3"] = stage_steps("image3")
+    for pipeline in STAGE3[1:]:
+        names[pipeline] = stage3_steps(pipeline)
+    for stage, steps in names.items():
         types: set[str] = set()
-        for s in stage_steps(stage):
-            types.update(STEPS[s].reftypes + STEPS[s].optional_reftypes)
+        for s in steps:
+            if s in STEPS:
+                types.update(STEPS[s].reftypes + STEPS[s].optional_reftypes)
         out[stage] = types
     return out
 
@@ -303,7 +320,7 @@ def find_products(products) -> dict[tuple[str, str], Path]:
             files += sorted(f for f in p.glob("*.fits") if _suffix(f))
         elif p.is_file():
             if not _suffix(p):
-                raise InputFileError(p, "is not a product reprocess knows (_cal, _calints, _rate, _rateints, _i2d)")
+                raise InputFileError(p, "is not a product reprocess knows (" + ", ".join("_" + x for x in EXPOSURE_SUFFIXES) + ")")
             files.append(p)
         else:
             raise InputFileError(p, "no such file or folder")
@@ -323,10 +340,11 @@ def check_product(path: Path, new_context: str) -> tuple[ExposureCheck, object, 
     model = models.open(path)
     recs = provenance_records(model)
     sfx = _suffix(path)
-    if last_pipeline(model) == "image3":
-        stages = ["image3"]
+    if last_pipeline(model) in STAGE3:
+        stages = [last_pipeline(model)]
     else:
-        stages = [s for s in STAGE_ORDER[:2] if s in recs] or list(_SUFFIX_STAGES.get(sfx, []))
+        stages = [s for s in ("detector1",) + LEVEL2 if s in recs] or [
+            level2_pipeline(model) if s == "level2" else s for s in _SUFFIX_STAGES.get(sfx, [])]
     chk = ExposureCheck(root=root_of(path.name), folder=str(path.resolve().parent), product=str(path), stages=stages)
     for stage in stages:
         rec = recs.get(stage)
@@ -339,7 +357,7 @@ def check_product(path: Path, new_context: str) -> tuple[ExposureCheck, object, 
             continue
         # a Stage 3 product's references were selected on its first exposure (its own metadata
         # is blended: DETECTOR = MULTIPLE for a mosaic of several detectors)
-        probe = first_input(model) if stage == "image3" else model
+        probe = first_input(model) if stage in STAGE3 else model
         new = bestrefs_for(probe, new_context, used)
         try:
             if not old_ctx:
@@ -356,6 +374,15 @@ def check_product(path: Path, new_context: str) -> tuple[ExposureCheck, object, 
             chk.redo_from = stage
             break
     return chk, model, recs
+
+
+def level2_pipeline(model) -> str:
+    """image2 or spec2: the level-2 pipeline jwst's rules give the exposure."""
+    from .association import level2_route
+
+    e = model.meta.exposure
+    return level2_route(getattr(e, "type", None), tsovisit=getattr(model.meta.visit, "tsovisit", False)
+                        if hasattr(model.meta, "visit") else False).pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -387,18 +414,42 @@ def redo_exposure(chk: ExposureCheck, recs: dict, search_dirs: list[Path]) -> li
             )
         detector1(str(raw), steps=recorded_steps(recs.get("detector1")) or None, output_dir=str(folder))
         written += detector1_last_run[-1].written
-    if "image2" in chk.stages and chk.redo_from in ("detector1", "image2"):
+    level2 = next((s for s in chk.stages if s in LEVEL2), None)
+    if level2 and chk.redo_from in ("detector1", level2):
+        from .calwebb_spec2 import spec2, spec2_last_run
+
+        run, last = (image2, image2_last_run) if level2 == "image2" else (spec2, spec2_last_run)
         pairs = [("rate", "cal"), ("rateints", "calints")]
         done = False
         for src_sfx, out_sfx in pairs:
             src = folder / f"{chk.root}_{src_sfx}.fits"
             if src.is_file() and (folder / f"{chk.root}_{out_sfx}.fits").is_file():
-                image2(str(src), steps=recorded_steps(recs.get("image2")) or None, output_dir=str(folder))
-                written += [p for r in image2_last_run for p in r.written]
+                # a spectrum is redone through its level-2 association, when one in the products'
+                # folder names it: its background members (nods) take part as they did
+                asn = _level2_asn(folder, src.name) if level2 == "spec2" else None
+                run(str(asn or src), steps=recorded_steps(recs.get(level2)) or None, output_dir=str(folder))
+                written += [p for r in last for p in r.written]
                 done = True
         if not done:
-            raise InputFileError(folder / f"{chk.root}_rate.fits", "is needed to redo image2 and was not found")
+            raise InputFileError(folder / f"{chk.root}_rate.fits", f"is needed to redo {level2} and was not found")
     return written
+
+
+def _level2_asn(folder: Path, science: str) -> Path | None:
+    """The level-2 association in ``folder`` whose product has ``science`` as its science member (one product)."""
+    from .association import load_asn
+
+    for p in sorted(folder.glob("*_asn.json")):
+        try:
+            asn, _ = load_asn(p)
+        except WebbflowError:
+            continue
+        if asn.level != 2 or len(asn.products) != 1:
+            continue
+        sci = [m.expname for m in asn.products[0].members if m.exptype.lower() == "science"]
+        if sci == [science]:
+            return p
+    return None
 
 
 def _level3_asns(dirs: list[Path], explicit: list[str] | None):
@@ -420,8 +471,20 @@ def _level3_asns(dirs: list[Path], explicit: list[str] | None):
 
 
 def _redo_stage3(asn_path: Path, prod, folder: Path) -> list[str]:
-    from .association import _product_root
+    from .association import _product_root, load_asn, stage3_pipeline
 
+    asn, asn_folder = load_asn(asn_path)
+    pipeline = stage3_pipeline(asn, asn_path)
+    if pipeline != "image3":
+        # the other Stage 3 flows run on their association, whose members (named relative to it)
+        # are the level-2 products just remade in its folder
+        if asn_folder.resolve() != folder.resolve():
+            raise InputFileError(asn_path, f"is not in the products' folder {folder}; {pipeline} is remade from "
+                                           "an association beside the products")
+        from . import registry
+
+        runner = registry.PIPELINES[pipeline]
+        return [str(p) for p in runner(str(asn_path), output_dir=folder, steps=None, config=None, options=None) or []]
     try:
         from .calwebb_image3 import image3
     except ImportError:
@@ -581,7 +644,7 @@ def reprocess(
     folders = sorted({Path(f) for f, _r in found})
     if not found:
         raise InputFileError(products if isinstance(products, str) else ", ".join(products),
-                             "holds no products to reprocess (_cal, _calints, _rate, _rateints, _i2d)")
+                             "holds no products to reprocess (" + ", ".join("_" + x for x in EXPOSURE_SUFFIXES) + ")")
     search = [Path(d) for d in (raw_dirs or [])] + folders
     asns = _level3_asns(sorted(set(search)) + [Path(a).resolve().parent for a in (associations or [])], associations)
     search += [p.resolve().parent for p, _a in asns]
@@ -596,7 +659,7 @@ def reprocess(
         except WebbflowError as exc:
             report.exposures.append(ExposureCheck(root=root, folder=folder, product=str(path), stages=[], error=str(exc)))
             continue
-        if chk.stages == ["image3"]:
+        if len(chk.stages) == 1 and chk.stages[0] in STAGE3:
             stage3_roots[root] = chk  # a Stage 3 product: remade through its association below
             continue
         report.exposures.append(chk)
@@ -619,7 +682,8 @@ def reprocess(
         for asn_path, asn in asns:
             for prod in asn.products:
                 members = [root_of(m.expname) for m in prod.members if m.exptype.lower() == "science"]
-                hit = sorted(set(members) & redone_roots)
+                # any member redone (a spec3 product's background nods too) remakes the product
+                hit = sorted({root_of(m.expname) for m in prod.members} & redone_roots)
                 own = stage3_roots.get(_product_root(prod.name))
                 if not hit and not (own and own.redo_from):
                     continue

@@ -222,7 +222,7 @@ def first_input(model):
     table = model.hdrtab if model.has("hdrtab") else None
     if table is None or len(table) == 0:
         return model
-    probe = type(model)(data=model.data)
+    probe = type(model)()  # metadata only: reference selection reads no array
     probe.meta = model.meta.model_copy(deep=True)
     by_key = {(key, hdu): path for path, key, hdu, _ann in type(model).keyword_fields()}
     names = set(table.columns.names)

@@ -20,14 +20,16 @@ NRCB = "jw01234002001_02101_00001_nrcb1"
 L3 = "jw01234-o001_t001_nircam_clear-f200w"
 
 
-def new_reference(cache: Path, reftype: str, detector: str, change, description: str) -> tuple[str, str, str]:
-    """Deliver a modified reference for one detector through the local context writer: returns (old, new, pmap)."""
+def new_reference(cache: Path, reftype: str, detector: str, change, description: str,
+                  instrument: str = "nircam", used: str | None = None) -> tuple[str, str, str]:
+    """Deliver a modified reference for one detector (or in place of the file ``used``) through the local
+    context writer: returns (old, new, pmap)."""
     cur = ctxmod.read_context(cache)
-    rm = cur.rmaps["NIRCAM"][reftype]
-    key = next(k for k in rm.entries if detector in k)
+    rm = cur.rmaps[instrument.upper()][reftype]
+    key = next(k for k in rm.entries if (rm.entries[k] == used if used else detector in k))
     old = rm.entries[key]
     src = ctxmod.reference_path(cache, old)
-    new = ctxmod.next_name(ctxmod.references_dir(cache, "nircam"), f"jwst_nircam_{reftype}_", src.suffix)
+    new = ctxmod.next_name(ctxmod.references_dir(cache, instrument), f"jwst_{instrument}_{reftype}_", src.suffix)
     if change is None:  # a re-delivery under a new name
         ctxmod.reference_path(cache, new).write_bytes(src.read_bytes())
     else:
@@ -289,3 +291,78 @@ def test_real_rules_plan_for_a_product_made_with_an_old_context(real_rules_cache
     flat = chk.changed["flat"]
     assert flat["stage"] == "image2" and flat["new"] == "jwst_nircam_flat_0405.fits"
     assert flat["old"].startswith("NOT FOUND")
+
+
+# ---------------------------------------------------------------------------
+# a spectroscopic time series: spec2 and tso3 are redone as image2 and image3 are
+
+
+@pytest.fixture(scope="module")
+def lrs_tso(tmp_path_factory):
+    """A MIRI LRS slitless time series (3 integrations) taken from its uncal file to tso3 by
+    ``webbflow run calwebb_tso3 ASN``, in the associations' folder."""
+    import shutil
+
+    import webbflow.refs.select as sel
+    from webbflow.flows.cli import main
+    from webbflow.refs.simulator import simulate
+
+    base = tmp_path_factory.mktemp("reprocess-lrs")
+    sim = simulate(base / "sim", instrument="miri", exp_type="MIR_LRS-SLITLESS", nints=3, seed=4)
+    work = base / "work"
+    work.mkdir()
+    for f in list(sim.uncal) + list(sim.asn_level2) + [sim.asn_level3]:
+        shutil.copy2(f, work / Path(f).name)
+    saved = {k: os.environ.get(k) for k in ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_MODE")}
+    os.environ["CRDS_PATH"] = str(sim.crds_path)
+    os.environ.pop("CRDS_CONTEXT", None)
+    sel.reset_crds_state()
+    try:
+        assert main(["run", "calwebb_tso3", str(work / Path(sim.asn_level3).name), "--output-dir", str(work)]) == 0
+        yield sim, work
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sel.reset_crds_state()
+
+
+@pytest.mark.real  # the LRS simulator reads the real specwcs and distortion in ../shared/data
+def test_new_spectroscopic_photom_redoes_spec2_and_tso3(lrs_tso, crds_env):
+    """A new MIRI LRS photom: the exposure's spec2 is redone from its rateints (detector1 is not), and
+    the tso3 products made from it are remade through their association."""
+    sim, work = lrs_tso
+    crds_env(sim.crds_path)
+    root = Path(sim.uncal[0]).name[: -len("_uncal.fits")]
+    product = json.loads(Path(sim.asn_level3).read_text())["products"][0]["name"]
+    calints = work / f"{root}_calints.fits"
+    before = models.open(calints)
+    used = Path(before.meta.ref_file.photom.name.replace("crds://", "")).name
+    old, new, pmap = new_reference(sim.crds_path, "photom", "", lambda m: None, "a re-delivered LRS photom",
+                                   instrument="miri", used=used)
+    assert old == used
+
+    plan = rp.run_reprocess(str(work), dry_run=True)
+    by_root = {e["root"]: e for e in plan["exposures"]}
+    assert by_root[root]["redo_from"] == "spec2", by_root[root]
+    assert by_root[root]["changed"] == {"photom": {"stage": "spec2", "old": old, "new": new}}
+
+    t0 = _mtimes(work)
+    whtlt = work / f"{product}_whtlt.ecsv"
+    w0 = whtlt.stat().st_mtime_ns
+    rep = rp.run_reprocess(str(work))
+    after = _mtimes(work)
+    redone = {n for n in after if after[n] != t0.get(n)}
+    assert f"{root}_rateints.fits" not in redone and f"{root}_rate.fits" not in redone  # detector1 is not redone
+    assert {f"{root}_calints.fits", f"{root}_x1dints.fits"} <= redone, redone
+    assert f"{product}_x1dints.fits" in redone and whtlt.stat().st_mtime_ns != w0, "tso3 is remade"
+    cal = models.open(calints)
+    assert cal.meta.ref_file.crds.context_used == pmap and cal.meta.ref_file.photom.name.endswith(new)
+    assert rp.provenance_records(cal)["spec2"]["crds_context"] == pmap
+    # the same photom under a new name: the same science
+    np.testing.assert_array_equal(cal.data, before.data)
+    s3 = [s for s in rep["stage3"] if s["product"] == product]
+    assert s3 and not s3[0]["error"] and s3[0]["reason"] == f"members redone: {root}"
+    assert rp.run_reprocess(str(work), dry_run=True)["summary"]["redone"] == 0
