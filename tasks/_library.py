@@ -202,6 +202,11 @@ class ModelLibrary:
             return mem.model.meta
         if mem.meta is None:
             model = self._open(index)
+            if self.on_disk is False:
+                # kept from its first read (jwst's in_memory=True): its metadata needs no snapshot,
+                # and borrowing it later does not read the file again
+                mem.model = model
+                return model.meta
             self._snapshot(mem, model)
             del model
         return mem.meta
@@ -214,15 +219,18 @@ class ModelLibrary:
             self.read_metadata(index)
         return mem.shape
 
-    def stub(self, index: int):
-        """An ImageModel with the member's metadata, headers and a pixel-free data array of its shape."""
+    def stub(self, index: int, copy: bool = True):
+        """An ImageModel with the member's metadata, headers and a pixel-free data array of its shape.
+
+        ``copy=False`` shares the member's metadata and headers instead of copying them (the WCS
+        makes that copy costly), for a caller that only reads them."""
         mem = self._members[index]
         meta = self.read_metadata(index)
         shape = self.shape(index)
         stub = models.ImageModel(data=np.broadcast_to(np.float32(0.0), shape))
-        stub.meta = meta.model_copy(deep=True)
+        stub.meta = meta.model_copy(deep=True) if copy else meta
         src = mem.model._headers if mem.model is not None else mem.headers
-        stub._headers = {k: h.copy() for k, h in src.items() if k in ("PRIMARY", "SCI")}
+        stub._headers = {k: (h.copy() if copy else h) for k, h in src.items() if k in ("PRIMARY", "SCI")}
         return stub
 
     # -- borrowing -------------------------------------------------------

@@ -145,7 +145,7 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
     from .resample import _drizzle, output_grid
 
     rparams = _resample_params(params)
-    stubs = [library.stub(i) for i in range(len(library))]
+    stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
     grid = output_grid(stubs, rparams)
     groups = list(library.group_indices.values())
     computer = None
@@ -154,8 +154,10 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
         borrowed = [(i, library.borrow(i)) for i in indices]
         try:
             log.info("Drizzling %d exposure(s) of group %d/%d onto the common grid", len(indices), g + 1, len(groups))
+            # only the arrays are needed unless the drizzled images are written
             drizzled = _drizzle([m for _i, m in borrowed], dict(grid), rparams, enable_var=False, report_var=False,
-                                compute_err=None, good_bits=params.good_bits)
+                                compute_err=None, good_bits=params.good_bits,
+                                bare=not params.save_intermediate_results)
         finally:
             for i, m in borrowed:
                 library.shelve(i, m, modify=False)
@@ -164,13 +166,15 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
             root = member_root(drizzled.meta.filename or f"group{g}")
             name = f"{root}_{library.asn_id}_outlier_i2d.fits" if library.asn_id else f"{root}_outlier_i2d.fits"
             drizzled.save(_intermediate_path(library, params, name))
+            drizzled = {"data": drizzled.data, "wht": drizzled.wht, "wcs": drizzled.meta.wcs}
+        data, wht = drizzled["data"], drizzled["wht"]
         if computer is None:
-            median_wcs = drizzled.meta.wcs
-            computer = MedianComputer((len(groups),) + drizzled.data.shape, not on_disk, None, drizzled.data.dtype)
-        threshold = compute_weight_threshold(drizzled.wht, params.maskpt)
-        drizzled.data[drizzled.wht < threshold] = np.nan
-        computer.append(drizzled.data, g)
-        del drizzled
+            median_wcs = drizzled["wcs"]
+            computer = MedianComputer((len(groups),) + data.shape, not on_disk, None, data.dtype)
+        threshold = compute_weight_threshold(wht, params.maskpt)
+        data[wht < threshold] = np.nan
+        computer.append(data, g)
+        del drizzled, data, wht
     return computer.evaluate(), median_wcs
 
 

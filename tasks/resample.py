@@ -226,7 +226,8 @@ def _keyword_meta(meta):
     """A copy of ``meta`` with only its FITS-keyword metadata (as stdatamodels' ``update``): no extras, no WCS."""
     from ..models.meta import Group
 
-    new = meta.model_copy(deep=True)
+    # the WCS is not copied at all (its copy costs more than the rest): the memo maps it to None
+    new = copy.deepcopy(meta, {id(meta.wcs): None}) if meta.wcs is not None else meta.model_copy(deep=True)
 
     def strip(g):
         if g.__pydantic_extra__:
@@ -317,9 +318,12 @@ def _finalize_wcs(model, inputs, out_wcs) -> None:
 
 
 def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None,
-             good_bits=GOOD_BITS, stream=None, blender=None):
+             good_bits=GOOD_BITS, stream=None, blender=None, bare: bool = False):
     """Drizzle ``inputs`` (or, when given, the models ``stream`` yields one at a time; ``inputs`` then
-    only need their metadata, e.g. a model library's stubs) onto ``grid``."""
+    only need their metadata, e.g. a model library's stubs) onto ``grid``.
+
+    ``bare``: return stcal's output dictionary (``data``, ``wht``, ``wcs``, ...) instead of a
+    product, for a caller that only needs the arrays (outlier detection's median)."""
     from stcal.resample import Resample
 
     class _Resample(Resample):
@@ -344,6 +348,8 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
     r.finalize()
     out = r.output_model
+    if bare:
+        return out
     model = _new_output(inputs[0], out, params, r.enable_var, report_var, compute_err, blender=blender)
     _finalize_wcs(model, inputs, r.output_wcs)
     model.meta.cal_step.resample = "COMPLETE"
@@ -406,7 +412,7 @@ def _resample_library(library, params: ResampleParams):
     """
     if params.weight_type is None:
         raise ParameterError("step resample: weight_type None is not supported; use 'ivm' or 'exptime'")
-    stubs = [library.stub(i) for i in range(len(library))]
+    stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
     for m in stubs:
         _check_input(m)
     grid = output_grid(stubs, params)
