@@ -130,6 +130,9 @@ class ModelLibrary:
         self._finalizer = None
         self._members: list[_Member] = []
         self._borrowed: set[int] = set()
+        # what steps compute from the members' WCSs and share (resample's output grid and pixel maps:
+        # tasks/resample.py), keyed on the WCS objects themselves, so a changed WCS is a new key
+        self.shared: dict = {}
         for k, m in enumerate(members):
             gid = group_ids[k] if group_ids is not None and k < len(group_ids) else None
             if isinstance(m, models.DataModel):
@@ -332,6 +335,7 @@ class ModelLibrary:
         state = dict(self.__dict__)
         state["_finalizer"] = None
         state["_borrowed"] = set()
+        state["shared"] = {}
         return state
 
     def __enter__(self):

@@ -139,14 +139,21 @@ def _intermediate_path(library, params, name: str) -> Path:
 
 def median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     """The median of the exposure groups drizzled onto the common grid: ``(median, wcs)``."""
+    from .resample import _sharing, shared_store
+
+    with _sharing(shared_store(library)):  # the grid and pixel maps, which resample reuses
+        return _median_with_resampling(library, params, on_disk)
+
+
+def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold
 
-    from .resample import _drizzle, output_grid
+    from .resample import _drizzle, _shared_grid
 
     rparams = _resample_params(params)
     stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
-    grid = output_grid(stubs, rparams)
+    grid = _shared_grid(stubs, rparams)
     groups = list(library.group_indices.values())
     computer = None
     median_wcs = None
