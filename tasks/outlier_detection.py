@@ -218,10 +218,6 @@ def median_without_resampling(library, params: OutlierDetectionParams, on_disk: 
 
 def flag_outliers(library, params: OutlierDetectionParams):
     """Flag outliers in every exposure of ``library`` in place; returns the library."""
-    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
-
-    from .flat_field import match_nans_and_flags
-
     if len(library) < 2:
         log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
         library.mark_step("outlier_detection", "SKIPPED")
@@ -229,8 +225,6 @@ def flag_outliers(library, params: OutlierDetectionParams):
     if _check_mode(library) == "spec":
         return flag_outliers_spec(library, params)
     counts = (0, 0)  # pixels flagged, pixels looked at
-    snr1, snr2 = params.snr_pair
-    scale1, scale2 = params.scale_pair
     on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
     if params.resample_data:
         median, median_wcs = median_with_resampling(library, params, on_disk)
@@ -246,6 +240,23 @@ def flag_outliers(library, params: OutlierDetectionParams):
         med.save(_intermediate_path(library, params, f"{base}_{library.asn_id}_median.fits" if library.asn_id
                                     else f"{base}_median.fits"))
 
+    from .resample import _install_pixmap_sharing, _sharing, shared_store
+
+    _install_pixmap_sharing()
+    with _sharing(shared_store(library) if params.resample_data else None):  # the drizzles' pixel maps
+        counts = _flag_each(library, params, median, median_wcs, counts)
+    report_qa(**{"outlier %": round(100.0 * counts[0] / max(counts[1], 1), 4)})
+    return library
+
+
+def _flag_each(library, params: OutlierDetectionParams, median, median_wcs, counts):
+    """Blot the median back onto each exposure and flag its outliers; returns the updated counts."""
+    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
+
+    from .flat_field import match_nans_and_flags
+
+    snr1, snr2 = params.snr_pair
+    scale1, scale2 = params.scale_pair
     flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
     for _i, model in library.each(modify=True):
         if params.resample_data:
@@ -272,8 +283,7 @@ def flag_outliers(library, params: OutlierDetectionParams):
         model.meta.cal_step.outlier_detection = "COMPLETE"
         log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
         counts = (counts[0] + int(np.count_nonzero(mask)), counts[1] + int(mask.size))
-    report_qa(**{"outlier %": round(100.0 * counts[0] / max(counts[1], 1), 4)})
-    return library
+    return counts
 
 
 def flag_outliers_spec(library, params: OutlierDetectionParams):

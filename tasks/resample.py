@@ -283,11 +283,15 @@ def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
 
 
 def _install_pixmap_sharing() -> None:
-    """Route stcal's Resample through :func:`_calc_pixmap_shared` (which falls back to stcal's own)."""
+    """Route stcal's Resample and its blot (``gwcs_blot``, whose map from an exposure's pixels to the
+    median's grid is the one its drizzle used) through :func:`_calc_pixmap_shared`, which falls
+    back to stcal's own outside :func:`_sharing`."""
+    import stcal.outlier_detection.utils as so
     import stcal.resample.resample as sr
 
-    if sr.calc_pixmap is not _calc_pixmap_shared:
-        sr.calc_pixmap = _calc_pixmap_shared
+    for module in (sr, so):
+        if module.calc_pixmap is not _calc_pixmap_shared:
+            module.calc_pixmap = _calc_pixmap_shared
 
 
 # ---------------------------------------------------------------------------
