@@ -56,6 +56,23 @@ def keep_in_memory(members) -> bool:
     return fits
 
 
+# the libraries Stage 3's steps use, imported before the steps start (as jwst's are, with its step
+# classes), so that a step's recorded seconds are its own work
+_STEP_LIBRARIES = ("photutils.background", "photutils.detection", "photutils.segmentation", "photutils.aperture",
+                   "tweakwcs.correctors", "stcal.tweakreg.tweakreg", "stcal.skymatch", "stcal.resample",
+                   "stcal.outlier_detection.utils", "stcal.outlier_detection.median", "scipy.spatial")
+
+
+def _import_step_libraries() -> None:
+    import importlib
+
+    for name in _STEP_LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the step that needs it says so
+            pass
+
+
 def _is_moving_target(meta) -> bool:
     return str(getattr(meta.target, "type", "") or "").upper() == "MOVING"
 
@@ -108,6 +125,7 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
                 params[name] = params[name].model_copy(update={"output_dir": str(out_dir)})
 
     align = ["assign_mtwcs"] if moving else ["tweakreg"]
+    _import_step_libraries()
     library = run_steps(library, align + ["skymatch", "outlier_detection"], run, output_dir=None, source_name=root)
     i2d = run_steps(library, ["resample"], run, output_dir=None, source_name=root)
     result: dict = {"written": [], "i2d": i2d, "catalog": None}

@@ -130,6 +130,9 @@ class ModelLibrary:
         self._finalizer = None
         self._members: list[_Member] = []
         self._borrowed: set[int] = set()
+        # what steps compute from the members' WCSs and share (resample's output grid and pixel maps:
+        # tasks/resample.py), keyed on the WCS objects themselves, so a changed WCS is a new key
+        self.shared: dict = {}
         for k, m in enumerate(members):
             gid = group_ids[k] if group_ids is not None and k < len(group_ids) else None
             if isinstance(m, models.DataModel):
@@ -202,6 +205,11 @@ class ModelLibrary:
             return mem.model.meta
         if mem.meta is None:
             model = self._open(index)
+            if self.on_disk is False:
+                # kept from its first read (jwst's in_memory=True): its metadata needs no snapshot,
+                # and borrowing it later does not read the file again
+                mem.model = model
+                return model.meta
             self._snapshot(mem, model)
             del model
         return mem.meta
@@ -214,15 +222,18 @@ class ModelLibrary:
             self.read_metadata(index)
         return mem.shape
 
-    def stub(self, index: int):
-        """An ImageModel with the member's metadata, headers and a pixel-free data array of its shape."""
+    def stub(self, index: int, copy: bool = True):
+        """An ImageModel with the member's metadata, headers and a pixel-free data array of its shape.
+
+        ``copy=False`` shares the member's metadata and headers instead of copying them (the WCS
+        makes that copy costly), for a caller that only reads them."""
         mem = self._members[index]
         meta = self.read_metadata(index)
         shape = self.shape(index)
         stub = models.ImageModel(data=np.broadcast_to(np.float32(0.0), shape))
-        stub.meta = meta.model_copy(deep=True)
+        stub.meta = meta.model_copy(deep=True) if copy else meta
         src = mem.model._headers if mem.model is not None else mem.headers
-        stub._headers = {k: h.copy() for k, h in src.items() if k in ("PRIMARY", "SCI")}
+        stub._headers = {k: (h.copy() if copy else h) for k, h in src.items() if k in ("PRIMARY", "SCI")}
         return stub
 
     # -- borrowing -------------------------------------------------------
@@ -324,6 +335,7 @@ class ModelLibrary:
         state = dict(self.__dict__)
         state["_finalizer"] = None
         state["_borrowed"] = set()
+        state["shared"] = {}
         return state
 
     def __enter__(self):

@@ -139,14 +139,21 @@ def _intermediate_path(library, params, name: str) -> Path:
 
 def median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     """The median of the exposure groups drizzled onto the common grid: ``(median, wcs)``."""
+    from .resample import _sharing, shared_store
+
+    with _sharing(shared_store(library)):  # the grid and pixel maps, which resample reuses
+        return _median_with_resampling(library, params, on_disk)
+
+
+def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold
 
-    from .resample import _drizzle, output_grid
+    from .resample import _drizzle, _shared_grid
 
     rparams = _resample_params(params)
-    stubs = [library.stub(i) for i in range(len(library))]
-    grid = output_grid(stubs, rparams)
+    stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
+    grid = _shared_grid(stubs, rparams)
     groups = list(library.group_indices.values())
     computer = None
     median_wcs = None
@@ -154,8 +161,10 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
         borrowed = [(i, library.borrow(i)) for i in indices]
         try:
             log.info("Drizzling %d exposure(s) of group %d/%d onto the common grid", len(indices), g + 1, len(groups))
+            # only the arrays are needed unless the drizzled images are written
             drizzled = _drizzle([m for _i, m in borrowed], dict(grid), rparams, enable_var=False, report_var=False,
-                                compute_err=None, good_bits=params.good_bits)
+                                compute_err=None, good_bits=params.good_bits,
+                                bare=not params.save_intermediate_results)
         finally:
             for i, m in borrowed:
                 library.shelve(i, m, modify=False)
@@ -164,13 +173,15 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
             root = member_root(drizzled.meta.filename or f"group{g}")
             name = f"{root}_{library.asn_id}_outlier_i2d.fits" if library.asn_id else f"{root}_outlier_i2d.fits"
             drizzled.save(_intermediate_path(library, params, name))
+            drizzled = {"data": drizzled.data, "wht": drizzled.wht, "wcs": drizzled.meta.wcs}
+        data, wht = drizzled["data"], drizzled["wht"]
         if computer is None:
-            median_wcs = drizzled.meta.wcs
-            computer = MedianComputer((len(groups),) + drizzled.data.shape, not on_disk, None, drizzled.data.dtype)
-        threshold = compute_weight_threshold(drizzled.wht, params.maskpt)
-        drizzled.data[drizzled.wht < threshold] = np.nan
-        computer.append(drizzled.data, g)
-        del drizzled
+            median_wcs = drizzled["wcs"]
+            computer = MedianComputer((len(groups),) + data.shape, not on_disk, None, data.dtype)
+        threshold = compute_weight_threshold(wht, params.maskpt)
+        data[wht < threshold] = np.nan
+        computer.append(data, g)
+        del drizzled, data, wht
     return computer.evaluate(), median_wcs
 
 
@@ -207,10 +218,6 @@ def median_without_resampling(library, params: OutlierDetectionParams, on_disk: 
 
 def flag_outliers(library, params: OutlierDetectionParams):
     """Flag outliers in every exposure of ``library`` in place; returns the library."""
-    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
-
-    from .flat_field import match_nans_and_flags
-
     if len(library) < 2:
         log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
         library.mark_step("outlier_detection", "SKIPPED")
@@ -218,8 +225,6 @@ def flag_outliers(library, params: OutlierDetectionParams):
     if _check_mode(library) == "spec":
         return flag_outliers_spec(library, params)
     counts = (0, 0)  # pixels flagged, pixels looked at
-    snr1, snr2 = params.snr_pair
-    scale1, scale2 = params.scale_pair
     on_disk = not params.in_memory or not all(library.in_memory(i) for i in range(len(library)))
     if params.resample_data:
         median, median_wcs = median_with_resampling(library, params, on_disk)
@@ -235,6 +240,23 @@ def flag_outliers(library, params: OutlierDetectionParams):
         med.save(_intermediate_path(library, params, f"{base}_{library.asn_id}_median.fits" if library.asn_id
                                     else f"{base}_median.fits"))
 
+    from .resample import _install_pixmap_sharing, _sharing, shared_store
+
+    _install_pixmap_sharing()
+    with _sharing(shared_store(library) if params.resample_data else None):  # the drizzles' pixel maps
+        counts = _flag_each(library, params, median, median_wcs, counts)
+    report_qa(**{"outlier %": round(100.0 * counts[0] / max(counts[1], 1), 4)})
+    return library
+
+
+def _flag_each(library, params: OutlierDetectionParams, median, median_wcs, counts):
+    """Blot the median back onto each exposure and flag its outliers; returns the updated counts."""
+    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
+
+    from .flat_field import match_nans_and_flags
+
+    snr1, snr2 = params.snr_pair
+    scale1, scale2 = params.scale_pair
     flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
     for _i, model in library.each(modify=True):
         if params.resample_data:
@@ -261,8 +283,7 @@ def flag_outliers(library, params: OutlierDetectionParams):
         model.meta.cal_step.outlier_detection = "COMPLETE"
         log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
         counts = (counts[0] + int(np.count_nonzero(mask)), counts[1] + int(mask.size))
-    report_qa(**{"outlier %": round(100.0 * counts[0] / max(counts[1], 1), 4)})
-    return library
+    return counts
 
 
 def flag_outliers_spec(library, params: OutlierDetectionParams):

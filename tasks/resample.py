@@ -33,6 +33,8 @@ onto the common grid separately and returns a list.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import logging
 from typing import Literal
@@ -219,6 +221,80 @@ def output_grid(inputs, params: ResampleParams) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# computations shared by the steps of one product
+#
+# outlier_detection drizzles every exposure onto the grid resample then drizzles them onto again:
+# the same output grid and the same pixel maps (input pixel -> output pixel, one WCS evaluation
+# per pixel).  Within :func:`_sharing` (a model library's ``shared`` dictionary), the grid and
+# the maps are computed once and reused.  Keys hold the WCS objects themselves and are compared
+# by identity: a member whose WCS changed (tweakreg, or read again from disk) has a new object,
+# so nothing stale is reused, and the answers are those of computing them again.
+
+_SHARED: contextvars.ContextVar = contextvars.ContextVar("webbflow_resample_shared", default=None)
+_GRID_FIELDS = ("output_wcs", "output_shape", "pixel_scale_ratio", "pixel_scale", "rotation", "crpix", "crval")
+
+
+def shared_store(library) -> dict | None:
+    """The library's store of shared computations, when its members are all kept in memory (else
+    None: members read again from disk have new WCS objects, and their maps would only pile up)."""
+    return library.shared if all(library.in_memory(i) for i in range(len(library))) else None
+
+
+@contextlib.contextmanager
+def _sharing(store: dict | None):
+    token = _SHARED.set(store)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is y if hasattr(x, "forward_transform") else x == y for x, y in zip(a, b))
+
+
+def _lookup(kind: str, key: tuple, compute):
+    store = _SHARED.get()
+    if store is None:
+        return compute()
+    entries = store.setdefault(kind, [])
+    for k, v in entries:
+        if _same(k, key):
+            return v
+    v = compute()
+    entries.append((key, v))
+    return v
+
+
+def _shared_grid(inputs, params: ResampleParams) -> dict:
+    key = tuple(m.meta.wcs for m in inputs) + tuple(str(m.meta.wcsinfo.s_region) for m in inputs) + tuple(
+        tuple(m.data.shape) for m in inputs) + tuple(repr(getattr(params, f)) for f in _GRID_FIELDS)
+    return _lookup("grid", key, lambda: output_grid(inputs, params))
+
+
+def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
+    """stcal's ``calc_pixmap``, reused within :func:`_sharing` (a copy: drizzle may change it)."""
+    from stcal.resample import utils
+
+    if _SHARED.get() is None or args or set(kwargs) - {"stepsize", "order"}:
+        return utils.calc_pixmap(wcs_from, wcs_to, shape, *args, **kwargs)
+    key = (wcs_from, wcs_to, None if shape is None else tuple(shape), kwargs.get("stepsize", 1), kwargs.get("order", 1))
+    return _lookup("pixmap", key, lambda: utils.calc_pixmap(wcs_from, wcs_to, shape, **kwargs)).copy()
+
+
+def _install_pixmap_sharing() -> None:
+    """Route stcal's Resample and its blot (``gwcs_blot``, whose map from an exposure's pixels to the
+    median's grid is the one its drizzle used) through :func:`_calc_pixmap_shared`, which falls
+    back to stcal's own outside :func:`_sharing`."""
+    import stcal.outlier_detection.utils as so
+    import stcal.resample.resample as sr
+
+    for module in (sr, so):
+        if module.calc_pixmap is not _calc_pixmap_shared:
+            module.calc_pixmap = _calc_pixmap_shared
+
+
+# ---------------------------------------------------------------------------
 # the output product
 
 
@@ -226,7 +302,8 @@ def _keyword_meta(meta):
     """A copy of ``meta`` with only its FITS-keyword metadata (as stdatamodels' ``update``): no extras, no WCS."""
     from ..models.meta import Group
 
-    new = meta.model_copy(deep=True)
+    # the WCS is not copied at all (its copy costs more than the rest): the memo maps it to None
+    new = copy.deepcopy(meta, {id(meta.wcs): None}) if meta.wcs is not None else meta.model_copy(deep=True)
 
     def strip(g):
         if g.__pydantic_extra__:
@@ -317,10 +394,15 @@ def _finalize_wcs(model, inputs, out_wcs) -> None:
 
 
 def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, report_var: bool, compute_err, n_expected=None,
-             good_bits=GOOD_BITS, stream=None, blender=None):
+             good_bits=GOOD_BITS, stream=None, blender=None, bare: bool = False):
     """Drizzle ``inputs`` (or, when given, the models ``stream`` yields one at a time; ``inputs`` then
-    only need their metadata, e.g. a model library's stubs) onto ``grid``."""
+    only need their metadata, e.g. a model library's stubs) onto ``grid``.
+
+    ``bare``: return stcal's output dictionary (``data``, ``wht``, ``wcs``, ...) instead of a
+    product, for a caller that only needs the arrays (outlier detection's median)."""
     from stcal.resample import Resample
+
+    _install_pixmap_sharing()
 
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL
@@ -344,6 +426,8 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
     r.finalize()
     out = r.output_model
+    if bare:
+        return out
     model = _new_output(inputs[0], out, params, r.enable_var, report_var, compute_err, blender=blender)
     _finalize_wcs(model, inputs, r.output_wcs)
     model.meta.cal_step.resample = "COMPLETE"
@@ -406,10 +490,15 @@ def _resample_library(library, params: ResampleParams):
     """
     if params.weight_type is None:
         raise ParameterError("step resample: weight_type None is not supported; use 'ivm' or 'exptime'")
-    stubs = [library.stub(i) for i in range(len(library))]
+    stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
     for m in stubs:
         _check_input(m)
-    grid = output_grid(stubs, params)
+    with _sharing(shared_store(library)):
+        return _resample_stubs(library, stubs, params)
+
+
+def _resample_stubs(library, stubs, params: ResampleParams):
+    grid = _shared_grid(stubs, params)
 
     def stream(indices, blender=None):
         for i in indices:

@@ -29,7 +29,6 @@ overlap statistics need all of them.
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import tempfile
@@ -170,7 +169,9 @@ def match_sky(library, params: SkyMatchParams):
                     else:
                         data = scratch.array(f"data{i}", model.data)
                         mask = scratch.array(f"mask{i}", mask)
-                    wcs = copy.deepcopy(model.meta.wcs)
+                    # the WCS is only evaluated, never changed: no copy (a member shelved to disk
+                    # keeps its WCS object alive through these references)
+                    wcs = model.meta.wcs
                     sky = SkyImage(image=data, wcs_fwd=wcs.__call__, wcs_inv=wcs.invert, mask=mask,
                                    sky_id=model.meta.filename, skystat=stats, stepsize=params.stepsize,
                                    meta={"index": i})
