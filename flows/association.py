@@ -519,6 +519,7 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             cache_store(out, root, stage, key, written)
             res.products += written
         del model
+        _release_memory()  # the next stage starts from the process's floor, not from this one's high-water mark
         current = out / f"{root}_{product}.fits"
         if not current.exists():
             raise InputFileError(src, f"{stage} made no _{product} product, which its association "
