@@ -174,7 +174,8 @@ def print_where(name: str, w: dict) -> None:
     print(f"  + the compiled kernels loaded               {w['kernels']:7.0f}")
     print(f"  {'stage':<22}{'start':>8}{'peak':>8}{'end':>8}   step of the peak (its rise)")
     for stage, start, peak, end, top, rise in w["stages"]:
-        print(f"  {stage:<22}{start:8.0f}{peak:8.0f}{end:8.0f}   {top} (+{rise:.0f})")
+        label = "  the member, whole" if stage == "exposure" else stage  # its stages, then the heap trimmed
+        print(f"  {label:<22}{start:8.0f}{peak:8.0f}{end:8.0f}   {top} (+{rise:.0f})")
     print(f"  whole command's peak                        {w['peak']:7.0f}")
 
 
