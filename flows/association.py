@@ -875,8 +875,9 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
     """Run the association flow with the chosen task runner (used by the CLI and the demo).
 
     With no Prefect API configured (``stage.prefect_tracking``) and the default thread runner, the
-    flow's body runs untracked: the same members, stages, caching and products, as plain calls on a
-    thread pool, without Prefect's temporary server (5-11 s, and most of an unchanged rerun)."""
+    flow's body runs untracked: the same members, stages, caching and products, as plain calls, one
+    member at a time (``max_workers`` > 1: that many on a thread pool), without Prefect's temporary
+    server (5-11 s, and most of an unchanged rerun)."""
     from .stage import prefect_tracking, quiet_prefect_settings
 
     if (runner or "threads").lower() == "threads" and not prefect_tracking() and not in_prefect_run():
