@@ -21,6 +21,11 @@ For each, alternately and each command a fresh process:
 
 Wall time, peak RSS and CPU time come from ``/usr/bin/time``.  The table gives webbflow/jwst
 ratios.  On a shared machine compare ratios, not seconds.  Not a pass/fail test.
+
+``--where`` then says where webbflow's memory goes: the same ``webbflow run`` in a fresh process whose
+resident size is sampled every 5 ms, giving the size after the imports (before any exposure is read),
+after the compiled kernels are loaded, and each stage's and each step's peak (the step that sets a
+stage's peak is named).
 """
 
 from __future__ import annotations
@@ -96,12 +101,91 @@ def run_webbflow(obs: Path, out: Path, pipeline: str, env: dict) -> dict:
                  obs, env)
 
 
+# the webbflow command in this process, its resident size sampled every 5 ms; prints one JSON line:
+# {"imports": MiB after the imports, "kernels": MiB once a compiled kernel has run, "stages": [[stage,
+# MiB at its start, its peak, MiB at its end, step of the peak, that step's rise]], "peak": MiB}
+WHERE = r"""
+import json, sys, threading, time
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+state = {"peak": 0.0, "step_peak": 0.0, "all": 0.0}
+def sample():
+    while True:
+        r = rss()
+        for k in ("peak", "step_peak", "all"):
+            state[k] = max(state[k], r)
+        time.sleep(0.005)
+threading.Thread(target=sample, daemon=True).start()
+from webbflow.flows import association, cli, stage
+from webbflow.tasks import load_all
+load_all()
+association.warm_up_readers()
+out = {"imports": rss(), "stages": []}
+import numba, numpy as np
+from webbflow.tasks import _saturation_kernel as k
+k.flag_saturated(np.zeros((1, 2, 4, 4), np.float32), np.zeros((1, 2, 4, 4), np.uint8), np.ones((4, 4), np.float32),
+                 np.zeros((4, 4), bool), sat=2, dnu=1, ad_floor=64, n_pix_grow_sat=1, read_pattern=None)
+out["kernels"] = rss()
+current = {"steps": []}
+def staged(name, fn):
+    def run(*a, **kw):
+        start = rss(); state["peak"] = start; current["steps"] = []
+        try:
+            return fn(*a, **kw)
+        finally:
+            top = max(current["steps"], key=lambda x: x[1], default=("-", 0.0, 0.0))
+            out["stages"].append([name, start, state["peak"], rss(), top[0], top[2]])
+    return run
+call_flow = association.call_flow
+association.call_flow = lambda fl, *a, **kw: staged(getattr(fl, "name", "?"), call_flow)(fl, *a, **kw)
+association._stage3_product = staged("stage 3", association._stage3_product)
+execute = stage._execute
+def step(name, *a, **kw):
+    before = rss(); state["step_peak"] = before
+    try:
+        return execute(name, *a, **kw)
+    finally:
+        current["steps"].append((name, state["step_peak"], state["step_peak"] - before))
+stage._execute = step
+try:
+    cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+out["peak"] = state["all"]
+print(json.dumps(out))
+"""
+
+
+def where(obs: Path, out: Path, pipeline: str, env: dict) -> dict:
+    """Where the memory of ``webbflow run`` goes (see WHERE), on a fresh output folder."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [PY, "-c", WHERE, "run", pipeline, str(level3_asn(obs, pipeline)), "--output-dir", str(out)]
+    proc = subprocess.run(cmd, cwd=obs, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd[3:])}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_where(name: str, w: dict) -> None:
+    print(f"\n{name}: where webbflow's memory goes (MiB, resident)")
+    print(f"  imports (models, WCS, Prefect, every step)  {w['imports']:7.0f}")
+    print(f"  + the compiled kernels loaded               {w['kernels']:7.0f}")
+    print(f"  {'stage':<22}{'start':>8}{'peak':>8}{'end':>8}   step of the peak (its rise)")
+    for stage, start, peak, end, top, rise in w["stages"]:
+        label = "  the member, whole" if stage == "exposure" else stage  # its stages, then the heap trimmed
+        print(f"  {label:<22}{start:8.0f}{peak:8.0f}{end:8.0f}   {top} (+{rise:.0f})")
+    print(f"  whole command's peak                        {w['peak']:7.0f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nints", type=int, default=12, help="integrations of the slitless time series")
     ap.add_argument("--rounds", type=int, default=1, help="times each side is run (medians shown)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-miri-lrs")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--where", action="store_true", help="also break webbflow's peak memory down by stage and step")
     args = ap.parse_args(argv)
 
     results = {}
@@ -121,6 +205,8 @@ def main(argv=None) -> None:
             rows["webbflow rerun"].append(run_webbflow(obs, out, pipeline, env))
         results[name] = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")}
                          for k, v in rows.items()}
+        if args.where:
+            results[name]["where"] = where(obs, args.workdir / f"{exp_type}-where", pipeline, env)
     load_after = os.getloadavg()
 
     print(f"\nMIRI LRS, uncal to Stage 3 ({args.rounds} round(s), medians); load average "
@@ -129,6 +215,8 @@ def main(argv=None) -> None:
     for name, med in results.items():
         j, w = med["jwst"], med["webbflow"]
         for k, v in med.items():
+            if k == "where":
+                continue
             if k == "jwst":
                 ratio = ""
             elif k == "webbflow rerun":
@@ -137,6 +225,9 @@ def main(argv=None) -> None:
                 ratio = (f"{v['wall'] / j['wall']:.2f}x wall, {v['cpu'] / j['cpu']:.2f}x CPU, "
                          f"{v['rss'] / j['rss']:.2f}x memory")
             print(f"{name:<15}{k:<16}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {ratio}")
+    for name, med in results.items():
+        if "where" in med:
+            print_where(name, med["where"])
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "medians": results,
                                          "load": {"before": load_before, "after": load_after}}, indent=2))

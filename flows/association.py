@@ -488,7 +488,10 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
         if stage not in work or (until == "detector1" and stage != "detector1"):
             continue
         root = root_of(current.name)
-        model = models.open(current)
+        # detector1 reads the raw file itself (one integration at a time into its float32 ramp, or
+        # streamed): its key needs only the metadata, and the uint16 ramp is never held here as well
+        raw = stage == "detector1"
+        model = models.open(current, arrays=()) if raw else models.open(current)
         key = stage_key(stage, current, model, _stage_steps(steps, stage), config, seen=res.references)
         extra = {}
         if stage == "spec2":
@@ -510,11 +513,13 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             res.products += [Reused(p) for p in hit]
             show_reuse(stage, f"{stage} of {root} reused: input, references, parameters and code unchanged")
         else:
-            call_flow(stage_flow, model, steps=_stage_steps(steps, stage), config=config, output_dir=str(out), **extra)
+            call_flow(stage_flow, str(current) if raw else model, steps=_stage_steps(steps, stage), config=config,
+                      output_dir=str(out), **extra)
             written = written_by_last_run()
             cache_store(out, root, stage, key, written)
             res.products += written
         del model
+        _release_memory()  # the next stage starts from the process's floor, not from this one's high-water mark
         current = out / f"{root}_{product}.fits"
         if not current.exists():
             raise InputFileError(src, f"{stage} made no _{product} product, which its association "
@@ -547,21 +552,45 @@ def member_task(path: str, output_dir: str, steps: dict | None, config: str | No
                             seconds=time.perf_counter() - t0)
 
 
-# untracked runs fan members out on plain threads, this many at a time (run_association sets it)
+# untracked runs take members this many at a time (run_association sets it from max_workers); by
+# default one: one exposure's ramp, references and intermediate arrays in memory at a time, as in
+# jwst's one-exposure-per-command runs (the compiled kernels use the cores within an exposure)
 _PLAIN_WORKERS: contextvars.ContextVar[int | None] = contextvars.ContextVar("webbflow_plain_workers", default=None)
 _PLAIN_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def submit_member(*args, **kwargs):
     """``member_task`` on the flow run's task runner inside a Prefect run; outside one (an untracked
-    run) on a plain thread pool of this process, with the same result objects (``.result()``)."""
+    run) in this thread, or with ``max_workers`` > 1 on a plain thread pool of this process, with the
+    same result objects (``.result()``)."""
     if in_prefect_run():
         return member_task.submit(*args, **kwargs)
-    n = _PLAIN_WORKERS.get() or min(4, os.cpu_count() or 2)
+    n = _PLAIN_WORKERS.get() or 1
+    if n == 1:
+        from concurrent.futures import Future
+
+        done: Future = Future()
+        done.set_result(member_task.fn(*args, **kwargs))  # failures come back as a MemberResult
+        _release_memory()
+        return done
     pool = _PLAIN_POOLS.get(n)
     if pool is None:
         pool = _PLAIN_POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="webbflow-member")
     return pool.submit(member_task.fn, *args, **kwargs)
+
+
+def _release_memory() -> None:
+    """Between members: collect the last member's models and give the freed heap back to the system,
+    so that the next member and Stage 3 start from the process's floor, not from its high-water mark."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -846,8 +875,9 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
     """Run the association flow with the chosen task runner (used by the CLI and the demo).
 
     With no Prefect API configured (``stage.prefect_tracking``) and the default thread runner, the
-    flow's body runs untracked: the same members, stages, caching and products, as plain calls on a
-    thread pool, without Prefect's temporary server (5-11 s, and most of an unchanged rerun)."""
+    flow's body runs untracked: the same members, stages, caching and products, as plain calls, one
+    member at a time (``max_workers`` > 1: that many on a thread pool), without Prefect's temporary
+    server (5-11 s, and most of an unchanged rerun)."""
     from .stage import prefect_tracking, quiet_prefect_settings
 
     if (runner or "threads").lower() == "threads" and not prefect_tracking() and not in_prefect_run():

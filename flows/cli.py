@@ -86,7 +86,7 @@ PIPELINE_OPTIONS = {
     "detector1": [("save_calibrated_ramp", "bool", "false", "also write the calibrated ramp (<root>_ramp.fits)")],
     "image3": [
         ("runner", "threads|processes|dask", "threads", "how the association's exposures run in parallel"),
-        ("max_workers", "int", "min(4, cores)", "how many exposures at a time"),
+        ("max_workers", "int", "1 (min(4, cores) in a Prefect run)", "how many exposures at a time"),
         ("scheduler", "address", "-", "an existing Dask scheduler (with --runner dask), e.g. tcp://head:8786"),
         ("allow_partial", "bool", "false", "make Stage 3 from the members that succeeded when some failed"),
     ],

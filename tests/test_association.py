@@ -102,3 +102,41 @@ def test_concurrent_exposure_flows_read_back_their_own_runs():
     for t in threads:
         t.join()
     assert seen == {"jw01_nrca1": "jw01_nrca1", "jw01_nrca2": "jw01_nrca2"}
+
+
+def test_an_untracked_run_takes_one_member_at_a_time_unless_told(monkeypatch):
+    """Outside a Prefect run the members of an association are made one after the other in the calling
+    thread (one exposure's arrays in memory at a time); max_workers=2 runs two at once on threads."""
+    import threading
+
+    from webbflow.flows import association as A
+
+    running, most, where = [0], [0], []
+    lock = threading.Lock()
+    together: list[threading.Barrier] = []  # with two workers: both members are running before either ends
+
+    def member(path, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        where.append(threading.current_thread() is threading.main_thread())
+        if together:
+            together[0].wait()
+        with lock:
+            running[0] -= 1
+        return A.MemberResult(member=path, ok=True)
+
+    monkeypatch.setattr(A.member_task, "fn", member)
+    results = [f.result() for f in [A.submit_member(f"jw0{i}_uncal.fits", "out", None, None) for i in range(3)]]
+    assert [r.member for r in results] == ["jw00_uncal.fits", "jw01_uncal.fits", "jw02_uncal.fits"]
+    assert most[0] == 1 and all(where)
+
+    token = A._PLAIN_WORKERS.set(2)
+    try:
+        most[0], where[:] = 0, []
+        together.append(threading.Barrier(2, timeout=60))
+        results = [f.result() for f in [A.submit_member(f"jw0{i}_uncal.fits", "out", None, None) for i in range(2)]]
+    finally:
+        A._PLAIN_WORKERS.reset(token)
+    assert [r.member for r in results] == ["jw00_uncal.fits", "jw01_uncal.fits"]
+    assert most[0] == 2 and not any(where)
