@@ -54,8 +54,8 @@ def is_ifu(member) -> bool:
 def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_table_name=None, steps=None,
               config=None, output_dir=None, backgrounds=None) -> dict:
     """The spec3 products of one IFU product; returns ``{"sources": [], "written": [paths], "failed": []}``."""
-    from ..tasks._library import ModelLibrary
     from ..tasks.base import STEPS as REGISTRY
+    from .calwebb_spec3 import _last
 
     for m in members:
         if not isinstance(m, models.DataModel) and not Path(m).exists():
@@ -89,6 +89,20 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
         out_dir.mkdir(parents=True, exist_ok=True)
     run = StageRun(params=params, references=references, context=context)
     written: list[str] = []
+    try:
+        result = _run(members, params, run, out_dir, written, later, product_name, asn_id, asn_pool, asn_table_name)
+    except BaseException:  # no partial product: what this run wrote goes
+        for p in written:
+            Path(p).unlink(missing_ok=True)
+        raise
+    run.written = list(written)
+    _last.clear()
+    _last.append(run)  # the per-step log (-v) of this run
+    return result
+
+
+def _run(members, params, run, out_dir, written, later, product_name, asn_id, asn_pool, asn_table_name) -> dict:
+    from ..tasks._library import ModelLibrary
 
     library = ModelLibrary(list(members), asn_id=asn_id, product_name=product_name,
                            asn_info=(asn_pool, asn_table_name) if asn_table_name else None)
@@ -146,10 +160,11 @@ def _spectral_leak(spectra, user: dict, run: StageRun) -> None:
         return
     if params_skip(user, "spectral_leak"):
         return
+    extended = any(getattr(s.spec[0], "source_type", None) == "EXTENDED" for s in spectra if len(s.spec))
     bands = {(str(s.meta.instrument.channel), str(s.meta.instrument.band).upper()) for s in spectra}
     has_1b = any("1" in c and "MEDIUM" in b for c, b in bands)
     has_3a = any("3" in c and "SHORT" in b for c, b in bands)
-    if has_1b and has_3a:
+    if has_1b and has_3a and not extended:  # jwst corrects no extended source
         raise UnsupportedModeError("spec3: spectral_leak (channel 3 SHORT corrected with channel 1 MEDIUM) is not "
                                    "implemented yet; run with --steps.spectral_leak.skip=true")
     for s in spectra:

@@ -249,3 +249,32 @@ def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
     with pytest.raises(ParameterError, match=r"'kernel_size' must be two positive integers.*'7'") as exc:
         run_step("outlier_detection", two, {"kernel_size": "7"}, references={})
     assert "\n" not in str(exc.value)
+
+
+def test_spec3_ifu_refuses_what_it_cannot_do_in_one_line(tmp_path):
+    """NIRSpec IFU cubes, MRS members without a WCS and background members: one line naming the file, no product."""
+    from webbflow import models
+    from webbflow.errors import InputFileError, UnsupportedModeError
+    from webbflow.flows._spec3_ifu import is_ifu, spec3_ifu
+
+    def member(name, exp_type, detector):
+        m = models.IFUImageModel(data=np.ones((32, 40), np.float32))
+        m.meta.filename = name
+        m.meta.instrument.name = "NIRSPEC" if exp_type == "NRS_IFU" else "MIRI"
+        m.meta.instrument.detector, m.meta.exposure.type = detector, exp_type
+        path = tmp_path / name
+        m.save(path)
+        return path
+
+    nrs = member("jw01234001001_01101_00001_nrs1_cal.fits", "NRS_IFU", "NRS1")
+    mrs = member("jw01234001001_01101_00001_mirifushort_cal.fits", "MIR_MRS", "MIRIFUSHORT")
+    assert is_ifu(nrs) and is_ifu(mrs)
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedModeError, match=r"nrs1_cal.fits: spec3 for IFU NRS_IFU .*not implemented") as e1:
+        spec3_ifu([nrs], product_name="jw01234-o001_t001_nirspec", output_dir=str(out))
+    with pytest.raises(UnsupportedModeError, match=r"mirifushort_cal.fits: spec3's master_background for IFU") as e2:
+        spec3_ifu([mrs], product_name="jw01234-o001_t001_miri", output_dir=str(out), backgrounds=[mrs])
+    with pytest.raises(InputFileError, match=r"mirifushort_cal.fits.*has no WCS") as e3:
+        spec3_ifu([mrs], product_name="jw01234-o001_t001_miri", output_dir=str(out))
+    assert all("\n" not in str(e.value) for e in (e1, e2, e3))
+    assert not out.exists() or not any(out.iterdir())
