@@ -26,8 +26,10 @@ Source product names are jwst's (:func:`webbflow.tasks.exp_to_source.source_prod
 ``webbflow run spec3 ASN`` (also ``calwebb_spec3``, ``Spec3Pipeline``) takes a level-3 spec3
 association whose science members are cal files, relative to the association's folder.
 
-Not implemented yet (each refused with one line, never skipped silently): slitless modes (WFSS, SOSS), IFU modes (cube_build) and
-moving targets (assign_mtwcs).
+IFU exposures (MIR_MRS) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
+
+Not implemented yet (each refused with one line, never skipped silently): slitless modes (WFSS, SOSS), NIRSpec IFU
+cubes and moving targets (assign_mtwcs).
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from ..errors import InputFileError, ParameterError, UnsupportedModeError, Webbf
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "extract_1d", "combine_1d"]
+STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
+         "combine_1d"]  # cube_build: IFU exposures only (flows/_spec3_ifu.py)
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
-NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "cube_build", "photom",
+NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "photom",
                    "spectral_leak")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
@@ -217,6 +220,12 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     members = list(input) if isinstance(input, (list, tuple)) else [input]
     if not members:
         raise ParameterError("spec3 needs at least one cal exposure")
+    from ._spec3_ifu import is_ifu, spec3_ifu
+
+    if is_ifu(members[0]):  # IFU exposures: cubes (flows/_spec3_ifu.py)
+        return spec3_ifu(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
+                         asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
+                         backgrounds=backgrounds)
     exposures = []
     for src in members:
         m = models.open(src)

@@ -74,10 +74,10 @@ class OutlierDetectionParams(StepParams):
     snr: str = "5.0 4.0"  # detection thresholds: first pass, neighbours
     scale: str = "1.2 0.7"  # gradient scale factors: first pass, neighbours
     backg: float = 0.0  # background added to the blot when none is recorded
-    kernel_size: str = "7 7"  # IFU mode only (not implemented)
-    threshold_percent: float = 99.8  # IFU mode only (not implemented)
+    kernel_size: str = "7 7"  # IFU mode only
+    threshold_percent: float = 99.8  # IFU mode only
     rolling_window_width: int = 25  # TSO mode only (not implemented)
-    ifu_second_check: bool = False  # IFU mode only (not implemented)
+    ifu_second_check: bool = False  # IFU mode only
     save_intermediate_results: bool = False  # write drizzled images, median and blots
     resample_data: bool = True  # compare on the drizzled grid (False: pixel to pixel)
     good_bits: str = "~DO_NOT_USE"  # DQ flags a pixel may have and still be used
@@ -222,6 +222,10 @@ def flag_outliers(library, params: OutlierDetectionParams):
         log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
         library.mark_step("outlier_detection", "SKIPPED")
         return library
+    from ._outlier_ifu import IFU_TYPES, flag_outliers_ifu
+
+    if (library.read_metadata(0).exposure.type or "").upper() in IFU_TYPES:  # mode ifu: tasks/_outlier_ifu.py
+        return flag_outliers_ifu(library, params)
     if _check_mode(library) == "spec":
         return flag_outliers_spec(library, params)
     counts = (0, 0)  # pixels flagged, pixels looked at

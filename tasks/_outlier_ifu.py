@@ -1,0 +1,138 @@
+"""outlier_detection, jwst's ``ifu`` mode (MIR_MRS, NRS_IFU): outliers found by their neighbours.
+
+IFU exposures of one detector are not resampled and compared with a median sky, as images are:
+each pixel is compared with its two neighbours across the dispersion (left and right on MIRI,
+whose dispersion runs along y; above and below on NIRSpec).  For every exposure the smaller of the
+two absolute differences is kept; over all the exposures of a detector the smallest of those.  A
+cosmic ray or a bad pixel that hit one exposure leaves that minimum small (the others are clean);
+a pixel that differs from its neighbours in every exposure (a real, sharp source) is the same in
+all, and so is its minimum.  The minimum is normalised by its local median (a ``kernel_size``
+median filter, NaN-aware, zero-padded at the edges, as stcal's ``medfilt``; never below a third of
+the image's median) and the pixels above the ``threshold_percent`` percentile of the normalised
+minimum (taken inside a 4-pixel border) are flagged DO_NOT_USE + OUTLIER and set to NaN in every
+exposure of that detector.  ``ifu_second_check`` also flags the pixels whose minimum is NaN.
+
+Memory: one running minimum per detector (``np.fmin`` over exposures gives the same values as a
+NaN-ignoring minimum over the stack) instead of a stack of every exposure's differences.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..models import dqflags
+
+log = logging.getLogger("webbflow.steps.outlier_detection")
+
+IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
+
+
+def kernel_shape(kernel_size: str) -> tuple[int, int]:
+    """The median filter's (y, x) size from ``"7 7"``; even sizes grow by one, as jwst does."""
+    try:
+        sizes = [int(v) for v in str(kernel_size).split()]
+    except ValueError:
+        sizes = []
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ParameterError(f"step outlier_detection: 'kernel_size' must be two positive integers, e.g. '7 7' "
+                             f"(got {kernel_size!r})")
+    out = []
+    for s in sizes:
+        if s % 2 == 0:
+            log.warning("outlier_detection: kernel size %d is even; using %d", s, s + 1)
+            s += 1
+        out.append(s)
+    return out[0], out[1]
+
+
+def neighbour_difference(sci: np.ndarray, axis: int) -> np.ndarray:
+    """Per pixel, the smaller absolute difference with its two neighbours along ``axis`` (float64).
+
+    The first pixel's 'previous' neighbour is 0 (and so the last's 'next'), as in jwst."""
+    left = np.abs(np.diff(sci, axis=axis, prepend=0))
+    right = np.abs(np.flip(np.diff(np.flip(sci, axis=axis), axis=axis, prepend=0), axis=axis))
+    out = np.fmin(left, right).astype(np.float64)
+    # nanmin of the pair: NaN only where both are NaN (fmin gives that)
+    return out
+
+
+def difference_axis(instrument: str) -> int:
+    name = (instrument or "").upper()
+    if name == "MIRI":
+        return 1
+    if name == "NIRSPEC":
+        return 0
+    raise ParameterError(f"outlier_detection: ifu mode is for MIRI and NIRSpec (got {instrument or 'no instrument'})")
+
+
+def outlier_mask(minimum: np.ndarray, kernel: tuple[int, int], threshold_percent: float) -> np.ndarray:
+    """The pixels whose normalised minimum difference is above the percentile cut."""
+    from stcal.outlier_detection.utils import medfilt
+
+    ny, nx = minimum.shape
+    norm = medfilt(minimum, kernel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        floor = np.nanmedian(minimum) / 3
+        norm[norm < floor] = floor
+        scaled = minimum / norm
+        cut = np.nanpercentile(scaled[4:ny - 4, 4:nx - 4], threshold_percent)
+    log.debug("outlier_detection ifu: flag above the %g percentile, %g", threshold_percent, cut)
+    return scaled > cut
+
+
+def flag_outliers_ifu(library, params):
+    """jwst's ``ifu`` mode on a library of IFU cal exposures (IFUImageModel): flags in place."""
+    from .flat_field import match_nans_and_flags
+
+    kernel = kernel_shape(params.kernel_size)
+    metas = [library.read_metadata(i) for i in range(len(library))]
+    axis = difference_axis(metas[0].instrument.name)
+    detectors = [(m.instrument.detector or "").lower() for m in metas]
+    bad_bit = np.uint32(dqflags.DO_NOT_USE)
+    flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
+    log.info("outlier_detection: ifu mode on %d %s exposures", len(library), metas[0].exposure.type)
+    for det in sorted(set(detectors)):  # jwst goes through np.unique's (sorted) detectors
+        indices = [i for i, d in enumerate(detectors) if d == det]
+        minimum = None
+        for i in indices:
+            model = library.borrow(i)
+            try:
+                if model.data.ndim != 2:
+                    raise ParameterError(f"outlier_detection: {model.meta.filename}: ifu mode needs 2-D exposures "
+                                         f"(got {model.data.shape})")
+                if minimum is not None and model.data.shape != minimum.shape:
+                    raise ParameterError(f"outlier_detection: {model.meta.filename} is {model.data.shape}; the other "
+                                         f"{det} exposures are {minimum.shape}")
+                model.data[(model.dq & bad_bit) != 0] = np.nan
+                diff = neighbour_difference(model.data, axis)
+                minimum = diff if minimum is None else np.fmin(minimum, diff)
+            finally:
+                library.shelve(i, model, modify=True)
+        mask = outlier_mask(minimum, kernel, params.threshold_percent)
+        nan_min = np.isnan(minimum) if params.ifu_second_check else None
+        del minimum
+        for i in indices:
+            model = library.borrow(i)
+            try:
+                sci, dq = model.data, model.dq
+                sci[(dq & bad_bit) != 0] = np.nan
+                sci[mask] = np.nan
+                dq[mask] |= flag_bits
+                extra = 0
+                if nan_min is not None:
+                    extra = int(np.count_nonzero(~np.isnan(sci[nan_min])))
+                    sci[nan_min] = np.nan
+                    dq[nan_min] |= flag_bits
+                total = int(np.count_nonzero(mask)) + extra
+                log.info("%s: %d pixels flagged as outliers (%.2f%%)", model.meta.filename, total,
+                         100.0 * total / sci.size)
+                match_nans_and_flags(model)
+                model.meta.cal_step.outlier_detection = "COMPLETE"
+            finally:
+                library.shelve(i, model, modify=True)
+    return library
