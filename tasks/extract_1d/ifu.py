@@ -144,8 +144,10 @@ class _Sums:
     """One aperture's overlap with the plane (photutils' mask, computed once): sums of any array
     over the unmasked spaxels the aperture touches, as ``aperture_photometry`` gives them."""
 
-    def __init__(self, aperture, shape, mask, method, subpixels):
-        am = aperture.to_mask(method=method, subpixels=subpixels)
+    def __init__(self, aperture, shape, mask, method, subpixels, am=None):
+        if am is None:
+            am = aperture.to_mask(method=method, subpixels=subpixels)
+        self.am = am
         self.slc, small = am.get_overlap_slices(shape)
         if self.slc is None:
             return
@@ -240,6 +242,7 @@ def extract_cube(model, ep: dict, source_type: str):
         xc, yc = width / 2.0 - 0.5, height / 2.0 - 0.5
         subtract = False
         field = RectangularAperture((xc, yc), width, height, theta=0.0)
+        field_mask = field.to_mask(method=ep["method"], subpixels=ep["subpixels"])  # the same in every plane
     sigma = ep["bkg_sigma_clip"]
     position = (xc, yc)
     bmask = np.zeros((ny, nx), dtype=bool)
@@ -253,10 +256,11 @@ def extract_cube(model, ep: dict, source_type: str):
                 annulus = CircularAnnulus(position, r_in=inner[k], r_out=outer[k])
         else:
             aperture = field
+        am = None if source_type == "POINT" else field_mask
         wmap = weightmap[k]
         wmap[wmap > 1] = 1
         bmask[:] = wmap == 0
-        ap = _Sums(aperture, (ny, nx), bmask, method, subpixels)
+        ap = _Sums(aperture, (ny, nx), bmask, method, subpixels, am)
         area = ap(wmap)
         if area == 0:
             dq[k] = dqflags.PIXEL["DO_NOT_USE"]
@@ -281,7 +285,7 @@ def extract_cube(model, ep: dict, source_type: str):
         out["fvp"][k], out["fvr"][k], out["fvf"][k] = ap(var_p[k]), ap(var_r[k]), ap(var_f[k])
         if plane_subtract:
             clip = _clip_mask(data[k], wmap, bmask, sigma)
-            on = an if clip is None else _Sums(annulus, (ny, nx), clip, method, subpixels)
+            on = an if clip is None else _Sums(annulus, (ny, nx), clip, method, subpixels, an.am)
             out["bkg"][k] = on(data[k])
             out["flux"][k] -= out["bkg"][k] * norm
             out["bvp"][k], out["bvr"][k], out["bvf"][k] = an(var_p[k]), an(var_r[k]), an(var_f[k])
@@ -291,7 +295,7 @@ def extract_cube(model, ep: dict, source_type: str):
         if source_type == "EXTENDED":
             clip = _clip_mask(data[k], wmap, bmask, sigma)
             if clip is not None:
-                cl = _Sums(aperture, (ny, nx), clip, method, subpixels)
+                cl = _Sums(aperture, (ny, nx), clip, method, subpixels, am)
                 out["bkg"][k] = cl(data[k])
                 npix_bkg[k] = cl(wmap)
                 out["bvp"][k], out["bvr"][k], out["bvf"][k] = cl(var_p[k]), cl(var_r[k]), cl(var_f[k])
@@ -370,7 +374,8 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
     inst = (model.meta.instrument.name or "").upper()
     exp_type = (model.meta.exposure.type or "").upper()
     if inst != "MIRI":
-        raise UnsupportedModeError(f"extract_1d: {inst or 'this instrument'}'s IFU cubes are not supported yet (MIRI MRS)")
+        raise UnsupportedModeError(
+            f"extract_1d: {inst or 'this instrument'}'s IFU cubes are not supported yet (MIRI MRS)")
     if params.ifu_rfcorr and exp_type == "MIR_MRS" and is_band_cube(model):
         raise UnsupportedModeError(
             "extract_1d: the 1-D residual fringe correction of a single-band MRS cube (ifu_rfcorr) is not "
