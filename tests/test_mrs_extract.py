@@ -7,8 +7,8 @@ real here skipped, as the scene is already in MJy/sr): the cal, the s3d (cube_bu
 no field-of-view DQ flagging; ``output_type=multi`` and a 0.4 um slice of channel 3 to keep it
 short) and the x1d (a point source: aperture, background annulus, aperture correction, with the
 synthetic MRS extract1d and apcorr references of refs/synthetic_mrs.py) are compared whole.  The
-same jwst cube is then extracted as an extended source (the whole field) by jwst's Extract1dStep
-and by ``webbflow run extract_1d``.
+same jwst cube is then extracted as an extended source (the whole field), and as a point source
+centred by ``ifu_autocen``, by jwst's Extract1dStep and by ``webbflow run extract_1d``.
 """
 
 from __future__ import annotations
@@ -94,13 +94,18 @@ def mrs(tmp_path_factory):
         spec2.fn(str(rate), steps=steps, output_dir=str(ours))
     cube = jw / f"{ROOT}_s3d.fits"
     ext = SimpleNamespace(jwst=root / "jwst_ext", ours=root / "ours_ext")
+    auto = SimpleNamespace(jwst=root / "jwst_auto", ours=root / "ours_auto")
     with jwst_offline(CRDS_RULES, CONTEXT), quiet_jwst():
-        Extract1dStep.call(str(cube), override_extract1d=str(refs.extract1d), override_apcorr=str(refs.apcorr),
-                           ifu_set_srctype="EXTENDED", save_results=True, output_dir=str(ext.jwst))
-        rc = _webbflow("extract_1d", cube, "--override_extract1d", refs.extract1d, "--override_apcorr", refs.apcorr,
-                       "--ifu_set_srctype", "EXTENDED", "--output-dir", ext.ours)
-    assert rc == 0
-    return SimpleNamespace(root=root, inp=inp, jwst=jw, ours=ours, cube=cube, ext=ext, refs=refs, scene=scene)
+        for run, kw, argv in ((ext, {"ifu_set_srctype": "EXTENDED"}, ["--ifu_set_srctype", "EXTENDED"]),
+                              (auto, {"ifu_set_srctype": "POINT", "ifu_autocen": True},
+                               ["--ifu_set_srctype", "POINT", "--ifu_autocen", "true"])):
+            Extract1dStep.call(str(cube), override_extract1d=str(refs.extract1d), override_apcorr=str(refs.apcorr),
+                               save_results=True, output_dir=str(run.jwst), **kw)
+            rc = _webbflow("extract_1d", cube, "--override_extract1d", refs.extract1d, "--override_apcorr",
+                           refs.apcorr, *argv, "--output-dir", run.ours)
+            assert rc == 0
+    return SimpleNamespace(root=root, inp=inp, jwst=jw, ours=ours, cube=cube, ext=ext, auto=auto, refs=refs,
+                           scene=scene)
 
 
 def _columns_agree(ours: Path, theirs: Path) -> dict:
@@ -158,13 +163,16 @@ def test_spec2_mrs_writes_jwsts_cal_s3d_and_x1d(mrs):
 
 @pytest.mark.parity
 @pytest.mark.real
-def test_extended_source_spectrum_matches_jwst(mrs):
+@pytest.mark.parametrize("kind", ["ext", "auto"])
+def test_extended_and_autocentred_spectra_match_jwst(mrs, kind):
+    """The whole field (extended source), and a point source centred where DAOStarFinder finds it."""
+    run = getattr(mrs, kind)
     name = f"{ROOT}_extract1dstep.fits"
-    assert [p.name for p in mrs.ext.ours.iterdir()] == [name]
-    agree = _columns_agree(mrs.ext.ours / name, mrs.ext.jwst / name)
-    print("extended", {k: round(v, 5) for k, v in agree.items()})
+    assert [p.name for p in run.ours.iterdir()] == [name]
+    agree = _columns_agree(run.ours / name, run.jwst / name)
+    print(kind, {k: round(v, 5) for k, v in agree.items()})
     assert min(agree.values()) >= 0.999, agree
-    assert _compare_whole(mrs.ext.ours / name, mrs.ext.jwst / name) == []
+    assert _compare_whole(run.ours / name, run.jwst / name) == []
 
 
 @pytest.mark.parity
