@@ -88,14 +88,23 @@ BRANCHES["MIR_LRS-SLITLESS"] = Branch(
     "miri_lrs_slitless", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "photom"),
     resample=None, marked_skipped=_LRS_SKIPPED + ("pathloss",), notes="MIRI LRS slitless (TSO, SLITLESSPRISM)",
     extra=_LRS_EXTRA)
-# MIRI MRS (jwst's _process_common on an IFUImageModel): the cal for now; cube_build (s3d) and
-# extract_1d (x1d) join as resample="cube_build", extract=True when they exist
+# MIRI MRS (jwst's _process_common on an IFUImageModel): the cal, then cube_build on it with spec2's
+# settings (skip_dqflagging; the output type is the step's, ``band`` unless a parameter reference or the
+# user says otherwise) and extract_1d on every cube.  jwst writes the first cube as <root>_s3d.fits.
+
+
+def _mrs_prepare(model, params, members):
+    """jwst's spec2 builds its cubes without the field-of-view DQ flagging."""
+    if "cube_build" in params:
+        params["cube_build"] = params["cube_build"].model_copy(update={"skip_dqflagging": True})
+
+
 BRANCHES["MIR_MRS"] = Branch(
     "miri_mrs", ("assign_wcs", "bkg_subtract?", "srctype", "straylight", "flat_field", "fringe", "photom"),
-    resample=None, extract=False, notes="MIRI MRS (IFU): the cal; s3d and x1d not yet",
+    resample="cube_build", extract=True, notes="MIRI MRS (IFU): cal, s3d (cube_build) and x1d",
     marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "pathloss",
-                    "barshadow", "residual_fringe"),
-    extra={"model_class": "IFUImageModel"})
+                    "barshadow", "residual_fringe", "imprint"),
+    extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare})
 
 
 def as_slit_model(model):
@@ -210,13 +219,16 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     resampled = None
     if branch.resample and not multi_int and not params[branch.resample].skip:
         resampled = run_steps(later_input, [branch.resample], run, output_dir=None, source_name=source)
+        if isinstance(resampled, list):  # cube_build: one cube per band; jwst's spec2 writes the first
+            return _ifu_later(model, resampled, params, run, out_dir, source)
         if isinstance(resampled, models.DataModel):
             stamp(resampled, run, "spec2")
             if out_dir is not None:
                 sfx = "s3d" if branch.resample == "cube_build" else "s2d"
                 run.written.append(save_product(resampled, out_dir, source, sfx, run))
     x1d = None
-    if branch.extract and not params["extract_1d"].skip:
+    no_cube = branch.resample == "cube_build" and resampled is None  # jwst extracts IFU spectra from cubes only
+    if branch.extract and not params["extract_1d"].skip and not no_cube:
         x1d = run_steps(resampled if resampled is not None else later_input, ["extract_1d"], run, output_dir=None,
                         source_name=source)
         after = [s for s in branch.extra.get("after_extract", ()) if not params[s].skip]
@@ -231,6 +243,29 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
                 run.written.append(save_product(x1d, out_dir, source, "x1dints" if multi_int else "x1d", run))
     publish_stage(run, "spec2", source, [model, resampled, x1d])
     return model, resampled, x1d, run
+
+
+def _ifu_later(cal, cubes: list, params, run, out_dir, source):
+    """An IFU exposure after its cal: the first cube written as ``<root>_s3d.fits``, then extract_1d on
+    every cube (``<root>_x1d.fits``; ``<root>_<i>_x1d.fits`` each when there are several)."""
+    if not cubes:
+        publish_stage(run, "spec2", source, [cal])
+        return cal, None, None, run
+    for c in cubes:
+        stamp(c, run, "spec2")
+    if out_dir is not None:
+        run.written.append(save_product(cubes[0], out_dir, source, "s3d", run))
+    spectra = []
+    if not params["extract_1d"].skip:
+        for i, cube in enumerate(cubes):
+            x1d = run_steps(cube, ["extract_1d"], run, output_dir=None, source_name=source,
+                            label=cube.meta.filename or str(i) if len(cubes) > 1 else "")
+            stamp(x1d, run, "spec2")
+            if out_dir is not None:
+                run.written.append(save_product(x1d, out_dir, source, "x1d" if len(cubes) == 1 else f"{i}_x1d", run))
+            spectra.append(x1d)
+    publish_stage(run, "spec2", source, [cal, cubes[0]] + spectra)
+    return cal, cubes[0], (spectra[0] if len(spectra) == 1 else spectra or None), run
 
 
 def _record_prefetched(model, reftypes) -> None:

@@ -345,8 +345,12 @@ def write_fits(model: DataModel, f) -> None:
             if spec.table:
                 hdu = fits.BinTableHDU(data=arr, name=extname)
                 hdu.header["EXTVER"] = 1
+                ncol = len(hdu.columns)
                 for card in headers.get(extname, fits.Header()).cards:
-                    if not _is_structural(card.keyword):
+                    # a TDIMn past the table's columns is a plain keyword (jwst's s3d WCS-TABLE TDIM2)
+                    k = card.keyword
+                    past = k.startswith("TDIM") and k[4:].isdigit() and int(k[4:]) > ncol
+                    if past or not _is_structural(card.keyword):
                         hdu.header.append(card, end=True)
                 f.write(_hdu_bytes(hdu))
             else:

@@ -36,8 +36,8 @@ SPEC_META: tuple[tuple[str, str, type, str], ...] = (
     ("source_ypos", "SRCYPOS", Real, "Source position in slit, y"),
     ("source_ra", "SRCRA", float, "[deg] Source right ascension"),
     ("source_dec", "SRCDEC", float, "[deg] Source declination"),
-    ("extraction_x", "EXTR_X", float, "x location of the extraction"),
-    ("extraction_y", "EXTR_Y", float, "y location of the extraction"),
+    ("extraction_x", "EXTR_X", Real, "x location of the extraction"),  # int for a spaxel, float otherwise
+    ("extraction_y", "EXTR_Y", Real, "y location of the extraction"),
     ("extraction_xstart", "EXTRXSTR", int, "X axis start of extraction region"),
     ("extraction_xstop", "EXTRXSTP", int, "X axis end of extraction region"),
     ("extraction_ystart", "EXTRYSTR", int, "Y axis start of extraction region"),

@@ -157,3 +157,130 @@ def photom(wave: np.ndarray, detector: str, band: str, conversion: float = 1.0e-
     _meta(m, "photom", detector, band.upper(), channel, "MIRI MRS photom (synthetic)")
     m.meta.photometry.conversion_megajanskys = conversion
     return m
+
+
+# ---------------------------------------------------------------------------
+# spectral extraction: extract1d (IFU), apcorr (MRS) and mrsptcorr, in the real files' form
+
+def mrs_fwhm(wave):
+    """The MRS point-spread function's FWHM (arcsec) at ``wave`` microns (in-flight: 0.033 lambda + 0.106)."""
+    return 0.033 * np.asarray(wave, dtype=np.float64) + 0.106
+
+
+def _ref_meta(m, reftype: str, description: str, model_type: str):
+    meta = m.meta
+    meta.model_type = model_type
+    meta.reftype = reftype.upper()
+    meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
+    meta.description = description
+    meta.telescope = "JWST"
+    meta.instrument.name = "MIRI"
+    meta.instrument.detector = "N/A"
+    meta.exposure.type = "MIR_MRS"
+    return m
+
+
+def extract1d_ifu(radius_fwhm: float = 2.0, inner_fwhm: float = 2.5, outer_fwhm: float = 3.5,
+                  subtract_background: bool = True):
+    """The MRS extract1d reference (Extract1dIFUModel, ASDF): per wavelength from 4.8 to 28.5 um,
+    an aperture of ``radius_fwhm`` PSF FWHMs and a background annulus from ``inner_fwhm`` to
+    ``outer_fwhm`` FWHMs, in arcsec; exact overlap, background subtracted (point sources)."""
+    from ..models import Extract1dIFUModel
+
+    wave = np.round(np.arange(4.8, 28.51, 0.5), 2).astype(np.float32)
+    fwhm = mrs_fwhm(wave)
+    m = Extract1dIFUModel()
+    m.set_tree(data={
+        "wavelength": wave, "wavelength_units": "micron",
+        "radius": (radius_fwhm * fwhm).astype(np.float32), "radius_units": "arcsec",
+        "inner_bkg": (inner_fwhm * fwhm).astype(np.float32), "inner_bkg_units": "arcsec",
+        "outer_bkg": (outer_fwhm * fwhm).astype(np.float32), "outer_bkg_units": "arcsec",
+        "axis_ratio": np.ones(wave.size, np.float32), "axis_pa": np.zeros(wave.size, np.float32),
+        "axis_pa_units": "degrees",
+    })
+    _ref_meta(m, "extract1d", "MIRI MRS IFU extraction parameters (synthetic)", "Extract1dIFUModel")
+    extra = m.meta.model_extra if m.meta.model_extra is not None else {}
+    extra.update({"region_type": "target", "subtract_background": bool(subtract_background),
+                  "method": "exact", "subpixels": 10})
+    return m
+
+
+def _encircled(r, fwhm):
+    """The fraction of a point source's light inside radius ``r`` (arcsec): a Gaussian core (85 %)
+    and extended exponential wings (15 %), the MRS PSF's rough shape."""
+    sig = fwhm / 2.355
+    return 1.0 - 0.85 * np.exp(-0.5 * (r / sig) ** 2) - 0.15 * np.exp(-r / (1.5 * fwhm))
+
+
+def mrs_apcorr(factors=(1.0, 1.5, 2.0, 2.5, 3.0)):
+    """The MRS apcorr reference (MirMrsApcorrModel, ASDF): at wavelengths 4.8 ... 28.5 um, for
+    apertures of ``factors`` PSF FWHMs (radius in arcsec, (n_radius, n_wave)), the correction
+    1 / encircled energy, and its error."""
+    from ..models import MirMrsApcorrModel
+
+    wave = np.round(np.arange(4.8, 28.51, 0.5), 2).astype(np.float32)
+    fwhm = mrs_fwhm(wave)
+    radius = np.array([f * fwhm for f in factors], dtype=np.float32)
+    corr = (1.0 / _encircled(radius.astype(np.float64), fwhm[None, :])).astype(np.float32)
+    m = MirMrsApcorrModel()
+    m.set_tree(apcorr_table={
+        "channel": "1 2 3 4", "band": "SHORT MEDIUM LONG", "wavelength": wave, "wavelength_units": "micron",
+        "radius": radius, "radius_units": "arcsec", "apcorr": corr,
+        "apcorr_err": (0.01 * corr).astype(np.float32)})
+    _ref_meta(m, "apcorr", "MIRI MRS point-source aperture corrections (synthetic)", "MirMrsApcorrModel")
+    m.meta.instrument.channel = "1234"
+    return m
+
+
+def mrsptcorr():
+    """The MRS point-source corrections (MirMrsPtCorrModel, FITS): LEAKCOR, the fraction of
+    channel 1B light (at half the wavelength) seen in channel 3A, peaking near 12.2 um at 0.8 %;
+    the across-slice transmission and wavelength-offset tables in their real layout."""
+    from ..models import MirMrsPtCorrModel
+
+    m = MirMrsPtCorrModel()
+    wave = np.round(np.arange(11.50, 13.51, 0.01), 2).astype(np.float32)
+    leak = 0.008 * np.exp(-0.5 * ((wave - 12.2) / 0.25) ** 2)
+    tab = np.zeros(wave.size, dtype=[("wavelength", ">f4"), ("frac_leak", ">f4"), ("err_leak", ">f4")])
+    tab["wavelength"], tab["frac_leak"], tab["err_leak"] = wave, leak, 0.1 * leak
+    m.leakcor_table = tab
+    tr = np.zeros(4, dtype=[("channel", ">i4"), ("wave_min", ">f4"), ("wave_max", ">f4"), ("t_wmin_centre", ">f4"),
+                            ("t_wmin_edge", ">f4"), ("t_wmax_centre", ">f4"), ("t_wmax_edge", ">f4")])
+    tr["channel"] = [1, 2, 3, 4]
+    tr["wave_min"], tr["wave_max"] = [4.9, 7.5, 11.55, 17.7], [7.65, 11.7, 17.98, 27.9]
+    tr["t_wmin_centre"], tr["t_wmin_edge"] = [0.98, 0.98, 0.97, 0.96], [0.82, 0.84, 0.86, 0.88]
+    tr["t_wmax_centre"], tr["t_wmax_edge"] = [0.99, 0.99, 0.98, 0.97], [0.88, 0.89, 0.90, 0.91]
+    m.tracor_table = tr
+    bands = [f"{c}{b}" for c in "1234" for b in "ABC"]
+    op = np.zeros(len(bands), dtype=[("sub_band", "S16"), ("beta_slice", ">f4"), ("wave_min", ">f4"),
+                                     ("wave_max", ">f4"), ("srp_min", ">f4"), ("srp_max", ">f4")])
+    op["sub_band"] = bands
+    op["beta_slice"] = np.repeat([0.177, 0.28, 0.39, 0.66], 3)
+    op["wave_min"] = [4.9, 5.66, 6.53, 7.51, 8.67, 10.01, 11.55, 13.34, 15.41, 17.7, 20.69, 24.19]
+    op["wave_max"] = [5.74, 6.63, 7.65, 8.77, 10.13, 11.7, 13.47, 15.57, 17.98, 20.95, 24.48, 27.9]
+    op["srp_min"] = np.linspace(3300, 1600, 12)
+    op["srp_max"] = np.linspace(3750, 1900, 12)
+    m.wavcorr_optical_table = op
+    xs = np.zeros(1, dtype=[("xslice_min", ">f4"), ("xslice_max", ">f4")])
+    xs["xslice_min"], xs["xslice_max"] = -0.5, 0.5
+    m.wavcorr_xslice_table = xs
+    sh = np.zeros(3, dtype=[("beta_off", ">f4"), ("ds_min", ">f4"), ("ds_max", ">f4")])
+    sh["beta_off"], sh["ds_min"], sh["ds_max"] = [-0.5, 0.0, 0.5], [-0.08, 0.0, 0.08], [-0.06, 0.0, 0.06]
+    m.wavcorr_shift_table = sh
+    _ref_meta(m, "mrsptcorr", "MIRI MRS point-source corrections: spectral leak (synthetic)", "MirMrsPtCorrModel")
+    return m
+
+
+def save_inline(model, path):
+    """Write an ASDF reference with its arrays inline in the YAML tree (small tables), as the
+    MRS extract1d and apcorr references are read: jwst keeps their arrays after the file closes."""
+    import os
+
+    import asdf
+
+    from ..models.io import asdf_tree
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    asdf.AsdfFile(asdf_tree(model, with_arrays=True)).write_to(tmp, all_array_storage="inline")
+    os.replace(tmp, path)
+    return path

@@ -421,6 +421,8 @@ def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monke
         "flat_field": {"override_flat": str(flat)},
         "fringe": {"override_fringe": refs["fringe"]},
         "photom": {"override_photom": refs["photom"], "override_area": "N/A"},
+        # the cal alone (s3d and x1d: tests/test_mrs_extract.py)
+        "cube_build": {"skip": True}, "extract_1d": {"skip": True},
     }
     out = tmp_path / "out"
     cal, resampled, x1d, run = calibrate_exposure(science, {}, steps=steps, output_dir=out)

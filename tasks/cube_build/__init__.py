@@ -441,6 +441,9 @@ def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, sh
     for k, v in ifu:
         prim[k] = v
     cube._headers["ERR"] = fits.Header([("ERRTYPE", "ERR")])
+    if not grid.linear:  # a tabulated wavelength axis: jwst records the table's shape (wavedim, TDIM2)
+        n = int(cube.wavetable["wavelength"].shape[1])
+        cube._headers["WCS-TABLE"] = fits.Header([("TDIM2", f"(1,{n})", "Wavetable dimension")])
     cube.meta.wcs = cube_wcs(grid)
     # S_REGION from the cube's spatial footprint
     from stcal.alignment.util import compute_s_region_keyword

@@ -23,9 +23,9 @@ For each spectral image:
    point source's fluxes, surface brightnesses and their variances.
 
 NIRISS SOSS has its own box extraction (:mod:`.soss`, ``soss_atoca=false``; ATOCA is not
-implemented).  Optimal extraction, source-position centring, IFU cubes and the IFU (radial)
-aperture corrections are not implemented: asking for them raises an unsupported-mode error
-rather than giving a different product.  ``override_psf=N/A`` gives jwst's products.
+implemented); MIRI MRS cubes (IFUCubeModel) their aperture photometry per plane (:mod:`.ifu`).
+Optimal extraction and source-position centring are not implemented: asking for them raises an
+unsupported-mode error rather than giving a different product.  ``override_psf=N/A`` gives jwst's products.
 """
 
 from __future__ import annotations
@@ -360,8 +360,6 @@ def _copy_slit_keywords(slit, meta: dict) -> None:
 
 def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
     exp_type = model.meta.exposure.type
-    if type(model).__name__ in ("IFUCubeModel",):
-        raise UnsupportedModeError("extract_1d: IFU cube extraction is not implemented")
     if params.extraction_type == "optimal" and refs.get("psf") is not None:
         raise UnsupportedModeError("extract_1d: optimal extraction is not implemented; use extraction_type=box")
 
@@ -426,6 +424,10 @@ def extract(model, refs: dict, params: Extract1dParams):
         from .soss import extract_soss
 
         return extract_soss(model, refs.get("pastasoss"), params)
+    if isinstance(model, models.IFUCubeModel):  # IFU cubes: aperture photometry per plane (.ifu)
+        from .ifu import extract_ifu_cube
+
+        return extract_ifu_cube(model, refs, params)
     _check_supported(model, params, refs)
     ref = refs.get("extract1d")
     apref = refs.get("apcorr") if params.apply_apcorr else None
