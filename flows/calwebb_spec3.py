@@ -48,10 +48,9 @@ from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
-         "combine_1d"]  # cube_build: IFU exposures only (flows/_spec3_ifu.py)
+         "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
-NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "photom",
-                   "spectral_leak")
+NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "photom")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
 MAX_WORKERS = 2
