@@ -33,6 +33,7 @@ from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel
 from .nirspec_refs import CameraModel, CollimatorModel, DisperserModel, FOREModel, FPAModel, MSAModel, OTEModel  # noqa: F401
 from .mrs_refs import DistortionMRSModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
 from .soss_refs import NisSossPhotomModel, PastasossModel, SpecKernelModel, SpecProfileModel  # noqa: F401
+from .nirspec_spec2_refs import NirspecMosAreaModel, NirspecSlitAreaModel, WaveCorrModel  # noqa: F401
 
 # DATAMODL value -> class
 REGISTRY: dict[str, type[DataModel]] = {}
