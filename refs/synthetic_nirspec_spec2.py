@@ -186,3 +186,45 @@ def write_wavecorr(path, real_path) -> Path:
         path = Path(path)
         asdf.AsdfFile(tree).write_to(path)
     return path
+
+
+def write_mos_photom(path, real_fs_path) -> Path:
+    """The MSA photom (NrsMosPhotomModel): one row per filter and grating, from the fixed-slit rows' wavelengths."""
+    from astropy.io import fits
+
+    with fits.open(real_fs_path) as real:
+        h = real[0].header.copy()
+        fs = real["PHOTOM"].data
+        seen, rows = set(), []
+        for row in fs:
+            key = (str(row["filter"]), str(row["grating"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            n = int(row["nelem"])
+            rr = np.zeros_like(row["relresponse"])
+            rr[:n] = response(np.asarray(row["wavelength"][:n], float), key[1])
+            rows.append((key[0], key[1], 1.8e-12 * (1.0 + 0.05 * len(rows)), 0.0, n, row["wavelength"], rr,
+                         np.zeros_like(rr)))
+        n = fs["wavelength"].shape[1]
+    dtype = [("filter", "S12"), ("grating", "S15"), ("photmj", ">f4"), ("uncertainty", ">f4"), ("nelem", ">i2"),
+             ("wavelength", ">f4", (n,)), ("relresponse", ">f4", (n,)), ("reluncertainty", ">f4", (n,))]
+    h["DATAMODL"], h["EXP_TYPE"], h["P_EXP_TY"] = "NrsMosPhotomModel", "NRS_MSASPEC", "NRS_MSASPEC|"
+    h["AUTHOR"], h["PEDIGREE"] = AUTHOR, PEDIGREE
+    h["DESCRIP"] = "NIRSpec MSA photom (webbflow synthetic)"
+    table = fits.BinTableHDU(np.array(rows, dtype=dtype), name="PHOTOM")
+    return _write(path, [fits.PrimaryHDU(header=h), table])
+
+
+def write_mos_area(path) -> Path:
+    """The MSA area (NirspecMosAreaModel): every shutter of the four quadrants (365 x 171), its area on the sky."""
+    from astropy.io import fits
+
+    q, x, y = np.meshgrid(np.arange(1, 5), np.arange(1, 366), np.arange(1, 172), indexing="ij")
+    area = SHUTTER[0] * SHUTTER[1] * (1.0 + 0.002 * np.sin(x / 40.0) * np.cos(y / 30.0))
+    table = np.zeros(q.size, dtype=[("quadrant", ">i2"), ("shutter_x", ">i2"), ("shutter_y", ">i2"), ("pixarea", ">f4")])
+    table["quadrant"], table["shutter_x"], table["shutter_y"] = q.ravel(), x.ravel(), y.ravel()
+    table["pixarea"] = area.ravel()
+    h = _primary("AREA", "NirspecMosAreaModel", "NRS_MSASPEC", "NRS_MSASPEC|", "NIRSpec MSA shutter areas "
+                 "(webbflow synthetic)", detector="N/A")
+    return _write(path, [fits.PrimaryHDU(header=h), fits.BinTableHDU(table, name="AREA")])
