@@ -196,6 +196,8 @@ def extract(model, slit_names=None, source_ids=None):
     if exp_type == "NRS_BRIGHTOBJ":
         slit = open_slits[0]
         new, xlo, xhi, ylo, yhi = cut_slit(model, slit)
+        # jwst makes the cutout as SlitModel(data=, err=, dq=, wavelength=, ...) and writes it in that order
+        new._hdu_order = ["SCI", "ERR", "DQ", "WAVELENGTH", "VAR_POISSON", "VAR_RNOISE"]
         set_slit_attributes(new, slit, xlo, xhi, ylo, yhi)
         source_position_in_slit(new)
         if with_world:
