@@ -414,8 +414,12 @@ def _grid(wcs):
     input_class="ImageModel",
 )
 def extract_2d(model, refs, params: Extract2dParams):
-    """Cut out each source's spectrum: WFSS catalogue sources per order, or the TSGRISM source."""
+    """Cut out each source's spectrum: WFSS catalogue sources per order, the TSGRISM source, or NIRSpec's slits."""
     exp_type = (model.meta.exposure.type or "").upper()
+    from . import _extract_2d_nirspec as _nrs
+
+    if exp_type in _nrs.NIRSPEC_MODES:  # NIRSpec fixed slits, MSA, bright-object TSO
+        return _nrs.extract(model, params.slit_names, params.source_ids)
     if exp_type not in ("NRC_WFSS", "NIS_WFSS", "NRC_TSGRISM"):
         log.info("EXP_TYPE %s not supported for extract 2D", exp_type)
         return model, "SKIPPED"

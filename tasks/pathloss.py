@@ -171,10 +171,14 @@ def correct_lrs(model, ref, params: PathLossParams):
     input_class="ImageModel",
 )
 def pathloss(model, refs, params: PathLossParams):
-    """Correct a point source's spectrum for the light the slit loses (MIRI LRS fixed slit)."""
+    """Correct a spectrum for the light the slit loses (MIRI LRS fixed slit, NIRSpec fixed slits and MSA)."""
     from ..models import ImageModel, SlitModel
 
     exp_type = (model.meta.exposure.type or "").upper()
+    from . import _pathloss_nirspec
+
+    if _pathloss_nirspec.applies(model):  # NIRSpec fixed slits and MSA slitlets
+        return _pathloss_nirspec.correct(model, refs["pathloss"], params)
     if exp_type not in LRS_MODES:
         raise UnsupportedModeError(f"pathloss corrects MIRI LRS fixed-slit exposures here; not {exp_type or '?'}")
     # spec2 hands LRS exposures over as a SlitModel, as jwst does

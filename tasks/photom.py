@@ -339,6 +339,10 @@ def photom(model, refs, params: PhotomParams):
         calibrate_grism = _photom_grism.calibrate_tso if isinstance(model, SlitModel) else _photom_grism.calibrate_wfss
         with np.errstate(invalid="ignore", divide="ignore"):
             return calibrate_grism(model, refs["photom"], refs.get("area"), params)
+    from . import _photom_nirspec
+
+    if _photom_nirspec.applies(model):  # NIRSpec fixed slits, MSA slits, the BOTS cutout: per slit
+        return _photom_nirspec.calibrate(model, refs["photom"], refs.get("area"), params)
     from . import _photom_mrs
 
     if _photom_mrs.applies(model):  # the MIRI MRS: a per-pixel conversion

@@ -587,6 +587,8 @@ def _with_exposure_meta(slit, exposure):
                 setattr(getattr(merged, k), kk, vv)
         elif k == "wcs":
             merged.wcs = s.meta.wcs
+        elif k in ("bunit_data", "bunit_err"):  # a NIRSpec slit's own unit (MJy for a point source)
+            setattr(merged, k, v)
     s.meta = merged
     s._headers = dict(exposure._headers, **s._headers)
     return s
