@@ -359,7 +359,6 @@ def _copy_slit_keywords(slit, meta: dict) -> None:
 
 
 def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
-    exp_type = model.meta.exposure.type
     if params.extraction_type == "optimal" and refs.get("psf") is not None:
         raise UnsupportedModeError("extract_1d: optimal extraction is not implemented; use extraction_type=box")
 
