@@ -174,6 +174,9 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
     references.setdefault("extract_1d", {})["extract1d"] = "N/A"
     sregion = combined_sregion(exposures)
     sources = [(f"{product_name} source {key}", src) for key, src in exp_to_source(exposures).items()]
+    if not sources:
+        names = ", ".join(m.meta.filename or "input" for m in exposures)
+        raise InputFileError(names, "holds no source cutout (extract_2d matched no catalogue source): no spectrum to extract")
     log.info("spec3 (WFSS): %d source(s) from %d exposure(s)", len(sources), len(exposures))
     if tracked:
         futures = [wfss_source_task.submit(src, name, params, references, context) for name, src in sources]

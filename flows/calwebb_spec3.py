@@ -257,8 +257,10 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     tracked = FlowRunContext.get() is not None
     results: list[SourceResult] = []
     if probe.meta.exposure.type in WFSS_TYPES:  # WFSS: per-source spectra joined into one x1d and one c1d
-        if not all(isinstance(m, models.MultiSlitModel) for m in exposures):
-            raise InputFileError(asn_table_name or "input", "WFSS spec3 needs MultiSlitModel cal files (extract_2d's cutouts)")
+        for m in exposures:
+            if not isinstance(m, models.MultiSlitModel):
+                raise InputFileError(m.meta.filename or "input", f"is {a_an(type(m).__name__)}; WFSS spec3 needs "
+                                     "MultiSlitModel cal files (extract_2d's cutouts)")
         results, written = run_wfss(exposures, product_name, params, references, context, out_dir, tracked)
         return _join(results, written, params, references, context)
     sources = sources_of(exposures, product_name)

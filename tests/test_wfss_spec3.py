@@ -137,9 +137,10 @@ def test_wfss_spec3_sources_orders_and_cutouts_are_the_cal_files(runs):
 
     cutouts = {}
     for cal in runs["cals"]:
-        for s in models.open(cal).slits:
-            cutouts[(cal.name, s.meta.wcsinfo.spectral_order, int(s.source_id))] = (
-                s.xstart, s.ystart, s.xstart + s.xsize, s.ystart + s.ysize)
+        with fits.open(cal) as h:
+            for sci in (x.header for x in h if x.name == "SCI"):
+                x0, y0 = sci["SLTSTRT1"], sci["SLTSTRT2"]
+                cutouts[(cal.name, sci["SPORDER"], sci["SOURCEID"])] = (x0, y0, x0 + sci["SLTSIZE1"], y0 + sci["SLTSIZE2"])
     with dm.open(runs["ours"] / PRODUCTS[0]) as x1d:
         assert type(x1d).__name__ == "WFSSMultiSpecModel"
         seen = {}
@@ -170,17 +171,19 @@ def test_wfss_spec3_reports_a_failed_source_and_keeps_the_other(runs, tmp_path):
     """Source 2's cutouts lose their WCS: it is named in one error line, and source 1's spectra are
     still written to the x1d and c1d (the sources run as subflows on the flow's task runner)."""
     from webbflow.errors import WebbflowError
-    from webbflow.flows.calwebb_spec3 import SourcesFailed, run_spec3
+    from webbflow.flows.calwebb_spec3 import SourcesFailed, spec3
 
-    asn = _copy_inputs(runs["theirs"], tmp_path)
+    exposures = []
     for cal in runs["cals"]:
-        m = models.open(tmp_path / cal.name)
+        m = models.open(cal)
+        m.meta.filename = cal.name
         for s in m.slits:
             if int(s.source_id) == 2:
                 s.meta.wcs = None
-        m.save(tmp_path / cal.name)
+        exposures.append(m)
     with jwst_offline(runs["cache"], CONTEXT), pytest.raises(SourcesFailed) as err:
-        run_spec3(asn, output_dir=tmp_path / "out", steps={"extract_1d": NA})
+        spec3(exposures, product_name=PRODUCT, asn_id="o001", asn_table_name=ASN, steps={"extract_1d": NA},
+              output_dir=str(tmp_path / "out"))
     message = str(err.value)
     assert isinstance(err.value, WebbflowError) and "\n" not in message
     assert "1 of 2 sources failed" in message and "source 2" in message and "has no WCS" in message
@@ -207,3 +210,23 @@ def test_combine_1d_alone_on_a_wfss_x1d_matches_jwst(runs, tmp_path):
     name = f"{PRODUCT}_combine1dstep.fits"
     assert [p.name for p in (tmp_path / "ours").iterdir()] == [p.name for p in (tmp_path / "jwst").iterdir()] == [name]
     _products_agree(tmp_path / "ours" / name, tmp_path / "jwst" / name)
+
+
+def test_wfss_spec3_with_no_cutout_is_one_line_naming_the_files(tmp_path):
+    """WFSS cal files holding no cutout (the catalogue matched nothing): one line naming them, no product."""
+    from webbflow.errors import InputFileError
+    from webbflow.flows.calwebb_spec3 import spec3
+
+    exposures = []
+    for k in (1, 2):
+        m = models.MultiSlitModel()
+        m.meta.filename = f"jw01234001001_01101_0000{k}_nrcalong_cal.fits"
+        m.meta.instrument.name, m.meta.instrument.detector = "NIRCAM", "NRCALONG"
+        m.meta.instrument.filter, m.meta.instrument.pupil = "F444W", "GRISMR"
+        m.meta.exposure.type = "NRC_WFSS"
+        exposures.append(m)
+    with jwst_offline(CRDS_RULES, CONTEXT), pytest.raises(InputFileError) as err:
+        spec3.fn(exposures, product_name=PRODUCT, steps={"extract_1d": NA}, output_dir=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "_00001_nrcalong_cal.fits" in message and "no source cutout" in message
+    assert list(tmp_path.iterdir()) == []
