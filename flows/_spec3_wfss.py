@@ -169,6 +169,12 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
     """Every source of the exposures, fanned out, then the join: the product's x1d and c1d."""
     from ..tasks.exp_to_source import exp_to_source
 
+    from ..tasks._library import group_id_of
+
+    for m in exposures:  # each exposure's spectra go to tables named by its exposure group
+        if group_id_of(m.meta) is None:
+            raise InputFileError(m.meta.filename or "input", "lacks the observation identifiers (PROGRAM, OBSERVTN, "
+                                 "VISIT, VISITGRP, SEQ_ID, ACT_ID, EXPOSURE) that name its exposure group")
     # jwst's extract_1d never selects an extract1d reference for WFSS (the whole cutout is extracted)
     references = {k: dict(v) for k, v in references.items()}
     references.setdefault("extract_1d", {})["extract1d"] = "N/A"

@@ -212,8 +212,11 @@ def test_combine_1d_alone_on_a_wfss_x1d_matches_jwst(runs, tmp_path):
     _products_agree(tmp_path / "ours" / name, tmp_path / "jwst" / name)
 
 
-def test_wfss_spec3_with_no_cutout_is_one_line_naming_the_files(tmp_path):
-    """WFSS cal files holding no cutout (the catalogue matched nothing): one line naming them, no product."""
+@pytest.mark.parametrize("identified,problem", [(True, "holds no source cutout"),
+                                                 (False, "lacks the observation identifiers")])
+def test_wfss_spec3_bad_input_is_one_line_naming_the_file(tmp_path, identified, problem):
+    """WFSS cal files holding no cutout (the catalogue matched nothing), or without the identifiers
+    of their exposure group: one line naming the file, no product."""
     from webbflow.errors import InputFileError
     from webbflow.flows.calwebb_spec3 import spec3
 
@@ -224,9 +227,13 @@ def test_wfss_spec3_with_no_cutout_is_one_line_naming_the_files(tmp_path):
         m.meta.instrument.name, m.meta.instrument.detector = "NIRCAM", "NRCALONG"
         m.meta.instrument.filter, m.meta.instrument.pupil = "F444W", "GRISMR"
         m.meta.exposure.type = "NRC_WFSS"
+        if identified:
+            o = m.meta.observation
+            o.program_number, o.observation_number, o.visit_number = "01234", "001", "001"
+            o.visit_group, o.sequence_id, o.activity_id, o.exposure_number = "01", "1", "01", f"0000{k}"
         exposures.append(m)
     with jwst_offline(CRDS_RULES, CONTEXT), pytest.raises(InputFileError) as err:
         spec3.fn(exposures, product_name=PRODUCT, steps={"extract_1d": NA}, output_dir=str(tmp_path))
     message = str(err.value)
-    assert "\n" not in message and "_00001_nrcalong_cal.fits" in message and "no source cutout" in message
+    assert "\n" not in message and "_00001_nrcalong_cal.fits" in message and problem in message
     assert list(tmp_path.iterdir()) == []

@@ -28,14 +28,27 @@ NA_WCS = ("regions", "camera", "chromcorr", "collimator", "disperser", "fore", "
           "ifupost", "ifufore", "ifuslicer")
 
 
-def _exposure(number: int, dither: tuple[float, float]):
+def many_sources(n: int) -> list[tuple]:
+    """``n`` catalogue sources on a grid of the left half of the detector (traces run to the right)."""
+    cols = max(1, int(np.ceil(n / 150)))
+    out = []
+    for k in range(n):
+        col, row = divmod(k, 150)
+        x = 80.0 + 900.0 * col / cols + 3.3 * (row % 7)
+        y = 40.0 + 13.0 * row
+        out.append((x, y, 4, 22.0, bool(k % 3 == 0)))
+    return out
+
+
+def _exposure(number: int, dither: tuple[float, float], sources=SOURCES):
     from test_grism import _rate
 
     m = _rate(pupil="GRISMR", seed=number)
     rng = np.random.default_rng(100 + number)
     m.data = (m.data - 0.3 + rng.normal(0, 0.01, m.data.shape)).astype(np.float32)
     dx, dy = dither
-    for (x0, y0, *_), amp in zip(SOURCES, (40.0, 15.0)):
+    for k, (x0, y0, *_) in enumerate(sources):
+        amp = (40.0, 15.0)[k] if k < 2 else 10.0
         # each source's order-1 trace, a few rows high, starting right of its direct-image position
         x, y = int(x0 + dx), int(y0 + dy)
         ramp = np.linspace(1.0, 0.6, 1000, dtype=np.float32)
@@ -74,8 +87,9 @@ def _footprint(w) -> str:
     return "POLYGON ICRS " + " ".join(f"{a:.9f} {d:.9f}" for a, d in corners)
 
 
-def jwst_wfss_cals(folder: Path, refs_dir: Path, cache: Path, context: str = "jwst_0541.pmap") -> dict:
-    """Write two jwst-calibrated WFSS cal files and their spec3 association into ``folder``.
+def jwst_wfss_cals(folder: Path, refs_dir: Path, cache: Path, context: str = "jwst_0541.pmap",
+                   sources=SOURCES) -> dict:
+    """Write two jwst-calibrated WFSS cal files of ``sources`` and their spec3 association into ``folder``.
 
     Returns ``{"asn": path, "cals": [paths], "refs": {reftype: path}}``.
     """
@@ -92,7 +106,7 @@ def jwst_wfss_cals(folder: Path, refs_dir: Path, cache: Path, context: str = "jw
 
     folder.mkdir(parents=True, exist_ok=True)
     refs_dir.mkdir(parents=True, exist_ok=True)
-    first = _exposure(1, (0.0, 0.0))
+    first = _exposure(1, (0.0, 0.0), sources)
     refs = _wcs_refs(first, refs_dir, "GRISMR")
     refs["wavelengthrange"] = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(refs_dir / "ref_wavelengthrange.asdf"))
     cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
@@ -102,7 +116,7 @@ def jwst_wfss_cals(folder: Path, refs_dir: Path, cache: Path, context: str = "jw
     cat_name = "jw01234-o001_t001_nircam_clear-f444w_cat.ecsv"
     cals = []
     for number, dither in ((1, (0.0, 0.0)), (2, (4.0, 3.0))):
-        m = first if number == 1 else _exposure(number, dither)
+        m = first if number == 1 else _exposure(number, dither, sources)
         root = f"jw01234001001_01101_{number:05d}_nrcalong"
         m.meta.filename = f"{root}_rate.fits"
         rate = Path(m.save(refs_dir / f"{root}_rate.fits"))
@@ -113,7 +127,7 @@ def jwst_wfss_cals(folder: Path, refs_dir: Path, cache: Path, context: str = "jw
                                    override_wavelengthrange=str(refs["wavelengthrange"]), sip_approx=False,
                                    **{f"override_{r}": "N/A" for r in NA_WCS})
             if number == 1:  # the catalogue, from the first exposure's WCS (the direct image's frame)
-                _catalog(j, folder / cat_name, SOURCES)
+                _catalog(j, folder / cat_name, sources)
             j.meta.source_catalog = str(folder / cat_name)
             j = Extract2dStep.call(j, override_wavelengthrange=str(refs["wavelengthrange"]))
             j.meta.source_catalog = cat_name
