@@ -28,7 +28,11 @@ association whose science members are cal files, relative to the association's f
 
 IFU exposures (MIR_MRS) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
 
-Not implemented yet (each refused with one line, never skipped silently): slitless modes (WFSS, SOSS), NIRSpec IFU
+WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): per
+source, one subflow extracting and combining its spectra; the join writes jwst 3.0's two products,
+``<product>_x1d.fits`` and ``<product>_c1d.fits``, every source in each.
+
+Not implemented yet (each refused with one line, never skipped silently): NIRISS SOSS, NIRSpec IFU
 cubes and moving targets (assign_mtwcs).
 """
 
@@ -45,6 +49,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
+from ._spec3_wfss import WFSS_TYPES, run_wfss
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
@@ -182,7 +187,7 @@ def source_task(source, name: str, params: dict, references: dict, context: str 
 
 
 def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
-    if exp_type in SLITLESS_TYPES:
+    if exp_type in SLITLESS_TYPES and exp_type not in WFSS_TYPES:
         raise UnsupportedModeError(f"{where}: spec3 for slitless {exp_type} is not implemented yet")
     if exp_type in IFU_TYPES:
         raise UnsupportedModeError(f"{where}: spec3 for IFU {exp_type} (cube_build) is not implemented yet")
@@ -255,12 +260,19 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         subtracted = run_steps(ModelLibrary(exposures + spectra, asn_id=asn_id), ["master_background"],
                                StageRun(params=params), output_dir=out_dir, source_name=product_name)
         exposures = [m for m in subtracted if isinstance(m, (models.MultiSlitModel, models.SlitModel))]
-    sources = sources_of(exposures, product_name)
-    log.info("spec3: %d source(s) from %d exposure(s)", len(sources), len(exposures))
     from prefect.context import FlowRunContext
 
     tracked = FlowRunContext.get() is not None
     results: list[SourceResult] = []
+    if probe.meta.exposure.type in WFSS_TYPES:  # WFSS: per-source spectra joined into one x1d and one c1d
+        for m in exposures:
+            if not isinstance(m, models.MultiSlitModel):
+                raise InputFileError(m.meta.filename or "input", f"is {a_an(type(m).__name__)}; WFSS spec3 needs "
+                                     "MultiSlitModel cal files (extract_2d's cutouts)")
+        results, written = run_wfss(exposures, product_name, params, references, context, out_dir, tracked)
+        return _join(results, written, params, references, context)
+    sources = sources_of(exposures, product_name)
+    log.info("spec3: %d source(s) from %d exposure(s)", len(sources), len(exposures))
     if tracked:
         # the fan-out: the flow's task runner runs at most MAX_WORKERS sources at once
         # (``spec3.with_options(task_runner=...)`` for another bound)
@@ -272,6 +284,11 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
             run = StageRun(params=params, references=references, context=context)
             results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name, asn_id))
     written = [p for r in results for p in r.written]
+    return _join(results, written, params, references, context)
+
+
+def _join(results: list, written: list[str], params: dict, references: dict, context: str | None) -> dict:
+    """The run's result; :class:`SourcesFailed` (after the others' products are written) when a source failed."""
     failed = [r for r in results if r.error]
     result = {"sources": results, "written": written, "failed": failed}
     run = StageRun(params=params, references=references, context=context, written=written)

@@ -17,6 +17,11 @@ Combine1dStep).
    Output elements no input reached are dropped.
 
 The product is a MultiCombinedSpecModel (``_c1d``), one COMBINE1D table per order.
+
+A WFSS x1d (WFSSMultiSpecModel: every source of a product, one row each) is combined per source, as
+jwst 3.0 does: each source's spectra weighted by the file's first table's EFFEXPTM/EFFINTTM, into a
+WFSSMultiCombinedSpecModel (one COMBINE1D table per order, one row per source); with one source
+only, into that source's MultiCombinedSpecModel.
 """
 
 from __future__ import annotations
@@ -244,9 +249,42 @@ def combine_1d(model, refs, params: Combine1dParams):
         members = model.to_list()
     else:
         members = list(model) if isinstance(model, (list, tuple)) else [model]
+    if len(members) == 1 and type(members[0]).__name__ == "WFSSMultiSpecModel":
+        return combine_wfss(members[0], params)
     out = combine(members, params)
     if out is None:
         for m in members:
             m.meta.cal_step.combine_1d = "SKIPPED"
         return (members[0] if len(members) == 1 else model), "SKIPPED"
     return out
+
+
+def combine_wfss(model, params: Combine1dParams):
+    """combine_1d of a WFSS x1d: per source, then joined (see the module)."""
+    from ..models.spectra import MultiSpecModel
+    from ..models.wfss_spectra import expand_wfss, wfss_c1d
+
+    per_source = expand_wfss(model)
+    first_ext = model.spec[0].meta if model.spec else {}
+    outputs = []
+    for _sid, spectra, _e, _i in per_source:
+        x1d = MultiSpecModel()
+        x1d.meta = model.meta.model_copy(deep=True)
+        x1d.meta.model_type = "MultiSpecModel"
+        # jwst gives every source the first table's times (one weight per source)
+        x1d.meta.exposure.exposure_time = first_ext.get("exposure_time")
+        x1d.meta.exposure.integration_time = first_ext.get("integration_time")
+        x1d._headers = {k: h.copy() for k, h in model._headers.items() if k == "PRIMARY"}
+        x1d.spec = spectra
+        out = combine([x1d], params)
+        if out is not None:
+            outputs.append(out)
+    if not outputs:
+        log.error("No valid input spectra found in WFSSMultiSpecModel. Skipping.")
+        model.meta.cal_step.combine_1d = "SKIPPED"
+        return model, "SKIPPED"
+    if len(per_source) == 1:
+        return outputs[0]
+    c1d = wfss_c1d([list(o.spec) for o in outputs], outputs[0])
+    c1d.meta.cal_step.combine_1d = "COMPLETE"
+    return c1d

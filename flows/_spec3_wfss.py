@@ -1,0 +1,215 @@
+"""calwebb_spec3's slitless WFSS branch (NRC_WFSS, NIS_WFSS, MIR_WFSS), as jwst 3.0 runs it.
+
+The cal exposures (MultiSlitModels: one cutout per source and order) are regrouped by source
+(exp_to_source); each source is one Prefect subflow (``spec3-wfss-source``), fanned out on the
+spec3 flow's task runner, bounded as the slit branch is:
+
+    pixel_replace (skipped by default, as in jwst)
+    extract_1d of each cutout           -> the source's spectra, one per exposure and order, each
+                                           with its exposure's file name and group id
+                                           (``<exposure group>_<order>``) and the cutout's corners
+    combine_1d of the source's spectra  -> one combined spectrum per order (weights: the source's
+                                           first exposure's time, as jwst carries it)
+
+No file is written per source (jwst writes none for WFSS).  The join writes the product's two
+files, every source in each (:mod:`webbflow.models.wfss_spectra`):
+
+    <product>_x1d.fits   WFSSMultiSpecModel: one EXTRACT1D table per exposure and order, one row
+                         per source; S_REGION of the first table is the union of the exposures'
+                         footprints (stcal's combine_sregions, through the first cutout's WCS)
+    <product>_c1d.fits   WFSSMultiCombinedSpecModel: one COMBINE1D table per order, one row per source
+
+A source that fails is left out of both files and named in the final error line
+(:class:`~webbflow.flows.calwebb_spec3.SourcesFailed`); the others are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from .. import models
+from ..errors import InputFileError, WebbflowError
+from ..models.wfss_spectra import expand_wfss, wfss_c1d, wfss_x1d
+from .stage import StageRun, run_steps, stamp
+
+WFSS_TYPES = {"NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
+log = logging.getLogger("webbflow.flows")
+
+
+@dataclass
+class WfssSourceResult:
+    """What one source gave: its spectra (with the weight times they carry) and combined spectra."""
+
+    name: str
+    source_id: int | None = None
+    spectra: list = field(default_factory=list)
+    exposure_time: float | None = None
+    integration_time: float | None = None
+    x1d_meta: object = None  # the source's extract_1d output (its primary metadata names the product's)
+    combined: object = None  # the source's combine_1d output, or None
+    error: str | None = None
+    steps: list = field(default_factory=list)
+    written: list = field(default_factory=list)  # nothing per source (the join writes the product)
+
+
+def _group_id(slit, order) -> str | None:
+    from ..tasks._library import group_id_of
+
+    gid = group_id_of(slit.meta)
+    return None if gid is None else f"{gid}_{order}"
+
+
+def _spectra_of(result) -> list:
+    """The Spectrum objects of an extract_1d output: a MultiSpecModel's, or a WFSS x1d's rows."""
+    if isinstance(result, models.WFSSMultiSpecModel):
+        return [s for _sid, spectra, _e, _i in expand_wfss(result) for s in spectra]
+    return list(getattr(result, "spec", []) or [])
+
+
+def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
+    """One source through spec3's WFSS branch: the science of the ``spec3-wfss-source`` subflow."""
+    res = WfssSourceResult(name)
+    slits = list(source.slits)
+    for s in slits:
+        if s.meta.wcs is None:
+            raise InputFileError(s.meta.filename or name, f"cutout {s.name} (source {s.source_id}) has no WCS "
+                                 "(assign_wcs must have run in Stage 2)")
+    res.source_id = int(slits[0].source_id) if slits and slits[0].source_id is not None else None
+    slits = run_steps(slits, ["pixel_replace"], run)
+    first = slits[0]
+    res.exposure_time = first.meta.exposure.exposure_time
+    res.integration_time = first.meta.exposure.integration_time
+    for s in slits:
+        order = s.meta.wcsinfo.spectral_order
+        out = run_steps(s, ["extract_1d"], run, label=f"{s.meta.filename} order {order}")
+        if run.records[-1].status != "COMPLETE":
+            continue
+        if res.x1d_meta is None:
+            out.meta.ref_file.extract1d = None  # not selected for WFSS, so not recorded (as jwst)
+            res.x1d_meta = out
+        for spec in _spectra_of(out):
+            spec.meta["filename"] = s.meta.filename
+            spec.meta["group_id"] = _group_id(s, spec.meta.get("spectral_order", order))
+            spec.meta.setdefault("source_id", s.source_id)
+            if s.xstart is not None and s.ystart is not None:
+                spec.meta["extract2d_xstart"], spec.meta["extract2d_ystart"] = s.xstart, s.ystart
+                spec.meta["extract2d_xstop"] = s.xstart + s.xsize
+                spec.meta["extract2d_ystop"] = s.ystart + s.ysize
+            res.spectra.append(spec)
+    if not res.spectra:
+        raise WebbflowError(f"source {name}: extract_1d gave no spectrum")
+    # combine_1d on the source's spectra, weighted by the source's first exposure time (jwst's)
+    x1d = models.MultiSpecModel()
+    x1d.meta = res.x1d_meta.meta.model_copy(deep=True)
+    x1d.meta.exposure.exposure_time = res.exposure_time
+    x1d.meta.exposure.integration_time = res.integration_time
+    x1d._headers = {k: h.copy() for k, h in res.x1d_meta._headers.items() if k == "PRIMARY"}
+    x1d.spec = res.spectra
+    c1d = run_steps(x1d, ["combine_1d"], run)
+    if run.records[-1].status == "COMPLETE" and isinstance(c1d, models.MultiCombinedSpecModel):
+        res.combined = c1d
+    res.steps = [(r.name, r.status, r.seconds) for r in run.records]
+    return res
+
+
+@flow(name="spec3-wfss-source", flow_run_name="spec3 wfss source {name}", validate_parameters=False,
+      persist_result=False)
+def spec3_wfss_source(source, name: str, params: dict, references: dict, context: str | None) -> WfssSourceResult:
+    """The spectra of one WFSS source (a Prefect subflow; its steps are its task runs)."""
+    run = StageRun(params=params, references=references, context=context)
+    return process_wfss_source(source, name, run)
+
+
+def _guarded(fn, name: str, *args) -> WfssSourceResult:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - reported per source at the join
+        log.error("source %s failed: %s", name, exc)
+        return WfssSourceResult(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
+
+
+@task(name="wfss-source", cache_policy=NONE, persist_result=False)
+def wfss_source_task(source, name: str, params: dict, references: dict, context: str | None) -> WfssSourceResult:
+    """Run one WFSS source's subflow (its failure reported, not raised)."""
+    return _guarded(spec3_wfss_source, name, source, name, params, references, context)
+
+
+def combined_sregion(exposures) -> str | None:
+    """The union of the exposures' footprints (their first cutout's S_REGION), as jwst's spec3 makes it."""
+    from astropy.modeling.models import Mapping
+    from stcal.alignment import combine_sregions
+
+    try:
+        regions = [m.slits[0].meta.wcsinfo.s_region for m in exposures]
+        wcs = exposures[0].slits[0].meta.wcs
+    except (AttributeError, IndexError):
+        return None
+    if any(r is None for r in regions) or wcs is None:
+        log.warning("One or more input model(s) are missing an `s_region` attribute; output S_REGION will not be set.")
+        return None
+    det2world = wcs.get_transform("detector", "world")
+    to4 = Mapping((0, 1, 0, 1))
+    to4.inverse = Mapping((0, 1), n_inputs=4)
+    to2 = Mapping((0, 1), n_inputs=4)
+    to2.inverse = Mapping((0, 1, 0, 1))
+    try:
+        return combine_sregions(regions, to4 | det2world | to2)
+    except ValueError as exc:
+        log.warning("Could not combine S_REGIONs: %s. Output S_REGION will not be set.", exc)
+        return None
+
+
+def run_wfss(exposures, product_name: str, params: dict, references: dict, context: str | None,
+             out_dir: Path | None, tracked: bool) -> tuple[list[WfssSourceResult], list[str]]:
+    """Every source of the exposures, fanned out, then the join: the product's x1d and c1d."""
+    from ..tasks.exp_to_source import exp_to_source
+
+    from ..tasks._library import group_id_of
+
+    for m in exposures:  # each exposure's spectra go to tables named by its exposure group
+        if group_id_of(m.meta) is None:
+            raise InputFileError(m.meta.filename or "input", "lacks the observation identifiers (PROGRAM, OBSERVTN, "
+                                 "VISIT, VISITGRP, SEQ_ID, ACT_ID, EXPOSURE) that name its exposure group")
+    # jwst's extract_1d never selects an extract1d reference for WFSS (the whole cutout is extracted)
+    references = {k: dict(v) for k, v in references.items()}
+    references.setdefault("extract_1d", {})["extract1d"] = "N/A"
+    sregion = combined_sregion(exposures)
+    sources = [(f"{product_name} source {key}", src) for key, src in exp_to_source(exposures).items()]
+    if not sources:
+        names = ", ".join(m.meta.filename or "input" for m in exposures)
+        raise InputFileError(names, "holds no source cutout (extract_2d matched no catalogue source): no spectrum to extract")
+    log.info("spec3 (WFSS): %d source(s) from %d exposure(s)", len(sources), len(exposures))
+    if tracked:
+        futures = [wfss_source_task.submit(src, name, params, references, context) for name, src in sources]
+        results = [f.result() for f in futures]
+    else:
+        results = [_guarded(process_wfss_source, name, src, name, StageRun(params=params, references=references,
+                                                                          context=context))
+                   for name, src in sources]
+    done = [r for r in results if not r.error]
+    written: list[str] = []
+    if not done:
+        return results, written
+    run = StageRun(params=params, references=references, context=context)
+    x1d = wfss_x1d([(r.spectra, r.exposure_time, r.integration_time) for r in done], done[0].x1d_meta)
+    if x1d.spec and sregion is not None:
+        x1d.spec[0].meta["s_region"] = sregion
+    stamp(x1d, run, "spec3")
+    x1d.meta.filename = f"{product_name}_x1d.fits"
+    if out_dir is not None:
+        written.append(x1d.save(out_dir / x1d.meta.filename))
+    combined = [r for r in done if r.combined is not None]
+    if combined:
+        c1d = wfss_c1d([list(r.combined.spec) for r in combined], combined[0].combined)
+        stamp(c1d, run, "spec3")
+        c1d.meta.filename = f"{product_name}_c1d.fits"
+        if out_dir is not None:
+            written.append(c1d.save(out_dir / c1d.meta.filename))
+    for r in results:
+        r.written = []
+    return results, written
