@@ -137,7 +137,7 @@ def _detector_pattern(rng, nplanes, plane_wl, amplitude):
     fixed ~1 % pixel-to-pixel response."""
     y = np.linspace(-1, 1, 2048, dtype=np.float32)[:, None]
     x = np.linspace(-1, 1, 2048, dtype=np.float32)[None, :]
-    pixels = (1.0 + 0.01 * rng.standard_normal((2048, 2048))).astype(np.float32)
+    pixels = 1.0 + 0.01 * rng.standard_normal((2048, 2048), dtype=np.float32)
     out = np.empty((nplanes, 2048, 2048), np.float32)
     for k, lam in enumerate(plane_wl):
         s = float(lam) / 5.0

@@ -56,7 +56,7 @@ _GAUSS_W = np.array([5.0, 8.0, 5.0]) / 18.0
 
 
 def _name(model) -> str:
-    return getattr(model.meta, "filename", None) or "<in memory>"
+    return getattr(model, "_path", None) or getattr(model.meta, "filename", None) or "<in memory>"
 
 
 def table_part(flat, reftype: str, exp_type: str, slit_name: str | None, table=None):

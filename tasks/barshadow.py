@@ -129,6 +129,7 @@ def barshadow(model, refs, params: BarShadowParams):
             log.info("barshadow: slitlet %s not corrected (%s)", slit.slitlet_id, why)
             slit.barshadow_corrected = False
             slit.barshadow = np.ones_like(slit.data)
+            _in_schema_order(slit, "BARSHADOW")
             continue
         corr = slitlet_correction(slit, ref)
         slit.barshadow_corrected = True
@@ -146,11 +147,26 @@ def barshadow(model, refs, params: BarShadowParams):
             slit.var_rnoise = slit.var_rnoise * c2
             slit.var_flat = slit.var_flat * c2
         slit.barshadow = corr
+        _in_schema_order(slit, "BARSHADOW")
         corrected += 1
     from .base import report_qa
 
     report_qa(**{"slitlets corrected": corrected, "slitlets": len(model.slits)})
     return model
+
+
+def _in_schema_order(slit, extname: str) -> None:
+    """Place a new extension where stdatamodels writes it (schema order: BARSHADOW after
+    WAVELENGTH), not after the extensions the slit was read with."""
+    from ..models import MultiSlitModel
+
+    order = slit._hdu_order
+    if extname in order:
+        return
+    schema = [s.extname for s in MultiSlitModel.slit_arrays]
+    pos = schema.index(extname)
+    later = [i for i, n in enumerate(order) if n in schema and schema.index(n) > pos]
+    order.insert(later[0] if later else len(order), extname)
 
 
 def _barshadow_refs_needed(model, params: BarShadowParams):
