@@ -377,6 +377,18 @@ def _flat_slit(slit, flat, dq, err, wl):
     return out
 
 
+def _meta_sharing_wcs(model):
+    """A copy of the exposure's metadata for the interpolated flat, its WCS shared, not copied."""
+    wcs = model.meta.wcs
+    model.meta.wcs = None
+    try:
+        meta = model.meta.model_copy(deep=True)
+    finally:
+        model.meta.wcs = wcs
+    meta.wcs = wcs
+    return meta
+
+
 def _dispaxis(model) -> int:
     d = getattr(model.meta.wcsinfo, "dispersion_direction", None)
     if d is None and getattr(model, "slits", None):
@@ -395,7 +407,7 @@ def flat_slits(model, fflat, sflat, dflat, inverse=False):
     dispaxis = _dispaxis(model)
     msa = exp_type == "NRS_MSASPEC"
     made = MultiSlitModel()
-    made.meta = model.meta.model_copy(deep=True)
+    made.meta = _meta_sharing_wcs(model)
     made.meta.wcs = None
     for slit in model.slits:
         shutter = None
@@ -443,7 +455,7 @@ def flat_brightobj(model, fflat, sflat, dflat, inverse=False):
     flat, dq, err = flat_at(wl, fflat, sflat, dflat, box, "NRS_BRIGHTOBJ", _dispaxis(model), model.name, None)
     divide(model, flat, dq, err, inverse)
     made = ImageModel(data=np.asarray(flat, np.float32))
-    made.meta = model.meta.model_copy(deep=True)
+    made.meta = _meta_sharing_wcs(model)
     made.dq = dq.astype(np.uint32)
     made.err = np.asarray(err, np.float32)
     return made
