@@ -333,3 +333,29 @@ def test_msa_barshadow_whole_product(mos_barshadow):
     with fits.open(mine) as a:
         names = [h.name for h in a]
     assert names.count("BARSHADOW") == names.count("SCI") == len(ours.slits)
+
+
+@pytest.mark.parametrize("states", ["x", "1x1", "11x", "10x1", "x0", "1x00", "0x01"])
+def test_shadow_map_for_closed_and_open_neighbours(states):
+    """The slitlet's shadow map for shutter states the SMACS slitlets above lack (closed shutters,
+    a closed pair), against jwst's assembly of the same reference pieces."""
+    from jwst.barshadow.bar_shadow import create_shadow, create_shutter_elements
+
+    from webbflow.refs.synthetic_nirspec_flat import shadow_profiles
+    from webbflow.tasks.barshadow import shadow_map
+
+    one, three, _crval1, _cdelt1 = shadow_profiles("PRISM")
+
+    class Ref:
+        data1x1, data1x3 = one, three
+
+    theirs = create_shadow(create_shutter_elements(Ref), states)
+    ours = shadow_map(one, three, states)
+    assert ours.shape == theirs.shape == (500 * len(states) + 500, 101)
+    assert np.array_equal(ours, theirs)
+    # a closed shutter shades its part of the slitlet (at a trailing one jwst averages the closed
+    # centre with the open edge: 0.525), an open one's middle is unshaded; jwst's assembly takes
+    # the first shutter as open whatever its state (so does webbflow's, above)
+    for i, s in enumerate(states[1:], start=1):
+        centre = ours[500 * (i + 1)].mean()
+        assert (centre < 0.6) if s == "0" else (centre > 0.9), (states, i, centre)
