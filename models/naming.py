@@ -15,6 +15,8 @@ KNOWN_SUFFIXES = {
     "persistence", "ramp_fit", "rampfit", "dark_current", "darkcurrent", "assign_wcs", "assignwcs",
     "flat_field", "flatfield", "photom", "resample", "cal", "guider_cds", "segm", "cat",
 }
+# NIRSpec slit steps whose products feed flat_field and barshadow
+KNOWN_SUFFIXES |= {"extract_2d", "extract2d", "barshadow"}
 
 
 def root_of(name: str) -> str:

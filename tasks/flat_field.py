@@ -14,8 +14,8 @@ DO_NOT_USE flat pixel is treated as 1 (left uncorrected).  Variances:
 ``inverse=True`` multiplies instead (var_flat becomes 0).  Finally NaNs and
 DO_NOT_USE are made consistent across data, err, variances and DQ.
 
-NIRSpec spectroscopic flats (fflat/sflat/dflat) are not handled here yet:
-such exposures raise UnsupportedModeError.
+NIRSpec spectroscopy (fixed slits, MSA slitlets, BOTS) is flat-fielded with
+the fflat/sflat/dflat flats in tasks/_flat_nirspec.py.
 
 The flat is cut to the science subarray by ``_subarray.ref_region`` (jwst's
 ``reffile_utils`` rules), which also maps its DQ through DQ_DEF.
@@ -101,7 +101,7 @@ def _supported(model) -> bool:
     "flat_field",
     "FlatFieldStep",
     params=FlatFieldParams,
-    optional_reftypes=("flat",),
+    optional_reftypes=("flat", "fflat", "sflat", "dflat"),
     suffix="flat_field",
     input_class="DataModel",
 )
@@ -117,10 +117,8 @@ def flat_field(model, refs, params: FlatFieldParams):
     if getattr(model.meta.cal_step, "extract_2d", None) == "COMPLETE" and exp_type not in EXTRACT_2D_IS_OK:
         log.warning("flat_field: extract_2d should not have run for %s; skipped", exp_type)
         return model, "SKIPPED"
-    if exp_type in NIRSPEC_SPECTRAL_EXPOSURES and (model.meta.instrument.lamp_mode or "").upper() != "IMAGE":
-        raise UnsupportedModeError(
-            f"flat_field for NIRSpec spectroscopy ({exp_type}) needs the fflat/sflat/dflat flats, which are not implemented yet"
-        )
+    if _nirspec_spectral(model):
+        return _flat_nirspec_step(model, refs, params)
     if not _supported(model):
         raise UnsupportedModeError(
             f"flat_field takes an ImageModel, CubeModel or GuiderCalModel here, not {a_an(type(model).__name__)}"
@@ -202,8 +200,33 @@ def apply_flat(science, flat, inverse: bool = False) -> None:
 
 
 def _flat_refs_needed(model, params: FlatFieldParams):
-    """No FLAT lookup when the user supplies the flat."""
-    return () if params.user_supplied_flat else ("flat",)
+    """No FLAT lookup when the user supplies the flat; NIRSpec spectroscopy reads the three flats."""
+    if params.user_supplied_flat:
+        return ()
+    return ("fflat", "sflat", "dflat") if _nirspec_spectral(model) else ("flat",)
+
+
+def _nirspec_spectral(model) -> bool:
+    exp_type = (model.meta.exposure.type or "").upper()
+    return exp_type in NIRSPEC_SPECTRAL_EXPOSURES and (model.meta.instrument.lamp_mode or "").upper() != "IMAGE"
+
+
+def _flat_nirspec_step(model, refs, params: FlatFieldParams):
+    """NIRSpec fixed slits, MSA slitlets and BOTS: the f/s/d flats (tasks/_flat_nirspec.py)."""
+    from ._flat_nirspec import nirspec_flat_field
+
+    if params.user_supplied_flat:
+        raise UnsupportedModeError("flat_field: a user-supplied flat for NIRSpec spectroscopy is not implemented yet")
+    made, status = nirspec_flat_field(model, refs, inverse=params.inverse)
+    _record_ref(model, "flat", "N/A")  # jwst asks CRDS for a FLAT too: none for spectroscopy
+    if params.save_interpolated_flat and made is not None:
+        from ..models.naming import product_path
+
+        src = model.meta.filename or "flat_field.fits"
+        path = product_path(params.output_dir or Path.cwd(), src, "interpolatedflat")
+        made.save(path)
+        log.info("flat_field: interpolated flat written to %s", path)
+    return model, status
 
 
 def _register_extras():
