@@ -11,13 +11,13 @@ not take, and records them SKIPPED on the products:
   the last), and the default-skipped badpix_selfcal and clean_flicker_noise;
 - bright-object TSO: the same plus pathloss; the cutout of every integration gives the calints
   and, with no resampling, the x1dints;
-- MSA: msa_flagging, imprint (with imprint members), barshadow and master_background_mos run in
-  jwst.  Those steps are not in webbflow yet, so this branch is jwst's chain without them (their
-  S_ keywords recorded SKIPPED): it is not yet jwst's MOS product.
+- MSA: msa_flagging, imprint (with imprint members) and master_background_mos run in jwst.
+  Those steps are not in webbflow yet, so this branch is jwst's chain without them (their S_
+  keywords recorded SKIPPED): it is not yet jwst's MOS product.  barshadow runs (tasks/barshadow.py).
 
-NIRSpec's flat_field is listed where jwst runs it; until webbflow's NIRSpec flat exists the
-branch needs ``flat_field`` skipped (tests/test_nirspec_spec2.py skips it, and barshadow, on both
-sides).
+flat_field takes NIRSpec's f, s and d flats (tasks/_flat_nirspec.py, checked against jwst's step
+in tests/test_nirspec_flat.py); the branch comparisons in tests/test_nirspec_spec2.py still skip
+flat_field and barshadow on both sides.
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ BRANCHES["NRS_BRIGHTOBJ"] = Branch(
 
 BRANCHES["NRS_MSASPEC"] = Branch(
     "nirspec-msa",
-    ("assign_wcs", "bkg_subtract?", "extract_2d", "srctype", "wavecorr", "flat_field", "pathloss", "photom"),
+    ("assign_wcs", "bkg_subtract?", "extract_2d", "srctype", "wavecorr", "flat_field", "pathloss", "barshadow",
+     "photom"),
     resample="resample_spec",
     extract=True,
-    marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint", "bkg_subtract", "barshadow"),
-    notes="NIRSpec MSA: jwst's chain without msa_flagging, imprint, master_background_mos and barshadow (not yet in "
+    marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint", "bkg_subtract"),
+    notes="NIRSpec MSA: jwst's chain without msa_flagging, imprint and master_background_mos (not yet in "
           "webbflow); fixed slits of an MSA exposure are not split off as jwst does",
     extra=_NRS_EXTRA,
 )

@@ -7,7 +7,7 @@ pathloss (PathlossModel, five fixed-slit apertures) and a photom in the real Nrs
 form with a varying PHOTMJ and response (refs/synthetic_nirspec_spec2.py: the real photom_0014 is a
 DUMMY of ones, which would not test the arithmetic).
 
-NIRSpec's flat_field and barshadow are another developer's work, not merged yet: jwst and
+NIRSpec's flat_field is compared with jwst's step in tests/test_nirspec_flat.py; here jwst and
 webbflow both run with flat_field skipped (barshadow skips itself for fixed slits in jwst and is
 recorded SKIPPED, as here).
 
@@ -152,7 +152,7 @@ def fs(refs, tmp_path_factory, real_rules_cache):
     odir.mkdir()
     steps = {name: {"save_results": True} for name in ("assign_wcs", "extract_2d", "srctype", "wavecorr", "pathloss")}
     steps["assign_wcs"].update(_wcs_overrides(refs))
-    steps["flat_field"] = {"skip": True}  # NIRSpec's flat is not in webbflow yet: skipped on both sides
+    steps["flat_field"] = {"skip": True}  # checked alone in test_nirspec_flat.py: skipped on both sides here
     steps["barshadow"] = {"skip": True}
     steps["wavecorr"]["override_wavecorr"] = refs["wavecorr"]
     steps["pathloss"]["override_pathloss"] = refs["pathloss"]
