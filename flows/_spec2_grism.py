@@ -3,10 +3,12 @@
 NRC_WFSS follows jwst 3.0's grism path: assign_wcs, bkg_subtract (the WFSS ``bkg`` reference,
 scaled with the sources masked: it runs with or without background members), flat_field on the
 whole dispersed image *before* extract_2d, extract_2d (one cutout per catalogue source and
-order), srctype, photom per order; no resampled product; extract_1d on the cutouts.  The
-level-2 association's ``sourcecat``, ``segmap`` and ``direct_image`` members are recorded as jwst
-records them (file names only: SCATFILE, SEGMFILE; extract_2d and bkg_subtract find the
-catalogue beside the exposure).
+order), srctype, photom per order; no resampled product; extract_1d on the cutouts, written as
+jwst 3.0's flat WFSS table (tasks/extract_1d/wfss.py).  The level-2 association's ``sourcecat``,
+``segmap`` and ``direct_image`` members are recorded as jwst records them (file names only:
+SCATFILE, SEGMFILE, DIRIMAGE; extract_2d and bkg_subtract find the catalogue beside the
+exposure).  Its cal and x1d are compared whole with jwst's on a simulated WFSS observation
+(tests/test_wfss_sim.py).
 
 NRC_TSGRISM (GRISMR): assign_wcs, flat_field, extract_2d (the source at the reference point),
 srctype, photom of the cutout; calints and x1dints (jwst records bkg_subtract as SKIPPED: no
@@ -34,7 +36,7 @@ WFSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprin
 
 def wire_wfss_members(model, params, members) -> None:
     """The direct image's catalogue, segmentation map and i2d, as jwst's Spec2Pipeline records them."""
-    for kind, attr in (("sourcecat", "source_catalog"), ("segmap", "segmentation_map")):
+    for kind, attr in (("sourcecat", "source_catalog"), ("segmap", "segmentation_map"), ("direct_image", "direct_image")):
         paths = members.get(kind) or []
         if paths:
             setattr(model.meta, attr, Path(paths[0]).name)
