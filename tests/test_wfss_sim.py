@@ -232,3 +232,44 @@ def test_the_x1d_is_jwsts_flat_wfss_table_and_recovers_the_truth(wfss, ours_wfss
         assert abs(np.median(f[inside] / expected) - 1) < 0.05, (s["id"], np.median(f[inside] / expected))
         checked += 1
     assert checked >= 2
+
+
+def test_a_wfss_spec2_association_makes_the_direct_images_level3_products_first(tmp_path, monkeypatch):
+    """``webbflow run calwebb_spec2`` on a WFSS association whose catalogue, segmentation map and i2d
+    are not made yet runs the image3 association of the same folder that makes them (into the output
+    folder), and hands spec2 the files where they were made.  (Checked end to end against jwst by
+    hand: see the module's report; here the level-3 run is replaced by one that writes the files.)"""
+    from webbflow.flows import _spec2_grism, association
+
+    folder, out = tmp_path / "asn", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+
+    def asn(name, level_type, product, members):
+        (folder / name).write_text(json.dumps({
+            "asn_type": level_type, "asn_rule": "x", "asn_id": "o001", "asn_pool": "p.csv", "program": "01234",
+            "products": [{"name": product, "members": [{"expname": e, "exptype": t} for e, t in members]}]}))
+        return folder / name
+
+    spec2 = asn("a_spec2_00001_asn.json", "spec2", GRISM, [
+        (f"{GRISM}_rate.fits", "science"), (f"{IMAGE3}_i2d.fits", "direct_image"),
+        (f"{IMAGE3}_cat.ecsv", "sourcecat"), (f"{IMAGE3}_segm.fits", "segmap")])
+    image3 = asn("a_image3_00001_asn.json", "image3", IMAGE3, [(f"{DIRECT}_cal.fits", "science")])
+    asn("a_image3_00002_asn.json", "image3", "jw01234-o001_t001_nircam_clear-f150w", [("other_cal.fits", "science")])
+    ran = []
+
+    def fake_level3(path, output_dir=None, **_kw):
+        ran.append(Path(path).name)
+        for s in _spec2_grism.LEVEL3_SUFFIXES:
+            (Path(output_dir) / f"{IMAGE3}{s}").write_text("made")
+        return SimpleNamespace(failed=[])
+
+    monkeypatch.setattr(association, "process_association", fake_level3)
+    others = {0: {"direct_image": [folder / f"{IMAGE3}_i2d.fits"], "sourcecat": [folder / f"{IMAGE3}_cat.ecsv"],
+                  "segmap": [folder / f"{IMAGE3}_segm.fits"]}}
+    got = _spec2_grism.make_level3_members(spec2, folder, out, others)
+    assert ran == [image3.name]  # only the association that makes them
+    assert got == {0: {k: [out / v[0].name] for k, v in others[0].items()}}
+    # made already: nothing runs again
+    ran.clear()
+    assert _spec2_grism.make_level3_members(spec2, folder, out, others) == got and ran == []
