@@ -237,8 +237,8 @@ def test_the_x1d_is_jwsts_flat_wfss_table_and_recovers_the_truth(wfss, ours_wfss
 def test_a_wfss_spec2_association_makes_the_direct_images_level3_products_first(tmp_path, monkeypatch):
     """``webbflow run calwebb_spec2`` on a WFSS association whose catalogue, segmentation map and i2d
     are not made yet runs the image3 association of the same folder that makes them (into the output
-    folder), and hands spec2 the files where they were made.  (Checked end to end against jwst by
-    hand: see the module's report; here the level-3 run is replaced by one that writes the files.)"""
+    folder), and hands spec2 the files where they were made (the level-3 run is replaced here by one
+    that writes the files: the real chain adds a full-frame image3 to CI's time)."""
     from webbflow.flows import _spec2_grism, association
 
     folder, out = tmp_path / "asn", tmp_path / "out"
