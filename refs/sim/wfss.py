@@ -304,11 +304,23 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     xy_w, kinds, sizes, rel, beta = _sources(rng, grism, N_SOURCES)
     xf = grism.col_map[0] + xy_w[:, 0]  # full-frame 0-based pixels (the window is a contiguous block)
     yf = grism.row_map[0] + xy_w[:, 1]
+    gmeta = exposures[1][2].meta
+    wcs = grism_wcs(gmeta, paths["grism"])
+    pixmap = S.PixelMap(direct, refs["direct"])
     if grism.subarray != "FULL":
         along = 0 if grism.pupil == "GRISMR" else 1
-        for shift, b in ((-120.0, -1.0), (-900.0, 0.0)):
+        # the side the spectra run to: the extra sources sit on the other side of the window
+        lo, hi = NIRCAM_LW_BANDS[direct.filter]
+        c = np.array([grism.col_map[grism.xsize // 2], grism.row_map[grism.ysize // 2]], float)
+        cra, cdec = S.tel_to_sky(dpnt.attitude, *pixmap.to_v2v3(c[:1], c[1:]))
+        band_t = np.linspace(lo, hi, 9)
+        run = wcs.backward_transform(np.full(9, float(np.ravel(cra)[0])), np.full(9, float(np.ravel(cdec)[0])),
+                                     band_t, np.full(9, ORDER))[along]
+        toward = 1.0 if np.nanmean(run) > (grism.xsize, grism.ysize)[along] / 2 else -1.0
+        start, size = (grism.col_map[0], grism.row_map[0])[along], (grism.xsize, grism.ysize)[along]
+        for shift, b in ((120.0, -1.0), (900.0, 0.0)):
             p = np.array([xf[0], yf[0]])
-            p[along] = (grism.col_map[0], grism.row_map[0])[along] + shift
+            p[along] = start - shift if toward > 0 else start + size + shift
             taken = (xf, yf)[1 - along]
             while np.min(np.abs(taken - p[1 - along])) <= ACROSS_GAP:  # its trace clear of the others'
                 p[1 - along] += 7.0
@@ -318,7 +330,6 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     n_src = len(xf)
     ok = (xf > 4 + MARGIN) & (xf < 2043 - MARGIN) & (yf > 4 + MARGIN) & (yf < 2043 - MARGIN)
     xf, yf = np.where(ok, xf, np.clip(xf, 4 + MARGIN, 2043 - MARGIN)), np.where(ok, yf, np.clip(yf, 4 + MARGIN, 2043 - MARGIN))
-    pixmap = S.PixelMap(direct, refs["direct"])
     v2, v3 = pixmap.to_v2v3(xf, yf)
     ra, dec = S.tel_to_sky(dpnt.attitude, v2, v3)
     ra, dec = np.atleast_1d(np.asarray(ra, float)), np.atleast_1d(np.asarray(dec, float))
@@ -329,8 +340,6 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
 
     # the dispersed image: each source's spectrum through jwst's WCS and the grism photom, for
     # F_4um = rel (Jy), then scaled so that the brightest trace pixel reaches GRISM_PEAK_FILL
-    gmeta = exposures[1][2].meta
-    wcs = grism_wcs(gmeta, paths["grism"])
     lam = np.arange(lo - 0.15, hi + 0.15, LAM_STEP)
     conv, _ = photom_conversion(paths["grism"]["photom"], grism.filter, grism.pupil, ORDER, lam)
     inband = np.isfinite(conv) & (conv > 0)
