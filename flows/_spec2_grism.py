@@ -3,10 +3,12 @@
 NRC_WFSS follows jwst 3.0's grism path: assign_wcs, bkg_subtract (the WFSS ``bkg`` reference,
 scaled with the sources masked: it runs with or without background members), flat_field on the
 whole dispersed image *before* extract_2d, extract_2d (one cutout per catalogue source and
-order), srctype, photom per order; no resampled product; extract_1d on the cutouts.  The
-level-2 association's ``sourcecat``, ``segmap`` and ``direct_image`` members are recorded as jwst
-records them (file names only: SCATFILE, SEGMFILE; extract_2d and bkg_subtract find the
-catalogue beside the exposure).
+order), srctype, photom per order; no resampled product; extract_1d on the cutouts, written as
+jwst 3.0's flat WFSS table (tasks/extract_1d/wfss.py).  The level-2 association's ``sourcecat``,
+``segmap`` and ``direct_image`` members are recorded as jwst records them (file names only:
+SCATFILE, SEGMFILE, DIRIMAGE; extract_2d and bkg_subtract find the catalogue beside the
+exposure).  Its cal and x1d are compared whole with jwst's on a simulated WFSS observation
+(tests/test_wfss_sim.py).
 
 NRC_TSGRISM (GRISMR): assign_wcs, flat_field, extract_2d (the source at the reference point),
 srctype, photom of the cutout; calints and x1dints (jwst records bkg_subtract as SKIPPED: no
@@ -34,7 +36,7 @@ WFSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprin
 
 def wire_wfss_members(model, params, members) -> None:
     """The direct image's catalogue, segmentation map and i2d, as jwst's Spec2Pipeline records them."""
-    for kind, attr in (("sourcecat", "source_catalog"), ("segmap", "segmentation_map")):
+    for kind, attr in (("sourcecat", "source_catalog"), ("segmap", "segmentation_map"), ("direct_image", "direct_image")):
         paths = members.get(kind) or []
         if paths:
             setattr(model.meta, attr, Path(paths[0]).name)
@@ -44,6 +46,40 @@ def wire_wfss_members(model, params, members) -> None:
 
         raise InputFileError(model.meta.filename or "<in memory>",
                              "is a WFSS exposure with no source catalogue: the association needs a sourcecat member")
+
+
+LEVEL3_SUFFIXES = ("_cat.ecsv", "_segm.fits", "_i2d.fits")  # the direct image's products a WFSS spec2 names
+
+
+def make_level3_members(asn_path, folder: Path, out: Path, others: dict, steps=None, config=None) -> dict:
+    """A level-2 association's members that are level-3 products (a WFSS exposure's source
+    catalogue, segmentation map and direct image), made first when they are not there yet: by the
+    level-3 association of the same folder whose product they belong to (jwst's image3 on the
+    direct images, made from their raw files as needed), into ``out``.  Returns ``others`` with
+    each member's path where it now is (the association's folder, else ``out``)."""
+    from ..errors import InputFileError, WebbflowError
+    from .association import call_flow, load_asn, process_association
+
+    def where(p: Path) -> Path:
+        return p if p.exists() or not (Path(out) / p.name).exists() else Path(out) / p.name
+
+    missing = [p for kinds in others.values() for ps in kinds.values() for p in ps if not where(p).exists()]
+    roots = {p.name[: -len(s)] for p in missing for s in LEVEL3_SUFFIXES if p.name.endswith(s)}
+    for a in sorted(Path(folder).glob("*_asn.json")) if roots else ():
+        if a.resolve() == Path(asn_path).resolve():
+            continue
+        try:
+            lv3, _ = load_asn(a)
+        except WebbflowError:
+            continue
+        if lv3.level != 3 or not roots & {p.name for p in lv3.products}:
+            continue
+        log.info("Making %s first: %s", ", ".join(sorted(roots & {p.name for p in lv3.products})), a.name)
+        res = call_flow(process_association, str(a), output_dir=str(out), steps=steps, config=config)
+        if res.failed:
+            raise InputFileError(a, f"the level-3 association that makes {Path(asn_path).name}'s "
+                                    f"{', '.join(p.name for p in missing)} failed")
+    return {i: {k: [where(p) for p in ps] for k, ps in kinds.items()} for i, kinds in others.items()}
 
 
 BRANCHES["NRC_WFSS"] = Branch(

@@ -684,6 +684,10 @@ def process_association(
             group = background if kind == "background" and asn.level == 2 else science
             if p not in group.setdefault(i, []):
                 group[i].append(p)
+    if asn.level == 2 and others:  # WFSS: the direct image's level-3 products, made first where missing
+        from ._spec2_grism import make_level3_members
+
+        others = make_level3_members(asn_path, folder, out, others, steps=steps, config=config)
     # a level-3 association's members made from raw files go through their level-2 pipeline as
     # their level-2 associations (in the same folder) say, as jwst's users run them: with their
     # backgrounds, and recording that association

@@ -417,6 +417,7 @@ class Meta(Group):
     data_processing_software_version: str | None = kw("SDP_VER")
     source_catalog: str | None = kw("SCATFILE")
     segmentation_map: str | None = kw("SEGMFILE")
+    direct_image: str | None = kw("DIRIMAGE")  # WFSS: the direct image the catalogue comes from
     bunit_data: str | None = kw("BUNIT", "SCI")
     bunit_err: str | None = kw("BUNIT", "ERR")
     # reference-file header keywords (CRDS matches on these)

@@ -390,7 +390,7 @@ def builtins_open(path):
 
 
 # the parts of a slit's own meta that jwst's slitdata schema maps to keywords of the slit's extensions
-_SLIT_META_GROUPS = frozenset({"wcsinfo", "photometry", "bunit_data", "bunit_err", "velocity_aberration"})
+_SLIT_META_GROUPS = frozenset({"wcsinfo", "photometry", "bunit_data", "bunit_err", "velocity_aberration", "coordinates"})
 
 
 def _header_values(primary, sci, groups=None) -> dict:

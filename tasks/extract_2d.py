@@ -262,6 +262,11 @@ def extract_wfss(model, objects: list[GrismObject]):
     from ..models import SlitModel
 
     out = _new_multislit(model)
+    # jwst's MultiSlitModel takes no exposure-level pointing, WCS keywords or frame: each slit has its own
+    # (nor PA_APER, which jwst keeps in the tree only)
+    for group in ("wcsinfo", "pointing", "coordinates"):
+        setattr(out.meta, group, type(getattr(out.meta, group))())
+    out.meta.aperture.position_angle = None
     ysize, xsize = model.meta.subarray.ysize, model.meta.subarray.xsize
     for obj in objects:
         for order, ((y0, y1), (x0, x1)) in obj.order_bounding.items():

@@ -428,9 +428,10 @@ def extract(model, refs: dict, params: Extract1dParams):
 
         return extract_ifu_cube(model, refs, params)
     _check_supported(model, params, refs)
-    ref = refs.get("extract1d")
-    apref = refs.get("apcorr") if params.apply_apcorr else None
     exp_type = model.meta.exposure.type or ""
+    wfss = exp_type.upper() in WFSS_EXPTYPES
+    ref = None if wfss else refs.get("extract1d")  # jwst reads no extract1d reference for WFSS
+    apref = refs.get("apcorr") if params.apply_apcorr else None
     slits = getattr(model, "slits", None)
     if slits is not None:
         out = _output_model(model, cube=bool(len(slits)) and slits[0].data.ndim == 3)
@@ -448,6 +449,12 @@ def extract(model, refs: dict, params: Extract1dParams):
                 log.error("%s: slit %s skipped: %s", model.meta.filename or "input", slit.name, exc)
                 continue
             if spec is not None:
+                if wfss:  # what jwst's flat WFSS table records of each cutout
+                    from .wfss import cutout_keywords, exposure_group_id
+
+                    gid = exposure_group_id(model.meta)
+                    spec.meta.update(cutout_keywords(slit), filename=model.meta.filename,
+                                     group_id=None if gid is None else f"{gid}_{order if order is not None else 1}")
                 out.spec.append(spec)
     else:
         if model.data.ndim not in (2, 3):
@@ -479,6 +486,10 @@ def extract(model, refs: dict, params: Extract1dParams):
     elif out.has("int_times"):
         out.int_times = None
     out.meta.target.source_type = None
+    if wfss and slits is not None:  # jwst 3.0's flat WFSS layout: one table per exposure and order
+        from .wfss import flatten
+
+        out = flatten(out, model)
     return out
 
 
@@ -492,7 +503,7 @@ def _is_prism(model) -> bool:
 def _wanted_refs(model, params: Extract1dParams):
     if (model.meta.exposure.type or "").upper() == "NIS_SOSS":  # jwst reads these three for SOSS
         return ["pastasoss", "specprofile", "speckernel"]
-    want = ["extract1d"]
+    want = [] if (model.meta.exposure.type or "").upper() in WFSS_EXPTYPES else ["extract1d"]
     if params.apply_apcorr:
         want.append("apcorr")
     if params.extraction_type == "optimal":
