@@ -81,8 +81,10 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
             raise UnsupportedModeError(f"spec3: step {name} is not implemented")
     names = STEPS + [k for k in LATER if k in REGISTRY]
     params = resolve_params(names, user, config, model=first, pipeline_class="Spec3Pipeline")
-    references, context = resolve_references(first, {k: v for k, v in params.items()
-                                                      if k in ("cube_build", "extract_1d", "spectral_leak")})
+    # spectral_leak works on the spectra: with extract_1d skipped there are none, and its reference
+    # is not asked for
+    wanted = ("cube_build", "extract_1d") + (() if params["extract_1d"].skip else ("spectral_leak",))
+    references, context = resolve_references(first, {k: v for k, v in params.items() if k in wanted})
     del first
     out_dir = Path(output_dir) if output_dir else None
     if out_dir is not None:
