@@ -76,7 +76,7 @@ def new_wfss_table(nrows: int, nwave: int, vector_columns, meta_columns) -> np.n
     return t
 
 
-def _fill_row(table, i: int, spec: Spectrum, vector_columns, meta_columns) -> None:
+def fill_row(table, i: int, spec: Spectrum, vector_columns, meta_columns) -> None:
     src = spec.spec_table
     n = len(src)
     for c, _d in vector_columns:
@@ -91,7 +91,7 @@ def _fill_row(table, i: int, spec: Spectrum, vector_columns, meta_columns) -> No
         table[c][i] = v.encode() if isinstance(v, str) else v
 
 
-def _units(example: Spectrum, vector_columns, meta_columns) -> dict:
+def table_units(example: Spectrum, vector_columns, meta_columns) -> dict:
     units = {c: u for c, _d, _a, u in meta_columns if u}
     for c, _d in vector_columns:
         if example.units.get(c):
@@ -147,12 +147,12 @@ def wfss_x1d(sources, primary_source) -> WFSSMultiSpecModel:
         table["SOURCE_ID"] = ids
         for s in info["spectra"]:
             row = int(np.nonzero(ids == int(s.meta["source_id"]))[0][0])
-            _fill_row(table, row, s, SPEC_COLUMNS, X1D_META_COLUMNS)
+            fill_row(table, row, s, SPEC_COLUMNS, X1D_META_COLUMNS)
         meta = {"filename": info["filename"], "group_id": g,
                 "dispersion_direction": example.meta.get("dispersion_direction"),
                 "spectral_order": info["order"], "exposure_time": info["exposure_time"],
                 "integration_time": info["integration_time"]}
-        out.spec.append(Spectrum(table, meta, _units(example, SPEC_COLUMNS, X1D_META_COLUMNS)))
+        out.spec.append(Spectrum(table, meta, table_units(example, SPEC_COLUMNS, X1D_META_COLUMNS)))
     return out
 
 
@@ -171,11 +171,11 @@ def wfss_c1d(combined, primary_source) -> WFSSMultiCombinedSpecModel:
     for o, info in orders.items():
         table = new_wfss_table(len(combined), info["n"], COMBINED_COLUMNS, C1D_META_COLUMNS)
         for j, s in info["items"]:
-            _fill_row(table, j, s, COMBINED_COLUMNS, C1D_META_COLUMNS)
+            fill_row(table, j, s, COMBINED_COLUMNS, C1D_META_COLUMNS)
             table["SOURCE_ID"][j] = int(s.meta["source_id"])
         table = table[np.argsort(table["SOURCE_ID"], kind="stable")]
         meta = {"spectral_order": o, "dispersion_direction": example.meta.get("dispersion_direction")}
-        out.spec.append(Spectrum(table, meta, _units(example, COMBINED_COLUMNS, C1D_META_COLUMNS)))
+        out.spec.append(Spectrum(table, meta, table_units(example, COMBINED_COLUMNS, C1D_META_COLUMNS)))
     return out
 
 

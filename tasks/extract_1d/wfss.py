@@ -16,17 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...models.spectra import SPEC_COLUMNS, MultiSpecModel, Spectrum, WFSSMultiSpecModel
-
-# the per-source columns after the spectral ones: (name, dtype, default, unit)
-SOURCE_COLUMNS = (
-    ("N_ALONGDISP", "u4", 0, None), ("SOURCE_TYPE", "S20", b"", None),
-    ("SOURCE_XPOS", "f8", np.nan, "pix"), ("SOURCE_YPOS", "f8", np.nan, "pix"),
-    ("SOURCE_RA", "f8", np.nan, "deg"), ("SOURCE_DEC", "f8", np.nan, "deg"),
-    ("EXTRACT2D_XSTART", "u4", 0, "pix"), ("EXTRACT2D_YSTART", "u4", 0, "pix"),
-    ("EXTRACT2D_XSTOP", "u4", 0, "pix"), ("EXTRACT2D_YSTOP", "u4", 0, "pix"),
-)
-# the schema's defaults of the spectral columns (NPIXELS too is NaN here, unlike a plain x1d)
-_VECTOR_DEFAULT = {"DQ": 1}
+from ...models.wfss_spectra import X1D_META_COLUMNS, fill_row, new_wfss_table, table_units
 
 
 def exposure_group_id(meta) -> str | None:
@@ -50,18 +40,6 @@ def cutout_keywords(slit) -> dict:
     return out
 
 
-def _table(n_rows: int, source_ids) -> np.ndarray:
-    dtype = ([("SOURCE_ID", "i4")] + [(c, d, (n_rows,)) for c, d in SPEC_COLUMNS]
-             + [(c, d) for c, d, _v, _u in SOURCE_COLUMNS])
-    t = np.zeros(len(source_ids), dtype=dtype)
-    for c, d in SPEC_COLUMNS:
-        t[c] = _VECTOR_DEFAULT.get(c, np.nan if d == "f8" else 0)
-    for c, _d, v, _u in SOURCE_COLUMNS:
-        t[c] = v
-    t["SOURCE_ID"] = source_ids
-    return t
-
-
 def flatten(spectra: MultiSpecModel, model) -> WFSSMultiSpecModel:
     """The WFSS product of ``spectra`` (one spectrum per cutout, each with ``group_id`` in its meta)."""
     out = WFSSMultiSpecModel()
@@ -77,21 +55,11 @@ def flatten(spectra: MultiSpecModel, model) -> WFSSMultiSpecModel:
     source_ids = np.unique(np.array([int(s.meta["source_id"]) for s in specs], dtype=np.int64))
     first = specs[0]
     for gid, members in groups.items():
-        n_rows = max(len(s.spec_table) for s in members)
-        t = _table(n_rows, source_ids)
+        t = new_wfss_table(len(source_ids), max(len(s.spec_table) for s in members), SPEC_COLUMNS, X1D_META_COLUMNS)
+        t["SOURCE_ID"] = source_ids
         for s in members:
-            row = int(np.searchsorted(source_ids, int(s.meta["source_id"])))
-            n = len(s.spec_table)
-            for c, _d in SPEC_COLUMNS:
-                t[c][row, :n] = s.spec_table[c]
-            t["N_ALONGDISP"][row] = n
-            t["SOURCE_TYPE"][row] = str(s.meta.get("source_type") or "").encode()[:20]
-            for c, *_ in SOURCE_COLUMNS[2:]:
-                v = s.meta.get(c.lower())
-                if v is not None:
-                    t[c][row] = v
-        units = {c: u for c, _d, _v, u in SOURCE_COLUMNS if u}
-        units.update({c: u for c, u in first.units.items() if c in t.dtype.names})
+            fill_row(t, int(np.searchsorted(source_ids, int(s.meta["source_id"]))), s, SPEC_COLUMNS, X1D_META_COLUMNS)
+        units = table_units(first, SPEC_COLUMNS, X1D_META_COLUMNS)
         head = members[0]
         meta = {"filename": head.meta.get("filename"), "group_id": gid,
                 "dispersion_direction": first.meta.get("dispersion_direction"),
