@@ -219,8 +219,9 @@ def median_without_resampling(library, params: OutlierDetectionParams, on_disk: 
 def flag_outliers(library, params: OutlierDetectionParams):
     """Flag outliers in every exposure of ``library`` in place; returns the library."""
     if len(library) < 2:
+        # jwst 3.0 records this as FAILED (S_OUTLIR), in every mode that needs two exposures
         log.warning("outlier_detection needs at least two exposures (got %d): skipped", len(library))
-        library.mark_step("outlier_detection", "SKIPPED")
+        library.mark_step("outlier_detection", "FAILED")
         return library
     from ._outlier_ifu import IFU_TYPES, flag_outliers_ifu
 

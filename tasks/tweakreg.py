@@ -36,7 +36,7 @@ Where a fit succeeds the exposure's ``meta.wcs`` gets the corrected WCS,
 its S_REGION is recomputed and (``sip_approx``) its FITS SIP approximation
 is refitted.  When alignment cannot be done (one group and no reference
 catalogue, too few matches, a correction larger than the search allows),
-the step is marked SKIPPED and the WCSs are left alone, as jwst does.
+the step is marked FAILED and the WCSs are left alone, as jwst 3.0 does.
 """
 
 from __future__ import annotations
@@ -377,8 +377,9 @@ def _corrector(model, catalog):
 
 
 def _skip(library, reason: str):
+    """Leave the WCSs as they are: jwst 3.0 records such a run as FAILED (S_TWKREG), not SKIPPED."""
     log.warning("%s", reason)
-    library.mark_step("tweakreg", "SKIPPED")
+    library.mark_step("tweakreg", "FAILED")
     return library
 
 

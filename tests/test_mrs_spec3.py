@@ -244,7 +244,7 @@ def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
     load_all()
     one = [_ours(e) for e in _small_exposures("MIRI", ["MIRIFUSHORT"])]
     res = run_step("outlier_detection", one, {}, references={})
-    assert res.model[0].meta.cal_step.outlier_detection == "SKIPPED"
+    assert res.model[0].meta.cal_step.outlier_detection == "FAILED"  # as jwst 3.0 records it
     two = [_ours(e) for e in _small_exposures("MIRI", ["MIRIFUSHORT"] * 2)]
     with pytest.raises(ParameterError, match=r"'kernel_size' must be two positive integers.*'7'") as exc:
         run_step("outlier_detection", two, {"kernel_size": "7"}, references={})
