@@ -104,8 +104,10 @@ def mrs(tmp_path_factory):
                                output_dir=str(jw.dither))
     finally:
         os.chdir(cwd)
-    _webbflow("cube_build", cals[0], "--channel", "4", "--override_cubepar", cubepar, "--output-dir", ours.single)
-    _webbflow("cube_build", asn, "--channel", "3", "--override_cubepar", cubepar, "--output-dir", ours.dither)
+    # webbflow under the same CRDS settings as jwst (the context both record as CRDS_CTX), as a user runs both
+    with jwst_offline(CRDS_RULES, CONTEXT):
+        _webbflow("cube_build", cals[0], "--channel", "4", "--override_cubepar", cubepar, "--output-dir", ours.single)
+        _webbflow("cube_build", asn, "--channel", "3", "--override_cubepar", cubepar, "--output-dir", ours.dither)
     return SimpleNamespace(cals=cals, asn=asn, cubepar=cubepar, jwst=jw, ours=ours, scene=scene)
 
 

@@ -242,10 +242,11 @@ def test_flat_field_skips_and_refuses():
     m.meta.cal_step.extract_2d = "COMPLETE"
     assert run_step("flat_field", m, references={"flat": image_flat((4, 5))}).status == "SKIPPED"
     assert m.data[0, 0] == 10.0
+    # NIRSpec fixed slits take the f/s/d flats, on the cutouts extract_2d makes: a whole image is refused
     s = image_model()
     s.meta.instrument.name, s.meta.exposure.type = "NIRSPEC", "NRS_FIXEDSLIT"
-    with pytest.raises(UnsupportedModeError):
-        run_step("flat_field", s, references={"flat": image_flat((4, 5))})
+    with pytest.raises(UnsupportedModeError, match="takes the MultiSlitModel extract_2d makes, not ImageModel"):
+        run_step("flat_field", s, references={"fflat": "N/A", "sflat": "N/A", "dflat": "N/A"})
 
 
 def test_flat_field_user_supplied_flat(tmp_path):
