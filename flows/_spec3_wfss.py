@@ -35,7 +35,7 @@ from prefect.cache_policies import NONE
 from .. import models
 from ..errors import InputFileError, WebbflowError
 from ..models.wfss_spectra import expand_wfss, wfss_c1d, wfss_x1d
-from .stage import StageRun, run_steps, stamp
+from .stage import StageRun, guarded, run_steps, stamp
 
 WFSS_TYPES = {"NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 log = logging.getLogger("webbflow.flows")
@@ -125,18 +125,10 @@ def spec3_wfss_source(source, name: str, params: dict, references: dict, context
     return process_wfss_source(source, name, run)
 
 
-def _guarded(fn, name: str, *args) -> WfssSourceResult:
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported per source at the join
-        log.error("source %s failed: %s", name, exc)
-        return WfssSourceResult(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
-
-
 @task(name="wfss-source", cache_policy=NONE, persist_result=False)
 def wfss_source_task(source, name: str, params: dict, references: dict, context: str | None) -> WfssSourceResult:
     """Run one WFSS source's subflow (its failure reported, not raised)."""
-    return _guarded(spec3_wfss_source, name, source, name, params, references, context)
+    return guarded(WfssSourceResult, spec3_wfss_source, name, source, name, params, references, context)
 
 
 def combined_sregion(exposures) -> str | None:
@@ -188,7 +180,7 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
         futures = [wfss_source_task.submit(src, name, params, references, context) for name, src in sources]
         results = [f.result() for f in futures]
     else:
-        results = [_guarded(process_wfss_source, name, src, name, StageRun(params=params, references=references,
+        results = [guarded(WfssSourceResult, process_wfss_source, name, src, name, StageRun(params=params, references=references,
                                                                           context=context))
                    for name, src in sources]
     done = [r for r in results if not r.error]

@@ -50,7 +50,7 @@ from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
 from ._spec3_wfss import WFSS_TYPES, run_wfss
-from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
+from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
          "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
@@ -170,20 +170,11 @@ def spec3_source(source, name: str, params: dict, references: dict, context: str
     return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table, asn_id)
 
 
-def _guarded(fn, name: str, *args) -> SourceResult:
-    """A source's failure becomes a reported result, never the whole run's."""
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported per source at the join
-        log.error("source %s failed: %s", name, exc)
-        return SourceResult(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
-
-
 @task(name="source", cache_policy=NONE, persist_result=False)
 def source_task(source, name: str, params: dict, references: dict, context: str | None,
                 output_dir: str | None, asn_table: str | None, asn_id: str | None = None) -> SourceResult:
-    """Run one source's subflow (its failure reported, see :func:`_guarded`)."""
-    return _guarded(spec3_source, name, source, name, params, references, context, output_dir, asn_table, asn_id)
+    """Run one source's subflow (its failure reported, see :func:`.stage.guarded`)."""
+    return guarded(SourceResult, spec3_source, name, source, name, params, references, context, output_dir, asn_table, asn_id)
 
 
 def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
@@ -282,7 +273,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     else:
         for name, src in sources:  # no Prefect run (``spec3.fn``): plain calls, the same products
             run = StageRun(params=params, references=references, context=context)
-            results.append(_guarded(process_source, name, src, name, run, out_dir, asn_table_name, asn_id))
+            results.append(guarded(SourceResult, process_source, name, src, name, run, out_dir, asn_table_name, asn_id))
     written = [p for r in results for p in r.written]
     return _join(results, written, params, references, context)
 

@@ -149,6 +149,16 @@ def _only_known(step_name, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in fields and k not in ("output_dir", "output_file")}
 
 
+def guarded(failed, fn, name: str, *args):
+    """``fn(*args)`` for one source of a Stage 3 product: its failure is logged and becomes
+    ``failed(name, error=...)``, reported at the join, never the whole run's."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - reported per source at the join
+        log.error("source %s failed: %s", name, exc)
+        return failed(name, error=str(exc) if isinstance(exc, WebbflowError) else f"{type(exc).__name__}: {exc}")
+
+
 def resolve_references(model, params: dict[str, StepParams]) -> tuple[dict[str, dict[str, str]], str | None]:
     """Select every reference file the enabled steps need, once, in one place (crds keeps global state)."""
     from ..refs import get_reference_paths
