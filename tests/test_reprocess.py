@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,30 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.fits")}
 
 
+@contextmanager
+def crds_cache(path: Path):
+    """CRDS pointed at the cache ``path`` (its newest context) for a module's fixture; the settings
+    before are restored after."""
+    import webbflow.refs.select as sel
+
+    saved = {k: os.environ.get(k) for k in ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_MODE")}
+    os.environ["CRDS_PATH"] = str(path)
+    os.environ.pop("CRDS_CONTEXT", None)
+    sel.reset_crds_state()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sel.reset_crds_state()
+
+
 @pytest.fixture(scope="module")
 def observation(tmp_path_factory):
     """Two NRCA1 exposures and one NRCB1 exposure (64x64, 3 groups), processed to cal under jwst_0002."""
-    import webbflow.refs.select as sel
     from webbflow.flows.association import run_association
     from webbflow.refs.simulator import simulate
 
@@ -63,21 +84,10 @@ def observation(tmp_path_factory):
     asn = {"asn_type": "image3", "asn_rule": "candidate_Asn_Lv3Image", "asn_pool": "jw01234_pool",
            "products": [{"name": L3, "members": [{"expname": u.name, "exptype": "science"} for u in a.uncal + b.uncal]}]}
     (raw / "jw01234-o001_image3_asn.json").write_text(json.dumps(asn))
-    saved = {k: os.environ.get(k) for k in ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_MODE")}
-    os.environ["CRDS_PATH"] = str(raw)
-    os.environ.pop("CRDS_CONTEXT", None)
-    sel.reset_crds_state()
-    try:
+    with crds_cache(raw):
         res = run_association(raw / "jw01234-o001_image3_asn.json", output_dir=prod, stage3=False, max_workers=1)
         assert all(m.ok for m in res.members), [m.error for m in res.members]
         yield raw, prod
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        sel.reset_crds_state()
 
 
 def test_new_flat_redoes_only_image2_of_that_detector(observation, crds_env):
@@ -303,7 +313,6 @@ def lrs_tso(tmp_path_factory):
     ``webbflow run calwebb_tso3 ASN``, in the associations' folder."""
     import shutil
 
-    import webbflow.refs.select as sel
     from webbflow.flows.cli import main
     from webbflow.refs.simulator import simulate
 
@@ -313,20 +322,9 @@ def lrs_tso(tmp_path_factory):
     work.mkdir()
     for f in list(sim.uncal) + list(sim.asn_level2) + [sim.asn_level3]:
         shutil.copy2(f, work / Path(f).name)
-    saved = {k: os.environ.get(k) for k in ("CRDS_PATH", "CRDS_CONTEXT", "CRDS_MODE")}
-    os.environ["CRDS_PATH"] = str(sim.crds_path)
-    os.environ.pop("CRDS_CONTEXT", None)
-    sel.reset_crds_state()
-    try:
+    with crds_cache(sim.crds_path):
         assert main(["run", "calwebb_tso3", str(work / Path(sim.asn_level3).name), "--output-dir", str(work)]) == 0
         yield sim, work
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        sel.reset_crds_state()
 
 
 @pytest.mark.real  # the LRS simulator reads the real specwcs and distortion in ../shared/data
