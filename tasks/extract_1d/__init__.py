@@ -363,17 +363,23 @@ def _check_supported(model, params: Extract1dParams, refs: dict) -> None:
         raise UnsupportedModeError("extract_1d: optimal extraction is not implemented; use extraction_type=box")
 
 
-def _output_model(model, cube: bool):
-    out = TSOMultiSpecModel() if cube else MultiSpecModel()
-    wcs, model.meta.wcs = model.meta.wcs, None  # not copied: the spectra carry their own
+def output_model(model, cls):
+    """An empty spectrum product of class ``cls`` with ``model``'s metadata and primary header, but
+    not its WCS (the spectra carry their own) nor FILETYPE (jwst's spectra have none)."""
+    out = cls()
+    wcs, model.meta.wcs = model.meta.wcs, None
     try:
         out.meta = model.meta.model_copy(deep=True)
     finally:
         model.meta.wcs = wcs
-    out.meta.model_type = type(out).__name__
-    out.meta.filetype = None  # jwst's spectra carry no FILETYPE
+    out.meta.model_type = cls.__name__
+    out.meta.filetype = None
     out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
     return out
+
+
+def _output_model(model, cube: bool):
+    return output_model(model, TSOMultiSpecModel if cube else MultiSpecModel)
 
 
 def _is_tso(model) -> bool:

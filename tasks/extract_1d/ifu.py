@@ -352,15 +352,9 @@ _CUBE_ONLY = ("FLUXEXT", "ERREXT", "MASKEXT", "ROIS", "ROIW", "WTYPE", "WPOWER")
 
 def _output_model(model) -> MRSMultiSpecModel:
     """The x1d of a cube: the cube's metadata and primary header, no WCS of its own (each spectrum has one)."""
-    out = MRSMultiSpecModel()
-    wcs, model.meta.wcs = model.meta.wcs, None
-    try:
-        out.meta = model.meta.model_copy(deep=True)
-    finally:
-        model.meta.wcs = wcs
-    out.meta.model_type = "MRSMultiSpecModel"
-    out.meta.filetype = None
-    out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
+    from . import output_model
+
+    out = output_model(model, MRSMultiSpecModel)
     for key in _CUBE_ONLY:  # the cube's own keywords, which a spectrum's schema does not have
         out._headers.get("PRIMARY", {}).pop(key, None)
     return out

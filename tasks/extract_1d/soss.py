@@ -218,7 +218,7 @@ def soss_subarray(model) -> str | None:
 def extract_soss(model, pastasoss, params):
     """The box-extracted spectra of a SOSS exposure: (TSOMultiSpecModel, status)."""
     from ...models.spectra import Spectrum, TSOMultiSpecModel, new_tso_spec_table
-    from . import _is_tso, populate_times
+    from . import _is_tso, output_model, populate_times
 
     check_params(params)
     if (model.meta.instrument.filter or "").upper() != "CLEAR":
@@ -274,14 +274,7 @@ def extract_soss(model, pastasoss, params):
     # or an earlier integration, and the pixels whose error is not positive
     seen = np.logical_or.accumulate(~np.isfinite(filled) | ~np.isfinite(errs), axis=0)
     masked = scimask[None] | seen | ~(errs > 0)
-    out = TSOMultiSpecModel()
-    wcs, model.meta.wcs = model.meta.wcs, None
-    try:
-        out.meta = model.meta.model_copy(deep=True)
-    finally:
-        model.meta.wcs = wcs
-    out.meta.model_type = "TSOMultiSpecModel"
-    out.meta.filetype = None
+    out = output_model(model, TSOMultiSpecModel)
     # jwst copies the exposure's primary-header metadata only (not its SCI keywords: MJD-BEG, XPOSURE...)
     for path, _key, hdu, _ann in type(out).keyword_fields():
         if hdu != "PRIMARY":
@@ -292,7 +285,6 @@ def extract_soss(model, pastasoss, params):
                     break
             if obj is not None and getattr(obj, path[-1], None) is not None:
                 setattr(obj, path[-1], None)
-    out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in model._headers else {}
     for order in orders:
         w = weights[order]
         region = w > 0
