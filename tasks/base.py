@@ -14,6 +14,7 @@ science function, and records ``meta.cal_step`` and ``meta.ref_file``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -248,6 +249,10 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
     # spectroscopic ones on an image): recorded as CRDS answers, normally N/A, as jwst records them
     # (on the products only: the run's record keeps the references the step reads)
     considered = _considered(spec, model, params, refs_in, used)
+    # override_<reftype> files are recorded by their full path, as jwst records them
+    given = {rt: os.path.abspath(os.path.expanduser(str(v).strip())) for rt, v in params.overrides.items()
+             if isinstance(v, (str, os.PathLike)) and str(v).strip().upper() not in ("", "N/A", "NONE")
+             and used.get(rt, "N/A") != "N/A"}
     try:
         out = spec.function(model, opened, params)
     except ValueError as exc:
@@ -264,7 +269,7 @@ def run_step(name: str, model, params: StepParams | dict | None = None, *, refer
         if isinstance(result, models.DataModel):
             _mark(result, cal_attr, status)
             for rt, p in {**considered, **used}.items():
-                _record_ref(result, rt, p)
+                _record_ref(result, rt, given.get(rt, p), as_given=rt in given)
     dt = time.perf_counter() - t0
     log.info("Step %s done in %.2f s (%s)%s", name, dt, status, (": " + format_qa(qa)) if qa else "")
     # a step that looked at the exposure and declined it (a mode it does not apply to)
@@ -347,12 +352,17 @@ def _mark(model, attr: str, status: str) -> None:
 UNRECORDED_REFTYPES = ("apcorr", "abvegaoffset")
 
 
-def _record_ref(model, reftype: str, path: str) -> None:
+def _record_ref(model, reftype: str, path: str, as_given: bool = False) -> None:
+    """R_<reftype>: ``crds://<name>`` for a file CRDS chose, the absolute path of an override file
+    (``as_given``), or N/A; jwst's steps record them the same way."""
     import os
 
     from ..models.meta import REF_FILE_KEYWORDS
 
-    name = path if path == "N/A" else "crds://" + os.path.basename(path) if "/" in path else path
+    if as_given:
+        name = path
+    else:
+        name = path if path == "N/A" else "crds://" + os.path.basename(path) if "/" in path else path
     if reftype in UNRECORDED_REFTYPES:
         return
     if reftype in REF_FILE_KEYWORDS:
