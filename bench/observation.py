@@ -1,7 +1,7 @@
 """A whole imaging observation, uncal to Stage 3, webbflow against jwst 3.0 in one run.
 
     python bench/observation.py [--nexp 4] [--size 1024] [--ngroups 10] [--rounds 1]
-                                [--workdir DIR] [--json out.json]
+                                [--workdir DIR] [--json out.json] [--before OLD] [--no-fresh]
 
 All on the same simulated inputs and the same CRDS cache (``CRDS_PATH``):
 
@@ -28,6 +28,10 @@ by the sum of their steps' times: jwst's from its log (``Step X running`` ..
 files, Stage 3 from the i2d), with each jwst command's whole wall time beside them.
 The load average is printed before and after: on a shared machine compare ratios,
 not seconds.  Not a pass/fail test.
+
+``--before OLD`` runs an older checkout too (``OLD/webbflow``, e.g. ``git archive <commit> | tar -x -C
+OLD/webbflow``, first on ``PYTHONPATH``), interleaved with this one in each round, prints the ratio of the
+two, and compares their last products file for file with ``bench/same_products.py``.
 
 The commands run as a user's would: ``PYTHONDONTWRITEBYTECODE`` is dropped from
 their environment (a user's Python caches the bytecode of webbflow's modules; jwst's
@@ -132,6 +136,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=1, help="times each side is run (medians shown)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-observation")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--before", type=Path, help="also run an older checkout, PATH/webbflow, first on PYTHONPATH, "
+                                                "interleaved with this one, and compare their products")
+    ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-install run")
     args = ap.parse_args(argv)
 
     obs = simulate(args.workdir, args.nexp, args.size, args.ngroups)
@@ -143,15 +150,25 @@ def main(argv=None) -> None:
     run_webbflow(obs, args.workdir / "wf-warmup", env)
 
     rows: dict[str, list[dict]] = {"jwst": [], "webbflow": [], "webbflow rerun": []}
+    if args.before:
+        before_env = dict(env, PYTHONPATH=os.pathsep.join([str(args.before.resolve())] + [
+            p for p in [env.get("PYTHONPATH")] if p]))
+        rows["webbflow before"] = []
+        run_webbflow(obs, args.workdir / "wf-before-warmup", before_env)
     for r in range(args.rounds):
         rows["jwst"].append(run_jwst(obs, args.workdir / "jwst", env))
         out = args.workdir / f"wf-{r}"
         shutil.rmtree(out, ignore_errors=True)
         rows["webbflow"].append(run_webbflow(obs, out, env))
         rows["webbflow rerun"].append(run_webbflow(obs, out, env))
-    out = args.workdir / "wf-fresh"
-    shutil.rmtree(out, ignore_errors=True)
-    rows["webbflow fresh install"] = [run_webbflow(obs, out, env, fresh=True)]
+        if args.before:
+            old = args.workdir / f"wf-before-{r}"
+            shutil.rmtree(old, ignore_errors=True)
+            rows["webbflow before"].append(run_webbflow(obs, old, before_env))
+    if not args.no_fresh:
+        out = args.workdir / "wf-fresh"
+        shutil.rmtree(out, ignore_errors=True)
+        rows["webbflow fresh install"] = [run_webbflow(obs, out, env, fresh=True)]
 
     load_after = os.getloadavg()
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")} for k, v in rows.items()}
@@ -165,9 +182,9 @@ def main(argv=None) -> None:
         elif k == "webbflow rerun":
             ratio = f"{v['wall'] / w['wall']:.2f}x webbflow's run"
         elif k == "webbflow fresh install":
-            ratio = f"+{v['wall'] - w['wall']:.1f} s over a warm run"
+            ratio = f"+{v['wall'] - w['wall']:.1f} s wall, +{v['cpu'] - w['cpu']:.1f} s CPU over a warm run"
         else:
-            ratio = f"{v['wall'] / j['wall']:.2f}x wall, {v['rss'] / j['rss']:.2f}x memory"
+            ratio = f"{v['wall'] / j['wall']:.2f}x wall, {v['cpu'] / j['cpu']:.2f}x CPU, {v['rss'] / j['rss']:.2f}x memory"
         print(f"{k:<26}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {ratio}")
     # stages, by their steps' seconds (last round): jwst from its logs, webbflow from its products' provenance
     wf = webbflow_stage_steps(args.workdir / f"wf-{args.rounds - 1}")
@@ -178,6 +195,15 @@ def main(argv=None) -> None:
         r = f"{wf[stage] / j_st['steps']:.2f}x jwst's steps" if j_st["steps"] else ""
         print(f"{stage:<22}{j_st['steps']:13.1f}{j_st['wall']:17.1f}{wf[stage]:18.1f}   {r}")
     med["stages"] = {"jwst": js, "webbflow": wf}
+    if args.before:
+        from same_products import compare_dirs
+
+        b = med["webbflow before"]
+        print(f"\nthis checkout against the one before: {w['wall'] / b['wall']:.2f}x wall, {w['cpu'] / b['cpu']:.2f}x CPU")
+        problems, n = compare_dirs(args.workdir / f"wf-before-{args.rounds - 1}", args.workdir / f"wf-{args.rounds - 1}")
+        print(f"products of the two, {n} files: " + ("the same (dates and timings aside)" if not problems else
+                                                       f"{len(problems)} difference(s):\n  " + "\n  ".join(problems)))
+        med["same_products"] = not problems
     med["load"] = {"before": load_before, "after": load_after}
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows,
