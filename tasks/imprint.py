@@ -63,7 +63,7 @@ def imprint_subtract(model, refs, params: ImprintParams, imprints=None):
     members = list(imprints) if imprints is not None else [p for p in (params.imprint_list or []) if p]
     where = model.meta.filename or "<in memory>"
     if not members:
-        log.warning("No imprint exposure given for %s; imprint skipped", where)
+        log.info("No imprint exposure given for %s; imprint skipped", where)
         return model, "SKIPPED"
     match = choose_imprint(model, members)
     if match is None:

@@ -7,21 +7,21 @@ configuration (trimmed: four slitlets on NRS2, one of them a background slitlet)
 reference and a synthetic msaoper (three stuck-open shutters, two open in every state, one in its
 internal state only, and one stuck closed).
 
-jwst's AssignWcsStep, MSAFlagOpenStep, ImprintStep, Extract2dStep, SourceTypeStep and
-MasterBackgroundMosStep run once, each on the output of the one before; each of webbflow's steps
-runs on jwst's input of that step and its output is compared with jwst's: every array identical
+jwst's Spec2Pipeline runs once on a level-2 association of the rate and the imprint member
+(wavecorr to extract_1d skipped), saving each step's output; each of webbflow's steps runs on
+jwst's input of that step and its output is compared with jwst's: every array identical
 (SCI, ERR, variances) or within rtol 1e-4 (the imprint subtraction), DQ identical, the step's
 status.  The trimmed configuration has no background slitlet on NRS2 (by jwst's rule, a source
 name with BKG or BACKGROUND), so jwst's master_background_mos records FAILED and changes nothing;
 after a nod subtraction it records SKIPPED.  webbflow makes the same decisions; the master
 background computation itself is not in webbflow yet, and the step refuses it in one line.
+webbflow's NRS_MSASPEC branch runs on the same association: its cal is jwst's, whole.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -44,37 +44,55 @@ WCS_REFTYPES = ("camera", "collimator", "disperser", "fore", "fpa", "msa", "ote"
 
 @pytest.fixture(scope="module")
 def msa(tmp_path_factory, real_rules_cache):
-    """jwst's assign_wcs, msa_flagging and imprint on the scene's rate, each output saved."""
-    from jwst.assign_wcs import AssignWcsStep
-    from jwst.extract_2d import Extract2dStep
-    from jwst.imprint import ImprintStep
+    """jwst's Spec2Pipeline and webbflow's NRS_MSASPEC branch on a level-2 association of the rate and its
+    imprint member, as far as the steps checked here go (assign_wcs, msa_flagging, imprint, extract_2d,
+    srctype, master_background_mos; wavecorr to extract_1d skipped on both sides: those steps are compared
+    in tests/test_nirspec_spec2.py and tests/test_nirspec_flat.py).  jwst saves each step's output: the
+    inputs and outputs of the step comparisons.  jwst's master_background_mos also runs alone on its
+    srctype output marked as nod-subtracted."""
     from jwst.master_background import MasterBackgroundMosStep
-    from jwst.msaflagopen import MSAFlagOpenStep
-    from jwst.srctype import SourceTypeStep
+    from jwst.pipeline import Spec2Pipeline
     from parity import jwst_offline, quiet_jwst
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.flows.calwebb_spec2 import calibrate_exposure, load_level2_asn
 
     tmp = tmp_path_factory.mktemp("nrs-msa")
     refs = scene.references(tmp)
     rate = scene.msa_rate(tmp)
     imprint = scene.msa_rate(tmp, imprint=True)
-    out = {k: tmp / f"jwst_{k}.fits" for k in ("assign_wcs", "msa_flagging", "imprint", "srctype", "mbkg",
-                                                "mbkg_after_nod")}
+    asn = {"asn_type": "spec2", "asn_rule": "Asn_Lv2NRSMSA", "asn_id": "c1000", "asn_pool": "jw02736_pool.csv",
+           "program": "02736", "products": [{"name": scene.ROOT, "members": [
+               {"expname": rate.name, "exptype": "science"}, {"expname": imprint.name, "exptype": "imprint"}]}]}
+    asn_path = tmp / "jw02736-c1000_spec2_00001_asn.json"
+    asn_path.write_text(json.dumps(asn))
+    jdir, odir = tmp / "jwst", tmp / "webbflow"
+    jdir.mkdir()
+    odir.mkdir()
+    later = ("wavecorr", "flat_field", "pathloss", "barshadow", "photom", "resample_spec", "extract_1d")
+    steps = {"assign_wcs": scene.wcs_overrides(refs), "msa_flagging": {"override_msaoper": refs["msaoper"]}}
+    steps.update({s: {"skip": True} for s in later})
+    ours = {k: {kk: vv for kk, vv in v.items() if vv != "N/A"} for k, v in steps.items()}
+    for name in ("assign_wcs", "msa_flagging", "imprint_subtract", "srctype"):
+        steps.setdefault(name, {})["save_results"] = True
+    out = {k: jdir / f"{scene.ROOT}_{sfx}.fits" for k, sfx in (
+        ("assign_wcs", "assign_wcs"), ("msa_flagging", "msa_flagging"), ("imprint", "imprint_subtract"),
+        ("srctype", "srctype"), ("mbkg", "cal"))}
+    out["mbkg_after_nod"] = tmp / "jwst_mbkg_after_nod.fits"
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = AssignWcsStep.call(str(rate), **scene.wcs_overrides(refs))
-        m.save(out["assign_wcs"])
-        # msa_flagging reads the WCS references back from the R_ keywords assign_wcs wrote
-        m = MSAFlagOpenStep.call(m, override_msaoper=refs["msaoper"])
-        m.save(out["msa_flagging"])
-        m = ImprintStep.call(m, [str(imprint)])
-        m.save(out["imprint"])
-        m = SourceTypeStep.call(Extract2dStep.call(m))
-        m.save(out["srctype"])
-        MasterBackgroundMosStep.call(m.copy()).save(out["mbkg"])
-        nod = m.copy()
+        pipe = Spec2Pipeline(steps=steps, output_dir=str(jdir), save_results=True)
+        pipe.prefetch_references = False  # the 2019 rules know nothing of the newer reference types
+        pipe.run(str(asn_path))
+        nod = dm.open(out["srctype"])
         nod.meta.cal_step.bkg_subtract = "COMPLETE"
         MasterBackgroundMosStep.call(nod).save(out["mbkg_after_nod"])
-    return SimpleNamespace(tmp=tmp, refs=refs, rate=rate, imprint=imprint, jwst=out)
+        _asn, products = load_level2_asn(asn_path)
+        members = {k: v for k, v in products[0].items() if k not in ("name", "science")}
+        calibrate_exposure(str(products[0]["science"]), members, steps=ours, output_dir=str(odir),
+                           product_name=products[0]["name"], asn_info=("jw02736_pool.csv", asn_path.name))
+    return SimpleNamespace(tmp=tmp, refs=refs, rate=rate, imprint=imprint, jwst=out,
+                           cal=SimpleNamespace(jwst=out["mbkg"], ours=odir / f"{scene.ROOT}_cal.fits"))
 
 
 _OPENED: dict = {}
@@ -118,31 +136,6 @@ def test_msa_flagging_matches_jwst(msa):
     assert cols.max() - cols.min() > 300
     before = _open(msa.jwst["assign_wcs"]).dq
     assert np.array_equal(res.model.dq & ~np.uint32(FAILED_OPEN), before)
-
-
-@pytest.mark.parity
-def test_msa_flagging_each_shutter_where_jwst_puts_it(msa, tmp_path, real_rules_cache):
-    """One stuck-open shutter at a time (the internal-state one alone too): the same pixels as jwst."""
-    from jwst.msaflagopen import MSAFlagOpenStep
-    from parity import jwst_offline, quiet_jwst
-
-    from webbflow.refs.synthetic_nirspec_spec2 import write_msaoper
-
-    inp = _open(msa.jwst["assign_wcs"])
-    shutter = scene.FAILED_OPEN[-1]
-    path = write_msaoper(tmp_path / "one_msaoper.json", [scene.FAILED_OPEN[0], shutter])
-    tree = json.loads(path.read_text())
-    assert [e["state"] for e in tree["msaoper"]] == ["open", "closed"]
-    assert tree["msaoper"][1]["Internal state"] == "open"
-    refs = {k: msa.refs[k] for k in WCS_REFTYPES}
-    ours = run_step("msa_flagging", inp.copy(), {}, references={**refs, "msaoper": str(path)}).model
-    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from stdatamodels.jwst import datamodels as dm
-
-        theirs = MSAFlagOpenStep.call(dm.open(msa.jwst["assign_wcs"]), override_msaoper=str(path))
-    assert np.array_equal(ours.dq, theirs.dq)
-    assert ((ours.dq & FAILED_OPEN) != 0).sum() > 1000
 
 
 @pytest.mark.parity
@@ -273,3 +266,22 @@ def test_parameters_and_references_are_jwsts(name, module, cls_name):
     if name != "master_background_mos":  # a Pipeline: its references are its sub-steps'
         assert set(cls.reference_file_types) <= set(STEPS[name].reftypes)
     assert STEPS[name].jwst_class == cls_name and cls.class_alias == name
+
+
+@pytest.mark.parity
+def test_msa_branch_cal_matches_jwst(msa):
+    """webbflow's MSA branch from an association with an imprint member: the cal as jwst's Spec2Pipeline writes
+    it, whole (HDUs, keywords, arrays), with the failed-open flags, the imprint subtracted and
+    master_background_mos FAILED (no background slitlet) recorded on it."""
+    from test_products_whole import compare_fits
+
+    assert msa.cal.ours.exists() and msa.cal.jwst.exists()
+    problems: list[str] = []
+    compare_fits("cal", msa.cal.ours, msa.cal.jwst, problems)
+    # jwst records the override paths it was given, webbflow the file names: the same files
+    science = [p for p in problems if not (": R_" in p and "jwst writes '/" in p)]
+    assert science == [], "\n".join(science)
+    cal = _open(msa.cal.ours)
+    cs = cal.meta.cal_step
+    assert (cs.msa_flagging, cs.imprint, cs.master_background) == ("COMPLETE", "COMPLETE", "FAILED")
+    assert any(((s.dq & FAILED_OPEN) != 0).any() for s in cal.slits)
