@@ -3,7 +3,8 @@
 Built from the same pieces as tests/test_nirspec_wcs.py: the PRISM/CLEAR exposure with the
 pointing of the full MSA aperture, and the real SMACS 0723 MSA metadata file (configuration 1,
 trimmed to every 12th slitlet, written beside the exposure where MSAMETFL finds it).  On NRS2 the
-trimmed configuration has four slitlets (14, 26, 2, 38), one of them a background slitlet.
+trimmed configuration has four slitlets (14, 26, 2, 38), all with sources (none is a background
+slitlet by jwst's rule, a source name with BKG or BACKGROUND).
 
 The rate is a full NRS2 frame with a sky level, noise, variances and a flagged pixel; its imprint
 (leakcal) exposure, the same configuration seen with the MSA closed to the sky, is a faint
