@@ -35,7 +35,7 @@ class MsaFlaggingParams(StepParams):
     """jwst's MSAFlagOpenStep has no parameters of its own."""
 
 
-def failed_open_shutters(msaoper, name="msaoper") -> list[dict]:
+def failed_open_shutters(msaoper, name="(msaoper)") -> list[dict]:
     """The msaoper entries stuck open in one of :data:`FLAGGABLE_STATES`, in the file's order."""
     if not isinstance(msaoper, dict) or not isinstance(msaoper.get("msaoper"), list):
         raise ReferenceFileError("msaoper", name, "has no 'msaoper' list of shutters")
@@ -144,7 +144,7 @@ def msa_flagging(model, refs, params: MsaFlaggingParams):
         raise InputFileError(where, f"msa_flagging needs the WCS references assign_wcs used; none for "
                                     f"{', '.join(missing)}")
     ref = refs["msaoper"]
-    shutters = failed_open_shutters(ref, getattr(ref, "_path", None) or "msaoper")
+    shutters = failed_open_shutters(ref, getattr(ref, "_path", None) or "(msaoper)")
     slits = failed_open_slitlets(shutters)
     log.info("%d failed open shutters", len(slits))
     mask = failed_open_mask(model, refs, slits)
