@@ -11,13 +11,21 @@ not take, and records them SKIPPED on the products:
   the last), and the default-skipped badpix_selfcal and clean_flicker_noise;
 - bright-object TSO: the same plus pathloss; the cutout of every integration gives the calints
   and, with no resampling, the x1dints;
-- MSA: msa_flagging, imprint (with imprint members) and master_background_mos run in jwst.
-  Those steps are not in webbflow yet, so this branch is jwst's chain without them (their S_
-  keywords recorded SKIPPED): it is not yet jwst's MOS product.  barshadow runs (tasks/barshadow.py).
+- MSA: msa_flagging (tasks/msa_flagging.py: the failed-open shutters of the ``msaoper`` reference
+  flagged through the exposure's optical chain, with the WCS references assign_wcs used), then
+  imprint (tasks/imprint.py, jwst's imprint_subtract: the association's imprint member subtracted;
+  SKIPPED with none, as jwst records it), then extract_2d, srctype, master_background_mos
+  (tasks/master_background_mos.py), wavecorr and on; barshadow runs (tasks/barshadow.py).
+  master_background_mos makes jwst's decisions (SKIPPED after a nod subtraction, FAILED with no
+  background or no source slitlet) but refuses, in one line, to compute a master background from
+  background slitlets: that computation is not in webbflow yet.  Nor is the split of an MSA
+  exposure's fixed slits (quadrant 5) through the FS chain (wavecorr, flat_field, pathloss, photom
+  with EXP_TYPE NRS_FIXEDSLIT), which jwst 3.0 does after srctype.
 
 flat_field takes NIRSpec's f, s and d flats (tasks/_flat_nirspec.py, checked against jwst's step
 in tests/test_nirspec_flat.py); the branch comparisons in tests/test_nirspec_spec2.py still skip
-flat_field and barshadow on both sides.
+flat_field and barshadow on both sides.  msa_flagging and imprint are checked against
+jwst's steps in tests/test_nirspec_msa.py.
 """
 
 from __future__ import annotations
@@ -49,14 +57,33 @@ BRANCHES["NRS_BRIGHTOBJ"] = Branch(
     extra=_NRS_EXTRA,
 )
 
+
+def _msa_prepare(model, params, members):
+    """jwst's MOS wiring: msa_flagging builds its chain from the WCS references assign_wcs used (jwst
+    reads them back from the R_ keywords), and imprint (jwst's imprint_subtract) takes the association's
+    imprint members (jwst 3.0 keeps only the first of several for an MSA exposure)."""
+    from ..tasks.msa_flagging import WCS_REFTYPES
+
+    if "msa_flagging" in params and "assign_wcs" in params:
+        given = params["assign_wcs"].overrides
+        mine = dict(params["msa_flagging"].overrides)
+        for rt in WCS_REFTYPES:
+            if rt in given and rt not in mine:
+                mine[rt] = given[rt]
+        params["msa_flagging"] = params["msa_flagging"].model_copy(update={"overrides": mine})
+    imprints = [str(p) for p in members.get("imprint") or []]
+    if "imprint" in params and imprints and not params["imprint"].imprint_list:
+        params["imprint"] = params["imprint"].model_copy(update={"imprint_list": imprints[:1]})
+
+
 BRANCHES["NRS_MSASPEC"] = Branch(
     "nirspec-msa",
-    ("assign_wcs", "bkg_subtract?", "extract_2d", "srctype", "wavecorr", "flat_field", "pathloss", "barshadow",
-     "photom"),
+    ("assign_wcs", "msa_flagging", "imprint", "bkg_subtract?", "extract_2d", "srctype", "master_background_mos",
+     "wavecorr", "flat_field", "pathloss", "barshadow", "photom"),
     resample="resample_spec",
     extract=True,
-    marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprint", "bkg_subtract"),
-    notes="NIRSpec MSA: jwst's chain without msa_flagging, imprint and master_background_mos (not yet in "
-          "webbflow); fixed slits of an MSA exposure are not split off as jwst does",
-    extra=_NRS_EXTRA,
+    marked_skipped=("badpix_selfcal", "clean_flicker_noise", "bkg_subtract"),
+    notes="NIRSpec MSA: msa_flagging, imprint, then jwst's MOS chain (master_background_mos computes no master "
+          "background from background slitlets yet); fixed slits of an MSA exposure are not split off as jwst does",
+    extra={**_NRS_EXTRA, "prepare": _msa_prepare},
 )

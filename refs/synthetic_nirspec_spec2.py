@@ -19,6 +19,8 @@ NrsMosPhotomModel, NirspecSlitAreaModel, NirspecMosAreaModel, WaveCorrModel).
   pixarea) with the nominal shutter area.
 - ``wavecorr``: the real fixed-slit file plus a ``MOS`` aperture (the zero-point offset of the
   S200A1 table scaled to the shutter width), as the flight file has.
+- ``msaoper`` (JSON, as CRDS delivers jwst_nirspec_msaoper_*.json): a ``msaoper`` list of the
+  inoperable shutters (Q, x, y and their states), a few stuck open and stuck closed.
 """
 
 from __future__ import annotations
@@ -228,3 +230,40 @@ def write_mos_area(path) -> Path:
     h = _primary("AREA", "NirspecMosAreaModel", "NRS_MSASPEC", "NRS_MSASPEC|", "NIRSpec MSA shutter areas "
                  "(webbflow synthetic)", detector="N/A")
     return _write(path, [fits.PrimaryHDU(header=h), fits.BinTableHDU(table, name="AREA")])
+
+
+def msaoper_reference(failed_open, failed_closed=()) -> dict:
+    """An ``msaoper`` reference tree in the form CRDS delivers it (jwst_nirspec_msaoper_*.json): the
+    header fields, then a ``msaoper`` list with one entry per inoperable shutter (quadrant ``Q``, column
+    ``x`` 1..365, row ``y`` 1..171; ``state``, ``TA state``, ``Internal state``, ``Vignetted``).
+    ``failed_open``: (Q, x, y) of shutters stuck open (``state`` "open"; the last of them open only in
+    its ``Internal state``, as some flight entries are); ``failed_closed`` those stuck closed."""
+    entries = []
+    for i, (q, x, y) in enumerate(failed_open):
+        internal_only = i == len(failed_open) - 1 and len(failed_open) > 1
+        entries.append({"Q": int(q), "x": int(x), "y": int(y), "state": "closed" if internal_only else "open",
+                        "TA state": "closed" if internal_only else "open",
+                        "Internal state": "open", "Vignetted": "no"})
+    for q, x, y in failed_closed:
+        entries.append({"Q": int(q), "x": int(x), "y": int(y), "state": "closed", "TA state": "closed",
+                        "Internal state": "normal", "Vignetted": "no"})
+    return {
+        "title": "NIRSpec MSA operability", "reftype": "MSAOPER", "pedigree": PEDIGREE,
+        "description": "Synthetic MSA shutter operability: a few failed-open and failed-closed shutters",
+        "author": AUTHOR, "useafter": USEAFTER, "telescope": "JWST", "instrument": "NIRSPEC",
+        "exp_type": "NRS_MSASPEC|NRS_IFU|NRS_AUTOFLAT|NRS_AUTOWAVE|NRS_LAMP",
+        "msaoper": entries,
+        "history": "Made by webbflow's synthetic reference builder",
+    }
+
+
+def write_msaoper(path, failed_open, failed_closed=()) -> Path:
+    """Write :func:`msaoper_reference` as JSON (the file CRDS's msaoper rules select)."""
+    import json
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(msaoper_reference(failed_open, failed_closed), indent=1))
+    os.replace(tmp, path)
+    return path
