@@ -73,12 +73,12 @@ CO2 = (4.27, 0.04, 0.35)  # an absorption band: centre (um), width (um), depth
 
 
 def real_refs_dir() -> Path:
-    """../shared/data/real-refs/nirspec beside the repository (or WEBBFLOW_REAL_REFS)."""
+    """../shared/data/real-refs/nirspec beside the repository (or $WEBBFLOW_SHARED_DATA/real-refs/nirspec)."""
     import os
 
-    env = os.environ.get("WEBBFLOW_REAL_REFS")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "real-refs"
-    return base / "nirspec"
+    base = os.environ.get("WEBBFLOW_SHARED_DATA")
+    root = Path(base) if base else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return root / "real-refs" / "nirspec"
 
 
 def source_spectrum(lam_um, scale_mjy: float = 1.0) -> np.ndarray:
@@ -167,24 +167,36 @@ def _metadata(model, *, exp_type, slit, window, ids, k, nexp, pointing, setup, t
     m.exposure.count = k + 1
 
 
-def _extra_keywords(path: Path, exp_type: str, nexp: int, k: int) -> None:
-    """Primary keywords real FS/BOTS files carry that the models do not name (kept through a round trip)."""
+def _extra_keywords(path: Path, exp_type: str, nexp: int) -> None:
+    """PRIDTPTS (points of the primary pattern), a schema keyword the models do not name (kept in a round trip)."""
     from astropy.io import fits
 
     with fits.open(path, mode="update") as h:
-        p = h[0].header
-        p["NOD_TYPE"] = (NOD_TYPES.get(nexp, "NONE") if exp_type == FS else "NONE", "Nod pattern type")
-        p["PRIDTPTS"] = (nexp if exp_type == FS else 1, "Number of points in primary dither pattern")
-        p["SUBPXPNS"] = (1, "Number of points in subpixel dither pattern")
-        p["EXPSPCIN"] = (1, "Exposure spectral index")  # one spectral configuration: the nods share it
-        p["NRIMDTPT"] = (nexp if exp_type == FS else 1, "Number of points in dither pattern")
+        h[0].header["PRIDTPTS"] = (nexp if exp_type == FS else 1, "Number of points in primary dither pattern")
 
 
 # ---------------------------------------------------------------------------
 # references and their CRDS rules
 
 
-def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int):
+def subarray_dark(dark, window: Window):
+    """The full-frame dark cut to the subarray, with its SUBSTRT/SUBSIZE: jwst's dark step takes darks of the
+    science data's shape (CRDS has one per NIRSpec subarray), where the other steps cut full-frame files."""
+    from ...models import DarkModel
+
+    rows = slice(window.ystart - 1, window.ystart - 1 + window.ysize)
+    sub = DarkModel(data=np.ascontiguousarray(dark.data[:, rows]), err=np.ascontiguousarray(dark.err[:, rows]),
+                    dq=np.ascontiguousarray(dark.dq[rows]))
+    sub.meta = dark.meta.model_copy(deep=True)
+    sub.dq_def = dark.dq_def
+    s = sub.meta.subarray
+    s.name, s.xstart, s.ystart, s.xsize, s.ysize = window.name, 1, window.ystart, 2048, window.ysize
+    sub.meta.description = f"{dark.meta.description} ({window.name})"
+    return sub
+
+
+def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int,
+                window: Window):
     """The detector references (nirspec_detector) and the spectroscopic ones, in the cache with rules selecting
     them for this mode.  Returns (detector references by type, spectroscopic reference paths by type, context)."""
     from .. import context as ctxmod
@@ -196,7 +208,8 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
     real = real_refs_dir()
     missing = [n for n in (*OPTICS.values(), *REAL_SPEC2.values(), REAL_PHOTOM) if not (real / n).exists()]
     if missing:
-        raise ParameterError(f"{real}: the real NIRSpec references are missing ({', '.join(missing)})")
+        raise ParameterError(f"NIRSpec spectra need the real optical references in {real} (missing "
+                             f"{', '.join(missing)}); set WEBBFLOW_SHARED_DATA to the shared data folder")
     det_refs = nirspec_detector_references(detector, readpatt, ngroups, tframe, seed=seed)
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
@@ -209,6 +222,8 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
             names[rt] = f"{prefix}{ctxmod._next_serial(folder, prefix, ext):04d}{ext}"
             return ctxmod.reference_path(out, names[rt])
 
+        if not window.full:
+            subarray_dark(det_refs["dark"], window).save(new("dark", ".fits"))
         for rt, fname in {**OPTICS, **REAL_SPEC2}.items():
             shutil.copyfile(real / fname, new(rt, Path(fname).suffix))
         write_msa_reference(new("msa", ".asdf"))
@@ -223,6 +238,12 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
         nrs = rules.setdefault("NIRSPEC", {})
         parkeys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE")
         key = (detector, exp_type)
+        if "dark" in names:  # darks by subarray too: the full-frame rules stay for FULL
+            rp_keys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME")
+            old = nrs["dark"]
+            entries = dict(old.entries) if old.parkeys == rp_keys else {(*k, "FULL"): v for k, v in old.entries.items()}
+            entries[(detector, readpatt, window.name)] = names.pop("dark")
+            nrs["dark"] = ctxmod.Rmap("NIRSPEC", "dark", rp_keys, entries)
         for rt in (*names, "extract1d", "apcorr", "barshadow"):
             old = nrs.get(rt)
             entries = dict(old.entries) if old is not None and old.parkeys == parkeys else {}
@@ -381,7 +402,8 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    det_refs, paths, context = _references(out, exp_type, detector, readpatt, n_groups, window.tframe, reference_seed)
+    det_refs, paths, context = _references(out, exp_type, detector, readpatt, n_groups, window.tframe, reference_seed,
+                                           window)
 
     import pysiaf
 
@@ -427,7 +449,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
         model.meta.wcsinfo.s_region = _s_region(geometry, pointing)
         path = out / model.meta.filename
         model.save(path)
-        _extra_keywords(path, exp_type, n_exp, k)
+        _extra_keywords(path, exp_type, n_exp)
         uncal.append(path)
         positions.append((model.meta.filename, src_x, src_y, float(yoff)))
         crs += [(model.meta.filename, i, g, 1, x, y, e) for i, g, x, y, e in truth["cosmic_rays"]]
@@ -546,8 +568,27 @@ def _s_region(geometry, pointing) -> str:
     return "POLYGON ICRS  " + " ".join(f"{a:.9f} {b:.9f}" for a, b in zip(np.mod(ra, 360.0), dec))
 
 
-def _associations(out: Path, version: str):
-    """The pool of the folder's exposures as DMS writes it (booleans as t/f) and jwst's associations of it."""
-    from .miri_lrs import associations
+# Pool columns DMS fills from its database, not from headers, that jwst's NIRSpec rules read: the exposure's
+# spectral index (the nods of one configuration share it) and the sub-pixel points (nods never have any).
+POOL_COLUMNS = {"expspcin": "1", "subpxpns": "1"}
 
-    return associations(out, version)
+
+def _associations(out: Path, version: str):
+    """The pool of the folder's exposures as DMS writes it (booleans t/f, POOL_COLUMNS) and the associations
+    jwst's rules make of it.  Returns (level 2, level 3) paths."""
+    from ...flows.asn.engine import generate, write_associations
+    from ...flows.asn.mkpool import make_pool, write_pool
+    from ...flows.asn.pool import read_pool
+
+    uncal = sorted(p.name for p in out.glob("*_uncal.fits"))
+    table = make_pool([out / n for n in uncal])
+    table["filename"] = uncal  # members are named relative to the pool's folder
+    for col in table.colnames:
+        table[col] = [{"True": "t", "False": "f"}.get(str(v), v) for v in table[col]]
+    for col, value in POOL_COLUMNS.items():
+        table[col] = [value] * len(table)
+    pool = write_pool(table, out / f"jw{uncal[0][2:7]}_{version}_pool.csv")
+    asns = generate(read_pool(pool), version_id=version)
+    paths = write_associations(asns, out)
+    return ([p for p, a in zip(paths, asns) if a.rule.level == 2],
+            [p for p, a in zip(paths, asns) if a.rule.level == 3])
