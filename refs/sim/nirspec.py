@@ -31,7 +31,8 @@ superbias, 1/f-like readout noise, read noise) from its synthetic NRS1 reference
 What goes into DIR besides the uncal files: a CRDS cache (CRDS_PATH=DIR) with the detector references,
 the optical chain (real files copied), the synthetic msa, the real wavecorr and fixed-slit area, the
 synthetic pathloss, photom (refs/synthetic_nirspec_spec2.py) and f/s/d flats (refs/synthetic_nirspec_flat.py);
-extract1d, apcorr and barshadow are N/A (whole-slit extraction, as jwst without an extract1d file); the
+apcorr and barshadow N/A; extract1d N/A for the nods (whole-slit extraction: a fixed box cannot follow the
+nodded source), for BOTS a 9-row box about the star's trace (write_bots_extract1d); the
 pool and the associations jwst's rules make (spec2 per nod with the other nods as background and spec3;
 tso-spec2 and tso3 for BOTS); ``truth/``: ``<stem>_spectrum.ecsv`` (wavelength, F_nu in Jy above the
 slit: what the extracted, pathloss-corrected spectrum should show), for each exposure the source's
@@ -41,6 +42,7 @@ position in the slit, and for BOTS ``<stem>_lightcurve.ecsv``.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -326,6 +328,41 @@ def render(ys, lam, src_y, src_x, slit: str, conversion, scale_mjy: float):
     return source, sky
 
 
+def write_bots_extract1d(path: Path, geometry, window: Window, lam, source, slit: str, half: int = 4) -> Path:
+    """The BOTS extract1d reference (JSON, in the real files' form): a box of ``2 half + 1`` rows about the star's
+    trace in extract_2d's cutout (which starts at the slit's bounding box, rounded to a pixel), as real BOTS files do;
+    the star does not move, so the box needs no source position."""
+    from ...models.atomic import atomic_write_text
+
+    (_x0, _x1), (y0, _y1) = geometry.wcs.bounding_box.bounding_box(order="F")
+    ylo = int(np.floor(y0 + 0.5))
+    col = int(np.nanargmax(np.nansum(source, axis=0)))
+    row = int(np.nanargmax(source[:, col])) - ylo
+    ref = {"reftype": "EXTRACT1D", "instrument": "NIRSPEC", "telescope": "JWST", "exp_type": BOTS,
+           "pedigree": "GROUND", "description": f"NIRSpec {BOTS} {slit} extraction box (webbflow synthetic)",
+           "author": "webbflow synthetic", "useafter": "2015-11-01T00:00:00",
+           "apertures": [{"id": slit, "region_type": "target", "bkg_order": 0, "dispaxis": 1,
+                          "ystart": row - half, "ystop": row + half, "use_source_posn": False}]}
+    atomic_write_text(Path(path), json.dumps(ref, indent=4) + "\n")
+    return Path(path)
+
+
+def _add_extract1d(out: Path, path_of, exp_type: str, detector: str) -> str:
+    """Select the extract1d reference written at ``path_of(name)`` for this mode; returns the new context."""
+    from .. import context as ctxmod
+
+    with ctxmod.cache_lock(out):
+        folder = ctxmod.references_dir(out, "NIRSPEC")
+        name = f"jwst_nirspec_extract1d_{ctxmod._next_serial(folder, 'jwst_nirspec_extract1d_', '.json'):04d}.json"
+        path_of(ctxmod.reference_path(out, name))
+        rules = {ins: dict(r) for ins, r in ctxmod.read_context(out).rmaps.items()}
+        old = rules["NIRSPEC"]["extract1d"]
+        entries = dict(old.entries)
+        entries[(detector, exp_type)] = name
+        rules["NIRSPEC"]["extract1d"] = ctxmod.Rmap("NIRSPEC", "extract1d", old.parkeys, entries)
+        return ctxmod.write_context(out, rules, f"webbflow simulated NIRSpec {exp_type}: extract1d").context
+
+
 def _full_frame(window: Window, image: np.ndarray) -> np.ndarray:
     full = np.zeros((2048, 2048), np.float32)
     full[window.ystart - 1: window.ystart - 1 + window.ysize] = image
@@ -437,6 +474,8 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
             scale = PEAK_FILL * full_well / (float(unit.max()) * model.meta.exposure.integration_time)
         source, sky = render(ys, lam, src_y, src_x, slit, conversion, scale)
         if exp_type == BOTS:
+            context = _add_extract1d(out, lambda p: write_bots_extract1d(p, geometry, window, lam, source, slit),
+                                     exp_type, detector)
             model.int_times = C.int_times(_Timing(n_int, n_groups, window.tframe), start, target_ra, target_dec)
             rate = lambda i, s=source, b=sky: _full_frame(window, s * flux_ts[i] + b)  # noqa: E731
         else:
