@@ -323,7 +323,8 @@ def render(ys, lam, src_y, src_x, slit: str, conversion, scale_mjy: float):
     flux = source_spectrum(lam_ok, scale_mjy) * 1e-9  # MJy
     source = np.where(ok, flux * passed * profile / np.where(ok, conv, 1.0), 0.0)
     pix_sr = (0.1 / 206264.806) ** 2
-    sb = np.interp(lam_ok, [0.6, 1.5, 3.0, 4.5, 5.5], [0.1, 0.15, 0.12, 0.5, 2.0])  # MJy/sr, zodiacal then thermal
+    table = np.array(S._SKY_TABLE)  # the imaging simulator's zodiacal + thermal sky, MJy/sr
+    sb = np.exp(np.interp(lam_ok, table[:, 0], np.log(table[:, 1])))
     sky = np.where(ok, sb * pix_sr * P.uniform_throughput(lam_ok * 1e-6, width) / np.where(ok, conv, 1.0), 0.0)
     return source, sky
 
