@@ -169,6 +169,17 @@ def average_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | Non
     return out
 
 
+def _same_grating_tilt(sci, backgrounds, atol: float = 1.0e-8) -> bool:
+    """NIRSpec: a background is subtracted only if the grating wheel sat where it sat for the science
+    exposure (GWA_XTIL, GWA_YTIL equal within 1e-8, as jwst checks)."""
+    ins = sci.meta.instrument
+    for b in backgrounds:
+        other = _open(b).meta.instrument
+        if not np.allclose((ins.gwa_xtilt, ins.gwa_ytilt), (other.gwa_xtilt, other.gwa_ytilt), atol=atol, rtol=0):
+            return False
+    return True
+
+
 def subtract_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | None = None):
     """Subtract the combined background from ``sci`` in place; returns (sci, combined background model)."""
     bkg = average_background(sci, backgrounds, sigma, maxiters)
@@ -196,8 +207,10 @@ def bkg_subtract(model, refs, params: BkgSubtractParams, backgrounds=None):
     if not bkg_list:
         log.warning("No background list provided; bkg_subtract skipped")
         return model, "SKIPPED"
-    if (model.meta.instrument.name or "").upper() == "NIRSPEC":
-        raise UnsupportedModeError("bkg_subtract for NIRSpec (grating tilt matching) is not implemented")
+    if (model.meta.instrument.name or "").upper() == "NIRSPEC" and not _same_grating_tilt(model, bkg_list):
+        log.warning("GWA_XTIL and GWA_YTIL of the backgrounds differ from the science exposure's; "
+                    "bkg_subtract skipped")
+        return model, "SKIPPED"
     model, combined = subtract_background(model, bkg_list, params.sigma, params.maxiters)
     if params.save_combined_background:
         from ..models.naming import product_path

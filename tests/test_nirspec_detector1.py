@@ -43,8 +43,8 @@ def irs2_case(tmp_path_factory):
     from webbflow.refs.simulator import simulate
 
     out = tmp_path_factory.mktemp("nirspec_irs2")
-    sim = simulate(out, instrument="nirspec", detector="NRS1", readpatt=READPATT, ngroups=NGROUPS,
-                   exp_type="NRS_FIXEDSLIT", seed=1)
+    # no --exp-type: the detector-level exposure (refs/sim/nirspec_detector.py; NRS_FIXEDSLIT is the spectrograph's)
+    sim = simulate(out, instrument="nirspec", detector="NRS1", readpatt=READPATT, ngroups=NGROUPS, seed=1)
     paths = {p.name.split("_")[2]: p for p in (out / "references" / "jwst" / "nirspec").glob("jwst_nirspec_*.fits")}
     refs = {rt: models.open(p) for rt, p in paths.items()}
     # NIRSpec has no IPC reference in CRDS (jwst skips the step); one here exercises the IRS2 path of ipc

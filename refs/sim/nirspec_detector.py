@@ -111,8 +111,15 @@ def _check(detector: str, readpatt: str, exp_type: str, ngroups: int) -> None:
 
 def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID", ngroups: int = 3, nints: int = 1,
                           refs: dict | None = None, seed: int = 0, exp_type: str = "NRS_FIXEDSLIT",
-                          start_time: str = "2024-03-01T05:00:00", n_cosmic_rays: int = 40):
-    """A NIRSpec full-frame uncal exposure (Level1bModel) and its truth; see the module docstring."""
+                          start_time: str = "2024-03-01T05:00:00", n_cosmic_rays: int = 40,
+                          rate: np.ndarray | None = None, window: tuple[int, int] | None = None,
+                          tframe: float | None = None):
+    """A NIRSpec full-frame uncal exposure (Level1bModel) and its truth; see the module docstring.
+
+    ``rate`` (full frame, DN/s; a callable of the integration for a time series) replaces the stripes;
+    ``window`` = (first row 0-based, rows) reads only those rows (a traditional-readout subarray of full
+    width, e.g. SUBS200A1), ``tframe`` its frame time (refs/sim/nirspec.py).
+    """
     from ...models import Level1bModel
     from ..simulator import _polyval, invert_polynomial
 
@@ -121,14 +128,19 @@ def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID"
     refs = refs or {}
     irs2 = readpatt in IRS2_READPATTS
     nframes, gap = READPATTS[readpatt]
-    tframe = frame_time(readpatt)
+    tframe = tframe or frame_time(readpatt)
+    if window is not None and irs2:
+        raise ParameterError("IRS2 readouts are full-frame only: no subarray")
     rows = irs2_rows(detector, NRS_NORM, NRS_REF) if irs2 else None
     nfast = 3200 if irs2 else 2048
     rng = np.random.default_rng([int(seed), DETECTORS[detector], 19])
 
-    rate, stripe_rows = stripe_rates()
+    if rate is None:
+        rate, stripe_rows = stripe_rates()
+    else:
+        stripe_rows = []
+    rate_of = rate if callable(rate) else (lambda _i, r=rate: r)
     gain = np.asarray(refs["gain"].data, dtype=np.float32) if "gain" in refs else np.ones((2048, 2048), np.float32)
-    e_rate = rate * gain
     coeffs = None
     if "linearity" in refs:
         coeffs = np.asarray(refs["linearity"].coeffs, dtype=np.float32).copy()
@@ -150,13 +162,24 @@ def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID"
     else:
         rn_full = rn
     read_sigma = rn_full / np.float32(math.sqrt(nframes))
+    y0, ny = window if window is not None else (0, 2048)
+    if window is not None:  # the subarray's rows of every full-frame plane
+        cut = slice(y0, y0 + ny)
+        gain, bias, cap, lin_cap, read_sigma = gain[cut], bias[cut], cap[cut], lin_cap[cut], read_sigma[cut]
+        coeffs = coeffs[:, cut] if coeffs is not None else None
+        dark = dark[:, cut] if dark is not None else None
+        n_cosmic_rays = max(1, round(n_cosmic_rays * ny / 2048))
 
-    data = np.empty((nints, ngroups, nfast, 2048), dtype=np.uint16)
+    data = np.empty((nints, ngroups, ny if window is not None else nfast, 2048), dtype=np.uint16)
     crs = []
     for i in range(nints):
-        cum = np.zeros((2048, 2048), dtype=np.float32)
+        e_rate = np.asarray(rate_of(i), dtype=np.float32)[y0:y0 + ny] * gain
+        cum = np.zeros(e_rate.shape, dtype=np.float32)
         nfr = ngroups * (nframes + gap)
-        hits = rng.integers(5, 2043, size=(n_cosmic_rays, 2))
+        if window is None:
+            hits = rng.integers(5, 2043, size=(n_cosmic_rays, 2))
+        else:
+            hits = np.stack([rng.integers(1, ny - 1, n_cosmic_rays), rng.integers(5, 2043, n_cosmic_rays)], axis=1)
         hit_frames = rng.integers(0, nfr, size=n_cosmic_rays)
         hit_e = rng.lognormal(math.log(800.0), 0.8, size=n_cosmic_rays).astype(np.float32)
         frame = 0
@@ -183,7 +206,8 @@ def simulate_nirspec_ramp(detector: str = "NRS1", readpatt: str = "NRSIRS2RAPID"
                 frame_dn[rows] += raw
             else:
                 frame_dn += raw
-            frame_dn += _electronics(rng, detector, nfast, irs2)
+            frame_dn += _electronics(rng, detector, nfast, irs2)[y0:y0 + ny] if window is not None else \
+                _electronics(rng, detector, nfast, irs2)
             frame_dn += rng.standard_normal(frame_dn.shape, dtype=np.float32) * read_sigma
             np.rint(frame_dn, out=frame_dn)
             np.clip(frame_dn, 0, 65535, out=frame_dn)
