@@ -100,7 +100,7 @@ BRANCHES["NIS_WFSS"] = Branch(
     resample=None,
     extract=True,
     marked_skipped=WFSS_SKIPPED,
-    notes="NIRISS wide-field slitless: as NIRCam's, the grism in the filter wheel, the blocking filter in the pupil wheel",
+    notes="NIRISS wide-field slitless: as NIRCam's; the grism in the filter wheel, the blocking filter in the pupil",
     extra={"prepare": wire_wfss_members},
 )
 

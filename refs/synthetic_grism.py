@@ -156,7 +156,8 @@ def niriss_specwcs(grism: str, pupil: str, fwcpos_ref: float = 0.0):
     return m
 
 
-NIRISS_GRISM_EFFICIENCY = {1: 0.80, 2: 0.12}  # fraction of the filter band's light each order carries (order 0/-1 not calibrated)
+# the fraction of the filter band's light each calibrated order carries (orders 0 and -1 are not calibrated)
+NIRISS_GRISM_EFFICIENCY = {1: 0.80, 2: 0.12}
 PHOTOM_NELEM_MAX = 3000  # array length of the wavelength/relresponse columns (as the NIRCam WFSS photom 0064)
 
 

@@ -162,7 +162,8 @@ def build_references(direct, grism, out: Path, seed: int):
     rule("bkg", W.BKG_PARKEYS, {("NIS", EXP_TYPE, grism.filter, grism.pupil): files["bkg"],
                                 ("NIS", "NIS_IMAGE", direct.filter, direct.pupil): "N/A"})
     # the imaging photom and apcorr for the direct image, the WFSS photom (and no apcorr) for the spectra
-    rule("photom", W.BY_EXP_TYPE, {("NIS", "NIS_IMAGE"): paths["direct"]["photom"].name, ("NIS", EXP_TYPE): files["photom"]})
+    rule("photom", W.BY_EXP_TYPE, {("NIS", "NIS_IMAGE"): paths["direct"]["photom"].name,
+                                   ("NIS", EXP_TYPE): files["photom"]})
     rule("apcorr", W.BY_EXP_TYPE, {("NIS", "NIS_IMAGE"): paths["direct"]["apcorr"].name, ("NIS", EXP_TYPE): "N/A"})
     context = ctxmod.write_context(out, rules, f"webbflow simulated NIRISS WFSS ({grism.filter} {grism.pupil} "
                                                f"{grism.subarray})").context
