@@ -264,3 +264,16 @@ def test_the_x1d_recovers_the_truth(nis_wfss, ours_spec2):
         assert abs(np.median(f[inside] / expected) - 1) < 0.05, (s["id"], np.median(f[inside] / expected))
         checked += 1
     assert checked == 3
+
+
+def test_an_observation_runs_the_wfss_spec3_after_the_spec2_that_makes_its_cal(nis_wfss):
+    """``webbflow run observation``'s order: image2, then image3 (the catalogue), then spec2, then
+    spec3 on spec2's cal (not from the uncal, where the catalogue would be missing)."""
+    from webbflow.flows.asn.engine import generate
+    from webbflow.flows.asn.pool import read_pool
+    from webbflow.flows.observation import plan
+
+    (pool,) = nis_wfss.sim.output_dir.glob("*_pool.csv")
+    first, second, third, skipped = plan(generate(read_pool(pool)))
+    assert [a.asn_type for a in first] == ["image2"] and [a.asn_type for a in second] == ["image3"]
+    assert [a.asn_type for a in third] == ["spec2", "spec3"] and not skipped
