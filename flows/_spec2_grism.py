@@ -16,8 +16,10 @@ background members and no reference background for this mode).  Its steps are ch
 jwst one by one (tests/test_grism.py), and its calints and x1dints whole against strun's on a
 simulated grism time series (tests/test_grism_tso_sim.py).
 
-NIS_WFSS is not a branch yet: its assign_wcs and extract_2d match jwst on a synthetic specwcs,
-but there is no NIRISS WFSS photom reference in the current format here to check photom with.
+NIS_WFSS takes the same steps as NRC_WFSS (NIRISS's grism WCS turns the traces by the filter
+wheel's FWCPOS - fwcpos_ref; photom reads the NisWfssPhotomModel rows by grism, blocking filter
+and order); its cal and x1d are compared whole with jwst's on a simulated NIRISS WFSS observation
+(tests/test_niriss_wfss_sim.py).
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ BRANCHES["NRC_WFSS"] = Branch(
     extract=True,
     marked_skipped=WFSS_SKIPPED,
     notes="NIRCam wide-field slitless: flat_field before extract_2d, one cutout per source and order",
+    extra={"prepare": wire_wfss_members},
+)
+
+BRANCHES["NIS_WFSS"] = Branch(
+    "niriss-wfss",
+    BRANCHES["NRC_WFSS"].calibrate,
+    resample=None,
+    extract=True,
+    marked_skipped=WFSS_SKIPPED,
+    notes="NIRISS wide-field slitless: as NIRCam's; the grism in the filter wheel, the blocking filter in the pupil",
     extra={"prepare": wire_wfss_members},
 )
 

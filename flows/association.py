@@ -256,6 +256,29 @@ def level2_products(folder: Path) -> dict[str, tuple[tuple[str, str], list[Path]
     return found
 
 
+def level2_others(folder: Path) -> dict[str, dict[str, list[Path]]]:
+    """The level-2 associations' other members (WFSS: sourcecat, segmap, direct_image), by the
+    exposure root of each product's science member: ``{root: {member type: [paths]}}``."""
+    found: dict[str, dict[str, list[Path]]] = {}
+    for f in sorted(Path(folder).glob("*_asn.json")):
+        try:
+            asn, _ = load_asn(f)
+        except InputFileError:
+            continue
+        for prod in asn.products if asn.level == 2 else ():
+            sci = [m for m in prod.members if m.exptype.lower() == "science"]
+            kinds: dict[str, list[Path]] = {}
+            try:
+                for m in prod.members:
+                    if m.exptype.lower() not in ("science", "background"):
+                        kinds.setdefault(m.exptype.lower(), []).append(member_path(f, folder, m.expname))
+            except InputFileError:
+                continue
+            if sci and kinds:
+                found.setdefault(root_of(sci[0].expname), kinds)
+    return found
+
+
 def earliest_available(path: Path) -> Path:
     """A level-3 association names ``_cal``/``_calints`` (or ``_x1d``) members; when one is not
     there yet, take the exposure's rate (rateints for a per-integration member) or uncal file from
@@ -692,6 +715,7 @@ def process_association(
     # their level-2 associations (in the same folder) say, as jwst's users run them: with their
     # backgrounds, and recording that association
     level2 = level2_products(folder) if asn.level == 3 else {}
+    l2_others = level2_others(folder) if asn.level == 3 else {}
     l2_info: dict[Path, tuple[str, str]] = {}
     for i, ps in science.items():
         for p in ps:
@@ -715,6 +739,11 @@ def process_association(
                 member_bkg[p] = [bkg_rate[b] for b in background.get(i, []) + background.get(("l2", p), [])
                                  if bkg_rate.get(b)]
                 member_others[p] = others.get(i, {})
+                if asn.level == 3 and needs_work(p) and root_of(p.name) in l2_others:  # WFSS: as its spec2 association
+                    from ._spec2_grism import make_level3_members
+
+                    member_others[p] = make_level3_members(asn_path, folder, out, {0: l2_others[root_of(p.name)]},
+                                                           steps=steps, config=config)[0]
     info = (asn.asn_pool or " ", Path(asn_path).name) if asn.level == 2 else None
     futures = [submit_member(str(p), str(out), steps, config, backgrounds=member_bkg[p] or None,
                              asn_info=l2_info.get(p, info), **_route_kw(asn, named.get(p, p), p),

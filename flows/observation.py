@@ -11,7 +11,8 @@
    association flow (same caching and resume: a level-3
    association's members reuse the products its level-2 runs made); level-2
    associations that need a level-3 product (WFSS spectra need the direct
-   image's catalogue) run after the level-3 ones;
+   image's catalogue) run after the level-3 ones, and the level-3 associations of their
+   exposures (WFSS spec3) after them;
 4. association types webbflow cannot calibrate yet are listed, with why, and skipped.
 """
 
@@ -62,7 +63,8 @@ def make_observation_pool(folder: Path) -> Path:
 
 
 def plan(asns) -> tuple[list, list, list, dict]:
-    """(level 2, level 3, level 2 needing level-3 products, skipped: name -> why), in run order."""
+    """(level 2, level 3, level 2 needing level-3 products then the level 3 of their exposures,
+    skipped: name -> why), in run order."""
     first, third, second, skipped = [], [], [], {}
     for a in asns:
         data = a.to_dict()
@@ -80,6 +82,12 @@ def plan(asns) -> tuple[list, list, list, dict]:
             first.append(a)
         else:
             second.append(a)
+    # a level-3 association of such exposures (WFSS spec3) follows them, after its level-2 products exist
+    late = [p["name"] for a in third for p in a.to_dict()["products"]]
+    for a in [a for a in second if any(m["expname"].startswith(n + "_") for n in late
+                                       for p in a.to_dict()["products"] for m in p["members"])]:
+        second.remove(a)
+        third.append(a)
     return first, second, third, skipped
 
 
@@ -187,7 +195,7 @@ def observation(source: str, output_dir: str | None = None, steps: dict | None =
     first, second, third, result.skipped = plan(asns)
     for name, why in result.skipped.items():
         log.warning("skipping %s: %s", name, why)
-    for batch in (first, second, third):
+    for batch in (first, second, [a for a in third if a.rule.level == 2], [a for a in third if a.rule.level != 2]):
         futures = [(a, association_task.submit(str(folder / a.filename), str(out), steps, config)) for a in batch]
         for a, fut in futures:
             try:

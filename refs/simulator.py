@@ -1653,6 +1653,7 @@ MODE_SIMULATORS.update({"MIR_LRS-FIXEDSLIT": "miri_lrs", "MIR_LRS-SLITLESS": "mi
 MODE_SIMULATORS["NIS_SOSS"] = "soss"  # NIRISS SOSS time series (refs/sim/soss.py)
 MODE_SIMULATORS["NRC_WFSS"] = "wfss"  # NIRCam WFSS: direct image + dispersed exposures (refs/sim/wfss.py)
 MODE_SIMULATORS.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec"})  # refs/sim/nirspec.py
+MODE_SIMULATORS["NIS_WFSS"] = "wfss_niriss"  # NIRISS WFSS: direct image + dispersed exposures (refs/sim/wfss_niriss.py)
 
 
 @dataclass

@@ -154,3 +154,68 @@ def niriss_specwcs(grism: str, pupil: str, fwcpos_ref: float = 0.0):
     meta.input_units = "micron"
     meta.output_units = "micron"
     return m
+
+
+# the fraction of the filter band's light each calibrated order carries (orders 0 and -1 are not calibrated)
+NIRISS_GRISM_EFFICIENCY = {1: 0.80, 2: 0.12}
+PHOTOM_NELEM_MAX = 3000  # array length of the wavelength/relresponse columns (as the NIRCam WFSS photom 0064)
+
+
+def niriss_wfss_photom(path, pixar_sr: float, pixar_a2: float):
+    """Write a NIRISS WFSS ``photom`` reference (NisWfssPhotomModel form) to ``path``; returns the path.
+
+    One PHOTOM row per grism (GR150R, GR150C), blocking filter (the pupil wheel's F090W ... F200W)
+    and order (1, 2): PHOTMJSR (MJy/sr per DN/s per micron of dispersion) is the synthetic imaging
+    calibration of the same blocking filter (refs.synthetic.photmjsr: CLEAR + filter) times the
+    band width over the order's efficiency, so that a source's direct-image and dispersed counts
+    describe the same F_nu; the relative response is a gentle arch over the filter's half-power band
+    (0.8 at its edges, 1 at its centre), tabulated on 201 wavelengths (microns), zero-padded.
+    The real NIRISS WFSS photom at hand (GROUND 2015) is in an older form (PHOTFLAM, no ORDER or
+    PHOTMJSR) that jwst 3.0 cannot read, so its numbers are not used.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from astropy.io import fits
+
+    from .synthetic import band_of, detector_spec, photmjsr
+
+    spec = detector_spec("NIRISS", "NIS")
+    n = 201
+    rows = []
+    for grism in ("GR150R", "GR150C"):
+        for pupil, (lo, hi) in NIRISS_WFSS_BANDS.items():
+            _pivot, width = band_of(spec, "CLEAR", pupil)
+            imaging = photmjsr(spec, "CLEAR", pupil, pixar_sr)
+            wl = np.linspace(lo, hi, n)
+            arch = 1.0 - 0.2 * ((wl - 0.5 * (lo + hi)) / (0.5 * (hi - lo))) ** 2
+            for order, eff in NIRISS_GRISM_EFFICIENCY.items():
+                pad = lambda a: np.concatenate([a, np.zeros(PHOTOM_NELEM_MAX - n)]).astype(np.float32)  # noqa: E731
+                value = imaging * width / eff
+                rows.append((grism, pupil, order, value, 0.02 * value, n, pad(wl), pad(arch), pad(0.01 * arch)))
+    cols = [
+        fits.Column("filter", "12A", array=[r[0] for r in rows]),
+        fits.Column("pupil", "15A", array=[r[1] for r in rows]),
+        fits.Column("order", "I", array=[r[2] for r in rows]),
+        fits.Column("photmjsr", "E", array=[r[3] for r in rows], unit="MJy/sr/(DN/s)"),
+        fits.Column("uncertainty", "E", array=[r[4] for r in rows], unit="MJy/sr/(DN/s)"),
+        fits.Column("nelem", "I", array=[r[5] for r in rows]),
+        fits.Column("wavelength", f"{PHOTOM_NELEM_MAX}E", array=np.array([r[6] for r in rows]), unit="micron"),
+        fits.Column("relresponse", f"{PHOTOM_NELEM_MAX}E", array=np.array([r[7] for r in rows])),
+        fits.Column("reluncertainty", f"{PHOTOM_NELEM_MAX}E", array=np.array([r[8] for r in rows])),
+    ]
+    table = fits.BinTableHDU.from_columns(cols, name="PHOTOM")
+    h = fits.Header()
+    path = Path(path)
+    for k, v in (("DATE", "2024-01-01T00:00:00.000"), ("FILENAME", path.name), ("FILETYPE", "PHOTOM"),
+                 ("DATAMODL", "NisWfssPhotomModel"), ("TELESCOP", "JWST"), ("REFTYPE", "PHOTOM"),
+                 ("PEDIGREE", PEDIGREE), ("DESCRIP", "Synthetic NIRISS WFSS flux calibration per grism, filter, order"),
+                 ("AUTHOR", AUTHOR), ("USEAFTER", USEAFTER), ("INSTRUME", "NIRISS"), ("DETECTOR", "NIS"),
+                 ("EXP_TYPE", "NIS_WFSS"), ("P_EXP_TY", "NIS_WFSS|"), ("PIXAR_SR", float(pixar_sr)),
+                 ("PIXAR_A2", float(pixar_a2))):
+        h[k] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    fits.HDUList([fits.PrimaryHDU(header=h), table]).writeto(tmp, overwrite=True)
+    tmp.replace(path)
+    return path
