@@ -432,6 +432,7 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
     if rfcorr:
         from ._rfcorr import corrected_columns
 
+        log.info("Applying 1d residual fringe correction.")
         rf = corrected_columns(r["flux"], sb, bkg, r["wave"], int(model.meta.instrument.channel))
         table["RF_FLUX"] = rf[0] * area * 1.0e6
         table["RF_SURF_BRIGHT"], table["RF_BACKGROUND"] = rf[1], rf[2]
