@@ -423,10 +423,7 @@ def residual_fringe_1d(flux, wavelength, channel) -> np.ndarray:
         frac *= np.where(weights > 1e-07, 1, 1e-08)
         try:
             fit = fit_sines(frac, wfit, wavenum, ffreq, dffreq, nmax)
-        except FringeFitError as err:
-            log.warning(str(err))
-            continue
-        except ValueError as err:  # jwst's loop goes on after any ValueError of the sine fit
+        except ValueError as err:  # no sine found (FringeFitError) or another ValueError: as jwst, go on
             log.warning(str(err))
             continue
         fit = limit_runaways(fit, np.full(f.shape, MAX_AMPLITUDE))
