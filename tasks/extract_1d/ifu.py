@@ -21,10 +21,11 @@ correction for the aperture's radius at each wavelength multiplies the fluxes (a
 variances).  A cube without variance arrays (every s3d) carries ERR^2 as the Poisson variance
 through the sums, and the Poisson variance columns are then zero.
 
-The 1-D residual fringe fit of MIRI band cubes (``ifu_rfcorr``, on by default in jwst for a
-single-band MRS cube) is not implemented: asking for it raises an unsupported-mode error that
-says to run with ``ifu_rfcorr=false``.  NIRSpec IFU cubes are refused too (their apcorr and
-the NIRSpec table columns differ).
+For a single-band MRS cube, ``ifu_rfcorr`` (on by default, as in jwst) fits the residual fringes
+of the aperture sum, the surface brightness and the background (tasks/extract_1d/_rfcorr.py) and
+writes the corrected spectra in RF_FLUX, RF_SURF_BRIGHT and RF_BACKGROUND; a spectrum the fit
+cannot handle gets NaN there, with a warning.  Other cubes (several bands or channels) keep NaN
+RF_* columns.  NIRSpec IFU cubes are refused (their apcorr and the NIRSpec table columns differ).
 """
 
 from __future__ import annotations
@@ -370,10 +371,9 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
     if inst != "MIRI":
         raise UnsupportedModeError(
             f"extract_1d: {inst or 'this instrument'}'s IFU cubes are not supported yet (MIRI MRS)")
-    if params.ifu_rfcorr and exp_type == "MIR_MRS" and is_band_cube(model):
-        raise UnsupportedModeError(
-            "extract_1d: the 1-D residual fringe correction of a single-band MRS cube (ifu_rfcorr) is not "
-            "implemented; run with --steps.extract_1d.ifu_rfcorr=false (or --ifu_rfcorr=false)")
+    rfcorr = bool(params.ifu_rfcorr) and exp_type == "MIR_MRS" and is_band_cube(model)
+    if params.ifu_rfcorr and not rfcorr:
+        log.info("Turning off residual fringe correction: the input is not a single MIRI MRS band")
     source_type = model.meta.target.source_type
     if params.ifu_set_srctype is not None and exp_type == "MIR_MRS":
         source_type = params.ifu_set_srctype
@@ -429,6 +429,13 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
         table[k] = v
     for k in ("RF_FLUX", "RF_SURF_BRIGHT", "RF_BACKGROUND"):
         table[k] = np.nan
+    if rfcorr:
+        from ._rfcorr import corrected_columns
+
+        log.info("Applying 1d residual fringe correction.")
+        rf = corrected_columns(r["flux"], sb, bkg, r["wave"], int(model.meta.instrument.channel))
+        table["RF_FLUX"] = rf[0] * area * 1.0e6
+        table["RF_SURF_BRIGHT"], table["RF_BACKGROUND"] = rf[1], rf[2]
     apref = refs.get("apcorr") if params.apply_apcorr else None
     if source_type == "POINT" and apref is not None:
         log.info("Applying Aperture correction.")
