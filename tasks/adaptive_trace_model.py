@@ -278,6 +278,27 @@ def fit_region(flux, err, alpha, region_map, reg, peak_threshold=None, snr_thres
 # compact sources, trace image, oversampling
 
 
+def _peaks(values, height):
+    """Indices of the local maxima of ``values`` at least ``height`` high; a flat top counts once, at
+    its middle (rounded down), and the ends are never peaks (as scipy.signal.find_peaks)."""
+    out = []
+    n = len(values)
+    i = 1
+    while i < n - 1:
+        if values[i - 1] < values[i]:
+            j = i + 1
+            while j < n - 1 and values[j] == values[i]:
+                j += 1
+            if values[j] < values[i]:
+                mid = (i + j - 1) // 2
+                if values[mid] >= height:
+                    out.append(mid)
+                i = j
+                continue
+        i += 1
+    return np.array(out, dtype=int)
+
+
 def _compact(alpha_region, alpha_steep, dalpha, nbkpt, pad, require_npt=50):
     """Pixels near the peaks of the histogram of steep-slope alpha values (compact sources)."""
     out = np.zeros(alpha_region.shape, dtype=bool)
@@ -289,10 +310,7 @@ def _compact(alpha_region, alpha_steep, dalpha, nbkpt, pad, require_npt=50):
         warnings.simplefilter("ignore", RuntimeWarning)
         hist, _ = np.histogram(alpha_steep, bins=nbkpt, range=(-half, half), density=True)
         hist = hist / np.nanmax(hist)
-    from scipy.signal import find_peaks
-
-    peaks, _ = find_peaks(hist, height=0.2)
-    for c in centres[peaks]:
+    for c in centres[_peaks(hist, 0.2)]:
         out |= (alpha_region > c - pad * dalpha) & (alpha_region <= c + pad * dalpha)
     return out
 

@@ -1,0 +1,165 @@
+"""adaptive_trace_model (jwst 3.0's AdaptiveTraceModelStep): parity on a MIRI LRS fixed-slit exposure.
+
+The input: a FULL-frame LRS rate written by stdatamodels (tests/test_miri_lrs.py's ``_rate``) with a
+compact source drawn along the slit (a Gaussian across the slit, 1.1 pixels wide, 2000 DN/s on a
+5 DN/s sky), its WCS from webbflow's assign_wcs with the real distortion and specwcs, as the
+SlitModel spec2 makes of it.  Both pipelines' steps run on the same file:
+
+- the defaults (skip=false): the trace model (TRACEMODEL) at the compact source, the data unchanged;
+- ``oversample=2``: flux, ERR, variances, DQ, WAVELENGTH, TRACEMODEL on the doubled spatial axis;
+  the WCS maps the new pixels to the old;
+
+products compared whole (extensions, keywords, arrays within rtol 1e-4 for >= 99.9 %, DQ equal).
+spec2 with ``--steps.adaptive_trace_model.skip=false`` against jwst's steps in Spec2Pipeline's
+order on the same cal (adaptive_trace_model, resample_spec, extract_1d on a copy of the cal): the
+s2d and x1d whole.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+pytestmark = [pytest.mark.parity, pytest.mark.real]
+
+ROOT = "jw01234002001_01101_00001_mirimage"
+
+
+def _with_source(model) -> None:
+    """Draw the compact source along the slit of ``model`` (in place), 3.2 pixels right of the slit's centre."""
+    from gwcs.wcstools import grid_from_bounding_box
+
+    wcs = model.meta.wcs
+    x, y = grid_from_bounding_box(wcs.bounding_box)
+    alpha = wcs.transform("detector", "alpha_beta", x, y)[0]
+    xc = float(np.nanmean(x[np.abs(alpha) < 0.05]))
+    yy, xx = np.mgrid[:1024, :1032]
+    src = 2000.0 * np.exp(-0.5 * ((xx - xc - 3.2) / 1.1) ** 2)
+    src[(yy < y.min()) | (yy > y.max())] = 0
+    model.data = (model.data + src).astype(np.float32)
+    model.var_poisson = (np.abs(model.data) / 100.0).astype(np.float32)
+    model.err = np.sqrt(model.var_poisson + model.var_rnoise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def lrs(tmp_path_factory):
+    """(folder, our SlitModel cal with the source, written by webbflow)."""
+    from test_miri_lrs import DISTORTION, NOT_USED, _rate, _specwcs_with_vertices
+
+    from webbflow import models
+    from webbflow.flows.calwebb_spec2 import as_slit_model
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    base = tmp_path_factory.mktemp("atm")
+    rate = _rate("MIR_LRS-FIXEDSLIT", base)
+    specwcs = _specwcs_with_vertices("MIR_LRS-FIXEDSLIT", base)
+    refs = {"distortion": str(DISTORTION), "specwcs": str(specwcs), **dict.fromkeys(NOT_USED, "N/A")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
+        _with_source(m)
+        cal = as_slit_model(m)
+        cal.meta.filename = f"{ROOT}_cal.fits"
+        # as spec2 leaves a cal: the context and crds version it was calibrated with
+        from importlib.metadata import version
+
+        cal.meta.ref_file.crds.context_used, cal.meta.ref_file.crds.sw_version = "jwst_0541.pmap", version("crds")
+        cal.save(base / cal.meta.filename)
+    return {"base": base, "cal": base / f"{ROOT}_cal.fits", "specwcs": specwcs}
+
+
+def _both(lrs, cache, tag, **params):
+    """``webbflow run adaptive_trace_model`` and jwst's strun on the cal, each in its own folder:
+    ``<tag>/{ours,jwst}/<root>_adaptivetracemodelstep.fits``."""
+    import os
+    import shutil
+
+    from jwst.stpipe import Step
+    from parity import jwst_offline, quiet_jwst
+
+    from webbflow.flows.cli import main
+
+    args = ["--skip=false"] + [f"--{k}={v}" for k, v in params.items()]
+    out = {}
+    for who in ("ours", "jwst"):
+        d = lrs["base"] / tag / who
+        d.mkdir(parents=True)
+        shutil.copyfile(lrs["cal"], d / lrs["cal"].name)
+        out[who] = d / f"{ROOT}_adaptivetracemodelstep.fits"
+    with jwst_offline(cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = out["ours"].parent
+        assert main(["run", "adaptive_trace_model", str(d / lrs["cal"].name), "--output-dir", str(d)] + args) == 0
+    cwd = os.getcwd()
+    with jwst_offline(cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.chdir(out["jwst"].parent)  # as strun is run
+        try:
+            Step.from_cmdline(["adaptive_trace_model", lrs["cal"].name] + args)
+        finally:
+            os.chdir(cwd)
+    return out["ours"], out["jwst"]
+
+
+def _whole(ours: Path, theirs: Path) -> list[str]:
+    from test_products_whole import compare_fits
+
+    problems = []
+    compare_fits(theirs.name, ours, theirs, problems)
+    return problems
+
+
+def test_trace_model_with_the_defaults_is_jwsts(lrs, real_rules_cache):
+    ours, theirs = _both(lrs, real_rules_cache, "defaults")
+    problems = _whole(ours, theirs)
+    assert not problems, "\n".join(problems)
+    with fits.open(ours) as a, fits.open(lrs["cal"]) as cal:
+        assert a[0].header["S_TRCMOD"] == "COMPLETE"
+        trace = a["TRACEMODEL"].data
+        # the spline model covers the compact source in every row of the slit, and nothing else
+        assert np.isfinite(trace).sum() > 2000
+        rows = np.nonzero(np.isfinite(trace).any(axis=1))[0]
+        assert rows.size > 350
+        np.testing.assert_array_equal(a["SCI"].data, cal["SCI"].data)  # data unchanged without oversampling
+        # where the model is, it follows the data: the source's peak within 5 %
+        r = rows[rows.size // 2]
+        peak = np.nanargmax(trace[r])
+        assert abs(trace[r, peak] / cal["SCI"].data[r, peak] - 1) < 0.05
+
+
+def test_oversample_2_is_jwsts(lrs, real_rules_cache):
+    ours, theirs = _both(lrs, real_rules_cache, "os2", oversample=2.0)
+    problems = _whole(ours, theirs)
+    assert not problems, "\n".join(problems)
+    from stdatamodels.jwst import datamodels as dm
+
+    with dm.open(ours) as m, fits.open(lrs["cal"]) as cal:
+        assert m.data.shape == (1024, 2064) and m.trace_model.shape == (1024, 2064)
+        assert m.meta.wcs.input_frame.name == "coordinates"
+        # surface brightness: each new pixel keeps its parent's level, so a row sums to twice the original
+        r = 200  # a row of the slit (rows 7-393)
+        sci, wave = cal["SCI"].data[r], cal["WAVELENGTH"].data[r]
+        assert np.nansum(m.data[r]) / 2 == pytest.approx(np.nansum(sci[np.isfinite(wave)]), rel=0.05)
+        assert np.nanmax(m.data[r]) == pytest.approx(np.nanmax(sci[np.isfinite(wave)]), rel=0.1)
+        # the DQ of each new pixel is its parent's (nearest pixel), and the wavelengths are finite on the slit
+        assert np.isfinite(m.wavelength[r]).sum() == pytest.approx(2 * np.isfinite(wave).sum(), abs=2)
+
+
+def test_unsupported_options_are_refused_in_one_line():
+    from webbflow.errors import ParameterError
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import STEPS
+
+    load_all()
+    spec = STEPS["adaptive_trace_model"]
+    assert spec.make_params({}).skip is True  # skipped by default, as in jwst
+    for bad in ({"save_intermediate_results": True}, {"maximum_cores": "all"}, {"oversample": 0.5}):
+        with pytest.raises(ParameterError) as exc:
+            spec.make_params(bad)
+        assert "\n" not in str(exc.value) and "adaptive_trace_model" in str(exc.value)
