@@ -52,10 +52,10 @@ from . import registry
 from ._spec3_wfss import WFSS_TYPES, run_wfss
 from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
+STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
          "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
-NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "photom")
+NOT_IMPLEMENTED = ("assign_mtwcs", "photom")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
 MAX_WORKERS = 2
@@ -127,8 +127,11 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
                 original = s.meta.filename
                 _save(s, out_dir, crf_name(original or name, asn_id), res.written)
                 s.meta.filename = original
-    for s in slits:  # jwst's adaptive_trace_model comes here, skipped by default (not implemented here)
-        s.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    if run.params["adaptive_trace_model"].skip:  # jwst's adaptive_trace_model comes here, skipped by default
+        for s in slits:
+            s.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    else:
+        slits = [run_steps(s, ["adaptive_trace_model"], run) for s in slits]
     slits = run_steps(slits, ["pixel_replace"], run)
     s2d = run_steps(slits, ["resample_spec"], run)
     if run.records[-1].status == "COMPLETE":

@@ -64,6 +64,9 @@ def lrs(tmp_path_factory):
         warnings.simplefilter("ignore")
         m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
         _with_source(m)
+        with fits.open(rate) as h:  # the same exposure as a rate, for spec2
+            h["SCI"].data, h["ERR"].data, h["VAR_POISSON"].data = m.data, m.err, m.var_poisson
+            h.writeto(base / f"{ROOT}_rate.fits")
         cal = as_slit_model(m)
         cal.meta.filename = f"{ROOT}_cal.fits"
         # as spec2 leaves a cal: the context and crds version it was calibrated with
@@ -71,7 +74,7 @@ def lrs(tmp_path_factory):
 
         cal.meta.ref_file.crds.context_used, cal.meta.ref_file.crds.sw_version = "jwst_0541.pmap", version("crds")
         cal.save(base / cal.meta.filename)
-    return {"base": base, "cal": base / f"{ROOT}_cal.fits", "specwcs": specwcs}
+    return {"base": base, "cal": base / f"{ROOT}_cal.fits", "rate": base / f"{ROOT}_rate.fits", "specwcs": specwcs}
 
 
 def _both(lrs, cache, tag, **params):
@@ -149,6 +152,68 @@ def test_oversample_2_is_jwsts(lrs, real_rules_cache):
         assert np.nanmax(m.data[r]) == pytest.approx(np.nanmax(sci[np.isfinite(wave)]), rel=0.1)
         # the DQ of each new pixel is its parent's (nearest pixel), and the wavelengths are finite on the slit
         assert np.isfinite(m.wavelength[r]).sum() == pytest.approx(2 * np.isfinite(wave).sum(), abs=2)
+
+
+def test_spec2_with_the_step_on_and_oversample_2_matches_jwsts_steps(lrs, real_rules_cache):
+    """``spec2 --steps.adaptive_trace_model.skip=false --steps.adaptive_trace_model.oversample=2``: the
+    cal is as before the step (jwst saves it first), and the s2d and x1d are what jwst's Spec2Pipeline
+    makes after the step: its AdaptiveTraceModelStep, ResampleSpecStep and Extract1dStep on the cal
+    (flat, pathloss and photom skipped on both sides to keep the run small)."""
+    from jwst.adaptive_trace_model import AdaptiveTraceModelStep
+    from jwst.extract_1d import Extract1dStep
+    from jwst.resample import ResampleSpecStep
+    from parity import jwst_offline, quiet_jwst
+    from stdatamodels.jwst import datamodels as dm
+    from test_miri_lrs import DISTORTION, MIRI_REFS
+    from test_products_whole import compare_fits
+
+    from webbflow.flows.calwebb_spec2 import spec2_last_run
+    from webbflow.flows.cli import main
+
+    out = lrs["base"] / "spec2"
+    steps = {"assign_wcs": {"override_distortion": str(DISTORTION), "override_specwcs": str(lrs["specwcs"])},
+             "extract_1d": {"override_extract1d": str(MIRI_REFS / "jwst_miri_extract1d_0005.json"),
+                            "override_apcorr": "N/A", "override_psf": "N/A"},
+             "adaptive_trace_model": {"skip": "false", "oversample": "2"},
+             **{s: {"skip": "true"} for s in ("flat_field", "pathloss", "photom")}}
+    argv = [f"--steps.{s}.{k}={v}" for s, kv in steps.items() for k, v in kv.items()]
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", "calwebb_spec2", str(lrs["rate"]), "--output-dir", str(out)] + argv) == 0
+    names = [f"{ROOT}_{s}.fits" for s in ("cal", "s2d", "x1d")]
+    assert sorted(p.name for p in out.glob("*.fits")) == sorted(names)
+    records = [(r.name, r.status) for r in spec2_last_run[-1].records]
+    assert ("adaptive_trace_model", "COMPLETE") in records
+    cal = dm.open(out / names[0])
+    assert cal.data.shape == (1024, 1032) and cal.meta.cal_step.adaptive_trace_model is None  # saved before the step
+
+    theirs = lrs["base"] / "spec2-jwst"
+    theirs.mkdir()
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AdaptiveTraceModelStep.call(cal.copy(), skip=False, oversample=2.0)
+        model.meta.cal_step.pixel_replace = "SKIPPED"  # as in jwst's spec2
+        s2d = ResampleSpecStep.call(model)
+        s2d.save(theirs / names[1])
+        x1d = Extract1dStep.call(s2d, **steps["extract_1d"])
+        x1d.save(theirs / names[2])
+    problems: list[str] = []
+    compare_fits("s2d", out / names[1], theirs / names[1], problems)
+    compare_fits("x1d", out / names[2], theirs / names[2], problems)
+    # jwst's steps run alone record their overrides and context differently from a pipeline run
+    reference_records = ("CRDS_CTX", "R_APCORR", "R_EXTR1D")
+    assert [p for p in problems if not any(k in p for k in reference_records)] == []
+    with dm.open(out / names[1]) as ours_s2d, dm.open(out / names[2]) as ours_x1d:
+        assert ours_s2d.meta.cal_step.adaptive_trace_model == "COMPLETE"
+        assert ours_x1d.meta.cal_step.adaptive_trace_model == "COMPLETE"
+        # the s2d is oversampled across the slit (about 45 native columns, here 91) and holds the source
+        assert ours_s2d.data.shape[1] == 91
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the columns off the slit are all NaN
+            assert np.nanmax(np.nanmedian(ours_s2d.data, axis=0)) > 500
+        # jwst's LRS extract1d aperture is in native s2d columns: on the oversampled s2d it takes no pixel
+        # (NPIXELS 0, FLUX NaN) in jwst, and so in webbflow
+        assert np.all(np.asarray(ours_x1d.spec[0].spec_table["NPIXELS"]) == 0)
 
 
 def test_unsupported_options_are_refused_in_one_line():
