@@ -2,17 +2,19 @@
 
 The input: a FULL-frame LRS rate written by stdatamodels (tests/test_miri_lrs.py's ``_rate``) with a
 compact source drawn along the slit (a Gaussian across the slit, 1.1 pixels wide, 2000 DN/s on a
-5 DN/s sky), its WCS from webbflow's assign_wcs with the real distortion and specwcs, as the
-SlitModel spec2 makes of it.  Both pipelines' steps run on the same file:
+5 DN/s sky; its position from webbflow's assign_wcs with the real distortion and specwcs), run once
+through webbflow's spec2 with ``--steps.adaptive_trace_model.skip=false`` and ``oversample=2``
+(flat, pathloss and photom skipped to keep it small).  Its cal (a SlitModel, saved before the step
+as jwst saves it) is the input of both pipelines' step, run as users run them (``webbflow run
+adaptive_trace_model`` and strun):
 
 - the defaults (skip=false): the trace model (TRACEMODEL) at the compact source, the data unchanged;
 - ``oversample=2``: flux, ERR, variances, DQ, WAVELENGTH, TRACEMODEL on the doubled spatial axis;
   the WCS maps the new pixels to the old;
 
 products compared whole (extensions, keywords, arrays within rtol 1e-4 for >= 99.9 %, DQ equal).
-spec2 with ``--steps.adaptive_trace_model.skip=false`` against jwst's steps in Spec2Pipeline's
-order on the same cal (adaptive_trace_model, resample_spec, extract_1d on a copy of the cal): the
-s2d and x1d whole.
+spec2's s2d and x1d against jwst's ResampleSpecStep and Extract1dStep on jwst's oversampled
+product (Spec2Pipeline's order after the step), whole.
 """
 
 from __future__ import annotations
@@ -45,13 +47,21 @@ def _with_source(model) -> None:
     model.err = np.sqrt(model.var_poisson + model.var_rnoise).astype(np.float32)
 
 
+STEPS2 = {"extract_1d": {"override_apcorr": "N/A", "override_psf": "N/A"},
+          "adaptive_trace_model": {"skip": "false", "oversample": "2"},
+          **{s: {"skip": "true"} for s in ("flat_field", "pathloss", "photom")}}
+
+
 @pytest.fixture(scope="module")
-def lrs(tmp_path_factory):
-    """(folder, our SlitModel cal with the source, written by webbflow)."""
-    from test_miri_lrs import DISTORTION, NOT_USED, _rate, _specwcs_with_vertices
+def lrs(tmp_path_factory, real_rules_cache):
+    """The LRS rate with the source and webbflow's spec2 on it with adaptive_trace_model on
+    (oversample=2; flat, pathloss and photom skipped to keep it small): its cal is the steps' input."""
+    from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, _rate, _specwcs_with_vertices
+    from parity import jwst_offline
 
     from webbflow import models
-    from webbflow.flows.calwebb_spec2 import as_slit_model
+    from webbflow.flows.calwebb_spec2 import spec2_last_run
+    from webbflow.flows.cli import main
     from webbflow.tasks import load_all
     from webbflow.tasks.base import run_step
 
@@ -64,17 +74,31 @@ def lrs(tmp_path_factory):
         warnings.simplefilter("ignore")
         m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
         _with_source(m)
-        with fits.open(rate) as h:  # the same exposure as a rate, for spec2
+        with fits.open(rate) as h:
             h["SCI"].data, h["ERR"].data, h["VAR_POISSON"].data = m.data, m.err, m.var_poisson
             h.writeto(base / f"{ROOT}_rate.fits")
-        cal = as_slit_model(m)
-        cal.meta.filename = f"{ROOT}_cal.fits"
-        # as spec2 leaves a cal: the context and crds version it was calibrated with
-        from importlib.metadata import version
+    steps = {"assign_wcs": {"override_distortion": str(DISTORTION), "override_specwcs": str(specwcs)}, **STEPS2}
+    steps["extract_1d"] = dict(steps["extract_1d"], override_extract1d=str(MIRI_REFS / "jwst_miri_extract1d_0005.json"))
+    argv = [f"--steps.{s}.{k}={v}" for s, kv in steps.items() for k, v in kv.items()]
+    out = base / "spec2"
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", "calwebb_spec2", str(base / f"{ROOT}_rate.fits"), "--output-dir", str(out)] + argv) == 0
+    return {"base": base, "cal": out / f"{ROOT}_cal.fits", "spec2": out, "steps": steps,
+            "records": [(r.name, r.status) for r in spec2_last_run[-1].records]}
 
-        cal.meta.ref_file.crds.context_used, cal.meta.ref_file.crds.sw_version = "jwst_0541.pmap", version("crds")
-        cal.save(base / cal.meta.filename)
-    return {"base": base, "cal": base / f"{ROOT}_cal.fits", "rate": base / f"{ROOT}_rate.fits", "specwcs": specwcs}
+
+@pytest.fixture(scope="module")
+def runs(lrs, real_rules_cache):
+    """``_both`` once per setting (the spec2 comparison reuses jwst's oversample=2 product)."""
+    done = {}
+
+    def get(tag, **params):
+        if tag not in done:
+            done[tag] = _both(lrs, real_rules_cache, tag, **params)
+        return done[tag]
+
+    return get
 
 
 def _both(lrs, cache, tag, **params):
@@ -118,8 +142,8 @@ def _whole(ours: Path, theirs: Path) -> list[str]:
     return problems
 
 
-def test_trace_model_with_the_defaults_is_jwsts(lrs, real_rules_cache):
-    ours, theirs = _both(lrs, real_rules_cache, "defaults")
+def test_trace_model_with_the_defaults_is_jwsts(lrs, runs):
+    ours, theirs = runs("defaults")
     problems = _whole(ours, theirs)
     assert not problems, "\n".join(problems)
     with fits.open(ours) as a, fits.open(lrs["cal"]) as cal:
@@ -136,8 +160,8 @@ def test_trace_model_with_the_defaults_is_jwsts(lrs, real_rules_cache):
         assert abs(trace[r, peak] / cal["SCI"].data[r, peak] - 1) < 0.05
 
 
-def test_oversample_2_is_jwsts(lrs, real_rules_cache):
-    ours, theirs = _both(lrs, real_rules_cache, "os2", oversample=2.0)
+def test_oversample_2_is_jwsts(lrs, runs):
+    ours, theirs = runs("os2", oversample=2.0)
     problems = _whole(ours, theirs)
     assert not problems, "\n".join(problems)
     from stdatamodels.jwst import datamodels as dm
@@ -154,48 +178,34 @@ def test_oversample_2_is_jwsts(lrs, real_rules_cache):
         assert np.isfinite(m.wavelength[r]).sum() == pytest.approx(2 * np.isfinite(wave).sum(), abs=2)
 
 
-def test_spec2_with_the_step_on_and_oversample_2_matches_jwsts_steps(lrs, real_rules_cache):
+def test_spec2_with_the_step_on_and_oversample_2_matches_jwsts_steps(lrs, runs, real_rules_cache):
     """``spec2 --steps.adaptive_trace_model.skip=false --steps.adaptive_trace_model.oversample=2``: the
     cal is as before the step (jwst saves it first), and the s2d and x1d are what jwst's Spec2Pipeline
-    makes after the step: its AdaptiveTraceModelStep, ResampleSpecStep and Extract1dStep on the cal
+    makes after the step: its AdaptiveTraceModelStep (on that cal), ResampleSpecStep and Extract1dStep
     (flat, pathloss and photom skipped on both sides to keep the run small)."""
-    from jwst.adaptive_trace_model import AdaptiveTraceModelStep
     from jwst.extract_1d import Extract1dStep
     from jwst.resample import ResampleSpecStep
     from parity import jwst_offline, quiet_jwst
     from stdatamodels.jwst import datamodels as dm
-    from test_miri_lrs import DISTORTION, MIRI_REFS
     from test_products_whole import compare_fits
 
-    from webbflow.flows.calwebb_spec2 import spec2_last_run
-    from webbflow.flows.cli import main
-
-    out = lrs["base"] / "spec2"
-    steps = {"assign_wcs": {"override_distortion": str(DISTORTION), "override_specwcs": str(lrs["specwcs"])},
-             "extract_1d": {"override_extract1d": str(MIRI_REFS / "jwst_miri_extract1d_0005.json"),
-                            "override_apcorr": "N/A", "override_psf": "N/A"},
-             "adaptive_trace_model": {"skip": "false", "oversample": "2"},
-             **{s: {"skip": "true"} for s in ("flat_field", "pathloss", "photom")}}
-    argv = [f"--steps.{s}.{k}={v}" for s, kv in steps.items() for k, v in kv.items()]
-    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["run", "calwebb_spec2", str(lrs["rate"]), "--output-dir", str(out)] + argv) == 0
+    out = lrs["spec2"]
     names = [f"{ROOT}_{s}.fits" for s in ("cal", "s2d", "x1d")]
     assert sorted(p.name for p in out.glob("*.fits")) == sorted(names)
-    records = [(r.name, r.status) for r in spec2_last_run[-1].records]
-    assert ("adaptive_trace_model", "COMPLETE") in records
-    cal = dm.open(out / names[0])
-    assert cal.data.shape == (1024, 1032) and cal.meta.cal_step.adaptive_trace_model is None  # saved before the step
+    assert ("adaptive_trace_model", "COMPLETE") in lrs["records"]
+    with dm.open(out / names[0]) as cal:
+        assert cal.data.shape == (1024, 1032) and cal.meta.cal_step.adaptive_trace_model is None  # saved before it
 
+    _ours, jwst_os2 = runs("os2", oversample=2.0)
     theirs = lrs["base"] / "spec2-jwst"
     theirs.mkdir()
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = AdaptiveTraceModelStep.call(cal.copy(), skip=False, oversample=2.0)
+        model = dm.open(jwst_os2)
         model.meta.cal_step.pixel_replace = "SKIPPED"  # as in jwst's spec2
         s2d = ResampleSpecStep.call(model)
         s2d.save(theirs / names[1])
-        x1d = Extract1dStep.call(s2d, **steps["extract_1d"])
+        x1d = Extract1dStep.call(s2d, **lrs["steps"]["extract_1d"])
         x1d.save(theirs / names[2])
     problems: list[str] = []
     compare_fits("s2d", out / names[1], theirs / names[1], problems)
