@@ -54,8 +54,8 @@ from . import registry
 from ._spec3_wfss import WFSS_TYPES, run_wfss
 from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
-         "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
+STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec",
+         "cube_build", "extract_1d", "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
 NOT_IMPLEMENTED = ("assign_mtwcs", "photom")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}

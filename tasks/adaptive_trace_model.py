@@ -1,4 +1,4 @@
-"""adaptive_trace_model: a spline model of the spectral trace, and optional oversampling (jwst's AdaptiveTraceModelStep).
+"""adaptive_trace_model: a spline model of the spectral trace, optionally oversampling (jwst's AdaptiveTraceModelStep).
 
 Skipped by default, as in jwst.  For each spectral region of a 2-D spectrum (the slit of a MIRI
 LRS or NIRSpec SlitModel, each slit of a MultiSlitModel, each slice of a MIRI MRS IFU image), the
@@ -748,11 +748,12 @@ def adaptive_trace_model(model, refs, params: AdaptiveTraceModelParams):
         elif isinstance(model, (SlitModel, IFUImageModel)):
             fit_and_oversample(model, **kw)
         else:
-            log.warning("adaptive_trace_model is not implemented for %s; no trace model attempted", type(model).__name__)
-            model.meta.cal_step.adaptive_trace_model = "FAILED"
-            return model
+            log.warning("adaptive_trace_model is not implemented for %s; no trace model attempted",
+                        type(model).__name__)
+            return model, "FAILED"  # as jwst records it
     except ValueError as exc:
         from ..errors import UnsupportedModeError
 
-        raise UnsupportedModeError(f"adaptive_trace_model: {model.meta.filename or type(model).__name__}: {exc}") from None
+        name = model.meta.filename or type(model).__name__
+        raise UnsupportedModeError(f"adaptive_trace_model: {name}: {exc}") from None
     return model

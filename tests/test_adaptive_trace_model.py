@@ -238,3 +238,17 @@ def test_unsupported_options_are_refused_in_one_line():
         with pytest.raises(ParameterError) as exc:
             spec.make_params(bad)
         assert "\n" not in str(exc.value) and "adaptive_trace_model" in str(exc.value)
+
+
+def test_a_model_the_step_does_not_apply_to_is_marked_failed_as_jwst_does():
+    """jwst records S_TRCMOD = FAILED for other models (a SOSS or grism cube) and leaves the data alone."""
+    from webbflow import models
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    cube = models.CubeModel(data=np.ones((2, 8, 9), np.float32))
+    cube.meta.exposure.type = "NIS_SOSS"
+    res = run_step("adaptive_trace_model", cube, {"skip": False}, references={})
+    assert res.status == "FAILED" and res.model.meta.cal_step.adaptive_trace_model == "FAILED"
+    assert not res.model.has("trace_model") and np.all(res.model.data == 1)
