@@ -563,3 +563,20 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
         cw, cf = np.asarray(c["WAVELENGTH"]), np.asarray(c["FLUX"])
         assert len(cw) > 2000 and np.all(np.asarray(c["N_INPUT"]) == 1)
         np.testing.assert_allclose(cf, [flux[w] for w in cw], rtol=1e-12)
+
+
+@pytest.mark.real
+def test_soss_spec3_refuses_atoca_before_writing_anything(soss, real_rules_cache, tmp_path):
+    """spec3 with jwst's default SOSS extraction (ATOCA, not implemented): one line, nothing written."""
+    from parity import jwst_offline
+
+    from webbflow.errors import UnsupportedModeError
+    from webbflow.flows.calwebb_spec3 import spec3
+
+    out = tmp_path / "atoca3"
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(UnsupportedModeError,
+                                                                          match="soss_atoca=false") as exc:
+        spec3.fn([str(soss["ours"] / f"{ROOT}_calints.fits")], product_name="jw01234-o001_t001_niriss_clear-gr700xd",
+                 output_dir=str(out))
+    assert "\n" not in str(exc.value) and f"{ROOT}_calints.fits" in str(exc.value)
+    assert not out.exists() or list(out.iterdir()) == []
