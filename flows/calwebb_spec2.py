@@ -64,8 +64,9 @@ class Branch:
 
     @property
     def steps(self) -> list[str]:
-        """Every step the branch may run, the optional ones included."""
-        return list(dict.fromkeys([s.rstrip("?") for s in self.calibrate] + self.later))
+        """Every step the branch may run, the optional ones included (adaptive_trace_model: every
+        branch, after the cal, skipped by default)."""
+        return list(dict.fromkeys([s.rstrip("?") for s in self.calibrate] + ["adaptive_trace_model"] + self.later))
 
 
 # EXP_TYPE -> Branch; each mode adds its entries here
@@ -184,7 +185,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if asn_info:
         model.meta.asn.pool_name, model.meta.asn.table_name = asn_info
     cal_steps = _steps_of(branch, members)
-    params = resolve_params(cal_steps + branch.later + ["adaptive_trace_model"], steps, config, model=model,
+    params = resolve_params(cal_steps + ["adaptive_trace_model"] + branch.later, steps, config, model=model,
                             pipeline_class="Spec2Pipeline")
     multi_int = model.data.ndim == 3
     if "bkg_subtract" in params and members.get("background"):
