@@ -64,8 +64,9 @@ class Branch:
 
     @property
     def steps(self) -> list[str]:
-        """Every step the branch may run, the optional ones included."""
-        return list(dict.fromkeys([s.rstrip("?") for s in self.calibrate] + self.later))
+        """Every step the branch may run, the optional ones included (adaptive_trace_model: every
+        branch, after the cal, skipped by default)."""
+        return list(dict.fromkeys([s.rstrip("?") for s in self.calibrate] + ["adaptive_trace_model"] + self.later))
 
 
 # EXP_TYPE -> Branch; each mode adds its entries here
@@ -184,7 +185,8 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if asn_info:
         model.meta.asn.pool_name, model.meta.asn.table_name = asn_info
     cal_steps = _steps_of(branch, members)
-    params = resolve_params(cal_steps + branch.later, steps, config, model=model, pipeline_class="Spec2Pipeline")
+    params = resolve_params(cal_steps + ["adaptive_trace_model"] + branch.later, steps, config, model=model,
+                            pipeline_class="Spec2Pipeline")
     multi_int = model.data.ndim == 3
     if "bkg_subtract" in params and members.get("background"):
         params["bkg_subtract"] = params["bkg_subtract"].model_copy(
@@ -212,10 +214,13 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
         run.written.append(save_product(model, out_dir, source, "calints" if multi_int else "cal", run))
 
     # jwst resamples and extracts a copy of the cal that went through adaptive_trace_model and
-    # pixel_replace, both skipped by default (not run here): the s2d and x1d record them as SKIPPED
+    # pixel_replace, both skipped by default: the s2d and x1d record them as SKIPPED
     later_input = model.copy()
     for name in ("adaptive_trace_model", "pixel_replace"):
-        setattr(later_input.meta.cal_step, name, "SKIPPED")
+        if name in params and not params[name].skip:
+            later_input = run_steps(later_input, [name], run, output_dir=out_dir, source_name=source)
+        else:
+            setattr(later_input.meta.cal_step, name, "SKIPPED")
     resampled = None
     if branch.resample and not multi_int and not params[branch.resample].skip:
         resampled = run_steps(later_input, [branch.resample], run, output_dir=None, source_name=source)

@@ -9,7 +9,7 @@ The calibrated exposures (``_cal``) of one spec3 product in, in jwst 3.0's order
            runner (threads, at most ``MAX_WORKERS`` sources at once):
               <source product>_cal.fits   the source's slits, one per exposure (MultiExposureModel)
               outlier_detection (mode spec)      -> <source product>_crf.fits
-              pixel_replace (skipped by default, as in jwst)
+              adaptive_trace_model, pixel_replace (skipped by default, as in jwst)
               resample_spec                      -> <source product>_s2d.fits
               extract_1d on the s2d              -> <source product>_x1d.fits
            when resample_spec did not complete: extract_1d on each slit and combine_1d of
@@ -32,8 +32,10 @@ WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._
 source, one subflow extracting and combining its spectra; the join writes jwst 3.0's two products,
 ``<product>_x1d.fits`` and ``<product>_c1d.fits``, every source in each.
 
-Not implemented yet (each refused with one line, never skipped silently): NIRISS SOSS, NIRSpec IFU
-cubes and moving targets (assign_mtwcs).
+NIRISS SOSS takes its own path to x1d and c1d: :mod:`webbflow.flows._spec3_soss`.
+
+Not implemented yet (each refused with one line, never skipped silently): NIRSpec IFU cubes and
+moving targets (assign_mtwcs).
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ from . import registry
 from ._spec3_wfss import WFSS_TYPES, run_wfss
 from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["master_background", "outlier_detection", "pixel_replace", "resample_spec", "cube_build", "extract_1d",
-         "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
+STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec",
+         "cube_build", "extract_1d", "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
 # jwst's spec3 steps that are not here yet; asking for them (skip=false) is refused
-NOT_IMPLEMENTED = ("assign_mtwcs", "adaptive_trace_model", "photom")
+NOT_IMPLEMENTED = ("assign_mtwcs", "photom")
 SLITLESS_TYPES = {"NIS_SOSS", "NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
 MAX_WORKERS = 2
@@ -127,8 +129,11 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
                 original = s.meta.filename
                 _save(s, out_dir, crf_name(original or name, asn_id), res.written)
                 s.meta.filename = original
-    for s in slits:  # jwst's adaptive_trace_model comes here, skipped by default (not implemented here)
-        s.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    if run.params["adaptive_trace_model"].skip:  # jwst's adaptive_trace_model comes here, skipped by default
+        for s in slits:
+            s.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    else:
+        slits = [run_steps(s, ["adaptive_trace_model"], run) for s in slits]
     slits = run_steps(slits, ["pixel_replace"], run)
     s2d = run_steps(slits, ["resample_spec"], run)
     if run.records[-1].status == "COMPLETE":
@@ -221,6 +226,12 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         return spec3_ifu(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
                          asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
                          backgrounds=backgrounds)
+    from ._spec3_soss import is_soss, spec3_soss
+
+    if is_soss(members[0]):  # NIRISS SOSS: x1d and c1d of the product (flows/_spec3_soss.py)
+        return spec3_soss(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
+                          asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
+                          backgrounds=backgrounds)
     exposures = []
     for src in members:
         m = models.open(src)

@@ -453,3 +453,130 @@ def test_soss_spec2_refuses_atoca_before_writing_anything(soss, simulated, tmp_p
         spec2.fn(str(soss["rate"]), output_dir=str(out))
     assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# spec3 on a SOSS exposure that is not a time series
+
+
+def _spec3_asn(folder: Path, cal: Path) -> Path:
+    """The association jwst's rules make for a SOSS exposure outside a time series
+    (Asn_Lv3SlitlessSpectral: asn_type spec3, the cal as the science member)."""
+    import json
+
+    asn = {"asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3SlitlessSpectral", "version_id": "20240301t100000",
+           "code_version": "1.0", "degraded_status": "No known degraded exposures in association.",
+           "program": "01234", "constraints": "", "asn_id": "o001", "target": "t001",
+           "asn_pool": "jw01234_20240301t100000_pool.csv",
+           "products": [{"name": "jw01234-o001_t001_niriss_clear-gr700xd-substrip256",
+                         "members": [{"expname": cal.name, "exptype": "science", "exposerr": None,
+                                      "asn_candidate": "[('o001', 'observation')]"}]}]}
+    path = folder / "jw01234-o001_20240301t100000_spec3_00001_asn.json"
+    path.write_text(json.dumps(asn, indent=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def soss_spec3(soss, real_rules_cache):
+    """jwst's Spec3Pipeline (strun from the association's folder) and webbflow's spec3 on the same cal.
+
+    The cal: the first integration of jwst's calints as the one-integration image a SOSS exposure
+    outside a time series is calibrated to (TSOVISIT false, its exposure times set).
+    """
+    import os
+    import shutil
+
+    from jwst.stpipe import Step
+    from parity import jwst_offline, quiet_jwst
+    from stdatamodels.jwst import datamodels as dm
+
+    from webbflow.flows.cli import main
+
+    refs = soss["refs"]
+    base = soss["jwst"].parent / "spec3"
+    base.mkdir()
+    cal = base / f"{ROOT}_cal.fits"
+    with dm.open(soss["jwst"] / f"{ROOT}_calints.fits") as ci, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = dm.ImageModel(ci.data[0])
+        m.update(ci)
+        for name in ("err", "dq", "var_poisson", "var_rnoise", "var_flat"):
+            setattr(m, name, getattr(ci, name)[0])
+        m.meta.wcs = ci.meta.wcs
+        m.meta.visit.tsovisit = False
+        e = m.meta.exposure
+        e.exposure_time = e.effective_exposure_time = 96.6
+        e.integration_time = e.effective_integration_time = 32.2
+        m.save(cal)
+    ex = {"soss_atoca": "false", "override_pastasoss": str(refs["pastasoss"]),
+          "override_specprofile": str(refs["specprofile"]), "override_speckernel": str(refs["speckernel"])}
+    ours_steps = {"extract_1d": ex, "photom": {"override_photom": str(refs["photom"]), "override_area": "N/A"}}
+    # what jwst's pipeline prefetches that the 2019 rules do not know
+    jwst_steps = {**ours_steps, "extract_1d": dict(ex, override_extract1d="N/A", override_apcorr="N/A",
+                                                   override_psf="N/A"),
+                  "cube_build": {"override_cubepar": "N/A"}, "spectral_leak": {"override_mrsptcorr": "N/A"}}
+    folders = {}
+    for who, steps in (("jwst", jwst_steps), ("ours", ours_steps)):
+        f = base / who
+        f.mkdir()
+        shutil.copyfile(cal, f / cal.name)
+        folders[who] = (f, _spec3_asn(f, f / cal.name), [f"--steps.{s}.{k}={v}" for s, kv in steps.items()
+                                                         for k, v in kv.items()])
+    f, asn, argv = folders["jwst"]
+    cwd = os.getcwd()
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            os.chdir(f)
+            Step.from_cmdline(["calwebb_spec3", asn.name] + argv)
+        finally:
+            os.chdir(cwd)
+    f, asn, argv = folders["ours"]
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", "calwebb_spec3", str(asn), "--output-dir", str(f)] + argv) == 0
+    return folders["jwst"][0], folders["ours"][0]
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
+    """x1d (photom-calibrated spectra of orders 1-3) and c1d (one COMBINE1D per order), whole."""
+    from stdatamodels.jwst import datamodels as dm
+    from test_products_whole import compare_products
+
+    jdir, odir = soss_spec3
+    product = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+    names = {p.name for p in jdir.iterdir() if p.name.endswith(".fits") and "_cal" not in p.name}
+    assert names == {f"{product}_x1d.fits", f"{product}_c1d.fits"}
+    for d in (jdir, odir):
+        (d / f"{ROOT}_cal.fits").rename(d / f"{ROOT}_cal.input")
+    with _override_paths_by_name():
+        problems = compare_products(odir, jdir, names)
+    assert not problems, "\n".join(problems)
+    with dm.open(odir / f"{product}_x1d.fits") as x1d, dm.open(odir / f"{product}_c1d.fits") as c1d:
+        assert type(x1d).__name__ == "TSOMultiSpecModel" and x1d.meta.cal_step.photom == "COMPLETE"
+        assert [s.spectral_order for s in c1d.spec] == [1, 2, 3]
+        # one input spectrum: the combined flux is the extracted one, on its wavelengths
+        t, c = x1d.spec[0].spec_table, c1d.spec[0].spec_table
+        flux = dict(zip(np.asarray(t["WAVELENGTH"][0]), np.asarray(t["FLUX"][0])))
+        cw, cf = np.asarray(c["WAVELENGTH"]), np.asarray(c["FLUX"])
+        assert len(cw) > 2000 and np.all(np.asarray(c["N_INPUT"]) == 1)
+        np.testing.assert_allclose(cf, [flux[w] for w in cw], rtol=1e-12)
+
+
+@pytest.mark.real
+def test_soss_spec3_refuses_atoca_before_writing_anything(soss, real_rules_cache, tmp_path):
+    """spec3 with jwst's default SOSS extraction (ATOCA, not implemented): one line, nothing written."""
+    from parity import jwst_offline
+
+    from webbflow.errors import UnsupportedModeError
+    from webbflow.flows.calwebb_spec3 import spec3
+
+    out = tmp_path / "atoca3"
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(UnsupportedModeError,
+                                                                          match="soss_atoca=false") as exc:
+        spec3.fn([str(soss["ours"] / f"{ROOT}_calints.fits")], product_name="jw01234-o001_t001_niriss_clear-gr700xd",
+                 output_dir=str(out))
+    assert "\n" not in str(exc.value) and f"{ROOT}_calints.fits" in str(exc.value)
+    assert not out.exists() or list(out.iterdir()) == []
