@@ -313,6 +313,8 @@ def write_fits(model: DataModel, f) -> None:
                 del h[key]
             continue
         h[key] = keep_card_type(h, key, v)
+    if hasattr(model, "_after_keywords"):  # a class whose own fields share a keyword with meta's
+        model._after_keywords(headers)
     # order: as read; an array new to this model goes where the class declares it (jwst's order of
     # extensions), before the first present array that the class declares after it
     order = [n for n in model._hdu_order if n != "PRIMARY"]

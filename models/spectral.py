@@ -200,6 +200,12 @@ class SlitModel(DataModel):
                 continue
             header[key] = _typed(v, typ)
 
+    def _after_keywords(self, headers: dict) -> None:
+        """The slit's source type is written after the metadata's SRCTYPE (``meta.target.source_type``),
+        so it wins when it is set, as stdatamodels writes a slit (its attributes come last)."""
+        if self._asdf_extra.get("source_type") is not None and "SCI" in headers:
+            headers["SCI"]["SRCTYPE"] = str(self._asdf_extra["source_type"])
+
     def save(self, path, overwrite: bool = True) -> str:
         self._attributes_to_header(self._headers.setdefault("SCI", fits.Header()))
         for spec in self.arrays:  # stdatamodels numbers a slit's extensions: EXTVER = 1

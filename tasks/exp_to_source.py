@@ -8,10 +8,12 @@ works per source, so the slits are regrouped:
     slit's ``source_name`` when it has one, else by its ``source_id`` (as a string).  Keys keep
     the order in which sources are first met; within a source the slits keep the exposures'
     order.  Each slit's metadata is its exposure's, overlaid with what belongs to the slit
-    (``bunit_data``, ``bunit_err``, ``model_type``, ``wcsinfo``, its WCS and, when the slit has
-    one, its exposure type), and it carries the exposure's primary header (keywords the metadata
-    does not model); the source model's own metadata is the first exposure's, with no
-    file name.  Slits are shared, not copied: the input exposures should not be used afterwards.
+    (``bunit_data``, ``bunit_err``, ``model_type``, ``wcsinfo``, ``photometry``, its WCS and,
+    when the slit has one, its exposure type), and it carries the exposure's primary header
+    (keywords the metadata does not model); the exposure's own SCI keywords (XPOSURE, TELAPSE,
+    MJD-BEG, ...; not RA_V1, PA_APER, ...), which its first slit's SCI header held, go only to the source product's first
+    SCI header, as jwst writes them.  The source model's own metadata is the first exposure's,
+    with no file name.  Slits are shared, not copied: the input exposures should not be used afterwards.
 
 ``source_product_name(template, exp_type, slits, key) -> str``
     The Stage 3 product name of one source (``key`` is its exp_to_source key), from the
@@ -31,13 +33,17 @@ import re
 import string
 
 from .. import models
-from ..models.meta import Meta
+from ..models.meta import KEYWORD_FIELDS, Meta
 
 log = logging.getLogger("webbflow.tasks")
 
 # what a slit keeps of its own when its exposure's metadata is laid over it
 _SLIT_OWN = ("bunit_data", "bunit_err", "model_type", "wcsinfo")
 _ARRAY_EXTNAMES = {a.extname for a in models.MultiSlitModel.slit_arrays}
+# keywords of an exposure's first SCI header that jwst's core schema gives the exposure (times and
+# exposure durations), not its first slit: jwst writes them in a source product's first SCI header
+# only, from the product's own metadata (other SCI keywords, RA_V1, PA_APER, ..., go with each slit)
+_EXPOSURE_SCI_KEYS = {k for path, k, hdu, _a in KEYWORD_FIELDS if hdu == "SCI" and path[0] in ("exposure", "ephemeris")}
 
 
 def source_key(slit) -> str:
@@ -58,8 +64,11 @@ def _merge(into: dict, over: dict) -> dict:
 
 
 def _slit_with_exposure_meta(slit, exposure) -> None:
-    """Lay the exposure's metadata over the slit's, keeping what is the slit's own."""
-    own = {k: getattr(slit.meta, k) for k in _SLIT_OWN}
+    """Lay the exposure's metadata over the slit's, keeping what is the slit's own.
+
+    The slit's photometry is its own too: the exposure's was read from its first slit's SCI
+    header (jwst's exposure-level metadata has none), and would give every slit the first one's."""
+    own = {k: getattr(slit.meta, k) for k in (*_SLIT_OWN, "photometry")}
     slit_type = slit.meta.exposure.type
     wcs = slit.meta.wcs
     tree = slit.meta.model_dump(exclude_none=True)
@@ -97,6 +106,9 @@ def exp_to_source(exposures) -> dict:
             slit._hdu_order = [n for n in slit._hdu_order if n not in _ARRAY_EXTNAMES]
             if "PRIMARY" in exposure._headers:  # the exposure's unmodelled keywords go with the slit too
                 slit._headers["PRIMARY"] = exposure._headers["PRIMARY"].copy()
+            if "SCI" in slit._headers:  # an exposure's first slit: its SCI header held the exposure's keywords
+                for k in _EXPOSURE_SCI_KEYS & set(slit._headers["SCI"].keys()):
+                    del slit._headers["SCI"][k]
             if slit.meta.exposure.type is not None:
                 source.meta.exposure.type = slit.meta.exposure.type
             source.slits.append(slit)
