@@ -1652,6 +1652,7 @@ MODE_SIMULATORS: dict[str, str] = {}
 MODE_SIMULATORS.update({"MIR_LRS-FIXEDSLIT": "miri_lrs", "MIR_LRS-SLITLESS": "miri_lrs"})  # refs/sim/miri_lrs.py
 MODE_SIMULATORS["NIS_SOSS"] = "soss"  # NIRISS SOSS time series (refs/sim/soss.py)
 MODE_SIMULATORS["NRC_WFSS"] = "wfss"  # NIRCam WFSS: direct image + dispersed exposures (refs/sim/wfss.py)
+MODE_SIMULATORS["MIR_MRS"] = "mrs"  # MIRI MRS: a 4-point dither of one detector and band (refs/sim/mrs.py)
 
 
 @dataclass
@@ -1703,6 +1704,7 @@ def simulate(
     build_refs: bool = True,
     reference_seed: int = 0,
     grating: str | None = None,
+    band: str | None = None,  # MIRI MRS grating setting (refs/sim/mrs.py)
 ) -> SimulationResult:
     """Simulate a dithered imaging observation of one detector; see the module docstring.
 
@@ -1729,6 +1731,8 @@ def simulate(
 
     if grating is not None:
         raise ParameterError(f"--grating is for spectroscopic modes, not {exp_type or 'imaging'}")
+    if band is not None:
+        raise ParameterError(f"--band is for MIRI MRS (--exp-type MIR_MRS), not {exp_type or 'imaging'}")
     if (exp_type or "").upper() == "NRC_CORON":  # coronagraphy: refs/sim/coron.py
         from .sim.coron import simulate_coron
 
