@@ -53,11 +53,11 @@ DEFAULTS = dict(ngroups=5, nints=1, nexp=4)
 # the MRS 4-point point-source dither optimised for channel 1 (alpha, beta arcsec, channel 1A frame)
 DITHER_AB = [(-1.078, 0.528), (0.980, -0.440), (1.078, -0.528), (-0.980, 0.440)]
 PEAK_FILL = 0.3  # fraction of the full well the brightest pixel reaches in an integration
-CONVERSION = 0.3  # photom: MJy/sr per DN/s (smooth in wavelength about this)
+CONVERSION = 2.0  # photom: MJy/sr per DN/s (smooth in wavelength about this): the sky a few DN/s
 LINES = ((5.511, 0.4), (6.985, 0.5), (9.665, 0.5), (12.814, 0.6), (17.035, 0.5), (25.89, 0.6))  # H2, [ArII], [NeII], [FeII]... (um, peak/continuum)
 EXT_SIGMA = 1.5  # arcsec, the extended blob's Gaussian width
 EXT_OFFSET = (0.8, -0.6)  # arcsec (RA*cos(dec), Dec) of the blob from the target
-EXT_FRACTION = 0.02  # the blob's peak surface brightness over the point source's peak
+EXT_FRACTION = 0.015  # the blob's peak surface brightness over the point source's peak
 WING_FRACTION, CORE_FRACTION = 0.15, 0.85
 
 
