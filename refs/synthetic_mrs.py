@@ -341,7 +341,8 @@ def write_cubepar(path) -> str:
     primary = fits.PrimaryHDU()
     for k, v in {"TELESCOP": "JWST", "INSTRUME": "MIRI", "DETECTOR": "N/A", "EXP_TYPE": "MIR_MRS",
                  "REFTYPE": "CUBEPAR", "MODELNAM": "FM", "USEAFTER": USEAFTER, "PEDIGREE": PEDIGREE,
-                 "AUTHOR": AUTHOR, "DESCRIP": "MIRI MRS cube building parameters (synthetic)"}.items():
+                 "AUTHOR": AUTHOR, "DESCRIP": "MIRI MRS cube building parameters (synthetic)",
+                 "DATAMODL": "MiriIFUCubeParsModel"}.items():
         primary.header[k] = v
     hdus = [primary,
             fits.BinTableHDU.from_columns([col("CHANNEL", "3A", ch), col("BAND", "12A", band),
