@@ -260,7 +260,8 @@ def test_detector1_rates_of_every_exposure_match_jwst(ours_mrs, jwst_mrs):
 def test_spec2_on_jwsts_rates_matches_jwst(ours_mrs, jwst_mrs):
     sfx = ("_cal.fits", "_s3d.fits", "_x1d.fits")
     names = {n for n in _names(jwst_mrs, sfx) if n.startswith("jw01234001")}
-    assert {n.rsplit("_", 1)[-1] for n in names} == {"cal.fits", "s3d.fits", "x1d.fits"} and len(names) == 6
+    # per exposure: the cal, the first cube (channel 1) and extract_1d on each cube (<root>_0_x1d, <root>_1_x1d)
+    assert {n.rsplit("_", 1)[-1] for n in names} == {"cal.fits", "s3d.fits", "x1d.fits"} and len(names) == 8
     problems = compare_products(ours_mrs.s2, jwst_mrs, names, suffixes=sfx)
     assert not problems, "\n".join(["products differ from jwst's:"] + problems)
 
