@@ -299,7 +299,7 @@ def test_spec3_on_jwsts_cals_matches_jwst(ours_mrs, jwst_mrs):
 @pytest.mark.parity
 def test_point_source_spectrum_matches_the_truth(mrs, ours_mrs):
     """The channel 1 and 2 spectra from spec3's cubes (aperture photometry with the background
-    annulus and the apcorr) are the simulated F_nu within a few per cent, with S/N >> 5."""
+    annulus and the apcorr) are the simulated F_nu within 2 %, with S/N >> 5."""
     from astropy.io import fits
     from astropy.table import Table
 
@@ -319,8 +319,9 @@ def test_point_source_spectrum_matches_the_truth(mrs, ours_mrs):
         print(f"{c}: median flux/truth {np.median(ratio):.4f}, 5-95 % {np.percentile(ratio, 5):.4f} - "
               f"{np.percentile(ratio, 95):.4f}, median S/N {np.median(snr):.0f}")
         assert np.median(snr) > 20
-        assert np.median(ratio) == pytest.approx(1.0, abs=0.05)
-        assert np.percentile(np.abs(ratio - np.median(ratio)), 90) < 0.05
+        # measured: median 0.996 (channel 1) and 1.001 (channel 2), 90 % within 1.5 % of it
+        assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
+        assert np.percentile(np.abs(ratio - np.median(ratio)), 90) < 0.03
 
 
 @pytest.mark.parametrize("argv, message", [
