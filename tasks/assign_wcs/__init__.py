@@ -163,7 +163,7 @@ def _register_extras():
     STEPS["assign_wcs"].extra["optional_reftypes_needed"] = _uses_filteroffset
     # jwst's AssignWcsStep asks CRDS for all of these on every exposure and records the answers
     STEPS["assign_wcs"].extra["considered_reftypes"] = (
-        "filteroffset", "specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
+        "specwcs", "regions", "wavelengthrange", "camera", "chromcorr", "collimator", "disperser", "fore",
         "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
 
 
