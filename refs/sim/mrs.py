@@ -54,7 +54,9 @@ DEFAULTS = dict(ngroups=5, nints=1, nexp=4)
 DITHER_AB = [(-1.078, 0.528), (0.980, -0.440), (1.078, -0.528), (-0.980, 0.440)]
 PEAK_FILL = 0.3  # fraction of the full well the brightest pixel reaches in an integration
 CONVERSION = 2.0  # photom: MJy/sr per DN/s (smooth in wavelength about this): the sky a few DN/s
-LINES = ((5.511, 0.4), (6.985, 0.5), (9.665, 0.5), (12.814, 0.6), (17.035, 0.5), (25.89, 0.6))  # H2, [ArII], [NeII], [FeII]... (um, peak/continuum)
+# the point source's emission lines (um, peak over continuum): H2 S(7), [Ar II], H2 S(3), [Ne II], H2 S(1), [O IV]
+LINES = ((5.511, 0.4), (6.985, 0.5), (9.665, 0.5), (12.814, 0.6), (17.035, 0.5), (25.89, 0.6))
+BLOB_LINES = ((12.814, 1.0), (9.665, 0.5))  # the extended blob's: [Ne II] and H2 S(3)
 EXT_SIGMA = 1.5  # arcsec, the extended blob's Gaussian width
 EXT_OFFSET = (0.8, -0.6)  # arcsec (RA*cos(dec), Dec) of the blob from the target
 EXT_FRACTION = 0.015  # the blob's peak surface brightness over the point source's peak
@@ -94,11 +96,9 @@ def point_spectrum(lam, scale_mjy: float = 1.0) -> np.ndarray:
 
 
 def extended_spectrum(lam, peak_mjysr: float) -> np.ndarray:
-    """The extended blob's central surface brightness (MJy/sr): flat, with the [NeII]-like line doubled."""
+    """The extended blob's central surface brightness (MJy/sr): a flat continuum with its two lines."""
     lam = np.asarray(lam, float)
-    c, _a = LINES[2]
-    return peak_mjysr * (1.0 + 1.0 * np.exp(-0.5 * ((lam - 12.814) / (12.814 / 3000.0)) ** 2)
-                         + 0.5 * np.exp(-0.5 * ((lam - c) / (c / 3000.0)) ** 2))
+    return peak_mjysr * (1.0 + sum(a * np.exp(-0.5 * ((lam - c) / (c / 3000.0)) ** 2) for c, a in BLOB_LINES))
 
 
 def sky(lam) -> np.ndarray:
