@@ -105,7 +105,8 @@ BRANCHES["MIR_MRS"] = Branch(
     resample="cube_build", extract=True, notes="MIRI MRS (IFU): cal, s3d (cube_build) and x1d",
     marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "pathloss",
                     "barshadow", "residual_fringe", "imprint"),
-    extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare})
+    # as for the LRS, jwst's pipeline asks CRDS for targ_centroid's filteroffset and records it (R_FILOFF)
+    extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare, "recorded_reftypes": ("filteroffset",)})
 
 
 def as_slit_model(model):

@@ -1654,6 +1654,7 @@ MODE_SIMULATORS["NIS_SOSS"] = "soss"  # NIRISS SOSS time series (refs/sim/soss.p
 MODE_SIMULATORS["NRC_WFSS"] = "wfss"  # NIRCam WFSS: direct image + dispersed exposures (refs/sim/wfss.py)
 MODE_SIMULATORS.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec"})  # refs/sim/nirspec.py
 MODE_SIMULATORS["NIS_WFSS"] = "wfss_niriss"  # NIRISS WFSS: direct image + dispersed exposures (refs/sim/wfss_niriss.py)
+MODE_SIMULATORS["MIR_MRS"] = "mrs"  # MIRI MRS: a 4-point dither of one detector and band (refs/sim/mrs.py)
 
 
 @dataclass
@@ -1706,22 +1707,29 @@ def simulate(
     reference_seed: int = 0,
     grating: str | None = None,
     slit: str | None = None,  # NIRSpec fixed slits (refs/sim/nirspec.py)
+    band: str | None = None,  # MIRI MRS grating setting (refs/sim/mrs.py)
 ) -> SimulationResult:
     """Simulate a dithered imaging observation of one detector; see the module docstring.
 
     Exposure types listed in :data:`MODE_SIMULATORS` are simulated by their own module under
     ``refs/sim/``, which takes the same arguments (plus ``grating``).
     """
+    mode_module = MODE_SIMULATORS.get((exp_type or "").upper())
+    if slit is not None and mode_module != "nirspec":
+        raise ParameterError(f"--slit is for NIRSpec fixed slits (--exp-type NRS_FIXEDSLIT or NRS_BRIGHTOBJ), "
+                             f"not {exp_type or 'imaging'}")
+    if band is not None and mode_module != "mrs":
+        raise ParameterError(f"--band is for MIRI MRS (--exp-type MIR_MRS), not {exp_type or 'imaging'}")
     own = _mode_simulator(instrument, exp_type, pupil)
     if own is not None:  # a mode with its own module in refs/sim/
-        return own(**{k: v for k, v in locals().items() if k != "own"})
+        return own(**{k: v for k, v in locals().items() if k not in ("own", "mode_module")})
     from ..models import Level1bModel
 
     mode = MODE_SIMULATORS.get((exp_type or "").upper())
     if mode is not None:
         import importlib
 
-        kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode", "output_dir")}
+        kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode", "mode_module", "output_dir")}
         return importlib.import_module(f"webbflow.refs.sim.{mode}").simulate(output_dir, **kwargs)
     if (instrument or "").lower() == "nirspec":  # detector-level NIRSpec exposures: refs/sim/nirspec_detector.py
         from .sim import nirspec_detector
@@ -1732,8 +1740,6 @@ def simulate(
 
     if grating is not None:
         raise ParameterError(f"--grating is for spectroscopic modes, not {exp_type or 'imaging'}")
-    if slit is not None:
-        raise ParameterError(f"--slit is for NIRSpec fixed slits (--exp-type NRS_FIXEDSLIT), not {exp_type or 'imaging'}")
     if (exp_type or "").upper() == "NRC_CORON":  # coronagraphy: refs/sim/coron.py
         from .sim.coron import simulate_coron
 

@@ -92,6 +92,10 @@ MIRI_REFTYPES = (
     "distortion", "filteroffset", "flat", "photom", "area", "apcorr", "abvegaoffset",
 )
 GUIDER_REFTYPES = ("mask", "gain", "readnoise", "flat")
+# the MIRI MRS detectors (MIRIFUSHORT, MIRIFULONG): detector1's references; the spectroscopic ones are
+# written by refs/synthetic_mrs.py (refs/sim/mrs.py adds their rules)
+MRS_DETECTOR_REFTYPES = ("mask", "emicorr", "saturation", "ipc", "reset", "linearity", "rscd", "dark", "gain",
+                         "readnoise")
 
 
 def mode_reftypes(instrument: str, exp_type: str) -> tuple[str, ...]:
@@ -100,6 +104,8 @@ def mode_reftypes(instrument: str, exp_type: str) -> tuple[str, ...]:
     exp_type = (exp_type or "").upper()
     if instrument == "FGS" and exp_type in GUIDER_EXP_TYPES:
         return GUIDER_REFTYPES
+    if instrument == "MIRI" and exp_type == "MIR_MRS":  # the MRS detectors' Stage 1 set (refs/sim/mrs.py)
+        return MRS_DETECTOR_REFTYPES
     if instrument not in IMAGING_EXP_TYPES or (exp_type and exp_type not in IMAGING_EXP_TYPES[instrument]):
         raise UnsupportedModeError(
             f"synthetic references cover NIRCam, NIRISS and MIRI imaging and FGS (imaging and guider modes); "
@@ -180,6 +186,14 @@ def detector_spec(instrument: str, detector: str) -> DetectorSpec:
             "MIRI", "MIRIMAGE", "MIRI", "MIRIM_FULL", (1024, 1032), (0, 0, 4, 4), "interleaved", 4,
             gain=5.5, readnoise=6.6, bias=13500.0, dark_rate=0.04, full_well=250000.0,
             lin_c2=2.4e-6, lin_c3=1.0e-11, ipc_alpha=0.011, ipc_beta=0.0015,
+        )
+    if instrument == "MIRI" and detector in ("MIRIFUSHORT", "MIRIFULONG"):  # the MRS detectors (refs/sim/mrs.py)
+        short = detector == "MIRIFUSHORT"
+        return DetectorSpec(
+            "MIRI", detector, "MIRI", "MIRIFU_CHANNEL1A" if short else "MIRIFU_CHANNEL3A", (1024, 1032), (0, 0, 4, 4),
+            "interleaved", 4, gain=5.5, readnoise=6.8 if short else 7.1, bias=13200.0 if short else 13800.0,
+            dark_rate=0.03 if short else 0.06, full_well=250000.0, lin_c2=2.3e-6, lin_c3=1.0e-11,
+            ipc_alpha=0.011, ipc_beta=0.0015,
         )
     raise UnsupportedModeError(f"no synthetic detector model for {instrument or '?'} detector {detector or '?'}")
 
@@ -954,6 +968,7 @@ def detector_axes(detector: str) -> tuple[int, int]:
         "NRCA1": (-1, 2), "NRCA2": (1, -2), "NRCA3": (-1, 2), "NRCA4": (1, -2), "NRCALONG": (-1, 2),
         "NRCB1": (1, -2), "NRCB2": (-1, 2), "NRCB3": (1, -2), "NRCB4": (-1, 2), "NRCBLONG": (1, -2),
         "NIS": (-2, -1), "GUIDER1": (-2, -1), "GUIDER2": (2, -1), "MIRIMAGE": (1, 2),
+        "MIRIFUSHORT": (1, 2), "MIRIFULONG": (1, 2),
     }[detector.upper()]
 
 

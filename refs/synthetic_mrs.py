@@ -284,3 +284,90 @@ def save_inline(model, path):
     asdf.AsdfFile(asdf_tree(model, with_arrays=True)).write_to(tmp, all_array_storage="inline")
     os.replace(tmp, path)
     return path
+
+
+# ---------------------------------------------------------------------------
+# the rest of a simulated MRS observation's set (refs/sim/mrs.py): the pixel flat and cubepar
+
+def flat(wave: np.ndarray, detector: str, band: str, seed: int = 3):
+    """An MRS pixel flat (FlatModel, full frame): 1 +- 2 % pixel to pixel on the slices, a slow
+    gradient along them, 1 between slices, a few DO_NOT_USE pixels, as the real MRS flats hold."""
+    from ..models import FlatModel
+
+    rng = np.random.default_rng(seed + (0 if detector.upper() == "MIRIFUSHORT" else 7))
+    ok = np.isfinite(wave)
+    data = np.ones(DETECTOR_SHAPE, dtype=np.float32)
+    rows = np.arange(DETECTOR_SHAPE[0], dtype=np.float32)[:, None] / DETECTOR_SHAPE[0]
+    field = (1.0 + 0.03 * (rows - 0.5)) * (1.0 + 0.02 * rng.standard_normal(DETECTOR_SHAPE))
+    data[ok] = field[ok].astype(np.float32)
+    dq = np.zeros(DETECTOR_SHAPE, dtype=np.uint32)
+    ys, xs = np.nonzero(ok)
+    bad = rng.choice(ys.size, 40, replace=False)
+    dq[ys[bad], xs[bad]] = 1  # DO_NOT_USE: jwst sets their flat to 1 and flags the science pixel
+    m = FlatModel(data=data)
+    m.err = np.full(DETECTOR_SHAPE, 0.005, dtype=np.float32)
+    m.dq = dq
+    s = m.meta.subarray
+    s.name, s.xstart, s.ystart, s.xsize, s.ysize = "FULL", 1, 1, DETECTOR_SHAPE[1], DETECTOR_SHAPE[0]
+    channel = DETECTOR_CHANNELS[detector.upper()]
+    return _meta(m, "flat", detector, band.upper(), channel, "MIRI MRS pixel flat (synthetic)")
+
+
+# (channel, band, spaxel arcsec, spectral step um, wavemin, wavemax, ROI spatial arcsec): the real
+# MRS cubepar's band sampling
+CUBE_BANDS = [
+    ("1", "SHORT", 0.13, 0.0008, 4.90, 5.74, 0.10), ("1", "MEDIUM", 0.13, 0.0008, 5.66, 6.63, 0.10),
+    ("1", "LONG", 0.13, 0.0008, 6.53, 7.65, 0.10), ("2", "SHORT", 0.17, 0.0013, 7.51, 8.77, 0.15),
+    ("2", "MEDIUM", 0.17, 0.0013, 8.67, 10.13, 0.15), ("2", "LONG", 0.17, 0.0013, 10.01, 11.70, 0.15),
+    ("3", "SHORT", 0.20, 0.0025, 11.55, 13.47, 0.20), ("3", "MEDIUM", 0.20, 0.0025, 13.34, 15.57, 0.20),
+    ("3", "LONG", 0.20, 0.0025, 15.41, 17.98, 0.20), ("4", "SHORT", 0.35, 0.006, 17.70, 20.95, 0.40),
+    ("4", "MEDIUM", 0.35, 0.006, 20.69, 24.48, 0.40), ("4", "LONG", 0.35, 0.006, 24.19, 27.90, 0.40),
+]
+
+
+def write_cubepar(path) -> str:
+    """The MRS cubepar reference (MiriIFUCubeParsModel, FITS): per channel+band the spaxel size,
+    spectral step and range (CUBEPAR), the msm and emsm regions of interest (CUBEPAR_MSM,
+    CUBEPAR_EMSM), and the multi-band tables on a constant resolving power grid (MULTICHANNEL_*)."""
+    from astropy.io import fits
+
+    def col(name, fmt, values):
+        return fits.Column(name=name, format=fmt, array=np.asarray(values))
+
+    ch = [b[0] for b in CUBE_BANDS]
+    band = [b[1] for b in CUBE_BANDS]
+    spax, step, lo, hi, roi = (np.array([b[i] for b in CUBE_BANDS], np.float32) for i in range(2, 7))
+    n = len(CUBE_BANDS)
+    primary = fits.PrimaryHDU()
+    for k, v in {"TELESCOP": "JWST", "INSTRUME": "MIRI", "DETECTOR": "N/A", "EXP_TYPE": "MIR_MRS",
+                 "REFTYPE": "CUBEPAR", "MODELNAM": "FM", "USEAFTER": USEAFTER, "PEDIGREE": PEDIGREE,
+                 "AUTHOR": AUTHOR, "DESCRIP": "MIRI MRS cube building parameters (synthetic)",
+                 "DATAMODL": "MiriIFUCubeParsModel"}.items():
+        primary.header[k] = v
+    hdus = [primary,
+            fits.BinTableHDU.from_columns([col("CHANNEL", "3A", ch), col("BAND", "12A", band),
+                                           col("SPAXELSIZE", "E", spax), col("SPECTRALSTEP", "E", step),
+                                           col("WAVEMIN", "E", lo), col("WAVEMAX", "E", hi)], name="CUBEPAR"),
+            fits.BinTableHDU.from_columns([col("CHANNEL", "3A", ch), col("BAND", "12A", band),
+                                           col("ROISPATIAL", "E", roi), col("ROISPECTRAL", "E", 2 * step),
+                                           col("POWER", "E", np.full(n, 2.0, np.float32)),
+                                           col("SOFTRAD", "E", np.full(n, 0.01, np.float32))], name="CUBEPAR_MSM")]
+    wave = 4.9 * (1 + 1 / 3500.0) ** np.arange(int(np.log(27.9 / 4.9) / np.log(1 + 1 / 3500.0)) + 2)
+    wave = wave.astype(np.float32)
+    m = wave.size
+    sroi = np.interp(wave, [4.9, 27.9], [0.1, 0.4]).astype(np.float32)
+    wroi = (2 * wave / 3500.0).astype(np.float32)
+    hdus.append(fits.BinTableHDU.from_columns([col("WAVELENGTH", "E", wave), col("ROISPATIAL", "E", sroi),
+                                               col("ROISPECTRAL", "E", wroi),
+                                               col("POWER", "E", np.full(m, 2.0, np.float32)),
+                                               col("SOFTRAD", "E", np.full(m, 0.01, np.float32))],
+                                              name="MULTICHANNEL_MSM"))
+    hdus.append(fits.BinTableHDU.from_columns([col("CHANNEL", "3A", ch), col("BAND", "12A", band),
+                                               col("ROISPATIAL", "E", roi), col("ROISPECTRAL", "E", 2 * step),
+                                               col("SCALERAD", "E", roi / 2)], name="CUBEPAR_EMSM"))
+    hdus.append(fits.BinTableHDU.from_columns([col("WAVELENGTH", "E", wave), col("ROISPATIAL", "E", sroi),
+                                               col("ROISPECTRAL", "E", wroi), col("SCALERAD", "E", sroi / 2)],
+                                              name="MULTICHANNEL_EMSM"))
+    hdus.append(fits.BinTableHDU.from_columns([col("WAVELENGTH", "E", wave)], name="MULTICHANNEL_DRIZ"))
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return str(path)

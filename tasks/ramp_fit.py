@@ -306,6 +306,8 @@ def rate_products(ramp, result: RampFitResult):
         models.IFUImageModel if _is_ifu(ramp) else models.ImageModel, ramp,
         data=im["slope"], dq=im["dq"], var_poisson=im["var_poisson"], var_rnoise=im["var_rnoise"], err=im["err"],
     )
+    if _is_ifu(ramp):  # jwst writes an IFU rate's ERR before its DQ (the schema's order is SCI, DQ, ERR)
+        rate._hdu_order = ["SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE"]
     rateints = _product(
         models.CubeModel, ramp,
         data=it["slope"], dq=it["dq"], var_poisson=it["var_poisson"], var_rnoise=it["var_rnoise"], err=it["err"],
