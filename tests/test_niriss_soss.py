@@ -165,19 +165,6 @@ def soss(tmp_path_factory):
     return {"rate": rate, "refs": refs, "truth": truth, "jwst": jdir, "ours": odir}
 
 
-@contextmanager
-def _override_paths_by_name():
-    """jwst records an overridden reference by the path given, webbflow as crds://<name>: compare base names."""
-    import test_products_whole as tpw
-
-    keys = {"R_FLAT", "R_SPCWCS", "R_PHOTOM", "R_PSTSOS", "R_SPPROF", "R_SPKERN"} - tpw.PATH_VALUED
-    tpw.PATH_VALUED.update(keys)
-    try:
-        yield
-    finally:
-        tpw.PATH_VALUED.difference_update(keys)
-
-
 @pytest.mark.parity
 @pytest.mark.real
 def test_soss_spec2_products_are_jwsts(soss):
@@ -187,9 +174,8 @@ def test_soss_spec2_products_are_jwsts(soss):
     assert names == {f"{ROOT}_calints.fits", f"{ROOT}_x1dints.fits"}
     assert {p.name for p in soss["ours"].iterdir() if p.suffix == ".fits"} == names
     problems = []
-    with _override_paths_by_name():
-        compare_fits(f"{ROOT}_calints.fits", soss["ours"] / f"{ROOT}_calints.fits",
-                     soss["jwst"] / f"{ROOT}_calints.fits", problems)
+    compare_fits(f"{ROOT}_calints.fits", soss["ours"] / f"{ROOT}_calints.fits",
+                 soss["jwst"] / f"{ROOT}_calints.fits", problems)
     assert not problems, "\n".join(problems)
 
 
@@ -201,7 +187,7 @@ def test_soss_x1dints_columns_within_1e4_of_jwsts(soss):
     name = f"{ROOT}_x1dints.fits"
     problems = []
     agreement = {}
-    with fits.open(soss["ours"] / name) as fa, fits.open(soss["jwst"] / name) as fb, _override_paths_by_name():
+    with fits.open(soss["ours"] / name) as fa, fits.open(soss["jwst"] / name) as fb:
         assert [(h.name, h.ver) for h in fa] == [(h.name, h.ver) for h in fb]
         for ha, hb in zip(fa, fb):
             compare_headers(f"{name}[{hb.name},{hb.ver}]", ha.header, hb.header, problems, hdu=hb.name)
@@ -422,14 +408,7 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
     assert names == {f"{ROOT}_o001_crfints.fits", f"{product}_x1dints.fits", f"{product}_whtlt.ecsv"}
     for d in (jdir, odir):
         (d / f"{ROOT}_calints.fits").rename(d / f"{ROOT}_calints.input")
-    import re
-
-    with _override_paths_by_name():
-        problems = compare_products(odir, jdir, names)
-    # HDRTAB's reference columns hold the override paths jwst records (longer strings than
-    # webbflow's crds://<name>): their widths differ, their values agree by name
-    width = re.compile(r"\[HDRTAB\]: (NAXIS1 = \d+, jwst writes \d+|TFORM\d+ = '\d+A', jwst writes '\d+A')$")
-    problems = [p for p in problems if not width.search(p)]
+    problems = compare_products(odir, jdir, names)
     assert not problems, "\n".join(problems)
     from astropy.table import Table
 
@@ -551,8 +530,7 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
     assert names == {f"{product}_x1d.fits", f"{product}_c1d.fits"}
     for d in (jdir, odir):
         (d / f"{ROOT}_cal.fits").rename(d / f"{ROOT}_cal.input")
-    with _override_paths_by_name():
-        problems = compare_products(odir, jdir, names)
+    problems = compare_products(odir, jdir, names)
     assert not problems, "\n".join(problems)
     with dm.open(odir / f"{product}_x1d.fits") as x1d, dm.open(odir / f"{product}_c1d.fits") as c1d:
         assert type(x1d).__name__ == "TSOMultiSpecModel" and x1d.meta.cal_step.photom == "COMPLETE"
