@@ -32,18 +32,23 @@ def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: di
         if spec.extra.get("names_products") and m.meta.filename:  # a step that names its products (cube_build)
             path = Path(p.output_dir or output_dir) / m.meta.filename
         if isinstance(m, models.DataModel):
-            _stamp_alone(m)
+            _stamp_alone(m, with_crds=bool(result.references))
         written.append(m.save(path))
     return written
 
 
-def _stamp_alone(model) -> None:
-    """CAL_VER, CAL_VCS and the CRDS context and version, as strun records them on every step's
-    product."""
+def _stamp_alone(model, with_crds: bool = True) -> None:
+    """CAL_VER and CAL_VCS on every step's product, and the CRDS context and version when the step
+    asked for references, as strun records them (a step that reads none, such as resample_spec or
+    combine_1d, leaves the input's CRDS keywords as they were)."""
     from ..refs.select import record_crds_info
     from .stage import StageRun, stamp
 
+    crds = model.meta.ref_file.crds.model_copy()
     stamp(model, StageRun(params={}), "single step")
+    if not with_crds:
+        model.meta.ref_file.crds = crds
+        return
     try:
         record_crds_info(model)
     except Exception:  # noqa: BLE001 - references given as files, no CRDS cache: nothing to record

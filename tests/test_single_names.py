@@ -80,3 +80,37 @@ def test_extract_1d_alone_is_not_named_x1d(tmp_path):
     rate, rateints = (strun_output_path(STEPS["ramp_fit"], STEPS["ramp_fit"].make_params({}), f"{ROOT}_jump.fits",
                                         tmp_path, idx=i) for i in (0, 1))
     assert (rate.name, rateints.name) == (f"{ROOT}_0_rampfitstep.fits", f"{ROOT}_1_rampfitstep.fits")
+
+
+def test_a_step_that_reads_no_reference_records_no_crds_context(tmp_path, real_rules_cache):
+    """strun records the CRDS context and version only on the product of a step that asked CRDS for
+    references; firstframe (run, not skipped) reads none, so neither jwst's nor webbflow's product carries CRDS_CTX."""
+    import numpy as np
+    from astropy.io import fits
+
+    from webbflow import models
+    from webbflow.flows.single import run_single_step
+
+    m = models.RampModel(data=np.ones((1, 5, 8, 8), np.float32))
+    m.groupdq = np.zeros((1, 5, 8, 8), np.uint8)
+    m.pixeldq = np.zeros((8, 8), np.uint32)
+    meta = m.meta
+    meta.telescope, meta.instrument.name, meta.instrument.detector = "JWST", "MIRI", "MIRIMAGE"
+    meta.exposure.type, meta.exposure.ngroups, meta.exposure.nints = "MIR_IMAGE", 5, 1
+    meta.observation.date, meta.observation.time = "2024-01-01", "00:00:00"
+    src = Path(m.save(tmp_path / f"{ROOT.replace('nrs1', 'mirimage')}_ramp.fits"))
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    [written] = run_single_step("firstframe", src, output_dir=ours, params={"skip": False})
+    from jwst.firstframe import FirstFrameStep
+    from parity import jwst_offline, quiet_jwst
+
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        FirstFrameStep.call(str(src), output_dir=str(tmp_path), save_results=True, skip=False)
+    theirs = tmp_path / Path(written).name
+    with fits.open(written) as a, fits.open(theirs) as b:
+        assert "CRDS_CTX" not in b[0].header and "CRDS_VER" not in b[0].header
+        assert "CRDS_CTX" not in a[0].header and "CRDS_VER" not in a[0].header
+        assert a[0].header["CAL_VER"] and b[0].header["CAL_VER"]
+        assert a[0].header["S_FRSTFR"] == b[0].header["S_FRSTFR"] == "COMPLETE"
