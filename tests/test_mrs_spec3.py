@@ -4,8 +4,10 @@ The inputs are two points of a 4-point dither of MIRIFULONG cal files (band LONG
 jwst's AssignWcsStep and the real CDP references (tests/mrs_cube_scene.py: a point source on
 extended emission with a line), with warm pixels (not in the DQ) added to every exposure.  jwst's
 Spec3Pipeline runs on the spec3 association from its folder, as strun does, and webbflow's spec3 on
-the same association.  Both skip extract_1d and spectral_leak: the IFU extract_1d is another
-piece of work (tasks/extract_1d/ifu.py), and spectral_leak works on its spectra.  Compared whole:
+the same association.  Both skip extract_1d and spectral_leak, for the CI budget: the IFU
+extract_1d with its residual fringe fit is compared with jwst's on cubes in test_mrs_extract.py
+and test_mrs_rfcorr.py (and spec3's spectra end to end by test_mrs_sim.py with
+WEBBFLOW_MRS_FULL=1), and spectral_leak works on the spectra.  Compared whole:
 each exposure's ``<exposure>_<asn_id>_crf.fits`` and the cubes ``<product>_ch3-long_s3d.fits``
 (channel 3 alone, on both sides) (cubes within rtol 1e-4 for >= 99.9 % of spaxels, WCS identical).
 """
