@@ -1,0 +1,170 @@
+"""extract_1d's ``use_source_posn`` against jwst 3.0: the box aperture moved to the source's position.
+
+The scene is the NIRSpec fixed-slit exposure of tests/test_nirspec_spec2.py (PRISM/CLEAR, NRS1,
+SUBS200A1, the real optical references), imported from there: jwst's assign_wcs and extract_2d
+cut out the S200A1 slit, whose source position (SRCXPOS/SRCYPOS) comes from the dither offsets,
+off the slit's centre.  A point source (a Gaussian of 1 pixel sigma across the dispersion) is put
+on that cal cutout along the trace the slit WCS gives for that position, and the cutout is
+resampled by jwst's ResampleSpecStep into the s2d.  The extract1d reference is a JSON file of the
+real files' form: a 5-pixel box (``extract_width``) about the middle of the slit, with no
+``use_source_posn`` of its own, so that jwst's NRS_FIXEDSLIT default (on) decides.
+
+jwst's Extract1dStep and webbflow's extract_1d run on the same files with ``use_source_posn``
+unset, true and false (the cal: the unresampled slit, the WCS's slit frame in metres) and unset on
+the s2d (the resampled slit, in microns); the x1d products are compared whole (HDUs, keywords with
+EXTRXSTR/EXTRXSTP/EXTRYSTR/EXTRYSTP, every column).  A second cal has the source moved along the
+slit: the moved aperture extracts within a few % of the first cal's flux, the fixed one does not.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from test_nirspec_spec2 import ROOT, _rate, _wcs_overrides, refs  # noqa: F401  (refs: the module fixture)
+
+pytestmark = [pytest.mark.real]
+
+WIDTH = 5  # the box, pixels across the dispersion
+MOVE = -0.2  # the second cal's source moved this far along the slit (slit-frame units: the slit is 1 long)
+
+
+def _extract1d_reference(path: Path, ny: int) -> Path:
+    ref = {"reftype": "EXTRACT1D", "instrument": "NIRSPEC", "telescope": "JWST", "exp_type": "NRS_FIXEDSLIT",
+           "pedigree": "GROUND", "description": "NIRSpec FS S200A1 box (webbflow test)", "author": "webbflow test",
+           "useafter": "2015-11-01T00:00:00",
+           "apertures": [{"id": "S200A1", "region_type": "target", "dispaxis": 1, "bkg_order": 0,
+                          "ystart": 0, "ystop": ny - 1, "extract_width": WIDTH}]}
+    path.write_text(json.dumps(ref, indent=4) + "\n")
+    return path
+
+
+def _put_source(slit, ypos: float) -> None:
+    """A Gaussian trace (1 pixel sigma, 200 DN/s a column) where the slit WCS puts a source at
+    (SRCXPOS, ``ypos``) in the slit, on a flat background; SRCYPOS set to ``ypos``."""
+    wcs = slit.meta.wcs
+    ny, nx = slit.data.shape
+    yy, xx = np.indices((ny, nx), dtype=float)
+    wl = np.asarray(wcs(xx, yy)[2])
+    s2d = wcs.get_transform("slit_frame", "detector")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        col_wl = np.nanmedian(wl, axis=0)
+    ok = np.isfinite(col_wl)
+    _, yc = s2d(np.full(ok.sum(), slit.source_xpos), np.full(ok.sum(), ypos), col_wl[ok] * 1e-6)
+    prof = np.zeros((ny, nx))
+    prof[:, ok] = 200.0 * np.exp(-0.5 * (yy[:, ok] - yc[None, :]) ** 2) / np.sqrt(2 * np.pi)
+    slit.data = (slit.data - 10.0 + prof).astype(np.float32)  # the flat 10 DN/s level taken off
+    slit.source_ypos = ypos
+
+
+@pytest.fixture(scope="module")
+def runs(refs, tmp_path_factory, real_rules_cache):  # noqa: F811
+    from jwst.assign_wcs import AssignWcsStep
+    from jwst.extract_1d import Extract1dStep
+    from jwst.extract_2d import Extract2dStep
+    from jwst.resample import ResampleSpecStep
+    from parity import jwst_offline, quiet_jwst
+    from webbflow.flows.single import run_single_step
+
+    tmp = tmp_path_factory.mktemp("srcposn")
+    rate = Path(_rate("NRS_FIXEDSLIT").save(tmp / f"{ROOT}_rate.fits"))
+    out = SimpleNamespace(tmp=tmp, jwst={}, ours={})
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = AssignWcsStep.call(str(rate), **_wcs_overrides(refs))
+        cal = Extract2dStep.call(m)
+        slit = cal.slits[0]
+        slit.source_type = "POINT"
+        y0 = float(slit.source_ypos)
+        ref = _extract1d_reference(tmp / "extract1d.json", slit.data.shape[0])
+        inputs = {}
+        for tag, ypos in (("cal", y0), ("moved", y0 + MOVE)):
+            c = cal.copy()
+            _put_source(c.slits[0], ypos)
+            folder = tmp / tag
+            folder.mkdir()
+            c.meta.filename = f"{ROOT}_cal.fits"
+            inputs[tag] = folder / f"{ROOT}_cal.fits"
+            c.save(inputs[tag])
+        s2d_dir = tmp / "s2d"
+        s2d_dir.mkdir()
+        s2d = ResampleSpecStep.call(str(inputs["cal"]))
+        inputs["s2d"] = s2d_dir / f"{ROOT}_s2d.fits"
+        s2d.save(inputs["s2d"])
+        # jwst runs once per distinct product: on this mode use_source_posn=true is its default's product
+        # (ours with true is compared with jwst's default), and the moved source with it fixed is ours alone
+        runs_ = [("cal", "default", None, True), ("cal", "true", True, False), ("cal", "false", False, True),
+                 ("s2d", "default", None, True), ("moved", "default", None, True), ("moved", "false", False, False)]
+        for inp, case, value, oracle in runs_:
+            key = f"{inp}-{case}"
+            jdir, odir = tmp / "jwst" / key, tmp / "ours" / key
+            odir.mkdir(parents=True)
+            if oracle:
+                jdir.mkdir(parents=True)
+                Extract1dStep.call(str(inputs[inp]), output_dir=str(jdir), save_results=True, use_source_posn=value,
+                                   override_extract1d=str(ref), override_apcorr="N/A", override_psf="N/A")
+            params = {"override_extract1d": str(ref), "override_apcorr": "N/A"}
+            if value is not None:
+                params["use_source_posn"] = value
+            run_single_step("extract_1d", inputs[inp], output_dir=odir, params=params)
+            name = inputs[inp].name.rsplit("_", 1)[0] + "_extract1dstep.fits"
+            out.jwst[key], out.ours[key] = jdir / name, odir / name
+    out.jwst["cal-true"] = out.jwst["cal-default"]
+    out.y0 = y0
+    return out
+
+
+def _table(path):
+    from astropy.io import fits
+
+    with fits.open(path) as f:
+        return f["EXTRACT1D"].header.copy(), np.array(f["EXTRACT1D"].data)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("key", ["cal-default", "cal-true", "cal-false", "s2d-default", "moved-default"])
+def test_x1d_whole_as_jwst(runs, key):
+    """The x1d of each case, whole: HDUs, keywords (the aperture's EXTR* limits), every column."""
+    from parity import compare_arrays
+    from test_products_whole import compare_fits
+
+    ours, theirs = runs.ours[key], runs.jwst[key]
+    assert ours.exists() and theirs.exists(), key
+    problems: list[str] = []
+    compare_fits(key, ours, theirs, problems)
+    assert problems == [], "\n".join(problems)
+    (ho, to), (ht, tt) = _table(ours), _table(theirs)
+    for k in ("EXTRXSTR", "EXTRXSTP", "EXTRYSTR", "EXTRYSTP"):
+        assert ho[k] == pytest.approx(ht[k], rel=1e-6, abs=1e-9), k
+    for col in tt.dtype.names:
+        if tt[col].dtype.kind == "f":
+            agree = compare_arrays(col, to[col], tt[col], rtol=1e-4)
+            assert agree.fraction >= 0.999, str(agree)
+
+
+def test_aperture_follows_the_source(runs):
+    """Off the slit's centre, the aperture moves to the source (unset or true), not with false; with
+    the source moved along the slit, the moved aperture's flux stays within a few % of the first."""
+    h = {k: _table(runs.ours[k])[0] for k in runs.ours}
+    t = {k: _table(runs.ours[k])[1] for k in runs.ours}
+    centre = lambda hdr: (hdr["EXTRYSTR"] + hdr["EXTRYSTP"]) / 2.0  # noqa: E731
+    assert abs(runs.y0) > 0.02  # the source is off the slit's centre
+    assert abs(centre(h["cal-default"]) - centre(h["cal-false"])) > 1.0
+    assert centre(h["cal-true"]) == centre(h["cal-default"])
+    # moving the source along the slit moves the aperture by as many pixels
+    assert abs(centre(h["moved-default"]) - centre(h["cal-default"])) > 3.0
+    assert centre(h["moved-false"]) == centre(h["cal-false"])
+    ok = np.isfinite(t["cal-default"]["FLUX"]) & np.isfinite(t["moved-default"]["FLUX"])
+    ref = np.nansum(t["cal-default"]["FLUX"][ok])
+    assert ref > 0
+    assert abs(np.nansum(t["moved-default"]["FLUX"][ok]) / ref - 1) < 0.03
+    # the fixed aperture loses most of the moved source
+    assert np.nansum(t["moved-false"]["FLUX"][ok]) / ref < 0.5
+    # on the centred aperture, nearly all the source's light (a 5-pixel box holds 98.8 % of a 1-pixel Gaussian)
+    assert np.nansum(t["cal-default"]["FLUX"][ok]) > np.nansum(t["cal-false"]["FLUX"][ok])
