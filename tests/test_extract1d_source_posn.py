@@ -1,4 +1,5 @@
-"""extract_1d's ``use_source_posn`` against jwst 3.0: the box aperture moved to the source's position.
+"""extract_1d's ``use_source_posn`` against jwst 3.0: the box aperture moved to the source's position
+(NIRSpec fixed slit, cal and s2d; MIRI LRS fixed slit, cal).
 
 The scene is the NIRSpec fixed-slit exposure of tests/test_nirspec_spec2.py (PRISM/CLEAR, NRS1,
 SUBS200A1, the real optical references), imported from there: jwst's assign_wcs and extract_2d
@@ -168,3 +169,72 @@ def test_aperture_follows_the_source(runs):
     assert np.nansum(t["moved-false"]["FLUX"][ok]) / ref < 0.5
     # on the centred aperture, nearly all the source's light (a 5-pixel box holds 98.8 % of a 1-pixel Gaussian)
     assert np.nansum(t["cal-default"]["FLUX"][ok]) > np.nansum(t["cal-false"]["FLUX"][ok])
+
+
+# ---------------------------------------------------------------------------
+# MIRI LRS fixed slit: the dithered pointing (DITH_RA/DITH_DEC) through the WCS's inverse
+
+
+@pytest.fixture(scope="module")
+def lrs(tmp_path_factory, real_rules_cache):
+    """The LRS nod exposure of tests/test_miri_lrs.py (FULL, the source 1.1" along the slit) after
+    webbflow's assign_wcs (real distortion and specwcs) as a point-source cal; jwst's and webbflow's
+    extract_1d on it with the real extract1d (jwst_miri_extract1d_0005: an 8-column box, its
+    ``use_source_posn`` false) and ``use_source_posn=true``."""
+    from jwst.extract_1d import Extract1dStep
+    from parity import jwst_offline, quiet_jwst
+    from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, _rate, _specwcs_with_vertices
+    from webbflow import models
+    from webbflow.flows.single import run_single_step
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    tmp = tmp_path_factory.mktemp("srcposn-lrs")
+    rate = _rate("MIR_LRS-FIXEDSLIT", tmp)
+    refs = {"distortion": str(DISTORTION), "specwcs": str(_specwcs_with_vertices("MIR_LRS-FIXEDSLIT", tmp)),
+            **dict.fromkeys(NOT_USED, "N/A")}
+    m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
+    m.meta.target.source_type = "POINT"
+    cal = tmp / "jw01234002001_01101_00002_mirimage_cal.fits"
+    m.meta.filename = cal.name
+    m.save(cal)
+    ref = MIRI_REFS / "jwst_miri_extract1d_0005.json"
+    out = SimpleNamespace(jwst={}, ours={})
+    for case, value in (("true", True), ("default", None)):
+        jdir, odir = tmp / "jwst" / case, tmp / "ours" / case
+        jdir.mkdir(parents=True)
+        odir.mkdir(parents=True)
+        params = {"override_extract1d": str(ref), "override_apcorr": "N/A"}
+        if value is not None:
+            params["use_source_posn"] = value
+        out.ours[case] = odir / cal.name.replace("_cal.fits", "_extract1dstep.fits")
+        with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_single_step("extract_1d", cal, output_dir=odir, params=params)
+            if value:
+                Extract1dStep.call(str(cal), output_dir=str(jdir), save_results=True, use_source_posn=True,
+                                   override_extract1d=str(ref), override_apcorr="N/A", override_psf="N/A")
+                out.jwst[case] = jdir / out.ours[case].name
+    return out
+
+
+@pytest.mark.parity
+def test_lrs_x1d_with_source_posn_whole_as_jwst(lrs):
+    """use_source_posn=true on the LRS cal: the x1d as jwst's, whole; the reference's false (the
+    default here) leaves the box at the reference's columns."""
+    from test_products_whole import compare_fits
+
+    problems: list[str] = []
+    compare_fits("lrs-true", lrs.ours["true"], lrs.jwst["true"], problems)
+    assert problems == [], "\n".join(problems)
+    from astropy.io import fits
+
+    moved = _table(lrs.ours["true"])[0]
+    # the reference's columns 27..34 are those of an s2d; on the detector the slit is hundreds of columns
+    # away: the box went to the source, 8 columns wide
+    assert moved["EXTRXSTR"] > 100 and moved["EXTRXSTP"] - moved["EXTRXSTR"] == pytest.approx(7.0)
+    # unset, the reference's use_source_posn (false) holds over the mode's default: the box stays at
+    # columns 27..34, where the detector has no wavelengths, so no spectrum is extracted
+    with fits.open(lrs.ours["default"]) as f:
+        assert "EXTRACT1D" not in f
