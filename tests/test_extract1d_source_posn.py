@@ -45,17 +45,21 @@ def _extract1d_reference(path: Path, ny: int) -> Path:
     return path
 
 
-def _put_source(slit, ypos: float) -> None:
-    """A Gaussian trace (1 pixel sigma, 200 DN/s a column) where the slit WCS puts a source at
-    (SRCXPOS, ``ypos``) in the slit, on a flat background; SRCYPOS set to ``ypos``."""
-    wcs = slit.meta.wcs
+def _column_wavelengths(slit):
     ny, nx = slit.data.shape
     yy, xx = np.indices((ny, nx), dtype=float)
-    wl = np.asarray(wcs(xx, yy)[2])
-    s2d = wcs.get_transform("slit_frame", "detector")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        col_wl = np.nanmedian(wl, axis=0)
+        return np.nanmedian(np.asarray(slit.meta.wcs(xx, yy)[2]), axis=0)
+
+
+def _put_source(slit, ypos: float, col_wl) -> None:
+    """A Gaussian trace (1 pixel sigma, 200 DN/s a column) where the slit WCS puts a source at
+    (SRCXPOS, ``ypos``) in the slit at each column's wavelength ``col_wl`` (microns), on a flat
+    background; SRCYPOS set to ``ypos``."""
+    ny, nx = slit.data.shape
+    yy = np.indices((ny, nx), dtype=float)[0]
+    s2d = slit.meta.wcs.get_transform("slit_frame", "detector")
     ok = np.isfinite(col_wl)
     _, yc = s2d(np.full(ok.sum(), slit.source_xpos), np.full(ok.sum(), ypos), col_wl[ok] * 1e-6)
     prof = np.zeros((ny, nx))
@@ -88,9 +92,10 @@ def runs(refs, tmp_path_factory, real_rules_cache):  # noqa: F811
         y0 = float(slit.source_ypos)
         ref = _extract1d_reference(tmp / "extract1d.json", slit.data.shape[0])
         inputs = {}
+        col_wl = _column_wavelengths(slit)
         for tag, ypos in (("cal", y0), ("moved", y0 + MOVE)):
             c = cal.copy()
-            _put_source(c.slits[0], ypos)
+            _put_source(c.slits[0], ypos, col_wl)
             folder = tmp / tag
             folder.mkdir()
             c.meta.filename = f"{ROOT}_cal.fits"
@@ -244,3 +249,25 @@ def test_lrs_x1d_with_source_posn_whole_as_jwst(lrs):
     # columns 27..34, where the detector has no wavelengths, so no spectrum is extracted
     with fits.open(lrs.ours["default"]) as f:
         assert "EXTRACT1D" not in f
+
+
+def test_decision_hierarchy_parameter_reference_mode():
+    """jwst's order: the parameter, then the reference aperture's value, then the exposure type's
+    default; no extract1d reference (N/A) never moves the aperture."""
+    from webbflow.tasks.extract_1d import Extract1dParams
+    from webbflow.tasks.extract_1d.aperture import extraction_parameters
+
+    def decided(param, aperture_value, exp_type, ref=True):
+        aper = {"id": "S200A1", "dispaxis": 1}
+        if aperture_value is not None:
+            aper["use_source_posn"] = aperture_value
+        ep = extraction_parameters({"apertures": [aper]} if ref else None, (20, 100), "S200A1", 1,
+                                   Extract1dParams(), exp_type, param)
+        return ep["use_source_posn"]
+
+    assert decided(None, None, "NRS_FIXEDSLIT") is True
+    assert decided(None, None, "NRS_MSASPEC") is True and decided(None, None, "MIR_LRS-FIXEDSLIT") is True
+    assert decided(None, None, "MIR_LRS-SLITLESS") is False and decided(None, None, "NRC_TSGRISM") is False
+    assert decided(None, False, "NRS_FIXEDSLIT") is False and decided(None, True, "MIR_LRS-SLITLESS") is True
+    assert decided(True, False, "NRS_FIXEDSLIT") is True and decided(False, True, "NRS_FIXEDSLIT") is False
+    assert decided(True, True, "NRS_FIXEDSLIT", ref=False) is False
