@@ -20,7 +20,9 @@ slit: the moved aperture extracts within a few % of the first cal's flux, the fi
 from __future__ import annotations
 
 import json
+import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,6 +73,28 @@ def _put_source(slit, ypos: float, col_wl) -> None:
     slit.var_flat = np.zeros(slit.data.shape, np.float32)
 
 
+@contextmanager
+def _captured(names):
+    """The INFO and WARNING messages of the loggers ``names`` (jwst's set to INFO for the while)."""
+    lines: list[str] = []
+
+    class _H(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    h = _H(logging.INFO)
+    old = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).addHandler(h)
+        logging.getLogger(n).setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        for n in names:
+            logging.getLogger(n).removeHandler(h)
+            logging.getLogger(n).setLevel(old[n])
+
+
 @pytest.fixture(scope="module")
 def runs(refs, tmp_path_factory, real_rules_cache):  # noqa: F811
     from jwst.assign_wcs import AssignWcsStep
@@ -82,7 +106,7 @@ def runs(refs, tmp_path_factory, real_rules_cache):  # noqa: F811
 
     tmp = tmp_path_factory.mktemp("srcposn")
     rate = Path(_rate("NRS_FIXEDSLIT").save(tmp / f"{ROOT}_rate.fits"))
-    out = SimpleNamespace(tmp=tmp, jwst={}, ours={})
+    out = SimpleNamespace(tmp=tmp, jwst={}, ours={}, jwst_log={}, ours_log={})
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = AssignWcsStep.call(str(rate), **_wcs_overrides(refs))
@@ -116,12 +140,16 @@ def runs(refs, tmp_path_factory, real_rules_cache):  # noqa: F811
             odir.mkdir(parents=True)
             if oracle:
                 jdir.mkdir(parents=True)
-                Extract1dStep.call(str(inputs[inp]), output_dir=str(jdir), save_results=True, use_source_posn=value,
-                                   override_extract1d=str(ref), override_apcorr="N/A", override_psf="N/A")
+                with _captured(("jwst.extract_1d.extract", "jwst.extract_1d.source_location")) as lines:
+                    Extract1dStep.call(str(inputs[inp]), output_dir=str(jdir), save_results=True, use_source_posn=value,
+                                       override_extract1d=str(ref), override_apcorr="N/A", override_psf="N/A")
+                out.jwst_log[key] = lines
             params = {"override_extract1d": str(ref), "override_apcorr": "N/A"}
             if value is not None:
                 params["use_source_posn"] = value
-            run_single_step("extract_1d", inputs[inp], output_dir=odir, params=params)
+            with _captured(("webbflow.steps.extract_1d",)) as lines:
+                run_single_step("extract_1d", inputs[inp], output_dir=odir, params=params)
+            out.ours_log[key] = lines
             name = inputs[inp].name.rsplit("_", 1)[0] + "_extract1dstep.fits"
             out.jwst[key], out.ours[key] = jdir / name, odir / name
     out.jwst["cal-true"] = out.jwst["cal-default"]
@@ -271,3 +299,17 @@ def test_decision_hierarchy_parameter_reference_mode():
     assert decided(None, False, "NRS_FIXEDSLIT") is False and decided(None, True, "MIR_LRS-SLITLESS") is True
     assert decided(True, False, "NRS_FIXEDSLIT") is True and decided(False, True, "NRS_FIXEDSLIT") is False
     assert decided(True, True, "NRS_FIXEDSLIT", ref=False) is False
+
+
+SOURCE_POSN_LINES = ("Turning on source position", "Setting use_source_posn", "to center extraction",
+                     "Computed source location", "Nominal location is", "outside the bounding box")
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("key", ["cal-default", "cal-false", "s2d-default", "moved-default"])
+def test_source_position_log_lines_as_jwst(runs, key):
+    """What the log says of the source's position, line for line as jwst says it."""
+    pick = lambda lines: [ln for ln in lines if any(p in ln for p in SOURCE_POSN_LINES)]  # noqa: E731
+    theirs = pick(runs.jwst_log[key])
+    assert pick(runs.ours_log[key]) == theirs
+    assert any("Computed source location" in ln for ln in theirs) == (key != "cal-false")
