@@ -17,7 +17,8 @@ source's cross-dispersion pixel at that wavelength comes from
 
 The aperture is then moved by that location less the nominal aperture's weighted centre in the
 same column.  The source's trace (its position at every dispersion element, from the same
-transforms) is kept: a box given by ``extract_width`` follows it, as jwst's does.  A location that is NaN or outside the bounding box leaves the aperture where it is.
+transforms) is kept: a box given by ``extract_width`` follows it, as jwst's does.  A location
+that is NaN or outside the bounding box leaves the aperture where it is.
 """
 
 from __future__ import annotations
