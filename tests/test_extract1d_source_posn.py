@@ -222,7 +222,8 @@ def lrs(tmp_path_factory, real_rules_cache):
     ``use_source_posn`` false) and ``use_source_posn=true``."""
     from jwst.extract_1d import Extract1dStep
     from parity import jwst_offline, quiet_jwst
-    from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, _rate, _specwcs_with_vertices
+    from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, _specwcs_with_vertices
+    from test_miri_lrs import _rate as lrs_rate
     from webbflow import models
     from webbflow.flows.single import run_single_step
     from webbflow.tasks import load_all
@@ -230,10 +231,10 @@ def lrs(tmp_path_factory, real_rules_cache):
 
     load_all()
     tmp = tmp_path_factory.mktemp("srcposn-lrs")
-    rate = _rate("MIR_LRS-FIXEDSLIT", tmp)
-    refs = {"distortion": str(DISTORTION), "specwcs": str(_specwcs_with_vertices("MIR_LRS-FIXEDSLIT", tmp)),
-            **dict.fromkeys(NOT_USED, "N/A")}
-    m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
+    rate = lrs_rate("MIR_LRS-FIXEDSLIT", tmp)
+    wcs_refs = {"distortion": str(DISTORTION), "specwcs": str(_specwcs_with_vertices("MIR_LRS-FIXEDSLIT", tmp)),
+                **dict.fromkeys(NOT_USED, "N/A")}
+    m = run_step("assign_wcs", models.open(rate), {}, references=wcs_refs).model
     m.meta.target.source_type = "POINT"
     cal = tmp / "jw01234002001_01101_00002_mirimage_cal.fits"
     m.meta.filename = cal.name
