@@ -1,5 +1,5 @@
 """extract_1d's ``use_source_posn`` against jwst 3.0: the box aperture moved to the source's position
-(NIRSpec fixed slit, cal and s2d; MIRI LRS fixed slit, cal).
+(NIRSpec fixed slit and MIRI LRS fixed slit, each on the cal and the s2d).
 
 The scene is the NIRSpec fixed-slit exposure of tests/test_nirspec_spec2.py (PRISM/CLEAR, NRS1,
 SUBS200A1, the real optical references), imported from there: jwst's assign_wcs and extract_2d
@@ -225,6 +225,7 @@ def lrs(tmp_path_factory, real_rules_cache):
     from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, _specwcs_with_vertices
     from test_miri_lrs import _rate as lrs_rate
     from webbflow import models
+    from webbflow.flows.calwebb_spec2 import as_slit_model
     from webbflow.flows.single import run_single_step
     from webbflow.tasks import load_all
     from webbflow.tasks.base import run_step
@@ -236,24 +237,29 @@ def lrs(tmp_path_factory, real_rules_cache):
                 **dict.fromkeys(NOT_USED, "N/A")}
     m = run_step("assign_wcs", models.open(rate), {}, references=wcs_refs).model
     m.meta.target.source_type = "POINT"
+    m.var_flat = np.zeros(m.data.shape, np.float32)  # as flat_field gives it (else the s2d's fluxes are NaN)
     cal = tmp / "jw01234002001_01101_00002_mirimage_cal.fits"
     m.meta.filename = cal.name
     m.save(cal)
+    # the s2d: webbflow's resample_spec of the slit (compared with jwst's in tests/test_miri_lrs.py)
+    s2d = tmp / "s2d" / cal.name.replace("_cal", "_s2d")
+    s2d.parent.mkdir()
+    run_step("resample_spec", as_slit_model(models.open(cal)), {}).model.save(s2d)
     ref = MIRI_REFS / "jwst_miri_extract1d_0005.json"
     out = SimpleNamespace(jwst={}, ours={})
-    for case, value in (("true", True), ("default", None)):
+    for case, inp, value in (("true", cal, True), ("default", cal, None), ("s2d-true", s2d, True)):
         jdir, odir = tmp / "jwst" / case, tmp / "ours" / case
         jdir.mkdir(parents=True)
         odir.mkdir(parents=True)
         params = {"override_extract1d": str(ref), "override_apcorr": "N/A"}
         if value is not None:
             params["use_source_posn"] = value
-        out.ours[case] = odir / cal.name.replace("_cal.fits", "_extract1dstep.fits")
+        out.ours[case] = odir / (inp.name.rsplit("_", 1)[0] + "_extract1dstep.fits")
         with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            run_single_step("extract_1d", cal, output_dir=odir, params=params)
+            run_single_step("extract_1d", inp, output_dir=odir, params=params)
             if value:
-                Extract1dStep.call(str(cal), output_dir=str(jdir), save_results=True, use_source_posn=True,
+                Extract1dStep.call(str(inp), output_dir=str(jdir), save_results=True, use_source_posn=True,
                                    override_extract1d=str(ref), override_apcorr="N/A", override_psf="N/A")
                 out.jwst[case] = jdir / out.ours[case].name
     return out
@@ -261,13 +267,18 @@ def lrs(tmp_path_factory, real_rules_cache):
 
 @pytest.mark.parity
 def test_lrs_x1d_with_source_posn_whole_as_jwst(lrs):
-    """use_source_posn=true on the LRS cal: the x1d as jwst's, whole; the reference's false (the
-    default here) leaves the box at the reference's columns."""
+    """use_source_posn=true on the LRS cal and s2d: the x1d as jwst's, whole; the reference's false
+    (the default here) leaves the box at the reference's columns."""
     from test_products_whole import compare_fits
 
     problems: list[str] = []
-    compare_fits("lrs-true", lrs.ours["true"], lrs.jwst["true"], problems)
+    for case in ("true", "s2d-true"):
+        compare_fits(f"lrs-{case}", lrs.ours[case], lrs.jwst[case], problems)
     assert problems == [], "\n".join(problems)
+    s2d_hdr, s2d_table = _table(lrs.ours["s2d-true"])
+    assert np.isfinite(s2d_table["FLUX"]).mean() > 0.9
+    # on the s2d the slit spans the reference's columns: the box moved by a few columns to the source
+    assert 1.0 < abs(s2d_hdr["EXTRXSTR"] - 28) < 10
     from astropy.io import fits
 
     moved = _table(lrs.ours["true"])[0]
