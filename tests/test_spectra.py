@@ -225,8 +225,10 @@ def test_extract_1d_refuses_what_it_does_not_do():
     from webbflow.errors import UnsupportedModeError
 
     cube = _tso_cube()
-    with pytest.raises(UnsupportedModeError, match="use_source_posn"):
-        extract(cube, {"extract1d": {"apertures": [{"id": "ANY"}]}}, Extract1dParams(use_source_posn=True))
+    # use_source_posn where jwst cannot place the source (slitless, no WCS): the aperture stays put
+    moved = extract(cube, {"extract1d": {"apertures": [{"id": "ANY"}]}}, Extract1dParams(use_source_posn=True))
+    fixed = extract(cube, {"extract1d": {"apertures": [{"id": "ANY"}]}}, Extract1dParams(use_source_posn=False))
+    np.testing.assert_array_equal(moved.spec[0].spec_table["FLUX"], fixed.spec[0].spec_table["FLUX"])
     cube.meta.exposure.type = "NIS_SOSS"
     with pytest.raises(UnsupportedModeError, match="SOSS"):
         extract(cube, {}, Extract1dParams())

@@ -24,8 +24,10 @@ For each spectral image:
 
 NIRISS SOSS has its own box extraction (:mod:`.soss`, ``soss_atoca=false``; ATOCA is not
 implemented); MIRI MRS cubes (IFUCubeModel) their aperture photometry per plane (:mod:`.ifu`).
-Optimal extraction and source-position centring are not implemented: asking for them raises an
-unsupported-mode error rather than giving a different product.  ``override_psf=N/A`` gives jwst's products.
+With ``use_source_posn`` (:mod:`._source_posn`) the aperture is first moved across the dispersion
+to the source's position from the WCS (NIRSpec slits, MIRI LRS fixed slit), as jwst does.
+Optimal extraction is not implemented: asking for it raises an unsupported-mode error rather than
+giving a different product.  ``override_psf=N/A`` gives jwst's products.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Extract1dParams(StepParams):
     subtract_background: bool | None = None  # subtract the reference's background regions
     apply_apcorr: bool = True  # apply aperture corrections (needs an apcorr reference)
     extraction_type: Literal["box", "optimal"] | None = "box"  # box (summed aperture) or optimal (PSF-weighted; not implemented)
-    use_source_posn: bool | None = None  # centre the aperture on the source (not implemented)
+    use_source_posn: bool | None = None  # move the aperture to the source (None: the extract1d reference's, else on for LRS FS and NIRSpec slits)
     position_offset: float = 0.0  # pixels to move the aperture across the dispersion
     model_nod_pair: bool = True  # optimal extraction only
     optimize_psf_location: bool = True  # optimal extraction only
@@ -146,6 +148,18 @@ def _source_type(m, slit=None):
     return m.meta.target.source_type
 
 
+def _source_type_for_posn(top, m, in_multislit: bool):
+    """The source type jwst's use_source_posn default looks at: a slit's own of a multi-slit model;
+    a single slit's own, else the exposure's; the exposure's for an image or cube."""
+    if in_multislit:
+        return slit_attributes(m).get("source_type")
+    if isinstance(m, models.SlitModel):
+        own = slit_attributes(m).get("source_type")
+        if own is not None:
+            return own
+    return top.meta.target.source_type
+
+
 def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=None, apcorr_ref=None) -> Spectrum | None:
     """Extract one spectral image (2-D, or a 3-D stack of integrations) into a :class:`Spectrum`.
 
@@ -159,7 +173,13 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
     if order is None:
         log.warning("spectral_order is None; using 1")
         order = 1
-    ep = ap.extraction_parameters(ref, m.data.shape, slitname, order, params)
+    exp_type = top.meta.exposure.type or ""
+    use_posn = params.use_source_posn
+    src_type_posn = _source_type_for_posn(top, m, source_meta is not None)
+    if use_posn is None and (src_type_posn != "POINT" or exp_type in WFSS_EXPTYPES):
+        use_posn = False
+        log.info("Setting use_source_posn to False for exposure type %s, source type %s", exp_type, src_type_posn)
+    ep = ap.extraction_parameters(ref, m.data.shape, slitname, order, params, exp_type, use_posn)
     if ep is None:
         log.info("No extraction aperture for %s order %s in the reference: skipped", slitname, order)
         return None
@@ -168,8 +188,16 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
         log.warning("%s: the dispersion direction (DISPAXIS) is missing: skipped", slitname)
         return None
     ep["dispaxis"] = dispaxis
-    ap.shift(ep, ep.get("position_offset", 0.0))
     wl2d = wavelengths(m)
+    if ep["use_source_posn"]:
+        from ._source_posn import offset_to_source
+
+        offset, trace = offset_to_source(top, m, slit_attributes(m), ep, wl2d)
+        ap.shift(ep, offset)
+        ep["trace"] = trace
+    if ep.get("position_offset", 0.0):
+        log.info("Applying additional cross-dispersion offset %.2f pixels", ep["position_offset"])
+    ap.shift(ep, ep.get("position_offset", 0.0))
     shape2 = m.data.shape[-2:]
     profile, lower, upper = ap.box_profile(shape2, ep, dispaxis, wl2d)
     if not np.any(profile > 0):

@@ -4,7 +4,8 @@ aperture's pixel weights.
 The aperture is a 2-D weight image on the spectral image's grid: 1 for pixels fully inside, the
 covered fraction for pixels the limits cut, 0 elsewhere (and wherever the wavelength is not
 finite).  Cross-dispersion limits come, in this order, from the ``src_coeff`` polynomials, from
-``extract_width`` around the middle of the start/stop range, or from the start/stop values; the
+``extract_width`` around the source's trace (``use_source_posn``) or around the middle of the
+start/stop range, or from the start/stop values; the
 dispersion-direction limits from start/stop.  All limits are inclusive pixel indices, zero-based.
 """
 
@@ -14,24 +15,28 @@ import logging
 
 import numpy as np
 
-from ...errors import ParameterError, UnsupportedModeError
+from ...errors import ParameterError
 
 log = logging.getLogger("webbflow.steps.extract_1d")
 
 HORIZONTAL = 1
 
 
-def extraction_parameters(ref: dict | None, shape, slitname: str, order: int, params) -> dict | None:
+def extraction_parameters(ref: dict | None, shape, slitname: str, order: int, params,
+                          exp_type: str = "", use_source_posn: bool | None = None) -> dict | None:
     """The extraction settings for one slit and order; ``None`` when the reference has no aperture for them.
 
-    With no reference (N/A) the whole array is extracted, with no background.
+    With no reference (N/A) the whole array is extracted, with no background, and the aperture is
+    never moved to the source.  ``use_source_posn`` (the parameter, or False where jwst turns an unset
+    one off) is resolved against the aperture's own value and ``exp_type``'s default
+    (:func:`._source_posn.decide`).
     """
     ny, nx = shape[-2:]
     if ref is None:
         return {"xstart": 0, "xstop": nx - 1, "ystart": 0, "ystop": ny - 1, "extract_width": None,
                 "src_coeff": None, "bkg_coeff": None, "subtract_background": False, "bkg_fit": None,
                 "bkg_order": 0, "smoothing_length": 0, "independent_var": "pixel",
-                "position_offset": 0.0, "spectral_order": order}
+                "position_offset": 0.0, "spectral_order": order, "use_source_posn": False}
     for aper in ref.get("apertures", []):
         aid = aper.get("id")
         if aid is None or aid == "dummy" or not (aid == slitname or aid == "ANY" or slitname == "ANY"):
@@ -67,10 +72,9 @@ def extraction_parameters(ref: dict | None, shape, slitname: str, order: int, pa
             sm -= 1
             log.warning("Even smoothing lengths are not supported: %d used", sm)
         out["smoothing_length"] = sm
-        if aper.get("use_source_posn") and params.use_source_posn is None or params.use_source_posn:
-            raise UnsupportedModeError(
-                "extract_1d: use_source_posn (moving the aperture to the source's WCS position) is not implemented; "
-                "set use_source_posn=false")
+        from ._source_posn import decide
+
+        out["use_source_posn"] = decide(use_source_posn, aper.get("use_source_posn"), exp_type)
         return out
     return None
 
@@ -114,6 +118,16 @@ def box_profile(shape, ep: dict, dispaxis: int, wavelength, coeffs: str = "src_c
             mlo, mhi = float(np.mean(lo)), float(np.mean(hi))
             lower = mlo if lower is None else min(lower, mlo)
             upper = mhi if upper is None else max(upper, mhi)
+    elif ep["extract_width"] is not None and ep.get("trace") is not None:  # about the source's trace
+        width = ep["extract_width"]
+        trace = np.asarray(ep["trace"], dtype=np.float64)
+        if dispaxis != HORIZONTAL:
+            trace = np.tile(trace, (nx, 1)).T
+        lo = trace - (width - 1.0) / 2.0
+        hi = lo + width - 1
+        with np.errstate(invalid="ignore"):
+            _set_limits(profile, cross, lo, hi)
+        lower, upper = float(np.nanmean(lo)), float(np.nanmean(hi))
     elif ep["extract_width"] is not None:
         middle = (ystart + ystop) / 2.0 if dispaxis == HORIZONTAL else (xstart + xstop) / 2.0
         width = ep["extract_width"]
@@ -136,6 +150,8 @@ def shift(ep: dict, offset: float) -> None:
     """Move the aperture and background regions ``offset`` pixels across the dispersion."""
     if offset == 0:
         return
+    if ep.get("trace") is not None:
+        ep["trace"] = ep["trace"] + offset
     for key in ("src_coeff", "bkg_coeff"):
         if ep[key] is not None:
             ep[key] = [[c[0] + offset, *c[1:]] for c in ep[key]]
