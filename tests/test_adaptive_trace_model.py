@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -252,3 +253,158 @@ def test_a_model_the_step_does_not_apply_to_is_marked_failed_as_jwst_does():
     res = run_step("adaptive_trace_model", cube, {"skip": False}, references={})
     assert res.status == "FAILED" and res.model.meta.cal_step.adaptive_trace_model == "FAILED"
     assert not res.model.has("trace_model") and np.all(res.model.data == 1)
+
+
+# ---------------------------------------------------------------------------
+# tso3: the step on each calints cube, after outlier_detection (jwst's Tso3Pipeline order)
+
+TSO_ROOT = "jw01234001001_01101_00001_mirimage"
+TSO_PRODUCT = "jw01234-o001_t001_miri_p750l-slitlessprism"
+NINTS = 4
+TSO_EXTRACT = {"override_apcorr": "N/A", "override_psf": "N/A"}
+
+
+def _int_times(nints: int, start: float):
+    """An INT_TIMES table of ``nints`` rows (one 27.75 s integration after another)."""
+    cols = {"integration_number": np.arange(1, nints + 1, dtype=np.int32)}
+    dt = 27.75 / 86400
+    for kind, off in (("start", 0.0), ("mid", 0.5), ("end", 1.0)):
+        for scale in ("MJD_UTC", "BJD_TDB"):
+            cols[f"int_{kind}_{scale}"] = start + dt * (np.arange(nints) + off)
+    return np.rec.fromarrays(list(cols.values()), names=list(cols))
+
+
+@pytest.fixture(scope="module")
+def tso(tmp_path_factory, real_rules_cache):
+    """A MIRI LRS slitless calints (SlitModel, 4 integrations of 416 x 72, a compact source along the
+    trace, a transit-free star) made by webbflow's spec2 from a rateints, and calwebb_tso3 on its
+    association by jwst (from the association's folder, as strun) and by webbflow, both with
+    ``--steps.adaptive_trace_model.skip=false``."""
+    import json
+    import os
+    import shutil
+
+    from jwst.pipeline import Tso3Pipeline
+    from parity import jwst_offline, quiet_jwst
+    from stdatamodels.jwst import datamodels as dm
+    from test_miri_lrs import DISTORTION, MIRI_REFS, NOT_USED, SPECWCS, _rate
+
+    from webbflow import models
+    from webbflow.flows.calwebb_spec2 import calibrate_exposure
+    from webbflow.flows.cli import main
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    base = tmp_path_factory.mktemp("atm_tso3")
+    rate = _rate("MIR_LRS-SLITLESS", base)
+    refs = {"distortion": str(DISTORTION), "specwcs": str(SPECWCS["MIR_LRS-SLITLESS"]),
+            **dict.fromkeys(NOT_USED, "N/A")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = run_step("assign_wcs", models.open(rate), {}, references=refs).model
+        from gwcs.wcstools import grid_from_bounding_box
+
+        x, y = grid_from_bounding_box(m.meta.wcs.bounding_box)
+        alpha = m.meta.wcs.transform("detector", "alpha_beta", x, y)[0]
+        xc = float(np.nanmean(x[np.abs(alpha) < 0.05]))
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = dm.open(rate)
+        yy, xx = np.mgrid[:416, :72]
+        src = 800.0 * np.exp(-0.5 * ((xx - xc - 0.3) / 1.2) ** 2)
+        src[(yy < y.min()) | (yy > y.max())] = 0
+        data = rng.normal(5.0, 0.5, (NINTS, 416, 72)) + src * (1 + 0.002 * np.arange(NINTS))[:, None, None]
+        data[:, 200, 40] = np.nan
+        cube = dm.CubeModel(data.astype(np.float32))
+        cube.update(r)
+        cube.meta.wcsinfo = r.meta.wcsinfo
+        cube.var_rnoise = np.full(data.shape, 0.02, np.float32)
+        cube.var_poisson = (np.abs(data) / 100.0).astype(np.float32)
+        cube.err = np.sqrt(cube.var_poisson + cube.var_rnoise).astype(np.float32)
+        cube.dq = np.zeros(data.shape, np.uint32)
+        cube.dq[:, 200, 40] = 1
+        cube.meta.exposure.nints = NINTS
+        cube.meta.exposure.integration_start, cube.meta.exposure.integration_end = 1, NINTS
+        cube.int_times = _int_times(NINTS, r.meta.exposure.start_time)
+        rateints = base / f"{TSO_ROOT}_rateints.fits"
+        cube.save(rateints)
+    steps2 = {"assign_wcs": {"override_distortion": refs["distortion"], "override_specwcs": refs["specwcs"]},
+              **{s: {"skip": "true"} for s in ("flat_field", "photom", "extract_1d")}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calibrate_exposure(rateints, {}, steps=steps2, output_dir=base / "spec2")
+    calints = base / "spec2" / f"{TSO_ROOT}_calints.fits"
+    extract = dict(TSO_EXTRACT, override_extract1d=str(MIRI_REFS / "jwst_miri_extract1d_0005.json"))
+    asn = {"asn_type": "tso3", "asn_rule": "candidate_Asn_Lv3SpecTSO", "asn_id": "o001", "asn_pool": "jw01234_pool",
+           "program": "01234", "target": "1",
+           "products": [{"name": TSO_PRODUCT, "members": [{"expname": calints.name, "exptype": "science"}]}]}
+    out = {}
+    for who in ("ours", "jwst"):
+        d = out[who] = base / who
+        d.mkdir()
+        shutil.copyfile(calints, d / calints.name)
+        (d / "jw01234-o001_tso3_00001_asn.json").write_text(json.dumps(asn))
+    cwd = os.getcwd()
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings(), \
+            pytest.MonkeyPatch.context() as mp:
+        warnings.simplefilter("ignore")
+        mp.setattr(Tso3Pipeline, "prefetch_references", False)  # gain, readnoise: listed, never read
+        os.chdir(out["jwst"])
+        try:
+            Tso3Pipeline.call("jw01234-o001_tso3_00001_asn.json", steps={
+                "adaptive_trace_model": {"skip": False}, "extract_1d": extract})
+        finally:
+            os.chdir(cwd)
+    argv = ["run", "tso3", str(out["ours"] / "jw01234-o001_tso3_00001_asn.json"), "--output-dir", str(out["ours"]),
+            "--steps.adaptive_trace_model.skip=false"] + [f"--steps.extract_1d.{k}={v}" for k, v in extract.items()]
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+    return SimpleNamespace(ours=out["ours"], jwst=out["jwst"], calints=calints, argv=argv, cache=real_rules_cache)
+
+
+def test_tso3_with_the_step_on_writes_jwsts_products(tso):
+    """crfints, x1dints and whtlt.ecsv as jwst writes them, S_TRCMOD = COMPLETE on the x1dints."""
+    from test_products_whole import compare_products
+
+    names = {p.name for p in tso.jwst.iterdir() if p.name.endswith(("crfints.fits", "x1dints.fits", "whtlt.ecsv"))}
+    assert names == {f"{TSO_ROOT}_o001_crfints.fits", f"{TSO_PRODUCT}_x1dints.fits", f"{TSO_PRODUCT}_whtlt.ecsv"}
+    ours = {p.name for p in tso.ours.iterdir() if p.suffix in (".fits", ".ecsv")} - {tso.calints.name}
+    assert ours == names  # nothing more: jwst's tso3 saves no trace-model product
+    problems = compare_products(tso.ours, tso.jwst, names, suffixes=("crfints.fits", "x1dints.fits",
+                                                                               "whtlt.ecsv"))
+    assert not problems, "\n".join(problems)
+    with fits.open(tso.ours / f"{TSO_PRODUCT}_x1dints.fits") as x1d, \
+            fits.open(tso.ours / f"{TSO_ROOT}_o001_crfints.fits") as crf:
+        assert x1d[0].header["S_TRCMOD"] == "COMPLETE"
+        assert "S_TRCMOD" not in crf[0].header  # the crfints is saved before the step
+        flux = np.asarray(x1d["EXTRACT1D"].data["FLUX"])
+        assert flux.shape[0] == NINTS and np.isfinite(flux).mean() > 0.5
+
+
+def test_tso3_trace_model_fits_the_median_image(tso):
+    """The step alone on the calints (as tso3 runs it): TRACEMODEL is one 2-D image, fitted on the
+    median over the integrations, following the star; the cube's data untouched."""
+    from webbflow import models
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    cube = models.open(tso.calints)
+    before = cube.data.copy()
+    res = run_step("adaptive_trace_model", cube, {"skip": False}, references={})
+    assert res.status == "COMPLETE"
+    trace = res.model.trace_model
+    assert trace.shape == before.shape[1:]
+    np.testing.assert_array_equal(res.model.data, before)
+    median = np.nanmedian(before, axis=0)
+    rows = np.nonzero(np.isfinite(trace).any(axis=1))[0]
+    assert rows.size > 100
+    r = rows[rows.size // 2]
+    peak = np.nanargmax(trace[r])
+    assert abs(trace[r, peak] / median[r, peak] - 1) < 0.05
+    with pytest.raises(Exception) as exc:  # oversampling a time series is refused, as jwst refuses it
+        run_step("adaptive_trace_model", models.open(tso.calints), {"skip": False, "oversample": 2.0}, references={})
+    assert "\n" not in str(exc.value) and "oversampl" in str(exc.value)
