@@ -408,3 +408,21 @@ def test_tso3_trace_model_fits_the_median_image(tso):
     with pytest.raises(Exception) as exc:  # oversampling a time series is refused, as jwst refuses it
         run_step("adaptive_trace_model", models.open(tso.calints), {"skip": False, "oversample": 2.0}, references={})
     assert "\n" not in str(exc.value) and "oversampl" in str(exc.value)
+
+
+def test_tso3_on_a_cube_the_step_does_not_apply_to_records_failed(tmp_path, real_rules_cache):
+    """The real MIRI LRS slitless cube of 2019 (a CubeModel, not jwst 2.0's SlitModel calints) in tso3
+    with the step on: jwst's step declines it (S_TRCMOD = FAILED), and tso3 goes on to the spectra."""
+    from parity import jwst_offline
+    from test_spectra_real import NA, PRODUCT, _asn, _tso_member
+
+    from webbflow.flows.calwebb_tso3 import run_tso3
+
+    asn = _asn(tmp_path, _tso_member(tmp_path))
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_tso3(asn, output_dir=tmp_path, steps={"extract_1d": NA, "adaptive_trace_model": {"skip": "false"}})
+    with fits.open(tmp_path / f"{PRODUCT}_x1dints.fits") as x1d:
+        assert x1d[0].header["S_TRCMOD"] == "FAILED"
+        assert len(x1d["EXTRACT1D"].data) == 10  # every integration's spectrum
+    assert (tmp_path / f"{PRODUCT}_whtlt.ecsv").exists()
