@@ -161,6 +161,9 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         # BOTS cube is fitted on its median image, other cubes are marked FAILED), then pixel_replace
         cube = flagged[k] = run_steps(cube, ["adaptive_trace_model"], run)
         atm_status.append(cube.meta.cal_step.adaptive_trace_model)
+        if run.params["adaptive_trace_model"].save_results and out_dir is not None \
+                and run.records[-1].status == "COMPLETE":  # jwst's name: <exposure>_<asn_id>_adaptive_trace_model
+            result["written"].append(_save_as(cube, out_dir, "adaptive_trace_model", asn_id, run))
         cube.meta.cal_step.pixel_replace = "SKIPPED"
         spectra = run_steps(cube, ["extract_1d"], run)
         if cube.has("int_times") and x1d.has("int_times"):
@@ -197,6 +200,20 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         if table is not None:
             _keep_table(result, table, out_dir, f"{product_name}_whtlt.ecsv")
     return _finish(run, result)
+
+
+def _save_as(cube, out_dir: Path, suffix: str, asn_id: str | None, run: StageRun) -> str:
+    """An intermediate product of one cube, ``<exposure>_<asn_id>_<suffix>.fits``; the cube keeps its name."""
+    original = cube.meta.filename
+    name = crfints_name(original or "tso3", asn_id).replace("_crfints.fits", f"_{suffix}.fits")
+    cube.meta.filename = name
+    crds = cube.meta.ref_file.crds.model_copy()
+    try:
+        stamp(cube, run, "tso3")
+        cube.meta.ref_file.crds = crds  # the step uses no reference: the context stays the input's
+        return cube.save(out_dir / name)
+    finally:
+        cube.meta.filename = original
 
 
 def _summary_status(values) -> str:

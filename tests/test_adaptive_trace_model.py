@@ -279,7 +279,8 @@ def tso(tmp_path_factory, real_rules_cache):
     """A MIRI LRS slitless calints (SlitModel, 4 integrations of 416 x 72, a compact source along the
     trace, a transit-free star) made by webbflow's spec2 from a rateints, and calwebb_tso3 on its
     association by jwst (from the association's folder, as strun) and by webbflow, both with
-    ``--steps.adaptive_trace_model.skip=false``."""
+    ``--steps.adaptive_trace_model.skip=false`` and ``save_results=true`` (the cube after the step,
+    with its TRACEMODEL, as ``<exposure>_<asn_id>_adaptive_trace_model.fits``)."""
     import json
     import os
     import shutil
@@ -354,11 +355,11 @@ def tso(tmp_path_factory, real_rules_cache):
         os.chdir(out["jwst"])
         try:
             Tso3Pipeline.call("jw01234-o001_tso3_00001_asn.json", steps={
-                "adaptive_trace_model": {"skip": False}, "extract_1d": extract})
+                "adaptive_trace_model": {"skip": False, "save_results": True}, "extract_1d": extract})
         finally:
             os.chdir(cwd)
     argv = ["run", "tso3", str(out["ours"] / "jw01234-o001_tso3_00001_asn.json"), "--output-dir", str(out["ours"]),
-            "--steps.adaptive_trace_model.skip=false"] + [f"--steps.extract_1d.{k}={v}" for k, v in extract.items()]
+            "--steps.adaptive_trace_model.skip=false", "--steps.adaptive_trace_model.save_results=true"] + [f"--steps.extract_1d.{k}={v}" for k, v in extract.items()]
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(argv) == 0
@@ -366,16 +367,21 @@ def tso(tmp_path_factory, real_rules_cache):
 
 
 def test_tso3_with_the_step_on_writes_jwsts_products(tso):
-    """crfints, x1dints and whtlt.ecsv as jwst writes them, S_TRCMOD = COMPLETE on the x1dints."""
+    """crfints, the step's product (save_results), x1dints and whtlt.ecsv as jwst writes them, whole;
+    S_TRCMOD = COMPLETE on the x1dints."""
     from test_products_whole import compare_products
 
-    names = {p.name for p in tso.jwst.iterdir() if p.name.endswith(("crfints.fits", "x1dints.fits", "whtlt.ecsv"))}
-    assert names == {f"{TSO_ROOT}_o001_crfints.fits", f"{TSO_PRODUCT}_x1dints.fits", f"{TSO_PRODUCT}_whtlt.ecsv"}
+    suffixes = ("crfints.fits", "adaptive_trace_model.fits", "x1dints.fits", "whtlt.ecsv")
+    names = {p.name for p in tso.jwst.iterdir() if p.name.endswith(suffixes)}
+    assert names == {f"{TSO_ROOT}_o001_crfints.fits", f"{TSO_ROOT}_o001_adaptive_trace_model.fits",
+                     f"{TSO_PRODUCT}_x1dints.fits", f"{TSO_PRODUCT}_whtlt.ecsv"}
     ours = {p.name for p in tso.ours.iterdir() if p.suffix in (".fits", ".ecsv")} - {tso.calints.name}
-    assert ours == names  # nothing more: jwst's tso3 saves no trace-model product
-    problems = compare_products(tso.ours, tso.jwst, names, suffixes=("crfints.fits", "x1dints.fits",
-                                                                               "whtlt.ecsv"))
+    assert ours == names
+    problems = compare_products(tso.ours, tso.jwst, names, suffixes=suffixes)
     assert not problems, "\n".join(problems)
+    with fits.open(tso.ours / f"{TSO_ROOT}_o001_adaptive_trace_model.fits") as atm:
+        assert atm[0].header["S_TRCMOD"] == "COMPLETE" and atm["TRACEMODEL"].data.shape == (416, 72)
+        assert np.isfinite(atm["TRACEMODEL"].data).sum() > 300
     with fits.open(tso.ours / f"{TSO_PRODUCT}_x1dints.fits") as x1d, \
             fits.open(tso.ours / f"{TSO_ROOT}_o001_crfints.fits") as crf:
         assert x1d[0].header["S_TRCMOD"] == "COMPLETE"
@@ -414,6 +420,7 @@ def test_tso3_on_a_cube_the_step_does_not_apply_to_records_failed(tmp_path, real
     """The real MIRI LRS slitless cube of 2019 (a CubeModel, not jwst 2.0's SlitModel calints) in tso3
     with the step on: jwst's step declines it (S_TRCMOD = FAILED), and tso3 goes on to the spectra."""
     from parity import jwst_offline
+    from test_spectra_real import EXPOSURE as EXPOSURE_REAL
     from test_spectra_real import NA, PRODUCT, _asn, _tso_member
 
     from webbflow.flows.calwebb_tso3 import run_tso3
@@ -422,6 +429,9 @@ def test_tso3_on_a_cube_the_step_does_not_apply_to_records_failed(tmp_path, real
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_tso3(asn, output_dir=tmp_path, steps={"extract_1d": NA, "adaptive_trace_model": {"skip": "false"}})
+    written = {p.name for p in tmp_path.iterdir()} - {asn.name, f"{EXPOSURE_REAL}_calints.fits"}
+    # by default jwst's tso3 saves nothing for the step (save_results is false)
+    assert written == {f"{EXPOSURE_REAL}_o001_crfints.fits", f"{PRODUCT}_x1dints.fits", f"{PRODUCT}_whtlt.ecsv"}
     with fits.open(tmp_path / f"{PRODUCT}_x1dints.fits") as x1d:
         assert x1d[0].header["S_TRCMOD"] == "FAILED"
         assert len(x1d["EXTRACT1D"].data) == 10  # every integration's spectrum
