@@ -6,7 +6,8 @@ jwst 3.0's order for an IFU product (assign_mtwcs is for moving targets, skipped
     outlier_detection        mode ifu (tasks/_outlier_ifu.py) -> <exposure>_<asn_id>_crf.fits each
     adaptive_trace_model     skipped by default, as in jwst; asked for, each exposure's slices are
                              fitted (TRACEMODEL; oversampled with ``oversample`` > 1) before the
-                             cubes; nothing is written for it (jwst's spec3 does not save it)
+                             cubes; saved only with ``save_results`` (jwst's spec3 default is not
+                             to), as <exposure>_<asn_id>_adaptive_trace_model.fits
     pixel_replace            skipped by default, as in jwst
     cube_build               jwst's spec3 default, one cube per channel and band
                              -> <product>_ch1-short_s3d.fits, ...
@@ -128,6 +129,16 @@ def _run(members, params, run, out_dir, written, later, product_name, asn_id, as
     else:  # each exposure in turn, updated in place as jwst's step updates its container's models
         for _i, model in library.each(modify=True):
             run_steps(model, ["adaptive_trace_model"], run, label=model.meta.filename or "")
+            if params["adaptive_trace_model"].save_results and out_dir is not None \
+                    and run.records[-1].status == "COMPLETE":  # <exposure>_<asn_id>_adaptive_trace_model.fits
+                from .calwebb_spec3 import crf_name
+
+                original = model.meta.filename
+                model.meta.filename = crf_name(original, asn_id).replace("_crf.fits", "_adaptive_trace_model.fits")
+                try:
+                    written.append(model.save(out_dir / model.meta.filename))
+                finally:
+                    model.meta.filename = original
     library = run_steps(library, ["pixel_replace"], run)
     cubes = run_steps(library, ["cube_build"], run)
     if run.records[-1].status != "COMPLETE":

@@ -15,6 +15,13 @@ adaptive_trace_model`` and strun):
 products compared whole (extensions, keywords, arrays within rtol 1e-4 for >= 99.9 %, DQ equal).
 spec2's s2d and x1d against jwst's ResampleSpecStep and Extract1dStep on jwst's oversampled
 product (Spec2Pipeline's order after the step), whole.
+
+tso3 (jwst's Tso3Pipeline runs the step on each calints cube after outlier_detection): a small MIRI
+LRS slitless calints (a SlitModel of 4 integrations made by webbflow's spec2) through jwst's
+Tso3Pipeline and ``webbflow run tso3`` with the step on and ``save_results``: crfints, the step's
+product, x1dints and whtlt.ecsv whole; and the real 2019 cube (a CubeModel), which the step declines
+(S_TRCMOD = FAILED) as jwst's does.  spec3's IFU path (MRS cals before cube_build) costs minutes of
+jwst time, beyond the CI budget: it was compared by hand (see the branch's report).
 """
 
 from __future__ import annotations
