@@ -26,7 +26,8 @@ dithers (cube_build channel=3, 16.0-17.5 um, extract_1d skipped): with the step'
 ``oversample=2`` and with ``save_results`` the crf, ``_adaptive_trace_model`` (TRACEMODEL) and
 ch3-long s3d products are jwst's whole (no difference found by test_products_whole.compare_fits;
 the oversampled cube's SCI identical to jwst's, and different from the default cube's in 98 % of
-spaxels).
+spaxels); with ``oversample=2`` and extract_1d on, the ch3-long x1d too (FLUX, SURF_BRIGHT,
+WAVELENGTH equal in 100 % of 601 rows).
 """
 
 from __future__ import annotations
