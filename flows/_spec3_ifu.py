@@ -4,6 +4,10 @@ jwst 3.0's order for an IFU product (assign_mtwcs is for moving targets, skipped
 
     master_background        with background members: not implemented for IFUs yet, refused in one line
     outlier_detection        mode ifu (tasks/_outlier_ifu.py) -> <exposure>_<asn_id>_crf.fits each
+    adaptive_trace_model     skipped by default, as in jwst; asked for, each exposure's slices are
+                             fitted (TRACEMODEL; oversampled with ``oversample`` > 1) before the
+                             cubes; saved only with ``save_results`` (jwst's spec3 default is not
+                             to), as <exposure>_<asn_id>_adaptive_trace_model.fits
     pixel_replace            skipped by default, as in jwst
     cube_build               jwst's spec3 default, one cube per channel and band
                              -> <product>_ch1-short_s3d.fits, ...
@@ -27,7 +31,8 @@ from .stage import StageRun, resolve_params, resolve_references, run_steps, stam
 log = logging.getLogger("webbflow.flows")
 
 IFU_TYPES = {"MIR_MRS", "NRS_IFU"}
-STEPS = ["master_background", "outlier_detection", "pixel_replace", "cube_build", "extract_1d"]
+STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "cube_build",
+         "extract_1d"]
 LATER = ("spectral_leak",)  # jwst's step after extract_1d; run when registered, see _spectral_leak
 
 
@@ -75,7 +80,7 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
 
     user = dict(steps or {})
     later = {k: user.pop(k) for k in LATER if k in user and k not in REGISTRY}
-    for name in ("assign_mtwcs", "adaptive_trace_model"):
+    for name in ("assign_mtwcs",):
         values = user.pop(name, None)
         if values and str(values.get("skip", True)).lower() in ("false", "0"):
             raise UnsupportedModeError(f"spec3: step {name} is not implemented")
@@ -119,7 +124,21 @@ def _run(members, params, run, out_dir, written, later, product_name, asn_id, as
                 written.append(model.save(out_dir / model.meta.filename))
             finally:
                 model.meta.filename = original
-    library.mark_step("adaptive_trace_model", "SKIPPED")  # jwst's step here, skipped by default (not implemented)
+    if params["adaptive_trace_model"].skip:  # jwst's step here, skipped by default
+        library.mark_step("adaptive_trace_model", "SKIPPED")
+    else:  # each exposure in turn, updated in place as jwst's step updates its container's models
+        for _i, model in library.each(modify=True):
+            run_steps(model, ["adaptive_trace_model"], run, label=model.meta.filename or "")
+            if params["adaptive_trace_model"].save_results and out_dir is not None \
+                    and run.records[-1].status == "COMPLETE":  # <exposure>_<asn_id>_adaptive_trace_model.fits
+                from .calwebb_spec3 import crf_name
+
+                original = model.meta.filename
+                model.meta.filename = crf_name(original, asn_id).replace("_crf.fits", "_adaptive_trace_model.fits")
+                try:
+                    written.append(model.save(out_dir / model.meta.filename))
+                finally:
+                    model.meta.filename = original
     library = run_steps(library, ["pixel_replace"], run)
     cubes = run_steps(library, ["cube_build"], run)
     if run.records[-1].status != "COMPLETE":

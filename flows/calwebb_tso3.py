@@ -4,7 +4,8 @@ The calibrated cubes of integrations (``_calints``) of one TSO product in, in jw
 
     outlier_detection (mode tso, each cube against its median over time)
         -> <exposure>_<asn_id>_crfints.fits
-    spectroscopic TSO: extract_1d (every integration) -> <product>_x1dints.fits
+    spectroscopic TSO: adaptive_trace_model (skipped by default; each cube, on its median image)
+        -> extract_1d (every integration) -> <product>_x1dints.fits
         -> white_light -> <product>_whtlt.ecsv
     imaging TSO (NRC_TSIMAGE, MIRI imaging TSO): tso_photometry (each cube) -> <product>_phot.ecsv
 
@@ -25,10 +26,10 @@ from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
 
-STEPS = ["outlier_detection", "tso_photometry", "extract_1d", "white_light"]
-# jwst's tso3 also lists adaptive_trace_model, pixel_replace and photom (NIRISS SOSS); they are
-# skipped by default there and are not implemented here
-NOT_IMPLEMENTED = ("adaptive_trace_model", "pixel_replace", "photom")
+STEPS = ["outlier_detection", "tso_photometry", "adaptive_trace_model", "extract_1d", "white_light"]
+# jwst's tso3 also lists pixel_replace and photom (NIRISS SOSS); they are skipped by default there
+# and are not implemented here
+NOT_IMPLEMENTED = ("pixel_replace", "photom")
 IMAGING_TSO = {"NRC_TSIMAGE"}
 
 _last = LastRuns()
@@ -154,9 +155,15 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     from ..models.blend import MetaBlender
 
     blender = MetaBlender(spectra=True)  # each exposure's spectra's metadata, blended as jwst does
-    for cube in flagged:
-        # jwst runs adaptive_trace_model and pixel_replace on each cube here, skipped by default
-        cube.meta.cal_step.adaptive_trace_model = "SKIPPED"
+    atm_status = []
+    for k, cube in enumerate(flagged):
+        # jwst's adaptive_trace_model on each cube (skipped by default; a MIRI LRS slitless or NIRSpec
+        # BOTS cube is fitted on its median image, other cubes are marked FAILED), then pixel_replace
+        cube = flagged[k] = run_steps(cube, ["adaptive_trace_model"], run)
+        atm_status.append(cube.meta.cal_step.adaptive_trace_model)
+        if run.params["adaptive_trace_model"].save_results and out_dir is not None \
+                and run.records[-1].status == "COMPLETE":  # jwst's name: <exposure>_<asn_id>_adaptive_trace_model
+            result["written"].append(_save_as(cube, out_dir, "adaptive_trace_model", asn_id, run))
         cube.meta.cal_step.pixel_replace = "SKIPPED"
         spectra = run_steps(cube, ["extract_1d"], run)
         if cube.has("int_times") and x1d.has("int_times"):
@@ -180,7 +187,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         x1d.meta.asn.pool_name = asn_pool
         x1d.meta.asn.table_name = asn_table_name
         x1d.meta.cal_step.extract_1d = "COMPLETE"
-        x1d.meta.cal_step.adaptive_trace_model = "SKIPPED"
+        x1d.meta.cal_step.adaptive_trace_model = _summary_status(atm_status)
         x1d.meta.cal_step.pixel_replace = "SKIPPED"
         regions = [c.meta.wcsinfo.s_region for c in flagged if c.meta.wcsinfo.s_region]
         if regions:
@@ -193,6 +200,28 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         if table is not None:
             _keep_table(result, table, out_dir, f"{product_name}_whtlt.ecsv")
     return _finish(run, result)
+
+
+def _save_as(cube, out_dir: Path, suffix: str, asn_id: str | None, run: StageRun) -> str:
+    """An intermediate product of one cube, ``<exposure>_<asn_id>_<suffix>.fits``; the cube keeps its name."""
+    original = cube.meta.filename
+    name = crfints_name(original or "tso3", asn_id).replace("_crfints.fits", f"_{suffix}.fits")
+    cube.meta.filename = name
+    crds = cube.meta.ref_file.crds.model_copy()
+    try:
+        stamp(cube, run, "tso3")
+        cube.meta.ref_file.crds = crds  # the step uses no reference: the context stays the input's
+        return cube.save(out_dir / name)
+    finally:
+        cube.meta.filename = original
+
+
+def _summary_status(values) -> str:
+    """One status for a product made of several exposures, as jwst sums them up: COMPLETE if any
+    exposure completed, else FAILED if any failed, else SKIPPED."""
+    if "COMPLETE" in values:
+        return "COMPLETE"
+    return "FAILED" if "FAILED" in values else "SKIPPED"
 
 
 def _primary_only(spectra):
