@@ -1725,12 +1725,11 @@ def simulate(
         return own(**{k: v for k, v in locals().items() if k not in ("own", "mode_module")})
     from ..models import Level1bModel
 
-    mode = MODE_SIMULATORS.get((exp_type or "").upper())
-    if mode is not None:
+    if mode_module is not None:
         import importlib
 
-        kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode", "mode_module", "output_dir")}
-        return importlib.import_module(f"webbflow.refs.sim.{mode}").simulate(output_dir, **kwargs)
+        kwargs = {k: v for k, v in locals().items() if k not in ("Level1bModel", "mode_module", "output_dir")}
+        return importlib.import_module(f"webbflow.refs.sim.{mode_module}").simulate(output_dir, **kwargs)
     if (instrument or "").lower() == "nirspec":  # detector-level NIRSpec exposures: refs/sim/nirspec_detector.py
         from .sim import nirspec_detector
 
