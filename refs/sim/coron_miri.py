@@ -48,8 +48,9 @@ MASKS = {
     "MIR_LYOT": {"F2300C": ("MASKLYOT", "LYOT_2300")},
 }
 DEFAULT_FILTER = {"MIR_4QPM": "F1065C", "MIR_LYOT": "F2300C"}
-# frame times of the coronagraphic subarrays read with FASTR1 (s), as the MIRI readout gives them
-FRAME_TIME = {"MASK1065": 0.23852, "MASK1140": 0.23852, "MASK1550": 0.23852, "MASKLYOT": 0.32494}
+# frame times of the coronagraphic subarrays read with FASTR1 (s): the readout's clocks per frame
+# (23968 for the 4QPM subarrays, 32400 for MASKLYOT) times 10 us, as for SUB256 and SLITLESSPRISM
+FRAME_TIME = {"MASK1065": 0.23968, "MASK1140": 0.23968, "MASK1550": 0.23968, "MASKLYOT": 0.32400}
 PIVOT_UM = {"F1065C": 10.575, "F1140C": 11.310, "F1550C": 15.516, "F2300C": 22.644}
 FIELD_PX = {"MASK1065": 216, "MASK1140": 216, "MASK1550": 216, "MASKLYOT": 272}  # MIRIM_CORON* ROI sizes
 LYOT_RADIUS_ARCSEC = 2.16
@@ -91,7 +92,8 @@ def transmission(setup, shape, x0, y0):
     if setup.exp_type == "MIR_LYOT":
         r = np.hypot(xx - x0, yy - y0) * math.sqrt(setup.xscale * setup.yscale)
         return np.clip((r - LYOT_RADIUS_ARCSEC) / 0.3, 0.0, 1.0) * N.transmission(shape, x0, y0)
-    lines = (1 - np.exp(-((xx - x0) ** 2) / (2 * LINE_HALF_WIDTH_PX**2))) * (1 - np.exp(-((yy - y0) ** 2) / (2 * LINE_HALF_WIDTH_PX**2)))
+    w2 = 2 * LINE_HALF_WIDTH_PX**2
+    lines = (1 - np.exp(-((xx - x0) ** 2) / w2)) * (1 - np.exp(-((yy - y0) ** 2) / w2))
     return N.transmission(shape, x0, y0) * (0.2 + 0.8 * lines)
 
 
