@@ -17,7 +17,7 @@ jwst's for 100 % of the pixels (max relative difference 0), DQ equal; the compan
 what is left within 10 pixels of the star 0.11 of the calints' light there.  By hand, outside
 this file: MIR_LYOT F2300C (two PSF references) compared the same way, identical too (companion
 0.54 of its flux within 5 pixels, the F2300C PSF being wider); and ``webbflow run calwebb_coron3``
-from the uncal files alone (detector1, image2, coron3) wrote all 15 of jwst's products
+from the uncal files alone (detector1, image2, coron3) wrote all 16 of jwst's products
 (rate, rateints, calints, crfints, psfstack, psfalign, psfsub, i2d), identical to jwst's.
 """
 
