@@ -239,3 +239,13 @@ def test_companion_recovered_in_the_psfsub_where_it_was_put(miri_coron, miri_cor
     cal = np.nanmean(models.open(miri_coron_runs.coron3 / cal_name).data, axis=0)
     near = np.hypot(xx - sx, yy - sy) < 10  # measured: 0.11 with one PSF-reference exposure
     assert np.nansum(np.abs(img[near])) < 0.2 * np.nansum(cal[near])
+
+
+def test_simulate_refuses_a_filter_the_coronagraph_does_not_have_in_one_line(tmp_path, capsys):
+    from webbflow.flows.cli import main
+
+    out = tmp_path / "lyot"
+    rc = main(["simulate", "--instrument", "miri", "--exp-type", "MIR_LYOT", "--filter", "F1550C", "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "F1550C" in err and "F2300C" in err, err
+    assert "Traceback" not in err and not out.exists()
