@@ -81,6 +81,7 @@ IMAGING_EXP_TYPES = {
 }
 IMAGING_EXP_TYPES["NIRCAM"] += ("NRC_CORON",)  # coronagraphic images read the imaging references (refs/sim/coron.py)
 IMAGING_EXP_TYPES["NIRISS"] += ("NIS_AMI",)  # the detector and imaging references of AMI (refs/sim/ami.py)
+IMAGING_EXP_TYPES["MIRI"] += ("MIR_4QPM", "MIR_LYOT")  # MIRI coronagraphy reads the imager's references (refs/sim/coron_miri.py)
 
 # Reference types each mode reads in jwst 3.0 (detector1 + image2 + image3, or guider).
 NIR_REFTYPES = (
