@@ -17,8 +17,9 @@ not take, and records them SKIPPED on the products:
   SKIPPED with none, as jwst records it), then extract_2d, srctype, master_background_mos
   (tasks/master_background_mos.py), wavecorr and on; barshadow runs (tasks/barshadow.py).
   master_background_mos makes jwst's decisions (SKIPPED after a nod subtraction, FAILED with no
-  background or no source slitlet) but refuses, in one line, to compute a master background from
-  background slitlets: that computation is not in webbflow yet.  Nor is the split of an MSA
+  background or no source slitlet) and subtracts the master background made from the background
+  slitlets, calibrating its copy with this flow's flat_field, pathloss, barshadow and photom
+  settings (``_inherit_mbkg_substeps``), as jwst's pipeline hands its own down.  Not yet here: the split of an MSA
   exposure's fixed slits (quadrant 5) through the FS chain (wavecorr, flat_field, pathloss, photom
   with EXP_TYPE NRS_FIXEDSLIT), which jwst 3.0 does after srctype.
 
@@ -71,9 +72,25 @@ def _msa_prepare(model, params, members):
             if rt in given and rt not in mine:
                 mine[rt] = given[rt]
         params["msa_flagging"] = params["msa_flagging"].model_copy(update={"overrides": mine})
+    if "master_background_mos" in params:
+        _inherit_mbkg_substeps(params)
     imprints = [str(p) for p in members.get("imprint") or []]
     if "imprint" in params and imprints and not params["imprint"].imprint_list:
         params["imprint"] = params["imprint"].model_copy(update={"imprint_list": imprints[:1]})
+
+
+def _inherit_mbkg_substeps(params):
+    """master_background_mos calibrates its background copy with the flow's own flat_field, pathloss,
+    barshadow and photom settings (skip, overrides, parameters), as jwst's parent pipeline hands them
+    down; what the user gave under the step's own ``steps`` wins."""
+    from ..tasks.master_background_mos import inherited_settings
+
+    mine = params["master_background_mos"]
+    subs = {k: dict(v) for k, v in mine.steps.items()}
+    for name in ("flat_field", "pathloss", "barshadow", "photom"):
+        if name in params:
+            subs[name] = {**inherited_settings(name, params[name]), **subs.get(name, {})}
+    params["master_background_mos"] = mine.model_copy(update={"steps": subs})
 
 
 BRANCHES["NRS_MSASPEC"] = Branch(
@@ -83,7 +100,7 @@ BRANCHES["NRS_MSASPEC"] = Branch(
     resample="resample_spec",
     extract=True,
     marked_skipped=("badpix_selfcal", "clean_flicker_noise", "bkg_subtract"),
-    notes="NIRSpec MSA: msa_flagging, imprint, then jwst's MOS chain (master_background_mos computes no master "
-          "background from background slitlets yet); fixed slits of an MSA exposure are not split off as jwst does",
+    notes="NIRSpec MSA: msa_flagging, imprint, then jwst's MOS chain (master_background_mos from the background "
+          "slitlets); fixed slits of an MSA exposure are not split off as jwst does",
     extra={**_NRS_EXTRA, "prepare": _msa_prepare},
 )

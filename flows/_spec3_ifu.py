@@ -2,7 +2,8 @@
 
 jwst 3.0's order for an IFU product (assign_mtwcs is for moving targets, skipped):
 
-    master_background        with background members: not implemented for IFUs yet, refused in one line
+    master_background        with background members (x1d): their combined spectrum subtracted from
+                             every MIRI MRS exposure at each pixel's wavelength
     outlier_detection        mode ifu (tasks/_outlier_ifu.py) -> <exposure>_<asn_id>_crf.fits each
     adaptive_trace_model     skipped by default, as in jwst; asked for, each exposure's slices are
                              fitted (TRACEMODEL; oversampled with ``oversample`` > 1) before the
@@ -72,9 +73,6 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
     exp_type = (first.meta.exposure.type or "").upper()
     if exp_type != "MIR_MRS":
         raise UnsupportedModeError(f"{name0}: spec3 for IFU {exp_type} (NIRSpec cubes) is not implemented yet")
-    if backgrounds and not params_skip(steps, "master_background"):
-        raise UnsupportedModeError(f"{name0}: spec3's master_background for IFU exposures is not implemented yet "
-                                   "(--steps.master_background.skip=true to build the cubes without it)")
     if first.meta.wcs is None:
         raise InputFileError(name0, "has no WCS (assign_wcs must have run in Stage 2)")
 
@@ -97,6 +95,8 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
     run = StageRun(params=params, references=references, context=context)
     written: list[str] = []
     try:
+        if backgrounds:
+            members = _master_background(members, backgrounds, run, out_dir, written, product_name, asn_id)
         result = _run(members, params, run, out_dir, written, later, product_name, asn_id, asn_pool, asn_table_name)
     except BaseException:  # no partial product: what this run wrote goes
         for p in written:
@@ -106,6 +106,24 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
     _last.clear()
     _last.append(run)  # the per-step log (-v) of this run
     return result
+
+
+def _master_background(members, backgrounds, run, out_dir, written, product_name, asn_id):
+    """master_background on the science exposures with the association's background spectra (x1d);
+    returns the science exposures (models, the background subtracted unless the step was skipped)."""
+    from ..tasks._library import ModelLibrary
+
+    spectra = [b if isinstance(b, models.DataModel) else models.open(b) for b in backgrounds]
+    science = [m if isinstance(m, models.DataModel) else models.open(m) for m in members]
+    before = set(out_dir.iterdir()) if out_dir is not None and out_dir.exists() else set()
+    result = run_steps(ModelLibrary(science + spectra, asn_id=asn_id), ["master_background"], run,
+                       output_dir=out_dir, source_name=product_name)
+    if out_dir is not None:  # save_background's products, removed with the rest if the run fails
+        written.extend(str(p) for p in sorted(set(out_dir.iterdir()) - before))
+    if hasattr(result, "to_list"):
+        result = result.to_list()
+    return [m for m in (result if isinstance(result, (list, tuple)) else [result])
+            if isinstance(m, models.IFUImageModel)]
 
 
 def _run(members, params, run, out_dir, written, later, product_name, asn_id, asn_pool, asn_table_name) -> dict:

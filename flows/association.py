@@ -1021,7 +1021,10 @@ def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
     S3 = stage3_steps(pipeline)
     S2 = list(dict.fromkeys(s for b in BRANCHES.values() for s in b.steps))
     out: dict[str, dict] = {"detector1": {}, "image2": {}, "spec2": {}, pipeline: {}}
+    from .stage import PIPELINE_STEP_NAMES
+
     for name, values in (steps or {}).items():
+        name = PIPELINE_STEP_NAMES.get(name, name) if name not in S3 else name
         if name in S3:
             out[pipeline][name] = values
         elif name in I2 or name in S2:

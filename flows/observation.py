@@ -140,9 +140,11 @@ def check_steps(steps: dict | None) -> None:
 
     if not steps or set(steps) <= _stages():
         return
+    from .stage import PIPELINE_STEP_NAMES
+
     known = _known_steps()
     for name in steps:
-        if name not in known:
+        if PIPELINE_STEP_NAMES.get(name, name) not in known:
             raise ParameterError(f"unknown step {name!r}{did_you_mean(name, known)}: no stage of any pipeline "
                                  "has it")
 

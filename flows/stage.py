@@ -90,16 +90,32 @@ def _pars_reftype(step_name: str) -> str:
     return "pars-" + STEPS[step_name].jwst_class.lower()
 
 
+# jwst's pipelines name some steps otherwise than the steps' own aliases (Spec2Pipeline's
+# imprint_subtract is the imprint step): what a user writes for the pipeline -> webbflow's step
+PIPELINE_STEP_NAMES = {"imprint_subtract": "imprint"}
+
+
+def _pipeline_names(values: dict | None, step_names) -> dict:
+    """``values`` keyed by webbflow's step names, a pipeline's own names for its steps translated."""
+    out: dict = {}
+    for name, v in (values or {}).items():
+        ours = PIPELINE_STEP_NAMES.get(name, name)
+        key = ours if ours in step_names and name not in step_names else name
+        out[key] = {**out.get(key, {}), **v} if isinstance(v, dict) else v
+    return out
+
+
 def resolve_params(step_names: list[str], user_steps: dict | None, config=None, model=None, pipeline_class: str | None = None) -> dict[str, StepParams]:
     """Resolve each step's parameters by the documented precedence; unknown steps or parameters are errors."""
     load_all()
-    user_steps = dict(user_steps or {})
+    user_steps = _pipeline_names(user_steps, step_names)
     unknown = [s for s in user_steps if s not in step_names]
     if unknown:
         raise ParameterError(f"unknown step(s) {', '.join(unknown)}{did_you_mean(unknown[0], step_names)}; "
                              f"this pipeline's steps are: {', '.join(step_names)}")
-    from_crds = _crds_step_pars(model, step_names, pipeline_class) if model is not None else {}
-    from_file = load_config_file(config) if config else {}
+    from_crds = _pipeline_names(_crds_step_pars(model, step_names, pipeline_class) if model is not None else {},
+                                step_names)
+    from_file = _pipeline_names(load_config_file(config) if config else {}, step_names)
     out = {}
     for name in step_names:
         spec = STEPS[name]

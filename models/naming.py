@@ -17,6 +17,8 @@ KNOWN_SUFFIXES = {
 }
 # NIRSpec slit steps whose products feed flat_field and barshadow
 KNOWN_SUFFIXES |= {"extract_2d", "extract2d", "barshadow"}
+# the MOS steps before master_background_mos, whose outputs its products are named from
+KNOWN_SUFFIXES |= {"srctype", "msa_flagging", "imprint_subtract"}
 
 
 def root_of(name: str) -> str:

@@ -17,7 +17,9 @@ MultiSlitModel, ImageModel) are the science, changed in place and returned.
    outside the master's range get 0 and DQ DO_NOT_USE; the result is subtracted from SCI.
    NIRSpec MOS slits are not background-subtracted this way (jwst uses 0 for them; MOS has
    its own Stage 2 step); NIRSpec fixed-slit point sources (which jwst corrects for path loss
-   first) and IFU images are refused as not implemented.
+   first) and NIRSpec IFU images are refused as not implemented.  MIRI MRS images take the
+   master at each pixel's WCS wavelength (0 where it has none), their DQ untouched; an MRS
+   background spectrum always gives its BACKGROUND column as the sky, as jwst takes it.
 
 Without any background member and no ``user_background`` the step leaves the science as it is.
 ``save_background`` writes the master background (``_masterbg1d``) and each science exposure's
@@ -49,9 +51,9 @@ class MasterBackgroundParams(StepParams):
 
 
 def _is_spectrum(m) -> bool:
-    from ..models.spectra import MultiCombinedSpecModel, MultiSpecModel
+    from ..models.spectra import MultiSpecBase
 
-    return isinstance(m, (MultiSpecModel, MultiCombinedSpecModel))
+    return isinstance(m, MultiSpecBase)  # x1d of any kind (MRS x1d included) or c1d
 
 
 def _already_subtracted(science) -> bool:
@@ -77,6 +79,16 @@ def _background_as_surf_bright(spectrum) -> None:
         t["BKGD_ERROR"][:] = 0.0
 
 
+def _ifu_extended(spectrum) -> bool:
+    """An IFU background spectrum whose BACKGROUND column is the sky: always for MIRI MRS, for the
+    NIRSpec IFU when its (first) spectrum was extracted as an extended source, as jwst takes them."""
+    exp_type = (spectrum.meta.exposure.type or "").upper()
+    if exp_type == "MIR_MRS":
+        return True
+    first = spectrum.spec[0].meta if spectrum.spec else {}
+    return exp_type == "NRS_IFU" and str(first.get("source_type") or "").upper() == "EXTENDED"
+
+
 def master_spectrum(backgrounds, params: MasterBackgroundParams):
     """The combined master background spectrum (a MultiCombinedSpecModel) of background x1d models."""
     from scipy.signal import medfilt
@@ -84,7 +96,7 @@ def master_spectrum(backgrounds, params: MasterBackgroundParams):
     from .combine_1d import Combine1dParams, combine
 
     for b in backgrounds:
-        if b.meta.observation.bkgdtarg is False:
+        if b.meta.observation.bkgdtarg is False or _ifu_extended(b):
             _background_as_surf_bright(b)
     master = combine(list(backgrounds), Combine1dParams(exptime_key="exposure_time"))
     if master is None:
@@ -143,6 +155,21 @@ def _expand(model, wave, sb, exp_type):
     return np.interp(wl, wave, sb, left=0.0, right=0.0), outside
 
 
+def _ifu_background(model, wave, sb):
+    """The master background at every pixel of a MIRI MRS image, by the WCS's wavelength there (0 where
+    the pixel has none or lies outside the master's wavelengths; DQ untouched, as jwst does for IFUs)."""
+    if (model.meta.instrument.name or "").upper() != "MIRI":
+        raise UnsupportedModeError("master_background: NIRSpec IFU images (slice by slice) are not implemented")
+    if model.meta.wcs is None:
+        from ..errors import InputFileError
+
+        raise InputFileError(model.meta.filename or "input", "has no WCS (assign_wcs must have run in Stage 2)")
+    y, x = np.indices(model.data.shape, dtype=np.float64)
+    lam = np.asarray(model.meta.wcs(x, y)[2], dtype=float)
+    lam[np.isnan(lam)] = -1.0
+    return np.interp(lam, wave, sb, left=0.0, right=0.0).astype(model.data.dtype)
+
+
 def _background_of(model, bkg, outside):
     """The 2-D background product of one science model: a copy whose data is the background."""
     b = model.copy()
@@ -182,7 +209,14 @@ def subtract_master_background(science, master, params: MasterBackgroundParams, 
                     background.slits[k].data = bkg.astype(slit.data.dtype)
                     background.slits[k].dq[outside] |= dqflags.DO_NOT_USE
             kept.append(background)
-        elif isinstance(model, (models.SlitModel, models.ImageModel)) and not isinstance(model, models.IFUImageModel):
+        elif isinstance(model, models.IFUImageModel):
+            bkg = _ifu_background(model, wave, sb)
+            if keep:
+                b = model.copy()
+                b.data = bkg
+                kept.append(b)
+            model.data -= bkg
+        elif isinstance(model, (models.SlitModel, models.ImageModel)):
             bkg, outside = _expand(model, wave, sb, exp_type)
             if keep:
                 kept.append(_background_of(model, bkg, outside))

@@ -254,7 +254,7 @@ def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
 
 
 def test_spec3_ifu_refuses_what_it_cannot_do_in_one_line(tmp_path):
-    """NIRSpec IFU cubes, MRS members without a WCS and background members: one line naming the file, no product."""
+    """NIRSpec IFU cubes and MRS members without a WCS: one line naming the file, no product."""
     from webbflow import models
     from webbflow.errors import InputFileError, UnsupportedModeError
     from webbflow.flows._spec3_ifu import is_ifu, spec3_ifu
@@ -274,9 +274,7 @@ def test_spec3_ifu_refuses_what_it_cannot_do_in_one_line(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(UnsupportedModeError, match=r"nrs1_cal.fits: spec3 for IFU NRS_IFU .*not implemented") as e1:
         spec3_ifu([nrs], product_name="jw01234-o001_t001_nirspec", output_dir=str(out))
-    with pytest.raises(UnsupportedModeError, match=r"mirifushort_cal.fits: spec3's master_background for IFU") as e2:
-        spec3_ifu([mrs], product_name="jw01234-o001_t001_miri", output_dir=str(out), backgrounds=[mrs])
     with pytest.raises(InputFileError, match=r"mirifushort_cal.fits.*has no WCS") as e3:
         spec3_ifu([mrs], product_name="jw01234-o001_t001_miri", output_dir=str(out))
-    assert all("\n" not in str(e.value) for e in (e1, e2, e3))
+    assert all("\n" not in str(e.value) for e in (e1, e3))
     assert not out.exists() or not any(out.iterdir())

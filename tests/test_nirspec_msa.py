@@ -14,7 +14,7 @@ jwst's input of that step and its output is compared with jwst's: every array id
 status.  The trimmed configuration has no background slitlet on NRS2 (by jwst's rule, a source
 name with BKG or BACKGROUND), so jwst's master_background_mos records FAILED and changes nothing;
 after a nod subtraction it records SKIPPED.  webbflow makes the same decisions; the master
-background computation itself is not in webbflow yet, and the step refuses it in one line.
+background computation is compared in tests/test_master_background_mos.py.
 webbflow's NRS_MSASPEC branch runs on the same association: its cal is jwst's, whole.
 """
 
@@ -193,20 +193,14 @@ def test_master_background_mos_decisions_match_jwst(msa, case):
         assert np.array_equal(o.data, t.data, equal_nan=True) and np.array_equal(o.dq, t.dq)
 
 
-def test_master_background_mos_refuses_what_it_cannot_compute(msa):
-    """With a background slitlet (and source slitlets) the master background is needed: webbflow says, in one
-    line, that it cannot make it yet, instead of leaving the background in; with force_subtract after a
-    nod subtraction too.  Only background slitlets: FAILED (no source to subtract from)."""
-    from webbflow.errors import UnsupportedModeError
-
+def test_master_background_mos_decisions_with_background_slitlets(msa):
+    """With a background slitlet, a nod subtraction still makes the step SKIPPED; only background slitlets:
+    FAILED (no source to subtract from).  The computation itself is compared with jwst's in
+    tests/test_master_background_mos.py."""
     inp = _open(msa.jwst["srctype"]).copy()
     inp.slits[0].source_name = "2736_BKG14"
-    with pytest.raises(UnsupportedModeError, match="1 background slitlet.*not implemented"):
-        run_step("master_background_mos", inp, {})
     inp.meta.cal_step.bkg_subtract = "COMPLETE"
     assert run_step("master_background_mos", inp, {}).status == "SKIPPED"
-    with pytest.raises(UnsupportedModeError, match="not implemented"):
-        run_step("master_background_mos", inp, {"force_subtract": True})
     only = _open(msa.jwst["srctype"]).copy()
     for s in only.slits:
         s.source_name = "background"
@@ -246,7 +240,8 @@ STPIPE_ONLY = {"pre_hooks", "post_hooks", "output_ext", "output_use_model", "out
     ("master_background_mos", "jwst.master_background", "MasterBackgroundMosStep")])
 def test_parameters_and_references_are_jwsts(name, module, cls_name):
     """The steps' parameters are jwst's, with jwst's defaults (imprint's ``imprint_list`` aside: the flow's
-    way to hand it the association's imprint members, which jwst passes as a second input), and they
+    way to hand it the association's imprint members, which jwst passes as a second input; and
+    master_background_mos's ``steps``, its sub-steps' settings, which jwst's pipeline step also takes), and they
     declare jwst's reference types."""
     import importlib
 
@@ -257,8 +252,8 @@ def test_parameters_and_references_are_jwsts(name, module, cls_name):
     # master_background_mos is a jwst Pipeline: its sub-steps' settings come under "steps"
     jwst_names = {k for k in spec if k not in STPIPE_ONLY | {"steps"} and not k.startswith("override_")}
     ours = STEPS[name].params()
-    our_names = set(type(ours).model_fields) - {"overrides", "output_use_model"} - ({"imprint_list"} if name == "imprint"
-                                                                                   else set())
+    extra = {"imprint": {"imprint_list"}, "master_background_mos": {"steps"}}.get(name, set())
+    our_names = set(type(ours).model_fields) - {"overrides", "output_use_model"} - extra
     assert jwst_names == our_names
     jwst_step = cls()
     for k in jwst_names:
@@ -283,3 +278,15 @@ def test_msa_branch_cal_matches_jwst(msa):
     cs = cal.meta.cal_step
     assert (cs.msa_flagging, cs.imprint, cs.master_background) == ("COMPLETE", "COMPLETE", "FAILED")
     assert any(((s.dq & FAILED_OPEN) != 0).any() for s in cal.slits)
+
+
+def test_imprint_takes_jwsts_pipeline_name():
+    """Spec2Pipeline calls the imprint step ``imprint_subtract``: settings under that name (command line,
+    config files, a whole association's steps) reach webbflow's ``imprint`` step."""
+    from webbflow.flows.association import steps_by_stage
+    from webbflow.flows.stage import resolve_params
+
+    params = resolve_params(["assign_wcs", "imprint", "srctype"], {"imprint_subtract": {"skip": True}})
+    assert params["imprint"].skip is True and not params["assign_wcs"].skip
+    staged = steps_by_stage({"imprint_subtract": {"skip": True}}, "spec3")
+    assert staged["spec2"] == {"imprint": {"skip": True}}
