@@ -327,17 +327,39 @@ def test_tweakwcs_and_stcal_log_lines_reach_the_runs_logs():
     import logging
     import time
 
+    from webbflow.tasks import load_all
+
+    load_all()
+    stamp = f"{time.time_ns()}"
+    # the library loggers as a fresh process has them: an earlier test in this worker (jwst's own
+    # logging set-up, a quieted oracle) may have raised their levels, disabled them or cut propagation
+    names = ("tweakwcs", "tweakwcs.imalign", "stcal", "stcal.jump", "stcal.jump.jump")
+    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).disabled, logging.getLogger(n).propagate)
+             for n in names}
+    for n in names:
+        lg = logging.getLogger(n)
+        lg.setLevel(logging.NOTSET)
+        lg.disabled, lg.propagate = False, True
+    try:
+        _library_lines_reach_the_run(stamp)
+    finally:
+        for n, (level, disabled, propagate) in saved.items():
+            lg = logging.getLogger(n)
+            lg.setLevel(level)
+            lg.disabled, lg.propagate = disabled, propagate
+
+
+def _library_lines_reach_the_run(stamp):
+    import logging
+    import time
+
     import numpy as np
     from prefect import flow, get_client, task
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     from webbflow import models
     from webbflow.flows.stage import quiet_prefect_settings, step_task
-    from webbflow.tasks import load_all
     from webbflow.tasks.base import STEPS
-
-    load_all()
-    stamp = f"{time.time_ns()}"
 
     @task
     def in_a_task():
