@@ -29,7 +29,8 @@ How each part is made, as jwst 3.0 makes it:
 - No slice falls on NRS2 with a medium-resolution grating or with G140H/F070LP: the exposure has no
   data on that detector (refused, as jwst refuses it).
 - S_REGION: the RA/Dec box of every pixel of every slice's box; ``spectral_region`` their
-  wavelength range.
+  wavelength range.  (jwst runs the whole chain on every pixel of the boxes for this and again for
+  the slice map; here one pass finds the pixels with a wavelength and runs the sky part on those.)
 - The slice map: every pixel of a slice's box with a finite wavelength gets the slice number + 1
   (``regions``, 2048 x 2048, 0 elsewhere).  Unless ``nrs_ifu_slice_wcs`` is set, the WCS is then
   rebuilt on it: coordinates -> detector (identity) -> slicer through a RegionsSelector keyed on the
@@ -333,22 +334,42 @@ def fix_slice(t, n):
     return new
 
 
-def footprint(model):
-    """The RA/Dec box of every pixel in every slice's box and the wavelength range (full slice WCS)."""
+def _box_grid(full, n):
     from gwcs.wcstools import grid_from_bounding_box
 
+    return grid_from_bounding_box(full.bounding_box[n])
+
+
+def slice_pixels(model, sky=True):
+    """One pass over every slice's box on the full slice-keyed WCS: per slice the pixels with a
+    finite wavelength, the mean slicer x over the box and (``sky``) RA, Dec, wavelength of those
+    pixels.  jwst evaluates the whole chain on every pixel twice (footprint and slice map); a pixel
+    with no wavelength has no sky position either, so the rest of the chain runs on the valid ones."""
+    full = model.meta.wcs
+    det2slit = full.get_transform("detector", "slit_frame")
+    slit2slicer = full.get_transform("slit_frame", "slicer")
+    slit2world = full.get_transform("slit_frame", "world") if sky else None
+    out = []
+    for n in range(NSLICES):
+        x, y = _box_grid(full, n)
+        _, xs, ys, lam = det2slit(x, y, n)
+        # the grid reaches half a pixel past the box, where the WCS (which applies its box) gives NaN
+        box = full.bounding_box[n]
+        (x0, x1), (y0, y1) = (tuple(box[k]) for k in ("x", "y"))
+        valid = np.isfinite(lam) & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        x_slicer = np.round(np.nanmean(slit2slicer(n, xs, ys, lam)[0]), 5)
+        world = slit2world(n, xs[valid], ys[valid], lam[valid])[:3] if sky else None
+        out.append((x[valid].astype(int), y[valid].astype(int), x_slicer, world))
+    return out
+
+
+def footprint(pixels):
+    """The RA/Dec box of the slices' pixels and their wavelength range (jwst's NRS_IFU footprint)."""
     from .miri_mrs import _wrap_ra
 
-    wcs = model.meta.wcs
-    ras, decs, lams = [], [], []
-    for n in range(NSLICES):
-        x, y = grid_from_bounding_box(wcs.bounding_box[n])
-        ra, dec, lam, _ = wcs(x, y, n)
-        ras.append(np.ravel(ra))
-        decs.append(np.ravel(dec))
-        lams.append(np.ravel(lam))
-    ra = _wrap_ra(np.concatenate(ras))
-    dec, lam = np.concatenate(decs), np.concatenate(lams)
+    ra = _wrap_ra(np.concatenate([np.ravel(p[3][0]) for p in pixels]))
+    dec = np.concatenate([np.ravel(p[3][1]) for p in pixels])
+    lam = np.concatenate([np.ravel(p[3][2]) for p in pixels])
     lo, hi = np.nanmin(ra), np.nanmax(ra)
     lo = lo + 360.0 if lo < 0 else lo
     hi = hi - 360.0 if hi >= 360.0 else hi
@@ -356,13 +377,12 @@ def footprint(model):
     return np.array([lo, dlo, hi, dlo, hi, dhi, lo, dhi]), (np.nanmin(lam), np.nanmax(lam))
 
 
-def apply_slicemap(model, replace_wcs=True):
+def apply_slicemap(model, pixels, replace_wcs=True):
     """The slice map (``regions``) and, unless told otherwise, the coordinate-based WCS built on it."""
     import gwcs
     from astropy.modeling import bind_bounding_box
     from astropy.modeling.models import Const1D, Identity, Mapping
     from gwcs import selector
-    from gwcs.wcstools import grid_from_bounding_box
 
     full = model.meta.wcs
     dms2sca = fix_slice(full.get_transform("detector", "sca"), 0)
@@ -371,18 +391,12 @@ def apply_slicemap(model, replace_wcs=True):
     slit2slicer = full.get_transform("slit_frame", "slicer")
     regions = np.zeros((2048, 2048), dtype=np.int32)
     transforms, slice_by_x = {}, {}
-    for n in range(NSLICES):
-        x, y = grid_from_bounding_box(full.bounding_box[n])
-        xi, yi = x.astype(int), y.astype(int)
-        lam = full(xi, yi, n)[2]
-        valid = np.isfinite(lam)
-        xi, yi = xi[valid], yi[valid]
+    for n, (xi, yi, x_slicer, _) in enumerate(pixels):
         regions[yi, xi] = n + 1
         t = dms2sca | sca2gwa | fix_slice(gwa2slit, n) | fix_slice(slit2slicer, n)
         bind_bounding_box(t, ((xi.min() - 0.5, xi.max() + 0.5), (yi.min() - 0.5, yi.max() + 0.5)), order="F")
         transforms[n + 1] = t
-        x_value = np.round(np.nanmean(t(x, y)[0]), 5)
-        slice_by_x[x_value] = Mapping((0,), n_inputs=3) | Const1D(n + 1)
+        slice_by_x[x_slicer] = Mapping((0,), n_inputs=3) | Const1D(n + 1)
     if hasattr(type(model), "arrays") and any(a.name == "regions" for a in type(model).arrays):
         model.regions = regions
     if not replace_wcs:
@@ -407,9 +421,13 @@ def apply_slicemap(model, replace_wcs=True):
 
 def slice_wcs(model, n):
     """The WCS of slice ``n`` (0-29): no slice input, that slice's bounding box (jwst's nrs_wcs_set_input)."""
+    return wcs_of_slice(model.meta.wcs, n)
+
+
+def wcs_of_slice(full, n):
+    """:func:`slice_wcs` of a full IFU gwcs object (slice-keyed or coordinate-based)."""
     from gwcs import WCS
 
-    full = model.meta.wcs
     coordinate_based = "gwa" not in full.available_frames
     ids = list(range(NSLICES)) if coordinate_based else list(full.get_transform("gwa", "slit_frame").slit_ids)
     if n not in ids:
@@ -456,10 +474,12 @@ def assign(model, refs, params):
     pipeline, wrange = ifu_pipeline(model, refs, (params.slit_y_low, params.slit_y_high))
     model.meta.wcs = WCS(pipeline)
     model.meta.wcs.bounding_box = compound_bounding_box(model.meta.wcs, wrange)
-    if (model.meta.instrument.filter or "").upper() != "OPAQUE":
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-            box, lam_range = footprint(model)
+    sky = (model.meta.instrument.filter or "").upper() != "OPAQUE"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "(invalid value|Mean of empty)", RuntimeWarning)
+        pixels = slice_pixels(model, sky)
+    if sky:
+        box, lam_range = footprint(pixels)
         s_region = compute_s_region_keyword(box)
         if s_region is not None:
             model.meta.wcsinfo.s_region = s_region
@@ -468,10 +488,10 @@ def assign(model, refs, params):
         model.meta.wcsinfo.s_region = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-        apply_slicemap(model, replace_wcs=not params.nrs_ifu_slice_wcs)
+        apply_slicemap(model, pixels, replace_wcs=not params.nrs_ifu_slice_wcs)
     log.info("assign_wcs: NIRSpec IFU WCS built for %s slices (%s); S_REGION %s", NSLICES,
              "slice-keyed" if params.nrs_ifu_slice_wcs else "coordinate-based", model.meta.wcsinfo.s_region)
     return model
 
 
-__all__ = ["apply_slicemap", "assign", "fix_slice", "ifu_pipeline", "ifu_slice_wcs", "reftypes", "slice_wcs"]
+__all__ = ["apply_slicemap", "assign", "fix_slice", "ifu_pipeline", "ifu_slice_wcs", "reftypes", "slice_wcs", "wcs_of_slice"]
