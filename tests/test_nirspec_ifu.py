@@ -66,6 +66,14 @@ def ifu_refs(tmp_path_factory) -> dict[str, str]:
     return {k: str(v) for k, v in refs.items()}
 
 
+@pytest.fixture(scope="module")
+def opened(ifu_refs) -> dict:
+    """The references opened once, as the step opens them (the ifupost tree is large to parse)."""
+    from webbflow.refs.select import open_reference
+
+    return {k: open_reference(k, v) for k, v in ifu_refs.items()}
+
+
 def _rate(detector="NRS1", grating="PRISM", filt="CLEAR"):
     """A full-frame NRS_IFU rate (the slices cover the detector; the WCS does not depend on the
     pixels) pointed with the IFU's SIAF aperture."""
@@ -101,7 +109,7 @@ def _rate(detector="NRS1", grating="PRISM", filt="CLEAR"):
 
 
 @pytest.fixture(scope="module")
-def both(ifu_refs, tmp_path_factory, real_rules_cache):
+def both(ifu_refs, opened, tmp_path_factory, real_rules_cache):
     """webbflow's and jwst's assign_wcs on the same rate with the same references (jwst run once)."""
     from parity import jwst_offline, quiet_jwst
 
@@ -109,7 +117,7 @@ def both(ifu_refs, tmp_path_factory, real_rules_cache):
 
     tmp = tmp_path_factory.mktemp("nrs-ifu")
     path = _rate().save(tmp / "jw01234001001_01101_00001_nrs1_rate.fits")
-    ours = run_step("assign_wcs", models.open(path), {}, references=ifu_refs).model
+    ours = run_step("assign_wcs", models.open(path), {}, references=opened).model
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from stdatamodels.jwst import datamodels as dm
@@ -203,13 +211,13 @@ def test_whole_product_matches_jwst(both):
     assert np.isfinite(lam) and 0.6 < lam < 5.3
 
 
-def test_slice_keyed_wcs_gives_the_same_coordinates(both, ifu_refs):
+def test_slice_keyed_wcs_gives_the_same_coordinates(both, opened):
     """nrs_ifu_slice_wcs=True keeps the full slice-keyed WCS (detector ... gwa, slit_frame ...) with its
     compound bounding box; the coordinates of a slice are those of the coordinate-based WCS."""
     from gwcs.wcstools import grid_from_bounding_box
 
     _tmp, path, ours, _theirs = both
-    keyed = run_step("assign_wcs", models.open(path), {"nrs_ifu_slice_wcs": True}, references=ifu_refs).model
+    keyed = run_step("assign_wcs", models.open(path), {"nrs_ifu_slice_wcs": True}, references=opened).model
     assert keyed.meta.wcs.available_frames[:5] == ["detector", "sca", "gwa", "slit_frame", "slicer"]
     assert list(keyed.meta.wcs.get_transform("gwa", "slit_frame").slit_ids) == list(range(30))
     assert np.array_equal(keyed.regions, ours.regions)
@@ -251,7 +259,7 @@ def _disperser_at_esa_gwa(table, src, dst) -> str:
 
 
 @pytest.mark.parity
-def test_esa_ifu_functional_truth_on_the_detector(ifu_refs, capsys, tmp_path):
+def test_esa_ifu_functional_truth_on_the_detector(ifu_refs, opened, capsys, tmp_path):
     from astropy.table import Table
     from gwcs import WCS
 
@@ -267,8 +275,8 @@ def test_esa_ifu_functional_truth_on_the_detector(ifu_refs, capsys, tmp_path):
         lam = np.asarray(table["wavelength"], float)
         ys = np.asarray(table["yslitpos"], float)
         xs = np.zeros_like(ys)
-        paths = dict(ifu_refs, disperser=_disperser_at_esa_gwa(table, src, tmp_path / f"{grating}.asdf"))
-        refs = {k: open_reference(k, v) for k, v in paths.items()}
+        esa_disperser = _disperser_at_esa_gwa(table, src, tmp_path / f"{grating}.asdf")
+        refs = dict(opened, disperser=open_reference("disperser", esa_disperser))
         for detector, sca in (("NRS1", "SCA491"), ("NRS2", "SCA492")):
             on = np.asarray(table["SCA"]) == sca
             if not on.any():
@@ -292,20 +300,22 @@ def test_esa_ifu_functional_truth_on_the_detector(ifu_refs, capsys, tmp_path):
     assert worst < 0.01 and worst_gwa < 1e-10 and worst_ote < 1e-8
 
 
-def test_bad_inputs_one_line_errors(ifu_refs):
+def test_bad_inputs_one_line_errors(ifu_refs, opened):
+    from webbflow.tasks.assign_wcs import AssignWcsParams
+
     # no slice falls on NRS2 with a medium-resolution grating
     with pytest.raises(InputFileError, match="no IFU slices fall on detector NRS2"):
-        run_step("assign_wcs", _rate("NRS2", "G235M", "F170LP"), {}, references=ifu_refs)
-    # none of the IFU references
-    refs = {k: v for k, v in ifu_refs.items() if k not in ("ifupost", "ifuslicer", "ifufore")}
+        run_step("assign_wcs", _rate("NRS2", "G235M", "F170LP"), {}, references=opened)
+    # none of the IFU references (CRDS answered N/A for all three)
+    refs = dict(opened, ifupost=None, ifuslicer=None, ifufore=None)
     with pytest.raises(ReferenceFileError, match="no IFU reference files"):
-        run_step("assign_wcs", _rate(), {}, references=refs)
-    # an ifupost reference without one of its slices
+        ifu.assign(_rate(), refs, AssignWcsParams())
+    # an ifupost reference without its first slice
     import asdf
 
-    bad = Path(ifu_refs["ifuslicer"]).with_name("ifupost_no_slice_7.asdf")
+    bad = Path(ifu_refs["ifuslicer"]).with_name("ifupost_no_slice_0.asdf")
     with asdf.open(ifu_refs["ifupost"], lazy_load=False, memmap=False) as af:
-        tree = {k: v for k, v in af.tree.items() if k not in ("asdf_library", "history", "slice_7")}
+        tree = {k: v for k, v in af.tree.items() if k not in ("asdf_library", "history", "slice_0")}
     asdf.AsdfFile(tree).write_to(bad)
-    with pytest.raises(ReferenceFileError, match="slice_7"):
-        run_step("assign_wcs", _rate(), {}, references=dict(ifu_refs, ifupost=str(bad)))
+    with pytest.raises(ReferenceFileError, match="slice_0"):
+        run_step("assign_wcs", _rate(), {}, references=dict(opened, ifupost=str(bad)))
