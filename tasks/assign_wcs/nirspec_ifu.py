@@ -494,4 +494,5 @@ def assign(model, refs, params):
     return model
 
 
-__all__ = ["apply_slicemap", "assign", "fix_slice", "ifu_pipeline", "ifu_slice_wcs", "reftypes", "slice_wcs", "wcs_of_slice"]
+__all__ = ["apply_slicemap", "assign", "fix_slice", "ifu_pipeline", "ifu_slice_wcs", "reftypes", "slice_pixels",
+           "slice_wcs", "wcs_of_slice"]
