@@ -49,6 +49,32 @@ class OTEModel(_AsdfTreeModel):
     reftype = "ote"
 
 
+class IFUPostModel(_AsdfTreeModel):
+    """NIRSpec IFU post-optics: ``slice_0``..``slice_29``, each ``linear``, ``xpoly``, ``xpoly_distortion``,
+    ``ypoly``, ``ypoly_distortion`` (the slicer -> MSA exit plane, the distortion times the wavelength)."""
+
+    reftype = "ifupost"
+
+
+class IFUSlicerModel(_AsdfTreeModel):
+    """NIRSpec IFU slicer: ``data`` (30 x 5: slice, x/y centre, x/y size) and ``model`` (slicer frame -> plane)."""
+
+    reftype = "ifuslicer"
+
+
+class IFUFOREModel(_AsdfTreeModel):
+    """NIRSpec IFU fore optics: ``model``, the slicer -> MSA entrance plane (x, y, wavelength -> x, y)."""
+
+    reftype = "ifufore"
+
+
+class ChromCorrModel(_AsdfTreeModel):
+    """NIRSpec fore-optics chromaticity correction: ``model`` (x, y, wavelength -> x, y, wavelength)."""
+
+    reftype = "chromcorr"
+
+
 # a reference of another type given for one of these is refused by name (refs.open_reference)
 REFERENCE_MODELS.update({cls.reftype: cls for cls in (CameraModel, CollimatorModel, DisperserModel, FOREModel,
                                                       FPAModel, MSAModel, OTEModel)})
+REFERENCE_MODELS.update({cls.reftype: cls for cls in (IFUPostModel, IFUSlicerModel, IFUFOREModel, ChromCorrModel)})

@@ -71,6 +71,8 @@ MODE_MODULES.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec", "NR
 MODE_MODULES["MIR_MRS"] = "miri_mrs"
 # NIRISS SOSS: the three GR700XD orders
 MODE_MODULES["NIS_SOSS"] = "niriss_soss"
+# the NIRSpec IFU: the 30 slices of the image slicer
+MODE_MODULES["NRS_IFU"] = "nirspec_ifu"
 
 
 def _mode_module(model):
