@@ -954,9 +954,11 @@ def warm_up_readers() -> None:
     from gwcs import coordinate_frames as cf
     from gwcs import wcs as gw
 
+    from ..models.io import load_asdf_extensions
     from ..tasks import load_all
 
     load_all()
+    load_asdf_extensions()
     transform = (am.Shift(1.0) & am.Shift(2.0)) | am.Mapping((0, 1, 0, 1)) | (
         am.Polynomial2D(1) & am.Polynomial2D(1)) | am.Scale(1.0) & am.Scale(1.0) | am.Pix2Sky_TAN() | (
         am.RotateNative2Celestial(10.0, 20.0, 180.0))
