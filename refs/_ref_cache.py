@@ -11,9 +11,9 @@ model it parsed, keyed by the reference type, the file (path, size, modification
 the arrays asked for, and hands each caller its own copy (``DataModel.copy``: arrays, meta
 and headers copied), so that a step changing a reference model in place cannot change what
 the next step gets.  Models are kept while their arrays together take at most
-``WEBBFLOW_REFERENCE_CACHE_MB`` (default: an eighth of ``WEBBFLOW_MEMORY_BUDGET``); the least
-recently used go first, and a larger reference (a full-frame dark) is opened each time as
-before.  Outside the context nothing is kept.
+``WEBBFLOW_REFERENCE_CACHE_MB`` (default: a sixteenth of ``WEBBFLOW_MEMORY_BUDGET``, 128 MiB);
+the least recently used go first, and a larger reference (a full-frame dark) is opened each
+time as before.  Outside the context nothing is kept.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _limit() -> int:
             pass
     from ..flows._streaming import memory_budget
 
-    return memory_budget() // 8
+    return memory_budget() // 16
 
 
 @contextmanager
