@@ -911,6 +911,7 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
     flow's body runs untracked: the same members, stages, caching and products, as plain calls, one
     member at a time (``max_workers`` > 1: that many on a thread pool), without Prefect's temporary
     server (5-11 s, and most of an unchanged rerun)."""
+    from ..refs._ref_cache import reference_cache
     from .stage import prefect_tracking, quiet_prefect_settings
 
     if (runner or "threads").lower() == "threads" and not prefect_tracking() and not in_prefect_run():
@@ -926,7 +927,8 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
         warm_up_readers()
         token = _PLAIN_WORKERS.set(max_workers or None)
         try:
-            res = process_association.fn(str(asn_path), output_dir=str(output_dir) if output_dir else None, **kw)
+            with reference_cache():  # each reference file parsed once for the whole run
+                res = process_association.fn(str(asn_path), output_dir=str(output_dir) if output_dir else None, **kw)
         finally:
             _PLAIN_WORKERS.reset(token)
         _rerun.store(res, asn_path, out, **kw)
@@ -954,9 +956,11 @@ def warm_up_readers() -> None:
     from gwcs import coordinate_frames as cf
     from gwcs import wcs as gw
 
+    from ..models.io import load_asdf_extensions
     from ..tasks import load_all
 
     load_all()
+    load_asdf_extensions()
     transform = (am.Shift(1.0) & am.Shift(2.0)) | am.Mapping((0, 1, 0, 1)) | (
         am.Polynomial2D(1) & am.Polynomial2D(1)) | am.Scale(1.0) & am.Scale(1.0) | am.Pix2Sky_TAN() | (
         am.RotateNative2Celestial(10.0, 20.0, 180.0))

@@ -105,9 +105,24 @@ def _pipeline_names(values: dict | None, step_names) -> dict:
     return out
 
 
+def load_steps(step_names) -> None:
+    """Import the modules declaring these steps (``tasks/<name>``), and every step module only when
+    one of them is declared elsewhere: a stage flow does not import the seventy modules it does not run."""
+    import importlib
+
+    for name in step_names:
+        if name not in STEPS:
+            try:
+                importlib.import_module(f"{load_all.__module__}.{name}")
+            except ImportError:
+                pass
+    if any(name not in STEPS for name in step_names):
+        load_all()
+
+
 def resolve_params(step_names: list[str], user_steps: dict | None, config=None, model=None, pipeline_class: str | None = None) -> dict[str, StepParams]:
     """Resolve each step's parameters by the documented precedence; unknown steps or parameters are errors."""
-    load_all()
+    load_steps(step_names)
     user_steps = _pipeline_names(user_steps, step_names)
     unknown = [s for s in user_steps if s not in step_names]
     if unknown:

@@ -572,8 +572,10 @@ def open_reference(reftype: str, path, arrays=None):
             return json.loads(p.read_text())
         except (UnicodeDecodeError, ValueError) as exc:
             raise ReferenceFileError(reftype, p, f"not valid JSON ({exc})") from None
+    from ._ref_cache import cached_open
+
     try:
-        m = models.open(p) if arrays is None else models.open(p, arrays=tuple(arrays))
+        m = cached_open(reftype, p, arrays, lambda: models.open(p) if arrays is None else models.open(p, arrays=tuple(arrays)))
     except Exception as exc:  # noqa: BLE001 - any unreadable file (WebbflowError or not) is the user's
         raise ReferenceFileError(reftype, p, str(exc)) from None
     want = REFERENCE_MODELS.get(reftype)

@@ -79,8 +79,12 @@ def inherited_settings(name: str, params) -> dict[str, Any]:
 
 
 def _run(name: str, model, params: MasterBackgroundMosParams, **fixed):
-    from .base import run_step
+    from .base import STEPS, run_step
 
+    if name not in STEPS:  # a flow imports only the steps it runs
+        from . import load_all
+
+        load_all()
     values = dict(params.steps.get(name) or {})
     values.update(fixed)
     return run_step(name, model, values).model
