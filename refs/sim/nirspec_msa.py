@@ -4,9 +4,10 @@
 three-shutter slitlets of the MSA (quadrants 3 and 4, whose PRISM spectra fall whole on NRS1 and apart from
 each other and from the fixed slits' traces), each with a point source, observed in a ``3-SHUTTER-SLITLET``
 nod (NOD_TYPE; PATTTYPE NONE, NUMDTHPT 3, PATT_NUM 1-3): three FULL-frame NRSRAPID exposures, the source in
-the slitlet's middle shutter, then in the next one up the slitlet, then in the one below (the telescope offsets by one shutter pitch between them; XOFFSET/YOFFSET in
-the NRS_FULL_MSA aperture's ideal frame).  PRISM/CLEAR only: the real optical chain has the PRISM disperser
-and the CLEAR fore optics alone (as refs/sim/nirspec.py).
+the slitlet's middle shutter, then in the next one up the slitlet, then in the one below (the telescope
+offsets by one shutter pitch between them; XOFFSET/YOFFSET in the NRS_FULL_MSA aperture's ideal frame).
+PRISM/CLEAR only: the real optical chain has the PRISM disperser and the CLEAR fore optics alone (as
+refs/sim/nirspec.py).
 
 **The MSA metadata file** (``jw<program><obs><visit>_01_msa.fits``, named in each exposure's MSAMETFL, with
 MSAMETID 1) is written beside the exposures in the form MAST delivers (the real
@@ -314,12 +315,14 @@ def _check(instrument, detector, grating, filter, slit, subarray, readpatt, nexp
     if (instrument or "nirspec").lower() != "nirspec":
         raise ParameterError(f"{MSASPEC} is a NIRSpec mode; use --instrument nirspec")
     if (detector or "NRS1").upper() != "NRS1":
-        raise ParameterError(f"{MSASPEC}: the slitlets' PRISM spectra are simulated on NRS1 (got --detector {detector})")
+        raise ParameterError(f"{MSASPEC}: the slitlets' PRISM spectra are simulated on NRS1 "
+                             f"(got --detector {detector})")
     if (grating or "PRISM").upper() != "PRISM" or (filter or "CLEAR").upper() != "CLEAR":
         raise ParameterError(f"{MSASPEC}: only PRISM/CLEAR is simulated (the real optical chain has the PRISM "
                              f"disperser and the CLEAR fore optics alone); got --grating {grating} --filter {filter}")
     if slit is not None:
-        raise ParameterError(f"{MSASPEC}: fixed slits within the MSA exposure are not simulated yet (got --slit {slit})")
+        raise ParameterError(f"{MSASPEC}: fixed slits within the MSA exposure are not simulated yet "
+                             f"(got --slit {slit})")
     if (subarray or "FULL").upper() != "FULL":
         raise ParameterError(f"{MSASPEC} exposures are read in FULL frame (got --subarray {subarray})")
     if (readpatt or "NRSRAPID").upper() != "NRSRAPID":
@@ -364,7 +367,8 @@ def _extra_keywords(path: Path, nexp: int) -> None:
 
 
 def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=None, subarray=None, size=None,
-             ngroups=None, nints=None, nexp=None, seed=0, filter=None, grating=None, readpatt=None, slit=None,  # noqa: A002
+             ngroups=None, nints=None, nexp=None, seed=0, filter=None, grating=None,  # noqa: A002
+             readpatt=None, slit=None,
              target_ra=53.1625, target_dec=-27.7914, pa_v3=30.0, program="01234", observation=1, visit=1,
              start_time="2024-01-15T03:00:00", build_refs=True, reference_seed=0, **_ignored) -> S.SimulationResult:
     """Write one nodded NIRSpec MOS observation (see the module) into ``output_dir``."""
@@ -431,7 +435,8 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
             ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
             miss = math.hypot((float(ra) - radec[j][0]) * math.cos(math.radians(radec[j][1])), float(dec) - radec[j][1])
             if miss * 3600 > 0.03:  # the field distortion moves the far slitlets by ~10 mas
-                raise RuntimeError(f"nod {k + 1}: source {source_id(j)} is {miss * 3600:.3f} arcsec from its shutter place")
+                raise RuntimeError(f"nod {k + 1}: source {source_id(j)} is {miss * 3600:.3f} arcsec from its "
+                                   "shutter place")
             if scale is None:
                 unit, _ = _render(sl, src_x, src_y, conversion, 1.0, NOD_COLUMNS[k])
                 scale = N.PEAK_FILL * full_well / (float(unit.max()) * model.meta.exposure.integration_time)
