@@ -21,7 +21,8 @@ not take, and records them SKIPPED on the products:
   slitlets, calibrating its copy with this flow's flat_field, pathloss, barshadow and photom
   settings (``_inherit_mbkg_substeps``), as jwst's pipeline hands its own down.  Not yet here: the split of an MSA
   exposure's fixed slits (quadrant 5) through the FS chain (wavecorr, flat_field, pathloss, photom
-  with EXP_TYPE NRS_FIXEDSLIT), which jwst 3.0 does after srctype.
+  with EXP_TYPE NRS_FIXEDSLIT), which jwst 3.0 does after srctype: assign_wcs refuses, in one line,
+  an MSA metadata file whose ``fixed_slit`` column opens one.
 
 flat_field takes NIRSpec's f, s and d flats (tasks/_flat_nirspec.py, checked against jwst's step
 in tests/test_nirspec_flat.py); the branch comparisons in tests/test_nirspec_spec2.py still skip

@@ -396,7 +396,9 @@ def builtins_open(path):
 
 
 # the parts of a slit's own meta that jwst's slitdata schema maps to keywords of the slit's extensions
-_SLIT_META_GROUPS = frozenset({"wcsinfo", "photometry", "bunit_data", "bunit_err", "velocity_aberration", "coordinates"})
+# (its wcsinfo.schema brings the pointing, RA_V1/DEC_V1/PA_V3, and the aperture's PA_APER along)
+_SLIT_META_GROUPS = frozenset({"wcsinfo", "photometry", "bunit_data", "bunit_err", "velocity_aberration", "coordinates",
+                               "pointing", "aperture"})
 
 
 def _header_values(primary, sci, groups=None) -> dict:

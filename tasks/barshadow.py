@@ -161,7 +161,7 @@ def _in_schema_order(slit, extname: str) -> None:
     from ..models import MultiSlitModel
 
     order = slit._hdu_order
-    if extname in order:
+    if extname in order or not order:  # no order recorded: the writer follows the schema's
         return
     schema = [s.extname for s in MultiSlitModel.slit_arrays]
     pos = schema.index(extname)

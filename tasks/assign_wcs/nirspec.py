@@ -219,6 +219,13 @@ def open_msa_slits(model, msa_ref, slit_y_range):
                            for s in sources}
     except (OSError, KeyError) as exc:
         raise InputFileError(str(path), f"not a readable MSA metadata file ({exc})") from None
+    fixed = sorted({str(r["fixed_slit"]).strip() for r in rows if "fixed_slit" in r.array.names}
+                   & (set(FIXED_SLIT_NUMS) - {"NONE"}))
+    if fixed:  # jwst 3.0 opens them as quadrant-5 slits and calibrates them with the FS rules after srctype
+        from ...errors import UnsupportedModeError
+
+        raise UnsupportedModeError(f"{path.name}: fixed slits opened in an MSA exposure ({', '.join(fixed)}) "
+                                   "are not supported yet (jwst's MOS/FS split is not in webbflow)")
     scales = msa_slit_scales(msa_ref)
     ylow, yhigh = slit_y_range
     groups: dict = {}
