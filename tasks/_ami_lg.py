@@ -126,15 +126,27 @@ def bin_down(a, over):
     return a.reshape(n0, over, n1, over).sum(-1).sum(1)
 
 
+def _bin_last(a, over):
+    """Sum consecutive groups of ``over`` along the last axis (the additions of ``sum(-1)``, in order)."""
+    a = a.reshape(a.shape[:-1] + (a.shape[-1] // over, over))
+    out = a[..., 0].copy()
+    for k in range(1, over):
+        out += a[..., k]
+    return out
+
+
 def fringe_model(ctrs, bandpass, over, pitch, fov, d, psf_offset, affine):
     """(fov, fov, N(N-1)+2) model planes: the beam times each fringe term, and a constant plane,
     weighted over the bandpass rows ``(weight, wavelength_m)``.
 
     A fringe's phase is linear in the two pixel indices, so ``exp(i phase)`` is the outer product
-    of two 1-D exponentials; its real and imaginary parts times the beam, summed to detector
-    pixels, are the cosine and sine planes (one complex product per baseline instead of a
-    cosine, a sine and two products on the whole oversampled grid)."""
+    of two 1-D exponentials, ``e0`` along the rows and ``e1`` along the columns.  Summed to
+    detector pixels, beam x fringe is then ``sum over a block's rows of e0 x (sum over its
+    columns of beam x e1)``: the columns are binned first, for all baselines at once, and the
+    rows after (the real and imaginary parts are the cosine and sine planes), which never forms
+    the fringe on the whole oversampled grid."""
     nholes = len(ctrs)
+    pairs = baseline_pairs(nholes)
     nterm = nholes * (nholes - 1) + 2
     n = fov * over
     model = np.zeros((fov, fov, nterm))
@@ -143,21 +155,27 @@ def fringe_model(ctrs, bandpass, over, pitch, fov, d, psf_offset, affine):
     d1 = np.arange(n) - cen[1]
     det = affine.determinant
     cpitch = pitch / over
+    b = np.array([ctrs[i] - ctrs[j] for i, j in pairs], dtype=float).reshape(-1, 2)
     for w, lam in bandpass:
         beam = hex_transform(n, d, lam, cpitch, affine, cen)
         beam = (beam * beam.conj()).real
         planes = np.empty((fov, fov, nterm))
         planes[:, :, 0] = nholes * bin_down(beam, over)
-        for k, (i, j) in enumerate(baseline_pairs(nholes)):
-            b = ctrs[i] - ctrs[j]
+        if len(pairs):
             f = 2 * np.pi * cpitch / lam
             # phase = f * (u b0 + v b1), u = (my d0 - sy d1)/det, v = (-sx d0 + mx d1)/det
-            a0 = f * (affine.my * b[0] - affine.sx * b[1]) / det
-            a1 = f * (-affine.sy * b[0] + affine.mx * b[1]) / det
-            e = np.outer(np.exp(1j * a0 * d0), np.exp(1j * a1 * d1))
-            binned = bin_down(beam * e, over)
-            planes[:, :, 2 * k + 1] = 2 * binned.real
-            planes[:, :, 2 * k + 2] = 2 * binned.imag
+            a0 = f * (affine.my * b[:, 0] - affine.sx * b[:, 1]) / det
+            a1 = f * (-affine.sy * b[:, 0] + affine.mx * b[:, 1]) / det
+            ph0 = a0[:, None] * d0[None, :]  # (baselines, n): e0 = exp(i ph0) along rows, e1 along columns
+            ph1 = a1[:, None] * d1[None, :]
+            # the columns binned, real and imaginary parts apart: (baselines, n, fov) each
+            cr = _bin_last(beam[None, :, :] * np.cos(ph1)[:, None, :], over)
+            ci = _bin_last(beam[None, :, :] * np.sin(ph1)[:, None, :], over)
+            c0, s0 = np.cos(ph0)[:, :, None], np.sin(ph0)[:, :, None]
+            re = _bin_last((cr * c0 - ci * s0).transpose(0, 2, 1), over)  # (baselines, fov(cols), fov(rows))
+            im = _bin_last((cr * s0 + ci * c0).transpose(0, 2, 1), over)
+            planes[:, :, 1:2 * len(pairs) + 1:2] = 2 * re.transpose(2, 1, 0)
+            planes[:, :, 2:2 * len(pairs) + 2:2] = 2 * im.transpose(2, 1, 0)
         planes[:, :, -1] = over * over
         model += w * planes
     return model

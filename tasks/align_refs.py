@@ -87,11 +87,13 @@ def _residual(p, reference_fft, psf, mask):
     return ((psf - p[2] * moved) * mask).ravel()
 
 
-def fit_shift(reference: np.ndarray, psf: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``(dx, dy, scale)`` of ``psf`` relative to ``reference`` (least squares, Fourier shifts)."""
+def fit_shift(reference: np.ndarray, psf: np.ndarray, mask: np.ndarray, spectrum=None) -> np.ndarray:
+    """``(dx, dy, scale)`` of ``psf`` relative to ``reference`` (least squares, Fourier shifts);
+    ``spectrum``, ``np.fft.fftn(reference)``, when it is shared between fits."""
     from scipy.optimize import leastsq
 
-    spectrum = np.fft.fftn(reference)
+    if spectrum is None:
+        spectrum = np.fft.fftn(reference)
     best, _ = leastsq(_residual, [0.0, 0.0, 1.0], args=(spectrum, psf, mask), xtol=1e-15, ftol=1e-15)
     return best
 
@@ -103,6 +105,22 @@ def shift_image(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return np.fft.ifftn(fourier_shift(np.fft.fftn(img), np.asanyarray([dx, dy])[::-1])).real
 
 
+def _map_fits(fit, n: int) -> list:
+    """``[fit(0), ..., fit(n - 1)]``, the fits spread over the cores on threads.
+
+    Each fit is independent and deterministic (the same float32 arithmetic in the same order as
+    one after the other, so the same shifts bit for bit); the FFTs, which are most of a fit's
+    time, run without the GIL."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(n, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        return [fit(k) for k in range(n)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align_refs") as pool:
+        return list(pool.map(fit, range(n)))
+
+
 def align_psfs(target, psfs, mask):
     """The PSF cube aligned to the first integration of ``target``; returns ``(cube, shifts)``."""
     from .. import models
@@ -110,7 +128,9 @@ def align_psfs(target, psfs, mask):
     ref = target.data[0]
     if mask.shape != ref.shape:
         raise ParameterError(f"align_refs: the psfmask is {mask.shape} pixels, the science image {ref.shape}")
-    shifts = np.array([fit_shift(ref, psfs.data[k], mask) for k in range(psfs.data.shape[0])], dtype=np.float64)
+    spectrum = np.fft.fftn(ref)  # the science image's transform, once for every PSF integration
+    shifts = np.array(_map_fits(lambda k: fit_shift(ref, psfs.data[k], mask, spectrum), psfs.data.shape[0]),
+                      dtype=np.float64)
     out = models.CubeModel(data=np.array([shift_image(psfs.data[k], -shifts[k, 0], -shifts[k, 1])
                                           for k in range(len(shifts))]))
     if psfs.err is not None:
