@@ -296,7 +296,6 @@ def _roi_span(centres, value, roi):
     return start, lo, True
 
 
-@numba.njit(cache=True)
 def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
                         rois, roiw, scalerad, weight_power, softrad, emsm,
                         fluxv, weightv, varv, ifluxv):
@@ -304,12 +303,32 @@ def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wav
     ``match_point_emsm`` / ``match_point_msm``: every spaxel whose centre is within ``rois`` (a
     circle) and ``roiw`` of a detector pixel's centre gets it with weight exp(-d2 / (scalerad /
     cdelt1)) (emsm) or 1 / max(d ** power, softrad) (msm), d2 the squared distance in spaxels and
-    wavelength planes."""
+    wavelength planes.
+
+    The wavelength planes are shared out between threads in blocks (:func:`pointcloud_planes`),
+    each spaxel receiving its pixels in the same order whatever the split."""
+    from .._threads import run_rows
+
+    run_rows(pointcloud_planes, zc.size, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+             rois, roiw, scalerad, weight_power, softrad, emsm, fluxv, weightv, varv, ifluxv)
+
+
+@numba.njit(cache=True, nogil=True)
+def pointcloud_planes(lo, hi, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+                      rois, roiw, scalerad, weight_power, softrad, emsm,
+                      fluxv, weightv, varv, ifluxv):
+    """:func:`pointcloud_exposure` for the cube's planes ``lo..hi`` only."""
     nx = xc.size
     ny = yc.size
     nxy = nx * ny
     for k in range(wave.size):
         iw1, iw2, okw = _roi_span(zc, wave[k], roiw[k])
+        if iw1 < lo:
+            iw1 = lo
+        if iw2 > hi:
+            iw2 = hi
+        if iw2 <= iw1:
+            continue
         ix1, ix2, okx = _roi_span(xc, coord1[k], rois[k])
         iy1, iy2, oky = _roi_span(yc, coord2[k], rois[k])
         if not (okw and okx and oky):
