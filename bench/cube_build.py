@@ -1,6 +1,7 @@
 """cube_build on MIRI MRS dithers: webbflow against jwst's CubeBuildStep, in one run.
 
-    python bench/cube_build.py [--nexp 4,16] [--channel all] [--workdir DIR] [--json out.json]
+    python bench/cube_build.py [--nexp 4,16] [--channel all] [--pipeline cube_build|spec3] [--sides jwst,webbflow]
+                               [--workdir DIR] [--json out.json] [--reuse-jwst earlier.json]
 
 The inputs are MIRIFULONG cal files (channels 3 and 4, LONG) made by jwst's AssignWcsStep with the
 real CDP references (tests/mrs_cube_scene.py), ``max(nexp)`` dither positions made once in
@@ -8,7 +9,9 @@ real CDP references (tests/mrs_cube_scene.py), ``max(nexp)`` dither positions ma
 cubes in a fresh process (jwst's defaults: 3-D drizzle, one cube per band, here ch3-long and
 ch4-long), writing the s3d files; /usr/bin/time gives the process's wall time, CPU time (user +
 system) and peak RSS.  The machine is shared, so CPU time is the steadier figure.  Prints each
-side's figures, the ratios, and how well the two sides' cubes agree.  Not a test.
+side's figures, the ratios, and how well the two sides' cubes agree, and each side's peak memory
+for the smallest and the largest exposure count.  ``--pipeline spec3`` runs calwebb_spec3 instead
+(outlier_detection in mode ifu, the crf files, then the cubes; extract_1d skipped).  Not a test.
 """
 
 from __future__ import annotations
@@ -31,6 +34,23 @@ import sys
 from jwst.cube_build import CubeBuildStep
 asn, cubepar, out, channel = sys.argv[1:5]
 CubeBuildStep.call(asn, channel=channel, override_cubepar=cubepar, output_dir=out, save_results=True)
+"""
+
+JWST_SPEC3 = r"""
+import sys
+from jwst.pipeline import Spec3Pipeline
+asn, cubepar, out, channel = sys.argv[1:5]
+Spec3Pipeline.call(asn, output_dir=out, save_results=True, steps={
+    "cube_build": {"override_cubepar": cubepar, "channel": channel},
+    "extract_1d": {"skip": True}, "spectral_leak": {"skip": True}, "photom": {"skip": True}})
+"""
+
+WEBBFLOW_SPEC3 = r"""
+import sys
+from webbflow.flows.cli import main
+asn, cubepar, out, channel = sys.argv[1:5]
+raise SystemExit(main(["run", "spec3", asn, "--output-dir", out, f"--steps.cube_build.override_cubepar={cubepar}",
+                       f"--steps.cube_build.channel={channel}", "--steps.extract_1d.skip=true"]))
 """
 
 WEBBFLOW_CHILD = r"""
@@ -84,6 +104,10 @@ def main(argv=None) -> int:
     ap.add_argument("--channel", default="all", help="cube_build's channel parameter (all: ch3 and ch4 cubes)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "webbflow-bench-cube_build")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--pipeline", choices=("cube_build", "spec3"), default="cube_build",
+                    help="cube_build alone, or calwebb_spec3 (outlier_detection mode ifu, then cube_build; "
+                         "extract_1d skipped)")
+    ap.add_argument("--sides", default="jwst,webbflow", help="which pipelines to run (jwst, webbflow or both)")
     ap.add_argument("--reuse-jwst", type=Path, help="a --json file of an earlier run: take jwst's figures (and "
                     "cubes, in --workdir) from it instead of running jwst again")
     args = ap.parse_args(argv)
@@ -103,20 +127,28 @@ def main(argv=None) -> int:
         asn = scene.write_spec3_asn(cals[0].parent, cals[:n], product=f"jw01523-o003_t002_miri_n{n}")
         asn = asn.rename(asn.with_name(f"cube_build_bench_{n}_asn.json"))
         row = {}
-        for side, child in (("jwst", JWST_CHILD), ("webbflow", WEBBFLOW_CHILD)):
+        children = ((("jwst", JWST_CHILD), ("webbflow", WEBBFLOW_CHILD)) if args.pipeline == "cube_build"
+                    else (("jwst", JWST_SPEC3), ("webbflow", WEBBFLOW_SPEC3)))
+        for side, child in children:
+            if side not in args.sides.split(","):
+                continue
             if side == "jwst" and str(n) in earlier:
                 row[side] = r = earlier[str(n)]["jwst"]
                 print(f"{n:>9} {side:>9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss']:>9.0f}   (earlier run)")
                 continue
-            out = args.workdir / f"{side}_{n}"
+            out = args.workdir / f"{side}_{n}{'' if args.pipeline == 'cube_build' else '_spec3'}"
             out.mkdir(exist_ok=True)
             for f in out.glob("*.fits"):
                 f.unlink()
             r = timed([py, "-c", child, asn.name, str(cubepar), str(out), args.channel], cwd=asn.parent, env=env)
             row[side] = r
             print(f"{n:>9} {side:>9} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss']:>9.0f}", flush=True)
-        names = sorted(p.name for p in (args.workdir / f"jwst_{n}").glob("*_s3d.fits"))
-        row["agreement"] = {nm: agreement(args.workdir / f"webbflow_{n}" / nm, args.workdir / f"jwst_{n}" / nm)
+        results[n] = row
+        if len(row) < 2:
+            continue
+        tag = "" if args.pipeline == "cube_build" else "_spec3"
+        names = sorted(p.name for p in (args.workdir / f"jwst_{n}{tag}").glob("*_s3d.fits"))
+        row["agreement"] = {nm: agreement(args.workdir / f"webbflow_{n}{tag}" / nm, args.workdir / f"jwst_{n}{tag}" / nm)
                             for nm in names}
         w, j = row["webbflow"], row["jwst"]
         print(f"{n:>9} {'ratio':>9} {w['wall'] / j['wall']:>8.2f} {w['cpu'] / j['cpu']:>8.2f} {w['rss'] / j['rss']:>9.2f}"
@@ -124,7 +156,7 @@ def main(argv=None) -> int:
         results[n] = row
     if len(counts) > 1:
         lo, hi = min(counts), max(counts)
-        for side in ("jwst", "webbflow"):
+        for side in [s for s in ("jwst", "webbflow") if s in results[lo] and s in results[hi]]:
             print(f"peak memory {side}: {results[lo][side]['rss']:.0f} MiB for {lo} exposures, "
                   f"{results[hi][side]['rss']:.0f} MiB for {hi}")
     if args.json:

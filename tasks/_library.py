@@ -236,6 +236,40 @@ class ModelLibrary:
         stub._headers = {k: (h.copy() if copy else h) for k, h in src.items() if k in ("PRIMARY", "SCI")}
         return stub
 
+    def primary_header(self, index: int):
+        """The member's primary header (from memory, or read alone from its file: no metadata tree, no WCS)."""
+        mem = self._members[index]
+        if mem.model is not None:
+            return mem.model._headers.get("PRIMARY")
+        if mem.meta is not None and "PRIMARY" in mem.headers:
+            return mem.headers["PRIMARY"]
+        from astropy.io import fits
+
+        try:
+            return fits.getheader(mem.path, 0)
+        except OSError as exc:
+            raise InputFileError(mem.path, f"cannot be read as FITS ({exc})") from None
+
+    def read_arrays(self, index: int, names=("data", "dq")) -> tuple:
+        """Arrays of a member without opening it as a model (no metadata tree, no WCS): the model's
+        when it is in memory, else the named extensions of its current file (SCI for ``data``)."""
+        mem = self._members[index]
+        if mem.model is not None:
+            return tuple(getattr(mem.model, n) for n in names)
+        from astropy.io import fits
+
+        out = []
+        try:
+            with fits.open(mem.path, memmap=False) as hdul:
+                for n in names:
+                    ext = "SCI" if n == "data" else n.upper()
+                    out.append(np.asarray(hdul[ext].data))
+        except KeyError as exc:
+            raise InputFileError(mem.path, f"has no {exc.args[0]} extension") from None
+        except OSError as exc:
+            raise InputFileError(mem.path, f"cannot be read as FITS ({exc})") from None
+        return tuple(out)
+
     # -- borrowing -------------------------------------------------------
     def _open(self, index: int):
         mem = self._members[index]

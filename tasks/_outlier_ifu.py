@@ -85,34 +85,45 @@ def outlier_mask(minimum: np.ndarray, kernel: tuple[int, int], threshold_percent
     return scaled > cut
 
 
+def _member_keys(library, i) -> tuple:
+    """INSTRUME, DETECTOR and EXP_TYPE of a member: its metadata when it is in memory, else its
+    primary header alone (no metadata tree, no WCS read)."""
+    if library.in_memory(i):
+        m = library.read_metadata(i)
+        return m.instrument.name, m.instrument.detector, m.exposure.type
+    h = library.primary_header(i)
+    return h.get("INSTRUME"), h.get("DETECTOR"), h.get("EXP_TYPE")
+
+
 def flag_outliers_ifu(library, params):
     """jwst's ``ifu`` mode on a library of IFU cal exposures (IFUImageModel): flags in place."""
     from .flat_field import match_nans_and_flags
 
     kernel = kernel_shape(params.kernel_size)
-    metas = [library.read_metadata(i) for i in range(len(library))]
-    axis = difference_axis(metas[0].instrument.name)
-    detectors = [(m.instrument.detector or "").lower() for m in metas]
+    # what is needed of every member: three primary keywords, read without the metadata tree and WCS
+    keys = [_member_keys(library, i) for i in range(len(library))]
+    axis = difference_axis(str(keys[0][0] or ""))
+    detectors = [str(k[1] or "").lower() for k in keys]
     bad_bit = np.uint32(dqflags.DO_NOT_USE)
     flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
-    log.info("outlier_detection: ifu mode on %d %s exposures", len(library), metas[0].exposure.type)
+    log.info("outlier_detection: ifu mode on %d %s exposures", len(library), keys[0][2])
     for det in sorted(set(detectors)):  # jwst goes through np.unique's (sorted) detectors
         indices = [i for i, d in enumerate(detectors) if d == det]
         minimum = None
         for i in indices:
-            model = library.borrow(i)
-            try:
-                if model.data.ndim != 2:
-                    raise ParameterError(f"outlier_detection: {model.meta.filename}: ifu mode needs 2-D exposures "
-                                         f"(got {model.data.shape})")
-                if minimum is not None and model.data.shape != minimum.shape:
-                    raise ParameterError(f"outlier_detection: {model.meta.filename} is {model.data.shape}; the other "
-                                         f"{det} exposures are {minimum.shape}")
-                model.data[(model.dq & bad_bit) != 0] = np.nan
-                diff = neighbour_difference(model.data, axis)
-                minimum = diff if minimum is None else np.fmin(minimum, diff)
-            finally:
-                library.shelve(i, model, modify=True)
+            # the first pass reads only SCI and DQ: nothing is changed yet, nothing is written
+            data, dq = library.read_arrays(i, ("data", "dq"))
+            if data.ndim != 2:
+                raise ParameterError(f"outlier_detection: {library.filenames[i]}: ifu mode needs 2-D exposures "
+                                     f"(got {data.shape})")
+            if minimum is not None and data.shape != minimum.shape:
+                raise ParameterError(f"outlier_detection: {library.filenames[i]} is {data.shape}; the other "
+                                     f"{det} exposures are {minimum.shape}")
+            sci = np.where((dq & bad_bit) != 0, np.float32(np.nan), data)
+            del data, dq
+            diff = neighbour_difference(sci, axis)
+            del sci
+            minimum = diff if minimum is None else np.fmin(minimum, diff)
         mask = outlier_mask(minimum, kernel, params.threshold_percent)
         nan_min = np.isnan(minimum) if params.ifu_second_check else None
         del minimum

@@ -189,11 +189,8 @@ def _release() -> None:
 
 
 def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
+    from itertools import groupby
     from types import SimpleNamespace
-
-    from ... import models
-    from . import kernels
-    from .product import final_dq, normalise, spectral_tears
 
     # the exposure the drizzle starts with stays open between the two passes
     exposures, held = _survey(library, params, keep=0 if len(library) else None)
@@ -205,65 +202,46 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
                                                 params.channel, params.band)
         tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting)
         base = output_base(library, exposures[0].meta.filename)
-        for chans, bands in cubes_to_make(all_ch, all_b, params.output_type):
-            grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
-            nz, ny, nx = grid.shape
-            n = nz * ny * nx
-            flux, weight, var, iflux = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-            # one exposure's sums, added to the totals as jwst adds each exposure's cube
-            parts = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
-            used = []
-            for ch, band in zip(chans, bands):
-                for idx in bands_of[(ch, band)]:
+        plan = cubes_to_make(all_ch, all_b, params.output_type)
+        outputs = [None] * len(plan)
+        for batch in _batches(plan, bands_of):
+            cubes = []
+            for ci in batch:
+                chans, bands = plan[ci]
+                grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
+                n = int(np.prod(grid.shape))
+                # the cube's sums, and one exposure's sums added to them as jwst adds each exposure's cube
+                cubes.append(SimpleNamespace(index=ci, chans=chans, bands=bands, grid=grid, shepard=shepard, used=[],
+                                             sums=tuple(np.zeros(n) for _ in range(4)),
+                                             parts=tuple(np.zeros(n) for _ in range(4))))
+            # (exposure, cube, channel) in each cube's order: its bands, each band's exposures in input order;
+            # cubes of a batch take the same exposures, so each is opened once for all of them
+            if len(cubes) == 1:
+                c = cubes[0]
+                visits = [(idx, c, ch) for ch, band in zip(c.chans, c.bands) for idx in bands_of[(ch, band)]]
+            else:
+                shared = bands_of[(cubes[0].chans[0], cubes[0].bands[0])]
+                visits = [(idx, c, c.chans[0]) for idx in shared for c in cubes]
+            for idx, group in groupby(visits, key=lambda v: v[0]):
+                if held is not None and held[0] == idx:
+                    model = held[1]
+                else:
+                    model = library.borrow(idx, snapshot=False)
+                try:
+                    for _i, cube, ch in group:
+                        cube.used.append(idx)
+                        _add_exposure(cube, model, exposures[idx], ch, params)
+                finally:
                     if held is not None and held[0] == idx:
-                        model = held[1]
-                    else:
-                        model = library.borrow(idx, snapshot=False)
-                    try:
-                        used.append(idx)
-                        sky = exposures[idx].sky.pop(ch, None) or ChannelSky(model, ch)
-                        if shepard is None:
-                            mapped = map_pixels(sky, grid)
-                        else:
-                            roi_max = shepard.roiw if shepard.linear else np.max(shepard.table["roiw"])
-                            mapped = map_points(sky, grid, roi_max)
-                        del sky
-                        if mapped is None:
-                            log.warning("No valid pixels found on detector %s", model.meta.filename)
-                            continue
-                        if shepard is None:
-                            kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
-                                                     grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
-                                                     mapped.flux, mapped.err, *mapped.corners, *parts)
-                        else:
-                            kernels.pointcloud_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
-                                                        grid.cdelt1, grid.cdelt2, mapped.coord1, mapped.coord2,
-                                                        mapped.wave, mapped.flux, mapped.err,
-                                                        *_per_pixel(shepard, mapped.wave),
-                                                        params.weighting == "emsm", *parts)
-                        del mapped
-                        for total, part in zip((flux, weight, var, iflux), parts):
-                            kernels.add_and_clear(total, part)
-                    finally:
-                        if held is not None and held[0] == idx:
-                            held = None
-                        library.shelve(idx, model, modify=False)
-                        del model
-                        _release()
-            del parts
-            normalise(flux, weight, var, iflux)
-            dq = final_dq(np.zeros(n, np.uint32), weight, grid.shape).reshape(grid.shape)
-            flux = flux.reshape(grid.shape)
-            wmap = iflux.reshape(grid.shape)
-            var = var.reshape(grid.shape)
-            ntear = spectral_tears(flux, wmap, var, dq)
-            log.info("Number of spectral tear planes adjusted: %i", ntear)
-            dnu = (dq & models.dqflags.PIXEL["DO_NOT_USE"]) != 0
-            flux[dnu] = np.nan
-            var[dnu] = np.nan
-            err = np.sqrt(var)
-            name = base + cube_suffix(chans, bands)
-            outputs.append(_product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, shepard))
+                        held = None
+                    library.shelve(idx, model, modify=False)
+                    del model
+                    _release()
+            for cube in cubes:
+                del cube.parts
+                name = base + cube_suffix(cube.chans, cube.bands)
+                outputs[cube.index] = _finish(exposures, cube, params, name)
+                del cube.sums
     except CubeBuildError as exc:
         exc.where = exposures[0].meta.filename  # the one-line error names the (first) input
         raise
@@ -271,6 +249,68 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
         if held is not None:
             library.shelve(held[0], held[1], modify=False)
     return outputs
+
+
+def _batches(plan, bands_of) -> list[list[int]]:
+    """The cubes of ``plan`` (indices) built together: one-band cubes whose bands have the same
+    exposures (ch3-long and ch4-long of MIRIFULONG files); every other cube alone."""
+    out: dict = {}
+    for ci, (chans, bands) in enumerate(plan):
+        key = ("alone", ci) if len(chans) != 1 else tuple(bands_of[(chans[0], bands[0])])
+        out.setdefault(key, []).append(ci)
+    return list(out.values())
+
+
+def _add_exposure(cube, model, exposure: _Exposure, ch: str, params: CubeBuildParams) -> None:
+    """One exposure's channel mapped onto the cube's grid and its sums added to the cube's."""
+    from . import kernels
+
+    grid, shepard, parts = cube.grid, cube.shepard, cube.parts
+    sky = exposure.sky.pop(ch, None) or ChannelSky(model, ch)
+    if shepard is None:
+        mapped = map_pixels(sky, grid)
+    else:
+        roi_max = shepard.roiw if shepard.linear else np.max(shepard.table["roiw"])
+        mapped = map_points(sky, grid, roi_max)
+    del sky
+    if mapped is None:
+        log.warning("No valid pixels found on detector %s", model.meta.filename)
+        return
+    if shepard is None:
+        kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                 grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
+                                 mapped.flux, mapped.err, *mapped.corners, *parts)
+    else:
+        kernels.pointcloud_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
+                                    grid.cdelt1, grid.cdelt2, mapped.coord1, mapped.coord2,
+                                    mapped.wave, mapped.flux, mapped.err,
+                                    *_per_pixel(shepard, mapped.wave),
+                                    params.weighting == "emsm", *parts)
+    del mapped
+    for total, part in zip(cube.sums, parts):
+        kernels.add_and_clear(total, part)
+
+
+def _finish(exposures, cube, params: CubeBuildParams, name: str):
+    """The cube's sums made into the s3d product: weighted means, DQ, spectral tears, NaNs."""
+    from ... import models
+    from .product import final_dq, normalise, spectral_tears
+
+    grid = cube.grid
+    flux, weight, var, iflux = cube.sums
+    n = flux.size
+    normalise(flux, weight, var, iflux)
+    dq = final_dq(np.zeros(n, np.uint32), weight, grid.shape).reshape(grid.shape)
+    flux = flux.reshape(grid.shape)
+    wmap = iflux.reshape(grid.shape)
+    var = var.reshape(grid.shape)
+    ntear = spectral_tears(flux, wmap, var, dq)
+    log.info("Number of spectral tear planes adjusted: %i", ntear)
+    dnu = (dq & models.dqflags.PIXEL["DO_NOT_USE"]) != 0
+    flux[dnu] = np.nan
+    var[dnu] = np.nan
+    err = np.sqrt(var)
+    return _product(exposures, cube.used, grid, flux, err, dq, wmap, cube.chans, params, name, cube.shepard)
 
 
 def _grid_for(exposures, bands_of, chans, bands, tables, params, linear):

@@ -118,13 +118,30 @@ def _cross(edge, x1, y1, x2, y2, left, right, top, bottom):
     return x1, yy
 
 
-@numba.njit(cache=True)
 def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
                      xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4,
                      fluxv, weightv, varv, ifluxv):
     """One exposure's detector pixels drizzled onto the cube: the sums of flux*w, w, (err*w)^2 and
     the count of overlapping pixels, added into ``fluxv``, ``weightv``, ``varv``, ``ifluxv`` (flat,
-    plane-major, zeroed by the caller), as jwst's ``match_driz`` computes them."""
+    plane-major, zeroed by the caller), as jwst's ``match_driz`` computes them.
+
+    The wavelength planes are shared out between threads in blocks (:func:`drizzle_planes`): a
+    spaxel belongs to one plane, so it receives its pixels in the same order whatever the split."""
+    from .._threads import run_rows
+
+    run_rows(drizzle_planes, zc.size, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
+             xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4, fluxv, weightv, varv, ifluxv)
+
+
+@numba.njit(cache=True, nogil=True)
+def drizzle_planes(lo, hi, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
+                   xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4,
+                   fluxv, weightv, varv, ifluxv):
+    """:func:`drizzle_exposure` for the cube's planes ``lo..hi`` only.
+
+    A pixel's overlap with a spaxel does not depend on the plane, so it is computed once per
+    pixel and spaxel (jwst computes it again for every plane the pixel reaches): the same
+    numbers, multiplied by each plane's wavelength overlap."""
     nx = xc.size
     ny = yc.size
     nwave = zc.size
@@ -139,9 +156,27 @@ def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
     yp = np.zeros(12)
     xn = np.zeros(12)
     yn = np.zeros(12)
+    areas = np.empty(64)  # the pixel's overlap with each spaxel of its search box (-1: no overlap test passed)
     cdelt1_half = cdelt1 / 2.0
     cdelt2_half = cdelt2 / 2.0
     for k in range(wave.size):
+        w = wave[k]
+        dw = dwave[k]
+        # planes that can pass |zc - w| < |dw + cdelt3[iw]|: a superset, then jwst's exact test
+        reach = abs(dw) + abs(max_cdelt3)
+        iw1 = np.searchsorted(zc, w - reach, side="left") - 1
+        iw2 = np.searchsorted(zc, w + reach, side="right") + 1
+        if iw1 < lo:
+            iw1 = lo
+        if iw2 > hi:
+            iw2 = hi
+        hit = False
+        for iw in range(iw1, iw2):
+            if abs(zc[iw] - w) < abs(dw + cdelt3[iw]):
+                hit = True
+                break
+        if not hit:
+            continue
         xpix[0] = xi1[k]
         xpix[1] = xi2[k]
         xpix[2] = xi3[k]
@@ -178,16 +213,23 @@ def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
             ix2 = nx
         if iy2 > ny:
             iy2 = ny
-        w = wave[k]
-        dw = dwave[k]
-        # planes that can pass |zc - w| < |dw + cdelt3[iw]|: a superset, then jwst's exact test
-        reach = abs(dw) + abs(max_cdelt3)
-        iw1 = np.searchsorted(zc, w - reach, side="left") - 1
-        iw2 = np.searchsorted(zc, w + reach, side="right") + 1
-        if iw1 < 0:
-            iw1 = 0
-        if iw2 > nwave:
-            iw2 = nwave
+        if ix2 <= ix1 or iy2 <= iy1:
+            continue
+        bw = iy2 - iy1
+        nbox = (ix2 - ix1) * bw
+        if nbox > areas.size:
+            areas = np.empty(nbox)
+        for ix in range(ix1, ix2):
+            xleft = xc[ix] - cdelt1 * 0.5
+            xright = xc[ix] + cdelt1 * 0.5
+            xin = xleft < xmax and xright > xmin
+            for iy in range(iy1, iy2):
+                ybot = yc[iy] - cdelt2 * 0.5
+                ytop = yc[iy] + cdelt2 * 0.5
+                a = -1.0
+                if xin and ybot < ymax and ytop > ymin:
+                    a = overlap_area(xc[ix], yc[iy], cdelt1, cdelt2, xpix, ypix, xp, yp, xn, yn)
+                areas[(ix - ix1) * bw + (iy - iy1)] = a
         for iw in range(iw1, iw2):
             zreg = abs(dw + cdelt3[iw])
             wdiff = zc[iw] - w
@@ -209,16 +251,10 @@ def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
                 if zoverlap < 0:
                     zoverlap = 0.0
                 for ix in range(ix1, ix2):
-                    xleft = xc[ix] - cdelt1 * 0.5
-                    xright = xc[ix] + cdelt1 * 0.5
-                    if not (xleft < xmax and xright > xmin):
-                        continue
                     for iy in range(iy1, iy2):
-                        ybot = yc[iy] - cdelt2 * 0.5
-                        ytop = yc[iy] + cdelt2 * 0.5
-                        if ybot < ymax and ytop > ymin:
+                        area = areas[(ix - ix1) * bw + (iy - iy1)]
+                        if area >= 0.0:
                             idx = iw * nxy + iy * nx + ix
-                            area = overlap_area(xc[ix], yc[iy], cdelt1, cdelt2, xpix, ypix, xp, yp, xn, yn)
                             aw = area * zoverlap
                             if aw > 0:
                                 fluxv[idx] = fluxv[idx] + flux[k] * aw
@@ -260,7 +296,6 @@ def _roi_span(centres, value, roi):
     return start, lo, True
 
 
-@numba.njit(cache=True)
 def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
                         rois, roiw, scalerad, weight_power, softrad, emsm,
                         fluxv, weightv, varv, ifluxv):
@@ -268,12 +303,32 @@ def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wav
     ``match_point_emsm`` / ``match_point_msm``: every spaxel whose centre is within ``rois`` (a
     circle) and ``roiw`` of a detector pixel's centre gets it with weight exp(-d2 / (scalerad /
     cdelt1)) (emsm) or 1 / max(d ** power, softrad) (msm), d2 the squared distance in spaxels and
-    wavelength planes."""
+    wavelength planes.
+
+    The wavelength planes are shared out between threads in blocks (:func:`pointcloud_planes`),
+    each spaxel receiving its pixels in the same order whatever the split."""
+    from .._threads import run_rows
+
+    run_rows(pointcloud_planes, zc.size, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+             rois, roiw, scalerad, weight_power, softrad, emsm, fluxv, weightv, varv, ifluxv)
+
+
+@numba.njit(cache=True, nogil=True)
+def pointcloud_planes(lo, hi, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
+                      rois, roiw, scalerad, weight_power, softrad, emsm,
+                      fluxv, weightv, varv, ifluxv):
+    """:func:`pointcloud_exposure` for the cube's planes ``lo..hi`` only."""
     nx = xc.size
     ny = yc.size
     nxy = nx * ny
     for k in range(wave.size):
         iw1, iw2, okw = _roi_span(zc, wave[k], roiw[k])
+        if iw1 < lo:
+            iw1 = lo
+        if iw2 > hi:
+            iw2 = hi
+        if iw2 <= iw1:
+            continue
         ix1, ix2, okx = _roi_span(xc, coord1[k], rois[k])
         iy1, iy2, oky = _roi_span(yc, coord2[k], rois[k])
         if not (okw and okx and oky):
