@@ -35,7 +35,6 @@ import logging
 import warnings
 
 import numpy as np
-from scipy import sparse
 
 from . import _atoca_utils as U
 from ._atoca_engine import Engine, MaskOverlapError
