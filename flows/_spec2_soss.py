@@ -5,8 +5,9 @@ none in the context, as here, the step records SKIPPED), srctype, flat_field, an
 (skipped for a time series, and with no reference); then extract_1d on the calibrated exposure in
 DN/s and photom on the extracted spectra, not on the image (:data:`Branch.extra`
 ``"after_extract"``).  Products: calints (the exposure, not flux calibrated) and x1dints (the
-photom-calibrated spectra of orders 1-3, one row per integration).  extract_1d here is the box
-extraction (``soss_atoca=false``); jwst's default, ATOCA, is refused by extract_1d.
+photom-calibrated spectra of orders 1-3, one row per integration).  extract_1d runs jwst's default,
+ATOCA decontamination then box sums (:mod:`webbflow.tasks.extract_1d._atoca`), or the plain box
+extraction with ``soss_atoca=false``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ SOSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprin
 
 
 def record_skipped_references(model, params, members) -> None:
-    """Refuse extract_1d settings not implemented for SOSS (ATOCA) before anything runs; record the
+    """Refuse extract_1d settings not implemented for SOSS (soss_bad_pix=model, ATOCA's diagnostic
+    outputs) before anything runs; record the
     ``bkg`` and ``pathloss`` references jwst's skipped steps look up, as it records them.
 
     jwst's bkg_subtract subtracts a SOSS reference background when the context has one: not
@@ -31,7 +33,7 @@ def record_skipped_references(model, params, members) -> None:
     from ..tasks.base import _record_ref
 
     ex = params.get("extract_1d")
-    if ex is not None and not ex.skip:  # refused before anything is calibrated or written (ATOCA, ...)
+    if ex is not None and not ex.skip:  # refused before anything is calibrated or written
         from ..tasks.extract_1d.soss import check_params
 
         try:
@@ -58,6 +60,6 @@ BRANCHES["NIS_SOSS"] = Branch(
     resample=None,
     extract=True,
     marked_skipped=SOSS_SKIPPED,
-    notes="NIRISS SOSS: box extraction of orders 1-3 (soss_atoca=false), then photom on the spectra",
+    notes="NIRISS SOSS: ATOCA decontamination and box extraction of orders 1-3, then photom on the spectra",
     extra={"after_extract": ("photom",), "prepare": record_skipped_references},
 )

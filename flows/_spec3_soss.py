@@ -7,8 +7,9 @@ adaptive_trace_model, no resampling):
 
     pixel_replace     on every exposure, skipped by default
     extract_1d        not saved; SOSS extraction takes the first exposure of the product only (jwst's
-                      Extract1dStep extracts ``input[0]`` for SOSS), box extraction here
-                      (``soss_atoca=false``, see :mod:`webbflow.tasks.extract_1d.soss`)
+                      Extract1dStep extracts ``input[0]`` for SOSS): ATOCA decontamination then
+                      box sums (jwst's default ``soss_atoca=true``, :mod:`webbflow.tasks.extract_1d._atoca`),
+                      or the plain box with ``soss_atoca=false`` (:mod:`webbflow.tasks.extract_1d.soss`)
     photom            on the extracted spectra -> <product>_x1d.fits (a TSOMultiSpecModel)
     combine_1d        -> <product>_c1d.fits (one combined spectrum per order)
 
@@ -61,7 +62,7 @@ def spec3_soss(members, *, product_name: str, asn_id=None, asn_pool=None, asn_ta
     user = {k: v for k, v in (steps or {}).items() if k not in SPEC3_STEPS or k in STEPS}
     first = exposures[0]
     params = resolve_params(STEPS, user, config, model=first, pipeline_class="Spec3Pipeline")
-    if not params["extract_1d"].skip:  # ATOCA and the like refused before anything is written
+    if not params["extract_1d"].skip:  # settings not implemented (soss_bad_pix=model, ...) refused before anything is written
         from ..tasks.extract_1d.soss import check_params
 
         try:

@@ -1,7 +1,7 @@
 """NIRISS SOSS in spec2: parity with jwst 3.0's Spec2Pipeline, box extraction.
 
-jwst's default SOSS extraction is ATOCA (``soss_atoca=true``), which webbflow does not implement
-yet: both pipelines run here with extract_1d's ``soss_atoca=false``, jwst's box extraction of
+jwst's default SOSS extraction is ATOCA (``soss_atoca=true``, compared in tests/test_soss_atoca.py):
+both pipelines run here with extract_1d's ``soss_atoca=false``, jwst's box extraction of
 orders 1-3 along the pastasoss traces (``soss_width`` 40 pixels), then photom on the spectra.
 
 The input is one SUBSTRIP256 rateints written by stdatamodels: orders 1, 2 and 3 drawn along the
@@ -419,8 +419,9 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
 
 
 @pytest.mark.real
-def test_soss_spec2_refuses_atoca_before_writing_anything(soss, simulated, tmp_path):
-    """jwst's default (ATOCA) is not implemented: spec2 says so in one line and writes nothing."""
+def test_soss_spec2_refuses_bad_pix_model_before_writing_anything(soss, simulated, tmp_path):
+    """soss_bad_pix='model' (ATOCA's models in place of bad pixels) is not implemented: spec2 says so
+    in one line and writes nothing."""
     from parity import jwst_offline
 
     from webbflow.errors import UnsupportedModeError
@@ -428,8 +429,8 @@ def test_soss_spec2_refuses_atoca_before_writing_anything(soss, simulated, tmp_p
 
     out = tmp_path / "atoca"
     out.mkdir()
-    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="soss_atoca=false") as exc:
-        spec2.fn(str(soss["rate"]), output_dir=str(out))
+    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="soss_bad_pix") as exc:
+        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"soss_bad_pix": "model"}})
     assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert list(out.iterdir()) == []
 
@@ -544,8 +545,8 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
 
 
 @pytest.mark.real
-def test_soss_spec3_refuses_atoca_before_writing_anything(soss, real_rules_cache, tmp_path):
-    """spec3 with jwst's default SOSS extraction (ATOCA, not implemented): one line, nothing written."""
+def test_soss_spec3_refuses_atoca_modelname_before_writing_anything(soss, real_rules_cache, tmp_path):
+    """spec3 with ATOCA's diagnostic models (soss_modelname, not implemented): one line, nothing written."""
     from parity import jwst_offline
 
     from webbflow.errors import UnsupportedModeError
@@ -553,8 +554,8 @@ def test_soss_spec3_refuses_atoca_before_writing_anything(soss, real_rules_cache
 
     out = tmp_path / "atoca3"
     with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(UnsupportedModeError,
-                                                                          match="soss_atoca=false") as exc:
+                                                                          match="soss_modelname") as exc:
         spec3.fn([str(soss["ours"] / f"{ROOT}_calints.fits")], product_name="jw01234-o001_t001_niriss_clear-gr700xd",
-                 output_dir=str(out))
+                 output_dir=str(out), steps={"extract_1d": {"soss_modelname": "model"}})
     assert "\n" not in str(exc.value) and f"{ROOT}_calints.fits" in str(exc.value)
     assert not out.exists() or list(out.iterdir()) == []

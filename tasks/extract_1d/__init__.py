@@ -456,7 +456,7 @@ def extract(model, refs: dict, params: Extract1dParams):
     if (model.meta.exposure.type or "").upper() == "NIS_SOSS":  # NIRISS SOSS: its own box extraction
         from .soss import extract_soss
 
-        return extract_soss(model, refs.get("pastasoss"), params)
+        return extract_soss(model, refs.get("pastasoss"), params, refs.get("specprofile"), refs.get("speckernel"))
     if isinstance(model, models.IFUCubeModel):  # IFU cubes: aperture photometry per plane (.ifu)
         from .ifu import extract_ifu_cube
 

@@ -1,8 +1,9 @@
-"""NIRISS SOSS box extraction (extract_1d with ``soss_atoca=false``), as jwst 3.0 does it.
+"""NIRISS SOSS extraction (extract_1d), as jwst 3.0 does it: box sums, after ATOCA by default.
 
-jwst's default for SOSS is ATOCA decontamination (``soss_atoca=true``); that is not implemented
-here and is refused.  With ATOCA off and ``soss_bad_pix="masking"`` jwst models nothing: it sums
-each order's box aperture, column by column.  The steps:
+jwst's default for SOSS is ATOCA decontamination (``soss_atoca=true``, :mod:`._atoca`): the other
+orders' modelled traces are subtracted from each order's box before the sums below.  With ATOCA
+off and ``soss_bad_pix="masking"`` jwst models nothing: it sums each order's box aperture, column
+by column.  The steps:
 
 1. **Traces, from the ``pastasoss`` reference.**  For each order the reference trace (x, y at the
    commanded pupil wheel position PWCPOS_CMD) is rotated about the order's pivot by the
@@ -60,7 +61,7 @@ def _tree(ref) -> dict:
     return tree
 
 
-META_KEYS = ("pwcpos_cmd", "pwcpos_bounds", "wavemap_wlmin", "wavemap_wlmax", "wavemap_nwl")
+META_KEYS = ("pwcpos_cmd", "pwcpos_bounds", "wavemap_wlmin", "wavemap_wlmax", "wavemap_nwl", "order2_separation_cutoff")
 
 
 def _meta(ref, tree) -> dict:
@@ -96,14 +97,29 @@ def poly2d(coefficients, xs, ys):
     return out
 
 
+def _astropy_poly2d(coefficients):
+    """The reference's polynomial as an astropy Polynomial2D (evaluated in astropy's order of operations)."""
+    from astropy.modeling.polynomial import Polynomial2D
+
+    c = np.asarray(coefficients, dtype=np.float64)
+    degree = int(np.sqrt(2 * len(c))) - 1
+    poly = Polynomial2D(degree=degree)
+    for name in poly.param_names:
+        i, j = (int(n) for n in name.strip("c").split("_"))
+        setattr(poly, name, c[(i + j) * (i + j + 1) // 2 + j])
+    return poly
+
+
 def _to_wavegrid(grid, wavelength, quantity):
     """``quantity`` (known at ``wavelength``) on ``grid``: linear inside, the end slopes outside."""
     i = np.argsort(wavelength)
     w, q = wavelength[i], quantity[i]
     right = grid > w[-1]
     left = grid < w[0]
-    q_right = q[-1] + (grid[right] - w[-1]) * (q[-1] - q[-2]) / (w[-1] - w[-2])
-    q_left = q[0] + (grid[left] - w[0]) * (q[1] - q[0]) / (w[1] - w[0])
+    slope_right = (q[-1] - q[-2]) / (w[-1] - w[-2])  # the slopes first: jwst's rounding
+    slope_left = (q[1] - q[0]) / (w[1] - w[0])
+    q_right = q[-1] + (grid[right] - w[-1]) * slope_right
+    q_left = q[0] + (grid[left] - w[0]) * slope_left
     return np.interp(grid, np.concatenate((grid[left], w, grid[right])), np.concatenate((q_left, q, q_right)))
 
 
@@ -123,9 +139,10 @@ def spectrace(ref, pwcpos: float, order: int, subarray: str) -> np.ndarray:
         y -= 10
     angle = np.radians(pwcpos - float(meta["pwcpos_cmd"]))
     c, s = np.cos(angle), np.sin(angle)
-    px, py = float(tr["pivot_x"]), float(tr["pivot_y"])
-    xr = c * (x - px) - s * (y - py) + px
-    yr = s * (x - px) + c * (y - py) + py
+    # the rotation as one matrix product about the pivot, so that the traces (and ATOCA's wavelength
+    # grids built on them) round exactly as jwst's do
+    pivot = np.atleast_2d((float(tr["pivot_x"]), float(tr["pivot_y"]))).T
+    xr, yr = np.array([[c, -s], [s, c]]) @ (np.vstack([x, y]) - pivot) + pivot
     yr = interp1d(xr, yr, fill_value="extrapolate")(x)
     keep = yr <= 255.0
     x, yr = x[keep], yr[keep]
@@ -134,7 +151,7 @@ def spectrace(ref, pwcpos: float, order: int, subarray: str) -> np.ndarray:
     xs = (x - ext[0][0]) / (ext[1][0] - ext[0][0])
     off = np.ones_like(x) * (pwcpos - float(meta["pwcpos_cmd"]))
     os_ = (off - ext[0][1]) / (ext[1][1] - ext[0][1])
-    wl = poly2d(wc["coefficients"], xs, os_)
+    wl = _astropy_poly2d(wc["coefficients"])(xs, os_)
     grid = np.linspace(meta["wavemap_wlmin"], meta["wavemap_wlmax"], int(meta["wavemap_nwl"]))
     return np.array([_to_wavegrid(grid, wl, x), _to_wavegrid(grid, wl, yr), grid])
 
@@ -196,9 +213,11 @@ def fill_bad(data, err, refmask):
 
 
 def check_params(params) -> None:
-    if params.soss_atoca:
-        raise UnsupportedModeError("extract_1d: NIRISS SOSS ATOCA decontamination is not implemented; "
-                                   "run with soss_atoca=false (box extraction)")
+    if params.soss_atoca:  # ATOCA (:mod:`._atoca`): its optional inputs and diagnostic outputs are not implemented
+        for name in ("soss_wave_grid_in", "soss_wave_grid_out", "soss_estimate", "soss_modelname"):
+            if getattr(params, name, None) not in (None, "", "None"):
+                raise UnsupportedModeError(f"extract_1d: NIRISS SOSS ATOCA's {name} is not implemented; "
+                                           f"leave it unset")
     if params.soss_bad_pix == "model":
         raise UnsupportedModeError("extract_1d: NIRISS SOSS soss_bad_pix='model' needs the ATOCA trace models "
                                    "(not implemented); use soss_bad_pix='masking'")
@@ -215,7 +234,7 @@ def soss_subarray(model) -> str | None:
     return None
 
 
-def extract_soss(model, pastasoss, params):
+def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     """The box-extracted spectra of a SOSS exposure: (TSOMultiSpecModel, status)."""
     from ...models.spectra import Spectrum, TSOMultiSpecModel, new_tso_spec_table
     from . import _is_tso, output_model, populate_times
@@ -254,13 +273,14 @@ def extract_soss(model, pastasoss, params):
     scimask = scimask | ~np.isfinite(mederr)
     shape = data.shape[-2:]
 
-    weights, waves = {}, {}
+    weights, waves, traces = {}, {}, {}
     for order in orders:
         i = _order_index(tree, order)
         trace = spectrace(pastasoss, float(pwcpos), order, subarray)
         cols, ytrace, wave = order_trace(trace, int(tree["traces"][i]["cutoff"]))
         weights[order] = box_weights(ytrace, params.soss_width, shape, cols)
         waves[order] = wave
+        traces[order] = (trace, cols, wave)
     if subarray == "SUBSTRIP96" and 2 in weights:
         weights[2] = np.ones(shape)
 
@@ -274,6 +294,10 @@ def extract_soss(model, pastasoss, params):
     # or an earlier integration, and the pixels whose error is not positive
     seen = np.logical_or.accumulate(~np.isfinite(filled) | ~np.isfinite(errs), axis=0)
     masked = scimask[None] | seen | ~(errs > 0)
+    tikfac, trace_models = None, None
+    if params.soss_atoca:  # ATOCA: each order's box holds the data minus the other orders' models
+        trace_models, tikfac = _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree,
+                                             pastasoss, specprofile, speckernel, params, subarray)
     out = output_model(model, TSOMultiSpecModel)
     # jwst copies the exposure's primary-header metadata only (not its SCI keywords: MJD-BEG, XPOSURE...)
     for path, _key, hdu, _ann in type(out).keyword_fields():
@@ -289,9 +313,15 @@ def extract_soss(model, pastasoss, params):
         w = weights[order]
         region = w > 0
         wm = np.where(masked, 0.0, w[None])
+        source = filled
+        if trace_models is not None:
+            source = filled.astype(np.float64)
+            for other, mdl in trace_models.items():
+                if other != order:
+                    source = source - np.where(np.isfinite(mdl), mdl, 0.0)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-            d = np.where(region[None], filled, np.nan)
+            d = np.where(region[None], source, np.nan)
             e2 = np.where(region[None], errs, np.nan) ** 2
             flux = np.nansum(wm * d, axis=1)
             npix = np.nansum(wm, axis=1)
@@ -324,7 +354,72 @@ def extract_soss(model, pastasoss, params):
 
     hdr = out._headers.setdefault("PRIMARY", fits.Header())
     hdr["SOSSWDTH"] = float(params.soss_width)
+    if tikfac is not None:
+        hdr["TIKFACTR"] = float(tikfac)
     hdr["OVERSAMP"] = int(params.soss_n_os)
     hdr["THRESHLD"] = float(params.soss_threshold)
     out.meta.target.source_type = None
     return out, "COMPLETE"
+
+
+# ---------------------------------------------------------------------------
+# ATOCA (soss_atoca=true): the references' detector model of each order, then :mod:`._atoca`
+
+
+def _profiles(specprofile, n_orders):
+    """The ORDER images of the ``specprofile`` reference, in extension order."""
+    hdus = [h for h in getattr(specprofile, "_extra_hdus", []) if h.name == "ORDER"]
+    if len(hdus) < n_orders:
+        name = getattr(getattr(specprofile, "meta", None), "filename", None) or "<specprofile>"
+        raise ReferenceFileError("specprofile", name, f"has {len(hdus)} ORDER extensions, {n_orders} needed")
+    return [np.asarray(h.data) for h in hdus]
+
+
+def _crop_like(profile, shape):
+    """The reference profile without its padding (centred crop), as jwst matches it to the wavemap."""
+    p = profile
+    d0, d1 = (p.shape[0] - shape[0]) // 2, (p.shape[1] - shape[1]) // 2
+    if d0 > 0:
+        p = p[d0:-d0, :]
+    if d1 > 0:
+        p = p[:, d1:-d1]
+    return p
+
+
+def _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree, pastasoss, specprofile,
+                  speckernel, params, subarray):
+    from . import _atoca as A
+    from ._atoca_utils import SpectralKernel, Throughput
+
+    if specprofile is None or speckernel is None:
+        raise UnsupportedModeError("extract_1d: NIRISS SOSS ATOCA needs the specprofile and speckernel references")
+    shape = filled.shape[-2:]
+    profiles = _profiles(specprofile, len(tree["traces"]))
+    kw = np.asarray(speckernel.wavelengths)
+    kk = np.asarray(speckernel.kernels)
+    hw = None
+    for h in getattr(speckernel, "_headers", {}).values():
+        if "HALFWIDT" in h:
+            hw = int(h["HALFWIDT"])
+    if hw is None:
+        raise ReferenceFileError("speckernel", getattr(speckernel.meta, "filename", None) or "<speckernel>",
+                                 "has no HALFWIDT")
+    nrows = shape[0]
+    oms = {}
+    for order, (trace, cols, wave) in traces.items():
+        i = _order_index(tree, order)
+        wavemap = A.wavemap_2d(trace, nrows, shape[1])
+        prof = np.array(_crop_like(profiles[i], shape))
+        thr = tree["throughputs"][i]
+        centre = np.zeros(shape[1])
+        centre[cols] = wave
+        centre[~np.isfinite(centre)] = 0.0
+        kernel = SpectralKernel(kw, kk, centre, 2 * hw + 1)
+        oms[order] = A.OrderModel(order, wavemap, prof, Throughput(np.asarray(thr["wavelength"]),
+                                                                   np.asarray(thr["throughput"])),
+                                  kernel, np.asarray(cols), np.asarray(wave))
+    cut = _meta(pastasoss, tree).get("order2_separation_cutoff") or A.ORDER2_CUTOFF
+    box = {o: weights[o] for o in traces}
+    models, tikfac, _masks = A.atoca_models(filled, errs, mederr, scimask, refmask, oms, box, params, subarray,
+                                            tuple(cut))
+    return models, tikfac

@@ -1,0 +1,75 @@
+"""NIRISS SOSS spec2 with ATOCA (extract_1d's default): webbflow against jwst on the same rateints.
+
+    .venv/bin/python bench/soss.py [--nints 10] [--ngroups 2] [--work DIR]
+
+Simulates one SOSS time series (``webbflow simulate --exp-type NIS_SOSS``), runs jwst's
+calwebb_detector1 once to make the rateints, then ``strun calwebb_spec2`` and ``webbflow run
+calwebb_spec2`` on the tso-spec2 association, each in its own copy of the folder with the same
+rateints, each with its defaults (ATOCA on).  Prints each one's wall time, CPU time and peak
+RSS, the ratios webbflow/jwst, and how far the x1dints spectra are apart (largest relative FLUX
+difference per order).  One run each: a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import timed  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nints", type=int, default=10)
+    ap.add_argument("--ngroups", type=int, default=2)
+    ap.add_argument("--work", default=None, help="folder to keep (default: a temporary one)")
+    a = ap.parse_args(argv)
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_soss_"))
+    venv = Path(sys.executable).parent
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
+    sim = work / "sim"
+    from webbflow.refs.simulator import simulate
+
+    res = simulate(sim, instrument="niriss", exp_type="NIS_SOSS", nints=a.nints, ngroups=a.ngroups)
+    env["CRDS_PATH"] = str(res.crds_path)
+    (uncal,) = res.uncal
+    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
+    (asn,) = res.asn_level2
+    rateints = uncal.name.replace("_uncal", "_rateints")
+    runs = {}
+    for who, cmd in (("jwst", [str(venv / "strun"), "calwebb_spec2", Path(asn).name]),
+                     ("webbflow", [str(venv / "webbflow"), "run", "calwebb_spec2", Path(asn).name])):
+        d = work / who
+        d.mkdir(exist_ok=True)
+        for name in (rateints, Path(asn).name):
+            shutil.copyfile(sim / name, d / name)
+        runs[who] = timed(cmd, d, env)
+        print(f"{who:9s} wall {runs[who]['wall']:8.1f} s  cpu {runs[who]['cpu']:8.1f} s  "
+              f"peak {runs[who]['rss']:8.0f} MiB", flush=True)
+    j, w = runs["jwst"], runs["webbflow"]
+    print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
+          f"peak {w['rss'] / j['rss']:.3f}  ({a.nints} integrations, SUBSTRIP256)")
+    import numpy as np
+    from astropy.io import fits
+
+    x1d = uncal.name.replace("_uncal", "_x1dints")
+    with fits.open(work / "webbflow" / x1d) as fw, fits.open(work / "jwst" / x1d) as fj:
+        print("TIKFACTR webbflow %.6e jwst %.6e" % (fw[0].header["TIKFACTR"], fj[0].header["TIKFACTR"]))
+        for hw, hj in zip(fw, fj):
+            if hj.name != "EXTRACT1D":
+                continue
+            x, y = np.asarray(hw.data["FLUX"]), np.asarray(hj.data["FLUX"])
+            m = np.isfinite(y) & (y != 0)
+            print(f"order {hj.ver}: FLUX max |rel diff| {np.max(np.abs(x[m] - y[m]) / np.abs(y[m])):.2e}, "
+                  f"within rtol 1e-4: {np.mean(np.isclose(x, y, rtol=1e-4) | (np.isnan(x) & np.isnan(y))):.4%}")
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
