@@ -197,6 +197,46 @@ def subarray_dark(dark, window: Window):
     return sub
 
 
+def require_real_refs(wanted) -> Path:
+    """The folder of the real NIRSpec references, every file of ``wanted`` in it (else a one-line error)."""
+    real = real_refs_dir()
+    missing = [n for n in wanted if not (real / n).exists()]
+    if missing:
+        raise ParameterError(f"NIRSpec spectra need the real optical references in {real} (missing "
+                             f"{', '.join(missing)}); set WEBBFLOW_SHARED_DATA to the shared data folder")
+    return real
+
+
+def cache_namer(out: Path):
+    """``(names, new)``: ``new(reftype, ext)`` gives the cache path of the next NIRSpec reference of that type
+    (jwst_nirspec_<reftype>_NNNN<ext>) and records its name in ``names``.  Call under the cache lock."""
+    from .. import context as ctxmod
+
+    folder = ctxmod.references_dir(out, "NIRSPEC")
+    folder.mkdir(parents=True, exist_ok=True)
+    names: dict[str, str] = {}
+
+    def new(rt, ext):
+        prefix = f"jwst_nirspec_{rt}_"
+        names[rt] = f"{prefix}{ctxmod._next_serial(folder, prefix, ext):04d}{ext}"
+        return ctxmod.reference_path(out, names[rt])
+
+    return names, new
+
+
+def select_for_mode(nrs: dict, names: dict, detector: str, exp_type: str, na=()) -> None:
+    """Rules selecting ``names`` (and N/A for the reftypes ``na``) for this detector and EXP_TYPE, the
+    other modes' entries kept."""
+    from .. import context as ctxmod
+
+    parkeys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE")
+    for rt in (*names, *na):
+        old = nrs.get(rt)
+        entries = dict(old.entries) if old is not None and old.parkeys == parkeys else {}
+        entries[(detector, exp_type)] = names.get(rt, "N/A")
+        nrs[rt] = ctxmod.Rmap("NIRSPEC", rt, parkeys, entries)
+
+
 def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int,
                 window: Window):
     """The detector references (nirspec_detector) and the spectroscopic ones, in the cache with rules selecting
@@ -207,23 +247,11 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
     from ..synthetic_nirspec import nirspec_detector_references
     from ..synthetic_nirspec_optics import write_msa_reference
 
-    real = real_refs_dir()
-    missing = [n for n in (*OPTICS.values(), *REAL_SPEC2.values(), REAL_PHOTOM) if not (real / n).exists()]
-    if missing:
-        raise ParameterError(f"NIRSpec spectra need the real optical references in {real} (missing "
-                             f"{', '.join(missing)}); set WEBBFLOW_SHARED_DATA to the shared data folder")
+    real = require_real_refs((*OPTICS.values(), *REAL_SPEC2.values(), REAL_PHOTOM))
     det_refs = nirspec_detector_references(detector, readpatt, ngroups, tframe, seed=seed)
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
-        folder = ctxmod.references_dir(out, "NIRSPEC")
-        folder.mkdir(parents=True, exist_ok=True)
-        names: dict[str, str] = {}
-
-        def new(rt, ext):
-            prefix = f"jwst_nirspec_{rt}_"
-            names[rt] = f"{prefix}{ctxmod._next_serial(folder, prefix, ext):04d}{ext}"
-            return ctxmod.reference_path(out, names[rt])
-
+        names, new = cache_namer(out)
         if not window.full:
             subarray_dark(det_refs["dark"], window).save(new("dark", ".fits"))
         for rt, fname in {**OPTICS, **REAL_SPEC2}.items():
@@ -238,19 +266,13 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
         ctx = ctxmod.read_context(out)
         rules = {ins: dict(r) for ins, r in ctx.rmaps.items()}
         nrs = rules.setdefault("NIRSPEC", {})
-        parkeys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE")
-        key = (detector, exp_type)
         if "dark" in names:  # darks by subarray too: the full-frame rules stay for FULL
             rp_keys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.READPATT", "META.SUBARRAY.NAME")
             old = nrs["dark"]
             entries = dict(old.entries) if old.parkeys == rp_keys else {(*k, "FULL"): v for k, v in old.entries.items()}
             entries[(detector, readpatt, window.name)] = names.pop("dark")
             nrs["dark"] = ctxmod.Rmap("NIRSPEC", "dark", rp_keys, entries)
-        for rt in (*names, "extract1d", "apcorr", "barshadow"):
-            old = nrs.get(rt)
-            entries = dict(old.entries) if old is not None and old.parkeys == parkeys else {}
-            entries[key] = names.get(rt, "N/A")
-            nrs[rt] = ctxmod.Rmap("NIRSPEC", rt, parkeys, entries)
+        select_for_mode(nrs, names, detector, exp_type, na=("extract1d", "apcorr", "barshadow"))
         context = ctxmod.write_context(out, rules, f"webbflow simulated NIRSpec {exp_type} ({detector})").context
     paths = {rt: ctxmod.reference_path(out, n) for rt, n in names.items()}
     return det_refs, paths, context

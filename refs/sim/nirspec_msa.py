@@ -169,24 +169,11 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
     from ..synthetic_nirspec import nirspec_detector_references
     from ..synthetic_nirspec_optics import write_msa_reference
 
-    real = N.real_refs_dir()
-    wanted = (*N.OPTICS.values(), N.REAL_SPEC2["wavecorr"], N.REAL_PHOTOM)
-    missing = [n for n in wanted if not (real / n).exists()]
-    if missing:
-        raise ParameterError(f"NIRSpec spectra need the real optical references in {real} (missing "
-                             f"{', '.join(missing)}); set WEBBFLOW_SHARED_DATA to the shared data folder")
+    real = N.require_real_refs((*N.OPTICS.values(), N.REAL_SPEC2["wavecorr"], N.REAL_PHOTOM))
     det_refs = nirspec_detector_references(detector, readpatt, ngroups, tframe, seed=seed)
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
-        folder = ctxmod.references_dir(out, "NIRSPEC")
-        folder.mkdir(parents=True, exist_ok=True)
-        names: dict[str, str] = {}
-
-        def new(rt, ext):
-            prefix = f"jwst_nirspec_{rt}_"
-            names[rt] = f"{prefix}{ctxmod._next_serial(folder, prefix, ext):04d}{ext}"
-            return ctxmod.reference_path(out, names[rt])
-
+        names, new = N.cache_namer(out)
         for rt, fname in N.OPTICS.items():
             shutil.copyfile(real / fname, new(rt, Path(fname).suffix))
         write_msa_reference(new("msa", ".asdf"))
@@ -203,14 +190,7 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
 
         ctx = ctxmod.read_context(out)
         rules = {ins: dict(r) for ins, r in ctx.rmaps.items()}
-        nrs = rules.setdefault("NIRSPEC", {})
-        parkeys = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE")
-        key = (detector, MSASPEC)
-        for rt in (*names, "apcorr"):
-            old = nrs.get(rt)
-            entries = dict(old.entries) if old is not None and old.parkeys == parkeys else {}
-            entries[key] = names.get(rt, "N/A")
-            nrs[rt] = ctxmod.Rmap("NIRSPEC", rt, parkeys, entries)
+        N.select_for_mode(rules.setdefault("NIRSPEC", {}), names, detector, MSASPEC, na=("apcorr",))
         context = ctxmod.write_context(out, rules, f"webbflow simulated NIRSpec {MSASPEC} ({detector})").context
     paths = {rt: ctxmod.reference_path(out, n) for rt, n in names.items()}
     return det_refs, paths, context

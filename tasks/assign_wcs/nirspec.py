@@ -667,10 +667,45 @@ def slits_pipeline(model, refs, slit_y_range=(-0.55, 0.55)):
     return pipeline, slits, wrange
 
 
-def slit_wcs(model, name):
-    """The WCS of one slit (by name or id): the slit input fixed, with that slit's bounding box."""
+def fix_slit(t, n):
+    """The transform ``t`` with its slit or IFU slice (``name``) input fixed to ``n`` and the name output dropped."""
     from astropy.modeling import fix_inputs
     from astropy.modeling.models import Identity, Mapping
+
+    if t is None:
+        return None
+    if t.name == "gwa2slit":
+        new = t.get_model(n)
+        new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[1:]
+        return new
+    if t.name in ("slit2msa", "slit2slicer"):
+        new = t[0].get_model(n) & Identity(1)
+        new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[:-1]
+        return new
+    if "name" not in t.inputs:
+        return t
+    keep = [i for i, o in enumerate(t.outputs) if o != "name"]
+    name_out = t.outputs.index("name")
+    drop = Mapping(tuple(keep), n_inputs=t.n_outputs)
+    drop.inverse = Identity(len(keep))
+    new = fix_inputs(t, {"name": n}) | drop
+    new.name = t.name
+    new.outputs = tuple(t.outputs[i] for i in keep)
+    if t.has_inverse():
+        inv = t.inverse
+        inv_in = inv.inputs[0] if name_out == 0 else inv.inputs[-1]
+        back = t.inputs.index("name")
+        if back != 0:
+            back = inv.n_outputs - 1
+        keep_back = tuple(i for i in range(inv.n_outputs) if i != back)
+        drop_back = Mapping(keep_back, n_inputs=inv.n_outputs)
+        drop_back.inverse = Identity(len(keep_back))
+        new.inverse = fix_inputs(inv, {inv_in: n}) | drop_back
+    return new
+
+
+def slit_wcs(model, name):
+    """The WCS of one slit (by name or id): the slit input fixed, with that slit's bounding box."""
     from gwcs import WCS
 
     full = model.meta.wcs
@@ -679,35 +714,7 @@ def slit_wcs(model, name):
         raise ValueError(f"Input slit name {name} is not present in the input model.")
     steps = []
     for st in full.pipeline:
-        t = st.transform
-        if t is None:
-            new = None
-        elif t.name == "gwa2slit":
-            new = t.get_model(sid)
-            new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[1:]
-        elif t.name == "slit2msa":
-            new = t[0].get_model(sid) & Identity(1)
-            new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[:-1]
-        elif "name" in t.inputs:
-            keep = [i for i, o in enumerate(t.outputs) if o != "name"]
-            name_out = t.outputs.index("name")
-            drop = Mapping(tuple(keep), n_inputs=t.n_outputs)
-            drop.inverse = Identity(len(keep))
-            new = fix_inputs(t, {"name": sid}) | drop
-            new.name = t.name
-            new.outputs = tuple(t.outputs[i] for i in keep)
-            if t.has_inverse():
-                inv = t.inverse
-                inv_in = inv.inputs[0] if name_out == 0 else inv.inputs[-1]
-                name_back = t.inputs.index("name")
-                if name_back != 0:
-                    name_back = inv.n_outputs - 1
-                keep_back = tuple(i for i in range(inv.n_outputs) if i != name_back)
-                drop_back = Mapping(keep_back, n_inputs=inv.n_outputs)
-                drop_back.inverse = Identity(len(keep_back))
-                new.inverse = fix_inputs(inv, {inv_in: sid}) | drop_back
-        else:
-            new = t
+        new = fix_slit(st.transform, sid)
         steps.append((st.frame, new))
     w = WCS(steps)
     if full.bounding_box is not None:

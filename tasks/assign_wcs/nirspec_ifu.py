@@ -297,41 +297,7 @@ def compound_bounding_box(wcs, wrange):
 # fixing the slice, the slice map
 
 
-def fix_slice(t, n):
-    """The transform ``t`` with its slice (``name``) input fixed to ``n`` and the name output dropped."""
-    from astropy.modeling import fix_inputs
-    from astropy.modeling.models import Identity, Mapping
-
-    if t is None:
-        return None
-    if t.name == "gwa2slit":
-        new = t.get_model(n)
-        new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[1:]
-        return new
-    if t.name in ("slit2msa", "slit2slicer"):
-        new = t[0].get_model(n) & Identity(1)
-        new.name, new.inputs, new.outputs = t.name, t.inputs[1:], t.outputs[:-1]
-        return new
-    if "name" not in t.inputs:
-        return t
-    keep = [i for i, o in enumerate(t.outputs) if o != "name"]
-    name_out = t.outputs.index("name")
-    drop = Mapping(tuple(keep), n_inputs=t.n_outputs)
-    drop.inverse = Identity(len(keep))
-    new = fix_inputs(t, {"name": n}) | drop
-    new.name = t.name
-    new.outputs = tuple(t.outputs[i] for i in keep)
-    if t.has_inverse():
-        inv = t.inverse
-        inv_in = inv.inputs[0] if name_out == 0 else inv.inputs[-1]
-        back = t.inputs.index("name")
-        if back != 0:
-            back = inv.n_outputs - 1
-        keep_back = tuple(i for i in range(inv.n_outputs) if i != back)
-        drop_back = Mapping(keep_back, n_inputs=inv.n_outputs)
-        drop_back.inverse = Identity(len(keep_back))
-        new.inverse = fix_inputs(inv, {inv_in: n}) | drop_back
-    return new
+fix_slice = nrs.fix_slit  # the slit (here: slice) input fixed, as for the slits of the MSA
 
 
 def _box_grid(full, n):
