@@ -51,7 +51,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
-from ._spec3_wfss import WFSS_TYPES, run_wfss
+from ._spec3_wfss import WFSS_TYPES, open_cal, run_wfss
 from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec",
@@ -234,7 +234,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                           backgrounds=backgrounds)
     exposures = []
     for src in members:
-        m = models.open(src)
+        m = open_cal(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
         if not isinstance(src, models.DataModel):
             m.meta.filename = Path(src).name
         if not isinstance(m, (models.MultiSlitModel, models.SlitModel)):
