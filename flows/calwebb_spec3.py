@@ -28,8 +28,8 @@ association whose science members are cal files, relative to the association's f
 
 IFU exposures (MIR_MRS) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
 
-WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): per
-source, one subflow extracting and combining its spectra; the join writes jwst 3.0's two products,
+WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): the
+sources in batches, one task run each, extracting and combining their spectra; the join writes jwst 3.0's two products,
 ``<product>_x1d.fits`` and ``<product>_c1d.fits``, every source in each.
 
 NIRISS SOSS takes its own path to x1d and c1d: :mod:`webbflow.flows._spec3_soss`.

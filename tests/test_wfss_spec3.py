@@ -169,7 +169,7 @@ def test_wfss_spec3_sources_orders_and_cutouts_are_the_cal_files(runs):
 
 def test_wfss_spec3_reports_a_failed_source_and_keeps_the_other(runs, tmp_path):
     """Source 2's cutouts lose their WCS: it is named in one error line, and source 1's spectra are
-    still written to the x1d and c1d (the sources run as subflows on the flow's task runner)."""
+    still written to the x1d and c1d (the sources run in batches of task runs on the flow's task runner)."""
     from webbflow.errors import WebbflowError
     from webbflow.flows.calwebb_spec3 import SourcesFailed, spec3
 
