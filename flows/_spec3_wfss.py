@@ -1,8 +1,12 @@
 """calwebb_spec3's slitless WFSS branch (NRC_WFSS, NIS_WFSS, MIR_WFSS), as jwst 3.0 runs it.
 
-The cal exposures (MultiSlitModels: one cutout per source and order) are regrouped by source
-(exp_to_source); each source is one Prefect subflow (``spec3-wfss-source``), fanned out on the
-spec3 flow's task runner, bounded as the slit branch is:
+The cal exposures (MultiSlitModels: one cutout per source and order) are read with each cutout's
+WCS made only when used (:func:`open_cal`, models/_lazy_wcs.py: a WFSS spectrum needs its WCS only
+for an aperture correction, and the product's S_REGION only the first cutout's), then regrouped by
+source (exp_to_source).  The sources are fanned out on the spec3 flow's task runner in batches:
+one Prefect task run (``wfss-sources``) per batch of sources (a few dozen), so that hundreds of
+sources cost a few task runs, not one per cutout and step; within a batch each source runs its
+steps as plain calls, with the same step records:
 
     pixel_replace (skipped by default, as in jwst)
     extract_1d of each cutout           -> the source's spectra, one per exposure and order, each
@@ -29,13 +33,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import task
 from prefect.cache_policies import NONE
 
 from .. import models
 from ..errors import InputFileError, WebbflowError
 from ..models.wfss_spectra import expand_wfss, wfss_c1d, wfss_x1d
-from .stage import StageRun, guarded, run_steps, stamp
+from .stage import StageRun, guarded, stamp
 
 WFSS_TYPES = {"NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
 log = logging.getLogger("webbflow.flows")
@@ -80,13 +84,13 @@ def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
             raise InputFileError(s.meta.filename or name, f"cutout {s.name} (source {s.source_id}) has no WCS "
                                  "(assign_wcs must have run in Stage 2)")
     res.source_id = int(slits[0].source_id) if slits and slits[0].source_id is not None else None
-    slits = run_steps(slits, ["pixel_replace"], run)
+    slits = run_plain(slits, ["pixel_replace"], run)
     first = slits[0]
     res.exposure_time = first.meta.exposure.exposure_time
     res.integration_time = first.meta.exposure.integration_time
     for s in slits:
         order = s.meta.wcsinfo.spectral_order
-        out = run_steps(s, ["extract_1d"], run, label=f"{s.meta.filename} order {order}")
+        out = run_plain(s, ["extract_1d"], run, label=f"{s.meta.filename} order {order}")
         if run.records[-1].status != "COMPLETE":
             continue
         if res.x1d_meta is None:
@@ -110,25 +114,71 @@ def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
     x1d.meta.exposure.integration_time = res.integration_time
     x1d._headers = {k: h.copy() for k, h in res.x1d_meta._headers.items() if k == "PRIMARY"}
     x1d.spec = res.spectra
-    c1d = run_steps(x1d, ["combine_1d"], run)
+    c1d = run_plain(x1d, ["combine_1d"], run)
     if run.records[-1].status == "COMPLETE" and isinstance(c1d, models.MultiCombinedSpecModel):
         res.combined = c1d
     res.steps = [(r.name, r.status, r.seconds) for r in run.records]
     return res
 
 
-@flow(name="spec3-wfss-source", flow_run_name="spec3 wfss source {name}", validate_parameters=False,
-      persist_result=False)
-def spec3_wfss_source(source, name: str, params: dict, references: dict, context: str | None) -> WfssSourceResult:
-    """The spectra of one WFSS source (a Prefect subflow; its steps are its task runs)."""
-    run = StageRun(params=params, references=references, context=context)
-    return process_wfss_source(source, name, run)
+# sources per Prefect task run: at least two batches per worker, at most this many sources in one
+SOURCES_PER_BATCH = 40
 
 
-@task(name="wfss-source", cache_policy=NONE, persist_result=False)
-def wfss_source_task(source, name: str, params: dict, references: dict, context: str | None) -> WfssSourceResult:
-    """Run one WFSS source's subflow (its failure reported, not raised)."""
-    return guarded(WfssSourceResult, spec3_wfss_source, name, source, name, params, references, context)
+def batches(sources: list, workers: int) -> list[list]:
+    """``sources`` in contiguous batches: as many as the workers can share (two per worker), more
+    when there are more than SOURCES_PER_BATCH sources per batch."""
+    if not sources:
+        return []
+    n = min(len(sources), max(2 * workers, -(-len(sources) // SOURCES_PER_BATCH)))
+    size = -(-len(sources) // n)
+    return [sources[i:i + size] for i in range(0, len(sources), size)]
+
+
+def run_plain(model, names: list[str], run: StageRun, label: str = ""):
+    """``names`` on ``model`` as plain calls (no task run each), recorded in ``run`` as run_steps records them."""
+    from .stage import StepRecord, _execute, _record_version
+
+    for name in names:
+        p = run.params[name]
+        res = _execute(name, model, p, run.references.get(name, {}))
+        run.records.append(StepRecord(name, res.status, res.seconds, res.references, reason=res.reason,
+                                      qa=dict(res.qa), label=label))
+        model = res.model
+        if not p.skip:
+            _record_version(model, res.references, run.context)
+    return model
+
+
+def process_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """Each source of ``batch`` (``[(name, source)]``), its failure reported, not raised."""
+    return [guarded(WfssSourceResult, process_wfss_source, name, src, name,
+                    StageRun(params=params, references=references, context=context)) for name, src in batch]
+
+
+@task(name="wfss-sources", task_run_name="{label}", cache_policy=NONE, persist_result=False)
+def wfss_batch_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """One batch of WFSS sources (a Prefect task run; its sources' steps are plain calls)."""
+    return process_batch(batch, params, references, context)
+
+
+def open_cal(src):
+    """A spec3 member: a WFSS cal file is read with its cutouts' WCSs made on first use and without
+    asdf's schema validation on read (models/_lazy_wcs.py); anything else as ``models.open`` reads it."""
+    if isinstance(src, models.DataModel):
+        return models.open(src)
+    try:
+        from astropy.io import fits
+
+        exp_type = str(fits.getval(src, "EXP_TYPE", 0)).upper()
+    except Exception:  # noqa: BLE001 - models.open names the problem
+        exp_type = None
+    if exp_type in WFSS_TYPES:
+        from ..models._lazy_wcs import lazy_wcs_reading
+
+        with lazy_wcs_reading():
+            return models.open(src)
+    return models.open(src)
 
 
 def combined_sregion(exposures) -> str | None:
@@ -176,13 +226,16 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
         names = ", ".join(m.meta.filename or "input" for m in exposures)
         raise InputFileError(names, "holds no source cutout (extract_2d matched no catalogue source): no spectrum to extract")
     log.info("spec3 (WFSS): %d source(s) from %d exposure(s)", len(sources), len(exposures))
-    if tracked:
-        futures = [wfss_source_task.submit(src, name, params, references, context) for name, src in sources]
-        results = [f.result() for f in futures]
+    from .calwebb_spec3 import MAX_WORKERS
+
+    groups = batches(sources, MAX_WORKERS)
+    if tracked:  # the fan-out: one task run per batch, at most MAX_WORKERS at once
+        futures = [wfss_batch_task.submit(b, f"wfss {len(b)} source(s): {b[0][0].rsplit(' ', 1)[-1]}"
+                                          f"{'..' + b[-1][0].rsplit(' ', 1)[-1] if len(b) > 1 else ''}",
+                                          params, references, context) for b in groups]
+        results = [r for f in futures for r in f.result()]
     else:
-        results = [guarded(WfssSourceResult, process_wfss_source, name, src, name, StageRun(params=params, references=references,
-                                                                          context=context))
-                   for name, src in sources]
+        results = [r for b in groups for r in process_batch(b, params, references, context)]
     done = [r for r in results if not r.error]
     written: list[str] = []
     if not done:

@@ -28,8 +28,8 @@ association whose science members are cal files, relative to the association's f
 
 IFU exposures (MIR_MRS) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
 
-WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): per
-source, one subflow extracting and combining its spectra; the join writes jwst 3.0's two products,
+WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): the
+sources in batches, one task run each, extracting and combining their spectra; the join writes jwst 3.0's two products,
 ``<product>_x1d.fits`` and ``<product>_c1d.fits``, every source in each.
 
 NIRISS SOSS takes its own path to x1d and c1d: :mod:`webbflow.flows._spec3_soss`.
@@ -51,7 +51,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
-from ._spec3_wfss import WFSS_TYPES, run_wfss
+from ._spec3_wfss import WFSS_TYPES, open_cal, run_wfss
 from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
 
 STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec",
@@ -234,7 +234,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                           backgrounds=backgrounds)
     exposures = []
     for src in members:
-        m = models.open(src)
+        m = open_cal(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
         if not isinstance(src, models.DataModel):
             m.meta.filename = Path(src).name
         if not isinstance(m, (models.MultiSlitModel, models.SlitModel)):

@@ -140,7 +140,11 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
         # The file object stays open (it is an in-memory buffer of the small
         # ASDF extension), so that arrays nested inside tagged objects such
         # as a gwcs WCS can still be read when they are first touched.
-        af = asdf.open(buf, lazy_load=True, memmap=False, ignore_unrecognized_tag=True, ignore_missing_extensions=True)
+        from ._lazy_wcs import LAZY_WCS, lazy_tree
+
+        lazy = LAZY_WCS.get()  # WCS nodes made on first use (models/_lazy_wcs.py)
+        af = asdf.open(buf, lazy_load=True, memmap=False, ignore_unrecognized_tag=True, ignore_missing_extensions=True,
+                       **({"lazy_tree": True} if lazy else {}))
 
         def cb(node):
             if isinstance(node, NDArrayType):
@@ -150,7 +154,7 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
                 return np.array(node)
             return node
 
-        tree = treeutil.walk_and_modify(dict(af.tree), cb)
+        tree = lazy_tree(af, cb) if lazy else treeutil.walk_and_modify(dict(af.tree), cb)
         tree["__asdf_handle__"] = af
     except Exception as exc:  # noqa: BLE001 - any asdf failure is a bad file
         raise InputFileError(path, f"cannot read the ASDF metadata extension ({exc})") from exc

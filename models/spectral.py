@@ -297,7 +297,9 @@ class MultiSlitModel(DataModel):
                 slit._headers[name] = _clean_header(hdu.header)
                 if not isinstance(hdu, fits.ImageHDU):
                     raise ModelValidationError(path, f"extension {name},{ver} should be an image, found a table")
-                arr = _read_image(raw, hdul.fileinfo(i), hdu.header, path)
+                # where the data start (HDUList.fileinfo re-serialises every header on each call:
+                # quadratic in the number of extensions, minutes for a WFSS exposure of hundreds of cutouts)
+                arr = _read_image(raw, {"datLoc": hdu._data_offset}, hdu.header, path)
                 if arr is not None:
                     slit._arrays[spec.name] = arr
         handle = tree.pop("__asdf_handle__", None)

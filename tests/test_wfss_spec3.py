@@ -169,7 +169,7 @@ def test_wfss_spec3_sources_orders_and_cutouts_are_the_cal_files(runs):
 
 def test_wfss_spec3_reports_a_failed_source_and_keeps_the_other(runs, tmp_path):
     """Source 2's cutouts lose their WCS: it is named in one error line, and source 1's spectra are
-    still written to the x1d and c1d (the sources run as subflows on the flow's task runner)."""
+    still written to the x1d and c1d (the sources run in batches of task runs on the flow's task runner)."""
     from webbflow.errors import WebbflowError
     from webbflow.flows.calwebb_spec3 import SourcesFailed, spec3
 
@@ -237,3 +237,36 @@ def test_wfss_spec3_bad_input_is_one_line_naming_the_file(tmp_path, identified, 
     message = str(err.value)
     assert "\n" not in message and "_00001_nrcalong_cal.fits" in message and problem in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wfss_cal_read_with_lazy_wcs_is_the_same_model(runs):
+    """spec3 reads WFSS cal files with each cutout's WCS made on first use (models/_lazy_wcs.py):
+    the same metadata, arrays and WCS as a full read, and regrouping by source makes no WCS."""
+    import copy
+
+    from webbflow.flows._spec3_wfss import open_cal
+    from webbflow.models._lazy_wcs import LazyWcs
+    from webbflow.tasks.exp_to_source import exp_to_source
+
+    cal = runs["cals"][0]
+    lazy, full = open_cal(cal), models.open(cal)
+    assert len(lazy.slits) == len(full.slits) == 4
+    assert lazy.meta.model_dump(exclude={"wcs"}) == full.meta.model_dump(exclude={"wcs"})
+    for a, b in zip(lazy.slits, full.slits):
+        assert isinstance(a.meta.wcs, LazyWcs) and a.meta.wcs._wcs is None
+        assert a.meta.model_dump(exclude={"wcs"}) == b.meta.model_dump(exclude={"wcs"})
+        assert sorted(a._arrays) == sorted(b._arrays)
+        for k in a._arrays:
+            assert np.array_equal(a._arrays[k], b._arrays[k], equal_nan=True), k
+    sources = exp_to_source([lazy])
+    wcss = [s.meta.wcs for src in sources.values() for s in src.slits]
+    assert all(isinstance(w, LazyWcs) and w._wcs is None for w in wcss)
+    pending = copy.deepcopy(lazy.slits[1].meta.wcs)  # a copy not made yet: made on first use too
+    assert isinstance(pending, LazyWcs) and pending._wcs is None
+    x, y = np.array([3.0, 50.0]), np.array([2.0, 4.0])
+    assert np.array_equal(np.array(pending(x, y)), np.array(full.slits[1].meta.wcs(x, y)), equal_nan=True)
+    for a, b in zip(lazy.slits, full.slits):
+        assert np.array_equal(np.array(a.meta.wcs(x, y)), np.array(b.meta.wcs(x, y)), equal_nan=True)
+        assert a.meta.wcs.available_frames == b.meta.wcs.available_frames
+    twin = copy.deepcopy(lazy.slits[0].meta.wcs)
+    assert type(twin).__name__ == "WCS" and twin is not lazy.slits[0].meta.wcs.load()

@@ -222,6 +222,12 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
     cy, cx = ap.aperture_centre(profile)
     ra = dec = None
     wcs = getattr(m.meta, "wcs", None)
+    # A WFSS spectrum's sky position and spectral WCS go into no product (jwst's flat WFSS tables have
+    # no column for them): the cutout's WCS (slow to make and evaluate) is used only for an aperture correction
+    wfss = exp_type in WFSS_EXPTYPES
+    if wfss and not (apcorr_ref is not None and str(_source_type(top, m if source_meta is not None or isinstance(
+            m, models.SlitModel) else None)).upper() == "POINT"):
+        wcs = None
     if wcs is not None:
         c = wcs(cx, cy)
         if not np.any(np.isnan(np.asarray(c[:2], dtype=float))):
@@ -311,7 +317,7 @@ def extract_image(m, ref, params: Extract1dParams, slitname: str, source_meta=No
         for k, v in cols.items():
             table[k] = v[0, valid]
     wave_valid = wave[valid]
-    meta: dict = {"meta": {"wcs": spectral_wcs(ra, dec, wave_valid)}}
+    meta: dict = {} if wfss else {"meta": {"wcs": spectral_wcs(ra, dec, wave_valid)}}
     if slitname not in (None, "ANY"):
         meta["name"] = slitname
     meta.update({"slit_ra": ra, "slit_dec": dec, "spectral_order": order, "dispersion_direction": dispaxis,
