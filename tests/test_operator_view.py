@@ -321,64 +321,57 @@ def test_progress_display_on_a_terminal_only(sim, tmp_path):
     assert "jump: COMPLETE in" in r.stderr and "jumps flagged" in r.stderr
 
 
-def test_tweakwcs_and_stcal_log_lines_reach_the_runs_logs():
+_LIBRARY_LOGS_RUN = """
+import logging, sys
+import numpy as np
+from prefect import flow, task
+from webbflow import models
+from webbflow.flows.stage import quiet_prefect_settings, step_task
+from webbflow.tasks import load_all
+from webbflow.tasks.base import STEPS
+
+load_all()
+stamp = sys.argv[1]
+
+@task
+def in_a_task():
+    logging.getLogger("stcal.jump.jump").info("stcal line %s", stamp)
+
+@flow(name="library-logs")
+def tiny():
+    # tweakreg's task body, skipped: it routes the library loggers as a real run does
+    res = step_task("tweakreg")("tweakreg", models.ImageModel(np.zeros((4, 4), np.float32)),
+                                STEPS["tweakreg"].make_params({"skip": True}), {})
+    assert res.status == "SKIPPED"
+    logging.getLogger("tweakwcs.imalign").info("tweakwcs fit %s: rms 0.01 pix, 12 matches", stamp)
+    in_a_task()
+
+logging.getLogger("tweakwcs.imalign").info("outside any run %s", stamp)
+with quiet_prefect_settings():
+    state = tiny(return_state=True)
+assert state.is_completed()
+print("FLOW_RUN", state.state_details.flow_run_id)
+"""
+
+
+def test_tweakwcs_and_stcal_log_lines_reach_the_runs_logs(prefect_server):
     """The library loggers (tweakwcs: tweakreg's fits; stcal: jump and ramp notes) are routed into the
-    run's logs by the step task body; a line emitted outside any run is not sent to the server."""
-    import logging
+    run's logs by the step task body; a line emitted outside any run is not sent to the server.
+
+    The run is made in a fresh process, as a user's run is: logging is process-wide, and the tests
+    before this one in a pytest worker (jwst's logging set-up, quieted oracles, log capture) leave
+    it otherwise than a user's process has it."""
     import time
+    from uuid import UUID
 
-    from webbflow.tasks import load_all
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterName
 
-    load_all()
     stamp = f"{time.time_ns()}"
-    # the library loggers as a fresh process has them: an earlier test in this worker (jwst's own
-    # logging set-up, a quieted oracle) may have raised their levels, disabled them or cut propagation
-    names = ("tweakwcs", "tweakwcs.imalign", "stcal", "stcal.jump", "stcal.jump.jump")
-    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).disabled, logging.getLogger(n).propagate)
-             for n in names}
-    for n in names:
-        lg = logging.getLogger(n)
-        lg.setLevel(logging.NOTSET)
-        lg.disabled, lg.propagate = False, True
-    try:
-        _library_lines_reach_the_run(stamp)
-    finally:
-        for n, (level, disabled, propagate) in saved.items():
-            lg = logging.getLogger(n)
-            lg.setLevel(level)
-            lg.disabled, lg.propagate = disabled, propagate
-
-
-def _library_lines_reach_the_run(stamp):
-    import logging
-    import time
-
-    import numpy as np
-    from prefect import flow, get_client, task
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    from webbflow import models
-    from webbflow.flows.stage import quiet_prefect_settings, step_task
-    from webbflow.tasks.base import STEPS
-
-    @task
-    def in_a_task():
-        logging.getLogger("stcal.jump.jump").info("stcal line %s", stamp)
-
-    @flow(name="library-logs")
-    def tiny():
-        # tweakreg's task body, skipped: it routes the library loggers as a real run does
-        res = step_task("tweakreg")("tweakreg", models.ImageModel(np.zeros((4, 4), np.float32)),
-                                    STEPS["tweakreg"].make_params({"skip": True}), {})
-        assert res.status == "SKIPPED"
-        logging.getLogger("tweakwcs.imalign").info("tweakwcs fit %s: rms 0.01 pix, 12 matches", stamp)
-        in_a_task()
-
-    logging.getLogger("tweakwcs.imalign").info("outside any run %s", stamp)
-    with quiet_prefect_settings():
-        state = tiny(return_state=True)
-    assert state.is_completed()
-    fr_id = state.state_details.flow_run_id
+    r = subprocess.run([sys.executable, "-c", _LIBRARY_LOGS_RUN, stamp], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PREFECT_API_URL": prefect_server})
+    assert r.returncode == 0, r.stderr[-2000:]
+    fr_id = UUID(next(ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("FLOW_RUN ")))
     wanted = {f"tweakwcs fit {stamp}: rms 0.01 pix, 12 matches", f"stcal line {stamp}"}
     with get_client(sync_client=True) as c:
         deadline = time.monotonic() + 60
@@ -387,8 +380,6 @@ def _library_lines_reach_the_run(stamp):
             if wanted <= got or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        from prefect.client.schemas.filters import LogFilterName
-
         every = c.read_logs(log_filter=LogFilter(name=LogFilterName(any_=["tweakwcs.imalign"])))
     assert wanted <= got, got
     assert not [lg for lg in every if lg.message == f"outside any run {stamp}"]
