@@ -1716,6 +1716,7 @@ def simulate(
     Exposure types listed in :data:`MODE_SIMULATORS` are simulated by their own module under
     ``refs/sim/``, which takes the same arguments (plus ``grating``).
     """
+    output_dir = Path(output_dir).absolute()  # simulators write pools from inside the folder
     mode_module = MODE_SIMULATORS.get((exp_type or "").upper())
     if slit is not None and mode_module != "nirspec":
         raise ParameterError(f"--slit is for NIRSpec fixed slits (--exp-type NRS_FIXEDSLIT or NRS_BRIGHTOBJ), "

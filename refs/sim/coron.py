@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,39 +110,59 @@ def add_psfmask_rule(root: Path, setup, mask: str, x0: float, y0: float) -> str:
     return write_context(root, rules, "webbflow simulated coronagraphy (psfmask)").context
 
 
-def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints=None, nexp=2, seed=0,
-                   filter=None, readpatt=None, target_ra=53.1625, target_dec=-27.7914, pa_v3=30.0,  # noqa: A002
-                   program="01234", observation=1, start_time="2024-01-15T03:00:00", build_refs=True,
-                   reference_seed=0, **_ignored):
-    """Simulate one coronagraphic observation; returns the simulator's SimulationResult."""
+@dataclasses.dataclass(frozen=True)
+class CoronScene:
+    """What differs between the coronagraphs: the star and companion, the mask and its reference."""
+
+    exp_type: str
+    mask: str  # CORONMSK
+    fwhm_px: float
+    sky_wavelength_um: float
+    star_factor: float  # the star's rate, in units of the rate that saturates without the mask
+    companion_factor: float
+    companion_offset: tuple[float, float]  # from the star, science frame (x, y)
+    transmission: Callable[[tuple[int, int], float, float], np.ndarray]  # (shape, x0, y0) -> mask
+    add_psfmask_rule: Callable[..., str]  # (root, setup, mask, x0, y0) -> the new context
+    pupil: str | None = None
+
+
+def observe(output_dir, setup, scene: CoronScene, *, nexp=2, seed=0, target_ra=53.1625, target_dec=-27.7914,
+            pa_v3=30.0, program="01234", observation=1, start_time="2024-01-15T03:00:00", build_refs=True,
+            reference_seed=0):
+    """Simulate a coronagraphic observation: a science exposure of the star behind the mask with
+    a companion, ``nexp`` PSF-reference exposures, the truth, the pool and the associations."""
+    import contextlib
+
+    from astropy.table import Table
+
     from ...flows.asn.engine import generate, write_associations
     from ...flows.asn.mkpool import make_pool, write_pool
     from ...flows.asn.pool import read_pool
     from ...models import Level1bModel
     from .. import simulator as sim
 
-    out = Path(output_dir)
+    out = Path(output_dir).absolute()  # the pool is written from inside the folder
     out.mkdir(parents=True, exist_ok=True)
-    setup, mask = coron_setup(detector, subarray, ngroups, nints, filter, readpatt)
     n_psf = max(1, int(nexp or 2))
-    prog = f"{int(program):05d}"
+    prog, obs = f"{int(program):05d}", f"{int(observation):03d}"
     t0 = _dt.datetime.fromisoformat(start_time)
-    roles = [("science", sim.ObservationIds(program=prog, observation=f"{int(observation):03d}", visit="001",
-                                            visit_group="03", activity="05"), 1, (0.0, 0.0))]
+    roles = [("science", sim.ObservationIds(program=prog, observation=obs, visit="001", visit_group="03",
+                                            activity="05"), 1, (0.0, 0.0))]
     for i in range(n_psf):
-        roles.append(("psf", sim.ObservationIds(program=prog, observation=f"{int(observation):03d}", visit="002",
-                                                visit_group="03", activity="05"), i + 1, PSF_OFFSETS_PX[i % 4]))
-    models, names, pointings = [], [], []
-    t = t0
+        roles.append(("psf", sim.ObservationIds(program=prog, observation=obs, visit="002", visit_group="03",
+                                                activity="05"), i + 1, PSF_OFFSETS_PX[i % 4]))
     pnt = sim.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
+    models, names = [], []
+    t = t0
     for role, ids, number, _off in roles:
         model = Level1bModel()
-        total = 1 if role == "science" else n_psf
-        sim.fill_metadata(model, setup, ids, pnt, number, total, t, target_ra, target_dec)
+        sim.fill_metadata(model, setup, ids, pnt, number, 1 if role == "science" else n_psf, t, target_ra, target_dec)
         m = model.meta
-        m.exposure.type = "NRC_CORON"
+        m.exposure.type = scene.exp_type
         m.exposure.psf_reference = role == "psf"
-        m.instrument.pupil, m.instrument.coronagraph = "MASKRND", mask
+        if scene.pupil is not None:
+            m.instrument.pupil = scene.pupil
+        m.instrument.coronagraph = scene.mask
         m.subarray.name = setup.subarray
         m.dither.primary_type = "NONE"
         m.target.proposer_name = "HD-0000" if role == "science" else "HD-0001"
@@ -149,7 +170,6 @@ def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints
         names.append(sim.exposure_filename(setup, ids, number, t))
         m.filename = names[-1]
         models.append(model)
-        pointings.append(pnt)
         t = t + _dt.timedelta(seconds=setup.duration + 60.0)
 
     context = None
@@ -160,34 +180,30 @@ def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints
     pixmap = sim.PixelMap(setup, refs)
     photmjsr, pixar_sr, _src = sim._photometry(refs, setup)
     well = sim._median_full_well(refs, setup)
-    fwhm_px = setup.fwhm_arcsec / math.sqrt(setup.xscale * setup.yscale)
-    rate_sat = well / (sim.peak_fraction(fwhm_px) * setup.effinttm)
-    sky_rate = sim.sky_surface_brightness(setup.wavelength) / photmjsr
+    fw = scene.fwhm_px
+    rate_sat = well / (sim.peak_fraction(fw) * setup.effinttm)
+    sky_rate = sim.sky_surface_brightness(scene.sky_wavelength_um) / photmjsr
     x0, y0 = setup.xref_sci - 1.0, setup.yref_sci - 1.0  # the mask's centre, 0-based subarray pixels
     shape = (setup.ysize, setup.xsize)
-    trans = transmission(shape, x0, y0)
-    star_rate = 30.0 * rate_sat  # a bright star: saturating without the mask, well exposed behind it
-    comp_rate = 0.25 * rate_sat
-    cx, cy = x0 + COMPANION_OFFSET_PX[0], y0 + COMPANION_OFFSET_PX[1]
+    trans = scene.transmission(shape, x0, y0)
+    star_rate, comp_rate = scene.star_factor * rate_sat, scene.companion_factor * rate_sat
+    cx, cy = x0 + scene.companion_offset[0], y0 + scene.companion_offset[1]
 
     uncal = []
     for k, ((role, _ids, _n, (dx, dy)), model) in enumerate(zip(roles, models)):
         scale = 1.0 if role == "science" else 0.9 + 0.05 * k
-        img = sim.render_stars(shape, np.array([x0 + dx]), np.array([y0 + dy]), np.array([star_rate * scale]), fwhm_px)
+        img = sim.render_stars(shape, np.array([x0 + dx]), np.array([y0 + dy]), np.array([star_rate * scale]), fw)
         img = img * trans
         if role == "science":
-            img = img + sim.render_stars(shape, np.array([cx]), np.array([cy]), np.array([comp_rate]), fwhm_px)
-        rate = img + sky_rate
+            img = img + sim.render_stars(shape, np.array([cx]), np.array([cy]), np.array([comp_rate]), fw)
         model.meta.wcsinfo.s_region = sim.s_region(setup, pixmap, pnt)
-        exp = sim.simulate_ramps(setup, rate, refs, seed, k, sim.COSMIC_RAY_RATE, 1, reference_seed)
+        exp = sim.simulate_ramps(setup, img + sky_rate, refs, seed, k, sim.COSMIC_RAY_RATE, 1, reference_seed)
         model.data = exp.data
         path = out / names[k]
         model.save(path)
         uncal.append(path)
 
-    # truth: the companion
-    from astropy.table import Table
-
+    # the truth: where the companion is, on the sky and in the science exposure
     v2, v3 = pixmap.to_v2v3(setup.col_map[0] + np.array([cx]), setup.row_map[0] + np.array([cy]))
     ra, dec = sim.tel_to_sky(pnt.attitude, v2, v3)
     truth_dir = out / "truth"
@@ -195,14 +211,12 @@ def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints
     tab = Table({"exposure": [names[0]], "x": [cx], "y": [cy], "ra": [float(np.ravel(ra)[0])],
                  "dec": [float(np.ravel(dec)[0])], "rate_dn_s": [comp_rate],
                  "flux_mjy_sr_px": [comp_rate * photmjsr]})
-    tab.meta.update({"star_x": x0, "star_y": y0, "star_rate_dn_s": star_rate, "mask": mask,
+    tab.meta.update({"star_x": x0, "star_y": y0, "star_rate_dn_s": star_rate, "mask": scene.mask,
                      "subarray": setup.subarray, "photmjsr": photmjsr, "pixar_sr": pixar_sr})
     catalog = truth_dir / "companion.ecsv"
     tab.write(catalog, format="ascii.ecsv", overwrite=True)
 
-    # associations, as jwst's rules make them from the exposures' pool
-    import contextlib
-
+    # the associations jwst's rules make from the exposures' pool
     with contextlib.chdir(out):  # the pool names its members relative to its folder
         pool_table = make_pool([p.name for p in uncal])
         pool_path = write_pool(pool_table, out / f"jw{prog}_{t0.strftime('%Y%m%dt%H%M%S')}_pool.csv")
@@ -211,10 +225,26 @@ def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints
     level3 = [Path(p) for p in asns if "coron3" in Path(p).name]
 
     if build_refs:
-        context = add_psfmask_rule(out, setup, mask, x0, y0)
+        context = scene.add_psfmask_rule(out, setup, scene.mask, x0, y0)
     result = sim.SimulationResult(output_dir=out, uncal=uncal, catalog=catalog, cosmic_rays=pool_path,
                                   asn_level2=level2, asn_level3=level3[0] if level3 else None, setup=setup)
     if build_refs:
-        result.context = context
-        result.crds_path = out
+        result.context, result.crds_path = context, out
     return result
+
+
+def simulate_coron(output_dir, detector=None, subarray=None, ngroups=None, nints=None, nexp=2, seed=0,
+                   filter=None, readpatt=None, target_ra=53.1625, target_dec=-27.7914, pa_v3=30.0,  # noqa: A002
+                   program="01234", observation=1, start_time="2024-01-15T03:00:00", build_refs=True,
+                   reference_seed=0, **_ignored):
+    """Simulate one NIRCam coronagraphic observation; returns the simulator's SimulationResult."""
+    setup, mask = coron_setup(detector, subarray, ngroups, nints, filter, readpatt)
+    scene = CoronScene(
+        exp_type="NRC_CORON", mask=mask, pupil="MASKRND",
+        fwhm_px=setup.fwhm_arcsec / math.sqrt(setup.xscale * setup.yscale), sky_wavelength_um=setup.wavelength,
+        star_factor=30.0,  # a bright star: saturating without the mask, well exposed behind it
+        companion_factor=0.25, companion_offset=COMPANION_OFFSET_PX, transmission=transmission,
+        add_psfmask_rule=add_psfmask_rule)
+    return observe(output_dir, setup, scene, nexp=nexp, seed=seed, target_ra=target_ra, target_dec=target_dec,
+                   pa_v3=pa_v3, program=program, observation=observation, start_time=start_time,
+                   build_refs=build_refs, reference_seed=reference_seed)

@@ -29,9 +29,8 @@ companion sits in a clear quadrant, outside both, and is not attenuated.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime as _dt
+import functools
 import math
 from pathlib import Path
 
@@ -150,13 +149,6 @@ def simulate(output_dir, exp_type="MIR_4QPM", ngroups=None, nints=None, nexp=2, 
              start_time="2024-01-15T03:00:00", build_refs=True, reference_seed=0, detector=None, subarray=None,
              size=None, **_ignored):
     """Simulate one MIRI coronagraphic observation; returns the simulator's SimulationResult."""
-    from astropy.table import Table
-
-    from ...flows.asn.engine import generate, write_associations
-    from ...flows.asn.mkpool import make_pool, write_pool
-    from ...flows.asn.pool import read_pool
-    from ...models import Level1bModel
-
     if detector is not None and detector.upper() != "MIRIMAGE":
         raise ParameterError(f"MIRI coronagraphy is on the MIRIMAGE detector (got {detector!r})")
     if size is not None:
@@ -164,85 +156,10 @@ def simulate(output_dir, exp_type="MIR_4QPM", ngroups=None, nints=None, nexp=2, 
     setup, mask = coron_miri_setup(exp_type, ngroups, nints, filter, readpatt)
     if subarray is not None and subarray.upper() != setup.subarray:
         raise ParameterError(f"{setup.filter} behind {mask} is read on {setup.subarray}, not {subarray}")
-    out = Path(output_dir).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    n_psf = max(1, int(nexp or 2))
-    prog = f"{int(program):05d}"
-    obs = f"{int(observation):03d}"
-    t0 = _dt.datetime.fromisoformat(start_time)
-    roles = [("science", S.ObservationIds(program=prog, observation=obs, visit="001", visit_group="03",
-                                          activity="05"), 1, (0.0, 0.0))]
-    for i in range(n_psf):
-        roles.append(("psf", S.ObservationIds(program=prog, observation=obs, visit="002", visit_group="03",
-                                              activity="05"), i + 1, N.PSF_OFFSETS_PX[i % 4]))
-    pnt = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
-    models, names = [], []
-    t = t0
-    for role, ids, number, _off in roles:
-        model = Level1bModel()
-        S.fill_metadata(model, setup, ids, pnt, number, 1 if role == "science" else n_psf, t, target_ra, target_dec)
-        m = model.meta
-        m.exposure.type = setup.exp_type
-        m.exposure.psf_reference = role == "psf"
-        m.instrument.coronagraph = mask
-        m.subarray.name = setup.subarray
-        m.dither.primary_type = "NONE"
-        m.target.proposer_name = "HD-0000" if role == "science" else "HD-0001"
-        m.target.catalog_name = m.target.proposer_name
-        names.append(S.exposure_filename(setup, ids, number, t))
-        m.filename = names[-1]
-        models.append(model)
-        t = t + _dt.timedelta(seconds=setup.duration + 60.0)
-
-    if build_refs:
-        refs, context = S._build_and_open_references(models, setup, out, reference_seed)
-    else:
-        refs, context = S._reference_models(models[0], setup, seed=reference_seed), None
-    pixmap = S.PixelMap(setup, refs)
-    photmjsr, pixar_sr, _src = S._photometry(refs, setup)
-    well = S._median_full_well(refs, setup)
-    fw = fwhm_px(setup)
-    rate_sat = well / (S.peak_fraction(fw) * setup.effinttm)
-    sky_rate = S.sky_surface_brightness(PIVOT_UM[setup.filter]) / photmjsr
-    x0, y0 = setup.xref_sci - 1.0, setup.yref_sci - 1.0  # the mask's centre, 0-based subarray pixels
-    shape = (setup.ysize, setup.xsize)
-    trans = transmission(setup, shape, x0, y0)
-    star_rate, comp_rate = 20.0 * rate_sat, 0.3 * rate_sat
-    cx, cy = x0 + COMPANION_OFFSET_PX[setup.exp_type][0], y0 + COMPANION_OFFSET_PX[setup.exp_type][1]
-
-    uncal = []
-    for k, ((role, _ids, _n, (dx, dy)), model) in enumerate(zip(roles, models)):
-        scale = 1.0 if role == "science" else 0.9 + 0.05 * k
-        img = S.render_stars(shape, np.array([x0 + dx]), np.array([y0 + dy]), np.array([star_rate * scale]), fw) * trans
-        if role == "science":
-            img = img + S.render_stars(shape, np.array([cx]), np.array([cy]), np.array([comp_rate]), fw)
-        model.meta.wcsinfo.s_region = S.s_region(setup, pixmap, pnt)
-        exp = S.simulate_ramps(setup, img + sky_rate, refs, seed, k, S.COSMIC_RAY_RATE, 1, reference_seed)
-        model.data = exp.data
-        path = out / names[k]
-        model.save(path)
-        uncal.append(path)
-
-    v2, v3 = pixmap.to_v2v3(np.array([cx + setup.xstart - 1]), np.array([cy + setup.ystart - 1]))
-    ra, dec = S.tel_to_sky(pnt.attitude, v2, v3)
-    truth_dir = out / "truth"
-    truth_dir.mkdir(exist_ok=True)
-    tab = Table({"exposure": [names[0]], "x": [cx], "y": [cy], "ra": [float(np.ravel(ra)[0])],
-                 "dec": [float(np.ravel(dec)[0])], "rate_dn_s": [comp_rate], "flux_mjy_sr_px": [comp_rate * photmjsr]})
-    tab.meta.update({"star_x": x0, "star_y": y0, "star_rate_dn_s": star_rate, "mask": mask,
-                     "subarray": setup.subarray, "photmjsr": photmjsr, "pixar_sr": pixar_sr})
-    catalog = truth_dir / "companion.ecsv"
-    tab.write(catalog, format="ascii.ecsv", overwrite=True)
-
-    with contextlib.chdir(out):  # the pool names its members relative to its folder
-        pool_path = write_pool(make_pool([p.name for p in uncal]), out / f"jw{prog}_{t0.strftime('%Y%m%dt%H%M%S')}_pool.csv")
-        asns = write_associations(generate(read_pool(pool_path.name)), out)
-    level2 = [Path(p) for p in asns if "image2" in Path(p).name]
-    level3 = [Path(p) for p in asns if "coron3" in Path(p).name]
-    if build_refs:
-        context = add_psfmask_rule(out, setup, mask, x0, y0)
-    result = S.SimulationResult(output_dir=out, uncal=uncal, catalog=catalog, cosmic_rays=pool_path,
-                                asn_level2=level2, asn_level3=level3[0] if level3 else None, setup=setup)
-    if build_refs:
-        result.context, result.crds_path = context, out
-    return result
+    scene = N.CoronScene(
+        exp_type=setup.exp_type, mask=mask, fwhm_px=fwhm_px(setup), sky_wavelength_um=PIVOT_UM[setup.filter],
+        star_factor=20.0, companion_factor=0.3, companion_offset=COMPANION_OFFSET_PX[setup.exp_type],
+        transmission=functools.partial(transmission, setup), add_psfmask_rule=add_psfmask_rule)
+    return N.observe(output_dir, setup, scene, nexp=nexp, seed=seed, target_ra=target_ra, target_dec=target_dec,
+                     pa_v3=pa_v3, program=program, observation=observation, start_time=start_time,
+                     build_refs=build_refs, reference_seed=reference_seed)
