@@ -495,3 +495,18 @@ def test_more_detectors_add_to_the_associations(tmp_path):
     again = _sim(tmp_path, instrument="nircam", detector="NRCA1", size=32, ngroups=2, nexp=2, seed=5)
     assert again.asn_level2 == a.asn_level2, "an exposure keeps its level-2 association"
     assert len(json.loads(again.asn_level3.read_text())["products"][0]["members"]) == 4
+
+
+def test_relative_output_folder_holds_the_whole_observation(tmp_path, monkeypatch):
+    """A folder given relative to the working directory gets the exposures, the pool and the
+    associations (the coronagraphy simulators write the pool from inside the folder)."""
+    monkeypatch.chdir(tmp_path)
+    result = S.simulate("obs", instrument="nircam", exp_type="NRC_CORON", ngroups=2, nints=1, nexp=1,
+                        build_refs=False)
+    out = tmp_path / "obs"
+    assert result.output_dir == out
+    assert sorted(p.name for p in out.glob("*_pool.csv")) == ["jw01234_20240115t030000_pool.csv"]
+    asn = json.loads(result.asn_level3.read_text())
+    members = {m["expname"] for p in asn["products"] for m in p["members"]}
+    assert members == {p.name.replace("_uncal", "_calints") for p in result.uncal}
+    assert all(p.parent == out and p.exists() for p in result.uncal)
