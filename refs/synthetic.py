@@ -804,6 +804,10 @@ NIRCAM_COMBOS = {
     "LONG": [(f, "CLEAR") for f in ("F250M", "F277W", "F300M", "F322W2", "F335M", "F356W", "F360M", "F410M", "F430M", "F444W", "F460M", "F480M")]
     + [("F322W2", "F323N"), ("F444W", "F405N"), ("F444W", "F466N"), ("F444W", "F470N")],
 }
+# the filters NIRCam uses behind its coronagraphic masks, and the pupil wheel's mask elements
+NIRCAM_CORON_FILTERS = ("F182M", "F187N", "F200W", "F210M", "F250M", "F300M", "F335M", "F356W", "F410M",
+                        "F430M", "F444W", "F460M")
+NIRCAM_CORON_PUPILS = ("MASKRND", "MASKBAR")
 NIRISS_FILTERS = {
     "F090W": (0.900, 0.20), "F115W": (1.150, 0.26), "F140M": (1.404, 0.14), "F150W": (1.494, 0.32),
     "F158M": (1.582, 0.20), "F200W": (1.993, 0.46), "F277W": (2.763, 0.67), "F356W": (3.529, 0.84),
@@ -1199,6 +1203,9 @@ def make_photom(cfg, truth, region):
     for filt, pupil in filter_combos(spec):
         value = photmjsr(spec, filt, pupil, sr)
         rows.append((filt, pupil, value, value * 0.015))
+    if spec.instrument == "NIRCAM":  # coronagraphic rows: the filter's band seen through the mask's pupil
+        rows += [(f, mask_pupil, v, u) for mask_pupil in NIRCAM_CORON_PUPILS for (f, p, v, u) in list(rows)
+                 if p == "CLEAR" and f in NIRCAM_CORON_FILTERS]
     if spec.instrument == "NIRCAM":
         cls, dt = NrcImgPhotomModel, [("filter", "S12"), ("pupil", "S12"), ("photmjsr", ">f4"), ("uncertainty", ">f4")]
         table = np.array(rows, dtype=dt)

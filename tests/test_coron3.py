@@ -237,6 +237,12 @@ def test_simulated_coronagraphy_is_shaped_as_real_data(coron_sim, shared_data):
     assert [m["expname"] for m in members] == [p.name.replace("_uncal", "_calints") for p in coron_sim.uncal]
 
 
+def coron_sim_truth_photmjsr(sim):
+    from astropy.table import Table
+
+    return float(Table.read(sim.output_dir / "truth" / "companion.ecsv").meta["photmjsr"])
+
+
 def test_simulated_coronagraphy_selects_its_psfmask_and_shows_the_companion(coron_sim, crds_env):
     from astropy.table import Table
 
@@ -244,8 +250,12 @@ def test_simulated_coronagraphy_selects_its_psfmask_and_shows_the_companion(coro
 
     crds_env(coron_sim.crds_path)
     sci = models.open(coron_sim.uncal[0])
-    paths = get_reference_paths(sci, ["psfmask", "area"])
+    paths = get_reference_paths(sci, ["psfmask", "area", "photom"])
     mask = open_reference("psfmask", paths["psfmask"])
+    # photom has the row jwst's photom step looks up for the exposure: its filter behind MASKRND
+    rows = [r for r in open_reference("photom", paths["photom"]).phot_table
+            if (r["filter"].strip(), r["pupil"].strip()) == ("F335M", "MASKRND")]
+    assert len(rows) == 1 and np.isclose(rows[0]["photmjsr"], coron_sim_truth_photmjsr(coron_sim), rtol=1e-6)
     # the pixel-area map is full frame, as the real ones are: jwst cuts the subarray out of it
     from astropy.io import fits
 
