@@ -61,64 +61,41 @@ def _detector1(input, output_dir, steps, config, save_calibrated_ramp, family: s
     return list(m.detector1_last_run[-1].written)
 
 
-@flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
-def detector1(
-    input: str,
-    output_dir: str,
-    steps: Detector1Steps = Detector1Steps(),
-    config: str = "",
-    save_calibrated_ramp: bool = False,
-) -> list[str]:
-    """calwebb_detector1: raw ramps (``_uncal``) to count rates (``_rate``, ``_rateints``); returns the files written.
+_DETECTOR1_ARGS = """
 
     Args:
-        input: The raw exposure (``_uncal.fits``), as a path the worker can read.
+        input: The raw {what}exposure (``_uncal.fits``), as a path the worker can read.
         output_dir: Folder for the products, as the worker sees it.
-        steps: Parameters of each step; a value left at its default is not set (CRDS parameter files and the config file still apply).
+        steps: Parameters of each {which}step; a value left at its default is not set (CRDS parameter files and the config file still apply).
         config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
         save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
     """
-    return _detector1(input, output_dir, steps, config, save_calibrated_ramp)
 
 
-@flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
-def detector1_nir(
-    input: str,
-    output_dir: str,
-    steps: Detector1NirSteps = Detector1NirSteps(),
-    config: str = "",
-    save_calibrated_ramp: bool = False,
-) -> list[str]:
-    """calwebb_detector1 for NIRCam, NIRISS, NIRSpec and FGS: ``_uncal`` to ``_rate`` and ``_rateints``.
+def _detector1_flow(name: str, steps_form, family: str | None, summary: str, what: str = "", which: str = ""):
+    """A detector1 deployment flow whose ``steps`` form is ``steps_form``; ``family`` ("nir", "miri")
+    refuses exposures of the other family."""
 
-    Args:
-        input: The raw near-infrared exposure (``_uncal.fits``), as a path the worker can read.
-        output_dir: Folder for the products, as the worker sees it.
-        steps: Parameters of each near-infrared step; a value left at its default is not set (CRDS parameter files and the config file still apply).
-        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
-        save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
-    """
-    return _detector1(input, output_dir, steps, config, save_calibrated_ramp, family="nir")
+    def body(input: str, output_dir: str, steps=None, config: str = "", save_calibrated_ramp: bool = False) -> list[str]:
+        return _detector1(input, output_dir, steps, config, save_calibrated_ramp, family=family)
+
+    body.__annotations__["steps"] = steps_form
+    body.__defaults__ = (steps_form(), "", False)
+    body.__name__ = body.__qualname__ = name  # the deployment's entry point: webbflow.deployments.flows.<name>
+    body.__doc__ = summary + _DETECTOR1_ARGS.format(what=what, which=which)
+    return flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)(body)
 
 
-@flow(name="detector1", flow_run_name=run_name("detector1"), persist_result=False, log_prints=True)
-def detector1_miri(
-    input: str,
-    output_dir: str,
-    steps: Detector1MiriSteps = Detector1MiriSteps(),
-    config: str = "",
-    save_calibrated_ramp: bool = False,
-) -> list[str]:
-    """calwebb_detector1 for MIRI: ``_uncal`` to ``_rate`` and ``_rateints``.
-
-    Args:
-        input: The raw MIRI exposure (``_uncal.fits``), as a path the worker can read.
-        output_dir: Folder for the products, as the worker sees it.
-        steps: Parameters of each MIRI step; a value left at its default is not set (CRDS parameter files and the config file still apply).
-        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
-        save_calibrated_ramp: Also write the calibrated ramp (``_ramp.fits``) before ramp fitting.
-    """
-    return _detector1(input, output_dir, steps, config, save_calibrated_ramp, family="miri")
+detector1 = _detector1_flow(
+    "detector1", Detector1Steps, None,
+    "calwebb_detector1: raw ramps (``_uncal``) to count rates (``_rate``, ``_rateints``); returns the files written.")
+detector1_nir = _detector1_flow(
+    "detector1_nir", Detector1NirSteps, "nir",
+    "calwebb_detector1 for NIRCam, NIRISS, NIRSpec and FGS: ``_uncal`` to ``_rate`` and ``_rateints``.",
+    what="near-infrared ", which="near-infrared ")
+detector1_miri = _detector1_flow(
+    "detector1_miri", Detector1MiriSteps, "miri", "calwebb_detector1 for MIRI: ``_uncal`` to ``_rate`` and ``_rateints``.",
+    what="MIRI ", which="MIRI ")
 
 
 @flow(name="image2", flow_run_name=run_name("image2"), persist_result=False, log_prints=True)
@@ -262,22 +239,7 @@ def _association(asn_path, output_dir, steps, config, stage3, allow_partial, run
     }
 
 
-@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=4))
-def association(
-    asn_path: str,
-    output_dir: str = "",
-    steps: AssociationSteps = AssociationSteps(),
-    config: str = "",
-    stage3: bool = True,
-    allow_partial: bool = False,
-    runner: Literal["threads", "processes", "dask"] = "threads",
-    max_workers: int = 0,
-    dask_address: str = "",
-) -> dict:
-    """An association: every member through detector1 and image2 in parallel (reusing finished work), then Stage 3.
-
-    Returns a summary: per member its products and which stages were reused.
+_ASSOCIATION_ARGS = """
 
     Args:
         asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
@@ -290,65 +252,34 @@ def association(
         max_workers: How many members at a time (0: up to 4).
         dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
     """
-    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
 
 
-@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=4))
-def association_nir(
-    asn_path: str,
-    output_dir: str = "",
-    steps: AssociationNirSteps = AssociationNirSteps(),
-    config: str = "",
-    stage3: bool = True,
-    allow_partial: bool = False,
-    runner: Literal["threads", "processes", "dask"] = "threads",
-    max_workers: int = 0,
-    dask_address: str = "",
-) -> dict:
-    """A NIRCam, NIRISS, NIRSpec or FGS association: members through detector1 and image2, then Stage 3.
+def _association_flow(name: str, steps_form, summary: str):
+    """An association deployment flow whose ``steps`` form is ``steps_form``."""
 
-    Args:
-        asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
-        output_dir: Folder for the products; empty for the association's folder.
-        steps: Parameters of each step, by stage; a value left at its default is not set.
-        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
-        stage3: Make the Stage 3 products of a level-3 association.
-        allow_partial: Make Stage 3 from the members that succeeded when some failed.
-        runner: How the members run in parallel: threads, processes, or Dask.
-        max_workers: How many members at a time (0: up to 4).
-        dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
-    """
-    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
+    def body(asn_path: str, output_dir: str = "", steps=None, config: str = "", stage3: bool = True,
+             allow_partial: bool = False, runner: Literal["threads", "processes", "dask"] = "threads",
+             max_workers: int = 0, dask_address: str = "") -> dict:
+        return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers,
+                            dask_address)
+
+    body.__annotations__["steps"] = steps_form
+    body.__defaults__ = ("", steps_form(), "", True, False, "threads", 0, "")
+    body.__name__ = body.__qualname__ = name  # the deployment's entry point: webbflow.deployments.flows.<name>
+    body.__doc__ = summary + _ASSOCIATION_ARGS
+    return flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
+                task_runner=ThreadPoolTaskRunner(max_workers=4))(body)
 
 
-@flow(name="association", flow_run_name=_asn_run_name, persist_result=False, log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=4))
-def association_miri(
-    asn_path: str,
-    output_dir: str = "",
-    steps: AssociationMiriSteps = AssociationMiriSteps(),
-    config: str = "",
-    stage3: bool = True,
-    allow_partial: bool = False,
-    runner: Literal["threads", "processes", "dask"] = "threads",
-    max_workers: int = 0,
-    dask_address: str = "",
-) -> dict:
-    """A MIRI association: members through detector1 and image2, then Stage 3.
-
-    Args:
-        asn_path: The association (``_asn.json``), level 2 or 3, as the worker sees it; members are found beside it.
-        output_dir: Folder for the products; empty for the association's folder.
-        steps: Parameters of each step, by stage; a value left at its default is not set.
-        config: Optional parameter file in jwst's layout (YAML or ASDF); empty for none.
-        stage3: Make the Stage 3 products of a level-3 association.
-        allow_partial: Make Stage 3 from the members that succeeded when some failed.
-        runner: How the members run in parallel: threads, processes, or Dask.
-        max_workers: How many members at a time (0: up to 4).
-        dask_address: An existing Dask scheduler (``tcp://host:8786``) for the dask runner; empty for a local cluster.
-    """
-    return _association(asn_path, output_dir, steps, config, stage3, allow_partial, runner, max_workers, dask_address)
+association = _association_flow(
+    "association", AssociationSteps,
+    "An association: every member through detector1 and image2 in parallel (reusing finished work), then Stage 3.\n\n"
+    "    Returns a summary: per member its products and which stages were reused.")
+association_nir = _association_flow(
+    "association_nir", AssociationNirSteps,
+    "A NIRCam, NIRISS, NIRSpec or FGS association: members through detector1 and image2, then Stage 3.")
+association_miri = _association_flow(
+    "association_miri", AssociationMiriSteps, "A MIRI association: members through detector1 and image2, then Stage 3.")
 
 
 def _jsonable(v):
