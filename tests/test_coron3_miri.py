@@ -23,7 +23,6 @@ from the uncal files alone (detector1, image2, coron3) wrote all 16 of jwst's pr
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +30,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from simrun import simulate_into
+from simrun import strun as _strun
+from simrun import webbflow_runs as _webbflow
 from test_products_whole import _quiet, _report, compare_products
 
 SIM = dict(instrument="miri", exp_type="MIR_4QPM", filter="F1065C", ngroups=3, nints=2, nexp=1, seed=5)
@@ -44,36 +46,13 @@ def _copy(files, folder: Path) -> Path:
     return folder
 
 
-def _strun(folder: Path, calls):
-    from jwst.stpipe import Step
-
-    cwd = os.getcwd()
-    os.chdir(folder)  # as strun is run: from the associations' folder
-    try:
-        for pipeline, arg in calls:
-            Step.from_cmdline([pipeline, arg])
-    finally:
-        os.chdir(cwd)
-
-
-def _webbflow(folder: Path, calls):
-    from webbflow.flows.cli import main
-
-    for pipeline, arg in calls:
-        assert main(["run", pipeline, str(folder / arg), "--output-dir", str(folder)]) == 0, (pipeline, arg)
-
-
 def _names(folder: Path, suffixes) -> set[str]:
     return {p.name for p in folder.iterdir() if p.name.endswith(tuple(suffixes))}
 
 
 @pytest.fixture(scope="session")
 def miri_coron(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("miri_coron")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
+    return simulate_into(tmp_path_factory, "miri_coron", SIM)
 
 
 @pytest.fixture(scope="session")

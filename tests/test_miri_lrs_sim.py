@@ -20,14 +20,16 @@ spectrum within its errors, and the white-light curve shows the transit's depth.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from simrun import inputs as _inputs
+from simrun import simulate_into as _simulate
+from simrun import strun as _strun
+from simrun import webbflow_runs as _webbflow
 from test_products_whole import _quiet, compare_products
 
 pytestmark = pytest.mark.real  # the simulator reads the real LRS references in ../shared/data
@@ -36,42 +38,6 @@ SIM_FS = dict(instrument="miri", exp_type="MIR_LRS-FIXEDSLIT", seed=11)
 SIM_SL = dict(instrument="miri", exp_type="MIR_LRS-SLITLESS", nints=8, seed=11)
 STAGE2_3 = ("_cal.fits", "_calints.fits", "_s2d.fits", "_x1d.fits", "_x1dints.fits", "_crf.fits", "_crfints.fits",
             "_whtlt.ecsv")
-
-
-def _simulate(tmp_path_factory, name, kwargs):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp(name)
-    sim = simulate(root / "sim", **kwargs)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
-
-
-def _inputs(sim, folder: Path, pattern="*_uncal.fits", src=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in (src or sim.output_dir).glob(pattern):
-        shutil.copy2(f, folder / f.name)
-    for a in list(sim.asn_level2) + [sim.asn_level3]:
-        shutil.copy2(a, folder / Path(a).name)
-    return folder
-
-
-def _strun(folder: Path, calls):
-    from jwst.stpipe import Step
-
-    cwd = os.getcwd()
-    os.chdir(folder)  # as strun is run: from the associations' folder
-    try:
-        for pipeline, arg in calls:
-            Step.from_cmdline([pipeline, arg])
-    finally:
-        os.chdir(cwd)
-
-
-def _webbflow(folder: Path, calls):
-    from webbflow.flows.cli import main
-
-    for pipeline, arg in calls:
-        assert main(["run", pipeline, str(folder / arg), "--output-dir", str(folder)]) == 0, (pipeline, arg)
 
 
 @pytest.fixture(scope="session")
