@@ -13,15 +13,15 @@ and values within rtol 1e-4). The light curve is then checked against the simula
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from test_products_whole import _copy_inputs as _inputs, _quiet, compare_products
+from simrun import inputs as _inputs
+from simrun import simulate_into, strun
+from test_products_whole import _quiet, compare_products
 
 SIM = dict(exp_type="NRC_TSIMAGE", nints=12, ngroups=3, seed=5)
 PRODUCT_SUFFIXES = ("_rate.fits", "_rateints.fits", "_calints.fits", "_crfints.fits", "_phot.ecsv")
@@ -29,32 +29,16 @@ PRODUCT_SUFFIXES = ("_rate.fits", "_rateints.fits", "_calints.fits", "_crfints.f
 
 @pytest.fixture(scope="module")
 def tso(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("tso_image")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
-
+    return simulate_into(tmp_path_factory, "tso_image", SIM)
 
 
 @pytest.fixture(scope="module")
 def jwst_tso(tso):
-    from jwst.stpipe import Step
-
     d = _inputs(tso.sim, tso.root / "jwst")
-
-    def run():
-        cwd = os.getcwd()
-        os.chdir(d)
-        try:
-            Step.from_cmdline(["calwebb_detector1", tso.sim.uncal[0].name])
-            for a in tso.sim.asn_level2:
-                Step.from_cmdline(["calwebb_image2", Path(a).name])
-            Step.from_cmdline(["calwebb_tso3", Path(tso.sim.asn_level3).name])
-        finally:
-            os.chdir(cwd)
-
-    _quiet(run, tso.cache, tso.context)
+    calls = [("calwebb_detector1", tso.sim.uncal[0].name)]
+    calls += [("calwebb_image2", Path(a).name) for a in tso.sim.asn_level2]
+    calls += [("calwebb_tso3", Path(tso.sim.asn_level3).name)]
+    _quiet(lambda: strun(d, calls), tso.cache, tso.context)
     return d
 
 
@@ -63,11 +47,7 @@ def ours_tso(tso, jwst_tso):
     from webbflow.flows.cli import main
 
     e2e = _inputs(tso.sim, tso.root / "ours_e2e")
-    on_jwst = tso.root / "ours_on_jwst"  # tso3 alone, on jwst's calints
-    on_jwst.mkdir()
-    for f in jwst_tso.glob("*_calints.fits"):
-        shutil.copy2(f, on_jwst / f.name)
-    shutil.copy2(tso.sim.asn_level3, on_jwst / Path(tso.sim.asn_level3).name)
+    on_jwst = _inputs(tso.sim, tso.root / "ours_on_jwst", "*_calints.fits", src=jwst_tso)  # tso3 on jwst's calints
 
     def run():
         asn = Path(tso.sim.asn_level3).name

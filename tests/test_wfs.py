@@ -14,15 +14,15 @@ and the refined offset.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from test_products_whole import _copy_inputs as _inputs, _quiet, compare_products
+from simrun import inputs as _inputs
+from simrun import simulate_into, strun
+from test_products_whole import _quiet, compare_products
 from webbflow.tasks import load_all
 
 load_all()
@@ -33,33 +33,16 @@ SUFFIXES = ("_rate.fits", "_rateints.fits", "_cal.fits", "_i2d.fits", ".fits")
 
 @pytest.fixture(scope="module")
 def wfs(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("wfs")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
-
+    return simulate_into(tmp_path_factory, "wfs", SIM)
 
 
 @pytest.fixture(scope="module")
 def jwst_wfs(wfs):
-    from jwst.stpipe import Step
-
     d = _inputs(wfs.sim, wfs.root / "jwst")
-
-    def run():
-        cwd = os.getcwd()
-        os.chdir(d)
-        try:
-            for u in wfs.sim.uncal:
-                Step.from_cmdline(["calwebb_detector1", u.name])
-            for a in wfs.sim.asn_level2:
-                Step.from_cmdline(["calwebb_image2", Path(a).name])
-            Step.from_cmdline(["calwebb_wfs-image3", Path(wfs.sim.asn_level3).name])
-        finally:
-            os.chdir(cwd)
-
-    _quiet(run, wfs.cache, wfs.context)
+    calls = [("calwebb_detector1", u.name) for u in wfs.sim.uncal]
+    calls += [("calwebb_image2", Path(a).name) for a in wfs.sim.asn_level2]
+    calls += [("calwebb_wfs-image3", Path(wfs.sim.asn_level3).name)]
+    _quiet(lambda: strun(d, calls), wfs.cache, wfs.context)
     return d
 
 
@@ -68,12 +51,8 @@ def ours_wfs(wfs, jwst_wfs):
     from webbflow.flows.cli import main
 
     e2e = _inputs(wfs.sim, wfs.root / "ours_e2e")
-    on_jwst = wfs.root / "ours_on_jwst"
-    on_jwst.mkdir()
-    for f in jwst_wfs.glob("*_cal.fits"):
-        shutil.copy2(f, on_jwst / f.name)
+    on_jwst = _inputs(wfs.sim, wfs.root / "ours_on_jwst", "*_cal.fits", src=jwst_wfs)
     asn = Path(wfs.sim.asn_level3).name
-    shutil.copy2(wfs.sim.asn_level3, on_jwst / asn)
 
     def run():
         assert main(["run", "calwebb_wfs-image3", str(e2e / asn), "--output-dir", str(e2e)]) == 0
