@@ -50,6 +50,16 @@ def sim(tmp_path_factory):
     return SimpleNamespace(sim=s, root=root, cache=s.crds_path, context=s.context)
 
 
+@pytest.fixture(scope="module")
+def sim_grismc(tmp_path_factory):
+    """The same field through GRISMC (dispersing along the columns): for the trace check only."""
+    from webbflow.refs.simulator import simulate
+
+    root = tmp_path_factory.mktemp("wfss-orders-c")
+    s = simulate(root / "sim", **{**SIM, "pupil": "GRISMC"})
+    return SimpleNamespace(sim=s, root=root)
+
+
 def _truth(sim):
     from astropy.table import Table
 
@@ -59,12 +69,14 @@ def _truth(sim):
     return Table.read(src), Table.read(spec)
 
 
-def test_simulated_traces_are_the_real_specwcs_in_both_orders(sim):
+@pytest.mark.parametrize("pupil,specwcs,along", [("GRISMR", "jwst_nircam_specwcs_0010.asdf", "x"),
+                                                 ("GRISMC", "jwst_nircam_specwcs_0011.asdf", "y")])
+def test_simulated_traces_are_the_real_specwcs_in_both_orders(pupil, specwcs, along, request):
     """Offsets, direction and length of every order's trace, in pixels, against the real file's polynomials."""
     import asdf
 
-    src, spec = _truth(sim)
-    with asdf.open(SHARED_DATA / "real-refs" / "nircam" / "jwst_nircam_specwcs_0010.asdf") as af:
+    src, spec = _truth(request.getfixturevalue("sim" if pupil == "GRISMR" else "sim_grismc"))
+    with asdf.open(SHARED_DATA / "real-refs" / "nircam" / specwcs) as af:
         orders = list(af.tree["orders"])
         models = {o: (af.tree["displ"][k], af.tree["invdispl"][k], af.tree["dispx"][k], af.tree["dispy"][k])
                   for k, o in enumerate(orders)}
@@ -94,9 +106,11 @@ def test_simulated_traces_are_the_real_specwcs_in_both_orders(sim):
     # order 2 disperses twice as far: over the F322W2 band about 1580 px in order 1 and 3150 in order 2
     m1 = spec[(spec["source_id"] == 1) & (spec["order"] == 1)]
     m2 = spec[(spec["source_id"] == 1) & (spec["order"] == 2)]
-    len1, len2 = float(np.ptp(m1["x_grism"])), float(np.ptp(m2["x_grism"]))
+    across = "y" if along == "x" else "x"
+    len1, len2 = float(np.ptp(m1[f"{along}_grism"])), float(np.ptp(m2[f"{along}_grism"]))
     assert 1500 < len1 < 1650 and len2 == pytest.approx(2 * len1, rel=1e-6)
-    assert float(np.ptp(m1["y_grism"])) < 0.01  # along the rows: GRISMR's dispy is 0
+    # GRISMR disperses along the rows (its dispy is 0), GRISMC along the columns (its dispx is 0)
+    assert float(np.ptp(m1[f"{across}_grism"])) < 0.01
 
 
 def _catalog(src, path: Path) -> Path:
