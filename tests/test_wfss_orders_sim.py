@@ -15,7 +15,9 @@ after it, so the field gets one source left of the window whose order-2 trace ru
   test_wfss_sim.py's, and costs a minute of CI); jwst's ``calwebb_spec2`` and webbflow's run on the
   same rate and catalogue, from the association's folder.  Both orders are cut, with the same
   source ids, orders and cutout corners, the cal and x1d agree whole (tests/test_products_whole.py),
-  and the order-2 spectrum gives back the simulated F_nu.
+  and the order-2 spectrum gives back the simulated F_nu.  With WEBBFLOW_WFSS_ORDERS_FULL=1 jwst
+  runs the whole chain instead (detector1 on both uncal files, image2 and image3 on the direct
+  image, spec2 on the simulation's association with image3's catalogue, segmentation map and i2d).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SIM = dict(instrument="nircam", exp_type="NRC_WFSS", pupil="GRISMR", filter="F32
 GRISM = "jw01234001001_02102_00001_nrcalong"
 SPEC2_PRODUCTS = {f"{GRISM}_cal.fits", f"{GRISM}_x1d.fits"}
 CATALOG = "truth_cat.ecsv"
+IMAGE3 = "jw01234-o001_t001_nircam_clear-f322w2"
+# opt-in: the whole chain as jwst's users run it (detector1 on both uncal files, image2 and image3 on
+# the full-frame direct image, spec2 with image3's catalogue): some minutes of jwst on CI's machines
+FULL = os.environ.get("WEBBFLOW_WFSS_ORDERS_FULL") == "1"
 WINDOW = (704, 704)  # NRCA5_SUB640's first column and row (0-based) on the full frame
 
 
@@ -154,7 +160,8 @@ def _spec2_asn(sim, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(sim):
-    """jwst's detector1 on the dispersed exposure, then jwst's and webbflow's spec2 on its rate."""
+    """jwst's detector1 on the dispersed exposure, then jwst's and webbflow's spec2 on its rate (with
+    WEBBFLOW_WFSS_ORDERS_FULL=1: jwst's whole chain, spec2 with image3's catalogue, segmentation map and i2d)."""
     from jwst.stpipe import Step
 
     from webbflow.flows.cli import main
@@ -162,23 +169,36 @@ def runs(sim):
     theirs, ours = sim.root / "jwst", sim.root / "ours"
     theirs.mkdir()
     ours.mkdir()
-    (uncal,) = [u for u in sim.sim.uncal if u.name.startswith(GRISM)]
-    shutil.copy2(uncal, theirs / uncal.name)
-    src, _spec = _truth(sim)
-    _catalog(src, theirs / CATALOG)
-    asn = _spec2_asn(sim, theirs)
+    if FULL:
+        uncals = list(sim.sim.uncal)
+        for f in [*sim.sim.asn_level2, *sim.sim.asn_level3_all]:
+            shutil.copy2(f, theirs / Path(f).name)
+        (asn,) = [theirs / Path(a).name for a in sim.sim.asn_level2 if "_spec2_" in Path(a).name]
+        inputs = [f"{GRISM}_rate.fits", asn.name] + [f"{IMAGE3}{s}" for s in ("_i2d.fits", "_cat.ecsv", "_segm.fits")]
+    else:
+        uncals = [u for u in sim.sim.uncal if u.name.startswith(GRISM)]
+        src, _spec = _truth(sim)
+        _catalog(src, theirs / CATALOG)
+        asn = _spec2_asn(sim, theirs)
+        inputs = [f"{GRISM}_rate.fits", CATALOG, asn.name]
+    for u in uncals:
+        shutil.copy2(u, theirs / u.name)
 
     def run_jwst():
         cwd = os.getcwd()
         os.chdir(theirs)
         try:
-            Step.from_cmdline(["calwebb_detector1", uncal.name])
+            for u in uncals:
+                Step.from_cmdline(["calwebb_detector1", u.name])
+            for kind in ("image2", "image3") if FULL else ():
+                for a in sorted(theirs.glob(f"*_{kind}_*_asn.json")):
+                    Step.from_cmdline([f"calwebb_{kind}", a.name])
             Step.from_cmdline(["calwebb_spec2", asn.name])
         finally:
             os.chdir(cwd)
 
     _quiet(run_jwst, sim.cache, sim.context)
-    for name in (f"{GRISM}_rate.fits", CATALOG, asn.name):
+    for name in inputs:
         shutil.copy2(theirs / name, ours / name)
     rc = _quiet(lambda: main(["run", "calwebb_spec2", str(ours / asn.name), "--output-dir", str(ours)]),
                 sim.cache, sim.context)
@@ -197,7 +217,7 @@ def _cutouts(path):
 @pytest.mark.parity
 def test_spec2_cuts_both_orders_as_jwst_does_and_writes_its_products_whole(runs):
     made = {p.name for p in runs.ours.iterdir() if p.name.endswith(".fits")}
-    assert made - {f"{GRISM}_rate.fits"} == SPEC2_PRODUCTS
+    assert made - {f"{GRISM}_rate.fits", f"{IMAGE3}_i2d.fits", f"{IMAGE3}_segm.fits"} == SPEC2_PRODUCTS
     theirs = _cutouts(runs.theirs / f"{GRISM}_cal.fits")
     assert _cutouts(runs.ours / f"{GRISM}_cal.fits") == theirs
     orders = {}
@@ -213,13 +233,22 @@ def test_the_order2_spectrum_recovers_the_truth(sim, runs):
     """The x1d's order-2 table: the source whose order-2 trace runs onto the window gives back its F_nu."""
     from astropy.io import fits
 
-    _src, spec = _truth(sim)
+    from astropy.coordinates import SkyCoord
+
+    src, spec = _truth(sim)
     with fits.open(runs.ours / f"{GRISM}_x1d.fits") as h:
         tables = {h[i].header["SPORDER"]: h[i].data for i in range(len(h)) if h[i].name == "EXTRACT1D"}
     assert set(tables) == {1, 2}
+    # the rows with an order-2 spectrum, matched to the simulated sources by position (image3's labels
+    # are its own); the flat table's other rows are empty
+    t = tables[2][tables[2]["N_ALONGDISP"] > 0]
+    assert len(t) >= 1
+    idx, sep, _ = SkyCoord(t["SOURCE_RA"], t["SOURCE_DEC"], unit="deg").match_to_catalog_sky(
+        SkyCoord(src["ra"], src["dec"]))
+    assert np.all(sep.arcsec < 0.1)
     checked = 0
-    for row in tables[2]:
-        sid = int(row["SOURCE_ID"])
+    for row, i in zip(t, idx):
+        sid = int(src["id"][i])
         mine = spec[(spec["source_id"] == sid) & (spec["order"] == 2)]
         n = int(row["N_ALONGDISP"])
         w, f, e = row["WAVELENGTH"][:n], row["FLUX"][:n], row["FLUX_ERROR"][:n]

@@ -32,8 +32,8 @@ its spectrum runs onto the window (extract_2d cuts what lands there), one whose 
 barely does.  The real specwcs puts order 2 about 920 px and more from the source (twice
 order 1's dispersion, the filter's band in both): on the window only for the short-wavelength
 filters (F250M, F277W, F322W2), which get one more source beside the window whose order-2 trace
-runs onto it (for F444W order 2 falls off the detector: extract_2d finds only order-1 boxes).  The dispersed sky is the synthetic WFSS ``bkg`` reference's
-pattern, scaled; the direct image's sky is the zodiacal level of the imaging simulator.
+runs onto it (for F444W order 2 falls off the detector: extract_2d finds only order-1 boxes).
+The dispersed sky is the synthetic WFSS ``bkg`` reference's pattern, scaled; the direct image's sky is the zodiacal level of the imaging simulator.
 Detector effects (bias, dark, non-linearity, flat, IPC, noise, cosmic rays) are the imaging
 simulator's, from the references in the folder's CRDS cache.
 
