@@ -6,7 +6,9 @@
   ``order`` list, ``extract_orders`` (per filter, the orders extract_2d extracts by default) and
   ``waverange_selector`` (the filters), as the NIRCam and NIRISS WFSS/TSGRISM files hold them.
   Order 1's range is the filter's half-power band; for NIRCam order m's is order 1's divided by m
-  (as the real NIRCam specwcs files place order 2), for NIRISS every order has the band.
+  by default (the wavelengths whose order-m trace the real specwcs puts on order 1's), or, with
+  ``orders_share_band=True``, the band itself: the light the filter passes, dispersed m times as
+  far, as the real WFSS photom (0064) tabulates its order-2 rows.  For NIRISS every order has the band.
 
 - ``bkg`` (WfssBkgModel, FITS): the dispersed zodiacal sky of a filter + grism over the full
   detector, in DN/s: rising along the dispersion across the filter's band, with a gentle
@@ -33,8 +35,8 @@ NIRISS_WFSS_BANDS = {
 }
 
 
-def wavelengthrange(instrument: str, exp_type: str):
-    """The mode's wavelengthrange reference (a webbflow WavelengthrangeModel)."""
+def wavelengthrange(instrument: str, exp_type: str, orders_share_band: bool = False):
+    """The mode's wavelengthrange reference (a webbflow WavelengthrangeModel); see the module for the ranges."""
     from ..models import WavelengthrangeModel
 
     instrument, exp_type = instrument.upper(), exp_type.upper()
@@ -49,7 +51,7 @@ def wavelengthrange(instrument: str, exp_type: str):
     rows = []
     for f, (lo, hi) in bands.items():
         for o in orders:
-            k = abs(o) if (o and instrument == "NIRCAM") else 1  # NIRCam's ranges per order as its specwcs has them
+            k = abs(o) if (o and instrument == "NIRCAM" and not orders_share_band) else 1
             lims = [round(lo / k, 4), round(hi / k, 4)]
             # time series rows name the pupil too: [order, pupil, filter, lmin, lmax]
             rows.append([o, "GRISMR", f, *lims] if exp_type == "NRC_TSGRISM" else [o, f, *lims])

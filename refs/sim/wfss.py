@@ -22,21 +22,26 @@ for both would saturate the direct image or drown the spectra (the truth records
 dispersed exposure its light
 lands where jwst's WCS puts it: the real specwcs (``jwst_nircam_specwcs_0010.asdf`` for GRISMR,
 ``_0011`` for GRISMC) through webbflow's assign_wcs (identical to jwst's), evaluated for each
-wavelength of a fine grid, order 1, with the source's profile; each wavelength step carries
-F_nu d(lambda) / (1e6 PIXAR_SR x PHOTMJSR x relresponse(lambda)) DN/s, the inverse of the real WFSS
-photom (``jwst_nircam_photom_0064.fits``) and of extract_1d's conversion, so that the x1d
-recovers F_nu.  Light dispersed off the window is lost, as on the detector.  Most
+wavelength of a fine grid, in both of the file's orders (1 and 2), with the source's profile;
+each wavelength step of order m carries F_nu d(lambda) / (1e6 PIXAR_SR x PHOTMJSR_m x
+relresponse_m(lambda)) DN/s, the inverse of the real WFSS photom's row of that order
+(``jwst_nircam_photom_0064.fits``) and of extract_1d's conversion, so that the x1d recovers F_nu
+in each order.  Light dispersed off the window is lost, as on the detector.  Most
 sources lie on the window; two more lie beside it in the direct image, one close enough that
 its spectrum runs onto the window (extract_2d cuts what lands there), one whose spectrum
-barely does.  The dispersed sky is the synthetic WFSS ``bkg`` reference's
-pattern, scaled; the direct image's sky is the zodiacal level of the imaging simulator.
+barely does.  The real specwcs puts order 2 about 920 px and more from the source (twice
+order 1's dispersion, the filter's band in both): on the window only for the short-wavelength
+filters (F250M, F277W, F322W2), which get one more source beside the window whose order-2 trace
+runs onto it (for F444W order 2 falls off the detector: extract_2d finds only order-1 boxes).
+The dispersed sky is the synthetic WFSS ``bkg`` reference's pattern, scaled; the direct image's sky is the zodiacal level of the imaging simulator.
 Detector effects (bias, dark, non-linearity, flat, IPC, noise, cosmic rays) are the imaging
 simulator's, from the references in the folder's CRDS cache.
 
 References written into the cache (``CRDS_PATH=DIR``): the builder's Stage 1 and imaging set for
 both pupils (flat per pupil, distortion, filteroffset, area, imaging photom, apcorr and
 abvegaoffset for source_catalog), plus the real specwcs and WFSS photom, a synthetic
-``wavelengthrange`` and ``bkg`` (refs.synthetic_grism), with rules as CRDS has them: specwcs by
+``wavelengthrange`` (orders 1 and 2 over the filter's band, both extracted) and ``bkg``
+(refs.synthetic_grism), with rules as CRDS has them: specwcs by
 PUPIL, MODULE, EXP_TYPE; wavelengthrange by EXP_TYPE; bkg by DETECTOR, EXP_TYPE, FILTER, PUPIL;
 photom and apcorr by DETECTOR and EXP_TYPE (the imaging files for NRC_IMAGE, the grism photom and
 no apcorr for NRC_WFSS).
@@ -45,7 +50,7 @@ Also written: the pool and the associations jwst's rules make (image2 for the di
 image3 making its i2d, source catalogue and segmentation map, spec2 per dispersed exposure with
 those three as members, spec3 of the dispersed exposures) and ``truth/``: the sources
 (``<stem>_sources.ecsv``: sky and direct-image positions, kind, size, F_nu at 4 um, slope) and
-their spectra (``<stem>_spectra.ecsv``: source, wavelength, F_nu).
+their spectra (``<stem>_spectra.ecsv``: source, order, wavelength, F_nu, and where the trace lies).
 """
 
 from __future__ import annotations
@@ -74,7 +79,9 @@ WAVELENGTHRANGE_FILE = "jwst_nircam_wavelengthrange_0001.asdf"
 SPECWCS_PARKEYS = ("META.INSTRUMENT.PUPIL", "META.INSTRUMENT.MODULE", "META.EXPOSURE.TYPE")
 BY_EXP_TYPE = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE")
 BKG_PARKEYS = ("META.INSTRUMENT.DETECTOR", "META.EXPOSURE.TYPE", "META.INSTRUMENT.FILTER", "META.INSTRUMENT.PUPIL")
-ORDER = 1
+ORDER = 1  # the order the field's layout is planned on
+ORDERS = (1, 2)  # the orders simulated and extracted (the real specwcs has both)
+ORDER2_MIN_PX = 64  # an order-2 source is added where at least this much of its order-2 trace reaches the window
 N_SOURCES = 6  # the first four point sources, the rest compact galaxies
 GALAXY_SIGMA_PX = (1.6, 2.4)
 FWHM_PX_AT_3P2 = 1.68  # LW diffraction width (pixels) at 3.2 um, growing with wavelength
@@ -151,10 +158,10 @@ def build_references(direct, grism, out: Path, seed: int):
             tmp.replace(dest)
         g[rt] = dest
     g["wavelengthrange"] = ctxmod.reference_path(out, WAVELENGTHRANGE_FILE)
-    wr = wavelengthrange("NIRCAM", EXP_TYPE)
-    # extract_2d cuts order 1 only: the real WFSS photom calibrates no order-2 wavelength of these
-    # specwcs (its order-2 rows tabulate 3.9-5.1 um, where the dispersion puts order 2 at half that)
-    wr.set_tree(extract_orders=[[f, [ORDER]] for f, _o in wr.extract_orders])
+    # both orders carry the filter's band (the light it passes), as the real WFSS photom's order-2
+    # rows tabulate it; extract_2d cuts both wherever the specwcs puts them on the window
+    wr = wavelengthrange("NIRCAM", EXP_TYPE, orders_share_band=True)
+    wr.set_tree(extract_orders=[[f, list(ORDERS)] for f, _o in wr.extract_orders])
     wr.save(g["wavelengthrange"])
     g["bkg"] = ctxmod.reference_path(out, BKG_FILE)
     wfss_background("NIRCAM", EXP_TYPE, grism.detector, grism.filter, grism.pupil, seed=seed).save(g["bkg"])
@@ -327,6 +334,19 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
             xf, yf = np.append(xf, p[0]), np.append(yf, p[1])
             kinds, sizes = kinds + ["point"], np.append(sizes, 0.0)
             rel, beta = np.append(rel, 0.6), np.append(beta, b)
+        # where the filter's order-2 light can reach the window (short-wavelength filters: the real
+        # specwcs disperses order 2 about 900 px and more from the source), one source beside the
+        # window whose order-2 trace runs onto it
+        p2 = _order2_position(wcs, cra, cdec, lo, hi, grism, along)
+        if p2 is not None:
+            p = np.array([xf[0], yf[0]])
+            p[along] = p2
+            taken = (xf, yf)[1 - along]
+            while np.min(np.abs(taken - p[1 - along])) <= ACROSS_GAP:
+                p[1 - along] += 7.0
+            xf, yf = np.append(xf, p[0]), np.append(yf, p[1])
+            kinds, sizes = kinds + ["point"], np.append(sizes, 0.0)
+            rel, beta = np.append(rel, 1.0), np.append(beta, -1.0)  # blue: order 2 shows the band's short end
     n_src = len(xf)
     ok = (xf > 4 + MARGIN) & (xf < 2043 - MARGIN) & (yf > 4 + MARGIN) & (yf < 2043 - MARGIN)
     xf, yf = np.where(ok, xf, np.clip(xf, 4 + MARGIN, 2043 - MARGIN)), np.where(ok, yf, np.clip(yf, 4 + MARGIN, 2043 - MARGIN))
@@ -341,17 +361,18 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     # the dispersed image: each source's spectrum through jwst's WCS and the grism photom, for
     # F_4um = rel (Jy), then scaled so that the brightest trace pixel reaches GRISM_PEAK_FILL
     lam = np.arange(lo - 0.15, hi + 0.15, LAM_STEP)
-    conv, _ = photom_conversion(paths["grism"]["photom"], grism.filter, grism.pupil, ORDER, lam)
-    inband = np.isfinite(conv) & (conv > 0)
-    per_jy = np.where(inband, LAM_STEP / (1e6 * pixar_sr * np.where(inband, conv, 1.0)), 0.0)
     dispersed = np.zeros((grism.ysize, grism.xsize))
-    traces = []
-    for i in range(n_src):
-        xs, ys, *_ = wcs.backward_transform(np.full(lam.size, ra[i]), np.full(lam.size, dec[i]), lam,
-                                            np.full(lam.size, ORDER))
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-        traces.append((xs, ys))
-        deposit(dispersed, xs, ys, np.hypot(psf_sigma(lam), sizes[i]), spectrum(lam, rel[i], beta[i]) * per_jy)
+    traces = {}  # (source index, order) -> (x, y) on the window at each wavelength of lam
+    for order in ORDERS:
+        conv, _ = photom_conversion(paths["grism"]["photom"], grism.filter, grism.pupil, order, lam)
+        inband = np.isfinite(conv) & (conv > 0)
+        per_jy = np.where(inband, LAM_STEP / (1e6 * pixar_sr * np.where(inband, conv, 1.0)), 0.0)
+        for i in range(n_src):
+            xs, ys, *_ = wcs.backward_transform(np.full(lam.size, ra[i]), np.full(lam.size, dec[i]), lam,
+                                                np.full(lam.size, order))
+            xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+            traces[i, order] = (xs, ys)
+            deposit(dispersed, xs, ys, np.hypot(psf_sigma(lam), sizes[i]), spectrum(lam, rel[i], beta[i]) * per_jy)
     well_g = S._median_full_well(refs["grism"], grism)
     grism_scale = GRISM_PEAK_FILL * well_g / (float(dispersed.max()) * grism.effinttm)
     dispersed *= grism_scale
@@ -418,13 +439,15 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     catalog = C.write_table(src, truth / f"{stem}_sources.ecsv")
     spec = Table()
     grid = np.arange(lo, hi + 1e-9, 0.005)
-    spec["source_id"] = np.repeat(src["id"], grid.size)
-    spec["wavelength"] = np.tile(grid, n_src) * u.um
-    spec["flux"] = np.concatenate([spectrum(grid, f4[i], beta[i]) for i in range(n_src)]) * u.Jy
-    spec["x_grism"] = np.concatenate([np.interp(grid, lam, traces[i][0]) for i in range(n_src)])
-    spec["y_grism"] = np.concatenate([np.interp(grid, lam, traces[i][1]) for i in range(n_src)])
-    spec.meta["description"] = ("webbflow simulator truth: each source's order-1 spectrum over the filter's band, "
-                                "and where jwst's WCS puts it in the dispersed exposures (0-based)")
+    keys = [(i, o) for o in ORDERS for i in range(n_src)]
+    spec["source_id"] = np.repeat([int(src["id"][i]) for i, _o in keys], grid.size)
+    spec["order"] = np.repeat([o for _i, o in keys], grid.size).astype(np.int16)
+    spec["wavelength"] = np.tile(grid, len(keys)) * u.um
+    spec["flux"] = np.concatenate([spectrum(grid, f4[i], beta[i]) for i, _o in keys]) * u.Jy
+    spec["x_grism"] = np.concatenate([np.interp(grid, lam, traces[k][0]) for k in keys])
+    spec["y_grism"] = np.concatenate([np.interp(grid, lam, traces[k][1]) for k in keys])
+    spec.meta["description"] = ("webbflow simulator truth: each source's spectrum over the filter's band, and where "
+                                "jwst's WCS puts it in the dispersed exposures (0-based), per order (1 and 2)")
     C.write_table(spec, truth / f"{stem}_spectra.ecsv")
     cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv", cr_rows)
 
@@ -435,6 +458,30 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     result.asn_level3_all = lv3
     result.context, result.crds_path = context, out
     return result
+
+
+def _order2_position(wcs, ra, dec, lo, hi, setup, along: int):
+    """Full-frame pixel (along the dispersion) of a source whose order-2 trace runs onto the window, or None.
+
+    The order-2 trace of a source at the window's centre gives the offsets the specwcs disperses the
+    band to; the source is put so that its trace starts a quarter into the window, or as near to that
+    as the detector allows (MARGIN from its edge), and is kept if ORDER2_MIN_PX of its trace then lie
+    on the window.
+    """
+    t = np.linspace(lo, hi, 33)
+    pos = np.asarray(wcs.backward_transform(np.full(t.size, float(np.ravel(ra)[0])),
+                                            np.full(t.size, float(np.ravel(dec)[0])), t, np.full(t.size, 2))[along],
+                     float)
+    size = (setup.xsize, setup.ysize)[along]
+    start = (setup.col_map[0], setup.row_map[0])[along]
+    d = pos - size / 2.0  # offsets from the source, in pixels
+    if not np.all(np.isfinite(d)):
+        return None
+    want = 0.25 * size - d.min() if d.mean() > 0 else 0.75 * size - d.max()  # window pixels
+    full = float(np.clip(start + want, 4 + MARGIN, 2043 - MARGIN))
+    lo_px, hi_px = full - start + d.min(), full - start + d.max()
+    on = min(hi_px, size - 1.0) - max(lo_px, 0.0)
+    return full if on >= ORDER2_MIN_PX else None
 
 
 def same_attitude(pnt, setup):
