@@ -12,15 +12,13 @@ class _Wcs:
 
 
 def _counting(monkeypatch):
-    import stcal.resample.utils as utils
-
     calls = []
 
     def fake(wcs_from, wcs_to, shape=None, **kwargs):
         calls.append((wcs_from, wcs_to))
         return np.full(tuple(shape) + (2,), float(len(calls)))
 
-    monkeypatch.setattr(utils, "calc_pixmap", fake)
+    monkeypatch.setattr(R, "_pixel_map", fake)  # what computes a map (stcal's calc_pixmap, in blocks)
     return calls
 
 
@@ -52,3 +50,49 @@ def test_nothing_is_shared_outside_a_product(monkeypatch):
         R._calc_pixmap_shared(a, grid, (2, 2), stepsize=1, order=1)
         R._calc_pixmap_shared(a, grid, (2, 2), stepsize=1, order=1)
     assert len(calls) == 4
+
+
+def _imaging_wcs(crval, shape, distortion: bool):
+    """A gwcs imaging WCS: optional polynomial distortion, TAN projection, bounding box on the pixels."""
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling import models as am
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs as gw
+
+    scale = 0.031 / 3600.0
+    det = am.Shift(-shape[1] / 2.0) & am.Shift(-shape[0] / 2.0)
+    if distortion:
+        px = am.Polynomial2D(3, c1_0=1.0, c2_0=2e-6, c0_2=-1e-6, c1_1=3e-6, c3_0=1e-9)
+        py = am.Polynomial2D(3, c0_1=1.0, c0_2=1.5e-6, c2_0=-2e-6, c1_2=2e-9)
+        det = det | am.Mapping((0, 1, 0, 1)) | px & py
+    sky = am.Scale(scale) & am.Scale(scale) | am.Rotation2D(12.5) | am.Pix2Sky_TAN() | am.RotateNative2Celestial(
+        crval[0], crval[1], 180.0)
+    w = gw.WCS([(cf.Frame2D(name="detector"), det | sky),
+                (cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg)), None)])
+    w.bounding_box = ((-0.5, shape[1] - 0.5), (-0.5, shape[0] - 0.5))
+    w.array_shape = shape
+    return w
+
+
+def test_pixel_maps_in_blocks_are_stcals_bit_for_bit(monkeypatch):
+    from stcal.resample.utils import calc_pixmap
+
+    exposure = _imaging_wcs((53.16, -27.79), (130, 97), distortion=True)
+    grid = _imaging_wcs((53.1601, -27.7902), (150, 140), distortion=False)
+    for wcs_from, wcs_to, shape in ((exposure, grid, (130, 97)), (grid, exposure, (150, 140)),
+                                    (exposure, grid, (160, 120))):  # beyond the bounding box: NaN
+        boxes = (wcs_from.bounding_box.bounding_box(order="F"), wcs_to.bounding_box.bounding_box(order="F"))
+        expected = calc_pixmap(wcs_from, wcs_to, shape)
+        assert np.isfinite(expected).any()
+        for block in (97, 97 * 7 + 3, 2000, 10**6):  # one row, uneven blocks, the whole grid
+            monkeypatch.setattr(R, "_PIXMAP_BLOCK", block)
+            got = R._pixel_map(wcs_from, wcs_to, shape)
+            assert got.dtype == expected.dtype and got.shape == expected.shape and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, expected)  # NaNs in the same places, values bit for bit
+            # the bounding boxes are there afterwards, as stcal leaves them
+            assert (wcs_from.bounding_box.bounding_box(order="F"), wcs_to.bounding_box.bounding_box(order="F")) == boxes
+    # a coarse map (stepsize > 1) is stcal's own
+    monkeypatch.setattr(R, "_PIXMAP_BLOCK", 500)
+    np.testing.assert_array_equal(R._pixel_map(exposure, grid, (130, 97), stepsize=4, order=1),
+                                  calc_pixmap(exposure, grid, (130, 97), stepsize=4, order=1))
