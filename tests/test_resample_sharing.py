@@ -79,14 +79,14 @@ def _imaging_wcs(crval, shape, distortion: bool):
 def test_pixel_maps_in_blocks_are_stcals_bit_for_bit(monkeypatch):
     from stcal.resample.utils import calc_pixmap
 
-    exposure = _imaging_wcs((53.16, -27.79), (130, 97), distortion=True)
-    grid = _imaging_wcs((53.1601, -27.7902), (150, 140), distortion=False)
-    for wcs_from, wcs_to, shape in ((exposure, grid, (130, 97)), (grid, exposure, (150, 140)),
-                                    (exposure, grid, (160, 120))):  # beyond the bounding box: NaN
+    exposure = _imaging_wcs((53.16, -27.79), (30, 37), distortion=True)
+    grid = _imaging_wcs((53.160002, -27.790003), (36, 40), distortion=False)
+    for wcs_from, wcs_to, shape in ((exposure, grid, (30, 37)), (grid, exposure, (36, 40)),
+                                    (exposure, grid, (34, 41))):  # beyond the bounding box: NaN
         boxes = (wcs_from.bounding_box.bounding_box(order="F"), wcs_to.bounding_box.bounding_box(order="F"))
         expected = calc_pixmap(wcs_from, wcs_to, shape)
         assert np.isfinite(expected).any()
-        for block in (97, 97 * 7 + 3, 2000, 10**6):  # one row, uneven blocks, the whole grid
+        for block in (shape[1] * 7 + 3, 10**6):  # uneven blocks (the last one short), the whole grid
             monkeypatch.setattr(R, "_PIXMAP_BLOCK", block)
             got = R._pixel_map(wcs_from, wcs_to, shape)
             assert got.dtype == expected.dtype and got.shape == expected.shape and got.flags.c_contiguous
@@ -94,9 +94,9 @@ def test_pixel_maps_in_blocks_are_stcals_bit_for_bit(monkeypatch):
             # the bounding boxes are there afterwards, as stcal leaves them
             assert (wcs_from.bounding_box.bounding_box(order="F"), wcs_to.bounding_box.bounding_box(order="F")) == boxes
     # a coarse map (stepsize > 1) is stcal's own
-    monkeypatch.setattr(R, "_PIXMAP_BLOCK", 500)
-    np.testing.assert_array_equal(R._pixel_map(exposure, grid, (130, 97), stepsize=4, order=1),
-                                  calc_pixmap(exposure, grid, (130, 97), stepsize=4, order=1))
+    monkeypatch.setattr(R, "_PIXMAP_BLOCK", 100)
+    np.testing.assert_array_equal(R._pixel_map(exposure, grid, (30, 37), stepsize=4, order=1),
+                                  calc_pixmap(exposure, grid, (30, 37), stepsize=4, order=1))
 
 
 def test_median_of_the_stack_in_blocks_is_stcals_bit_for_bit(monkeypatch):
