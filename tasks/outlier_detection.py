@@ -137,6 +137,52 @@ def _intermediate_path(library, params, name: str) -> Path:
     return out / name
 
 
+# elements of the stack whose median one call of np.nanmedian computes (a few MiB of its work arrays)
+_MEDIAN_BLOCK = 1 << 18
+
+
+class _StackMedian:
+    """The median over the first axis of a stack of images held in memory, ignoring NaNs: stcal's
+    in-memory ``MedianComputer`` (same ``append``/``evaluate``), the same values bit for bit.
+
+    stcal calls ``np.nanmedian`` once per row of the output to bound its work arrays; this calls it
+    on blocks of rows holding about ``_MEDIAN_BLOCK`` elements of the stack, which bounds them as
+    well.  Each pixel's median comes from the same per-pixel sort and middle values whatever the
+    block (numpy sorts along the stacked axis pixel by pixel), so only the per-call cost goes:
+    for 4 exposures of 512x512 about a third of stcal's CPU time."""
+
+    def __init__(self, full_shape: tuple, dtype) -> None:
+        self.stack = np.empty(full_shape, dtype=dtype)
+
+    def append(self, data: np.ndarray, idx: int) -> None:
+        self.stack[idx] = data
+
+    def evaluate(self) -> np.ndarray:
+        import warnings
+
+        cube = self.stack
+        n, ny = cube.shape[0], cube.shape[1]
+        per_row = max(1, int(np.prod(cube.shape[2:], dtype=np.int64)) * n)
+        rows = max(1, _MEDIAN_BLOCK // per_row)
+        out = np.empty(cube.shape[1:], dtype=cube.dtype)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(action="ignore", message="All-NaN slice encountered", category=RuntimeWarning)
+            for r0 in range(0, ny, rows):
+                # the stack is not needed afterwards: sorted in place, as stcal does
+                np.nanmedian(cube[:, r0:r0 + rows], axis=0, overwrite_input=True, out=out[r0:r0 + rows])
+        self.stack = None
+        return out
+
+
+def _median_computer(full_shape: tuple, on_disk: bool, dtype):
+    """Where the drizzled images go for their median: stcal's on-disk computer, or the stack in memory."""
+    if on_disk:
+        from stcal.outlier_detection.median import MedianComputer
+
+        return MedianComputer(full_shape, False, None, dtype)
+    return _StackMedian(full_shape, dtype)
+
+
 def median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     """The median of the exposure groups drizzled onto the common grid: ``(median, wcs)``."""
     from .resample import _sharing, shared_store
@@ -146,7 +192,6 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
 
 
 def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
-    from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold
 
     from .resample import _drizzle, _shared_grid
@@ -177,7 +222,7 @@ def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bo
         data, wht = drizzled["data"], drizzled["wht"]
         if computer is None:
             median_wcs = drizzled["wcs"]
-            computer = MedianComputer((len(groups),) + data.shape, not on_disk, None, data.dtype)
+            computer = _median_computer((len(groups),) + data.shape, on_disk, data.dtype)
         threshold = compute_weight_threshold(wht, params.maskpt)
         data[wht < threshold] = np.nan
         computer.append(data, g)
@@ -187,7 +232,6 @@ def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bo
 
 def median_without_resampling(library, params: OutlierDetectionParams, on_disk: bool):
     """The pixel-by-pixel median of the exposures themselves (all on one grid): ``(median, wcs)``."""
-    from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold
     from stcal.resample.utils import build_driz_weight
 
@@ -205,7 +249,7 @@ def median_without_resampling(library, params: OutlierDetectionParams, on_disk: 
         if computer is None:
             shape = data.shape
             median_wcs = copy.deepcopy(model.meta.wcs)
-            computer = MedianComputer((len(library),) + data.shape, not on_disk, None, data.dtype)
+            computer = _median_computer((len(library),) + data.shape, on_disk, data.dtype)
         elif data.shape != shape:
             raise ParameterError(
                 f"step outlier_detection: resample_data=False needs exposures of one shape; "
@@ -293,7 +337,6 @@ def _flag_each(library, params: OutlierDetectionParams, median, median_wcs, coun
 
 def flag_outliers_spec(library, params: OutlierDetectionParams):
     """jwst's ``spec`` mode on a library of slit exposures: flags outliers in place; returns the library."""
-    from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold, flag_crs, flag_resampled_crs, gwcs_blot
 
     from .flat_field import match_nans_and_flags
@@ -326,8 +369,8 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
                                                      if library.asn_id else f"{root}_outlier_s2d.fits"))
                 if median is None:
                     shape = (len(groups),) + drizzled.data.shape
-                    median = MedianComputer(shape, not on_disk, None, drizzled.data.dtype)
-                    median_err = MedianComputer(shape, not on_disk, None, drizzled.data.dtype)
+                    median = _median_computer(shape, on_disk, drizzled.data.dtype)
+                    median_err = _median_computer(shape, on_disk, drizzled.data.dtype)
                 low = drizzled.wht < compute_weight_threshold(drizzled.wht, params.maskpt)
                 drizzled.data[low] = np.nan
                 drizzled.err[low] = np.nan
@@ -363,15 +406,14 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
 
 def _plain_median(members, params, on_disk):
     """Pixel-by-pixel medians of the exposures' data and errors (``resample_data=False``; one grid)."""
-    from stcal.outlier_detection.median import MedianComputer
     from stcal.outlier_detection.utils import compute_weight_threshold
     from stcal.resample.utils import build_driz_weight
 
     from .resample import _as_dict
 
     shape = members[0].data.shape
-    data_med = MedianComputer((len(members),) + shape, not on_disk, None, members[0].data.dtype)
-    err_med = MedianComputer((len(members),) + shape, not on_disk, None, members[0].data.dtype)
+    data_med = _median_computer((len(members),) + shape, on_disk, members[0].data.dtype)
+    err_med = _median_computer((len(members),) + shape, on_disk, members[0].data.dtype)
     for i, model in enumerate(members):
         if model.data.shape != shape:
             raise ParameterError(

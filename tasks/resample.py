@@ -272,14 +272,70 @@ def _shared_grid(inputs, params: ResampleParams) -> dict:
     return _lookup("grid", key, lambda: output_grid(inputs, params))
 
 
-def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
-    """stcal's ``calc_pixmap``, reused within :func:`_sharing` (a copy: drizzle may change it)."""
+# pixels per block of a pixel map: each block's intermediate arrays (a dozen float64 arrays of
+# the WCS's steps) stay in the CPU's caches; much smaller blocks pay the WCS call's fixed cost
+_PIXMAP_BLOCK = 65536
+
+
+def _bbox_tuple(wcs):
+    """``wcs.bounding_box`` as stcal's ``calc_pixmap`` reads it (F order), or None."""
+    bbox = getattr(wcs, "bounding_box", None)
+    if bbox is None:
+        return None
+    try:
+        return bbox.bounding_box(order="F")
+    except AttributeError:
+        return tuple(bbox)
+
+
+def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, order=1):
+    """stcal's ``calc_pixmap`` (same arguments, same answer bit for bit, same bounding boxes
+    afterwards), with the full-resolution map evaluated in blocks of rows.
+
+    Every pixel's coordinates go through the same element-wise WCS evaluation whatever the
+    blocks, so the map is the one a single evaluation of the whole grid gives; evaluating it a
+    block at a time keeps the intermediate arrays in cache (about half the CPU time of one
+    evaluation of a 512x512 or 1024x1024 grid).  Interpolated maps (``stepsize`` > 1) and
+    shapes stcal would find from the bounding box are left to stcal."""
     from stcal.resample import utils
 
+    if stepsize != 1 or shape is None or len(shape) != 2 or disable_bbox not in ("to", "from", "both", "none"):
+        return utils.calc_pixmap(wcs_from, wcs_to, shape, disable_bbox=disable_bbox, stepsize=stepsize, order=order)
+    bbox_from, bbox_to = _bbox_tuple(wcs_from), _bbox_tuple(wcs_to)
+    if disable_bbox in ("from", "both") and bbox_from is not None:
+        wcs_from.bounding_box = None
+    if disable_bbox in ("to", "both") and bbox_to is not None:
+        wcs_to.bounding_box = None
+    ny, nx = (int(n) for n in shape)
+    rows = max(1, _PIXMAP_BLOCK // max(nx, 1))
+    pixmap = None
+    try:
+        for r0 in range(0, ny, rows):
+            r1 = min(ny, r0 + rows)
+            y, x = np.indices((r1 - r0, nx), dtype=np.float64)
+            y += r0
+            px, py = wcs_to.world_to_pixel_values(*wcs_from.pixel_to_world_values(x, y))
+            px, py = np.asarray(px), np.asarray(py)
+            if pixmap is None:
+                pixmap = np.empty((ny, nx, 2), dtype=np.result_type(px, py))
+            pixmap[r0:r1, :, 0] = px
+            pixmap[r0:r1, :, 1] = py
+    finally:
+        # as stcal does: both bounding boxes set again from their F-ordered intervals
+        if bbox_from is not None:
+            wcs_from.bounding_box = bbox_from
+        if bbox_to is not None:
+            wcs_to.bounding_box = bbox_to
+    return pixmap
+
+
+def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
+    """stcal's ``calc_pixmap`` (as :func:`_pixel_map`), reused within :func:`_sharing` (a copy:
+    drizzle may change it)."""
     if _SHARED.get() is None or args or set(kwargs) - {"stepsize", "order"}:
-        return utils.calc_pixmap(wcs_from, wcs_to, shape, *args, **kwargs)
+        return _pixel_map(wcs_from, wcs_to, shape, *args, **kwargs)
     key = (wcs_from, wcs_to, None if shape is None else tuple(shape), kwargs.get("stepsize", 1), kwargs.get("order", 1))
-    return _lookup("pixmap", key, lambda: utils.calc_pixmap(wcs_from, wcs_to, shape, **kwargs)).copy()
+    return _lookup("pixmap", key, lambda: _pixel_map(wcs_from, wcs_to, shape, **kwargs)).copy()
 
 
 def _install_pixmap_sharing() -> None:
