@@ -22,7 +22,7 @@ jwst maps a slit's relative position (x, y in [-0.5, 0.5]) to the MSA as
   (``MSA_SLIT_SCALES``) and reads back from this table (pitch / size).  The quadrant model is the
   shift to the centre of shutter 1.
 
-Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's
+Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's (all six)
 in the same form (stdatamodels' DisperserModel: ``groovedensity``, the mounting angles
 ``theta_x``, ``theta_y``, ``theta_z``, ``tilt_y`` in degrees, ``tilt_x``, the GWA tilt sensors'
 calibrations ``gwa_tiltx``/``gwa_tilty`` and the wavelength bounds ``wbound``).  G395H's numbers
@@ -134,10 +134,22 @@ def write_msa_reference(path) -> Path:
     return path
 
 
-# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres)
+# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres).
+# G395H is fitted to ESA's functional model (see the module).  The grating law depends on lambda x density alone, so
+# an H grating with G395H's mounting and density 89408.7 x 4.07 um / (its band's middle) puts its band where G395H
+# puts 2.87-5.27 um (the bands from the in-flight wavelengthrange: G140 0.97-1.89 with F100LP, G235 1.66-3.17).  The
+# M gratings have the H density / 2.7 (R ~ 1000 against ~ 2700: G395M disperses 1.8 nm per pixel, G395H 0.68) and a
+# facet tilt (tilt_y) that puts the band's middle of S200A1 at NRS1 column 1024, solved through the optical chain
+# (the same for the three: lambda x density is the same at their middles); the band spans columns ~310-1740.
+_G395H_ANGLES = [0.023493841191423663, 0.02334118722485649, -0.42973950633287233]
+_M_TILT_Y = -4.842193959016032
 GRATINGS = {
-    "G395H": (89408.7, [0.023493841191423663, 0.02334118722485649, -0.42973950633287233, -8.863780924493742],
-              [2.87e-06, 5.27e-06]),
+    "G395H": (89408.7, [*_G395H_ANGLES, -8.863780924493742], [2.87e-06, 5.27e-06]),
+    "G235H": (150680.5, [*_G395H_ANGLES, -8.863780924493742], [1.66e-06, 3.17e-06]),
+    "G140H": (254470.9, [*_G395H_ANGLES, -8.863780924493742], [7.0e-07, 1.89e-06]),
+    "G395M": (33114.3, [*_G395H_ANGLES, _M_TILT_Y], [2.87e-06, 5.27e-06]),
+    "G235M": (55807.6, [*_G395H_ANGLES, _M_TILT_Y], [1.66e-06, 3.17e-06]),
+    "G140M": (94248.5, [*_G395H_ANGLES, _M_TILT_Y], [7.0e-07, 1.89e-06]),
 }
 
 

@@ -61,6 +61,64 @@ def test_fore_reference_round_trips_as_stdatamodels_reads_it(tmp_path):
         assert m.model(0.01, 0.02, 3e-6) == pytest.approx(fore_reference("F290LP").model(0.01, 0.02, 3e-6), abs=1e-15)
 
 
+def _s200a1_wcs(grating, filt, folder):
+    """S200A1's WCS (webbflow's assign_wcs, as the simulator builds it) through ``grating`` and ``filt``, on SUBS200A1."""
+    import datetime as dt
+
+    import pysiaf
+
+    from webbflow.refs import simulator as S
+    from webbflow.refs.sim import nirspec as N
+    from webbflow.refs.synthetic_nirspec_optics import disperser_reference, fore_reference, write_msa_reference
+
+    real = N.real_refs_dir()
+    paths = {rt: real / f for rt, f in N.OPTICS.items()}
+    paths["msa"] = write_msa_reference(folder / "msa.asdf")
+    paths["disperser"] = Path(disperser_reference(grating).save(folder / f"disperser_{grating}.asdf"))
+    paths["fore"] = Path(fore_reference(filt).save(folder / f"fore_{filt}.asdf"))
+    ap = pysiaf.Siaf("NIRSpec")["NRS_S200A1_SLIT"]
+    aim = N._Aim(float(ap.V2Ref), float(ap.V3Ref), float(ap.V3IdlYAngle), int(ap.VIdlParity))
+    window = N.Window("SUBS200A1", 1041, 64, 0.9)
+    ids = S.ObservationIds(program="01234", observation="001", visit="001")
+    model, _ = N._exposure("NRS_FIXEDSLIT", "NRSRAPID", 3, 1, window, dt.datetime(2024, 1, 15), 0)
+    geometry = N._place(model, "NRS_FIXEDSLIT", "S200A1", window, ids, 0, 2, aim, 53.0, -27.0, 30.0, (0.0, 0.0),
+                        paths, optics=(grating, filt))
+    return geometry.wcs
+
+
+@pytest.mark.parametrize("grating,filt,lo,hi", [("G395M", "F290LP", 2.87, 5.27), ("G235H", "F170LP", 1.66, 3.17),
+                                                ("G140M", "F100LP", 0.97, 1.89)])
+def test_grating_bands_land_on_nrs1_as_designed(tmp_path, grating, filt, lo, hi):
+    """An M grating's band (the in-flight wavelengthrange) middle at NRS1 column 1024, the band within ~310-1740
+    (1.8 nm per pixel for G395M); an H grating's band from column ~670-730 onto NRS2, as G395H's."""
+    t = _s200a1_wcs(grating, filt, tmp_path).get_transform("slit_frame", "detector")
+    x, y = (np.asarray(v) for v in t(np.zeros(3), np.zeros(3), np.array([lo, 0.5 * (lo + hi), hi]) * 1e-6))
+    if grating.endswith("M"):
+        assert x[1] == pytest.approx(1024.0, abs=0.5) and 290 < x[0] < 390 and 1660 < x[2] < 1760, x
+    else:
+        assert 650 < x[0] < 750 and x[2] > 4000, x  # the red end falls beyond NRS1 (on NRS2)
+    on = x < 2048
+    assert np.all((y[on] > 30) & (y[on] < 64)), y  # in SUBS200A1's rows
+
+
+def test_g395h_matches_esas_functional_model_on_nrs1(tmp_path):
+    """ESA's functional truth table for the fixed slits (G395H/F290LP): where light of each wavelength from a point
+    of S200A1 lands on the detector.  Our chain (real FM2 optics, ESA's Fore_F290LP, the fitted G395H) puts the
+    NRS1 (SCA491) points within 3 pixels."""
+    from webbflow.refs.sim import nirspec as N
+
+    table = N.real_refs_dir().parent / "nirspec-model" / "fixed_slits_functional_ESA_v4_20180618.txt"
+    rows = [ln.split() for ln in table.read_text().splitlines()[1:] if ln.strip()]
+    pts = [(float(r[0]), float(r[1]), float(r[2]), float(r[19]), float(r[20])) for r in rows if r[21] == "SCA491"]
+    assert len(pts) >= 2
+    t = _s200a1_wcs("G395H", "F290LP", tmp_path).get_transform("slit_frame", "detector")
+    lam, xs, ys, i, j = (np.array(v) for v in zip(*pts))
+    x, y = (np.asarray(v) for v in t(xs, ys, lam))
+    dist = np.hypot(x - (i - 1), y + 1040 - (j - 1))  # ESA's pixels are 1-based; SUBS200A1 starts at row 1041
+    print(f"G395H vs ESA's functional model on NRS1: {np.round(dist, 2).tolist()} pixels")
+    assert np.max(dist) < 3.0, dist
+
+
 # ---------------------------------------------------------------------------
 # a grating fixed-slit observation
 
