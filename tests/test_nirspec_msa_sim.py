@@ -364,8 +364,8 @@ def test_bad_options_are_one_line_errors(tmp_path):
     from webbflow.errors import ParameterError
     from webbflow.refs.simulator import simulate
 
-    cases = [dict(grating="G395M", filter="F290LP"), dict(detector="NRS2"), dict(subarray="ALLSLITS"),
-             dict(readpatt="NRSIRS2"), dict(nexp=2)]
+    cases = [dict(grating="G395M", filter="F170LP"), dict(grating="G100X"), dict(detector="NRS2"),
+             dict(subarray="ALLSLITS"), dict(readpatt="NRSFAST"), dict(nexp=2)]
     for kw in cases:
         with pytest.raises(ParameterError) as e:
             simulate(tmp_path / "x", instrument="nirspec", exp_type="NRS_MSASPEC", **kw)
