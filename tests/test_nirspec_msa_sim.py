@@ -39,7 +39,8 @@ from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the simulator places light through the real optical references in ../shared/data
 
-SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", seed=7)
+# WEBBFLOW_MSA_GRATING=G395M (with WEBBFLOW_MSA_FULL=1) runs the same comparisons through a grating
+SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", seed=7, grating=os.environ.get("WEBBFLOW_MSA_GRATING") or None)
 
 
 @pytest.fixture(scope="session")

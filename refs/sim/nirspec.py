@@ -5,6 +5,9 @@ source in a fixed slit, nodded along it (``2-POINT-NOD`` by default, ``--nexp 3`
 YOFFSET steps of NOD_STEP arcsec, XOFFSET 0; PATTTYPE, PATT_NUM, NUMDTHPT, NOD_TYPE as real FS data has),
 PRISM/CLEAR on NRS1, read NRSRAPID on the slit's subarray (S200A1: SUBS200A1, 2048 x 64 from row 1041), or
 NRSIRS2/NRSIRS2RAPID in FULL frame.  Each nod is the others' background, as jwst's rules pair them.
+``--grating G140M|G235M|G395M|G140H|G235H|G395H`` with ``--filter`` (G140: F100LP or F070LP, G235: F170LP, G395:
+F290LP; a grating's first filter by default): the grating's synthetic disperser and the filter's fore optics
+from ESA's model (refs/synthetic_nirspec_optics.py), the flats, barshadow and photom rows of that pair.
 
 ``--exp-type NRS_BRIGHTOBJ --nints N``: one exposure of N integrations (default 6) of a star in S1600A1 on
 SUB2048 (2048 x 32 from row 947), TSOVISIT=T with an INT_TIMES table, dimmed by a transit (a trapezoid over
