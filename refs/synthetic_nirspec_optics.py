@@ -22,7 +22,7 @@ jwst maps a slit's relative position (x, y in [-0.5, 0.5]) to the MSA as
   (``MSA_SLIT_SCALES``) and reads back from this table (pitch / size).  The quadrant model is the
   shift to the centre of shutter 1.
 
-Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's
+Only the PRISM's ``disperser`` reference is at hand; :func:`disperser_reference` writes a grating's (all six)
 in the same form (stdatamodels' DisperserModel: ``groovedensity``, the mounting angles
 ``theta_x``, ``theta_y``, ``theta_z``, ``tilt_y`` in degrees, ``tilt_x``, the GWA tilt sensors'
 calibrations ``gwa_tiltx``/``gwa_tilty`` and the wavelength bounds ``wbound``).  G395H's numbers
@@ -31,10 +31,22 @@ grating): the groove density is the grating law between the GWA entrance and exi
 cosines (identical at all five wavelengths), and the angles are the rotation that takes the
 collimator's exit direction cosines to the GWA entrance ones (exact to 1e-16 on the five rows).
 The tilt sensor models are flat (no correction from GWA_XTIL/GWA_YTIL).
+
+Only the CLEAR ``fore`` reference is at hand; :func:`fore_reference` writes a filter's from ESA's
+optical model of the fore optics for that filter, as pysiaf ships it
+(``source_data/NIRSpec/delivery/Fore_<filter>.pcf``: the paraxial part -- input and output rotation
+centres, a rotation and two scale factors -- and 5th-order forward and backward polynomials, each with
+a wavelength term).  In jwst's form the forward model runs MSA -> OTE image plane (the file's
+*backward* direction): the backward polynomials plus the wavelength times their wavelength term, then
+the shift by minus the output centre, the rotation and the division by the factors (one affine
+transform), and the shift by the input centre; its inverse runs the other way with the forward
+polynomials.  The file's own distortion maps (961 points) check the conventions: its forward
+direction reproduces them exactly (2e-17 m).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -122,11 +134,124 @@ def write_msa_reference(path) -> Path:
     return path
 
 
-# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres)
+# grating -> (groove density in lines per metre, [theta_x, theta_y, theta_z, tilt_y] in degrees, wbound in metres).
+# G395H is fitted to ESA's functional model (see the module).  The grating law depends on lambda x density alone, so
+# an H grating with G395H's mounting and density 89408.7 x 4.07 um / (its band's middle) puts its band where G395H
+# puts 2.87-5.27 um (the bands from the in-flight wavelengthrange: G140 0.97-1.89 with F100LP, G235 1.66-3.17).  The
+# M gratings have the H density / 2.7 (R ~ 1000 against ~ 2700: G395M disperses 1.8 nm per pixel, G395H 0.68) and a
+# facet tilt (tilt_y) that puts the band's middle of S200A1 at NRS1 column 1024, solved through the optical chain
+# (the same for the three: lambda x density is the same at their middles); the band spans columns ~310-1740.
+_G395H_ANGLES = [0.023493841191423663, 0.02334118722485649, -0.42973950633287233]
+_M_TILT_Y = -4.842193959016032
 GRATINGS = {
-    "G395H": (89408.7, [0.023493841191423663, 0.02334118722485649, -0.42973950633287233, -8.863780924493742],
-              [2.87e-06, 5.27e-06]),
+    "G395H": (89408.7, [*_G395H_ANGLES, -8.863780924493742], [2.87e-06, 5.27e-06]),
+    "G235H": (150680.5, [*_G395H_ANGLES, -8.863780924493742], [1.66e-06, 3.17e-06]),
+    "G140H": (254470.9, [*_G395H_ANGLES, -8.863780924493742], [7.0e-07, 1.89e-06]),
+    "G395M": (33114.3, [*_G395H_ANGLES, _M_TILT_Y], [2.87e-06, 5.27e-06]),
+    "G235M": (55807.6, [*_G395H_ANGLES, _M_TILT_Y], [1.66e-06, 3.17e-06]),
+    "G140M": (94248.5, [*_G395H_ANGLES, _M_TILT_Y], [7.0e-07, 1.89e-06]),
 }
+
+
+FORE_FILTERS = ("F070LP", "F100LP", "F170LP", "F290LP", "F110W", "F140X", "CLEAR")
+
+
+def _pcf_path(name: str) -> Path:
+    import os
+
+    import pysiaf
+
+    return Path(os.path.dirname(pysiaf.__file__)) / "source_data" / "NIRSpec" / "delivery" / name
+
+
+def read_pcf(path) -> dict[str, np.ndarray]:
+    """ESA's optical-module file (.pcf): ``*KEY`` lines, each followed by rows of numbers (others kept as text)."""
+    sections: dict[str, list[str]] = {}
+    key = None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("*"):
+            key = line[1:].split()[0]
+            sections[key] = []
+        elif key is not None and line.strip():
+            sections[key].append(line)
+    out = {}
+    for k, rows in sections.items():
+        try:
+            out[k] = np.array([[float(v) for v in r.split()] for r in rows])
+        except ValueError:
+            out[k] = np.array(rows, dtype=object)
+    return out
+
+
+def _poly(coeffs, name):
+    """A 5th-order Polynomial2D from a .pcf coefficient row (x power outer, y power inner)."""
+    from astropy.modeling.models import Polynomial2D
+
+    p = Polynomial2D(5, name=name)
+    k = 0
+    for i in range(6):
+        for j in range(6 - i):
+            setattr(p, f"c{i}_{j}", float(coeffs[k]))
+            k += 1
+    return p
+
+
+def _with_wavelength(base, dist):
+    """(x, y, lam) -> base(x, y) + lam * dist(x, y)."""
+    from astropy.modeling.models import Identity, Mapping
+
+    return ((Mapping((0, 1), n_inputs=3) | base) + (Mapping((0, 1), n_inputs=3) | dist)
+            * (Mapping((2,)) | Identity(1)))
+
+
+def fore_model(pcf: dict):
+    """The fore optics' transform in jwst's form (MSA (x, y, lam) -> OTE image plane (x, y)) from a .pcf's content."""
+    from astropy.modeling.models import AffineTransformation2D, Identity, Mapping, Shift
+
+    fx, fy = (float(v) for v in pcf["Factor"][0])
+    rot = np.deg2rad(float(pcf["Rotation"][0, 0]))
+    cin = [float(v) for v in pcf["InputRotationCentre"][0]]
+    cout = [float(v) for v in pcf["OutputRotationCentre"][0]]
+    c, s = math.cos(rot), math.sin(rot)
+    to_sky = np.array([[c, -s], [s, c]]) @ np.diag([1.0 / fx, 1.0 / fy])
+    xb, yb = pcf["xBackwardCoefficients"], pcf["yBackwardCoefficients"]
+    xf, yf = pcf["xForwardCoefficients"], pcf["yForwardCoefficients"]
+    split = Mapping((0, 1, 2, 0, 1, 2), name="fore_inmap")
+    forward = (split
+               | _with_wavelength(_poly(xb[0], "fore_x_forw"), _poly(xb[1], "fore_x_forwdist"))
+               & _with_wavelength(_poly(yb[0], "fore_y_forw"), _poly(yb[1], "fore_y_forwdist"))
+               | Identity(2, name="fore_outmap")
+               | Shift(-cout[0], name="fore_xincen_d2s") & Shift(-cout[1], name="fore_yincen_d2s")
+               | AffineTransformation2D(matrix=to_sky, name="fore_affine_d2s")
+               | Shift(cin[0], name="fore_xoutcen_d2s") & Shift(cin[1], name="fore_youtcen_d2s"))
+    backward = ((Shift(-cin[0], name="fore_xoutcen_s2d") & Shift(-cin[1], name="fore_youtcen_s2d")
+                 | AffineTransformation2D(matrix=np.linalg.inv(to_sky), name="fore_affine_s2d")
+                 | Shift(cout[0], name="fore_xincen_s2d") & Shift(cout[1], name="fore_yincen_s2d")) & Identity(1)
+                | Mapping((0, 1, 2, 0, 1, 2))
+                | _with_wavelength(_poly(xf[0], "fore_x_back"), _poly(xf[1], "fore_x_backdist"))
+                & _with_wavelength(_poly(yf[0], "fore_y_back"), _poly(yf[1], "fore_y_backdist"))
+                | Identity(2))
+    forward.inverse = backward
+    return forward
+
+
+def fore_reference(filt: str):
+    """A filter's ``fore`` reference (FOREModel) built from ESA's Fore_<filter>.pcf (see the module)."""
+    from ..models import FOREModel
+    from .synthetic import reference_provenance
+
+    filt = filt.upper()
+    if filt not in FORE_FILTERS:
+        raise ValueError(f"no fore optics model for filter {filt!r} (have {', '.join(FORE_FILTERS)})")
+    m = FOREModel()
+    m.set_tree(model=fore_model(read_pcf(_pcf_path(f"Fore_{filt}.pcf"))))
+    meta = reference_provenance(m, "fore", f"NIRSpec {filt} fore optics from ESA's model (Fore_{filt}.pcf)")
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.filter = filt
+    meta.instrument.p_detector = "NRS1|NRS2|"
+    meta.exposure.type = "N/A"
+    meta.exposure.p_exptype = "NRS_FIXEDSLIT|NRS_MSASPEC|NRS_BRIGHTOBJ|NRS_IFU|NRS_LAMP|NRS_AUTOWAVE|NRS_AUTOFLAT|"
+    return m
 
 
 def disperser_reference(grating: str):

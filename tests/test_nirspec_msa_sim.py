@@ -39,7 +39,8 @@ from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the simulator places light through the real optical references in ../shared/data
 
-SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", seed=7)
+# WEBBFLOW_MSA_GRATING=G395M (with WEBBFLOW_MSA_FULL=1) runs the same comparisons through a grating
+SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", seed=7, grating=os.environ.get("WEBBFLOW_MSA_GRATING") or None)
 
 
 @pytest.fixture(scope="session")
@@ -364,8 +365,8 @@ def test_bad_options_are_one_line_errors(tmp_path):
     from webbflow.errors import ParameterError
     from webbflow.refs.simulator import simulate
 
-    cases = [dict(grating="G395M", filter="F290LP"), dict(detector="NRS2"), dict(subarray="ALLSLITS"),
-             dict(readpatt="NRSIRS2"), dict(nexp=2)]
+    cases = [dict(grating="G395M", filter="F170LP"), dict(grating="G100X"), dict(detector="NRS2"),
+             dict(subarray="ALLSLITS"), dict(readpatt="NRSFAST"), dict(nexp=2)]
     for kw in cases:
         with pytest.raises(ParameterError) as e:
             simulate(tmp_path / "x", instrument="nirspec", exp_type="NRS_MSASPEC", **kw)

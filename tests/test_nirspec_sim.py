@@ -300,7 +300,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
     from webbflow.errors import ParameterError
     from webbflow.refs.simulator import simulate
 
-    cases = [dict(grating="G395M", filter="F290LP"), dict(slit="S400A1"), dict(readpatt="NRSIRS2", subarray="SUBS200A1"),
+    cases = [dict(grating="G395M", filter="F170LP"), dict(grating="G999H"), dict(slit="S400A1"), dict(readpatt="NRSIRS2", subarray="SUBS200A1"),
              dict(nexp=4), dict(detector="NRS2")]
     for kw in cases:
         with pytest.raises(ParameterError) as e:

@@ -5,6 +5,9 @@ source in a fixed slit, nodded along it (``2-POINT-NOD`` by default, ``--nexp 3`
 YOFFSET steps of NOD_STEP arcsec, XOFFSET 0; PATTTYPE, PATT_NUM, NUMDTHPT, NOD_TYPE as real FS data has),
 PRISM/CLEAR on NRS1, read NRSRAPID on the slit's subarray (S200A1: SUBS200A1, 2048 x 64 from row 1041), or
 NRSIRS2/NRSIRS2RAPID in FULL frame.  Each nod is the others' background, as jwst's rules pair them.
+``--grating G140M|G235M|G395M|G140H|G235H|G395H`` with ``--filter`` (G140: F100LP or F070LP, G235: F170LP, G395:
+F290LP; a grating's first filter by default): the grating's synthetic disperser and the filter's fore optics
+from ESA's model (refs/synthetic_nirspec_optics.py), the flats, barshadow and photom rows of that pair.
 
 ``--exp-type NRS_BRIGHTOBJ --nints N``: one exposure of N integrations (default 6) of a star in S1600A1 on
 SUB2048 (2048 x 32 from row 947), TSOVISIT=T with an INT_TIMES table, dimmed by a transit (a trapezoid over
@@ -71,6 +74,13 @@ OPTICS = {"camera": "jwst_nirspec_camera_0004.asdf", "collimator": "jwst_nirspec
           "wavelengthrange": "jwst_nirspec_wavelengthrange_INFLIGHT2023_from_jwst_tests.asdf"}
 REAL_SPEC2 = {"wavecorr": "jwst_nirspec_wavecorr_0001.asdf", "area": "jwst_nirspec_area_0020.fits"}
 REAL_PHOTOM = "jwst_nirspec_photom_0014.fits"
+# grating -> the filters it is used with (the first is the default); the real optical chain has the PRISM disperser
+# and the CLEAR fore optics, refs/synthetic_nirspec_optics.py builds the gratings' dispersers and the other fore optics
+PAIRINGS = {"PRISM": ("CLEAR",), "G140M": ("F100LP", "F070LP"), "G140H": ("F100LP", "F070LP"), "G235M": ("F170LP",),
+            "G235H": ("F170LP",), "G395M": ("F290LP",), "G395H": ("F290LP",)}
+# the wavelengths (um) the truth spectrum covers per filter
+FILTER_RANGE = {"CLEAR": (0.6, 5.3), "F070LP": (0.7, 1.27), "F100LP": (0.97, 1.89), "F170LP": (1.66, 3.17),
+                "F290LP": (2.87, 5.27)}
 CO2 = (4.27, 0.04, 0.35)  # an absorption band: centre (um), width (um), depth
 
 
@@ -118,11 +128,39 @@ class Window:
 # metadata
 
 
-def _metadata(model, *, exp_type, slit, window, ids, k, nexp, pointing, setup, target_ra, target_dec, offsets):
+def optical_setup(exp_type: str, grating, filt) -> tuple[str, str]:
+    """(grating, filter) of ``--grating``/``--filter`` (PRISM/CLEAR by default; a grating's first filter when only
+    the grating is named), or a one-line error for a pair NIRSpec does not use."""
+    grating = (grating or "PRISM").upper()
+    if grating not in PAIRINGS:
+        raise ParameterError(f"{exp_type}: --grating is one of {', '.join(PAIRINGS)} (got {grating})")
+    filt = (filt or PAIRINGS[grating][0]).upper()
+    if filt not in PAIRINGS[grating]:
+        raise ParameterError(f"{exp_type}: {grating} is used with {' or '.join(PAIRINGS[grating])} (got --filter {filt})")
+    return grating, filt
+
+
+def write_optics(real: Path, new, grating: str, filt: str) -> None:
+    """The optical chain into the cache (``new(reftype, ext)`` gives each file's path): the real camera, collimator,
+    fpa, ote and in-flight wavelengthrange; the real PRISM disperser or a grating's synthetic one; the real CLEAR
+    fore optics or a filter's from ESA's model."""
+    from ..synthetic_nirspec_optics import disperser_reference, fore_reference
+
+    for rt, fname in OPTICS.items():
+        if rt == "disperser" and grating != "PRISM":
+            disperser_reference(grating).save(new(rt, ".asdf"))
+        elif rt == "fore" and filt != "CLEAR":
+            fore_reference(filt).save(new(rt, ".asdf"))
+        else:
+            shutil.copyfile(real / fname, new(rt, Path(fname).suffix))
+
+
+def _metadata(model, *, exp_type, slit, window, ids, k, nexp, pointing, setup, target_ra, target_dec, offsets,
+              grating="PRISM", filt="CLEAR"):
     """The keywords of a real FS/BOTS uncal that jwst reads (beyond the detector's, set by nirspec_detector)."""
     m = model.meta
     ins = m.instrument
-    ins.filter, ins.grating, ins.fixed_slit = "CLEAR", "PRISM", slit
+    ins.filter, ins.grating, ins.fixed_slit = filt, grating, slit
     ins.gwa_xtilt, ins.gwa_ytilt, ins.gwa_tilt = GWA["gwa_xtilt"], GWA["gwa_ytilt"], GWA["gwa_tilt"]
     ins.focus_position = 0.0
     s = m.subarray
@@ -238,7 +276,7 @@ def select_for_mode(nrs: dict, names: dict, detector: str, exp_type: str, na=())
 
 
 def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int,
-                window: Window):
+                window: Window, grating: str = "PRISM", filt: str = "CLEAR"):
     """The detector references (nirspec_detector) and the spectroscopic ones, in the cache with rules selecting
     them for this mode.  Returns (detector references by type, spectroscopic reference paths by type, context)."""
     from .. import context as ctxmod
@@ -254,13 +292,14 @@ def _references(out: Path, exp_type: str, detector: str, readpatt: str, ngroups:
         names, new = cache_namer(out)
         if not window.full:
             subarray_dark(det_refs["dark"], window).save(new("dark", ".fits"))
-        for rt, fname in {**OPTICS, **REAL_SPEC2}.items():
+        write_optics(real, new, grating, filt)
+        for rt, fname in REAL_SPEC2.items():
             shutil.copyfile(real / fname, new(rt, Path(fname).suffix))
         write_msa_reference(new("msa", ".asdf"))
         P.write_pathloss(new("pathloss", ".fits"), "FS")
         P.write_fs_photom(new("photom", ".fits"), real / REAL_PHOTOM)
-        F.write_fflat_fs(new("fflat", ".fits"), exp_type=exp_type)
-        F.write_sflat(new("sflat", ".fits"), exp_type=exp_type, detector=detector)
+        F.write_fflat_fs(new("fflat", ".fits"), exp_type=exp_type, grating=grating, filt=filt)
+        F.write_sflat(new("sflat", ".fits"), exp_type=exp_type, detector=detector, grating=grating, filt=filt)
         F.write_dflat(new("dflat", ".fits"), detector=detector)
 
         ctx = ctxmod.read_context(out)
@@ -314,18 +353,19 @@ class _Geometry:
         return ys, lam
 
 
-def _photom_conversion(path: Path, slit: str):
-    """(PHOTMJ x RELRESPONSE)(lambda um) of the photom reference's CLEAR/PRISM row for ``slit``: MJy per DN/s."""
+def _photom_conversion(path: Path, slit: str, grating: str = "PRISM", filt: str = "CLEAR"):
+    """(PHOTMJ x RELRESPONSE)(lambda um) of the photom reference's row for ``slit`` and the filter and grating:
+    MJy per DN/s."""
     from astropy.io import fits
 
     with fits.open(path) as h:
         t = h["PHOTOM"].data
         for row in t:
-            if (str(row["filter"]).strip(), str(row["grating"]).strip(), str(row["slit"]).strip()) == ("CLEAR", "PRISM", slit):
+            if (str(row["filter"]).strip(), str(row["grating"]).strip(), str(row["slit"]).strip()) == (filt, grating, slit):
                 n = int(row["nelem"])
                 wl, rr, pm = np.array(row["wavelength"][:n], float), np.array(row["relresponse"][:n], float), float(row["photmj"])
                 return lambda lam: pm * np.interp(lam, wl, rr, left=np.nan, right=np.nan)
-    raise ParameterError(f"{path.name}: no CLEAR/PRISM row for {slit}")
+    raise ParameterError(f"{path.name}: no {filt}/{grating} row for {slit}")
 
 
 def render(ys, lam, src_y, src_x, slit: str, conversion, scale_mjy: float):
@@ -412,14 +452,11 @@ def _window(exp_type, slit, subarray, readpatt) -> Window:
     return Window(name, y0, ny, subarray_frame_time(ny))
 
 
-def _check(instrument, exp_type, detector, grating, filter, slit, nexp):  # noqa: A002
+def _check(instrument, exp_type, detector, slit, nexp):
     if (instrument or "nirspec").lower() != "nirspec":
         raise ParameterError(f"{exp_type} is a NIRSpec mode; use --instrument nirspec")
     if (detector or "NRS1").upper() != "NRS1":
-        raise ParameterError(f"{exp_type}: the PRISM spectrum of {slit} is simulated on NRS1 (got --detector {detector})")
-    if (grating or "PRISM").upper() != "PRISM" or (filter or "CLEAR").upper() != "CLEAR":
-        raise ParameterError(f"{exp_type}: only PRISM/CLEAR is simulated (the real optical chain has the PRISM "
-                             f"disperser and the CLEAR fore optics alone); got --grating {grating} --filter {filter}")
+        raise ParameterError(f"{exp_type}: the spectrum of {slit} is simulated on NRS1 (got --detector {detector})")
     if exp_type == FS and slit not in SUBARRAYS or exp_type == FS and slit == "S1600A1":
         raise ParameterError(f"{exp_type}: fixed slits simulated: S200A1 (got --slit {slit})")
     if exp_type == BOTS and slit != "S1600A1":
@@ -441,7 +478,8 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
         raise ParameterError(f"NIRSpec spectra are simulated for {FS} and {BOTS} (got {exp_type})")
     d = DEFAULTS[exp_type]
     slit = (slit or d["slit"]).upper()
-    _check(instrument, exp_type, detector, grating, filter, slit, nexp)
+    _check(instrument, exp_type, detector, slit, nexp)
+    grating, filt = optical_setup(exp_type, grating, filter)
     if size is not None:
         raise ParameterError(f"{exp_type}: name the subarray (--subarray), not a size")
     if not build_refs:
@@ -463,7 +501,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     det_refs, paths, context = _references(out, exp_type, detector, readpatt, n_groups, window.tframe, reference_seed,
-                                           window)
+                                           window, grating, filt)
 
     import pysiaf
 
@@ -476,12 +514,12 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
     # model's slit centre becomes the aperture reference (see the module).
     model, _ = _exposure(exp_type, readpatt, n_groups, n_int, window, t0, seed)
     geometry = _place(model, exp_type, slit, window, ids, 0, n_exp, setup, target_ra, target_dec, pa_v3, (0.0, 0.0),
-                      paths)
+                      paths, optics=(grating, filt))
     v2c, v3c, _ = geometry.wcs.get_transform("slit_frame", "v2v3")(0.0, 0.0, 2e-6)
     setup = _Aim(float(v2c), float(v3c), setup.v3yangle, setup.vparity)
     ys, lam = geometry.pixels(window)
 
-    conversion = _photom_conversion(paths["photom"], slit)
+    conversion = _photom_conversion(paths["photom"], slit, grating, filt)
     along = [0.0] if exp_type == BOTS else list((np.arange(n_exp) - (n_exp - 1) / 2.0) * NOD_STEP)
     flux_ts = transit(n_int, depth) if exp_type == BOTS else None
     full_well = float(np.nanmedian(np.asarray(det_refs["saturation"].data)))
@@ -490,7 +528,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
     for k, yoff in enumerate(along):
         model, dur = _exposure(exp_type, readpatt, n_groups, n_int, window, start, seed + k)
         pointing = _place(model, exp_type, slit, window, ids, k, n_exp, setup, target_ra, target_dec, pa_v3,
-                          (0.0, float(yoff)))
+                          (0.0, float(yoff)), optics=(grating, filt))
         src_x, src_y = geometry.slit_position(model.meta.wcsinfo, 0.0, float(yoff))
         if scale is None:  # brightness: the brightest pixel reaches PEAK_FILL of the well in an integration
             unit, _sky = render(ys, lam, src_y, src_x, slit, conversion, 1.0)
@@ -522,12 +560,13 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=FS, detector=None, su
     from astropy.table import Table
 
     stem = f"jw{ids.program}{ids.observation}{ids.visit}_{detector.lower()}"
-    lam = np.linspace(0.6, 5.3, 941)
+    lo, hi = FILTER_RANGE[filt]
+    lam = np.linspace(lo, hi, int(round((hi - lo) / 0.005)) + 1)
     spec = Table({"wavelength": lam * u.um, "flux": source_spectrum(lam, scale) * 1e-3 * u.Jy})
     spec.meta.update({
         "description": "webbflow simulator truth: the target's F_nu above the telescope (the pathloss-corrected "
                        "extracted spectrum's expectation)" + (", out of transit" if exp_type == BOTS else ""),
-        "exp_type": exp_type, "slit": slit, "grating": "PRISM", "filter": "CLEAR", "scale_mjy_at_2um": float(scale),
+        "exp_type": exp_type, "slit": slit, "grating": grating, "filter": filt, "scale_mjy_at_2um": float(scale),
         "exposures": [p[0] for p in positions], "source_x_slit": [p[1] for p in positions],
         "source_y_slit": [p[2] for p in positions], "yoffset_arcsec": [p[3] for p in positions],
         "v2_ref_v3_ref": [setup.v2_ref, setup.v3_ref],
@@ -599,12 +638,13 @@ def _exposure(exp_type, readpatt, ngroups, nints, window, start, seed):
     return model, float(model.meta.exposure.duration)
 
 
-def _place(model, exp_type, slit, window, ids, k, nexp, setup, target_ra, target_dec, pa_v3, offsets, paths=None):
+def _place(model, exp_type, slit, window, ids, k, nexp, setup, target_ra, target_dec, pa_v3, offsets, paths=None,
+           optics=("PRISM", "CLEAR")):
     """Point the exposure (the target at ideal ``offsets``) and fill its metadata; with ``paths`` (the
     references) build its slit WCS and return it, else return the pointing."""
     pointing = S.make_pointing(setup, target_ra, target_dec, pa_v3, *offsets)
     _metadata(model, exp_type=exp_type, slit=slit, window=window, ids=ids, k=k, nexp=nexp, pointing=pointing,
-              setup=setup, target_ra=target_ra, target_dec=target_dec, offsets=offsets)
+              setup=setup, target_ra=target_ra, target_dec=target_dec, offsets=offsets, grating=optics[0], filt=optics[1])
     model.meta.filename = (f"jw{ids.program}{ids.observation}{ids.visit}_{ids.visit_group}{ids.sequence}"
                            f"{ids.activity}_{k + 1:05d}_nrs1_uncal.fits")
     if paths is None:

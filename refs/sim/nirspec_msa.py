@@ -1,13 +1,16 @@
 """Simulated NIRSpec multi-object spectroscopy (NRS_MSASPEC): three-shutter slitlets nodded along themselves.
 
-``webbflow simulate --instrument nirspec --exp-type NRS_MSASPEC [--grating PRISM --filter CLEAR]``: a few
+``webbflow simulate --instrument nirspec --exp-type NRS_MSASPEC [--grating PRISM --filter CLEAR] [--readpatt
+NRSRAPID|NRSIRS2RAPID|NRSIRS2]``: a few
 three-shutter slitlets of the MSA (quadrants 3 and 4, whose PRISM spectra fall whole on NRS1 and apart from
 each other and from the fixed slits' traces), each with a point source, observed in a ``3-SHUTTER-SLITLET``
 nod (NOD_TYPE; PATTTYPE NONE, NUMDTHPT 3, PATT_NUM 1-3): three FULL-frame NRSRAPID exposures, the source in
 the slitlet's middle shutter, then in the next one up the slitlet, then in the one below (the telescope
 offsets by one shutter pitch between them; XOFFSET/YOFFSET in the NRS_FULL_MSA aperture's ideal frame).
-PRISM/CLEAR only: the real optical chain has the PRISM disperser and the CLEAR fore optics alone (as
-refs/sim/nirspec.py).
+PRISM/CLEAR by default; ``--grating``/``--filter`` choose a grating and its filter as in refs/sim/nirspec.py
+(the gratings' synthetic dispersers and the filters' fore optics; a grating's spectra are longer: an M
+grating's run over most of NRS1, an H grating's off its edge onto NRS2).  IRS2 readouts (NRSIRS2RAPID,
+NRSIRS2) as the fixed-slit simulator writes them.
 
 **The MSA metadata file** (``jw<program><obs><visit>_01_msa.fits``, named in each exposure's MSAMETFL, with
 MSAMETID 1) is written beside the exposures in the form MAST delivers (the real
@@ -161,7 +164,8 @@ def write_msa_extract1d(path: Path, width: int = EXTRACT_WIDTH) -> Path:
     return Path(path)
 
 
-def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int):
+def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: float, seed: int,
+                grating: str = "PRISM", filt: str = "CLEAR"):
     """The detector references and the MOS ones, in the cache with rules selecting them for NRS_MSASPEC."""
     from .. import context as ctxmod
     from .. import synthetic_nirspec_flat as F
@@ -174,18 +178,17 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
         names, new = N.cache_namer(out)
-        for rt, fname in N.OPTICS.items():
-            shutil.copyfile(real / fname, new(rt, Path(fname).suffix))
+        N.write_optics(real, new, grating, filt)
         write_msa_reference(new("msa", ".asdf"))
         P.write_msaoper(new("msaoper", ".json"), FAILED_OPEN)
         P.write_wavecorr(new("wavecorr", ".asdf"), real / N.REAL_SPEC2["wavecorr"])
         P.write_pathloss(new("pathloss", ".fits"), "MOS")
         P.write_mos_photom(new("photom", ".fits"), real / N.REAL_PHOTOM)
         P.write_mos_area(new("area", ".fits"))
-        F.write_fflat_msa(new("fflat", ".fits"))
-        F.write_sflat(new("sflat", ".fits"), exp_type=MSASPEC, detector=detector)
+        F.write_fflat_msa(new("fflat", ".fits"), grating=grating, filt=filt)
+        F.write_sflat(new("sflat", ".fits"), exp_type=MSASPEC, detector=detector, grating=grating, filt=filt)
         F.write_dflat(new("dflat", ".fits"), detector=detector)
-        F.write_barshadow(new("barshadow", ".fits"))
+        F.write_barshadow(new("barshadow", ".fits"), grating=grating, filt=filt)
         write_msa_extract1d(new("extract1d", ".json"))
 
         ctx = ctxmod.read_context(out)
@@ -196,18 +199,18 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
     return det_refs, paths, context
 
 
-def _photom_conversion(path: Path):
-    """(PHOTMJ x RELRESPONSE)(lambda um) of the MOS photom's CLEAR/PRISM row: MJy per DN/s."""
+def _photom_conversion(path: Path, grating: str = "PRISM", filt: str = "CLEAR"):
+    """(PHOTMJ x RELRESPONSE)(lambda um) of the MOS photom's row for the filter and grating: MJy per DN/s."""
     from astropy.io import fits
 
     with fits.open(path) as h:
         for row in h["PHOTOM"].data:
-            if (str(row["filter"]).strip(), str(row["grating"]).strip()) == ("CLEAR", "PRISM"):
+            if (str(row["filter"]).strip(), str(row["grating"]).strip()) == (filt, grating):
                 n = int(row["nelem"])
                 wl, rr = np.array(row["wavelength"][:n], float), np.array(row["relresponse"][:n], float)
                 pm = float(row["photmj"])
                 return lambda lam: pm * np.interp(lam, wl, rr, left=np.nan, right=np.nan)
-    raise ParameterError(f"{path.name}: no CLEAR/PRISM row")
+    raise ParameterError(f"{path.name}: no {filt}/{grating} row")
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def _wcs_model(model, msa_path: Path, refpaths: dict):
     from ...tasks.base import run_step
 
     load_all()
-    img = N._image_like(model, N.Window("FULL", 1, 2048, D.frame_time("NRSRAPID")))
+    img = N._image_like(model, N.Window("FULL", 1, 2048, 1.0))
     img._path = str(msa_path.parent / (model.meta.filename or "x_uncal.fits"))
     wrefs = {rt: str(refpaths[rt]) for rt in (*N.OPTICS, "msa")}
     return run_step("assign_wcs", img, {}, references=wrefs).model
@@ -291,22 +294,21 @@ def _render(sl: _Slitlet, src_x: float, src_y: float, conversion, scale_mjy: flo
 # the observation
 
 
-def _check(instrument, detector, grating, filter, slit, subarray, readpatt, nexp, size, build_refs):  # noqa: A002
+def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs):
+    from ..synthetic_nirspec import READPATTS
+
     if (instrument or "nirspec").lower() != "nirspec":
         raise ParameterError(f"{MSASPEC} is a NIRSpec mode; use --instrument nirspec")
     if (detector or "NRS1").upper() != "NRS1":
-        raise ParameterError(f"{MSASPEC}: the slitlets' PRISM spectra are simulated on NRS1 "
+        raise ParameterError(f"{MSASPEC}: the slitlets' spectra are simulated on NRS1 "
                              f"(got --detector {detector})")
-    if (grating or "PRISM").upper() != "PRISM" or (filter or "CLEAR").upper() != "CLEAR":
-        raise ParameterError(f"{MSASPEC}: only PRISM/CLEAR is simulated (the real optical chain has the PRISM "
-                             f"disperser and the CLEAR fore optics alone); got --grating {grating} --filter {filter}")
     if slit is not None:
         raise ParameterError(f"{MSASPEC}: fixed slits within the MSA exposure are not simulated yet "
                              f"(got --slit {slit})")
     if (subarray or "FULL").upper() != "FULL":
         raise ParameterError(f"{MSASPEC} exposures are read in FULL frame (got --subarray {subarray})")
-    if (readpatt or "NRSRAPID").upper() != "NRSRAPID":
-        raise ParameterError(f"{MSASPEC} is simulated with NRSRAPID (got --readpatt {readpatt})")
+    if (readpatt or "NRSRAPID").upper() not in READPATTS:
+        raise ParameterError(f"{MSASPEC}: readout pattern {readpatt} is not simulated; choose {', '.join(READPATTS)}")
     if nexp not in (None, 1, 3):  # the generic default is 1
         raise ParameterError(f"{MSASPEC}: the {NOD_TYPE} nod has 3 exposures (got --nexp {nexp})")
     if size is not None:
@@ -315,9 +317,11 @@ def _check(instrument, detector, grating, filter, slit, subarray, readpatt, nexp
         raise ParameterError(f"{MSASPEC}: the scene is placed through the references' optical model; drop --no-refs")
 
 
-def _nod_metadata(model, ids, k, nexp, pointing, setup, target_ra, target_dec, offsets, msa_name):
+def _nod_metadata(model, ids, k, nexp, pointing, setup, target_ra, target_dec, offsets, msa_name,
+                  optics=("PRISM", "CLEAR")):
     N._metadata(model, exp_type=MSASPEC, slit="S200A1", window=N.Window("FULL", 1, 2048, 0.0), ids=ids, k=k,
-                nexp=nexp, pointing=pointing, setup=setup, target_ra=target_ra, target_dec=target_dec, offsets=offsets)
+                nexp=nexp, pointing=pointing, setup=setup, target_ra=target_ra, target_dec=target_dec, offsets=offsets,
+                grating=optics[0], filt=optics[1])
     m = model.meta
     m.exposure.type = MSASPEC
     ins = m.instrument
@@ -354,19 +358,20 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     """Write one nodded NIRSpec MOS observation (see the module) into ``output_dir``."""
     import pysiaf
 
-    _check(instrument, detector, grating, filter, slit, subarray, readpatt, nexp, size, build_refs)
+    _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs)
+    optics = N.optical_setup(MSASPEC, grating, filter)
     n_int = int(nints or DEFAULTS["nints"])
     if n_int < 1:
         raise ParameterError(f"{MSASPEC}: --nints must be at least 1 (got {nints})")
     n_groups = int(ngroups or DEFAULTS["ngroups"])
     if n_groups < 2:
         raise ParameterError("NIRSpec exposures need at least 2 groups")
-    n_exp, detector, readpatt = 3, "NRS1", "NRSRAPID"
+    n_exp, detector, readpatt = 3, "NRS1", (readpatt or "NRSRAPID").upper()
     tframe = D.frame_time(readpatt)
     window = N.Window("FULL", 1, 2048, tframe)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    det_refs, paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed)
+    det_refs, paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed, *optics)
 
     ap = pysiaf.Siaf("NIRSpec")["NRS_FULL_MSA"]
     ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
@@ -384,7 +389,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     src_x, src_y = IN_SHUTTER[0] - 0.5, IN_SHUTTER[1] - 0.5
     model, _ = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, t0, seed)
     first = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
-    _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name)
+    _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name, optics)
     slits0 = _slitlets(_wcs_model(model, msa_path, paths), nslit)
     radec = []
     for sl in slits0:
@@ -401,14 +406,14 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
                    [(source_id(k), ra, dec) for k, (ra, dec) in enumerate(radec)])
 
-    conversion = _photom_conversion(paths["photom"])
+    conversion = _photom_conversion(paths["photom"], *optics)
     full_well = float(np.nanmedian(np.asarray(det_refs["saturation"].data)))
     uncal, crs, scale, placed = [], [], None, []
     start = t0
     for k in range(n_exp):
         model, dur = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, start, seed + k)
         pointing = S.make_pointing(setup, target_ra, target_dec, pa_v3, *offsets[k])
-        _nod_metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, offsets[k], msa_name)
+        _nod_metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, offsets[k], msa_name, optics)
         slits = _slitlets(_wcs_model(model, msa_path, paths), nslit)
         rate = np.zeros((2048, 2048), np.float64)
         for j, sl in enumerate(slits):
@@ -440,14 +445,15 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     from astropy.table import Table
 
     stem = f"jw{ids.program}{ids.observation}{ids.visit}_{detector.lower()}"
-    lam = np.linspace(0.6, 5.3, 941)
+    lo, hi = N.FILTER_RANGE[optics[1]]
+    lam = np.linspace(lo, hi, int(round((hi - lo) / 0.005)) + 1)
     spec = Table({"wavelength": lam * u.um})
     for j in range(nslit):
         spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j]) * 1e-3 * u.Jy
     spec.meta.update({
         "description": "webbflow simulator truth: each MOS source's F_nu above the telescope (the pathloss-corrected "
                        "extracted spectrum's expectation)",
-        "exp_type": MSASPEC, "grating": "PRISM", "filter": "CLEAR", "msa_metadata_file": msa_name,
+        "exp_type": MSASPEC, "grating": optics[0], "filter": optics[1], "readpatt": readpatt, "msa_metadata_file": msa_name,
         "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(s) for s in SLITLETS],
         "source_ra_dec": [list(p) for p in radec], "in_shutter_xy": list(IN_SHUTTER),
         "nod_offsets_ideal_arcsec": [list(o) for o in offsets], "nod_columns": list(NOD_COLUMNS),
