@@ -71,7 +71,7 @@ def test_ifu_simulation_is_a_dithered_ifu_observation(ifu):
             assert (p["PATTTYPE"], p["PATT_NUM"], p["NUMDTHPT"], p["SRCTYAPT"], p["APERNAME"]) == (
                 "CYCLING", k + 1, 2, "POINT", "NRS_FULL_IFU")
             assert h["SCI"].data.shape == (1, 3, 2048, 2048) and h["SCI"].data.dtype.kind == "u"
-            assert p["S_REGION"].startswith("POLYGON ICRS")
+            assert h["SCI"].header["S_REGION"].startswith("POLYGON ICRS")
     truth = Table.read(sim.catalog)
     assert truth["wavelength"].unit == "um" and truth["flux"].unit == "Jy"
     assert str(truth["extended_peak"].unit) == "MJy / sr"
@@ -113,7 +113,8 @@ def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geo
     for u in ifu.sim.uncal:
         sci = fits.getdata(u, "SCI").astype(np.float64)
         diff = sci[0, -1] - sci[0, 0]
-        assert np.median(diff[inside]) > 20 * max(np.median(np.abs(diff[~inside])), 1.0)
+        # the sky alone gives ~3 DN/s in every slice pixel; outside, read noise, 1/f and dark
+        assert np.median(diff[inside]) > 4 * max(np.median(np.abs(diff[~inside])), 1.0)
         # the target through the exposure's attitude to v2v3: the slice whose footprint holds it, and its
         # neighbours across (the PSF is about a slice wide)
         hdr = fits.getheader(u)
@@ -227,8 +228,9 @@ def rate_path(ifu):
     sci = np.asarray(raw.data, np.float64)
     dt = raw.meta.exposure.group_time * (sci.shape[1] - 1)
     data = ((sci[0, -1] - sci[0, 0]) / dt).astype(np.float32)
-    m = models.ImageModel(data=data)
+    m = models.IFUImageModel(data=data)
     m.meta = raw.meta.model_copy(deep=True)
+    m.meta.model_type = "IFUImageModel"
     m.meta.bunit_data = m.meta.bunit_err = "DN/s"
     m.dq = np.zeros(data.shape, np.uint32)
     m.var_poisson = (np.abs(data) / (dt * 1.0)).astype(np.float32)
@@ -265,7 +267,7 @@ def steps_pair(ifu, rate_path):
     def ours():
         load_all()
         m = models.open(str(rate_path))
-        m = models.IFUImageModel(m)
+        assert isinstance(m, models.IFUImageModel)
         for s in chain:
             m = run_step(s, m, {}).model
         return m
