@@ -86,10 +86,11 @@ def calibrate(model, photom_ref, area_ref, params):
         if col not in names:
             raise ReferenceFileError("photom", name, f"has no {col.upper()} column (not a NIRSpec photom file)")
     pixarea = _area_column(area_ref, "pixarea")
-    a2 = np.nanmean(pixarea)
-    model.meta.photometry.pixelarea_arcsecsq = float(a2)
+    # the mean area as the product's keyword holds it (a Python float), the steradians from that
+    a2 = float(np.nanmean(pixarea))
+    model.meta.photometry.pixelarea_arcsecsq = a2
     sr = a2 * A2_TO_SR
-    model.meta.photometry.pixelarea_steradians = float(sr)
+    model.meta.photometry.pixelarea_steradians = sr
     filt = (model.meta.instrument.filter or "").upper() or None
     grating = (model.meta.instrument.grating or "").upper() or None
     r = find_row(table, {"filter": filt, "grating": grating})
@@ -97,7 +98,7 @@ def calibrate(model, photom_ref, area_ref, params):
         return model, "COMPLETE"
     row = table[r]
     photmj = row[names["photmj"]]
-    conv = photmj / sr
+    conv = photmj / sr  # in the table's precision (float32), as the keyword gets it
     log.info("PHOTMJSR value: %.6g", conv)
     model.meta.photometry.conversion_megajanskys = float(conv)
     model.meta.photometry.conversion_microjanskys = float(conv * MJSR_TO_UJA2)

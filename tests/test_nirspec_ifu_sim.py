@@ -117,7 +117,8 @@ def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geo
         assert np.median(diff[inside]) > 4 * max(np.median(np.abs(diff[~inside])), 1.0)
         # the target through the exposure's attitude to v2v3: the slice whose footprint holds it, and its
         # neighbours across (the PSF is about a slice wide)
-        hdr = fits.getheader(u)
+        with fits.open(u) as h:
+            hdr = {**h[0].header, **h["SCI"].header}
         setup = _Aim(hdr["V2_REF"], hdr["V3_REF"], hdr["V3I_YANG"], hdr["VPARITY"])
         pointing = S.make_pointing(setup, ra, dec, hdr["PA_V3"], hdr["XOFFSET"], hdr["YOFFSET"])
         tv = np.array(S.sky_to_tel(pointing.attitude, ra, dec), float)
@@ -129,7 +130,8 @@ def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geo
                 hits.append(n)
             if np.any((du <= 1.5 * s.width) & (dv <= s.height / 2)):
                 near.append(n)
-        assert len(hits) == 1 and len(near) in (2, 3) and hits[0] in near
+        # (a target on the line between two slices is in both)
+        assert len(hits) in (1, 2) and 2 <= len(near) <= 4 and set(hits) <= set(near)
         bright = np.unravel_index(np.argsort(np.where(inside, diff, -np.inf), axis=None)[-50:], diff.shape)
         in_target = np.zeros((2048, 2048), bool)
         for n in near:
@@ -285,7 +287,7 @@ def test_flat_field_and_photom_of_the_slices_match_jwst(steps_pair):
     assert ours.meta.bunit_data == theirs.meta.bunit_data == "MJy/sr"
     for attr in ("data", "err", "var_poisson", "var_rnoise", "var_flat"):
         a, b = np.asarray(getattr(ours, attr)), np.asarray(getattr(theirs, attr))
-        assert a.dtype == b.dtype, attr
+        assert a.dtype.newbyteorder("=") == b.dtype.newbyteorder("="), attr
         assert np.array_equal(np.isnan(a), np.isnan(b)), attr
         ok = np.isfinite(b)
         assert ok.sum() > 300_000, attr
