@@ -94,9 +94,9 @@ def geometry(ifu):
 
 
 def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geometry):
-    """The first group-to-last difference: the slices' pixels hold the light (the sky and the blob fill
-    every slice), pixels outside them hold read noise and dark; the point source's brightest pixels are in
-    the slices whose sky footprint holds the target."""
+    """The first group-to-last difference: the slices' pixels hold the light, pixels outside them read
+    noise, dark and cosmic rays; the point source's brightest pixels are in the slices whose sky footprint
+    holds the target."""
     from astropy.io import fits
 
     from webbflow.refs import simulator as S
@@ -113,8 +113,9 @@ def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geo
     for u in ifu.sim.uncal:
         sci = fits.getdata(u, "SCI").astype(np.float64)
         diff = sci[0, -1] - sci[0, 0]
-        # the sky alone gives ~3 DN/s in every slice pixel; outside, read noise, 1/f and dark
-        assert np.median(diff[inside]) > 4 * max(np.median(np.abs(diff[~inside])), 1.0)
+        # the brightest pixels (beside a few cosmic rays) are the slices' (the source, the blob's line)
+        top = np.argsort(diff, axis=None)[-2000:]
+        assert inside.ravel()[top].mean() > 0.9
         # the target through the exposure's attitude to v2v3: the slice whose footprint holds it, and its
         # neighbours across (the PSF is about a slice wide)
         with fits.open(u) as h:

@@ -24,8 +24,8 @@ The scene, per pixel (MJy, then over the photom conversion PHOTMJ x RELRESPONSE(
   circular Gaussian PSF (refs/synthetic_nirspec_spec2's width at lambda) inside the footprint
   (a product of error functions across and along the slice);
 - the extended emission: a circular Gaussian blob (EXT_SIGMA arcsec, EXT_OFFSET arcsec east/north of the
-  target) of surface brightness EXT_PEAK x the point source's peak pixel, with an emission line at
-  EXT_LINE, times the footprint's solid angle;
+  target) holding EXT_FRACTION of the point source's F_nu, with an emission line at EXT_LINE, its surface
+  brightness times the footprint's solid angle;
 - the zodiacal + thermal sky (the imaging simulator's) times the solid angle.
 The area reference holds each slice's median footprint solid angle, so photom's per-slice pixel
 area turns the rate back into the scene's surface brightness.  Brightness: the brightest pixel reaches
@@ -65,18 +65,20 @@ IFU_REFS = ("ifupost", "ifuslicer", "ifufore", "chromcorr")
 REAL_IFUPOST = "jwst_nirspec_ifupost_0004.asdf"
 EXT_SIGMA = 0.6  # arcsec, the extended blob's Gaussian width
 EXT_OFFSET = (0.5, 0.3)  # arcsec east, north of the target
-EXT_PEAK = 0.08  # the blob's peak surface brightness x a pixel's solid angle / the point source's peak pixel flux
+EXT_FRACTION = 0.5  # the blob's continuum flux (all of it) / the point source's, at every wavelength
 EXT_LINE = (1.8751, 0.02, 4.0)  # Paschen alpha: centre (um), sigma (um), peak over continuum
 NA_TYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow", "apcorr", "distortion", "filteroffset",
             "specwcs", "regions")
 ARCSEC2_SR = (math.pi / 180.0 / 3600.0) ** 2
 
 
-def extended_spectrum(lam_um, peak: float) -> np.ndarray:
-    """The blob's surface brightness at its centre (MJy/sr): a flat continuum ``peak`` with one line."""
+def extended_spectrum(lam_um, scale_mjy: float) -> np.ndarray:
+    """The blob's surface brightness at its centre (MJy/sr): EXT_FRACTION of the point source's F_nu spread
+    over the Gaussian (2 pi EXT_SIGMA^2), with one emission line."""
     lam = np.asarray(lam_um, float)
     c, w, h = EXT_LINE
-    return peak * (1.0 + h * np.exp(-0.5 * ((lam - c) / w) ** 2))
+    total = EXT_FRACTION * N.source_spectrum(lam, scale_mjy) * 1e-9  # MJy
+    return total / (2.0 * math.pi * EXT_SIGMA**2 * ARCSEC2_SR) * (1.0 + h * np.exp(-0.5 * ((lam - c) / w) ** 2))
 
 
 def sky_brightness(lam_um) -> np.ndarray:
@@ -161,7 +163,7 @@ def slice_pixels(full) -> list[_Slice]:
     return out
 
 
-def render(slices, target_v23, blob_v23, conversion, scale_mjy: float, ext_peak: float):
+def render(slices, target_v23, blob_v23, conversion, scale_mjy: float, blob: bool = True):
     """(source DN/s, extended + sky DN/s) full frames for a target and blob at those v2v3 (arcsec)."""
     from .. import synthetic_nirspec_spec2 as P
 
@@ -177,8 +179,8 @@ def render(slices, target_v23, blob_v23, conversion, scale_mjy: float, ext_peak:
         frac = P._box(s.width / 2.0, du, sigma) * P._box(s.height / 2.0, dv, sigma)
         flux = N.source_spectrum(s.lam, scale_mjy) * 1e-9 * frac  # MJy
         b = np.asarray(blob_v23, float)[:, None] - s.centre
-        blob = np.exp(-0.5 * (b**2).sum(0) / EXT_SIGMA**2)
-        sb = extended_spectrum(s.lam, ext_peak) * blob + sky_brightness(s.lam)  # MJy/sr
+        shape = np.exp(-0.5 * (b**2).sum(0) / EXT_SIGMA**2) if blob else 0.0
+        sb = extended_spectrum(s.lam, scale_mjy) * shape + sky_brightness(s.lam)  # MJy/sr
         omega = s.solid_angle * ARCSEC2_SR
         source[s.y, s.x] = np.where(ok, flux / conv, 0.0)
         diffuse[s.y, s.x] = np.where(ok, sb * omega / conv, 0.0)
@@ -340,7 +342,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=IFU, detector=None, s
     blob_ra = target_ra + EXT_OFFSET[0] / 3600.0 / math.cos(dec0)
     blob_dec = target_dec + EXT_OFFSET[1] / 3600.0
     uncal, crs, placed = [], [], []
-    scale = ext_peak = None
+    scale = None
     start = t0
     for k in range(n_exp):
         model, dur = N._exposure(IFU, readpatt, n_groups, n_int, window, start, seed + k)
@@ -348,14 +350,10 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=IFU, detector=None, s
         _metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, DITHER[k])
         tv = S.sky_to_tel(pointing.attitude, target_ra, target_dec)
         bv = S.sky_to_tel(pointing.attitude, blob_ra, blob_dec)
-        if scale is None:  # the brightest pixel reaches PEAK_FILL of the well; the blob EXT_PEAK of it
-            unit, _ = render(slices, tv, bv, conversion, 1.0, 0.0)
+        if scale is None:  # the brightest pixel reaches PEAK_FILL of the well
+            unit, _ = render(slices, tv, bv, conversion, 1.0, blob=False)
             scale = N.PEAK_FILL * full_well / (float(unit.max()) * model.meta.exposure.integration_time)
-            iy, ix = np.unravel_index(int(np.argmax(unit)), unit.shape)
-            peak_mjy = float(unit[iy, ix]) * scale * float(conversion(_lam_at(slices, ix, iy)))
-            omega = float(np.median(np.concatenate([s.solid_angle for s in slices]))) * ARCSEC2_SR
-            ext_peak = EXT_PEAK * peak_mjy / omega
-        source, diffuse = render(slices, tv, bv, conversion, scale, ext_peak)
+        source, diffuse = render(slices, tv, bv, conversion, scale)
         rate = (source + diffuse).astype(np.float32)
         ramp, truth = D.simulate_nirspec_ramp(detector, readpatt, n_groups, n_int, det_refs, seed=seed * 101 + k,
                                               exp_type=IFU, start_time=start.isoformat(), rate=rate, tframe=tframe)
@@ -375,7 +373,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=IFU, detector=None, s
     stem = f"jw{ids.program}{ids.observation}{ids.visit}_{detector.lower()}"
     lam = np.linspace(0.6, 5.3, 941)
     spec = Table({"wavelength": lam * u.um, "flux": N.source_spectrum(lam, scale) * 1e-3 * u.Jy,
-                  "extended_peak": extended_spectrum(lam, ext_peak) * u.MJy / u.sr,
+                  "extended_peak": extended_spectrum(lam, scale) * u.MJy / u.sr,
                   "sky": sky_brightness(lam) * u.MJy / u.sr})
     spec.meta.update({
         "description": "webbflow simulator truth: the point source's F_nu above the telescope, the extended "
@@ -394,10 +392,3 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=IFU, detector=None, s
     result.context, result.crds_path = context, out
     return result
 
-
-def _lam_at(slices, x, y) -> float:
-    for s in slices:
-        hit = np.flatnonzero((s.x == x) & (s.y == y))
-        if hit.size:
-            return float(s.lam[hit[0]])
-    raise RuntimeError(f"pixel ({x}, {y}) is in no slice")
