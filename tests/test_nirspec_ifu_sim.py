@@ -113,9 +113,9 @@ def test_light_falls_in_the_slices_and_the_target_where_the_wcs_puts_it(ifu, geo
     for u in ifu.sim.uncal:
         sci = fits.getdata(u, "SCI").astype(np.float64)
         diff = sci[0, -1] - sci[0, 0]
-        # the brightest pixels (beside a few cosmic rays) are the slices' (the source, the blob's line)
-        top = np.argsort(diff, axis=None)[-2000:]
-        assert inside.ravel()[top].mean() > 0.9
+        # the slices' brightest pixels (the source, the blob's line: ~1000 DN) against the brightest outside
+        # them (noise, hot pixels, cosmic rays: ~60 DN)
+        assert np.percentile(diff[inside], 99.9) > 10 * np.percentile(diff[~inside], 99.9)
         # the target through the exposure's attitude to v2v3: the slice whose footprint holds it, and its
         # neighbours across (the PSF is about a slice wide)
         with fits.open(u) as h:
@@ -283,6 +283,7 @@ def test_flat_field_and_photom_of_the_slices_match_jwst(steps_pair):
     """The cal's arrays after assign_wcs, srctype, flat_field and photom: SCI, ERR and the variances within
     rtol 1e-5 where finite (NaN at the same pixels), DQ equal; the photometry keywords equal."""
     ours, theirs = steps_pair
+    worst = {}
     assert ours.meta.cal_step.flat_field == theirs.meta.cal_step.flat_field == "COMPLETE"
     assert ours.meta.cal_step.photom == theirs.meta.cal_step.photom == "COMPLETE"
     assert ours.meta.bunit_data == theirs.meta.bunit_data == "MJy/sr"
@@ -293,7 +294,9 @@ def test_flat_field_and_photom_of_the_slices_match_jwst(steps_pair):
         ok = np.isfinite(b)
         assert ok.sum() > 300_000, attr
         np.testing.assert_allclose(a[ok], b[ok], rtol=1e-5, atol=0, err_msg=attr)
+        worst[attr] = float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-30)))
     assert np.array_equal(ours.dq, theirs.dq)
+    print("largest relative differences from jwst:", ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
     po, pt = ours.meta.photometry, theirs.meta.photometry
     for k in ("conversion_megajanskys", "conversion_microjanskys", "pixelarea_arcsecsq", "pixelarea_steradians"):
         assert getattr(po, k) == pytest.approx(getattr(pt, k), rel=1e-7), k
