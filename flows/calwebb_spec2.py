@@ -348,3 +348,4 @@ def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
 from . import _spec2_grism  # noqa: E402,F401
 from . import _spec2_soss  # noqa: E402,F401
 from . import _spec2_nirspec  # noqa: E402,F401
+from . import _spec2_nrs_ifu  # noqa: E402,F401

@@ -4,7 +4,8 @@
   zero_point_offset}; the offset is an astropy ``Tabular2D`` of (wavelength in metres, source
   position across the slit from -0.5 to 0.5) giving the wavelength shift in pixels.
 - ``NirspecSlitAreaModel`` (FITS): an AREA table of (SLIT_ID, PIXAREA) per fixed slit, the pixel
-  area in arcsec^2; ``NirspecMosAreaModel``: (QUADRANT, SHUTTER_X, SHUTTER_Y, PIXAREA) per shutter.
+  area in arcsec^2; ``NirspecMosAreaModel``: (QUADRANT, SHUTTER_X, SHUTTER_Y, PIXAREA) per shutter;
+  ``NirspecIfuAreaModel``: (SLICE_ID, PIXAREA) per IFU slice.
   Both are area references (PixelAreaModel subclasses) with no SCI array.
 - :func:`pathloss_apertures`: the apertures of a NIRSpec ``PathlossModel`` FITS file (PS, PSVAR,
   UNI, UNIVAR extensions, one EXTVER per aperture) as jwst's model lists them.
@@ -30,6 +31,10 @@ class NirspecSlitAreaModel(PixelAreaModel):
 
 
 class NirspecMosAreaModel(PixelAreaModel):
+    arrays = (A("area_table", "AREA", table=True, required=True),)
+
+
+class NirspecIfuAreaModel(PixelAreaModel):
     arrays = (A("area_table", "AREA", table=True, required=True),)
 
 

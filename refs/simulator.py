@@ -1655,6 +1655,7 @@ MODE_SIMULATORS["NRC_WFSS"] = "wfss"  # NIRCam WFSS: direct image + dispersed ex
 MODE_SIMULATORS.update({"NRS_FIXEDSLIT": "nirspec", "NRS_BRIGHTOBJ": "nirspec"})  # refs/sim/nirspec.py
 MODE_SIMULATORS["NIS_WFSS"] = "wfss_niriss"  # NIRISS WFSS: direct image + dispersed exposures (refs/sim/wfss_niriss.py)
 MODE_SIMULATORS["NRS_MSASPEC"] = "nirspec_msa"  # NIRSpec MOS: nodded three-shutter slitlets (refs/sim/nirspec_msa.py)
+MODE_SIMULATORS["NRS_IFU"] = "nirspec_ifu"  # NIRSpec IFU: a dithered point source on extended emission (refs/sim/nirspec_ifu.py)
 MODE_SIMULATORS["MIR_MRS"] = "mrs"  # MIRI MRS: a 4-point dither of one detector and band (refs/sim/mrs.py)
 MODE_SIMULATORS.update({"MIR_4QPM": "coron_miri", "MIR_LYOT": "coron_miri"})  # MIRI coronagraphy (refs/sim/coron_miri.py)
 

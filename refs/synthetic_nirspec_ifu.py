@@ -24,6 +24,20 @@ with it and with ESA's IFU functional truth tables (``ifu_*_functional_ESA_v1_20
   (x, y, wavelength) -> (x + dx(lambda), y + dy(lambda), wavelength), with its exact inverse.  No
   measured correction is at hand: dx, dy are small quadratics in the wavelength (at most about 2
   milliarcseconds over 0.6-5.3 micron), enough for the WCS to show that it is applied.
+
+The rest of a simulated NRS_IFU observation's set (refs/sim/nirspec_ifu.py), in the real files' forms:
+
+- ``fflat`` (NirspecFlatModel): the FAST_VARIATION table alone, one row ``ANY`` (the IFU's fore optics
+  have no 2-D part); ``sflat``: SCI/DQ/ERR of (planes, 2048, 2048), WAVELENGTH, one FAST_VARIATION row
+  (refs/synthetic_nirspec_flat.py's MSA form, for NRS_IFU); ``dflat``: the detector's (shared by all modes).
+- ``photom`` (NrsMosPhotomModel, which jwst reads for the IFU too): one row per filter and grating.
+- ``area`` (NirspecIfuAreaModel): the AREA table (slice_id, pixarea in arcsec^2): each slice's median
+  pixel solid angle, measured on the simulated exposure's WCS (the slice width times the along-slice
+  extent of a row); PIXAR_A2/PIXAR_SR their mean.
+- ``cubepar`` (NirspecIFUCubeParsModel): per grating/filter the spaxel size, spectral step and range,
+  msm and emsm regions of interest, and the prism/medium/high wavelength tables.
+- ``extract1d`` (Extract1dIFUModel, ASDF): an aperture of 2 PSF FWHMs and a background annulus of 2.5-3.5
+  FWHMs from 0.6 to 5.3 micron.
 """
 
 from __future__ import annotations
@@ -174,5 +188,160 @@ def write_ifu_references(folder) -> dict[str, Path]:
     return out
 
 
+# ---------------------------------------------------------------------------
+# flats, photom, area, cubepar and extract1d for NRS_IFU
+
+# (grating, filter, spaxel arcsec, spectral step um, wavemin, wavemax): the real NIRSpec cubepar's sampling
+CUBE_SETTINGS = [
+    ("PRISM", "CLEAR", 0.1, 0.005, 0.60, 5.30), ("G140M", "F070LP", 0.1, 0.0006, 0.70, 1.27),
+    ("G140M", "F100LP", 0.1, 0.0006, 0.97, 1.89), ("G235M", "F170LP", 0.1, 0.001, 1.66, 3.17),
+    ("G395M", "F290LP", 0.1, 0.0018, 2.87, 5.27), ("G140H", "F070LP", 0.1, 0.000235, 0.70, 1.27),
+    ("G140H", "F100LP", 0.1, 0.000235, 0.97, 1.89), ("G235H", "F170LP", 0.1, 0.0004, 1.66, 3.17),
+    ("G395H", "F290LP", 0.1, 0.000665, 2.87, 5.27),
+]
+IFU = "NRS_IFU"
+
+
+def _retag(path, **keys):
+    """Set primary-header keywords of a written FITS reference (its EXP_TYPE, description ...)."""
+    from astropy.io import fits
+
+    with fits.open(path, mode="update") as h:
+        for k, v in keys.items():
+            h[0].header[k] = v
+    return Path(path)
+
+
+def write_ifu_fflat(path, grating="PRISM", filt="CLEAR") -> Path:
+    from astropy.io import fits
+
+    from . import synthetic_nirspec_flat as F
+
+    h = F._primary("fflat", "NirspecFlatModel", IFU, "webbflow synthetic NIRSpec IFU fore-optics flat",
+                   grating="N/A", filt=filt)
+    return F._write(path, [fits.PrimaryHDU(header=h),
+                           F._fast_variation_hdu(F.fast_variation_rows(["ANY"], grating, 1.7, 0.03))])
+
+
+def write_ifu_sflat(path, detector="NRS1", grating="PRISM", filt="CLEAR") -> Path:
+    from . import synthetic_nirspec_flat as F
+
+    F.write_sflat(path, exp_type="NRS_MSASPEC", detector=detector, grating=grating, filt=filt, seed=5)
+    return _retag(path, EXP_TYPE=IFU, DESCRIP="webbflow synthetic NIRSpec IFU spectrograph flat")
+
+
+def write_ifu_photom(path, real_fs_path) -> Path:
+    from . import synthetic_nirspec_spec2 as P
+
+    P.write_mos_photom(path, real_fs_path)
+    return _retag(path, EXP_TYPE=IFU, P_EXP_TY=f"{IFU}|", DESCRIP="NIRSpec IFU photom (webbflow synthetic)")
+
+
+def write_ifu_area(path, pixarea_a2, grating="PRISM", filt="CLEAR") -> Path:
+    """The IFU area reference: ``pixarea_a2`` (arcsec^2) per slice 0-29."""
+    from astropy.io import fits
+
+    from . import synthetic_nirspec_spec2 as P
+
+    a2 = np.asarray(pixarea_a2, np.float64)
+    table = np.zeros(NSLICES, dtype=[("slice_id", ">i2"), ("pixarea", ">f4")])
+    table["slice_id"], table["pixarea"] = np.arange(NSLICES), a2
+    h = P._primary("AREA", "NirspecIfuAreaModel", IFU, f"{IFU}|", "NIRSpec IFU pixel areas per slice "
+                   "(webbflow synthetic)", detector="N/A", filter=filt, grating=grating)
+    mean = float(np.mean(table["pixarea"]))
+    h["PIXAR_A2"] = (mean, "Nominal pixel area in arcsec^2")
+    h["PIXAR_SR"] = (mean / 206264.80624709636**2, "Nominal pixel area in steradians")
+    return P._write(path, [fits.PrimaryHDU(header=h), fits.BinTableHDU(table, name="AREA")])
+
+
+def write_ifu_cubepar(path) -> Path:
+    from astropy.io import fits
+
+    from . import synthetic_nirspec_spec2 as P
+
+    def col(name, fmt, values):
+        return fits.Column(name=name, format=fmt, array=np.asarray(values))
+
+    gr = [c[0] for c in CUBE_SETTINGS]
+    fi = [c[1] for c in CUBE_SETTINGS]
+    spax, step, lo, hi = (np.array([c[i] for c in CUBE_SETTINGS], np.float32) for i in range(2, 6))
+    n = len(CUBE_SETTINGS)
+    h = P._primary("CUBEPAR", "NirspecIFUCubeParsModel", IFU, f"{IFU}|", "NIRSpec IFU cube building parameters "
+                   "(webbflow synthetic)", detector="N/A")
+    hdus = [fits.PrimaryHDU(header=h),
+            fits.BinTableHDU.from_columns([col("DISPERSER", "5A", gr), col("FILTER", "6A", fi),
+                                           col("WAVEMIN", "E", lo), col("WAVEMAX", "E", hi),
+                                           col("SPAXELSIZE", "E", spax), col("SPECTRALSTEP", "E", step)],
+                                          name="CUBEPAR"),
+            fits.BinTableHDU.from_columns([col("DISPERSER", "5A", gr), col("FILTER", "6A", fi),
+                                           col("ROISPATIAL", "E", np.full(n, 0.1, np.float32)),
+                                           col("ROISPECTRAL", "E", 2 * step),
+                                           col("POWER", "E", np.full(n, 2.0, np.float32)),
+                                           col("SOFTRAD", "E", np.full(n, 0.01, np.float32))], name="CUBEPAR_MSM")]
+    tables = {}
+    for tag, (w0, w1, r) in {"PRISM": (0.6, 5.3, 100.0), "MED": (0.7, 5.27, 1000.0),
+                             "HIGH": (0.7, 5.27, 2700.0)}.items():
+        wave = (w0 * (1 + 1 / r) ** np.arange(int(np.log(w1 / w0) / np.log(1 + 1 / r)) + 2)).astype(np.float32)
+        tables[tag] = (wave, np.full(wave.size, 0.1, np.float32), (2 * wave / r).astype(np.float32))
+    for tag, (wave, sroi, wroi) in tables.items():
+        m = wave.size
+        hdus.append(fits.BinTableHDU.from_columns(
+            [col("WAVELENGTH", "E", wave), col("ROISPATIAL", "E", sroi), col("ROISPECTRAL", "E", wroi),
+             col("POWER", "E", np.full(m, 2.0, np.float32)), col("SOFTRAD", "E", np.full(m, 0.01, np.float32))],
+            name=f"MULTICHAN_{tag}_MSM"))
+    hdus.append(fits.BinTableHDU.from_columns([col("DISPERSER", "5A", gr), col("FILTER", "6A", fi),
+                                               col("ROISPATIAL", "E", np.full(n, 0.1, np.float32)),
+                                               col("ROISPECTRAL", "E", 2 * step),
+                                               col("SCALERAD", "E", np.full(n, 0.05, np.float32))],
+                                              name="CUBEPAR_EMSM"))
+    for tag, (wave, sroi, wroi) in tables.items():
+        hdus.append(fits.BinTableHDU.from_columns(
+            [col("WAVELENGTH", "E", wave), col("ROISPATIAL", "E", sroi), col("ROISPECTRAL", "E", wroi),
+             col("SCALERAD", "E", sroi / 2)], name=f"MULTICHAN_{tag}_EMSM"))
+    for tag, (wave, _s, _w) in tables.items():
+        hdus.append(fits.BinTableHDU.from_columns([col("WAVELENGTH", "E", wave)], name=f"MULTICHAN_{tag}_DRIZZLE"))
+    return P._write(path, hdus)
+
+
+def ifu_fwhm(wave_um):
+    """The PSF's FWHM (arcsec) the simulator gives the point source (refs/synthetic_nirspec_spec2's PSF)."""
+    from .synthetic_nirspec_spec2 import psf_sigma_arcsec
+
+    return psf_sigma_arcsec(np.asarray(wave_um, np.float64) * 1e-6) * 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
+    """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
+    from ..models import Extract1dIFUModel
+    from .synthetic import AUTHOR as _AUTHOR
+    from .synthetic_mrs import save_inline
+
+    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
+    fwhm = ifu_fwhm(wave)
+    m = Extract1dIFUModel()
+    m.set_tree(data={
+        "wavelength": wave, "wavelength_units": "micron",
+        "radius": (radius_fwhm * fwhm).astype(np.float32), "radius_units": "arcsec",
+        "inner_bkg": (inner_fwhm * fwhm).astype(np.float32), "inner_bkg_units": "arcsec",
+        "outer_bkg": (outer_fwhm * fwhm).astype(np.float32), "outer_bkg_units": "arcsec",
+        "axis_ratio": np.ones(wave.size, np.float32), "axis_pa": np.zeros(wave.size, np.float32),
+        "axis_pa_units": "degrees",
+    })
+    meta = m.meta
+    meta.model_type = "Extract1dIFUModel"
+    meta.reftype = "EXTRACT1D"
+    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", _AUTHOR
+    meta.description = "NIRSpec IFU extraction parameters (synthetic)"
+    meta.telescope = "JWST"
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.detector = "N/A"
+    meta.exposure.type = IFU
+    extra = m.meta.model_extra if m.meta.model_extra is not None else {}
+    extra.update({"region_type": "target", "subtract_background": True, "method": "exact", "subpixels": 10})
+    save_inline(m, path)
+    return Path(path)
+
+
 __all__ = ["chromcorr_reference", "ifufore_reference", "ifuslicer_reference", "slicer_table",
-           "write_ifu_references"]
+           "write_ifu_area", "write_ifu_cubepar", "write_ifu_extract1d", "write_ifu_fflat", "write_ifu_photom",
+           "write_ifu_references", "write_ifu_sflat"]

@@ -479,8 +479,10 @@ def nirspec_flat_field(model, refs: dict, inverse=False):
     if isinstance(model, MultiSlitModel):
         made = flat_slits(model, fflat, sflat, dflat, inverse)
         return made, ("COMPLETE" if model.slits else "SKIPPED")
-    if isinstance(model, IFUImageModel) or exp_type == "NRS_IFU":
-        raise UnsupportedModeError("flat_field for NIRSpec IFU (NRS_IFU) is not implemented yet")
+    if isinstance(model, IFUImageModel) or exp_type == "NRS_IFU":  # the whole image, slice by slice
+        from ._flat_nirspec_ifu import flat_ifu
+
+        return flat_ifu(model, fflat, sflat, dflat, inverse), "COMPLETE"
     raise UnsupportedModeError(
         f"flat_field for {exp_type} takes the MultiSlitModel extract_2d makes, not {type(model).__name__}")
 

@@ -339,8 +339,11 @@ def photom(model, refs, params: PhotomParams):
         calibrate_grism = _photom_grism.calibrate_tso if isinstance(model, SlitModel) else _photom_grism.calibrate_wfss
         with np.errstate(invalid="ignore", divide="ignore"):
             return calibrate_grism(model, refs["photom"], refs.get("area"), params)
-    from . import _photom_nirspec
+    from . import _photom_nirspec, _photom_nirspec_ifu
 
+    if _photom_nirspec_ifu.applies(model):  # the NIRSpec IFU: a per-pixel conversion from the slices' WCSs
+        with np.errstate(invalid="ignore"):
+            return _photom_nirspec_ifu.calibrate(model, refs["photom"], refs.get("area"), params)
     if _photom_nirspec.applies(model):  # NIRSpec fixed slits, MSA slits, the BOTS cutout: per slit
         return _photom_nirspec.calibrate(model, refs["photom"], refs.get("area"), params)
     from . import _photom_mrs

@@ -44,7 +44,7 @@ from ..synthetic_nirspec import AXES, DETECTORS, IRS2_READPATTS, READPATTS, irs2
 
 TFRAME = {"IRS2": 14.58889, "TRADITIONAL": 10.73676}
 NRS_NORM, NRS_REF = 16, 4
-EXP_TYPES = ("NRS_FIXEDSLIT", "NRS_BRIGHTOBJ", "NRS_MSASPEC")
+EXP_TYPES = ("NRS_FIXEDSLIT", "NRS_BRIGHTOBJ", "NRS_MSASPEC", "NRS_IFU")
 STRIPES = ((300, 25.0), (700, 120.0), (1024, 4000.0), (1400, 60.0), (1800, 300.0))  # (DMS row, peak DN/s)
 CORRELATED_NOISE_RMS = 4.0  # DN, the 1/f-like noise common to the five outputs
 OUTPUT_DRIFT_RMS = 5.0  # DN per group

@@ -1,0 +1,33 @@
+"""spec2 branch of the NIRSpec IFU (NRS_IFU), added to :data:`flows.calwebb_spec2.BRANCHES`.
+
+jwst 3.0's Spec2Pipeline sends NRS_IFU through ``_process_common`` on the IFUImageModel assign_wcs
+makes: assign_wcs, msa_flagging (the failed-open shutters of ``msaoper``; SKIPPED when CRDS gives
+none), imprint (jwst's imprint_subtract, with the association's imprint members), bkg_subtract (with
+background members), srctype, flat_field (the f, s and d flats at each slice's wavelengths:
+tasks/_flat_nirspec_ifu.py), pathloss (SKIPPED when the reference is N/A), photom (a per-pixel
+conversion to MJy/sr with the slices' pixel areas: tasks/_photom_nirspec_ifu.py); the cal; then
+cube_build (spec2 builds without the field-of-view DQ flagging) to the s3d and extract_1d on it.
+
+Its step verification records SKIPPED, without running them, the default-skipped badpix_selfcal and
+clean_flicker_noise, and the steps of other modes: targ_centroid, straylight, fringe, barshadow and
+residual_fringe.
+
+Not yet here: cube_build for NIRSpec (tasks/cube_build builds MIRI MRS cubes only; it refuses a NIRSpec
+exposure in one line after the cal is written), so the s3d and x1d of an NRS_IFU exposure are not made.
+"""
+
+from __future__ import annotations
+
+from .calwebb_spec2 import BRANCHES, Branch, _mrs_prepare
+
+BRANCHES["NRS_IFU"] = Branch(
+    "nirspec-ifu",
+    ("assign_wcs", "msa_flagging", "imprint", "bkg_subtract?", "srctype", "flat_field", "pathloss", "photom"),
+    resample="cube_build",
+    extract=True,
+    marked_skipped=("badpix_selfcal", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "straylight", "fringe",
+                    "barshadow", "residual_fringe"),
+    notes="NIRSpec IFU: the cal (flat_field and photom per slice); cube_build (s3d) and x1d not yet for NIRSpec",
+    extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare,
+           "recorded_reftypes": ("distortion", "filteroffset")},
+)
