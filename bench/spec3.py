@@ -114,7 +114,8 @@ def main(argv=None) -> None:
     print(f"{'':<10}{'wall s':>9}{'peak MiB':>10}{'CPU s':>8}   products")
     for k, v in med.items():
         print(f"{k:<10}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {len(names[k])}")
-    print(f"\nratio webbflow/jwst: {w['wall'] / j['wall']:.2f}x wall, {w['rss'] / j['rss']:.2f}x peak memory; "
+    print(f"\nratio webbflow/jwst: {w['wall'] / j['wall']:.2f}x wall, {w['cpu'] / j['cpu']:.2f}x CPU, "
+          f"{w['rss'] / j['rss']:.2f}x peak memory; load average now {os.getloadavg()[0]:.1f}; "
           f"same product names: {names['jwst'] == names['webbflow']}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,

@@ -6,7 +6,9 @@ The calibrated exposures (``_cal``) of one spec3 product in, in jwst 3.0's order
         the science exposures (:mod:`webbflow.tasks.master_background`; MOS slits get none)
     multi-slit exposures (MultiSlitModel): exp_to_source regroups their slits by source
         -> per source, one Prefect subflow (``spec3-source``), fanned out on the flow's task
-           runner (threads, at most ``MAX_WORKERS`` sources at once):
+           runner (threads, at most ``MAX_WORKERS`` sources at once); a run Prefect does not
+           track (``webbflow run spec3`` with no Prefect API, see stage.prefect_tracking) runs
+           the flow's body and each source as plain calls on as many threads instead:
               <source product>_cal.fits   the source's slits, one per exposure (MultiExposureModel)
               outlier_detection (mode spec)      -> <source product>_crf.fits
               adaptive_trace_model, pixel_replace (skipped by default, as in jwst)
@@ -282,9 +284,22 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                    for name, src in sources]
         results = [f.result() for f in futures]
     else:
-        for name, src in sources:  # no Prefect run (``spec3.fn``): plain calls, the same products
+        # no Prefect run (``spec3.fn``): plain calls, the same products, MAX_WORKERS sources at once
+        def one(item):
+            name, src = item
             run = StageRun(params=params, references=references, context=context)
-            results.append(guarded(SourceResult, process_source, name, src, name, run, out_dir, asn_table_name, asn_id))
+            return guarded(SourceResult, process_source, name, src, name, run, out_dir, asn_table_name, asn_id)
+
+        if len(sources) > 1 and MAX_WORKERS > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from .association import warm_up_readers
+
+            warm_up_readers()
+            with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="spec3-source") as pool:
+                results = list(pool.map(one, sources))
+        else:
+            results = [one(item) for item in sources]
     written = [p for r in results for p in r.written]
     return _join(results, written, params, references, context)
 
@@ -306,7 +321,8 @@ def _join(results: list, written: list[str], params: dict, references: dict, con
 @registry.register("spec3")
 def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
     """``webbflow run spec3 ASN``: the cal science members of a level-3 spec3 association."""
-    from .association import load_asn, member_path
+    from .association import in_prefect_run, load_asn, member_path
+    from .stage import prefect_tracking
 
     if options:
         raise ParameterError(f"unknown option(s) for spec3: {', '.join('--' + k for k in options)}")
@@ -327,8 +343,11 @@ def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
         for p in members + backgrounds:
             if not p.exists():
                 raise InputFileError(p, "no such file (a member of the association)")
-        res = spec3(members, backgrounds=backgrounds, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
-                    asn_table_name=Path(input_path).name, steps=steps, config=config,
-                    output_dir=str(output_dir or folder))
+        # a Prefect flow run when Prefect tracks runs (stage.prefect_tracking), else its body as plain
+        # calls: no temporary Prefect server, no subflow per source, the same products
+        body = spec3 if prefect_tracking() or in_prefect_run() else spec3.fn
+        res = body(members, backgrounds=backgrounds, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                   asn_table_name=Path(input_path).name, steps=steps, config=config,
+                   output_dir=str(output_dir or folder))
         written += res["written"]
     return written

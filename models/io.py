@@ -10,6 +10,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import InputFileError, ModelValidationError
+from ._asdf_write import fast_write
 from .base import (
     ASDF_EXTNAME,
     DataModel,
@@ -38,6 +39,10 @@ def load_asdf_extensions() -> None:
     if _EXTENSIONS_READY:
         return
     import asdf
+
+    from ._asdf_write import cache_parsed_schemas
+
+    cache_parsed_schemas()  # each schema parsed once a process (models/_asdf_write.py)
     import yaml
 
     try:
@@ -155,7 +160,9 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
             else:
                 if not isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)):
                     raise ModelValidationError(path, f"extension {name} should be an image, found a table")
-                arr = _read_image(raw, hdul.fileinfo(i), hdr, path)
+                # where the data start, from the HDU (HDUList.fileinfo re-serialises every header
+                # before it at each call: quadratic in the number of extensions)
+                arr = _read_image(raw, {"datLoc": hdu._data_offset}, hdr, path)
                 if arr is not None:
                     model._arrays[spec.name] = arr
         for fpath, key, hduname, ann in cls.keyword_fields():
@@ -437,21 +444,17 @@ def _asdf_hdu(model: DataModel) -> fits.BinTableHDU:
 
 def _asdf_table_hdu(tree: dict) -> fits.BinTableHDU:
     """The ``ASDF`` extension holding ``tree`` (arrays stay in their FITS extensions)."""
-    import asdf
-
     load_asdf_extensions()
     buf = io.BytesIO()
-    asdf.AsdfFile(tree).write_to(buf)
+    fast_write(tree, buf)  # asdf's bytes, without its schema pass (models/_asdf_write.py)
     data = np.frombuffer(buf.getvalue(), dtype=np.uint8)[None, :]
     col = fits.Column(name="ASDF_METADATA", format=f"{data.shape[1]}B", array=data)
     return fits.BinTableHDU.from_columns([col], name=ASDF_EXTNAME)
 
 
 def write_asdf(model: DataModel, f) -> None:
-    import asdf
-
     load_asdf_extensions()
-    asdf.AsdfFile(asdf_tree(model, with_arrays=True)).write_to(f)
+    fast_write(asdf_tree(model, with_arrays=True), f)
 
 
 __all__ = ["read_into", "write_fits", "write_asdf", "asdf_tree", "check_readable", "_native"]

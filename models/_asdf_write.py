@@ -1,0 +1,227 @@
+"""Writing an ASDF tree that webbflow built itself, without asdf's schema validation pass.
+
+asdf 5 validates every tree it writes against the schemas of all its tags (``yamlutil.dump_tree``
+always calls ``schema.validate``), and ``config.validate_on_write`` does not turn that off.  For a
+spectroscopic product that pass is most of the cost of writing: one gWCS per slit is thousands of
+tagged transforms, each checked against its schema, and a spec3 run writes four products per
+source.  The trees written here are made by our own models (pydantic-validated metadata, WCS
+objects serialised by their registered converters), so the check finds nothing; what must be kept
+is the pass's side effects, since they shape the YAML that is written:
+
+- a schema's ``propertyOrder`` sets the order of a mapping's keys (the root tree's ``asdf_library``
+  and ``history`` first; an ndarray's ``source, datatype, byteorder, shape``);
+- ``flowStyle`` and ``style`` set how a list, mapping or string is emitted.
+
+:func:`fast_write` writes the same bytes as ``asdf.AsdfFile(tree).write_to(f)``.  In its place of
+the validation, each tagged node of the tree gets what its tag's schemas would give it:
+
+- a schema that has such a directive only at its top level (the root's ``asdf-1.1.0``) has it
+  applied to the node directly, as the validator applies it;
+- a schema with a directive anywhere deeper (within ``properties``, ``anyOf`` branches, its
+  definitions, or any schema it ``$ref``s: the ndarray schemas, and any schema referring to
+  them) has its node validated in full by asdf, subtree included, so that the directives land
+  exactly where the validator puts them;
+- every other tagged node (the transforms, frames and steps of a WCS, which are almost all the
+  tree) is not validated; its children are visited.
+
+Which schemas carry directives is read from the schemas themselves (once per schema URI), not
+listed here.  The switch is a context variable, consulted by a wrapper around
+``asdf.schema.validate`` that is installed once: other threads, and any validation not made by a
+write inside :func:`fast_write`, go to asdf's own validation unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+
+_FAST = contextvars.ContextVar("webbflow_asdf_fast_write", default=False)
+_DIRECTIVES = ("propertyOrder", "flowStyle", "style")
+_install_lock = threading.Lock()
+_installed = False
+# schema URI -> (top-level directives {keyword: value}, whether a directive sits deeper)
+_schema_info: dict[str, tuple[dict, bool]] = {}
+
+
+def _install() -> None:
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if _installed:
+            return
+        from asdf import schema
+
+        original = schema.validate
+
+        def validate(instance, ctx=None, schema=None, validators=None, reading=False, *args, **kwargs):
+            if _FAST.get() and not reading and schema is None and validators is None and ctx is not None \
+                    and not getattr(ctx, "_custom_schema", None) and not args and not kwargs:
+                token = _FAST.set(False)  # the nodes validated in full below go through asdf's own validation
+                try:
+                    return _format_only(instance, ctx, original)
+                finally:
+                    _FAST.reset(token)
+            return original(instance, ctx, schema, validators, reading, *args, **kwargs)
+
+        validate.__wrapped__ = original
+        schema.validate = validate
+        _installed = True
+
+
+_schemas_cached = False
+
+
+def cache_parsed_schemas() -> None:
+    """Parse each schema asdf's validator loads once a process, instead of at every validation.
+
+    asdf 5.4's validator makes a new reference resolver for each tree it validates, and that
+    resolver parses the YAML of every schema it is referred to (pure-Python pyyaml, about 5 ms a
+    schema) again each time: a gWCS tree refers to some 150 schemas, so each file read or written
+    re-parses them all.  Here the parsed schema is kept per URI (and per content, should a
+    resource change); the validation itself is asdf's, unchanged.  Schemas are read, never
+    modified, by the validator.
+    """
+    global _schemas_cached
+    if _schemas_cached:
+        return
+    with _install_lock:
+        if _schemas_cached:
+            return
+        from asdf import schema
+
+        make = getattr(schema, "_make_schema_loader", None)
+        if make is None:  # another asdf layout: left as it is
+            _schemas_cached = True
+            return
+        cache: dict[str, tuple[object, object, str]] = {}
+
+        def make_cached_loader():
+            fallback = make()
+
+            def load_schema(url):
+                from asdf import get_config
+
+                resources = get_config().resource_manager
+                if url in resources:
+                    content = resources[url]
+                    got = cache.get(url)
+                    if got is not None and (got[0] is content or got[0] == content):
+                        return got[1], got[2]
+                    result, uri = fallback(url)
+                    cache[url] = (content, result, uri)
+                    return result, uri
+                return fallback(url)
+
+            return load_schema
+
+        schema._make_schema_loader = make_cached_loader
+        _schemas_cached = True
+
+
+@contextlib.contextmanager
+def no_write_validation():
+    """Inside, asdf writes trees without its schema validation (the formatting it implies kept)."""
+    _install()
+    token = _FAST.set(True)
+    try:
+        yield
+    finally:
+        _FAST.reset(token)
+
+
+def fast_write(tree: dict, f) -> None:
+    """``asdf.AsdfFile(tree).write_to(f)``, the same bytes, without the schema validation pass."""
+    import asdf
+
+    with no_write_validation():
+        asdf.AsdfFile(tree).write_to(f)
+
+
+def _info(uri: str) -> tuple[dict, bool]:
+    """A tag schema's top-level formatting directives, and whether any directive sits deeper in it
+    or in a schema it refers to."""
+    got = _schema_info.get(uri)
+    if got is None:
+        from asdf import schema as asdf_schema
+
+        doc = asdf_schema.load_schema(uri)
+        top = {k: doc[k] for k in _DIRECTIVES if isinstance(doc, dict) and k in doc}
+        deeper = _deeper_directive(doc, uri, top=True, seen={uri})
+        got = _schema_info[uri] = (top, deeper)
+    return got
+
+
+def _deeper_directive(node, base: str, top: bool, seen: set[str]) -> bool:
+    from asdf import generic_io
+    from asdf import schema as asdf_schema
+
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in _DIRECTIVES and not top:
+                return True
+            if k == "$ref" and isinstance(v, str):
+                target = v.split("#", 1)[0]
+                if target:  # a reference into another schema document: all of it is looked at
+                    url = generic_io.resolve_uri(base, target)
+                    if url not in seen:
+                        seen.add(url)
+                        try:
+                            doc = asdf_schema.load_schema(url)
+                        except Exception:  # noqa: BLE001 - unknown: be safe, validate that node in full
+                            return True
+                        if _deeper_directive(doc, url, top=False, seen=seen):
+                            return True
+                continue
+            if k in ("examples", "description", "title"):
+                continue
+            if _deeper_directive(v, base, top=False, seen=seen):
+                return True
+    elif isinstance(node, list):
+        return any(_deeper_directive(v, base, top=False, seen=seen) for v in node)
+    return False
+
+
+def _format_only(tree, ctx, full_validate) -> None:
+    """Give each node of a tagged tree the formatting asdf's validation would give it."""
+    from asdf import tagged
+
+    manager = ctx.extension_manager
+    stack = [tree]
+    seen: set[int] = set()  # a node shared by several parents (a YAML anchor) is visited once
+    full = []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+        tag = tagged.get_tag(node)
+        if tag is not None and manager.handles_tag_definition(tag):
+            infos = [_info(u) for u in manager.get_tag_definition(tag).schema_uris]
+            if any(deeper for _top, deeper in infos):
+                full.append(node)
+                continue
+            for top, _deeper in infos:
+                _apply(node, top)
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    if full:
+        # one validator for all of them: validating a plain list validates each item by its tag
+        full_validate(full, ctx)
+
+
+def _apply(node, directives: dict) -> None:
+    """The validator's three formatting keywords, with the same type conditions."""
+    for key, value in directives.items():
+        if key == "propertyOrder":
+            if isinstance(node, dict) and value:
+                node.property_order = value
+        elif key == "flowStyle":
+            if isinstance(node, (dict, list)):
+                node.flow_style = value
+        elif key == "style" and isinstance(node, str):
+            node.style = value
