@@ -184,7 +184,7 @@ def test_spec3_source_products_open_in_stdatamodels(runs):
 
 def test_spec3_reports_a_failed_source_and_keeps_the_other(tmp_path):
     """Source 934's slits have no WCS: it is named in one error line, leaves no file, and source 933's
-    products are all written (the two sources run as subflows on the flow's task runner)."""
+    products are all written (the two sources run side by side: on threads with no Prefect API, as subflows with one)."""
     from webbflow.errors import WebbflowError
     from webbflow.flows.calwebb_spec3 import SourcesFailed, run_spec3
 
