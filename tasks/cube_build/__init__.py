@@ -17,7 +17,16 @@ everything on the multi-band wavelength table; spec2's choice, where the pipelin
 What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
 NIRSpec, offsets files.
 
-Memory: the exposures are read one at a time (a model library); one exposure's mapped pixels and one
+Two passes.  The first reads each exposure once (one at a time; its WCS without asdf's schema
+validation), takes its metadata and footprints, and maps its usable pixels to the sky: pixel
+centres, or for the drizzle the wavelength extents and footprint corners.  The detector-to-V2/V3
+part of that mapping does not depend on the pointing: exposures whose WCS has the same
+detector-to-V2/V3 steps (a digest of their ASDF nodes: every dither of a band) share one
+evaluation of it, and each only goes from V2/V3 to the sky (the same numbers as its whole WCS).
+The mapped pixels wait in ``.npy`` files of a temporary folder.  The second pass builds the cubes
+one after the other from those files, opening no exposure again.
+
+Memory: one exposure, one channel's shared detector mapping, one exposure's mapped pixels and one
 scratch set of cube sums exist at a time, whatever the number of exposures.
 """
 
