@@ -178,6 +178,33 @@ def test_dithered_cube_matches_jwst(mrs):
     _wcs_identical(mrs.ours.dither / name, mrs.jwst.dither / name)
 
 
+@pytest.mark.real
+def test_shared_detector_mapping_gives_each_exposures_own_numbers(mrs):
+    """Read from files, the two dithers share the detector-to-V2/V3 mapping (the same WCS steps):
+    the first exposure's is evaluated, the second only goes from V2/V3 to the sky.  Opened in
+    memory beforehand (their WCS already made), each exposure maps its pixels through its own
+    whole WCS.  The cubes are the same, bit for bit."""
+    from webbflow import models
+    from webbflow.refs.select import open_reference
+    from webbflow.tasks._library import as_library
+    from webbflow.tasks.cube_build import CubeBuildParams, _detector_part_key, build_cubes
+    from webbflow.models._lazy_wcs import lazy_wcs_reading
+
+    with lazy_wcs_reading():
+        lazy = [models.open(c) for c in mrs.cals]
+    keys = [_detector_part_key(m.meta.wcs, m.data.shape) for m in lazy]
+    assert keys[0] is not None and keys[0] == keys[1]
+    eager = [models.open(c) for c in mrs.cals]
+    eager[0].meta.wcs.available_frames  # made now: no shared part
+    assert _detector_part_key(eager[0].meta.wcs, eager[0].data.shape) is None
+    library = as_library(eager)
+    library.product_name = "jw01523-o003_t002_miri"
+    (cube,) = build_cubes(library, open_reference("cubepar", mrs.cubepar), CubeBuildParams(channel="3"))
+    with models.open(mrs.ours.dither / "jw01523-o003_t002_miri_ch3-long_s3d.fits") as shared:
+        for name in ("data", "err", "dq", "weightmap"):
+            np.testing.assert_array_equal(getattr(cube, name), getattr(shared, name), err_msg=name)
+
+
 @pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.filterwarnings("ignore:All-NaN slice")

@@ -17,7 +17,16 @@ everything on the multi-band wavelength table; spec2's choice, where the pipelin
 What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
 NIRSpec, offsets files.
 
-Memory: the exposures are read one at a time (a model library); one exposure's mapped pixels and one
+Two passes.  The first reads each exposure once (one at a time; its WCS without asdf's schema
+validation), takes its metadata and footprints, and maps its usable pixels to the sky: pixel
+centres, or for the drizzle the wavelength extents and footprint corners.  The detector-to-V2/V3
+part of that mapping does not depend on the pointing: exposures whose WCS has the same
+detector-to-V2/V3 steps (a digest of their ASDF nodes: every dither of a band) share one
+evaluation of it, and each only goes from V2/V3 to the sky (the same numbers as its whole WCS).
+The mapped pixels wait in ``.npy`` files of a temporary folder.  The second pass builds the cubes
+one after the other from those files, opening no exposure again.
+
+Memory: one exposure, one channel's shared detector mapping, one exposure's mapped pixels and one
 scratch set of cube sums exist at a time, whatever the number of exposures.
 """
 
@@ -32,11 +41,13 @@ from pydantic import Field
 
 from ..base import STEPS, StepParams, step
 from .geometry import (
+    ChannelPixels,
     ChannelSky,
     CubeBuildError,
     band_coverage,
     cube_suffix,
     cubes_to_make,
+    channel_pixels,
     footprint,
     make_grid,
     map_pixels,
@@ -136,48 +147,158 @@ class _Exposure:
     headers: dict
     bands: list
     footprints: dict  # channel -> (ra1, dec1, ..., ra4, dec4, lmin, lmax)
-    sky: dict  # channel -> ChannelSky, kept for the exposure that stays open between the passes
 
 
-def _survey(library, params: CubeBuildParams, keep: int | None):
-    """Pass 1: each exposure opened once for its metadata and footprints; the exposure ``keep``
-    (the first the drizzle needs) stays open for it."""
+class _PixelStore:
+    """Each exposure's channels mapped to the sky (:class:`ChannelPixels`), kept between the two
+    passes: in memory for a single exposure, else in ``.npy`` files of a temporary folder, read back
+    (memory-mapped) one exposure at a time, so that memory does not grow with the exposures."""
+
+    def __init__(self, on_disk: bool):
+        self._mem: dict = {}
+        self._dir = None
+        if on_disk:
+            import tempfile
+
+            self._dir = tempfile.TemporaryDirectory(prefix="webbflow-cube_build-")
+
+    def put(self, key: tuple[int, str], pix: ChannelPixels | None) -> None:
+        if self._dir is None or pix is None:
+            self._mem[key] = pix
+            return
+        from pathlib import Path
+
+        names = []
+        for name, arr in pix.arrays().items():
+            np.save(Path(self._dir.name) / f"{key[0]}_{key[1]}_{name}.npy", arr, allow_pickle=False)
+            names.append(name)
+        self._mem[key] = (names, pix.dmax)
+
+    def get(self, key: tuple[int, str]) -> ChannelPixels | None:
+        held = self._mem.get(key)
+        if self._dir is None or held is None:
+            return held
+        from pathlib import Path
+
+        names, dmax = held
+        return ChannelPixels.from_arrays(
+            {n: np.load(Path(self._dir.name) / f"{key[0]}_{key[1]}_{n}.npy", mmap_mode="r") for n in names}, dmax)
+
+    def close(self) -> None:
+        self._mem.clear()
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+def _survey(library, params: CubeBuildParams, store: _PixelStore):
+    """The one pass over the files: each exposure opened once (its WCS read without schema
+    validation, as it was validated when written) for its metadata, its channels' footprints, and
+    its usable pixels mapped to the sky, which go to ``store``."""
     from types import SimpleNamespace
 
-    from .geometry import exposure_bands
+    from ...models._lazy_wcs import lazy_wcs_reading
+    from .geometry import _user_list, exposure_bands
 
-    order = [i for i in range(len(library)) if i != keep] + ([keep] if keep is not None else [])
-    out: dict[int, _Exposure] = {}
-    held = None
-    for i in order:
-        model = library.borrow(i, snapshot=False)
-        wcs = model.meta.wcs
-        model.meta.wcs = None
+    want_ch = _user_list(params.channel, ("1", "2", "3", "4"))
+    want_b = _user_list(params.band, ("short", "medium", "long", "short-medium", "short-long", "medium-short",
+                                      "medium-long", "long-short", "long-medium"))
+    drizzle = params.weighting == "drizzle"
+    shared: dict = {}  # the detector-to-V2/V3 part of the WCS (its content) -> {channel: DetectorGeometry}
+    out: list[_Exposure] = []
+    for i in range(len(library)):
+        with lazy_wcs_reading():
+            model = library.borrow(i, snapshot=False)
+        wcs = None
         try:
-            meta = model.meta.model_copy(deep=True)
+            wcs = model.meta.wcs
+            model.meta.wcs = None
+            try:
+                meta = model.meta.model_copy(deep=True)
+            finally:
+                model.meta.wcs = wcs
+            light = SimpleNamespace(meta=meta)
+            bands = exposure_bands(light)
+            if i == 0:  # before any mapping: an unsupported instrument or frame is refused at once
+                _check_supported(params, str(meta.instrument.name or "").upper())
+            key = _detector_part_key(wcs, model.data.shape)
+            geoms = shared.setdefault(key, {}) if key is not None else {}
+            # the sky end of the WCS alone when the detector end is shared, else the whole WCS
+            world = _world_part(wcs) if key is not None and geoms else None
+            fps = {}
+            for ch in dict.fromkeys(c for c, _ in bands):
+                mapped = params.cube_pa is not None or (params.output_type != "multi" and ch in ("1", "3"))
+                wanted = (not want_ch or ch in want_ch) and any(
+                    c == ch and (not want_b or b in want_b) for c, b in bands)
+                sky = None
+                if wanted or mapped:
+                    geom = geoms.get((ch, drizzle))
+                    sky = ChannelSky(model, ch, geom, world if geom is not None else None, drizzle)
+                    geoms[(ch, drizzle)] = sky.geometry
+                fps[ch] = footprint(model, ch, sky, not mapped)
+                if wanted:
+                    store.put((i, ch), channel_pixels(sky, drizzle))
+                del sky
+            out.append(_Exposure(meta, {k: h.copy() for k, h in model._headers.items() if k in ("PRIMARY", "SCI")},
+                                 bands, fps))
         finally:
-            model.meta.wcs = wcs
-        light = SimpleNamespace(meta=meta)
-        bands = exposure_bands(light)
-        fps, skies = {}, {}
-        for ch in dict.fromkeys(c for c, _ in bands):
-            mapped = params.cube_pa is not None or (params.output_type != "multi" and ch in ("1", "3"))
-            wi = meta.wcsinfo
-            sky = None
-            if mapped or wi.s_region is None or wi.spectral_region is None:
-                sky = ChannelSky(model, ch)
-                if i == keep:
-                    skies[ch] = sky
-            fps[ch] = footprint(model, ch, sky, not mapped)
-        out[i] = _Exposure(meta, {k: h.copy() for k, h in model._headers.items() if k in ("PRIMARY", "SCI")},
-                           bands, fps, skies)
-        if i == keep:
-            held = (i, model)
-        else:
             library.shelve(i, model, modify=False)
             del model, wcs
             _release()
-    return [out[i] for i in range(len(library))], held
+    return out
+
+
+def _detector_part_key(wcs, shape):
+    """A digest of the detector-to-V2/V3 steps of a WCS not yet made from its file (their tags,
+    values and arrays), with the image shape: exposures with the same key share those steps.  None
+    for a WCS already made (a model in memory) or of other frames."""
+    import hashlib
+
+    from ...models._lazy_wcs import LazyWcs
+
+    if not isinstance(wcs, LazyWcs) or wcs._node is None:
+        return None
+    try:
+        steps = wcs._node["steps"]
+        names = [st["frame"]["name"] if isinstance(st["frame"], dict) else st["frame"] for st in steps]
+    except (KeyError, TypeError, IndexError):
+        return None
+    if len(names) < 4 or names[1:3] != ["alpha_beta", "v2v3"]:
+        return None
+    h = hashlib.sha256(repr(tuple(shape)).encode())
+    _digest(steps[:2], wcs._convert, h)
+    return h.hexdigest()
+
+
+def _digest(node, convert, h) -> None:
+    from asdf import tagged
+
+    if isinstance(node, tagged.Tagged):
+        tag = node._tag or ""
+        h.update(tag.encode())
+        if tag.startswith("tag:stsci.edu:asdf/core/ndarray-"):
+            arr = np.asarray(convert(node))
+            h.update(repr((arr.dtype.str, arr.shape)).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+            return
+    if isinstance(node, dict):
+        h.update(b"{%d" % len(node))
+        for k in sorted(node, key=str):
+            h.update(repr(k).encode())
+            _digest(node[k], convert, h)
+    elif isinstance(node, (list, tuple)):
+        h.update(b"[%d" % len(node))
+        for v in node:
+            _digest(v, convert, h)
+    else:
+        h.update(repr(node).encode())
+
+
+def _world_part(wcs):
+    """The WCS of an exposure from its v2v3 frame to the sky, made from the file's steps alone."""
+    import gwcs
+
+    steps = [wcs._convert(st) for st in wcs._node["steps"][2:]]
+    return gwcs.WCS(steps)
 
 
 def _release() -> None:
@@ -189,14 +310,13 @@ def _release() -> None:
 
 
 def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
-    from itertools import groupby
     from types import SimpleNamespace
 
-    # the exposure the drizzle starts with stays open between the two passes
-    exposures, held = _survey(library, params, keep=0 if len(library) else None)
+    store = _PixelStore(on_disk=len(library) > 1)
     outputs = []
+    exposures = []
     try:
-        _check_supported(params, str(exposures[0].meta.instrument.name or "").upper())
+        exposures = _survey(library, params, store)
         linear = params.linear_wave and params.output_type != "multi"
         all_ch, all_b, bands_of = band_coverage([SimpleNamespace(meta=e.meta) for e in exposures],
                                                 params.channel, params.band)
@@ -204,77 +324,45 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
         base = output_base(library, exposures[0].meta.filename)
         plan = cubes_to_make(all_ch, all_b, params.output_type)
         outputs = [None] * len(plan)
-        for batch in _batches(plan, bands_of):
-            cubes = []
-            for ci in batch:
-                chans, bands = plan[ci]
-                grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
-                n = int(np.prod(grid.shape))
-                # the cube's sums, and one exposure's sums added to them as jwst adds each exposure's cube
-                cubes.append(SimpleNamespace(index=ci, chans=chans, bands=bands, grid=grid, shepard=shepard, used=[],
-                                             sums=tuple(np.zeros(n) for _ in range(4)),
-                                             parts=tuple(np.zeros(n) for _ in range(4))))
-            # (exposure, cube, channel) in each cube's order: its bands, each band's exposures in input order;
-            # cubes of a batch take the same exposures, so each is opened once for all of them
-            if len(cubes) == 1:
-                c = cubes[0]
-                visits = [(idx, c, ch) for ch, band in zip(c.chans, c.bands) for idx in bands_of[(ch, band)]]
-            else:
-                shared = bands_of[(cubes[0].chans[0], cubes[0].bands[0])]
-                visits = [(idx, c, c.chans[0]) for idx in shared for c in cubes]
-            for idx, group in groupby(visits, key=lambda v: v[0]):
-                if held is not None and held[0] == idx:
-                    model = held[1]
-                else:
-                    model = library.borrow(idx, snapshot=False)
-                try:
-                    for _i, cube, ch in group:
-                        cube.used.append(idx)
-                        _add_exposure(cube, model, exposures[idx], ch, params)
-                finally:
-                    if held is not None and held[0] == idx:
-                        held = None
-                    library.shelve(idx, model, modify=False)
-                    del model
-                    _release()
-            for cube in cubes:
-                del cube.parts
-                name = base + cube_suffix(cube.chans, cube.bands)
-                outputs[cube.index] = _finish(exposures, cube, params, name)
-                del cube.sums
+        for ci, (chans, bands) in enumerate(plan):
+            grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
+            n = int(np.prod(grid.shape))
+            # the cube's sums, and one exposure's sums added to them as jwst adds each exposure's cube
+            cube = SimpleNamespace(index=ci, chans=chans, bands=bands, grid=grid, shepard=shepard, used=[],
+                                   sums=tuple(np.zeros(n) for _ in range(4)),
+                                   parts=tuple(np.zeros(n) for _ in range(4)))
+            # its bands in order, each band's exposures in input order
+            for ch, band in zip(chans, bands):
+                for idx in bands_of[(ch, band)]:
+                    cube.used.append(idx)
+                    _add_exposure(cube, store.get((idx, ch)), exposures[idx], params)
+            del cube.parts
+            name = base + cube_suffix(cube.chans, cube.bands)
+            outputs[ci] = _finish(exposures, cube, params, name)
+            del cube.sums
     except CubeBuildError as exc:
-        exc.where = exposures[0].meta.filename  # the one-line error names the (first) input
+        # the one-line error names the (first) input
+        exc.where = exposures[0].meta.filename if exposures else (library.filenames[0] if len(library) else None)
         raise
     finally:
-        if held is not None:
-            library.shelve(held[0], held[1], modify=False)
+        store.close()
     return outputs
 
 
-def _batches(plan, bands_of) -> list[list[int]]:
-    """The cubes of ``plan`` (indices) built together: one-band cubes whose bands have the same
-    exposures (ch3-long and ch4-long of MIRIFULONG files); every other cube alone."""
-    out: dict = {}
-    for ci, (chans, bands) in enumerate(plan):
-        key = ("alone", ci) if len(chans) != 1 else tuple(bands_of[(chans[0], bands[0])])
-        out.setdefault(key, []).append(ci)
-    return list(out.values())
-
-
-def _add_exposure(cube, model, exposure: _Exposure, ch: str, params: CubeBuildParams) -> None:
-    """One exposure's channel mapped onto the cube's grid and its sums added to the cube's."""
+def _add_exposure(cube, pix, exposure: _Exposure, params: CubeBuildParams) -> None:
+    """One exposure's channel (its pixels on the sky) mapped onto the cube's grid and its sums added
+    to the cube's."""
     from . import kernels
 
     grid, shepard, parts = cube.grid, cube.shepard, cube.parts
-    sky = exposure.sky.pop(ch, None) or ChannelSky(model, ch)
     if shepard is None:
-        mapped = map_pixels(sky, grid)
+        mapped = map_pixels(pix, grid)
     else:
         roi_max = shepard.roiw if shepard.linear else np.max(shepard.table["roiw"])
-        mapped = map_points(sky, grid, roi_max)
-    del sky
+        mapped = map_points(pix, grid, roi_max)
+    del pix
     if mapped is None:
-        log.warning("No valid pixels found on detector %s", model.meta.filename)
+        log.warning("No valid pixels found on detector %s", exposure.meta.filename)
         return
     if shepard is None:
         kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,

@@ -225,21 +225,81 @@ def slice_columns(wcs, channel: str) -> tuple[int, int]:
     return int(xs), int(xe)
 
 
-class ChannelSky:
-    """One exposure's channel mapped to the sky once (pixel centres): shared by the footprint and
-    the pixel mapping, which jwst computes twice."""
+class DetectorGeometry:
+    """The part of a channel's mapping that does not depend on the pointing: every pixel of the
+    channel through the exposure's WCS from the detector to the telescope's V2/V3 frame (through
+    alpha/beta), and for the drizzle each pixel's wavelength extent and the four corners of its
+    footprint in V2/V3.  Exposures whose WCS has the same detector-to-V2/V3 transforms (the same
+    references: every dither of a band) share it, and only go from V2/V3 to the sky themselves;
+    evaluated in that order, the chain gives the numbers the whole WCS gives."""
 
-    def __init__(self, model, channel: str):
-        self.model = model
-        self.channel = channel
-        ysize = model.data.shape[0]
-        xs, xe = slice_columns(model.meta.wcs, channel)
-        y, x = np.mgrid[:ysize, xs:xe]
+    def __init__(self, wcs, shape, channel: str, drizzle: bool):
+        frames = wcs.available_frames
+        if "alpha_beta" not in frames or "v2v3" not in frames:
+            raise CubeBuildError(f"the WCS has no alpha_beta and v2v3 frames ({', '.join(frames)}): not an MRS WCS")
+        xs, xe = slice_columns(wcs, channel)
+        y, x = np.mgrid[:shape[0], xs:xe]
         self.x = x.ravel()
         self.y = y.ravel()
+        frame0 = frames[0]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-            self.ra, self.dec, self.wave = model.meta.wcs(self.x, self.y)
+            ab = wcs.transform(frame0, "alpha_beta", self.x, self.y)
+            self.v2, self.v3, self.lam = wcs.transform("alpha_beta", "v2v3", *ab)
+        del ab
+        self.valid = ~np.isnan(self.v2)
+        self.drizzle = drizzle
+        if not drizzle:
+            return
+        x, y = self.x[self.valid], self.y[self.valid]
+        # the wavelength extent of each pixel, along the dispersion (rows)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+            wave1 = _wave_only(wcs, x, y - 0.4999)
+            wave2 = _wave_only(wcs, x, y + 0.4999)
+        self.dwave = np.abs(wave1 - wave2)
+        del wave1, wave2
+        self.dmax = float(np.nanmax(self.dwave)) if self.dwave.size else float("nan")
+        if not x.size:
+            self.corners = None
+            return
+        alpha1, beta, _ = wcs.transform(frame0, "alpha_beta", x - 0.4999, y)
+        alpha2, _, _ = wcs.transform(frame0, "alpha_beta", x + 0.4999, y)
+        # the slice width from the slices' beta values
+        betas = np.unique(beta)
+        half = np.abs(betas[1] - betas[0]) / 2.0
+        wave = self.lam[self.valid].astype(np.float64)
+        corners = []
+        for a, b in ((alpha1, beta - half), (alpha1, beta + half), (alpha2, beta + half), (alpha2, beta - half)):
+            v2, v3, _ = wcs.transform("alpha_beta", "v2v3", a, b, wave)
+            corners += [v2, v3]
+        self.corners = tuple(corners)
+
+
+def to_sky(world, v2, v3, lam):
+    """V2/V3 (arcsec) and wavelength to RA, Dec and wavelength with ``world``, a WCS from the v2v3 frame on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+        return world.transform("v2v3", world.output_frame, v2, v3, lam, with_bounding_box=False)
+
+
+class ChannelSky:
+    """One exposure's channel mapped to the sky once (pixel centres): shared by the footprint and
+    the pixel mapping, which jwst computes twice.  ``geometry`` is the channel's
+    :class:`DetectorGeometry` and ``world`` the exposure's WCS from V2/V3 to the sky (by default
+    both from the model's own WCS)."""
+
+    def __init__(self, model, channel: str, geometry: DetectorGeometry | None = None, world=None, drizzle=True):
+        self.model = model
+        self.channel = channel
+        wcs = None
+        if geometry is None or world is None:
+            wcs = model.meta.wcs
+        self.geometry = geometry or DetectorGeometry(wcs, model.data.shape, channel, drizzle)
+        self.world = world if world is not None else wcs
+        g = self.geometry
+        self.x, self.y = g.x, g.y
+        self.ra, self.dec, self.wave = to_sky(self.world, g.v2, g.v3, g.lam)
 
 
 def footprint(model, channel: str, sky: "ChannelSky | None", use_s_region: bool):
@@ -378,74 +438,109 @@ def invalid_mask(model) -> np.ndarray:
     return bad
 
 
-def map_points(sky: ChannelSky, grid: CubeGrid, roi_max: float) -> MappedPixels | None:
-    """Every usable pixel of the channel as a point (its centre on the cube's tangent plane), for
-    the point cloud; pixels further than ``roi_max`` in wavelength from the cube's planes are left out."""
+@dataclass
+class ChannelPixels:
+    """The grid-free part of one exposure's channel: every usable pixel (mapped, not flagged, with
+    finite flux) in detector order, with its wavelength, flux and error, and either its centre on
+    the sky (point cloud) or its wavelength extent and the four corners of its footprint on the sky
+    (drizzle).  Made once per exposure and channel, whatever the cubes; the cube's grid then only
+    selects pixels by wavelength and projects them onto its tangent plane."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    err: np.ndarray
+    ra: np.ndarray | None = None  # pixel centres (point cloud)
+    dec: np.ndarray | None = None
+    dwave: np.ndarray | None = None  # wavelength extent (drizzle)
+    corners: tuple | None = None  # ra1, dec1, ..., ra4, dec4 of the footprint (drizzle)
+    dmax: float = float("nan")  # the largest extent of every mapped pixel, flagged ones included
+
+    def arrays(self) -> dict:
+        out = {"wave": self.wave, "flux": self.flux, "err": self.err}
+        for name in ("ra", "dec", "dwave"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        for i, c in enumerate(self.corners or ()):
+            out[f"corner{i}"] = c
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, dmax: float) -> "ChannelPixels":
+        corners = tuple(arrays[f"corner{i}"] for i in range(8)) if "corner0" in arrays else None
+        return cls(arrays["wave"], arrays["flux"], arrays["err"], arrays.get("ra"), arrays.get("dec"),
+                   arrays.get("dwave"), corners, dmax)
+
+
+def channel_pixels(sky: ChannelSky, drizzle: bool) -> ChannelPixels | None:
+    """The usable pixels of one exposure's channel with what the drizzle (corners, extents) or the
+    point cloud (centres) needs of them; None when the channel has none."""
     model = sky.model
     valid1 = ~np.isnan(sky.ra)
+    g = sky.geometry
+    if drizzle and not (g.drizzle and np.array_equal(valid1, g.valid)):
+        # pixels mapped by the V2/V3 chain but not to the sky: this exposure's own geometry
+        g = DetectorGeometry(model.meta.wcs, model.data.shape, sky.channel, True)
+        if not np.array_equal(valid1, g.valid):
+            raise CubeBuildError("the WCS maps pixels to V2/V3 that it does not map to the sky")
     x = sky.x[valid1]
     y = sky.y[valid1]
     wave_all = sky.wave[valid1]
     bad = invalid_mask(model)[y, x]
     flux_all = model.data[y, x]
+    use = np.flatnonzero(~bad & np.isfinite(flux_all))
+    if not drizzle:
+        if use.size == 0:
+            return None
+        return ChannelPixels(wave=wave_all[use].astype(np.float64), flux=np.asarray(flux_all[use], np.float64),
+                             err=np.asarray(model.err[y[use], x[use]], np.float64),
+                             ra=sky.ra[valid1][use], dec=sky.dec[valid1][use])
+    if use.size == 0:
+        return None
+    wave = wave_all[use].astype(np.float64)
+    corners = []
+    for i in range(4):
+        ra, dec, _ = to_sky(sky.world, g.corners[2 * i][use], g.corners[2 * i + 1][use], wave)
+        corners += [ra, dec]
+    return ChannelPixels(wave=wave, flux=np.asarray(flux_all[use], np.float64),
+                         err=np.asarray(model.err[y[use], x[use]], np.float64),
+                         dwave=np.asarray(g.dwave[use], np.float64), corners=tuple(corners), dmax=g.dmax)
+
+
+def map_points(pix: ChannelPixels | None, grid: CubeGrid, roi_max: float) -> MappedPixels | None:
+    """The channel's usable pixels as points (their centres on the cube's tangent plane), for the
+    point cloud; pixels further than ``roi_max`` in wavelength from the cube's planes are left out."""
+    if pix is None:
+        return None
     lo, hi = grid.zcoord[0] - roi_max, grid.zcoord[-1] + roi_max
-    good = np.flatnonzero(~bad & np.isfinite(flux_all) & (wave_all >= lo) & (wave_all <= hi))
+    good = np.flatnonzero((pix.wave >= lo) & (pix.wave <= hi))
     if good.size == 0:
         return None
-    c1, c2 = radec2std(grid.crval1, grid.crval2, sky.ra[valid1][good], sky.dec[valid1][good], grid.rot_angle)
-    return MappedPixels(wave=wave_all[good].astype(np.float64), dwave=None,
-                        flux=np.asarray(flux_all[good], np.float64),
-                        err=np.asarray(model.err[y[good], x[good]], np.float64), corners=None,
+    c1, c2 = radec2std(grid.crval1, grid.crval2, pix.ra[good], pix.dec[good], grid.rot_angle)
+    return MappedPixels(wave=pix.wave[good], dwave=None, flux=pix.flux[good], err=pix.err[good], corners=None,
                         coord1=c1, coord2=c2)
 
 
-def map_pixels(sky: ChannelSky, grid: CubeGrid) -> MappedPixels | None:
-    """Every usable pixel of the channel: its wavelength and wavelength extent, flux, error and the
-    four corners of its footprint (through the alpha/beta frame) on the cube's tangent plane."""
-    model = sky.model
-    wcs = model.meta.wcs
-    valid1 = ~np.isnan(sky.ra)
-    x = sky.x[valid1]
-    y = sky.y[valid1]
-    wave_all = sky.wave[valid1]
-    # the wavelength extent of each pixel, along the dispersion (rows)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-        wave1 = _wave_only(wcs, x, y - 0.4999)
-        wave2 = _wave_only(wcs, x, y + 0.4999)
-    dwave_all = np.abs(wave1 - wave2)
-    frame0 = wcs.available_frames[0]
-    alpha1, beta, _ = wcs.transform(frame0, "alpha_beta", x - 0.4999, y)
-    alpha2, _, _ = wcs.transform(frame0, "alpha_beta", x + 0.4999, y)
-    betas = np.unique(beta)
-    dbeta = np.abs(betas[1] - betas[0])
-
-    bad = invalid_mask(model)[y, x]
-    flux_all = model.data[y, x]
-    dmax = np.nanmax(dwave_all)
+def map_pixels(pix: ChannelPixels | None, grid: CubeGrid) -> MappedPixels | None:
+    """The channel's usable pixels within the cube's wavelengths (and a pixel extent and a plane
+    beyond): wavelength and extent, flux, error and the four corners on the cube's tangent plane."""
+    if pix is None:
+        return None
     if grid.linear:
-        lo = grid.zcoord[0] - (grid.cdelt3 + dmax)
-        hi = grid.zcoord[-1] + (grid.cdelt3 + dmax)
+        lo = grid.zcoord[0] - (grid.cdelt3 + pix.dmax)
+        hi = grid.zcoord[-1] + (grid.cdelt3 + pix.dmax)
     else:
         lo = grid.zcoord[0] - grid.cdelt3_normal[0]
         hi = grid.zcoord[-1] + grid.cdelt3_normal[-1]
-    good = np.flatnonzero(~bad & np.isfinite(flux_all) & (wave_all >= lo) & (wave_all <= hi))
+    good = np.flatnonzero((pix.wave >= lo) & (pix.wave <= hi))
     if good.size == 0:
         return None
-    out_frame = wcs.output_frame
-    wave = wave_all[good].astype(np.float64)
-    a1, a2, b = alpha1[good], alpha2[good], beta[good]
-    half = dbeta / 2.0
-    ra1, dec1, _ = wcs.transform("alpha_beta", out_frame, a1, b - half, wave)
-    ra2, dec2, _ = wcs.transform("alpha_beta", out_frame, a1, b + half, wave)
-    ra3, dec3, _ = wcs.transform("alpha_beta", out_frame, a2, b + half, wave)
-    ra4, dec4, _ = wcs.transform("alpha_beta", out_frame, a2, b - half, wave)
     c1, c2, r = grid.crval1, grid.crval2, grid.rot_angle
-    corners = (*radec2std(c1, c2, ra1, dec1, r), *radec2std(c1, c2, ra2, dec2, r),
-               *radec2std(c1, c2, ra3, dec3, r), *radec2std(c1, c2, ra4, dec4, r))
-    return MappedPixels(wave=wave, dwave=np.asarray(dwave_all[good], np.float64),
-                        flux=np.asarray(flux_all[good], np.float64),
-                        err=np.asarray(model.err[y[good], x[good]], np.float64), corners=corners)
+    k = pix.corners
+    corners = []
+    for i in range(4):
+        corners += radec2std(c1, c2, k[2 * i][good], k[2 * i + 1][good], r)
+    return MappedPixels(wave=pix.wave[good], dwave=pix.dwave[good], flux=pix.flux[good], err=pix.err[good],
+                        corners=tuple(corners))
 
 
 def _wave_only(wcs, x, y):

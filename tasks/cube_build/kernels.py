@@ -129,27 +129,57 @@ def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
     spaxel belongs to one plane, so it receives its pixels in the same order whatever the split."""
     from .._threads import run_rows
 
+    first, last = plane_spans(zc, cdelt3, wave, dwave)
     run_rows(drizzle_planes, zc.size, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
-             xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4, fluxv, weightv, varv, ifluxv)
+             xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4, fluxv, weightv, varv, ifluxv, first, last)
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_spans(zc, cdelt3, wave, dwave):
+    """For each pixel, the planes ``first[k]..last[k]`` (end excluded) that may pass jwst's
+    wavelength test ``|zc - w| < |dw + cdelt3|`` (a superset, found by bisection on the increasing
+    centres), once for all the blocks of planes; ``first[k] = -1``: the pixel reaches no plane."""
+    n = wave.size
+    nwave = zc.size
+    first = np.empty(n, np.int64)
+    last = np.empty(n, np.int64)
+    max_cdelt3 = cdelt3[0]
+    for iw in range(1, nwave):
+        if cdelt3[iw] > max_cdelt3:
+            max_cdelt3 = cdelt3[iw]
+    for k in range(n):
+        w = wave[k]
+        dw = dwave[k]
+        reach = abs(dw) + abs(max_cdelt3)
+        iw1 = np.searchsorted(zc, w - reach, side="left") - 1
+        iw2 = np.searchsorted(zc, w + reach, side="right") + 1
+        if iw1 < 0:
+            iw1 = 0
+        if iw2 > nwave:
+            iw2 = nwave
+        hit = False
+        for iw in range(iw1, iw2):
+            if abs(zc[iw] - w) < abs(dw + cdelt3[iw]):
+                hit = True
+                break
+        first[k] = iw1 if hit else -1
+        last[k] = iw2
+    return first, last
 
 
 @numba.njit(cache=True, nogil=True)
 def drizzle_planes(lo, hi, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
                    xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4,
-                   fluxv, weightv, varv, ifluxv):
-    """:func:`drizzle_exposure` for the cube's planes ``lo..hi`` only.
+                   fluxv, weightv, varv, ifluxv, first, last):
+    """:func:`drizzle_exposure` for the cube's planes ``lo..hi`` only (``first``, ``last``: each
+    pixel's candidate planes, :func:`plane_spans`).
 
     A pixel's overlap with a spaxel does not depend on the plane, so it is computed once per
     pixel and spaxel (jwst computes it again for every plane the pixel reaches): the same
     numbers, multiplied by each plane's wavelength overlap."""
     nx = xc.size
     ny = yc.size
-    nwave = zc.size
     nxy = nx * ny
-    max_cdelt3 = cdelt3[0]
-    for iw in range(1, nwave):
-        if cdelt3[iw] > max_cdelt3:
-            max_cdelt3 = cdelt3[iw]
     xpix = np.empty(5)
     ypix = np.empty(5)
     xp = np.zeros(12)
@@ -160,12 +190,13 @@ def drizzle_planes(lo, hi, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux
     cdelt1_half = cdelt1 / 2.0
     cdelt2_half = cdelt2 / 2.0
     for k in range(wave.size):
+        # planes that can pass |zc - w| < |dw + cdelt3[iw]|: a superset, then jwst's exact test
+        iw1 = first[k]
+        iw2 = last[k]
+        if iw1 < 0 or iw1 >= hi or iw2 <= lo:
+            continue
         w = wave[k]
         dw = dwave[k]
-        # planes that can pass |zc - w| < |dw + cdelt3[iw]|: a superset, then jwst's exact test
-        reach = abs(dw) + abs(max_cdelt3)
-        iw1 = np.searchsorted(zc, w - reach, side="left") - 1
-        iw2 = np.searchsorted(zc, w + reach, side="right") + 1
         if iw1 < lo:
             iw1 = lo
         if iw2 > hi:
