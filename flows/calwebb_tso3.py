@@ -99,6 +99,13 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     probe = cubes[0]
     params = resolve_params(STEPS + (["photom"] if soss else []), user, config, model=probe,
                             pipeline_class="Tso3Pipeline")
+    if soss and not params["extract_1d"].skip:  # SOSS settings not implemented, bad ATOCA inputs: before any product
+        from ..tasks.extract_1d.soss import check_params
+
+        try:
+            check_params(params["extract_1d"])
+        except UnsupportedModeError as exc:
+            raise UnsupportedModeError(f"{probe.meta.filename or 'tso3'}: {exc}") from None
     run = StageRun(params=params)
     imaging = _is_imaging(probe)
     later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"] + (["photom"] if soss else [])

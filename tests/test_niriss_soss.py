@@ -419,9 +419,9 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
 
 
 @pytest.mark.real
-def test_soss_spec2_refuses_bad_pix_model_before_writing_anything(soss, simulated, tmp_path):
-    """soss_bad_pix='model' (ATOCA's models in place of bad pixels) is not implemented: spec2 says so
-    in one line and writes nothing."""
+def test_soss_spec2_refuses_background_fit_before_writing_anything(soss, simulated, tmp_path):
+    """extract_1d's SOSS background fit (subtract_background) is not implemented: spec2 says so in one
+    line and writes nothing."""
     from parity import jwst_offline
 
     from webbflow.errors import UnsupportedModeError
@@ -429,8 +429,8 @@ def test_soss_spec2_refuses_bad_pix_model_before_writing_anything(soss, simulate
 
     out = tmp_path / "atoca"
     out.mkdir()
-    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="soss_bad_pix") as exc:
-        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"soss_bad_pix": "model"}})
+    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="subtract_background") as exc:
+        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"subtract_background": True}})
     assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert list(out.iterdir()) == []
 
@@ -545,17 +545,17 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
 
 
 @pytest.mark.real
-def test_soss_spec3_refuses_atoca_modelname_before_writing_anything(soss, real_rules_cache, tmp_path):
-    """spec3 with ATOCA's diagnostic models (soss_modelname, not implemented): one line, nothing written."""
+def test_soss_spec3_refuses_a_bad_atoca_grid_before_writing_anything(soss, real_rules_cache, tmp_path):
+    """spec3 with an ATOCA wavelength grid that is not a SossWaveGridModel file: one line, nothing written."""
     from parity import jwst_offline
 
-    from webbflow.errors import UnsupportedModeError
+    from webbflow.errors import InputFileError
     from webbflow.flows.calwebb_spec3 import spec3
 
     out = tmp_path / "atoca3"
-    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(UnsupportedModeError,
-                                                                          match="soss_modelname") as exc:
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(InputFileError,
+                                                                          match="not a SossWaveGridModel") as exc:
         spec3.fn([str(soss["ours"] / f"{ROOT}_calints.fits")], product_name="jw01234-o001_t001_niriss_clear-gr700xd",
-                 output_dir=str(out), steps={"extract_1d": {"soss_modelname": "model"}})
-    assert "\n" not in str(exc.value) and f"{ROOT}_calints.fits" in str(exc.value)
+                 output_dir=str(out), steps={"extract_1d": {"soss_wave_grid_in": str(soss["rate"])}})
+    assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert not out.exists() or list(out.iterdir()) == []
