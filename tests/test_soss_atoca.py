@@ -262,7 +262,9 @@ def _estimate_file(path):
 def options(tmp_path_factory, real_rules_cache):
     """jwst's Extract1dStep and ``webbflow run extract_1d`` on one SOSS rateints with ATOCA's
     soss_wave_grid_in (a grid written by webbflow), soss_estimate (a SpecModel written by
-    stdatamodels; it sets the Tikhonov factor's first guess), soss_modelname and soss_wave_grid_out."""
+    stdatamodels; it sets the Tikhonov factor's first guess), soss_modelname, soss_wave_grid_out and
+    soss_bad_pix="model" (the rateints' dead pixel on order 1's trace and its pixel lost in one
+    integration take the order's model)."""
     from parity import jwst_offline, quiet_jwst
     from test_niriss_soss import _rateints
 
@@ -280,7 +282,7 @@ def options(tmp_path_factory, real_rules_cache):
     opts = {"override_pastasoss": str(refs["pastasoss"]), "override_specprofile": str(refs["specprofile"]),
             "override_speckernel": str(refs["speckernel"]), "soss_wave_grid_in": str(grid_in),
             "soss_estimate": str(estimate), "soss_modelname": "atoca_x1dints.fits",
-            "soss_wave_grid_out": "grid_out.fits"}
+            "soss_wave_grid_out": "grid_out.fits", "soss_bad_pix": "model"}
     out = {}
     cwd = os.getcwd()
     for who in ("jwst", "webbflow"):
@@ -335,7 +337,7 @@ def test_atoca_options_write_jwsts_files(options):
             with dm.open(wf / name) as m:
                 assert type(m) is cls, name
         with dm.open(wf / "grid_out.fits") as g, dm.open(grid_in) as g0:
-            assert np.array_equal(g.wavegrid, g0.wavegrid) and g.wavegrid.dtype == np.float64
+            assert np.array_equal(g.wavegrid, g0.wavegrid) and g.wavegrid.dtype.newbyteorder("=") == np.float64
 
 
 @pytest.mark.parity

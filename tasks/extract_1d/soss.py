@@ -380,7 +380,11 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     if _given(params.soss_wave_grid_out):
         from ...models import SossWaveGridModel
 
-        path = SossWaveGridModel(wavegrid=np.asarray(grid, dtype=np.float64)).save(params.soss_wave_grid_out)
+        from astropy.time import Time
+
+        g = SossWaveGridModel(wavegrid=np.asarray(grid, dtype=np.float64))
+        g.meta.date = Time.now().isot  # the file's creation time, as stdatamodels stamps a new model
+        path = g.save(params.soss_wave_grid_out)
         log.info("Saved the ATOCA wavelength grid (%d points) to %s", len(grid), path)
     return out, "COMPLETE"
 
