@@ -246,13 +246,13 @@ def _primary_only(spectra):
 
 def _soss_metadata(spectra, x1d) -> None:
     """What a SOSS x1dints takes from its extracted spectra: the extraction's and photom's references,
-    photom's status and the SOSS extraction keywords."""
+    photom's status and the SOSS extraction keywords (TIKFACTR when ATOCA ran)."""
     for rt in ("pastasoss", "specprofile", "speckernel", "photom", "area"):
         setattr(x1d.meta.ref_file, rt, getattr(spectra.meta.ref_file, rt))
     x1d.meta.cal_step.photom = spectra.meta.cal_step.photom
     src = spectra._headers.get("PRIMARY")
     if src is not None:
-        for key in ("SOSSWDTH", "OVERSAMP", "THRESHLD"):
+        for key in ("SOSSWDTH", "TIKFACTR", "OVERSAMP", "THRESHLD"):
             if key in src:
                 x1d._headers.setdefault("PRIMARY", type(src)())[key] = src[key]
 
