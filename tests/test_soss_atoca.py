@@ -376,19 +376,24 @@ def test_atoca_options_products_are_jwsts(options):
     assert not problems, "\n".join(problems)
 
 
-def test_atoca_refuses_bad_option_files_in_one_line(tmp_path, capsys):
+def test_atoca_refuses_bad_option_files_in_one_line(tmp_path, capsys, real_rules_cache):
     """A soss_wave_grid_in that is no SossWaveGridModel, a soss_estimate that is no SpecModel: one
     line naming the file, a non-zero exit, nothing written."""
+    from parity import jwst_offline
     from test_niriss_soss import _rateints
 
     from webbflow.flows.cli import main
-    from webbflow.refs.synthetic_soss import pastasoss_tree
+    from webbflow.refs.synthetic_soss import pastasoss_tree, write_soss_references
 
+    refs = write_soss_references(tmp_path / "refs")
     rate, _ = _rateints(tmp_path, pastasoss_tree())
+    over = [f"--steps.extract_1d.override_{rt}={refs[rt]}" for rt in ("pastasoss", "specprofile", "speckernel")]
     for opt in ("soss_wave_grid_in", "soss_estimate"):
         out = tmp_path / opt
         out.mkdir()
-        assert main(["run", "extract_1d", str(rate), "--output-dir", str(out), f"--steps.extract_1d.{opt}={rate}"]) != 0
+        with jwst_offline(real_rules_cache, "jwst_0541.pmap"):
+            argv = ["run", "extract_1d", str(rate), "--output-dir", str(out), f"--steps.extract_1d.{opt}={rate}"]
+            assert main(argv + over) != 0
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and rate.name in err[0] and ("SossWaveGridModel" in err[0] or "SpecModel" in err[0]), err
         assert "Traceback" not in err[0] and list(out.iterdir()) == []
