@@ -99,6 +99,13 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     probe = cubes[0]
     params = resolve_params(STEPS + (["photom"] if soss else []), user, config, model=probe,
                             pipeline_class="Tso3Pipeline")
+    if soss and not params["extract_1d"].skip:  # SOSS settings not implemented, bad ATOCA inputs: before any product
+        from ..tasks.extract_1d.soss import check_params
+
+        try:
+            check_params(params["extract_1d"])
+        except UnsupportedModeError as exc:
+            raise UnsupportedModeError(f"{probe.meta.filename or 'tso3'}: {exc}") from None
     run = StageRun(params=params)
     imaging = _is_imaging(probe)
     later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"] + (["photom"] if soss else [])
@@ -239,13 +246,13 @@ def _primary_only(spectra):
 
 def _soss_metadata(spectra, x1d) -> None:
     """What a SOSS x1dints takes from its extracted spectra: the extraction's and photom's references,
-    photom's status and the SOSS extraction keywords."""
+    photom's status and the SOSS extraction keywords (TIKFACTR when ATOCA ran)."""
     for rt in ("pastasoss", "specprofile", "speckernel", "photom", "area"):
         setattr(x1d.meta.ref_file, rt, getattr(spectra.meta.ref_file, rt))
     x1d.meta.cal_step.photom = spectra.meta.cal_step.photom
     src = spectra._headers.get("PRIMARY")
     if src is not None:
-        for key in ("SOSSWDTH", "OVERSAMP", "THRESHLD"):
+        for key in ("SOSSWDTH", "TIKFACTR", "OVERSAMP", "THRESHLD"):
             if key in src:
                 x1d._headers.setdefault("PRIMARY", type(src)())[key] = src[key]
 

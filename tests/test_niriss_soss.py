@@ -18,6 +18,7 @@ sums recover the drawn spectrum and the transit.
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -346,9 +347,9 @@ def _tso3_asn(folder: Path, calints: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def soss_tso3(soss, simulated):
-    """jwst's Tso3Pipeline on jwst's calints and webbflow's tso3 on webbflow's, from the same association.
+def _run_tso3(soss, simulated, tag: str, extract_1d: dict):
+    """jwst's Tso3Pipeline on jwst's calints and webbflow's tso3 on webbflow's, from the same
+    association, with extract_1d's ``extract_1d`` settings: (jwst's folder, webbflow's folder).
 
     jwst's Tso3Pipeline prefetches gain and readnoise whatever the mode, which the 2019 rules
     select but have no file for: both run with the simulation's CRDS cache (whose NIS SUBSTRIP256
@@ -362,15 +363,15 @@ def soss_tso3(soss, simulated):
     refs = soss["refs"]
     base = soss["jwst"].parent
     cache = simulated.output_dir
-    ex = {"soss_atoca": False, "override_pastasoss": str(refs["pastasoss"]),
-          "override_specprofile": str(refs["specprofile"]), "override_speckernel": str(refs["speckernel"])}
+    ex = {"override_pastasoss": str(refs["pastasoss"]), "override_specprofile": str(refs["specprofile"]),
+          "override_speckernel": str(refs["speckernel"]), **extract_1d}
     ours_steps = {"extract_1d": dict(ex), "photom": {"override_photom": str(refs["photom"]), "override_area": "N/A"},
                   "white_light": {"override_wavelengthrange": "N/A"}}
     steps = {k: dict(v) for k, v in ours_steps.items()}
     steps["extract_1d"].update(override_extract1d="N/A", override_apcorr="N/A", override_psf="N/A")
     folders = {}
     for who in ("jwst", "ours"):
-        f = base / f"tso3-{who}"
+        f = base / f"tso3{tag}-{who}"
         f.mkdir()
         cal = f / f"{ROOT}_calints.fits"
         shutil.copyfile(soss[who] / cal.name, cal)
@@ -396,6 +397,32 @@ def soss_tso3(soss, simulated):
     return folders["jwst"][0], folders["ours"][0]
 
 
+@pytest.fixture(scope="module")
+def soss_tso3(soss, simulated):
+    """tso3 with the box extraction (soss_atoca=false)."""
+    return _run_tso3(soss, simulated, "", {"soss_atoca": False})
+
+
+ATOCA_FULL = os.environ.get("WEBBFLOW_SOSS_ATOCA_FULL") == "1"
+
+
+@pytest.fixture(scope="module", params=["coarse-grid", pytest.param("default", marks=pytest.mark.skipif(
+    not ATOCA_FULL, reason="jwst's ATOCA with its defaults takes ~200 s CPU and 6 GB: WEBBFLOW_SOSS_ATOCA_FULL=1"))])
+def soss_tso3_atoca(request, soss, simulated):
+    """tso3 with ATOCA on (jwst's default).  Always: on a given uniform wavelength grid of 2500
+    points (soss_wave_grid_in) and a given Tikhonov factor, which keep jwst's dense inverse of the
+    order 1+2 system small; with WEBBFLOW_SOSS_ATOCA_FULL=1 also with every default (the adaptive
+    grid of ~13500 points, the factor searched)."""
+    from webbflow.models import SossWaveGridModel
+
+    ex = {"soss_atoca": True}
+    if request.param == "coarse-grid":
+        grid = soss["jwst"].parent / "tso3_grid_in.fits"
+        SossWaveGridModel(wavegrid=np.linspace(0.6, 2.9, 2500)).save(grid)
+        ex.update(soss_wave_grid_in=str(grid), soss_tikfac=1e-6)
+    return _run_tso3(soss, simulated, f"-atoca-{request.param}", ex)
+
+
 @pytest.mark.parity
 @pytest.mark.real
 def test_soss_tso3_products_are_jwsts(soss_tso3):
@@ -418,10 +445,33 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
     assert f1[1] < f1[0] and f1[1] < f1[2]  # the transit, in the middle integration
 
 
+@pytest.mark.parity
 @pytest.mark.real
-def test_soss_spec2_refuses_bad_pix_model_before_writing_anything(soss, simulated, tmp_path):
-    """soss_bad_pix='model' (ATOCA's models in place of bad pixels) is not implemented: spec2 says so
-    in one line and writes nothing."""
+def test_soss_tso3_with_atoca_products_are_jwsts(soss_tso3_atoca):
+    """tso3 with ATOCA decontaminating the orders: crfints, x1dints and white-light curve, whole
+    (the x1dints columns within rtol 1e-4, the TIKFACTR as jwst's)."""
+    from test_products_whole import compare_products
+
+    jdir, odir = soss_tso3_atoca
+    product = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+    names = {p.name for p in jdir.iterdir() if p.name.endswith((".fits", ".ecsv")) and "calints" not in p.name}
+    assert names == {f"{ROOT}_o001_crfints.fits", f"{product}_x1dints.fits", f"{product}_whtlt.ecsv"}
+    for d in (jdir, odir):
+        (d / f"{ROOT}_calints.fits").rename(d / f"{ROOT}_calints.input")
+    problems = compare_products(odir, jdir, names)
+    assert not problems, "\n".join(problems)
+    with fits.open(odir / f"{product}_x1dints.fits") as fo, fits.open(jdir / f"{product}_x1dints.fits") as fj:
+        assert fo[0].header["TIKFACTR"] == pytest.approx(fj[0].header["TIKFACTR"], rel=1e-9)
+        for ho, hj in zip(fo[1:], fj[1:]):
+            if hj.name == "EXTRACT1D":
+                x, y = np.asarray(ho.data["FLUX"]), np.asarray(hj.data["FLUX"])
+                assert np.all(np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))), hj.ver
+
+
+@pytest.mark.real
+def test_soss_spec2_refuses_background_fit_before_writing_anything(soss, simulated, tmp_path):
+    """extract_1d's SOSS background fit (subtract_background) is not implemented: spec2 says so in one
+    line and writes nothing."""
     from parity import jwst_offline
 
     from webbflow.errors import UnsupportedModeError
@@ -429,8 +479,8 @@ def test_soss_spec2_refuses_bad_pix_model_before_writing_anything(soss, simulate
 
     out = tmp_path / "atoca"
     out.mkdir()
-    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="soss_bad_pix") as exc:
-        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"soss_bad_pix": "model"}})
+    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="subtract_background") as exc:
+        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"subtract_background": True}})
     assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert list(out.iterdir()) == []
 
@@ -545,17 +595,17 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
 
 
 @pytest.mark.real
-def test_soss_spec3_refuses_atoca_modelname_before_writing_anything(soss, real_rules_cache, tmp_path):
-    """spec3 with ATOCA's diagnostic models (soss_modelname, not implemented): one line, nothing written."""
+def test_soss_spec3_refuses_a_bad_atoca_grid_before_writing_anything(soss, real_rules_cache, tmp_path):
+    """spec3 with an ATOCA wavelength grid that is not a SossWaveGridModel file: one line, nothing written."""
     from parity import jwst_offline
 
-    from webbflow.errors import UnsupportedModeError
+    from webbflow.errors import InputFileError
     from webbflow.flows.calwebb_spec3 import spec3
 
     out = tmp_path / "atoca3"
-    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(UnsupportedModeError,
-                                                                          match="soss_modelname") as exc:
+    with jwst_offline(real_rules_cache, "jwst_0541.pmap"), pytest.raises(InputFileError,
+                                                                          match="not a SossWaveGridModel") as exc:
         spec3.fn([str(soss["ours"] / f"{ROOT}_calints.fits")], product_name="jw01234-o001_t001_niriss_clear-gr700xd",
-                 output_dir=str(out), steps={"extract_1d": {"soss_modelname": "model"}})
-    assert "\n" not in str(exc.value) and f"{ROOT}_calints.fits" in str(exc.value)
+                 output_dir=str(out), steps={"extract_1d": {"soss_wave_grid_in": str(soss["rate"])}})
+    assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert not out.exists() or list(out.iterdir()) == []

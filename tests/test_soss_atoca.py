@@ -48,7 +48,7 @@ def pieces(tmp_path_factory):
     ours = {rt: open_reference(rt, refs[rt]) for rt in ("pastasoss", "specprofile", "speckernel")}
     captured = {}
 
-    def capture(filled, errs, mederr, scimask0, refmask0, oms, box, params, subarray, cut):
+    def capture(filled, errs, mederr, scimask0, refmask0, oms, box, params, subarray, cut, **_kw):
         captured.update(filled=filled, errs=errs, mederr=mederr, scimask0=scimask0, refmask0=refmask0, oms=oms,
                         box=box, cut=cut)
         raise _Captured
@@ -236,3 +236,164 @@ def test_atoca_spec2_x1dints_is_jwsts(runs):
     low = {k: v for k, v in agreement.items() if v < 0.999}
     assert not low, f"columns agreeing with jwst's for < 99.9 % of values: {low}"
     assert len({k[0] for k in agreement}) == 3
+
+
+# ---------------------------------------------------------------------------
+# ATOCA's optional inputs and side products, against jwst's extract_1d (always on: a coarse
+# wavelength grid keeps jwst's dense inverse small)
+
+ROOT = "jw01234001001_01101_00001_nis"
+GRID = (0.6, 2.9, 2500)  # soss_wave_grid_in: uniform, about one point per order 1 pixel
+
+
+def _estimate_file(path):
+    """A soss_estimate written by stdatamodels: a SpecModel of a smooth spectrum (not the scene's)."""
+    from stdatamodels.jwst import datamodels as dm
+
+    w = np.linspace(0.5, 3.0, 400)
+    t = np.zeros(w.size, dtype=dm.SpecModel().get_dtype("spec_table"))
+    t["WAVELENGTH"] = w
+    t["FLUX"] = 2.0 * (1.0 + 0.3 * np.sin(3.0 * w)) * np.exp(-0.5 * ((w - 1.4) / 0.9) ** 2)
+    dm.SpecModel(spec_table=t).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def options(tmp_path_factory, real_rules_cache):
+    """jwst's Extract1dStep and ``webbflow run extract_1d`` on one SOSS rateints with ATOCA's
+    soss_wave_grid_in (a grid written by webbflow), soss_estimate (a SpecModel written by
+    stdatamodels; it sets the Tikhonov factor's first guess), soss_modelname, soss_wave_grid_out and
+    soss_bad_pix="model" (the rateints' dead pixel on order 1's trace and its pixel lost in one
+    integration take the order's model)."""
+    from parity import jwst_offline, quiet_jwst
+    from test_niriss_soss import _rateints
+
+    from jwst.extract_1d import Extract1dStep
+    from webbflow.flows.cli import main
+    from webbflow.models import SossWaveGridModel
+    from webbflow.refs.synthetic_soss import pastasoss_tree, write_soss_references
+
+    base = tmp_path_factory.mktemp("atoca_options")
+    refs = write_soss_references(base / "refs")
+    rate, _truth = _rateints(base, pastasoss_tree())
+    grid_in = base / "grid_in.fits"
+    SossWaveGridModel(wavegrid=np.linspace(*GRID)).save(grid_in)
+    estimate = _estimate_file(base / "estimate.fits")
+    opts = {"override_pastasoss": str(refs["pastasoss"]), "override_specprofile": str(refs["specprofile"]),
+            "override_speckernel": str(refs["speckernel"]), "soss_wave_grid_in": str(grid_in),
+            "soss_estimate": str(estimate), "soss_modelname": "atoca_x1dints.fits",
+            "soss_wave_grid_out": "grid_out.fits", "soss_bad_pix": "model"}
+    out = {}
+    cwd = os.getcwd()
+    for who in ("jwst", "webbflow"):
+        d = base / who
+        d.mkdir()
+        with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                os.chdir(d)  # soss_wave_grid_out is a path from the working folder, in both
+                if who == "jwst":
+                    Extract1dStep.call(str(rate), output_dir=str(d), save_results=True, override_extract1d="N/A",
+                                       override_apcorr="N/A", override_psf="N/A", **opts)
+                else:
+                    argv = [f"--steps.extract_1d.{k}={v}" for k, v in opts.items()]
+                    assert main(["run", "extract_1d", str(rate), "--output-dir", str(d)] + argv) == 0
+            finally:
+                os.chdir(cwd)
+        out[who] = d
+    return out["jwst"], out["webbflow"], grid_in
+
+
+def _columns_agree(name, fa, fb, rtol, need):
+    low = {}
+    for ha, hb in zip(fa, fb):
+        if hb.name != "EXTRACT1D":
+            continue
+        for col in hb.data.columns.names:
+            x, y = np.asarray(ha.data[col]), np.asarray(hb.data[col])
+            assert x.shape == y.shape, (name, hb.ver, col)
+            ok = (np.isclose(x, y, rtol=rtol, atol=0) | (np.isnan(x) & np.isnan(y))) if x.dtype.kind == "f" \
+                else (x == y)
+            if np.mean(ok) < need:
+                low[(hb.ver, col)] = float(np.mean(ok))
+    return low
+
+
+@pytest.mark.parity
+def test_atoca_options_write_jwsts_files(options):
+    """The same files, named as jwst names them, opening in stdatamodels as jwst's classes; the grid
+    written back is the grid read."""
+    from stdatamodels.jwst import datamodels as dm
+
+    jw, wf, grid_in = options
+    names = {p.name for p in jw.iterdir()}
+    assert names == {"grid_out.fits", "atoca_SossExtractModel.fits", "atoca_AtocaSpectra.fits",
+                     f"{ROOT}_extract1dstep.fits"}
+    assert {p.name for p in wf.iterdir()} == names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, cls in (("grid_out.fits", dm.SossWaveGridModel), ("atoca_SossExtractModel.fits", dm.SossExtractModel),
+                          ("atoca_AtocaSpectra.fits", dm.MultiSpecModel)):
+            with dm.open(wf / name) as m:
+                assert type(m) is cls, name
+        with dm.open(wf / "grid_out.fits") as g, dm.open(grid_in) as g0:
+            assert np.array_equal(g.wavegrid, g0.wavegrid) and g.wavegrid.dtype.newbyteorder("=") == np.float64
+
+
+@pytest.mark.parity
+def test_atoca_options_products_are_jwsts(options):
+    """x1dints, the trace models and apertures, and the ATOCA spectra: HDUs, keywords and values.
+
+    The Tikhonov factor is the one found from the estimate's guess; the spectra and trace models
+    agree within rtol 1e-6 (jwst inverts the order 1+2 system, webbflow factorises it: measured
+    3e-13 on the ATOCA spectra, 2e-14 on the x1dints, 1e-7 on the float32 trace models)."""
+    from astropy.io import fits
+    from test_products_whole import compare_headers
+
+    jw, wf, _ = options
+    problems = []
+    for name in (f"{ROOT}_extract1dstep.fits", "atoca_SossExtractModel.fits", "atoca_AtocaSpectra.fits",
+                 "grid_out.fits"):
+        with fits.open(wf / name) as fa, fits.open(jw / name) as fb:
+            assert [(h.name, h.ver) for h in fa] == [(h.name, h.ver) for h in fb], name
+            for ha, hb in zip(fa, fb):
+                compare_headers(f"{name}[{hb.name},{hb.ver}]", ha.header, hb.header, problems, hdu=hb.name)
+            if name.endswith("extract1dstep.fits"):
+                assert fa[0].header["TIKFACTR"] == pytest.approx(fb[0].header["TIKFACTR"], rel=1e-9)
+            if "SossExtractModel" in name:
+                for ha, hb in zip(fa[1:], fb[1:]):
+                    if hb.name == "ASDF":
+                        continue
+                    x, y = ha.data, hb.data
+                    assert x.shape == y.shape and x.dtype == y.dtype, hb.name
+                    if hb.name.startswith("APER"):
+                        assert np.array_equal(x, y), hb.name
+                    else:  # float32 models (NaN written as 0, as jwst writes them): the same pixels modelled
+                        assert np.array_equal(x == 0, y == 0) and np.allclose(x, y, rtol=1e-6, atol=0), hb.name
+            elif name != "grid_out.fits":
+                low = _columns_agree(name, fa, fb, 1e-6, 1.0)
+                assert not low, f"{name}: columns not all within rtol 1e-6 of jwst's: {low}"
+    assert not problems, "\n".join(problems)
+
+
+def test_atoca_refuses_bad_option_files_in_one_line(tmp_path, capsys, real_rules_cache):
+    """A soss_wave_grid_in that is no SossWaveGridModel, a soss_estimate that is no SpecModel: one
+    line naming the file, a non-zero exit, nothing written."""
+    from parity import jwst_offline
+    from test_niriss_soss import _rateints
+
+    from webbflow.flows.cli import main
+    from webbflow.refs.synthetic_soss import pastasoss_tree, write_soss_references
+
+    refs = write_soss_references(tmp_path / "refs")
+    rate, _ = _rateints(tmp_path, pastasoss_tree())
+    over = [f"--steps.extract_1d.override_{rt}={refs[rt]}" for rt in ("pastasoss", "specprofile", "speckernel")]
+    for opt in ("soss_wave_grid_in", "soss_estimate"):
+        out = tmp_path / opt
+        out.mkdir()
+        with jwst_offline(real_rules_cache, "jwst_0541.pmap"):
+            argv = ["run", "extract_1d", str(rate), "--output-dir", str(out), f"--steps.extract_1d.{opt}={rate}"]
+            assert main(argv + over) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and rate.name in err[0] and ("SossWaveGridModel" in err[0] or "SpecModel" in err[0]), err
+        assert "Traceback" not in err[0] and list(out.iterdir()) == []

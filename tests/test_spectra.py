@@ -248,9 +248,9 @@ def test_extract_1d_refuses_what_it_does_not_do():
     fixed = extract(cube, {"extract1d": {"apertures": [{"id": "ANY"}]}}, Extract1dParams(use_source_posn=False))
     np.testing.assert_array_equal(moved.spec[0].spec_table["FLUX"], fixed.spec[0].spec_table["FLUX"])
     cube.meta.exposure.type = "NIS_SOSS"
-    # ATOCA's diagnostic model product is not written here: refused in one line
-    with pytest.raises(UnsupportedModeError, match="SOSS ATOCA's soss_modelname is not implemented"):
-        extract(cube, {}, Extract1dParams(soss_modelname="model.fits"))
+    # the ATOCA wavelength grid asked for where no ATOCA runs and none is given: refused in one line
+    with pytest.raises(UnsupportedModeError, match="soss_wave_grid_out needs the ATOCA wavelength grid"):
+        extract(cube, {}, Extract1dParams(soss_atoca=False, soss_wave_grid_out="grid.fits"))
     # a SOSS exposure through another filter: skipped, with jwst's error line, the input unchanged
     out, status = extract(cube, {}, Extract1dParams())
     assert status == "SKIPPED" and out is cube

@@ -23,9 +23,13 @@ What differs from jwst is only how it is computed: every matrix that does not ch
 integrations is built once (jwst rebuilds the order 2/3 models and the pixel-grid spectra for
 each integration), the joint solution of all integrations is one sparse factorisation instead
 of the dense inverse of the design matrix, and the models of orders 1 and 2 are rebuilt for all
-integrations in one sparse product.  The diagnostic outputs (``soss_modelname``,
-``soss_wave_grid_out``) and the inputs ``soss_wave_grid_in`` / ``soss_estimate`` are not
-implemented (refused by :func:`.soss.check_params`).
+integrations in one sparse product.
+
+The optional inputs and outputs are jwst's: ``soss_wave_grid_in`` replaces the adaptive grid,
+``soss_estimate`` the first flux estimate (the estimate is then made only when the grid or the
+factor still needs it); :func:`.soss.write_model_products` writes ``soss_modelname``'s trace
+models and each integration's ATOCA spectra binned to the orders' pixel grids (:class:`_Binners`),
+and ``soss_wave_grid_out`` the grid.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class _SingleOrder:
         if cut is not None:
             keep = w < cut
             w, c = w[keep], c[keep]
-        self.om, self.grid, self.grid_os = om, w, U.oversample(w, 3)
+        self.om, self.grid, self.cols, self.grid_os = om, w, c, U.oversample(w, 3)
         self._engines = {}
 
     def engine(self, mask):
@@ -119,14 +123,16 @@ class _SingleOrder:
                 self._engines[k] = None
         return self._engines[k]
 
-    def model(self, data, err, mask_fit, mask_rebuild, factor):
+    def model(self, data, err, mask_fit, mask_rebuild, factor, with_spectrum=False):
         fit = self.engine(mask_fit)
         rb = self.engine(mask_rebuild)
         if fit is None or rb is None:
             log.error("ATOCA order %d: not enough unmasked pixels to model it; its model is NaN", self.om.order)
-            return np.full(data.shape, np.nan)
+            nan = np.full(data.shape, np.nan)
+            return (nan, None) if with_spectrum else nan
         f = fit.fit(data, err, factor)
-        return rb.rebuild(f, fill_value=np.nan)
+        model = rb.rebuild(f, fill_value=np.nan)
+        return (model, f) if with_spectrum else model
 
     def search(self, data, err, mask_fit, guess):
         fit = self.engine(mask_fit)
@@ -145,14 +151,19 @@ def _add_model(current, model):
 
 
 def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict, params, subarray,
-                 order2_cutoff=ORDER2_CUTOFF):
+                 order2_cutoff=ORDER2_CUTOFF, wave_grid=None, estimate=None, spectra=False):
     """The trace models of every order for every integration, and the Tikhonov factor of orders 1+2.
 
     ``filled``/``errs``: (nints, ny, nx) data with bad pixels filled and errors (bad ones at 10x
     the median); ``mederr`` the median error (inf where never valid); ``scimask0`` pixels bad in
     every integration; ``refmask0`` the reference pixels; ``oms`` the :class:`OrderModel` per
-    order; ``box`` the box weights per order.  Returns ({order: (nints, ny, nx)}, tikfac, masks)
-    where masks[i] is the pixel mask of integration i's box sums.
+    order; ``box`` the box weights per order; ``wave_grid`` a decontamination grid to use instead
+    of the adaptive one (``soss_wave_grid_in``); ``estimate`` a flux estimate (a function of
+    wavelength, ``soss_estimate``) instead of the one from order 1's uncontaminated pixels.
+    Returns ({order: (nints, ny, nx)}, tikfac, masks, grid, atoca) where masks[i] is the pixel
+    mask of integration i's box sums, grid the orders 1+2 wavelength grid, and atoca (when
+    ``spectra``) each integration's ATOCA spectra binned to the orders' pixel grids, as
+    [(order, wavelength, flux), ...] per integration.
     """
     nints = filled.shape[0]
     orders = sorted(box)
@@ -174,23 +185,24 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
     global_mask = np.all([mtp[o] for o in orders], axis=0)
     om1, om2 = oms[1], oms[2]
 
-    # first estimate of the flux from order 1 away from order 2
-    grid_est = U.oversample(U.grid_from_map(om1.wavemap, om1.profile), 1)  # (om1.profile changes, as in jwst)
-    est_mask = (om2.profile >= 1e-4) | mtp[1]
-    eng = Engine([om1.wavemap], [om1.profile], [om1.throughput], [None], grid_est, [est_mask], global_mask=mask_int)
-    first = eng.fit(typical, mederr)
-    from scipy.interpolate import UnivariateSpline
+    # first estimate of the flux from order 1 away from order 2, unless one is given or nothing needs it
+    if estimate is None and (params.soss_tikfac is None or wave_grid is None):
+        grid_est = U.oversample(U.grid_from_map(om1.wavemap, om1.profile), 1)  # (om1.profile changes, as in jwst)
+        est_mask = (om2.profile >= 1e-4) | mtp[1]
+        eng = Engine([om1.wavemap], [om1.profile], [om1.throughput], [None], grid_est, [est_mask],
+                     global_mask=mask_int)
+        first = eng.fit(typical, mederr)
+        estimate = spline_estimate(grid_est, first)
 
-    ok = np.isfinite(first)
-    estimate = UnivariateSpline(grid_est[ok], first[ok], k=3, s=0, ext=0)
-
-    # the decontamination grid
-    g2, g1 = om2.grid_from_trace(params.soss_n_os), om1.grid_from_trace(params.soss_n_os)
-    shared = g2 >= np.min(g1)
-    g1 = g1[g1 > np.min(g2[shared])]
-    grid = U.adaptive_grid([g2[shared], g1, g2[~shared]], [estimate, estimate, _ones],
-                           [order2_cutoff[0], np.max(g1)], max_iter=30, rtol=params.soss_rtol,
-                           max_total_size=params.soss_max_grid_size)
+    if wave_grid is None:  # the decontamination grid
+        g2, g1 = om2.grid_from_trace(params.soss_n_os), om1.grid_from_trace(params.soss_n_os)
+        shared = g2 >= np.min(g1)
+        g1 = g1[g1 > np.min(g2[shared])]
+        grid = U.adaptive_grid([g2[shared], g1, g2[~shared]], [estimate, estimate, _ones],
+                               [order2_cutoff[0], np.max(g1)], max_iter=30, rtol=params.soss_rtol,
+                               max_total_size=params.soss_max_grid_size)
+    else:
+        grid = np.asarray(wave_grid, dtype=np.float64)
     log.info("ATOCA wavelength grid: %d points from %.4f to %.4f um", grid.size, grid.min(), grid.max())
 
     # orders 1 and 2 together
@@ -217,8 +229,10 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
     if f_all.ndim == 1:
         f_all = f_all[:, None]
     models = {o: np.full(filled.shape, np.nan) for o in orders}
+    fluxes12 = {}
     for i, (o, om) in enumerate(((1, om1), (2, om2))):
         flux = e12.kernels[i].dot(f_all)  # on the order's convolved grid
+        fluxes12[o] = (e12.grid_c(i), flux)
         oe = Engine([om.wavemap], [om.profile], [om.throughput], [np.array([1.0])], e12.grid_c(i), [global_mask])
         op = oe.rebuild_operator()
         pix = op.dot(flux)  # (valid pixels of oe, nints)
@@ -239,7 +253,8 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
         log.info("ATOCA Tikhonov factor of order %d alone: %.4e", o, factors[o])
 
     # -- each integration --------------------------------------------------------
-    masks = []
+    masks, atoca = [], []
+    binners = _Binners()
     for i in range(nints):
         d, e = filled[i], errs[i]
         nf = ~(np.isfinite(d) & np.isfinite(e))
@@ -250,7 +265,70 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
         masks.append(mask_i)
         mtp_i = {o: ~(box[o] > 0) | refmask for o in orders}
         gm_i = np.all([mtp_i[o] for o in orders], axis=0)
+        listed = []
+        if spectra:  # orders 1 and 2 from the joint fit, binned to their pixel grids
+            for o, om in ((1, om1), (2, om2)):
+                g, flux = fluxes12[o]
+                f = flux[:, i]
+                ok = np.isfinite(f)
+                listed.append((o, *binners.joint(om, g[ok], f[ok], gm_i)))
         for o, s in singles.items():
-            mdl = s.model(d, e, mtp_i[o] | mask_i, gm_i, factors[o])
+            mdl, f = s.model(d, e, mtp_i[o] | mask_i, gm_i, factors[o], with_spectrum=True)
             models[o][i] = _add_model(models[o][i], mdl)
-    return models, tikfac, np.array(masks)
+            if spectra:
+                listed.append((o, *binners.single(s, f, gm_i)))
+        atoca.append(listed)
+    return models, tikfac, np.array(masks), grid, (atoca if spectra else None)
+
+
+def spline_estimate(wavelength, flux):
+    """The flux estimate as jwst makes it: a cubic interpolating spline of the finite values."""
+    from scipy.interpolate import UnivariateSpline
+
+    ok = np.isfinite(flux)
+    return UnivariateSpline(np.asarray(wavelength)[ok], np.asarray(flux)[ok], k=3, s=0, ext=0)
+
+
+class _Binners:
+    """The ATOCA spectra binned to an order's pixel grid (``soss_modelname``'s AtocaSpectra).
+
+    A one-row detector whose pixels are the order's columns, sorted by wavelength, with a flat
+    profile; columns whose every pixel is outside the modelled region are masked.  The engines
+    are kept for as long as that mask does not change.
+    """
+
+    def __init__(self):
+        self._engines = {}
+
+    def _engine(self, key, build):
+        if key not in self._engines:
+            try:
+                self._engines[key] = build()
+            except MaskOverlapError:
+                self._engines[key] = None
+        return self._engines[key]
+
+    def joint(self, om, grid, flux, global_mask):
+        """(wavelength, flux) of an order of the joint fit, from its flux on the convolved grid."""
+        w, c = om.native_grid()
+        mask = np.all(global_mask, axis=0)[c]
+        eng = self._engine(("joint", om.order, _key(mask, grid)),
+                           lambda: Engine([w[None, :]], [np.ones((1, w.size))], [om.throughput], [om.kernel], grid,
+                                          [mask[None, :]]))
+        return _finite(w, eng.rebuild(flux, fill_value=np.nan)[0] if eng is not None else np.full(w.size, np.nan))
+
+    def single(self, s, flux, global_mask):
+        """(wavelength, flux) of an order fitted alone, from its flux on its oversampled pixel grid."""
+        w, c = s.grid, s.cols
+        if flux is None:  # not modelled: jwst's null spectrum, NaN at the order's wavelengths
+            return w, np.full(w.size, np.nan)
+        mask = np.all(global_mask, axis=0)[c]
+        eng = self._engine(("single", s.om.order, _key(mask)),
+                           lambda: Engine([w[None, :]], [np.ones((1, w.size))], [_ones], [np.array([1.0])],
+                                          s.grid_os, [mask[None, :]]))
+        return _finite(w, eng.rebuild(flux, fill_value=np.nan)[0] if eng is not None else np.full(w.size, np.nan))
+
+
+def _finite(w, f):
+    ok = np.isfinite(f)
+    return w[ok], f[ok]

@@ -19,14 +19,20 @@ by column.  The steps:
 3. **Bad pixels.**  Pixels flagged DO_NOT_USE in every integration are masked; NaNs of one
    integration are filled from the median of the other integrations and a running median over 9
    integrations; pixels bad in all integrations and reference pixels get an infinite error and
-   are masked, and so are pixels whose error is not positive.
+   are masked, and so are pixels whose error is not positive.  With ``soss_bad_pix="model"`` (which
+   runs ATOCA's models whatever ``soss_atoca`` says, as jwst does) the masked pixels an order's
+   trace model covers take the model's value instead (:func:`model_bad_pixels`).
 4. **Sums** per column: FLUX = sum(w * data), FLUX_ERROR = sqrt(sum(w * err**2)), NPIXELS =
    sum(w), over the unmasked pixels (NaN where no weight remains); BACKGROUND is 0 (no SOSS
    background fit unless ``subtract_background``, which is not implemented).  Every integration
    is summed in one array operation.
 
 The product is a TSOMultiSpecModel with one spectrum per order (SPORDER), in DN/s, each row an
-integration; the other columns are zero, as in jwst's.  photom then calibrates it (spec2 runs
+integration; the other columns are zero, as in jwst's.  ATOCA's side products, as jwst names
+them: ``soss_modelname`` gives ``<output_dir>/<its root>_SossExtractModel.fits`` (each order's
+trace model and box weights per integration) and ``..._AtocaSpectra.fits`` (a MultiSpecModel of
+each integration's ATOCA spectra); ``soss_wave_grid_out`` the SossWaveGridModel file of the
+grid, which ``soss_wave_grid_in`` reads back; ``soss_estimate`` reads a SpecModel.  photom then calibrates it (spec2 runs
 photom after extract_1d for SOSS).  The trace wavemaps (not needed for a box) are not computed.
 """
 
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -212,15 +219,24 @@ def fill_bad(data, err, refmask):
 # the extraction
 
 
+def _given(value) -> bool:
+    return value not in (None, "", "None")
+
+
+def models_wanted(params) -> bool:
+    """Whether ATOCA's trace models are made: for the decontamination, or for soss_bad_pix="model"."""
+    return bool(params.soss_atoca) or params.soss_bad_pix == "model"
+
+
 def check_params(params) -> None:
-    if params.soss_atoca:  # ATOCA (:mod:`._atoca`): its optional inputs and diagnostic outputs are not implemented
-        for name in ("soss_wave_grid_in", "soss_wave_grid_out", "soss_estimate", "soss_modelname"):
-            if getattr(params, name, None) not in (None, "", "None"):
-                raise UnsupportedModeError(f"extract_1d: NIRISS SOSS ATOCA's {name} is not implemented; "
-                                           f"leave it unset")
-    if params.soss_bad_pix == "model":
-        raise UnsupportedModeError("extract_1d: NIRISS SOSS soss_bad_pix='model' needs the ATOCA trace models "
-                                   "(not implemented); use soss_bad_pix='masking'")
+    atoca = models_wanted(params)
+    if _given(params.soss_wave_grid_out) and not atoca and not _given(params.soss_wave_grid_in):
+        raise UnsupportedModeError("extract_1d: NIRISS SOSS soss_wave_grid_out needs the ATOCA wavelength grid "
+                                   "(soss_atoca=true, or a soss_wave_grid_in)")
+    if (atoca or _given(params.soss_wave_grid_out)) and _given(params.soss_wave_grid_in):
+        read_wave_grid(params.soss_wave_grid_in)  # bad input files: refused before anything runs
+    if atoca and _given(params.soss_estimate):
+        read_estimate(params.soss_estimate)
     if params.subtract_background:
         raise UnsupportedModeError("extract_1d: the NIRISS SOSS background fit (subtract_background) is not implemented")
 
@@ -265,7 +281,7 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     data = model.data if cube else model.data[None]
     err = model.err if cube else model.err[None]
     dq = model.dq if cube else model.dq[None]
-    scimask = np.all((dq & dqflags.DO_NOT_USE) != 0, axis=0)
+    scimask = dead = np.all((dq & dqflags.DO_NOT_USE) != 0, axis=0)
     refmask = (dq[0] & REFERENCE_PIXEL) != 0
     filled, mederr = fill_bad(data, err, refmask)
     # jwst first runs a "typical" (mean) integration with the median error, whose infinite errors
@@ -294,35 +310,35 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     # or an earlier integration, and the pixels whose error is not positive
     seen = np.logical_or.accumulate(~np.isfinite(filled) | ~np.isfinite(errs), axis=0)
     masked = scimask[None] | seen | ~(errs > 0)
-    tikfac, trace_models = None, None
-    if params.soss_atoca:  # ATOCA: each order's box holds the data minus the other orders' models
-        trace_models, tikfac = _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree,
-                                             pastasoss, specprofile, speckernel, params, subarray)
-    out = output_model(model, TSOMultiSpecModel)
-    # jwst copies the exposure's primary-header metadata only (not its SCI keywords: MJD-BEG, XPOSURE...)
-    for path, _key, hdu, _ann in type(out).keyword_fields():
-        if hdu != "PRIMARY":
-            obj = out.meta
-            for p in path[:-1]:
-                obj = getattr(obj, p, None)
-                if obj is None:
-                    break
-            if obj is not None and getattr(obj, path[-1], None) is not None:
-                setattr(obj, path[-1], None)
+    tikfac, trace_models, grid, atoca = None, None, None, None
+    wave_grid = read_wave_grid(params.soss_wave_grid_in) if _given(params.soss_wave_grid_in) else None
+    # ATOCA: each order's box holds the data minus the other orders' models (jwst models the orders,
+    # and so decontaminates them, whenever it needs the models, also for soss_bad_pix="model")
+    if models_wanted(params):  # (ATOCA gets the pixels dead in every integration only: as in jwst, the
+        # typical integration's infinite errors then move the reference pixels from its trace masks to its fit masks)
+        estimate = read_estimate(params.soss_estimate) if _given(params.soss_estimate) else None
+        trace_models, tikfac, grid, atoca = _atoca_models(
+            filled, errs, mederr, dead, refmask, traces, weights, tree, pastasoss, specprofile, speckernel,
+            params, subarray, wave_grid, estimate, _given(params.soss_modelname))
+    elif wave_grid is not None:
+        grid = wave_grid
+    out = _primary_only(output_model(model, TSOMultiSpecModel))
     for order in orders:
         w = weights[order]
         region = w > 0
-        wm = np.where(masked, 0.0, w[None])
-        source = filled
+        source, order_errs, order_mask = filled, errs, masked
         if trace_models is not None:
             source = filled.astype(np.float64)
             for other, mdl in trace_models.items():
                 if other != order:
                     source = source - np.where(np.isfinite(mdl), mdl, 0.0)
+            if params.soss_bad_pix == "model" and order in trace_models:
+                source, order_errs, order_mask = model_bad_pixels(source, errs, masked, trace_models[order], region)
+        wm = np.where(order_mask, 0.0, w[None])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
             d = np.where(region[None], source, np.nan)
-            e2 = np.where(region[None], errs, np.nan) ** 2
+            e2 = np.where(region[None], order_errs, np.nan) ** 2
             flux = np.nansum(wm * d, axis=1)
             npix = np.nansum(wm, axis=1)
             ferr = np.sqrt(np.nansum(wm * e2, axis=1))
@@ -359,7 +375,142 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     hdr["OVERSAMP"] = int(params.soss_n_os)
     hdr["THRESHLD"] = float(params.soss_threshold)
     out.meta.target.source_type = None
+    if _given(params.soss_modelname):
+        write_model_products(model, params, weights, trace_models, atoca, nints)
+    if _given(params.soss_wave_grid_out):
+        from ...models import SossWaveGridModel
+
+        from astropy.time import Time
+
+        g = SossWaveGridModel(wavegrid=np.asarray(grid, dtype=np.float64))
+        g.meta.date = Time.now().isot  # the file's creation time, as stdatamodels stamps a new model
+        path = g.save(params.soss_wave_grid_out)
+        log.info("Saved the ATOCA wavelength grid (%d points) to %s", len(grid), path)
     return out, "COMPLETE"
+
+
+def model_bad_pixels(data, errs, masked, model, region):
+    """``soss_bad_pix="model"``: the order's masked pixels that its trace model covers take the
+    model's value, and the error of the nearest value among the box's valid pixels (the nearer of
+    the two valid values around it, sorted by value), per integration, and are no longer masked."""
+    modeled = np.isfinite(model)
+    replace = masked & modeled
+    data = np.where(replace, model, data)
+    errs = errs.copy()
+    for i in range(data.shape[0]):
+        todo = region & replace[i]
+        valid = region & ~masked[i]
+        if not todo.any() or not valid.any():
+            continue
+        order = np.argsort(data[i][valid])
+        vals, verr = data[i][valid][order], errs[i][valid][order]
+        want = data[i][todo]
+        hi = np.clip(np.searchsorted(vals, want), 0, vals.size - 1)
+        lo = np.clip(hi - 1, 0, vals.size - 1)
+        around = np.vstack([lo, hi])
+        best = np.argmin(np.abs(vals[around] - want[None]), axis=0)
+        errs[i][todo] = verr[around[best, np.arange(best.size)]]
+    return data, errs, masked & ~modeled
+
+
+def _primary_only(out):
+    """``out`` without the exposure's non-primary keywords: jwst copies the primary-header metadata
+    only (not the SCI keywords: MJD-BEG, XPOSURE...) into the SOSS products."""
+    for path, _key, hdu, _ann in type(out).keyword_fields():
+        if hdu != "PRIMARY":
+            obj = out.meta
+            for p in path[:-1]:
+                obj = getattr(obj, p, None)
+                if obj is None:
+                    break
+            if obj is not None and getattr(obj, path[-1], None) is not None:
+                setattr(obj, path[-1], None)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# ATOCA's optional inputs and side products
+
+
+def read_wave_grid(path) -> np.ndarray:
+    """The wavelength grid of a ``soss_wave_grid_in`` file (a SossWaveGridModel)."""
+    from ...errors import InputFileError
+    from ...models import SossWaveGridModel
+    from ...models import open as open_model
+
+    m = open_model(str(path))
+    if not isinstance(m, SossWaveGridModel):
+        raise InputFileError(path, f"soss_wave_grid_in is a {type(m).__name__}, not a SossWaveGridModel")
+    g = np.asarray(m.wavegrid, dtype=np.float64)
+    if g.ndim != 1 or g.size < 2 or not np.all(np.isfinite(g)):
+        raise InputFileError(path, "soss_wave_grid_in's WAVEGRID is not a finite 1-D grid of 2 or more wavelengths")
+    return g
+
+
+def read_estimate(path):
+    """The flux estimate of a ``soss_estimate`` file (a SpecModel: its EXTRACT1D WAVELENGTH and FLUX),
+    as the cubic interpolating spline jwst makes of it."""
+    from astropy.io import fits
+
+    from ...errors import InputFileError
+    from ...models.io import check_readable
+    from ._atoca import spline_estimate
+
+    check_readable(Path(path))
+    try:
+        with fits.open(path) as h:
+            kind = h[0].header.get("DATAMODL")
+            tables = [x for x in h if x.name == "EXTRACT1D"]
+            if kind != "SpecModel" or len(tables) != 1:
+                raise InputFileError(path, f"soss_estimate is {kind or 'not a datamodel'} with {len(tables)} "
+                                           f"EXTRACT1D tables, not a SpecModel")
+            names = tables[0].columns.names
+            if "WAVELENGTH" not in names or "FLUX" not in names:
+                raise InputFileError(path, "soss_estimate's EXTRACT1D table has no WAVELENGTH or FLUX column")
+            w = np.asarray(tables[0].data["WAVELENGTH"], dtype=np.float64)
+            f = np.asarray(tables[0].data["FLUX"], dtype=np.float64)
+    except OSError as exc:
+        raise InputFileError(path, f"soss_estimate is not a readable FITS file ({exc})") from None
+    ok = np.isfinite(f)
+    if w.ndim != 1 or ok.sum() < 4 or not np.all(np.diff(w[ok]) > 0):
+        raise InputFileError(path, "soss_estimate needs 4 or more finite fluxes at increasing wavelengths")
+    return spline_estimate(w, f)
+
+
+def model_product_path(model, params, suffix: str) -> str:
+    """``<output_dir>/<soss_modelname's root>_<suffix>.fits``, as jwst names the soss_modelname products."""
+    import os
+
+    from ...models.naming import root_of
+
+    folder = Path(params.output_dir or os.getcwd())
+    return str(folder / f"{root_of(Path(str(params.soss_modelname)).name)}_{suffix}.fits")
+
+
+def write_model_products(model, params, weights, trace_models, atoca, nints) -> None:
+    """``soss_modelname``'s two products: the SossExtractModel (each order's trace model, NaN
+    set to 0, and box weights, per integration) and the AtocaSpectra (a MultiSpecModel with each
+    integration's ATOCA spectra on the orders' pixel grids: orders 1 and 2 of the joint fit, then
+    order 2's blue end and order 3 fitted alone)."""
+    from ...models import SossExtractModel
+    from ...models.spectra import SPEC_COLUMNS, MultiSpecModel, Spectrum
+    from . import output_model
+
+    ref = _primary_only(output_model(model, SossExtractModel))
+    for order, mdl in (trace_models or {}).items():
+        setattr(ref, f"order{order}", np.where(np.isfinite(mdl), mdl, 0.0).astype(np.float32))
+    for order, w in weights.items():
+        setattr(ref, f"aperture{order}", np.repeat(np.asarray(w, dtype=np.float32)[None], nints, axis=0))
+    spectra = _primary_only(output_model(model, MultiSpecModel))
+    units = {"WAVELENGTH": "um", "FLUX": "DN/s", "FLUX_ERROR": "DN/s", "BACKGROUND": "DN/s"}
+    for i, listed in enumerate(atoca or []):
+        for order, wave, flux in listed:
+            t = np.zeros(len(wave), dtype=[(c, d) for c, d in SPEC_COLUMNS])
+            t["WAVELENGTH"], t["FLUX"] = wave, flux
+            spectra.spec.append(Spectrum(t, {"spectral_order": order, "int_num": i + 1}, dict(units)))
+    for product, suffix in ((ref, "SossExtractModel"), (spectra, "AtocaSpectra")):
+        path = product.save(model_product_path(model, params, suffix))
+        log.info("Saved %s", path)
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +538,7 @@ def _crop_like(profile, shape):
 
 
 def _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree, pastasoss, specprofile,
-                  speckernel, params, subarray):
+                  speckernel, params, subarray, wave_grid=None, estimate=None, spectra=False):
     from . import _atoca as A
     from ._atoca_utils import SpectralKernel, Throughput
 
@@ -420,6 +571,7 @@ def _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree,
                                   kernel, np.asarray(cols), np.asarray(wave))
     cut = _meta(pastasoss, tree).get("order2_separation_cutoff") or A.ORDER2_CUTOFF
     box = {o: weights[o] for o in traces}
-    models, tikfac, _masks = A.atoca_models(filled, errs, mederr, scimask, refmask, oms, box, params, subarray,
-                                            tuple(cut))
-    return models, tikfac
+    models, tikfac, _masks, grid, atoca = A.atoca_models(filled, errs, mederr, scimask, refmask, oms, box, params,
+                                                         subarray, tuple(cut), wave_grid=wave_grid,
+                                                         estimate=estimate, spectra=spectra)
+    return models, tikfac, grid, atoca
