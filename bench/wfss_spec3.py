@@ -1,6 +1,7 @@
 """calwebb_spec3 on many NIRCam WFSS sources, webbflow against jwst 3.0 in one run.
 
-    python bench/wfss_spec3.py [--sources 20,200] [--rounds 1] [--skip-jwst] [--workdir DIR] [--json out.json]
+    python bench/wfss_spec3.py [--sources 20,200] [--rounds 1] [--skip-jwst] [--cals jwst|webbflow]
+                               [--before OLD] [--workdir DIR] [--json out.json]
 
 The input is tests/wfss_scene.py's observation with ``--sources`` catalogue sources: two dispersed
 NRC_WFSS exposures (F444W/GRISMR, full frame), calibrated to cal files by jwst's own Stage 2 steps
@@ -15,6 +16,13 @@ each source count, the ratios webbflow/jwst and checks that both wrote the same 
 with several counts, how webbflow's peak memory grew between the smallest and the largest, against
 the size of one cal exposure and of the products.  The load average (start, end) is printed with
 the figures: on the shared machine the wall times depend on it.  Not a test.
+
+``--cals webbflow`` makes the same observation's cal files with webbflow's own Stage 2 steps
+(assign_wcs, extract_2d, srctype, photom; about a minute for 20 sources where jwst's take an hour
+for 200), for memory and scaling runs with hundreds of sources.  ``--before OLD`` runs webbflow a
+second time with an older checkout (``OLD/webbflow``, e.g. ``git archive main | tar -x -C
+OLD/webbflow``) first on ``PYTHONPATH``, and compares the two runs' products bit for bit
+(bench/same_products.py): how a change that must not alter the products is checked.
 """
 
 from __future__ import annotations
@@ -62,14 +70,81 @@ def make_inputs(folder: Path, nsources: int) -> Path:
     return jwst_wfss_cals(folder / "inputs", folder / "refs", cache, sources=many_sources(nsources))["asn"]
 
 
+def webbflow_wfss_cals(folder: Path, refs_dir: Path, nsources: int) -> dict:
+    """The same observation as ``make_inputs``'s, its cal files made by webbflow's own Stage 2 steps
+    (assign_wcs, extract_2d, srctype, photom: minutes, not hours, for hundreds of sources); returns
+    ``{"asn": path, "spec2_s": seconds}``."""
+    import time
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_grism import REAL_NIRCAM, _catalog, _wcs_refs
+    from wfss_scene import ASN, PRODUCT, _exposure, many_sources
+
+    from webbflow import models
+    from webbflow.refs import synthetic as syn
+    from webbflow.refs import synthetic_grism as sg
+    from webbflow.refs.synthetic import ExposureConfig
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
+
+    load_all()
+    asn_path = folder / ASN
+    if asn_path.exists():
+        return {"asn": asn_path, "spec2_s": None}
+    folder.mkdir(parents=True, exist_ok=True)
+    refs_dir.mkdir(parents=True, exist_ok=True)
+    sources = many_sources(nsources)
+    first = _exposure(1, (0.0, 0.0), sources)
+    refs = _wcs_refs(first, refs_dir, "GRISMR")
+    wrange = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(refs_dir / "ref_wavelengthrange.asdf"))
+    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
+                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="F444W", pupil="CLEAR")
+    area = Path(syn.reference_set(cfg, reftypes=["area"])["area"].save(refs_dir / "ref_area.fits"))
+    photom = REAL_NIRCAM / "jwst_nircam_photom_0064.fits"
+    cat_name = "jw01234-o001_t001_nircam_clear-f444w_cat.ecsv"
+    cals, t0 = [], time.perf_counter()
+    for number, dither in ((1, (0.0, 0.0)), (2, (4.0, 3.0))):
+        m = first if number == 1 else _exposure(number, dither, sources)
+        root = f"jw01234001001_01101_{number:05d}_nrcalong"
+        m.meta.filename = f"{root}_rate.fits"
+        rate = Path(m.save(refs_dir / f"{root}_rate.fits"))
+        w = run_step("assign_wcs", models.open(rate), {"sip_approx": False}, references=refs).model
+        if number == 1:
+            _catalog(w, folder / cat_name, sources)
+        w.meta.source_catalog = str(folder / cat_name)
+        w = run_step("extract_2d", w, {}, references={"wavelengthrange": wrange}).model
+        w.meta.source_catalog = cat_name
+        w = run_step("srctype", w, {}).model
+        w = run_step("photom", w, {}, references={"photom": photom, "area": area}).model
+        w.meta.filename = f"{root}_cal.fits"
+        cals.append(Path(w.save(folder / w.meta.filename)))
+        del w, m
+    spec2_s = time.perf_counter() - t0
+    asn = {"asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3WFSSNRC", "asn_id": "o001",
+           "asn_pool": "jw01234_20260101t000000_pool.csv", "program": "01234", "target": "t001",
+           "version_id": "20260101t000000", "code_version": "3.0.0",
+           "degraded_status": "No known degraded exposures in association.", "constraints": "",
+           "products": [{"name": PRODUCT, "members": [{"expname": p.name, "exptype": "science", "exposerr": "null"}
+                                                      for p in cals]}]}
+    asn_path.write_text(json.dumps(asn, indent=2))
+    return {"asn": asn_path, "spec2_s": spec2_s}
+
+
 def run_one(n: int, args) -> dict:
     """Both pipelines (or webbflow alone, ``--skip-jwst``) on ``n`` sources, ``--rounds`` times."""
-    work = args.workdir / f"n{n}"
-    asn = make_inputs(work, n)
+    work = args.workdir / f"n{n}{'-wf' if args.cals == 'webbflow' else ''}"
+    if args.cals == "webbflow":
+        asn = webbflow_wfss_cals(work / "inputs", work / "refs", n)["asn"]
+        if not (work / "crds").exists():
+            shutil.copytree(SHARED / "crds-rules", work / "crds")
+    else:
+        asn = make_inputs(work, n)
     env = dict(os.environ, CRDS_PATH=str(work / "crds"), CRDS_CONTEXT="jwst_0541.pmap", CRDS_MODE="local")
     env.pop("PREFECT_API_URL", None)
     steps = [f"--steps.extract_1d.{k}={v}" for k, v in NA.items()]
     sides = ("webbflow",) if args.skip_jwst else ("jwst", "webbflow")
+    if args.before:
+        sides = (*sides, "before")
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     names, sizes = {}, {}
     for r in range(args.rounds):
@@ -84,21 +159,36 @@ def run_one(n: int, args) -> dict:
                 cmd = [PY, "-c", JWST_CHILD, asn.name, str(folder)]
             else:
                 cmd = [str(BIN / "webbflow"), "run", "spec3", asn.name, "--output-dir", str(folder), *steps]
-            runs[side].append(timed(cmd, folder, env))
+            side_env = env
+            if side == "before":  # an older checkout (OLD/webbflow) first on the path
+                side_env = dict(env, PYTHONPATH=os.pathsep.join([str(args.before), env.get("PYTHONPATH", "")]))
+            runs[side].append(timed(cmd, folder, side_env))
             names[side] = {p.name for p in folder.iterdir()} - inputs
             sizes[side] = sum((folder / x).stat().st_size for x in names[side]) / 2**20
+    same_as_before = None
+    if args.before:  # the change must leave the products as they were, bit for bit
+        from same_products import compare_dirs
+
+        diffs, _count = compare_dirs(work / f"before-{args.rounds - 1}", work / f"webbflow-{args.rounds - 1}")
+        same_as_before = not diffs
+        for d in diffs[:20]:
+            print("  before/after:", d)
     cals = sorted(asn.parent.glob("*_cal.fits"))
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")} for k, v in runs.items()}
     return {"n": n, "runs": runs, "medians": med, "names": {k: sorted(v) for k, v in names.items()},
-            "product_mib": sizes.get("webbflow"), "cal_mib": max(p.stat().st_size for p in cals) / 2**20}
+            "product_mib": sizes.get("webbflow"), "same_as_before": same_as_before, "cal_mib": max(p.stat().st_size for p in cals) / 2**20}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", default="200", help="source counts, comma-separated (e.g. 20,200)")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--cals", choices=("jwst", "webbflow"), default="jwst",
+                    help="whose Stage 2 steps make the cal files (webbflow's take minutes for hundreds of sources)")
     ap.add_argument("--skip-jwst", action="store_true", help="webbflow alone (its memory against the source count)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-wfss-spec3")
+    ap.add_argument("--before", type=Path, help="also run an older checkout OLD/webbflow (OLD first on PYTHONPATH) "
+                    "and compare its products with bench/same_products.py")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     counts = [int(x) for x in str(args.sources).split(",") if x.strip()]
@@ -118,6 +208,10 @@ def main(argv=None) -> None:
             j, w = med["jwst"], med["webbflow"]
             print(f"{res['n']:>4} sources: webbflow/jwst {w['wall'] / j['wall']:.2f}x wall, {w['cpu'] / j['cpu']:.2f}x CPU, "
                   f"{w['rss'] / j['rss']:.2f}x peak memory; same product names: {res['names']['jwst'] == res['names']['webbflow']}")
+        if "before" in med:
+            b, w = med["before"], med["webbflow"]
+            print(f"{res['n']:>4} sources: webbflow/before {w['wall'] / b['wall']:.2f}x wall, {w['cpu'] / b['cpu']:.2f}x CPU, "
+                  f"{w['rss'] / b['rss']:.2f}x peak memory; products bit for bit the same: {res['same_as_before']}")
     if len(results) > 1:
         lo, hi = results[0], results[-1]
         grow = hi["medians"]["webbflow"]["rss"] - lo["medians"]["webbflow"]["rss"]

@@ -1,12 +1,15 @@
 """calwebb_spec3's slitless WFSS branch (NRC_WFSS, NIS_WFSS, MIR_WFSS), as jwst 3.0 runs it.
 
-The cal exposures (MultiSlitModels: one cutout per source and order) are read with each cutout's
-WCS made only when used (:func:`open_cal`, models/_lazy_wcs.py: a WFSS spectrum needs its WCS only
-for an aperture correction, and the product's S_REGION only the first cutout's), then regrouped by
-source (exp_to_source).  The sources are fanned out on the spec3 flow's task runner in batches:
-one Prefect task run (``wfss-sources``) per batch of sources (a few dozen), so that hundreds of
-sources cost a few task runs, not one per cutout and step; within a batch each source runs its
-steps as plain calls, with the same step records:
+The cal exposures (MultiSlitModels: one cutout per source and order) are taken one at a time, in
+the association's order: each is read with its cutouts' WCSs made only when used (:func:`open_cal`,
+models/_lazy_wcs.py: a WFSS spectrum needs its WCS only for an aperture correction, and the
+product's S_REGION only the first cutout's), its cutouts regrouped by source (exp_to_source) and
+extracted, and the exposure is let go before the next is opened: memory holds one exposure plus
+the spectra of every source (a few kB per source and order), not every exposure.  The work is
+fanned out on the spec3 flow's task runner in batches of sources (a few dozen): one Prefect task run
+(``wfss-cutouts``) per batch and exposure, then one (``wfss-sources``) per batch for combine_1d, so
+that hundreds of sources cost a few task runs, not one per cutout and step; within a batch each
+source runs its steps as plain calls, with the same step records:
 
     pixel_replace (skipped by default, as in jwst)
     extract_1d of each cutout           -> the source's spectra, one per exposure and order, each
@@ -37,7 +40,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from .. import models
-from ..errors import InputFileError, WebbflowError
+from ..errors import InputFileError, WebbflowError, a_an
 from ..models.wfss_spectra import expand_wfss, wfss_c1d, wfss_x1d
 from .stage import StageRun, guarded, stamp
 
@@ -75,19 +78,20 @@ def _spectra_of(result) -> list:
     return list(getattr(result, "spec", []) or [])
 
 
-def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
-    """One source through spec3's WFSS branch: the science of the ``spec3-wfss-source`` subflow."""
+def extract_wfss_cutouts(slits: list, name: str, run: StageRun, first: bool) -> WfssSourceResult:
+    """One source's cutouts of one exposure through pixel_replace and extract_1d: its spectra, each
+    tagged with its exposure's file name, group id and cutout corners (``first``: the source's
+    first exposure, whose first cutout gives the weight times)."""
     res = WfssSourceResult(name)
-    slits = list(source.slits)
     for s in slits:
         if s.meta.wcs is None:
             raise InputFileError(s.meta.filename or name, f"cutout {s.name} (source {s.source_id}) has no WCS "
                                  "(assign_wcs must have run in Stage 2)")
     res.source_id = int(slits[0].source_id) if slits and slits[0].source_id is not None else None
     slits = run_plain(slits, ["pixel_replace"], run)
-    first = slits[0]
-    res.exposure_time = first.meta.exposure.exposure_time
-    res.integration_time = first.meta.exposure.integration_time
+    if first:
+        res.exposure_time = slits[0].meta.exposure.exposure_time
+        res.integration_time = slits[0].meta.exposure.integration_time
     for s in slits:
         order = s.meta.wcsinfo.spectral_order
         out = run_plain(s, ["extract_1d"], run, label=f"{s.meta.filename} order {order}")
@@ -105,9 +109,15 @@ def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
                 spec.meta["extract2d_xstop"] = s.xstart + s.xsize
                 spec.meta["extract2d_ystop"] = s.ystart + s.ysize
             res.spectra.append(spec)
+    res.steps = [(r.name, r.status, r.seconds) for r in run.records]
+    return res
+
+
+def combine_wfss_source(res: WfssSourceResult, run: StageRun) -> WfssSourceResult:
+    """combine_1d on one source's spectra of every exposure, weighted by the source's first
+    exposure time (as jwst weights them)."""
     if not res.spectra:
-        raise WebbflowError(f"source {name}: extract_1d gave no spectrum")
-    # combine_1d on the source's spectra, weighted by the source's first exposure time (jwst's)
+        raise WebbflowError(f"source {res.name}: extract_1d gave no spectrum")
     x1d = models.MultiSpecModel()
     x1d.meta = res.x1d_meta.meta.model_copy(deep=True)
     x1d.meta.exposure.exposure_time = res.exposure_time
@@ -117,7 +127,7 @@ def process_wfss_source(source, name: str, run: StageRun) -> WfssSourceResult:
     c1d = run_plain(x1d, ["combine_1d"], run)
     if run.records[-1].status == "COMPLETE" and isinstance(c1d, models.MultiCombinedSpecModel):
         res.combined = c1d
-    res.steps = [(r.name, r.status, r.seconds) for r in run.records]
+    res.steps = [*res.steps, *((r.name, r.status, r.seconds) for r in run.records)]
     return res
 
 
@@ -150,16 +160,46 @@ def run_plain(model, names: list[str], run: StageRun, label: str = ""):
     return model
 
 
-def process_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
-    """Each source of ``batch`` (``[(name, source)]``), its failure reported, not raised."""
-    return [guarded(WfssSourceResult, process_wfss_source, name, src, name,
-                    StageRun(params=params, references=references, context=context)) for name, src in batch]
+def _stage_run(params: dict, references: dict, context: str | None) -> StageRun:
+    return StageRun(params=params, references=references, context=context)
+
+
+def extract_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """The cutouts of each source of ``batch`` (``[(name, slits, first)]``, one exposure's), their
+    failure reported, not raised."""
+    return [guarded(WfssSourceResult, extract_wfss_cutouts, name, slits, name, _stage_run(params, references, context),
+                    first) for name, slits, first in batch]
+
+
+def combine_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """combine_1d of each source of ``batch`` (their spectra of every exposure), failures reported."""
+    return [guarded(WfssSourceResult, combine_wfss_source, res.name, res, _stage_run(params, references, context))
+            for res in batch]
+
+
+@task(name="wfss-cutouts", task_run_name="{label}", cache_policy=NONE, persist_result=False)
+def wfss_extract_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """extract_1d of one exposure's cutouts of a batch of sources (a Prefect task run; plain calls within)."""
+    return extract_batch(batch, params, references, context)
 
 
 @task(name="wfss-sources", task_run_name="{label}", cache_policy=NONE, persist_result=False)
-def wfss_batch_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
-    """One batch of WFSS sources (a Prefect task run; its sources' steps are plain calls)."""
-    return process_batch(batch, params, references, context)
+def wfss_combine_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+    """combine_1d of a batch of sources (a Prefect task run; plain calls within)."""
+    return combine_batch(batch, params, references, context)
+
+
+def _fan_out(fn, task_fn, groups: list, labels: list[str], tracked: bool, *args) -> list:
+    """``fn`` on each batch of ``groups``: one task run each when ``tracked``, else plain calls."""
+    if tracked:
+        futures = [task_fn.submit(g, label, *args) for g, label in zip(groups, labels)]
+        return [r for f in futures for r in f.result()]
+    return [r for g in groups for r in fn(g, *args)]
+
+
+def _label(what: str, names: list[str]) -> str:
+    first, last = names[0].rsplit(" ", 1)[-1], names[-1].rsplit(" ", 1)[-1]
+    return f"{what} {len(names)} source(s): {first}{'..' + last if len(names) > 1 else ''}"
 
 
 def open_cal(src):
@@ -181,16 +221,21 @@ def open_cal(src):
     return models.open(src)
 
 
-def combined_sregion(exposures) -> str | None:
-    """The union of the exposures' footprints (their first cutout's S_REGION), as jwst's spec3 makes it."""
+def _footprint(m):
+    """An exposure's first cutout's S_REGION and WCS (None, None when it has no cutout)."""
+    try:
+        first = m.slits[0]
+    except (AttributeError, IndexError):
+        return None, None
+    return first.meta.wcsinfo.s_region, first.meta.wcs
+
+
+def combined_sregion(regions: list, wcs) -> str | None:
+    """The union of the exposures' footprints (``regions``: their first cutout's S_REGION) through
+    the first exposure's first cutout's WCS, as jwst's spec3 makes it."""
     from astropy.modeling.models import Mapping
     from stcal.alignment import combine_sregions
 
-    try:
-        regions = [m.slits[0].meta.wcsinfo.s_region for m in exposures]
-        wcs = exposures[0].slits[0].meta.wcs
-    except (AttributeError, IndexError):
-        return None
     if any(r is None for r in regions) or wcs is None:
         log.warning("One or more input model(s) are missing an `s_region` attribute; output S_REGION will not be set.")
         return None
@@ -206,36 +251,77 @@ def combined_sregion(exposures) -> str | None:
         return None
 
 
-def run_wfss(exposures, product_name: str, params: dict, references: dict, context: str | None,
+def run_wfss(exposures: list, product_name: str, params: dict, references: dict, context: str | None,
              out_dir: Path | None, tracked: bool) -> tuple[list[WfssSourceResult], list[str]]:
-    """Every source of the exposures, fanned out, then the join: the product's x1d and c1d."""
-    from ..tasks.exp_to_source import exp_to_source
+    """Every source of the exposures, then the join: the product's x1d and c1d.
 
+    ``exposures`` holds the exposures in the association's order, each a MultiSlitModel or a
+    function that opens it.  They are taken one at a time, and the list lets go of each before the
+    next is opened: the cutouts of an exposure go through extract_1d (fanned out in batches of
+    sources), only their spectra are kept, and the exposure is released; so memory holds one
+    exposure plus every source's spectra.  combine_1d of each source then runs on its spectra of
+    every exposure (fanned out likewise), and the join writes the two files."""
     from ..tasks._library import group_id_of
+    from ..tasks.exp_to_source import exp_to_source
+    from .calwebb_spec3 import MAX_WORKERS
 
-    for m in exposures:  # each exposure's spectra go to tables named by its exposure group
-        if group_id_of(m.meta) is None:
-            raise InputFileError(m.meta.filename or "input", "lacks the observation identifiers (PROGRAM, OBSERVTN, "
-                                 "VISIT, VISITGRP, SEQ_ID, ACT_ID, EXPOSURE) that name its exposure group")
     # jwst's extract_1d never selects an extract1d reference for WFSS (the whole cutout is extracted)
     references = {k: dict(v) for k, v in references.items()}
     references.setdefault("extract_1d", {})["extract1d"] = "N/A"
-    sregion = combined_sregion(exposures)
-    sources = [(f"{product_name} source {key}", src) for key, src in exp_to_source(exposures).items()]
-    if not sources:
-        names = ", ".join(m.meta.filename or "input" for m in exposures)
-        raise InputFileError(names, "holds no source cutout (extract_2d matched no catalogue source): no spectrum to extract")
-    log.info("spec3 (WFSS): %d source(s) from %d exposure(s)", len(sources), len(exposures))
-    from .calwebb_spec3 import MAX_WORKERS
-
-    groups = batches(sources, MAX_WORKERS)
-    if tracked:  # the fan-out: one task run per batch, at most MAX_WORKERS at once
-        futures = [wfss_batch_task.submit(b, f"wfss {len(b)} source(s): {b[0][0].rsplit(' ', 1)[-1]}"
-                                          f"{'..' + b[-1][0].rsplit(' ', 1)[-1] if len(b) > 1 else ''}",
-                                          params, references, context) for b in groups]
-        results = [r for f in futures for r in f.result()]
-    else:
-        results = [r for b in groups for r in process_batch(b, params, references, context)]
+    acc: dict[str, WfssSourceResult] = {}  # per source, in the order sources are first met
+    regions: list = []
+    first_wcs = None
+    names: list[str] = []
+    first: set[str] = set()  # the sources met for the first time in the current exposure
+    nexp = len(exposures)
+    for i in range(nexp):
+        m = exposures[i]
+        exposures[i] = None  # the list lets go of the exposure: it lives only until its cutouts are extracted
+        if callable(m) and not isinstance(m, models.DataModel):
+            m = m()
+        names.append(m.meta.filename or "input")
+        if not isinstance(m, models.MultiSlitModel):
+            raise InputFileError(names[-1], f"is {a_an(type(m).__name__)}; WFSS spec3 needs MultiSlitModel cal "
+                                 "files (extract_2d's cutouts)")
+        if group_id_of(m.meta) is None:  # each exposure's spectra go to tables named by its exposure group
+            raise InputFileError(names[-1], "lacks the observation identifiers (PROGRAM, OBSERVTN, VISIT, VISITGRP, "
+                                 "SEQ_ID, ACT_ID, EXPOSURE) that name its exposure group")
+        # the product's S_REGION: each exposure's first cutout's footprint, through the first one's WCS
+        region, wcs = _footprint(m)
+        regions.append(region)
+        if i == 0:
+            first_wcs = wcs.load() if hasattr(wcs, "load") else wcs  # made now: the file's tree goes with m
+        batch = []
+        for key, src in exp_to_source([m]).items():
+            name = f"{product_name} source {key}"
+            res = acc.get(name)
+            if res is None:
+                res = acc[name] = WfssSourceResult(name)
+                first.add(name)
+            elif res.error:
+                continue
+            batch.append((name, list(src.slits), name in first))
+        del m
+        log.info("spec3 (WFSS): exposure %s: %d source(s)", names[-1], len(batch))
+        groups = batches(batch, MAX_WORKERS)
+        parts = _fan_out(extract_batch, wfss_extract_task, groups, [_label("wfss cutouts", [x[0] for x in g]) for g in groups],
+                         tracked, params, references, context)
+        del batch, groups
+        for part in parts:
+            _merge_part(acc[part.name], part, part.name in first)
+        first.clear()
+        del parts
+    if not acc:
+        raise InputFileError(", ".join(names), "holds no source cutout (extract_2d matched no catalogue source): "
+                             "no spectrum to extract")
+    sregion = combined_sregion(regions, first_wcs)
+    log.info("spec3 (WFSS): %d source(s) from %d exposure(s)", len(acc), nexp)
+    todo = [r for r in acc.values() if not r.error]
+    groups = batches(todo, MAX_WORKERS)
+    combined = {r.name: r for r in _fan_out(combine_batch, wfss_combine_task, groups,
+                                             [_label("wfss", [r.name for r in g]) for g in groups],
+                                             tracked, params, references, context)}
+    results = [combined.get(name, r) for name, r in acc.items()]
     done = [r for r in results if not r.error]
     written: list[str] = []
     if not done:
@@ -248,9 +334,9 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
     x1d.meta.filename = f"{product_name}_x1d.fits"
     if out_dir is not None:
         written.append(x1d.save(out_dir / x1d.meta.filename))
-    combined = [r for r in done if r.combined is not None]
-    if combined:
-        c1d = wfss_c1d([list(r.combined.spec) for r in combined], combined[0].combined)
+    with_c1d = [r for r in done if r.combined is not None]
+    if with_c1d:
+        c1d = wfss_c1d([list(r.combined.spec) for r in with_c1d], with_c1d[0].combined)
         stamp(c1d, run, "spec3")
         c1d.meta.filename = f"{product_name}_c1d.fits"
         if out_dir is not None:
@@ -258,3 +344,18 @@ def run_wfss(exposures, product_name: str, params: dict, references: dict, conte
     for r in results:
         r.written = []
     return results, written
+
+
+def _merge_part(res: WfssSourceResult, part: WfssSourceResult, first: bool) -> None:
+    """One exposure's share of a source (``part``) added to what the source has so far (``res``)."""
+    if part.error:  # the source fails as a whole: its spectra of other exposures are dropped
+        res.error, res.spectra, res.x1d_meta = part.error, [], None
+        return
+    if res.source_id is None:
+        res.source_id = part.source_id
+    if first:  # the source's first exposure gives the weight times
+        res.exposure_time, res.integration_time = part.exposure_time, part.integration_time
+    if res.x1d_meta is None:
+        res.x1d_meta = part.x1d_meta
+    res.spectra.extend(part.spectra)
+    res.steps.extend(part.steps)

@@ -42,6 +42,7 @@ moving targets (assign_mtwcs).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +235,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         return spec3_soss(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
                           asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
                           backgrounds=backgrounds)
-    exposures = []
-    for src in members:
+    def open_member(src):
         m = open_cal(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
         if not isinstance(src, models.DataModel):
             m.meta.filename = Path(src).name
@@ -244,11 +244,18 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                                  f"is {a_an(type(m).__name__)}; spec3's slit modes need MultiSlitModel or SlitModel cal files")
         m.meta.asn.pool_name = asn_pool  # as jwst's association container records them
         m.meta.asn.table_name = asn_table_name
-        exposures.append(m)
+        return m
+
+    exposures = [open_member(members[0])]
+    if exposures[0].meta.exposure.type in WFSS_TYPES and not backgrounds:
+        # WFSS: the other exposures are opened one at a time as their turn comes (flows/_spec3_wfss.py)
+        exposures += [functools.partial(open_member, src) for src in members[1:]]
+    else:
+        exposures += [open_member(src) for src in members[1:]]
     user = dict(steps or {})
     probe = exposures[0]
     _refuse_unsupported(probe.meta.exposure.type, user, probe.meta.filename or "input")
-    if len({type(m) for m in exposures}) > 1:
+    if len({type(m) for m in exposures if isinstance(m, models.DataModel)}) > 1:
         raise InputFileError(asn_table_name or "input", "mixes multi-slit and single-slit exposures")
     params = resolve_params(STEPS, user, config, model=probe, pipeline_class="Spec3Pipeline")
     references, context = resolve_references(probe, {k: v for k, v in params.items() if k == "extract_1d"})
@@ -269,10 +276,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     tracked = FlowRunContext.get() is not None
     results: list[SourceResult] = []
     if probe.meta.exposure.type in WFSS_TYPES:  # WFSS: per-source spectra joined into one x1d and one c1d
-        for m in exposures:
-            if not isinstance(m, models.MultiSlitModel):
-                raise InputFileError(m.meta.filename or "input", f"is {a_an(type(m).__name__)}; WFSS spec3 needs "
-                                     "MultiSlitModel cal files (extract_2d's cutouts)")
+        del probe  # run_wfss releases each exposure once its cutouts are extracted
         results, written = run_wfss(exposures, product_name, params, references, context, out_dir, tracked)
         return _join(results, written, params, references, context)
     sources = sources_of(exposures, product_name)
