@@ -336,15 +336,20 @@ spec2_last_run = LastRuns()
 
 @registry.register("spec2")
 def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     if options:
         raise ParameterError(f"unknown option(s) for spec2: {', '.join('--' + k for k in options)}")
     from .association import run_from_raw  # members not made yet: detector1 first
     if (made := run_from_raw(input_path, "spec2", output_dir=output_dir, steps=steps, config=config)) is not None:
         return made
-    with quiet_prefect_settings():
-        spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    if prefect_tracking():
+        with quiet_prefect_settings():
+            spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    else:
+        # no Prefect server to show the runs: the same flow body, without the temporary server (and
+        # without task states holding every step's model)
+        spec2.fn(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     return [w for run in spec2_last_run for w in run.written]
 
 
