@@ -77,12 +77,17 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
         return
     shape = arrays[0][1].shape
     arrays = [(n, a) for n, a in arrays if a.shape == shape]
+    dnu = np.uint32(dqflags.DO_NOT_USE)
+    dq = model.dq if model.has("dq") and model.dq.shape == shape else None
+    if len(shape) == 3 and all(a.flags.writeable for _, a in arrays) and (dq is None or dq.flags.writeable):
+        # a cube (integrations): one plane at a time, without cube-sized masks and DQ temporaries
+        for i in range(shape[0]):
+            _match_plane([a[i] for _, a in arrays], None if dq is None else dq[i], dnu)
+        return
     invalid = np.zeros(shape, dtype=bool)
     for _, a in arrays:
         invalid |= ~np.isfinite(a)  # infinities are as unusable as NaN (jwst checks NaN only)
-    dnu = np.uint32(dqflags.DO_NOT_USE)
-    if model.has("dq") and model.dq.shape == shape:
-        dq = model.dq
+    if dq is not None:
         invalid |= (dq & dnu) != 0
         if dq.flags.writeable:
             dq[invalid] |= dnu
@@ -97,6 +102,17 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
             a = a.copy()
             a[invalid] = np.nan
             setattr(model, name, a)
+
+
+def _match_plane(arrays: list, dq, dnu) -> None:
+    invalid = np.zeros(arrays[0].shape, dtype=bool)
+    for a in arrays:
+        invalid |= ~np.isfinite(a)
+    if dq is not None:
+        invalid |= (dq & dnu) != 0
+        dq[invalid] |= dnu
+    for a in arrays:
+        a[invalid] = np.nan
 
 
 # ---------------------------------------------------------------------------

@@ -83,16 +83,13 @@ def flag_tso_outliers(cube, params) -> int:
     rows at a time, each block's at most ``MEDIAN_BLOCK_BYTES``: every pixel is compared with its
     own median only, so the flags are those of the whole cube at once."""
     from stcal.outlier_detection.median import nanmedian3D
-    from stcal.outlier_detection.utils import compute_weight_threshold
 
     snr1 = params.snr_pair[0]
     width = params.rolling_window_width
     n, ny = cube.data.shape[:2]
     count = 0
     if 1 < width < n:
-        weight = good_pixels(cube.dq, params.good_bits)
-        low = weight < compute_weight_threshold(weight, params.maskpt)
-        del weight
+        low = _low_weight(cube.dq, params.good_bits, params.maskpt)
         rows = max(1, MEDIAN_BLOCK_BYTES // max(1, n * cube.data[0, 0].size * 8))
         for r0 in range(0, ny, rows):
             block = (slice(None), slice(r0, r0 + rows))
@@ -105,6 +102,28 @@ def flag_tso_outliers(cube, params) -> int:
     else:
         count = _flag_rows(cube, (Ellipsis,), nanmedian3D(cube.data, overwrite_input=False), snr1)
     return _flagged(cube, count)
+
+
+def _low_weight(dq: np.ndarray, good_bits: str, maskpt: float) -> np.ndarray:
+    """Where a pixel's weight is below ``maskpt`` times the mean weight (stcal's
+    ``compute_weight_threshold``: the sigma-clipped mean of the non-zero weights), as a boolean cube.
+
+    The weights are :func:`good_pixels`' 1.0 or 0.0, so the non-zero ones are all 1.0, their
+    clipped mean is exactly 1.0 and the threshold is ``maskpt`` (NaN, so nothing is low, when no
+    pixel is good).  The mask is made an integration at a time, without the float32 weight cube
+    and the clipping's float64 copies of it."""
+    from stcal.resample.utils import build_mask
+
+    good = np.empty(dq.shape, dtype=bool)
+    for i in range(dq.shape[0]):
+        good[i] = build_mask(dq[i], good_bits, flag_name_map=dqflags.PIXEL)
+    if not good.any() or not 0.0 < maskpt:  # threshold NaN or at most 0: no weight (0 or 1) is below it
+        good[...] = False
+    elif 1.0 < maskpt:  # every weight is below it
+        good[...] = True
+    else:  # the zero weights only
+        np.logical_not(good, out=good)
+    return good
 
 
 def flag_against_median(cube, median, snr: float) -> int:
