@@ -1,6 +1,6 @@
 """MIRI LRS, uncal to Stage 3, webbflow against jwst 3.0 in one run.
 
-    python bench/miri_lrs.py [--nints 12] [--rounds 1] [--workdir DIR] [--json out.json]
+    python bench/miri_lrs.py [--nints 12] [--rounds 1] [--workdir DIR] [--json out.json] [--per-stage] [--where]
 
 Two simulated observations, each with its references and local CRDS cache (``CRDS_PATH``),
 made once into ``--workdir`` by ``webbflow simulate``:
@@ -21,6 +21,11 @@ For each, alternately and each command a fresh process:
 
 Wall time, peak RSS and CPU time come from ``/usr/bin/time``.  The table gives webbflow/jwst
 ratios.  On a shared machine compare ratios, not seconds.  Not a pass/fail test.
+
+``--per-stage`` also runs webbflow as jwst's chain is run, one ``webbflow run`` command per exposure
+and stage (detector1, spec2, then the level-3 pipeline) from a copy of the inputs, and compares
+each stage's peak memory and CPU time with jwst's command for it.  ``--modes "slitless TSO"`` runs
+one mode only.
 
 ``--where`` then says where webbflow's memory goes: the same ``webbflow run`` in a fresh process whose
 resident size is sampled every 5 ms, giving the size after the imports (before any exposure is read),
@@ -93,7 +98,36 @@ def run_jwst(obs: Path, work: Path, pipeline: str, env: dict) -> dict:
     commands.append([pipeline, level3_asn(work, pipeline).name])
     parts = [timed([strun, *c], work, env) for c in commands]
     return {"wall": sum(p["wall"] for p in parts), "rss": max(p["rss"] for p in parts),
-            "cpu": sum(p["cpu"] for p in parts), "commands": len(parts)}
+            "cpu": sum(p["cpu"] for p in parts), "commands": len(parts),
+            "stages": _by_stage(commands, parts)}
+
+
+def _by_stage(commands: list[list[str]], parts: list[dict]) -> dict:
+    """Per pipeline (detector1, spec2, the level-3 one): summed wall and CPU, largest peak."""
+    out: dict[str, dict] = {}
+    for c, p in zip(commands, parts):
+        s = out.setdefault(c[0].removeprefix("calwebb_"), {"wall": 0.0, "cpu": 0.0, "rss": 0.0})
+        s["wall"] += p["wall"]
+        s["cpu"] += p["cpu"]
+        s["rss"] = max(s["rss"], p["rss"])
+    return out
+
+
+def run_webbflow_stages(obs: Path, work: Path, pipeline: str, env: dict) -> dict:
+    """webbflow run as jwst's users run strun: one command per exposure and stage, from a copy of the
+    inputs (detector1 on each uncal, spec2 on each level-2 association, then the level-3 pipeline)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for f in list(obs.glob("*_uncal.fits")) + list(obs.glob("*_asn.json")):
+        shutil.copy(f, work / f.name)
+    wf = str(BIN / "webbflow")
+    commands = [["calwebb_detector1", f.name] for f in sorted(work.glob("*_uncal.fits"))]
+    commands += [["calwebb_spec2", f.name] for f in level2_asns(work)]
+    commands.append([pipeline, level3_asn(work, pipeline).name])
+    parts = [timed([wf, "run", *c, "--output-dir", "."], work, env) for c in commands]
+    return {"wall": sum(p["wall"] for p in parts), "rss": max(p["rss"] for p in parts),
+            "cpu": sum(p["cpu"] for p in parts), "stages": _by_stage(commands, parts)}
 
 
 def run_webbflow(obs: Path, out: Path, pipeline: str, env: dict) -> dict:
@@ -186,11 +220,16 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-miri-lrs")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--where", action="store_true", help="also break webbflow's peak memory down by stage and step")
+    ap.add_argument("--per-stage", action="store_true",
+                    help="also run webbflow one command per stage, as jwst's strun chain runs, and compare stage by stage")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to run (default: both)")
     args = ap.parse_args(argv)
 
     results = {}
     load_before = os.getloadavg()
     for name, (exp_type, extra, pipeline) in MODES.items():
+        if name not in args.modes.split(","):
+            continue
         obs = simulate(args.workdir, exp_type, [x.format(nints=args.nints) for x in extra])
         env = dict(os.environ, CRDS_PATH=str(obs), PREFECT_SERVER_ANALYTICS_ENABLED="false")
         env.pop("PREFECT_API_URL", None)
@@ -203,19 +242,27 @@ def main(argv=None) -> None:
             shutil.rmtree(out, ignore_errors=True)
             rows["webbflow"].append(run_webbflow(obs, out, pipeline, env))
             rows["webbflow rerun"].append(run_webbflow(obs, out, pipeline, env))
+            if args.per_stage:
+                rows.setdefault("webbflow per stage", []).append(
+                    run_webbflow_stages(obs, args.workdir / f"{exp_type}-wf-stages", pipeline, env))
         results[name] = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")}
                          for k, v in rows.items()}
+        if args.per_stage:
+            results[name]["stages"] = {
+                side: {st: {m: statistics.median(x["stages"][st][m] for x in rows[key]) for m in ("wall", "rss", "cpu")}
+                       for st in rows[key][0]["stages"]}
+                for side, key in (("jwst", "jwst"), ("webbflow", "webbflow per stage"))}
         if args.where:
             results[name]["where"] = where(obs, args.workdir / f"{exp_type}-where", pipeline, env)
     load_after = os.getloadavg()
 
     print(f"\nMIRI LRS, uncal to Stage 3 ({args.rounds} round(s), medians); load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    print(f"{'mode':<15}{'run':<16}{'wall s':>9}{'peak MiB':>10}{'CPU s':>8}   ratio")
+    print(f"{'mode':<15}{'run':<19}{'wall s':>9}{'peak MiB':>10}{'CPU s':>8}   ratio")
     for name, med in results.items():
         j, w = med["jwst"], med["webbflow"]
         for k, v in med.items():
-            if k == "where":
+            if k in ("where", "stages"):
                 continue
             if k == "jwst":
                 ratio = ""
@@ -224,7 +271,18 @@ def main(argv=None) -> None:
             else:
                 ratio = (f"{v['wall'] / j['wall']:.2f}x wall, {v['cpu'] / j['cpu']:.2f}x CPU, "
                          f"{v['rss'] / j['rss']:.2f}x memory")
-            print(f"{name:<15}{k:<16}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {ratio}")
+            print(f"{name:<15}{k:<19}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {ratio}")
+    for name, med in results.items():
+        if "stages" not in med:
+            continue
+        print(f"\n{name}, one command per stage (jwst's strun / webbflow run): peak MiB, CPU s, ratios")
+        js, ws = med["stages"]["jwst"], med["stages"]["webbflow"]
+        for st in js:
+            a, b = js[st], ws.get(st)
+            if b is None:
+                continue
+            print(f"  {st:<12}{a['rss']:7.0f} / {b['rss']:7.0f} MiB ({b['rss'] / a['rss']:.2f}x)   "
+                  f"{a['cpu']:7.1f} / {b['cpu']:7.1f} s CPU ({b['cpu'] / a['cpu']:.2f}x)")
     for name, med in results.items():
         if "where" in med:
             print_where(name, med["where"])

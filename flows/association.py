@@ -512,8 +512,10 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
             continue
         root = root_of(current.name)
         # detector1 reads the raw file itself (one integration at a time into its float32 ramp, or
-        # streamed): its key needs only the metadata, and the uint16 ramp is never held here as well
-        raw = stage == "detector1"
+        # streamed): its key needs only the metadata, and the uint16 ramp is never held here as well.
+        # spec2 opens its rate(ints) itself too, so that the arrays its steps replace are freed
+        # rather than kept alive by this frame (a 300-integration calints is 6 cubes)
+        raw = stage in ("detector1", "spec2")
         model = models.open(current, arrays=()) if raw else models.open(current)
         key = stage_key(stage, current, model, _stage_steps(steps, stage), config, seen=res.references)
         extra = {}

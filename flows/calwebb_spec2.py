@@ -80,7 +80,8 @@ _LRS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_su
                 "fringe", "barshadow", "residual_fringe", "imprint")
 # targ_centroid skips without a TA image, but jwst's pipeline has asked CRDS for its reference first
 # and records it (R_FILOFF) on the products
-_LRS_EXTRA = {"as_slit_before": "srctype", "recorded_reftypes": ("filteroffset",)}
+# later_reads_only: resample_spec and extract_1d read the cal's arrays without writing into them
+_LRS_EXTRA = {"as_slit_before": "srctype", "recorded_reftypes": ("filteroffset",), "later_reads_only": True}
 BRANCHES["MIR_LRS-FIXEDSLIT"] = Branch(
     "miri_lrs_fixedslit", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "pathloss", "photom"),
     resample="resample_spec", marked_skipped=_LRS_SKIPPED, notes="MIRI LRS fixed slit (nodded along the slit)",
@@ -203,7 +204,8 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     if split in cal_steps:  # the mode goes on as a SlitModel from that step (jwst's LRS)
         i = cal_steps.index(split)
         model = run_steps(model, cal_steps[:i], run, output_dir=out_dir, source_name=source)
-        model = run_steps(as_slit_model(model), cal_steps[i:], run, output_dir=out_dir, source_name=source)
+        model = as_slit_model(model)  # rebound first: arrays the steps replace are not kept by the old model
+        model = run_steps(model, cal_steps[i:], run, output_dir=out_dir, source_name=source)
     else:
         model = run_steps(model, cal_steps, run, output_dir=out_dir, source_name=source)
     for name in branch.marked_skipped:
@@ -216,9 +218,11 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
 
     # jwst resamples and extracts a copy of the cal that went through adaptive_trace_model and
     # pixel_replace, both skipped by default: the s2d and x1d record them as SKIPPED
-    later_input = model.copy()
+    # (LRS: nothing after the cal writes into its arrays, so the copy shares them, read-only)
+    editing = [n for n in ("adaptive_trace_model", "pixel_replace") if n in params and not params[n].skip]
+    later_input = model.copy(share_arrays=bool(branch.extra.get("later_reads_only")) and not editing)
     for name in ("adaptive_trace_model", "pixel_replace"):
-        if name in params and not params[name].skip:
+        if name in editing:
             later_input = run_steps(later_input, [name], run, output_dir=out_dir, source_name=source)
         else:
             setattr(later_input.meta.cal_step, name, "SKIPPED")
@@ -332,15 +336,20 @@ spec2_last_run = LastRuns()
 
 @registry.register("spec2")
 def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     if options:
         raise ParameterError(f"unknown option(s) for spec2: {', '.join('--' + k for k in options)}")
     from .association import run_from_raw  # members not made yet: detector1 first
     if (made := run_from_raw(input_path, "spec2", output_dir=output_dir, steps=steps, config=config)) is not None:
         return made
-    with quiet_prefect_settings():
-        spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    if prefect_tracking():
+        with quiet_prefect_settings():
+            spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    else:
+        # no Prefect server to show the runs: the same flow body, without the temporary server (and
+        # without task states holding every step's model)
+        spec2.fn(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     return [w for run in spec2_last_run for w in run.written]
 
 

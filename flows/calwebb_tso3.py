@@ -294,15 +294,22 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
     from .association import run_from_raw  # members not made yet: the earlier stages first
     if (made := run_from_raw(input_path, "tso3", output_dir=output_dir, steps=steps, config=config)) is not None:
         return made
+    from .stage import prefect_tracking, quiet_prefect_settings
+
     asn, folder = load_asn(input_path)
     out_dir = Path(output_dir or folder)
     written = []
+    tracked = prefect_tracking()
     for product in asn.products:
         members = [member_path(input_path, folder, m.expname) for m in product.members if m.exptype == "science"]
         if not members:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
-        res = tso3(members, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
-                   asn_table_name=Path(input_path).name, steps=steps, config=config,
-                   output_dir=str(out_dir))
+        kwargs = dict(product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
+                      asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out_dir))
+        if tracked:
+            with quiet_prefect_settings():
+                res = tso3(members, **kwargs)
+        else:  # no Prefect server to show the runs: the flow body as a plain call
+            res = tso3.fn(members, **kwargs)
         written += res["written"]
     return written

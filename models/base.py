@@ -323,9 +323,20 @@ class DataModel:
     def close(self):
         pass
 
-    def copy(self) -> "DataModel":
+    def copy(self, share_arrays: bool = False) -> "DataModel":
+        """A deep copy; with ``share_arrays``, the metadata and headers are copied but the numpy
+        arrays are read-only views of this model's (for readers that replace arrays rather than
+        write into them: a write raises instead of changing this model)."""
         new = type(self).__new__(type(self))
-        object.__setattr__(new, "_arrays", {k: (v.copy() if hasattr(v, "copy") else v) for k, v in self._arrays.items()})
+
+        def dup(v):
+            if share_arrays and isinstance(v, np.ndarray):
+                v = v.view()
+                v.flags.writeable = False
+                return v
+            return v.copy() if hasattr(v, "copy") else v
+
+        object.__setattr__(new, "_arrays", {k: dup(v) for k, v in self._arrays.items()})
         new.meta = self.meta.model_copy(deep=True)
         new._headers = {k: h.copy() for k, h in self._headers.items()}
         new._extra_hdus = [h.copy() for h in self._extra_hdus]

@@ -62,23 +62,55 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
     Arrays shaped unlike ``data`` are left alone (for instance the guider's
     2-D DQ next to its 3-D data).  ``extra`` holds arrays kept outside the
     model that take part (and are updated) too.
+
+    A read-only model array (a copy sharing another model's arrays, see
+    ``DataModel.copy(share_arrays=True)``) is replaced by an updated copy only
+    when something in it changes.
     """
     arrays = []
     for name in ("data", "err", "var_rnoise", "var_poisson", "var_flat"):
         if name in (extra or {}):
-            arrays.append(extra[name])
+            arrays.append((None, extra[name]))
         elif model.has(name):
-            arrays.append(getattr(model, name))
+            arrays.append((name, getattr(model, name)))
     if not arrays:
         return
-    shape = arrays[0].shape
-    arrays = [a for a in arrays if a.shape == shape]
+    shape = arrays[0][1].shape
+    arrays = [(n, a) for n, a in arrays if a.shape == shape]
+    dnu = np.uint32(dqflags.DO_NOT_USE)
+    dq = model.dq if model.has("dq") and model.dq.shape == shape else None
+    if len(shape) == 3 and all(a.flags.writeable for _, a in arrays) and (dq is None or dq.flags.writeable):
+        # a cube (integrations): one plane at a time, without cube-sized masks and DQ temporaries
+        for i in range(shape[0]):
+            _match_plane([a[i] for _, a in arrays], None if dq is None else dq[i], dnu)
+        return
     invalid = np.zeros(shape, dtype=bool)
-    for a in arrays:
+    for _, a in arrays:
         invalid |= ~np.isfinite(a)  # infinities are as unusable as NaN (jwst checks NaN only)
-    if model.has("dq") and model.dq.shape == shape:
-        invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
-        model.dq[invalid] |= np.uint32(dqflags.DO_NOT_USE)
+    if dq is not None:
+        invalid |= (dq & dnu) != 0
+        if dq.flags.writeable:
+            dq[invalid] |= dnu
+        elif (invalid & ((dq & dnu) == 0)).any():
+            dq = dq.copy()
+            dq[invalid] |= dnu
+            model.dq = dq
+    for name, a in arrays:
+        if a.flags.writeable or name is None:
+            a[invalid] = np.nan
+        elif (invalid & ~np.isnan(a)).any():
+            a = a.copy()
+            a[invalid] = np.nan
+            setattr(model, name, a)
+
+
+def _match_plane(arrays: list, dq, dnu) -> None:
+    invalid = np.zeros(arrays[0].shape, dtype=bool)
+    for a in arrays:
+        invalid |= ~np.isfinite(a)
+    if dq is not None:
+        invalid |= (dq & dnu) != 0
+        dq[invalid] |= dnu
     for a in arrays:
         a[invalid] = np.nan
 

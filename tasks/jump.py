@@ -99,7 +99,8 @@ def detect_jumps(
     gain is not positive or NaN.  ``data`` is not modified.
 
     ``engine``: "auto" uses the compiled kernel (``_jump_kernel``) where it
-    reproduces stcal and stcal otherwise; "stcal" always uses stcal.
+    reproduces stcal, the block-wise sigma clipping (``_jump_sigclip``) for
+    many integrations, and stcal otherwise; "stcal" always uses stcal.
     """
     if params.maximum_cores not in ("1", "none", "one"):
         log.warning(
@@ -110,6 +111,8 @@ def detect_jumps(
     if method is not None:
         return _detect_with_kernel(data, groupdq, pixeldq, gain, readnoise, nframes=nframes, params=params,
                                    single_pass=method == "single")
+    if engine != "stcal" and sigclip_applies(groupdq, group_time, params):
+        return _detect_with_sigclip(data, groupdq, pixeldq, gain, readnoise, nframes=nframes, params=params)
     return _detect_with_stcal(data, groupdq, pixeldq, gain, readnoise, nframes=nframes, group_time=group_time,
                               params=params)
 
@@ -147,11 +150,29 @@ def kernel_applies(group_time: float, params: JumpParams) -> bool:
         from . import _jump_kernel  # noqa: F401 - numba is optional
     except ImportError:
         return False
+    return _detection_only(group_time, params)
+
+
+def _detection_only(group_time: float, params: JumpParams) -> bool:
+    """No snowballs, showers or after-jump flags: the jumps themselves (and their neighbours) only."""
     if params.expand_large_events or params.find_showers:
         return False
     if int(params.after_jump_flag_time1 // group_time) > 0 or int(params.after_jump_flag_time2 // group_time) > 0:
         return False
     return True
+
+
+def sigclip_applies(groupdq: np.ndarray, group_time: float, params: JumpParams) -> bool:
+    """Whether stcal would sigma-clip across integrations here and the block-wise version reproduces it.
+
+    stcal clips when the integrations (or, with ``only_use_ints`` false, the usable groups)
+    number at least ``minimum_sigclip_groups``, whatever the usable groups per integration.
+    """
+    if not _detection_only(group_time, params):
+        return False
+    if params.only_use_ints:
+        return groupdq.shape[0] >= params.minimum_sigclip_groups
+    return _usable_group_counts(groupdq)[1] >= params.minimum_sigclip_groups
 
 
 def kernel_method_for(nints: int, min_usable: int, total: int, params: JumpParams) -> str | None:
@@ -179,6 +200,28 @@ def _detect_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, nframes, par
         three_group_rejection_threshold=params.three_group_rejection_threshold,
         four_group_rejection_threshold=params.four_group_rejection_threshold,
         single_pass=single_pass,
+        flag_4_neighbors=params.flag_4_neighbors,
+        min_jump_to_flag_neighbors=params.min_jump_to_flag_neighbors,
+        max_jump_to_flag_neighbors=params.max_jump_to_flag_neighbors,
+        dnu=flags["DO_NOT_USE"], sat=flags["SATURATED"], jump=flags["JUMP_DET"],
+    )
+    return JumpResult(groupdq, pixeldq, n_crs, 0)
+
+
+def _detect_with_sigclip(data, groupdq, pixeldq, gain, readnoise, *, nframes, params) -> JumpResult:
+    from ._jump_sigclip import detect_sigclip
+
+    flags = dqflags.PIXEL
+    bad_gain = (gain <= 0.0) | np.isnan(gain)
+    if bad_gain.any():
+        pixeldq[bad_gain] |= np.uint32(flags["NO_GAIN_VALUE"] | flags["DO_NOT_USE"])
+    log.info("Executing two-point difference method (sigma clipping over %d integrations, by blocks of rows)",
+             groupdq.shape[0])
+    n_crs = detect_sigclip(
+        data, groupdq, gain, readnoise,
+        nframes=nframes,
+        rejection_threshold=params.rejection_threshold,
+        only_use_ints=params.only_use_ints,
         flag_4_neighbors=params.flag_4_neighbors,
         min_jump_to_flag_neighbors=params.min_jump_to_flag_neighbors,
         max_jump_to_flag_neighbors=params.max_jump_to_flag_neighbors,

@@ -46,7 +46,7 @@ def good_pixels(dq: np.ndarray, good_bits: str) -> np.ndarray:
     return build_mask(dq, good_bits, flag_name_map=dqflags.PIXEL).astype(np.float32)
 
 
-MEDIAN_BLOCK_BYTES = 32 << 20  # the most running_median's sorting copy takes at once
+MEDIAN_BLOCK_BYTES = 8 << 20  # the most running_median's sorting copy (and a block's float64 median) takes at once
 
 
 def running_median(cube: np.ndarray, width: int) -> np.ndarray:
@@ -63,7 +63,7 @@ def running_median(cube: np.ndarray, width: int) -> np.ndarray:
     windows = sliding_window_view(cube, width, axis=0)  # (n - width + 1, ny, nx, width), a view
     # np.median copies what it sorts: taken over every window at once, that copy is ``width`` times
     # the cube (826 MiB for 300 integrations of 416x72 and the default width 25).  Each pixel's
-    # median is its own, so the rows are taken a block at a time, each copy at most ~32 MiB.
+    # median is its own, so the rows are taken a block at a time, each copy at most MEDIAN_BLOCK_BYTES.
     per_row = max(1, windows.shape[0] * windows[0, 0].size * cube.itemsize)
     step = max(1, MEDIAN_BLOCK_BYTES // per_row)
     for r in range(0, cube.shape[1], step):
@@ -77,36 +77,77 @@ def running_median(cube: np.ndarray, width: int) -> np.ndarray:
 
 
 def flag_tso_outliers(cube, params) -> int:
-    """Flag the outliers of a TSO cube in place; returns how many pixels were flagged."""
+    """Flag the outliers of a TSO cube in place; returns how many pixels were flagged.
+
+    The rolling median (float64, as its comparison with the data is) is made and used a block of
+    rows at a time, each block's at most ``MEDIAN_BLOCK_BYTES``: every pixel is compared with its
+    own median only, so the flags are those of the whole cube at once."""
     from stcal.outlier_detection.median import nanmedian3D
-    from stcal.outlier_detection.utils import compute_weight_threshold
 
     snr1 = params.snr_pair[0]
     width = params.rolling_window_width
-    n = cube.data.shape[0]
+    n, ny = cube.data.shape[:2]
+    count = 0
     if 1 < width < n:
-        weight = good_pixels(cube.dq, params.good_bits)
-        threshold = compute_weight_threshold(weight, params.maskpt)
-        sci = cube.data.copy()
-        sci[weight < threshold] = np.nan
-        median = running_median(sci, width)
-        del sci
+        low = _low_weight(cube.dq, params.good_bits, params.maskpt)
+        rows = max(1, MEDIAN_BLOCK_BYTES // max(1, n * cube.data[0, 0].size * 8))
+        for r0 in range(0, ny, rows):
+            block = (slice(None), slice(r0, r0 + rows))
+            sci = cube.data[block].copy()
+            sci[low[block]] = np.nan
+            median = running_median(sci, width)
+            del sci
+            count += _flag_rows(cube, block, median, snr1)
+        del low
     else:
-        median = np.broadcast_to(nanmedian3D(cube.data, overwrite_input=False), cube.data.shape)
-    return flag_against_median(cube, median, snr1)
+        count = _flag_rows(cube, (Ellipsis,), nanmedian3D(cube.data, overwrite_input=False), snr1)
+    return _flagged(cube, count)
+
+
+def _low_weight(dq: np.ndarray, good_bits: str, maskpt: float) -> np.ndarray:
+    """Where a pixel's weight is below ``maskpt`` times the mean weight (stcal's
+    ``compute_weight_threshold``: the sigma-clipped mean of the non-zero weights), as a boolean cube.
+
+    The weights are :func:`good_pixels`' 1.0 or 0.0, so the non-zero ones are all 1.0, their
+    clipped mean is exactly 1.0 and the threshold is ``maskpt`` (NaN, so nothing is low, when no
+    pixel is good).  The mask is made an integration at a time, without the float32 weight cube
+    and the clipping's float64 copies of it."""
+    from stcal.resample.utils import build_mask
+
+    good = np.empty(dq.shape, dtype=bool)
+    for i in range(dq.shape[0]):
+        good[i] = build_mask(dq[i], good_bits, flag_name_map=dqflags.PIXEL)
+    if not good.any() or not 0.0 < maskpt:  # threshold NaN or at most 0: no weight (0 or 1) is below it
+        good[...] = False
+    elif 1.0 < maskpt:  # every weight is below it
+        good[...] = True
+    else:  # the zero weights only
+        np.logical_not(good, out=good)
+    return good
 
 
 def flag_against_median(cube, median, snr: float) -> int:
     """Flag, in place, the pixels of ``cube`` more than ``snr`` errors from ``median`` (DO_NOT_USE |
     OUTLIER, NaN in the arrays, step COMPLETE); returns how many were flagged."""
+    return _flagged(cube, _flag_rows(cube, (Ellipsis,), median, snr))
+
+
+def _flag_rows(cube, block: tuple, median, snr: float) -> int:
+    """DO_NOT_USE | OUTLIER in ``cube.dq[block]`` where the data differ from ``median`` (the block's,
+    or one broadcast to it) by more than ``snr`` errors (stcal's ``flag_crs``); returns how many."""
     from stcal.outlier_detection.utils import flag_crs
 
+    mask = flag_crs(cube.data[block], cube.err[block], median, snr)
+    dq = cube.dq[block]
+    dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
+    return int(np.count_nonzero(mask))
+
+
+def _flagged(cube, count: int) -> int:
+    """NaN and DO_NOT_USE made to agree, the count logged, the step COMPLETE."""
     from .flat_field import match_nans_and_flags
 
-    mask = flag_crs(cube.data, cube.err, median, snr)
-    cube.dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
     match_nans_and_flags(cube)
-    count = int(np.count_nonzero(mask))
     log.info("%s: %d pixels flagged as outliers", cube.meta.filename, count)
     cube.meta.cal_step.outlier_detection = "COMPLETE"
     return count

@@ -119,6 +119,45 @@ def test_jump_falls_back_to_stcal_for_what_the_kernel_does_not_do():
     assert _kernel_method(gdq, 10.0, JumpParams()) is None
 
 
+@pytest.mark.parametrize("only_use_ints,neighbours,block_rows", [(True, True, 3), (True, False, None), (False, True, 5)])
+def test_jump_sigma_clipping_by_blocks_of_rows_matches_stcal(only_use_ints, neighbours, block_rows):
+    """100+ integrations: stcal sigma-clips each pixel's differences across integrations; webbflow
+    does it a block of rows at a time (blocks of 3 and 5 rows here, and one block of the whole frame)."""
+    from webbflow.tasks import _jump_sigclip
+    from webbflow.tasks.jump import JumpParams, _kernel_method, sigclip_applies
+
+    rng = np.random.default_rng(3)
+    nints, ngroups, ny, nx = 110, 5, 23, 17
+    data, gdq = _ramps(rng, nints, ngroups, ny, nx, sat_level=4000.0, n_crs=400)
+    _flag_some(rng, gdq)
+    gdq[:, -1, :3] |= DNU
+    gdq[5, 2] |= JUMP  # a group plane flagged JUMP_DET (or DO_NOT_USE) in every pixel
+    gdq[5, 2, :2] |= DNU
+    pdq = np.zeros((ny, nx), np.uint32)
+    gain = rng.uniform(1.5, 2.5, (ny, nx)).astype(np.float32)
+    gain[3, 4] = 0.0
+    gain[5, 6] = np.nan
+    rnoise = rng.uniform(4, 8, (ny, nx)).astype(np.float32)
+    rnoise[7, 8] = 0.0
+    params = {"only_use_ints": only_use_ints, "flag_4_neighbors": neighbours, "min_jump_to_flag_neighbors": 3.0}
+    assert _kernel_method(gdq, 10.0, JumpParams(**params)) is None
+    assert sigclip_applies(gdq, 10.0, JumpParams(**params))
+    assert not sigclip_applies(gdq, 10.0, JumpParams(minimum_sigclip_groups=nints * ngroups + 1, only_use_ints=False))
+    assert not sigclip_applies(gdq, 10.0, JumpParams(find_showers=True))
+    block = (block_rows or ny) * nints * (ngroups - 1) * nx * 8
+    old = _jump_sigclip.BLOCK_BYTES
+    _jump_sigclip.BLOCK_BYTES = block
+    try:
+        ours, theirs = _jump_both(data, gdq, pdq, gain, rnoise, **params)
+    finally:
+        _jump_sigclip.BLOCK_BYTES = old
+    assert np.array_equal(ours.groupdq, theirs.groupdq)
+    assert np.array_equal(ours.pixeldq, theirs.pixeldq)
+    assert ours.n_primary_crs == theirs.n_primary_crs
+    assert np.count_nonzero(ours.groupdq & JUMP) > ours.n_primary_crs // 2 > 0
+    assert not (ours.groupdq[5, 2] == JUMP).any()  # that plane's JUMP_DET-only pixels were cleared
+
+
 # ---------------------------------------------------------------------------
 # ramp fitting
 

@@ -239,6 +239,43 @@ def test_outlier_detection_tso_rolling_median_by_blocks_of_rows_is_the_same(monk
         assert np.isnan(med[h: h + 30 - w + 1]).sum() == np.isnan(whole).sum() > 0
 
 
+def test_outlier_detection_tso_low_weight_mask_is_stcals_threshold():
+    """The low-weight mask made an integration at a time equals the weights compared with stcal's
+    sigma-clipped threshold, for thresholds below, between and above the 0/1 weights."""
+    from stcal.outlier_detection.utils import compute_weight_threshold
+
+    from webbflow.tasks.outlier_detection_tso import _low_weight, good_pixels
+
+    rng = np.random.default_rng(0)
+    cubes = (rng.choice(np.array([0, 1, 4, 2**20], np.uint32), size=(5, 6, 7)), np.ones((3, 4, 5), np.uint32))
+    for maskpt in (0.7, 0.0, 1.0, 1.5, -1.0, float("nan")):
+        for dq in cubes:
+            for bits in ("~DO_NOT_USE+NON_SCIENCE", "0"):
+                w = good_pixels(dq, bits)
+                expected = w < compute_weight_threshold(w, maskpt)
+                assert np.array_equal(_low_weight(dq, bits, maskpt), expected), (maskpt, bits)
+
+
+def test_sharing_copy_is_read_only_and_nan_matching_copies_only_on_change():
+    """``copy(share_arrays=True)`` shares the arrays read-only; match_nans_and_flags leaves a consistent
+    shared array in place and replaces one it has to change with an updated copy."""
+    from webbflow.tasks.flat_field import match_nans_and_flags
+
+    cube = _tso_cube()
+    cube.dq = np.zeros(cube.data.shape, np.uint32)
+    match_nans_and_flags(cube)
+    shared = cube.copy(share_arrays=True)
+    assert np.shares_memory(shared.data, cube.data) and not shared.data.flags.writeable
+    with pytest.raises(ValueError):
+        shared.data[0, 0, 0] = 1.0
+    match_nans_and_flags(shared)  # nothing to change: still the shared arrays
+    assert np.shares_memory(shared.data, cube.data) and np.shares_memory(shared.dq, cube.dq)
+    cube.err[1, 2, 3] = np.nan  # now the shared err is NaN where data and DQ are not
+    match_nans_and_flags(shared)
+    assert not np.shares_memory(shared.data, cube.data) and np.isnan(shared.data[1, 2, 3])
+    assert shared.dq[1, 2, 3] & 1 and not cube.dq[1, 2, 3] & 1 and np.isfinite(cube.data[1, 2, 3])
+
+
 def test_extract_1d_refuses_what_it_does_not_do():
     from webbflow.errors import UnsupportedModeError
 

@@ -17,8 +17,33 @@ def _cross(dispaxis: int) -> str:
     return "nyx,yx->nx" if dispaxis == 1 else "nyx,yx->ny"
 
 
+CHUNK_BYTES = 8 << 20  # float32 bytes of the integrations summed at once (without a background)
+
+
 def box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg=None):
     """Weighted sums across the dispersion, for a (nints, ny, nx) stack.
+
+    Without a background, a long stack is summed a few integrations at a time (each chunk's
+    float32 data at most ``CHUNK_BYTES``): each integration's sums are its own, so the answers are
+    those of the whole stack at once, without its stack-sized temporaries.
+    """
+    n = np.shape(data)[0]
+    per = max(1, int(np.prod(np.shape(data)[1:])) * 4)
+    step = max(1, CHUNK_BYTES // per)
+    if bkg is not None or n <= step:
+        return _box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg)
+
+    def part(v, a, b):
+        return v if v is None or v.shape[0] != n else v[a:b]
+
+    pieces = [_box_extract(data[a:a + step], part(var_rnoise, a, a + step), part(var_poisson, a, a + step),
+                           part(var_flat, a, a + step), profile, dispaxis)
+              for a in range(0, n, step)]
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def _box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg=None):
+    """:func:`box_extract` on the whole stack at once.
 
     Returns a dict of (nints, nwave) float64 arrays: ``flux`` (sum of data times weight, NaN
     where no pixel contributed), the three variances (sums of variance times weight squared,
