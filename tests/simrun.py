@@ -25,11 +25,13 @@ def simulate_into(tmp_path_factory, name: str, kwargs: dict) -> SimpleNamespace:
     return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
 
 
-def inputs(sim, folder: Path, pattern: str = "*_uncal.fits", src: Path | None = None) -> Path:
-    """``folder`` with the files matching ``pattern`` (from ``src``, or the simulation's folder)
-    and the simulation's level-2 and level-3 associations."""
+def inputs(sim, folder: Path, pattern: str = "*_uncal.fits", src: Path | None = None, also: tuple = ()) -> Path:
+    """``folder`` with the files matching ``pattern`` (from ``src``, or the simulation's folder), those
+    of the simulation's folder matching the patterns ``also`` (``"*_msa.fits"``), and the
+    simulation's level-2 and level-3 associations."""
     folder.mkdir(parents=True, exist_ok=True)
-    for f in (src or sim.output_dir).glob(pattern):
+    files = [*(src or sim.output_dir).glob(pattern), *(f for a in also for f in sim.output_dir.glob(a))]
+    for f in files:
         shutil.copy2(f, folder / f.name)
     for a in [*sim.asn_level2, sim.asn_level3]:
         if a is not None:

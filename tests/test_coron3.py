@@ -10,7 +10,6 @@ and once by webbflow, for the whole session.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 
 import numpy as np

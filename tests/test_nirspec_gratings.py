@@ -12,7 +12,6 @@ column's scale, as in tests/test_nirspec_sim.py).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,8 @@ import numpy as np
 import pytest
 
 from test_nirspec_sim import _x1d_columns_agree
+from simrun import inputs as _inputs
+from simrun import simulate_into, strun
 from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the optical chain is the real one in ../shared/data
@@ -125,26 +126,11 @@ def test_g395h_matches_esas_functional_model_on_nrs1(tmp_path):
 
 @pytest.fixture(scope="module")
 def grating_sim(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("nrs_grating_sim")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
-
-
-def _inputs(sim, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in sim.output_dir.glob("*_uncal.fits"):
-        shutil.copy2(f, folder / f.name)
-    for a in list(sim.asn_level2) + [sim.asn_level3]:
-        shutil.copy2(a, folder / Path(a).name)
-    return folder
+    return simulate_into(tmp_path_factory, "nrs_grating_sim", SIM)
 
 
 @pytest.fixture(scope="module")
 def grating_runs(grating_sim):
-    from jwst.stpipe import Step
-
     from webbflow.flows.cli import main
 
     sim = grating_sim.sim
@@ -152,16 +138,7 @@ def grating_runs(grating_sim):
     jw = _inputs(sim, grating_sim.root / "jwst")
     calls = [("calwebb_detector1", u.name) for u in sim.uncal] + [("calwebb_spec2", asn)]
 
-    def strun():
-        cwd = os.getcwd()
-        os.chdir(jw)
-        try:
-            for pipeline, arg in calls:
-                Step.from_cmdline([pipeline, arg])
-        finally:
-            os.chdir(cwd)
-
-    _quiet(strun, grating_sim.cache, grating_sim.context)
+    _quiet(lambda: strun(jw, calls), grating_sim.cache, grating_sim.context)
     ours = _inputs(sim, grating_sim.root / "ours")
     science = json.loads((jw / asn).read_text())["products"][0]["name"]
 

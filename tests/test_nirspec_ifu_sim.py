@@ -21,11 +21,11 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from simrun import simulate_into
 from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the simulator places light through the real optical references in ../shared/data
@@ -37,11 +37,7 @@ NO_CUBE = "--steps.cube_build.skip=true"
 
 @pytest.fixture(scope="session")
 def ifu(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("nrs_ifu_sim")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
+    return simulate_into(tmp_path_factory, "nrs_ifu_sim", SIM)
 
 
 def _first_asn(sim) -> Path:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from simrun import simulate_into
 from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the optical chain is the real one in ../shared/data
@@ -26,11 +26,7 @@ SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", grating="G395M", filter
 
 @pytest.fixture(scope="module")
 def irs2_msa(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("nrs_msa_irs2")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
+    return simulate_into(tmp_path_factory, "nrs_msa_irs2", SIM)
 
 
 def test_msa_exposures_are_irs2_grating_exposures(irs2_msa):

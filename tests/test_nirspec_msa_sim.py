@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +34,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from simrun import inputs as _sim_inputs
+from simrun import simulate_into, strun
 from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the simulator places light through the real optical references in ../shared/data
@@ -45,20 +46,11 @@ SIM = dict(instrument="nirspec", exp_type="NRS_MSASPEC", seed=7, grating=os.envi
 
 @pytest.fixture(scope="session")
 def msa_sim(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("nrs_msa_sim")
-    sim = simulate(root / "sim", **SIM)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
+    return simulate_into(tmp_path_factory, "nrs_msa_sim", SIM)
 
 
 def _inputs(sim, folder: Path, pattern="*_uncal.fits", src=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in [*(src or sim.output_dir).glob(pattern), *sim.output_dir.glob("*_msa.fits")]:
-        shutil.copy2(f, folder / f.name)
-    for a in list(sim.asn_level2) + [sim.asn_level3]:
-        shutil.copy2(a, folder / Path(a).name)
-    return folder
+    return _sim_inputs(sim, folder, pattern, src, also=("*_msa.fits",))  # with the MSA metadata file
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +60,6 @@ def msa_runs(msa_sim):
     on three full frames takes minutes, beyond CI's budget."""
     if not os.environ.get("WEBBFLOW_MSA_FULL"):
         pytest.skip("the full MSA parity run is opt-in: set WEBBFLOW_MSA_FULL=1")
-    from jwst.stpipe import Step
-
     from webbflow.flows.cli import main
 
     sim = msa_sim.sim
@@ -78,16 +68,7 @@ def msa_runs(msa_sim):
              + [("calwebb_spec2", Path(a).name) for a in sim.asn_level2]
              + [("calwebb_spec3", Path(sim.asn_level3).name)])
 
-    def strun():
-        cwd = os.getcwd()
-        os.chdir(jw)
-        try:
-            for pipeline, arg in calls:
-                Step.from_cmdline([pipeline, arg])
-        finally:
-            os.chdir(cwd)
-
-    _quiet(strun, msa_sim.cache, msa_sim.context)
+    _quiet(lambda: strun(jw, calls), msa_sim.cache, msa_sim.context)
     asn2 = Path(sim.asn_level2[0]).name
     science = json.loads((jw / asn2).read_text())["products"][0]["name"]
     ours = _inputs(sim, msa_sim.root / "ours", "*_rate.fits", jw)

@@ -18,7 +18,6 @@ for CI time (the report of issue 19); here only its refusal of another slit.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -27,6 +26,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from simrun import inputs as _inputs
+from simrun import simulate_into, strun
 from test_products_whole import _quiet, compare_fits
 
 pytestmark = pytest.mark.real  # the simulator places light through the real optical references in ../shared/data
@@ -36,20 +37,7 @@ SIM_FS = dict(instrument="nirspec", exp_type="NRS_FIXEDSLIT", seed=7)
 
 @pytest.fixture(scope="session")
 def fs_sim(tmp_path_factory):
-    from webbflow.refs.simulator import simulate
-
-    root = tmp_path_factory.mktemp("nrs_fs_sim")
-    sim = simulate(root / "sim", **SIM_FS)
-    return SimpleNamespace(sim=sim, root=root, cache=sim.crds_path, context=sim.context)
-
-
-def _inputs(sim, folder: Path, pattern="*_uncal.fits", src=None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in (src or sim.output_dir).glob(pattern):
-        shutil.copy2(f, folder / f.name)
-    for a in list(sim.asn_level2) + [sim.asn_level3]:
-        shutil.copy2(a, folder / Path(a).name)
-    return folder
+    return simulate_into(tmp_path_factory, "nrs_fs_sim", SIM_FS)
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +45,6 @@ def fs_runs(fs_sim):
     """jwst's detector1 on both nods and spec2 on the first nod's association (strun from the associations'
     folder); webbflow's detector1 on the first nod's uncal file and spec2 on the same association from jwst's
     rates.  (One nod through spec2 each: the second is the same code path; CI time.)"""
-    from jwst.stpipe import Step
-
     from webbflow.flows.cli import main
 
     sim = fs_sim.sim
@@ -66,16 +52,7 @@ def fs_runs(fs_sim):
     jw = _inputs(sim, fs_sim.root / "jwst")
     calls = [("calwebb_detector1", u.name) for u in sim.uncal] + [("calwebb_spec2", asn)]
 
-    def strun():
-        cwd = os.getcwd()
-        os.chdir(jw)
-        try:
-            for pipeline, arg in calls:
-                Step.from_cmdline([pipeline, arg])
-        finally:
-            os.chdir(cwd)
-
-    _quiet(strun, fs_sim.cache, fs_sim.context)
+    _quiet(lambda: strun(jw, calls), fs_sim.cache, fs_sim.context)
     ours = _inputs(sim, fs_sim.root / "ours")
     d1 = ours / "detector1"
     science = json.loads((jw / asn).read_text())["products"][0]["name"]
