@@ -178,8 +178,8 @@ class MultiSpecBase(DataModel):
     def shape(self):
         return None
 
-    def copy(self):
-        new = super().copy()
+    def copy(self, share_arrays: bool = False):
+        new = super().copy(share_arrays=share_arrays)  # the spectra's tables are copied either way
         new.spec = [Spectrum(s.spec_table.copy(), dict(s.meta), dict(s.units), s.header.copy()) for s in self.spec]
         return new
 

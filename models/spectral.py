@@ -246,9 +246,9 @@ class MultiSlitModel(DataModel):
     def shape(self):
         return None
 
-    def copy(self) -> "MultiSlitModel":
-        new = super().copy()
-        object.__setattr__(new, "slits", [s.copy() for s in self.slits])
+    def copy(self, share_arrays: bool = False) -> "MultiSlitModel":
+        new = super().copy(share_arrays=share_arrays)
+        object.__setattr__(new, "slits", [s.copy(share_arrays=share_arrays) for s in self.slits])
         return new
 
     def _convert_from(self, other: DataModel) -> None:

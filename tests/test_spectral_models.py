@@ -200,3 +200,19 @@ def test_ifu_models_interoperate(name, tmp_path):
     else:
         np.testing.assert_array_equal(back.regions, j.regions)
         np.testing.assert_array_equal(back.wavelength, j.wavelength)
+
+
+def test_multislit_copy_shares_read_only_arrays_only_when_asked():
+    """copy(share_arrays=True) reaches every slit: their arrays are read-only views of the
+    original's; a plain copy owns writable arrays of its own."""
+    slit = models.SlitModel(data=np.ones((3, 4), np.float32))
+    slit.name = "S200A1"
+    ms = models.MultiSlitModel()
+    ms.slits.append(slit)
+    shared = ms.copy(share_arrays=True)
+    assert np.shares_memory(shared.slits[0].data, ms.slits[0].data)
+    with pytest.raises(ValueError):
+        shared.slits[0].data[0, 0] = 5.0
+    own = ms.copy()
+    own.slits[0].data[0, 0] = 5.0
+    assert ms.slits[0].data[0, 0] == 1.0
