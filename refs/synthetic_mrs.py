@@ -180,15 +180,11 @@ def _ref_meta(m, reftype: str, description: str, model_type: str):
     return m
 
 
-def extract1d_ifu(radius_fwhm: float = 2.0, inner_fwhm: float = 2.5, outer_fwhm: float = 3.5,
-                  subtract_background: bool = True):
-    """The MRS extract1d reference (Extract1dIFUModel, ASDF): per wavelength from 4.8 to 28.5 um,
-    an aperture of ``radius_fwhm`` PSF FWHMs and a background annulus from ``inner_fwhm`` to
-    ``outer_fwhm`` FWHMs, in arcsec; exact overlap, background subtracted (point sources)."""
+def ifu_apertures(wave, fwhm, radius_fwhm: float, inner_fwhm: float, outer_fwhm: float):
+    """An Extract1dIFUModel whose circular aperture and background annulus, per wavelength ``wave``
+    (um), are ``radius_fwhm``, ``inner_fwhm`` and ``outer_fwhm`` times the PSF's ``fwhm`` (arcsec)."""
     from ..models import Extract1dIFUModel
 
-    wave = np.round(np.arange(4.8, 28.51, 0.5), 2).astype(np.float32)
-    fwhm = mrs_fwhm(wave)
     m = Extract1dIFUModel()
     m.set_tree(data={
         "wavelength": wave, "wavelength_units": "micron",
@@ -198,6 +194,16 @@ def extract1d_ifu(radius_fwhm: float = 2.0, inner_fwhm: float = 2.5, outer_fwhm:
         "axis_ratio": np.ones(wave.size, np.float32), "axis_pa": np.zeros(wave.size, np.float32),
         "axis_pa_units": "degrees",
     })
+    return m
+
+
+def extract1d_ifu(radius_fwhm: float = 2.0, inner_fwhm: float = 2.5, outer_fwhm: float = 3.5,
+                  subtract_background: bool = True):
+    """The MRS extract1d reference (Extract1dIFUModel, ASDF): per wavelength from 4.8 to 28.5 um,
+    an aperture of ``radius_fwhm`` PSF FWHMs and a background annulus from ``inner_fwhm`` to
+    ``outer_fwhm`` FWHMs, in arcsec; exact overlap, background subtracted (point sources)."""
+    wave = np.round(np.arange(4.8, 28.51, 0.5), 2).astype(np.float32)
+    m = ifu_apertures(wave, mrs_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm)
     _ref_meta(m, "extract1d", "MIRI MRS IFU extraction parameters (synthetic)", "Extract1dIFUModel")
     extra = m.meta.model_extra if m.meta.model_extra is not None else {}
     extra.update({"region_type": "target", "subtract_background": bool(subtract_background),

@@ -312,21 +312,11 @@ def ifu_fwhm(wave_um):
 
 def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
     """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
-    from ..models import Extract1dIFUModel
     from .synthetic import AUTHOR as _AUTHOR
-    from .synthetic_mrs import save_inline
+    from .synthetic_mrs import ifu_apertures, save_inline
 
     wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
-    fwhm = ifu_fwhm(wave)
-    m = Extract1dIFUModel()
-    m.set_tree(data={
-        "wavelength": wave, "wavelength_units": "micron",
-        "radius": (radius_fwhm * fwhm).astype(np.float32), "radius_units": "arcsec",
-        "inner_bkg": (inner_fwhm * fwhm).astype(np.float32), "inner_bkg_units": "arcsec",
-        "outer_bkg": (outer_fwhm * fwhm).astype(np.float32), "outer_bkg_units": "arcsec",
-        "axis_ratio": np.ones(wave.size, np.float32), "axis_pa": np.zeros(wave.size, np.float32),
-        "axis_pa_units": "degrees",
-    })
+    m = ifu_apertures(wave, ifu_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm)
     meta = m.meta
     meta.model_type = "Extract1dIFUModel"
     meta.reftype = "EXTRACT1D"

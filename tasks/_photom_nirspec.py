@@ -160,17 +160,25 @@ def calibrate_slit(slit, exp_type, row, names, tcorr, params, source_type, multi
     return factor
 
 
-def calibrate(model, photom_ref, area_ref, params):
-    """Apply NIRSpec slit photometry to ``model`` in place; returns (model, status)."""
+def photom_table(photom_ref, area_ref, areas_of: str):
+    """The PHOTOM table of a NIRSpec photom reference and its columns by lower-case name, once the
+    checks are passed: an area reference given (for ``areas_of``), the time-dependence tables'
+    lengths, and the PHOTMJ, WAVELENGTH and RELRESPONSE columns."""
     name = getattr(photom_ref.meta, "filename", None) or "<in memory>"
     if area_ref is None:
-        raise ReferenceFileError("area", "N/A", "is required by photom for NIRSpec slits (the slits' pixel areas)")
+        raise ReferenceFileError("area", "N/A", f"is required by photom for {areas_of}")
     _validate_reference(photom_ref)
     table = photom_ref.phot_table
     names = {n.lower(): n for n in table.dtype.names}
     for col in ("photmj", "wavelength", "relresponse"):
         if col not in names:
             raise ReferenceFileError("photom", name, f"has no {col.upper()} column (not a NIRSpec photom file)")
+    return table, names
+
+
+def calibrate(model, photom_ref, area_ref, params):
+    """Apply NIRSpec slit photometry to ``model`` in place; returns (model, status)."""
+    table, names = photom_table(photom_ref, area_ref, "NIRSpec slits (the slits' pixel areas)")
     exp_type = (model.meta.exposure.type or "").upper()
     filt = (model.meta.instrument.filter or "").upper() or None
     grating = (model.meta.instrument.grating or "").upper() or None

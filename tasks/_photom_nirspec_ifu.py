@@ -23,7 +23,8 @@ import numpy as np
 from .. import models
 from ..errors import ReferenceFileError
 from ..models import dqflags
-from .photom import MJSR_TO_UJA2, _validate_reference, find_row
+from ._photom_nirspec import photom_table
+from .photom import MJSR_TO_UJA2, find_row
 
 log = logging.getLogger("webbflow.steps.photom")
 
@@ -76,15 +77,7 @@ def sensitivity_inputs(model, area_ref):
 
 def calibrate(model, photom_ref, area_ref, params):
     """Apply NIRSpec IFU photometry to ``model`` in place; returns (model, status)."""
-    name = getattr(photom_ref.meta, "filename", None) or "<in memory>"
-    if area_ref is None:
-        raise ReferenceFileError("area", "N/A", "is required by photom for the NIRSpec IFU (the slices' pixel areas)")
-    _validate_reference(photom_ref)
-    table = photom_ref.phot_table
-    names = {n.lower(): n for n in table.dtype.names}
-    for col in ("photmj", "wavelength", "relresponse"):
-        if col not in names:
-            raise ReferenceFileError("photom", name, f"has no {col.upper()} column (not a NIRSpec photom file)")
+    table, names = photom_table(photom_ref, area_ref, "the NIRSpec IFU (the slices' pixel areas)")
     pixarea = _area_column(area_ref, "pixarea")
     # the mean area as the product's keyword holds it (a Python float), the steradians from that
     a2 = float(np.nanmean(pixarea))
