@@ -263,14 +263,7 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     """Write a NIRCam WFSS observation (see the module) into ``output_dir``."""
     from ..synthetic_grism import NIRCAM_LW_BANDS
 
-    if (instrument or "nircam").lower() != "nircam":
-        raise ParameterError(f"{EXP_TYPE} is a NIRCam mode; use --instrument nircam")
-    if size is not None:
-        raise ParameterError(f"{EXP_TYPE}: use --subarray ({', '.join(SUBARRAYS)}), not --size")
-    if nexp is None or nexp < 1:
-        raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
-    if not build_refs:
-        raise ParameterError(f"{EXP_TYPE}: the spectra are placed through the references' WCS; references are needed")
+    check_arguments(EXP_TYPE, "nircam", SUBARRAYS, instrument, size, nexp, build_refs)
     direct, grism = _setups(detector, subarray, ngroups, nints, filter, pupil, readpatt)
     for name in (SPECWCS_FILES[grism.pupil], PHOTOM_FILE):  # before anything is written
         real_reference(name)
@@ -283,23 +276,8 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     # one attitude: the target at the dispersed window's reference point; the direct image sees the same sky
     gpnt = S.make_pointing(grism, target_ra, target_dec, pa_v3, 0.0, 0.0)
     dpnt = same_attitude(gpnt, direct)
-    # the direct image (activity 01), then the dispersed exposures (activity 02)
-    plan = [(direct, dpnt, replace(ids, activity="01"), 1, 1)] + [
-        (grism, gpnt, replace(ids, activity="02"), k + 1, nexp) for k in range(nexp)]
-    exposures = []
-    t = t0
-    for setup, pnt, eids, number, total in plan:
-        from ...models import Level1bModel
-
-        m = Level1bModel()
-        S.fill_metadata(m, setup, eids, pnt, number, total, t, target_ra, target_dec)
-        m.meta.filename = S.exposure_filename(setup, eids, number, t)
-        m.meta.observation.template = "NIRCam Wide Field Slitless Spectroscopy"
-        m.meta.observation.observation_label = "webbflow simulated WFSS field"
-        m.meta.exposure.type = setup.exp_type
-        m.meta.dither.primary_type = "NONE"
-        exposures.append((setup, pnt, m))
-        t = t + _dt.timedelta(seconds=setup.duration + 60.0)
+    exposures = plan_exposures(direct, grism, dpnt, gpnt, ids, nexp, t0, target_ra, target_dec,
+                               "NIRCam Wide Field Slitless Spectroscopy")
 
     refs, paths, context = build_references(direct, grism, out, reference_seed)
     photmjsr, _pixar, _src = S._photometry(refs["direct"], direct)
@@ -382,34 +360,14 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
     # scaled so that the brightest one's peak pixel reaches DIRECT_PEAK_FILL (the real ground grism
     # photom and the synthetic imaging photom do not calibrate alike; see the truth's meta)
     sig_direct = np.hypot(psf_sigma(0.5 * (lo + hi)), sizes)
-    well = S._median_full_well(refs["direct"], direct)
-    peak = np.zeros((64, 64))
-    deposit(peak, [32.0], [32.0], sig_direct[:1], [rel[0] * shape_mean[0] * 1e6 * to_rate])
-    direct_scale = DIRECT_PEAK_FILL * well / (float(peak.max()) * direct.effinttm)
-    direct_ujy = rel * shape_mean * direct_scale * 1e6  # band-mean F_nu in the direct image's calibration
-    unit = np.zeros((direct.ysize, direct.xsize))
-    deposit(unit, xd, yd, sig_direct, direct_ujy * to_rate)
+    unit, direct_scale, direct_ujy = direct_image(direct, refs["direct"], xd, yd, sig_direct, rel * shape_mean, to_rate)
     sky_direct = S.sky_surface_brightness(direct.wavelength) / photmjsr
     bkg_ref = _bkg_pattern(paths["grism"]["bkg"], grism)
     sky_grism = SKY_SCALE * bkg_ref
 
     # ramps ----------------------------------------------------------------------------
-    uncal, cr_rows = [], []
-    for k, (setup, pnt, m) in enumerate(exposures):
-        if setup is direct:
-            rate = (unit + sky_direct).astype(np.float32)
-            r = refs["direct"]
-        else:
-            rate = (dispersed + sky_grism).astype(np.float32)
-            r = refs["grism"]
-        m.meta.wcsinfo.s_region = S.s_region(setup, S.PixelMap(setup, refs["direct" if setup is direct else "grism"]), pnt)
-        exp = S.simulate_ramps(setup, rate, r, seed, k, cosmic_ray_rate, 1, reference_seed)
-        m.data = exp.data
-        path = out / m.meta.filename
-        m.save(path)
-        uncal.append(path)
-        cr_rows += [(m.meta.filename, c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
-                    for c in exp.cosmic_rays]
+    uncal, cr_rows = write_ramps(out, exposures, direct, refs, unit + sky_direct, dispersed + sky_grism, seed,
+                                 cosmic_ray_rate, reference_seed)
 
     # truth ------------------------------------------------------------------------------
     from astropy import units as u
@@ -450,7 +408,82 @@ def simulate(output_dir, *, instrument="nircam", detector=None, size=None, subar
                                 "jwst's WCS puts it in the dispersed exposures (0-based), per order (1 and 2)")
     C.write_table(spec, truth / f"{stem}_spectra.ecsv")
     cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv", cr_rows)
+    return finish(out, t0, grism, uncal, catalog, cr_path, context)
 
+
+def check_arguments(exp_type, instrument_name, subarrays, instrument, size, nexp, build_refs) -> None:
+    """The WFSS simulators' common refusals, before anything is written."""
+    if (instrument or instrument_name).lower() != instrument_name:
+        raise ParameterError(f"{exp_type} is a {instrument_name.upper().replace('NIRCAM', 'NIRCam')} mode; "
+                             f"use --instrument {instrument_name}")
+    if size is not None:
+        raise ParameterError(f"{exp_type}: use --subarray ({', '.join(subarrays)}), not --size")
+    if nexp is None or nexp < 1:
+        raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
+    if not build_refs:
+        raise ParameterError(f"{exp_type}: the spectra are placed through the references' WCS; references are needed")
+
+
+def plan_exposures(direct, grism, dpnt, gpnt, ids, nexp, t0, target_ra, target_dec, template, extra=None) -> list:
+    """The observation's exposures, as (setup, pointing, Level1bModel with its metadata): the direct
+    image (activity 01), then ``nexp`` dispersed exposures (activity 02).  ``extra(setup, model)``
+    adds what an instrument needs besides."""
+    from ...models import Level1bModel
+
+    plan = [(direct, dpnt, replace(ids, activity="01"), 1, 1)] + [
+        (grism, gpnt, replace(ids, activity="02"), k + 1, nexp) for k in range(nexp)]
+    exposures = []
+    t = t0
+    for setup, pnt, eids, number, total in plan:
+        m = Level1bModel()
+        S.fill_metadata(m, setup, eids, pnt, number, total, t, target_ra, target_dec)
+        m.meta.filename = S.exposure_filename(setup, eids, number, t)
+        m.meta.observation.template = template
+        m.meta.observation.observation_label = "webbflow simulated WFSS field"
+        m.meta.exposure.type = setup.exp_type
+        m.meta.dither.primary_type = "NONE"
+        if extra is not None:
+            extra(setup, m)
+        exposures.append((setup, pnt, m))
+        t = t + _dt.timedelta(seconds=setup.duration + 60.0)
+    return exposures
+
+
+def direct_image(direct, ref, xd, yd, sigma, band_mean, to_rate):
+    """The direct image's sources in DN/s, scaled so that the first (brightest) source's peak pixel
+    reaches DIRECT_PEAK_FILL of the full well; ``band_mean`` is each source's band-mean F_nu in the
+    dispersed exposures' units.  Returns the image, the scale and the sources' band-mean F_nu (µJy)
+    as the imaging photom calibrates them."""
+    well = S._median_full_well(ref, direct)
+    peak = np.zeros((64, 64))
+    deposit(peak, [32.0], [32.0], sigma[:1], [band_mean[0] * 1e6 * to_rate])
+    direct_scale = DIRECT_PEAK_FILL * well / (float(peak.max()) * direct.effinttm)
+    direct_ujy = band_mean * direct_scale * 1e6
+    unit = np.zeros((direct.ysize, direct.xsize))
+    deposit(unit, xd, yd, sigma, direct_ujy * to_rate)
+    return unit, direct_scale, direct_ujy
+
+
+def write_ramps(out: Path, exposures, direct, refs, direct_rate, grism_rate, seed, cosmic_ray_rate, reference_seed):
+    """Each exposure's ramps from its scene (DN/s), saved as its uncal; returns the paths and the
+    cosmic rays' truth rows."""
+    uncal, cr_rows = [], []
+    for k, (setup, pnt, m) in enumerate(exposures):
+        key = "direct" if setup is direct else "grism"
+        rate = (direct_rate if setup is direct else grism_rate).astype(np.float32)
+        m.meta.wcsinfo.s_region = S.s_region(setup, S.PixelMap(setup, refs[key]), pnt)
+        exp = S.simulate_ramps(setup, rate, refs[key], seed, k, cosmic_ray_rate, 1, reference_seed)
+        m.data = exp.data
+        path = out / m.meta.filename
+        m.save(path)
+        uncal.append(path)
+        cr_rows += [(m.meta.filename, c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
+                    for c in exp.cosmic_rays]
+    return uncal, cr_rows
+
+
+def finish(out: Path, t0, grism, uncal, catalog, cr_path, context) -> S.SimulationResult:
+    """The associations jwst's rules make for the observation, and the simulation's result."""
     lv2, lv3 = C.associations(out, t0.strftime("%Y%m%dt%H%M%S"))
     spec3 = [p for p in lv3 if "_spec3_" in Path(p).name]
     result = S.SimulationResult(output_dir=out, uncal=uncal, catalog=catalog, cosmic_rays=cr_path, asn_level2=lv2,

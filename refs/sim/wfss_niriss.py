@@ -203,14 +203,7 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
     """Write a NIRISS WFSS observation (see the module) into ``output_dir``."""
     from ..synthetic_grism import NIRISS_WFSS_BANDS
 
-    if (instrument or "niriss").lower() != "niriss":
-        raise ParameterError(f"{EXP_TYPE} is a NIRISS mode; use --instrument niriss")
-    if size is not None:
-        raise ParameterError(f"{EXP_TYPE}: use --subarray ({', '.join(SUBARRAYS)}), not --size")
-    if nexp is None or nexp < 1:
-        raise ParameterError(f"--nexp must be at least 1 (got {nexp})")
-    if not build_refs:
-        raise ParameterError(f"{EXP_TYPE}: the spectra are placed through the references' WCS; references are needed")
+    W.check_arguments(EXP_TYPE, "niriss", SUBARRAYS, instrument, size, nexp, build_refs)
     direct, grism = _setups(detector, subarray, ngroups, nints, filter, pupil, readpatt)
 
     out = Path(output_dir)
@@ -220,26 +213,14 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
     t0 = _dt.datetime.fromisoformat(start_time)
     gpnt = S.make_pointing(grism, target_ra, target_dec, pa_v3, 0.0, 0.0)
     dpnt = W.same_attitude(gpnt, direct)
-    plan = [(direct, dpnt, replace(ids, activity="01"), 1, 1)] + [
-        (grism, gpnt, replace(ids, activity="02"), k + 1, nexp) for k in range(nexp)]
-    exposures = []
-    t = t0
-    for setup, pnt, eids, number, total in plan:
-        from ...models import Level1bModel
 
-        m = Level1bModel()
-        S.fill_metadata(m, setup, eids, pnt, number, total, t, target_ra, target_dec)
-        m.meta.filename = S.exposure_filename(setup, eids, number, t)
-        m.meta.observation.template = "NIRISS Wide Field Slitless Spectroscopy"
-        m.meta.observation.observation_label = "webbflow simulated WFSS field"
-        m.meta.exposure.type = setup.exp_type
-        m.meta.dither.primary_type = "NONE"
-        # the wheels' positions: the grism's, FWCPOS_OFFSET from where the specwcs was measured
+    def wheels(setup, m):  # the wheels' positions: the grism's, FWCPOS_OFFSET from where the specwcs was measured
         m.meta.instrument.filter_position = (FWCPOS_REF[grism.filter] + FWCPOS_OFFSET if setup is grism
                                              else FWCPOS_REF[grism.filter] - 30.0)
         m.meta.instrument.pupil_position = 245.7
-        exposures.append((setup, pnt, m))
-        t = t + _dt.timedelta(seconds=setup.duration + 60.0)
+
+    exposures = W.plan_exposures(direct, grism, dpnt, gpnt, ids, nexp, t0, target_ra, target_dec,
+                                 "NIRISS Wide Field Slitless Spectroscopy", wheels)
 
     refs, paths, context = build_references(direct, grism, out, reference_seed)
     photmjsr, _pixar, _src = S._photometry(refs["direct"], direct)
@@ -298,28 +279,13 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
 
     # the direct image, on its own scale (see the module)
     sig_direct = np.hypot(psf_sigma(pivot), sizes)
-    well = S._median_full_well(refs["direct"], direct)
-    peak = np.zeros((64, 64))
-    W.deposit(peak, [32.0], [32.0], sig_direct[:1], [rel[0] * shape_mean[0] * 1e6 * to_rate])
-    direct_scale = W.DIRECT_PEAK_FILL * well / (float(peak.max()) * direct.effinttm)
-    direct_ujy = rel * shape_mean * direct_scale * 1e6
-    unit = np.zeros((direct.ysize, direct.xsize))
-    W.deposit(unit, xd, yd, sig_direct, direct_ujy * to_rate)
+    unit, direct_scale, direct_ujy = W.direct_image(direct, refs["direct"], xd, yd, sig_direct, rel * shape_mean,
+                                                    to_rate)
     sky_direct = S.sky_surface_brightness(direct.wavelength) / photmjsr
     sky_grism = W.SKY_SCALE * W._bkg_pattern(paths["grism"]["bkg"], grism)
 
-    uncal, cr_rows = [], []
-    for k, (setup, pnt, m) in enumerate(exposures):
-        key = "direct" if setup is direct else "grism"
-        rate = ((unit + sky_direct) if setup is direct else (dispersed + sky_grism)).astype(np.float32)
-        m.meta.wcsinfo.s_region = S.s_region(setup, S.PixelMap(setup, refs[key]), pnt)
-        exp = S.simulate_ramps(setup, rate, refs[key], seed, k, cosmic_ray_rate, 1, reference_seed)
-        m.data = exp.data
-        path = out / m.meta.filename
-        m.save(path)
-        uncal.append(path)
-        cr_rows += [(m.meta.filename, c.integration + 1, c.group + 1, c.frame + 1, c.x, c.y, c.electrons)
-                    for c in exp.cosmic_rays]
+    uncal, cr_rows = W.write_ramps(out, exposures, direct, refs, unit + sky_direct, dispersed + sky_grism, seed,
+                                   cosmic_ray_rate, reference_seed)
 
     from astropy import units as u
     from astropy.table import Table
@@ -358,11 +324,4 @@ def simulate(output_dir, *, instrument="niriss", detector=None, size=None, subar
                                "band, and where jwst's WCS puts it in the dispersed exposures (0-based)")
     C.write_table(tab, truth / f"{stem}_spectra.ecsv")
     cr_path = S._write_cosmic_rays(truth / f"{stem}_cosmic_rays.ecsv", cr_rows)
-
-    lv2, lv3 = C.associations(out, t0.strftime("%Y%m%dt%H%M%S"))
-    spec3 = [p for p in lv3 if "_spec3_" in Path(p).name]
-    result = S.SimulationResult(output_dir=out, uncal=uncal, catalog=catalog, cosmic_rays=cr_path, asn_level2=lv2,
-                                asn_level3=spec3[0] if spec3 else (lv3[0] if lv3 else None), setup=grism)
-    result.asn_level3_all = lv3
-    result.context, result.crds_path = context, out
-    return result
+    return W.finish(out, t0, grism, uncal, catalog, cr_path, context)
