@@ -205,3 +205,75 @@ def write_spec3_asn(folder: Path, cals: list[Path], product: str = PRODUCT) -> P
     path = Path(folder) / f"{product.split('_t')[0]}_spec3_00001_asn.json"
     path.write_text(json.dumps(asn, indent=2))
     return path
+
+
+EXPOSURE_ROOT = "jw01523003001_03102_00001_mirifulong"
+
+
+def spec2_both(root: Path, steps_for, scene=None):
+    """One exposure of this scene (or of ``scene``, a function like ``_scene``) through jwst's
+    Spec2Pipeline and webbflow's spec2 with the same steps: ``steps_for(inp, refs)`` gives them,
+    ``refs`` being the cubepar, extract1d and apcorr references written here.  jwst's assign_wcs
+    gets N/A for the reference types the 2019 rules do not hold, and targ_centroid is skipped.
+    Returns the folders (``inp``, ``jwst``, ``ours``), the rate file and the references."""
+    import os
+    import shutil
+    import sys
+    from types import SimpleNamespace
+
+    import pytest
+    from conftest import CRDS_RULES
+    from jwst.assign_wcs import AssignWcsStep
+    from jwst.pipeline import Spec2Pipeline
+    from parity import jwst_offline, quiet_jwst
+
+    from webbflow.flows.calwebb_spec2 import spec2
+    from webbflow.refs import synthetic_mrs as syn
+
+    context = "jwst_0541.pmap"
+    inp = root / "in"
+    with jwst_offline(CRDS_RULES, context), quiet_jwst(), pytest.MonkeyPatch.context() as mp:
+        if scene is not None:
+            mp.setattr(sys.modules[__name__], "_scene", scene)
+        cal = make_cal_files(inp, ndither=1)[0]
+    rate = inp / f"{EXPOSURE_ROOT}_rate.fits"
+    shutil.copy(cal, rate)
+    refs = SimpleNamespace(cubepar=write_cubepar(inp / "jwst_miri_cubepar_test.fits"),
+                           extract1d=syn.save_inline(syn.extract1d_ifu(), inp / "jwst_miri_extract1d_test.asdf"),
+                           apcorr=syn.save_inline(syn.mrs_apcorr(), inp / "jwst_miri_apcorr_test.asdf"))
+    steps = steps_for(inp, refs)
+    jw, ours = root / "jwst_spec2", root / "ours_spec2"
+    jw_steps = {k: dict(v) for k, v in steps.items()}
+    for rt in AssignWcsStep.reference_file_types:  # the 2019 rules hold no MRS files: the others are N/A
+        jw_steps["assign_wcs"].setdefault(f"override_{rt}", "N/A")
+    jw_steps["targ_centroid"] = {"skip": True}
+    cwd = os.getcwd()
+    os.chdir(inp)
+    try:
+        with jwst_offline(CRDS_RULES, context), quiet_jwst(), pytest.MonkeyPatch.context() as mp:
+            # the 2019 rules know none of jwst 3.0's newer reference types: no prefetch of them all,
+            # each step asks for its own (every one of them overridden)
+            mp.setattr(Spec2Pipeline, "prefetch_references", False)
+            Spec2Pipeline.call(rate.name, steps=jw_steps, save_results=True, output_dir=str(jw))
+    finally:
+        os.chdir(cwd)
+    with jwst_offline(CRDS_RULES, context):
+        spec2.fn(str(rate), steps=steps, output_dir=str(ours))
+    return SimpleNamespace(inp=inp, rate=rate, refs=refs, jwst=jw, ours=ours)
+
+
+def x1d_columns_agree(ours: Path, theirs: Path) -> dict:
+    """Each EXTRACT1D column's fraction of rows within rtol 1e-4 (NaN where both are NaN); the
+    tables' column names, units and lengths must be the same."""
+    from astropy.io import fits
+
+    with fits.open(ours) as a, fits.open(theirs) as b:
+        ta, tb = a["EXTRACT1D"].data, b["EXTRACT1D"].data
+        assert ta.columns.names == tb.columns.names
+        assert [c.unit for c in ta.columns] == [c.unit for c in tb.columns]
+        assert len(ta) == len(tb)
+        out = {}
+        for c in tb.columns.names:
+            x, y = np.asarray(ta[c], float), np.asarray(tb[c], float)
+            out[c] = float((np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))).mean())
+    return out

@@ -13,8 +13,6 @@ centred by ``ifu_autocen``, by jwst's Extract1dStep and by ``webbflow run extrac
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,10 +20,11 @@ import numpy as np
 import pytest
 
 from conftest import CRDS_RULES, SHARED_DATA
+from mrs_cube_scene import EXPOSURE_ROOT as ROOT
+from mrs_cube_scene import x1d_columns_agree
 
 CONTEXT = "jwst_0541.pmap"
 MIRI_REFS = SHARED_DATA / "real-refs" / "miri"
-ROOT = "jw01523003001_03102_00001_mirifulong"
 WAVEMIN, WAVEMAX = 16.3, 16.7
 
 
@@ -57,41 +56,11 @@ def mrs(tmp_path_factory):
         pytest.skip("../shared/data/real-refs/miri is not here")
     pytest.importorskip("jwst")
     import mrs_cube_scene as scene
-    from jwst.assign_wcs import AssignWcsStep
     from jwst.extract_1d import Extract1dStep
-    from jwst.pipeline import Spec2Pipeline
     from parity import jwst_offline, quiet_jwst
 
-    from webbflow.flows.calwebb_spec2 import spec2
-    from webbflow.refs import synthetic_mrs as syn
-
-    root = tmp_path_factory.mktemp("mrs_extract")
-    inp = root / "in"
-    with jwst_offline(CRDS_RULES, CONTEXT), quiet_jwst():
-        cal = scene.make_cal_files(inp, ndither=1)[0]
-    rate = inp / f"{ROOT}_rate.fits"
-    shutil.copy(cal, rate)
-    refs = SimpleNamespace(cubepar=scene.write_cubepar(inp / "jwst_miri_cubepar_test.fits"),
-                           extract1d=syn.save_inline(syn.extract1d_ifu(), inp / "jwst_miri_extract1d_test.asdf"),
-                           apcorr=syn.save_inline(syn.mrs_apcorr(), inp / "jwst_miri_apcorr_test.asdf"))
-    steps = _spec2_steps(inp, refs)
-    jw, ours = root / "jwst_spec2", root / "ours_spec2"
-    jw_steps = {k: dict(v) for k, v in steps.items()}
-    for rt in AssignWcsStep.reference_file_types:  # the 2019 rules hold no MRS files: the others are N/A
-        jw_steps["assign_wcs"].setdefault(f"override_{rt}", "N/A")
-    jw_steps["targ_centroid"] = {"skip": True}
-    cwd = os.getcwd()
-    os.chdir(inp)
-    try:
-        with jwst_offline(CRDS_RULES, CONTEXT), quiet_jwst(), pytest.MonkeyPatch.context() as mp:
-            # the 2019 rules know none of jwst 3.0's newer reference types: no prefetch of them all,
-            # each step asks for its own (every one of them overridden above)
-            mp.setattr(Spec2Pipeline, "prefetch_references", False)
-            Spec2Pipeline.call(rate.name, steps=jw_steps, save_results=True, output_dir=str(jw))
-    finally:
-        os.chdir(cwd)
-    with jwst_offline(CRDS_RULES, CONTEXT):
-        spec2.fn(str(rate), steps=steps, output_dir=str(ours))
+    run2 = scene.spec2_both(tmp_path_factory.mktemp("mrs_extract"), _spec2_steps)
+    root, inp, jw, ours, refs = run2.inp.parent, run2.inp, run2.jwst, run2.ours, run2.refs
     cube = jw / f"{ROOT}_s3d.fits"
     ext = SimpleNamespace(jwst=root / "jwst_ext", ours=root / "ours_ext")
     auto = SimpleNamespace(jwst=root / "jwst_auto", ours=root / "ours_auto")
@@ -106,21 +75,6 @@ def mrs(tmp_path_factory):
             assert rc == 0
     return SimpleNamespace(root=root, inp=inp, jwst=jw, ours=ours, cube=cube, ext=ext, auto=auto, refs=refs,
                            scene=scene)
-
-
-def _columns_agree(ours: Path, theirs: Path) -> dict:
-    from astropy.io import fits
-
-    with fits.open(ours) as a, fits.open(theirs) as b:
-        ta, tb = a["EXTRACT1D"].data, b["EXTRACT1D"].data
-        assert ta.columns.names == tb.columns.names
-        assert [c.unit for c in ta.columns] == [c.unit for c in tb.columns]
-        assert len(ta) == len(tb)
-        out = {}
-        for c in tb.columns.names:
-            x, y = np.asarray(ta[c], float), np.asarray(tb[c], float)
-            out[c] = float((np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))).mean())
-    return out
 
 
 def _arrays_agree(ours: Path, theirs: Path, names) -> dict:
@@ -151,7 +105,7 @@ def test_spec2_mrs_writes_jwsts_cal_s3d_and_x1d(mrs):
     assert sorted(p.name for p in mrs.jwst.glob("*.fits")) == sorted(names)
     cal = _arrays_agree(mrs.ours / names[0], mrs.jwst / names[0], ("SCI", "ERR", "DQ", "VAR_POISSON"))
     s3d = _arrays_agree(mrs.ours / names[1], mrs.jwst / names[1], ("SCI", "ERR", "DQ", "WMAP"))
-    x1d = _columns_agree(mrs.ours / names[2], mrs.jwst / names[2])
+    x1d = x1d_columns_agree(mrs.ours / names[2], mrs.jwst / names[2])
     print("cal", cal, "s3d", s3d, "x1d", {k: round(v, 5) for k, v in x1d.items()})
     assert min(cal.values()) == 1.0 and min(s3d.values()) >= 0.999, (cal, s3d)
     assert min(x1d.values()) >= 0.999, x1d
@@ -167,7 +121,7 @@ def test_extended_and_autocentred_spectra_match_jwst(mrs, kind):
     run = getattr(mrs, kind)
     name = f"{ROOT}_extract1dstep.fits"
     assert [p.name for p in run.ours.iterdir()] == [name]
-    agree = _columns_agree(run.ours / name, run.jwst / name)
+    agree = x1d_columns_agree(run.ours / name, run.jwst / name)
     print(kind, {k: round(v, 5) for k, v in agree.items()})
     assert min(agree.values()) >= 0.999, agree
     assert _compare_whole(run.ours / name, run.jwst / name) == []

@@ -15,8 +15,6 @@ The fit itself is also compared with jwst's function on synthetic channel 1 and 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,10 +22,11 @@ import numpy as np
 import pytest
 
 from conftest import CRDS_RULES, SHARED_DATA
+from mrs_cube_scene import EXPOSURE_ROOT as ROOT
+from mrs_cube_scene import x1d_columns_agree
 
 CONTEXT = "jwst_0541.pmap"
 MIRI_REFS = SHARED_DATA / "real-refs" / "miri"
-ROOT = "jw01523003001_03102_00001_mirifulong"
 WAVEMIN, WAVEMAX = 16.0, 17.5
 FRINGE_PERIOD = 2.9  # cm-1
 FRINGE_AMPLITUDE = 0.04
@@ -64,40 +63,12 @@ def rf(tmp_path_factory):
         pytest.skip("../shared/data/real-refs/miri is not here")
     pytest.importorskip("jwst")
     import mrs_cube_scene as scene
-    from jwst.assign_wcs import AssignWcsStep
-    from jwst.pipeline import Spec2Pipeline
-    from parity import jwst_offline, quiet_jwst
+    from parity import jwst_offline
 
-    from webbflow.flows.calwebb_spec2 import spec2
     from webbflow.flows.cli import main
-    from webbflow.refs import synthetic_mrs as syn
 
-    root = tmp_path_factory.mktemp("mrs_rfcorr")
-    inp = root / "in"
-    with jwst_offline(CRDS_RULES, CONTEXT), quiet_jwst(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(scene, "_scene", _fringed(scene._scene))
-        cal = scene.make_cal_files(inp, ndither=1)[0]
-    rate = inp / f"{ROOT}_rate.fits"
-    shutil.copy(cal, rate)
-    refs = SimpleNamespace(cubepar=scene.write_cubepar(inp / "jwst_miri_cubepar_test.fits"),
-                           extract1d=syn.save_inline(syn.extract1d_ifu(), inp / "jwst_miri_extract1d_test.asdf"),
-                           apcorr=syn.save_inline(syn.mrs_apcorr(), inp / "jwst_miri_apcorr_test.asdf"))
-    steps = _steps(inp, refs)
-    jw, ours = root / "jwst_spec2", root / "ours_spec2"
-    jw_steps = {k: dict(v) for k, v in steps.items()}
-    for rt in AssignWcsStep.reference_file_types:  # the 2019 rules hold no MRS files: the others are N/A
-        jw_steps["assign_wcs"].setdefault(f"override_{rt}", "N/A")
-    jw_steps["targ_centroid"] = {"skip": True}
-    cwd = os.getcwd()
-    os.chdir(inp)
-    try:
-        with jwst_offline(CRDS_RULES, CONTEXT), quiet_jwst(), pytest.MonkeyPatch.context() as mp:
-            mp.setattr(Spec2Pipeline, "prefetch_references", False)
-            Spec2Pipeline.call(rate.name, steps=jw_steps, save_results=True, output_dir=str(jw))
-    finally:
-        os.chdir(cwd)
-    with jwst_offline(CRDS_RULES, CONTEXT):
-        spec2.fn(str(rate), steps=steps, output_dir=str(ours))
+    run2 = scene.spec2_both(tmp_path_factory.mktemp("mrs_rfcorr"), _steps, scene=_fringed(scene._scene))
+    root, jw, ours, refs = run2.inp.parent, run2.jwst, run2.ours, run2.refs
     # extract_1d alone, with its defaults, on jwst's cube: jwst's spec2 ran jwst's Extract1dStep
     # with its defaults on that cube, so its x1d is that step's product
     cube = jw / f"{ROOT}_s3d.fits"
@@ -107,21 +78,6 @@ def rf(tmp_path_factory):
                    "--override_apcorr", str(refs.apcorr), "--output-dir", str(alone)])
         assert rc == 0
     return SimpleNamespace(root=root, jwst=jw, ours=ours, cube=cube, alone=alone, refs=refs)
-
-
-def _columns_agree(ours: Path, theirs: Path) -> dict:
-    from astropy.io import fits
-
-    with fits.open(ours) as a, fits.open(theirs) as b:
-        ta, tb = a["EXTRACT1D"].data, b["EXTRACT1D"].data
-        assert ta.columns.names == tb.columns.names
-        assert [c.unit for c in ta.columns] == [c.unit for c in tb.columns]
-        assert len(ta) == len(tb)
-        out = {}
-        for c in tb.columns.names:
-            x, y = np.asarray(ta[c], float), np.asarray(tb[c], float)
-            out[c] = float((np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))).mean())
-    return out
 
 
 def _compare_whole(ours: Path, theirs: Path) -> list[str]:
@@ -155,7 +111,7 @@ def test_extract_1d_defaults_fit_fringes_as_jwst(rf):
     name = f"{ROOT}_extract1dstep.fits"
     assert [p.name for p in rf.alone.iterdir()] == [name]
     theirs = rf.jwst / f"{ROOT}_x1d.fits"
-    agree = _columns_agree(rf.alone / name, theirs)
+    agree = x1d_columns_agree(rf.alone / name, theirs)
     print("extract_1d", {k: round(v, 5) for k, v in agree.items()})
     assert min(agree.values()) >= 0.999, agree
     problems = _compare_whole(rf.alone / name, theirs)
@@ -174,7 +130,7 @@ def test_spec2_without_rfcorr_override_writes_jwsts_x1d(rf):
     names = [f"{ROOT}_cal.fits", f"{ROOT}_s3d.fits", f"{ROOT}_x1d.fits"]
     assert sorted(p.name for p in rf.ours.glob("*.fits")) == sorted(names)
     assert sorted(p.name for p in rf.jwst.glob("*.fits")) == sorted(names)
-    agree = _columns_agree(rf.ours / names[2], rf.jwst / names[2])
+    agree = x1d_columns_agree(rf.ours / names[2], rf.jwst / names[2])
     print("spec2 x1d", {k: round(v, 5) for k, v in agree.items()})
     assert min(agree.values()) >= 0.999, agree
     assert _compare_whole(rf.ours / names[2], rf.jwst / names[2]) == []
