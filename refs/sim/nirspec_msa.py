@@ -23,6 +23,13 @@ its place in the shutter through the first exposure's WCS; each nod's pointing i
 lands at the same place in its shutter of that dither point (within 30 mas: the field
 distortion makes the nod step differ by ~10 mas across the MSA).
 
+**Fixed slits in the same exposure** (FIXED_SLITS: S200A1, S400A1), as MAST's newer MSA files list them: one
+SHUTTER_INFO row per slit and dither point (slitlet_id 100+, quadrant, row and column 0, the slit's name in
+``fixed_slit``, its source primary), each slit with a point source (SOURCE_INFO, stellarity 1) placed at
+FS_IN_SLIT at the first dither point; the nod moves it along the slit, and its place at each dither point
+(through that exposure's WCS) is the row's estimated_source_in_shutter_x/y.  Their light is rendered as the
+fixed-slit simulator renders it (the slit's width and length, the FS pathloss law and photom row).
+
 **Light goes where the optical model sends it**, as in refs/sim/nirspec.py: for every pixel of a slitlet's
 bounding box, webbflow's assign_wcs (identical to jwst's) gives (x_slit, y_slit, lambda) through the real
 optical chain; the pixel gets the source's F_nu times its Gaussian share along the slitlet (the pathloss
@@ -37,7 +44,8 @@ detector references (refs/sim/nirspec_detector.py), the real optical chain, webb
 MOS msaoper (one stuck-open shutter away from the slitlets), wavecorr (the real FS file plus a MOS
 aperture), pathloss (MOS1x1, MOS1x3), photom and area in the MOS models' forms, the MSA f-flat, s and d
 flats, barshadow and an extract1d reference (a box of EXTRACT_WIDTH pixels following the source:
-``use_source_posn``), apcorr N/A; the pool and the associations jwst's rules make (spec2 per nod with the
+``use_source_posn``), apcorr N/A; for the fixed slits (selected by EXP_TYPE NRS_FIXEDSLIT, as jwst asks
+for them) the fixed-slit simulator's pathloss, photom, area, f-flat and s-flat, extract1d and apcorr N/A; the pool and the associations jwst's rules make (spec2 per nod with the
 other two as background, one spec3 of the three); ``truth/``: ``<stem>_spectra.ecsv`` (wavelength and each
 source's F_nu in Jy above the telescope) and the cosmic rays.
 """
@@ -68,6 +76,10 @@ IN_SHUTTER = (0.5, 0.45)  # estimated_source_in_shutter_x/y of the sources (0..1
 NOD_COLUMNS = (0, 1, -1)  # the source's shutter column at each dither point, from the slitlet's middle
 FAILED_OPEN = ((4, 90, 130),)  # msaoper: a stuck-open shutter, its spectrum on NRS1 away from the slitlets
 EXTRACT_WIDTH = 5  # pixels of the extract1d box about the source
+# fixed slits opened in the same exposure, each with a point source (the MSA metadata file's fixed_slit rows):
+# (slit, brightness relative to the first slitlet's source); their PRISM spectra fall on NRS1 apart from the slitlets'
+FIXED_SLITS = (("S200A1", 0.7), ("S400A1", 0.5))
+FS_IN_SLIT = (0.5, 0.5)  # the fixed-slit sources' place in their slit at the first dither point (0..1 across)
 NOD_TYPE = "3-SHUTTER-SLITLET"
 PITCH_Y = 1.15  # shutter pitch / open length along a slitlet (jwst's slit_y margins use it)
 
@@ -104,6 +116,22 @@ def shutter_rows(slitlets=SLITLETS, ndither: int = 3, in_shutter=IN_SHUTTER) -> 
                 rows.append((k + 1, 1, q, r, col, source_id(k), "N" if main else "Y", "OPEN",
                              in_shutter[0] if main else np.nan, in_shutter[1] if main else np.nan, d,
                              "Y" if main else "N", "NONE"))
+    return np.array(rows, dtype=SHUTTER_DTYPE)
+
+
+def fs_source_id(i: int, nslit: int) -> int:
+    return source_id(nslit + i)
+
+
+def fixed_slit_rows(nslit: int, places: dict | None = None, ndither: int = 3) -> np.ndarray:
+    """SHUTTER_INFO rows of the fixed slits, one per slit and dither point, as MAST writes them: slitlet_id after the
+    MSA's, quadrant/row/column 0, the slit in ``fixed_slit``, its source primary with its place in the slit
+    (``places[(slit, dither)] = (x, y)``, 0..1 across; FS_IN_SLIT until the scene has placed it)."""
+    rows = []
+    for d in range(1, ndither + 1):
+        for i, (name, _scale) in enumerate(FIXED_SLITS):
+            x, y = (places or {}).get((name, d), FS_IN_SLIT)
+            rows.append((100 + i, 1, 0, 0, 0, fs_source_id(i, nslit), "N", "OPEN", x, y, d, "Y", name))
     return np.array(rows, dtype=SHUTTER_DTYPE)
 
 
@@ -173,7 +201,7 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
     from ..synthetic_nirspec import nirspec_detector_references
     from ..synthetic_nirspec_optics import write_msa_reference
 
-    real = N.require_real_refs((*N.OPTICS.values(), N.REAL_SPEC2["wavecorr"], N.REAL_PHOTOM))
+    real = N.require_real_refs((*N.OPTICS.values(), *N.REAL_SPEC2.values(), N.REAL_PHOTOM))
     det_refs = nirspec_detector_references(detector, readpatt, ngroups, tframe, seed=seed)
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
@@ -190,13 +218,24 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
         F.write_dflat(new("dflat", ".fits"), detector=detector)
         F.write_barshadow(new("barshadow", ".fits"), grating=grating, filt=filt)
         write_msa_extract1d(new("extract1d", ".json"))
+        # the fixed slits of the exposure: jwst calibrates them with EXP_TYPE NRS_FIXEDSLIT, so CRDS selects the
+        # fixed-slit references for them (the FS simulator's): the wavecorr (FS apertures and MOS) and dflat are shared
+        fs_names, fs_new = N.cache_namer(out)
+        shutil.copyfile(real / N.REAL_SPEC2["area"], fs_new("area", ".fits"))
+        P.write_pathloss(fs_new("pathloss", ".fits"), "FS")
+        P.write_fs_photom(fs_new("photom", ".fits"), real / N.REAL_PHOTOM)
+        F.write_fflat_fs(fs_new("fflat", ".fits"), exp_type=N.FS, grating=grating, filt=filt)
+        F.write_sflat(fs_new("sflat", ".fits"), exp_type=N.FS, detector=detector, grating=grating, filt=filt)
+        fs_names.update({rt: names[rt] for rt in ("wavecorr", "dflat")})
 
         ctx = ctxmod.read_context(out)
         rules = {ins: dict(r) for ins, r in ctx.rmaps.items()}
         N.select_for_mode(rules.setdefault("NIRSPEC", {}), names, detector, MSASPEC, na=("apcorr",))
+        N.select_for_mode(rules["NIRSPEC"], fs_names, detector, N.FS, na=("extract1d", "apcorr", "barshadow"))
         context = ctxmod.write_context(out, rules, f"webbflow simulated NIRSpec {MSASPEC} ({detector})").context
     paths = {rt: ctxmod.reference_path(out, n) for rt, n in names.items()}
-    return det_refs, paths, context
+    fs_paths = {rt: ctxmod.reference_path(out, n) for rt, n in fs_names.items()}
+    return det_refs, paths, fs_paths, context
 
 
 def _photom_conversion(path: Path, grating: str = "PRISM", filt: str = "CLEAR"):
@@ -242,11 +281,12 @@ def _wcs_model(model, msa_path: Path, refpaths: dict):
     return run_step("assign_wcs", img, {}, references=wrefs).model
 
 
-def _slitlets(wmodel, nslit: int) -> list[_Slitlet]:
+def _slitlets(wmodel, names) -> list[_Slitlet]:
+    """The WCS and bounding-box pixels of the slits ``names`` (slitlet ids, fixed slits' names)."""
     from ...tasks.assign_wcs.nirspec import slit_wcs
 
     out = []
-    for sid in range(1, nslit + 1):
+    for sid in names:
         w = slit_wcs(wmodel, sid)
         (x0, x1), (y0, y1) = w.bounding_box.bounding_box(order="F")
         rows = slice(max(int(math.floor(y0 + 0.5)), 0), min(int(math.floor(y1 + 0.5)) + 1, 2048))
@@ -303,8 +343,8 @@ def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_ref
         raise ParameterError(f"{MSASPEC}: the slitlets' spectra are simulated on NRS1 "
                              f"(got --detector {detector})")
     if slit is not None:
-        raise ParameterError(f"{MSASPEC}: fixed slits within the MSA exposure are not simulated yet "
-                             f"(got --slit {slit})")
+        raise ParameterError(f"{MSASPEC}: the exposure opens the fixed slits {' and '.join(n for n, _ in FIXED_SLITS)} "
+                             f"with the slitlets; drop --slit {slit}")
     if (subarray or "FULL").upper() != "FULL":
         raise ParameterError(f"{MSASPEC} exposures are read in FULL frame (got --subarray {subarray})")
     if (readpatt or "NRSRAPID").upper() not in READPATTS:
@@ -371,17 +411,19 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     window = N.Window("FULL", 1, 2048, tframe)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    det_refs, paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed, *optics)
+    det_refs, paths, fs_paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed,
+                                                     *optics)
 
     ap = pysiaf.Siaf("NIRSpec")["NRS_FULL_MSA"]
     ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
                            visit=f"{int(visit):03d}")
     msa_name = msa_filename(ids.program, ids.observation, ids.visit)
     msa_path = out / msa_name
-    shutters = shutter_rows()
     nslit = len(SLITLETS)
-    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
-                   [(source_id(k), 0.0, 0.0) for k in range(nslit)])
+    fs_names = [name for name, _ in FIXED_SLITS]
+    shutters = np.concatenate([shutter_rows(), fixed_slit_rows(nslit)])
+    all_ids = [source_id(k) for k in range(nslit)] + [fs_source_id(i, nslit) for i in range(len(FIXED_SLITS))]
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters, [(sid, 0.0, 0.0) for sid in all_ids])
     setup = N._Aim(float(ap.V2Ref), float(ap.V3Ref), float(ap.V3IdlYAngle), int(ap.VIdlParity))
     t0 = _dt.datetime.fromisoformat(start_time)
 
@@ -390,11 +432,16 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     model, _ = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, t0, seed)
     first = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
     _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name, optics)
-    slits0 = _slitlets(_wcs_model(model, msa_path, paths), nslit)
+    wmodel0 = _wcs_model(model, msa_path, paths)
+    slits0 = _slitlets(wmodel0, range(1, nslit + 1))
     radec = []
     for sl in slits0:
         ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
         radec.append((float(ra), float(dec)))
+    fs_radec = []  # the fixed slits' sources: at FS_IN_SLIT in their slit at the first dither point
+    for sl in _slitlets(wmodel0, fs_names):
+        ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(FS_IN_SLIT[0] - 0.5, FS_IN_SLIT[1] - 0.5, 2e-6)
+        fs_radec.append((float(ra), float(dec)))
     to_v23 = slits0[0].wcs.get_transform("slit_frame", "v2v3")
     v2a, v3a, _ = to_v23(src_x, src_y, 2e-6)
     xa, ya = ap.tel_to_idl(float(v2a), float(v3a))
@@ -404,9 +451,11 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         xi, yi = ap.tel_to_idl(float(v2), float(v3))
         offsets.append((round(float(xi - xa), 4), round(float(yi - ya), 4)))
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
-                   [(source_id(k), ra, dec) for k, (ra, dec) in enumerate(radec)])
+                   list(zip(all_ids, *zip(*(radec + fs_radec)))))
 
     conversion = _photom_conversion(paths["photom"], *optics)
+    fs_conversion = {name: N._photom_conversion(fs_paths["photom"], name, *optics) for name in fs_names}
+    fs_places: dict = {}
     full_well = float(np.nanmedian(np.asarray(det_refs["saturation"].data)))
     uncal, crs, scale, placed = [], [], None, []
     start = t0
@@ -414,7 +463,8 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         model, dur = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, start, seed + k)
         pointing = S.make_pointing(setup, target_ra, target_dec, pa_v3, *offsets[k])
         _nod_metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, offsets[k], msa_name, optics)
-        slits = _slitlets(_wcs_model(model, msa_path, paths), nslit)
+        wmodel = _wcs_model(model, msa_path, paths)
+        slits = _slitlets(wmodel, range(1, nslit + 1))
         rate = np.zeros((2048, 2048), np.float64)
         for j, sl in enumerate(slits):
             ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
@@ -428,6 +478,15 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
             source, sky = _render(sl, src_x, src_y, conversion, scale * SOURCE_SCALES[j], NOD_COLUMNS[k])
             rate[sl.rows, sl.cols] += source + sky
             placed.append((model.meta.filename, source_id(j), k + 1))
+        for i, sl in enumerate(_slitlets(wmodel, fs_names)):  # the nod moves each fixed slit's source along it
+            fx, fy, _ = sl.wcs.get_transform("world", "slit_frame")(*fs_radec[i], 2e-6)
+            fx, fy = float(fx), float(fy)
+            if not (abs(fx) < 0.5 and abs(fy) < 0.5):
+                raise RuntimeError(f"nod {k + 1}: the source of {sl.sid} falls outside its slit ({fx:.3f}, {fy:.3f})")
+            fs_places[(sl.sid, k + 1)] = (round(fx + 0.5, 4), round(fy + 0.5, 4))
+            source, sky = N.render(sl.ys, sl.lam, fy, fx, sl.sid, fs_conversion[sl.sid], scale * FIXED_SLITS[i][1])
+            rate[sl.rows, sl.cols] += np.where(np.isfinite(sl.lam), source + sky, 0.0)
+            placed.append((model.meta.filename, fs_source_id(i, nslit), k + 1))
         rate = N._full_frame(window, rate.astype(np.float32))
         ramp, truth = D.simulate_nirspec_ramp(detector, readpatt, n_groups, n_int, det_refs, seed=seed * 101 + k,
                                               exp_type=MSASPEC, start_time=start.isoformat(), rate=rate,
@@ -441,6 +500,11 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         crs += [(model.meta.filename, i, g, 1, x, y, e) for i, g, x, y, e in truth["cosmic_rays"]]
         start = start + _dt.timedelta(seconds=dur + 120.0)
 
+    # the fixed slits' rows with their sources' places at each dither point, as the scene put them
+    shutters = np.concatenate([shutter_rows(), fixed_slit_rows(nslit, fs_places)])
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
+                   list(zip(all_ids, *zip(*(radec + fs_radec)))))
+
     from astropy import units as u
     from astropy.table import Table
 
@@ -450,11 +514,15 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     spec = Table({"wavelength": lam * u.um})
     for j in range(nslit):
         spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j]) * 1e-3 * u.Jy
+    for i, (_name, rel) in enumerate(FIXED_SLITS):
+        spec[f"flux_{fs_source_id(i, nslit)}"] = N.source_spectrum(lam, scale * rel) * 1e-3 * u.Jy
     spec.meta.update({
         "description": "webbflow simulator truth: each MOS source's F_nu above the telescope (the pathloss-corrected "
                        "extracted spectrum's expectation)",
         "exp_type": MSASPEC, "grating": optics[0], "filter": optics[1], "readpatt": readpatt, "msa_metadata_file": msa_name,
         "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(s) for s in SLITLETS],
+        "fixed_slits": {name: fs_source_id(i, nslit) for i, (name, _) in enumerate(FIXED_SLITS)},
+        "fixed_slit_places": {f"{n}@{d}": list(v) for (n, d), v in sorted(fs_places.items())},
         "source_ra_dec": [list(p) for p in radec], "in_shutter_xy": list(IN_SHUTTER),
         "nod_offsets_ideal_arcsec": [list(o) for o in offsets], "nod_columns": list(NOD_COLUMNS),
         "exposures": [p.name for p in uncal],
