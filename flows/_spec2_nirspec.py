@@ -27,6 +27,9 @@ not take, and records them SKIPPED on the products:
   an NRS_FIXEDSLIT exposure, with the references CRDS selects for that mode; their cutouts follow the
   slitlets' in the cal.  extract_1d splits the s2d again by slit name (:func:`_msa_extract`): the fixed
   slits are extracted as NRS_FIXEDSLIT, their spectra after the slitlets'.
+- In a Prefect flow run, the MSA's per-slit steps (after master_background_mos: wavecorr to photom; the
+  fixed slits' chain; resample_spec; extract_1d) run as one task run per slit and join into the cal, s2d
+  and x1d (flows/_slit_fanout.py); untracked runs call the steps on the whole model.  Same products.
 
 flat_field takes NIRSpec's f, s and d flats (tasks/_flat_nirspec.py, checked against jwst's step
 in tests/test_nirspec_flat.py); the branch comparisons in tests/test_nirspec_spec2.py still skip

@@ -516,7 +516,8 @@ def test_bad_options_are_one_line_errors(tmp_path):
     from webbflow.refs.simulator import simulate
 
     cases = [dict(grating="G395M", filter="F170LP"), dict(grating="G100X"), dict(detector="NRS2"),
-             dict(subarray="ALLSLITS"), dict(readpatt="NRSFAST"), dict(nexp=2)]
+             dict(subarray="ALLSLITS"), dict(readpatt="NRSFAST"), dict(nexp=2), dict(slits=0), dict(slits=500),
+             dict(slit="S200A1")]
     for kw in cases:
         with pytest.raises(ParameterError) as e:
             simulate(tmp_path / "x", instrument="nirspec", exp_type="NRS_MSASPEC", **kw)

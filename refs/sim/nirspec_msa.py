@@ -105,6 +105,13 @@ def source_id(k: int) -> int:
     return 1001 + k
 
 
+def slitlet_grid() -> list[tuple[int, int, int]]:
+    """Candidate slitlets for ``--slits N`` (quadrant, shutter row, middle column): quadrants 3 and 4 (PRISM spectra
+    on NRS1), two shutter rows per quadrant (their spectra side by side along the dispersion), every fifth
+    column; the scene keeps those whose cutouts fall whole on NRS1 apart from the others' and the fixed slits'."""
+    return [(q, r, c) for q in (3, 4) for r in (95, 265) for c in range(6, 168, 5)]
+
+
 def shutter_rows(slitlets=SLITLETS, ndither: int = 3, in_shutter=IN_SHUTTER) -> np.ndarray:
     """SHUTTER_INFO: every open shutter of every slitlet at every dither point (MSAMETID 1)."""
     rows = []
@@ -334,7 +341,39 @@ def _render(sl: _Slitlet, src_x: float, src_y: float, conversion, scale_mjy: flo
 # the observation
 
 
-def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs):
+def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int) -> list:
+    """``--slits N``: the first N slitlets of :func:`slitlet_grid` whose cutouts (at every nod: the slitlet's three
+    shutters) lie whole on NRS1, 2 pixels or more from the fixed slits' and from those already chosen."""
+    grid = slitlet_grid()
+    nslit = len(grid)
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit,
+                   np.concatenate([shutter_rows(grid, ndither=1), fixed_slit_rows(nslit, ndither=1)]),
+                   [(source_id(k), 0.0, 0.0) for k in range(nslit + len(FIXED_SLITS))])
+    w = _wcs_model(model, msa_path, refpaths)
+    on = set(w.meta.wcs.get_transform("gwa", "slit_frame").slit_ids)
+
+    def box(sl):
+        (x0, x1), (y0, y1) = sl.wcs.bounding_box.bounding_box(order="F")
+        return x0 - 2, x1 + 2, y0 - 2, y1 + 2
+
+    taken = [box(sl) for sl in _slitlets(w, [n for n, _ in FIXED_SLITS])]
+    chosen = []
+    for sid in range(1, nslit + 1):
+        if sid not in on:
+            continue
+        b = box(_slitlets(w, [sid])[0])
+        if b[0] < 0 or b[1] > 2047 or b[2] < 0 or b[3] > 2047:
+            continue
+        if any(b[0] < t[1] and t[0] < b[1] and b[2] < t[3] and t[2] < b[3] for t in taken):
+            continue
+        taken.append(b)
+        chosen.append(grid[sid - 1])
+        if len(chosen) == wanted:
+            return chosen
+    raise ParameterError(f"{MSASPEC}: --slits {wanted}: only {len(chosen)} slitlets fit on NRS1 apart from each other")
+
+
+def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs, slits=None):
     from ..synthetic_nirspec import READPATTS
 
     if (instrument or "nirspec").lower() != "nirspec":
@@ -345,6 +384,8 @@ def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_ref
     if slit is not None:
         raise ParameterError(f"{MSASPEC}: the exposure opens the fixed slits {' and '.join(n for n, _ in FIXED_SLITS)} "
                              f"with the slitlets; drop --slit {slit}")
+    if slits is not None and not 1 <= int(slits) <= len(slitlet_grid()):
+        raise ParameterError(f"{MSASPEC}: --slits takes 1 to {len(slitlet_grid())} slitlets (got {slits})")
     if (subarray or "FULL").upper() != "FULL":
         raise ParameterError(f"{MSASPEC} exposures are read in FULL frame (got --subarray {subarray})")
     if (readpatt or "NRSRAPID").upper() not in READPATTS:
@@ -392,13 +433,13 @@ def _extra_keywords(path: Path, nexp: int) -> None:
 
 def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=None, subarray=None, size=None,
              ngroups=None, nints=None, nexp=None, seed=0, filter=None, grating=None,  # noqa: A002
-             readpatt=None, slit=None,
+             readpatt=None, slit=None, slits=None,
              target_ra=53.1625, target_dec=-27.7914, pa_v3=30.0, program="01234", observation=1, visit=1,
              start_time="2024-01-15T03:00:00", build_refs=True, reference_seed=0, **_ignored) -> S.SimulationResult:
     """Write one nodded NIRSpec MOS observation (see the module) into ``output_dir``."""
     import pysiaf
 
-    _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs)
+    _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs, slits)
     optics = N.optical_setup(MSASPEC, grating, filter)
     n_int = int(nints or DEFAULTS["nints"])
     if n_int < 1:
@@ -419,19 +460,20 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
                            visit=f"{int(visit):03d}")
     msa_name = msa_filename(ids.program, ids.observation, ids.visit)
     msa_path = out / msa_name
-    nslit = len(SLITLETS)
     fs_names = [name for name, _ in FIXED_SLITS]
-    shutters = np.concatenate([shutter_rows(), fixed_slit_rows(nslit)])
-    all_ids = [source_id(k) for k in range(nslit)] + [fs_source_id(i, nslit) for i in range(len(FIXED_SLITS))]
-    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters, [(sid, 0.0, 0.0) for sid in all_ids])
     setup = N._Aim(float(ap.V2Ref), float(ap.V3Ref), float(ap.V3IdlYAngle), int(ap.VIdlParity))
     t0 = _dt.datetime.fromisoformat(start_time)
-
     # the first exposure's WCS: the sources' sky positions and each nod's offset (one shutter pitch)
     src_x, src_y = IN_SHUTTER[0] - 0.5, IN_SHUTTER[1] - 0.5
     model, _ = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, t0, seed)
     first = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
     _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name, optics)
+    layout = SLITLETS if slits is None else _choose_slitlets(model, msa_path, paths, ids, int(slits))
+
+    nslit = len(layout)
+    shutters = np.concatenate([shutter_rows(layout), fixed_slit_rows(nslit)])
+    all_ids = [source_id(k) for k in range(nslit)] + [fs_source_id(i, nslit) for i in range(len(FIXED_SLITS))]
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters, [(sid, 0.0, 0.0) for sid in all_ids])
     wmodel0 = _wcs_model(model, msa_path, paths)
     slits0 = _slitlets(wmodel0, range(1, nslit + 1))
     radec = []
@@ -469,13 +511,13 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         for j, sl in enumerate(slits):
             ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
             miss = math.hypot((float(ra) - radec[j][0]) * math.cos(math.radians(radec[j][1])), float(dec) - radec[j][1])
-            if miss * 3600 > 0.03:  # the field distortion moves the far slitlets by ~10 mas
+            if miss * 3600 > (0.03 if slits is None else 0.15):  # the field distortion: ~10 mas, more at the edges
                 raise RuntimeError(f"nod {k + 1}: source {source_id(j)} is {miss * 3600:.3f} arcsec from its "
                                    "shutter place")
             if scale is None:
                 unit, _ = _render(sl, src_x, src_y, conversion, 1.0, NOD_COLUMNS[k])
                 scale = N.PEAK_FILL * full_well / (float(unit.max()) * model.meta.exposure.integration_time)
-            source, sky = _render(sl, src_x, src_y, conversion, scale * SOURCE_SCALES[j], NOD_COLUMNS[k])
+            source, sky = _render(sl, src_x, src_y, conversion, scale * SOURCE_SCALES[j % 3], NOD_COLUMNS[k])
             rate[sl.rows, sl.cols] += source + sky
             placed.append((model.meta.filename, source_id(j), k + 1))
         for i, sl in enumerate(_slitlets(wmodel, fs_names)):  # the nod moves each fixed slit's source along it
@@ -501,7 +543,7 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         start = start + _dt.timedelta(seconds=dur + 120.0)
 
     # the fixed slits' rows with their sources' places at each dither point, as the scene put them
-    shutters = np.concatenate([shutter_rows(), fixed_slit_rows(nslit, fs_places)])
+    shutters = np.concatenate([shutter_rows(layout), fixed_slit_rows(nslit, fs_places)])
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
                    list(zip(all_ids, *zip(*(radec + fs_radec)))))
 
@@ -513,14 +555,14 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     lam = np.linspace(lo, hi, int(round((hi - lo) / 0.005)) + 1)
     spec = Table({"wavelength": lam * u.um})
     for j in range(nslit):
-        spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j]) * 1e-3 * u.Jy
+        spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j % 3]) * 1e-3 * u.Jy
     for i, (_name, rel) in enumerate(FIXED_SLITS):
         spec[f"flux_{fs_source_id(i, nslit)}"] = N.source_spectrum(lam, scale * rel) * 1e-3 * u.Jy
     spec.meta.update({
         "description": "webbflow simulator truth: each MOS source's F_nu above the telescope (the pathloss-corrected "
                        "extracted spectrum's expectation)",
         "exp_type": MSASPEC, "grating": optics[0], "filter": optics[1], "readpatt": readpatt, "msa_metadata_file": msa_name,
-        "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(s) for s in SLITLETS],
+        "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(map(int, s)) for s in layout],
         "fixed_slits": {name: fs_source_id(i, nslit) for i, (name, _) in enumerate(FIXED_SLITS)},
         "fixed_slit_places": {f"{n}@{d}": list(v) for (n, d), v in sorted(fs_places.items())},
         "source_ra_dec": [list(p) for p in radec], "in_shutter_xy": list(IN_SHUTTER),
