@@ -36,7 +36,7 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--grating", default=None, help="NIRSpec grating or PRISM (spectroscopic modes; default per mode)")
     s.add_argument("--slit", default=None, help="NIRSpec fixed slit (NRS_FIXEDSLIT: S200A1; NRS_BRIGHTOBJ: S1600A1; not for NRS_MSASPEC)")
     s.add_argument("--slits", type=int, default=None,
-                   help="NRS_MSASPEC: the number of three-shutter slitlets (default 3; up to ~130, a grid over quadrants 3-4)")
+                   help="NRS_MSASPEC: the number of three-shutter slitlets (default 3; up to ~105, a grid over quadrants 3-4)")
     s.add_argument("--band", default=None, help="MIRI MRS grating setting: SHORT, MEDIUM or LONG (default SHORT)")
     s.add_argument("--pupil", default=None, help="NIRCam pupil wheel element (default CLEAR)")
     s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1; NIRSpec: NRSRAPID, NRSIRS2RAPID, NRSIRS2")

@@ -107,9 +107,10 @@ def source_id(k: int) -> int:
 
 def slitlet_grid() -> list[tuple[int, int, int]]:
     """Candidate slitlets for ``--slits N`` (quadrant, shutter row, middle column): quadrants 3 and 4 (PRISM spectra
-    on NRS1), two shutter rows per quadrant (their spectra side by side along the dispersion), every fifth
-    column; the scene keeps those whose cutouts fall whole on NRS1 apart from the others' and the fixed slits'."""
-    return [(q, r, c) for q in (3, 4) for r in (95, 265) for c in range(6, 168, 5)]
+    on NRS1), two shutter rows per quadrant (their spectra side by side along the dispersion, ~480 pixels apart),
+    every sixth column (~30 pixels apart across it); the scene keeps those whose cutouts fall whole on NRS1 apart
+    from the others' and the fixed slits'."""
+    return [(q, r, c) for q, rows in ((3, (30, 210)), (4, (60, 240))) for r in rows for c in range(3, 171, 6)]
 
 
 def shutter_rows(slitlets=SLITLETS, ndither: int = 3, in_shutter=IN_SHUTTER) -> np.ndarray:
