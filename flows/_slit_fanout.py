@@ -69,9 +69,12 @@ def _join(parts, names, run: StageRun, results_per_part, label: str):
     from .. import models
 
     first = parts[0]
-    joined = first.copy(share_arrays=True)
-    key = "slits" if isinstance(first, models.MultiSlitModel) else "spec"
-    object.__setattr__(joined, key, [it for p in parts for it in _items(p)])
+    items = [it for p in parts for it in _items(p)]
+    if isinstance(first, models.MultiSlitModel):
+        joined = with_slits(first, items)
+    else:  # extract_1d's MultiSpecModel
+        joined = first.copy(share_arrays=True)
+        object.__setattr__(joined, "spec", items)
     for i, name in enumerate(names):
         res = [rs[i] for rs in results_per_part]
         statuses = [getattr(p.meta.cal_step, _cal_step_field(name), None) for p in parts]
