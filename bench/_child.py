@@ -14,6 +14,21 @@ def _hwm():
 """
 
 
+def ratio_table(title: str, runs: dict) -> dict:
+    """Print the medians of ``runs`` (``{"jwst": [timed(...)], "webbflow": [...]}``) as a markdown table with a
+    webbflow/jwst row; returns the medians."""
+    import statistics
+
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss")} for k, v in runs.items()}
+    print(f"| {title} | wall s | CPU s | peak MiB |")
+    print("| --- | --- | --- | --- |")
+    for k in ("jwst", "webbflow"):
+        print(f"| {k} | {med[k]['wall']:.1f} | {med[k]['cpu']:.1f} | {med[k]['rss']:.0f} |")
+    j, w = med["jwst"], med["webbflow"]
+    print(f"| webbflow / jwst | {w['wall'] / j['wall']:.2f} | {w['cpu'] / j['cpu']:.2f} | {w['rss'] / j['rss']:.2f} |")
+    return med
+
+
 def timed(cmd: list[str], cwd, env: dict, keep_output: bool = False) -> dict:
     """Run ``cmd`` under /usr/bin/time: ``{"wall": s, "rss": peak MiB, "cpu": user + system s}``
     (and ``"output"``, its stdout and stderr, with ``keep_output``).

@@ -18,13 +18,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _child import timed  # bench/ is on sys.path when a benchmark runs as a script
+from _child import ratio_table, timed  # bench/ is on sys.path when a benchmark runs as a script
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -80,14 +79,8 @@ def main() -> None:
         d = fresh(made, asn, workdir / "webbflow")
         runs["webbflow"].append(timed([str(BIN / "webbflow"), "run", "calwebb_spec2", asn.name, "--output-dir", ".",
                                        NO_CUBE], d, env))
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss")} for k, v in runs.items()}
     print(f"load average {os.getloadavg()[0]:.1f}")
-    print("| spec2 to the cal (NRS_IFU, full-frame NRS1) | wall s | CPU s | peak MiB |")
-    print("| --- | --- | --- | --- |")
-    for k in ("jwst", "webbflow"):
-        print(f"| {k} | {med[k]['wall']:.1f} | {med[k]['cpu']:.1f} | {med[k]['rss']:.0f} |")
-    j, w = med["jwst"], med["webbflow"]
-    print(f"| webbflow / jwst | {w['wall'] / j['wall']:.2f} | {w['cpu'] / j['cpu']:.2f} | {w['rss'] / j['rss']:.2f} |")
+    med = ratio_table("spec2 to the cal (NRS_IFU, full-frame NRS1)", runs)
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "median": med}, indent=1))
 

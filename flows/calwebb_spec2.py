@@ -201,7 +201,10 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     out_dir = Path(output_dir) if output_dir else None
 
     split = branch.extra.get("as_slit_before")
-    if split in cal_steps:  # the mode goes on as a SlitModel from that step (jwst's LRS)
+    own = branch.extra.get("calibrate")
+    if own is not None:  # a mode's own way through its steps (NRS_MSASPEC: the MOS and fixed-slit split)
+        model = own(model, cal_steps, run, output_dir=out_dir, source_name=source)
+    elif split in cal_steps:  # the mode goes on as a SlitModel from that step (jwst's LRS)
         i = cal_steps.index(split)
         model = run_steps(model, cal_steps[:i], run, output_dir=out_dir, source_name=source)
         model = as_slit_model(model)  # rebound first: arrays the steps replace are not kept by the old model
@@ -228,7 +231,12 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
             setattr(later_input.meta.cal_step, name, "SKIPPED")
     resampled = None
     if branch.resample and not multi_int and not params[branch.resample].skip:
-        resampled = run_steps(later_input, [branch.resample], run, output_dir=None, source_name=source)
+        if branch.extra.get("resample_per_slit"):  # fanned out over the slits in a Prefect flow run
+            from ._slit_fanout import run_slit_steps
+
+            resampled = run_slit_steps(later_input, [branch.resample], run, source_name=source)
+        else:
+            resampled = run_steps(later_input, [branch.resample], run, output_dir=None, source_name=source)
         if isinstance(resampled, list):  # cube_build: one cube per band; jwst's spec2 writes the first
             return _ifu_later(model, resampled, params, run, out_dir, source)
         if isinstance(resampled, models.DataModel):
@@ -239,8 +247,8 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     x1d = None
     no_cube = branch.resample == "cube_build" and resampled is None  # jwst extracts IFU spectra from cubes only
     if branch.extract and not params["extract_1d"].skip and not no_cube:
-        x1d = run_steps(resampled if resampled is not None else later_input, ["extract_1d"], run, output_dir=None,
-                        source_name=source)
+        extract = branch.extra.get("extract") or _extract
+        x1d = extract(resampled if resampled is not None else later_input, run, source_name=source)
         after = [s for s in branch.extra.get("after_extract", ()) if not params[s].skip]
         if after and isinstance(x1d, models.DataModel):
             if x1d.meta.cal_step.extract_1d == "SKIPPED":
@@ -253,6 +261,10 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
                 run.written.append(save_product(x1d, out_dir, source, "x1dints" if multi_int else "x1d", run))
     publish_stage(run, "spec2", source, [model, resampled, x1d])
     return model, resampled, x1d, run
+
+
+def _extract(model, run, *, source_name):
+    return run_steps(model, ["extract_1d"], run, output_dir=None, source_name=source_name)
 
 
 def _ifu_later(cal, cubes: list, params, run, out_dir, source):

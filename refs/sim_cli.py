@@ -35,6 +35,8 @@ def add_simulate_command(sub) -> None:
     s.add_argument("--filter", default=None, help="e.g. F200W (NIRCam SW), F444W (LW), F150W (NIRISS), F770W (MIRI)")
     s.add_argument("--grating", default=None, help="NIRSpec grating or PRISM (spectroscopic modes; default per mode)")
     s.add_argument("--slit", default=None, help="NIRSpec fixed slit (NRS_FIXEDSLIT: S200A1; NRS_BRIGHTOBJ: S1600A1; not for NRS_MSASPEC)")
+    s.add_argument("--slits", type=int, default=None,
+                   help="NRS_MSASPEC: the number of three-shutter slitlets (default 3; up to ~105, a grid over quadrants 3-4)")
     s.add_argument("--band", default=None, help="MIRI MRS grating setting: SHORT, MEDIUM or LONG (default SHORT)")
     s.add_argument("--pupil", default=None, help="NIRCam pupil wheel element (default CLEAR)")
     s.add_argument("--readpatt", default=None, help="readout pattern, e.g. RAPID, BRIGHT2, MEDIUM8, NIS, FASTR1; NIRSpec: NRSRAPID, NRSIRS2RAPID, NRSIRS2")
@@ -68,6 +70,7 @@ def cmd_simulate(args) -> int:
         observation=args.observation, build_refs=not args.no_refs, **({"grating": args.grating} if args.grating else {}),
         **({"slit": args.slit} if args.slit else {}),
         **({"band": args.band} if args.band else {}),
+        **({"slits": args.slits} if args.slits is not None else {}),
     )
     for p in result.products:
         print(f"wrote {p}")

@@ -1711,6 +1711,7 @@ def simulate(
     grating: str | None = None,
     slit: str | None = None,  # NIRSpec fixed slits (refs/sim/nirspec.py)
     band: str | None = None,  # MIRI MRS grating setting (refs/sim/mrs.py)
+    slits: int | None = None,  # NIRSpec MOS: the number of slitlets (refs/sim/nirspec_msa.py)
 ) -> SimulationResult:
     """Simulate a dithered imaging observation of one detector; see the module docstring.
 
@@ -1722,6 +1723,8 @@ def simulate(
     if slit is not None and mode_module != "nirspec":
         raise ParameterError(f"--slit is for NIRSpec fixed slits (--exp-type NRS_FIXEDSLIT or NRS_BRIGHTOBJ), "
                              f"not {exp_type or 'imaging'}")
+    if slits is not None and mode_module != "nirspec_msa":
+        raise ParameterError(f"--slits is for NIRSpec MOS (--exp-type NRS_MSASPEC), not {exp_type or 'imaging'}")
     if band is not None and mode_module != "mrs":
         raise ParameterError(f"--band is for MIRI MRS (--exp-type MIR_MRS), not {exp_type or 'imaging'}")
     own = _mode_simulator(instrument, exp_type, pupil)

@@ -577,18 +577,26 @@ def resample_slits(inputs, params: ResampleSpecParams | None = None):
 
 
 def _with_exposure_meta(slit, exposure):
-    """A slit of a MultiSlitModel with its exposure's metadata (times, photometry) where the slit has none."""
-    s = slit.copy()
+    """A slit of a MultiSlitModel with its exposure's metadata (times, photometry) where the slit has none.
+
+    The slit's WCS is shared, not copied: resampling only evaluates it, and a deep copy of a NIRSpec slit's
+    gwcs took most of resample_spec's time on an MSA exposure."""
+    wcs = slit.meta.wcs
+    slit.meta.wcs = None
+    try:
+        s = slit.copy()
+    finally:
+        slit.meta.wcs = wcs
     merged = exposure.meta.model_copy(deep=True)
     own = s.meta.model_dump(exclude_none=True)
     for k, v in own.items():
         if k in ("wcsinfo", "photometry"):
             for kk, vv in v.items():
                 setattr(getattr(merged, k), kk, vv)
-        elif k == "wcs":
-            merged.wcs = s.meta.wcs
         elif k in ("bunit_data", "bunit_err"):  # a NIRSpec slit's own unit (MJy for a point source)
             setattr(merged, k, v)
+    if wcs is not None:
+        merged.wcs = wcs
     s.meta = merged
     s._headers = dict(exposure._headers, **s._headers)
     return s

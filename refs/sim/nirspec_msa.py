@@ -23,6 +23,13 @@ its place in the shutter through the first exposure's WCS; each nod's pointing i
 lands at the same place in its shutter of that dither point (within 30 mas: the field
 distortion makes the nod step differ by ~10 mas across the MSA).
 
+**Fixed slits in the same exposure** (FIXED_SLITS: S200A1, S400A1), as MAST's newer MSA files list them: one
+SHUTTER_INFO row per slit and dither point (slitlet_id 100+, quadrant, row and column 0, the slit's name in
+``fixed_slit``, its source primary), each slit with a point source (SOURCE_INFO, stellarity 1) placed at
+FS_IN_SLIT at the first dither point; the nod moves it along the slit, and its place at each dither point
+(through that exposure's WCS) is the row's estimated_source_in_shutter_x/y.  Their light is rendered as the
+fixed-slit simulator renders it (the slit's width and length, the FS pathloss law and photom row).
+
 **Light goes where the optical model sends it**, as in refs/sim/nirspec.py: for every pixel of a slitlet's
 bounding box, webbflow's assign_wcs (identical to jwst's) gives (x_slit, y_slit, lambda) through the real
 optical chain; the pixel gets the source's F_nu times its Gaussian share along the slitlet (the pathloss
@@ -37,7 +44,8 @@ detector references (refs/sim/nirspec_detector.py), the real optical chain, webb
 MOS msaoper (one stuck-open shutter away from the slitlets), wavecorr (the real FS file plus a MOS
 aperture), pathloss (MOS1x1, MOS1x3), photom and area in the MOS models' forms, the MSA f-flat, s and d
 flats, barshadow and an extract1d reference (a box of EXTRACT_WIDTH pixels following the source:
-``use_source_posn``), apcorr N/A; the pool and the associations jwst's rules make (spec2 per nod with the
+``use_source_posn``), apcorr N/A; for the fixed slits (selected by EXP_TYPE NRS_FIXEDSLIT, as jwst asks
+for them) the fixed-slit simulator's pathloss, photom, area, f-flat and s-flat, extract1d and apcorr N/A; the pool and the associations jwst's rules make (spec2 per nod with the
 other two as background, one spec3 of the three); ``truth/``: ``<stem>_spectra.ecsv`` (wavelength and each
 source's F_nu in Jy above the telescope) and the cosmic rays.
 """
@@ -68,6 +76,10 @@ IN_SHUTTER = (0.5, 0.45)  # estimated_source_in_shutter_x/y of the sources (0..1
 NOD_COLUMNS = (0, 1, -1)  # the source's shutter column at each dither point, from the slitlet's middle
 FAILED_OPEN = ((4, 90, 130),)  # msaoper: a stuck-open shutter, its spectrum on NRS1 away from the slitlets
 EXTRACT_WIDTH = 5  # pixels of the extract1d box about the source
+# fixed slits opened in the same exposure, each with a point source (the MSA metadata file's fixed_slit rows):
+# (slit, brightness relative to the first slitlet's source); their PRISM spectra fall on NRS1 apart from the slitlets'
+FIXED_SLITS = (("S200A1", 0.7), ("S400A1", 0.5))
+FS_IN_SLIT = (0.5, 0.5)  # the fixed-slit sources' place in their slit at the first dither point (0..1 across)
 NOD_TYPE = "3-SHUTTER-SLITLET"
 PITCH_Y = 1.15  # shutter pitch / open length along a slitlet (jwst's slit_y margins use it)
 
@@ -93,6 +105,14 @@ def source_id(k: int) -> int:
     return 1001 + k
 
 
+def slitlet_grid() -> list[tuple[int, int, int]]:
+    """Candidate slitlets for ``--slits N`` (quadrant, shutter row, middle column): quadrants 3 and 4 (PRISM spectra
+    on NRS1), two shutter rows per quadrant (their spectra side by side along the dispersion, ~480 pixels apart),
+    every sixth column (~30 pixels apart across it); the scene keeps those whose cutouts fall whole on NRS1 apart
+    from the others' and the fixed slits'."""
+    return [(q, r, c) for q, rows in ((3, (30, 210)), (4, (60, 240))) for r in rows for c in range(3, 171, 6)]
+
+
 def shutter_rows(slitlets=SLITLETS, ndither: int = 3, in_shutter=IN_SHUTTER) -> np.ndarray:
     """SHUTTER_INFO: every open shutter of every slitlet at every dither point (MSAMETID 1)."""
     rows = []
@@ -104,6 +124,22 @@ def shutter_rows(slitlets=SLITLETS, ndither: int = 3, in_shutter=IN_SHUTTER) -> 
                 rows.append((k + 1, 1, q, r, col, source_id(k), "N" if main else "Y", "OPEN",
                              in_shutter[0] if main else np.nan, in_shutter[1] if main else np.nan, d,
                              "Y" if main else "N", "NONE"))
+    return np.array(rows, dtype=SHUTTER_DTYPE)
+
+
+def fs_source_id(i: int, nslit: int) -> int:
+    return source_id(nslit + i)
+
+
+def fixed_slit_rows(nslit: int, places: dict | None = None, ndither: int = 3) -> np.ndarray:
+    """SHUTTER_INFO rows of the fixed slits, one per slit and dither point, as MAST writes them: slitlet_id after the
+    MSA's, quadrant/row/column 0, the slit in ``fixed_slit``, its source primary with its place in the slit
+    (``places[(slit, dither)] = (x, y)``, 0..1 across; FS_IN_SLIT until the scene has placed it)."""
+    rows = []
+    for d in range(1, ndither + 1):
+        for i, (name, _scale) in enumerate(FIXED_SLITS):
+            x, y = (places or {}).get((name, d), FS_IN_SLIT)
+            rows.append((100 + i, 1, 0, 0, 0, fs_source_id(i, nslit), "N", "OPEN", x, y, d, "Y", name))
     return np.array(rows, dtype=SHUTTER_DTYPE)
 
 
@@ -173,7 +209,7 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
     from ..synthetic_nirspec import nirspec_detector_references
     from ..synthetic_nirspec_optics import write_msa_reference
 
-    real = N.require_real_refs((*N.OPTICS.values(), N.REAL_SPEC2["wavecorr"], N.REAL_PHOTOM))
+    real = N.require_real_refs((*N.OPTICS.values(), *N.REAL_SPEC2.values(), N.REAL_PHOTOM))
     det_refs = nirspec_detector_references(detector, readpatt, ngroups, tframe, seed=seed)
     D.write_reference_cache(out, det_refs, detector, readpatt)
     with ctxmod.cache_lock(out):
@@ -190,13 +226,24 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
         F.write_dflat(new("dflat", ".fits"), detector=detector)
         F.write_barshadow(new("barshadow", ".fits"), grating=grating, filt=filt)
         write_msa_extract1d(new("extract1d", ".json"))
+        # the fixed slits of the exposure: jwst calibrates them with EXP_TYPE NRS_FIXEDSLIT, so CRDS selects the
+        # fixed-slit references for them (the FS simulator's): the wavecorr (FS apertures and MOS) and dflat are shared
+        fs_names, fs_new = N.cache_namer(out)
+        shutil.copyfile(real / N.REAL_SPEC2["area"], fs_new("area", ".fits"))
+        P.write_pathloss(fs_new("pathloss", ".fits"), "FS")
+        P.write_fs_photom(fs_new("photom", ".fits"), real / N.REAL_PHOTOM)
+        F.write_fflat_fs(fs_new("fflat", ".fits"), exp_type=N.FS, grating=grating, filt=filt)
+        F.write_sflat(fs_new("sflat", ".fits"), exp_type=N.FS, detector=detector, grating=grating, filt=filt)
+        fs_names.update({rt: names[rt] for rt in ("wavecorr", "dflat")})
 
         ctx = ctxmod.read_context(out)
         rules = {ins: dict(r) for ins, r in ctx.rmaps.items()}
         N.select_for_mode(rules.setdefault("NIRSPEC", {}), names, detector, MSASPEC, na=("apcorr",))
+        N.select_for_mode(rules["NIRSPEC"], fs_names, detector, N.FS, na=("extract1d", "apcorr", "barshadow"))
         context = ctxmod.write_context(out, rules, f"webbflow simulated NIRSpec {MSASPEC} ({detector})").context
     paths = {rt: ctxmod.reference_path(out, n) for rt, n in names.items()}
-    return det_refs, paths, context
+    fs_paths = {rt: ctxmod.reference_path(out, n) for rt, n in fs_names.items()}
+    return det_refs, paths, fs_paths, context
 
 
 def _photom_conversion(path: Path, grating: str = "PRISM", filt: str = "CLEAR"):
@@ -242,11 +289,12 @@ def _wcs_model(model, msa_path: Path, refpaths: dict):
     return run_step("assign_wcs", img, {}, references=wrefs).model
 
 
-def _slitlets(wmodel, nslit: int) -> list[_Slitlet]:
+def _slitlets(wmodel, names) -> list[_Slitlet]:
+    """The WCS and bounding-box pixels of the slits ``names`` (slitlet ids, fixed slits' names)."""
     from ...tasks.assign_wcs.nirspec import slit_wcs
 
     out = []
-    for sid in range(1, nslit + 1):
+    for sid in names:
         w = slit_wcs(wmodel, sid)
         (x0, x1), (y0, y1) = w.bounding_box.bounding_box(order="F")
         rows = slice(max(int(math.floor(y0 + 0.5)), 0), min(int(math.floor(y1 + 0.5)) + 1, 2048))
@@ -294,7 +342,39 @@ def _render(sl: _Slitlet, src_x: float, src_y: float, conversion, scale_mjy: flo
 # the observation
 
 
-def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs):
+def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int) -> list:
+    """``--slits N``: the first N slitlets of :func:`slitlet_grid` whose cutouts (at every nod: the slitlet's three
+    shutters) lie whole on NRS1, 2 pixels or more from the fixed slits' and from those already chosen."""
+    grid = slitlet_grid()
+    nslit = len(grid)
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit,
+                   np.concatenate([shutter_rows(grid, ndither=1), fixed_slit_rows(nslit, ndither=1)]),
+                   [(source_id(k), 0.0, 0.0) for k in range(nslit + len(FIXED_SLITS))])
+    w = _wcs_model(model, msa_path, refpaths)
+    on = set(w.meta.wcs.get_transform("gwa", "slit_frame").slit_ids)
+
+    def box(sl):
+        (x0, x1), (y0, y1) = sl.wcs.bounding_box.bounding_box(order="F")
+        return x0 - 2, x1 + 2, y0 - 2, y1 + 2
+
+    taken = [box(sl) for sl in _slitlets(w, [n for n, _ in FIXED_SLITS])]
+    chosen = []
+    for sid in range(1, nslit + 1):
+        if sid not in on:
+            continue
+        b = box(_slitlets(w, [sid])[0])
+        if b[0] < 0 or b[1] > 2047 or b[2] < 0 or b[3] > 2047:
+            continue
+        if any(b[0] < t[1] and t[0] < b[1] and b[2] < t[3] and t[2] < b[3] for t in taken):
+            continue
+        taken.append(b)
+        chosen.append(grid[sid - 1])
+        if len(chosen) == wanted:
+            return chosen
+    raise ParameterError(f"{MSASPEC}: --slits {wanted}: only {len(chosen)} slitlets fit on NRS1 apart from each other")
+
+
+def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs, slits=None):
     from ..synthetic_nirspec import READPATTS
 
     if (instrument or "nirspec").lower() != "nirspec":
@@ -303,8 +383,10 @@ def _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_ref
         raise ParameterError(f"{MSASPEC}: the slitlets' spectra are simulated on NRS1 "
                              f"(got --detector {detector})")
     if slit is not None:
-        raise ParameterError(f"{MSASPEC}: fixed slits within the MSA exposure are not simulated yet "
-                             f"(got --slit {slit})")
+        raise ParameterError(f"{MSASPEC}: the exposure opens the fixed slits {' and '.join(n for n, _ in FIXED_SLITS)} "
+                             f"with the slitlets; drop --slit {slit}")
+    if slits is not None and not 1 <= int(slits) <= len(slitlet_grid()):
+        raise ParameterError(f"{MSASPEC}: --slits takes 1 to {len(slitlet_grid())} slitlets (got {slits})")
     if (subarray or "FULL").upper() != "FULL":
         raise ParameterError(f"{MSASPEC} exposures are read in FULL frame (got --subarray {subarray})")
     if (readpatt or "NRSRAPID").upper() not in READPATTS:
@@ -352,13 +434,13 @@ def _extra_keywords(path: Path, nexp: int) -> None:
 
 def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=None, subarray=None, size=None,
              ngroups=None, nints=None, nexp=None, seed=0, filter=None, grating=None,  # noqa: A002
-             readpatt=None, slit=None,
+             readpatt=None, slit=None, slits=None,
              target_ra=53.1625, target_dec=-27.7914, pa_v3=30.0, program="01234", observation=1, visit=1,
              start_time="2024-01-15T03:00:00", build_refs=True, reference_seed=0, **_ignored) -> S.SimulationResult:
     """Write one nodded NIRSpec MOS observation (see the module) into ``output_dir``."""
     import pysiaf
 
-    _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs)
+    _check(instrument, detector, slit, subarray, readpatt, nexp, size, build_refs, slits)
     optics = N.optical_setup(MSASPEC, grating, filter)
     n_int = int(nints or DEFAULTS["nints"])
     if n_int < 1:
@@ -371,30 +453,38 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     window = N.Window("FULL", 1, 2048, tframe)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    det_refs, paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed, *optics)
+    det_refs, paths, fs_paths, context = _references(out, detector, readpatt, n_groups, tframe, reference_seed,
+                                                     *optics)
 
     ap = pysiaf.Siaf("NIRSpec")["NRS_FULL_MSA"]
     ids = S.ObservationIds(program=f"{int(program):05d}", observation=f"{int(observation):03d}",
                            visit=f"{int(visit):03d}")
     msa_name = msa_filename(ids.program, ids.observation, ids.visit)
     msa_path = out / msa_name
-    shutters = shutter_rows()
-    nslit = len(SLITLETS)
-    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
-                   [(source_id(k), 0.0, 0.0) for k in range(nslit)])
+    fs_names = [name for name, _ in FIXED_SLITS]
     setup = N._Aim(float(ap.V2Ref), float(ap.V3Ref), float(ap.V3IdlYAngle), int(ap.VIdlParity))
     t0 = _dt.datetime.fromisoformat(start_time)
-
     # the first exposure's WCS: the sources' sky positions and each nod's offset (one shutter pitch)
     src_x, src_y = IN_SHUTTER[0] - 0.5, IN_SHUTTER[1] - 0.5
     model, _ = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, t0, seed)
     first = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
     _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name, optics)
-    slits0 = _slitlets(_wcs_model(model, msa_path, paths), nslit)
+    layout = SLITLETS if slits is None else _choose_slitlets(model, msa_path, paths, ids, int(slits))
+
+    nslit = len(layout)
+    shutters = np.concatenate([shutter_rows(layout), fixed_slit_rows(nslit)])
+    all_ids = [source_id(k) for k in range(nslit)] + [fs_source_id(i, nslit) for i in range(len(FIXED_SLITS))]
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters, [(sid, 0.0, 0.0) for sid in all_ids])
+    wmodel0 = _wcs_model(model, msa_path, paths)
+    slits0 = _slitlets(wmodel0, range(1, nslit + 1))
     radec = []
     for sl in slits0:
         ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
         radec.append((float(ra), float(dec)))
+    fs_radec = []  # the fixed slits' sources: at FS_IN_SLIT in their slit at the first dither point
+    for sl in _slitlets(wmodel0, fs_names):
+        ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(FS_IN_SLIT[0] - 0.5, FS_IN_SLIT[1] - 0.5, 2e-6)
+        fs_radec.append((float(ra), float(dec)))
     to_v23 = slits0[0].wcs.get_transform("slit_frame", "v2v3")
     v2a, v3a, _ = to_v23(src_x, src_y, 2e-6)
     xa, ya = ap.tel_to_idl(float(v2a), float(v3a))
@@ -404,9 +494,11 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         xi, yi = ap.tel_to_idl(float(v2), float(v3))
         offsets.append((round(float(xi - xa), 4), round(float(yi - ya), 4)))
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
-                   [(source_id(k), ra, dec) for k, (ra, dec) in enumerate(radec)])
+                   list(zip(all_ids, *zip(*(radec + fs_radec)))))
 
     conversion = _photom_conversion(paths["photom"], *optics)
+    fs_conversion = {name: N._photom_conversion(fs_paths["photom"], name, *optics) for name in fs_names}
+    fs_places: dict = {}
     full_well = float(np.nanmedian(np.asarray(det_refs["saturation"].data)))
     uncal, crs, scale, placed = [], [], None, []
     start = t0
@@ -414,20 +506,30 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         model, dur = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, start, seed + k)
         pointing = S.make_pointing(setup, target_ra, target_dec, pa_v3, *offsets[k])
         _nod_metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, offsets[k], msa_name, optics)
-        slits = _slitlets(_wcs_model(model, msa_path, paths), nslit)
+        wmodel = _wcs_model(model, msa_path, paths)
+        slits = _slitlets(wmodel, range(1, nslit + 1))
         rate = np.zeros((2048, 2048), np.float64)
         for j, sl in enumerate(slits):
             ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
             miss = math.hypot((float(ra) - radec[j][0]) * math.cos(math.radians(radec[j][1])), float(dec) - radec[j][1])
-            if miss * 3600 > 0.03:  # the field distortion moves the far slitlets by ~10 mas
+            if miss * 3600 > (0.03 if slits is None else 0.15):  # the field distortion: ~10 mas, more at the edges
                 raise RuntimeError(f"nod {k + 1}: source {source_id(j)} is {miss * 3600:.3f} arcsec from its "
                                    "shutter place")
             if scale is None:
                 unit, _ = _render(sl, src_x, src_y, conversion, 1.0, NOD_COLUMNS[k])
                 scale = N.PEAK_FILL * full_well / (float(unit.max()) * model.meta.exposure.integration_time)
-            source, sky = _render(sl, src_x, src_y, conversion, scale * SOURCE_SCALES[j], NOD_COLUMNS[k])
+            source, sky = _render(sl, src_x, src_y, conversion, scale * SOURCE_SCALES[j % 3], NOD_COLUMNS[k])
             rate[sl.rows, sl.cols] += source + sky
             placed.append((model.meta.filename, source_id(j), k + 1))
+        for i, sl in enumerate(_slitlets(wmodel, fs_names)):  # the nod moves each fixed slit's source along it
+            fx, fy, _ = sl.wcs.get_transform("world", "slit_frame")(*fs_radec[i], 2e-6)
+            fx, fy = float(fx), float(fy)
+            if not (abs(fx) < 0.5 and abs(fy) < 0.5):
+                raise RuntimeError(f"nod {k + 1}: the source of {sl.sid} falls outside its slit ({fx:.3f}, {fy:.3f})")
+            fs_places[(sl.sid, k + 1)] = (round(fx + 0.5, 4), round(fy + 0.5, 4))
+            source, sky = N.render(sl.ys, sl.lam, fy, fx, sl.sid, fs_conversion[sl.sid], scale * FIXED_SLITS[i][1])
+            rate[sl.rows, sl.cols] += np.where(np.isfinite(sl.lam), source + sky, 0.0)
+            placed.append((model.meta.filename, fs_source_id(i, nslit), k + 1))
         rate = N._full_frame(window, rate.astype(np.float32))
         ramp, truth = D.simulate_nirspec_ramp(detector, readpatt, n_groups, n_int, det_refs, seed=seed * 101 + k,
                                               exp_type=MSASPEC, start_time=start.isoformat(), rate=rate,
@@ -441,6 +543,11 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         crs += [(model.meta.filename, i, g, 1, x, y, e) for i, g, x, y, e in truth["cosmic_rays"]]
         start = start + _dt.timedelta(seconds=dur + 120.0)
 
+    # the fixed slits' rows with their sources' places at each dither point, as the scene put them
+    shutters = np.concatenate([shutter_rows(layout), fixed_slit_rows(nslit, fs_places)])
+    write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters,
+                   list(zip(all_ids, *zip(*(radec + fs_radec)))))
+
     from astropy import units as u
     from astropy.table import Table
 
@@ -449,12 +556,16 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     lam = np.linspace(lo, hi, int(round((hi - lo) / 0.005)) + 1)
     spec = Table({"wavelength": lam * u.um})
     for j in range(nslit):
-        spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j]) * 1e-3 * u.Jy
+        spec[f"flux_{source_id(j)}"] = N.source_spectrum(lam, scale * SOURCE_SCALES[j % 3]) * 1e-3 * u.Jy
+    for i, (_name, rel) in enumerate(FIXED_SLITS):
+        spec[f"flux_{fs_source_id(i, nslit)}"] = N.source_spectrum(lam, scale * rel) * 1e-3 * u.Jy
     spec.meta.update({
         "description": "webbflow simulator truth: each MOS source's F_nu above the telescope (the pathloss-corrected "
                        "extracted spectrum's expectation)",
         "exp_type": MSASPEC, "grating": optics[0], "filter": optics[1], "readpatt": readpatt, "msa_metadata_file": msa_name,
-        "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(s) for s in SLITLETS],
+        "source_ids": [source_id(j) for j in range(nslit)], "slitlets": [list(map(int, s)) for s in layout],
+        "fixed_slits": {name: fs_source_id(i, nslit) for i, (name, _) in enumerate(FIXED_SLITS)},
+        "fixed_slit_places": {f"{n}@{d}": list(v) for (n, d), v in sorted(fs_places.items())},
         "source_ra_dec": [list(p) for p in radec], "in_shutter_xy": list(IN_SHUTTER),
         "nod_offsets_ideal_arcsec": [list(o) for o in offsets], "nod_columns": list(NOD_COLUMNS),
         "exposures": [p.name for p in uncal],

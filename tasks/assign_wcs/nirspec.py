@@ -193,6 +193,38 @@ def _shutter_string(columns, main) -> str:
     return "".join("x" if c == main else ("1" if c in columns else "0") for c in span)
 
 
+def _fixed_slit_of(row) -> str | None:
+    """The fixed slit a SHUTTER_INFO row opens (its ``fixed_slit`` column; None for the MSA's shutters and
+    in the older files without the column)."""
+    if "fixed_slit" not in row.array.names:
+        return None
+    name = str(row["fixed_slit"]).strip().upper()
+    return name if name in FIXED_SLIT_NUMS and name != "NONE" else None
+
+
+def _msa_fixed_slit(name, row, source_info, prog, dither, slit_y_range):
+    """A fixed slit opened by the MSA metadata file, as jwst 3.0 makes it: quadrant 5, its slit number as
+    shutter id, the slit's own length (no shutter margin), the source of its row; a row that is not marked
+    as the primary source is left out (jwst warns and skips it)."""
+    from stdatamodels.jwst.transforms.models import Slit
+
+    if row["primary_source"] != "Y":
+        log.warning("Fixed slit %s is not a primary source; skipping it.", name)
+        return None
+    source_id = row["source_id"]
+    sx = np.nan_to_num(row["estimated_source_in_shutter_x"], nan=0.5)
+    sy = np.nan_to_num(row["estimated_source_in_shutter_y"], nan=0.5)
+    if int(source_id) in source_info:
+        sname, alias, stellarity, ra, dec = source_info[int(source_id)]
+    else:
+        log.warning("Could not retrieve source info from MSA file")
+        sname, alias, stellarity, ra, dec = f"{prog}_VRT{name}", f"VRT{name}", 0.0, 0.0, 0.0
+    ylow, yhigh = slit_y_range
+    return Slit(name, FIXED_SLIT_NUMS[name] - 1, dither, 0, 0, ylow, yhigh, 5, source_id,
+                _shutter_string([row["shutter_column"]], 0), sname, alias, stellarity, sx - 0.5, sy - 0.5, ra, dec,
+                1.35, 1.15, slit_id(name))
+
+
 def open_msa_slits(model, msa_ref, slit_y_range):
     """The open MOS slitlets of the exposure's MSA configuration (MSAMETID) and dither point (PATT_NUM),
     from the MSA metadata file's SHUTTER_INFO and SOURCE_INFO, as jwst 3.0 makes them: a slitlet with
@@ -219,20 +251,23 @@ def open_msa_slits(model, msa_ref, slit_y_range):
                            for s in sources}
     except (OSError, KeyError) as exc:
         raise InputFileError(str(path), f"not a readable MSA metadata file ({exc})") from None
-    fixed = sorted({str(r["fixed_slit"]).strip() for r in rows if "fixed_slit" in r.array.names}
-                   & (set(FIXED_SLIT_NUMS) - {"NONE"}))
-    if fixed:  # jwst 3.0 opens them as quadrant-5 slits and calibrates them with the FS rules after srctype
-        from ...errors import UnsupportedModeError
-
-        raise UnsupportedModeError(f"{path.name}: fixed slits opened in an MSA exposure ({', '.join(fixed)}) "
-                                   "are not supported yet (jwst's MOS/FS split is not in webbflow)")
     scales = msa_slit_scales(msa_ref)
     ylow, yhigh = slit_y_range
     groups: dict = {}
-    for r in rows:
-        groups.setdefault(r["slitlet_id"], []).append(r)
+    for r in rows:  # a fixed slit's rows go by the slit's name, the MSA's by slitlet_id
+        fs = _fixed_slit_of(r)
+        groups.setdefault(fs or r["slitlet_id"], []).append(r)
     slits = []
     for sid, members in groups.items():
+        fs = [_fixed_slit_of(r) for r in members]
+        if any(fs):
+            if not (all(fs) and len(members) == 1):
+                raise InputFileError(str(path), f"slitlet {sid} (MSAMETID {meta_id}, dither {dither}) is an unsupported "
+                                                "fixed slit configuration (one row per fixed slit, none mixed with shutters)")
+            fixed = _msa_fixed_slit(sid, members[0], source_info, prog, dither, slit_y_range)
+            if fixed is not None:
+                slits.append(fixed)
+            continue
         columns = [r["shutter_column"] for r in members]
         primaries = [r for r in members if r["primary_source"] == "Y"]
         jmin, jmax = min(columns), max(columns)
