@@ -21,19 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SHARED_DATA
+from nirspec_real import OPTICS, REAL, WCS_NA
 
-REAL = SHARED_DATA / "real-refs" / "nirspec"
-OPTICS = {
-    "camera": REAL / "jwst_nirspec_camera_0004.asdf",
-    "collimator": REAL / "jwst_nirspec_collimator_0004.asdf",
-    "disperser": REAL / "jwst_nirspec_disperser_0034.asdf",
-    "fore": REAL / "jwst_nirspec_fore_0028.asdf",
-    "fpa": REAL / "jwst_nirspec_fpa_0005.asdf",
-    "ote": REAL / "jwst_nirspec_ote_0005.asdf",
-    "wavelengthrange": REAL / "jwst_nirspec_wavelengthrange_INFLIGHT2023_from_jwst_tests.asdf",
-}
-WCS_NA = ("distortion", "filteroffset", "specwcs", "regions", "chromcorr", "ifupost", "ifufore", "ifuslicer")
 PROGRAM, OBS = "01234", "001"
 NODS = (-0.5, 0.5)  # YOFFSET of each nod (arcsec along the slit): the 2-POINT-NOD pattern
 # (slit, row, column) of the cosmic rays put in the first nod, in the ALLSLITS subarray, one in each

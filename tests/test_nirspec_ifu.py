@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
+from nirspec_real import OPTICS, REAL
 from webbflow import models
 from webbflow.errors import InputFileError, ReferenceFileError
 from webbflow.tasks import load_all
@@ -37,16 +38,9 @@ from webbflow.tasks.base import run_step
 
 load_all()
 
-REAL = SHARED_DATA / "real-refs" / "nirspec"
 ESA = SHARED_DATA / "real-refs" / "nirspec-model"
 REAL_REFS = {
-    "camera": REAL / "jwst_nirspec_camera_0004.asdf",
-    "collimator": REAL / "jwst_nirspec_collimator_0004.asdf",
-    "disperser": REAL / "jwst_nirspec_disperser_0034.asdf",
-    "fore": REAL / "jwst_nirspec_fore_0028.asdf",
-    "fpa": REAL / "jwst_nirspec_fpa_0005.asdf",
-    "ote": REAL / "jwst_nirspec_ote_0005.asdf",
-    "wavelengthrange": REAL / "jwst_nirspec_wavelengthrange_INFLIGHT2023_from_jwst_tests.asdf",
+    **OPTICS,
     "ifupost": REAL / "jwst_nirspec_ifupost_0004.asdf",
 }
 JWST_NA = ("distortion", "filteroffset", "specwcs", "regions", "msa")

@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from nirspec_real import OPTICS, REAL, WCS_NA
 from webbflow import models
 from webbflow.tasks import load_all
 from webbflow.tasks.base import run_step
@@ -42,17 +42,6 @@ load_all()
 
 pytestmark = [pytest.mark.real]
 
-REAL = SHARED_DATA / "real-refs" / "nirspec"
-OPTICS = {
-    "camera": REAL / "jwst_nirspec_camera_0004.asdf",
-    "collimator": REAL / "jwst_nirspec_collimator_0004.asdf",
-    "disperser": REAL / "jwst_nirspec_disperser_0034.asdf",
-    "fore": REAL / "jwst_nirspec_fore_0028.asdf",
-    "fpa": REAL / "jwst_nirspec_fpa_0005.asdf",
-    "ote": REAL / "jwst_nirspec_ote_0005.asdf",
-    "wavelengthrange": REAL / "jwst_nirspec_wavelengthrange_INFLIGHT2023_from_jwst_tests.asdf",
-}
-WCS_NA = ("distortion", "filteroffset", "specwcs", "regions", "chromcorr", "ifupost", "ifufore", "ifuslicer")
 ROOT = "jw01234001001_01101_00001_nrs1"
 RTOL, MIN_FRACTION = 1e-4, 0.999
 ARRAYS = ("data", "err", "var_poisson", "var_rnoise", "wavelength", "pathloss_point", "pathloss_uniform",

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
+from nirspec_real import OPTICS, WCS_NA
 from webbflow import models
 from webbflow.errors import InputFileError, ReferenceFileError
 from webbflow.tasks import load_all
@@ -40,18 +41,9 @@ from webbflow.tasks.base import run_step
 
 load_all()
 
-REAL = SHARED_DATA / "real-refs" / "nirspec"
 ESA_FS = SHARED_DATA / "real-refs" / "nirspec-model" / "fixed_slits_functional_ESA_v4_20180618.txt"
-REAL_REFS = {
-    "camera": REAL / "jwst_nirspec_camera_0004.asdf",
-    "collimator": REAL / "jwst_nirspec_collimator_0004.asdf",
-    "disperser": REAL / "jwst_nirspec_disperser_0034.asdf",
-    "fore": REAL / "jwst_nirspec_fore_0028.asdf",
-    "fpa": REAL / "jwst_nirspec_fpa_0005.asdf",
-    "ote": REAL / "jwst_nirspec_ote_0005.asdf",
-    "wavelengthrange": REAL / "jwst_nirspec_wavelengthrange_INFLIGHT2023_from_jwst_tests.asdf",
-}
-JWST_NA = ("distortion", "filteroffset", "specwcs", "regions", "chromcorr", "ifupost", "ifufore", "ifuslicer")
+REAL_REFS = dict(OPTICS)
+JWST_NA = WCS_NA
 TOL_DEG = TOL_UM = TOL_PIX = 1e-10
 
 pytestmark = [pytest.mark.real]
