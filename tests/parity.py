@@ -39,11 +39,12 @@ def jwst_offline(cache, context: str | None = None):
 
 
 @contextmanager
-def quiet_jwst(level: int = 30):
-    """Silence the oracle's (jwst, stpipe, stcal, crds) logging below ``level`` during a parity run."""
+def quiet_jwst(level: int = 30, also: tuple[str, ...] = ()):
+    """Silence the oracle's (jwst, stpipe, stcal, crds) logging, and that of the loggers named in
+    ``also``, below ``level`` during a parity run."""
     import logging
 
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
+    names = ("stpipe", "jwst", "stcal", "CRDS", "crds", *also)
     old = {n: logging.getLogger(n).level for n in names}
     for n in names:
         logging.getLogger(n).setLevel(level)

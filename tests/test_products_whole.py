@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from parity import jwst_offline
+from parity import jwst_offline, quiet_jwst
 
 
 SIM = dict(instrument="nircam", detector="NRCALONG", filter="F444W", size=256, ngroups=4, nints=1,
@@ -70,17 +70,10 @@ ARRAY_TOL = {"default": (1e-4, 1e-6, 0.999)}
 
 
 def _quiet(fn, cache, context):
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds", "tweakwcs", "webbflow", "prefect")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with jwst_offline(cache, context), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn()
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
+    with (jwst_offline(cache, context), quiet_jwst(logging.ERROR, also=("tweakwcs", "webbflow", "prefect")),
+          warnings.catch_warnings()):
+        warnings.simplefilter("ignore")
+        return fn()
 
 
 def rewrite_references_with_stdatamodels(crds_path: Path) -> list[Path]:

@@ -402,19 +402,11 @@ def test_bkg_subtract_without_backgrounds_is_skipped():
 def _jwst(step_class, inp, cache, **kw):
     import logging
 
-    from parity import jwst_offline
+    from parity import jwst_offline, quiet_jwst
 
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with jwst_offline(cache, "jwst_0541.pmap"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return step_class.call(inp, **kw)
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
+    with jwst_offline(cache, "jwst_0541.pmap"), quiet_jwst(logging.ERROR), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return step_class.call(inp, **kw)
 
 
 def _wcs_agreement(w_ours, w_jwst, shape) -> float:

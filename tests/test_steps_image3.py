@@ -40,7 +40,7 @@ from webbflow.tasks import load_all
 from webbflow.tasks._library import ModelLibrary
 from webbflow.tasks.base import run_step
 
-from parity import compare_arrays, compare_dq, jwst_offline
+from parity import compare_arrays, compare_dq, jwst_offline, quiet_jwst
 
 load_all()
 
@@ -55,17 +55,9 @@ ABS = {"abs_tolerance": 0.2, "abs_separation": 0.5}  # absolute alignment matchi
 
 
 def _quiet_jwst(fn, cache, context):
-    names = ("stpipe", "jwst", "stcal", "CRDS", "crds", "tweakwcs")
-    old = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with jwst_offline(cache, context), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn()
-    finally:
-        for n, lv in old.items():
-            logging.getLogger(n).setLevel(lv)
+    with jwst_offline(cache, context), quiet_jwst(logging.ERROR, also=("tweakwcs",)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn()
 
 
 def _sep_mas(ra1, dec1, ra2, dec2):
