@@ -37,7 +37,9 @@ from _child import timed  # bench/ is on sys.path when a benchmark runs as a scr
 from observation import simulate
 
 BIN = Path(sys.executable).parent
-STARTUP = (["--help"], ["run", "--help"], ["simulate", "--help"], ["run", "dq_init", "--help"])
+# the last two load a pipeline (its module, its steps' modules, the models): without Prefect since flows/_prefect.py
+STARTUP = (["--help"], ["run", "--help"], ["simulate", "--help"], ["run", "dq_init", "--help"], ["run", "image3", "--help"],
+           ["run", "spec2", "--help"])
 
 
 def run_pair(obs: Path, work: Path, env: dict) -> dict:

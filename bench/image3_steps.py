@@ -12,8 +12,9 @@ webbflow call with ``PATH`` first on ``PYTHONPATH`` (a folder holding an older c
 ``PATH/webbflow``), so that a change is measured against the code before it under the same
 load.  Every process records, per step, its wall time and its CPU time (the process's, all
 threads), and its library imports separately.  The medians over ``--rounds`` are printed
-with the ratios to jwst, and the libraries' imports plus the call (jwst imports its steps'
-libraries with ``jwst.pipeline``, webbflow inside the call).  On a shared machine compare the
+with the ratios to jwst, and the libraries' imports plus the call.  Both sides import their steps'
+libraries before the call (jwst with ``jwst.pipeline``, webbflow with the image3 module and the
+libraries its steps use: photutils, tweakwcs, stcal), so that "whole call" compares the same work.  On a shared machine compare the
 CPU columns: wall times follow the load.  Not a pass/fail test.
 """
 
@@ -60,8 +61,11 @@ _WEBBFLOW = r"""
 import json, sys, time
 from pathlib import Path
 c0 = time.process_time()
-from webbflow.flows.calwebb_image3 import image3
+import webbflow.flows.calwebb_image3 as i3
 import webbflow.flows.stage as st
+# the steps' libraries before the call, as jwst's ``import jwst.pipeline`` imports them with its step classes
+getattr(i3, "_import_step_libraries", lambda: None)()
+image3 = vars(i3)["image3"]  # the flow's body as the module holds it (no Prefect import where it is deferred)
 imports = time.process_time() - c0
 steps = {}
 orig = st.run_step

@@ -26,12 +26,17 @@ def cli_runner(flow_fn, pipeline: str, last: list):
     """A registry runner calling ``flow_fn`` for ``webbflow run <pipeline>``."""
 
     def runner(input_path, *, output_dir, steps=None, config=None, options=None):
-        from .stage import quiet_prefect_settings
+        from . import _prefect
+        from .stage import prefect_tracking, quiet_prefect_settings
 
         if options:
             raise ParameterError(f"unknown option(s) for {pipeline}: {', '.join('--' + k for k in options)}")
-        with quiet_prefect_settings():
-            flow_fn(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+        kwargs = dict(steps=steps, config=config, output_dir=str(output_dir))
+        if prefect_tracking():
+            with quiet_prefect_settings():
+                _prefect.as_prefect(flow_fn)(str(input_path), **kwargs)
+        else:  # no Prefect server to show the run: the same flow body, without a temporary server
+            flow_fn.fn(str(input_path), **kwargs)
         return last[-1].written if last else []
 
     return runner

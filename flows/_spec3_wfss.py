@@ -36,8 +36,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE
+from . import _prefect
+from ._prefect import task
 
 from .. import models
 from ..errors import InputFileError, WebbflowError, a_an
@@ -177,13 +177,13 @@ def combine_batch(batch: list, params: dict, references: dict, context: str | No
             for res in batch]
 
 
-@task(name="wfss-cutouts", task_run_name="{label}", cache_policy=NONE, persist_result=False)
+@task(name="wfss-cutouts", task_run_name="{label}", cache_policy="NONE", persist_result=False)
 def wfss_extract_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
     """extract_1d of one exposure's cutouts of a batch of sources (a Prefect task run; plain calls within)."""
     return extract_batch(batch, params, references, context)
 
 
-@task(name="wfss-sources", task_run_name="{label}", cache_policy=NONE, persist_result=False)
+@task(name="wfss-sources", task_run_name="{label}", cache_policy="NONE", persist_result=False)
 def wfss_combine_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
     """combine_1d of a batch of sources (a Prefect task run; plain calls within)."""
     return combine_batch(batch, params, references, context)
@@ -192,7 +192,7 @@ def wfss_combine_task(batch: list, label: str, params: dict, references: dict, c
 def _fan_out(fn, task_fn, groups: list, labels: list[str], tracked: bool, *args) -> list:
     """``fn`` on each batch of ``groups``: one task run each when ``tracked``, else plain calls."""
     if tracked:
-        futures = [task_fn.submit(g, label, *args) for g, label in zip(groups, labels)]
+        futures = [_prefect.as_prefect(task_fn).submit(g, label, *args) for g, label in zip(groups, labels)]
         return [r for f in futures for r in f.result()]
     return [r for g in groups for r in fn(g, *args)]
 
@@ -359,3 +359,6 @@ def _merge_part(res: WfssSourceResult, part: WfssSourceResult, first: bool) -> N
         res.x1d_meta = part.x1d_meta
     res.spectra.extend(part.spectra)
     res.steps.extend(part.steps)
+
+
+_prefect.lazy_module(__name__)

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import models
 from ..errors import InputFileError, WebbflowError, a_an
+from . import _prefect
+from ._prefect import as_prefect, flow, in_prefect_run, plain, task
 from .naming import root_of
 
 log = logging.getLogger("webbflow.flows")
@@ -457,21 +457,25 @@ def _asn_run_name():
     return f"association {Path(str(p)).name.removesuffix('.json').removesuffix('_asn')}" if p else "association"
 
 
-def in_prefect_run() -> bool:
-    """Whether this code runs inside a Prefect flow run or task run (in any thread or worker)."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
 def call_flow(fl, *args, **kwargs):
     """A stage flow as a subflow run inside a Prefect run; outside one, its body as a plain call, so that
-    an untracked run (no Prefect API, see stage.prefect_tracking) never starts Prefect's temporary server."""
-    from prefect import Flow
-
-    if isinstance(fl, Flow) and not in_prefect_run():
+    an untracked run (no Prefect API, see stage.prefect_tracking) never starts Prefect's temporary server
+    (nor imports Prefect: ``fl`` is the flow module's deferred function, see flows/_prefect.py)."""
+    if in_prefect_run():
+        return as_prefect(fl)(*args, **kwargs)
+    if _prefect.is_deferred(fl) or _is_prefect_flow(fl):
         return fl.fn(*args, **kwargs)
     return fl(*args, **kwargs)
+
+
+def _is_prefect_flow(obj) -> bool:
+    import sys
+
+    if "prefect.flows" not in sys.modules:
+        return False
+    from prefect import Flow
+
+    return isinstance(obj, Flow)
 
 
 @flow(name="exposure", flow_run_name=_member_run_name, validate_parameters=False, persist_result=False)
@@ -488,9 +492,14 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     types by type: imprint, sourcecat, ...) to spec2, as in a level-2 association; ``asn_info`` =
     (pool, association file name) is recorded in the level-2 products."""
     from . import progress
-    from .calwebb_detector1 import detector1, detector1_last_run
-    from .calwebb_image2 import image2, image2_last_run
-    from .calwebb_spec2 import spec2, spec2_last_run
+    from . import calwebb_detector1, calwebb_image2, calwebb_spec2
+    from .calwebb_detector1 import detector1_last_run
+    from .calwebb_image2 import image2_last_run
+    from .calwebb_spec2 import spec2_last_run
+
+    # the flows as their modules hold them: their bodies, unless a Prefect run needs the flows
+    detector1, image2 = plain(calwebb_detector1, "detector1"), plain(calwebb_image2, "image2")
+    spec2 = plain(calwebb_spec2, "spec2")
     from .stage import Reused, show_reuse
 
     t0 = time.perf_counter()
@@ -556,7 +565,7 @@ def calibrate_member(path: str, output_dir: str, steps: dict | None = None, conf
     return res
 
 
-@task(name="member", task_run_name=_member_task_name, cache_policy=NONE, persist_result=False)
+@task(name="member", task_run_name=_member_task_name, cache_policy="NONE", persist_result=False)
 def member_task(path: str, output_dir: str, steps: dict | None, config: str | None,
                 backgrounds: list[str] | None = None, until: str = "image2",
                 asn_info: tuple[str, str] | None = None, asn_type: str | None = None, named: str | None = None,
@@ -589,7 +598,7 @@ def submit_member(*args, **kwargs):
     run) in this thread, or with ``max_workers`` > 1 on a plain thread pool of this process, with the
     same result objects (``.result()``)."""
     if in_prefect_run():
-        return member_task.submit(*args, **kwargs)
+        return as_prefect(member_task).submit(*args, **kwargs)
     n = _PLAIN_WORKERS.get() or 1
     if n == 1:
         from concurrent.futures import Future
@@ -860,28 +869,40 @@ def _stage3_product(res: AssociationResult, pipeline: str, asn: Association, asn
                   asn_table_name=Path(asn_path).name, **common)
     sci = inputs["science"]
     if pipeline == "image3":
-        from .calwebb_image3 import image3
+        from . import calwebb_image3
+
+        image3 = plain(calwebb_image3, "image3")
 
         done = call_flow(image3, sci, product_name=root, asn_id=asn.asn_id,
                          asn_info=(asn.asn_pool or " ", Path(asn_path).name), **common)
     elif pipeline == "coron3":
-        from .calwebb_coron3 import coron3
+        from . import calwebb_coron3
+
+        coron3 = plain(calwebb_coron3, "coron3")
 
         done = call_flow(coron3, sci, inputs.get("psf", []), **named3)
     elif pipeline == "ami3":
-        from .calwebb_ami3 import ami3
+        from . import calwebb_ami3
+
+        ami3 = plain(calwebb_ami3, "ami3")
 
         done = call_flow(ami3, sci, inputs.get("psf", []), **named3)
     elif pipeline == "tso3":
-        from .calwebb_tso3 import tso3
+        from . import calwebb_tso3
+
+        tso3 = plain(calwebb_tso3, "tso3")
 
         done = call_flow(tso3, sci, **named3)
     elif pipeline == "spec3":
-        from .calwebb_spec3 import spec3
+        from . import calwebb_spec3
+
+        spec3 = plain(calwebb_spec3, "spec3")
 
         done = call_flow(spec3, sci, backgrounds=inputs.get("background", []), **named3)
     else:  # wfs-image3: the product's pair
-        from .calwebb_wfs_image3 import wfs_image3
+        from . import calwebb_wfs_image3
+
+        wfs_image3 = plain(calwebb_wfs_image3, "wfs_image3")
 
         done = call_flow(wfs_image3, [(prod.name, sci)], asn_pool=asn.asn_pool, asn_table_name=Path(asn_path).name,
                          **common)
@@ -935,7 +956,7 @@ def run_association(asn_path, *, output_dir=None, steps=None, config=None, stage
             _PLAIN_WORKERS.reset(token)
         _rerun.store(res, asn_path, out, **kw)
         return res
-    fl = process_association.with_options(task_runner=make_task_runner(runner, max_workers, address))
+    fl = as_prefect(process_association).with_options(task_runner=make_task_runner(runner, max_workers, address))
     with quiet_prefect_settings():
         return fl(str(asn_path), output_dir=str(output_dir) if output_dir else None, steps=steps, config=config,
                   stage3=stage3, allow_partial=allow_partial)
@@ -1091,3 +1112,6 @@ def level2_steps(steps: dict | None) -> dict[str, dict]:
     steps = dict(steps or {})
     level2 = {k: v for k, v in steps.items() if k not in D1}
     return {"detector1": {k: v for k, v in steps.items() if k in D1}, "image2": level2, "spec2": dict(level2)}
+
+
+_prefect.lazy_module(__name__)

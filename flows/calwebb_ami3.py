@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError
@@ -131,8 +132,11 @@ def run_ami3(input_path, *, output_dir, steps=None, config=None, options=None):
                       asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out))
         if prefect_tracking():
             with quiet_prefect_settings():
-                res = ami3(members["science"], members["psf"], **kwargs)
+                res = _prefect.as_prefect(ami3)(members["science"], members["psf"], **kwargs)
         else:  # no Prefect server to show the runs: the same flow body, without the temporary server
             res = ami3.fn(members["science"], members["psf"], **kwargs)
         written += res["written"]
     return written
+
+
+_prefect.lazy_module(__name__)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError
@@ -237,8 +238,11 @@ def run_coron3(input_path, *, output_dir, steps=None, config=None, options=None)
                       output_dir=str(output_dir or folder))
         if prefect_tracking():
             with quiet_prefect_settings():
-                res = coron3(by_type["science"], by_type["psf"], **kwargs)
+                res = _prefect.as_prefect(coron3)(by_type["science"], by_type["psf"], **kwargs)
         else:  # no Prefect server to show the run: the same flow body, without a temporary server
             res = coron3.fn(by_type["science"], by_type["psf"], **kwargs)
         written += res["written"]
     return written
+
+
+_prefect.lazy_module(__name__)

@@ -4,7 +4,8 @@ subtraction, on dark exposures, producing ``<root>_dark.fits`` (a RampModel)."""
 from __future__ import annotations
 
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from ..errors import ParameterError, did_you_mean
 from . import registry
@@ -39,3 +40,6 @@ def dark(input, steps: dict | None = None, config: str | None = None, output_dir
 
 
 registry.register("dark")(cli_runner(dark, "dark", _last))
+
+
+_prefect.lazy_module(__name__)

@@ -11,14 +11,15 @@ import logging
 import os
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError, a_an
 from ..tasks._convert import as_ramp
 from . import _streaming, registry
 from .observe import publish_stage
-from .stage import LastRuns, StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
+from .stage import LastRuns, in_flow_run, StageRun, run_name, input_name, resolve_params, resolve_references, run_steps, save_product, stamp
 
 NIR_STEPS = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity", "dark_current"]
 MIRI_STEPS = [
@@ -88,10 +89,8 @@ def detector1(
 
     reason = _streaming.stream_reason(input, head, names, params, save_calibrated_ramp) if on_disk else "in-memory input"
     if reason is None:
-        from prefect.context import FlowRunContext
-
         log.info("detector1: %s streams one integration at a time", source)
-        model, rate, rateints = _streaming.run(input, names, run, tracked=FlowRunContext.get() is not None)
+        model, rate, rateints = _streaming.run(input, names, run, tracked=in_flow_run())
     else:
         # uint16 counts become the float32 ramp once, here, so that the raw array is
         # released at once instead of living through every step
@@ -158,8 +157,11 @@ def run_detector1(input_path, *, output_dir, steps=None, config=None, options=No
     kwargs = dict(steps=steps, config=config, output_dir=str(output_dir), save_calibrated_ramp=save_ramp)
     if prefect_tracking():
         with quiet_prefect_settings():
-            detector1(str(input_path), **kwargs)
+            _prefect.as_prefect(detector1)(str(input_path), **kwargs)
     else:
         # no Prefect server to show the runs: the same flow body, without the temporary server
         detector1.fn(str(input_path), **kwargs)
     return detector1_last_run[-1].written if detector1_last_run else []
+
+
+_prefect.lazy_module(__name__)

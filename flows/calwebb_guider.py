@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, UnsupportedModeError, a_an
@@ -39,3 +40,6 @@ def guider(input, steps: dict | None = None, config: str | None = None, output_d
 
 
 registry.register("guider")(cli_runner(guider, "guider", _last))
+
+
+_prefect.lazy_module(__name__)

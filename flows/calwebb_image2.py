@@ -19,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, a_an
@@ -185,13 +186,19 @@ image2_last_run = LastRuns()
 
 @registry.register("image2")
 def run_image2(input_path, *, output_dir, steps=None, config=None, options=None):
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     if options:
         raise ParameterError(f"unknown option(s) for image2: {', '.join('--' + k for k in options)}")
     from .association import run_from_raw  # members not made yet: detector1 first
     if (made := run_from_raw(input_path, "image2", output_dir=output_dir, steps=steps, config=config)) is not None:
         return made
-    with quiet_prefect_settings():
-        image2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    if prefect_tracking():
+        with quiet_prefect_settings():
+            _prefect.as_prefect(image2)(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+    else:  # no Prefect server to show the run: the same flow body, without a temporary server
+        image2.fn(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     return [w for run in image2_last_run for w in run.written]
+
+
+_prefect.lazy_module(__name__)

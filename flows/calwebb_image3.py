@@ -21,7 +21,8 @@ import logging
 import os
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError, did_you_mean
@@ -195,3 +196,6 @@ def run_image3(input_path, *, output_dir, steps=None, config=None, options=None)
     for prod in res.stage3.values():
         written += prod.get("written", [])
     return written
+
+
+_prefect.lazy_module(__name__)

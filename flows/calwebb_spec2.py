@@ -23,7 +23,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, a_an
@@ -357,7 +358,7 @@ def run_spec2(input_path, *, output_dir, steps=None, config=None, options=None):
         return made
     if prefect_tracking():
         with quiet_prefect_settings():
-            spec2(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
+            _prefect.as_prefect(spec2)(str(input_path), steps=steps, config=config, output_dir=str(output_dir))
     else:
         # no Prefect server to show the runs: the same flow body, without the temporary server (and
         # without task states holding every step's model)
@@ -370,3 +371,6 @@ from . import _spec2_grism  # noqa: E402,F401
 from . import _spec2_soss  # noqa: E402,F401
 from . import _spec2_nirspec  # noqa: E402,F401
 from . import _spec2_nrs_ifu  # noqa: E402,F401
+
+
+_prefect.lazy_module(__name__)

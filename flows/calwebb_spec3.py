@@ -47,9 +47,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
-from prefect.task_runners import ThreadPoolTaskRunner
+from . import _prefect
+from ._prefect import Later, flow, task
 
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
@@ -178,7 +177,7 @@ def spec3_source(source, name: str, params: dict, references: dict, context: str
     return process_source(source, name, run, Path(output_dir) if output_dir else None, asn_table, asn_id)
 
 
-@task(name="source", cache_policy=NONE, persist_result=False)
+@task(name="source", cache_policy="NONE", persist_result=False)
 def source_task(source, name: str, params: dict, references: dict, context: str | None,
                 output_dir: str | None, asn_table: str | None, asn_id: str | None = None) -> SourceResult:
     """Run one source's subflow (its failure reported, see :func:`.stage.guarded`)."""
@@ -208,8 +207,14 @@ def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
     return [(product_name, list(exposures))]
 
 
+def _thread_pool_runner(n: int):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=n)
+
+
 @flow(name="spec3", flow_run_name=run_name("spec3"), validate_parameters=False, persist_result=False,
-      task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+      task_runner=Later(lambda: _thread_pool_runner(MAX_WORKERS)))
 def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
           asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
           output_dir: str | None = None, backgrounds=None) -> dict:
@@ -271,9 +276,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         subtracted = run_steps(ModelLibrary(exposures + spectra, asn_id=asn_id), ["master_background"],
                                StageRun(params=params), output_dir=out_dir, source_name=product_name)
         exposures = [m for m in subtracted if isinstance(m, (models.MultiSlitModel, models.SlitModel))]
-    from prefect.context import FlowRunContext
-
-    tracked = FlowRunContext.get() is not None
+    tracked = _prefect.in_flow_run()
     results: list[SourceResult] = []
     if probe.meta.exposure.type in WFSS_TYPES:  # WFSS: per-source spectra joined into one x1d and one c1d
         del probe  # run_wfss releases each exposure once its cutouts are extracted
@@ -284,7 +287,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
     if tracked:
         # the fan-out: the flow's task runner runs at most MAX_WORKERS sources at once
         # (``spec3.with_options(task_runner=...)`` for another bound)
-        futures = [source_task.submit(src, name, params, references, context, output_dir, asn_table_name, asn_id)
+        futures = [_prefect.as_prefect(source_task).submit(src, name, params, references, context, output_dir, asn_table_name, asn_id)
                    for name, src in sources]
         results = [f.result() for f in futures]
     else:
@@ -349,9 +352,12 @@ def run_spec3(input_path, *, output_dir, steps=None, config=None, options=None):
                 raise InputFileError(p, "no such file (a member of the association)")
         # a Prefect flow run when Prefect tracks runs (stage.prefect_tracking), else its body as plain
         # calls: no temporary Prefect server, no subflow per source, the same products
-        body = spec3 if prefect_tracking() or in_prefect_run() else spec3.fn
+        body = _prefect.as_prefect(spec3) if prefect_tracking() or in_prefect_run() else spec3.fn
         res = body(members, backgrounds=backgrounds, product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
                    asn_table_name=Path(input_path).name, steps=steps, config=config,
                    output_dir=str(output_dir or folder))
         written += res["written"]
     return written
+
+
+_prefect.lazy_module(__name__)

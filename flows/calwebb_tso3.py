@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
@@ -308,8 +309,11 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
                       asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out_dir))
         if tracked:
             with quiet_prefect_settings():
-                res = tso3(members, **kwargs)
+                res = _prefect.as_prefect(tso3)(members, **kwargs)
         else:  # no Prefect server to show the runs: the flow body as a plain call
             res = tso3.fn(members, **kwargs)
         written += res["written"]
     return written
+
+
+_prefect.lazy_module(__name__)

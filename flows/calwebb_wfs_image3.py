@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from prefect import flow
+from . import _prefect
+from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError
@@ -80,7 +81,7 @@ def wfs_image3(pairs: list, asn_pool: str | None = None, asn_table_name: str | N
 def run_wfs_image3(input_path, *, output_dir, steps=None, config=None, options=None):
     """``webbflow run wfs-image3 ASN``: each product's two science members combined."""
     from .association import load_asn, member_path
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
     steps = dict(steps or {})
     if options:  # the step's own parameters, as strun takes them for calwebb_wfs-image3
@@ -104,7 +105,14 @@ def run_wfs_image3(input_path, *, output_dir, steps=None, config=None, options=N
         members = [member_path(input_path, folder, m.expname) for m in product.members
                    if m.exptype.lower() == "science"]
         pairs.append((product.name, members))
-    with quiet_prefect_settings():
-        res = wfs_image3(pairs, asn_pool=asn.asn_pool, asn_table_name=Path(input_path).name, steps=steps,
-                         config=config, output_dir=str(out_dir))
+    kwargs = dict(asn_pool=asn.asn_pool, asn_table_name=Path(input_path).name, steps=steps, config=config,
+                  output_dir=str(out_dir))
+    if prefect_tracking():
+        with quiet_prefect_settings():
+            res = _prefect.as_prefect(wfs_image3)(pairs, **kwargs)
+    else:  # no Prefect server to show the run: the same flow body, without a temporary server
+        res = wfs_image3.fn(pairs, **kwargs)
     return written + res["written"]
+
+
+_prefect.lazy_module(__name__)

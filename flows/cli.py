@@ -50,10 +50,10 @@ def resolve_target(name: str) -> tuple[str, str]:
     key = PIPELINE_ALIASES.get(key, key)
     if _step_alone(key):
         return "step", key
-    load_all()
     pipes = _pipelines()
-    if key in pipes:
+    if key in pipes:  # before importing every step module: a pipeline imports its own steps
         return "pipeline", key
+    load_all()
     key = ALIASES.get(key, ALIASES.get(key.lower(), key))
     if key in STEPS:
         return "step", key
@@ -379,8 +379,12 @@ def cmd_run(args, extra: list[str]) -> int:
         check_readable(inp)
     steps, top = parse_step_overrides(extra)
     out_dir = Path(args.output_dir) if args.output_dir else Path.cwd()
-    # one step on a file runs no flow: Prefect (about 1.5 s to import) is not needed
-    _quiet_prefect_console(args.verbose, prefect=not (kind == "step" and inp.suffix.lower() != ".json"))
+    # one step on a file runs no flow, and a run without a Prefect API runs the flows' bodies as plain
+    # calls: Prefect (about 1 s of CPU and 20-40 MiB to import) is not needed
+    from .stage import prefect_tracking
+
+    _quiet_prefect_console(args.verbose, prefect=not (kind == "step" and inp.suffix.lower() != ".json")
+                           and prefect_tracking())
     from . import progress
 
     try:

@@ -22,8 +22,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
+from . import _prefect
+from ._prefect import flow, task
 
 from ..errors import InputFileError, WebbflowError
 from . import registry
@@ -104,7 +104,7 @@ def _no_spec2_branch(a) -> str | None:
     return None
 
 
-@task(name="run-association", cache_policy=NONE, persist_result=False)
+@task(name="run-association", cache_policy="NONE", persist_result=False)
 def association_task(asn_path: str, output_dir: str, steps: dict | None, config: str | None) -> list[str]:
     from .association import process_association
 
@@ -198,7 +198,7 @@ def observation(source: str, output_dir: str | None = None, steps: dict | None =
     for name, why in result.skipped.items():
         log.warning("skipping %s: %s", name, why)
     for batch in (first, second, [a for a in third if a.rule.level == 2], [a for a in third if a.rule.level != 2]):
-        futures = [(a, association_task.submit(str(folder / a.filename), str(out), steps, config)) for a in batch]
+        futures = [(a, _prefect.as_prefect(association_task).submit(str(folder / a.filename), str(out), steps, config)) for a in batch]
         for a, fut in futures:
             try:
                 result.ran[a.filename] = fut.result()
@@ -216,9 +216,12 @@ def run_observation_cli(inp, *, output_dir=None, steps=None, config=None, option
     from .stage import quiet_prefect_settings
 
     with quiet_prefect_settings():
-        res = observation(str(inp), output_dir=str(output_dir) if output_dir else None, steps=steps or None,
+        res = _prefect.as_prefect(observation)(str(inp), output_dir=str(output_dir) if output_dir else None, steps=steps or None,
                           config=config)
     print(f"pool {res.pool}: {len(res.associations)} associations, {len(res.ran)} run, {len(res.skipped)} skipped")
     for name, why in res.skipped.items():
         print(f"skipped {name}: {why}")
     return res.written
+
+
+_prefect.lazy_module(__name__)

@@ -196,12 +196,9 @@ def _thumbnail_uri(model) -> str | None:
 
 
 def _in_flow_run() -> bool:
-    try:
-        from prefect.context import FlowRunContext
+    from ._prefect import in_flow_run  # without importing Prefect when no run can exist
 
-        return FlowRunContext.get() is not None
-    except Exception:  # noqa: BLE001
-        return False
+    return in_flow_run()
 
 
 def artifact_key(*parts: str) -> str:

@@ -36,18 +36,30 @@ def register(name: str):
     return deco
 
 
+# the module registering each pipeline: looking one up imports that module only, not all twelve
+_MODULE_OF = {name: "calwebb_" + name.replace("-", "_") for name in (
+    "detector1", "guider", "dark", "image2", "image3", "tso3", "spec3", "spec2", "coron3", "wfs-image3", "ami3")}
+_MODULE_OF["observation"] = "observation"
+
+
 class _Lazy(dict):
     def _ensure(self):
         if not getattr(self, "_loaded", False):
             self._loaded = True
             _load()
 
+    def _ensure_one(self, k):
+        if not super().__contains__(k) and k in _MODULE_OF:
+            importlib.import_module(f"webbflow.flows.{_MODULE_OF[k]}")
+        if not super().__contains__(k):
+            self._ensure()
+
     def __contains__(self, k):
-        self._ensure()
+        self._ensure_one(k)
         return super().__contains__(k)
 
     def __getitem__(self, k):
-        self._ensure()
+        self._ensure_one(k)
         return super().__getitem__(k)
 
     def __iter__(self):

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
-
 from .. import __version__, models
 from ..errors import ParameterError, WebbflowError, did_you_mean
 from ..tasks import load_all
 from ..tasks.base import STEPS, StepParams, run_step
 from .naming import product_path, root_of
+from ._prefect import in_flow_run
 from .params import load_config_file
 
 log = logging.getLogger("webbflow.flows")
@@ -246,7 +244,13 @@ def _execute(name: str, model, params: StepParams, references: dict[str, str]):
         line += f" ({res.reason})"
     if res.qa:
         line += f": {format_qa(res.qa)}"
+    from ._prefect import in_prefect_run
+
     try:
+        if not in_prefect_run():
+            raise LookupError
+        from prefect import get_run_logger
+
         get_run_logger().info(line)
     except Exception:  # noqa: BLE001 - outside a run context: the plain log (shown with -v)
         log.info(line)
@@ -325,6 +329,9 @@ def step_task(name: str) -> _StepTask:
     """The Prefect task that runs step ``name``: arrays pass in memory, never hashed or persisted."""
     t = _TASKS.get(name)
     if t is None:
+        from prefect import task
+        from prefect.cache_policies import NONE
+
         t = _StepTask(task(name=name, cache_policy=NONE, persist_result=False, log_prints=False)(_execute_as_task))
         _TASKS[name] = t
     return t
@@ -339,9 +346,7 @@ def run_steps(model, names: list[str], run: StageRun, *, output_dir=None, source
     the steps run as plain function calls, with the same records.  ``label``
     tells apart runs of one step on several products (``gain_scale [rateints]``).
     """
-    from prefect.context import FlowRunContext
-
-    tracked = FlowRunContext.get() is not None
+    tracked = in_flow_run()
     for name in names:
         p = run.params[name]
         if output_dir is not None and p.output_dir is None:
@@ -482,10 +487,10 @@ class Reused(str):
 def show_reuse(what: str, reason: str) -> None:
     """Inside a flow run, a task run in a Completed-type state named ``Cached`` for a reused stage, so
     that reuse shows in the run graph instead of being absent; nothing outside a run."""
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
+    if not in_flow_run():
         return
+    from prefect import task
+    from prefect.cache_policies import NONE
     from prefect.states import Completed
 
     def _reused():
@@ -537,12 +542,57 @@ def prefect_tracking() -> bool:
         return True
     if mode in ("0", "off", "false", "no", "never"):
         return False
+    configured = _api_url_without_prefect()
+    if configured is not None:
+        return configured
     try:
         from prefect.settings import PREFECT_API_URL
 
         return bool(PREFECT_API_URL.value())
     except Exception:  # noqa: BLE001
         return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def _api_url_without_prefect() -> bool | None:
+    """Whether a Prefect API URL is configured, found without importing Prefect (about 1 s of CPU
+    and 20-40 MiB), or None when only Prefect's settings can tell.
+
+    Prefect reads ``PREFECT_API_URL`` from the environment, then from the active profile
+    (``PREFECT_PROFILES_PATH``, else ``$PREFECT_HOME/profiles.toml``), then from ``.env``,
+    ``prefect.toml`` or ``pyproject.toml`` in the working folder.  Once Prefect is imported (a test
+    harness, a Python caller's temporary settings) its own answer is taken.
+    """
+    import sys
+
+    if "prefect.settings" in sys.modules:
+        return None
+    if "PREFECT_API_URL" in os.environ:
+        return bool(os.environ["PREFECT_API_URL"].strip())
+    cwd = Path.cwd()
+    for name, mark in ((".env", "PREFECT_"), ("prefect.toml", ""), ("pyproject.toml", "prefect")):
+        try:
+            text = (cwd / name).read_text(errors="replace")
+        except OSError:
+            continue
+        if mark.lower() in text.lower():
+            return None
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    if not profiles.exists():
+        return None if os.environ.get("PREFECT_PROFILE") else False  # Prefect's default profile has no API URL
+    try:
+        import tomllib
+
+        data = tomllib.loads(profiles.read_text())
+        active = os.environ.get("PREFECT_PROFILE") or data.get("active")
+        if not active:
+            return None
+        settings = (data.get("profiles") or {}).get(active)
+        if settings is None:
+            return None
+        return bool(str(settings.get("PREFECT_API_URL", "") or "").strip())
+    except Exception:  # noqa: BLE001 - a file Prefect reads its own way
+        return None
 
 
 def quiet_prefect_settings():
