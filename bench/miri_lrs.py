@@ -85,18 +85,23 @@ def level2_asns(obs: Path) -> list[Path]:
     return sorted(p for p in obs.glob("*_asn.json") if json.loads(p.read_text()).get("asn_type", "").endswith("spec2"))
 
 
-def run_jwst(obs: Path, work: Path, pipeline: str, env: dict) -> dict:
-    """strun detector1 on each uncal, spec2 on each level-2 association, then the level-3 pipeline."""
+def run_chain(obs: Path, work: Path, pipeline: str, env: dict, tool: str = "jwst") -> dict:
+    """The chain as jwst's users run it, from a copy of the inputs: detector1 on each uncal, spec2 on
+    each level-2 association, then the level-3 pipeline, one command each; ``tool`` "jwst" runs
+    ``strun``, "webbflow" ``webbflow run`` (into the same folder).  Time and CPU are the commands'
+    sums, the peak the largest command's."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     for f in list(obs.glob("*_uncal.fits")) + list(obs.glob("*_asn.json")):
         shutil.copy(f, work / f.name)
-    strun = str(BIN / "strun")
     commands = [["calwebb_detector1", f.name] for f in sorted(work.glob("*_uncal.fits"))]
     commands += [["calwebb_spec2", f.name] for f in level2_asns(work)]
     commands.append([pipeline, level3_asn(work, pipeline).name])
-    parts = [timed([strun, *c], work, env) for c in commands]
+    if tool == "jwst":
+        parts = [timed([str(BIN / "strun"), *c], work, env) for c in commands]
+    else:
+        parts = [timed([str(BIN / "webbflow"), "run", *c, "--output-dir", "."], work, env) for c in commands]
     return {"wall": sum(p["wall"] for p in parts), "rss": max(p["rss"] for p in parts),
             "cpu": sum(p["cpu"] for p in parts), "commands": len(parts),
             "stages": _by_stage(commands, parts)}
@@ -111,23 +116,6 @@ def _by_stage(commands: list[list[str]], parts: list[dict]) -> dict:
         s["cpu"] += p["cpu"]
         s["rss"] = max(s["rss"], p["rss"])
     return out
-
-
-def run_webbflow_stages(obs: Path, work: Path, pipeline: str, env: dict) -> dict:
-    """webbflow run as jwst's users run strun: one command per exposure and stage, from a copy of the
-    inputs (detector1 on each uncal, spec2 on each level-2 association, then the level-3 pipeline)."""
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for f in list(obs.glob("*_uncal.fits")) + list(obs.glob("*_asn.json")):
-        shutil.copy(f, work / f.name)
-    wf = str(BIN / "webbflow")
-    commands = [["calwebb_detector1", f.name] for f in sorted(work.glob("*_uncal.fits"))]
-    commands += [["calwebb_spec2", f.name] for f in level2_asns(work)]
-    commands.append([pipeline, level3_asn(work, pipeline).name])
-    parts = [timed([wf, "run", *c, "--output-dir", "."], work, env) for c in commands]
-    return {"wall": sum(p["wall"] for p in parts), "rss": max(p["rss"] for p in parts),
-            "cpu": sum(p["cpu"] for p in parts), "stages": _by_stage(commands, parts)}
 
 
 def run_webbflow(obs: Path, out: Path, pipeline: str, env: dict) -> dict:
@@ -237,14 +225,14 @@ def main(argv=None) -> None:
         run_webbflow(obs, args.workdir / f"{exp_type}-warmup", pipeline, env)  # kernels compiled once
         rows: dict[str, list[dict]] = {"jwst": [], "webbflow": [], "webbflow rerun": []}
         for r in range(args.rounds):
-            rows["jwst"].append(run_jwst(obs, args.workdir / f"{exp_type}-jwst", pipeline, env))
+            rows["jwst"].append(run_chain(obs, args.workdir / f"{exp_type}-jwst", pipeline, env))
             out = args.workdir / f"{exp_type}-wf-{r}"
             shutil.rmtree(out, ignore_errors=True)
             rows["webbflow"].append(run_webbflow(obs, out, pipeline, env))
             rows["webbflow rerun"].append(run_webbflow(obs, out, pipeline, env))
             if args.per_stage:
                 rows.setdefault("webbflow per stage", []).append(
-                    run_webbflow_stages(obs, args.workdir / f"{exp_type}-wf-stages", pipeline, env))
+                    run_chain(obs, args.workdir / f"{exp_type}-wf-stages", pipeline, env, tool="webbflow"))
         results[name] = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")}
                          for k, v in rows.items()}
         if args.per_stage:

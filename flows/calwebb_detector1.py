@@ -102,6 +102,8 @@ def detector1(
             stamp(model, run, "detector1")
             run.written.append(save_product(model, out_dir, source, "ramp", run))
 
+        # the ramp read here is not needed once fitted: ramp_fit gives its memory back as it goes
+        model._release_after_fit = on_disk
         fit = run_steps(model, ["ramp_fit"], run, output_dir=out_dir, source_name=source)
         if isinstance(fit, (list, tuple)):
             rate, rateints = fit

@@ -70,11 +70,14 @@ def _copy_int_times(rows, out) -> None:
 @flow(name="tso3", flow_run_name=run_name("tso3"), validate_parameters=False, persist_result=False)
 def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | None = None,
          asn_table_name: str | None = None, steps: dict | None = None, config: str | None = None,
-         output_dir: str | None = None) -> dict:
+         output_dir: str | None = None, keep_arrays: bool = True) -> dict:
     """Run the TSO stage 3 steps on calints cubes (paths or CubeModels) of one product.
 
     Returns ``{"crfints": [models], "x1dints": model or None, "table": photometry or white-light
-    table, "written": [paths]}``.
+    table, "written": [paths]}``.  With ``keep_arrays=False`` (the command line's run, which
+    only wants the files) each spectroscopic cube's arrays are let go once its spectra are
+    extracted, so that the next cube and the x1dints product do not sit on top of them; the
+    returned crfints models then hold their metadata only.
     """
     members = list(input) if isinstance(input, (list, tuple)) else [input]
     if not members:
@@ -165,6 +168,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     blender = MetaBlender(spectra=True)  # each exposure's spectra's metadata, blended as jwst does
     atm_status = []
     for k, cube in enumerate(flagged):
+        before = cube
         # jwst's adaptive_trace_model on each cube (skipped by default; a MIRI LRS slitless or NIRSpec
         # BOTS cube is fitted on its median image, other cubes are marked FAILED), then pixel_replace
         cube = flagged[k] = run_steps(cube, ["adaptive_trace_model"], run)
@@ -185,6 +189,10 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         x1d.spec.extend(spectra.spec)
         blender.accumulate(_primary_only(spectra))
         x1d.meta.ref_file.extract1d = spectra.meta.ref_file.extract1d
+        if not keep_arrays:  # written already (crfints) and extracted: the cube's arrays are not read again
+            for m in {id(before): before, id(cube): cube}.values():
+                for name in m.array_names():
+                    setattr(m, name, None)
     x1d.meta.target.source_type = None
     if not x1d.spec:
         log.warning("extract_1d step could not be completed for any integrations")
@@ -306,7 +314,8 @@ def run_tso3(input_path, *, output_dir, steps=None, config=None, options=None):
         if not members:
             raise InputFileError(input_path, f"product {product.name!r} has no science member")
         kwargs = dict(product_name=product.name, asn_id=asn.asn_id, asn_pool=asn.asn_pool,
-                      asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out_dir))
+                      asn_table_name=Path(input_path).name, steps=steps, config=config, output_dir=str(out_dir),
+                      keep_arrays=False)
         if tracked:
             with quiet_prefect_settings():
                 res = _prefect.as_prefect(tso3)(members, **kwargs)

@@ -232,6 +232,18 @@ def detect_rows(data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
 
 
 @numba.njit(cache=True, nogil=True)
+def pixel_major_row(data, gdq, y, rowd, rowq):
+    """Row ``y`` of every integration and group into (nx, nints * ngroups) copies: a pixel's ramps contiguous."""
+    nints, ngroups, ny, nx = data.shape
+    for i in range(nints):
+        for k in range(ngroups):
+            p = i * ngroups + k
+            for x in range(nx):
+                rowd[x, p] = data[i, k, y, x]
+                rowq[x, p] = gdq[i, k, y, x]
+
+
+@numba.njit(cache=True, nogil=True)
 def _detect_block(lo, hi, data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, single_pass,
                 flag4, min_nb, max_nb, dnu, sat, jump, src, counts):
     nints, ngroups, ny, nx = data.shape
@@ -243,12 +255,7 @@ def _detect_block(lo, hi, data, gdq, gain, rnoise, nframes, thr4, thr3, thr2, si
         rowd = np.empty((nx, npl), np.float32)
         rowq = np.empty((nx, npl), np.uint8)
         rows = np.zeros((nx, nints, src.shape[1]), np.uint8)
-        for i in range(nints):
-            for k in range(ngroups):
-                p = i * ngroups + k
-                for x in range(nx):
-                    rowd[x, p] = data[i, k, y, x]
-                    rowq[x, p] = gdq[i, k, y, x]
+        pixel_major_row(data, gdq, y, rowd, rowq)
         e = np.empty(ngroups, np.float32)
         fd = np.empty(n, np.float64)
         fda = np.empty(n, np.float64)

@@ -104,6 +104,7 @@ def fit_ramps(
     save_opt: bool = False,
     suppress_one_group: bool = True,
     engine: str = "auto",
+    release_ramp: bool = False,
 ) -> RampFitResult:
     """Fit the ramps of a (nints, ngroups, ny, nx) array in DN.
 
@@ -115,6 +116,11 @@ def fit_ramps(
     ``engine``: "auto" uses the compiled OLS kernel (``_ramp_kernel``, which
     reads ``groupdq`` without changing it) for OLS_C without optional results
     or CHARGELOSS flags, and stcal otherwise; "stcal" always uses stcal.
+
+    ``release_ramp``: the caller will not read ``data`` and ``groupdq`` again.  The
+    compiled fit then takes a few integrations at a time and gives each block's
+    memory back once it is fitted (its values become zeros), so that the ramp and
+    the rateints arrays are not held in full at once; the results are the same.
     """
     algorithm = algorithm.upper()
     if read_times is not None and len(read_times) > 0 and algorithm != "LIKELY":
@@ -131,7 +137,7 @@ def fit_ramps(
         return _fit_with_kernel(
             data, groupdq, pixeldq, gain, readnoise, instrument=instrument, frame_time=frame_time,
             group_time=group_time, nframes=nframes, average_dark_current=average_dark_current,
-            zeroframe=zeroframe, suppress_one_group=suppress_one_group,
+            zeroframe=zeroframe, suppress_one_group=suppress_one_group, release=release_ramp,
         )
 
     from stcal.ramp_fitting import ramp_fit_class
@@ -231,8 +237,11 @@ def scaled_readnoise(readnoise: np.ndarray, gain: np.ndarray, nframes: int) -> n
 
 
 def kernel_fit(data, groupdq, pixeldq, gain, rn_scaled, average_dark_current, zeroframe, *, first, last, one_good,
-               group_time, frame_time, nframes, suppress_one_group):
-    """The compiled fit of groups [first, last) (any block of rows); returns (image, integ) dictionaries."""
+               group_time, frame_time, nframes, suppress_one_group, int_block=None, done=None):
+    """The compiled fit of groups [first, last) (any block of rows); returns (image, integ) dictionaries.
+
+    ``int_block``/``done``: integrations fitted at a time, and what to call once each block is
+    (see ``_ramp_kernel.fit``)."""
     from . import _ramp_kernel as K
 
     flags = _stcal_flags()
@@ -245,12 +254,39 @@ def kernel_fit(data, groupdq, pixeldq, gain, rn_scaled, average_dark_current, ze
         group_time=group_time, frame_time=frame_time, nframes=nframes,
         suppress1g=suppress_one_group, one_good=one_good, clear_first_jump=first > 0,
         dnu=flags["DO_NOT_USE"], jump=flags["JUMP_DET"], sat=flags["SATURATED"],
-        pers=flags["PERSISTENCE"], ngval=flags["NO_GAIN_VALUE"],
+        pers=flags["PERSISTENCE"], ngval=flags["NO_GAIN_VALUE"], int_block=int_block, done=done,
     )
 
 
+# the ramp's float32 data fitted at a time when the fit releases the ramp as it goes (fit_model's release_ramp)
+RELEASE_BLOCK_BYTES = 16 << 20
+
+
+def release_pages(arr: np.ndarray, i0: int, i1: int) -> None:
+    """Give the memory of ``arr[i0:i1]`` (whole pages inside it) back to the system: those values become zeros.
+
+    For an array no one reads again (the ramp once it is fitted), so that the rateints arrays
+    filled next take its place in memory instead of adding to it.  Linux only; elsewhere nothing.
+    """
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux") or not arr.flags.c_contiguous or i1 <= i0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    per = arr.strides[0]
+    lo = arr.ctypes.data + i0 * per
+    hi = arr.ctypes.data + i1 * per
+    page = mmap.PAGESIZE
+    lo = -(-lo // page) * page
+    hi = hi // page * page
+    if hi > lo:
+        libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4)  # MADV_DONTNEED
+
+
 def _fit_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, instrument, frame_time, group_time, nframes,
-                     average_dark_current, zeroframe, suppress_one_group) -> RampFitResult:
+                     average_dark_current, zeroframe, suppress_one_group, release=False) -> RampFitResult:
     """stcal's OLS_C path (ramp_fit_data, ols_ramp_fit_multi, the C fitter) on the compiled kernel."""
     from . import _ramp_kernel as K
 
@@ -265,10 +301,18 @@ def _fit_with_kernel(data, groupdq, pixeldq, gain, readnoise, *, instrument, fra
     if plan is None:
         return RampFitResult(None, None, None, "OLS_C")
     first, last = plan
+    int_block = done = None
+    if release:
+        int_block = max(1, RELEASE_BLOCK_BYTES // max(1, data[0].nbytes))
+
+        def done(i0, i1):
+            release_pages(data, i0, i1)
+            release_pages(groupdq, i0, i1)
+
     image, integ = kernel_fit(
         data, groupdq, pixeldq, gain, rn, average_dark_current, zeroframe, first=first, last=last,
         one_good=one_good, group_time=group_time, frame_time=frame_time, nframes=nframes,
-        suppress_one_group=suppress_one_group,
+        suppress_one_group=suppress_one_group, int_block=int_block, done=done,
     )
     return RampFitResult(image, integ, None, "OLS_C")
 
@@ -369,7 +413,11 @@ def reference_arrays(model, refs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_model(ramp, gain_ref, readnoise_ref, params: RampFitParams | None = None) -> tuple[object, object, RampFitResult]:
-    """Fit a RampModel; returns (rate, rateints, fit result).  The ramp is not modified."""
+    """Fit a RampModel; returns (rate, rateints, fit result).
+
+    The ramp is not modified, unless its owner has marked it ``_release_after_fit`` (a flow whose
+    ramp is not read after ramp_fit): then its data and GROUPDQ are given back to the system as
+    they are fitted (``fit_ramps``' ``release_ramp``) and read as zeros afterwards."""
     params = params or RampFitParams()
     if params.maximum_cores not in ("1", "none", "one"):
         log.warning("ramp_fit: maximum_cores=%s ignored; webbflow's kernel uses the process's threads", params.maximum_cores)
@@ -405,6 +453,7 @@ def fit_model(ramp, gain_ref, readnoise_ref, params: RampFitParams | None = None
         algorithm=params.algorithm,
         save_opt=params.save_opt,
         suppress_one_group=params.suppress_one_group,
+        release_ramp=bool(getattr(ramp, "_release_after_fit", False)) and gdq is ramp.groupdq,
     )
     rate, rateints = rate_products(ramp, result)
     gain_factor = getattr(gain_ref.meta.exposure, "gain_factor", None)

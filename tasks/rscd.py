@@ -63,7 +63,7 @@ def _flag_range(model, i0: int, i1: int, nskip: int, union: dict | None = None) 
     gdq = model.groupdq[i0:i1]  # a view
     sat = np.uint8(dqflags.SATURATED)
     nints, ngroups, ny, nx = gdq.shape
-    skip = np.full((nints, ny, nx), nskip, dtype=np.int64)
+    skip = np.full((nints, ny, nx), nskip, dtype=np.int16)  # group counts (not int64: 4 times the ramp's GROUPDQ)
     n_lowered = 0
     n_one_group = 0
     # The first group kept is group nskip+1 (0-based nskip); the ramp needs the next one
@@ -89,9 +89,11 @@ def _flag_range(model, i0: int, i1: int, nskip: int, union: dict | None = None) 
     if union is not None:
         n_lowered = int(union["lowered"].sum()) if "lowered" in union else 0
         n_one_group = int(union["one"].sum()) if "one" in union else 0
-    # groups 0..skip-1 of each pixel get DO_NOT_USE
-    flag = np.arange(ngroups)[None, :, None, None] < skip[:, None, :, :]
-    gdq[flag] |= np.uint8(dqflags.DO_NOT_USE)
+    # groups 0..skip-1 of each pixel get DO_NOT_USE, a group plane at a time (no mask of the whole ramp)
+    dnu = np.uint8(dqflags.DO_NOT_USE)
+    for k in range(min(ngroups, int(skip.max(initial=0)))):
+        plane = gdq[:, k]
+        plane[k < skip] |= dnu
     return n_lowered, n_one_group
 
 

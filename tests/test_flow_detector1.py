@@ -211,3 +211,30 @@ def test_parity_miri(miri, tmp_path, crds_env):
 @pytest.mark.parity
 def test_parity_niriss(niriss, tmp_path, crds_env):
     _parity(niriss, tmp_path, crds_env)
+
+
+def test_ramp_read_by_the_flow_is_fitted_by_blocks_and_released_with_the_same_products(miri, crds_env, monkeypatch):
+    """detector1 on a file marks the ramp it read as not needed after ramp_fit: the fit then goes a few
+    integrations at a time (here one) and gives each block back; rate and rateints are those of the
+    whole fit, bit for bit, and an in-memory input is never released."""
+    from webbflow.flows.calwebb_detector1 import detector1
+    from webbflow.tasks import ramp_fit as RF
+
+    crds_env(miri.crds_path)
+    uncal = str(miri.uncal[0])
+    whole = detector1.fn(uncal)
+    released = []
+    real = RF.release_pages
+    monkeypatch.setattr(RF, "RELEASE_BLOCK_BYTES", 1)
+    monkeypatch.setattr(RF, "release_pages", lambda a, i0, i1: (released.append((i0, i1)), real(a, i0, i1)))
+    blocks = detector1.fn(uncal)
+    assert sorted(set(released)) == [(0, 1), (1, 2)]
+    for a, b in zip(whole, blocks):
+        assert a.array_names() == b.array_names()
+        for name in a.array_names():
+            x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
+    released.clear()
+    ramp = models.open(uncal)
+    detector1.fn(ramp)
+    assert not released

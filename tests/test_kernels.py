@@ -242,6 +242,52 @@ def test_ramp_kernel_one_group_exposures():
     _assert_same_fit(a, b)
 
 
+@pytest.mark.parametrize("case", ["nircam", "nircam-no-suppress", "miri-dropped", "one-group"])
+def test_ramp_kernel_by_blocks_of_integrations_releasing_the_ramp_matches_stcal(case, monkeypatch):
+    """fit_ramps(release_ramp=True): a few integrations at a time (the median rate over all of them
+    first, the rate's sums carried across blocks), each block's memory given back once fitted;
+    stcal's answers bit for bit, in blocks that do not divide the integrations evenly."""
+    from webbflow.tasks import ramp_fit as RF
+
+    rng = np.random.default_rng(21)
+    nints, ngroups, ny, nx = (7, 1, 12, 1024) if case == "one-group" else (7, 6, 12, 1024)
+    data, gdq = _ramps(rng, nints, ngroups, ny, nx, sat_level=9000.0, n_crs=200 if ngroups > 1 else 0)
+    if ngroups > 1:
+        gdq[:, 1:][np.diff(data, axis=1) > 400] |= JUMP
+    _flag_some(rng, gdq, 0.03)
+    gdq[1:3, :, 4, 5] |= SAT  # saturated in some integrations only
+    gdq[:, :, 6, 7] |= DNU  # nothing usable in any
+    gdq[:, 1:, 3, 3] |= DNU  # one good group, the first, everywhere
+    instrument = "NIRCAM"
+    if case == "miri-dropped":
+        instrument = "MIRI"
+        gdq[:, 0] |= DNU
+        gdq[:, -1] |= DNU
+    pdq = np.zeros((ny, nx), np.uint32)
+    gain = rng.uniform(1.5, 2.5, (ny, nx)).astype(np.float32)
+    gain[5, 9] = 0.0
+    rnoise = rng.uniform(4, 8, (ny, nx)).astype(np.float32)
+    dark = rng.uniform(0, 0.05, (ny, nx)).astype(np.float32)
+    zero = (data[:, 0] - 5).astype(np.float32)
+    suppress = case != "nircam-no-suppress"
+    kw = dict(instrument=instrument, frame_time=10.0, group_time=10.0, groupgap=0, nframes=1,
+              average_dark_current=dark, zeroframe=zero, suppress_one_group=suppress)
+    theirs = RF.fit_ramps(data.copy(), gdq.copy(), pdq.copy(), gain, rnoise, engine="stcal", **kw)
+    whole = RF.fit_ramps(data.copy(), gdq.copy(), pdq.copy(), gain, rnoise, **kw)
+    blocks = []
+    monkeypatch.setattr(RF, "RELEASE_BLOCK_BYTES", 3 * data[0].nbytes)  # blocks of 3, 3 and 1 integrations
+    real_release = RF.release_pages
+    monkeypatch.setattr(RF, "release_pages", lambda a, i0, i1: (blocks.append((a.ndim, i0, i1)), real_release(a, i0, i1)))
+    d, g = data.copy(), gdq.copy()
+    ours = RF.fit_ramps(d, g, pdq.copy(), gain, rnoise, release_ramp=True, **kw)
+    assert sorted({b[1:] for b in blocks}) == [(0, 3), (3, 6), (6, 7)]
+    # the fitted integrations' whole pages are given back (they read as zeros)
+    assert (d == 0).mean() > 0.95 and (g == 0).mean() > 0.95
+    _assert_same_fit(ours, theirs)
+    _assert_same_fit(whole, theirs)
+    assert np.isfinite(ours.image["slope"]).sum() > 0.9 * ny * nx
+
+
 # ---------------------------------------------------------------------------
 # saturation and IPC
 
