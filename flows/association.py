@@ -767,6 +767,10 @@ def process_association(
     res = AssociationResult(asn=str(asn_path), members=results, backgrounds=bkg_results)
     failed = res.failed
     if stage3 and asn.level == 3 and (not failed or allow_partial):
+        from ..refs._ref_cache import drop_kept
+
+        drop_kept()  # the members' references (detector1's full-frame darks and the like) are not Stage 3's
+        _release_memory()
         # the file each member names -> the file made for it (or found): several members may name
         # products of one exposure (its cal as science, its x1d as a spec3 background)
         result_of = dict(zip(members, results[len(results) - len(members):]))

@@ -56,6 +56,15 @@ def reference_cache():
                 _state.update(models=OrderedDict(), bytes=0)
 
 
+def drop_kept() -> None:
+    """Let go of every model kept so far, staying within the block: later opens fill the cache
+    again.  An association run calls it when its members are done, as Stage 3 reads other
+    references than detector1's full-frame ones."""
+    with _lock:
+        if _state["depth"] > 0:
+            _state.update(models=OrderedDict(), bytes=0)
+
+
 def _nbytes(model) -> int:
     arrays = getattr(model, "_arrays", None) or {}
     return sum(int(getattr(a, "nbytes", 0)) for a in arrays.values())

@@ -70,3 +70,20 @@ def test_references_over_the_limit_are_not_kept(tmp_path, monkeypatch):
         select.open_reference("gain", path)
         select.open_reference("gain", path)
     assert len(reads) == 2
+
+
+def test_kept_references_dropped_before_stage3_are_read_again(tmp_path, monkeypatch):
+    """An association run lets its members' references go when they are done (Stage 3 reads other
+    files): the memory is freed, and a later open reads the file again and is kept again."""
+    from webbflow.refs._ref_cache import drop_kept
+
+    path = _gain(tmp_path / "gain.fits")
+    reads = _counting(monkeypatch)
+    with reference_cache() as state:
+        select.open_reference("gain", path)
+        assert state["bytes"] > 0 and len(state["models"]) == 1
+        drop_kept()
+        assert state["bytes"] == 0 and not state["models"]
+        assert np.all(select.open_reference("gain", path).data == 2.0)
+        select.open_reference("gain", path)
+    assert reads == [str(path), str(path)]
