@@ -282,6 +282,7 @@ class _LM:
                     lam *= 10
             params = trial
             self.m.p = trial
+            self.damped = h  # BayesicFitting's fitter keeps this (damped) Hessian of the last step
             if abs(chi - trychi) < (self.tol if chi < 1 else self.tol * chi):
                 return trial
             chi = trychi
@@ -317,19 +318,20 @@ def _robust_fit(lm: _LM, y, w, domain: float = 10.0, tol: float = 1e-4):
     return p
 
 
-def _log10_evidence(chisq, sumw, npfit, hessian=None) -> float:
-    """log10 of the evidence, flat priors as jwst asks BayesicFitting for them."""
+def _log10_evidence(chisq, sumw, npfit, hessian=None, param_range=PARAM_RANGE, noise_range=NOISE_RANGE) -> float:
+    """log10 of the evidence, flat priors (on the parameters over ``param_range``, on the noise
+    scale over ``noise_range``) as jwst asks BayesicFitting for them."""
     dof = sumw - npfit
     if dof <= 0:
         raise RuntimeError("More parameters than (weighted) data points")
-    scalerange = math.log(NOISE_RANGE[1]) - math.log(NOISE_RANGE[0])
+    scalerange = math.log(noise_range[1]) - math.log(noise_range[0])
     s = math.sqrt(chisq / dof)
     s2 = s * s
     occam = 0.5 * math.log(math.pi * dof) - scalerange
     loglike = -0.5 * (sumw * math.log(2 * math.pi * s2) + chisq / s2)
     if npfit == 0:
         return (loglike + occam) / math.log(10.0)
-    prior = math.log(PARAM_RANGE[1] - PARAM_RANGE[0])
+    prior = math.log(param_range[1] - param_range[0])
     spr = math.log(scalerange) + prior + (npfit - 1) * prior
     occam += -spr + 0.5 * (npfit * math.log(2 * math.pi * s2) - math.log(np.linalg.det(hessian)))
     return (loglike + occam) / math.log(10.0)
