@@ -238,6 +238,24 @@ def test_ifu_mode_flags_what_jwst_flags(instrument, detectors, kernel, second):
         assert not flagged[5, 8]
 
 
+@pytest.mark.parametrize("kernel,block", [((7, 7), 32), ((5, 3), 7), ((9, 9), 1000)])
+def test_ifu_median_filter_is_stcals_by_blocks(kernel, block):
+    """The median filter, a block of rows at a time, gives stcal's medfilt exactly (NaNs, all-NaN
+    windows, edges), without gathering every window at once."""
+    from stcal.outlier_detection.utils import medfilt
+
+    from webbflow.tasks._outlier_ifu import median_filter
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((150, 97)) ** 2
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[40:52] = np.nan
+    for arr in (a, a.astype(np.float32)):
+        ours, theirs = median_filter(arr, kernel, block_rows=block), medfilt(arr, kernel)
+        assert ours.dtype == theirs.dtype
+        assert np.array_equal(ours, theirs, equal_nan=True)
+
+
 def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
     from webbflow.errors import ParameterError
     from webbflow.tasks import load_all
