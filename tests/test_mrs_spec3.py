@@ -256,6 +256,31 @@ def test_ifu_median_filter_is_stcals_by_blocks(kernel, block):
         assert np.array_equal(ours, theirs, equal_nan=True)
 
 
+def test_ifu_members_on_disk_keep_no_wcs_in_their_snapshots(tmp_path):
+    """spec3's model library keeps a metadata snapshot per member; an IFU member's leaves its (large)
+    WCS out, so that memory does not grow with the exposures, while a borrowed member has it."""
+    from astropy.modeling import models as am
+    from gwcs import WCS
+
+    from webbflow.tasks._library import ModelLibrary
+
+    paths = []
+    for ex in _small_exposures("MIRI", ["MIRIFUSHORT"] * 3):
+        m = _ours(ex)
+        m.meta.wcs = WCS(am.Shift(1.0) & am.Shift(2.0), input_frame="detector", output_frame="world")
+        paths.append(m.save(tmp_path / ex["name"]))
+    lib = ModelLibrary(paths, asn_id="o003")
+    for _i, m in lib.each(modify=True):
+        assert m.meta.wcs is not None
+        m.dq[0, 0] |= 4
+    for i in range(3):
+        assert lib.read_metadata(i).wcs is None and lib.read_metadata(i).filename == Path(paths[i]).name
+        m = lib.borrow(i)
+        assert m.meta.wcs(0.0, 0.0) == (1.0, 2.0) and m.dq[0, 0] & 4
+        lib.shelve(i, m, modify=False)
+    lib.close()
+
+
 def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
     from webbflow.errors import ParameterError
     from webbflow.tasks import load_all
