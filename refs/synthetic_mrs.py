@@ -114,10 +114,15 @@ def mrsxartcorr(seed: int = 1):
             tab["GAU_SCALE1"] = 1.0e-3 * (1.2 - 0.4 * t)
             tab["GAU_SCALE2"] = 3.0e-4 * (1.0 + 0.2 * t)
             setattr(m, f"ch{c}{b}_table", tab)
+    return _mrs_meta(m, "MRSXARTCORR", "MIRI MRS cross-artifact correction parameters (synthetic)")
+
+
+def _mrs_meta(m, reftype: str, description: str):
+    """The header of an MRS reference that applies to every detector and band."""
     meta = m.meta
-    meta.reftype = "MRSXARTCORR"
+    meta.reftype = reftype
     meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
-    meta.description = "MIRI MRS cross-artifact correction parameters (synthetic)"
+    meta.description = description
     meta.instrument.name = "MIRI"
     meta.exposure.type = "MIR_MRS"
     return m
@@ -149,14 +154,8 @@ def fringefreq(max_amplitude: float = 0.1):
     amp["wavelength"] = np.linspace(4.5, 29.0, amp.size)
     amp["amplitude"] = max_amplitude * (1.0 + 0.5 * (amp["wavelength"] - 4.5) / 24.5)
     m.max_amp_table = amp
-    meta = m.meta
-    meta.reftype = "FRINGEFREQ"
-    meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
-    meta.description = "MIRI MRS residual fringe frequencies (synthetic)"
-    meta.instrument.name = "MIRI"
-    meta.instrument.detector = "N/A"
-    meta.exposure.type = "MIR_MRS"
-    return m
+    m.meta.instrument.detector = "N/A"
+    return _mrs_meta(m, "FRINGEFREQ", "MIRI MRS residual fringe frequencies (synthetic)")
 
 
 def _wavelength_map(wcs_model) -> np.ndarray:

@@ -223,16 +223,7 @@ def fit_fringes(resid, weights, wavenum, ffreq, dffreq, max_sines, pgram_res, go
 def runaway_flags(fit, max_amp):
     """jwst's check_res_fringes: the fit zeroed over each beat where its envelopes' amplitude exceeds
     ``max_amp``; returns (fit, flags: 1 where zeroed)."""
-    n = fit.shape[0]
-    lower, upper = rf.envelopes(np.arange(n), fit)
-    k = np.arange(1, n - 1)
-    nodes = np.concatenate(([0], k[(upper[k] < upper[k - 1]) & (upper[k] < upper[k + 1])], [n - 1]))
-    flags = np.zeros(n)
-    for i in np.flatnonzero((np.abs(lower) + np.abs(upper)) > max_amp):
-        j = int(np.searchsorted(nodes, i))
-        fit[nodes[j - 1]:nodes[j]] = 0
-        flags[nodes[j - 1]:nodes[j]] = 1
-    return fit, flags
+    return rf.runaway_beats(fit, max_amp)
 
 
 def der_snr(flux) -> float:

@@ -174,18 +174,21 @@ def continuum(flux, weights, wavenum, ffreq: float) -> np.ndarray:
 def limit_runaways(fit, max_amp) -> np.ndarray:
     """Zero the fit over each beat (between minima of its upper envelope) where the envelopes'
     total amplitude exceeds ``max_amp``."""
+    return runaway_beats(fit, max_amp)[0]
+
+
+def runaway_beats(fit, max_amp) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`limit_runaways` and the flags of what it zeroed (1 there, else 0)."""
     n = fit.shape[0]
     lower, upper = envelopes(np.arange(n), fit)
-    mins = [0]
-    for k in range(1, n - 1):
-        if upper[k] < upper[k - 1] and upper[k] < upper[k + 1]:
-            mins.append(k)
-    mins.append(n - 1)
-    nodes = np.asarray(mins)
+    k = np.arange(1, n - 1)
+    nodes = np.concatenate(([0], k[(upper[k] < upper[k - 1]) & (upper[k] < upper[k + 1])], [n - 1]))
+    flags = np.zeros(n)
     for i in np.flatnonzero((np.abs(lower) + np.abs(upper)) > max_amp):
         j = int(np.searchsorted(nodes, i))
         fit[nodes[j - 1]:nodes[j]] = 0
-    return fit
+        flags[nodes[j - 1]:nodes[j]] = 1
+    return fit, flags
 
 
 # ----------------------------------------------------------------------------------------------
