@@ -185,11 +185,7 @@ def fit_fringes(resid, weights, wavenum, ffreq, dffreq, max_sines, pgram_res, go
     from astropy.timeseries import LombScargle
 
     nweighted = int((weights > 1e-05).sum())
-    nscan = np.around((2 * dffreq) / pgram_res).astype(int)
-    factor = np.amin(wavenum)
-    x = wavenum.copy() / factor
-    f0, df = ffreq / factor, dffreq / factor
-    periods = np.linspace(f0 - df, f0 + df, nscan)
+    x, factor, periods = rf.scan_grid(wavenum, ffreq, dffreq, pgram_res)
     resid = np.nan_to_num(resid)
     resid[resid == np.inf] = 0
     resid[resid == -np.inf] = 0

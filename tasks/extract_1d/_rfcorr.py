@@ -340,16 +340,23 @@ def _log10_evidence(chisq, sumw, npfit, hessian=None, param_range=PARAM_RANGE, n
     return (loglike + occam) / math.log(10.0)
 
 
+def scan_grid(wavenum, ffreq: float, dffreq: float, step: float):
+    """(wavenumbers / their minimum, that minimum, the periodogram's trial frequencies in those
+    units: ffreq +- dffreq in steps of about ``step`` cm-1)."""
+    nscan = np.around((2 * dffreq) / step).astype(int)
+    factor = np.amin(wavenum)
+    x = wavenum.copy() / factor
+    f0, df = ffreq / factor, dffreq / factor
+    return x, factor, np.linspace(f0 - df, f0 + df, nscan)
+
+
 def fit_sines(resid, weights, wavenum, ffreq: float, dffreq: float, max_sines: int) -> np.ndarray:
     """The sum of sines the evidence supports (see the module's docstring); raises FringeFitError
     when not even one is."""
     from astropy.timeseries import LombScargle
 
-    nscan = np.around((2 * dffreq) / SCAN_STEP).astype(int)
-    factor = np.amin(wavenum)
-    x = wavenum.copy() / factor
-    ffreq, dffreq = ffreq / factor, dffreq / factor
-    periods = np.linspace(ffreq - dffreq, ffreq + dffreq, nscan)
+    x, factor, periods = scan_grid(wavenum, ffreq, dffreq, SCAN_STEP)
+    ffreq = ffreq / factor
     resid = np.nan_to_num(resid)
     left = resid.copy()
     if np.any(np.isnan(x)):
