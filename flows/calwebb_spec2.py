@@ -91,7 +91,8 @@ BRANCHES["MIR_LRS-SLITLESS"] = Branch(
     "miri_lrs_slitless", ("assign_wcs", "bkg_subtract?", "srctype", "flat_field", "photom"),
     resample=None, marked_skipped=_LRS_SKIPPED + ("pathloss",), notes="MIRI LRS slitless (TSO, SLITLESSPRISM)",
     extra=_LRS_EXTRA)
-# MIRI MRS (jwst's _process_common on an IFUImageModel): the cal, then cube_build on it with spec2's
+# MIRI MRS (jwst's _process_common on an IFUImageModel): the cal (residual_fringe after photom, off
+# unless --steps.residual_fringe.skip=false, as in jwst), then cube_build on it with spec2's
 # settings (skip_dqflagging; the output type is the step's, ``band`` unless a parameter reference or the
 # user says otherwise) and extract_1d on every cube.  jwst writes the first cube as <root>_s3d.fits.
 
@@ -103,10 +104,11 @@ def _mrs_prepare(model, params, members):
 
 
 BRANCHES["MIR_MRS"] = Branch(
-    "miri_mrs", ("assign_wcs", "bkg_subtract?", "srctype", "straylight", "flat_field", "fringe", "photom"),
+    "miri_mrs", ("assign_wcs", "bkg_subtract?", "srctype", "straylight", "flat_field", "fringe", "photom",
+                 "residual_fringe"),
     resample="cube_build", extract=True, notes="MIRI MRS (IFU): cal, s3d (cube_build) and x1d",
     marked_skipped=("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "pathloss",
-                    "barshadow", "residual_fringe", "imprint"),
+                    "barshadow", "imprint"),
     # as for the LRS, jwst's pipeline asks CRDS for targ_centroid's filteroffset and records it (R_FILOFF)
     extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare, "recorded_reftypes": ("filteroffset",)})
 

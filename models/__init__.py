@@ -33,7 +33,7 @@ from .grism_refs import NIRCAMGrismModel, NIRISSGrismModel, WavelengthrangeModel
 from .nirspec_flat_refs import BarshadowModel, NirspecFlatModel, NirspecQuadFlatModel  # noqa: F401
 from .nirspec_refs import CameraModel, CollimatorModel, DisperserModel, FOREModel, FPAModel, MSAModel, OTEModel  # noqa: F401
 from .nirspec_refs import ChromCorrModel, IFUFOREModel, IFUPostModel, IFUSlicerModel  # noqa: F401
-from .mrs_refs import DistortionMRSModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
+from .mrs_refs import DistortionMRSModel, FringeFreqModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
 from .soss_refs import NisSossPhotomModel, PastasossModel, SpecKernelModel, SpecProfileModel  # noqa: F401
 from .soss_products import SossExtractModel, SossWaveGridModel  # noqa: F401
 from .mrs_extract_refs import Extract1dIFUModel, MirMrsApcorrModel, MirMrsPtCorrModel  # noqa: F401

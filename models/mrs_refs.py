@@ -13,6 +13,10 @@
 - ``MirMrsXArtCorrModel`` (``mrsxartcorr``, FITS): the straylight cross-artifact parameters,
   one table per channel+band (CH1A ... CH4C), one row per detector row.
 - ``FringeModel`` (``fringe``, FITS): SCI, ERR, DQ and DQ_DEF, a multiplicative fringe flat.
+- ``FringeFreqModel`` (``fringefreq``, FITS): the residual fringe fit's settings per slice and band
+  (RFC_FREQ_SHORT, RFC_FREQ_MEDIUM, RFC_FREQ_LONG: slice, ffreq, dffreq, min_nfringes, max_nfringes,
+  min_snr, pgram_res, one entry per fringe component) and the largest fringe amplitude by
+  wavelength (MAX_AMP: wavelength, amplitude).
 - ``MirMrsPhotomModel`` (``photom`` for the MRS, FITS): SCI (the per-pixel conversion to MJy/sr),
   ERR, DQ, DQ_DEF, PIXSIZ and the optional time-dependence tables TIMECOEFF_POWERLAW_CH1..4.
 
@@ -70,6 +74,14 @@ class FringeModel(ReferenceFileModel):
         A("dq", "DQ", U4, ndim=2, shape_of=same_shape),
         _dq_def(),
     )
+
+
+class FringeFreqModel(ReferenceFileModel):
+    """Residual fringe settings: RFC_FREQ_SHORT/MEDIUM/LONG tables by slice and the MAX_AMP table."""
+
+    reftype = "fringefreq"
+    arrays = tuple(A(f"rfc_freq_{b}_table", f"RFC_FREQ_{b.upper()}", table=True) for b in ("short", "medium", "long")) \
+        + (A("max_amp_table", "MAX_AMP", table=True),)
 
 
 class MirMrsPhotomModel(PhotomModel):

@@ -13,6 +13,10 @@ here is made in the same form:
 - ``mrsxartcorr`` (MirMrsXArtCorrModel, FITS): the straylight cross-artifact's per-row Lorentzian
   and Gaussian-pair parameters, one CHnX table per channel+band, 1024 rows.
 - ``fringe`` (FringeModel, FITS): a fringe flat, sinusoidal in wavelength along the dispersion.
+- ``fringefreq`` (FringeFreqModel, FITS): residual_fringe's settings, one row per slice of the four
+  channels in each of RFC_FREQ_SHORT/MEDIUM/LONG, every column a 2-vector (the primary fringe, near
+  2.9 cm-1, then the dichroic one, 0.4 cm-1, which channels 1 and 2 leave at 0), and MAX_AMP, the
+  largest residual fringe amplitude by wavelength.
 - ``photom`` for the MRS (MirMrsPhotomModel, FITS): the per-pixel DN/s -> MJy/sr conversion,
   with PIXSIZ (each pixel's solid angle) and NaN between the slices.
 """
@@ -110,13 +114,48 @@ def mrsxartcorr(seed: int = 1):
             tab["GAU_SCALE1"] = 1.0e-3 * (1.2 - 0.4 * t)
             tab["GAU_SCALE2"] = 3.0e-4 * (1.0 + 0.2 * t)
             setattr(m, f"ch{c}{b}_table", tab)
+    return _mrs_meta(m, "MRSXARTCORR", "MIRI MRS cross-artifact correction parameters (synthetic)")
+
+
+def _mrs_meta(m, reftype: str, description: str):
+    """The header of an MRS reference that applies to every detector and band."""
     meta = m.meta
-    meta.reftype = "MRSXARTCORR"
+    meta.reftype = reftype
     meta.useafter, meta.pedigree, meta.author = USEAFTER, PEDIGREE, AUTHOR
-    meta.description = "MIRI MRS cross-artifact correction parameters (synthetic)"
+    meta.description = description
     meta.instrument.name = "MIRI"
     meta.exposure.type = "MIR_MRS"
     return m
+
+
+# slices per channel, as in the MRS distortion references
+SLICES_PER_CHANNEL = {1: 21, 2: 17, 3: 16, 4: 12}
+
+
+def fringefreq(max_amplitude: float = 0.1):
+    """residual_fringe's reference: per slice (101 ... 412) and band, the fringe components to fit
+    (centre ``ffreq`` and half-width ``dffreq`` of the periodogram scan in cm-1, at most
+    ``max_nfringes`` sines each, fitted when the column's S/N exceeds ``min_snr``, scanned in steps of
+    ``pgram_res``) and MAX_AMP, ``max_amplitude`` rising slowly with wavelength."""
+    from ..models import FringeFreqModel
+
+    dtype = [("slice", ">f8"), ("ffreq", ">f8", (2,)), ("dffreq", ">f8", (2,)), ("min_nfringes", ">i8", (2,)),
+             ("max_nfringes", ">i8", (2,)), ("min_snr", ">f8", (2,)), ("pgram_res", ">f8", (2,))]
+    rows = [(ch, 100 * ch + s) for ch, n in SLICES_PER_CHANNEL.items() for s in range(1, n + 1)]
+    m = FringeFreqModel()
+    for bi, band in enumerate(("short", "medium", "long")):
+        tab = np.zeros(len(rows), dtype=dtype)
+        for i, (ch, number) in enumerate(rows):
+            dichroic = ch >= 3
+            tab[i] = (number, (2.9 - 0.02 * bi, 0.4 if dichroic else 0.0), (1.5, 0.15 if dichroic else 0.0),
+                      (1, 1 if dichroic else 0), (10, 15 if dichroic else 0), (10.0, 50.0), (0.001, 0.001))
+        setattr(m, f"rfc_freq_{band}_table", tab)
+    amp = np.zeros(50, dtype=[("wavelength", ">f8"), ("amplitude", ">f8")])
+    amp["wavelength"] = np.linspace(4.5, 29.0, amp.size)
+    amp["amplitude"] = max_amplitude * (1.0 + 0.5 * (amp["wavelength"] - 4.5) / 24.5)
+    m.max_amp_table = amp
+    m.meta.instrument.detector = "N/A"
+    return _mrs_meta(m, "FRINGEFREQ", "MIRI MRS residual fringe frequencies (synthetic)")
 
 
 def _wavelength_map(wcs_model) -> np.ndarray:

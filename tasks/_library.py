@@ -17,7 +17,9 @@ What a step needs of every member at once (file name, exposure group, WCS,
 S_REGION, shape, background level) is a small metadata snapshot taken when
 a member is first read: :meth:`read_metadata` and :meth:`stub` (an
 ImageModel with that metadata and a zero-stride data array of the member's
-shape, no pixels).
+shape, no pixels).  The snapshot of an IFU exposure kept on disk has no WCS
+(``meta.wcs`` is None): that WCS is large, and the IFU steps borrow the
+member when they need it.
 
 Members belong to exposure groups (jwst's ``group_id``: program,
 observation, visit, visit group, sequence, activity and exposure number, or
@@ -84,7 +86,7 @@ class _Member:
     source: Path | None  # the input file (never written)
     path: Path | None  # where the member's current state is on disk (source, or a temporary copy)
     model: Any = None  # the member in memory, when it is kept there
-    meta: Any = None  # metadata snapshot (a deep copy of model.meta, with the WCS)
+    meta: Any = None  # metadata snapshot (a deep copy of model.meta, with the WCS but for IFU members on disk)
     shape: tuple | None = None
     headers: dict = field(default_factory=dict)  # PRIMARY and SCI cards kept from the file
     group_id: str | None = None
@@ -194,7 +196,18 @@ class ModelLibrary:
 
     # -- metadata --------------------------------------------------------
     def _snapshot(self, mem: _Member, model) -> None:
-        mem.meta = model.meta.model_copy(deep=True)
+        if mem.model is None and isinstance(model, models.IFUImageModel) and model.meta.wcs is not None:
+            # an IFU exposure on disk: its snapshot leaves the WCS out (an MRS WCS is some 1,300
+            # polynomial models, 25 MiB a copy: kept per member, memory grew with the number of
+            # exposures); steps that need it borrow the member (cube_build does)
+            wcs = model.meta.wcs
+            model.meta.wcs = None
+            try:
+                mem.meta = model.meta.model_copy(deep=True)
+            finally:
+                model.meta.wcs = wcs
+        else:
+            mem.meta = model.meta.model_copy(deep=True)
         mem.shape = None if model.shape is None else tuple(model.shape)
         mem.headers = {k: h.copy() for k, h in model._headers.items() if k in ("PRIMARY", "SCI")}
 

@@ -428,7 +428,9 @@ def test_spec2_mrs_branch_writes_the_cal_as_jwsts_steps_make_it(mrs_short, monke
     cal, resampled, x1d, run = calibrate_exposure(science, {}, steps=steps, output_dir=out)
     assert sorted(p.name for p in out.glob("*.fits")) == ["jw01234001001_01101_00001_mirifushort_cal.fits"]
     assert resampled is None and x1d is None
-    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "straylight", "flat_field", "fringe", "photom"]
+    assert [r.name for r in run.records] == ["assign_wcs", "srctype", "straylight", "flat_field", "fringe", "photom",
+                                             "residual_fringe"]
+    assert run.records[-1].status == "SKIPPED"  # off by default, as in jwst
     for name in ("assign_wcs", "srctype", "straylight", "flat_field", "fringe", "photom"):
         assert getattr(cal.meta.cal_step, name) == "COMPLETE", name
     for name in ("bkg_subtract", "pathloss", "barshadow", "residual_fringe"):

@@ -238,6 +238,49 @@ def test_ifu_mode_flags_what_jwst_flags(instrument, detectors, kernel, second):
         assert not flagged[5, 8]
 
 
+@pytest.mark.parametrize("kernel,block", [((7, 7), 32), ((5, 3), 7), ((9, 9), 1000)])
+def test_ifu_median_filter_is_stcals_by_blocks(kernel, block):
+    """The median filter, a block of rows at a time, gives stcal's medfilt exactly (NaNs, all-NaN
+    windows, edges), without gathering every window at once."""
+    from stcal.outlier_detection.utils import medfilt
+
+    from webbflow.tasks._outlier_ifu import median_filter
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((150, 97)) ** 2
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[40:52] = np.nan
+    for arr in (a, a.astype(np.float32)):
+        ours, theirs = median_filter(arr, kernel, block_rows=block), medfilt(arr, kernel)
+        assert ours.dtype == theirs.dtype
+        assert np.array_equal(ours, theirs, equal_nan=True)
+
+
+def test_ifu_members_on_disk_keep_no_wcs_in_their_snapshots(tmp_path):
+    """spec3's model library keeps a metadata snapshot per member; an IFU member's leaves its (large)
+    WCS out, so that memory does not grow with the exposures, while a borrowed member has it."""
+    from astropy.modeling import models as am
+    from gwcs import WCS
+
+    from webbflow.tasks._library import ModelLibrary
+
+    paths = []
+    for ex in _small_exposures("MIRI", ["MIRIFUSHORT"] * 3):
+        m = _ours(ex)
+        m.meta.wcs = WCS(am.Shift(1.0) & am.Shift(2.0), input_frame="detector", output_frame="world")
+        paths.append(m.save(tmp_path / ex["name"]))
+    lib = ModelLibrary(paths, asn_id="o003")
+    for _i, m in lib.each(modify=True):
+        assert m.meta.wcs is not None
+        m.dq[0, 0] |= 4
+    for i in range(3):
+        assert lib.read_metadata(i).wcs is None and lib.read_metadata(i).filename == Path(paths[i]).name
+        m = lib.borrow(i)
+        assert m.meta.wcs(0.0, 0.0) == (1.0, 2.0) and m.dq[0, 0] & 4
+        lib.shelve(i, m, modify=False)
+    lib.close()
+
+
 def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
     from webbflow.errors import ParameterError
     from webbflow.tasks import load_all

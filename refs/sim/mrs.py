@@ -27,7 +27,7 @@ IPC, read noise, cosmic rays), from the MRS detector's references.
 What goes into DIR besides the uncal files: a CRDS cache whose rules select, for MIR_MRS, the
 detector references (refs/synthetic.py, MIRIFUSHORT/MIRIFULONG) and the MRS ones by detector and
 band: the real distortion, specwcs and wavelengthrange, the traced regions, a flat, fringe, photom,
-mrsxartcorr (straylight), cubepar, extract1d, apcorr and mrsptcorr; the pool and the associations
+mrsxartcorr (straylight), fringefreq (residual_fringe), cubepar, extract1d, apcorr and mrsptcorr; the pool and the associations
 jwst's rules make (spec2 per exposure, spec3 for the target); and ``truth/``: the point source's
 spectrum (``<stem>_spectrum.ecsv``: wavelength, F_nu in Jy), the extended emission's and sky's
 surface brightness (``<stem>_extended.ecsv``) and the cosmic rays.
@@ -203,6 +203,8 @@ def write_mrs_references(out: Path, detector: str, band: str, template) -> tuple
         M.write_cubepar(path(names["cubepar"]))
         names["mrsptcorr"] = _next_name(out, "mrsptcorr", ".fits")
         M.mrsptcorr().save(path(names["mrsptcorr"]))
+        names["fringefreq"] = _next_name(out, "fringefreq", ".fits")
+        M.fringefreq().save(path(names["fringefreq"]))
         for rt, make in (("extract1d", M.extract1d_ifu), ("apcorr", M.mrs_apcorr)):
             names[rt] = _next_name(out, rt, ".asdf")
             M.save_inline(make(), path(names[rt]))

@@ -174,18 +174,21 @@ def continuum(flux, weights, wavenum, ffreq: float) -> np.ndarray:
 def limit_runaways(fit, max_amp) -> np.ndarray:
     """Zero the fit over each beat (between minima of its upper envelope) where the envelopes'
     total amplitude exceeds ``max_amp``."""
+    return runaway_beats(fit, max_amp)[0]
+
+
+def runaway_beats(fit, max_amp) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`limit_runaways` and the flags of what it zeroed (1 there, else 0)."""
     n = fit.shape[0]
     lower, upper = envelopes(np.arange(n), fit)
-    mins = [0]
-    for k in range(1, n - 1):
-        if upper[k] < upper[k - 1] and upper[k] < upper[k + 1]:
-            mins.append(k)
-    mins.append(n - 1)
-    nodes = np.asarray(mins)
+    k = np.arange(1, n - 1)
+    nodes = np.concatenate(([0], k[(upper[k] < upper[k - 1]) & (upper[k] < upper[k + 1])], [n - 1]))
+    flags = np.zeros(n)
     for i in np.flatnonzero((np.abs(lower) + np.abs(upper)) > max_amp):
         j = int(np.searchsorted(nodes, i))
         fit[nodes[j - 1]:nodes[j]] = 0
-    return fit
+        flags[nodes[j - 1]:nodes[j]] = 1
+    return fit, flags
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,6 +285,7 @@ class _LM:
                     lam *= 10
             params = trial
             self.m.p = trial
+            self.damped = h  # BayesicFitting's fitter keeps this (damped) Hessian of the last step
             if abs(chi - trychi) < (self.tol if chi < 1 else self.tol * chi):
                 return trial
             chi = trychi
@@ -317,22 +321,33 @@ def _robust_fit(lm: _LM, y, w, domain: float = 10.0, tol: float = 1e-4):
     return p
 
 
-def _log10_evidence(chisq, sumw, npfit, hessian=None) -> float:
-    """log10 of the evidence, flat priors as jwst asks BayesicFitting for them."""
+def _log10_evidence(chisq, sumw, npfit, hessian=None, param_range=PARAM_RANGE, noise_range=NOISE_RANGE) -> float:
+    """log10 of the evidence, flat priors (on the parameters over ``param_range``, on the noise
+    scale over ``noise_range``) as jwst asks BayesicFitting for them."""
     dof = sumw - npfit
     if dof <= 0:
         raise RuntimeError("More parameters than (weighted) data points")
-    scalerange = math.log(NOISE_RANGE[1]) - math.log(NOISE_RANGE[0])
+    scalerange = math.log(noise_range[1]) - math.log(noise_range[0])
     s = math.sqrt(chisq / dof)
     s2 = s * s
     occam = 0.5 * math.log(math.pi * dof) - scalerange
     loglike = -0.5 * (sumw * math.log(2 * math.pi * s2) + chisq / s2)
     if npfit == 0:
         return (loglike + occam) / math.log(10.0)
-    prior = math.log(PARAM_RANGE[1] - PARAM_RANGE[0])
+    prior = math.log(param_range[1] - param_range[0])
     spr = math.log(scalerange) + prior + (npfit - 1) * prior
     occam += -spr + 0.5 * (npfit * math.log(2 * math.pi * s2) - math.log(np.linalg.det(hessian)))
     return (loglike + occam) / math.log(10.0)
+
+
+def scan_grid(wavenum, ffreq: float, dffreq: float, step: float):
+    """(wavenumbers / their minimum, that minimum, the periodogram's trial frequencies in those
+    units: ffreq +- dffreq in steps of about ``step`` cm-1)."""
+    nscan = np.around((2 * dffreq) / step).astype(int)
+    factor = np.amin(wavenum)
+    x = wavenum.copy() / factor
+    f0, df = ffreq / factor, dffreq / factor
+    return x, factor, np.linspace(f0 - df, f0 + df, nscan)
 
 
 def fit_sines(resid, weights, wavenum, ffreq: float, dffreq: float, max_sines: int) -> np.ndarray:
@@ -340,11 +355,8 @@ def fit_sines(resid, weights, wavenum, ffreq: float, dffreq: float, max_sines: i
     when not even one is."""
     from astropy.timeseries import LombScargle
 
-    nscan = np.around((2 * dffreq) / SCAN_STEP).astype(int)
-    factor = np.amin(wavenum)
-    x = wavenum.copy() / factor
-    ffreq, dffreq = ffreq / factor, dffreq / factor
-    periods = np.linspace(ffreq - dffreq, ffreq + dffreq, nscan)
+    x, factor, periods = scan_grid(wavenum, ffreq, dffreq, SCAN_STEP)
+    ffreq = ffreq / factor
     resid = np.nan_to_num(resid)
     left = resid.copy()
     if np.any(np.isnan(x)):
