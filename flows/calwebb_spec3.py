@@ -97,9 +97,12 @@ def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_t
 
     A source that fails leaves no product: what it had written is removed before the error goes on.
     """
+    from ..tasks._wcs_cache import reuse_wcs_transforms
+
     res = SourceResult(name)
     try:
-        return _process_source(source, res, run, out_dir, asn_table, asn_id)
+        with reuse_wcs_transforms():  # each slit's gWCS transforms combined once for all its steps
+            return _process_source(source, res, run, out_dir, asn_table, asn_id)
     except BaseException:
         for p in res.written:
             Path(p).unlink(missing_ok=True)
