@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import timed  # noqa: E402
+from _child import spec2_pair, timed  # noqa: E402
 
 
 def main(argv=None):
@@ -41,19 +41,8 @@ def main(argv=None):
     timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
     (asn,) = res.asn_level2
     rateints = uncal.name.replace("_uncal", "_rateints")
-    runs = {}
-    for who, cmd in (("jwst", [str(venv / "strun"), "calwebb_spec2", Path(asn).name]),
-                     ("webbflow", [str(venv / "webbflow"), "run", "calwebb_spec2", Path(asn).name])):
-        d = work / who
-        d.mkdir(exist_ok=True)
-        for name in (rateints, Path(asn).name):
-            shutil.copyfile(sim / name, d / name)
-        runs[who] = timed(cmd, d, env)
-        print(f"{who:9s} wall {runs[who]['wall']:8.1f} s  cpu {runs[who]['cpu']:8.1f} s  "
-              f"peak {runs[who]['rss']:8.0f} MiB", flush=True)
-    j, w = runs["jwst"], runs["webbflow"]
-    print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
-          f"peak {w['rss'] / j['rss']:.3f}  ({a.nints} integrations, SUBSTRIP256)")
+    spec2_pair(sim, asn, [rateints], work, env)
+    print(f"({a.nints} integrations, SUBSTRIP256)")
     import numpy as np
     from astropy.io import fits
 
