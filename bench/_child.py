@@ -59,3 +59,27 @@ def spec2_pair(sim, asn, inputs: list[str], work, env: dict) -> dict:
     print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
           f"peak {w['rss'] / j['rss']:.3f}")
     return runs
+
+
+def simulated_spec2_pair(work, instrument: str, exp_type: str, nints: int, ngroups: int) -> str:
+    """Simulate one time series (``webbflow simulate``) into ``work/sim``, make its rateints with
+    jwst's calwebb_detector1, and run :func:`spec2_pair` on its level-2 association with the
+    simulation's references; returns the x1dints file name (in ``work/jwst`` and ``work/webbflow``)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from webbflow.refs.simulator import simulate
+
+    work = Path(work)
+    venv = Path(sys.executable).parent
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
+    env.pop("PREFECT_API_URL", None)
+    sim = work / "sim"
+    res = simulate(sim, instrument=instrument, exp_type=exp_type, nints=nints, ngroups=ngroups)
+    env["CRDS_PATH"] = str(res.crds_path)
+    (uncal,) = res.uncal
+    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
+    (asn,) = res.asn_level2
+    spec2_pair(sim, asn, [uncal.name.replace("_uncal", "_rateints")], work, env)
+    return uncal.name.replace("_uncal", "_x1dints")

@@ -15,14 +15,13 @@ One run each: a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import spec2_pair, timed  # noqa: E402
+from _child import simulated_spec2_pair  # noqa: E402
 
 
 def compare_x1dints(a: Path, b: Path) -> None:
@@ -61,21 +60,8 @@ def main(argv=None):
     ap.add_argument("--work", default=None, help="folder to keep (default: a temporary one)")
     a = ap.parse_args(argv)
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_bots_"))
-    venv = Path(sys.executable).parent
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
-    env.pop("PREFECT_API_URL", None)
-    sim = work / "sim"
-    from webbflow.refs.simulator import simulate
-
-    res = simulate(sim, instrument="nirspec", exp_type="NRS_BRIGHTOBJ", nints=a.nints, ngroups=a.ngroups)
-    env["CRDS_PATH"] = str(res.crds_path)
-    (uncal,) = res.uncal
-    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
-    (asn,) = res.asn_level2
-    rateints = uncal.name.replace("_uncal", "_rateints")
-    spec2_pair(sim, asn, [rateints], work, env)
+    x1d = simulated_spec2_pair(work, "nirspec", "NRS_BRIGHTOBJ", a.nints, a.ngroups)
     print(f"({a.nints} integrations of {a.ngroups} groups, NRS_BRIGHTOBJ S1600A1 SUB2048)")
-    x1d = uncal.name.replace("_uncal", "_x1dints")
     compare_x1dints(work / "webbflow" / x1d, work / "jwst" / x1d)
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
