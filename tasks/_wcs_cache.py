@@ -17,7 +17,8 @@ leaves are shared as in gwcs's own compound models.
 
 Evaluations are kept too: a call of the WCS (``wcs(x, y)``, ``pixel_to_world_values``) or of its
 ``invert`` with the same plain numeric inputs (compared by dtype, shape and bytes), the same
-keywords and the same transforms and bounding box gives back a copy of the first answer.  The two
+keywords and the same transforms and bounding box gives back a copy of the first answer (at most
+64 MB of inputs and answers are kept a scope, so that large images cost no memory).  The two
 output grids of a source (outlier detection's and resample_spec's) evaluate each slit's WCS on
 the same bounding-box grid, as do the pixel maps of its drizzles.
 
@@ -59,6 +60,7 @@ def _cached(cache: dict, key, transforms: tuple, extra, build):
 
 
 _MAX_MEMO = 4_000_000  # input elements above which an evaluation is not kept
+_MEMO_BYTES = 64 * 2**20  # what a scope keeps of evaluations at most (inputs and answers)
 
 
 def _memo_key(args, kwargs):
@@ -94,6 +96,14 @@ def _copy(result):
     if isinstance(result, list):
         return [_copy(r) for r in result]
     return result.copy() if isinstance(result, np.ndarray) else result
+
+
+def _nbytes(result) -> int:
+    import numpy as np
+
+    if isinstance(result, (tuple, list)):
+        return sum(_nbytes(r) for r in result)
+    return result.nbytes if isinstance(result, np.ndarray) else 8
 
 
 def _install() -> None:
@@ -163,7 +173,12 @@ def _install() -> None:
                         and all(a is b for a, b in zip(hit[0], transforms)):
                     return _copy(hit[2])
                 result = method(self, *args, **kwargs)
-                cache[slot] = (transforms, (frames, bkey), _copy(result), raw)
+                kept = _copy(result)
+                size = sum(len(b) for b in raw) + _nbytes(kept)
+                used = cache.get("__bytes__", 0) - (0 if hit is None else hit[4])  # a replaced entry's freed
+                if used + size <= _MEMO_BYTES:  # large images (a full-frame slit's pixel maps) are not kept
+                    cache[slot] = (transforms, (frames, bkey), kept, raw, size)
+                    cache["__bytes__"] = used + size
                 return result
 
             evaluate.__wrapped__ = method
