@@ -46,3 +46,55 @@ def timed(cmd: list[str], cwd, env: dict, keep_output: bool = False) -> dict:
     if keep_output:
         res["output"] = proc.stdout + proc.stderr
     return res
+
+
+def spec2_pair(sim, asn, inputs: list[str], work, env: dict) -> dict:
+    """``strun calwebb_spec2`` and ``webbflow run calwebb_spec2`` on the same level-2 association,
+    each in its own folder ``work/jwst`` and ``work/webbflow`` holding a copy of ``inputs`` (names in
+    ``sim``) and of the association: ``{"jwst": timed(...), "webbflow": timed(...)}``, printed with
+    the ratios webbflow/jwst and the load average."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    venv = Path(sys.executable).parent
+    asn = Path(asn).name
+    runs = {}
+    for who, cmd in (("jwst", [str(venv / "strun"), "calwebb_spec2", asn]),
+                     ("webbflow", [str(venv / "webbflow"), "run", "calwebb_spec2", asn])):
+        d = Path(work) / who
+        d.mkdir(parents=True, exist_ok=True)
+        for name in (*inputs, asn):
+            shutil.copyfile(Path(sim) / name, d / name)
+        runs[who] = timed(cmd, d, env)
+        print(f"{who:9s} wall {runs[who]['wall']:8.1f} s  cpu {runs[who]['cpu']:8.1f} s  "
+              f"peak {runs[who]['rss']:8.0f} MiB  (load average {os.getloadavg()[0]:.1f})", flush=True)
+    j, w = runs["jwst"], runs["webbflow"]
+    print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
+          f"peak {w['rss'] / j['rss']:.3f}")
+    return runs
+
+
+def simulated_spec2_pair(work, instrument: str, exp_type: str, nints: int, ngroups: int) -> str:
+    """Simulate one time series (``webbflow simulate``) into ``work/sim``, make its rateints with
+    jwst's calwebb_detector1, and run :func:`spec2_pair` on its level-2 association with the
+    simulation's references; returns the x1dints file name (in ``work/jwst`` and ``work/webbflow``)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from webbflow.refs.simulator import simulate
+
+    work = Path(work)
+    venv = Path(sys.executable).parent
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
+    env.pop("PREFECT_API_URL", None)
+    sim = work / "sim"
+    res = simulate(sim, instrument=instrument, exp_type=exp_type, nints=nints, ngroups=ngroups)
+    env["CRDS_PATH"] = str(res.crds_path)
+    (uncal,) = res.uncal
+    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
+    (asn,) = res.asn_level2
+    spec2_pair(sim, asn, [uncal.name.replace("_uncal", "_rateints")], work, env)
+    return uncal.name.replace("_uncal", "_x1dints")

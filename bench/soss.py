@@ -13,14 +13,13 @@ difference per order).  One run each: a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _child import timed  # noqa: E402
+from _child import simulated_spec2_pair  # noqa: E402
 
 
 def main(argv=None):
@@ -30,34 +29,11 @@ def main(argv=None):
     ap.add_argument("--work", default=None, help="folder to keep (default: a temporary one)")
     a = ap.parse_args(argv)
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="bench_soss_"))
-    venv = Path(sys.executable).parent
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
-    sim = work / "sim"
-    from webbflow.refs.simulator import simulate
-
-    res = simulate(sim, instrument="niriss", exp_type="NIS_SOSS", nints=a.nints, ngroups=a.ngroups)
-    env["CRDS_PATH"] = str(res.crds_path)
-    (uncal,) = res.uncal
-    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
-    (asn,) = res.asn_level2
-    rateints = uncal.name.replace("_uncal", "_rateints")
-    runs = {}
-    for who, cmd in (("jwst", [str(venv / "strun"), "calwebb_spec2", Path(asn).name]),
-                     ("webbflow", [str(venv / "webbflow"), "run", "calwebb_spec2", Path(asn).name])):
-        d = work / who
-        d.mkdir(exist_ok=True)
-        for name in (rateints, Path(asn).name):
-            shutil.copyfile(sim / name, d / name)
-        runs[who] = timed(cmd, d, env)
-        print(f"{who:9s} wall {runs[who]['wall']:8.1f} s  cpu {runs[who]['cpu']:8.1f} s  "
-              f"peak {runs[who]['rss']:8.0f} MiB", flush=True)
-    j, w = runs["jwst"], runs["webbflow"]
-    print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
-          f"peak {w['rss'] / j['rss']:.3f}  ({a.nints} integrations, SUBSTRIP256)")
+    x1d = simulated_spec2_pair(work, "niriss", "NIS_SOSS", a.nints, a.ngroups)
+    print(f"({a.nints} integrations, SUBSTRIP256)")
     import numpy as np
     from astropy.io import fits
 
-    x1d = uncal.name.replace("_uncal", "_x1dints")
     with fits.open(work / "webbflow" / x1d) as fw, fits.open(work / "jwst" / x1d) as fj:
         print("TIKFACTR webbflow %.6e jwst %.6e" % (fw[0].header["TIKFACTR"], fj[0].header["TIKFACTR"]))
         for hw, hj in zip(fw, fj):

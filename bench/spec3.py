@@ -87,6 +87,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-spec3")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--side", choices=("both", "jwst", "webbflow"), default="both",
+                    help="run one side only (its figures printed; on a loaded machine, compare CPU times)")
     args = ap.parse_args(argv)
     if len(SLITS) != 2:
         raise SystemExit(f"the two real NIRSpec slits are needed in {SLITS[0].parent if SLITS else SHARED}")
@@ -97,7 +99,7 @@ def main(argv=None) -> None:
     runs: dict[str, list[dict]] = {"jwst": [], "webbflow": []}
     names = {}
     for r in range(args.rounds):
-        for side in ("jwst", "webbflow"):
+        for side in ("jwst", "webbflow") if args.side == "both" else (args.side,):
             folder = args.workdir / f"{side}-{r}"
             shutil.rmtree(folder, ignore_errors=True)
             asn = make_inputs(folder, args.sources)
@@ -108,15 +110,16 @@ def main(argv=None) -> None:
                 cmd = [str(BIN / "webbflow"), "run", "spec3", asn.name, "--output-dir", str(folder), *steps]
             runs[side].append(timed(cmd, folder, env))
             names[side] = products(folder, inputs)
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")} for k, v in runs.items()}
-    j, w = med["jwst"], med["webbflow"]
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "rss", "cpu")} for k, v in runs.items() if v}
     print(f"\ncalwebb_spec3, {args.sources} MOS sources x 2 nods ({args.rounds} round(s), medians)\n")
     print(f"{'':<10}{'wall s':>9}{'peak MiB':>10}{'CPU s':>8}   products")
     for k, v in med.items():
         print(f"{k:<10}{v['wall']:9.1f}{v['rss']:10.0f}{v['cpu']:8.1f}   {len(names[k])}")
-    print(f"\nratio webbflow/jwst: {w['wall'] / j['wall']:.2f}x wall, {w['cpu'] / j['cpu']:.2f}x CPU, "
-          f"{w['rss'] / j['rss']:.2f}x peak memory; load average now {os.getloadavg()[0]:.1f}; "
-          f"same product names: {names['jwst'] == names['webbflow']}")
+    if args.side == "both":
+        j, w = med["jwst"], med["webbflow"]
+        print(f"\nratio webbflow/jwst: {w['wall'] / j['wall']:.2f}x wall, {w['cpu'] / j['cpu']:.2f}x CPU, "
+              f"{w['rss'] / j['rss']:.2f}x peak memory; same product names: {names['jwst'] == names['webbflow']}")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
                                          "medians": med}, indent=2))

@@ -96,9 +96,12 @@ def process_source(source, name: str, run: StageRun, out_dir: Path | None, asn_t
 
     A source that fails leaves no product: what it had written is removed before the error goes on.
     """
+    from ..tasks._wcs_cache import reuse_wcs_transforms
+
     res = SourceResult(name)
     try:
-        return _process_source(source, res, run, out_dir, asn_table, asn_id)
+        with reuse_wcs_transforms():  # each slit's gWCS transforms combined once for all its steps
+            return _process_source(source, res, run, out_dir, asn_table, asn_id)
     except BaseException:
         for p in res.written:
             Path(p).unlink(missing_ok=True)
@@ -195,6 +198,24 @@ def _refuse_unsupported(exp_type: str | None, user: dict, where: str) -> None:
             raise UnsupportedModeError(f"spec3: step {name} is not implemented")
 
 
+def _open_slits(src):
+    """A spec3 member read without asdf's schema pass on read (as WFSS members are, :func:`open_cal`).
+
+    Each slit's gWCS is converted from its own node (models/_lazy_wcs.py) and the tree is not
+    validated against the schemas on read, which is most of the time of opening a file of many
+    slits.  Except for WFSS cutouts (made on first use), the WCS objects are made here, before the
+    model goes anywhere, so nothing downstream sees a lazy one."""
+    from ..models._lazy_wcs import LazyWcs, lazy_wcs_reading
+
+    with lazy_wcs_reading():
+        m = open_cal(src)
+    if m.meta.exposure.type not in WFSS_TYPES:
+        for s in getattr(m, "slits", None) or [m]:
+            if isinstance(getattr(s.meta, "wcs", None), LazyWcs):
+                s.meta.wcs = s.meta.wcs.load()
+    return m
+
+
 def sources_of(exposures, product_name: str) -> list[tuple[str, object]]:
     """``[(source product name, source)]``: exp_to_source's regrouping for multi-slit exposures,
     else the one product of all the exposures (single slits)."""
@@ -241,7 +262,7 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
                           asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
                           backgrounds=backgrounds)
     def open_member(src):
-        m = open_cal(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
+        m = _open_slits(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
         if not isinstance(src, models.DataModel):
             m.meta.filename = Path(src).name
         if not isinstance(m, (models.MultiSlitModel, models.SlitModel)):
