@@ -194,6 +194,8 @@ def _spectral_leak(spectra, user: dict, run: StageRun) -> None:
     SKIPPED as jwst marks it, and the case that needs the correction is refused in one line."""
     from ..tasks.base import STEPS as REGISTRY
 
+    if not any((s.meta.instrument.name or "").upper() == "MIRI" for s in spectra):
+        return  # jwst runs spectral_leak on MIRI MRS spectra only: NIRSpec's are left unmarked
     if "spectral_leak" in REGISTRY:
         if spectra and not run.params["spectral_leak"].skip:
             run_steps(spectra, ["spectral_leak"], run)
