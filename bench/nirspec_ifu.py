@@ -1,14 +1,14 @@
-"""NIRSpec IFU (NRS_IFU) spec2 to the cal, webbflow against jwst 3.0 in one run.
+"""NIRSpec IFU (NRS_IFU) spec2, webbflow against jwst 3.0 in one run.
 
-    python bench/nirspec_ifu.py [--rounds 1] [--workdir DIR] [--json out.json]
+    python bench/nirspec_ifu.py [--rounds 1] [--workdir DIR] [--json out.json] [--no-cube]
 
 One simulated observation (``webbflow simulate --instrument nirspec --exp-type NRS_IFU --nexp 2``: PRISM/CLEAR,
 full-frame NRS1, 3 groups) with its references and local CRDS cache, made once into ``--workdir``;
 jwst's ``calwebb_detector1`` makes the first exposure's rate once.  Then, alternately and each command a
 fresh process from the association's folder, ``strun calwebb_spec2 ASN`` and ``webbflow run calwebb_spec2
-ASN``, both with ``--steps.cube_build.skip=true`` (cube_build for NIRSpec is not in webbflow yet; jwst
-then skips extract_1d too): assign_wcs, msa_flagging, imprint, srctype, flat_field, pathloss, photom to the
-cal.  Wall time, peak RSS and CPU time come from ``/usr/bin/time``; the table gives webbflow/jwst ratios.
+ASN``: assign_wcs, msa_flagging, imprint, srctype, flat_field, pathloss, photom to the cal, then
+cube_build (s3d) and extract_1d (x1d); with ``--no-cube`` both skip cube_build (jwst then skips
+extract_1d too) and stop at the cal.  Wall time, peak RSS and CPU time come from ``/usr/bin/time``; the table gives webbflow/jwst ratios.
 On a shared machine compare ratios (CPU ones first), not seconds.  Not a pass/fail test.
 """
 
@@ -27,7 +27,7 @@ from _child import ratio_table, timed  # bench/ is on sys.path when a benchmark 
 
 PY = sys.executable
 BIN = Path(PY).parent
-NO_CUBE = "--steps.cube_build.skip=true"
+NO_CUBE = ["--steps.cube_build.skip=true"]
 
 
 def prepare(workdir: Path) -> tuple[Path, Path, dict]:
@@ -69,18 +69,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-cube", action="store_true", help="skip cube_build (spec2 to the cal only)")
     args = ap.parse_args()
+    extra = NO_CUBE if args.no_cube else []
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_nrs_ifu_"))
     made, asn, env = prepare(workdir)
     runs = {"jwst": [], "webbflow": []}
     for _ in range(args.rounds):
         d = fresh(made, asn, workdir / "jwst")
-        runs["jwst"].append(timed([str(BIN / "strun"), "calwebb_spec2", asn.name, NO_CUBE], d, env))
+        runs["jwst"].append(timed([str(BIN / "strun"), "calwebb_spec2", asn.name, *extra], d, env))
         d = fresh(made, asn, workdir / "webbflow")
         runs["webbflow"].append(timed([str(BIN / "webbflow"), "run", "calwebb_spec2", asn.name, "--output-dir", ".",
-                                       NO_CUBE], d, env))
+                                       *extra], d, env))
     print(f"load average {os.getloadavg()[0]:.1f}")
-    med = ratio_table("spec2 to the cal (NRS_IFU, full-frame NRS1)", runs)
+    what = "spec2 to the cal" if args.no_cube else "spec2 to the s3d and x1d"
+    med = ratio_table(f"{what} (NRS_IFU, full-frame NRS1)", runs)
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "median": med}, indent=1))
 

@@ -12,8 +12,9 @@ Its step verification records SKIPPED, without running them, the default-skipped
 clean_flicker_noise, and the steps of other modes: targ_centroid, straylight, fringe, barshadow and
 residual_fringe.
 
-Not yet here: cube_build for NIRSpec (tasks/cube_build builds MIRI MRS cubes only; it refuses a NIRSpec
-exposure in one line after the cal is written), so the s3d and x1d of an NRS_IFU exposure are not made.
+After the cal: cube_build (tasks/cube_build, the NIRSpec drizzle of tasks/cube_build/nirspec.py; one
+cube of the exposure's grating and filter, written as ``<root>_s3d.fits``) and extract_1d on it
+(``<root>_x1d.fits``), as jwst's spec2 makes them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ BRANCHES["NRS_IFU"] = Branch(
     extract=True,
     marked_skipped=("badpix_selfcal", "clean_flicker_noise", "bkg_subtract", "targ_centroid", "straylight", "fringe",
                     "barshadow", "residual_fringe"),
-    notes="NIRSpec IFU: the cal (flat_field and photom per slice); cube_build (s3d) and x1d not yet for NIRSpec",
+    notes="NIRSpec IFU: the cal (flat_field and photom per slice), s3d (cube_build) and x1d",
     extra={"model_class": "IFUImageModel", "prepare": _mrs_prepare,
            "recorded_reftypes": ("distortion", "filteroffset")},
 )

@@ -1,4 +1,4 @@
-"""calwebb_spec3 for IFU exposures (MIR_MRS): the cal exposures of one product into cubes.
+"""calwebb_spec3 for IFU exposures (MIR_MRS, NRS_IFU): the cal exposures of one product into cubes.
 
 jwst 3.0's order for an IFU product (assign_mtwcs is for moving targets, skipped):
 
@@ -11,7 +11,8 @@ jwst 3.0's order for an IFU product (assign_mtwcs is for moving targets, skipped
                              to), as <exposure>_<asn_id>_adaptive_trace_model.fits
     pixel_replace            skipped by default, as in jwst
     cube_build               jwst's spec3 default, one cube per channel and band
-                             -> <product>_ch1-short_s3d.fits, ...
+                             -> <product>_ch1-short_s3d.fits, ... (NIRSpec: per grating and filter,
+                             <product>_prism-clear_s3d.fits)
     extract_1d               on each cube -> <product>_ch1-short_x1d.fits (when the step takes cubes)
     spectral_leak            MIRI MRS: channel 3 SHORT corrected with channel 1 MEDIUM, when both
                              spectra are there; otherwise marked SKIPPED, as jwst does
@@ -71,8 +72,8 @@ def spec3_ifu(members, *, product_name: str, asn_id=None, asn_pool=None, asn_tab
     if not isinstance(first, models.IFUImageModel):
         raise InputFileError(name0, f"is {type(first).__name__}; spec3 for IFUs needs IFUImageModel cal files")
     exp_type = (first.meta.exposure.type or "").upper()
-    if exp_type != "MIR_MRS":
-        raise UnsupportedModeError(f"{name0}: spec3 for IFU {exp_type} (NIRSpec cubes) is not implemented yet")
+    if exp_type not in IFU_TYPES:
+        raise UnsupportedModeError(f"{name0}: spec3 for IFU {exp_type} is not implemented")
     if first.meta.wcs is None:
         raise InputFileError(name0, "has no WCS (assign_wcs must have run in Stage 2)")
 
@@ -193,6 +194,8 @@ def _spectral_leak(spectra, user: dict, run: StageRun) -> None:
     SKIPPED as jwst marks it, and the case that needs the correction is refused in one line."""
     from ..tasks.base import STEPS as REGISTRY
 
+    if not any((s.meta.instrument.name or "").upper() == "MIRI" for s in spectra):
+        return  # jwst runs spectral_leak on MIRI MRS spectra only: NIRSpec's are left unmarked
     if "spectral_leak" in REGISTRY:
         if spectra and not run.params["spectral_leak"].skip:
             run_steps(spectra, ["spectral_leak"], run)

@@ -28,7 +28,7 @@ Source product names are jwst's (:func:`webbflow.tasks.exp_to_source.source_prod
 ``webbflow run spec3 ASN`` (also ``calwebb_spec3``, ``Spec3Pipeline``) takes a level-3 spec3
 association whose science members are cal files, relative to the association's folder.
 
-IFU exposures (MIR_MRS) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
+IFU exposures (MIR_MRS, NRS_IFU) take their own path to cubes: :mod:`webbflow.flows._spec3_ifu`.
 
 WFSS (NRC_WFSS, NIS_WFSS, MIR_WFSS) takes its own branch (:mod:`webbflow.flows._spec3_wfss`): the
 sources in batches, one task run each, extracting and combining their spectra; the join writes jwst 3.0's two products,
@@ -36,8 +36,7 @@ sources in batches, one task run each, extracting and combining their spectra; t
 
 NIRISS SOSS takes its own path to x1d and c1d: :mod:`webbflow.flows._spec3_soss`.
 
-Not implemented yet (each refused with one line, never skipped silently): NIRSpec IFU cubes and
-moving targets (assign_mtwcs).
+Not implemented yet (refused with one line, never skipped silently): moving targets (assign_mtwcs).
 """
 
 from __future__ import annotations

@@ -297,9 +297,9 @@ def test_ifu_mode_needs_two_exposures_and_a_good_kernel():
 
 
 def test_spec3_ifu_refuses_what_it_cannot_do_in_one_line(tmp_path):
-    """NIRSpec IFU cubes and MRS members without a WCS: one line naming the file, no product."""
+    """NIRSpec IFU and MRS members without a WCS: one line naming the file, no product."""
     from webbflow import models
-    from webbflow.errors import InputFileError, UnsupportedModeError
+    from webbflow.errors import InputFileError
     from webbflow.flows._spec3_ifu import is_ifu, spec3_ifu
 
     def member(name, exp_type, detector):
@@ -315,7 +315,7 @@ def test_spec3_ifu_refuses_what_it_cannot_do_in_one_line(tmp_path):
     mrs = member("jw01234001001_01101_00001_mirifushort_cal.fits", "MIR_MRS", "MIRIFUSHORT")
     assert is_ifu(nrs) and is_ifu(mrs)
     out = tmp_path / "out"
-    with pytest.raises(UnsupportedModeError, match=r"nrs1_cal.fits: spec3 for IFU NRS_IFU .*not implemented") as e1:
+    with pytest.raises(InputFileError, match=r"nrs1_cal.fits.*has no WCS") as e1:
         spec3_ifu([nrs], product_name="jw01234-o001_t001_nirspec", output_dir=str(out))
     with pytest.raises(InputFileError, match=r"mirifushort_cal.fits.*has no WCS") as e3:
         spec3_ifu([mrs], product_name="jw01234-o001_t001_miri", output_dir=str(out))

@@ -4,14 +4,16 @@ One simulation (PRISM/CLEAR on NRS1, FULL frame, NRSRAPID, 3 groups, two points 
 simulator's default is four, two keep the CI budget) with its CRDS cache and the associations jwst's rules
 make.  Always run: the simulation's own checks (headers, the truth, light only in the slices, the target
 where the WCS puts it), its associations against jwst's asn_generate, the references CRDS selects from its
-cache (opened by stdatamodels as jwst's models), and the NRS_IFU spec2 steps to the cal on one exposure
+cache (opened by stdatamodels as jwst's models), the NRS_IFU spec2 steps to the cal on one exposure
 (jwst's AssignWcs, SrcType, FlatField and Photom steps against webbflow's, with the cache's references: the
-flat per slice and photom's per-pixel conversion, the arrays compared).
+flat per slice and photom's per-pixel conversion, the arrays compared), and on those cals jwst's
+CubeBuildStep and Extract1dStep against webbflow's cube_build and extract_1d over 1.0-1.5 um (spec3's
+settings: the field-of-view DQ flagging on), the s3d and x1d compared whole.
 
 ``WEBBFLOW_NRS_IFU_FULL=1`` adds jwst as its users run it, from the associations' folder with CRDS_PATH on
-the simulation: ``calwebb_detector1`` on the first uncal and ``calwebb_spec2`` on its association with
-``--steps.cube_build.skip=true`` on both sides (cube_build for NIRSpec is not in webbflow yet; jwst then
-skips extract_1d too), webbflow's spec2 on jwst's rate, and the cal compared whole.
+the simulation: ``calwebb_detector1`` on each uncal, ``calwebb_spec2`` on each association and
+``calwebb_spec3`` on the spec3 association; webbflow's spec2 on jwst's rates and its spec3 on its cals;
+the cal, s3d and x1d of the first exposure and spec3's cube and spectrum compared whole.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.real  # the simulator places light through the real opt
 
 SIM = dict(instrument="nirspec", exp_type="NRS_IFU", nexp=2, ngroups=3, seed=3)
 FULL = os.environ.get("WEBBFLOW_NRS_IFU_FULL") == "1"
-NO_CUBE = "--steps.cube_build.skip=true"
+CUBE_PARS = {"wavemin": 1.0, "wavemax": 1.5}  # 101 planes of the PRISM cube
 
 
 @pytest.fixture(scope="session")
@@ -299,54 +301,137 @@ def test_flat_field_and_photom_of_the_slices_match_jwst(steps_pair):
 
 
 # ---------------------------------------------------------------------------
-# spec2 to the cal, whole (opt-in)
+# cube_build and extract_1d on the cals, against jwst's (always run)
 
 
-@pytest.fixture(scope="session")
-def spec2_pair(ifu):
-    """jwst: detector1 on the first uncal and spec2 on its association from the associations' folder;
-    webbflow: spec2 on jwst's rate.  cube_build skipped on both sides (see the module)."""
-    if not FULL:
-        pytest.skip("jwst's detector1 and spec2 on a full NRS_IFU frame exceed CI's budget: "
-                    "WEBBFLOW_NRS_IFU_FULL=1 runs them")
-    from jwst.stpipe import Step
+@pytest.fixture(scope="module")
+def cube_pair(ifu, steps_pair):
+    """jwst's CubeBuildStep and Extract1dStep on jwst's cal, webbflow's cube_build and extract_1d on
+    webbflow's (1.0-1.5 um, the field-of-view DQ flagging on), each saved under the same names."""
+    from webbflow.tasks import load_all
+    from webbflow.tasks.base import run_step
 
-    from webbflow.flows.cli import main
+    ours_cal, theirs_cal = steps_pair
+    folder = ifu.root / "cubes"
+    paths = {}
+    for side in ("ours", "jwst"):
+        (folder / side).mkdir(parents=True, exist_ok=True)
+        paths[side] = (folder / side / "cube_s3d.fits", folder / side / "cube_x1d.fits")
 
-    sim = ifu.sim
-    asn = _first_asn(sim)
-    jw = ifu.root / "jwst"
-    jw.mkdir(exist_ok=True)
-    for f in (sim.uncal[0], asn):
-        shutil.copy2(f, jw / f.name)
+    def theirs():
+        from jwst.cube_build import CubeBuildStep
+        from jwst.extract_1d import Extract1dStep
 
-    def strun():
-        cwd = os.getcwd()
-        os.chdir(jw)
-        try:
-            Step.from_cmdline(["calwebb_detector1", sim.uncal[0].name])
-            Step.from_cmdline(["calwebb_spec2", asn.name, NO_CUBE])
-        finally:
-            os.chdir(cwd)
+        cubes = CubeBuildStep.call(theirs_cal, **CUBE_PARS)
+        assert len(cubes) == 1
+        names = [c.meta.filename for c in cubes]
+        cubes[0].save(paths["jwst"][0])
+        Extract1dStep.call(cubes[0]).save(paths["jwst"][1])
+        return names
 
-    _quiet(strun, ifu.cache, ifu.context)
-    ours = ifu.root / "ours"
-    ours.mkdir(exist_ok=True)
-    rate = sim.uncal[0].name.replace("_uncal", "_rate")
-    shutil.copy2(jw / rate, ours / rate)
-    shutil.copy2(asn, ours / asn.name)
+    def ours():
+        load_all()
+        cubes = run_step("cube_build", ours_cal, dict(CUBE_PARS)).model
+        assert len(cubes) == 1
+        names = [c.meta.filename for c in cubes]
+        cubes[0].save(paths["ours"][0])
+        run_step("extract_1d", cubes[0], {}).model.save(paths["ours"][1])
+        return names
 
-    def run():
-        assert main(["run", "calwebb_spec2", str(ours / asn.name), "--output-dir", str(ours), NO_CUBE]) == 0
+    names = (_quiet(ours, ifu.cache, ifu.context), _quiet(theirs, ifu.cache, ifu.context))
+    return paths, names
 
-    _quiet(run, ifu.cache, ifu.context)
-    return jw, ours, rate.replace("_rate", "_cal")
+
+def _cube_agreement(ours: Path, theirs: Path) -> dict:
+    """The fraction of spaxels within rtol 1e-4 (NaN where jwst has NaN) of each cube array."""
+    from test_mrs_extract import _arrays_agree
+
+    return _arrays_agree(ours, theirs, ("SCI", "ERR", "DQ", "WMAP"))
 
 
 @pytest.mark.parity
-def test_spec2_cal_matches_jwst_whole(spec2_pair):
-    jw, ours, cal = spec2_pair
-    assert not list(jw.glob("*_s3d.fits")) and not list(ours.glob("*_s3d.fits"))
+def test_nirspec_cube_and_spectrum_match_jwst(cube_pair):
+    """The cube of one exposure (jwst's name, grid, WCS keywords, SCI, ERR, DQ with the field-of-view
+    flagging, WMAP) and its x1d, compared whole; the spaxels within rtol 1e-4 for at least 99.9 %."""
+    from astropy.io import fits
+
+    paths, (ours_names, their_names) = cube_pair
+    # jwst's step names its cube in memory without the suffix (stpipe adds it when saving)
+    assert ours_names == [n + "_s3d.fits" for n in their_names], (ours_names, their_names)
+    assert ours_names[0].endswith("_nrs1_prism-clear_s3d.fits"), ours_names
+    agree = _cube_agreement(paths["ours"][0], paths["jwst"][0])
+    print("spaxels within rtol 1e-4 of jwst's:", agree)
+    assert min(agree.values()) >= 0.999, agree
+    with fits.open(paths["jwst"][0]) as h:
+        dq = h["DQ"].data
+        assert h["SCI"].data.shape[0] == 101
+        assert (dq == 0).sum() > 50_000 and (dq != 0).sum() > 10_000  # data, and the field's edges flagged
     problems: list[str] = []
-    compare_fits(cal, ours / cal, jw / cal, problems)
-    assert not problems, "\n".join(["the cal differs from jwst's:"] + problems)
+    for k in (0, 1):
+        compare_fits(paths["jwst"][k].name, paths["ours"][k], paths["jwst"][k], problems)
+    assert not problems, "\n".join(["the cube or spectrum differs from jwst's:"] + problems)
+
+
+# ---------------------------------------------------------------------------
+# spec2 and spec3, whole (opt-in)
+
+
+@pytest.fixture(scope="session")
+def full_pair(ifu):
+    """jwst: detector1 on each uncal, spec2 on each association, spec3, from the associations' folder;
+    webbflow: spec2 on jwst's rates, spec3 on its own cals."""
+    if not FULL:
+        pytest.skip("jwst's detector1, spec2 and spec3 on full NRS_IFU frames exceed CI's budget: "
+                    "WEBBFLOW_NRS_IFU_FULL=1 runs them")
+    from simrun import strun, webbflow_run
+
+    sim = ifu.sim
+    jw = ifu.root / "jwst"
+    jw.mkdir(exist_ok=True)
+    for f in (*sim.uncal, *sim.asn_level2, sim.asn_level3):
+        shutil.copy2(f, jw / Path(f).name)
+    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
+    calls += [("calwebb_spec2", Path(a).name) for a in sim.asn_level2] + [("calwebb_spec3", Path(sim.asn_level3).name)]
+    _quiet(lambda: strun(jw, calls), ifu.cache, ifu.context)
+    ours = ifu.root / "ours"
+    ours.mkdir(exist_ok=True)
+    for u in sim.uncal:
+        rate = u.name.replace("_uncal", "_rate")
+        shutil.copy2(jw / rate, ours / rate)
+    for a in (*sim.asn_level2, sim.asn_level3):
+        shutil.copy2(a, ours / Path(a).name)
+
+    def run():
+        for a in sim.asn_level2:
+            webbflow_run("calwebb_spec2", ours / Path(a).name, "--output-dir", ours)
+        webbflow_run("calwebb_spec3", ours / Path(sim.asn_level3).name, "--output-dir", ours)
+
+    _quiet(run, ifu.cache, ifu.context)
+    return jw, ours, sim.uncal[0].name.replace("_uncal.fits", "")
+
+
+@pytest.mark.parity
+def test_spec2_cal_s3d_and_x1d_match_jwst_whole(full_pair):
+    jw, ours, root = full_pair
+    problems: list[str] = []
+    for sfx in ("cal", "s3d", "x1d"):
+        compare_fits(f"{root}_{sfx}.fits", ours / f"{root}_{sfx}.fits", jw / f"{root}_{sfx}.fits", problems)
+    agree = _cube_agreement(ours / f"{root}_s3d.fits", jw / f"{root}_s3d.fits")
+    print("spec2 cube: spaxels within rtol 1e-4 of jwst's:", agree)
+    assert min(agree.values()) >= 0.999, agree
+    assert not problems, "\n".join(["spec2's products differ from jwst's:"] + problems)
+
+
+@pytest.mark.parity
+def test_spec3_cube_and_x1d_match_jwst_whole(full_pair):
+    jw, ours, _ = full_pair
+    theirs = sorted(p.name for p in jw.glob("jw*-o001_*_s3d.fits")) + sorted(p.name for p in jw.glob("jw*-o001_*_x1d.fits"))
+    assert theirs == ["jw01234-o001_t001_nirspec_prism-clear_s3d.fits", "jw01234-o001_t001_nirspec_prism-clear_x1d.fits"]
+    problems: list[str] = []
+    for name in theirs:
+        assert (ours / name).exists(), name
+        compare_fits(name, ours / name, jw / name, problems)
+    agree = _cube_agreement(ours / theirs[0], jw / theirs[0])
+    print("spec3 cube: spaxels within rtol 1e-4 of jwst's:", agree)
+    assert min(agree.values()) >= 0.999, agree
+    assert not problems, "\n".join(["spec3's products differ from jwst's:"] + problems)

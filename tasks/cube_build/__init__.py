@@ -40,6 +40,7 @@ import numpy as np
 from pydantic import Field
 
 from ..base import STEPS, StepParams, step
+from . import nirspec as _nrs
 from .geometry import (
     ChannelPixels,
     ChannelSky,
@@ -114,13 +115,15 @@ STEPS["cube_build"].extra["streams_members"] = True
 
 
 def _check_supported(params: CubeBuildParams, instrument: str) -> None:
-    if instrument != "MIRI":
-        raise CubeBuildError(f"cube_build here builds MIRI MRS cubes; {instrument} IFU cubes are not supported yet")
+    if instrument not in ("MIRI", "NIRSPEC"):
+        raise CubeBuildError(f"cube_build builds MIRI MRS and NIRSpec IFU cubes, not {instrument} ones")
+    if instrument == "NIRSPEC" and params.weighting != "drizzle":
+        raise CubeBuildError(f"weighting {params.weighting!r} is not supported yet for NIRSpec (drizzle)")
     if params.coord_system not in ("skyalign", "world"):
         raise CubeBuildError(f"coord_system {params.coord_system!r} is not supported yet (skyalign)")
     if params.offset_file is not None:
         raise CubeBuildError("offset_file is not supported yet")
-    if params.output_type == "grating":
+    if params.output_type == "grating" and instrument == "MIRI":
         raise CubeBuildError("output_type 'grating' is for NIRSpec; MIRI cubes are band, channel or multi")
 
 
@@ -217,9 +220,13 @@ def _survey(library, params: CubeBuildParams, store: _PixelStore):
             finally:
                 model.meta.wcs = wcs
             light = SimpleNamespace(meta=meta)
-            bands = exposure_bands(light)
+            nirspec = str(meta.instrument.name or "").upper() == "NIRSPEC"
+            bands = exposure_bands(light) if not nirspec else _nrs.exposure_bands(light)
             if i == 0:  # before any mapping: an unsupported instrument or frame is refused at once
                 _check_supported(params, str(meta.instrument.name or "").upper())
+            if nirspec:
+                out.append(_survey_nirspec(model, meta, bands, params, store, i))
+                continue
             key = _detector_part_key(wcs, model.data.shape)
             geoms = shared.setdefault(key, {}) if key is not None else {}
             # the sky end of the WCS alone when the detector end is shared, else the whole WCS
@@ -245,6 +252,20 @@ def _survey(library, params: CubeBuildParams, store: _PixelStore):
             del model, wcs
             _release()
     return out
+
+
+def _survey_nirspec(model, meta, bands, params, store, i) -> "_Exposure":
+    """A NIRSpec IFU exposure: its pixels mapped once (tasks/cube_build/nirspec.py) and its footprint
+    (S_REGION and the spectral region, as jwst takes them for a sky-aligned cube, else the mapped pixels)."""
+    from types import SimpleNamespace
+
+    grating = bands[0][0]
+    pix, (ra, dec, lam) = _nrs.exposure_pixels(model, params.weighting == "drizzle")
+    store.put((i, grating), pix)
+    use_s_region = params.cube_pa is None and str(meta.target.type or "").upper() != "MOVING"
+    fp = footprint(model, grating, SimpleNamespace(ra=ra, dec=dec, wave=lam), use_s_region)
+    return _Exposure(meta, {k: h.copy() for k, h in model._headers.items() if k in ("PRIMARY", "SCI")}, bands,
+                     {grating: fp})
 
 
 def _detector_part_key(wcs, shape):
@@ -318,26 +339,35 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
     try:
         exposures = _survey(library, params, store)
         linear = params.linear_wave and params.output_type != "multi"
-        all_ch, all_b, bands_of = band_coverage([SimpleNamespace(meta=e.meta) for e in exposures],
-                                                params.channel, params.band)
-        tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting)
+        lights = [SimpleNamespace(meta=e.meta) for e in exposures]
+        nirspec = str(exposures[0].meta.instrument.name or "").upper() == "NIRSPEC"
         base = output_base(library, exposures[0].meta.filename)
-        plan = cubes_to_make(all_ch, all_b, params.output_type)
+        if nirspec:
+            all_ch, all_b, bands_of = _nrs.band_coverage(lights, params.grating, params.filter)
+            plan = _nrs.cubes_to_make(all_ch, all_b, params.output_type)
+            base = _nrs.strip_grating(base)
+        else:
+            all_ch, all_b, bands_of = band_coverage(lights, params.channel, params.band)
+            plan = cubes_to_make(all_ch, all_b, params.output_type)
+        tables = read_cubepar(cubepar_ref, all_ch, all_b, params.weighting, nirspec=nirspec)
         outputs = [None] * len(plan)
         for ci, (chans, bands) in enumerate(plan):
             grid, shepard = _grid_for(exposures, bands_of, chans, bands, tables, params, linear)
             n = int(np.prod(grid.shape))
             # the cube's sums, and one exposure's sums added to them as jwst adds each exposure's cube
+            # NIRSpec: the field-of-view DQ of every exposure, OR-ed (unless skip_dqflagging: spec2)
+            fov = nirspec and not params.skip_dqflagging
             cube = SimpleNamespace(index=ci, chans=chans, bands=bands, grid=grid, shepard=shepard, used=[],
                                    sums=tuple(np.zeros(n) for _ in range(4)),
-                                   parts=tuple(np.zeros(n) for _ in range(4)))
+                                   parts=tuple(np.zeros(n) for _ in range(4)),
+                                   dq=np.zeros(n, np.uint32), fov=fov, nirspec=nirspec)
             # its bands in order, each band's exposures in input order
             for ch, band in zip(chans, bands):
                 for idx in bands_of[(ch, band)]:
                     cube.used.append(idx)
                     _add_exposure(cube, store.get((idx, ch)), exposures[idx], params)
             del cube.parts
-            name = base + cube_suffix(cube.chans, cube.bands)
+            name = base + (_nrs.cube_suffix if nirspec else cube_suffix)(cube.chans, cube.bands)
             outputs[ci] = _finish(exposures, cube, params, name)
             del cube.sums
     except CubeBuildError as exc:
@@ -365,6 +395,12 @@ def _add_exposure(cube, pix, exposure: _Exposure, params: CubeBuildParams) -> No
         log.warning("No valid pixels found on detector %s", exposure.meta.filename)
         return
     if shepard is None:
+        if cube.fov:
+            from .product import OVERLAP_PARTIAL
+
+            cube.dq |= kernels.dq_nirspec(OVERLAP_PARTIAL, grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt1,
+                                          grid.cdelt2, float(np.nanmean(grid.cdelt3_normal)), mapped.coord1,
+                                          mapped.coord2, mapped.wave, mapped.slice_no)
         kernels.drizzle_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
                                  grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
                                  mapped.flux, mapped.err, *mapped.corners, *parts)
@@ -388,12 +424,14 @@ def _finish(exposures, cube, params: CubeBuildParams, name: str):
     flux, weight, var, iflux = cube.sums
     n = flux.size
     normalise(flux, weight, var, iflux)
-    dq = final_dq(np.zeros(n, np.uint32), weight, grid.shape).reshape(grid.shape)
+    dq = final_dq(cube.dq, weight, grid.shape).reshape(grid.shape)
+    del cube.dq
     flux = flux.reshape(grid.shape)
     wmap = iflux.reshape(grid.shape)
     var = var.reshape(grid.shape)
-    ntear = spectral_tears(flux, wmap, var, dq)
-    log.info("Number of spectral tear planes adjusted: %i", ntear)
+    if not cube.nirspec:  # jwst's quality cut of MIRI MRS planes
+        ntear = spectral_tears(flux, wmap, var, dq)
+        log.info("Number of spectral tear planes adjusted: %i", ntear)
     dnu = (dq & models.dqflags.PIXEL["DO_NOT_USE"]) != 0
     flux[dnu] = np.nan
     var[dnu] = np.nan
@@ -537,7 +575,8 @@ def _product(exposures, used, grid, flux, err, dq, wmap, chans, params, name, sh
             blender.accumulate(stub)
         blender.finalize(cube)
     cube.meta.filename = f"{name}_{params.suffix or 's3d'}.fits"
-    cube.meta.instrument.channel = "".join(sorted(set("".join(chans))))
+    if str(cube.meta.instrument.name or "").upper() == "MIRI":
+        cube.meta.instrument.channel = "".join(sorted(set("".join(chans))))
     wi = cube.meta.wcsinfo
     for attr in ("v2_ref", "v3_ref", "ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity"):
         setattr(wi, attr, None)

@@ -79,23 +79,31 @@ def _table(ref, name: str):
     return None
 
 
-def read_cubepar(ref, channels: list[str], bands: list[str], weighting: str) -> CubeParTables:
-    """The rows of the cubepar reference for these (channel, band) pairs, and the multi-band table."""
+def read_cubepar(ref, channels: list[str], bands: list[str], weighting: str, nirspec: bool = False) -> CubeParTables:
+    """The rows of the cubepar reference for these (channel, band) pairs (NIRSpec: grating, filter),
+    and the multi-band table (NIRSpec: the one of the gratings' resolution)."""
     out = CubeParTables()
     tab = _table(ref, "CUBEPAR")
+    name = getattr(getattr(ref, "meta", None), "filename", None) or "cubepar"
     if tab is None:
-        name = getattr(getattr(ref, "meta", None), "filename", None) or "cubepar"
         raise CubeBuildError(f"cubepar reference {name} has no CUBEPAR table")
+    keys = ("DISPERSER", "FILTER") if nirspec else ("CHANNEL", "BAND")
+    if any(k not in (tab.columns.names if hasattr(tab, "columns") else tab.dtype.names) for k in keys):
+        raise CubeBuildError(f"cubepar reference {name} has no {'/'.join(keys)} columns "
+                             f"(not a {'NIRSpec' if nirspec else 'MIRI'} cubepar)")
+    match = (lambda row, ch, band: str(row["DISPERSER"]).strip().lower() == ch  # noqa: E731
+             and str(row["FILTER"]).strip().lower() == band) if nirspec else \
+        (lambda row, ch, band: str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band)
     for ch, band in zip(channels, bands):
         for row in tab:
-            if str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band:
+            if match(row, ch, band):
                 out.bands[(ch, band)] = CubePars(
                     float(np.float32(row["SPAXELSIZE"])), float(np.float32(row["SPECTRALSTEP"])),
                     float(np.float32(row["WAVEMIN"])), float(np.float32(row["WAVEMAX"])))
         if weighting in ("msm", "emsm"):
             rows = _table(ref, "CUBEPAR_MSM" if weighting == "msm" else "CUBEPAR_EMSM")
             for row in rows if rows is not None else ():
-                if str(row["CHANNEL"]).strip() == ch and str(row["BAND"]).strip().lower() == band:
+                if match(row, ch, band):
                     f = lambda name: float(np.float32(row[name]))  # noqa: E731
                     if weighting == "msm":
                         out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"), f("POWER"),
@@ -103,8 +111,13 @@ def read_cubepar(ref, channels: list[str], bands: list[str], weighting: str) -> 
                     else:
                         out.shepard[(ch, band)] = ShepardPars(f("ROISPATIAL"), f("ROISPECTRAL"),
                                                               scalerad=f("SCALERAD"))
-    name = {"drizzle": "MULTICHANNEL_DRIZ", "msm": "MULTICHANNEL_MSM", "emsm": "MULTICHANNEL_EMSM"}[weighting]
-    multi = _table(ref, name)
+    if nirspec:
+        from .nirspec import multi_table_name
+
+        table_name = multi_table_name(channels, weighting)
+    else:
+        table_name = {"drizzle": "MULTICHANNEL_DRIZ", "msm": "MULTICHANNEL_MSM", "emsm": "MULTICHANNEL_EMSM"}[weighting]
+    multi = _table(ref, table_name)
     if multi is not None:
         out.multichannel_wave = np.asarray(multi["WAVELENGTH"], dtype=np.float64)
         cols = {"rois": "ROISPATIAL", "roiw": "ROISPECTRAL", "power": "POWER", "softrad": "SOFTRAD",
@@ -423,6 +436,7 @@ class MappedPixels:
     corners: tuple | None  # xi1, eta1, ..., xi4, eta4 (drizzle)
     coord1: np.ndarray | None = None  # the pixel centres on the tangent plane (point cloud)
     coord2: np.ndarray | None = None
+    slice_no: np.ndarray | None = None  # NIRSpec slices (1-30)
 
 
 def invalid_mask(model) -> np.ndarray:
@@ -454,10 +468,11 @@ class ChannelPixels:
     dwave: np.ndarray | None = None  # wavelength extent (drizzle)
     corners: tuple | None = None  # ra1, dec1, ..., ra4, dec4 of the footprint (drizzle)
     dmax: float = float("nan")  # the largest extent of every mapped pixel, flagged ones included
+    slice_no: np.ndarray | None = None  # NIRSpec: each pixel's slice (1-30), for the field-of-view DQ
 
     def arrays(self) -> dict:
         out = {"wave": self.wave, "flux": self.flux, "err": self.err}
-        for name in ("ra", "dec", "dwave"):
+        for name in ("ra", "dec", "dwave", "slice_no"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         for i, c in enumerate(self.corners or ()):
@@ -468,7 +483,7 @@ class ChannelPixels:
     def from_arrays(cls, arrays: dict, dmax: float) -> "ChannelPixels":
         corners = tuple(arrays[f"corner{i}"] for i in range(8)) if "corner0" in arrays else None
         return cls(arrays["wave"], arrays["flux"], arrays["err"], arrays.get("ra"), arrays.get("dec"),
-                   arrays.get("dwave"), corners, dmax)
+                   arrays.get("dwave"), corners, dmax, arrays.get("slice_no"))
 
 
 def channel_pixels(sky: ChannelSky, drizzle: bool) -> ChannelPixels | None:
@@ -539,8 +554,12 @@ def map_pixels(pix: ChannelPixels | None, grid: CubeGrid) -> MappedPixels | None
     corners = []
     for i in range(4):
         corners += radec2std(c1, c2, k[2 * i][good], k[2 * i + 1][good], r)
-    return MappedPixels(wave=pix.wave[good], dwave=pix.dwave[good], flux=pix.flux[good], err=pix.err[good],
-                        corners=tuple(corners))
+    out = MappedPixels(wave=pix.wave[good], dwave=pix.dwave[good], flux=pix.flux[good], err=pix.err[good],
+                       corners=tuple(corners))
+    if pix.slice_no is not None:  # NIRSpec: the centres and slices, for the field-of-view DQ
+        out.coord1, out.coord2 = radec2std(c1, c2, pix.ra[good], pix.dec[good], r)
+        out.slice_no = pix.slice_no[good]
+    return out
 
 
 def _wave_only(wcs, x, y):

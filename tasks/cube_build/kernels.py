@@ -389,3 +389,106 @@ def pointcloud_planes(lo, hi, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord
                         weightv[idx] = weightv[idx] + ww
                         varv[idx] = varv[idx] + (err[k] * ww) * (err[k] * ww)
                         ifluxv[idx] = ifluxv[idx] + 1.0
+
+
+@numba.njit(cache=True)
+def _slice_line(overlap_partial, cdelt1, cdelt2, naxis1, naxis2, xstart, ystart, xi_min, eta_min, xi_max,
+                eta_max, plane):
+    """The spaxels a slice's line crosses on one plane, flagged ``overlap_partial``: jwst's Bresenham
+    walk from the slice's (min, min) to its (max, max) corner, with its C code's swaps as they are
+    (they copy rather than exchange the end points)."""
+    x1 = int((xi_min - xstart) / cdelt1)
+    y1 = int((eta_min - ystart) / cdelt2)
+    x2 = int((xi_max - xstart) / cdelt1)
+    y2 = int((eta_max - ystart) / cdelt2)
+    dx = x2 - x1
+    dy = y2 - y1
+    steep = abs(dy) > abs(dx)
+    if steep:
+        x1 = y1
+        x2 = y2
+    if x1 > x2:
+        x1 = x2
+        y1 = y2
+    dx = x2 - x1
+    dy = y2 - y1
+    error = int(dx / 2.0)
+    ystep = 1 if y1 < y2 else -1
+    y = y1
+    n = plane.size
+    for x in range(x1, x2 + 1):
+        yuse = y
+        xuse = x
+        if steep:
+            yuse = x
+            xuse = y
+        index = yuse * naxis1 + xuse
+        if 0 <= index < n:
+            plane[index] = overlap_partial
+        error -= abs(dy)
+        if error < 0:
+            y += ystep
+            error += dx
+
+
+@numba.njit(cache=True)
+def dq_nirspec(overlap_partial, xc, yc, zc, cdelt1, cdelt2, roiw_ave, coord1, coord2, wave, slice_no):
+    """The NIRSpec field-of-view DQ of one exposure (jwst's ``dq_nirspec``): on every plane, each
+    slice's pixels within ``roiw_ave`` of the plane's wavelength give the slice's extent on the
+    tangent plane, and the spaxels along that extent's diagonal are flagged ``overlap_partial``.
+
+    jwst scans every pixel for every plane; here each pixel goes to the planes it is near (the
+    same planes: the condition is tested as jwst tests it), and the extents are kept per plane."""
+    nx = xc.size
+    ny = yc.size
+    nz = zc.size
+    nxy = nx * ny
+    minvalue = np.float64(np.float32(10000.0))
+    maxvalue = np.float64(np.float32(-10000.0))
+    c1min = np.full((nz, 30), minvalue)
+    c2min = np.full((nz, 30), minvalue)
+    c1max = np.full((nz, 30), maxvalue)
+    c2max = np.full((nz, 30), maxvalue)
+    nmatch = np.zeros(nz, np.int64)
+    for k in range(wave.size):
+        w = wave[k]
+        i0 = np.searchsorted(zc, w - abs(roiw_ave), side="left") - 1
+        i1 = np.searchsorted(zc, w + abs(roiw_ave), side="right") + 1
+        if i0 < 0:
+            i0 = 0
+        if i1 > nz:
+            i1 = nz
+        islice = int(slice_no[k]) - 1
+        c1 = coord1[k]
+        c2 = coord2[k]
+        for iw in range(i0, i1):
+            if abs(zc[iw] - w) < roiw_ave:
+                if c1 < c1min[iw, islice]:
+                    c1min[iw, islice] = c1
+                if c2 < c2min[iw, islice]:
+                    c2min[iw, islice] = c2
+                if c1 > c1max[iw, islice]:
+                    c1max[iw, islice] = c1
+                if c2 > c2max[iw, islice]:
+                    c2max[iw, islice] = c2
+                nmatch[iw] += 1
+    dq = np.zeros(nz * nxy, np.uint32)
+    plane = np.zeros(nxy, np.int64)
+    xstart = np.float64(np.float32(xc[0]))
+    ystart = np.float64(np.float32(yc[0]))
+    for iw in range(nz):
+        if nmatch[iw] == 0:
+            continue
+        plane[:] = 0
+        found = False
+        for s in range(30):
+            if (c1min[iw, s] != minvalue and c2min[iw, s] != minvalue and c1max[iw, s] != maxvalue
+                    and c2max[iw, s] != maxvalue and c1min[iw, s] != c1max[iw, s] and c2min[iw, s] != c2max[iw, s]):
+                found = True
+                _slice_line(overlap_partial, cdelt1, cdelt2, nx, ny, xstart, ystart,
+                            np.float64(np.float32(c1min[iw, s])), np.float64(np.float32(c2min[iw, s])),
+                            np.float64(np.float32(c1max[iw, s])), np.float64(np.float32(c2max[iw, s])), plane)
+        if found:
+            for j in range(nxy):
+                dq[iw * nxy + j] = plane[j]
+    return dq

@@ -25,7 +25,9 @@ For a single-band MRS cube, ``ifu_rfcorr`` (on by default, as in jwst) fits the 
 of the aperture sum, the surface brightness and the background (tasks/extract_1d/_rfcorr.py) and
 writes the corrected spectra in RF_FLUX, RF_SURF_BRIGHT and RF_BACKGROUND; a spectrum the fit
 cannot handle gets NaN there, with a warning.  Other cubes (several bands or channels) keep NaN
-RF_* columns.  NIRSpec IFU cubes are refused (their apcorr and the NIRSpec table columns differ).
+RF_* columns.  A NIRSpec IFU cube gives a MultiSpecModel with jwst's SpecModel columns (no RF_*);
+its aperture correction (NIRSpec's apcorr table form) is not written yet: refused in one line when
+CRDS gives one.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 
 from ...errors import InputFileError, ReferenceFileError, UnsupportedModeError
 from ...models import dqflags
-from ...models.spectra import MRSMultiSpecModel, Spectrum, SPEC_COLUMNS, new_spec_table
+from ...models.spectra import MRSMultiSpecModel, MultiSpecModel, Spectrum, SPEC_COLUMNS, new_spec_table
 
 log = logging.getLogger("webbflow.steps.extract_1d")
 
@@ -351,11 +353,11 @@ def _apcorr_factors(model, apref, ra, dec, wave, radius_pix) -> np.ndarray:
 _CUBE_ONLY = ("FLUXEXT", "ERREXT", "MASKEXT", "ROIS", "ROIW", "WTYPE", "WPOWER")
 
 
-def _output_model(model) -> MRSMultiSpecModel:
+def _output_model(model, cls=MRSMultiSpecModel):
     """The x1d of a cube: the cube's metadata and primary header, no WCS of its own (each spectrum has one)."""
     from . import output_model
 
-    out = output_model(model, MRSMultiSpecModel)
+    out = output_model(model, cls)
     for key in _CUBE_ONLY:  # the cube's own keywords, which a spectrum's schema does not have
         out._headers.get("PRIMARY", {}).pop(key, None)
     return out
@@ -368,9 +370,10 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
     where = model.meta.filename or "the input"
     inst = (model.meta.instrument.name or "").upper()
     exp_type = (model.meta.exposure.type or "").upper()
-    if inst != "MIRI":
+    if inst not in ("MIRI", "NIRSPEC"):
         raise UnsupportedModeError(
-            f"extract_1d: {inst or 'this instrument'}'s IFU cubes are not supported yet (MIRI MRS)")
+            f"extract_1d: {inst or 'this instrument'}'s IFU cubes are not supported (MIRI MRS, NIRSpec IFU)")
+    miri = inst == "MIRI"
     rfcorr = bool(params.ifu_rfcorr) and exp_type == "MIR_MRS" and is_band_cube(model)
     if params.ifu_rfcorr and not rfcorr:
         log.info("Turning off residual fringe correction: the input is not a single MIRI MRS band")
@@ -419,7 +422,7 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
         err, sb_err, b_err = err * c, sb_err * c, b_err * c
         fv, sbv, bv = [v * c * c for v in fv], [v * c * c for v in sbv], [v * c * c for v in bv]
     n = r["wave"].size
-    table = new_spec_table(n, MRS_COLUMNS)
+    table = new_spec_table(n, MRS_COLUMNS if miri else SPEC_COLUMNS)
     cols = {"WAVELENGTH": r["wave"], "FLUX": flux, "FLUX_ERROR": err, "FLUX_VAR_POISSON": fv[0],
             "FLUX_VAR_RNOISE": fv[1], "FLUX_VAR_FLAT": fv[2], "SURF_BRIGHT": sb, "SB_ERROR": sb_err,
             "SB_VAR_POISSON": sbv[0], "SB_VAR_RNOISE": sbv[1], "SB_VAR_FLAT": sbv[2], "DQ": r["dq"],
@@ -427,7 +430,7 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
             "BKGD_VAR_FLAT": bv[2], "NPIXELS": r["npix"]}
     for k, v in cols.items():
         table[k] = v
-    for k in ("RF_FLUX", "RF_SURF_BRIGHT", "RF_BACKGROUND"):
+    for k in ("RF_FLUX", "RF_SURF_BRIGHT", "RF_BACKGROUND") if miri else ():
         table[k] = np.nan
     if rfcorr:
         from ._rfcorr import corrected_columns
@@ -437,10 +440,13 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
         table["RF_FLUX"] = rf[0] * area * 1.0e6
         table["RF_SURF_BRIGHT"], table["RF_BACKGROUND"] = rf[1], rf[2]
     apref = refs.get("apcorr") if params.apply_apcorr else None
+    if source_type == "POINT" and apref is not None and not miri:
+        raise UnsupportedModeError("extract_1d: the aperture correction of NIRSpec IFU cubes is not written yet; "
+                                   "run with --steps.extract_1d.apply_apcorr=false")
     if source_type == "POINT" and apref is not None:
         log.info("Applying Aperture correction.")
         f = _apcorr_factors(model, apref, r["ra"], r["dec"], r["wave"], r["radius"])
-        for k in ("FLUX", "FLUX_ERROR", "SURF_BRIGHT", "SB_ERROR", "RF_FLUX", "RF_SURF_BRIGHT"):
+        for k in ("FLUX", "FLUX_ERROR", "SURF_BRIGHT", "SB_ERROR", "RF_FLUX", "RF_SURF_BRIGHT"):  # MIRI
             table[k] = table[k] * f
         for k in ("FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SB_VAR_POISSON", "SB_VAR_RNOISE",
                   "SB_VAR_FLAT"):
@@ -449,6 +455,7 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
             "slit_ra": float(r["ra"]), "slit_dec": float(r["dec"]), "detector": model.meta.instrument.detector,
             "source_type": source_type, "extraction_x": r["xc"], "extraction_y": r["yc"],
             "position_angle": model.meta.aperture.position_angle}
-    mrs = _output_model(model)
-    mrs.spec.append(Spectrum(table, {k: v for k, v in meta.items() if v is not None}, dict(_UNITS)))
-    return mrs
+    out = _output_model(model, MRSMultiSpecModel if miri else MultiSpecModel)
+    units = {k: v for k, v in _UNITS.items() if miri or not k.startswith("RF_")}
+    out.spec.append(Spectrum(table, {k: v for k, v in meta.items() if v is not None}, units))
+    return out
