@@ -519,7 +519,7 @@ def soss_background(request, soss, real_rules_cache):
 
 @pytest.mark.parity
 @pytest.mark.real
-def test_soss_background_subtracted_as_jwst_does(soss_background):
+def test_soss_background_subtracted_as_jwst_does(soss_background, soss):
     """The x1dints whole, every column (BACKGROUND too) within rtol 1e-4 of jwst's; the background
     found is the scene's sky (1 DN/s per pixel), and the box sums no longer hold it."""
     from test_products_whole import compare_products
@@ -557,9 +557,11 @@ def _spec3_asn(folder: Path, cal: Path) -> Path:
     return _level3_asn(folder, cal, "spec3", "candidate_Asn_Lv3SlitlessSpectral")
 
 
-@pytest.fixture(scope="module")
-def soss_spec3(soss, real_rules_cache):
-    """jwst's Spec3Pipeline (strun from the association's folder) and webbflow's spec3 on the same cal.
+@pytest.fixture(scope="module", params=["box", "atoca"])
+def soss_spec3(request, soss, real_rules_cache):
+    """jwst's Spec3Pipeline (strun from the association's folder) and webbflow's spec3 on the same cal,
+    with the box extraction (soss_atoca=false) and with ATOCA (on the coarse given grid and factor;
+    order 2's blue end's and order 3's factors searched).
 
     The cal: the first integration of jwst's calints as the one-integration image a SOSS exposure
     outside a time series is calibrated to (TSOVISIT false, its exposure times set).
@@ -574,7 +576,7 @@ def soss_spec3(soss, real_rules_cache):
     from webbflow.flows.cli import main
 
     refs = soss["refs"]
-    base = soss["jwst"].parent / "spec3"
+    base = soss["jwst"].parent / f"spec3-{request.param}"
     base.mkdir()
     cal = base / f"{ROOT}_cal.fits"
     with dm.open(soss["jwst"] / f"{ROOT}_calints.fits") as ci, warnings.catch_warnings():
@@ -591,6 +593,11 @@ def soss_spec3(soss, real_rules_cache):
         m.save(cal)
     ex = {"soss_atoca": "false", "override_pastasoss": str(refs["pastasoss"]),
           "override_specprofile": str(refs["specprofile"]), "override_speckernel": str(refs["speckernel"])}
+    if request.param == "atoca":
+        from webbflow.models import SossWaveGridModel
+
+        SossWaveGridModel(wavegrid=np.linspace(*COARSE_GRID)).save(base / "grid_in.fits")
+        ex.update(soss_atoca="true", soss_wave_grid_in=str(base / "grid_in.fits"), soss_tikfac="1e-06")
     ours_steps = {"extract_1d": ex, "photom": {"override_photom": str(refs["photom"]), "override_area": "N/A"}}
     # what jwst's pipeline prefetches that the 2019 rules do not know
     jwst_steps = {**ours_steps, "extract_1d": dict(ex, override_extract1d="N/A", override_apcorr="N/A",
