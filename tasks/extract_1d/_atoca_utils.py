@@ -373,11 +373,19 @@ class Tikhonov:
         self.valid = self.rhs != 0
 
     def solve(self, factor=1.0):
-        m = self.a2 + factor**2 * self.t2
-        out = np.full(m.shape[0], np.nan)
-        v = self.valid
-        out[v] = self._ordered.solve(m[v, :][:, v], self.rhs[v])
+        # the constrained rows and columns taken once: the same values as the full sum's, sliced
+        out = np.full(self.a2.shape[0], np.nan)
+        a2, t2 = self._constrained
+        out[self.valid] = self._ordered.solve(a2 + factor**2 * t2, self.rhs[self.valid])
         return out
+
+    @property
+    def _constrained(self):
+        if getattr(self, "_sliced", None) is None:
+            v = self.valid
+            t2 = sparse.csc_matrix(self.t2)
+            self._sliced = (sparse.csc_matrix(self.a2)[v, :][:, v], t2[v, :][:, v])
+        return self._sliced
 
     @property
     def _ordered(self):
