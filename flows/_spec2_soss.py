@@ -20,7 +20,7 @@ SOSS_SKIPPED = ("badpix_selfcal", "msa_flagging", "clean_flicker_noise", "imprin
 
 
 def record_skipped_references(model, params, members) -> None:
-    """Refuse extract_1d settings not implemented for SOSS (subtract_background) and unreadable ATOCA
+    """Refuse unreadable ATOCA
     inputs (soss_wave_grid_in, soss_estimate) before anything runs; record the
     ``bkg`` and ``pathloss`` references jwst's skipped steps look up, as it records them.
 

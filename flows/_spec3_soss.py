@@ -62,7 +62,7 @@ def spec3_soss(members, *, product_name: str, asn_id=None, asn_pool=None, asn_ta
     user = {k: v for k, v in (steps or {}).items() if k not in SPEC3_STEPS or k in STEPS}
     first = exposures[0]
     params = resolve_params(STEPS, user, config, model=first, pipeline_class="Spec3Pipeline")
-    if not params["extract_1d"].skip:  # settings not implemented (subtract_background) and bad ATOCA inputs refused before anything is written
+    if not params["extract_1d"].skip:  # bad ATOCA inputs refused before anything is written
         from ..tasks.extract_1d.soss import check_params
 
         try:

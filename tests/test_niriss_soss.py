@@ -32,6 +32,7 @@ PWCPOS = 245.79  # 0.03 deg off the commanded position: the traces rotate
 ASSIGN_WCS_NA = ("distortion", "filteroffset", "regions", "wavelengthrange", "camera", "chromcorr", "collimator",
                  "disperser", "fore", "fpa", "msa", "ote", "ifupost", "ifufore", "ifuslicer")
 ROOT = "jw01234001001_01101_00001_nis"
+COARSE_GRID = (0.6, 2.9, 2500)  # ATOCA's soss_wave_grid_in in the small runs: jwst's dense inverse stays small
 
 
 def _star(wave):
@@ -332,19 +333,27 @@ def test_simulated_soss_traces_land_where_extract_1d_looks(simulated):
 # tso3 on the calints of the spec2 run
 
 
-def _tso3_asn(folder: Path, calints: Path) -> Path:
+TSO3_PRODUCT = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+
+
+def _level3_asn(folder: Path, member: Path, asn_type: str, rule: str) -> Path:
+    """A level-3 association of ``member`` as jwst's rules write it (``asn_type`` by rule ``rule``)."""
     import json
 
-    asn = {"asn_type": "tso3", "asn_rule": "candidate_Asn_Lv3TSO", "version_id": "20240301t100000",
+    asn = {"asn_type": asn_type, "asn_rule": rule, "version_id": "20240301t100000",
            "code_version": "1.0", "degraded_status": "No known degraded exposures in association.",
            "program": "01234", "constraints": "", "asn_id": "o001", "target": "t001",
            "asn_pool": "jw01234_20240301t100000_pool.csv",
-           "products": [{"name": "jw01234-o001_t001_niriss_clear-gr700xd-substrip256",
-                         "members": [{"expname": calints.name, "exptype": "science", "exposerr": None,
+           "products": [{"name": TSO3_PRODUCT,
+                         "members": [{"expname": member.name, "exptype": "science", "exposerr": None,
                                       "asn_candidate": "[('o001', 'observation')]"}]}]}
-    path = folder / "jw01234-o001_20240301t100000_tso3_00001_asn.json"
+    path = folder / f"jw01234-o001_20240301t100000_{asn_type}_00001_asn.json"
     path.write_text(json.dumps(asn, indent=1))
     return path
+
+
+def _tso3_asn(folder: Path, calints: Path) -> Path:
+    return _level3_asn(folder, calints, "tso3", "candidate_Asn_Lv3TSO")
 
 
 def _run_tso3(soss, simulated, tag: str, extract_1d: dict):
@@ -418,25 +427,32 @@ def soss_tso3_atoca(request, soss, simulated):
     ex = {"soss_atoca": True}
     if request.param == "coarse-grid":
         grid = soss["jwst"].parent / "tso3_grid_in.fits"
-        SossWaveGridModel(wavegrid=np.linspace(0.6, 2.9, 2500)).save(grid)
+        SossWaveGridModel(wavegrid=np.linspace(*COARSE_GRID)).save(grid)
         ex.update(soss_wave_grid_in=str(grid), soss_tikfac=1e-6)
     return _run_tso3(soss, simulated, f"-atoca-{request.param}", ex)
 
 
-@pytest.mark.parity
-@pytest.mark.real
-def test_soss_tso3_products_are_jwsts(soss_tso3):
-    """crfints, x1dints (orders 1-3 calibrated by photom) and the white-light curve, whole."""
+def _assert_tso3_products_whole(jdir: Path, odir: Path) -> None:
+    """jwst's tso3 wrote the crfints, x1dints and white-light curve, and webbflow's are the same, whole
+    (the calints inputs set aside first)."""
     from test_products_whole import compare_products
 
-    jdir, odir = soss_tso3
-    product = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+    product = TSO3_PRODUCT
     names = {p.name for p in jdir.iterdir() if p.name.endswith((".fits", ".ecsv")) and "calints" not in p.name}
     assert names == {f"{ROOT}_o001_crfints.fits", f"{product}_x1dints.fits", f"{product}_whtlt.ecsv"}
     for d in (jdir, odir):
         (d / f"{ROOT}_calints.fits").rename(d / f"{ROOT}_calints.input")
     problems = compare_products(odir, jdir, names)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parity
+@pytest.mark.real
+def test_soss_tso3_products_are_jwsts(soss_tso3):
+    """crfints, x1dints (orders 1-3 calibrated by photom) and the white-light curve, whole."""
+    jdir, odir = soss_tso3
+    product = TSO3_PRODUCT
+    _assert_tso3_products_whole(jdir, odir)
     from astropy.table import Table
 
     wl = Table.read(odir / f"{product}_whtlt.ecsv")
@@ -450,16 +466,9 @@ def test_soss_tso3_products_are_jwsts(soss_tso3):
 def test_soss_tso3_with_atoca_products_are_jwsts(soss_tso3_atoca):
     """tso3 with ATOCA decontaminating the orders: crfints, x1dints and white-light curve, whole
     (the x1dints columns within rtol 1e-4, the TIKFACTR as jwst's)."""
-    from test_products_whole import compare_products
-
     jdir, odir = soss_tso3_atoca
-    product = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
-    names = {p.name for p in jdir.iterdir() if p.name.endswith((".fits", ".ecsv")) and "calints" not in p.name}
-    assert names == {f"{ROOT}_o001_crfints.fits", f"{product}_x1dints.fits", f"{product}_whtlt.ecsv"}
-    for d in (jdir, odir):
-        (d / f"{ROOT}_calints.fits").rename(d / f"{ROOT}_calints.input")
-    problems = compare_products(odir, jdir, names)
-    assert not problems, "\n".join(problems)
+    product = TSO3_PRODUCT
+    _assert_tso3_products_whole(jdir, odir)
     with fits.open(odir / f"{product}_x1dints.fits") as fo, fits.open(jdir / f"{product}_x1dints.fits") as fj:
         assert fo[0].header["TIKFACTR"] == pytest.approx(fj[0].header["TIKFACTR"], rel=1e-9)
         for ho, hj in zip(fo[1:], fj[1:]):
@@ -468,21 +477,74 @@ def test_soss_tso3_with_atoca_products_are_jwsts(soss_tso3_atoca):
                 assert np.all(np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))), hj.ver
 
 
+# ---------------------------------------------------------------------------
+# extract_1d's SOSS background (subtract_background=true)
+
+@pytest.fixture(scope="module", params=["box", "atoca"])
+def soss_background(request, soss, real_rules_cache):
+    """jwst's Extract1dStep and ``webbflow run extract_1d`` on the rateints with subtract_background=true:
+    the box extraction, and ATOCA on a coarse given grid and Tikhonov factor (the factors of order 2's
+    blue end and order 3 searched on the background-subtracted typical integration)."""
+    from parity import jwst_offline, quiet_jwst
+
+    from jwst.extract_1d import Extract1dStep
+    from webbflow.flows.cli import main
+    from webbflow.models import SossWaveGridModel
+
+    refs = soss["refs"]
+    base = soss["jwst"].parent / f"background-{request.param}"
+    base.mkdir()
+    opts = {"subtract_background": True, "soss_atoca": request.param == "atoca",
+            "override_pastasoss": str(refs["pastasoss"]), "override_specprofile": str(refs["specprofile"]),
+            "override_speckernel": str(refs["speckernel"])}
+    if request.param == "atoca":
+        grid = base / "grid_in.fits"
+        SossWaveGridModel(wavegrid=np.linspace(*COARSE_GRID)).save(grid)
+        opts.update(soss_wave_grid_in=str(grid), soss_tikfac=1e-6)
+    out = {}
+    for who in ("jwst", "ours"):
+        d = base / who
+        d.mkdir()
+        with jwst_offline(real_rules_cache, "jwst_0541.pmap"), quiet_jwst(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if who == "jwst":
+                Extract1dStep.call(str(soss["rate"]), output_dir=str(d), save_results=True,
+                                   override_extract1d="N/A", override_apcorr="N/A", override_psf="N/A", **opts)
+            else:
+                argv = [f"--steps.extract_1d.{k}={v}" for k, v in opts.items()]
+                assert main(["run", "extract_1d", str(soss["rate"]), "--output-dir", str(d)] + argv) == 0
+        out[who] = d
+    return out["jwst"], out["ours"]
+
+
+@pytest.mark.parity
 @pytest.mark.real
-def test_soss_spec2_refuses_background_fit_before_writing_anything(soss, simulated, tmp_path):
-    """extract_1d's SOSS background fit (subtract_background) is not implemented: spec2 says so in one
-    line and writes nothing."""
-    from parity import jwst_offline
+def test_soss_background_subtracted_as_jwst_does(soss_background, soss):
+    """The x1dints whole, every column (BACKGROUND too) within rtol 1e-4 of jwst's; the background
+    found is the scene's sky (1 DN/s per pixel), and the box sums no longer hold it."""
+    from test_products_whole import compare_products
 
-    from webbflow.errors import UnsupportedModeError
-    from webbflow.flows.calwebb_spec2 import spec2
-
-    out = tmp_path / "atoca"
-    out.mkdir()
-    with jwst_offline(simulated.output_dir), pytest.raises(UnsupportedModeError, match="subtract_background") as exc:
-        spec2.fn(str(soss["rate"]), output_dir=str(out), steps={"extract_1d": {"subtract_background": True}})
-    assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
-    assert list(out.iterdir()) == []
+    jdir, odir = soss_background
+    name = f"{ROOT}_extract1dstep.fits"  # the step run alone: jwst's name for its product
+    assert {p.name for p in jdir.iterdir()} == {p.name for p in odir.iterdir()} == {name}
+    problems = compare_products(odir, jdir, {name})
+    assert not problems, "\n".join(problems)
+    with fits.open(odir / name) as fo, fits.open(jdir / name) as fj:
+        for ho, hj in zip(fo[1:], fj[1:]):
+            if hj.name != "EXTRACT1D":
+                continue
+            for col in hj.columns.names:
+                x, y = np.asarray(ho.data[col]), np.asarray(hj.data[col])
+                if x.dtype.kind == "f":
+                    assert np.all(np.isclose(x, y, rtol=1e-4, atol=0) | (np.isnan(x) & np.isnan(y))), (hj.ver, col)
+            # the sky is 1 DN/s; jwst's mean of the pixels under a percentile of the image sets aside the
+            # upper noise of many sky pixels with the traces, so the background found is lower (~0.91)
+            bkg = np.asarray(ho.data["BACKGROUND"])[:, 10:-10]
+            assert 0.85 < np.median(bkg) < 1.0, hj.ver
+        flux = np.asarray(fo["EXTRACT1D", 1].data["FLUX"])[0]  # order 1, first integration
+    wave, rate = soss["truth"]["truth"][1]
+    good = np.isfinite(flux) & (rate > 500) & (np.arange(2048) > 10) & (np.arange(2048) < 2030)
+    assert abs(np.median(flux[good] / rate[good]) - 1.0) < 0.015  # 4 DN/s of the 40 DN/s of sky left in the box
 
 
 # ---------------------------------------------------------------------------
@@ -492,23 +554,14 @@ def test_soss_spec2_refuses_background_fit_before_writing_anything(soss, simulat
 def _spec3_asn(folder: Path, cal: Path) -> Path:
     """The association jwst's rules make for a SOSS exposure outside a time series
     (Asn_Lv3SlitlessSpectral: asn_type spec3, the cal as the science member)."""
-    import json
-
-    asn = {"asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3SlitlessSpectral", "version_id": "20240301t100000",
-           "code_version": "1.0", "degraded_status": "No known degraded exposures in association.",
-           "program": "01234", "constraints": "", "asn_id": "o001", "target": "t001",
-           "asn_pool": "jw01234_20240301t100000_pool.csv",
-           "products": [{"name": "jw01234-o001_t001_niriss_clear-gr700xd-substrip256",
-                         "members": [{"expname": cal.name, "exptype": "science", "exposerr": None,
-                                      "asn_candidate": "[('o001', 'observation')]"}]}]}
-    path = folder / "jw01234-o001_20240301t100000_spec3_00001_asn.json"
-    path.write_text(json.dumps(asn, indent=1))
-    return path
+    return _level3_asn(folder, cal, "spec3", "candidate_Asn_Lv3SlitlessSpectral")
 
 
-@pytest.fixture(scope="module")
-def soss_spec3(soss, real_rules_cache):
-    """jwst's Spec3Pipeline (strun from the association's folder) and webbflow's spec3 on the same cal.
+@pytest.fixture(scope="module", params=["box", "atoca"])
+def soss_spec3(request, soss, real_rules_cache):
+    """jwst's Spec3Pipeline (strun from the association's folder) and webbflow's spec3 on the same cal,
+    with the box extraction (soss_atoca=false) and with ATOCA (on the coarse given grid and factor;
+    order 2's blue end's and order 3's factors searched).
 
     The cal: the first integration of jwst's calints as the one-integration image a SOSS exposure
     outside a time series is calibrated to (TSOVISIT false, its exposure times set).
@@ -523,7 +576,7 @@ def soss_spec3(soss, real_rules_cache):
     from webbflow.flows.cli import main
 
     refs = soss["refs"]
-    base = soss["jwst"].parent / "spec3"
+    base = soss["jwst"].parent / f"spec3-{request.param}"
     base.mkdir()
     cal = base / f"{ROOT}_cal.fits"
     with dm.open(soss["jwst"] / f"{ROOT}_calints.fits") as ci, warnings.catch_warnings():
@@ -540,6 +593,11 @@ def soss_spec3(soss, real_rules_cache):
         m.save(cal)
     ex = {"soss_atoca": "false", "override_pastasoss": str(refs["pastasoss"]),
           "override_specprofile": str(refs["specprofile"]), "override_speckernel": str(refs["speckernel"])}
+    if request.param == "atoca":
+        from webbflow.models import SossWaveGridModel
+
+        SossWaveGridModel(wavegrid=np.linspace(*COARSE_GRID)).save(base / "grid_in.fits")
+        ex.update(soss_atoca="true", soss_wave_grid_in=str(base / "grid_in.fits"), soss_tikfac="1e-06")
     ours_steps = {"extract_1d": ex, "photom": {"override_photom": str(refs["photom"]), "override_area": "N/A"}}
     # what jwst's pipeline prefetches that the 2019 rules do not know
     jwst_steps = {**ours_steps, "extract_1d": dict(ex, override_extract1d="N/A", override_apcorr="N/A",
@@ -576,7 +634,7 @@ def test_soss_spec3_x1d_and_c1d_are_jwsts(soss_spec3):
     from test_products_whole import compare_products
 
     jdir, odir = soss_spec3
-    product = "jw01234-o001_t001_niriss_clear-gr700xd-substrip256"
+    product = TSO3_PRODUCT
     names = {p.name for p in jdir.iterdir() if p.name.endswith(".fits") and "_cal" not in p.name}
     assert names == {f"{product}_x1d.fits", f"{product}_c1d.fits"}
     for d in (jdir, odir):

@@ -151,7 +151,8 @@ def _add_model(current, model):
 
 
 def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict, params, subarray,
-                 order2_cutoff=ORDER2_CUTOFF, wave_grid=None, estimate=None, spectra=False):
+                 order2_cutoff=ORDER2_CUTOFF, wave_grid=None, estimate=None, spectra=False, data=None,
+                 background=None):
     """The trace models of every order for every integration, and the Tikhonov factor of orders 1+2.
 
     ``filled``/``errs``: (nints, ny, nx) data with bad pixels filled and errors (bad ones at 10x
@@ -163,7 +164,9 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
     Returns ({order: (nints, ny, nx)}, tikfac, masks, grid, atoca) where masks[i] is the pixel
     mask of integration i's box sums, grid the orders 1+2 wavelength grid, and atoca (when
     ``spectra``) each integration's ATOCA spectra binned to the orders' pixel grids, as
-    [(order, wavelength, flux), ...] per integration.
+    [(order, wavelength, flux), ...] per integration.  With ``subtract_background``, ``data`` holds
+    the integrations with their background subtracted (``filled`` still makes the typical
+    integration) and ``background(image, mask)`` subtracts the typical integration's.
     """
     nints = filled.shape[0]
     orders = sorted(box)
@@ -181,6 +184,10 @@ def atoca_models(filled, errs, mederr, scimask0, refmask0, oms: dict, box: dict,
         seen |= nonfinite
         refmask &= ~nonfinite
     mask_int = seen | ~(mederr > 0)
+    if background is not None:
+        typical = background(typical, mask_int)[0]
+    if data is not None:
+        filled = data
     mtp = {o: ~(box[o] > 0) | refmask for o in orders}
     global_mask = np.all([mtp[o] for o in orders], axis=0)
     om1, om2 = oms[1], oms[2]

@@ -22,10 +22,14 @@ by column.  The steps:
    are masked, and so are pixels whose error is not positive.  With ``soss_bad_pix="model"`` (which
    runs ATOCA's models whatever ``soss_atoca`` says, as jwst does) the masked pixels an order's
    trace model covers take the model's value instead (:func:`model_bad_pixels`).
-4. **Sums** per column: FLUX = sum(w * data), FLUX_ERROR = sqrt(sum(w * err**2)), NPIXELS =
-   sum(w), over the unmasked pixels (NaN where no weight remains); BACKGROUND is 0 (no SOSS
-   background fit unless ``subtract_background``, which is not implemented).  Every integration
-   is summed in one array operation.
+4. **Background** (``subtract_background=true``; jwst's default, None, leaves it): in each
+   integration, the pixels brighter than the percentile that leaves out 40 rows per order
+   (:func:`trace_mask`) and the masked pixels are set aside, and each column's mean of the rest,
+   sigma-clipped at 3 sigma, is subtracted from the column (:func:`column_background`), before
+   ATOCA and the box sums; it is the BACKGROUND column.  ATOCA's typical integration gets its own.
+5. **Sums** per column: FLUX = sum(w * data), FLUX_ERROR = sqrt(sum(w * err**2)), NPIXELS =
+   sum(w), over the unmasked pixels (NaN where no weight remains); BACKGROUND is 0 unless
+   subtracted.  Every integration is summed in one array operation.
 
 The product is a TSOMultiSpecModel with one spectrum per order (SPORDER), in DN/s, each row an
 integration; the other columns are zero, as in jwst's.  ATOCA's side products, as jwst names
@@ -216,6 +220,39 @@ def fill_bad(data, err, refmask):
 
 
 # ---------------------------------------------------------------------------
+# the background (subtract_background=true)
+
+BACKGROUND_TRACE_WIDTH = 40  # rows per order kept out of the background, whatever soss_width is
+
+
+def trace_mask(image, width: int = BACKGROUND_TRACE_WIDTH):
+    """The pixels holding the traces' light: brighter than the image's percentile that leaves out
+    ``width`` rows per order (two orders on SUBSTRIP256, one on SUBSTRIP96), or not finite."""
+    nrows = image.shape[0]
+    if nrows == 96:
+        norders = 1
+    elif nrows in (256, 2048):
+        norders = 2
+    else:
+        raise UnsupportedModeError(f"extract_1d: the SOSS background needs 96, 256 or 2048 rows, not {nrows}")
+    cut = np.nanpercentile(image, 100 * (1 - norders * width / nrows))
+    with np.errstate(invalid="ignore"):
+        return (image > cut) | ~np.isfinite(image)
+
+
+def column_background(image, mask):
+    """(image minus its background, the background): per column the mean of the pixels off the traces
+    and not in ``mask``, sigma-clipped at 3 sigma about the mean until nothing changes; 0 in a column
+    with no such pixel."""
+    from astropy.stats import SigmaClip
+
+    masked = np.ma.array(image, mask=mask | trace_mask(image))
+    clipped = SigmaClip(sigma=3, maxiters=None, cenfunc="mean")(masked, axis=0)
+    col = np.where(np.all(clipped.mask, axis=0), 0.0, clipped.mean(axis=0))
+    return image - col, col
+
+
+# ---------------------------------------------------------------------------
 # the extraction
 
 
@@ -237,8 +274,6 @@ def check_params(params) -> None:
         read_wave_grid(params.soss_wave_grid_in)  # bad input files: refused before anything runs
     if atoca and _given(params.soss_estimate):
         read_estimate(params.soss_estimate)
-    if params.subtract_background:
-        raise UnsupportedModeError("extract_1d: the NIRISS SOSS background fit (subtract_background) is not implemented")
 
 
 def soss_subarray(model) -> str | None:
@@ -310,6 +345,13 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
     # or an earlier integration, and the pixels whose error is not positive
     seen = np.logical_or.accumulate(~np.isfinite(filled) | ~np.isfinite(errs), axis=0)
     masked = scimask[None] | seen | ~(errs > 0)
+    background = np.zeros((nints, shape[1]))
+    data_bkg = filled
+    if params.subtract_background:  # each integration's column background, off its traces and masked pixels
+        subtracted = [column_background(filled[i], masked[i]) for i in range(nints)]
+        data_bkg = np.array([d for d, _ in subtracted])  # in the background's precision, as jwst's
+        background = np.array([b for _, b in subtracted])
+        log.info("SOSS background subtracted per column (median %.4g DN/s)", float(np.median(background)))
     tikfac, trace_models, grid, atoca = None, None, None, None
     wave_grid = read_wave_grid(params.soss_wave_grid_in) if _given(params.soss_wave_grid_in) else None
     # ATOCA: each order's box holds the data minus the other orders' models (jwst models the orders,
@@ -319,16 +361,16 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
         estimate = read_estimate(params.soss_estimate) if _given(params.soss_estimate) else None
         trace_models, tikfac, grid, atoca = _atoca_models(
             filled, errs, mederr, dead, refmask, traces, weights, tree, pastasoss, specprofile, speckernel,
-            params, subarray, wave_grid, estimate, _given(params.soss_modelname))
+            params, subarray, wave_grid, estimate, _given(params.soss_modelname), data_bkg)
     elif wave_grid is not None:
         grid = wave_grid
     out = _primary_only(output_model(model, TSOMultiSpecModel))
     for order in orders:
         w = weights[order]
         region = w > 0
-        source, order_errs, order_mask = filled, errs, masked
+        source, order_errs, order_mask = data_bkg, errs, masked
         if trace_models is not None:
-            source = filled.astype(np.float64)
+            source = data_bkg.astype(np.float64)
             for other, mdl in trace_models.items():
                 if other != order:
                     source = source - np.where(np.isfinite(mdl), mdl, 0.0)
@@ -352,6 +394,7 @@ def extract_soss(model, pastasoss, params, specprofile=None, speckernel=None):
         table["FLUX"] = flux[:, :n]
         table["FLUX_ERROR"] = ferr[:, :n]
         table["NPIXELS"] = npix[:, :n]
+        table["BACKGROUND"] = background[:, :n]
         table["N_ALONGDISP"] = n
         table["SEGMENT"] = model.meta.exposure.segment_number or 1
         table["INT_NUM"] = np.arange(1, nints + 1)
@@ -538,7 +581,7 @@ def _crop_like(profile, shape):
 
 
 def _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree, pastasoss, specprofile,
-                  speckernel, params, subarray, wave_grid=None, estimate=None, spectra=False):
+                  speckernel, params, subarray, wave_grid=None, estimate=None, spectra=False, data_bkg=None):
     from . import _atoca as A
     from ._atoca_utils import SpectralKernel, Throughput
 
@@ -573,5 +616,7 @@ def _atoca_models(filled, errs, mederr, scimask, refmask, traces, weights, tree,
     box = {o: weights[o] for o in traces}
     models, tikfac, _masks, grid, atoca = A.atoca_models(filled, errs, mederr, scimask, refmask, oms, box, params,
                                                          subarray, tuple(cut), wave_grid=wave_grid,
-                                                         estimate=estimate, spectra=spectra)
+                                                         estimate=estimate, spectra=spectra, data=data_bkg,
+                                                         background=column_background if params.subtract_background
+                                                         else None)
     return models, tikfac, grid, atoca
