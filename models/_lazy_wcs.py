@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import re
 import threading
 
@@ -46,22 +47,38 @@ def lazy_wcs_reading():
 
 
 class LazyWcs:
-    """A gwcs WCS made from its ASDF node on first use; it then acts as the WCS itself."""
+    """A gwcs WCS made from its ASDF node on first use; it then acts as the WCS itself.
 
-    __slots__ = ("_convert", "_node", "_wcs", "_lock", "_copy_on_load")
+    ``_node`` is the WCS's tagged ASDF node (parsed from its YAML on first access when the node
+    was cut out of the tree: ``parse``), ``_convert`` converts a tagged node with the file's
+    converters; both are None once the WCS is made."""
 
-    def __init__(self, convert, node, lock: threading.Lock, copy_on_load: bool = False):
-        # ``convert(node)`` makes the WCS with the file's converters (under the file's lock)
-        self._convert, self._node, self._lock = convert, node, lock
+    __slots__ = ("_convert", "_tagged", "_parse", "_wcs", "_lock", "_copy_on_load")
+
+    def __init__(self, convert, node, lock: threading.Lock, copy_on_load: bool = False, parse=None):
+        # ``convert(node)`` makes the WCS with the file's converters (under the file's lock);
+        # ``parse()`` gives the tagged node of a WCS whose YAML was cut out of the tree
+        self._convert, self._tagged, self._lock, self._parse = convert, node, lock, parse
         self._wcs = None
         self._copy_on_load = copy_on_load
+
+    @property
+    def _node(self):
+        if self._tagged is None and self._parse is not None:
+            self._tagged, self._parse = self._parse(), None
+        return self._tagged
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the WCS's YAML has been parsed (always, unless it was cut out of the tree)."""
+        return self._parse is None
 
     def load(self):
         """The WCS object (made now if it was not yet)."""
         if self._wcs is None:
             wcs = self._convert(self._node)
             self._wcs = copy.deepcopy(wcs) if self._copy_on_load else wcs
-            self._node = self._convert = None
+            self._tagged = self._convert = self._parse = None
         return self._wcs
 
     def __getattr__(self, name):
@@ -75,7 +92,7 @@ class LazyWcs:
     def __deepcopy__(self, memo):
         if self._wcs is not None:
             return copy.deepcopy(self._wcs, memo)
-        return LazyWcs(self._convert, self._node, self._lock, copy_on_load=True)
+        return LazyWcs(self._convert, self._tagged, self._lock, copy_on_load=True, parse=self._parse)
 
     def __reduce__(self):
         return (_identity, (self.load(),))
@@ -102,15 +119,11 @@ def lazy_tree(af, cb, cut: "CutWcs | None" = None):
         with lock:
             return tagged_tree_to_custom_tree(node, af)
 
-    def convert_cut(k):
-        with lock:
-            return tagged_tree_to_custom_tree(cut.parse(k), af)
-
     def walk(node, key=None):
         if isinstance(node, tagged.Tagged):
             tag = node._tag or ""
             if key == "wcs" and tag == CUT_TAG and cut is not None:
-                return LazyWcs(convert_cut, int(node.data), lock)
+                return LazyWcs(convert, None, lock, parse=functools.partial(cut.parse, int(node.data)))
             if key == "wcs" and tag.startswith("tag:stsci.edu:gwcs/wcs-"):
                 return LazyWcs(convert, node, lock)
             if isinstance(node, tagged.TaggedDict) and tag.startswith("tag:stsci.edu:asdf/core/asdf-"):

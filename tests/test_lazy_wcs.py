@@ -76,3 +76,24 @@ def test_an_alias_from_outside_keeps_the_wcs_in_the_tree():
 @pytest.mark.parametrize("raw", [b"", b"#ASDF 1.0.0\n%YAML 1.1\n--- {a: 1}\n...\n", b"not yaml at all"])
 def test_nothing_to_cut(raw):
     assert split_wcs_yaml(raw) is None
+
+
+def test_a_lazily_read_tree_parses_each_wcs_on_first_use():
+    """Read as spec3 reads cal files (``lazy_wcs_reading``): each WCS is a LazyWcs whose YAML is
+    parsed on first use; its tagged node is there for who reads it (cube_build's digest of the
+    detector steps), and the WCS it makes is a full read's."""
+    from webbflow.models._lazy_wcs import LazyWcs, lazy_wcs_reading
+    from webbflow.models.base import _load_asdf_tree
+
+    raw, _tree = _file()
+    with lazy_wcs_reading():
+        tree = _load_asdf_tree(np.frombuffer(raw, np.uint8), "test.asdf")
+    with _open(raw) as full:
+        for k, slit in enumerate(tree["slits"]):
+            w = slit["meta"]["wcs"]
+            assert isinstance(w, LazyWcs) and not w.parsed
+            if k == 0:
+                assert [st["frame"]["name"] for st in w._node["steps"]] == ["detector", "out"] and w.parsed
+            x, y = np.array([0.0, 3.5]), np.array([1.0, -2.0])
+            np.testing.assert_array_equal(np.array(w(x, y)), np.array(full.tree["slits"][k]["meta"]["wcs"](x, y)))
+            assert w._node is None  # made: the node is let go
