@@ -2,6 +2,7 @@
 
     python bench/wfss_spec3.py [--sources 20,200] [--rounds 1] [--skip-jwst] [--cals jwst|webbflow]
                                [--before OLD] [--workdir DIR] [--json out.json]
+    python bench/wfss_spec3.py --spec2 [--sources 20,100] [--timeout S] [--skip-jwst]
 
 The input is tests/wfss_scene.py's observation with ``--sources`` catalogue sources: two dispersed
 NRC_WFSS exposures (F444W/GRISMR, full frame), calibrated to cal files by jwst's own Stage 2 steps
@@ -23,6 +24,12 @@ for 200), for memory and scaling runs with hundreds of sources.  ``--before OLD`
 second time with an older checkout (``OLD/webbflow``, e.g. ``git archive main | tar -x -C
 OLD/webbflow``) first on ``PYTHONPATH``, and compares the two runs' products bit for bit
 (bench/same_products.py): how a change that must not alter the products is checked.
+
+``--spec2`` times Stage 2 instead, on the scene's first exposure: jwst's and webbflow's assign_wcs,
+extract_2d, srctype and photom and the save of the cal file, each side in a fresh process
+(tests/wfss_scene.py's ``jwst_cal`` and ``webbflow_cal``), with their wall time, CPU time and
+peak memory; ``--timeout`` stops a side that takes too long (jwst's save of hundreds of cutouts'
+WCSs takes hours on the loaded machine).
 """
 
 from __future__ import annotations
@@ -73,61 +80,68 @@ def make_inputs(folder: Path, nsources: int) -> Path:
 def webbflow_wfss_cals(folder: Path, refs_dir: Path, nsources: int) -> dict:
     """The same observation as ``make_inputs``'s, its cal files made by webbflow's own Stage 2 steps
     (assign_wcs, extract_2d, srctype, photom: minutes, not hours, for hundreds of sources); returns
-    ``{"asn": path, "spec2_s": seconds}``."""
+    ``{"asn": path, "spec2_s": seconds}``.  The rates and references stay in ``refs_dir`` (``--spec2``
+    times both sides' Stage 2 steps on the first rate)."""
     import time
 
     sys.path.insert(0, str(REPO / "tests"))
-    from test_grism import REAL_NIRCAM, _catalog, _wcs_refs
-    from wfss_scene import ASN, PRODUCT, _exposure, many_sources
+    from wfss_scene import ASN, many_sources, scene_rates, scene_refs, webbflow_cal, write_spec3_asn
 
-    from webbflow import models
-    from webbflow.refs import synthetic as syn
-    from webbflow.refs import synthetic_grism as sg
-    from webbflow.refs.synthetic import ExposureConfig
-    from webbflow.tasks import load_all
-    from webbflow.tasks.base import run_step
-
-    load_all()
     asn_path = folder / ASN
     if asn_path.exists():
         return {"asn": asn_path, "spec2_s": None}
     folder.mkdir(parents=True, exist_ok=True)
     refs_dir.mkdir(parents=True, exist_ok=True)
     sources = many_sources(nsources)
-    first = _exposure(1, (0.0, 0.0), sources)
-    refs = _wcs_refs(first, refs_dir, "GRISMR")
-    wrange = Path(sg.wavelengthrange("NIRCAM", "NRC_WFSS").save(refs_dir / "ref_wavelengthrange.asdf"))
-    cfg = ExposureConfig(instrument="NIRCAM", detector="NRCALONG", exp_type="NRC_IMAGE", subarray="FULL",
-                         xstart=1, ystart=1, xsize=2048, ysize=2048, filter="F444W", pupil="CLEAR")
-    area = Path(syn.reference_set(cfg, reftypes=["area"])["area"].save(refs_dir / "ref_area.fits"))
-    photom = REAL_NIRCAM / "jwst_nircam_photom_0064.fits"
-    cat_name = "jw01234-o001_t001_nircam_clear-f444w_cat.ecsv"
-    cals, t0 = [], time.perf_counter()
-    for number, dither in ((1, (0.0, 0.0)), (2, (4.0, 3.0))):
-        m = first if number == 1 else _exposure(number, dither, sources)
-        root = f"jw01234001001_01101_{number:05d}_nrcalong"
-        m.meta.filename = f"{root}_rate.fits"
-        rate = Path(m.save(refs_dir / f"{root}_rate.fits"))
-        w = run_step("assign_wcs", models.open(rate), {"sip_approx": False}, references=refs).model
-        if number == 1:
-            _catalog(w, folder / cat_name, sources)
-        w.meta.source_catalog = str(folder / cat_name)
-        w = run_step("extract_2d", w, {}, references={"wavelengthrange": wrange}).model
-        w.meta.source_catalog = cat_name
-        w = run_step("srctype", w, {}).model
-        w = run_step("photom", w, {}, references={"photom": photom, "area": area}).model
-        w.meta.filename = f"{root}_cal.fits"
-        cals.append(Path(w.save(folder / w.meta.filename)))
-        del w, m
+    rates, first = scene_rates(refs_dir, sources)
+    refs = scene_refs(first, refs_dir)
+    del first
+    t0 = time.perf_counter()
+    cals = [webbflow_cal(rate, refs, folder, sources if number == 1 else None) for number, rate in rates]
     spec2_s = time.perf_counter() - t0
-    asn = {"asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3WFSSNRC", "asn_id": "o001",
-           "asn_pool": "jw01234_20260101t000000_pool.csv", "program": "01234", "target": "t001",
-           "version_id": "20260101t000000", "code_version": "3.0.0",
-           "degraded_status": "No known degraded exposures in association.", "constraints": "",
-           "products": [{"name": PRODUCT, "members": [{"expname": p.name, "exptype": "science", "exposerr": "null"}
-                                                      for p in cals]}]}
-    asn_path.write_text(json.dumps(asn, indent=2))
-    return {"asn": asn_path, "spec2_s": spec2_s}
+    return {"asn": write_spec3_asn(folder, cals), "spec2_s": spec2_s}
+
+
+SPEC2_CHILD = """
+import sys, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+sys.path.insert(0, sys.argv[1])
+import test_grism, wfss_scene  # noqa: F401 - imported first: the tests' conftest points CRDS_PATH elsewhere
+from parity import jwst_offline
+cal = wfss_scene.jwst_cal if sys.argv[2] == "jwst" else wfss_scene.webbflow_cal
+with jwst_offline(sys.argv[6], "jwst_0541.pmap"):
+    cal(Path(sys.argv[3]), wfss_scene.saved_refs(Path(sys.argv[4])), Path(sys.argv[5]))
+"""
+
+
+def run_spec2(n: int, args) -> dict:
+    """Stage 2's steps of the scene (assign_wcs, extract_2d, srctype, photom, then the cal file's
+    save) on its first exposure of ``n`` sources, jwst's and webbflow's, each in a fresh process
+    (``--timeout``: a side that takes longer is stopped and reported as such)."""
+    work = args.workdir / f"n{n}-wf"
+    webbflow_wfss_cals(work / "inputs", work / "refs", n)
+    if not (work / "crds").exists():
+        shutil.copytree(SHARED / "crds-rules", work / "crds")
+    env = dict(os.environ, CRDS_PATH=str(work / "crds"), CRDS_CONTEXT="jwst_0541.pmap", CRDS_MODE="local")
+    rate = sorted((work / "refs").glob("*_rate.fits"))[0]
+    out: dict = {"n": n, "runs": {}, "names": {}}
+    for side in ("webbflow",) if args.skip_jwst else ("jwst", "webbflow"):
+        folder = work / f"spec2-{side}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for p in (work / "inputs").glob("*_cat.ecsv"):
+            shutil.copy(p, folder / p.name)
+        cmd = [PY, "-c", SPEC2_CHILD, str(REPO / "tests"), side, str(rate), str(work / "refs"), str(folder),
+               str(work / "crds")]
+        if args.timeout:
+            cmd = ["timeout", str(args.timeout), *cmd]
+        try:
+            out["runs"][side] = timed(cmd, folder, env)
+        except SystemExit as exc:  # stopped by --timeout (or failed): said, not measured
+            out["runs"][side] = {"wall": None, "rss": None, "cpu": None, "error": str(exc).splitlines()[0]}
+        out["names"][side] = sorted(p.name for p in folder.glob("*_cal.fits"))
+    return out
 
 
 def run_one(n: int, args) -> dict:
@@ -189,10 +203,29 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "webbflow-bench-wfss-spec3")
     ap.add_argument("--before", type=Path, help="also run an older checkout OLD/webbflow (OLD first on PYTHONPATH) "
                     "and compare its products with bench/same_products.py")
+    ap.add_argument("--spec2", action="store_true", help="time Stage 2's steps on one exposure instead of spec3")
+    ap.add_argument("--timeout", type=int, help="with --spec2: stop a side after this many seconds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     counts = [int(x) for x in str(args.sources).split(",") if x.strip()]
     load0 = os.getloadavg()
+    if args.spec2:
+        results = [run_spec2(n, args) for n in counts]
+        load1 = os.getloadavg()
+        print(f"\nStage 2 (assign_wcs, extract_2d, srctype, photom, save) on one NIRCam WFSS exposure; load average "
+              f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (2 cores)\n")
+        for res in results:
+            for k, v in res["runs"].items():
+                fig = v.get("error") or f"{v['wall']:9.1f} s wall {v['rss']:8.0f} MiB {v['cpu']:8.1f} s CPU"
+                print(f"{res['n']:>5} sources {k:<9} {fig}   {res['names'][k]}")
+            j, w = res["runs"].get("jwst"), res["runs"]["webbflow"]
+            if j and j["wall"] and w["wall"]:
+                print(f"{res['n']:>5} sources: webbflow/jwst {w['wall'] / j['wall']:.2f}x wall, {w['cpu'] / j['cpu']:.2f}x CPU, "
+                      f"{w['rss'] / j['rss']:.2f}x peak memory")
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "load": [load0, load1],
+                                             "results": results}, indent=2))
+        return
     results = [run_one(n, args) for n in counts]
     load1 = os.getloadavg()
     print(f"\ncalwebb_spec3 on NIRCam WFSS sources x 2 exposures x 2 orders ({args.rounds} round(s), medians); "

@@ -69,6 +69,9 @@ def class_for_file(path: Path) -> type[DataModel]:
     check_readable(path)
     if path.suffix.lower() == ".asdf":
         return _class_for_asdf(path)
+    name = _datamodl(path)  # the primary header alone (a WFSS cal file has thousands of extensions)
+    if name is not None:
+        return REGISTRY[name]
     with _open_fits(path) as hdul:
         h0 = hdul[0].header
         name = h0.get("DATAMODL")
@@ -98,6 +101,18 @@ def class_for_file(path: Path) -> type[DataModel]:
                 return SlitModel
             return ImageModel
     raise InputFileError(path, "cannot tell which datamodel this file holds (no DATAMODL keyword and no SCI array)")
+
+
+def _datamodl(path: Path) -> str | None:
+    """The primary header's DATAMODL when it names a class we have, read without the other HDUs."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            name = hdul[0].header.get("DATAMODL")
+    except Exception:  # noqa: BLE001 - the full read names the problem
+        return None
+    return name if isinstance(name, str) and name in REGISTRY else None
 
 
 def _class_for_asdf(path: Path) -> type[DataModel]:

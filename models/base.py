@@ -140,9 +140,14 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
         # The file object stays open (it is an in-memory buffer of the small
         # ASDF extension), so that arrays nested inside tagged objects such
         # as a gwcs WCS can still be read when they are first touched.
-        from ._lazy_wcs import LAZY_WCS, lazy_tree
+        from ._lazy_wcs import LAZY_WCS, lazy_tree, split_wcs_yaml
 
         lazy = LAZY_WCS.get()  # WCS nodes made on first use (models/_lazy_wcs.py)
+        cut = None
+        if lazy:  # the WCS nodes' YAML cut out, parsed when each is used
+            split = split_wcs_yaml(buf.getvalue())
+            if split is not None:
+                buf, cut = io.BytesIO(split[0]), split[1]
         af = asdf.open(buf, lazy_load=True, memmap=False, ignore_unrecognized_tag=True, ignore_missing_extensions=True,
                        **({"lazy_tree": True} if lazy else {}))
 
@@ -154,7 +159,7 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
                 return np.array(node)
             return node
 
-        tree = lazy_tree(af, cb) if lazy else treeutil.walk_and_modify(dict(af.tree), cb)
+        tree = lazy_tree(af, cb, cut) if lazy else treeutil.walk_and_modify(dict(af.tree), cb)
         tree["__asdf_handle__"] = af
     except Exception as exc:  # noqa: BLE001 - any asdf failure is a bad file
         raise InputFileError(path, f"cannot read the ASDF metadata extension ({exc})") from exc

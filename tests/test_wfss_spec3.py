@@ -240,8 +240,8 @@ def test_wfss_spec3_bad_input_is_one_line_naming_the_file(tmp_path, identified, 
 
 
 def test_wfss_cal_read_with_lazy_wcs_is_the_same_model(runs):
-    """spec3 reads WFSS cal files with each cutout's WCS made on first use (models/_lazy_wcs.py):
-    the same metadata, arrays and WCS as a full read, and regrouping by source makes no WCS."""
+    """spec3 reads WFSS cal files with each cutout's WCS parsed and made on first use
+    (models/_lazy_wcs.py; jwst's later cutouts alias YAML nodes of the first one's): the same metadata, arrays and WCS as a full read, and regrouping by source makes no WCS."""
     import copy
 
     from webbflow.flows._spec3_wfss import open_cal
@@ -254,6 +254,7 @@ def test_wfss_cal_read_with_lazy_wcs_is_the_same_model(runs):
     assert lazy.meta.model_dump(exclude={"wcs"}) == full.meta.model_dump(exclude={"wcs"})
     for a, b in zip(lazy.slits, full.slits):
         assert isinstance(a.meta.wcs, LazyWcs) and a.meta.wcs._wcs is None
+        assert not a.meta.wcs.parsed  # its YAML cut out of the tree, not parsed yet
         assert a.meta.model_dump(exclude={"wcs"}) == b.meta.model_dump(exclude={"wcs"})
         assert sorted(a._arrays) == sorted(b._arrays)
         for k in a._arrays:
