@@ -369,6 +369,19 @@ def test_nirspec_cube_and_spectrum_match_jwst(cube_pair):
     problems: list[str] = []
     for k in (0, 1):
         compare_fits(paths["jwst"][k].name, paths["ours"][k], paths["jwst"][k], problems)
+    # the steps run here on in-memory models, outside either program's pipeline: the primary keywords a
+    # pipeline run sets around its steps (software and CRDS versions, assign_wcs's N/A distortion and
+    # filteroffset records, the input file's FILETYPE) are compared by the whole spec2 and spec3 runs
+    # (WEBBFLOW_NRS_IFU_FULL), not here
+    around = {"CAL_VCS", "CAL_VER", "CRDS_CTX", "CRDS_VER", "R_DISTOR", "R_FILOFF", "FILETYPE"}
+
+    def pipeline_keywords_only(problem: str) -> bool:
+        if "[PRIMARY]: keywords" not in problem:
+            return False
+        listed = problem.split(": ", 2)[-1].strip("[]").replace("'", "").split(", ")
+        return set(listed) <= around
+
+    problems = [p for p in problems if not pipeline_keywords_only(p)]
     assert not problems, "\n".join(["the cube or spectrum differs from jwst's:"] + problems)
 
 
