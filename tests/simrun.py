@@ -40,14 +40,14 @@ def inputs(sim, folder: Path, pattern: str = "*_uncal.fits", src: Path | None = 
 
 
 def strun(folder: Path, calls) -> None:
-    """jwst's ``strun PIPELINE ARG`` for each (pipeline, arg) of ``calls``, from ``folder``."""
+    """jwst's ``strun PIPELINE ARG [OPTION...]`` for each (pipeline, arg, *options) of ``calls``, from ``folder``."""
     from jwst.stpipe import Step
 
     cwd = os.getcwd()
     os.chdir(folder)  # as strun is run: from the associations' folder
     try:
-        for pipeline, arg in calls:
-            Step.from_cmdline([pipeline, arg])
+        for pipeline, arg, *options in calls:
+            Step.from_cmdline([pipeline, arg, *options])
     finally:
         os.chdir(cwd)
 

@@ -261,3 +261,46 @@ def test_rotation_search_recovers_the_pupil_rotation_as_jwst_does():
                                       band, 3, "hex").rotradccw)
     assert abs(ours - 1.3) < 0.1
     assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# end to end from the simulated uncal files, as users run both programs
+
+
+@pytest.fixture(scope="module")
+def ami_e2e(tmp_path_factory):
+    """The simulated observation (target and PSF star, 2 integrations of 3 groups on SUB80): jwst's
+    calwebb_detector1 on each uncal, calwebb_image2 on each level-2 association and calwebb_ami3 on
+    the level-3 one, strun from the associations' folder; webbflow's ``run ami3 ASN`` from the uncal
+    files alone (detector1 and image2 made on the way)."""
+    pytest.importorskip("jwst")
+    from simrun import inputs, simulate_into, strun, webbflow_run
+    from test_products_whole import _quiet
+
+    run = simulate_into(tmp_path_factory, "ami_e2e", dict(instrument="niriss", exp_type="NIS_AMI", nints=2,
+                                                          ngroups=3, seed=5))
+    sim = run.sim
+    theirs = inputs(sim, run.root / "jwst")
+    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
+    calls += [("calwebb_image2", Path(a).name) for a in sim.asn_level2]
+    calls += [("calwebb_ami3", Path(sim.asn_level3).name)]
+    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
+    ours = inputs(sim, run.root / "webbflow")
+    _quiet(lambda: webbflow_run("ami3", ours / Path(sim.asn_level3).name, "--output-dir", ours), run.cache,
+           run.context)
+    return theirs, ours
+
+
+@pytest.mark.parity
+def test_ami3_end_to_end_from_the_uncal_files_writes_jwsts_products_whole(ami_e2e):
+    """rate, rateints, calints and the ami3 products (ami-oi, psf-ami-oi, aminorm-oi), compared whole."""
+    from test_products_whole import compare_products
+
+    theirs, ours = ami_e2e
+    suffixes = ("_rate.fits", "_rateints.fits", "_calints.fits", "ami-oi.fits", "aminorm-oi.fits")
+    names = {p.name for p in theirs.iterdir() if p.name.endswith(suffixes)}
+    kinds = {n.rsplit("_", 1)[-1] for n in names}
+    assert kinds == {"rate.fits", "rateints.fits", "calints.fits", "ami-oi.fits", "psf-ami-oi.fits",
+                     "aminorm-oi.fits"}, sorted(names)
+    problems = compare_products(ours, theirs, names, suffixes=suffixes)
+    assert not problems, "\n".join(["products differ from jwst's:"] + problems)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -667,3 +666,53 @@ def test_soss_spec3_refuses_a_bad_atoca_grid_before_writing_anything(soss, real_
                  output_dir=str(out), steps={"extract_1d": {"soss_wave_grid_in": str(soss["rate"])}})
     assert "\n" not in str(exc.value) and soss["rate"].name in str(exc.value)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# end to end from the simulated uncal file, as users run both programs
+
+
+BOX = "--steps.extract_1d.soss_atoca=false"  # ATOCA on jwst's default grid is beyond CI (see ATOCA_FULL)
+
+
+@pytest.fixture(scope="module")
+def soss_e2e(tmp_path_factory):
+    """The simulated SOSS time series (SUBSTRIP256, 2 integrations of 2 groups): calwebb_detector1 on
+    the uncal, calwebb_spec2 on the tso-spec2 association and calwebb_tso3 on the tso3 one, the box
+    extraction in both extract_1d runs, by jwst's strun from the associations' folder and by
+    ``webbflow run`` stage by stage from the same files."""
+    pytest.importorskip("jwst")
+    from simrun import inputs, simulate_into, strun, webbflow_run
+    from test_products_whole import _quiet
+
+    run = simulate_into(tmp_path_factory, "soss_e2e", dict(instrument="niriss", exp_type="NIS_SOSS", nints=2,
+                                                           ngroups=2))
+    sim = run.sim
+    calls = [("calwebb_detector1", sim.uncal[0].name)]
+    calls += [("calwebb_spec2", Path(a).name, BOX) for a in sim.asn_level2]
+    calls += [("calwebb_tso3", Path(sim.asn_level3).name, BOX)]
+    theirs = inputs(sim, run.root / "jwst")
+    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
+    ours = inputs(sim, run.root / "webbflow")
+
+    def webbflow():
+        for pipeline, arg, *options in calls:
+            webbflow_run(pipeline, ours / arg, *options, "--output-dir", ours)
+
+    _quiet(webbflow, run.cache, run.context)
+    return theirs, ours
+
+
+@pytest.mark.parity
+def test_soss_end_to_end_from_the_uncal_file_writes_jwsts_products_whole(soss_e2e):
+    """rate, rateints, calints, x1dints, the tso3 crfints and x1dints and the white-light curve, whole."""
+    from test_products_whole import compare_products
+
+    theirs, ours = soss_e2e
+    suffixes = ("_rate.fits", "_rateints.fits", "_calints.fits", "_crfints.fits", "_x1dints.fits", "_whtlt.ecsv")
+    names = {p.name for p in theirs.iterdir() if p.name.endswith(suffixes)}
+    kinds = {n.rsplit("_", 1)[-1] for n in names}
+    assert kinds == {"rate.fits", "rateints.fits", "calints.fits", "crfints.fits", "x1dints.fits", "whtlt.ecsv"}, \
+        sorted(names)
+    problems = compare_products(ours, theirs, names, suffixes=suffixes)
+    assert not problems, "\n".join(["products differ from jwst's:"] + problems)
