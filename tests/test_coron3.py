@@ -272,3 +272,45 @@ def test_simulated_coronagraphy_selects_its_psfmask_and_shows_the_companion(coro
     dy, dx = np.unravel_index(np.argmax(cut), cut.shape)
     assert abs(dx - 3) <= 1 and abs(dy - 3) <= 1
     assert cut.max() > 20 * np.std(diff[5:40, 5:40])
+
+
+# ---------------------------------------------------------------------------
+# end to end from the simulated uncal files, as users run both programs
+
+
+@pytest.fixture(scope="module")
+def coron_e2e(tmp_path_factory):
+    """The simulated NIRCam coronagraphic observation (a target with its companion and two PSF
+    references, 3 groups, 2 integrations): jwst's calwebb_detector1 on each uncal, calwebb_image2 on
+    each level-2 association and calwebb_coron3 on the level-3 one, strun from the associations'
+    folder; webbflow's ``run coron3 ASN`` from the uncal files alone."""
+    pytest.importorskip("jwst")
+    from simrun import inputs, simulate_into, strun, webbflow_run
+    from test_products_whole import _quiet
+
+    run = simulate_into(tmp_path_factory, "coron_e2e", dict(instrument="nircam", exp_type="NRC_CORON", ngroups=3,
+                                                            nints=2, nexp=2, seed=3))
+    sim = run.sim
+    theirs = inputs(sim, run.root / "jwst")
+    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
+    calls += [("calwebb_image2", Path(a).name) for a in sim.asn_level2]
+    calls += [("calwebb_coron3", Path(sim.asn_level3).name)]
+    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
+    ours = inputs(sim, run.root / "webbflow")
+    _quiet(lambda: webbflow_run("coron3", ours / Path(sim.asn_level3).name, "--output-dir", ours), run.cache,
+           run.context)
+    return theirs, ours
+
+
+@pytest.mark.parity
+def test_coron3_end_to_end_from_the_uncal_files_writes_jwsts_products_whole(coron_e2e):
+    """rate, rateints, calints and coron3's crfints, psfstack, psfalign, psfsub and i2d, compared whole."""
+    from test_products_whole import compare_products
+
+    theirs, ours = coron_e2e
+    suffixes = ("_rate.fits", "_rateints.fits", "_calints.fits", "_crfints.fits", "_psfstack.fits",
+                "_psfalign.fits", "_psfsub.fits", "_i2d.fits")
+    names = {p.name for p in theirs.iterdir() if p.name.endswith(suffixes)}
+    assert {n.rsplit("_", 1)[-1] for n in names} == {s.lstrip("_") for s in suffixes}, sorted(names)
+    problems = compare_products(ours, theirs, names, suffixes=suffixes)
+    assert not problems, "\n".join(["products differ from jwst's:"] + problems)
