@@ -16,9 +16,9 @@ jwst's for 100 % of the pixels (max relative difference 0), DQ equal; the compan
 5 pixels of its position in the integration-averaged psfsub was 0.87 of its simulated flux, and
 what is left within 10 pixels of the star 0.11 of the calints' light there.  By hand, outside
 this file: MIR_LYOT F2300C (two PSF references) compared the same way, identical too (companion
-0.54 of its flux within 5 pixels, the F2300C PSF being wider); and ``webbflow run calwebb_coron3``
-from the uncal files alone (detector1, image2, coron3) wrote all 16 of jwst's products
-(rate, rateints, calints, crfints, psfstack, psfalign, psfsub, i2d), identical to jwst's.
+0.54 of its flux within 5 pixels, the F2300C PSF being wider).  ``webbflow run calwebb_coron3``
+from the uncal files alone (detector1, image2, coron3) must write all of jwst's products (rate,
+rateints, calints, crfints, psfstack, psfalign, psfsub, i2d: 12 for F1065C, 16 for F2300C), whole.
 """
 
 from __future__ import annotations
@@ -228,3 +228,25 @@ def test_simulate_refuses_a_filter_the_coronagraph_does_not_have_in_one_line(tmp
     err = capsys.readouterr().err.strip()
     assert rc != 0 and len(err.splitlines()) == 1 and "F1550C" in err and "F2300C" in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.fixture(scope="session")
+def miri_coron_e2e(miri_coron, miri_coron_runs):
+    """``webbflow run calwebb_coron3 ASN`` from the uncal files alone (detector1, image2, coron3)."""
+    sim = miri_coron.sim
+    e2e = _copy(list(sim.uncal) + list(sim.asn_level2) + [sim.asn_level3], miri_coron.root / "ours_e2e")
+    _quiet(lambda: _webbflow(e2e, [("calwebb_coron3", Path(sim.asn_level3).name)]), miri_coron.cache,
+           miri_coron.context)
+    return e2e
+
+
+@pytest.mark.parity
+def test_coron3_end_to_end_from_the_uncal_files_writes_jwsts_products_whole(miri_coron_runs, miri_coron_e2e):
+    """Every product jwst's strun chain wrote (rate, rateints, calints and coron3's), compared whole."""
+    suffixes = ("_rate.fits", "_rateints.fits", "_calints.fits", *CORON3_SUFFIXES)
+    names = _names(miri_coron_runs.jwst, suffixes)
+    # two exposures: their rate, rateints, calints and crfints; the psfstack, psfalign, psfsub and i2d
+    assert len(names) == 12 and {n.rsplit("_", 1)[-1] for n in names} == {s.lstrip("_") for s in suffixes}, \
+        sorted(names)
+    problems = compare_products(miri_coron_e2e, miri_coron_runs.jwst, names, suffixes=suffixes)
+    assert not problems, _report(problems)
