@@ -89,9 +89,12 @@ def strun_output_path(spec, params, input_name: str, output_dir, *, idx: int | N
 
     With ``output_file`` its file name stands in for the input's (strun still
     puts the suffix on it, in the output folder); several outputs (ramp_fit's rate and rateints) are
-    numbered 0, 1, ... in the order the step returns them.
+    numbered 0, 1, ... in the order the step returns them.  A step whose ``search_output_file`` is
+    false (jwst's residual_fringe) names its product after the input whatever ``output_file`` says,
+    as stpipe does.
     """
-    base = params.output_file or input_name
+    use_output_file = getattr(params, "search_output_file", True)
+    base = (params.output_file if use_output_file else None) or input_name
     ext = getattr(params, "output_ext", None) or ".fits"
     if not ext.startswith("."):
         ext = "." + ext

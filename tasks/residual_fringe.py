@@ -60,7 +60,7 @@ class ResidualFringeParams(StepParams):
     skip: bool = True  # jwst 3.0 runs it only when asked
     suffix: str | None = "residual_fringe"  # jwst's step names its product so
     save_intermediate_results: bool = False  # also write the stat/out tables and the fit results
-    search_output_file: bool = False
+    search_output_file: bool = False  # as jwst's step: its product is named after the input, not output_file
     ignore_region_min: list[float] | None = None  # wavelengths (um) from which to leave data out of the fits
     ignore_region_max: list[float] | None = None  # ... up to which (as many as ignore_region_min)
 
