@@ -64,3 +64,23 @@ def webbflow_run(*argv) -> None:
 
     rc = main(["run", *[str(a) for a in argv]])
     assert rc == 0, f"webbflow run {' '.join(map(str, argv))} exited {rc}"
+
+
+def end_to_end(tmp_path_factory, name: str, sim_kwargs: dict, stage3: str):
+    """A simulated observation run from its uncal files by both programs as users run them: jwst's
+    calwebb_detector1 on each uncal, calwebb_image2 on each level-2 association and
+    ``calwebb_<stage3>`` on the level-3 one (strun from the associations' folder), and
+    ``webbflow run <stage3> ASN`` (the earlier stages made on the way).  Returns jwst's folder and ours."""
+    from test_products_whole import _quiet
+
+    run = simulate_into(tmp_path_factory, name, sim_kwargs)
+    sim = run.sim
+    theirs = inputs(sim, run.root / "jwst")
+    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
+    calls += [("calwebb_image2", Path(a).name) for a in sim.asn_level2]
+    calls += [(f"calwebb_{stage3}", Path(sim.asn_level3).name)]
+    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
+    ours = inputs(sim, run.root / "webbflow")
+    _quiet(lambda: webbflow_run(stage3, ours / Path(sim.asn_level3).name, "--output-dir", ours), run.cache,
+           run.context)
+    return theirs, ours

@@ -274,21 +274,9 @@ def ami_e2e(tmp_path_factory):
     the level-3 one, strun from the associations' folder; webbflow's ``run ami3 ASN`` from the uncal
     files alone (detector1 and image2 made on the way)."""
     pytest.importorskip("jwst")
-    from simrun import inputs, simulate_into, strun, webbflow_run
-    from test_products_whole import _quiet
+    from simrun import end_to_end
 
-    run = simulate_into(tmp_path_factory, "ami_e2e", dict(instrument="niriss", exp_type="NIS_AMI", nints=2,
-                                                          ngroups=3, seed=5))
-    sim = run.sim
-    theirs = inputs(sim, run.root / "jwst")
-    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
-    calls += [("calwebb_image2", Path(a).name) for a in sim.asn_level2]
-    calls += [("calwebb_ami3", Path(sim.asn_level3).name)]
-    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
-    ours = inputs(sim, run.root / "webbflow")
-    _quiet(lambda: webbflow_run("ami3", ours / Path(sim.asn_level3).name, "--output-dir", ours), run.cache,
-           run.context)
-    return theirs, ours
+    return end_to_end(tmp_path_factory, "ami_e2e", dict(instrument="niriss", exp_type="NIS_AMI", nints=2, ngroups=3, seed=5), "ami3")
 
 
 @pytest.mark.parity

@@ -285,21 +285,9 @@ def coron_e2e(tmp_path_factory):
     each level-2 association and calwebb_coron3 on the level-3 one, strun from the associations'
     folder; webbflow's ``run coron3 ASN`` from the uncal files alone."""
     pytest.importorskip("jwst")
-    from simrun import inputs, simulate_into, strun, webbflow_run
-    from test_products_whole import _quiet
+    from simrun import end_to_end
 
-    run = simulate_into(tmp_path_factory, "coron_e2e", dict(instrument="nircam", exp_type="NRC_CORON", ngroups=3,
-                                                            nints=2, nexp=2, seed=3))
-    sim = run.sim
-    theirs = inputs(sim, run.root / "jwst")
-    calls = [("calwebb_detector1", u.name) for u in sim.uncal]
-    calls += [("calwebb_image2", Path(a).name) for a in sim.asn_level2]
-    calls += [("calwebb_coron3", Path(sim.asn_level3).name)]
-    _quiet(lambda: strun(theirs, calls), run.cache, run.context)
-    ours = inputs(sim, run.root / "webbflow")
-    _quiet(lambda: webbflow_run("coron3", ours / Path(sim.asn_level3).name, "--output-dir", ours), run.cache,
-           run.context)
-    return theirs, ours
+    return end_to_end(tmp_path_factory, "coron_e2e", dict(instrument="nircam", exp_type="NRC_CORON", ngroups=3, nints=2, nexp=2, seed=3), "coron3")
 
 
 @pytest.mark.parity
