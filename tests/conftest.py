@@ -3,12 +3,16 @@
 - Prefect never reaches the network and never writes into the user's home.
 - CRDS is pointed at a temporary cache; no test touches a CRDS server.
 - ``jwst`` (the oracle) is only imported by parity tests, through ``parity.py``.
+- A whole run writes dozens of simulated observations with their references and both programs'
+  products.  Each test module's own temporary folders are removed once its last test is done,
+  so that the disk holds about one module's data at a time, not the whole run's.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,6 +42,61 @@ CRDS_RULES = SHARED_DATA / "crds-rules"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared: needs ../shared/data")
+
+
+# -- disk: a module's own temporary folders go when the module is done ---------------------------
+_CONFTEST = str(Path(__file__).resolve())
+_made_by_module: list[Path] = []  # folders made since the last module finished, by its own fixtures
+_interleaved: set[str] = set()  # modules whose tests do not run in one block: their folders are kept
+
+
+def _made_by_shared_fixture() -> bool:
+    """Whether the mktemp being made comes from a fixture of this conftest, shared by every module."""
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code.co_filename == _CONFTEST:
+            return True
+        f = f.f_back
+    return False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    seen, last = set(), None
+    for item in items:
+        mod = item.nodeid.split("::")[0]
+        if mod != last and mod in seen:
+            _interleaved.add(mod)
+        seen.add(mod)
+        last = mod
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _track_module_folders(tmp_path_factory):
+    real = type(tmp_path_factory).mktemp
+
+    def mktemp(self, basename, numbered=True):
+        path = real(self, basename, numbered)
+        if not _made_by_shared_fixture():
+            _made_by_module.append(path)
+        return path
+
+    type(tmp_path_factory).mktemp = mktemp
+    try:
+        yield
+    finally:
+        type(tmp_path_factory).mktemp = real
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_folders(request, _track_module_folders):
+    """After a module's last test, remove the folders its fixtures made (its session-scoped
+    fixtures serve that module alone: fixtures shared between modules live in this conftest)."""
+    yield
+    if request.node.nodeid in _interleaved or os.environ.get("WEBBFLOW_KEEP_TEST_FOLDERS"):
+        return
+    while _made_by_module:
+        shutil.rmtree(_made_by_module.pop(), ignore_errors=True)
 
 
 def _free_port() -> int:
