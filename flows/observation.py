@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import _prefect
@@ -106,9 +107,13 @@ def _no_spec2_branch(a) -> str | None:
 
 @task(name="run-association", cache_policy="NONE", persist_result=False)
 def association_task(asn_path: str, output_dir: str, steps: dict | None, config: str | None) -> list[str]:
-    from .association import process_association
+    from . import association
 
-    res = process_association(asn_path, output_dir=output_dir, steps=steps_for(asn_path, steps), config=config)
+    kw = dict(output_dir=output_dir, steps=steps_for(asn_path, steps), config=config)
+    if _prefect.in_prefect_run():  # a subflow run of the observation's flow run
+        res = association.process_association(asn_path, **kw)
+    else:  # plain calls, with the association's reuse of unchanged products
+        res = association.run_association(asn_path, **kw)
     written = []
     for m in res.members:
         written.extend(str(p) for p in m.products)
@@ -197,11 +202,17 @@ def observation(source: str, output_dir: str | None = None, steps: dict | None =
     first, second, third, result.skipped = plan(asns)
     for name, why in result.skipped.items():
         log.warning("skipping %s: %s", name, why)
+    tracked = _prefect.in_prefect_run()
     for batch in (first, second, [a for a in third if a.rule.level == 2], [a for a in third if a.rule.level != 2]):
-        futures = [(a, _prefect.as_prefect(association_task).submit(str(folder / a.filename), str(out), steps, config)) for a in batch]
-        for a, fut in futures:
+        args = [(a, (str(folder / a.filename), str(out), steps, config)) for a in batch]
+        if tracked:  # a batch's associations as parallel task runs
+            futures = [(a, _prefect.as_prefect(association_task).submit(*arg)) for a, arg in args]
+            outcomes = [(a, fut.result) for a, fut in futures]
+        else:  # an untracked run: one association after the other, each fanning out its own members
+            outcomes = [(a, partial(association_task, *arg)) for a, arg in args]
+        for a, outcome in outcomes:
             try:
-                result.ran[a.filename] = fut.result()
+                result.ran[a.filename] = outcome()
             except WebbflowError as exc:
                 result.failed[a.filename] = str(exc)
     if result.failed:
@@ -213,11 +224,14 @@ def observation(source: str, output_dir: str | None = None, steps: dict | None =
 @registry.register("observation")
 def run_observation_cli(inp, *, output_dir=None, steps=None, config=None, options=None) -> list[str]:
     """``webbflow run observation DIR_OR_POOL``: prints what was skipped, returns what was written."""
-    from .stage import quiet_prefect_settings
+    from .stage import prefect_tracking, quiet_prefect_settings
 
-    with quiet_prefect_settings():
-        res = _prefect.as_prefect(observation)(str(inp), output_dir=str(output_dir) if output_dir else None, steps=steps or None,
-                          config=config)
+    kwargs = dict(output_dir=str(output_dir) if output_dir else None, steps=steps or None, config=config)
+    if prefect_tracking():  # a Prefect API is configured: one flow run, its associations as task runs
+        with quiet_prefect_settings():
+            res = _prefect.as_prefect(observation)(str(inp), **kwargs)
+    else:  # no API: plain calls, neither Prefect nor a temporary server
+        res = observation(str(inp), **kwargs)
     print(f"pool {res.pool}: {len(res.associations)} associations, {len(res.ran)} run, {len(res.skipped)} skipped")
     for name, why in res.skipped.items():
         print(f"skipped {name}: {why}")

@@ -569,7 +569,9 @@ def _api_url_without_prefect() -> bool | None:
     if "PREFECT_API_URL" in os.environ:
         return bool(os.environ["PREFECT_API_URL"].strip())
     cwd = Path.cwd()
-    for name, mark in ((".env", "PREFECT_"), ("prefect.toml", ""), ("pyproject.toml", "prefect")):
+    # a project's pyproject.toml names prefect among its dependencies; only its [tool.prefect]
+    # table holds settings
+    for name, mark in ((".env", "PREFECT_"), ("prefect.toml", ""), ("pyproject.toml", "[tool.prefect")):
         try:
             text = (cwd / name).read_text(errors="replace")
         except OSError:

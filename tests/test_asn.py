@@ -8,6 +8,7 @@ expanded pool is what both generators read. jwst runs once per pool per session.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -258,9 +259,15 @@ def test_good_pool_generates(tmp_path):
     assert [m["expname"] for m in image3["products"][0]["members"]] == ["jw_00001_cal.fits", "jw_00002_cal.fits"]
 
 
+_CLI_REPORTING_PREFECT = ("import sys; from webbflow.flows.cli import main; rc = main(sys.argv[1:]); "
+                          "print('prefect imported:', any(m.split('.')[0] == 'prefect' for m in sys.modules)); sys.exit(rc)")
+
+
 @pytest.mark.slow
-def test_run_observation_from_raw_folder(tmp_path, monkeypatch):
-    """`webbflow run observation DIR`: pool, associations, level 2 then level 3, one command."""
+@pytest.mark.parametrize("tracked", [True, False], ids=["prefect-api", "no-api"])
+def test_run_observation_from_raw_folder(tmp_path, monkeypatch, tracked):
+    """`webbflow run observation DIR`: pool, associations, level 2 then level 3, one command; with
+    a Prefect API one flow run, without one plain calls that neither import Prefect nor start a server."""
     from webbflow.refs.select import reset_crds_state
     from webbflow.refs.simulator import simulate
 
@@ -270,9 +277,14 @@ def test_run_observation_from_raw_folder(tmp_path, monkeypatch):
     out = tmp_path / "out"
     # step settings, flat as strun takes them, reach every stage that has the step: resample is
     # image2's and image3's
-    r = subprocess.run([sys.executable, "-m", "webbflow.flows.cli", "run", "observation", str(tmp_path / "raw"),
-                        "--output-dir", str(out), "--steps.resample.pixfrac=0.8"], capture_output=True, text=True)
+    env = dict(os.environ)
+    if not tracked:
+        env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    r = subprocess.run([sys.executable, "-c", _CLI_REPORTING_PREFECT, "run", "observation", str(tmp_path / "raw"),
+                        "--output-dir", str(out), "--steps.resample.pixfrac=0.8"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"prefect imported: {tracked}" in r.stdout, r.stdout[-2000:]
     pool = tmp_path / "raw" / "raw_pool.csv"
     assert pool.exists()
     asns = sorted(p.name for p in (tmp_path / "raw").glob("jw01234-o001_image*_asn.json"))

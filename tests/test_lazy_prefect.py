@@ -84,6 +84,19 @@ def test_a_prefect_file_in_the_working_folder_is_left_to_prefect(tmp_path):
     assert r["tracking"] is True
 
 
+def test_a_pyproject_that_depends_on_prefect_is_not_a_prefect_setting(tmp_path):
+    """Run from a project folder (this repository's own checkout) whose pyproject.toml lists
+    prefect as a dependency: no setting there, so no Prefect import to decide; [tool.prefect] is one."""
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["prefect>=3"]\n')
+    r = _probe({"PREFECT_HOME": str(home)}, tmp_path, "tracking")
+    assert r["tracking"] is False and r["before"] == []
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.prefect.api]\nurl = "http://127.0.0.1:9/api"\n')
+    r = _probe({"PREFECT_HOME": str(home)}, tmp_path, "tracking")
+    assert r["tracking"] is True
+
+
 def test_call_flow_runs_bodies_outside_a_run():
     from webbflow.flows import _prefect
     from webbflow.flows.association import call_flow
