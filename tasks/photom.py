@@ -275,8 +275,19 @@ def exposure_wavelengths(model) -> np.ndarray:
     wcs = getattr(model.meta, "wcs", None)
     if wcs is None:
         raise UnsupportedModeError("photom: a spectroscopic exposure needs a WCS (run assign_wcs first)")
-    y, x = np.indices(model.data.shape[-2:], dtype=np.float64)
-    return wcs(x, y)[2]
+    ny, nx = model.data.shape[-2:]
+    out = np.empty((ny, nx), dtype=np.float64)
+    # a block of rows at a time: the transforms' temporaries on a full MIRI frame were ~40 MiB;
+    # each pixel's wavelength is its own, so the values are the same
+    step = max(1, WCS_BLOCK_BYTES // (8 * max(nx, 1)))
+    for y0 in range(0, ny, step):
+        y, x = np.indices((min(step, ny - y0), nx), dtype=np.float64)
+        y += y0
+        out[y0:y0 + step] = wcs(x, y)[2]
+    return out
+
+
+WCS_BLOCK_BYTES = 1 << 20  # float64 pixel coordinates evaluated at a time by exposure_wavelengths
 
 
 def calibrate_spectral(model, table_row, names, conversion, params: PhotomParams):
