@@ -368,10 +368,6 @@ def cmd_run(args, extra: list[str]) -> int:
         return 0
     if args.input is None:
         raise ParameterError(f"run {args.pipeline}: an INPUT file is needed (webbflow run {args.pipeline} --help)")
-    if kind == "step":
-        from ..tasks import load_all
-
-        load_all()  # a step's product is named from every step's declaration (strun's suffixes)
     inp = Path(args.input)
     from ..models.io import check_readable
 

@@ -11,6 +11,24 @@ from .naming import KNOWN_SUFFIXES
 from .params import load_config_file
 
 
+# every declared step's jwst class name in lower case, the suffix strun gives a step's product
+# (``X_jumpstep.fits``): strun_root removes them without importing the seventy step modules to
+# learn them (tests/test_cli_startup.py checks the list against the declarations)
+STEP_CLASS_SUFFIXES = frozenset({
+    "adaptivetracemodelstep", "alignrefsstep", "amianalyzestep", "aminormalizestep", "assignmtwcsstep",
+    "assignwcsstep", "backgroundstep", "barshadowstep", "chargemigrationstep", "cleanflickernoisestep",
+    "combine1dstep", "cubebuildstep", "darkcurrentstep", "dqinitstep", "emicorrstep", "extract1dstep",
+    "extract2dstep", "firstframestep", "flatfieldstep", "fringestep", "gainscalestep", "groupscalestep",
+    "guidercdsstep", "imprintstep", "ipcstep", "jumpstep", "klipstep", "lastframestep", "linearitystep",
+    "masterbackgroundmosstep", "masterbackgroundstep", "msaflagopenstep", "outlierdetectionstep",
+    "pathlossstep", "persistencestep", "photomstep", "pictureframestep", "pixelreplacestep", "rampfitstep",
+    "refpixstep", "resamplespecstep", "resamplestep", "resetstep", "residualfringestep", "rscdstep",
+    "saturationstep", "skymatchstep", "sourcecatalogstep", "sourcetypestep", "spectralleakstep",
+    "stackrefsstep", "straylightstep", "superbiasstep", "tsophotometrystep", "tweakregstep", "wavecorrstep",
+    "wfscombinestep", "whitelightstep",
+})
+
+
 def run_single_step(name: str, input_path: Path, *, output_dir: Path, params: dict, config=None) -> list[str]:
     spec = STEPS[name]
     values = {}
@@ -76,7 +94,7 @@ def strun_root(name: str) -> str:
     ``X_cal``.
     """
     stem = re.sub(r"\.(fits|asdf|ecsv)(\.gz)?$", "", Path(name).name)
-    known = set(KNOWN_SUFFIXES) | {s.jwst_class.lower() for s in STEPS.values()}
+    known = set(KNOWN_SUFFIXES) | STEP_CLASS_SUFFIXES | {s.jwst_class.lower() for s in STEPS.values()}
     for s in sorted(known, key=len, reverse=True):
         for sep in ("_", "-"):
             if stem.endswith(sep + s) and len(stem) > len(s) + 1:

@@ -226,6 +226,25 @@ def resolve_references(model, params: dict[str, StepParams]) -> tuple[dict[str, 
     return per_step, ctx
 
 
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``).  Arrays freed below
+    glibc's mmap threshold (which grows, up to 32 MiB, as large arrays are freed) stay in the
+    process's heap; a step's temporaries then keep the resident size up through the next steps."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
+
+
 def _execute(name: str, model, params: StepParams, references: dict[str, str]):
     t0 = time.perf_counter()
     refs = dict(references)
@@ -237,6 +256,7 @@ def _execute(name: str, model, params: StepParams, references: dict[str, str]):
     opened = time.perf_counter() - t0
     res = run_step(name, model, params, references=refs)
     res.seconds += opened
+    trim_heap()  # the next step starts from what is alive, not from this one's high-water mark
     from ..tasks.base import format_qa
 
     line = f"{name}: {res.status} in {res.seconds:.2f} s"

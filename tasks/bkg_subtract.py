@@ -102,11 +102,11 @@ def _on_science_pixels(sci, bkg):
     return data, err, dq
 
 
-def _open(bkg):
+def _open(bkg, arrays=None):
     from .. import models
 
     if isinstance(bkg, (str, Path)):
-        return models.open(bkg)
+        return models.open(bkg, arrays=arrays)
     return bkg
 
 
@@ -141,7 +141,7 @@ def average_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | Non
     cube = sci.data.ndim == 3
     accum_dq = np.zeros(image_shape, dtype=np.uint32)
     for i, b in enumerate(backgrounds):
-        bkg = _open(b)
+        bkg = _open(b, arrays=("data", "err", "dq"))  # the variances are not used
         log.info("Accumulating background %s", getattr(bkg.meta, "filename", None) or b)
         if not _overlap(sci_win, _window(bkg)):
             log.debug("%s does not overlap the science exposure", b)
@@ -149,24 +149,48 @@ def average_background(sci, backgrounds, sigma: float = 3.0, maxiters: int | Non
             cerr[i] = np.nan
             continue
         bdata, berr, bdq = _on_science_pixels(sci, bkg)
+        del bkg
         if not cube:
             cdata[i] = bdata
             cerr[i] = berr * berr
             dq |= bdq
         else:
             # average each background's integrations first, clipped
-            cdata[i] = _sigma_clip(bdata, sigma, maxiters).mean(axis=0)
-            cerr[i] = _sigma_clip(berr * berr, sigma, maxiters).mean(axis=0)
+            for rows in _row_blocks(bdata):
+                cdata[i, rows] = _sigma_clip(bdata[:, rows], sigma, maxiters).mean(axis=0)
+                e = berr[:, rows]
+                cerr[i, rows] = _sigma_clip(e * e, sigma, maxiters).mean(axis=0)
             for k in range(bdq.shape[0]):
                 accum_dq = np.bitwise_or(bdq[k], accum_dq)
             dq |= accum_dq
-    clipped = _sigma_clip(cdata, sigma, maxiters)
-    out = models.ImageModel(data=clipped.mean(axis=0).data.astype(np.float32))
-    merr = np.ma.masked_array(cerr, mask=clipped.mask)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out.err = (np.sqrt(merr.sum(axis=0)) / (n - merr.mask.sum(axis=0))).data.astype(np.float32)
+        del bdata, berr, bdq
+    data = np.empty(image_shape, dtype=np.float32)
+    err = np.empty(image_shape, dtype=np.float32)
+    for rows in _row_blocks(cdata):
+        clipped = _sigma_clip(cdata[:, rows], sigma, maxiters)
+        data[rows] = clipped.mean(axis=0).data
+        merr = np.ma.masked_array(cerr[:, rows], mask=clipped.mask)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err[rows] = (np.sqrt(merr.sum(axis=0)) / (n - merr.mask.sum(axis=0))).data
+    out = models.ImageModel(data=data)
+    out.err = err
     out.dq = dq
     return out
+
+
+# bytes of one block of rows that a clipping pass takes at a time (astropy's sigma_clip makes about
+# fifteen temporaries the size of its input: a whole 1024 x 1032 float64 stack peaked at +120 MiB)
+CLIP_BLOCK_BYTES = 2 << 20
+
+
+def _row_blocks(stack):
+    """Slices of rows of ``stack`` (..., ny, nx) of about CLIP_BLOCK_BYTES each.  Clipping along the
+    first axis treats each pixel alone (its own median, deviation and iterations: a pixel that has
+    converged is not clipped again), so block by block gives the whole stack's answer, bit for bit."""
+    ny = stack.shape[-2]
+    row_bytes = max(1, stack[..., :1, :].nbytes)
+    step = max(1, min(ny, CLIP_BLOCK_BYTES // row_bytes))
+    return [slice(y, min(y + step, ny)) for y in range(0, ny, step)]
 
 
 def _same_grating_tilt(sci, backgrounds, atol: float = 1.0e-8) -> bool:

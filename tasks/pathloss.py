@@ -94,11 +94,22 @@ def interpolate_on_wavelengths(wavelengths, table_wave, vector):
     vec = np.zeros(len(vector) + 2)
     vec[1:-1] = vector
     vec[0] = vec[-1] = np.nan
-    lower = np.searchsorted(table_wave, wavelengths)
-    upper = lower + 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (wavelengths - wave[lower]) / (wave[upper] - wave[lower])
-        return vec[lower] + frac * (vec[upper] - vec[lower])
+    wavelengths = np.asarray(wavelengths)
+    flat = wavelengths.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.result_type(flat.dtype, vec.dtype))
+    # a block at a time (each pixel's value is its own): the index and fraction arrays of a whole
+    # MIRI frame were ~50 MiB
+    for i in range(0, max(flat.size, 1), _BLOCK):
+        w = flat[i:i + _BLOCK]
+        lower = np.searchsorted(table_wave, w)
+        upper = lower + 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = (w - wave[lower]) / (wave[upper] - wave[lower])
+            out[i:i + _BLOCK] = vec[lower] + frac * (vec[upper] - vec[lower])
+    return out.reshape(wavelengths.shape)
+
+
+_BLOCK = 1 << 17  # pixels interpolated at a time
 
 
 def source_position(model):

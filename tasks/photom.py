@@ -275,8 +275,19 @@ def exposure_wavelengths(model) -> np.ndarray:
     wcs = getattr(model.meta, "wcs", None)
     if wcs is None:
         raise UnsupportedModeError("photom: a spectroscopic exposure needs a WCS (run assign_wcs first)")
-    y, x = np.indices(model.data.shape[-2:], dtype=np.float64)
-    return wcs(x, y)[2]
+    ny, nx = model.data.shape[-2:]
+    out = np.empty((ny, nx), dtype=np.float64)
+    # a block of rows at a time: the transforms' temporaries on a full MIRI frame were ~40 MiB;
+    # each pixel's wavelength is its own, so the values are the same
+    step = max(1, WCS_BLOCK_BYTES // (8 * max(nx, 1)))
+    for y0 in range(0, ny, step):
+        y, x = np.indices((min(step, ny - y0), nx), dtype=np.float64)
+        y += y0
+        out[y0:y0 + step] = wcs(x, y)[2]
+    return out
+
+
+WCS_BLOCK_BYTES = 1 << 20  # float64 pixel coordinates evaluated at a time by exposure_wavelengths
 
 
 def calibrate_spectral(model, table_row, names, conversion, params: PhotomParams):
@@ -288,9 +299,10 @@ def calibrate_spectral(model, table_row, names, conversion, params: PhotomParams
     waves, resp = relative_response(table_row, names)
     wl = exposure_wavelengths(model)
     wl[np.isnan(wl)] = -1.0
-    conv = np.interp(wl, waves, resp, left=np.nan, right=np.nan)
-    factor = conversion * conv
-    no_cal = np.isnan(conv)
+    factor = np.interp(wl, waves, resp, left=np.nan, right=np.nan)
+    del wl
+    no_cal = np.isnan(factor)
+    factor *= conversion  # in place: one full-frame float64 array fewer, the same products
     factor[no_cal] = 0.0
     apply_conversion_array(model, factor, params.inverse, no_cal)
     return model, "COMPLETE"

@@ -140,3 +140,25 @@ def test_an_untracked_run_takes_one_member_at_a_time_unless_told(monkeypatch):
         A._PLAIN_WORKERS.reset(token)
     assert [r.member for r in results] == ["jw00_uncal.fits", "jw01_uncal.fits"]
     assert most[0] == 2 and not any(where)
+
+
+def test_an_untracked_run_warms_up_readers_only_for_threads(monkeypatch, tmp_path):
+    """Importing every step module and round-tripping a WCS before the members start is for members
+    that start together on threads; a run taking them one at a time does without it."""
+    from webbflow.flows import _rerun
+    from webbflow.flows import association as A
+
+    calls = []
+    monkeypatch.setattr(A, "warm_up_readers", lambda: calls.append("warm"))
+    monkeypatch.setattr(A.process_association, "fn", lambda asn, **kw: A.AssociationResult(asn=asn, members=[]))
+    monkeypatch.setattr(_rerun, "lookup", lambda *a, **kw: None)
+    monkeypatch.setattr(_rerun, "store", lambda *a, **kw: None)
+    from webbflow.flows import stage
+
+    monkeypatch.setattr(stage, "prefect_tracking", lambda: False)
+    asn = tmp_path / "x_asn.json"
+    asn.write_text("{}")
+    assert A.run_association(asn, output_dir=tmp_path).asn == str(asn)
+    assert calls == []
+    A.run_association(asn, output_dir=tmp_path, max_workers=2)
+    assert calls == ["warm"]

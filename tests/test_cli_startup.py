@@ -79,3 +79,33 @@ def test_steps_resolve_as_before_and_no_pipeline_has_a_step_modules_name():
     for name in registry.PIPELINES:
         assert resolve_target(name) == ("pipeline", name)
     assert resolve_target("JumpStep") == ("step", "jump")
+
+
+def test_single_step_suffixes_listed_are_every_steps_class():
+    """``webbflow run STEP FILE`` names its product from every step's class name (strun's suffixes)
+    without importing every step module: the list it keeps is the declarations' list."""
+    from webbflow import tasks
+    from webbflow.flows.single import STEP_CLASS_SUFFIXES, strun_root
+    from webbflow.tasks.base import STEPS
+
+    tasks.load_all()
+    assert STEP_CLASS_SUFFIXES == {s.jwst_class.lower() for s in STEPS.values()}
+    assert strun_root("jw01_nrca1_jumpstep.fits") == "jw01_nrca1"
+
+
+def test_run_one_step_on_a_file_imports_that_step_only(tmp_path):
+    """``webbflow run STEP FILE`` imports that step's module (and what it uses), not every step's."""
+    import numpy as np
+
+    from webbflow import models
+
+    m = models.ImageModel(data=np.ones((8, 8), np.float32))
+    m.dq = np.zeros((8, 8), np.uint32)
+    m.err = np.zeros((8, 8), np.float32)
+    m.meta.instrument.name, m.meta.exposure.type = "NIRCAM", "NRC_IMAGE"
+    m.save(tmp_path / "x_rate.fits")
+    # skipped: no references to look up, the product still written as strun writes it
+    r = probe("run", "gain_scale", str(tmp_path / "x_rate.fits"), "--output-dir", str(tmp_path), "--skip=true")
+    assert r["code"] in (0, None), r["out"]
+    assert (tmp_path / "x_gainscalestep.fits").exists(), r["out"]
+    assert "webbflow.tasks.gain_scale" in r["tasks"] and "webbflow.tasks.jump" not in r["tasks"], r["tasks"]
