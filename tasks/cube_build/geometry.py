@@ -202,9 +202,12 @@ def radec2std(crval1, crval2, ra, dec, rot_angle=None):
     dec0 = crval2 * DEG2RAD
     radiff = ra * DEG2RAD - ra0
     decr = dec * DEG2RAD
-    h = np.sin(decr) * math.sin(dec0) + np.cos(decr) * math.cos(dec0) * np.cos(radiff)
-    xi = np.cos(decr) * np.sin(radiff) / h
-    eta = (np.sin(decr) * math.cos(dec0) - np.cos(decr) * math.sin(dec0) * np.cos(radiff)) / h
+    # each sine and cosine once (the same numbers as taking them where each product needs them)
+    sin_d, cos_d, cos_r = np.sin(decr), np.cos(decr), np.cos(radiff)
+    h = sin_d * math.sin(dec0) + cos_d * math.cos(dec0) * cos_r
+    xi = cos_d * np.sin(radiff) / h
+    eta = (sin_d * math.cos(dec0) - cos_d * math.sin(dec0) * cos_r) / h
+    del sin_d, cos_d, cos_r
     xi = -xi * RAD2ARCSEC
     eta = eta * RAD2ARCSEC
     if rot_angle is not None:
