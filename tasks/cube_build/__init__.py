@@ -32,6 +32,7 @@ scratch set of cube sums exist at a time, whatever the number of exposures.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -322,6 +323,24 @@ def _world_part(wcs):
     return gwcs.WCS(steps)
 
 
+@contextlib.contextmanager
+def _older_objects_frozen():
+    """The objects alive before the step (modules, classes, the caller's data: hundreds of
+    thousands) kept out of the collections :func:`_release` makes after each exposure, which then
+    walk only what the step made.  Nothing is done when objects are frozen already (a whole
+    association run freezes its start-up objects once); they are thawed when the step ends."""
+    import gc
+
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _release() -> None:
     """Free a dropped exposure now: its WCS and arrays sit in reference cycles that Python's
     collector would otherwise keep until much later, so memory would grow with the exposures."""
@@ -337,7 +356,8 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
     outputs = []
     exposures = []
     try:
-        exposures = _survey(library, params, store)
+        with _older_objects_frozen():
+            exposures = _survey(library, params, store)
         linear = params.linear_wave and params.output_type != "multi"
         lights = [SimpleNamespace(meta=e.meta) for e in exposures]
         nirspec = str(exposures[0].meta.instrument.name or "").upper() == "NIRSPEC"

@@ -202,9 +202,12 @@ def radec2std(crval1, crval2, ra, dec, rot_angle=None):
     dec0 = crval2 * DEG2RAD
     radiff = ra * DEG2RAD - ra0
     decr = dec * DEG2RAD
-    h = np.sin(decr) * math.sin(dec0) + np.cos(decr) * math.cos(dec0) * np.cos(radiff)
-    xi = np.cos(decr) * np.sin(radiff) / h
-    eta = (np.sin(decr) * math.cos(dec0) - np.cos(decr) * math.sin(dec0) * np.cos(radiff)) / h
+    # each sine and cosine once (the same numbers as taking them where each product needs them)
+    sin_d, cos_d, cos_r = np.sin(decr), np.cos(decr), np.cos(radiff)
+    h = sin_d * math.sin(dec0) + cos_d * math.cos(dec0) * cos_r
+    xi = cos_d * np.sin(radiff) / h
+    eta = (sin_d * math.cos(dec0) - cos_d * math.sin(dec0) * cos_r) / h
+    del sin_d, cos_d, cos_r
     xi = -xi * RAD2ARCSEC
     eta = eta * RAD2ARCSEC
     if rot_angle is not None:
@@ -265,19 +268,24 @@ class DetectorGeometry:
         if not drizzle:
             return
         x, y = self.x[self.valid], self.y[self.valid]
+        part = _PartialSelector.of(wcs)
         # the wavelength extent of each pixel, along the dispersion (rows)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-            wave1 = _wave_only(wcs, x, y - 0.4999)
-            wave2 = _wave_only(wcs, x, y + 0.4999)
+            wave1 = part.lam(x, y - 0.4999) if part else _wave_only(wcs, x, y - 0.4999)
+            wave2 = part.lam(x, y + 0.4999) if part else _wave_only(wcs, x, y + 0.4999)
         self.dwave = np.abs(wave1 - wave2)
         del wave1, wave2
         self.dmax = float(np.nanmax(self.dwave)) if self.dwave.size else float("nan")
         if not x.size:
             self.corners = None
             return
-        alpha1, beta, _ = wcs.transform(frame0, "alpha_beta", x - 0.4999, y)
-        alpha2, _, _ = wcs.transform(frame0, "alpha_beta", x + 0.4999, y)
+        if part:
+            alpha1, beta = part.alpha_beta(x - 0.4999, y)
+            alpha2 = part.alpha_beta(x + 0.4999, y)[0]
+        else:
+            alpha1, beta, _ = wcs.transform(frame0, "alpha_beta", x - 0.4999, y)
+            alpha2, _, _ = wcs.transform(frame0, "alpha_beta", x + 0.4999, y)
         # the slice width from the slices' beta values
         betas = np.unique(beta)
         half = np.abs(betas[1] - betas[0]) / 2.0
@@ -287,6 +295,71 @@ class DetectorGeometry:
             v2, v3, _ = wcs.transform("alpha_beta", "v2v3", a, b, wave)
             corners += [v2, v3]
         self.corners = tuple(corners)
+
+
+class _PartialSelector:
+    """Some outputs only of an MRS WCS's detector-to-alpha/beta step, with the numbers the whole
+    step gives: that step selects each pixel's slice (a regions map) and evaluates the slice's
+    model, ``Mapping((1, 0, 0, 1, 0)) | (alpha & beta & lambda)`` (alpha and lambda polynomials of
+    the row and column, beta a constant).  The pixels' wavelength extents need lambda alone and
+    the footprint corners alpha and beta alone: evaluating those parts only, each the same
+    expression on the same pixels, skips a third to a half of the polynomial work.  The same
+    selection, region by region, and bounding box (NaN outside) apply.  Each part keeps two outputs
+    (the constant beta beside lambda): gwcs's selector takes a one-output model's first value for all."""
+
+    def __init__(self, lam, alpha_beta):
+        self._lam, self._alpha_beta = lam, alpha_beta
+
+    @classmethod
+    def of(cls, wcs) -> "_PartialSelector | None":
+        """The parts of ``wcs``'s first step, or None when the step is not of that form."""
+        from astropy.modeling.mappings import Mapping
+        from gwcs.selector import RegionsSelector
+
+        frames = wcs.available_frames
+        if len(frames) < 2 or frames[1] != "alpha_beta":
+            return None
+        step = wcs.get_transform(frames[0], "alpha_beta")
+        if type(step) is not RegionsSelector or step.n_inputs != 2 or step.n_outputs != 3:
+            return None
+        parts: dict = {"lam": {}, "ab": {}}
+        for rid, model in step.selector.items():
+            try:
+                ok = (model.op == "|" and type(model.left) is Mapping and tuple(model.left.mapping) == (1, 0, 0, 1, 0)
+                      and model.right.op == "&" and model.right.left.op == "&")
+                if ok:
+                    alpha, beta, lam = model.right.left.left, model.right.left.right, model.right.right
+                    ok = ((alpha.n_inputs, alpha.n_outputs, beta.n_inputs, beta.n_outputs, lam.n_inputs, lam.n_outputs)
+                          == (2, 1, 1, 1, 2, 1))
+            except AttributeError:  # not a compound model
+                ok = False
+            if not ok:
+                return None
+            parts["lam"][rid] = Mapping((1, 0, 0)) | (lam & beta)
+            parts["ab"][rid] = Mapping((1, 0, 0)) | (alpha & beta)
+        try:
+            box = step.bounding_box
+        except NotImplementedError:
+            box = None
+        made = []
+        for key, outputs in (("lam", (step.outputs[2], step.outputs[1])), ("ab", step.outputs[:2])):
+            sel = RegionsSelector(step.inputs, outputs, parts[key], step.label_mapper,
+                                  undefined_transform_value=step.undefined_transform_value)
+            if box is not None:
+                sel.bounding_box = box.bounding_box(order="C")
+                if sel.bounding_box.intervals != box.intervals:
+                    return None
+            made.append(sel)
+        return cls(*made)
+
+    def _call(self, sel, x, y):
+        return sel(x, y, with_bounding_box=True, fill_value=np.nan)
+
+    def lam(self, x, y):
+        return self._call(self._lam, x, y)[0]
+
+    def alpha_beta(self, x, y):
+        return self._call(self._alpha_beta, x, y)
 
 
 def to_sky(world, v2, v3, lam):

@@ -26,23 +26,71 @@ import numpy as np
 _LEFT, _RIGHT, _BOTTOM, _TOP = 0, 1, 2, 3
 
 
-@numba.njit(cache=True, inline="always")
-def _inside(edge, x, y, left, right, top, bottom):
-    if edge == _LEFT:
-        return x > left
-    if edge == _RIGHT:
-        return x < right
-    if edge == _BOTTOM:
-        return y > bottom
-    return y < top
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _clip_edge(edge, bound, xp, yp, nv, xn, yn):
+    """One Sutherland-Hodgman pass: the closed vertex list ``xp, yp`` (``nv`` vertices, then the
+    first again) clipped by one edge of the spaxel (``bound``: its x or y) into ``xn, yn``, closed
+    with its first vertex; returns the new length, closing vertex included.  When no vertex
+    survives, later passes get an empty list and the area is 0, as in jwst's clip."""
+    n2 = 0
+    for j in range(nv):
+        x1 = xp[j]
+        y1 = yp[j]
+        x2 = xp[j + 1]
+        y2 = yp[j + 1]
+        if edge == _LEFT:
+            in1 = x1 > bound
+            in2 = x2 > bound
+        elif edge == _RIGHT:
+            in1 = x1 < bound
+            in2 = x2 < bound
+        elif edge == _BOTTOM:
+            in1 = y1 > bound
+            in2 = y2 > bound
+        else:
+            in1 = y1 < bound
+            in2 = y2 < bound
+        if in2:
+            if not in1:  # entering: the crossing point, then the end point
+                xi, yi = _cross(edge, bound, x1, y1, x2, y2)
+                xn[n2] = xi
+                yn[n2] = yi
+                n2 += 1
+            xn[n2] = x2
+            yn[n2] = y2
+            n2 += 1
+        elif in1:  # leaving: the crossing point only
+            xi, yi = _cross(edge, bound, x1, y1, x2, y2)
+            xn[n2] = xi
+            yn[n2] = yi
+            n2 += 1
+    xn[n2] = xn[0]
+    yn[n2] = yn[0]
+    return n2 + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cross(edge, bound, x1, y1, x2, y2):
+    """Where the segment crosses the edge; the slope is a single-precision number in jwst's clip,
+    its inverse too."""
+    m = np.float32(0.0)
+    if x2 != x1:
+        m = np.float32((y2 - y1) / (x2 - x1))
+    if edge == _LEFT or edge == _RIGHT:
+        return bound, y1 + np.float64(m) * (bound - x1)
+    if x1 != x2:
+        inv = np.float32(1.0) / m
+        return x1 + np.float64(inv) * (bound - y1), bound
+    return x1, bound
+
+
+@numba.njit(cache=True, error_model="numpy")
 def overlap_area(xcenter, ycenter, xlength, ylength, xcorner, ycorner, xp, yp, xn, yn):
     """Area of a quadrilateral (``xcorner``, ``ycorner``: 4 corners) inside one rectangular spaxel.
 
-    ``xp, yp, xn, yn`` are scratch vectors (12 long); ``xn, yn`` keep their values from one edge
-    to the next, as the clip's vertex list does in jwst.
+    ``xp, yp, xn, yn`` are scratch vectors (12 long).  The four clip passes (left, right, bottom,
+    top edges, jwst's order), each compiled for its edge, go from one pair of vectors to the other
+    and back, so the polygon ends in ``xp, yp``.
     """
     top = ycenter + 0.5 * ylength
     bottom = ycenter - 0.5 * ylength
@@ -53,39 +101,10 @@ def overlap_area(xcenter, ycenter, xlength, ylength, xcorner, ycorner, xp, yp, x
         yp[i] = ycorner[i]
     xp[4] = xcorner[0]
     yp[4] = ycorner[0]
-    nv = 4
-    for edge in range(4):
-        n2 = 0
-        for j in range(nv):
-            x1 = xp[j]
-            y1 = yp[j]
-            x2 = xp[j + 1]
-            y2 = yp[j + 1]
-            in1 = _inside(edge, x1, y1, left, right, top, bottom)
-            in2 = _inside(edge, x2, y2, left, right, top, bottom)
-            if in2:
-                if not in1:  # entering: the crossing point, then the end point
-                    xi, yi = _cross(edge, x1, y1, x2, y2, left, right, top, bottom)
-                    xn[n2] = xi
-                    yn[n2] = yi
-                    n2 += 1
-                xn[n2] = x2
-                yn[n2] = y2
-                n2 += 1
-            elif in1:  # leaving: the crossing point only
-                xi, yi = _cross(edge, x1, y1, x2, y2, left, right, top, bottom)
-                xn[n2] = xi
-                yn[n2] = yi
-                n2 += 1
-        # close the polygon with its first vertex (the previous edge's when none survived)
-        xn[n2] = xn[0]
-        yn[n2] = yn[0]
-        n2 += 1
-        nv = n2 - 1
-        for k in range(n2):
-            xp[k] = xn[k]
-            yp[k] = yn[k]
-    nv += 1
+    n = _clip_edge(_LEFT, left, xp, yp, 4, xn, yn)
+    n = _clip_edge(_RIGHT, right, xn, yn, n - 1, xp, yp)
+    n = _clip_edge(_BOTTOM, bottom, xp, yp, n - 1, xn, yn)
+    nv = _clip_edge(_TOP, top, xn, yn, n - 1, xp, yp)
     if nv <= 0:
         return 0.0
     xmin = xp[0]
@@ -99,23 +118,6 @@ def overlap_area(xcenter, ycenter, xlength, ylength, xcorner, ycorner, xp, yp, x
     for i in range(nv - 1):
         area = area + ((xp[i] - xmin) * (yp[i + 1] - ymin) - (xp[i + 1] - xmin) * (yp[i] - ymin))
     return abs(0.5 * area)
-
-
-@numba.njit(cache=True, inline="always")
-def _cross(edge, x1, y1, x2, y2, left, right, top, bottom):
-    # the slope is a single-precision number in jwst's clip; its inverse too
-    m = np.float32(0.0)
-    if x2 != x1:
-        m = np.float32((y2 - y1) / (x2 - x1))
-    if edge == _LEFT:
-        return left, y1 + np.float64(m) * (left - x1)
-    if edge == _RIGHT:
-        return right, y1 + np.float64(m) * (right - x1)
-    yy = bottom if edge == _BOTTOM else top
-    if x1 != x2:
-        inv = np.float32(1.0) / m
-        return x1 + np.float64(inv) * (yy - y1), yy
-    return x1, yy
 
 
 def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
@@ -134,7 +136,7 @@ def drizzle_exposure(xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
              xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4, fluxv, weightv, varv, ifluxv, first, last)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def plane_spans(zc, cdelt3, wave, dwave):
     """For each pixel, the planes ``first[k]..last[k]`` (end excluded) that may pass jwst's
     wavelength test ``|zc - w| < |dw + cdelt3|`` (a superset, found by bisection on the increasing
@@ -167,7 +169,7 @@ def plane_spans(zc, cdelt3, wave, dwave):
     return first, last
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def drizzle_planes(lo, hi, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux, err,
                    xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4,
                    fluxv, weightv, varv, ifluxv, first, last):
@@ -294,7 +296,7 @@ def drizzle_planes(lo, hi, xc, yc, zc, cdelt3, cdelt1, cdelt2, wave, dwave, flux
                                 ifluxv[idx] = ifluxv[idx] + 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def add_and_clear(total, part):
     """``total += part`` element by element, then ``part = 0`` (one exposure's sums into the cube)."""
     for i in range(total.size):
@@ -302,7 +304,7 @@ def add_and_clear(total, part):
         part[i] = 0.0
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _roi_span(centres, value, roi):
     """The run of ``centres`` (increasing) with ``|centre - value| <= roi``: ``(start, end, found)``,
     the same run jwst's scan finds (the difference is monotonic in the centre), by bisection."""
@@ -344,7 +346,7 @@ def pointcloud_exposure(xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wav
              rois, roiw, scalerad, weight_power, softrad, emsm, fluxv, weightv, varv, ifluxv)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pointcloud_planes(lo, hi, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord2, wave, flux, err,
                       rois, roiw, scalerad, weight_power, softrad, emsm,
                       fluxv, weightv, varv, ifluxv):
@@ -391,7 +393,7 @@ def pointcloud_planes(lo, hi, xc, yc, zc, zcdelt3, cdelt1, cdelt2, coord1, coord
                         ifluxv[idx] = ifluxv[idx] + 1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _slice_line(overlap_partial, cdelt1, cdelt2, naxis1, naxis2, xstart, ystart, xi_min, eta_min, xi_max,
                 eta_max, plane):
     """The spaxels a slice's line crosses on one plane, flagged ``overlap_partial``: jwst's Bresenham
@@ -431,7 +433,7 @@ def _slice_line(overlap_partial, cdelt1, cdelt2, naxis1, naxis2, xstart, ystart,
             error += dx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def dq_nirspec(overlap_partial, xc, yc, zc, cdelt1, cdelt2, roiw_ave, coord1, coord2, wave, slice_no):
     """The NIRSpec field-of-view DQ of one exposure (jwst's ``dq_nirspec``): on every plane, each
     slice's pixels within ``roiw_ave`` of the plane's wavelength give the slice's extent on the
