@@ -134,6 +134,58 @@ class TweakRegParams(StepParams):
 # source finding (shared with source_catalog)
 
 
+# import name -> distribution name, where they differ, for the packages photutils names in its tables
+_DISTRIBUTIONS = {"skimage": "scikit-image"}
+
+
+def _versions_without_importing(packages: tuple[str, ...]):
+    """photutils' ``_get_version_info`` for ``packages``, without importing the ones not imported yet.
+
+    photutils records in every table it makes the versions of its optional dependencies, importing
+    them to read ``__version__``: matplotlib (0.2 s of CPU) is imported by the first source search
+    of a process only to be named in a table's metadata.  A package already imported gives its
+    ``__version__`` as photutils reads it; another its installed distribution's version, which is
+    the same string, without the import; one not installed None, as photutils' ImportError."""
+    import sys
+    from importlib import metadata
+
+    def info():
+        versions = {"Python": sys.version.split()[0]}
+        for name in packages:
+            module = sys.modules.get(name)
+            if module is not None:
+                versions[name] = module.__version__
+                continue
+            try:
+                versions[name] = metadata.version(_DISTRIBUTIONS.get(name, name))
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+        return versions
+
+    return info
+
+
+def _light_photutils_versions() -> None:
+    """photutils' tables name its dependencies' versions without importing them (see
+    :func:`_versions_without_importing`); left as it is when its function is not the one expected
+    (one tuple of package names, the version read from ``__version__``)."""
+    try:
+        from photutils.utils import _misc
+    except ImportError:
+        return
+    original = getattr(_misc, "_get_version_info", None)
+    if original is None or getattr(original, "_webbflow", False):
+        return
+    code = getattr(original, "__code__", None)
+    names = [c for c in (code.co_consts if code else ()) if isinstance(c, tuple) and "photutils" in c
+             and all(isinstance(n, str) for n in c)]
+    if len(names) != 1 or "__version__" not in code.co_names or "__import__" not in code.co_names:
+        return
+    light = _versions_without_importing(names[0])
+    light._webbflow = True
+    _misc._get_version_info = light
+
+
 def background(data, box_size, coverage_mask=None):
     """photutils Background2D of ``data`` (3-sigma clipped medians, 3x3 filter); one box when boxes do not fit."""
     from astropy.stats import SigmaClip
@@ -228,6 +280,7 @@ def find_sources(data, snr_threshold: float, kernel_fwhm: float, *, bkg_boxsize=
     from photutils.utils import NoDetectionsWarning
 
     options = dict(options or {})
+    _light_photutils_versions()
     name = starfinder.lower()
     if name in ("dao", "daostarfinder"):
         def finder(d, t, k, m):

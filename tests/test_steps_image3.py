@@ -713,3 +713,27 @@ def test_image3_chain_parity(obs, ours, jwst_chain):
     for k, jpath in enumerate(jwst_chain.crf, 1):
         crf = dm.open(ours.out / Path(jpath).name.replace("_cal.fits", f"_{ASN_ID}_crf.fits"))
         assert compare_dq(f"chain crf {k} DQ", crf.dq, dm.open(jpath).dq).fraction >= 0.9999
+
+
+def test_photutils_table_versions_without_importing_matplotlib():
+    """The versions photutils writes into its tables are the ones its own function gives, read
+    without importing the packages not imported yet (matplotlib)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from photutils.utils import _misc\n"
+        "original = _misc._get_version_info\n"
+        "from webbflow.tasks import tweakreg as T\n"
+        "T._light_photutils_versions()\n"
+        "light = _misc._get_version_info()\n"
+        "imported = 'matplotlib' in sys.modules\n"
+        "print(json.dumps([_misc._get_version_info is not original, imported, light, original()]))\n"
+    )
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    patched, imported, light, original = json.loads(out.stdout.strip().splitlines()[-1])
+    assert patched and not imported
+    assert light == original and list(light) == list(original)
