@@ -186,6 +186,49 @@ def _light_photutils_versions() -> None:
     _misc._get_version_info = light
 
 
+def _verify_ring_candidates_at_once(data, peak_mask, needs_verify, footprint_bool, half, footprint_size):
+    """photutils' ``_verify_ring_candidates`` for all candidates at once, with the same answer.
+
+    photutils checks each candidate of its circular local-maximum search in a Python loop (some
+    50,000 candidates in a 1024x1024 exposure: 0.4 s of CPU).  Here, for each footprint offset the
+    candidates' neighbours are read at once from the data padded with -inf: the maximum over the
+    footprint pixels inside the image, then 0.0 (scipy's ``cval``) joined in where the footprint's
+    box reaches beyond the image, as photutils does; a candidate stays a peak where it equals that
+    maximum.  ``peak_mask`` is updated in place."""
+    ys, xs = needs_verify.nonzero()
+    if len(ys) == 0:
+        return
+    ny, nx = data.shape
+    pad = footprint_size
+    padded = np.full((ny + 2 * pad, nx + 2 * pad), -np.inf, dtype=np.result_type(data.dtype, np.float64))
+    padded[pad:pad + ny, pad:pad + nx] = data
+    local_max = np.full(len(ys), -np.inf, dtype=padded.dtype)
+    for fy, fx in zip(*np.nonzero(footprint_bool), strict=True):
+        np.maximum(local_max, padded[ys - half + fy + pad, xs - half + fx + pad], out=local_max)
+    y0, x0 = ys - half, xs - half
+    clipped = (y0 < 0) | (y0 + footprint_size > ny) | (x0 < 0) | (x0 + footprint_size > nx)
+    local_max[clipped] = np.where(local_max[clipped] < 0.0, 0.0, local_max[clipped])
+    keep = data[ys, xs] == local_max
+    peak_mask[ys[keep], xs[keep]] = True
+
+
+def _fast_ring_check() -> None:
+    """photutils' circular peak search verifies its ring candidates with
+    :func:`_verify_ring_candidates_at_once`; left as it is when its function is not the one expected."""
+    try:
+        from photutils.detection import peakfinder
+    except ImportError:
+        return
+    original = getattr(peakfinder, "_verify_ring_candidates", None)
+    if original is None or getattr(original, "_webbflow", False):
+        return
+    expected = ["data", "peak_mask", "needs_verify", "footprint_bool", "half", "footprint_size"]
+    if list(inspect.signature(original).parameters) != expected:
+        return
+    _verify_ring_candidates_at_once._webbflow = True
+    peakfinder._verify_ring_candidates = _verify_ring_candidates_at_once
+
+
 def background(data, box_size, coverage_mask=None):
     """photutils Background2D of ``data`` (3-sigma clipped medians, 3x3 filter); one box when boxes do not fit."""
     from astropy.stats import SigmaClip
@@ -281,6 +324,7 @@ def find_sources(data, snr_threshold: float, kernel_fwhm: float, *, bkg_boxsize=
 
     options = dict(options or {})
     _light_photutils_versions()
+    _fast_ring_check()
     name = starfinder.lower()
     if name in ("dao", "daostarfinder"):
         def finder(d, t, k, m):
