@@ -165,17 +165,28 @@ def _versions_without_importing(packages: tuple[str, ...]):
     return info
 
 
+def _photutils_function(module_name: str, name: str):
+    """``(module, function)`` of photutils not yet replaced here, or None (not there, or replaced)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    function = getattr(module, name, None)
+    if function is None or getattr(function, "_webbflow", False):
+        return None
+    return module, function
+
+
 def _light_photutils_versions() -> None:
     """photutils' tables name its dependencies' versions without importing them (see
     :func:`_versions_without_importing`); left as it is when its function is not the one expected
     (one tuple of package names, the version read from ``__version__``)."""
-    try:
-        from photutils.utils import _misc
-    except ImportError:
+    found = _photutils_function("photutils.utils._misc", "_get_version_info")
+    if found is None:
         return
-    original = getattr(_misc, "_get_version_info", None)
-    if original is None or getattr(original, "_webbflow", False):
-        return
+    _misc, original = found
     code = getattr(original, "__code__", None)
     names = [c for c in (code.co_consts if code else ()) if isinstance(c, tuple) and "photutils" in c
              and all(isinstance(n, str) for n in c)]
@@ -215,13 +226,10 @@ def _verify_ring_candidates_at_once(data, peak_mask, needs_verify, footprint_boo
 def _fast_ring_check() -> None:
     """photutils' circular peak search verifies its ring candidates with
     :func:`_verify_ring_candidates_at_once`; left as it is when its function is not the one expected."""
-    try:
-        from photutils.detection import peakfinder
-    except ImportError:
+    found = _photutils_function("photutils.detection.peakfinder", "_verify_ring_candidates")
+    if found is None:
         return
-    original = getattr(peakfinder, "_verify_ring_candidates", None)
-    if original is None or getattr(original, "_webbflow", False):
-        return
+    peakfinder, original = found
     expected = ["data", "peak_mask", "needs_verify", "footprint_bool", "half", "footprint_size"]
     if list(inspect.signature(original).parameters) != expected:
         return
