@@ -13,8 +13,9 @@ webbflow call with ``PATH`` first on ``PYTHONPATH`` (a folder holding an older c
 load.  Every process records, per step, its wall time and its CPU time (the process's, all
 threads), and its library imports separately.  The medians over ``--rounds`` are printed
 with the ratios to jwst, and the libraries' imports plus the call.  Both sides import their steps'
-libraries before the call (jwst with ``jwst.pipeline``, webbflow with the image3 module and the
-libraries its steps use: photutils, tweakwcs, stcal), so that "whole call" compares the same work.  On a shared machine compare the
+libraries before the call (jwst with ``jwst.pipeline``, webbflow with the image3 module, the
+libraries its steps use: photutils, tweakwcs, stcal, and the CRDS client, which ``jwst.pipeline``
+imports through stpipe), so that "whole call" compares the same work.  On a shared machine compare the
 CPU columns: wall times follow the load.  Not a pass/fail test.
 """
 
@@ -63,8 +64,10 @@ from pathlib import Path
 c0 = time.process_time()
 import webbflow.flows.calwebb_image3 as i3
 import webbflow.flows.stage as st
-# the steps' libraries before the call, as jwst's ``import jwst.pipeline`` imports them with its step classes
+# the steps' libraries before the call, as jwst's ``import jwst.pipeline`` imports them with its step classes,
+# and the CRDS client, which jwst's import brings in through stpipe (webbflow imports it at its first selection)
 getattr(i3, "_import_step_libraries", lambda: None)()
+import crds
 image3 = vars(i3)["image3"]  # the flow's body as the module holds it (no Prefect import where it is deferred)
 imports = time.process_time() - c0
 steps = {}

@@ -145,6 +145,32 @@ def _user_sky(library, params: SkyMatchParams):
     return library
 
 
+def _inverse(wcs):
+    """``wcs.invert`` for the overlap polygons' vertices, with the backward transform built once.
+
+    stcal asks each exposure's inverse WCS for the pixel positions of every overlap polygon's
+    vertices (a few points, without the bounding box); gwcs chains and inverts the WCS's
+    pipeline again at every call.  Where gwcs would only evaluate that transform (plain arrays,
+    no units, 2-D frames, no bounding box asked for), the one built here is evaluated; any other
+    call is gwcs' own.  The WCS is not changed while the step runs."""
+    try:
+        backward = wcs.backward_transform
+        plain = (backward is not None and not backward.uses_quantity
+                 and getattr(wcs.input_frame, "naxes", None) == 2 and getattr(wcs.output_frame, "naxes", None) == 2)
+    except (NotImplementedError, AttributeError):
+        plain = False
+    if not plain:
+        return wcs.invert
+
+    def invert(*args, with_bounding_box=True, fill_value=np.nan, **kwargs):
+        if (with_bounding_box and wcs.bounding_box is not None) or kwargs or len(args) != 2 or not all(
+                type(a) is np.ndarray for a in args):
+            return wcs.invert(*args, with_bounding_box=with_bounding_box, fill_value=fill_value, **kwargs)
+        return backward(*args, with_bounding_box=with_bounding_box, fill_value=fill_value)
+
+    return invert
+
+
 def match_sky(library, params: SkyMatchParams):
     """Compute the skies of the library's exposures and record them; returns the library."""
     from stcal.skymatch import SkyGroup, SkyImage, SkyStats, skymatch
@@ -172,7 +198,7 @@ def match_sky(library, params: SkyMatchParams):
                     # the WCS is only evaluated, never changed: no copy (a member shelved to disk
                     # keeps its WCS object alive through these references)
                     wcs = model.meta.wcs
-                    sky = SkyImage(image=data, wcs_fwd=wcs.__call__, wcs_inv=wcs.invert, mask=mask,
+                    sky = SkyImage(image=data, wcs_fwd=wcs.__call__, wcs_inv=_inverse(wcs), mask=mask,
                                    sky_id=model.meta.filename, skystat=stats, stepsize=params.stepsize,
                                    meta={"index": i})
                     if params.subtract:

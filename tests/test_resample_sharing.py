@@ -93,6 +93,12 @@ def test_pixel_maps_in_blocks_are_stcals_bit_for_bit(monkeypatch):
             np.testing.assert_array_equal(got, expected)  # NaNs in the same places, values bit for bit
             # the bounding boxes are there afterwards, as stcal leaves them
             assert (wcs_from.bounding_box.bounding_box(order="F"), wcs_to.bounding_box.bounding_box(order="F")) == boxes
+    # every bounding-box choice: the transforms built once where gwcs would do nothing more (no
+    # bounding box left on the target WCS), gwcs' own calls where it would (the target's footprint)
+    monkeypatch.setattr(R, "_PIXMAP_BLOCK", 37 * 5 + 1)
+    for disable in ("to", "from", "both", "none"):
+        expected = calc_pixmap(exposure, grid, (34, 41), disable_bbox=disable)
+        np.testing.assert_array_equal(R._pixel_map(exposure, grid, (34, 41), disable_bbox=disable), expected)
     # a coarse map (stepsize > 1) is stcal's own
     monkeypatch.setattr(R, "_PIXMAP_BLOCK", 100)
     np.testing.assert_array_equal(R._pixel_map(exposure, grid, (30, 37), stepsize=4, order=1),

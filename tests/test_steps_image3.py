@@ -713,3 +713,59 @@ def test_image3_chain_parity(obs, ours, jwst_chain):
     for k, jpath in enumerate(jwst_chain.crf, 1):
         crf = dm.open(ours.out / Path(jpath).name.replace("_cal.fits", f"_{ASN_ID}_crf.fits"))
         assert compare_dq(f"chain crf {k} DQ", crf.dq, dm.open(jpath).dq).fraction >= 0.9999
+
+
+def test_photutils_table_versions_without_importing_matplotlib():
+    """The versions photutils writes into its tables are the ones its own function gives, read
+    without importing the packages not imported yet (matplotlib)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from photutils.utils import _misc\n"
+        "original = _misc._get_version_info\n"
+        "from webbflow.tasks import tweakreg as T\n"
+        "T._light_photutils_versions()\n"
+        "light = _misc._get_version_info()\n"
+        "imported = 'matplotlib' in sys.modules\n"
+        "print(json.dumps([_misc._get_version_info is not original, imported, light, original()]))\n"
+    )
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    patched, imported, light, original = json.loads(out.stdout.strip().splitlines()[-1])
+    assert patched and not imported
+    assert light == original and list(light) == list(original)
+
+
+def test_ring_candidates_verified_at_once_as_photutils_does():
+    """The circular peak search's ring candidates: the same peaks as photutils' own loop, at the
+    edges (the footprint's box beyond the image joins 0.0), with negative data and ties."""
+    from photutils.detection import peakfinder
+
+    from webbflow.tasks import tweakreg as T
+
+    original = peakfinder._verify_ring_candidates
+    if getattr(original, "_webbflow", False):
+        pytest.skip("photutils' function was already replaced in this process")
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        ny, nx = (int(n) for n in rng.integers(3, 30, 2))
+        data = rng.normal(size=(ny, nx))
+        if trial % 3 == 0:
+            data = np.round(data, 1)
+        if trial % 4 == 0:
+            data -= 3.0
+        if trial % 5 == 0:
+            data[rng.random(data.shape) < 0.3] = 0.0
+        radius = float(rng.choice([1.5, 2.0, 2.5, 3.0, 3.7]))
+        idx = np.arange(-radius, radius + 1)
+        xx, yy = np.meshgrid(idx, idx)
+        footprint = (xx**2 + yy**2) <= radius**2
+        size = len(idx)
+        needs = rng.random(data.shape) < 0.5
+        theirs, ours = np.zeros(data.shape, bool), np.zeros(data.shape, bool)
+        original(data, theirs, needs, footprint, size // 2, size)
+        T._verify_ring_candidates_at_once(data, ours, needs, footprint, size // 2, size)
+        assert np.array_equal(theirs, ours), (trial, radius)
