@@ -159,11 +159,11 @@ def test_the_associations_are_those_jwsts_rules_make_from_the_pool(ifu):
 
 IFU_REFTYPES = {"fflat": "NirspecFlatModel", "sflat": "NirspecFlatModel", "dflat": "NirspecFlatModel",
                 "photom": "NrsMosPhotomModel", "area": "NirspecIfuAreaModel", "cubepar": "NirspecIFUCubeParsModel",
-                "extract1d": "Extract1dIFUModel", "ifuslicer": "IFUSlicerModel", "ifufore": "IFUFOREModel",
+                "extract1d": "Extract1dIFUModel", "apcorr": "NrsIfuApcorrModel", "ifuslicer": "IFUSlicerModel", "ifufore": "IFUFOREModel",
                 "ifupost": "IFUPostModel", "chromcorr": "ChromCorrModel", "camera": "CameraModel",
                 "collimator": "CollimatorModel", "disperser": "DisperserModel", "fore": "FOREModel",
                 "fpa": "FPAModel", "ote": "OTEModel", "wavelengthrange": "WavelengthrangeModel"}
-NA_REFTYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow", "apcorr")
+NA_REFTYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow")
 
 
 @pytest.mark.parity
@@ -192,6 +192,11 @@ def test_crds_selects_every_ifu_reference_from_the_cache(ifu):
                 if rt == "area":
                     assert list(m.area_table["slice_id"]) == list(range(30))
                     assert np.all((m.area_table["pixarea"] > 0.005) & (m.area_table["pixarea"] < 0.02))
+                if rt == "apcorr":
+                    t = m.apcorr_table
+                    assert (t.grating, t.filter, t.radius_units) == ("PRISM", "CLEAR", "arcsec")
+                    assert t.radius.shape == t.apcorr.shape == (5, t.wavelength.size)
+                    assert np.all(t.apcorr >= 1.0)
                 if rt == "photom":
                     assert ("CLEAR", "PRISM") in {(r["filter"], r["grating"]) for r in m.phot_table}
 
