@@ -14,8 +14,13 @@ everything on the multi-band wavelength table; spec2's choice, where the pipelin
 ``weighting``: ``drizzle`` (the default), or the point cloud with the modified Shepard weights
 ``msm`` (1/d^power) or ``emsm`` (exp(-d^2/scalerad)) inside the cubepar's regions of interest.
 
+NIRSpec IFU exposures (tasks/cube_build/nirspec.py) take the same three weightings: the drizzle, or the
+point cloud of every pixel with a wavelength, with the cubepar's CUBEPAR_MSM/EMSM rows or its
+MULTICHAN_PRISM/MED/HIGH_MSM/EMSM tables, and the field-of-view DQ of the slices on the planes
+within the pixels' mean spectral region of interest.
+
 What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
-NIRSpec, offsets files.
+offsets files.
 
 Two passes.  The first reads each exposure once (one at a time; its WCS without asdf's schema
 validation), takes its metadata and footprints, and maps its usable pixels to the sky: pixel

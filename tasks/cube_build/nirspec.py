@@ -13,6 +13,8 @@ neighbour, each evaluated with its own slice's transform), so the numbers are th
 detector order, with no per-slice loop.  A pixel lying in several slices' boxes takes the last slice's
 number, as jwst's later slice overwrites the earlier (only the field-of-view DQ flagging reads it).
 A slice-keyed WCS (assign_wcs's ``nrs_ifu_slice_wcs``) is mapped slice by slice, as jwst does.
+For the point cloud (msm, emsm) only the centres are mapped, and jwst keeps every pixel with a
+wavelength (no corner has to be finite).
 """
 
 from __future__ import annotations
