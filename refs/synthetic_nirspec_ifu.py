@@ -314,22 +314,27 @@ def ifu_fwhm(wave_um):
     return psf_sigma_arcsec(np.asarray(wave_um, np.float64) * 1e-6) * 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
-def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
-    """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
-    from .synthetic import AUTHOR as _AUTHOR
-    from .synthetic_mrs import ifu_apertures, save_inline
+def _ifu_tree_meta(m, model_type: str, reftype: str, description: str):
+    """The reference metadata of an NRS_IFU ASDF tree reference (any detector)."""
+    from .synthetic import AUTHOR
 
-    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
-    m = ifu_apertures(wave, ifu_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm)
     meta = m.meta
-    meta.model_type = "Extract1dIFUModel"
-    meta.reftype = "EXTRACT1D"
-    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", _AUTHOR
-    meta.description = "NIRSpec IFU extraction parameters (synthetic)"
+    meta.model_type, meta.reftype, meta.description = model_type, reftype, description
+    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", AUTHOR
     meta.telescope = "JWST"
     meta.instrument.name = "NIRSPEC"
     meta.instrument.detector = "N/A"
     meta.exposure.type = IFU
+    return m
+
+
+def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
+    """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
+    from .synthetic_mrs import ifu_apertures, save_inline
+
+    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
+    m = _ifu_tree_meta(ifu_apertures(wave, ifu_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm), "Extract1dIFUModel",
+                       "EXTRACT1D", "NIRSpec IFU extraction parameters (synthetic)")
     extra = m.meta.model_extra if m.meta.model_extra is not None else {}
     extra.update({"region_type": "target", "subtract_background": True, "method": "exact", "subpixels": 10})
     save_inline(m, path)
@@ -339,7 +344,6 @@ def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -
 def ifu_apcorr(grating="PRISM", filt="CLEAR", factors=(1.0, 1.5, 2.0, 2.5, 3.0)):
     """The NIRSpec IFU apcorr reference (see the module) as a NrsIfuApcorrModel."""
     from ..models import NrsIfuApcorrModel
-    from .synthetic import AUTHOR as _AUTHOR
     from .synthetic_nirspec_spec2 import psf_sigma_arcsec
 
     wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
@@ -352,17 +356,9 @@ def ifu_apcorr(grating="PRISM", filt="CLEAR", factors=(1.0, 1.5, 2.0, 2.5, 3.0))
     m.set_tree(apcorr_table={
         "grating": grating, "filter": filt, "wavelength": wave, "wavelength_units": "micron",
         "radius": radius, "radius_units": "arcsec", "apcorr": corr, "apcorr_err": (0.01 * corr).astype(np.float32)})
-    meta = m.meta
-    meta.model_type = "NrsIfuApcorrModel"
-    meta.reftype = "APCORR"
-    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", _AUTHOR
-    meta.description = "NIRSpec IFU point-source aperture corrections (synthetic)"
-    meta.telescope = "JWST"
-    meta.instrument.name = "NIRSPEC"
-    meta.instrument.detector = "N/A"
-    meta.instrument.grating = grating
-    meta.instrument.filter = filt
-    meta.exposure.type = IFU
+    _ifu_tree_meta(m, "NrsIfuApcorrModel", "APCORR", "NIRSpec IFU point-source aperture corrections (synthetic)")
+    m.meta.instrument.grating = grating
+    m.meta.instrument.filter = filt
     return m
 
 
