@@ -36,7 +36,7 @@ from .nirspec_refs import ChromCorrModel, IFUFOREModel, IFUPostModel, IFUSlicerM
 from .mrs_refs import DistortionMRSModel, FringeFreqModel, FringeModel, MirMrsPhotomModel, MirMrsXArtCorrModel, RegionsModel, SpecwcsModel  # noqa: F401,E501
 from .soss_refs import NisSossPhotomModel, PastasossModel, SpecKernelModel, SpecProfileModel  # noqa: F401
 from .soss_products import SossExtractModel, SossWaveGridModel  # noqa: F401
-from .mrs_extract_refs import Extract1dIFUModel, MirMrsApcorrModel, MirMrsPtCorrModel  # noqa: F401
+from .mrs_extract_refs import Extract1dIFUModel, MirMrsApcorrModel, MirMrsPtCorrModel, NrsIfuApcorrModel  # noqa: F401
 from .nirspec_spec2_refs import NirspecIfuAreaModel, NirspecMosAreaModel, NirspecSlitAreaModel, WaveCorrModel  # noqa: F401
 
 # DATAMODL value -> class

@@ -8,6 +8,8 @@
 - ``MirMrsApcorrModel`` (``apcorr`` for the MRS, ASDF): the tree ``apcorr_table`` with
   ``wavelength`` (n), ``radius`` (m, n) in ``radius_units``, ``apcorr`` and ``apcorr_err`` (m, n):
   the point-source correction of an aperture of each radius at each wavelength.
+- ``NrsIfuApcorrModel`` (``apcorr`` for the NIRSpec IFU, ASDF): the same tree, for one grating and
+  filter (``grating``, ``filter`` entries of ``apcorr_table``).
 - ``MirMrsPtCorrModel`` (``mrsptcorr``, FITS): LEAKCOR (wavelength, frac_leak, err_leak: the
   fraction of channel 1B's light at half the wavelength that leaks into channel 3A), TRACOR,
   WAVCORR_OPTICAL, WAVCORR_XSLICE and WAVCORR_SHIFT.
@@ -33,6 +35,13 @@ class MirMrsApcorrModel(_AsdfTreeModel, ApcorrModel):
     arrays = ()
 
 
+class NrsIfuApcorrModel(_AsdfTreeModel, ApcorrModel):
+    """NIRSpec IFU aperture corrections: ``apcorr_table`` {grating, filter, wavelength, radius, apcorr, ...}."""
+
+    reftype = "apcorr"
+    arrays = ()
+
+
 class MirMrsPtCorrModel(ReferenceFileModel):
     """MRS point-source corrections: the spectral leak (LEAKCOR) and the across-slice tables."""
 
@@ -49,4 +58,4 @@ class MirMrsPtCorrModel(ReferenceFileModel):
 # the MRS spectral-leak table has no other class (extract1d and apcorr keep their FITS/JSON defaults)
 REFERENCE_MODELS["mrsptcorr"] = MirMrsPtCorrModel
 
-__all__ = ["Extract1dIFUModel", "MirMrsApcorrModel", "MirMrsPtCorrModel"]
+__all__ = ["Extract1dIFUModel", "MirMrsApcorrModel", "MirMrsPtCorrModel", "NrsIfuApcorrModel"]

@@ -38,6 +38,10 @@ The rest of a simulated NRS_IFU observation's set (refs/sim/nirspec_ifu.py), in 
   msm and emsm regions of interest, and the prism/medium/high wavelength tables.
 - ``extract1d`` (Extract1dIFUModel, ASDF): an aperture of 2 PSF FWHMs and a background annulus of 2.5-3.5
   FWHMs from 0.6 to 5.3 micron.
+- ``apcorr`` (NrsIfuApcorrModel, ASDF, the form of the real NIRSpec IFU files): for the grating and filter,
+  at 0.6-5.3 micron, the radii of apertures of 1-3 PSF FWHMs (arcsec, (n_radius, n_wave)) and the
+  point-source correction 1 / encircled energy of each: the PSF as a cube sees it, the simulator's
+  Gaussian broadened by the slice width and the spaxel (0.1 arcsec boxes, their variances added).
 """
 
 from __future__ import annotations
@@ -310,28 +314,62 @@ def ifu_fwhm(wave_um):
     return psf_sigma_arcsec(np.asarray(wave_um, np.float64) * 1e-6) * 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
-def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
-    """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
-    from .synthetic import AUTHOR as _AUTHOR
-    from .synthetic_mrs import ifu_apertures, save_inline
+def _ifu_tree_meta(m, model_type: str, reftype: str, description: str):
+    """The reference metadata of an NRS_IFU ASDF tree reference (any detector)."""
+    from .synthetic import AUTHOR
 
-    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
-    m = ifu_apertures(wave, ifu_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm)
     meta = m.meta
-    meta.model_type = "Extract1dIFUModel"
-    meta.reftype = "EXTRACT1D"
-    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", _AUTHOR
-    meta.description = "NIRSpec IFU extraction parameters (synthetic)"
+    meta.model_type, meta.reftype, meta.description = model_type, reftype, description
+    meta.useafter, meta.pedigree, meta.author = "2015-11-01T00:00:00", "GROUND", AUTHOR
     meta.telescope = "JWST"
     meta.instrument.name = "NIRSPEC"
     meta.instrument.detector = "N/A"
     meta.exposure.type = IFU
+    return m
+
+
+def write_ifu_extract1d(path, radius_fwhm=2.0, inner_fwhm=2.5, outer_fwhm=3.5) -> Path:
+    """The NIRSpec IFU extract1d reference (Extract1dIFUModel, ASDF, arrays inline as jwst reads them)."""
+    from .synthetic_mrs import ifu_apertures, save_inline
+
+    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
+    m = _ifu_tree_meta(ifu_apertures(wave, ifu_fwhm(wave), radius_fwhm, inner_fwhm, outer_fwhm), "Extract1dIFUModel",
+                       "EXTRACT1D", "NIRSpec IFU extraction parameters (synthetic)")
     extra = m.meta.model_extra if m.meta.model_extra is not None else {}
     extra.update({"region_type": "target", "subtract_background": True, "method": "exact", "subpixels": 10})
     save_inline(m, path)
     return Path(path)
 
 
+def ifu_apcorr(grating="PRISM", filt="CLEAR", factors=(1.0, 1.5, 2.0, 2.5, 3.0)):
+    """The NIRSpec IFU apcorr reference (see the module) as a NrsIfuApcorrModel."""
+    from ..models import NrsIfuApcorrModel
+    from .synthetic_nirspec_spec2 import psf_sigma_arcsec
+
+    wave = np.round(np.arange(0.6, 5.31, 0.1), 2).astype(np.float32)
+    fwhm = ifu_fwhm(wave)
+    box = 0.1  # arcsec: the slice width and the spaxel, each a box of this width
+    sigma = np.sqrt(psf_sigma_arcsec(wave.astype(np.float64) * 1e-6) ** 2 + 2 * box**2 / 12.0)
+    radius = np.array([f * fwhm for f in factors], dtype=np.float32)
+    corr = (1.0 / (1.0 - np.exp(-0.5 * (radius.astype(np.float64) / sigma[None, :]) ** 2))).astype(np.float32)
+    m = NrsIfuApcorrModel()
+    m.set_tree(apcorr_table={
+        "grating": grating, "filter": filt, "wavelength": wave, "wavelength_units": "micron",
+        "radius": radius, "radius_units": "arcsec", "apcorr": corr, "apcorr_err": (0.01 * corr).astype(np.float32)})
+    _ifu_tree_meta(m, "NrsIfuApcorrModel", "APCORR", "NIRSpec IFU point-source aperture corrections (synthetic)")
+    m.meta.instrument.grating = grating
+    m.meta.instrument.filter = filt
+    return m
+
+
+def write_ifu_apcorr(path, grating="PRISM", filt="CLEAR") -> Path:
+    """The NIRSpec IFU apcorr reference written as ASDF, its arrays inline (as jwst reads them)."""
+    from .synthetic_mrs import save_inline
+
+    save_inline(ifu_apcorr(grating, filt), path)
+    return Path(path)
+
+
 __all__ = ["chromcorr_reference", "ifufore_reference", "ifuslicer_reference", "slicer_table",
-           "write_ifu_area", "write_ifu_cubepar", "write_ifu_extract1d", "write_ifu_fflat", "write_ifu_photom",
+           "ifu_apcorr", "write_ifu_apcorr", "write_ifu_area", "write_ifu_cubepar", "write_ifu_extract1d", "write_ifu_fflat", "write_ifu_photom",
            "write_ifu_references", "write_ifu_sflat"]

@@ -159,11 +159,11 @@ def test_the_associations_are_those_jwsts_rules_make_from_the_pool(ifu):
 
 IFU_REFTYPES = {"fflat": "NirspecFlatModel", "sflat": "NirspecFlatModel", "dflat": "NirspecFlatModel",
                 "photom": "NrsMosPhotomModel", "area": "NirspecIfuAreaModel", "cubepar": "NirspecIFUCubeParsModel",
-                "extract1d": "Extract1dIFUModel", "ifuslicer": "IFUSlicerModel", "ifufore": "IFUFOREModel",
+                "extract1d": "Extract1dIFUModel", "apcorr": "NrsIfuApcorrModel", "ifuslicer": "IFUSlicerModel", "ifufore": "IFUFOREModel",
                 "ifupost": "IFUPostModel", "chromcorr": "ChromCorrModel", "camera": "CameraModel",
                 "collimator": "CollimatorModel", "disperser": "DisperserModel", "fore": "FOREModel",
                 "fpa": "FPAModel", "ote": "OTEModel", "wavelengthrange": "WavelengthrangeModel"}
-NA_REFTYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow", "apcorr")
+NA_REFTYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow")
 
 
 @pytest.mark.parity
@@ -192,6 +192,11 @@ def test_crds_selects_every_ifu_reference_from_the_cache(ifu):
                 if rt == "area":
                     assert list(m.area_table["slice_id"]) == list(range(30))
                     assert np.all((m.area_table["pixarea"] > 0.005) & (m.area_table["pixarea"] < 0.02))
+                if rt == "apcorr":
+                    t = m.apcorr_table
+                    assert (t.grating, t.filter, t.radius_units) == ("PRISM", "CLEAR", "arcsec")
+                    assert t.radius.shape == t.apcorr.shape == (5, t.wavelength.size)
+                    assert np.all(t.apcorr >= 1.0)
                 if rt == "photom":
                     assert ("CLEAR", "PRISM") in {(r["filter"], r["grating"]) for r in m.phot_table}
 
@@ -217,15 +222,14 @@ def test_bad_ifu_simulation_options_fail_in_one_line(tmp_path, capsys, argv, mes
 # the spec2 steps to the cal, against jwst's (always run)
 
 
-@pytest.fixture(scope="module")
-def rate_path(ifu):
-    """A count-rate image of the first exposure (last group minus first over their time), with
-    variances, as an NRS_IFU rate file (what jwst's detector1 writes, without its detector steps)."""
+def ifu_rate(uncal: Path, folder: Path) -> Path:
+    """A count-rate image of the exposure ``uncal`` (last group minus first over their time), with
+    variances, as an NRS_IFU rate file in ``folder`` (what jwst's detector1 writes, without its detector steps)."""
     from webbflow import models
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = models.open(str(ifu.sim.uncal[0]))
+        raw = models.open(str(uncal))
     sci = np.asarray(raw.data, np.float64)
     dt = raw.meta.exposure.group_time * (sci.shape[1] - 1)
     data = ((sci[0, -1] - sci[0, 0]) / dt).astype(np.float32)
@@ -237,12 +241,34 @@ def rate_path(ifu):
     m.var_poisson = (np.abs(data) / (dt * 1.0)).astype(np.float32)
     m.var_rnoise = np.full(data.shape, 2.0 / dt**2 * 36.0, np.float32)
     m.err = np.sqrt(m.var_poisson + m.var_rnoise).astype(np.float32)
-    folder = ifu.root / "steps"
     folder.mkdir(exist_ok=True)
-    path = folder / ifu.sim.uncal[0].name.replace("_uncal", "_rate")
+    path = folder / uncal.name.replace("_uncal", "_rate")
     m.meta.filename = path.name
     m.save(path)
     return path
+
+
+def jwst_cal(rate: Path, out: Path):
+    """jwst's AssignWcs, SrcType, FlatField and Photom steps on ``rate`` (CRDS as set around the call);
+    the cal model, saved as ``out`` when given."""
+    from jwst.assign_wcs import AssignWcsStep
+    from jwst.flatfield import FlatFieldStep
+    from jwst.photom import PhotomStep
+    from jwst.srctype import SourceTypeStep
+
+    m = AssignWcsStep.call(str(rate))
+    m = SourceTypeStep.call(m)
+    m = FlatFieldStep.call(m)
+    m = PhotomStep.call(m)
+    if out is not None:
+        m.save(out)
+    return m
+
+
+@pytest.fixture(scope="module")
+def rate_path(ifu):
+    """The first exposure's rate (:func:`ifu_rate`)."""
+    return ifu_rate(ifu.sim.uncal[0], ifu.root / "steps")
 
 
 @pytest.fixture(scope="module")
@@ -255,15 +281,7 @@ def steps_pair(ifu, rate_path):
     chain = ("assign_wcs", "srctype", "flat_field", "photom")
 
     def theirs():
-        from jwst.assign_wcs import AssignWcsStep
-        from jwst.flatfield import FlatFieldStep
-        from jwst.photom import PhotomStep
-        from jwst.srctype import SourceTypeStep
-
-        m = AssignWcsStep.call(str(rate_path))
-        m = SourceTypeStep.call(m)
-        m = FlatFieldStep.call(m)
-        return PhotomStep.call(m)
+        return jwst_cal(rate_path, None)
 
     def ours():
         load_all()

@@ -34,8 +34,9 @@ in the scene.  The detector is refs/sim/nirspec_detector.py's.
 
 What goes into DIR besides the uncal files: a CRDS cache (CRDS_PATH=DIR) with the detector references,
 the optical chain and the real ifupost (copied), the synthetic ifuslicer, ifufore and chromcorr, the IFU
-fflat, sflat and the detectors' dflat, photom, area, cubepar and extract1d (refs/synthetic_nirspec_ifu.py);
-N/A for msa, msaoper (no failed-open shutter is simulated), pathloss, wavecorr, barshadow and apcorr;
+fflat, sflat and the detectors' dflat, photom, area, cubepar, extract1d and apcorr
+(refs/synthetic_nirspec_ifu.py); N/A for msa, msaoper (no failed-open shutter is simulated), pathloss,
+wavecorr and barshadow;
 the pool and the associations jwst's rules make (spec2 per exposure, one spec3); ``truth/``:
 ``<stem>_spectrum.ecsv`` (the point source's F_nu in Jy above the telescope, the blob's peak surface
 brightness and the sky's in MJy/sr, the blob's and the source's place) and the cosmic rays.
@@ -67,8 +68,8 @@ EXT_SIGMA = 0.6  # arcsec, the extended blob's Gaussian width
 EXT_OFFSET = (0.5, 0.3)  # arcsec east, north of the target
 EXT_FRACTION = 0.5  # the blob's continuum flux (all of it) / the point source's, at every wavelength
 EXT_LINE = (1.8751, 0.02, 4.0)  # Paschen alpha: centre (um), sigma (um), peak over continuum
-NA_TYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow", "apcorr", "distortion", "filteroffset",
-            "specwcs", "regions")
+NA_TYPES = ("msa", "msaoper", "pathloss", "wavecorr", "barshadow", "distortion", "filteroffset", "specwcs",
+            "regions")
 ARCSEC2_SR = (math.pi / 180.0 / 3600.0) ** 2
 
 
@@ -221,6 +222,7 @@ def _references(out: Path, detector: str, readpatt: str, ngroups: int, tframe: f
         I.write_ifu_area(new("area", ".fits"), [float(np.median(s.solid_angle)) for s in slices])
         I.write_ifu_cubepar(new("cubepar", ".fits"))
         I.write_ifu_extract1d(new("extract1d", ".asdf"))
+        I.write_ifu_apcorr(new("apcorr", ".asdf"))
         ctx = ctxmod.read_context(out)
         rules = {ins: dict(r) for ins, r in ctx.rmaps.items()}
         N.select_for_mode(rules.setdefault("NIRSPEC", {}), names, detector, IFU, na=NA_TYPES)

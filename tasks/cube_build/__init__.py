@@ -14,8 +14,13 @@ everything on the multi-band wavelength table; spec2's choice, where the pipelin
 ``weighting``: ``drizzle`` (the default), or the point cloud with the modified Shepard weights
 ``msm`` (1/d^power) or ``emsm`` (exp(-d^2/scalerad)) inside the cubepar's regions of interest.
 
+NIRSpec IFU exposures (tasks/cube_build/nirspec.py) take the same three weightings: the drizzle, or the
+point cloud of every pixel with a wavelength, with the cubepar's CUBEPAR_MSM/EMSM rows or its
+MULTICHAN_PRISM/MED/HIGH_MSM/EMSM tables, and the field-of-view DQ of the slices on the planes
+within the pixels' mean spectral region of interest.
+
 What is not done here (a one-line error says so): the ``ifualign`` and ``internal_cal`` frames,
-NIRSpec, offsets files.
+offsets files.
 
 Two passes.  The first reads each exposure once (one at a time; its WCS without asdf's schema
 validation), takes its metadata and footprints, and maps its usable pixels to the sky: pixel
@@ -118,8 +123,6 @@ STEPS["cube_build"].extra["streams_members"] = True
 def _check_supported(params: CubeBuildParams, instrument: str) -> None:
     if instrument not in ("MIRI", "NIRSPEC"):
         raise CubeBuildError(f"cube_build builds MIRI MRS and NIRSpec IFU cubes, not {instrument} ones")
-    if instrument == "NIRSPEC" and params.weighting != "drizzle":
-        raise CubeBuildError(f"weighting {params.weighting!r} is not supported yet for NIRSpec (drizzle)")
     if params.coord_system not in ("skyalign", "world"):
         raise CubeBuildError(f"coord_system {params.coord_system!r} is not supported yet (skyalign)")
     if params.offset_file is not None:
@@ -425,10 +428,16 @@ def _add_exposure(cube, pix, exposure: _Exposure, params: CubeBuildParams) -> No
                                  grid.cdelt1, grid.cdelt2, mapped.wave, mapped.dwave,
                                  mapped.flux, mapped.err, *mapped.corners, *parts)
     else:
+        per = _per_pixel(shepard, mapped.wave)
+        if cube.fov:  # NIRSpec: the field of view on the planes within the pixels' mean roiw, as jwst
+            from .product import OVERLAP_PARTIAL
+
+            cube.dq |= kernels.dq_nirspec(OVERLAP_PARTIAL, grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt1,
+                                          grid.cdelt2, float(np.mean(per[1])), mapped.coord1, mapped.coord2,
+                                          mapped.wave, mapped.slice_no)
         kernels.pointcloud_exposure(grid.xcoord, grid.ycoord, grid.zcoord, grid.cdelt3_normal,
                                     grid.cdelt1, grid.cdelt2, mapped.coord1, mapped.coord2,
-                                    mapped.wave, mapped.flux, mapped.err,
-                                    *_per_pixel(shepard, mapped.wave),
+                                    mapped.wave, mapped.flux, mapped.err, *per,
                                     params.weighting == "emsm", *parts)
     del mapped
     for total, part in zip(cube.sums, parts):

@@ -604,8 +604,11 @@ def map_points(pix: ChannelPixels | None, grid: CubeGrid, roi_max: float) -> Map
     if good.size == 0:
         return None
     c1, c2 = radec2std(grid.crval1, grid.crval2, pix.ra[good], pix.dec[good], grid.rot_angle)
-    return MappedPixels(wave=pix.wave[good], dwave=None, flux=pix.flux[good], err=pix.err[good], corners=None,
-                        coord1=c1, coord2=c2)
+    out = MappedPixels(wave=pix.wave[good], dwave=None, flux=pix.flux[good], err=pix.err[good], corners=None,
+                       coord1=c1, coord2=c2)
+    if pix.slice_no is not None:  # NIRSpec: the slices, for the field-of-view DQ
+        out.slice_no = pix.slice_no[good]
+    return out
 
 
 def map_pixels(pix: ChannelPixels | None, grid: CubeGrid) -> MappedPixels | None:

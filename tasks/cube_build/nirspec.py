@@ -13,6 +13,8 @@ neighbour, each evaluated with its own slice's transform), so the numbers are th
 detector order, with no per-slice loop.  A pixel lying in several slices' boxes takes the last slice's
 number, as jwst's later slice overwrites the earlier (only the field-of-view DQ flagging reads it).
 A slice-keyed WCS (assign_wcs's ``nrs_ifu_slice_wcs``) is mapped slice by slice, as jwst does.
+For the point cloud (msm, emsm) only the centres are mapped, and jwst keeps every pixel with a
+wavelength (no corner has to be finite).
 """
 
 from __future__ import annotations
@@ -136,14 +138,17 @@ def _world_wavelength(slicer2world, across, along, lam, probe: int = 2000):
     return slicer2world(across, along, lam)[2]
 
 
-def _map(det2slicer, slicer2world, x, y, across_width):
-    """Centres, wavelength extents and corners of the pixels (x, y) through one transform pair; the
-    pixels kept (a wavelength, four finite corners) and their arrays."""
+def _map(det2slicer, slicer2world, x, y, across_width, drizzle: bool = True):
+    """Centres of the pixels (x, y) through one transform pair and, for the drizzle, their wavelength
+    extents and corners; the pixels kept (a wavelength, and for the drizzle four finite corners) and
+    their arrays (ra, dec, lam, then dwave and the eight corner coordinates for the drizzle)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
         ra, dec, lam = slicer2world(*det2slicer(x, y))
         keep = ~np.isnan(lam)
         x, y, ra, dec, lam = x[keep], y[keep], ra[keep], dec[keep], lam[keep]
+        if not drizzle:  # the point cloud: the centres of every pixel with a wavelength (jwst's choice)
+            return x.astype(np.intp), y.astype(np.intp), [np.asarray(a) for a in (ra, dec, lam)]
         wave1 = _world_wavelength(slicer2world, *det2slicer(x - 0.4999, y))
         wave2 = _world_wavelength(slicer2world, *det2slicer(x + 0.4999, y))
         dwave = np.abs(wave1 - wave2)
@@ -160,9 +165,11 @@ def _map(det2slicer, slicer2world, x, y, across_width):
     return x[final].astype(np.intp), y[final].astype(np.intp), [np.asarray(a)[final] for a in arrays]
 
 
-def map_exposure(model):
+def map_exposure(model, drizzle: bool = True):
     """Every pixel of the exposure's slices mapped to the sky, in detector order:
-    ``(y, x, slice_no, ra, dec, wave, dwave, corners)`` (corners: ra1, dec1, ..., ra4, dec4)."""
+    ``(y, x, slice_no, ra, dec, wave, dwave, corners)`` (corners: ra1, dec1, ..., ra4, dec4).  For the
+    point cloud (``drizzle`` false) ``dwave`` and ``corners`` are None, and every pixel with a
+    wavelength is kept, its corners not asked for, as jwst maps them for msm and emsm."""
     wcs = model.meta.wcs
     if wcs is None:
         raise CubeBuildError("has no WCS (assign_wcs must have run)")
@@ -183,23 +190,26 @@ def map_exposure(model):
         yy, xx = np.nonzero((regions > 0) & inbox)
         det2slicer = wcs.get_transform(frame0, "slicer")
         slicer2world = wcs.get_transform("slicer", wcs.output_frame.name)
-        x, y, arrays = _map(det2slicer, slicer2world, xx.astype(np.float64), yy.astype(np.float64), across_width)
+        x, y, arrays = _map(det2slicer, slicer2world, xx.astype(np.float64), yy.astype(np.float64), across_width,
+                              drizzle)
     else:
         # a slice-keyed WCS: slice by slice over its box (later slices overwrite earlier ones)
         found = np.zeros(shape, bool)
-        store = np.zeros((12,) + shape)
+        nvals = 12 if drizzle else 3
+        store = np.zeros((nvals,) + shape)
         for x0, x1, y0, y1, sw in boxes:
             yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1]
             xs, ys, arr = _map(sw.get_transform(frame0, "slicer"), sw.get_transform("slicer", sw.output_frame.name),
-                               xx.ravel().astype(np.float64), yy.ravel().astype(np.float64), across_width)
+                               xx.ravel().astype(np.float64), yy.ravel().astype(np.float64), across_width, drizzle)
             found[ys, xs] = True
             for k, a in enumerate(arr):
                 store[k][ys, xs] = a
         y, x = np.nonzero(found)
-        arrays = [store[k][y, x] for k in range(12)]
+        arrays = [store[k][y, x] for k in range(nvals)]
         del store
-    ra, dec, lam, dwave = arrays[:4]
-    return y, x, slice_det[y, x].astype(np.float64), ra, dec, lam, dwave, tuple(arrays[4:])
+    ra, dec, lam = arrays[:3]
+    dwave, corners = (arrays[3], tuple(arrays[4:])) if drizzle else (None, None)
+    return y, x, slice_det[y, x].astype(np.float64), ra, dec, lam, dwave, corners
 
 
 def exposure_pixels(model, drizzle: bool) -> tuple[ChannelPixels | None, np.ndarray]:
@@ -208,8 +218,8 @@ def exposure_pixels(model, drizzle: bool) -> tuple[ChannelPixels | None, np.ndar
     Dec and wavelengths of every mapped pixel (the footprint)."""
     from ...models.dqflags import PIXEL as DQ
 
-    y, x, slice_no, ra, dec, lam, dwave, corners = map_exposure(model)
-    dmax = float(np.nanmax(dwave)) if dwave.size else float("nan")
+    y, x, slice_no, ra, dec, lam, dwave, corners = map_exposure(model, drizzle)
+    dmax = float(np.nanmax(dwave)) if drizzle and dwave.size else float("nan")
     flux_all = model.data[y, x]
     dq_all = model.dq[y, x]
     bad = (dq_all & (DQ["DO_NOT_USE"] | DQ["NON_SCIENCE"])) != 0

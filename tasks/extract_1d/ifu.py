@@ -16,18 +16,20 @@ plane's mask is computed once and applied to the data, the variances and the wei
 photutils' ``aperture_photometry`` would compute it for each of them.  Spaxels with no weight
 are left out, and NPIXELS is the aperture's area over spaxels with data.  After the sums:
 SURF_BRIGHT = sum / NPIXELS; FLUX (Jy) = sum x spaxel solid angle x 1e6; ``ifu_covar_scale``
-scales the errors; for a point source with an MRS apcorr reference (MirMrsApcorrModel), the
-correction for the aperture's radius at each wavelength multiplies the fluxes (and its square the
-variances).  A cube without variance arrays (every s3d) carries ERR^2 as the Poisson variance
+scales the errors; for a point source with a radial apcorr reference (MIRI MRS: MirMrsApcorrModel;
+NIRSpec IFU: NrsIfuApcorrModel, the table of its grating and filter), the correction for the
+aperture's radius at each wavelength multiplies the fluxes (and its square the variances): the
+reference's radii (arcsec) become spaxels with the cube's scale at the source (at the shortest
+wavelength for MIRI, the median one for NIRSpec, as jwst), each radius row and correction row is
+interpolated linearly to the cube's wavelengths, then the correction to the aperture's radius there
+(extrapolated past the ends, as jwst's interp1d).  A cube without variance arrays (every s3d) carries ERR^2 as the Poisson variance
 through the sums, and the Poisson variance columns are then zero.
 
 For a single-band MRS cube, ``ifu_rfcorr`` (on by default, as in jwst) fits the residual fringes
 of the aperture sum, the surface brightness and the background (tasks/extract_1d/_rfcorr.py) and
 writes the corrected spectra in RF_FLUX, RF_SURF_BRIGHT and RF_BACKGROUND; a spectrum the fit
 cannot handle gets NaN there, with a warning.  Other cubes (several bands or channels) keep NaN
-RF_* columns.  A NIRSpec IFU cube gives a MultiSpecModel with jwst's SpecModel columns (no RF_*);
-its aperture correction (NIRSpec's apcorr table form) is not written yet: refused in one line when
-CRDS gives one.
+RF_* columns.  A NIRSpec IFU cube gives a MultiSpecModel with jwst's SpecModel columns (no RF_*).
 """
 
 from __future__ import annotations
@@ -328,19 +330,20 @@ def _trim_nan_wavelengths(wave, dq) -> slice:
     return slice(n)
 
 
-def _apcorr_factors(model, apref, ra, dec, wave, radius_pix) -> np.ndarray:
-    """The MRS aperture correction of each plane, for the aperture's radius there (jwst's radial apcorr)."""
+def _apcorr_factors(model, apref, ra, dec, wave, radius_pix, scale_wave) -> np.ndarray:
+    """The radial aperture correction of each plane, for the aperture's radius there (jwst's radial
+    apcorr); ``scale_wave``: the wavelength at which the cube's scale turns arcsec into spaxels."""
     from stcal.alignment.util import compute_scale
 
     name = apref.meta.filename or "(apcorr)"
     tab = getattr(apref, "_asdf_extra", {}).get("apcorr_table")
     if not isinstance(tab, dict) or not all(k in tab for k in ("wavelength", "radius", "apcorr")):
-        raise ReferenceFileError("apcorr", name, "is not an MRS apcorr reference (apcorr_table with "
+        raise ReferenceFileError("apcorr", name, "is not an IFU apcorr reference (apcorr_table with "
                                  "wavelength, radius and apcorr)")
     radius = np.array(tab["radius"], dtype=np.float64 if np.asarray(tab["radius"]).dtype.kind != "f"
                       else np.asarray(tab["radius"]).dtype)
     if str(tab.get("radius_units", "")).startswith("arcsec"):
-        scale = compute_scale(model.meta.wcs, (ra, dec, float(np.min(wave))),
+        scale = compute_scale(model.meta.wcs, (ra, dec, scale_wave),
                               disp_axis=model.meta.wcsinfo.dispersion_direction) * 3600.0
         radius /= scale
     rwave = np.asarray(tab["wavelength"]).ravel()
@@ -440,13 +443,11 @@ def extract_ifu_cube(model, refs: dict, params) -> MRSMultiSpecModel:
         table["RF_FLUX"] = rf[0] * area * 1.0e6
         table["RF_SURF_BRIGHT"], table["RF_BACKGROUND"] = rf[1], rf[2]
     apref = refs.get("apcorr") if params.apply_apcorr else None
-    if source_type == "POINT" and apref is not None and not miri:
-        raise UnsupportedModeError("extract_1d: the aperture correction of NIRSpec IFU cubes is not written yet; "
-                                   "run with --steps.extract_1d.apply_apcorr=false")
     if source_type == "POINT" and apref is not None:
         log.info("Applying Aperture correction.")
-        f = _apcorr_factors(model, apref, r["ra"], r["dec"], r["wave"], r["radius"])
-        for k in ("FLUX", "FLUX_ERROR", "SURF_BRIGHT", "SB_ERROR", "RF_FLUX", "RF_SURF_BRIGHT"):  # MIRI
+        scale_wave = float(np.min(r["wave"])) if miri else float(np.median(r["wave"]))
+        f = _apcorr_factors(model, apref, r["ra"], r["dec"], r["wave"], r["radius"], scale_wave)
+        for k in ("FLUX", "FLUX_ERROR", "SURF_BRIGHT", "SB_ERROR") + (("RF_FLUX", "RF_SURF_BRIGHT") if miri else ()):
             table[k] = table[k] * f
         for k in ("FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SB_VAR_POISSON", "SB_VAR_RNOISE",
                   "SB_VAR_FLAT"):
