@@ -13,6 +13,12 @@ def _hwm():
             return int(line.split()[1]) / 1024
 """
 
+# webbflow's bytecode written once (an editable install is not compiled by pip, as jwst's is), .venv left out
+COMPILE = r"""
+import compileall, pathlib, re, webbflow
+compileall.compile_dir(pathlib.Path(webbflow.__file__).parent, rx=re.compile(r"[/\\]\.venv[/\\]"), quiet=1)
+"""
+
 
 def ratio_table(title: str, runs: dict) -> dict:
     """Print the medians of ``runs`` (``{"jwst": [timed(...)], "webbflow": [...]}``) as a markdown table with a

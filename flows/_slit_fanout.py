@@ -36,6 +36,26 @@ def with_slits(model, slits, exp_type=None):
     return part
 
 
+def copy_sharing_wcs(model, share_arrays: bool = False):
+    """A copy of a MultiSlitModel whose slits share their WCS objects with ``model``'s (not deep-copied: a
+    hundred slitlets' gWCSs took most of the copy's time); for steps that only evaluate the WCSs."""
+    held = [(s, s.meta.wcs) for s in model.slits]
+    top = model.meta.wcs
+    for s, _ in held:
+        s.meta.wcs = None
+    model.meta.wcs = None
+    try:
+        new = model.copy(share_arrays=share_arrays)
+    finally:
+        for s, w in held:
+            s.meta.wcs = w
+        model.meta.wcs = top
+    for s, (_, w) in zip(new.slits, held):
+        s.meta.wcs = w
+    new.meta.wcs = top
+    return new
+
+
 def _slit_chain(part, names, params, references):
     """The task body: ``names`` on a one-slit model, as plain calls; returns (model, step results)."""
     results = []

@@ -198,5 +198,5 @@ BRANCHES["NRS_MSASPEC"] = Branch(
     notes="NIRSpec MSA: msa_flagging, imprint, then jwst's MOS chain (master_background_mos from the background "
           "slitlets); the fixed slits of an MSA exposure go through the fixed-slit chain, as jwst splits them",
     extra={**_NRS_EXTRA, "prepare": _msa_prepare, "calibrate": _msa_calibrate, "extract": _msa_extract,
-           "resample_per_slit": True},
+           "resample_per_slit": True, "later_shares_wcs": True},
 )

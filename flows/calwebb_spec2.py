@@ -226,7 +226,13 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     # pixel_replace, both skipped by default: the s2d and x1d record them as SKIPPED
     # (LRS: nothing after the cal writes into its arrays, so the copy shares them, read-only)
     editing = [n for n in ("adaptive_trace_model", "pixel_replace") if n in params and not params[n].skip]
-    later_input = model.copy(share_arrays=bool(branch.extra.get("later_reads_only")) and not editing)
+    share = bool(branch.extra.get("later_reads_only")) and not editing
+    if branch.extra.get("later_shares_wcs") and isinstance(model, models.MultiSlitModel):
+        from ._slit_fanout import copy_sharing_wcs  # the slits' WCSs are only evaluated from here on
+
+        later_input = copy_sharing_wcs(model, share)
+    else:
+        later_input = model.copy(share_arrays=share)
     for name in ("adaptive_trace_model", "pixel_replace"):
         if name in editing:
             later_input = run_steps(later_input, [name], run, output_dir=out_dir, source_name=source)

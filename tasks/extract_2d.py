@@ -247,9 +247,13 @@ def _new_multislit(model):
     from ..models import MultiSlitModel
 
     out = MultiSlitModel()
-    out.meta = model.meta.model_copy(deep=True)
+    wcs = model.meta.wcs  # not copied: the MultiSlitModel has none (a NIRSpec exposure's holds every open slit)
+    model.meta.wcs = None
+    try:
+        out.meta = model.meta.model_copy(deep=True)
+    finally:
+        model.meta.wcs = wcs
     out.meta.model_type = "MultiSlitModel"
-    out.meta.wcs = None
     if "PRIMARY" in model._headers:
         out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()}
     return out

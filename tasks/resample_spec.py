@@ -603,15 +603,20 @@ def _with_exposure_meta(slit, exposure):
 
 
 def _resample_one_slit(slits, params, blend: bool = False):
+    """One slit's s2d.  Its WCSs' compound transforms are built once for the output grid's tens of
+    evaluations and the pixel maps (tasks/_wcs_cache.py), in a scope of this slit alone in spec2 (so
+    that what it keeps goes with the slit), inside the source's scope in spec3."""
+    from ._wcs_cache import reuse_wcs_transforms
     from .resample import group_id
 
-    slits = [_nan_flag_consistent(m) for m in slits]
-    grid, area = output_grid(slits, params)
-    if params.single:
-        # jwst drizzles each exposure group alone onto the common grid and returns the first group's
-        first = group_id(slits[0])
-        slits = [m for m in slits if group_id(m) == first]
-    return _s2d(slits, grid, area, params, single=params.single, blend=blend)
+    with reuse_wcs_transforms():
+        slits = [_nan_flag_consistent(m) for m in slits]
+        grid, area = output_grid(slits, params)
+        if params.single:
+            # jwst drizzles each exposure group alone onto the common grid and returns the first group's
+            first = group_id(slits[0])
+            slits = [m for m in slits if group_id(m) == first]
+        return _s2d(slits, grid, area, params, single=params.single, blend=blend)
 
 
 @step("resample_spec", "ResampleSpecStep", params=ResampleSpecParams, suffix="s2d", input_class="ModelLibrary")

@@ -342,9 +342,14 @@ def _render(sl: _Slitlet, src_x: float, src_y: float, conversion, scale_mjy: flo
 # the observation
 
 
-def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int) -> list:
+def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int):
     """``--slits N``: the first N slitlets of :func:`slitlet_grid` whose cutouts (at every nod: the slitlet's three
-    shutters) lie whole on NRS1, 2 pixels or more from the fixed slits' and from those already chosen."""
+    shutters) lie whole on NRS1, 2 pixels or more from the fixed slits' and from those already chosen.
+
+    Returns (the chosen slitlets, the first exposure's WCS model of all the candidates, the chosen ones' slit ids in
+    it): a slitlet's WCS depends on its shutters and the pointing alone, so the scene places the first exposure's
+    light through that model rather than building the exposure's WCS again (assign_wcs on a hundred slitlets is
+    the simulation's largest cost)."""
     grid = slitlet_grid()
     nslit = len(grid)
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit,
@@ -358,7 +363,7 @@ def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int) ->
         return x0 - 2, x1 + 2, y0 - 2, y1 + 2
 
     taken = [box(sl) for sl in _slitlets(w, [n for n, _ in FIXED_SLITS])]
-    chosen = []
+    chosen, sids = [], []
     for sid in range(1, nslit + 1):
         if sid not in on:
             continue
@@ -369,8 +374,9 @@ def _choose_slitlets(model, msa_path: Path, refpaths: dict, ids, wanted: int) ->
             continue
         taken.append(b)
         chosen.append(grid[sid - 1])
+        sids.append(sid)
         if len(chosen) == wanted:
-            return chosen
+            return chosen, w, sids
     raise ParameterError(f"{MSASPEC}: --slits {wanted}: only {len(chosen)} slitlets fit on NRS1 apart from each other")
 
 
@@ -469,14 +475,18 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
     model, _ = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, t0, seed)
     first = S.make_pointing(setup, target_ra, target_dec, pa_v3, 0.0, 0.0)
     _nod_metadata(model, ids, 0, n_exp, first, setup, target_ra, target_dec, (0.0, 0.0), msa_name, optics)
-    layout = SLITLETS if slits is None else _choose_slitlets(model, msa_path, paths, ids, int(slits))
+    if slits is None:
+        layout, chooser = SLITLETS, None
+    else:
+        layout, *chooser = _choose_slitlets(model, msa_path, paths, ids, int(slits))
 
     nslit = len(layout)
     shutters = np.concatenate([shutter_rows(layout), fixed_slit_rows(nslit)])
     all_ids = [source_id(k) for k in range(nslit)] + [fs_source_id(i, nslit) for i in range(len(FIXED_SLITS))]
     write_msa_file(msa_path, ids.program, ids.observation, ids.visit, shutters, [(sid, 0.0, 0.0) for sid in all_ids])
-    wmodel0 = _wcs_model(model, msa_path, paths)
-    slits0 = _slitlets(wmodel0, range(1, nslit + 1))
+    # the first exposure's WCS (the first nod is at the first pointing: its light is placed through it too)
+    wmodel0, sids0 = chooser or (_wcs_model(model, msa_path, paths), list(range(1, nslit + 1)))
+    slits0 = _slitlets(wmodel0, sids0)
     radec = []
     for sl in slits0:
         ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
@@ -506,8 +516,11 @@ def simulate(output_dir, *, instrument="nirspec", exp_type=MSASPEC, detector=Non
         model, dur = N._exposure(MSASPEC, readpatt, n_groups, n_int, window, start, seed + k)
         pointing = S.make_pointing(setup, target_ra, target_dec, pa_v3, *offsets[k])
         _nod_metadata(model, ids, k, n_exp, pointing, setup, target_ra, target_dec, offsets[k], msa_name, optics)
-        wmodel = _wcs_model(model, msa_path, paths)
-        slits = _slitlets(wmodel, range(1, nslit + 1))
+        if k == 0 and offsets[0] == (0.0, 0.0):  # the first pointing, the WCS made above
+            wmodel, slits = wmodel0, slits0
+        else:
+            wmodel = _wcs_model(model, msa_path, paths)
+            slits = _slitlets(wmodel, range(1, nslit + 1))
         rate = np.zeros((2048, 2048), np.float64)
         for j, sl in enumerate(slits):
             ra, dec, _ = sl.wcs.get_transform("slit_frame", "world")(src_x, src_y, 2e-6)
