@@ -100,40 +100,50 @@ def output_wavelengths(inputs: list[np.ndarray]) -> np.ndarray:
     spread = np.full(nwl, 9999.0)
     mean = np.full(nwl, -99.0)
     chosen = np.full(nwl, -99.0)
-    for k in range(nwl):
-        n = int(n_in[k])
-        if n == 1:
-            spread[k], mean[k], chosen[k] = 0.0, wl[k], wl[k]
+    # where one spectrum covers a wavelength it is an output wavelength; where n > 1 do, the n
+    # wavelengths of the window around it (k - n + n//2 + 1 .. k + n//2) give its spread and mean,
+    # taken for all the windows of one n at once (each row reduced as the 1-D slice would be)
+    one = n_in == 1
+    spread[one], mean[one], chosen[one] = 0.0, wl[one], wl[one]
+    k_all = np.arange(nwl)
+    for n in np.unique(n_in[n_in > 1]).tolist():
+        ks = k_all[n_in == n]
+        start = ks + n // 2 + 1 - n
+        inside = (start >= 0) & (start + n <= nwl)
+        ks, start = ks[inside], start[inside]
+        if not len(ks):
             continue
-        stop = k + n // 2 + 1
-        start = stop - n
-        if start >= 0 and stop <= nwl:
-            spread[k] = wl[start:stop].std()
-            mean[k] = wl[start:stop].mean()
-            if spread[k] == 0.0:
-                chosen[k] = mean[k]
+        windows = wl[start[:, None] + np.arange(n)]
+        spread[ks] = windows.std(axis=1)
+        mean[ks] = windows.mean(axis=1)
+        flat = ks[spread[ks] == 0.0]
+        chosen[flat] = mean[flat]
+    # a window whose spread is small against its neighbours' (cut x their mean) is a cluster
     cut = 0.8
-    for k in range(nwl):
-        if spread[k] <= 0.0:
-            continue
-        if k == 0:
-            ref = spread[1]
-        elif k == nwl - 1:
-            ref = spread[nwl - 2]
-        else:
-            ref = (spread[k - 1] + spread[k + 1]) / 2.0
-        if spread[k] < cut * ref:
-            chosen[k] = mean[k]
-    # stretches with no clustered wavelength take the mean of each run of n
+    ref = np.empty(nwl)
+    ref[0], ref[-1] = spread[1], spread[nwl - 2]
+    ref[1:-1] = (spread[:-2] + spread[2:]) / 2.0
+    cluster = (spread > 0.0) & (spread < cut * ref)
+    chosen[cluster] = mean[cluster]
+    # stretches with no clustered wavelength take the mean of each run of n: a run starting at i
+    # is filled when nothing in chosen[i - 1 : i + n + 1] (capped at nwl - 1) is already positive
+    # (or NaN); the windows are counted on the values before this pass, and the only one this pass
+    # can have changed inside a window is the previous run's start, i - 1 (a run of one)
+    blocked = np.concatenate(([0], np.cumsum(~(chosen <= 0.0)))).tolist()
+    counts = n_in.tolist()
+    filled = -2  # the last run start this pass filled with a value that blocks
     i = 0
     while i < nwl:
-        n = int(n_in[i])
+        n = counts[i]
         if i + n // 2 < nwl:
-            n = int(n_in[i + n // 2])
+            n = counts[i + n // 2]
             if i + n < nwl:
                 lo, hi = max(i - 1, 0), min(i + n + 1, nwl - 1)
-                if chosen[lo:hi].max() <= 0.0:
-                    chosen[i] = wl[i:i + n].mean()
+                if blocked[hi] == blocked[lo] and filled != i - 1:
+                    value = wl[i:i + n].mean()
+                    chosen[i] = value
+                    if not value <= 0.0:
+                        filled = i
         i += n
     return np.sort(chosen[chosen > 0.0])
 
