@@ -132,6 +132,9 @@ class ModelLibrary:
         self._finalizer = None
         self._members: list[_Member] = []
         self._borrowed: set[int] = set()
+        # steps marked on every member (mark_step) and set on a member on disk each time it is
+        # opened, instead of reading and rewriting every member for one keyword
+        self._marks: dict[str, str] = {}
         # what steps compute from the members' WCSs and share (resample's output grid and pixel maps:
         # tasks/resample.py), keyed on the WCS objects themselves, so a changed WCS is a new key
         self.shared: dict = {}
@@ -292,6 +295,14 @@ class ModelLibrary:
             raise
         if not isinstance(model, (models.ImageModel, models.IFUImageModel)):
             raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
+        if self._marks:
+            from ..models.meta import CAL_STEP_KEYWORDS
+
+            primary = model._headers.get("PRIMARY")
+            for attr, status in self._marks.items():
+                _set_cal_step(model.meta, attr, status)
+                if primary is not None and attr in CAL_STEP_KEYWORDS:  # as the member's file would have it
+                    primary[CAL_STEP_KEYWORDS[attr]] = status
         return model
 
     def borrow(self, index: int, snapshot: bool = True):
@@ -393,12 +404,20 @@ class ModelLibrary:
 
     # -- step status and products ----------------------------------------
     def mark_step(self, attr: str, status: str) -> None:
-        """Set ``meta.cal_step.<attr>`` on every member (used when a step is skipped as a whole)."""
-        for _i, model in self.each(modify=True):
-            try:
-                setattr(model.meta.cal_step, attr, status)
-            except (AttributeError, ValueError):
-                pass
+        """Set ``meta.cal_step.<attr>`` on every member (used when a step is skipped as a whole).
+
+        Members in memory and the metadata snapshots are marked now; a member on disk is marked
+        each time it is opened (borrowed, listed or read for its metadata), so that its file is not
+        read and written again for one keyword (an MRS cal's WCS alone takes seconds each way)."""
+        from ..models.meta import CAL_STEP_KEYWORDS
+
+        self._marks[attr] = status
+        for mem in self._members:
+            for meta in (getattr(mem.model, "meta", None), mem.meta):
+                if meta is not None:
+                    _set_cal_step(meta, attr, status)
+            if mem.model is None and "PRIMARY" in mem.headers and attr in CAL_STEP_KEYWORDS:
+                mem.headers["PRIMARY"][CAL_STEP_KEYWORDS[attr]] = status
 
     def save_members(self, output_dir, suffix: str) -> list[str]:
         """Write every member as ``<root>[_<asn_id>]_<suffix>.fits`` in ``output_dir`` (jwst's naming)."""
@@ -410,6 +429,13 @@ class ModelLibrary:
             written.append(model.save(out_dir / name))
             log.info("Saved %s", out_dir / name)
         return written
+
+
+def _set_cal_step(meta, attr: str, status: str) -> None:
+    try:
+        setattr(meta.cal_step, attr, status)
+    except (AttributeError, ValueError):
+        pass
 
 
 def as_library(inp, in_memory: bool = True) -> ModelLibrary:

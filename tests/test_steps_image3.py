@@ -32,6 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from astropy.io import fits
 import pytest
 
 from webbflow import models
@@ -220,6 +221,30 @@ def test_library_keeps_paths_on_disk_and_never_writes_the_inputs(tmp_path):
     assert temp is not None and temp.exists()
     lib.close()
     assert not temp.exists()
+
+
+def test_a_step_marked_on_a_library_reaches_every_member_without_rewriting_them(tmp_path):
+    """mark_step (a step skipped or failed for the whole library) sets the member's S_* status as
+    each member is opened, listed, read for its metadata or saved, and writes no member for it."""
+    paths = [_image(k).save(tmp_path / f"jw01234001001_02101_0000{k}_nrcalong_cal.fits") for k in (1, 2, 3)]
+    memory = _image(4)
+    lib = ModelLibrary(paths[:2], asn_id="o001")
+    assert lib.read_metadata(0).cal_step.outlier_detection is None  # a snapshot taken before the mark
+    lib.mark_step("outlier_detection", "SKIPPED")
+    assert lib._temp is None  # nothing written
+    assert lib.read_metadata(0).cal_step.outlier_detection == "SKIPPED"
+    assert lib.primary_header(0)["S_OUTLIR"] == "SKIPPED"
+    assert lib.read_metadata(1).cal_step.outlier_detection == "SKIPPED"
+    m = lib.borrow(1)
+    assert m.meta.cal_step.outlier_detection == "SKIPPED"
+    lib.shelve(1, m, modify=False)
+    assert all(x.meta.cal_step.outlier_detection == "SKIPPED" for x in lib.to_list())
+    written = lib.save_members(tmp_path / "out", "crf")
+    assert [fits.getheader(w)["S_OUTLIR"] for w in written] == ["SKIPPED", "SKIPPED"]
+    assert all(fits.getheader(p).get("S_OUTLIR") is None for p in paths)  # the inputs untouched
+    mixed = ModelLibrary([memory])
+    mixed.mark_step("outlier_detection", "FAILED")
+    assert memory.meta.cal_step.outlier_detection == "FAILED"
 
 
 def test_stage3_chain_opens_one_exposure_at_a_time(ours):
