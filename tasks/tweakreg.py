@@ -234,6 +234,7 @@ def _fast_ring_check() -> None:
     if list(inspect.signature(original).parameters) != expected:
         return
     _verify_ring_candidates_at_once._webbflow = True
+    _verify_ring_candidates_at_once.photutils_original = original  # photutils' own, for comparison
     peakfinder._verify_ring_candidates = _verify_ring_candidates_at_once
 
 
