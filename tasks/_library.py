@@ -295,14 +295,8 @@ class ModelLibrary:
             raise
         if not isinstance(model, (models.ImageModel, models.IFUImageModel)):
             raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
-        if self._marks:
-            from ..models.meta import CAL_STEP_KEYWORDS
-
-            primary = model._headers.get("PRIMARY")
-            for attr, status in self._marks.items():
-                _set_cal_step(model.meta, attr, status)
-                if primary is not None and attr in CAL_STEP_KEYWORDS:  # as the member's file would have it
-                    primary[CAL_STEP_KEYWORDS[attr]] = status
+        for attr, status in self._marks.items():
+            _set_cal_step(model.meta, model._headers, attr, status)
         return model
 
     def borrow(self, index: int, snapshot: bool = True):
@@ -409,15 +403,12 @@ class ModelLibrary:
         Members in memory and the metadata snapshots are marked now; a member on disk is marked
         each time it is opened (borrowed, listed or read for its metadata), so that its file is not
         read and written again for one keyword (an MRS cal's WCS alone takes seconds each way)."""
-        from ..models.meta import CAL_STEP_KEYWORDS
-
         self._marks[attr] = status
         for mem in self._members:
-            for meta in (getattr(mem.model, "meta", None), mem.meta):
-                if meta is not None:
-                    _set_cal_step(meta, attr, status)
-            if mem.model is None and "PRIMARY" in mem.headers and attr in CAL_STEP_KEYWORDS:
-                mem.headers["PRIMARY"][CAL_STEP_KEYWORDS[attr]] = status
+            if mem.model is not None:
+                _set_cal_step(mem.model.meta, None, attr, status)  # its header follows its meta when saved
+            if mem.meta is not None:
+                _set_cal_step(mem.meta, mem.headers if mem.model is None else None, attr, status)
 
     def save_members(self, output_dir, suffix: str) -> list[str]:
         """Write every member as ``<root>[_<asn_id>]_<suffix>.fits`` in ``output_dir`` (jwst's naming)."""
@@ -431,11 +422,18 @@ class ModelLibrary:
         return written
 
 
-def _set_cal_step(meta, attr: str, status: str) -> None:
+def _set_cal_step(meta, headers: dict | None, attr: str, status: str) -> None:
+    """``meta.cal_step.<attr> = status``, and its S_* card in ``headers["PRIMARY"]`` (headers read
+    from a member's file, which a product may copy) as the member's file would have it."""
+    from ..models.meta import CAL_STEP_KEYWORDS
+
     try:
         setattr(meta.cal_step, attr, status)
     except (AttributeError, ValueError):
-        pass
+        return
+    primary = (headers or {}).get("PRIMARY")
+    if primary is not None and attr in CAL_STEP_KEYWORDS:
+        primary[CAL_STEP_KEYWORDS[attr]] = status
 
 
 def as_library(inp, in_memory: bool = True) -> ModelLibrary:
