@@ -94,6 +94,7 @@ def _drop_module_folders(request, _track_module_folders):
     fixtures serve that module alone: fixtures shared between modules live in this conftest)."""
     yield
     if request.node.nodeid in _interleaved or os.environ.get("WEBBFLOW_KEEP_TEST_FOLDERS"):
+        _made_by_module.clear()  # kept: not left for the next module's end to remove
         return
     while _made_by_module:
         shutil.rmtree(_made_by_module.pop(), ignore_errors=True)
