@@ -42,6 +42,11 @@ CRDS_RULES = SHARED_DATA / "crds-rules"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared: needs ../shared/data")
+    # a worker that dies (a C extension aborting) fails its test and ends the run: pytest-xdist's
+    # replacement worker can wait forever under --dist loadfile (pytest-xdist #784), which turns one
+    # crash into a CI timeout with no summary
+    if getattr(config.option, "maxworkerrestart", "") is None:
+        config.option.maxworkerrestart = "0"
 
 
 # -- disk: a module's own temporary folders go when the module is done ---------------------------

@@ -45,7 +45,11 @@ def test_point_cloud_field_of_view_dq_is_jwsts(emsm):
     from webbflow.tasks.cube_build import kernels
 
     rng = np.random.default_rng(7)
-    xc = np.arange(-2.1, 2.11, 0.2)[:21]
+    # the cloud lies inside the cube's spaxel grid, and the spacing passed is the grid's, as in a real
+    # build: jwst's C walk along a slice writes without bounds checks, so a slice reaching past the grid
+    # writes outside its array (the heap corruption that once aborted a CI worker)
+    cdelt = 0.1
+    xc = -2.0 + cdelt * np.arange(41)
     yc = xc.copy()
     zc = 1.0 + 0.005 * (np.arange(40) + 0.5)
     cd3 = np.full(zc.size, 0.005)
@@ -58,12 +62,13 @@ def test_point_cloud_field_of_view_dq_is_jwsts(emsm):
     rois, roiw = np.full(n, 0.15), rng.uniform(0.008, 0.012, n)
     scalerad, power, softrad = np.full(n, 0.05), np.full(n, 2.0), np.full(n, 0.01)
     roiw_ave = float(np.mean(roiw))
+    assert xc[0] <= cx.min() and cx.max() <= xc[-1] and yc[0] <= cy.min() and cy.max() <= yc[-1]
     theirs = cube_wrapper(1, 1, 0 if emsm else 1, 0, 0, 4, 2, xc, yc, zc, cx, cy, wave, flux, err, slice_no,
-                          rois, roiw, scalerad, power, softrad, cd3, roiw_ave, 0.1, 0.1)
+                          rois, roiw, scalerad, power, softrad, cd3, roiw_ave, cdelt, cdelt)
     ours = [np.zeros(xc.size * yc.size * zc.size) for _ in range(4)]
-    kernels.pointcloud_exposure(xc, yc, zc, cd3, 0.1, 0.1, cx, cy, wave, flux, err, rois, roiw, scalerad, power,
+    kernels.pointcloud_exposure(xc, yc, zc, cd3, cdelt, cdelt, cx, cy, wave, flux, err, rois, roiw, scalerad, power,
                                 softrad, emsm, *ours)
-    dq = kernels.dq_nirspec(4, xc, yc, zc, 0.1, 0.1, roiw_ave, cx, cy, wave, slice_no)
+    dq = kernels.dq_nirspec(4, xc, yc, zc, cdelt, cdelt, roiw_ave, cx, cy, wave, slice_no)
     for a, b in zip(ours, theirs[:4]):
         np.testing.assert_array_equal(a, b)
     assert (theirs[4] != 0).sum() > 100
