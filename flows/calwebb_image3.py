@@ -26,6 +26,7 @@ from ._prefect import flow
 
 from .. import models
 from ..errors import InputFileError, ParameterError, did_you_mean
+from ..tasks._gc import older_objects_frozen
 from . import registry
 from .observe import publish_stage
 from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, save_product, stamp
@@ -90,6 +91,13 @@ def image3(input, product_name: str | None = None, steps: dict | None = None, co
     ``asn_info``: (pool, association file name), recorded in the products as jwst does.
     Returns ``{"i2d": model, "catalog": table path or table, "written": [paths], ...}``.
     """
+    # what exists now (modules, the caller's data) stays out of the collections made while the members
+    # are read and the steps run, which walk only what was made since
+    with older_objects_frozen():
+        return _combine(input, product_name, steps, config, output_dir, in_memory, asn_id, asn_info)
+
+
+def _combine(input, product_name, steps, config, output_dir, in_memory, asn_id, asn_info) -> dict:
     from ..tasks._library import ModelLibrary
 
     members = list(input) if isinstance(input, (list, tuple)) else [input]
