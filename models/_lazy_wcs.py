@@ -35,12 +35,11 @@ LAZY_WCS = contextvars.ContextVar("webbflow_lazy_wcs", default=False)
 @contextlib.contextmanager
 def lazy_wcs_reading():
     """Files opened inside read their ``wcs`` nodes lazily and skip asdf's schema validation on read."""
-    import asdf
+    from .io import without_schema_pass
 
     token = LAZY_WCS.set(True)
     try:
-        with asdf.config_context() as cfg:
-            cfg.validate_on_read = False
+        with without_schema_pass():
             yield
     finally:
         LAZY_WCS.reset(token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from pathlib import Path
@@ -90,6 +91,19 @@ def _open_fits(path: Path) -> fits.HDUList:
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else type(exc).__name__
+
+
+@contextlib.contextmanager
+def without_schema_pass():
+    """Files read inside, in this thread, skip asdf's validation of their metadata tree against the
+    schemas on read (the tree read is the same; the model's own checks still run).  asdf's extensions
+    are loaded first into its process-wide configuration, which the context's copy of it then shares."""
+    import asdf
+
+    load_asdf_extensions()
+    with asdf.config_context() as cfg:
+        cfg.validate_on_read = False
+        yield
 
 
 def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> None:

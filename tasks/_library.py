@@ -51,6 +51,7 @@ import numpy as np
 
 from .. import models
 from ..errors import InputFileError, a_an
+from ..models.io import without_schema_pass
 
 log = logging.getLogger("webbflow.steps.library")
 
@@ -289,10 +290,10 @@ class ModelLibrary:
     # -- borrowing -------------------------------------------------------
     def _open(self, index: int):
         mem = self._members[index]
-        try:
+        # without asdf's validation of the tree against the schemas on read, as spec3 reads its members:
+        # the same tree, and most of that pass's cost is loading the schemas at the first file
+        with without_schema_pass():
             model = models.open(mem.path)
-        except InputFileError:
-            raise
         if not isinstance(model, (models.ImageModel, models.IFUImageModel)):
             raise InputFileError(mem.path, f"is {a_an(type(model).__name__)}; Stage 3 imaging needs 2-D images (cal files)")
         for attr, status in self._marks.items():
