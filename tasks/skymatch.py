@@ -171,12 +171,86 @@ def _inverse(wcs):
     return invert
 
 
+def _scan_rows(polygon, data):
+    """gwcs' ``Polygon.scan``: the same pixels of ``data`` set to the polygon's id, the scan lines'
+    crossings computed for all lines at once.
+
+    gwcs walks the polygon's bounding box one scan line at a time, keeping a table of the edges the
+    line crosses (an edge from its lower row up to, not including, its upper row; at the box's last
+    row, the edges that end there), intersecting each with the line as two NumPy vectors and filling
+    between pairs of sorted crossings (rounded up).  stcal's skymatch scans the pixels of every
+    overlap this way, about a thousand Python-level intersections a polygon on a 1024^2 exposure.
+    Here each edge's crossings of all its rows are computed in one go, with the same integer and
+    float operations in the same order (so the same values), and each row filled as gwcs fills it."""
+    verts = np.asarray(polygon._vertices)
+    bx0, by0, bw, bh = polygon._bbox
+    if bw <= 0 or len(verts) < 2:
+        return data
+    ny, nx = data.shape
+    last = by0 + bh  # gwcs' last scan line: its edge table is not updated there
+    start, stop = verts[:-1], verts[1:]
+    keep = start[:, 1] != stop[:, 1]  # horizontal edges never enter the table
+    start, stop = start[keep], stop[keep]
+    rows, xs = [], []
+    for (sx, sy), (ex, ey) in zip(start, stop):
+        ylo, yhi = min(sy, ey), max(sy, ey)
+        # the scan lines this edge is active on: [ylo, yhi), and yhi itself when it is the last line
+        y = np.arange(ylo, yhi + 1 if yhi == last else yhi, dtype=np.int64)
+        u0, u1 = ex - sx, ey - sy
+        w1 = sy - y
+        # gwcs: t = det(v, w) / det(u, v) with v = (bw, 0), w = start - (bx0, y); x = t * u0 + start_x
+        d = np.int64(u0) * np.int64(0) - np.int64(u1) * np.int64(bw)
+        if d == 0:
+            x = np.full(y.shape, float(sx))
+        else:
+            x = (np.int64(bw) * w1 - np.int64(0) * (sx - bx0)) / d * u0 + sx
+        rows.append(y)
+        xs.append(np.ceil(x).astype(np.int64))
+    if not rows:
+        return data
+    y = np.concatenate(rows)
+    x = np.concatenate(xs)
+    order = np.lexsort((x, y))
+    y, x = y[order], x[order]
+    cuts = np.flatnonzero(np.diff(y)) + 1
+    shiftx, shifty, rid = polygon._shiftx, polygon._shifty, polygon._rid
+    for ys, xrow in zip(np.split(y, cuts), np.split(x, cuts)):
+        ysh = int(ys[0]) + shifty
+        if ysh < 0 or ysh >= ny:
+            continue
+        row = data[ysh]
+        for i, j in zip(xrow[::2].tolist(), xrow[1::2].tolist()):
+            xstart = max(0, i + shiftx)
+            xend = min(j + shiftx, nx - 1)
+            row[xstart: xend + 1] = rid  # a Python slice, as gwcs' (a negative end counts from the right)
+    return data
+
+
+def _install_fast_scan() -> None:
+    """stcal's SkyImage makes its overlap masks with gwcs' ``region.Polygon``; it gets a subclass
+    whose ``scan`` is :func:`_scan_rows` (everything else of the polygon is gwcs')."""
+    import types
+
+    import stcal.skymatch.skyimage as si
+    from gwcs import region
+
+    if getattr(si.region, "_webbflow_scan", False):
+        return
+
+    class Polygon(region.Polygon):
+        def scan(self, data):
+            return _scan_rows(self, data)
+
+    si.region = types.SimpleNamespace(Polygon=Polygon, _webbflow_scan=True)
+
+
 def match_sky(library, params: SkyMatchParams):
     """Compute the skies of the library's exposures and record them; returns the library."""
     from stcal.skymatch import SkyGroup, SkyImage, SkyStats, skymatch
 
     if params.skymethod == "user":
         return _user_sky(library, params)
+    _install_fast_scan()
     bits = good_pixel_bits(params.dqbits)
     stats = SkyStats(skystat=params.skystat, lower=params.lower, upper=params.upper, nclip=params.nclip,
                      lsig=params.lsigma, usig=params.usigma, binwidth=params.binwidth)

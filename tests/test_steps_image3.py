@@ -795,3 +795,42 @@ def test_ring_candidates_verified_at_once_as_photutils_does():
         original(data, theirs, needs, footprint, size // 2, size)
         T._verify_ring_candidates_at_once(data, ours, needs, footprint, size // 2, size)
         assert np.array_equal(theirs, ours), (trial, radius)
+
+
+def test_skymatch_scan_sets_the_pixels_gwcs_sets():
+    """skymatch's overlap masks: the polygon scan sets the same pixels as gwcs' own scan line walk,
+    for polygons inside the image, partly or wholly outside it (negative corners, beyond the far
+    edges), thin ones, and with horizontal and vertical edges."""
+    from gwcs import region
+
+    from webbflow.tasks import skymatch as S
+
+    rng = np.random.default_rng(11)
+    shapes = [(40, 50), (64, 64), (17, 90)]
+    for trial in range(400):
+        ny, nx = shapes[trial % len(shapes)]
+        n = int(rng.integers(3, 9))
+        if trial % 4 == 0:  # a convex polygon, as the intersections of two footprints are
+            angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+            cx, cy = rng.uniform(-10, nx + 10), rng.uniform(-10, ny + 10)
+            r = rng.uniform(1, 60)
+            pts = list(zip(cx + r * np.cos(angles), cy + r * np.sin(angles)))
+        elif trial % 4 == 1:  # axis-aligned boxes: horizontal and vertical edges
+            x0, y0 = rng.uniform(-20, nx), rng.uniform(-20, ny)
+            w, h = rng.uniform(0, 40, 2)
+            pts = [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)]
+        else:
+            pts = list(zip(rng.uniform(-30, nx + 30, n), rng.uniform(-30, ny + 30, n)))
+        pts.append(pts[0])
+        poly = region.Polygon(True, pts)
+        theirs = poly.scan(np.zeros((ny, nx), dtype=bool))
+        ours = S._scan_rows(poly, np.zeros((ny, nx), dtype=bool))
+        assert np.array_equal(theirs, ours), trial
+    # the scan installed into stcal's SkyImage
+    import stcal.skymatch.skyimage as si
+
+    S._install_fast_scan()
+    poly = si.region.Polygon(True, [(2.2, 3.1), (30.6, 5.5), (20.4, 33.9), (2.2, 3.1)])
+    assert isinstance(poly, region.Polygon)
+    assert np.array_equal(poly.scan(np.zeros((40, 40), bool)),
+                          region.Polygon.scan(poly, np.zeros((40, 40), bool)))
