@@ -292,6 +292,21 @@ def _frame_axes(frame):
     return getattr(frame, "naxes", None) if frame is not None else None
 
 
+def _plain_box(transform):
+    """``(xlo, xhi, ylo, yhi)`` of a 2-input transform's bounding box, when astropy would only compare
+    its two inputs with these limits (no ignored inputs, no compound box); else None."""
+    from astropy.modeling.bounding_box import ModelBoundingBox
+
+    try:
+        bbox = transform.bounding_box
+    except NotImplementedError:
+        return None
+    if type(bbox) is not ModelBoundingBox or bbox.ignored or sorted(bbox.intervals) != [0, 1]:
+        return None
+    (xlo, xhi), (ylo, yhi) = bbox.intervals[0], bbox.intervals[1]
+    return float(xlo), float(xhi), float(ylo), float(yhi)
+
+
 def _block_evaluator(wcs_from, wcs_to):
     """``(x, y) -> (x', y')``: ``wcs_to.world_to_pixel_values(*wcs_from.pixel_to_world_values(x, y))``.
 
@@ -316,8 +331,15 @@ def _block_evaluator(wcs_from, wcs_to):
     except (NotImplementedError, AttributeError):
         return through_gwcs
 
+    box = _plain_box(forward)
+
     def once_built(x, y):
-        world = forward(x, y, with_bounding_box=True, fill_value=np.nan)
+        if box is not None and box[0] <= x.min() and x.max() <= box[1] and box[2] <= y.min() and y.max() <= box[3]:
+            # every pixel of the block inside the bounding box: what astropy would evaluate (all of
+            # them), without its selection of the pixels inside and their copies
+            world = forward(x, y)
+        else:
+            world = forward(x, y, with_bounding_box=True, fill_value=np.nan)
         return backward(*world, with_bounding_box=True, fill_value=np.nan)
 
     return once_built
