@@ -381,10 +381,27 @@ def _imports_without_gc():
             gc.enable()
 
 
+def _exit_without_collections() -> None:
+    """Have the interpreter's exit skip the cyclic garbage collector's passes over what is still
+    alive (an ``atexit`` hook, run before the interpreter's own finalization, that freezes every
+    object; other ``atexit`` hooks run as before).
+
+    The collections Python makes while it tears its modules down walk every object still alive,
+    the run's imports included, to free what the process is about to give back anyway: about
+    0.6 s of the 2.5 s of user CPU of a NIRSpec BOTS spec2 run of 100 integrations.  Products are
+    written and closed before the run returns; what is skipped is finalizers of objects in
+    garbage cycles, which Python does not promise to run at exit."""
+    import atexit
+
+    atexit.unregister(gc.freeze)  # one hook, however many runs a process makes
+    atexit.register(gc.freeze)
+
+
 def cmd_run(args, extra: list[str]) -> int:
     if args.pipeline is None:
         args.run_parser.print_help()
         return 0 if args.help else 2
+    _exit_without_collections()
     try:
         with _imports_without_gc():
             kind, name = resolve_target(args.pipeline)
