@@ -54,11 +54,13 @@ def timed(cmd: list[str], cwd, env: dict, keep_output: bool = False) -> dict:
     return res
 
 
-def spec2_pair(sim, asn, inputs: list[str], work, env: dict) -> dict:
+def spec2_pair(sim, asn, inputs: list[str], work, env: dict, sides=("jwst", "webbflow")) -> dict:
     """``strun calwebb_spec2`` and ``webbflow run calwebb_spec2`` on the same level-2 association,
     each in its own folder ``work/jwst`` and ``work/webbflow`` holding a copy of ``inputs`` (names in
     ``sim``) and of the association: ``{"jwst": timed(...), "webbflow": timed(...)}``, printed with
-    the ratios webbflow/jwst and the load average."""
+    the ratios webbflow/jwst and the load average.  ``sides`` runs only those; a side not run this
+    time is taken from its last run's figures (``work/<side>.json``), when there are some."""
+    import json
     import os
     import shutil
     import sys
@@ -69,38 +71,68 @@ def spec2_pair(sim, asn, inputs: list[str], work, env: dict) -> dict:
     runs = {}
     for who, cmd in (("jwst", [str(venv / "strun"), "calwebb_spec2", asn]),
                      ("webbflow", [str(venv / "webbflow"), "run", "calwebb_spec2", asn])):
+        kept = Path(work) / f"{who}.json"
+        if who not in sides:
+            if kept.exists():
+                runs[who] = json.loads(kept.read_text())
+                print(f"{who:9s} (its last run, {runs[who]['date']}, load average {runs[who]['load']:.1f})")
+            continue
         d = Path(work) / who
         d.mkdir(parents=True, exist_ok=True)
         for name in (*inputs, asn):
             shutil.copyfile(Path(sim) / name, d / name)
         runs[who] = timed(cmd, d, env)
+        runs[who].update(load=os.getloadavg()[0], date=time.strftime("%Y-%m-%d %H:%M"))
+        kept.write_text(json.dumps(runs[who]))
         print(f"{who:9s} wall {runs[who]['wall']:8.1f} s  cpu {runs[who]['cpu']:8.1f} s  "
-              f"peak {runs[who]['rss']:8.0f} MiB  (load average {os.getloadavg()[0]:.1f})", flush=True)
+              f"peak {runs[who]['rss']:8.0f} MiB  (load average {runs[who]['load']:.1f})", flush=True)
+    if len(runs) < 2:
+        return runs
     j, w = runs["jwst"], runs["webbflow"]
     print(f"ratio webbflow/jwst: wall {w['wall'] / j['wall']:.3f}  cpu {w['cpu'] / j['cpu']:.3f}  "
           f"peak {w['rss'] / j['rss']:.3f}")
     return runs
 
 
-def simulated_spec2_pair(work, instrument: str, exp_type: str, nints: int, ngroups: int) -> str:
+def simulated_spec2_pair(work, instrument: str, exp_type: str, nints: int, ngroups: int,
+                         sides=("jwst", "webbflow")) -> str:
     """Simulate one time series (``webbflow simulate``) into ``work/sim``, make its rateints with
     jwst's calwebb_detector1, and run :func:`spec2_pair` on its level-2 association with the
-    simulation's references; returns the x1dints file name (in ``work/jwst`` and ``work/webbflow``)."""
+    simulation's references; returns the x1dints file name (in ``work/jwst`` and ``work/webbflow``).
+
+    A ``work`` folder where this was done before (``work/sim/.bench-done``, same integrations and
+    groups) keeps its simulation and rateints.  The commands run as a user's install runs them:
+    ``PYTHONDONTWRITEBYTECODE`` dropped and webbflow's bytecode compiled once before any timing (pip
+    compiles jwst's at install)."""
+    import json
     import os
+    import shutil
+    import subprocess
     import sys
     from pathlib import Path
-
-    from webbflow.refs.simulator import simulate
 
     work = Path(work)
     venv = Path(sys.executable).parent
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", CRDS_MODE="local")
     env.pop("PREFECT_API_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-c", COMPILE], env=env, check=True)
     sim = work / "sim"
-    res = simulate(sim, instrument=instrument, exp_type=exp_type, nints=nints, ngroups=ngroups)
-    env["CRDS_PATH"] = str(res.crds_path)
-    (uncal,) = res.uncal
-    timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
-    (asn,) = res.asn_level2
-    spec2_pair(sim, asn, [uncal.name.replace("_uncal", "_rateints")], work, env)
-    return uncal.name.replace("_uncal", "_x1dints")
+    done = sim / ".bench-done"
+    what = {"instrument": instrument, "exp_type": exp_type, "nints": nints, "ngroups": ngroups}
+    if not done.exists() or json.loads(done.read_text()).get("what") != what:
+        from webbflow.refs.simulator import simulate
+
+        shutil.rmtree(sim, ignore_errors=True)
+        res = simulate(sim, instrument=instrument, exp_type=exp_type, nints=nints, ngroups=ngroups)
+        (uncal,) = res.uncal
+        (asn,) = res.asn_level2
+        env["CRDS_PATH"] = str(res.crds_path)
+        timed([str(venv / "strun"), "calwebb_detector1", uncal.name], sim, env)
+        done.write_text(json.dumps({"what": what, "uncal": uncal.name, "asn": Path(asn).name,
+                                    "crds_path": str(res.crds_path)}))
+    kept = json.loads(done.read_text())
+    env["CRDS_PATH"] = kept["crds_path"]
+    uncal = kept["uncal"]
+    spec2_pair(sim, kept["asn"], [uncal.replace("_uncal", "_rateints")], work, env, sides)
+    return uncal.replace("_uncal", "_x1dints")

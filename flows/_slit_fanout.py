@@ -38,8 +38,9 @@ def with_slits(model, slits, exp_type=None):
 
 def copy_sharing_wcs(model, share_arrays: bool = False):
     """A copy of a MultiSlitModel whose slits share their WCS objects with ``model``'s (not deep-copied: a
-    hundred slitlets' gWCSs took most of the copy's time); for steps that only evaluate the WCSs."""
-    held = [(s, s.meta.wcs) for s in model.slits]
+    hundred slitlets' gWCSs took most of the copy's time), or of a SlitModel sharing its WCS; for steps
+    that only evaluate the WCSs."""
+    held = [(s, s.meta.wcs) for s in getattr(model, "slits", None) or ()]
     top = model.meta.wcs
     for s, _ in held:
         s.meta.wcs = None
@@ -50,7 +51,7 @@ def copy_sharing_wcs(model, share_arrays: bool = False):
         for s, w in held:
             s.meta.wcs = w
         model.meta.wcs = top
-    for s, (_, w) in zip(new.slits, held):
+    for s, (_, w) in zip(getattr(new, "slits", None) or (), held):
         s.meta.wcs = w
     new.meta.wcs = top
     return new

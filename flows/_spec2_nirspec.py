@@ -64,7 +64,8 @@ BRANCHES["NRS_BRIGHTOBJ"] = Branch(
     extract=True,
     marked_skipped=_NRS_SKIPPED + ("barshadow", "pathloss"),
     notes="NIRSpec bright-object TSO (S1600A1): the cutout of every integration; calints and x1dints",
-    extra=_NRS_EXTRA,
+    # extract_1d only reads the calints' arrays and evaluates its WCS: the copy it reads shares both
+    extra={**_NRS_EXTRA, "later_reads_only": True, "later_shares_wcs": True},
 )
 
 

@@ -227,7 +227,7 @@ def calibrate_exposure(science, members: dict | None = None, *, steps=None, conf
     # (LRS: nothing after the cal writes into its arrays, so the copy shares them, read-only)
     editing = [n for n in ("adaptive_trace_model", "pixel_replace") if n in params and not params[n].skip]
     share = bool(branch.extra.get("later_reads_only")) and not editing
-    if branch.extra.get("later_shares_wcs") and isinstance(model, models.MultiSlitModel):
+    if branch.extra.get("later_shares_wcs") and isinstance(model, (models.MultiSlitModel, models.SlitModel)):
         from ._slit_fanout import copy_sharing_wcs  # the slits' WCSs are only evaluated from here on
 
         later_input = copy_sharing_wcs(model, share)

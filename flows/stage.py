@@ -252,7 +252,7 @@ def _execute(name: str, model, params: StepParams, references: dict[str, str]):
         from ..tasks._lean_refs import open_step_references
 
         # references a step reads only in part are opened with just those arrays
-        refs = open_step_references(name, refs)
+        refs = open_step_references(name, refs, model)
     opened = time.perf_counter() - t0
     res = run_step(name, model, params, references=refs)
     res.seconds += opened

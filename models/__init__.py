@@ -136,7 +136,7 @@ def _class_for_asdf(path: Path) -> type[DataModel]:
     raise InputFileError(path, "cannot tell which datamodel this ASDF file holds (no meta.model_type)")
 
 
-def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> DataModel:  # noqa: A001 - mirrors jwst's API
+def open(init, model_class: type[DataModel] | None = None, *, arrays=None, rows=None) -> DataModel:  # noqa: A001 - mirrors jwst's API
     """Open a file (or pass through a model) as the right datamodel class.
 
     ``model_class`` forces a class, converting an in-memory model if needed.
@@ -144,6 +144,11 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
     a FITS file: the others are neither read nor kept, required ones
     included (for inputs that are never saved as they are, such as
     references, or an exposure read one integration at a time).
+    ``rows`` = (y0, y1) reads only those rows of each image array (every
+    plane) of a FITS file, when all of them have those rows; the model's
+    ``_rows`` then says so (else it is None and the arrays are whole).  For
+    references of which a step reads a band of rows; a class that reads its
+    file its own way reads it whole.
     """
     if isinstance(init, DataModel):
         if model_class is None or isinstance(init, model_class):
@@ -152,13 +157,15 @@ def open(init, model_class: type[DataModel] | None = None, *, arrays=None) -> Da
     if isinstance(init, (str, os.PathLike)):
         path = Path(init)
         cls = model_class or class_for_file(path)
-        if arrays is None:
+        if rows is not None and cls._read is not DataModel._read:
+            rows = None
+        if arrays is None and rows is None:
             return cls(path)
         from .io import read_into
 
         m = cls()
         m.meta.model_type = None
-        read_into(m, path, only=set(arrays))
+        read_into(m, path, only=None if arrays is None else set(arrays), rows=rows)
         return m
     raise TypeError(f"cannot open {type(init).__name__}; give a path or a datamodel")
 

@@ -95,26 +95,34 @@ def _native(arr: np.ndarray) -> np.ndarray:
 _UNSIGNED = {16: (np.int16, np.uint16, 1 << 15), 32: (np.int32, np.uint32, 1 << 31), 64: (np.int64, np.uint64, 1 << 63)}
 
 
-def _read_image(fileobj, info: dict, header: fits.Header, path) -> np.ndarray | None:
-    """Read an image extension's data with a single allocation."""
+def image_shape(header: fits.Header) -> tuple[int, ...]:
+    """An image extension's array shape (numpy order) from its header; () without data."""
     naxis = header.get("NAXIS", 0)
-    if naxis == 0:
+    return tuple(int(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
+
+
+def _read_image(fileobj, info: dict, header: fits.Header, path,
+                rows: tuple[int, int] | None = None) -> np.ndarray | None:
+    """Read an image extension's data with a single allocation; ``rows`` = (y0, y1) reads only
+    those rows of the second-to-last axis (of every plane), within the image (callers check)."""
+    shape = image_shape(header)
+    if not shape:
         return None
-    shape = tuple(int(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
     bitpix = int(header["BITPIX"])
     bzero = header.get("BZERO", 0)
     bscale = header.get("BSCALE", 1)
     raw_dtype = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}.get(bitpix)
     if raw_dtype is None:
         raise InputFileError(path, f"extension {header.get('EXTNAME', '?')} has unsupported BITPIX {bitpix}")
-    count = int(np.prod(shape))
-    fileobj.seek(info["datLoc"])
-    arr = np.fromfile(fileobj, dtype=raw_dtype, count=count)
-    if arr.size != count:
-        raise InputFileError(
-            path,
-            f"extension {header.get('EXTNAME', '?')} is truncated: expected {count} values of {shape}, file holds {arr.size}",
-        )
+    if rows is not None:
+        arr = _read_rows(fileobj, info["datLoc"], shape, raw_dtype, rows, header, path)
+        shape = shape[:-2] + (rows[1] - rows[0], shape[-1])
+    else:
+        count = int(np.prod(shape))
+        fileobj.seek(info["datLoc"])
+        arr = np.fromfile(fileobj, dtype=raw_dtype, count=count)
+        if arr.size != count:
+            raise _truncated(header, path, count, shape, arr.size)
     arr = _native(arr)  # before reshaping: the array fromfile made is swapped in place, not copied
     arr = arr.reshape(shape)
     if bscale == 1 and bitpix in _UNSIGNED and bzero == _UNSIGNED[bitpix][2]:
@@ -127,6 +135,26 @@ def _read_image(fileobj, info: dict, header: fits.Header, path) -> np.ndarray | 
         # scale in float: BITPIX=8 with BZERO=-128 (signed bytes) would overflow the stored uint8
         return (arr.astype(np.float64) * bscale + bzero).astype(np.float32 if bitpix in (8, 16, -32) else np.float64)
     return arr
+
+
+def _truncated(header, path, count, shape, got) -> InputFileError:
+    name = header.get("EXTNAME", "?")
+    return InputFileError(path, f"extension {name} is truncated: expected {count} values of {shape}, file holds {got}")
+
+
+def _read_rows(fileobj, start: int, shape, raw_dtype: str, rows: tuple[int, int], header, path) -> np.ndarray:
+    """Rows y0:y1 of each plane of an image stored from byte ``start`` (flat, in file order)."""
+    ny, nx = shape[-2:]
+    y0, y1 = rows
+    planes = int(np.prod(shape[:-2]))
+    item = np.dtype(raw_dtype).itemsize
+    out = np.empty((planes, (y1 - y0) * nx), raw_dtype)
+    for k in range(planes):
+        fileobj.seek(start + (k * ny + y0) * nx * item)
+        got = fileobj.readinto(memoryview(out[k]).cast("B"))
+        if got != out[k].nbytes:
+            raise _truncated(header, path, int(np.prod(shape)), shape, "fewer")
+    return out.reshape(-1)
 
 
 def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
@@ -224,6 +252,8 @@ class DataModel:
     keyword_defaults: ClassVar[dict[str, Any]] = {}
     # DATAMODL value written to files; defaults to the class name
     model_type: ClassVar[str | None] = None
+    # (y0, y1) when the image arrays hold only those rows of the file's (``models.open(rows=...)``)
+    _rows: tuple[int, int] | None = None
 
     def __init__(self, init=None, **arrays):
         object.__setattr__(self, "_arrays", {})
@@ -349,6 +379,7 @@ class DataModel:
         new._asdf_extra = _copy.deepcopy(self._asdf_extra)
         new._path = self._path
         new._asdf_handle = self._asdf_handle
+        new._rows = self._rows
         return new
 
     def _convert_from(self, other: "DataModel") -> None:

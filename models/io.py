@@ -21,6 +21,7 @@ from .base import (
     _native,
     _read_image,
     _strip_links,
+    image_shape,
 )
 from .meta import get_path
 
@@ -106,14 +107,15 @@ def without_schema_pass():
         yield
 
 
-def read_into(model: DataModel, path: Path, only: set[str] | None = None) -> None:
-    """Read ``path`` into ``model``; with ``only``, FITS arrays not named there are not read (nor required)."""
+def read_into(model: DataModel, path: Path, only: set[str] | None = None, rows: tuple[int, int] | None = None) -> None:
+    """Read ``path`` into ``model``; with ``only``, FITS arrays not named there are not read (nor required);
+    with ``rows`` = (y0, y1), see :func:`_row_window`."""
     check_readable(path)
     model._path = str(path)
     if path.suffix.lower() == ".asdf":
         _read_asdf(model, path)
     else:
-        _read_fits(model, path, only)
+        _read_fits(model, path, only, rows)
     if model.meta.model_type is None:
         model.meta.model_type = model.model_type or type(model).__name__
     model.validate(path, skipped=() if only is None else {s.name for s in type(model).arrays if s.name not in only})
@@ -133,11 +135,29 @@ def read_asdf_hdu(hdu, path) -> dict:
         raise InputFileError(path, f"cannot read the ASDF extension ({_short(exc)})") from None
 
 
-def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> None:
+def _row_window(cls, hdul, only, rows):
+    """``rows`` when every image array to be read has two or more axes and those rows: the arrays are
+    then read as those rows alone (``model._rows`` says so); else None, and the arrays are read whole."""
+    if rows is None:
+        return None
+    y0, y1 = int(rows[0]), int(rows[1])
+    for i, hdu in enumerate(hdul[1:], start=1):
+        spec = cls.spec_by_extname(hdu.name or f"HDU{i}")
+        if spec is None or spec.table or (only is not None and spec.name not in only):
+            continue
+        shape = image_shape(hdu.header)
+        if shape and not (len(shape) >= 2 and 0 <= y0 < y1 <= shape[-2]):
+            return None
+    return y0, y1
+
+
+def _read_fits(model: DataModel, path: Path, only: set[str] | None = None, rows: tuple[int, int] | None = None) -> None:
     hdul = _open_fits(path)
     cls = type(model)
     header_values = {}
     tree: dict = {}
+    window = _row_window(cls, hdul, only, rows)
+    model._rows = window
     with hdul, open(path, "rb") as raw:
         names_seen: set[str] = set()
         for i, hdu in enumerate(hdul):
@@ -176,7 +196,7 @@ def _read_fits(model: DataModel, path: Path, only: set[str] | None = None) -> No
                     raise ModelValidationError(path, f"extension {name} should be an image, found a table")
                 # where the data start, from the HDU (HDUList.fileinfo re-serialises every header
                 # before it at each call: quadratic in the number of extensions)
-                arr = _read_image(raw, {"datLoc": hdu._data_offset}, hdr, path)
+                arr = _read_image(raw, {"datLoc": hdu._data_offset}, hdr, path, window)
                 if arr is not None:
                     model._arrays[spec.name] = arr
         for fpath, key, hduname, ann in cls.keyword_fields():

@@ -70,14 +70,16 @@ def _nbytes(model) -> int:
     return sum(int(getattr(a, "nbytes", 0)) for a in arrays.values())
 
 
-def cached_open(reftype: str, path, arrays, opener):
-    """``opener()``'s model, parsed once per file within :func:`reference_cache`; a copy for each caller."""
+def cached_open(reftype: str, path, arrays, opener, rows=None):
+    """``opener()``'s model, parsed once per file (and ``arrays`` and ``rows`` read) within
+    :func:`reference_cache`; a copy for each caller."""
     if _state["depth"] == 0:
         return opener()
     p = Path(path)
     try:
         st = p.stat()
-        key = (reftype, str(p.resolve()), st.st_size, st.st_mtime_ns, tuple(arrays) if arrays is not None else None)
+        key = (reftype, str(p.resolve()), st.st_size, st.st_mtime_ns, tuple(arrays) if arrays is not None else None,
+               tuple(rows) if rows is not None else None)
     except OSError:
         return opener()
     with _lock:

@@ -556,8 +556,9 @@ def bestrefs(source, context: str | None = None, reftypes: Iterable[str] | None 
 # opening
 
 
-def open_reference(reftype: str, path, arrays=None):
-    """Open a reference file as its model class; ``arrays`` reads only those arrays (see ``models.open``)."""
+def open_reference(reftype: str, path, arrays=None, rows=None):
+    """Open a reference file as its model class; ``arrays`` reads only those arrays, ``rows`` only
+    those rows of its images when it can (see ``models.open``)."""
     from .. import models
     from ..models.classes import REFERENCE_MODELS
 
@@ -575,7 +576,8 @@ def open_reference(reftype: str, path, arrays=None):
     from ._ref_cache import cached_open
 
     try:
-        m = cached_open(reftype, p, arrays, lambda: models.open(p) if arrays is None else models.open(p, arrays=tuple(arrays)))
+        m = cached_open(reftype, p, arrays, lambda: models.open(p, arrays=None if arrays is None else tuple(arrays),
+                                                                rows=rows), rows=rows)
     except Exception as exc:  # noqa: BLE001 - any unreadable file (WebbflowError or not) is the user's
         raise ReferenceFileError(reftype, p, str(exc)) from None
     want = REFERENCE_MODELS.get(reftype)

@@ -239,15 +239,18 @@ def _image_flat(wl, ref, reftype, box, exp_type, dispaxis, slit_name, planes_alw
         raise ReferenceFileError(reftype, _name(ref), "has no SCI image")
     dq = ref.dq if ref.dq is not None else np.zeros(data.shape[-2:] if planes_always else data.shape, np.uint32)
     err = ref.err if ref.err is not None else np.zeros(dq.shape, np.float32)
+    # a reference read as a band of rows (reference_rows below) holds full-frame rows r0 and on
+    r0 = ref._rows[0] if getattr(ref, "_rows", None) else 0
+    rows = slice(y0 - r0, y1 - r0)
     if data.ndim == 3 or planes_always:
-        image = np.array(data[:, y0:y1, x0:x1])
-        idq = np.array(dq[..., y0:y1, x0:x1])
-        ierr = np.array(err[..., y0:y1, x0:x1])
+        image = np.array(data[:, rows, x0:x1])
+        idq = np.array(dq[..., rows, x0:x1])
+        ierr = np.array(err[..., rows, x0:x1])
         flat, fdq, ferr = interpolate_planes(image, idq, ierr, plane_wavelengths(ref.wavelength), wl)
     else:
-        flat = np.array(data[y0:y1, x0:x1])
-        fdq = np.array(dq[y0:y1, x0:x1])
-        ferr = np.array(err[y0:y1, x0:x1])
+        flat = np.array(data[rows, x0:x1])
+        fdq = np.array(dq[rows, x0:x1])
+        ferr = np.array(err[rows, x0:x1])
     if flat.shape != wl.shape:
         raise ReferenceFileError(reftype, _name(ref), f"does not cover the slit {slit_name} at x {x0}:{x1}, y {y0}:{y1}")
     _flag_unusable(flat, fdq, 1.0)
@@ -361,6 +364,28 @@ def _box(slit, subarray, shape):
     x0 = int(slit.xstart) - 1 + int(subarray.xstart or 1) - 1
     y0 = int(slit.ystart) - 1 + int(subarray.ystart or 1) - 1
     return x0, x0 + nx, y0, y0 + ny
+
+
+def reference_rows(model) -> dict:
+    """The full-frame rows (y0, y1) of the s-flat and d-flat the slits of ``model`` (a BOTS
+    SlitModel or a MultiSlitModel of cutouts) cover together: all the step reads of them.
+    Nothing (the images read whole) when they cannot be told from the model yet."""
+    from ..models import MultiSlitModel, SlitModel
+
+    if isinstance(model, MultiSlitModel):
+        slits = list(model.slits)
+    elif isinstance(model, SlitModel):
+        slits = [model]
+    else:
+        return {}
+    try:
+        boxes = [_box(s, model.meta.subarray, s.data.shape) for s in slits]
+    except (TypeError, ValueError, AttributeError):  # a cutout without its place: the step says so
+        return {}
+    if not boxes:
+        return {}
+    span = (min(b[2] for b in boxes), max(b[3] for b in boxes))
+    return {"sflat": span, "dflat": span}
 
 
 def _flat_slit(slit, flat, dq, err, wl):

@@ -1,4 +1,4 @@
-"""Opening only the arrays of a reference file that a step reads.
+"""Opening only the arrays of a reference file that a step reads, or only the rows it reads.
 
 Dark and reset references hold an ERR array as large as their SCI array
 (850 MB each for a MIRI full frame with 50 groups and 2 integrations) that
@@ -10,6 +10,12 @@ The checks and errors are those of ``refs.select.open_reference``, and the
 model keeps the file's path in ``meta.filename`` so that the recorded
 reference (``crds://<name>``) and the provenance are the same as when
 ``run_step`` opens the file itself.
+
+Likewise ``STEPS[name].extra["reference_rows"]``, a function of the step's
+input giving {reftype: (y0, y1)}: those references' images are read as
+those rows alone (a NIRSpec BOTS exposure of 32 rows reads 32 of the 2048
+rows of each plane of its full-frame d-flat and s-flat); the model's
+``_rows`` tells the step which rows it holds (None: the whole image).
 """
 
 from __future__ import annotations
@@ -18,25 +24,29 @@ import os
 from pathlib import Path
 
 
-def open_step_references(name: str, references: dict) -> dict:
-    """``references`` with the step's partly-read reftypes replaced by models holding only the declared arrays."""
+def open_step_references(name: str, references: dict, model=None) -> dict:
+    """``references`` with the step's partly-read reftypes replaced by models holding only the
+    declared arrays, or the rows the step reads of ``model``'s exposure."""
     from .base import STEPS
 
-    wanted = STEPS[name].extra.get("reference_arrays") or {}
-    if not wanted:
+    extra = STEPS[name].extra
+    wanted = extra.get("reference_arrays") or {}
+    rows_of = extra.get("reference_rows")
+    rows = rows_of(model) if rows_of is not None and model is not None else {}
+    if not wanted and not rows:
         return references
     out = dict(references)
-    for rt, arrays in wanted.items():
+    for rt in dict.fromkeys([*wanted, *rows]):
         p = out.get(rt)
         if not isinstance(p, (str, os.PathLike)) or str(p).upper() == "N/A" or not Path(p).exists():
             continue  # run_step reports missing files and N/A itself
-        out[rt] = open_reference_arrays(rt, p, arrays)
+        out[rt] = open_reference_arrays(rt, p, wanted.get(rt), rows.get(rt))
     return out
 
 
-def open_reference_arrays(reftype: str, path, arrays):
+def open_reference_arrays(reftype: str, path, arrays, rows=None):
     from ..refs.select import open_reference
 
-    m = open_reference(reftype, path, arrays)
+    m = open_reference(reftype, path, arrays, rows)
     m.meta.filename = str(path)
     return m

@@ -261,10 +261,20 @@ def _flat_nirspec_step(model, refs, params: FlatFieldParams):
     return model, status
 
 
+def _reference_rows(model) -> dict:
+    """NIRSpec slit spectroscopy reads its s-flat and d-flat at the slits' rows alone."""
+    if not _nirspec_spectral(model):
+        return {}
+    from ._flat_nirspec import reference_rows
+
+    return reference_rows(model)
+
+
 def _register_extras():
     from .base import STEPS
 
     STEPS["flat_field"].extra["optional_reftypes_needed"] = _flat_refs_needed
+    STEPS["flat_field"].extra["reference_rows"] = _reference_rows
     # jwst's FlatFieldStep asks CRDS for the NIRSpec flats too and records the answers (N/A)
     STEPS["flat_field"].extra["considered_reftypes"] = ("fflat", "sflat", "dflat")
 

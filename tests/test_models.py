@@ -265,6 +265,33 @@ def test_truncated_file(tmp_path):
     assert "trunc_uncal.fits" in str(e.value)
 
 
+def test_rows_read_alone_are_the_whole_files_rows(tmp_path):
+    """``models.open(rows=(y0, y1))`` reads those rows of every plane of every image (3-D SCI, 2-D DQ
+    under it, scaled unsigned DQ included) and says so in ``_rows``; rows outside an image, or an
+    image of one axis, read the file whole (``_rows`` None)."""
+    rng = np.random.default_rng(3)
+    sci = rng.normal(1.0, 0.1, (3, 40, 24)).astype(np.float32)
+    dq = rng.integers(0, 2**31, (40, 24)).astype(np.uint32) | np.uint32(2**31)  # stored with BZERO
+    p = tmp_path / "flat.fits"
+    models.NirspecFlatModel(data=sci, dq=dq, err=sci * 0.01).save(p)
+    whole = models.open(p)
+    assert whole._rows is None
+    part = models.open(p, rows=(5, 17))
+    assert type(part) is type(whole) and part._rows == (5, 17)
+    assert part.data.shape == (3, 12, 24) and part.dq.shape == (12, 24) and part.dq.dtype == np.uint32
+    for name in ("data", "dq", "err"):
+        assert np.array_equal(getattr(part, name), getattr(whole, name)[..., 5:17, :]), name
+    assert part.meta.model_dump() == whole.meta.model_dump()
+    assert part.copy()._rows == (5, 17)
+    for rows in ((30, 41), (-1, 4), (7, 7)):
+        m = models.open(p, rows=rows)
+        assert m._rows is None and np.array_equal(m.data, whole.data)
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(p.read_bytes()[: -4 * 2880])  # the last image ends early
+    with pytest.raises(InputFileError, match="truncated"):
+        models.open(cut, rows=(30, 40))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputFileError, match="no such file"):
         models.open(tmp_path / "nope.fits")

@@ -231,6 +231,33 @@ def test_bots_flat_matches_jwst(bots):
     assert ok.mean() > 0.5 and np.allclose(flat0[ok], flat1[ok], rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["bots", "fs", "mos"])
+def test_flats_read_at_the_slits_rows_alone(mode, request):
+    """The stage flows open the s-flat and d-flat with only the full-frame rows the cutouts cover
+    (flat_field's ``reference_rows``, tasks/_lean_refs.py); the step makes from them exactly what it
+    makes from the whole files."""
+    from webbflow.tasks._lean_refs import open_step_references
+
+    run = request.getfixturevalue(mode)
+    model = models.open(run["input"])
+    slits = [model] if mode == "bots" else list(model.slits)
+    y0 = min(int(s.ystart) - 1 + int(model.meta.subarray.ystart or 1) - 1 for s in slits)
+    y1 = max(int(s.ystart) - 1 + int(model.meta.subarray.ystart or 1) - 1 + s.data.shape[-2] for s in slits)
+    refs = open_step_references("flat_field", dict(run["flats"]), model)
+    for rt in ("sflat", "dflat"):
+        assert refs[rt]._rows == (y0, y1), rt
+        assert refs[rt].data.shape[-2] == y1 - y0 < 2048, rt
+        assert refs[rt].meta.filename == run["flats"][rt]
+    assert isinstance(refs["fflat"], str)  # read as before
+    res = run_step("flat_field", model, {}, references=refs).model
+    whole = run["ours"].model
+    pairs = [(res, whole)] if mode == "bots" else list(zip(res.slits, whole.slits))
+    for a, b in pairs:
+        for name in (*ARRAYS, "dq", "wavelength"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), (mode, name)
+    assert res.meta.ref_file.dflat.name == whole.meta.ref_file.dflat.name
+
+
 @pytest.mark.parity
 def test_msa_slitlets_flat_matches_jwst(mos):
     ours, theirs = mos["ours"].model, mos["theirs"]
