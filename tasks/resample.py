@@ -334,6 +334,8 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     shapes stcal would find from the bounding box are left to stcal."""
     from stcal.resample import utils
 
+    from ._wcs_cache import evaluations_not_kept
+
     if stepsize != 1 or shape is None or len(shape) != 2 or disable_bbox not in ("to", "from", "both", "none"):
         return utils.calc_pixmap(wcs_from, wcs_to, shape, disable_bbox=disable_bbox, stepsize=stepsize, order=order)
     bbox_from, bbox_to = _bbox_tuple(wcs_from), _bbox_tuple(wcs_to)
@@ -344,18 +346,21 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     ny, nx = (int(n) for n in shape)
     rows = max(1, _PIXMAP_BLOCK // max(nx, 1))
     pixmap = None
+    # a map of several blocks: its blocks' evaluations are not kept by the WCS cache (tasks/_wcs_cache.py)
+    scope = evaluations_not_kept() if ny > rows else contextlib.nullcontext()
     try:
         evaluate = _block_evaluator(wcs_from, wcs_to)
-        for r0 in range(0, ny, rows):
-            r1 = min(ny, r0 + rows)
-            y, x = np.indices((r1 - r0, nx), dtype=np.float64)
-            y += r0
-            px, py = evaluate(x, y)
-            px, py = np.asarray(px), np.asarray(py)
-            if pixmap is None:
-                pixmap = np.empty((ny, nx, 2), dtype=np.result_type(px, py))
-            pixmap[r0:r1, :, 0] = px
-            pixmap[r0:r1, :, 1] = py
+        with scope:
+            for r0 in range(0, ny, rows):
+                r1 = min(ny, r0 + rows)
+                y, x = np.indices((r1 - r0, nx), dtype=np.float64)
+                y += r0
+                px, py = evaluate(x, y)
+                px, py = np.asarray(px), np.asarray(py)
+                if pixmap is None:
+                    pixmap = np.empty((ny, nx, 2), dtype=np.result_type(px, py))
+                pixmap[r0:r1, :, 0] = px
+                pixmap[r0:r1, :, 1] = py
     finally:
         # as stcal does: both bounding boxes set again from their F-ordered intervals
         if bbox_from is not None:
