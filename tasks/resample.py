@@ -391,6 +391,47 @@ def _install_pixmap_sharing() -> None:
             module.calc_pixmap = _calc_pixmap_shared
 
 
+# rows of an exposure whose drizzle weights are made at once (a few MiB of work arrays)
+_WEIGHT_BLOCK = 1 << 18
+
+
+def _lean_driz_weight(model, weight_type=None, good_bits=None, flag_name_map=None):
+    """stcal's ``build_driz_weight`` (the same float32 weights, bit for bit), its ``ivm`` weights made
+    a block of rows at a time.
+
+    stcal makes them over the whole exposure: the DQ mask (astropy's bit-flag temporaries), the
+    inverse variance, their product and a float32 copy of it, about 13 MiB of work arrays for a
+    full-frame exposure at each drizzle.  Each pixel's weight is its own (``1 / var_rnoise``, 0
+    where that is not finite, times its 0/1 DQ mask), so the blocks give the same values.  Other
+    weight types, and an exposure without DQ or with no read-noise variance of its shape, go to
+    stcal's own."""
+    from stcal.resample.utils import build_driz_weight
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask
+
+    data, dq, var = model["data"], model["dq"], model.get("var_rnoise")
+    if weight_type != "ivm" or dq is None or var is None or var.shape != data.shape or dq.shape != data.shape \
+            or data.ndim != 2:
+        return build_driz_weight(model, weight_type=weight_type, good_bits=good_bits, flag_name_map=flag_name_map)
+    out = np.empty(data.shape, dtype=np.float32)
+    rows = max(1, _WEIGHT_BLOCK // max(1, data.shape[1]))
+    for r0 in range(0, data.shape[0], rows):
+        b = slice(r0, r0 + rows)
+        mask = bitfield_to_boolean_mask(dq[b], good_bits, good_mask_value=1, dtype=np.uint8, flag_name_map=flag_name_map)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / var[b]
+        inv[~np.isfinite(inv)] = 0
+        out[b] = inv * mask
+    return out
+
+
+def _install_lean_weights() -> None:
+    """Route stcal's Resample through :func:`_lean_driz_weight`."""
+    import stcal.resample.resample as sr
+
+    if sr.build_driz_weight is not _lean_driz_weight:
+        sr.build_driz_weight = _lean_driz_weight
+
+
 # ---------------------------------------------------------------------------
 # the output product
 
@@ -500,6 +541,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     from stcal.resample import Resample
 
     _install_pixmap_sharing()
+    _install_lean_weights()
 
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL
