@@ -20,7 +20,10 @@ Evaluations are kept too: a call of the WCS (``wcs(x, y)``, ``pixel_to_world_val
 keywords and the same transforms and bounding box gives back a copy of the first answer (at most
 64 MB of inputs and answers are kept a scope, so that large images cost no memory).  The two
 output grids of a source (outlier detection's and resample_spec's) evaluate each slit's WCS on
-the same bounding-box grid, as do the pixel maps of its drizzles.
+the same bounding-box grid, as do the pixel maps of its drizzles.  A pixel map too large for one
+block (a full-frame slit's, :func:`webbflow.tasks.resample._pixel_map`) is evaluated within
+:func:`evaluations_not_kept`: its blocks could not all be kept anyway, and those that were would
+stay in memory for the whole scope (about 60 MiB for a MIRI LRS source) to save little.
 
 The switch and its cache are a context variable, so they hold for the thread that entered the
 scope and nothing else; outside, gwcs runs unchanged.
@@ -33,6 +36,7 @@ import contextvars
 import threading
 
 _CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("webbflow_wcs_transforms", default=None)
+_NOT_KEPT: contextvars.ContextVar[bool] = contextvars.ContextVar("webbflow_wcs_not_kept", default=False)
 _lock = threading.Lock()
 _installed = False
 
@@ -158,7 +162,7 @@ def _install() -> None:
         def memo(kind, method):
             def evaluate(self, *args, **kwargs):
                 cache = _CACHE.get()
-                got = None if cache is None else _memo_key(args, kwargs)
+                got = None if cache is None or _NOT_KEPT.get() else _memo_key(args, kwargs)
                 if got is None:
                     return method(self, *args, **kwargs)
                 key, raw = got
@@ -203,3 +207,13 @@ def reuse_wcs_transforms():
         yield
     finally:
         _CACHE.reset(token)
+
+
+@contextlib.contextmanager
+def evaluations_not_kept():
+    """Inside, WCS evaluations are neither kept nor looked up (the combined transforms still are)."""
+    token = _NOT_KEPT.set(True)
+    try:
+        yield
+    finally:
+        _NOT_KEPT.reset(token)

@@ -46,7 +46,7 @@ def good_pixels(dq: np.ndarray, good_bits: str) -> np.ndarray:
     return build_mask(dq, good_bits, flag_name_map=dqflags.PIXEL).astype(np.float32)
 
 
-MEDIAN_BLOCK_BYTES = 8 << 20  # the most running_median's sorting copy (and a block's float64 median) takes at once
+MEDIAN_BLOCK_BYTES = 2 << 20  # the most running_median's sorting copy (and a block's float64 median) takes at once
 
 
 def running_median(cube: np.ndarray, width: int) -> np.ndarray:

@@ -356,6 +356,8 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     shapes stcal would find from the bounding box are left to stcal."""
     from stcal.resample import utils
 
+    from ._wcs_cache import evaluations_not_kept
+
     if stepsize != 1 or shape is None or len(shape) != 2 or disable_bbox not in ("to", "from", "both", "none"):
         return utils.calc_pixmap(wcs_from, wcs_to, shape, disable_bbox=disable_bbox, stepsize=stepsize, order=order)
     bbox_from, bbox_to = _bbox_tuple(wcs_from), _bbox_tuple(wcs_to)
@@ -366,18 +368,21 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     ny, nx = (int(n) for n in shape)
     rows = max(1, _PIXMAP_BLOCK // max(nx, 1))
     pixmap = None
+    # a map of several blocks: its blocks' evaluations are not kept by the WCS cache (tasks/_wcs_cache.py)
+    scope = evaluations_not_kept() if ny > rows else contextlib.nullcontext()
     try:
         evaluate = _block_evaluator(wcs_from, wcs_to)
-        for r0 in range(0, ny, rows):
-            r1 = min(ny, r0 + rows)
-            y, x = np.indices((r1 - r0, nx), dtype=np.float64)
-            y += r0
-            px, py = evaluate(x, y)
-            px, py = np.asarray(px), np.asarray(py)
-            if pixmap is None:
-                pixmap = np.empty((ny, nx, 2), dtype=np.result_type(px, py))
-            pixmap[r0:r1, :, 0] = px
-            pixmap[r0:r1, :, 1] = py
+        with scope:
+            for r0 in range(0, ny, rows):
+                r1 = min(ny, r0 + rows)
+                y, x = np.indices((r1 - r0, nx), dtype=np.float64)
+                y += r0
+                px, py = evaluate(x, y)
+                px, py = np.asarray(px), np.asarray(py)
+                if pixmap is None:
+                    pixmap = np.empty((ny, nx, 2), dtype=np.result_type(px, py))
+                pixmap[r0:r1, :, 0] = px
+                pixmap[r0:r1, :, 1] = py
     finally:
         # as stcal does: both bounding boxes set again from their F-ordered intervals
         if bbox_from is not None:
@@ -406,6 +411,47 @@ def _install_pixmap_sharing() -> None:
     for module in (sr, so):
         if module.calc_pixmap is not _calc_pixmap_shared:
             module.calc_pixmap = _calc_pixmap_shared
+
+
+# rows of an exposure whose drizzle weights are made at once (a few MiB of work arrays)
+_WEIGHT_BLOCK = 1 << 18
+
+
+def _lean_driz_weight(model, weight_type=None, good_bits=None, flag_name_map=None):
+    """stcal's ``build_driz_weight`` (the same float32 weights, bit for bit), its ``ivm`` weights made
+    a block of rows at a time.
+
+    stcal makes them over the whole exposure: the DQ mask (astropy's bit-flag temporaries), the
+    inverse variance, their product and a float32 copy of it, about 13 MiB of work arrays for a
+    full-frame exposure at each drizzle.  Each pixel's weight is its own (``1 / var_rnoise``, 0
+    where that is not finite, times its 0/1 DQ mask), so the blocks give the same values.  Other
+    weight types, and an exposure without DQ or with no read-noise variance of its shape, go to
+    stcal's own."""
+    from stcal.resample.utils import build_driz_weight
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask
+
+    data, dq, var = model["data"], model["dq"], model.get("var_rnoise")
+    if weight_type != "ivm" or dq is None or var is None or var.shape != data.shape or dq.shape != data.shape \
+            or data.ndim != 2:
+        return build_driz_weight(model, weight_type=weight_type, good_bits=good_bits, flag_name_map=flag_name_map)
+    out = np.empty(data.shape, dtype=np.float32)
+    rows = max(1, _WEIGHT_BLOCK // max(1, data.shape[1]))
+    for r0 in range(0, data.shape[0], rows):
+        b = slice(r0, r0 + rows)
+        mask = bitfield_to_boolean_mask(dq[b], good_bits, good_mask_value=1, dtype=np.uint8, flag_name_map=flag_name_map)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / var[b]
+        inv[~np.isfinite(inv)] = 0
+        out[b] = inv * mask
+    return out
+
+
+def _install_lean_weights() -> None:
+    """Route stcal's Resample through :func:`_lean_driz_weight`."""
+    import stcal.resample.resample as sr
+
+    if sr.build_driz_weight is not _lean_driz_weight:
+        sr.build_driz_weight = _lean_driz_weight
 
 
 # ---------------------------------------------------------------------------
@@ -562,6 +608,7 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     from stcal.resample import Resample
 
     _install_pixmap_sharing()
+    _install_lean_weights()
 
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL

@@ -133,3 +133,28 @@ def test_median_of_the_stack_in_blocks_is_stcals_bit_for_bit(monkeypatch):
             assert got.tobytes() == expected.tobytes()  # NaNs, signed zeros and values bit for bit
     # on disk: stcal's own computer
     assert isinstance(O._median_computer((2, 3, 3), True, np.float32), MedianComputer)
+
+
+def test_drizzle_weights_made_by_blocks_of_rows_are_stcals(monkeypatch):
+    """The ivm weights stcal's Resample gets (made a block of rows at a time) are stcal's own
+    build_driz_weight, bit for bit: zero, NaN, infinite and negative variances, float32 and float64
+    variances, DQ flags kept and ignored; other weight types go to stcal's."""
+    from stcal.resample.utils import build_driz_weight
+
+    from webbflow.models import dqflags
+    from webbflow.tasks import resample
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(resample, "_WEIGHT_BLOCK", 23 * 5)  # eight blocks of five rows
+    for dtype in (np.float32, np.float64):
+        var = rng.uniform(0, 3, size=(37, 23)).astype(dtype)
+        var[0, 0], var[1, 1], var[2, 2], var[3, 3] = 0, np.nan, np.inf, -1
+        dq = rng.choice(np.array([0, 1, 4, 2**9, 2**20], np.uint32), size=var.shape)
+        model = {"data": np.zeros(var.shape, np.float32), "dq": dq, "var_rnoise": var,
+                 "measurement_time": 10.0, "exposure_time": 12.0}
+        for good_bits in ("~DO_NOT_USE", "~DO_NOT_USE+NON_SCIENCE", None, 0):
+            for weight_type in ("ivm", "exptime", None):
+                ours = resample._lean_driz_weight(model, weight_type, good_bits, dqflags.PIXEL)
+                theirs = build_driz_weight(model, weight_type, good_bits, dqflags.PIXEL)
+                assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes()
+        assert np.count_nonzero(resample._lean_driz_weight(model, "ivm", "~DO_NOT_USE", dqflags.PIXEL) == 0) > 4

@@ -239,6 +239,29 @@ def test_outlier_detection_tso_rolling_median_by_blocks_of_rows_is_the_same(monk
         assert np.isnan(med[h: h + 30 - w + 1]).sum() == np.isnan(whole).sum() > 0
 
 
+def test_box_extraction_of_a_stack_by_chunks_of_integrations_is_the_same(monkeypatch):
+    """A long stack is box-extracted a few integrations at a time: the sums are those of the whole
+    stack at once, bit for bit, for either dispersion direction and with NaNs in data and variances."""
+    from webbflow.tasks.extract_1d import box
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(10.0, 3.0, size=(11, 9, 6)).astype(np.float32)
+    data[2, 4, 3] = data[7, 0, 0] = np.nan
+    var = [rng.uniform(0.1, 2.0, size=data.shape).astype(np.float32) for _ in range(3)]
+    var[1][5, 3, 2] = np.nan
+    profile = np.zeros((9, 6))
+    profile[2:7, 1:5] = 1.0
+    profile[2, 1:5] = 0.25
+    monkeypatch.setattr(box, "CHUNK_BYTES", 9 * 6 * 4 * 3)  # three integrations a chunk: four chunks
+    for dispaxis in (1, 2):
+        whole = box._box_extract(data, *var, profile, dispaxis)
+        chunked = box.box_extract(data, *var, profile, dispaxis)
+        assert whole.keys() == chunked.keys()
+        for k in whole:
+            assert whole[k].dtype == chunked[k].dtype and whole[k].tobytes() == chunked[k].tobytes(), k
+        assert np.isfinite(whole["flux"]).sum() > 11 and whole["flux"].shape[0] == 11
+
+
 def test_outlier_detection_tso_low_weight_mask_is_stcals_threshold():
     """The low-weight mask made an integration at a time equals the weights compared with stcal's
     sigma-clipped threshold, for thresholds below, between and above the 0/1 weights."""

@@ -73,3 +73,22 @@ def test_a_changed_wcs_is_evaluated_again(wcs):
             assert wcs.get_transform(frames[-2], frames[-1]) is shifted
         finally:
             wcs.set_transform(frames[-2], frames[-1], old)
+
+
+def test_a_pixel_map_of_several_blocks_is_not_kept_and_is_the_same(wcs, monkeypatch):
+    """A map evaluated in several blocks (a full-frame slit's) leaves nothing in the scope's
+    evaluation cache, and is the map of one block's evaluation; a one-block map is kept."""
+    from webbflow.tasks import _wcs_cache, resample
+
+    shape = (60, 40)
+    outside = resample._pixel_map(wcs, wcs, shape)
+    monkeypatch.setattr(resample, "_PIXMAP_BLOCK", 40 * 7)  # 9 blocks of 7 rows (the last of 4)
+    with reuse_wcs_transforms():
+        cache = _wcs_cache._CACHE.get()
+        blocks = resample._pixel_map(wcs, wcs, shape)
+        assert cache.get("__bytes__", 0) == 0
+        assert not any(isinstance(k, tuple) and k[0] in ("call", "invert") for k in cache)
+        monkeypatch.setattr(resample, "_PIXMAP_BLOCK", 40 * 60)  # one block
+        whole = resample._pixel_map(wcs, wcs, shape)
+        assert cache.get("__bytes__", 0) > 0
+    assert np.array_equal(blocks, outside, equal_nan=True) and np.array_equal(whole, outside, equal_nan=True)
