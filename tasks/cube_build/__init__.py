@@ -37,7 +37,6 @@ scratch set of cube sums exist at a time, whatever the number of exposures.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -45,6 +44,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from .._gc import older_objects_frozen
 from ..base import STEPS, StepParams, step
 from . import nirspec as _nrs
 from .geometry import (
@@ -326,24 +326,6 @@ def _world_part(wcs):
     return gwcs.WCS(steps)
 
 
-@contextlib.contextmanager
-def _older_objects_frozen():
-    """The objects alive before the step (modules, classes, the caller's data: hundreds of
-    thousands) kept out of the collections :func:`_release` makes after each exposure, which then
-    walk only what the step made.  Nothing is done when objects are frozen already (a whole
-    association run freezes its start-up objects once); they are thawed when the step ends."""
-    import gc
-
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _release() -> None:
     """Free a dropped exposure now: its WCS and arrays sit in reference cycles that Python's
     collector would otherwise keep until much later, so memory would grow with the exposures."""
@@ -359,7 +341,7 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
     outputs = []
     exposures = []
     try:
-        with _older_objects_frozen():
+        with older_objects_frozen():  # only what the step makes walked by _release's collections
             exposures = _survey(library, params, store)
         linear = params.linear_wave and params.output_type != "multi"
         lights = [SimpleNamespace(meta=e.meta) for e in exposures]
