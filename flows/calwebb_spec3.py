@@ -205,13 +205,14 @@ def _open_slits(src):
     slits.  Except for WFSS cutouts (made on first use), the WCS objects are made here, before the
     model goes anywhere, so nothing downstream sees a lazy one."""
     from ..models._lazy_wcs import LazyWcs, lazy_wcs_reading
+    from ..tasks._gc import collections_paused
 
-    with lazy_wcs_reading():
+    with collections_paused(), lazy_wcs_reading():
         m = open_cal(src)
-    if m.meta.exposure.type not in WFSS_TYPES:
-        for s in getattr(m, "slits", None) or [m]:
-            if isinstance(getattr(s.meta, "wcs", None), LazyWcs):
-                s.meta.wcs = s.meta.wcs.load()
+        if m.meta.exposure.type not in WFSS_TYPES:
+            for s in getattr(m, "slits", None) or [m]:
+                if isinstance(getattr(s.meta, "wcs", None), LazyWcs):
+                    s.meta.wcs = s.meta.wcs.load()
     return m
 
 
@@ -260,6 +261,17 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         return spec3_soss(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
                           asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
                           backgrounds=backgrounds)
+    from ..tasks._gc import older_objects_frozen, rarer_collections
+
+    # the garbage collector was a fifth of the CPU of 20 sources: full collections walking the
+    # modules' objects again while exposures were read, and young objects collected too early
+    with older_objects_frozen(), rarer_collections():
+        return _spec3_slits(members, product_name, asn_id, asn_pool, asn_table_name, steps, config, output_dir,
+                            backgrounds)
+
+
+def _spec3_slits(members, product_name, asn_id, asn_pool, asn_table_name, steps, config, output_dir, backgrounds) -> dict:
+    """spec3's slit and WFSS modes (the body of :func:`spec3` once IFU and SOSS exposures are sent their way)."""
     def open_member(src):
         m = _open_slits(src)  # WFSS cutouts' WCSs made on first use (flows/_spec3_wfss.py)
         if not isinstance(src, models.DataModel):

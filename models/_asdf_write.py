@@ -135,6 +135,10 @@ def fast_write(tree: dict, f) -> None:
     """``asdf.AsdfFile(tree).write_to(f)``, the same bytes, without the schema validation pass."""
     import asdf
 
+    # ``write_to`` works in a copy of the current config (``config_context``), and the copy lists
+    # the resource mappings of every installed package from their entry points again unless the
+    # config it copies has made its resource manager: made here once, shared by the copies
+    asdf.get_config().resource_manager
     with no_write_validation():
         asdf.AsdfFile(tree).write_to(f)
 

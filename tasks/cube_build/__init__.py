@@ -341,7 +341,7 @@ def build_cubes(library, cubepar_ref, params: CubeBuildParams) -> list:
     outputs = []
     exposures = []
     try:
-        with older_objects_frozen():
+        with older_objects_frozen():  # only what the step makes walked by _release's collections
             exposures = _survey(library, params, store)
         linear = params.linear_wave and params.output_type != "multi"
         lights = [SimpleNamespace(meta=e.meta) for e in exposures]
