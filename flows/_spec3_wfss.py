@@ -328,6 +328,8 @@ def run_wfss(exposures: list, product_name: str, params: dict, references: dict,
         return results, written
     run = StageRun(params=params, references=references, context=context)
     x1d = wfss_x1d([(r.spectra, r.exposure_time, r.integration_time) for r in done], done[0].x1d_meta)
+    for r in results:  # the x1d's tables hold the spectra now; only the combined ones are still needed
+        r.spectra = []
     if x1d.spec and sregion is not None:
         x1d.spec[0].meta["s_region"] = sregion
     stamp(x1d, run, "spec3")

@@ -343,11 +343,24 @@ def _write_image_data(f, arr: np.ndarray) -> None:
         f.write(b"\0" * pad)
 
 
-def _hdu_bytes(hdu) -> bytes:
-    """Serialise one non-primary HDU through astropy (tables and kept extensions)."""
+class DeferredHdu:
+    """An extension made only when it is written (``make()``), and let go once written: a model
+    with many large tables holds one HDU copy of one table at a time while it is saved."""
+
+    __slots__ = ("name", "make")
+
+    def __init__(self, name: str, make):
+        self.name, self.make = name, make
+
+
+def _hdu_bytes(hdu) -> memoryview:
+    """Serialise one non-primary HDU through astropy (tables and kept extensions): a view of the
+    serialised bytes after the dummy primary block, not a copy of them."""
+    if isinstance(hdu, DeferredHdu):
+        hdu = hdu.make()
     bio = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(bio, output_verify="silentfix")
-    return bio.getvalue()[BLOCK:]
+    return bio.getbuffer()[BLOCK:]
 
 
 def _fits_value(v):

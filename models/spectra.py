@@ -11,6 +11,7 @@ does), so that a file opens in stdatamodels as the same class.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, ClassVar
@@ -211,7 +212,11 @@ class MultiSpecBase(DataModel):
     def save(self, path, overwrite: bool = True) -> str:
         kept = self._extra_hdus
         order = self._hdu_order
-        hdus = [self._table_hdu(s, i + 1) for i, s in enumerate(self.spec)]
+        from .io import DeferredHdu
+
+        # each table's HDU is made when its turn to be written comes (models/io.py DeferredHdu)
+        hdus = [DeferredHdu(self.table_extname, functools.partial(self._table_hdu, s, i + 1))
+                for i, s in enumerate(self.spec)]
         self._extra_hdus = hdus + list(kept)
         # spectra go where they were read, else after INT_TIMES (jwst's order)
         base = [n for n in order if n != self.table_extname] or ["PRIMARY"]

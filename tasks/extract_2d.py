@@ -259,6 +259,25 @@ def _new_multislit(model):
     return out
 
 
+def _cutout_wcs(exposure_wcs, tr):
+    """A cutout's WCS: a ``grism_slit`` frame (a copy of the exposure's ``grism_detector`` frame,
+    renamed) whose transform ``tr`` maps the cutout's pixels to the exposure's, followed by the
+    exposure's own steps.  jwst deep-copies the exposure's WCS for each cutout (some 0.6 MiB of
+    Python objects, kept by every cutout until the save); here the cutouts share the steps' frames
+    and transforms, which nothing changes after extract_2d (a cutout's bounding box lives on its own
+    ``tr``), so memory holds one exposure WCS, however many cutouts.  Saved, the shared transforms
+    are written once and aliased by the later cutouts (YAML anchors, as asdf writes any shared
+    object): the same tree when read, with the same values."""
+    from gwcs.wcs import Step
+
+    wcs = copy.copy(exposure_wcs)
+    wcs._pipeline = [Step(s.frame, s.transform) for s in exposure_wcs._pipeline]  # its own list and steps
+    frame = copy.deepcopy(exposure_wcs.grism_detector)
+    frame.name = "grism_slit"
+    wcs.insert_frame(input_frame=frame, output_frame="grism_detector", transform=tr)
+    return wcs
+
+
 def extract_wfss(model, objects: list[GrismObject]):
     """One slit per (object, order) box of ``objects``, cut out of the dispersed exposure."""
     from astropy.modeling.models import Const1D, Mapping, Shift
@@ -272,6 +291,7 @@ def extract_wfss(model, objects: list[GrismObject]):
         setattr(out.meta, group, type(getattr(out.meta, group))())
     out.meta.aperture.position_angle = None
     ysize, xsize = model.meta.subarray.ysize, model.meta.subarray.xsize
+    shared = copy.deepcopy(model.meta.wcs)  # one copy of the exposure's WCS, whose steps every cutout shares
     for obj in objects:
         for order, ((y0, y1), (x0, x1)) in obj.order_bounding.items():
             ymin, ymax = max(0, min(y0, ysize)), max(0, min(y1, ysize))
@@ -289,10 +309,7 @@ def extract_wfss(model, objects: list[GrismObject]):
                 consts.append(k)
             tr = Mapping((0, 1, 0, 0, 0)) | (Shift(xmin) & Shift(ymin) & consts[0] & consts[1] & consts[2])
             _wcs._bind(tr, _wcs.shape_bbox(data.shape))
-            wcs = copy.deepcopy(model.meta.wcs)
-            frame = copy.deepcopy(wcs.grism_detector)
-            frame.name = "grism_slit"
-            wcs.insert_frame(input_frame=frame, output_frame="grism_detector", transform=tr)
+            wcs = _cutout_wcs(shared, tr)
 
             slit = SlitModel(data=data)
             _cut_companions(slit, model, ys, xs)

@@ -354,11 +354,19 @@ def test_extract_2d_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
         ys, xs = np.mgrid[0 : a.data.shape[0] : 3, 0 : a.data.shape[1] : 11]
         for va, vb in zip(a.meta.wcs(xs, ys), b.meta.wcs(xs, ys)):
             np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float), rtol=0, atol=1e-9, equal_nan=True)
-    # the product opens in stdatamodels as a MultiSlitModel with the same slits
+    # the cutouts share one copy of the exposure's WCS steps (memory: one exposure WCS, however many cutouts)
+    shared = {id(s.meta.wcs.pipeline[1].transform) for s in out.slits}
+    assert len(shared) == 1 and ours.meta.wcs.pipeline[0].transform is not out.slits[0].meta.wcs.pipeline[1].transform
+    # the product opens in stdatamodels as a MultiSlitModel with the same slits, whose WCSs (the shared
+    # transforms written once, aliased by the later cutouts) evaluate as jwst's
     saved = out.save(tmp_path / "ours_extract_2d.fits")
     with dm.open(saved) as back:
         assert isinstance(back, dm.MultiSlitModel) and len(back.slits) == len(jout.slits)
         assert [(s.name, s.xstart, s.ysize) for s in back.slits] == [(s.name, s.xstart, s.ysize) for s in jout.slits]
+        for a, b in zip(back.slits, jout.slits):
+            ys, xs = np.mgrid[0 : a.data.shape[0] : 3, 0 : a.data.shape[1] : 11]
+            for va, vb in zip(a.meta.wcs(xs, ys), b.meta.wcs(xs, ys)):
+                np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float), rtol=0, atol=1e-9, equal_nan=True)
 
 
 @pytest.mark.parity
