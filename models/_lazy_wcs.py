@@ -37,6 +37,12 @@ def lazy_wcs_reading():
     """Files opened inside read their ``wcs`` nodes lazily and skip asdf's schema validation on read."""
     import asdf
 
+    from .io import load_asdf_extensions
+
+    # asdf's extensions loaded on the config the context copies, once a process: a context copied
+    # from a config without them lists and loads them again for itself (some 0.06 s each time)
+    load_asdf_extensions()
+    asdf.get_config().extensions
     token = LAZY_WCS.set(True)
     try:
         with asdf.config_context() as cfg:
