@@ -51,6 +51,7 @@ from .geometry import (
     ChannelPixels,
     ChannelSky,
     CubeBuildError,
+    DetectorGeometry,
     band_coverage,
     cube_suffix,
     cubes_to_make,
@@ -233,8 +234,10 @@ def _survey(library, params: CubeBuildParams, store: _PixelStore):
                 continue
             key = _detector_part_key(wcs, model.data.shape)
             geoms = shared.setdefault(key, {}) if key is not None else {}
-            # the sky end of the WCS alone when the detector end is shared, else the whole WCS
-            world = _world_part(wcs) if key is not None and geoms else None
+            # the sky end of the WCS alone, and the detector end (for its first exposure) without the
+            # inverse transforms, when the file's WCS is read step by step; else the whole WCS
+            world = _world_part(wcs) if key is not None else None
+            forward = None
             fps = {}
             for ch in dict.fromkeys(c for c, _ in bands):
                 mapped = params.cube_pa is not None or (params.output_type != "multi" and ch in ("1", "3"))
@@ -243,6 +246,9 @@ def _survey(library, params: CubeBuildParams, store: _PixelStore):
                 sky = None
                 if wanted or mapped:
                     geom = geoms.get((ch, drizzle))
+                    if geom is None and key is not None:
+                        forward = forward or _forward_part(wcs)
+                        geom = DetectorGeometry(forward, model.data.shape, ch, drizzle)
                     sky = ChannelSky(model, ch, geom, world if geom is not None else None, drizzle)
                     geoms[(ch, drizzle)] = sky.geometry
                 fps[ch] = footprint(model, ch, sky, not mapped)
@@ -324,6 +330,40 @@ def _world_part(wcs):
 
     steps = [wcs._convert(st) for st in wcs._node["steps"][2:]]
     return gwcs.WCS(steps)
+
+
+def _forward_part(wcs):
+    """The whole WCS of an exposure made from the file's steps without the inverse transforms of
+    its detector-to-V2/V3 steps (half their models, which the forward mapping never calls): the
+    same forward transforms, so the same numbers."""
+    import gwcs
+
+    steps = wcs._node["steps"]
+    memo: dict = {}
+    return gwcs.WCS([wcs._convert(_without_inverses(st, memo) if k < 2 else st) for k, st in enumerate(steps)])
+
+
+def _without_inverses(node, memo: dict):
+    """A copy of a tagged ASDF node with no ``inverse`` key in its tagged mappings (arrays and
+    untouched nodes shared, not copied; a node met twice copied once, as the YAML aliased it)."""
+    from asdf import tagged
+
+    if id(node) in memo:
+        return memo[id(node)][1]
+    if isinstance(node, tagged.TaggedDict):
+        if (node._tag or "").startswith("tag:stsci.edu:asdf/core/ndarray-"):
+            return node
+        out = tagged.TaggedDict({k: _without_inverses(v, memo) for k, v in node.items() if k != "inverse"}, node._tag)
+    elif isinstance(node, tagged.TaggedList):
+        out = tagged.TaggedList([_without_inverses(v, memo) for v in node], node._tag)
+    elif isinstance(node, dict):
+        out = {k: _without_inverses(v, memo) for k, v in node.items()}
+    elif isinstance(node, list):
+        out = [_without_inverses(v, memo) for v in node]
+    else:
+        return node
+    memo[id(node)] = (node, out)  # the node kept alive with its copy, so that its id stays its own
+    return out
 
 
 def _release() -> None:

@@ -194,10 +194,33 @@ def cube_suffix(channels: list[str], bands: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # tangent plane
 
+# Element-by-element evaluations of many points (the sky transform, the tangent-plane projection)
+# go block by block: a block's temporaries stay in the CPU's caches instead of being fresh pages of
+# memory each time, and each point's numbers are the same whatever block it falls in
+_BLOCK = 65536
+
+
+def by_blocks(fn, *arrays):
+    """``fn(*arrays)`` (1-D arrays of one length, ``fn`` giving a tuple of arrays of that length,
+    each element from the inputs' same element alone) evaluated on blocks of :data:`_BLOCK`
+    points and joined."""
+    n = arrays[0].shape[0]
+    if n <= _BLOCK:
+        return tuple(fn(*arrays))
+    parts = [fn(*(a[s:s + _BLOCK] for a in arrays)) for s in range(0, n, _BLOCK)]
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def radec2std(crval1, crval2, ra, dec, rot_angle=None):
     """Tangent-plane (xi, eta) in arcsec of (ra, dec) about (crval1, crval2); xi grows to the west."""
     ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
     dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
+    if ra.ndim == 1 and ra.shape == dec.shape:
+        return by_blocks(lambda a, d: _radec2std(crval1, crval2, a, d, rot_angle), ra, dec)
+    return _radec2std(crval1, crval2, ra, dec, rot_angle)
+
+
+def _radec2std(crval1, crval2, ra, dec, rot_angle):
     ra0 = crval1 * DEG2RAD
     dec0 = crval2 * DEG2RAD
     radiff = ra * DEG2RAD - ra0
@@ -261,7 +284,7 @@ class DetectorGeometry:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
             ab = wcs.transform(frame0, "alpha_beta", self.x, self.y)
-            self.v2, self.v3, self.lam = wcs.transform("alpha_beta", "v2v3", *ab)
+            self.v2, self.v3, self.lam = _to_v2v3(wcs, *ab)
         del ab
         self.valid = ~np.isnan(self.v2)
         self.drizzle = drizzle
@@ -292,9 +315,15 @@ class DetectorGeometry:
         wave = self.lam[self.valid].astype(np.float64)
         corners = []
         for a, b in ((alpha1, beta - half), (alpha1, beta + half), (alpha2, beta + half), (alpha2, beta - half)):
-            v2, v3, _ = wcs.transform("alpha_beta", "v2v3", a, b, wave)
+            v2, v3, _ = _to_v2v3(wcs, a, b, wave)
             corners += [v2, v3]
         self.corners = tuple(corners)
+
+
+def _to_v2v3(wcs, alpha, beta, lam):
+    """alpha/beta/lambda to V2/V3 through the WCS, by blocks of points (each point's own numbers:
+    the MRS step selects each point's channel model from its beta, and evaluates it point by point)."""
+    return by_blocks(lambda a, b, c: wcs.transform("alpha_beta", "v2v3", a, b, c), alpha, beta, lam)
 
 
 class _PartialSelector:
@@ -364,9 +393,14 @@ class _PartialSelector:
 
 def to_sky(world, v2, v3, lam):
     """V2/V3 (arcsec) and wavelength to RA, Dec and wavelength with ``world``, a WCS from the v2v3 frame on."""
+    def block(a, b, c):
+        return world.transform("v2v3", world.output_frame, a, b, c, with_bounding_box=False)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-        return world.transform("v2v3", world.output_frame, v2, v3, lam, with_bounding_box=False)
+        if np.ndim(v2) == 1 and np.shape(v2) == np.shape(v3) == np.shape(lam):
+            return by_blocks(block, v2, v3, lam)
+        return block(v2, v3, lam)
 
 
 class ChannelSky:
