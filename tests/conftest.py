@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="webbflow-tests-"))
+# the process's Prefect home and its server's database (some 50 MB) go when the process ends
+atexit.register(shutil.rmtree, _SESSION_TMP, True)
 os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect-home")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_API_URL"] = os.environ.get("WEBBFLOW_TEST_PREFECT_API_URL", "")
