@@ -179,7 +179,7 @@ def _check_world(ours_wcs, jwst_wcs, inputs, tol_deg=1e-9, tol_um=1e-9):
 @pytest.mark.parametrize("pupil", ["GRISMR", "GRISMC"])
 def test_assign_wcs_nrc_wfss_matches_jwst(pupil, tmp_path, real_rules_cache):
     m = _rate(pupil=pupil)
-    path = m.save(tmp_path / f"jw01234001001_01101_00001_nrcalong_rate.fits")
+    path = m.save(tmp_path / "jw01234001001_01101_00001_nrcalong_rate.fits")
     refs = _wcs_refs(m, tmp_path, pupil)
     ours = run_step("assign_wcs", models.open(path), {}, references=refs).model
     theirs = _jwst_assign_wcs(path, refs, real_rules_cache, sip_approx=False)

@@ -473,7 +473,6 @@ def _finish(exposures, cube, params: CubeBuildParams, name: str):
 
     grid = cube.grid
     flux, weight, var, iflux = cube.sums
-    n = flux.size
     normalise(flux, weight, var, iflux)
     dq = final_dq(cube.dq, weight, grid.shape).reshape(grid.shape)
     del cube.dq

@@ -7,8 +7,6 @@ integrations are stacked along the first axis).  Arithmetic is float64, as jwst'
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 
