@@ -371,14 +371,13 @@ def _imports_without_gc():
     (together about 0.7 s of the 2.6 s of user CPU of a NIRSpec BOTS spec2 run of 100
     integrations).  What the imports leave as garbage cycles (a few thousand objects) is
     kept until the run ends."""
-    was = gc.isenabled()
-    gc.disable()
+    from ..tasks._gc import collections_paused
+
     try:
-        yield
+        with collections_paused():
+            yield
     finally:
         gc.freeze()
-        if was:
-            gc.enable()
 
 
 def _exit_without_collections() -> None:

@@ -201,10 +201,13 @@ _BLOCK = 65536
 
 
 def by_blocks(fn, *arrays):
-    """``fn(*arrays)`` (1-D arrays of one length, ``fn`` giving a tuple of arrays of that length,
-    each element from the inputs' same element alone) evaluated on blocks of :data:`_BLOCK`
-    points and joined."""
-    n = arrays[0].shape[0]
+    """``fn(*arrays)`` (``fn`` giving a tuple of arrays like its inputs, each element from the inputs'
+    same element alone): for 1-D arrays of one length, evaluated on blocks of :data:`_BLOCK` points
+    and joined; other inputs in one call."""
+    shape = np.shape(arrays[0])
+    if len(shape) != 1 or any(np.shape(a) != shape for a in arrays):
+        return fn(*arrays)
+    n = shape[0]
     if n <= _BLOCK:
         return tuple(fn(*arrays))
     parts = [fn(*(a[s:s + _BLOCK] for a in arrays)) for s in range(0, n, _BLOCK)]
@@ -215,9 +218,7 @@ def radec2std(crval1, crval2, ra, dec, rot_angle=None):
     """Tangent-plane (xi, eta) in arcsec of (ra, dec) about (crval1, crval2); xi grows to the west."""
     ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
     dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
-    if ra.ndim == 1 and ra.shape == dec.shape:
-        return by_blocks(lambda a, d: _radec2std(crval1, crval2, a, d, rot_angle), ra, dec)
-    return _radec2std(crval1, crval2, ra, dec, rot_angle)
+    return by_blocks(lambda a, d: _radec2std(crval1, crval2, a, d, rot_angle), ra, dec)
 
 
 def _radec2std(crval1, crval2, ra, dec, rot_angle):
@@ -398,9 +399,7 @@ def to_sky(world, v2, v3, lam):
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
-        if np.ndim(v2) == 1 and np.shape(v2) == np.shape(v3) == np.shape(lam):
-            return by_blocks(block, v2, v3, lam)
-        return block(v2, v3, lam)
+        return by_blocks(block, v2, v3, lam)
 
 
 class ChannelSky:
