@@ -121,15 +121,16 @@ def _low_weight(dq: np.ndarray, good_bits: str, maskpt: float, rule: str | None 
 
     The weights are :func:`good_pixels`' 1.0 or 0.0, so the non-zero ones are all 1.0, their
     clipped mean is exactly 1.0 and the threshold is ``maskpt`` (NaN, so nothing is low, when no
-    pixel is good).  The mask is made an integration at a time, without the float32 weight cube
+    pixel is good).  The mask is made ~1 MiB of DQ at a time, without the float32 weight cube
     and the clipping's float64 copies of it.  ``rule`` (:func:`_low_rule` of a whole cube) lets
     ``dq`` be a block of that cube's rows, the threshold still the whole cube's."""
     rule = rule or _low_rule(dq, good_bits, maskpt)
     if rule != "bad":
         return np.full(dq.shape, rule == "all")
     low = np.empty(dq.shape, dtype=bool)
-    for i in range(dq.shape[0]):
-        low[i] = _good_mask(dq[i], good_bits)
+    per = max(1, (1 << 20) // max(1, dq[0].nbytes))  # integrations a call: about 1 MiB of DQ
+    for i in range(0, dq.shape[0], per):
+        low[i: i + per] = _good_mask(dq[i: i + per], good_bits)
     return np.logical_not(low, out=low)
 
 
