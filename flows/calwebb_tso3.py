@@ -33,7 +33,8 @@ STEPS = ["outlier_detection", "tso_photometry", "adaptive_trace_model", "extract
 NOT_IMPLEMENTED = ("pixel_replace", "photom")
 IMAGING_TSO = {"NRC_TSIMAGE"}
 # the arrays of a spectroscopic cube that extract_1d's box extraction does not read (it reads SCI and
-# the variances): with keep_arrays=False they go once the crfints product is written
+# the variances): with keep_arrays=False they go once the crfints product is written (adaptive_trace_model
+# skipped, as by default) or once that step has run
 _NOT_EXTRACTED = ("err", "dq")
 
 _last = LastRuns()
@@ -121,6 +122,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     out_dir = Path(output_dir) if output_dir else None
     result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
 
+    atm_skipped = bool(params["adaptive_trace_model"].skip)  # when it runs, it reads the cube's ERR and DQ
     flagged = []
     for cube in cubes:
         if cube.data.ndim < 3:
@@ -141,7 +143,7 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
                 trim_heap()  # the step's freed temporaries, not under the write's
                 from ..models.io import released_once_written
 
-                with released_once_written(_NOT_EXTRACTED if not (keep_arrays or soss or imaging) else ()):
+                with released_once_written(() if keep_arrays or soss or imaging or not atm_skipped else _NOT_EXTRACTED):
                     result["written"].append(cube.save(out_dir / name))
                 trim_heap()  # the write's freed buffers, before the next cube or extract_1d
             result["crfints"].append(cube)
