@@ -266,6 +266,38 @@ def _lookup(kind: str, key: tuple, compute):
     return v
 
 
+class _Ref(int):
+    """A WCS object in a shared-store key sent from a forked child: its ``id``, the same in the
+    parent, which had the object at that address when it forked."""
+
+
+def shared_entries_since(marks: dict) -> list:
+    """What the current store gained since ``marks`` (``{kind: number of entries}``), in a form a
+    forked child can send to its parent: WCS objects in the keys replaced by :class:`_Ref`."""
+    store = _SHARED.get()
+    if store is None:
+        return []
+    return [(kind, tuple(_Ref(id(x)) if hasattr(x, "forward_transform") else x for x in key), value)
+            for kind, entries in store.items() for key, value in entries[marks.get(kind, 0):]]
+
+
+def take_shared_entries(entries: list, objects) -> None:
+    """Add entries from :func:`shared_entries_since` (sent by a forked child) to the current store,
+    their keys holding again the WCS objects among ``objects`` they stand for; an entry whose object
+    is not among them, or already held, is left out (it would be computed again if needed)."""
+    store = _SHARED.get()
+    if store is None:
+        return
+    table = {id(o): o for o in objects if o is not None}
+    for kind, key, value in entries:
+        if any(isinstance(x, _Ref) and int(x) not in table for x in key):
+            continue
+        key = tuple(table[int(x)] if isinstance(x, _Ref) else x for x in key)
+        held = store.setdefault(kind, [])
+        if not any(_same(k, key) for k, _v in held):
+            held.append((key, value))
+
+
 def _shared_grid(inputs, params: ResampleParams) -> dict:
     key = tuple(m.meta.wcs for m in inputs) + tuple(str(m.meta.wcsinfo.s_region) for m in inputs) + tuple(
         tuple(m.data.shape) for m in inputs) + tuple(repr(getattr(params, f)) for f in _GRID_FIELDS)
@@ -566,6 +598,8 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
     from stcal.resample import Resample
     from stcal.resample.utils import get_tmeasure
 
+    if self._variances_elsewhere:  # a forked child sums them (:func:`_drizzle`)
+        return
     ivm = self.weight_type.startswith("ivm")
     if (not ivm and self.weight_type != "exptime") or (ivm and not (
             "var_rnoise" in self.variance_array_names and self._check_var_array(model, "var_rnoise"))):
@@ -613,6 +647,15 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL
         resample_variance_arrays = _resample_variances
+        _variances_elsewhere = False  # the variances summed by a forked child
+        _forked_variances = None  # that child's
+
+        def finalize_resample_variance(self, output_model):
+            if self._forked_variances is None:
+                return Resample.finalize_resample_variance(self, output_model)
+            output_model.update(self._forked_variances.result())
+            self._forked_variances = None
+            self._finalized = True
 
     r = _Resample(
         output_wcs=grid,
@@ -629,9 +672,31 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         pixmap_stepsize=params.pixmap_stepsize,
         pixmap_order=params.pixmap_order,
     )
-    for m in inputs if stream is None else stream:
-        r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
-    r.finalize()
+    from ._threads import Forked, processes
+
+    if r.enable_var and r.compute_err != "driz_err" and (stream is None or _SHARED.get() is not None) \
+            and processes() > 1:
+        # the variance arrays are drizzled and summed apart from the data, on their own outputs: a
+        # forked child does that part (its own pass over the same models, whose pixels it reads as
+        # the fork left them), this process the data, weights and context, as stcal would in one pass
+        def variances():
+            r._variances_elsewhere = False  # here they are summed
+            r._driz.add_image = lambda *a, **k: None  # the data's drizzle is the parent's
+            for m in inputs if stream is None else stream:  # the child's copy of the stream
+                r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+            out: dict = {}
+            Resample.finalize_resample_variance(r, out)
+            return {k: out[k] for k in r.variance_array_names if k in out}
+
+        r._forked_variances = Forked(variances)
+        r._variances_elsewhere = True
+    try:
+        for m in inputs if stream is None else stream:
+            r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+        r.finalize()
+    finally:
+        if r._forked_variances is not None:
+            r._forked_variances.cancel()
     out = r.output_model
     if bare:
         return out
