@@ -100,11 +100,19 @@ class Forked:
 
     def __init__(self, fn) -> None:
         import os
+        import threading
 
+        # other Python threads (a tracked run's log shipping, say) may hold a lock at the fork that
+        # nobody releases in the child: there the child's log records are dropped rather than risked
+        threaded = threading.active_count() > 1
         rfd, wfd = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(rfd)
+            if threaded:
+                import logging
+
+                logging.disable(logging.CRITICAL)
             _child(fn, wfd)
         os.close(wfd)
         self._pid, self._r = pid, os.fdopen(rfd, "rb")
