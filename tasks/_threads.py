@@ -78,6 +78,11 @@ def _child(fn, wfd: int) -> None:
 
     global _IN_CHILD
     _IN_CHILD = True
+    # no collections here: each would walk (and so copy from the parent) the pages of every object
+    # alive at the fork; the child is short-lived and its cycles go when it ends
+    import gc
+
+    gc.disable()
     code = 0
     try:
         try:

@@ -598,8 +598,6 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
     from stcal.resample import Resample
     from stcal.resample.utils import get_tmeasure
 
-    if self._variances_elsewhere:  # a forked child sums them (:func:`_drizzle`)
-        return
     ivm = self.weight_type.startswith("ivm")
     if (not ivm and self.weight_type != "exptime") or (ivm and not (
             "var_rnoise" in self.variance_array_names and self._check_var_array(model, "var_rnoise"))):
@@ -607,6 +605,9 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
                                                  xmin, xmax, ymin, ymax)
     info = self._variance_info
     names = [n for n in self.variance_array_names if self._check_var_array(model, n)]
+    part = self._variance_part  # the arrays summed here (the others by a forked child, :func:`_drizzle`)
+    if part is not None:
+        names = [n for n in names if n in part or (ivm and n == "var_rnoise")]  # read noise: the weights
     for name in names:
         info[name]["var"] = self._resample_one_variance_array(
             name, model=model, pixmap=pixmap, pixel_scale_ratio=pixel_scale_ratio, iscale=iscale,
@@ -618,7 +619,7 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
         weight[good] = np.reciprocal(rn_var[good])
     else:
         weight = np.full(self.output_array_shape, get_tmeasure(model)[0])
-    for name in names:
+    for name in names if part is None else [n for n in names if n in part]:
         var, wsum = info[name]["var"], info[name]["wsum"]
         mask = (var >= 0) & np.isfinite(var) & (weight > 0)
         w = weight[mask]
@@ -647,15 +648,18 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL
         resample_variance_arrays = _resample_variances
-        _variances_elsewhere = False  # the variances summed by a forked child
-        _forked_variances = None  # that child's
+        _variance_part = None  # the variance arrays summed here, when not all
+        _forked_variances = None  # the child summing the others
 
         def finalize_resample_variance(self, output_model):
             if self._forked_variances is None:
                 return Resample.finalize_resample_variance(self, output_model)
-            output_model.update(self._forked_variances.result())
+            own: dict = {}
+            Resample.finalize_resample_variance(self, own)
+            theirs = self._forked_variances.result()
             self._forked_variances = None
-            self._finalized = True
+            for name in self.variance_array_names:
+                output_model[name] = theirs[name] if name in theirs else own[name]
 
     r = _Resample(
         output_wcs=grid,
@@ -676,20 +680,23 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
 
     if r.enable_var and r.compute_err != "driz_err" and (stream is None or _SHARED.get() is not None) \
             and processes() > 1:
-        # the variance arrays are drizzled and summed apart from the data, on their own outputs: a
-        # forked child does that part (its own pass over the same models, whose pixels it reads as
-        # the fork left them), this process the data, weights and context, as stcal would in one pass
+        # each variance array is drizzled and summed on its own output, apart from the data: a forked
+        # child sums the read-noise and Poisson variances (its own pass over the same models, whose
+        # pixels it reads as the fork left them), this process the data, weights, context and the
+        # other variances (drizzling the read noise again for the inverse-variance weights)
+        theirs = {"var_rnoise", "var_poisson"}
+
         def variances():
-            r._variances_elsewhere = False  # here they are summed
+            r._variance_part = theirs
             r._driz.add_image = lambda *a, **k: None  # the data's drizzle is the parent's
             for m in inputs if stream is None else stream:  # the child's copy of the stream
                 r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
             out: dict = {}
             Resample.finalize_resample_variance(r, out)
-            return {k: out[k] for k in r.variance_array_names if k in out}
+            return {k: out[k] for k in r.variance_array_names if k in out and k in theirs}
 
         r._forked_variances = Forked(variances)
-        r._variances_elsewhere = True
+        r._variance_part = set(r.variance_array_names) - theirs
     try:
         for m in inputs if stream is None else stream:
             r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
