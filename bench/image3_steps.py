@@ -11,7 +11,7 @@ fresh process from a copy of that folder: jwst's ``Image3Pipeline.call(asn)``, w
 webbflow call with ``PATH`` first on ``PYTHONPATH`` (a folder holding an older checkout as
 ``PATH/webbflow``), so that a change is measured against the code before it under the same
 load.  Every process records, per step, its wall time and its CPU time (the process's, all
-threads), and its library imports separately.  The medians over ``--rounds`` are printed
+threads, and its forked workers'), and its library imports separately.  The medians over ``--rounds`` are printed
 with the ratios to jwst, and the libraries' imports plus the call.  Both sides import their steps'
 libraries before the call (jwst with ``jwst.pipeline``, webbflow with the image3 module, the
 libraries its steps use: photutils, tweakwcs, stcal, and the CRDS client, which ``jwst.pipeline``
@@ -36,14 +36,17 @@ PY = sys.executable
 # run in the child: prints one JSON line {"imports": s, "steps": {name: [wall, cpu]}, "total": [wall, cpu]}
 _JWST = r"""
 import json, os, sys, time
-c0 = time.process_time()
+def cpu():  # this process's CPU and that of the children it waited for (webbflow's forked workers)
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+c0 = cpu()
 from jwst.pipeline import Image3Pipeline
 import stpipe.step as S
-imports = time.process_time() - c0
+imports = cpu() - c0
 steps = {}
 orig = S.Step.run
 def run(self, *a, **k):
-    w, c = time.perf_counter(), time.process_time()
+    w, c = time.perf_counter(), cpu()
     try:
         return orig(self, *a, **k)
     finally:
@@ -51,17 +54,20 @@ def run(self, *a, **k):
         if n != "Image3Pipeline":
             s = steps.setdefault(n, [0.0, 0.0])
             s[0] += time.perf_counter() - w
-            s[1] += time.process_time() - c
+            s[1] += cpu() - c
 S.Step.run = run
-w, c = time.perf_counter(), time.process_time()
+w, c = time.perf_counter(), cpu()
 Image3Pipeline.call(sys.argv[1], output_dir=sys.argv[2])
-print(json.dumps({"imports": imports, "steps": steps, "total": [time.perf_counter() - w, time.process_time() - c]}))
+print(json.dumps({"imports": imports, "steps": steps, "total": [time.perf_counter() - w, cpu() - c]}))
 """
 
 _WEBBFLOW = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
-c0 = time.process_time()
+def cpu():  # this process's CPU and that of the children it waited for (webbflow's forked workers)
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+c0 = cpu()
 import webbflow.flows.calwebb_image3 as i3
 import webbflow.flows.stage as st
 # the steps' libraries before the call, as jwst's ``import jwst.pipeline`` imports them with its step classes,
@@ -69,26 +75,26 @@ import webbflow.flows.stage as st
 getattr(i3, "_import_step_libraries", lambda: None)()
 import crds
 image3 = vars(i3)["image3"]  # the flow's body as the module holds it (no Prefect import where it is deferred)
-imports = time.process_time() - c0
+imports = cpu() - c0
 steps = {}
 orig = st.run_step
 def run_step(name, *a, **k):
-    w, c = time.perf_counter(), time.process_time()
+    w, c = time.perf_counter(), cpu()
     try:
         return orig(name, *a, **k)
     finally:
         s = steps.setdefault(name, [0.0, 0.0])
         s[0] += time.perf_counter() - w
-        s[1] += time.process_time() - c
+        s[1] += cpu() - c
 st.run_step = run_step
 asn_path = Path(sys.argv[1])
 asn = json.loads(asn_path.read_text())
 product = asn["products"][0]
 members = [str(asn_path.parent / m["expname"]) for m in product["members"] if m.get("exptype", "science") == "science"]
-w, c = time.perf_counter(), time.process_time()
+w, c = time.perf_counter(), cpu()
 image3.fn(members, product_name=product["name"], output_dir=sys.argv[2], asn_id=asn.get("asn_id"),
           asn_info=(asn.get("asn_pool"), asn_path.name))
-print(json.dumps({"imports": imports, "steps": steps, "total": [time.perf_counter() - w, time.process_time() - c]}))
+print(json.dumps({"imports": imports, "steps": steps, "total": [time.perf_counter() - w, cpu() - c]}))
 """
 
 # jwst's step classes and webbflow's step names, in the pipeline's order

@@ -192,42 +192,70 @@ def median_with_resampling(library, params: OutlierDetectionParams, on_disk: boo
 
 
 def _median_with_resampling(library, params: OutlierDetectionParams, on_disk: bool):
-    from stcal.outlier_detection.utils import compute_weight_threshold
-
-    from .resample import _drizzle, _shared_grid
+    from ._threads import fork_map
+    from .resample import _shared_grid, shared_entries_since, shared_store, take_shared_entries
 
     rparams = _resample_params(params)
     stubs = [library.stub(i, copy=False) for i in range(len(library))]  # read only
     grid = _shared_grid(stubs, rparams)
     groups = list(library.group_indices.values())
+    store = shared_store(library)
+    # the groups' drizzles are independent: side by side on forked processes when the members and
+    # the median's stack are in memory (a child reads the members as the fork left them) and
+    # nothing is written on the way
+    parallel = store is not None and not on_disk and not params.save_intermediate_results
+    marks = {k: len(v) for k, v in store.items()} if store is not None else {}
+
+    def one(g):
+        data, wcs = _drizzle_group(library, params, rparams, grid, g, groups)
+        if parallel:  # what the shared store gained (the members' pixel maps), for the parent to keep
+            return data, wcs, shared_entries_since(marks)
+        return data, wcs, None
+
+    done = fork_map(one, range(len(groups))) if parallel else [one(g) for g in range(len(groups))]
     computer = None
     median_wcs = None
-    for g, indices in enumerate(groups):
-        borrowed = [(i, library.borrow(i)) for i in indices]
-        try:
-            log.info("Drizzling %d exposure(s) of group %d/%d onto the common grid", len(indices), g + 1, len(groups))
-            # only the arrays are needed unless the drizzled images are written
-            drizzled = _drizzle([m for _i, m in borrowed], dict(grid), rparams, enable_var=False, report_var=False,
-                                compute_err=None, good_bits=params.good_bits,
-                                bare=not params.save_intermediate_results)
-        finally:
-            for i, m in borrowed:
-                library.shelve(i, m, modify=False)
-            del borrowed
-        if params.save_intermediate_results:
-            root = member_root(drizzled.meta.filename or f"group{g}")
-            name = f"{root}_{library.asn_id}_outlier_i2d.fits" if library.asn_id else f"{root}_outlier_i2d.fits"
-            drizzled.save(_intermediate_path(library, params, name))
-            drizzled = {"data": drizzled.data, "wht": drizzled.wht, "wcs": drizzled.meta.wcs}
-        data, wht = drizzled["data"], drizzled["wht"]
-        if computer is None:
-            median_wcs = drizzled["wcs"]
+    objects = [m.meta.wcs for m in stubs] + [grid["wcs"]]
+    for g, (data, wcs, entries) in enumerate(done):
+        if computer is None:  # the first group is always drizzled here: its WCS is this process's grid
+            median_wcs = wcs
             computer = _median_computer((len(groups),) + data.shape, on_disk, data.dtype)
-        threshold = compute_weight_threshold(wht, params.maskpt)
-        data[wht < threshold] = np.nan
+        if entries:
+            take_shared_entries(entries, objects)
         computer.append(data, g)
-        del drizzled, data, wht
+        done[g] = None
+        del data
     return computer.evaluate(), median_wcs
+
+
+def _drizzle_group(library, params: OutlierDetectionParams, rparams, grid: dict, g: int, groups: list):
+    """Group ``g`` drizzled onto the grid, its pixels of too little weight set to NaN: ``(data, wcs)``."""
+    from stcal.outlier_detection.utils import compute_weight_threshold
+
+    from ._threads import in_child
+    from .resample import _drizzle
+
+    indices = groups[g]
+    borrowed = [(i, library.borrow(i)) for i in indices]
+    try:
+        log.info("Drizzling %d exposure(s) of group %d/%d onto the common grid", len(indices), g + 1, len(groups))
+        # only the arrays are needed unless the drizzled images are written
+        drizzled = _drizzle([m for _i, m in borrowed], dict(grid), rparams, enable_var=False, report_var=False,
+                            compute_err=None, good_bits=params.good_bits,
+                            bare=not params.save_intermediate_results)
+    finally:
+        for i, m in borrowed:
+            library.shelve(i, m, modify=False)
+        del borrowed
+    if params.save_intermediate_results:
+        root = member_root(drizzled.meta.filename or f"group{g}")
+        name = f"{root}_{library.asn_id}_outlier_i2d.fits" if library.asn_id else f"{root}_outlier_i2d.fits"
+        drizzled.save(_intermediate_path(library, params, name))
+        drizzled = {"data": drizzled.data, "wht": drizzled.wht, "wcs": drizzled.meta.wcs}
+    data, wht = drizzled["data"], drizzled["wht"]
+    threshold = compute_weight_threshold(wht, params.maskpt)
+    data[wht < threshold] = np.nan
+    return data, (None if in_child() else drizzled["wcs"])
 
 
 def median_without_resampling(library, params: OutlierDetectionParams, on_disk: bool):
@@ -300,39 +328,60 @@ def flag_outliers(library, params: OutlierDetectionParams):
 
 def _flag_each(library, params: OutlierDetectionParams, median, median_wcs, counts):
     """Blot the median back onto each exposure and flag its outliers; returns the updated counts."""
-    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
-
     from .flat_field import match_nans_and_flags
+    from .resample import _SHARED
 
-    snr1, snr2 = params.snr_pair
-    scale1, scale2 = params.scale_pair
     flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
-    for _i, model in library.each(modify=True):
-        if params.resample_data:
-            blot = gwcs_blot(median_data=median, median_wcs=median_wcs, blot_shape=model.data.shape,
-                             blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=params.pixmap_stepsize,
-                             pixmap_order=params.pixmap_order)
-            if params.save_intermediate_results:
-                from .. import models
+    masks = None
+    if params.resample_data and not params.save_intermediate_results and _SHARED.get() is not None:
+        # each member's blot and comparison are independent: side by side on forked processes (the
+        # members in memory, their pixel maps in the shared store); the flags are set here
+        from ._threads import fork_map
 
-                b = models.ImageModel(data=blot.astype(np.float32))
-                b.meta = model.meta.model_copy(deep=True)
-                root = member_root(model.meta.filename or f"member{_i}")
-                b.save(_intermediate_path(library, params, f"{root}_{library.asn_id}_blot.fits" if library.asn_id
-                                          else f"{root}_blot.fits"))
-            backg = params.backg
-            bg = model.meta.background
-            if bg.subtracted is False and bg.level is not None:
-                backg = bg.level
-            mask = flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
-        else:
-            mask = flag_crs(model.data, model.err, median, snr1)
+        def one(i):
+            model = library.borrow(i)
+            try:
+                return _outlier_mask(library, params, model, i, median, median_wcs)
+            finally:
+                library.shelve(i, model, modify=False)
+
+        masks = fork_map(one, range(len(library)))
+    for i, model in library.each(modify=True):
+        mask = _outlier_mask(library, params, model, i, median, median_wcs) if masks is None else masks[i]
         model.dq |= mask.astype(np.uint32) * flag_bits
         match_nans_and_flags(model)
         model.meta.cal_step.outlier_detection = "COMPLETE"
         log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
         counts = (counts[0] + int(np.count_nonzero(mask)), counts[1] + int(mask.size))
+        if masks is not None:
+            masks[i] = None
     return counts
+
+
+def _outlier_mask(library, params: OutlierDetectionParams, model, i: int, median, median_wcs):
+    """The member's outliers: where it differs from the median blotted onto it (or from the median)."""
+    from stcal.outlier_detection.utils import flag_crs, flag_resampled_crs, gwcs_blot
+
+    snr1, snr2 = params.snr_pair
+    scale1, scale2 = params.scale_pair
+    if not params.resample_data:
+        return flag_crs(model.data, model.err, median, snr1)
+    blot = gwcs_blot(median_data=median, median_wcs=median_wcs, blot_shape=model.data.shape,
+                     blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=params.pixmap_stepsize,
+                     pixmap_order=params.pixmap_order)
+    if params.save_intermediate_results:
+        from .. import models
+
+        b = models.ImageModel(data=blot.astype(np.float32))
+        b.meta = model.meta.model_copy(deep=True)
+        root = member_root(model.meta.filename or f"member{i}")
+        b.save(_intermediate_path(library, params, f"{root}_{library.asn_id}_blot.fits" if library.asn_id
+                                  else f"{root}_blot.fits"))
+    backg = params.backg
+    bg = model.meta.background
+    if bg.subtracted is False and bg.level is not None:
+        backg = bg.level
+    return flag_resampled_crs(model.data, model.err, blot, snr1, snr2, scale1, scale2, backg)
 
 
 def flag_outliers_spec(library, params: OutlierDetectionParams):

@@ -266,6 +266,38 @@ def _lookup(kind: str, key: tuple, compute):
     return v
 
 
+class _Ref(int):
+    """A WCS object in a shared-store key sent from a forked child: its ``id``, the same in the
+    parent, which had the object at that address when it forked."""
+
+
+def shared_entries_since(marks: dict) -> list:
+    """What the current store gained since ``marks`` (``{kind: number of entries}``), in a form a
+    forked child can send to its parent: WCS objects in the keys replaced by :class:`_Ref`."""
+    store = _SHARED.get()
+    if store is None:
+        return []
+    return [(kind, tuple(_Ref(id(x)) if hasattr(x, "forward_transform") else x for x in key), value)
+            for kind, entries in store.items() for key, value in entries[marks.get(kind, 0):]]
+
+
+def take_shared_entries(entries: list, objects) -> None:
+    """Add entries from :func:`shared_entries_since` (sent by a forked child) to the current store,
+    their keys holding again the WCS objects among ``objects`` they stand for; an entry whose object
+    is not among them, or already held, is left out (it would be computed again if needed)."""
+    store = _SHARED.get()
+    if store is None:
+        return
+    table = {id(o): o for o in objects if o is not None}
+    for kind, key, value in entries:
+        if any(isinstance(x, _Ref) and int(x) not in table for x in key):
+            continue
+        key = tuple(table[int(x)] if isinstance(x, _Ref) else x for x in key)
+        held = store.setdefault(kind, [])
+        if not any(_same(k, key) for k, _v in held):
+            held.append((key, value))
+
+
 def _shared_grid(inputs, params: ResampleParams) -> dict:
     key = tuple(m.meta.wcs for m in inputs) + tuple(str(m.meta.wcsinfo.s_region) for m in inputs) + tuple(
         tuple(m.data.shape) for m in inputs) + tuple(repr(getattr(params, f)) for f in _GRID_FIELDS)
@@ -573,6 +605,9 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
                                                  xmin, xmax, ymin, ymax)
     info = self._variance_info
     names = [n for n in self.variance_array_names if self._check_var_array(model, n)]
+    part = self._variance_part  # the arrays summed here (the others by a forked child, :func:`_drizzle`)
+    if part is not None:
+        names = [n for n in names if n in part or (ivm and n == "var_rnoise")]  # read noise: the weights
     for name in names:
         info[name]["var"] = self._resample_one_variance_array(
             name, model=model, pixmap=pixmap, pixel_scale_ratio=pixel_scale_ratio, iscale=iscale,
@@ -584,7 +619,7 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
         weight[good] = np.reciprocal(rn_var[good])
     else:
         weight = np.full(self.output_array_shape, get_tmeasure(model)[0])
-    for name in names:
+    for name in names if part is None else [n for n in names if n in part]:
         var, wsum = info[name]["var"], info[name]["wsum"]
         mask = (var >= 0) & np.isfinite(var) & (weight > 0)
         w = weight[mask]
@@ -613,6 +648,18 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     class _Resample(Resample):
         dq_flag_name_map = dqflags.PIXEL
         resample_variance_arrays = _resample_variances
+        _variance_part = None  # the variance arrays summed here, when not all
+        _forked_variances = None  # the child summing the others
+
+        def finalize_resample_variance(self, output_model):
+            if self._forked_variances is None:
+                return Resample.finalize_resample_variance(self, output_model)
+            own: dict = {}
+            Resample.finalize_resample_variance(self, own)
+            theirs = self._forked_variances.result()
+            self._forked_variances = None
+            for name in self.variance_array_names:
+                output_model[name] = theirs[name] if name in theirs else own[name]
 
     r = _Resample(
         output_wcs=grid,
@@ -629,9 +676,34 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         pixmap_stepsize=params.pixmap_stepsize,
         pixmap_order=params.pixmap_order,
     )
-    for m in inputs if stream is None else stream:
-        r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
-    r.finalize()
+    from ._threads import Forked, processes
+
+    if r.enable_var and r.compute_err != "driz_err" and (stream is None or _SHARED.get() is not None) \
+            and processes() > 1:
+        # each variance array is drizzled and summed on its own output, apart from the data: a forked
+        # child sums the read-noise and Poisson variances (its own pass over the same models, whose
+        # pixels it reads as the fork left them), this process the data, weights, context and the
+        # other variances (drizzling the read noise again for the inverse-variance weights)
+        theirs = {"var_rnoise", "var_poisson"}
+
+        def variances():
+            r._variance_part = theirs
+            r._driz.add_image = lambda *a, **k: None  # the data's drizzle is the parent's
+            for m in inputs if stream is None else stream:  # the child's copy of the stream
+                r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+            out: dict = {}
+            Resample.finalize_resample_variance(r, out)
+            return {k: out[k] for k in r.variance_array_names if k in out and k in theirs}
+
+        r._forked_variances = Forked(variances)
+        r._variance_part = set(r.variance_array_names) - theirs
+    try:
+        for m in inputs if stream is None else stream:
+            r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+        r.finalize()
+    finally:
+        if r._forked_variances is not None:
+            r._forked_variances.cancel()
     out = r.output_model
     if bare:
         return out

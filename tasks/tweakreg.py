@@ -506,6 +506,19 @@ def align(library, params: TweakRegParams):
         return _skip(library, "At least two exposures are needed for relative alignment and no absolute "
                               "reference catalogue is given: tweakreg skipped")
 
+    found = None
+    if not use_custom and all(library.in_memory(i) for i in range(len(library))):
+        # each exposure's sources are found on its own: side by side on forked processes (members in memory)
+        from ._threads import fork_map
+
+        def one(i):
+            model = library.borrow(i)
+            try:
+                return exposure_catalog(model, params)
+            finally:
+                library.shelve(i, model, modify=False)
+
+        found = fork_map(one, range(len(library)))
     correctors = []
     for i, model in library.each(modify=False):
         filename = model.meta.filename or f"member{i}"
@@ -519,7 +532,7 @@ def align(library, params: TweakRegParams):
             catalog = Table.read(custom)
             save = False
         else:
-            catalog = exposure_catalog(model, params)
+            catalog = exposure_catalog(model, params) if found is None else found[i]
             save = params.save_catalogs
         catalog = _xy_columns(catalog)
         bbox = model.meta.wcs.bounding_box.bounding_box(order="F") if _has_bbox(model.meta.wcs) else None

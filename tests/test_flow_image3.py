@@ -131,6 +131,47 @@ def test_exposures_in_memory_or_one_at_a_time_give_the_same_mosaic(processed, tm
     assert [l for l in ca if not l.startswith("#")] == [l for l in cb if not l.startswith("#")]
 
 
+def test_forked_workers_or_one_process_give_the_same_products(processed, tmp_path, monkeypatch):
+    """Stage 3 shares independent work (each exposure's sources, each group's drizzle, each blot, the
+    mosaic's variance arrays) out to forked processes when it may use several cores; one process
+    (WEBBFLOW_PROCESSES=1) makes the same products bit for bit."""
+    import os
+
+    from webbflow.flows.calwebb_image3 import image3
+    from webbflow.flows.stage import quiet_prefect_settings
+    from webbflow.tasks import _threads
+
+    _res, out = processed
+    cals = sorted(str(p) for p in out.glob("*_cal.fits"))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # as on two cores
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    got = {}
+    for n in ("1", "2"):
+        monkeypatch.setenv("WEBBFLOW_PROCESSES", n)
+        assert _threads.processes() == int(n)
+        with quiet_prefect_settings():
+            got[n] = image3.fn(cals, product_name="p", output_dir=str(tmp_path / n), in_memory=True)
+        assert bool(forks) == (n == "2")
+    a, b = got["1"]["i2d"], got["2"]["i2d"]
+    for name in ("data", "err", "dq", "wht", "con", "var_poisson", "var_rnoise", "var_flat"):
+        if a.has(name):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for crf in sorted((tmp_path / "1").glob("*_crf.fits")):
+        with models.open(crf) as x, models.open(tmp_path / "2" / crf.name) as y:
+            np.testing.assert_array_equal(x.dq, y.dq)
+            np.testing.assert_array_equal(x.data, y.data)
+    ca = (tmp_path / "1" / "p_cat.ecsv").read_text().splitlines()
+    cb = (tmp_path / "2" / "p_cat.ecsv").read_text().splitlines()
+    assert [l for l in ca if not l.startswith("#")] == [l for l in cb if not l.startswith("#")]
+
+
 def test_one_failed_member_keeps_the_others(observation, tmp_path, crds_env):
     from webbflow.flows.association import AssociationFailed, run_association
 
