@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import logging
 from typing import Literal
 
@@ -345,7 +346,7 @@ def _block_evaluator(wcs_from, wcs_to):
     return once_built
 
 
-def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, order=1):
+def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, order=1, window=None):
     """stcal's ``calc_pixmap`` (same arguments, same answer bit for bit, same bounding boxes
     afterwards), with the full-resolution map evaluated in blocks of rows.
 
@@ -353,7 +354,10 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     blocks, so the map is the one a single evaluation of the whole grid gives; evaluating it a
     block at a time keeps the intermediate arrays in cache (about half the CPU time of one
     evaluation of a 512x512 or 1024x1024 grid).  Interpolated maps (``stepsize`` > 1) and
-    shapes stcal would find from the bounding box are left to stcal."""
+    shapes stcal would find from the bounding box are left to stcal.
+
+    ``window`` ``(r0, r1, c0, c1)``: only the map of those rows and columns, the same values
+    (each pixel's evaluation is its own)."""
     from stcal.resample import utils
 
     from ._wcs_cache import evaluations_not_kept
@@ -365,7 +369,8 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
         wcs_from.bounding_box = None
     if disable_bbox in ("to", "both") and bbox_to is not None:
         wcs_to.bounding_box = None
-    ny, nx = (int(n) for n in shape)
+    wr0, wr1, wc0, wc1 = window or (0, int(shape[0]), 0, int(shape[1]))
+    ny, nx = wr1 - wr0, wc1 - wc0
     rows = max(1, _PIXMAP_BLOCK // max(nx, 1))
     pixmap = None
     # a map of several blocks: its blocks' evaluations are not kept by the WCS cache (tasks/_wcs_cache.py)
@@ -376,7 +381,9 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
             for r0 in range(0, ny, rows):
                 r1 = min(ny, r0 + rows)
                 y, x = np.indices((r1 - r0, nx), dtype=np.float64)
-                y += r0
+                y += r0 + wr0
+                if wc0:
+                    x += wc0
                 px, py = evaluate(x, y)
                 px, py = np.asarray(px), np.asarray(py)
                 if pixmap is None:
@@ -394,11 +401,114 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
 
 def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
     """stcal's ``calc_pixmap`` (as :func:`_pixel_map`), reused within :func:`_sharing` (a copy:
-    drizzle may change it)."""
+    drizzle may change it); within :func:`windowed_drizzles`, the map of the drizzled window only."""
     if _SHARED.get() is None or args or set(kwargs) - {"stepsize", "order"}:
+        if _WINDOWED.get() and _SHARED.get() is None and not args and shape is not None and len(shape) == 2 \
+                and kwargs.get("stepsize", 1) == 1 and not set(kwargs) - {"stepsize", "order"}:
+            return _window_map(wcs_from, wcs_to, tuple(int(n) for n in shape))
         return _pixel_map(wcs_from, wcs_to, shape, *args, **kwargs)
     key = (wcs_from, wcs_to, None if shape is None else tuple(shape), kwargs.get("stepsize", 1), kwargs.get("order", 1))
     return _lookup("pixmap", key, lambda: _pixel_map(wcs_from, wcs_to, shape, **kwargs)).copy()
+
+
+# pixels of exactly evaluated map kept around the drizzled range of a windowed map (drizzle's
+# square kernel reads the map of a pixel's neighbours for its corners)
+_WINDOW_MARGIN = 4
+_WINDOWED: contextvars.ContextVar = contextvars.ContextVar("webbflow_resample_windowed", default=False)
+
+
+@contextlib.contextmanager
+def windowed_drizzles():
+    """Drizzles within: each input's pixel map and arrays cut to the rows and columns stcal drizzles.
+
+    stcal drizzles only the input pixels within its bounding box (``resample_range``), but makes the
+    pixel map of the whole input (float64, 16 MiB for a 1032x1024 exposure) and hands drizzle the
+    whole arrays.  Here the map is evaluated on that range and a margin of ``_WINDOW_MARGIN`` pixels
+    only (:class:`_WindowMap`), and drizzle is given the same cut of the data, weights and DQ with
+    the range shifted to it: the same pixels through the same map values, so the same sums.  A
+    drizzle asked for pixels outside the window (never, as stcal calls it) gets the whole map.
+    Not with :func:`_sharing` (a shared map is reused by blots of the whole exposure)."""
+    _install_window_drizzle()
+    token = _WINDOWED.set(True)
+    try:
+        yield
+    finally:
+        _WINDOWED.reset(token)
+
+
+class _WindowMap(np.ndarray):
+    """The pixel map of a window ``origin`` (row, column) of an input of ``full_shape``; ``full()``
+    makes the whole map."""
+
+    origin: tuple = (0, 0)
+    full_shape: tuple = ()
+    full = None
+
+
+def _window_map(wcs_from, wcs_to, shape: tuple):
+    from stcal.resample.utils import resample_range
+
+    bbox = _bbox_tuple(wcs_from)
+    if bbox is None:
+        return _pixel_map(wcs_from, wcs_to, shape)
+    xmin, xmax, ymin, ymax = resample_range(shape, bbox)
+    m = _WINDOW_MARGIN
+    r0, r1 = max(0, ymin - m), min(shape[0], ymax + m + 1)
+    c0, c1 = max(0, xmin - m), min(shape[1], xmax + m + 1)
+    if (r1 - r0) * (c1 - c0) * 2 > shape[0] * shape[1]:  # not worth it
+        return _pixel_map(wcs_from, wcs_to, shape)
+    out = _pixel_map(wcs_from, wcs_to, shape, window=(r0, r1, c0, c1)).view(_WindowMap)
+    out.origin, out.full_shape = (r0, c0), shape
+    out.full = lambda: _pixel_map(wcs_from, wcs_to, shape)
+    return out
+
+
+def _cut_for_window(pixmap, arrays: dict, bounds: dict):
+    """``(pixmap, arrays, bounds)`` for drizzle: cut to a :class:`_WindowMap`'s window, or whole."""
+    (r0, c0), (ny, nx) = pixmap.origin, pixmap.full_shape
+    h, w = pixmap.shape[:2]
+    m = _WINDOW_MARGIN
+    x0 = 0 if bounds["xmin"] is None else bounds["xmin"]
+    x1 = nx - 1 if bounds["xmax"] is None else bounds["xmax"]
+    y0 = 0 if bounds["ymin"] is None else bounds["ymin"]
+    y1 = ny - 1 if bounds["ymax"] is None else bounds["ymax"]
+    inside = (x0 - c0 >= min(m, x0) and (c0 + w) - 1 - x1 >= min(m, nx - 1 - x1)
+              and y0 - r0 >= min(m, y0) and (r0 + h) - 1 - y1 >= min(m, ny - 1 - y1))
+    if not inside:
+        return np.asarray(pixmap.full()), arrays, bounds
+    cut = {k: (None if a is None else np.ascontiguousarray(a[r0:r0 + h, c0:c0 + w])) for k, a in arrays.items()}
+    return (np.ascontiguousarray(pixmap.view(np.ndarray)), cut,
+            {"xmin": x0 - c0, "xmax": x1 - c0, "ymin": y0 - r0, "ymax": y1 - r0})
+
+
+def _install_window_drizzle() -> None:
+    """stcal's Resample makes drizzle's ``Drizzle`` through its module's name: routed to
+    a subclass (:func:`_window_drizzle_class`), which is drizzle's own for any map but a :class:`_WindowMap`."""
+    import stcal.resample.resample as sr
+
+    cls = _window_drizzle_class()
+    if sr.Drizzle is not cls:
+        sr.Drizzle = cls
+
+
+@functools.lru_cache(maxsize=None)
+def _window_drizzle_class():
+    from drizzle.resample import Drizzle
+
+    class WindowDrizzle(Drizzle):
+        def add_image(self, data, exptime, pixmap, data2=None, dq=None, *args, weight_map=None,
+                      xmin=None, xmax=None, ymin=None, ymax=None, **kwargs):
+            bounds = {"xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
+            if isinstance(pixmap, _WindowMap) and not args:
+                arrays = {"data": data, "data2": data2, "dq": dq, "weight_map": weight_map}
+                pixmap, arrays, bounds = _cut_for_window(pixmap, arrays, bounds)
+                data, data2, dq, weight_map = (arrays[k] for k in ("data", "data2", "dq", "weight_map"))
+            elif isinstance(pixmap, _WindowMap):
+                pixmap = np.asarray(pixmap.full())
+            return super().add_image(data, exptime, pixmap, data2, dq, *args, weight_map=weight_map, **bounds,
+                                     **kwargs)
+
+    return WindowDrizzle
 
 
 def _install_pixmap_sharing() -> None:
