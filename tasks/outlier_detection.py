@@ -429,6 +429,7 @@ def _blots_in_window(med, med_err, med_wcs, model):
     then evaluated again over the window, one map for both blots (stcal makes it twice)."""
     from drizzle.resample import blot_image
 
+    from . import resample
     from .resample import _pixel_map
 
     ny, nx = model.data.shape
@@ -450,7 +451,7 @@ def _blots_in_window(med, med_err, med_wcs, model):
     m = _BLOT_MARGIN
     wr0, wr1 = max(0, rows[0] - m), min(ny, rows[1] + m)
     wc0, wc1 = max(0, cols[0] - m), min(nx, cols[1] + m)
-    if (wr1 - wr0) * (wc1 - wc0) * 2 > ny * nx:
+    if (wr1 - wr0) * (wc1 - wc0) > resample._WINDOW_WORTH * ny * nx:
         return None
     pixmap = _pixel_map(wcs, med_wcs, (ny, nx), window=(wr0, wr1, wc0, wc1))
     pixmap[np.isnan(pixmap)] = -1  # as stcal's gwcs_blot

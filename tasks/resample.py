@@ -415,6 +415,8 @@ def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
 # square kernel reads the map of a pixel's neighbours for its corners)
 _WINDOW_MARGIN = 4
 _WINDOWED: contextvars.ContextVar = contextvars.ContextVar("webbflow_resample_windowed", default=False)
+# a window of more than this fraction of the input: the whole map and arrays, as stcal
+_WINDOW_WORTH = 0.5
 
 
 @contextlib.contextmanager
@@ -455,7 +457,7 @@ def _window_map(wcs_from, wcs_to, shape: tuple):
     m = _WINDOW_MARGIN
     r0, r1 = max(0, ymin - m), min(shape[0], ymax + m + 1)
     c0, c1 = max(0, xmin - m), min(shape[1], xmax + m + 1)
-    if (r1 - r0) * (c1 - c0) * 2 > shape[0] * shape[1]:  # not worth it
+    if (r1 - r0) * (c1 - c0) > _WINDOW_WORTH * shape[0] * shape[1]:  # not worth it
         return _pixel_map(wcs_from, wcs_to, shape)
     out = _pixel_map(wcs_from, wcs_to, shape, window=(r0, r1, c0, c1)).view(_WindowMap)
     out.origin, out.full_shape = (r0, c0), shape
