@@ -426,7 +426,15 @@ def _blots_in_window(med, med_err, med_wcs, model):
     A blot's pixel is drizzle's interpolation of the median at that pixel's map alone; where the map
     is NaN (both coordinates; stcal makes them -1, outside the median) it is the fill value, NaN.
     The map is scanned a block of rows at a time for its finite pixels (never whole in memory),
-    then evaluated again over the window, one map for both blots (stcal makes it twice)."""
+    then evaluated again over the window, one map for both blots (stcal makes it twice).  None of
+    these evaluations is kept by the source's WCS cache: no other map is made on these grids."""
+    from ._wcs_cache import evaluations_not_kept
+
+    with evaluations_not_kept():
+        return _blots_in_window_of(med, med_err, med_wcs, model)
+
+
+def _blots_in_window_of(med, med_err, med_wcs, model):
     from drizzle.resample import blot_image
 
     from . import resample

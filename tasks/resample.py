@@ -111,19 +111,25 @@ def _nan_flag_consistent(model):
     """``model``, or a copy of it whose NaNs and DO_NOT_USE flags agree (the input is not modified)."""
     from .flat_field import match_nans_and_flags
 
-    names = [n for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if model.has(n)]
     shape = model.data.shape
-    invalid = np.zeros(shape, dtype=bool)
-    for n in names:
-        a = getattr(model, n)
-        if a.shape == shape:
-            invalid |= ~np.isfinite(a)
-    has_dq = model.has("dq") and model.dq.shape == shape
-    if has_dq:
-        invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
-    consistent = all(np.isnan(getattr(model, n)[invalid]).all() for n in names if getattr(model, n).shape == shape)
-    if has_dq:
-        consistent &= bool(((model.dq[invalid] & np.uint32(dqflags.DO_NOT_USE)) != 0).all())
+    arrays = [getattr(model, n) for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if model.has(n)]
+    arrays = [a for a in arrays if a.shape == shape]
+    dq = model.dq if model.has("dq") and model.dq.shape == shape else None
+    # checked a block of rows at a time (each pixel's answer is its own): no full-frame masks
+    rows = max(1, _WEIGHT_BLOCK // max(1, shape[-1])) if len(shape) > 1 else max(1, shape[0])
+    consistent = True
+    for r0 in range(0, shape[0], rows):
+        b = slice(r0, r0 + rows)
+        invalid = np.zeros((min(shape[0], r0 + rows) - r0,) + tuple(shape[1:]), dtype=bool)
+        for a in arrays:
+            invalid |= ~np.isfinite(a[b])
+        if dq is not None:
+            invalid |= (dq[b] & np.uint32(dqflags.DO_NOT_USE)) != 0
+        consistent = all(np.isnan(a[b][invalid]).all() for a in arrays)
+        if dq is not None:
+            consistent &= bool(((dq[b][invalid] & np.uint32(dqflags.DO_NOT_USE)) != 0).all())
+        if not consistent:
+            break
     if consistent:
         return model
     fixed = model.copy()
@@ -447,18 +453,28 @@ class _WindowMap(np.ndarray):
     full = None
 
 
-def _window_map(wcs_from, wcs_to, shape: tuple):
+def _window_of(wcs, shape: tuple):
+    """``(r0, r1, c0, c1)``: the rows and columns stcal drizzles of an input (``resample_range`` of its
+    bounding box) and ``_WINDOW_MARGIN`` around them; None for the whole input."""
     from stcal.resample.utils import resample_range
 
-    bbox = _bbox_tuple(wcs_from)
+    bbox = _bbox_tuple(wcs)
     if bbox is None:
-        return _pixel_map(wcs_from, wcs_to, shape)
+        return None
     xmin, xmax, ymin, ymax = resample_range(shape, bbox)
     m = _WINDOW_MARGIN
     r0, r1 = max(0, ymin - m), min(shape[0], ymax + m + 1)
     c0, c1 = max(0, xmin - m), min(shape[1], xmax + m + 1)
     if (r1 - r0) * (c1 - c0) > _WINDOW_WORTH * shape[0] * shape[1]:  # not worth it
+        return None
+    return r0, r1, c0, c1
+
+
+def _window_map(wcs_from, wcs_to, shape: tuple):
+    window = _window_of(wcs_from, shape)
+    if window is None:
         return _pixel_map(wcs_from, wcs_to, shape)
+    r0, r1, c0, c1 = window
     out = _pixel_map(wcs_from, wcs_to, shape, window=(r0, r1, c0, c1)).view(_WindowMap)
     out.origin, out.full_shape = (r0, c0), shape
     out.full = lambda: _pixel_map(wcs_from, wcs_to, shape)
@@ -476,11 +492,18 @@ def _cut_for_window(pixmap, arrays: dict, bounds: dict):
     y1 = ny - 1 if bounds["ymax"] is None else bounds["ymax"]
     inside = (x0 - c0 >= min(m, x0) and (c0 + w) - 1 - x1 >= min(m, nx - 1 - x1)
               and y0 - r0 >= min(m, y0) and (r0 + h) - 1 - y1 >= min(m, ny - 1 - y1))
+    for a in arrays.values():  # a window's weights (_lean_driz_weight) are of the same window
+        inside &= not isinstance(a, _WindowMap) or (a.origin == pixmap.origin and a.shape[:2] == (h, w))
     if not inside:
-        return np.asarray(pixmap.full()), arrays, bounds
-    cut = {k: (None if a is None else np.ascontiguousarray(a[r0:r0 + h, c0:c0 + w])) for k, a in arrays.items()}
+        return np.asarray(pixmap.full()), _whole(arrays), bounds
+    cut = {k: (None if a is None else a.view(np.ndarray) if isinstance(a, _WindowMap) else
+               np.ascontiguousarray(a[r0:r0 + h, c0:c0 + w])) for k, a in arrays.items()}
     return (np.ascontiguousarray(pixmap.view(np.ndarray)), cut,
             {"xmin": x0 - c0, "xmax": x1 - c0, "ymin": y0 - r0, "ymax": y1 - r0})
+
+
+def _whole(arrays: dict) -> dict:
+    return {k: (a.full() if isinstance(a, _WindowMap) else a) for k, a in arrays.items()}
 
 
 def _install_window_drizzle() -> None:
@@ -505,8 +528,11 @@ def _window_drizzle_class():
                 arrays = {"data": data, "data2": data2, "dq": dq, "weight_map": weight_map}
                 pixmap, arrays, bounds = _cut_for_window(pixmap, arrays, bounds)
                 data, data2, dq, weight_map = (arrays[k] for k in ("data", "data2", "dq", "weight_map"))
-            elif isinstance(pixmap, _WindowMap):
-                pixmap = np.asarray(pixmap.full())
+            else:
+                if isinstance(pixmap, _WindowMap):
+                    pixmap = np.asarray(pixmap.full())
+                if isinstance(weight_map, _WindowMap):
+                    weight_map = weight_map.full()
             return super().add_image(data, exptime, pixmap, data2, dq, *args, weight_map=weight_map, **bounds,
                                      **kwargs)
 
@@ -540,15 +566,27 @@ def _lean_driz_weight(model, weight_type=None, good_bits=None, flag_name_map=Non
     weight types, and an exposure without DQ or with no read-noise variance of its shape, go to
     stcal's own."""
     from stcal.resample.utils import build_driz_weight
-    from astropy.nddata.bitmask import bitfield_to_boolean_mask
 
     data, dq, var = model["data"], model["dq"], model.get("var_rnoise")
     if weight_type != "ivm" or dq is None or var is None or var.shape != data.shape or dq.shape != data.shape \
             or data.ndim != 2:
         return build_driz_weight(model, weight_type=weight_type, good_bits=good_bits, flag_name_map=flag_name_map)
-    out = np.empty(data.shape, dtype=np.float32)
-    rows = max(1, _WEIGHT_BLOCK // max(1, data.shape[1]))
-    for r0 in range(0, data.shape[0], rows):
+    window = _window_of(model["wcs"], data.shape) if _WINDOWED.get() and model.get("wcs") is not None else None
+    if window is not None:  # within windowed_drizzles: the weights of the pixel map's window only
+        r0, r1, c0, c1 = window
+        out = _ivm_weights(dq[r0:r1, c0:c1], var[r0:r1, c0:c1], good_bits, flag_name_map).view(_WindowMap)
+        out.origin, out.full_shape = (r0, c0), data.shape
+        out.full = lambda: _ivm_weights(dq, var, good_bits, flag_name_map)
+        return out
+    return _ivm_weights(dq, var, good_bits, flag_name_map)
+
+
+def _ivm_weights(dq, var, good_bits, flag_name_map):
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask
+
+    out = np.empty(dq.shape, dtype=np.float32)
+    rows = max(1, _WEIGHT_BLOCK // max(1, dq.shape[1]))
+    for r0 in range(0, dq.shape[0], rows):
         b = slice(r0, r0 + rows)
         mask = bitfield_to_boolean_mask(dq[b], good_bits, good_mask_value=1, dtype=np.uint8, flag_name_map=flag_name_map)
         with np.errstate(divide="ignore", invalid="ignore"):
