@@ -416,6 +416,8 @@ _BLOT_SCAN_ROWS = 64
 # pixels kept around the blotted window for flag_resampled_crs (its derivative and 3x3 smoothing
 # reach one pixel; outside the window the blot is NaN and nothing is flagged)
 _BLOT_MARGIN = 2
+# the margin around an exposure's bounding box within which a blot window is looked for
+_BLOT_SCAN_MARGIN = 16
 
 
 def _blots_in_window(med, med_err, med_wcs, model):
@@ -442,6 +444,16 @@ def _blots_in_window_of(med, med_err, med_wcs, model):
 
     ny, nx = model.data.shape
     wcs = model.meta.wcs
+    bbox = resample._bbox_tuple(wcs)
+    if bbox is None:
+        return None
+    # not scanned when the bounding box and a wide margin cover most of the exposure (a NIRSpec cutout):
+    # the window, though not bounded by the box, would hardly be smaller (a decision only)
+    (bx0, bx1), (by0, by1) = bbox
+    m = _BLOT_SCAN_MARGIN
+    box = (min(nx, bx1 + m) - max(0, bx0 - m)) * (min(ny, by1 + m) - max(0, by0 - m))
+    if box > resample._WINDOW_WORTH * ny * nx:
+        return None
     rows = cols = None
     for r0 in range(0, ny, _BLOT_SCAN_ROWS):
         r1 = min(ny, r0 + _BLOT_SCAN_ROWS)
