@@ -26,7 +26,7 @@ from .base import (
 from .meta import get_path
 
 BLOCK = 2880
-_CHUNK_BYTES = 1 << 18  # an array written 256 KiB at a time: its big-endian copies at most that (was 8 MiB, a whole 1024^2 frame)
+_CHUNK_BYTES = 8 << 20
 _EXTENSIONS_READY = False
 
 
