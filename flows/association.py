@@ -1046,6 +1046,8 @@ def _show_reused(res: AssociationResult) -> None:
 def steps_by_stage(steps: dict | None, pipeline: str) -> dict[str, dict]:
     """A Stage 3 command line's step settings, flat as strun takes them, keyed by the stage they belong to:
     the Stage 3 flow's own steps first, then level 2 (image2 and spec2 alike), then detector1."""
+    if not steps:  # nothing to sort: the earlier stages' flow modules are not imported for their step lists
+        return {"detector1": {}, "image2": {}, "spec2": {}, pipeline: {}}
     from ..errors import ParameterError, did_you_mean
     from .calwebb_detector1 import ALL_STEPS as D1
     from .calwebb_image2 import STEPS as I2

@@ -25,13 +25,17 @@ from ._prefect import flow
 from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError
 from . import registry
-from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp
+from .stage import LastRuns, StageRun, resolve_params, resolve_references, run_name, run_steps, stamp, trim_heap
 
 STEPS = ["outlier_detection", "tso_photometry", "adaptive_trace_model", "extract_1d", "white_light"]
 # jwst's tso3 also lists pixel_replace and photom (NIRISS SOSS); they are skipped by default there
 # and are not implemented here
 NOT_IMPLEMENTED = ("pixel_replace", "photom")
 IMAGING_TSO = {"NRC_TSIMAGE"}
+# the arrays of a spectroscopic cube that extract_1d's box extraction does not read (it reads SCI and
+# the variances): with keep_arrays=False they go once the crfints product is written (adaptive_trace_model
+# skipped, as by default) or once that step has run
+_NOT_EXTRACTED = ("err", "dq")
 
 _last = LastRuns()
 log = logging.getLogger("webbflow.flows")
@@ -114,9 +118,11 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     imaging = _is_imaging(probe)
     later = ["tso_photometry"] if imaging else ["extract_1d", "white_light"] + (["photom"] if soss else [])
     run.references, run.context = resolve_references(probe, {k: v for k, v in params.items() if k in later})
+    trim_heap()  # what reading the cubes and choosing the references freed, given back before the steps
     out_dir = Path(output_dir) if output_dir else None
     result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
 
+    atm_skipped = bool(params["adaptive_trace_model"].skip)  # when it runs, it reads the cube's ERR and DQ
     flagged = []
     for cube in cubes:
         if cube.data.ndim < 3:
@@ -134,7 +140,12 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
             stamp(cube, run, "tso3")
             cube.meta.ref_file.crds = crds  # outlier_detection uses no reference: the context stays the input's
             if out_dir is not None:
-                result["written"].append(cube.save(out_dir / name))
+                trim_heap()  # the step's freed temporaries, not under the write's
+                from ..models.io import released_once_written
+
+                with released_once_written(() if keep_arrays or soss or imaging or not atm_skipped else _NOT_EXTRACTED):
+                    result["written"].append(cube.save(out_dir / name))
+                trim_heap()  # the write's freed buffers, before the next cube or extract_1d
             result["crfints"].append(cube)
             cube.meta.filename = original
         flagged.append(cube)
@@ -177,6 +188,9 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
                 and run.records[-1].status == "COMPLETE":  # jwst's name: <exposure>_<asn_id>_adaptive_trace_model
             result["written"].append(_save_as(cube, out_dir, "adaptive_trace_model", asn_id, run))
         cube.meta.cal_step.pixel_replace = "SKIPPED"
+        if not keep_arrays and not soss:  # written already (crfints), and not read by extract_1d
+            for name in _NOT_EXTRACTED:
+                setattr(cube, name, None)
         spectra = run_steps(cube, ["extract_1d"], run)
         if cube.has("int_times") and x1d.has("int_times"):
             _copy_int_times(cube.int_times, x1d.int_times)

@@ -153,7 +153,9 @@ def _read_rows(fileobj, start: int, shape, raw_dtype: str, rows: tuple[int, int]
         fileobj.seek(start + (k * ny + y0) * nx * item)
         got = fileobj.readinto(memoryview(out[k]).cast("B"))
         if got != out[k].nbytes:
-            raise _truncated(header, path, int(np.prod(shape)), shape, "fewer")
+            end = fileobj.seek(0, 2)  # how many of the image's values the file does hold
+            held = min(int(np.prod(shape)), max(0, (end - start) // item))
+            raise _truncated(header, path, int(np.prod(shape)), shape, held)
     return out.reshape(-1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import math
 from pathlib import Path
@@ -26,7 +27,7 @@ from .base import (
 from .meta import get_path
 
 BLOCK = 2880
-_CHUNK_BYTES = 8 << 20
+_CHUNK_BYTES = 256 << 10  # an image is written this much at a time: its big-endian copy (and a DQ's offset one)
 _EXTENSIONS_READY = False
 
 
@@ -384,6 +385,23 @@ def keep_card_type(header: fits.Header, key: str, value):
     return value
 
 
+_RELEASED: contextvars.ContextVar[frozenset] = contextvars.ContextVar("webbflow_released_once_written",
+                                                                   default=frozenset())
+
+
+@contextlib.contextmanager
+def released_once_written(names):
+    """Inside, :func:`write_fits` lets each image array named in ``names`` go (set to None on the
+    model) as soon as its extension is written, so that the rest of the write (the other arrays,
+    the ASDF extension's serialisation) does not sit on it.  For a caller that does not read those
+    arrays again; the file written is the same."""
+    token = _RELEASED.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _RELEASED.reset(token)
+
+
 def write_fits(model: DataModel, f) -> None:
     cls = type(model)
     # headers for every extension we will write, with modelled keywords applied
@@ -452,6 +470,9 @@ def write_fits(model: DataModel, f) -> None:
                     arr = arr.astype(np.uint8)
                 f.write(_image_header(extname, arr, headers.get(extname), primary=False).tostring().encode("ascii"))
                 _write_image_data(f, arr)
+                if spec.name in _RELEASED.get():
+                    arr = None
+                    setattr(model, spec.name, None)
             continue
         lst = extras.get(extname)
         if lst:

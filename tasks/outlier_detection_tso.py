@@ -41,12 +41,23 @@ def is_tso_cube(model) -> bool:
 
 def good_pixels(dq: np.ndarray, good_bits: str) -> np.ndarray:
     """1.0 where a pixel's DQ holds only flags that ``good_bits`` allows, else 0.0."""
-    from stcal.resample.utils import build_mask
-
-    return build_mask(dq, good_bits, flag_name_map=dqflags.PIXEL).astype(np.float32)
+    return _good_mask(dq, good_bits).astype(np.float32)
 
 
-MEDIAN_BLOCK_BYTES = 2 << 20  # the most running_median's sorting copy (and a block's float64 median) takes at once
+def _good_mask(dq: np.ndarray, good_bits: str) -> np.ndarray:
+    """1 (uint8) where a pixel's DQ holds only flags that ``good_bits`` allows, else 0: stcal's
+    ``build_mask``, made with astropy's bit-flag functions as it is, without importing stcal's
+    resample package (drizzle, spherical_geometry, scipy.interpolate: ~2 MiB resident) for it."""
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask, interpret_bit_flags
+
+    bits = interpret_bit_flags(good_bits, flag_name_map=dqflags.PIXEL)
+    return bitfield_to_boolean_mask(dq, bits, good_mask_value=1, dtype=np.uint8, flag_name_map=dqflags.PIXEL)
+
+
+# the most running_median's sorting copy (and a block's float64 median) takes at once: a block's
+# median and the comparison's float64 temporaries are each about this size, and they are alive
+# together with the whole cube, so they set the step's peak over it
+MEDIAN_BLOCK_BYTES = 256 << 10
 
 
 def running_median(cube: np.ndarray, width: int) -> np.ndarray:
@@ -82,48 +93,53 @@ def flag_tso_outliers(cube, params) -> int:
     The rolling median (float64, as its comparison with the data is) is made and used a block of
     rows at a time, each block's at most ``MEDIAN_BLOCK_BYTES``: every pixel is compared with its
     own median only, so the flags are those of the whole cube at once."""
-    from stcal.outlier_detection.median import nanmedian3D
-
     snr1 = params.snr_pair[0]
     width = params.rolling_window_width
     n, ny = cube.data.shape[:2]
     count = 0
     if 1 < width < n:
-        low = _low_weight(cube.dq, params.good_bits, params.maskpt)
+        rule = _low_rule(cube.dq, params.good_bits, params.maskpt)  # the whole cube's threshold
         rows = max(1, MEDIAN_BLOCK_BYTES // max(1, n * cube.data[0, 0].size * 8))
         for r0 in range(0, ny, rows):
             block = (slice(None), slice(r0, r0 + rows))
             sci = cube.data[block].copy()
-            sci[low[block]] = np.nan
+            sci[_low_weight(cube.dq[block], params.good_bits, params.maskpt, rule)] = np.nan
             median = running_median(sci, width)
             del sci
             count += _flag_rows(cube, block, median, snr1)
-        del low
+            del median  # not alive while the next block's is made
     else:
+        from stcal.outlier_detection.median import nanmedian3D
+
         count = _flag_rows(cube, (Ellipsis,), nanmedian3D(cube.data, overwrite_input=False), snr1)
     return _flagged(cube, count)
 
 
-def _low_weight(dq: np.ndarray, good_bits: str, maskpt: float) -> np.ndarray:
+def _low_weight(dq: np.ndarray, good_bits: str, maskpt: float, rule: str | None = None) -> np.ndarray:
     """Where a pixel's weight is below ``maskpt`` times the mean weight (stcal's
     ``compute_weight_threshold``: the sigma-clipped mean of the non-zero weights), as a boolean cube.
 
     The weights are :func:`good_pixels`' 1.0 or 0.0, so the non-zero ones are all 1.0, their
     clipped mean is exactly 1.0 and the threshold is ``maskpt`` (NaN, so nothing is low, when no
-    pixel is good).  The mask is made an integration at a time, without the float32 weight cube
-    and the clipping's float64 copies of it."""
-    from stcal.resample.utils import build_mask
+    pixel is good).  The mask is made ~1 MiB of DQ at a time, without the float32 weight cube
+    and the clipping's float64 copies of it.  ``rule`` (:func:`_low_rule` of a whole cube) lets
+    ``dq`` be a block of that cube's rows, the threshold still the whole cube's."""
+    rule = rule or _low_rule(dq, good_bits, maskpt)
+    if rule != "bad":
+        return np.full(dq.shape, rule == "all")
+    low = np.empty(dq.shape, dtype=bool)
+    per = max(1, (1 << 20) // max(1, dq[0].nbytes))  # integrations a call: about 1 MiB of DQ
+    for i in range(0, dq.shape[0], per):
+        low[i: i + per] = _good_mask(dq[i: i + per], good_bits)
+    return np.logical_not(low, out=low)
 
-    good = np.empty(dq.shape, dtype=bool)
-    for i in range(dq.shape[0]):
-        good[i] = build_mask(dq[i], good_bits, flag_name_map=dqflags.PIXEL)
-    if not good.any() or not 0.0 < maskpt:  # threshold NaN or at most 0: no weight (0 or 1) is below it
-        good[...] = False
-    elif 1.0 < maskpt:  # every weight is below it
-        good[...] = True
-    else:  # the zero weights only
-        np.logical_not(good, out=good)
-    return good
+
+def _low_rule(dq: np.ndarray, good_bits: str, maskpt: float) -> str:
+    """Which weights of a cube are below its threshold: "none" (no good pixel at all, or ``maskpt`` NaN or
+    at most 0), "all" (``maskpt`` above 1) or "bad" (the zero weights only)."""
+    if not 0.0 < maskpt or not any(_good_mask(dq[i], good_bits).any() for i in range(dq.shape[0])):
+        return "none"
+    return "all" if 1.0 < maskpt else "bad"
 
 
 def flag_against_median(cube, median, snr: float) -> int:
@@ -134,10 +150,10 @@ def flag_against_median(cube, median, snr: float) -> int:
 
 def _flag_rows(cube, block: tuple, median, snr: float) -> int:
     """DO_NOT_USE | OUTLIER in ``cube.dq[block]`` where the data differ from ``median`` (the block's,
-    or one broadcast to it) by more than ``snr`` errors (stcal's ``flag_crs``); returns how many."""
-    from stcal.outlier_detection.utils import flag_crs
-
-    mask = flag_crs(cube.data[block], cube.err[block], median, snr)
+    or one broadcast to it) by more than ``snr`` errors (stcal's ``flag_crs``; its module is not
+    imported: it brings scipy.ndimage, skimage and drizzle, ~3 MiB resident); returns how many."""
+    err = cube.err[block]
+    mask = np.abs(cube.data[block] - median) > snr * np.nan_to_num(err)
     dq = cube.dq[block]
     dq |= mask.astype(np.uint32) * np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
     return int(np.count_nonzero(mask))

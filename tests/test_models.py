@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -287,9 +288,11 @@ def test_rows_read_alone_are_the_whole_files_rows(tmp_path):
         m = models.open(p, rows=rows)
         assert m._rows is None and np.array_equal(m.data, whole.data)
     cut = tmp_path / "cut.fits"
-    cut.write_bytes(p.read_bytes()[: -4 * 2880])  # the last image ends early
-    with pytest.raises(InputFileError, match="truncated"):
+    cut.write_bytes(p.read_bytes()[: -2 * 2880])  # the last image (ERR, 4 blocks) ends half-way
+    with pytest.raises(InputFileError, match="truncated") as e:
         models.open(cut, rows=(30, 40))
+    m = re.search(r"expected (\d+) values of .* file holds (\d+)$", str(e.value))
+    assert m and (m.group(1), m.group(2)) == ("2880", "1440"), str(e.value)  # says how much is there
 
 
 def test_missing_file(tmp_path):
