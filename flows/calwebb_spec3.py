@@ -53,7 +53,7 @@ from .. import models
 from ..errors import InputFileError, ParameterError, UnsupportedModeError, WebbflowError, a_an
 from . import registry
 from ._spec3_wfss import WFSS_TYPES, open_cal, run_wfss
-from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp
+from .stage import LastRuns, StageRun, guarded, resolve_params, resolve_references, run_name, run_steps, stamp, trim_heap
 
 STEPS = ["master_background", "outlier_detection", "adaptive_trace_model", "pixel_replace", "resample_spec",
          "cube_build", "extract_1d", "combine_1d", "spectral_leak"]  # cube_build, spectral_leak: IFU exposures only (flows/_spec3_ifu.py)
@@ -120,6 +120,8 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
         _save(source, out_dir, f"{name}_cal.fits", res.written)
     for s in slits:
         s.meta.asn.table_name = asn_table
+    # single slits read by spec3 from their files: the arrays only their crf needs let go until then
+    reread = [] if is_multi else [_unload_passive(s) for s in slits]
     slits = run_steps(slits, ["outlier_detection"], run)
     if is_multi:
         crf = models.MultiExposureModel()
@@ -128,11 +130,18 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
         crf.slits.extend(slits)
         _save(crf, out_dir, f"{name}_crf.fits", res.written)
     else:  # single slits (MIRI LRS): each exposure's flagged slit, <exposure>_<asn_id>_crf.fits as jwst names it
-        for s in slits:
+        for s, unloaded in zip(slits, reread):
             if s.meta.cal_step.outlier_detection == "COMPLETE":
                 original = s.meta.filename
+                _reload(s, unloaded)
                 _save(s, out_dir, crf_name(original or name, asn_id), res.written)
                 s.meta.filename = original
+                unloaded.update(_unload_passive(s))
+                trim_heap()  # the save's buffers and the arrays read again, given back before the next
+        if not (run.params["adaptive_trace_model"].skip and run.params["pixel_replace"].skip):
+            for s, unloaded in zip(slits, reread):
+                _reload(s, unloaded)
+            reread = []
     if run.params["adaptive_trace_model"].skip:  # jwst's adaptive_trace_model comes here, skipped by default
         for s in slits:
             s.meta.cal_step.adaptive_trace_model = "SKIPPED"
@@ -150,6 +159,8 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
             stamp(x1d, run, "spec3")
             _save(x1d, out_dir, f"{name}_x1d.fits", res.written)
     else:
+        for s, unloaded in zip(slits, reread):
+            _reload(s, unloaded)
         spectra = [run_steps(s, ["extract_1d"], run) for s in slits]
         spectra = [x for x in spectra if isinstance(x, models.DataModel) and x.meta.cal_step.extract_1d == "COMPLETE"]
         if spectra:
@@ -159,6 +170,36 @@ def _process_source(source, res: SourceResult, run: StageRun, out_dir: Path | No
                 _save(c1d, out_dir, f"{name}_c1d.fits", res.written)
     res.steps = [(r.name, r.status, r.seconds) for r in run.records]
     return res
+
+
+# a single slit's arrays that outlier_detection and resample_spec do not read (jwst's crf carries them)
+_PASSIVE = {"wavelength": "WAVELENGTH", "pathloss_point": "PATHLOSS_PS", "pathloss_uniform": "PATHLOSS_UN"}
+
+
+def _unload_passive(slit) -> dict:
+    """Let go of a single slit's arrays that only its crf needs (``_PASSIVE``), when the cal file it was
+    read from holds them unchanged (spec3 read it, see ``_source_path``): two full-frame arrays of an
+    LRS exposure, 8 MiB, through outlier_detection and resample_spec.  Returns what :func:`_reload`
+    needs to read them again; empty when nothing was let go."""
+    path = getattr(slit, "_source_path", None)
+    if path is None:
+        return {}
+    names = [n for n in _PASSIVE if slit.has(n)]
+    for n in names:
+        setattr(slit, n, None)
+    return {"path": path, "names": names} if names else {}
+
+
+def _reload(slit, unloaded: dict) -> None:
+    """The arrays :func:`_unload_passive` let go, read again from the cal file."""
+    if not unloaded or not unloaded.get("names"):
+        return
+    from astropy.io import fits
+
+    with fits.open(unloaded["path"], memmap=False) as hdul:
+        for n in unloaded["names"]:
+            setattr(slit, n, hdul[_PASSIVE[n]].data)
+    unloaded["names"] = []
 
 
 def crf_name(filename: str, asn_id: str | None) -> str:
@@ -280,6 +321,8 @@ def _spec3_slits(members, product_name, asn_id, asn_pool, asn_table_name, steps,
             raise InputFileError(src if not isinstance(src, models.DataModel) else (m.meta.filename or "input"),
                                  f"is {a_an(type(m).__name__)}; spec3's slit modes need MultiSlitModel or SlitModel cal files")
         m.meta.asn.pool_name = asn_pool  # as jwst's association container records them
+        if isinstance(m, models.SlitModel) and not isinstance(src, models.DataModel):
+            m._source_path = Path(src)  # its crf's passive arrays are read again from there (_unload_passive)
         m.meta.asn.table_name = asn_table_name
         return m
 

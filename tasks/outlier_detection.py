@@ -389,7 +389,7 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
     from stcal.outlier_detection.utils import compute_weight_threshold, flag_crs, flag_resampled_crs, gwcs_blot
 
     from .flat_field import match_nans_and_flags
-    from .resample import ResampleParams, _drizzle
+    from .resample import ResampleParams, _drizzle, windowed_drizzles
     from .resample_spec import spectral_output_grid
 
     snr1, snr2 = params.snr_pair
@@ -410,8 +410,9 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
             groups = list(library.group_indices.values())
             median = median_err = None
             for g, indices in enumerate(groups):
-                drizzled = _drizzle([members[i] for i in indices], dict(grid), rparams, enable_var=False,
-                                    report_var=False, compute_err="driz_err", good_bits=params.good_bits)
+                with windowed_drizzles():  # the pixel maps of the drizzled pixels only
+                    drizzled = _drizzle([members[i] for i in indices], dict(grid), rparams, enable_var=False,
+                                        report_var=False, compute_err="driz_err", good_bits=params.good_bits)
                 if params.save_intermediate_results:
                     root = member_root(members[indices[0]].meta.filename or f"group{g}")
                     drizzled.save(_intermediate_path(library, params, f"{root}_{library.asn_id}_outlier_s2d.fits"
@@ -431,19 +432,25 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
             med, med_err = _plain_median(members, params, on_disk)
         flag_bits = np.uint32(dqflags.DO_NOT_USE | dqflags.OUTLIER)
         for model in members:
+            cut = (slice(None), slice(None))
             if params.resample_data:
-                blot = gwcs_blot(median_data=med, median_wcs=med_wcs, blot_shape=model.data.shape,
-                                 blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
-                blot_err = gwcs_blot(median_data=med_err, median_wcs=med_wcs, blot_shape=model.data.shape,
-                                     blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
                 backg = params.backg
                 bg = model.meta.background
                 if bg.subtracted is False and bg.level is not None:
                     backg = bg.level
-                mask = flag_resampled_crs(model.data, blot_err, blot, snr1, snr2, scale1, scale2, backg)
+                found = _blots_in_window(med, med_err, med_wcs, model)
+                if found is None:  # stcal's blots of the whole exposure
+                    blot = gwcs_blot(median_data=med, median_wcs=med_wcs, blot_shape=model.data.shape,
+                                     blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
+                    blot_err = gwcs_blot(median_data=med_err, median_wcs=med_wcs, blot_shape=model.data.shape,
+                                         blot_wcs=model.meta.wcs, fillval=np.nan, pixmap_stepsize=1, pixmap_order=1)
+                else:
+                    cut, blot, blot_err = found
+                mask = flag_resampled_crs(model.data[cut], blot_err, blot, snr1, snr2, scale1, scale2, backg)
+                del blot, blot_err
             else:
                 mask = flag_crs(model.data, med_err, med, snr1)
-            model.dq |= mask.astype(np.uint32) * flag_bits
+            model.dq[cut] |= mask.astype(np.uint32) * flag_bits
             match_nans_and_flags(model)
             model.meta.cal_step.outlier_detection = "COMPLETE"
             log.info("%s: %d pixels flagged as outliers", model.meta.filename, int(np.count_nonzero(mask)))
@@ -451,6 +458,78 @@ def flag_outliers_spec(library, params: OutlierDetectionParams):
         for i, model in enumerate(members):
             library.shelve(i, model, modify=True)
     return library
+
+
+# rows of an exposure's pixel map evaluated at once while looking for its finite part
+_BLOT_SCAN_ROWS = 64
+# pixels kept around the blotted window for flag_resampled_crs (its derivative and 3x3 smoothing
+# reach one pixel; outside the window the blot is NaN and nothing is flagged)
+_BLOT_MARGIN = 2
+# the margin around an exposure's bounding box within which a blot window is looked for
+_BLOT_SCAN_MARGIN = 16
+
+
+def _blots_in_window(med, med_err, med_wcs, model):
+    """stcal's two ``gwcs_blot`` of a slit exposure (median and its error), over the window where the
+    exposure's pixel map to the median's grid is finite: ``(window, blot, blot_err)`` with the window
+    a pair of slices grown by ``_BLOT_MARGIN`` pixels; None when that window is most of the exposure.
+
+    A blot's pixel is drizzle's interpolation of the median at that pixel's map alone; where the map
+    is NaN (both coordinates; stcal makes them -1, outside the median) it is the fill value, NaN.
+    The map is scanned a block of rows at a time for its finite pixels (never whole in memory),
+    then evaluated again over the window, one map for both blots (stcal makes it twice).  None of
+    these evaluations is kept by the source's WCS cache: no other map is made on these grids."""
+    from ._wcs_cache import evaluations_not_kept
+
+    with evaluations_not_kept():
+        return _blots_in_window_of(med, med_err, med_wcs, model)
+
+
+def _blots_in_window_of(med, med_err, med_wcs, model):
+    from drizzle.resample import blot_image
+
+    from . import resample
+    from .resample import _pixel_map
+
+    ny, nx = model.data.shape
+    wcs = model.meta.wcs
+    bbox = resample._bbox_tuple(wcs)
+    if bbox is None:
+        return None
+    # not scanned when the bounding box and a wide margin cover most of the exposure (a NIRSpec cutout):
+    # the window, though not bounded by the box, would hardly be smaller (a decision only)
+    (bx0, bx1), (by0, by1) = bbox
+    m = _BLOT_SCAN_MARGIN
+    box = (min(nx, bx1 + m) - max(0, bx0 - m)) * (min(ny, by1 + m) - max(0, by0 - m))
+    if box > resample._WINDOW_WORTH * ny * nx:
+        return None
+    rows = cols = None
+    for r0 in range(0, ny, _BLOT_SCAN_ROWS):
+        r1 = min(ny, r0 + _BLOT_SCAN_ROWS)
+        block = _pixel_map(wcs, med_wcs, (ny, nx), window=(r0, r1, 0, nx))
+        finite = np.isfinite(block).any(axis=2)
+        del block
+        hit_rows = np.flatnonzero(finite.any(axis=1))
+        if hit_rows.size:
+            hit_cols = np.flatnonzero(finite.any(axis=0))
+            rows = (r0 + hit_rows[0] if rows is None else rows[0], r0 + hit_rows[-1] + 1)
+            cols = (hit_cols[0], hit_cols[-1] + 1) if cols is None else (min(cols[0], hit_cols[0]),
+                                                                          max(cols[1], hit_cols[-1] + 1))
+    if rows is None:
+        rows = cols = (0, 0)
+    m = _BLOT_MARGIN
+    wr0, wr1 = max(0, rows[0] - m), min(ny, rows[1] + m)
+    wc0, wc1 = max(0, cols[0] - m), min(nx, cols[1] + m)
+    if (wr1 - wr0) * (wc1 - wc0) > resample._WINDOW_WORTH * ny * nx:
+        return None
+    pixmap = _pixel_map(wcs, med_wcs, (ny, nx), window=(wr0, wr1, wc0, wc1))
+    pixmap[np.isnan(pixmap)] = -1  # as stcal's gwcs_blot
+    blots = []
+    for data in (med, med_err):
+        out = np.full((wr1 - wr0, wc1 - wc0), np.nan, dtype=np.float32)
+        blot_image(data=data, pixmap=pixmap, out_img=out, fillval=np.nan, iscale=1.0, interp="linear")
+        blots.append(out)
+    return (slice(wr0, wr1), slice(wc0, wc1)), blots[0], blots[1]
 
 
 def _plain_median(members, params, on_disk):

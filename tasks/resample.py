@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import logging
 from typing import Literal
 
@@ -110,19 +111,25 @@ def _nan_flag_consistent(model):
     """``model``, or a copy of it whose NaNs and DO_NOT_USE flags agree (the input is not modified)."""
     from .flat_field import match_nans_and_flags
 
-    names = [n for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if model.has(n)]
     shape = model.data.shape
-    invalid = np.zeros(shape, dtype=bool)
-    for n in names:
-        a = getattr(model, n)
-        if a.shape == shape:
-            invalid |= ~np.isfinite(a)
-    has_dq = model.has("dq") and model.dq.shape == shape
-    if has_dq:
-        invalid |= (model.dq & np.uint32(dqflags.DO_NOT_USE)) != 0
-    consistent = all(np.isnan(getattr(model, n)[invalid]).all() for n in names if getattr(model, n).shape == shape)
-    if has_dq:
-        consistent &= bool(((model.dq[invalid] & np.uint32(dqflags.DO_NOT_USE)) != 0).all())
+    arrays = [getattr(model, n) for n in ("data", "err", "var_rnoise", "var_poisson", "var_flat") if model.has(n)]
+    arrays = [a for a in arrays if a.shape == shape]
+    dq = model.dq if model.has("dq") and model.dq.shape == shape else None
+    # checked a block of rows at a time (each pixel's answer is its own): no full-frame masks
+    rows = max(1, _WEIGHT_BLOCK // max(1, shape[-1])) if len(shape) > 1 else max(1, shape[0])
+    consistent = True
+    for r0 in range(0, shape[0], rows):
+        b = slice(r0, r0 + rows)
+        invalid = np.zeros((min(shape[0], r0 + rows) - r0,) + tuple(shape[1:]), dtype=bool)
+        for a in arrays:
+            invalid |= ~np.isfinite(a[b])
+        if dq is not None:
+            invalid |= (dq[b] & np.uint32(dqflags.DO_NOT_USE)) != 0
+        consistent = all(np.isnan(a[b][invalid]).all() for a in arrays)
+        if dq is not None:
+            consistent &= bool(((dq[b][invalid] & np.uint32(dqflags.DO_NOT_USE)) != 0).all())
+        if not consistent:
+            break
     if consistent:
         return model
     fixed = model.copy()
@@ -377,7 +384,7 @@ def _block_evaluator(wcs_from, wcs_to):
     return once_built
 
 
-def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, order=1):
+def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, order=1, window=None):
     """stcal's ``calc_pixmap`` (same arguments, same answer bit for bit, same bounding boxes
     afterwards), with the full-resolution map evaluated in blocks of rows.
 
@@ -385,7 +392,10 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
     blocks, so the map is the one a single evaluation of the whole grid gives; evaluating it a
     block at a time keeps the intermediate arrays in cache (about half the CPU time of one
     evaluation of a 512x512 or 1024x1024 grid).  Interpolated maps (``stepsize`` > 1) and
-    shapes stcal would find from the bounding box are left to stcal."""
+    shapes stcal would find from the bounding box are left to stcal.
+
+    ``window`` ``(r0, r1, c0, c1)``: only the map of those rows and columns, the same values
+    (each pixel's evaluation is its own)."""
     from stcal.resample import utils
 
     from ._wcs_cache import evaluations_not_kept
@@ -397,7 +407,8 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
         wcs_from.bounding_box = None
     if disable_bbox in ("to", "both") and bbox_to is not None:
         wcs_to.bounding_box = None
-    ny, nx = (int(n) for n in shape)
+    wr0, wr1, wc0, wc1 = window or (0, int(shape[0]), 0, int(shape[1]))
+    ny, nx = wr1 - wr0, wc1 - wc0
     rows = max(1, _PIXMAP_BLOCK // max(nx, 1))
     pixmap = None
     # a map of several blocks: its blocks' evaluations are not kept by the WCS cache (tasks/_wcs_cache.py)
@@ -408,7 +419,9 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
             for r0 in range(0, ny, rows):
                 r1 = min(ny, r0 + rows)
                 y, x = np.indices((r1 - r0, nx), dtype=np.float64)
-                y += r0
+                y += r0 + wr0
+                if wc0:
+                    x += wc0
                 px, py = evaluate(x, y)
                 px, py = np.asarray(px), np.asarray(py)
                 if pixmap is None:
@@ -426,11 +439,140 @@ def _pixel_map(wcs_from, wcs_to, shape=None, disable_bbox="to", stepsize=1, orde
 
 def _calc_pixmap_shared(wcs_from, wcs_to, shape=None, *args, **kwargs):
     """stcal's ``calc_pixmap`` (as :func:`_pixel_map`), reused within :func:`_sharing` (a copy:
-    drizzle may change it)."""
+    drizzle may change it); within :func:`windowed_drizzles`, the map of the drizzled window only."""
     if _SHARED.get() is None or args or set(kwargs) - {"stepsize", "order"}:
+        if _WINDOWED.get() and _SHARED.get() is None and not args and shape is not None and len(shape) == 2 \
+                and kwargs.get("stepsize", 1) == 1 and not set(kwargs) - {"stepsize", "order"}:
+            return _window_map(wcs_from, wcs_to, tuple(int(n) for n in shape))
         return _pixel_map(wcs_from, wcs_to, shape, *args, **kwargs)
     key = (wcs_from, wcs_to, None if shape is None else tuple(shape), kwargs.get("stepsize", 1), kwargs.get("order", 1))
     return _lookup("pixmap", key, lambda: _pixel_map(wcs_from, wcs_to, shape, **kwargs)).copy()
+
+
+# pixels of exactly evaluated map kept around the drizzled range of a windowed map (drizzle's
+# square kernel reads the map of a pixel's neighbours for its corners)
+_WINDOW_MARGIN = 4
+_WINDOWED: contextvars.ContextVar = contextvars.ContextVar("webbflow_resample_windowed", default=False)
+# a window of more than this fraction of the input: the whole map and arrays, as stcal
+_WINDOW_WORTH = 0.5
+
+
+@contextlib.contextmanager
+def windowed_drizzles():
+    """Drizzles within: each input's pixel map and arrays cut to the rows and columns stcal drizzles.
+
+    stcal drizzles only the input pixels within its bounding box (``resample_range``), but makes the
+    pixel map of the whole input (float64, 16 MiB for a 1032x1024 exposure) and hands drizzle the
+    whole arrays.  Here the map is evaluated on that range and a margin of ``_WINDOW_MARGIN`` pixels
+    only (:class:`_WindowMap`), and drizzle is given the same cut of the data, weights and DQ with
+    the range shifted to it: the same pixels through the same map values, so the same sums.  A
+    drizzle asked for pixels outside the window (never, as stcal calls it) gets the whole map.
+    Not with :func:`_sharing` (a shared map is reused by blots of the whole exposure)."""
+    _install_window_drizzle()
+    token = _WINDOWED.set(True)
+    try:
+        yield
+    finally:
+        _WINDOWED.reset(token)
+
+
+class _WindowMap(np.ndarray):
+    """The pixel map of a window ``origin`` (row, column) of an input of ``full_shape``; ``full()``
+    makes the whole map."""
+
+    origin: tuple = (0, 0)
+    full_shape: tuple = ()
+    full = None
+
+
+def _window_of(wcs, shape: tuple):
+    """``(r0, r1, c0, c1)``: the rows and columns stcal drizzles of an input (``resample_range`` of its
+    bounding box) and ``_WINDOW_MARGIN`` around them; None for the whole input."""
+    from stcal.resample.utils import resample_range
+
+    bbox = _bbox_tuple(wcs)
+    if bbox is None:
+        return None
+    xmin, xmax, ymin, ymax = resample_range(shape, bbox)
+    m = _WINDOW_MARGIN
+    r0, r1 = max(0, ymin - m), min(shape[0], ymax + m + 1)
+    c0, c1 = max(0, xmin - m), min(shape[1], xmax + m + 1)
+    if (r1 - r0) * (c1 - c0) > _WINDOW_WORTH * shape[0] * shape[1]:  # not worth it
+        return None
+    return r0, r1, c0, c1
+
+
+def _window_map(wcs_from, wcs_to, shape: tuple):
+    window = _window_of(wcs_from, shape)
+    if window is None:
+        return _pixel_map(wcs_from, wcs_to, shape)
+    r0, r1, c0, c1 = window
+    from ._wcs_cache import evaluations_not_kept
+
+    # not kept by the source's WCS cache (a full-frame LRS slit's: 3 MiB for no CPU time measured)
+    with evaluations_not_kept():
+        out = _pixel_map(wcs_from, wcs_to, shape, window=(r0, r1, c0, c1)).view(_WindowMap)
+    out.origin, out.full_shape = (r0, c0), shape
+    out.full = lambda: _pixel_map(wcs_from, wcs_to, shape)
+    return out
+
+
+def _cut_for_window(pixmap, arrays: dict, bounds: dict):
+    """``(pixmap, arrays, bounds)`` for drizzle: cut to a :class:`_WindowMap`'s window, or whole."""
+    (r0, c0), (ny, nx) = pixmap.origin, pixmap.full_shape
+    h, w = pixmap.shape[:2]
+    m = _WINDOW_MARGIN
+    x0 = 0 if bounds["xmin"] is None else bounds["xmin"]
+    x1 = nx - 1 if bounds["xmax"] is None else bounds["xmax"]
+    y0 = 0 if bounds["ymin"] is None else bounds["ymin"]
+    y1 = ny - 1 if bounds["ymax"] is None else bounds["ymax"]
+    inside = (x0 - c0 >= min(m, x0) and (c0 + w) - 1 - x1 >= min(m, nx - 1 - x1)
+              and y0 - r0 >= min(m, y0) and (r0 + h) - 1 - y1 >= min(m, ny - 1 - y1))
+    for a in arrays.values():  # a window's weights (_lean_driz_weight) are of the same window
+        inside &= not isinstance(a, _WindowMap) or (a.origin == pixmap.origin and a.shape[:2] == (h, w))
+    if not inside:
+        return np.asarray(pixmap.full()), _whole(arrays), bounds
+    cut = {k: (None if a is None else a.view(np.ndarray) if isinstance(a, _WindowMap) else
+               np.ascontiguousarray(a[r0:r0 + h, c0:c0 + w])) for k, a in arrays.items()}
+    return (np.ascontiguousarray(pixmap.view(np.ndarray)), cut,
+            {"xmin": x0 - c0, "xmax": x1 - c0, "ymin": y0 - r0, "ymax": y1 - r0})
+
+
+def _whole(arrays: dict) -> dict:
+    return {k: (a.full() if isinstance(a, _WindowMap) else a) for k, a in arrays.items()}
+
+
+def _install_window_drizzle() -> None:
+    """stcal's Resample makes drizzle's ``Drizzle`` through its module's name: routed to
+    a subclass (:func:`_window_drizzle_class`), which is drizzle's own for any map but a :class:`_WindowMap`."""
+    import stcal.resample.resample as sr
+
+    cls = _window_drizzle_class()
+    if sr.Drizzle is not cls:
+        sr.Drizzle = cls
+
+
+@functools.lru_cache(maxsize=None)
+def _window_drizzle_class():
+    from drizzle.resample import Drizzle
+
+    class WindowDrizzle(Drizzle):
+        def add_image(self, data, exptime, pixmap, data2=None, dq=None, *args, weight_map=None,
+                      xmin=None, xmax=None, ymin=None, ymax=None, **kwargs):
+            bounds = {"xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax}
+            if isinstance(pixmap, _WindowMap) and not args:
+                arrays = {"data": data, "data2": data2, "dq": dq, "weight_map": weight_map}
+                pixmap, arrays, bounds = _cut_for_window(pixmap, arrays, bounds)
+                data, data2, dq, weight_map = (arrays[k] for k in ("data", "data2", "dq", "weight_map"))
+            else:
+                if isinstance(pixmap, _WindowMap):
+                    pixmap = np.asarray(pixmap.full())
+                if isinstance(weight_map, _WindowMap):
+                    weight_map = weight_map.full()
+            return super().add_image(data, exptime, pixmap, data2, dq, *args, weight_map=weight_map, **bounds,
+                                     **kwargs)
+
+    return WindowDrizzle
 
 
 def _install_pixmap_sharing() -> None:
@@ -460,15 +602,27 @@ def _lean_driz_weight(model, weight_type=None, good_bits=None, flag_name_map=Non
     weight types, and an exposure without DQ or with no read-noise variance of its shape, go to
     stcal's own."""
     from stcal.resample.utils import build_driz_weight
-    from astropy.nddata.bitmask import bitfield_to_boolean_mask
 
     data, dq, var = model["data"], model["dq"], model.get("var_rnoise")
     if weight_type != "ivm" or dq is None or var is None or var.shape != data.shape or dq.shape != data.shape \
             or data.ndim != 2:
         return build_driz_weight(model, weight_type=weight_type, good_bits=good_bits, flag_name_map=flag_name_map)
-    out = np.empty(data.shape, dtype=np.float32)
-    rows = max(1, _WEIGHT_BLOCK // max(1, data.shape[1]))
-    for r0 in range(0, data.shape[0], rows):
+    window = _window_of(model["wcs"], data.shape) if _WINDOWED.get() and model.get("wcs") is not None else None
+    if window is not None:  # within windowed_drizzles: the weights of the pixel map's window only
+        r0, r1, c0, c1 = window
+        out = _ivm_weights(dq[r0:r1, c0:c1], var[r0:r1, c0:c1], good_bits, flag_name_map).view(_WindowMap)
+        out.origin, out.full_shape = (r0, c0), data.shape
+        out.full = lambda: _ivm_weights(dq, var, good_bits, flag_name_map)
+        return out
+    return _ivm_weights(dq, var, good_bits, flag_name_map)
+
+
+def _ivm_weights(dq, var, good_bits, flag_name_map):
+    from astropy.nddata.bitmask import bitfield_to_boolean_mask
+
+    out = np.empty(dq.shape, dtype=np.float32)
+    rows = max(1, _WEIGHT_BLOCK // max(1, dq.shape[1]))
+    for r0 in range(0, dq.shape[0], rows):
         b = slice(r0, r0 + rows)
         mask = bitfield_to_boolean_mask(dq[b], good_bits, good_mask_value=1, dtype=np.uint8, flag_name_map=flag_name_map)
         with np.errstate(divide="ignore", invalid="ignore"):

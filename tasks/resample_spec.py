@@ -46,7 +46,7 @@ from pydantic import Field
 
 from ..errors import ParameterError, UnsupportedModeError
 from .base import StepParams, step
-from .resample import GOOD_BITS, ResampleParams, _drizzle, _nan_flag_consistent, load_custom_wcs
+from .resample import GOOD_BITS, ResampleParams, _drizzle, _nan_flag_consistent, load_custom_wcs, windowed_drizzles
 
 log = logging.getLogger("webbflow.steps.resample_spec")
 
@@ -410,10 +410,11 @@ def _s2d(inputs, grid: dict, area, params: ResampleSpecParams, *, single: bool, 
         pixfrac=params.pixfrac, kernel=params.kernel, fillval=params.fillval, weight_type=params.weight_type,
         propagate_dq=params.propagate_dq, enable_ctx=True, pixmap_stepsize=1.0, pixmap_order=1,
     )
-    if single:
-        image = _drizzle(inputs, dict(grid), rparams, enable_var=False, report_var=False, compute_err="driz_err")
-    else:
-        image = _drizzle(inputs, dict(grid), rparams, enable_var=True, report_var=True, compute_err="from_var")
+    with windowed_drizzles():  # each input's pixel map and arrays only over the pixels drizzled
+        if single:
+            image = _drizzle(inputs, dict(grid), rparams, enable_var=False, report_var=False, compute_err="driz_err")
+        else:
+            image = _drizzle(inputs, dict(grid), rparams, enable_var=True, report_var=True, compute_err="from_var")
     out = SlitModel(image)
     out._hdu_order = []  # jwst's SlitModel order (declaration order)
     ref = inputs[0]
