@@ -4,8 +4,9 @@ The cal exposures (MultiSlitModels: one cutout per source and order) are taken o
 the association's order: each is read with its cutouts' WCSs made only when used (:func:`open_cal`,
 models/_lazy_wcs.py: a WFSS spectrum needs its WCS only for an aperture correction, and the
 product's S_REGION only the first cutout's), its cutouts regrouped by source (exp_to_source) and
-extracted, and the exposure is let go before the next is opened: memory holds one exposure plus
-the spectra of every source (a few kB per source and order), not every exposure.  The work is
+extracted, and the exposure is let go before the next is opened; each spectrum's table goes to a
+temporary file as soon as it is made (models/wfss_spectra.py SpillFile) and is read back when
+needed: memory holds one exposure plus the catalogue, not every exposure nor every spectrum.  The work is
 fanned out on the spec3 flow's task runner in batches of sources (a few dozen): one Prefect task run
 (``wfss-cutouts``) per batch and exposure, then one (``wfss-sources``) per batch for combine_1d, so
 that hundreds of sources cost a few task runs, not one per cutout and step; within a batch each
