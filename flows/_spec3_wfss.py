@@ -4,8 +4,9 @@ The cal exposures (MultiSlitModels: one cutout per source and order) are taken o
 the association's order: each is read with its cutouts' WCSs made only when used (:func:`open_cal`,
 models/_lazy_wcs.py: a WFSS spectrum needs its WCS only for an aperture correction, and the
 product's S_REGION only the first cutout's), its cutouts regrouped by source (exp_to_source) and
-extracted, and the exposure is let go before the next is opened: memory holds one exposure plus
-the spectra of every source (a few kB per source and order), not every exposure.  The work is
+extracted, and the exposure is let go before the next is opened; each spectrum's table goes to a
+temporary file as soon as it is made (models/wfss_spectra.py SpillFile) and is read back when
+needed: memory holds one exposure plus the catalogue, not every exposure nor every spectrum.  The work is
 fanned out on the spec3 flow's task runner in batches of sources (a few dozen): one Prefect task run
 (``wfss-cutouts``) per batch and exposure, then one (``wfss-sources``) per batch for combine_1d, so
 that hundreds of sources cost a few task runs, not one per cutout and step; within a batch each
@@ -41,7 +42,7 @@ from ._prefect import task
 
 from .. import models
 from ..errors import InputFileError, WebbflowError, a_an
-from ..models.wfss_spectra import expand_wfss, wfss_c1d, wfss_x1d
+from ..models.wfss_spectra import SpillFile, expand_wfss, wfss_c1d, wfss_x1d
 from .stage import StageRun, guarded, stamp
 
 WFSS_TYPES = {"NIS_WFSS", "NRC_WFSS", "MIR_WFSS"}
@@ -78,10 +79,11 @@ def _spectra_of(result) -> list:
     return list(getattr(result, "spec", []) or [])
 
 
-def extract_wfss_cutouts(slits: list, name: str, run: StageRun, first: bool) -> WfssSourceResult:
+def extract_wfss_cutouts(slits: list, name: str, run: StageRun, first: bool, spill=None) -> WfssSourceResult:
     """One source's cutouts of one exposure through pixel_replace and extract_1d: its spectra, each
     tagged with its exposure's file name, group id and cutout corners (``first``: the source's
-    first exposure, whose first cutout gives the weight times)."""
+    first exposure, whose first cutout gives the weight times); with ``spill`` (a SpillFile) their
+    tables are written to it at once and read back when needed."""
     res = WfssSourceResult(name)
     for s in slits:
         if s.meta.wcs is None:
@@ -97,10 +99,12 @@ def extract_wfss_cutouts(slits: list, name: str, run: StageRun, first: bool) -> 
         out = run_plain(s, ["extract_1d"], run, label=f"{s.meta.filename} order {order}")
         if run.records[-1].status != "COMPLETE":
             continue
+        spectra = _spectra_of(out)
         if res.x1d_meta is None:
             out.meta.ref_file.extract1d = None  # not selected for WFSS, so not recorded (as jwst)
+            out.spec = []  # only its metadata is kept: the spectra go to res.spectra
             res.x1d_meta = out
-        for spec in _spectra_of(out):
+        for spec in spectra:
             spec.meta["filename"] = s.meta.filename
             spec.meta["group_id"] = _group_id(s, spec.meta.get("spectral_order", order))
             spec.meta.setdefault("source_id", s.source_id)
@@ -108,14 +112,15 @@ def extract_wfss_cutouts(slits: list, name: str, run: StageRun, first: bool) -> 
                 spec.meta["extract2d_xstart"], spec.meta["extract2d_ystart"] = s.xstart, s.ystart
                 spec.meta["extract2d_xstop"] = s.xstart + s.xsize
                 spec.meta["extract2d_ystop"] = s.ystart + s.ysize
-            res.spectra.append(spec)
+            res.spectra.append(spill.spill(spec) if spill is not None else spec)
     res.steps = [(r.name, r.status, r.seconds) for r in run.records]
     return res
 
 
-def combine_wfss_source(res: WfssSourceResult, run: StageRun) -> WfssSourceResult:
+def combine_wfss_source(res: WfssSourceResult, run: StageRun, spill=None) -> WfssSourceResult:
     """combine_1d on one source's spectra of every exposure, weighted by the source's first
-    exposure time (as jwst weights them)."""
+    exposure time (as jwst weights them); with ``spill``, the combined spectra's tables are
+    written to it and read back when the c1d is saved."""
     if not res.spectra:
         raise WebbflowError(f"source {res.name}: extract_1d gave no spectrum")
     x1d = models.MultiSpecModel()
@@ -126,6 +131,8 @@ def combine_wfss_source(res: WfssSourceResult, run: StageRun) -> WfssSourceResul
     x1d.spec = res.spectra
     c1d = run_plain(x1d, ["combine_1d"], run)
     if run.records[-1].status == "COMPLETE" and isinstance(c1d, models.MultiCombinedSpecModel):
+        if spill is not None:
+            c1d.spec = [spill.spill(s) for s in c1d.spec]
         res.combined = c1d
     res.steps = [*res.steps, *((r.name, r.status, r.seconds) for r in run.records)]
     return res
@@ -164,29 +171,33 @@ def _stage_run(params: dict, references: dict, context: str | None) -> StageRun:
     return StageRun(params=params, references=references, context=context)
 
 
-def extract_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+def extract_batch(batch: list, params: dict, references: dict, context: str | None,
+                  spill=None) -> list[WfssSourceResult]:
     """The cutouts of each source of ``batch`` (``[(name, slits, first)]``, one exposure's), their
     failure reported, not raised."""
     return [guarded(WfssSourceResult, extract_wfss_cutouts, name, slits, name, _stage_run(params, references, context),
-                    first) for name, slits, first in batch]
+                    first, spill) for name, slits, first in batch]
 
 
-def combine_batch(batch: list, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+def combine_batch(batch: list, params: dict, references: dict, context: str | None,
+                  spill=None) -> list[WfssSourceResult]:
     """combine_1d of each source of ``batch`` (their spectra of every exposure), failures reported."""
-    return [guarded(WfssSourceResult, combine_wfss_source, res.name, res, _stage_run(params, references, context))
-            for res in batch]
+    return [guarded(WfssSourceResult, combine_wfss_source, res.name, res, _stage_run(params, references, context),
+                    spill) for res in batch]
 
 
 @task(name="wfss-cutouts", task_run_name="{label}", cache_policy="NONE", persist_result=False)
-def wfss_extract_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+def wfss_extract_task(batch: list, label: str, params: dict, references: dict, context: str | None,
+                      spill=None) -> list[WfssSourceResult]:
     """extract_1d of one exposure's cutouts of a batch of sources (a Prefect task run; plain calls within)."""
-    return extract_batch(batch, params, references, context)
+    return extract_batch(batch, params, references, context, spill)
 
 
 @task(name="wfss-sources", task_run_name="{label}", cache_policy="NONE", persist_result=False)
-def wfss_combine_task(batch: list, label: str, params: dict, references: dict, context: str | None) -> list[WfssSourceResult]:
+def wfss_combine_task(batch: list, label: str, params: dict, references: dict, context: str | None,
+                      spill=None) -> list[WfssSourceResult]:
     """combine_1d of a batch of sources (a Prefect task run; plain calls within)."""
-    return combine_batch(batch, params, references, context)
+    return combine_batch(batch, params, references, context, spill)
 
 
 def _fan_out(fn, task_fn, groups: list, labels: list[str], tracked: bool, *args) -> list:
@@ -259,8 +270,19 @@ def run_wfss(exposures: list, product_name: str, params: dict, references: dict,
     function that opens it.  They are taken one at a time, and the list lets go of each before the
     next is opened: the cutouts of an exposure go through extract_1d (fanned out in batches of
     sources), only their spectra are kept, and the exposure is released; so memory holds one
-    exposure plus every source's spectra.  combine_1d of each source then runs on its spectra of
-    every exposure (fanned out likewise), and the join writes the two files."""
+    exposure plus the catalogue: each spectrum's table goes to a temporary file (SpillFile) as soon
+    as it is extracted, and is read back for combine_1d of its source (fanned out likewise) and for
+    the fill of its x1d table; the join writes the two files, making each table when its turn
+    comes."""
+    spill = SpillFile(out_dir)
+    try:
+        return _run_wfss(exposures, product_name, params, references, context, out_dir, tracked, spill)
+    finally:
+        spill.close()
+
+
+def _run_wfss(exposures: list, product_name: str, params: dict, references: dict, context: str | None,
+              out_dir: Path | None, tracked: bool, spill: SpillFile) -> tuple[list[WfssSourceResult], list[str]]:
     from ..tasks._library import group_id_of
     from ..tasks.exp_to_source import exp_to_source
     from .calwebb_spec3 import MAX_WORKERS
@@ -305,7 +327,7 @@ def run_wfss(exposures: list, product_name: str, params: dict, references: dict,
         log.info("spec3 (WFSS): exposure %s: %d source(s)", names[-1], len(batch))
         groups = batches(batch, MAX_WORKERS)
         parts = _fan_out(extract_batch, wfss_extract_task, groups, [_label("wfss cutouts", [x[0] for x in g]) for g in groups],
-                         tracked, params, references, context)
+                         tracked, params, references, context, spill)
         del batch, groups
         for part in parts:
             _merge_part(acc[part.name], part, part.name in first)
@@ -320,16 +342,14 @@ def run_wfss(exposures: list, product_name: str, params: dict, references: dict,
     groups = batches(todo, MAX_WORKERS)
     combined = {r.name: r for r in _fan_out(combine_batch, wfss_combine_task, groups,
                                              [_label("wfss", [r.name for r in g]) for g in groups],
-                                             tracked, params, references, context)}
+                                             tracked, params, references, context, spill)}
     results = [combined.get(name, r) for name, r in acc.items()]
     done = [r for r in results if not r.error]
     written: list[str] = []
     if not done:
         return results, written
     run = StageRun(params=params, references=references, context=context)
-    x1d = wfss_x1d([(r.spectra, r.exposure_time, r.integration_time) for r in done], done[0].x1d_meta)
-    for r in results:  # the x1d's tables hold the spectra now; only the combined ones are still needed
-        r.spectra = []
+    x1d = wfss_x1d([(r.spectra, r.exposure_time, r.integration_time) for r in done], done[0].x1d_meta, lazy=True)
     if x1d.spec and sregion is not None:
         x1d.spec[0].meta["s_region"] = sregion
     stamp(x1d, run, "spec3")
@@ -338,13 +358,15 @@ def run_wfss(exposures: list, product_name: str, params: dict, references: dict,
         written.append(x1d.save(out_dir / x1d.meta.filename))
     with_c1d = [r for r in done if r.combined is not None]
     if with_c1d:
-        c1d = wfss_c1d([list(r.combined.spec) for r in with_c1d], with_c1d[0].combined)
+        c1d = wfss_c1d([list(r.combined.spec) for r in with_c1d], with_c1d[0].combined, lazy=True)
         stamp(c1d, run, "spec3")
         c1d.meta.filename = f"{product_name}_c1d.fits"
         if out_dir is not None:
             written.append(c1d.save(out_dir / c1d.meta.filename))
-    for r in results:
-        r.written = []
+    for r in results:  # the spectra's tables go with the spill file
+        r.written, r.spectra = [], []
+        if r.combined is not None:
+            r.combined.spec = []
     return results, written
 
 

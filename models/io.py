@@ -349,12 +349,62 @@ def _write_image_data(f, arr: np.ndarray) -> None:
 
 class DeferredHdu:
     """An extension made only when it is written (``make()``), and let go once written: a model
-    with many large tables holds one HDU copy of one table at a time while it is saved."""
+    with many large tables holds one HDU copy of one table at a time while it is saved.  With
+    ``stream`` (a function of the open file), the extension writes itself instead, its bytes
+    never held whole."""
 
-    __slots__ = ("name", "make")
+    __slots__ = ("name", "make", "stream")
 
-    def __init__(self, name: str, make):
-        self.name, self.make = name, make
+    def __init__(self, name: str, make, stream=None):
+        self.name, self.make, self.stream = name, make, stream
+
+
+def _write_hdu(f, hdu) -> None:
+    if isinstance(hdu, DeferredHdu) and hdu.stream is not None:
+        hdu.stream(f)
+    else:
+        f.write(_hdu_bytes(hdu))
+
+
+_STREAM_ROWS_BYTES = 8 << 20  # rows written per chunk by write_table_rows
+
+
+def write_table_rows(f, header_hdu: fits.BinTableHDU, table: np.ndarray) -> bool:
+    """A binary table extension written from ``table`` (a structured array of numbers and byte
+    strings), its header ``header_hdu``'s (the same columns, no rows) with the row count set, its
+    rows converted to FITS (big-endian, unsigned integers offset as TZERO says) a chunk at a
+    time: the bytes astropy writes, without astropy's copies of the whole table.  False (nothing
+    written) for a table with other kinds of columns."""
+    names = table.dtype.names
+    out_types = []
+    for name in names:
+        base, sub = table.dtype[name].base, table.dtype[name].shape
+        if base.kind not in "fiuS":
+            return False
+        code = base.newbyteorder("=").str[1:]
+        target = np.dtype(">i" + code[1:]) if base.kind == "u" and code != "u1" else base.newbyteorder(">")
+        out_types.append((name, target, sub))
+    raw = _hdu_bytes(header_hdu)
+    header = fits.Header.fromstring(bytes(raw).decode("ascii"))
+    header["NAXIS2"] = len(table)
+    f.write(header.tostring().encode("ascii"))
+    out_dtype = np.dtype(out_types)
+    step = max(1, _STREAM_ROWS_BYTES // max(out_dtype.itemsize, 1))
+    written = 0
+    for start in range(0, len(table), step):
+        chunk = table[start:start + step]
+        out = np.empty(len(chunk), dtype=out_dtype)
+        for name in names:
+            v = chunk[name]
+            if v.dtype.kind == "u" and v.dtype.itemsize > 1:
+                v = (v ^ v.dtype.type(1 << (8 * v.dtype.itemsize - 1))).view(v.dtype.str.replace("u", "i"))
+            out[name] = v
+        f.write(memoryview(out).cast("B"))
+        written += out.nbytes
+    pad = (-written) % BLOCK
+    if pad:
+        f.write(b"\0" * pad)
+    return True
 
 
 def _hdu_bytes(hdu) -> memoryview:
@@ -478,12 +528,12 @@ def write_fits(model: DataModel, f) -> None:
         if lst:
             k = done_extra.get(extname, 0)
             if k < len(lst):
-                f.write(_hdu_bytes(lst[k]))
+                _write_hdu(f, lst[k])
                 done_extra[extname] = k + 1
     # remaining duplicates of already-written names
     for name, lst in extras.items():
         for hdu in lst[done_extra.get(name, 0):]:
-            f.write(_hdu_bytes(hdu))
+            _write_hdu(f, hdu)
     if getattr(cls, "asdf_extension", True) or getattr(model, "_asdf_read", False):
         f.write(_hdu_bytes(_asdf_hdu(model)))
 

@@ -215,7 +215,9 @@ class MultiSpecBase(DataModel):
         from .io import DeferredHdu
 
         # each table's HDU is made when its turn to be written comes (models/io.py DeferredHdu)
-        hdus = [DeferredHdu(self.table_extname, functools.partial(self._table_hdu, s, i + 1))
+        # and a table made on demand (a WFSS product's, models/wfss_spectra.py) is streamed to the file
+        hdus = [DeferredHdu(self.table_extname, functools.partial(self._table_hdu, s, i + 1),
+                            functools.partial(self._stream_table, s, i + 1) if hasattr(s, "nrows") else None)
                 for i, s in enumerate(self.spec)]
         self._extra_hdus = hdus + list(kept)
         # spectra go where they were read, else after INT_TIMES (jwst's order)
@@ -235,8 +237,16 @@ class MultiSpecBase(DataModel):
             self._hdu_order = order
             self._asdf_extra.pop("spec", None)
 
-    def _table_hdu(self, s: Spectrum, extver: int) -> fits.BinTableHDU:
+    def _stream_table(self, s: Spectrum, extver: int, f) -> None:
+        """``s``'s table extension written to ``f`` a chunk of rows at a time (models/io.py)."""
+        from .io import _hdu_bytes, write_table_rows
+
         t = np.asarray(s.spec_table)
+        if not write_table_rows(f, self._table_hdu(s, extver, t[:0]), t):
+            f.write(_hdu_bytes(self._table_hdu(s, extver, t)))
+
+    def _table_hdu(self, s: Spectrum, extver: int, table=None) -> fits.BinTableHDU:
+        t = np.asarray(s.spec_table if table is None else table)
         cols = []
         for name in t.dtype.names:
             arr = t[name]

@@ -27,9 +27,20 @@ this module builds and reads their tables:
 
 ``primary_meta(model)``: a copy of a model's metadata holding only what jwst's
 ``update(only="PRIMARY")`` copies (no SCI-extension keywords, no WCS).
+
+``SpillFile`` and ``LazySpectrum``: spec3 keeps memory to one exposure plus the catalogue by
+writing each extracted spectrum's table to a temporary file as soon as it is made
+(``SpillFile.spill``) and reading it back only when a step needs it (combine_1d of its source, the
+fill of its x1d table); ``wfss_x1d(..., lazy=True)`` and ``wfss_c1d(..., lazy=True)`` give tables
+made when the product's save reaches them, one at a time.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import threading
 
 import numpy as np
 
@@ -99,6 +110,57 @@ def table_units(example: Spectrum, vector_columns, meta_columns) -> dict:
     return units
 
 
+class LazySpectrum:
+    """A spectrum whose table is made (``make()``) each time ``spec_table`` is read, not held;
+    ``nrows`` its length, known without making it.  Otherwise as :class:`Spectrum` (not a
+    dataclass: Prefect's walk of a task's inputs would remake it field by field, reading its table)."""
+
+    __getattr__ = Spectrum.__getattr__  # its metadata as attributes
+
+    def __init__(self, make, nrows: int, meta: dict, units: dict):
+        from astropy.io import fits
+
+        self._make, self.nrows, self.meta, self.units, self.header = make, nrows, meta, units, fits.Header()
+
+    @property
+    def spec_table(self) -> np.ndarray:
+        return self._make()
+
+
+def _nrows(s) -> int:
+    return s.nrows if isinstance(s, LazySpectrum) else len(s.spec_table)
+
+
+class SpillFile:
+    """An unnamed temporary file (in ``folder``, else the system's) that spectra's tables are
+    appended to and read back from, from any thread; gone once closed."""
+
+    def __init__(self, folder=None):
+        self._file = tempfile.TemporaryFile(dir=folder)
+        self._end = 0
+        self._lock = threading.Lock()
+
+    def spill(self, s) -> LazySpectrum:
+        """``s`` (a Spectrum) with its table in the file instead of in memory."""
+        t = np.ascontiguousarray(s.spec_table)
+        data = t.tobytes()
+        with self._lock:
+            offset = self._end
+            self._end += len(data)
+        os.pwrite(self._file.fileno(), data, offset)
+        read = functools.partial(self._read, offset, len(data), t.dtype, len(t))
+        return LazySpectrum(read, len(t), s.meta, s.units)
+
+    def _read(self, offset: int, nbytes: int, dtype, n: int) -> np.ndarray:
+        buf = bytearray(nbytes)
+        if nbytes and os.preadv(self._file.fileno(), [buf], offset) != nbytes:
+            raise OSError("spec3: a spilled spectrum could not be read back whole")
+        return np.frombuffer(buf, dtype=dtype, count=n)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def primary_meta(model):
     """A copy of ``model.meta`` with only the primary header's metadata (no SCI keywords, no WCS)."""
     from .meta import KEYWORD_FIELDS, get_path
@@ -122,15 +184,26 @@ def _primary_of(model, out) -> None:
     out._headers = {"PRIMARY": model._headers["PRIMARY"].copy()} if "PRIMARY" in getattr(model, "_headers", {}) else {}
 
 
-def wfss_x1d(sources, primary_source) -> WFSSMultiSpecModel:
+def _x1d_table(ids, info: dict) -> np.ndarray:
+    """One exposure group's EXTRACT1D table: a row per source of ``ids``, filled from its spectra."""
+    table = new_wfss_table(len(ids), info["n"], SPEC_COLUMNS, X1D_META_COLUMNS)
+    table["SOURCE_ID"] = ids
+    for s in info["spectra"]:
+        row = int(np.nonzero(ids == int(s.meta["source_id"]))[0][0])
+        fill_row(table, row, s, SPEC_COLUMNS, X1D_META_COLUMNS)
+    return table
+
+
+def wfss_x1d(sources, primary_source, lazy: bool = False) -> WFSSMultiSpecModel:
     """The product's x1d: ``sources`` is ``[(spectra, exposure_time, integration_time)]`` per source;
-    ``primary_source`` the model whose primary metadata the product takes (see the module)."""
+    ``primary_source`` the model whose primary metadata the product takes (see the module);
+    ``lazy``: each table is made when read (LazySpectrum), not held."""
     groups: dict = {}
     ids = []
     for spectra, exptime, inttime in sources:
         for s in spectra:
             g = s.meta.get("group_id")
-            n = len(s.spec_table)
+            n = _nrows(s)
             if g not in groups:
                 groups[g] = {"n": n, "filename": s.meta.get("filename"), "order": s.meta.get("spectral_order"),
                              "exposure_time": exptime, "integration_time": inttime, "spectra": []}
@@ -143,39 +216,43 @@ def wfss_x1d(sources, primary_source) -> WFSSMultiSpecModel:
     _primary_of(primary_source, out)
     example = next((s for spectra, _e, _i in sources for s in spectra), None)
     for g, info in groups.items():
-        table = new_wfss_table(len(ids), info["n"], SPEC_COLUMNS, X1D_META_COLUMNS)
-        table["SOURCE_ID"] = ids
-        for s in info["spectra"]:
-            row = int(np.nonzero(ids == int(s.meta["source_id"]))[0][0])
-            fill_row(table, row, s, SPEC_COLUMNS, X1D_META_COLUMNS)
         meta = {"filename": info["filename"], "group_id": g,
                 "dispersion_direction": example.meta.get("dispersion_direction"),
                 "spectral_order": info["order"], "exposure_time": info["exposure_time"],
                 "integration_time": info["integration_time"]}
-        out.spec.append(Spectrum(table, meta, table_units(example, SPEC_COLUMNS, X1D_META_COLUMNS)))
+        units = table_units(example, SPEC_COLUMNS, X1D_META_COLUMNS)
+        make = functools.partial(_x1d_table, ids, info)
+        out.spec.append(LazySpectrum(make, len(ids), meta, units) if lazy else Spectrum(make(), meta, units))
     return out
 
 
-def wfss_c1d(combined, primary_source) -> WFSSMultiCombinedSpecModel:
-    """The product's c1d: ``combined`` is, per source, its combined spectra (one per order)."""
+def _c1d_table(nrows: int, info: dict) -> np.ndarray:
+    """One order's COMBINE1D table: a row per source (``nrows``), sorted by SOURCE_ID."""
+    table = new_wfss_table(nrows, info["n"], COMBINED_COLUMNS, C1D_META_COLUMNS)
+    for j, s in info["items"]:
+        fill_row(table, j, s, COMBINED_COLUMNS, C1D_META_COLUMNS)
+        table["SOURCE_ID"][j] = int(s.meta["source_id"])
+    return table[np.argsort(table["SOURCE_ID"], kind="stable")]
+
+
+def wfss_c1d(combined, primary_source, lazy: bool = False) -> WFSSMultiCombinedSpecModel:
+    """The product's c1d: ``combined`` is, per source, its combined spectra (one per order);
+    ``lazy``: each table is made when read (LazySpectrum), not held."""
     orders: dict = {}
     for j, spectra in enumerate(combined):
         for s in spectra:
             o = s.meta.get("spectral_order")
             orders.setdefault(o, {"n": 0, "items": []})
-            orders[o]["n"] = max(orders[o]["n"], len(s.spec_table))
+            orders[o]["n"] = max(orders[o]["n"], _nrows(s))
             orders[o]["items"].append((j, s))
     out = WFSSMultiCombinedSpecModel()
     _primary_of(primary_source, out)
     example = next((s for spectra in combined for s in spectra), None)
     for o, info in orders.items():
-        table = new_wfss_table(len(combined), info["n"], COMBINED_COLUMNS, C1D_META_COLUMNS)
-        for j, s in info["items"]:
-            fill_row(table, j, s, COMBINED_COLUMNS, C1D_META_COLUMNS)
-            table["SOURCE_ID"][j] = int(s.meta["source_id"])
-        table = table[np.argsort(table["SOURCE_ID"], kind="stable")]
         meta = {"spectral_order": o, "dispersion_direction": example.meta.get("dispersion_direction")}
-        out.spec.append(Spectrum(table, meta, table_units(example, COMBINED_COLUMNS, C1D_META_COLUMNS)))
+        units = table_units(example, COMBINED_COLUMNS, C1D_META_COLUMNS)
+        make = functools.partial(_c1d_table, len(combined), info)
+        out.spec.append(LazySpectrum(make, len(combined), meta, units) if lazy else Spectrum(make(), meta, units))
     return out
 
 
