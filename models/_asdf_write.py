@@ -67,6 +67,11 @@ def _install() -> None:
 
         validate.__wrapped__ = original
         schema.validate = validate
+        from asdf import treeutil
+
+        from ._asdf_walk import wrapped
+
+        treeutil.walk_and_modify = wrapped(treeutil.walk_and_modify)  # used inside fast_walks() only
         _installed = True
 
 
@@ -121,14 +126,26 @@ def cache_parsed_schemas() -> None:
 
 
 @contextlib.contextmanager
-def no_write_validation():
-    """Inside, asdf writes trees without its schema validation (the formatting it implies kept)."""
+def _switched_on(var: contextvars.ContextVar):
     _install()
-    token = _FAST.set(True)
+    token = var.set(True)
     try:
         yield
     finally:
-        _FAST.reset(token)
+        var.reset(token)
+
+
+def no_write_validation():
+    """Inside, asdf writes trees without its schema validation (the formatting it implies kept)."""
+    return _switched_on(_FAST)
+
+
+def fast_walks():
+    """Inside, asdf's conversions of a tree (on write and on read) walk it without ``walk_and_modify``'s
+    per-node overheads (models/_asdf_walk.py)."""
+    from ._asdf_walk import FAST
+
+    return _switched_on(FAST)
 
 
 def fast_write(tree: dict, f) -> None:
@@ -139,7 +156,7 @@ def fast_write(tree: dict, f) -> None:
     # the resource mappings of every installed package from their entry points again unless the
     # config it copies has made its resource manager: made here once, shared by the copies
     asdf.get_config().resource_manager
-    with no_write_validation():
+    with no_write_validation(), fast_walks():  # and the tree converted without walk_and_modify's overheads
         asdf.AsdfFile(tree).write_to(f)
 
 
@@ -169,6 +186,9 @@ def _deeper_directive(node, base: str, top: bool, seen: set[str]) -> bool:
                 target = v.split("#", 1)[0]
                 if target:  # a reference into another schema document: all of it is looked at
                     url = generic_io.resolve_uri(base, target)
+                    if _ndarray_order(url) is not None:
+                        # an array's node is tagged, and given its order on its own (:func:`_format_only`)
+                        continue
                     if url not in seen:
                         seen.add(url)
                         try:
@@ -202,6 +222,14 @@ def _format_only(tree, ctx, full_validate) -> None:
                 continue
             seen.add(id(node))
         tag = tagged.get_tag(node)
+        if tag is not None and tag.startswith(_NDARRAY) and isinstance(node, tagged.TaggedDict):
+            uris = manager.get_tag_definition(tag).schema_uris if manager.handles_tag_definition(tag) else ()
+            order = _ndarray_order(uris[0]) if len(uris) == 1 else None
+            if order is not None and _block_array(node):
+                node.property_order = order  # all that the validator's pass gives such a node
+            else:
+                full.append(node)
+            continue
         if tag is not None and manager.handles_tag_definition(tag):
             infos = [_info(u) for u in manager.get_tag_definition(tag).schema_uris]
             if any(deeper for _top, deeper in infos):
@@ -216,6 +244,54 @@ def _format_only(tree, ctx, full_validate) -> None:
     if full:
         # one validator for all of them: validating a plain list validates each item by its tag
         full_validate(full, ctx)
+
+
+_NDARRAY = "tag:stsci.edu:asdf/core/ndarray-"
+_ndarray_orders: dict[str, list | None] = {}
+
+
+def _ndarray_order(uri: str) -> list | None:
+    """The ``propertyOrder`` that an ndarray schema (``uri``) gives an array stored in a block: the
+    order of its object branch, when that is the schema's only directive; None for any other schema."""
+    if uri in _ndarray_orders:
+        return _ndarray_orders[uri]
+    order = None
+    if "/core/ndarray-" in uri:
+        from asdf import schema as asdf_schema
+
+        try:
+            doc = asdf_schema.load_schema(uri)
+        except Exception:  # noqa: BLE001 - not a schema we know: validated in full as before
+            doc = None
+        branches = doc.get("anyOf") if isinstance(doc, dict) else None
+        if isinstance(branches, list):
+            objects = [b for b in branches if isinstance(b, dict) and b.get("type") == "object"]
+            if len(objects) == 1 and isinstance(objects[0].get("propertyOrder"), list) \
+                    and _count_directives(doc) == 1:
+                order = list(objects[0]["propertyOrder"])
+    _ndarray_orders[uri] = order
+    return order
+
+
+def _count_directives(node) -> int:
+    """How many formatting directives sit in a schema document (its own text, references not followed)."""
+    if isinstance(node, dict):
+        return sum(k in _DIRECTIVES for k in node) + sum(_count_directives(v) for k, v in node.items()
+                                                          if k not in ("examples", "description", "title"))
+    if isinstance(node, list):
+        return sum(_count_directives(v) for v in node)
+    return 0
+
+
+def _block_array(node) -> bool:
+    """An ndarray node of a block (an integer source, a scalar datatype, a shape of integers), nothing more:
+    the validator's only effect on it is its object branch's property order."""
+    data = node.data if hasattr(node, "data") else node
+    if not set(data) <= {"source", "datatype", "byteorder", "shape"} or type(data.get("source")) is not int:
+        return False
+    shape = data.get("shape", [])
+    return type(data.get("datatype")) is str and type(data.get("byteorder", "")) is str and type(shape) is list \
+        and all(type(n) is int for n in shape)
 
 
 def _apply(node, directives: dict) -> None:

@@ -35,11 +35,12 @@ LAZY_WCS = contextvars.ContextVar("webbflow_lazy_wcs", default=False)
 @contextlib.contextmanager
 def lazy_wcs_reading():
     """Files opened inside read their ``wcs`` nodes lazily and skip asdf's schema validation on read."""
+    from ._asdf_write import fast_walks
     from .io import without_schema_pass
 
     token = LAZY_WCS.set(True)
     try:
-        with without_schema_pass():
+        with without_schema_pass(), fast_walks():  # the tree converted without walk_and_modify's overheads
             yield
     finally:
         LAZY_WCS.reset(token)

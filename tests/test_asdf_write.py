@@ -148,3 +148,39 @@ def test_only_writes_inside_skip_validation():
         _plain_write(bad, io.BytesIO())
     _asdf_write.fast_write(bad, io.BytesIO())
     assert asdf.schema.validate.__wrapped__ is not None
+
+
+def test_conversion_walk_as_asdfs(monkeypatch):
+    """models/_asdf_walk.py converts a tree as asdf's walk_and_modify does, writing and reading: a list and a
+    mapping holding themselves, nodes met twice (YAML anchors), a tuple, a transform with a block array."""
+    import contextlib
+
+    from astropy.modeling import models as am
+
+    from webbflow.models import _asdf_walk
+
+    calls = []
+    walk = _asdf_walk._walk
+    monkeypatch.setattr(_asdf_walk, "_walk", lambda *a: calls.append(a[2]) or walk(*a))
+    cyc = [1, "x"]
+    cyc.append(cyc)
+    d = {"k": 1}
+    d["self"] = d
+    poly = am.Polynomial1D(2, c0=1.0)
+    tree = {"cyc": cyc, "d": d, "t": (1, 2), "shared": [cyc, d, poly], "poly": poly, "arr": np.arange(10.0)}
+    out = []
+    for write in (_plain_write, _asdf_write.fast_write):
+        buf = io.BytesIO()
+        write(dict(tree), buf)
+        out.append(buf.getvalue())
+    assert calls and set(calls) == {False} and out[0] == out[1]  # the fast write walked preorder, the same bytes
+    back = []
+    for fast in (False, True):
+        with _asdf_write.fast_walks() if fast else contextlib.nullcontext():
+            with asdf.open(io.BytesIO(out[0]), lazy_load=False) as af:
+                t = af.tree
+                back.append((t["cyc"][2] is t["cyc"], t["d"]["self"] is t["d"], t["shared"][0] is t["cyc"],
+                             t["shared"][2] is t["poly"], type(t["poly"]).__name__, t["t"], t["arr"].tolist(),
+                             t["poly"].c0.value))
+    assert True in calls  # the read walked postorder
+    assert back[0] == back[1] == (True, True, True, True, "Polynomial1D", [1, 2], list(range(10)), 1.0)
