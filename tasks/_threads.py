@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-
 # rows are handed out in more blocks than threads, so that slow rows even out
 _BLOCKS_PER_THREAD = 4
 
 
 def threads() -> int:
+    import numba  # here, not at import: the fork helpers below serve steps that never load numba (~40 MiB)
+
     try:
         return max(1, int(numba.get_num_threads()))
     except Exception:  # noqa: BLE001 - no threading layer: run serially

@@ -830,27 +830,11 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
         pixmap_stepsize=params.pixmap_stepsize,
         pixmap_order=params.pixmap_order,
     )
-    from ._threads import Forked, processes
+    from ._threads import processes
 
     if r.enable_var and r.compute_err != "driz_err" and (stream is None or _SHARED.get() is not None) \
             and processes() > 1:
-        # each variance array is drizzled and summed on its own output, apart from the data: a forked
-        # child sums the read-noise and Poisson variances (its own pass over the same models, whose
-        # pixels it reads as the fork left them), this process the data, weights, context and the
-        # other variances (drizzling the read noise again for the inverse-variance weights)
-        theirs = {"var_rnoise", "var_poisson"}
-
-        def variances():
-            r._variance_part = theirs
-            r._driz.add_image = lambda *a, **k: None  # the data's drizzle is the parent's
-            for m in inputs if stream is None else stream:  # the child's copy of the stream
-                r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
-            out: dict = {}
-            Resample.finalize_resample_variance(r, out)
-            return {k: out[k] for k in r.variance_array_names if k in out and k in theirs}
-
-        r._forked_variances = Forked(variances)
-        r._variance_part = set(r.variance_array_names) - theirs
+        _fork_variance_sums(r, inputs, stream, params)
     try:
         for m in inputs if stream is None else stream:
             r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
@@ -865,6 +849,29 @@ def _drizzle(inputs, grid: dict, params: ResampleParams, *, enable_var: bool, re
     _finalize_wcs(model, inputs, r.output_wcs)
     model.meta.cal_step.resample = "COMPLETE"
     return model
+
+
+def _fork_variance_sums(r, inputs, stream, params: ResampleParams) -> None:
+    """Start a forked child that sums the read-noise and Poisson variances of ``r``'s drizzle (its own
+    pass over the same models, whose pixels it reads as the fork left them); this process then sums
+    the data, weights, context and the other variances (drizzling the read noise again for the
+    inverse-variance weights).  Kept apart from :func:`_drizzle` so that its closure holds nothing of
+    a drizzle that runs on one process."""
+    from ._threads import Forked
+
+    theirs = {"var_rnoise", "var_poisson"}
+
+    def variances():
+        r._variance_part = theirs
+        r._driz.add_image = lambda *a, **k: None  # the data's drizzle is the parent's
+        for m in inputs if stream is None else stream:  # the child's copy of the stream
+            r.add_model(_as_dict(m, params.weight_type, r.enable_var, r.compute_err))
+        out: dict = {}
+        Resample.finalize_resample_variance(r, out)
+        return {k: out[k] for k in r.variance_array_names if k in out and k in theirs}
+
+    r._forked_variances = Forked(variances)
+    r._variance_part = set(r.variance_array_names) - theirs
 
 
 def resample_images(inputs, params: ResampleParams | None = None):
