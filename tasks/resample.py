@@ -857,6 +857,8 @@ def _fork_variance_sums(r, inputs, stream, params: ResampleParams) -> None:
     the data, weights, context and the other variances (drizzling the read noise again for the
     inverse-variance weights).  Kept apart from :func:`_drizzle` so that its closure holds nothing of
     a drizzle that runs on one process."""
+    from stcal.resample import Resample
+
     from ._threads import Forked
 
     theirs = {"var_rnoise", "var_poisson"}
