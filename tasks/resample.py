@@ -759,7 +759,7 @@ def _resample_variances(self, model, pixmap, pixel_scale_ratio, iscale, weight_m
                                                  xmin, xmax, ymin, ymax)
     info = self._variance_info
     names = [n for n in self.variance_array_names if self._check_var_array(model, n)]
-    part = self._variance_part  # the arrays summed here (the others by a forked child, :func:`_drizzle`)
+    part = self._variance_part  # the arrays summed here (the others by a forked child, :func:`_fork_variance_sums`)
     if part is not None:
         names = [n for n in names if n in part or (ivm and n == "var_rnoise")]  # read noise: the weights
     for name in names:
