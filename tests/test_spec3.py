@@ -308,3 +308,37 @@ def test_source_product_names_are_jwsts(exp_type, source_name, source_id, slit):
     (key_o, source), = exp_to_source(ours_in).items()
     assert key_o == key_j and len(source.exposures) == 2
     assert source_product_name(template, exp_type, source.exposures, key_o) == expected
+
+
+# Modules a spec3 run on slits never needs, each tens of MiB and a second or more of start-up:
+# numba (detector1's kernels and the shared row kernels), the Prefect client (tracked runs only),
+# plotting, Dask and the imaging-only libraries.  One of them imported at a module's top, where a
+# spec3 step reaches it, costs every spec3 run its memory and time (once, numba: +42 MiB).
+HEAVY = ("numba", "prefect", "matplotlib", "dask", "distributed", "photutils", "tweakwcs", "pandas")
+_PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print("LOADED", json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr))
+from webbflow.flows.cli import main
+sys.argv = ["webbflow", *sys.argv[1:]]
+main()
+"""
+
+
+def test_spec3_run_imports_nothing_it_does_not_use(tmp_path):
+    """``webbflow run calwebb_spec3`` on the two real slits, in a fresh process: the products are
+    written and none of the heavy libraries above was imported on the way."""
+    import os
+    import subprocess
+    import sys
+
+    asn = _association(tmp_path, _exposures())
+    env = dict(os.environ, CRDS_PATH=str(CRDS_RULES), CRDS_CONTEXT=CONTEXT, CRDS_MODE="local")
+    env.pop("PREFECT_API_URL", None)
+    args = [f"--steps.extract_1d.{k}={'false' if v is False else v}" for k, v in NA.items()]
+    r = subprocess.run([sys.executable, "-c", _PROBE, "run", "calwebb_spec3", asn.name, *args],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p.name for p in tmp_path.glob(f"{SOURCE}_*.fits")} == {f"{SOURCE}_{s}.fits" for s in SUFFIXES}
+    line = next(x for x in r.stderr.splitlines() if x.startswith("LOADED "))
+    loaded = set(json.loads(line.removeprefix("LOADED ")))
+    assert not loaded & set(HEAVY), f"spec3 imported {sorted(loaded & set(HEAVY))}"
