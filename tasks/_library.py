@@ -349,6 +349,21 @@ class ModelLibrary:
                 raise
             self.shelve(i, model, modify=modify)
 
+    def map_forked(self, fn) -> list:
+        """``fn(index, model)`` for every member, read only, side by side on forked processes where
+        :func:`._threads.fork_map` may fork (in one process otherwise); the results in member order.
+        The members should be in memory: a child's reads of a member on disk are not shared."""
+        from ._threads import fork_map
+
+        def one(i):
+            model = self.borrow(i)
+            try:
+                return fn(i, model)
+            finally:
+                self.shelve(i, model, modify=False)
+
+        return fork_map(one, range(len(self)))
+
     def to_list(self) -> list:
         """Every member as a model in memory (for callers that gave a list of models)."""
         out = []

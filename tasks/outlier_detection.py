@@ -336,16 +336,7 @@ def _flag_each(library, params: OutlierDetectionParams, median, median_wcs, coun
     if params.resample_data and not params.save_intermediate_results and _SHARED.get() is not None:
         # each member's blot and comparison are independent: side by side on forked processes (the
         # members in memory, their pixel maps in the shared store); the flags are set here
-        from ._threads import fork_map
-
-        def one(i):
-            model = library.borrow(i)
-            try:
-                return _outlier_mask(library, params, model, i, median, median_wcs)
-            finally:
-                library.shelve(i, model, modify=False)
-
-        masks = fork_map(one, range(len(library)))
+        masks = library.map_forked(lambda i, model: _outlier_mask(library, params, model, i, median, median_wcs))
     for i, model in library.each(modify=True):
         mask = _outlier_mask(library, params, model, i, median, median_wcs) if masks is None else masks[i]
         model.dq |= mask.astype(np.uint32) * flag_bits

@@ -509,16 +509,7 @@ def align(library, params: TweakRegParams):
     found = None
     if not use_custom and all(library.in_memory(i) for i in range(len(library))):
         # each exposure's sources are found on its own: side by side on forked processes (members in memory)
-        from ._threads import fork_map
-
-        def one(i):
-            model = library.borrow(i)
-            try:
-                return exposure_catalog(model, params)
-            finally:
-                library.shelve(i, model, modify=False)
-
-        found = fork_map(one, range(len(library)))
+        found = library.map_forked(lambda _i, model: exposure_catalog(model, params))
     correctors = []
     for i, model in library.each(modify=False):
         filename = model.meta.filename or f"member{i}"
