@@ -86,7 +86,20 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     members = list(input) if isinstance(input, (list, tuple)) else [input]
     if not members:
         raise ParameterError("tso3 needs at least one calints exposure")
-    cubes = [models.open(m) for m in members]
+    # the command line's run (no arrays kept for a caller) reads the cubes' variances from their files
+    # only when they are used (flows/_tso3_variances.py): index of the cube -> its variances' stand-ins
+    deferred = {}
+    if not keep_arrays:
+        from ._tso3_variances import VARIANCES, variance_sources
+
+        for k, m in enumerate(members):
+            if not isinstance(m, models.DataModel) and str(m).lower().endswith(".fits"):
+                found = variance_sources(m)
+                if found:
+                    deferred[k] = found
+    cubes = [models.open(m, arrays=[s.name for s in models.class_for_file(Path(m)).arrays
+                                    if s.name not in VARIANCES] if k in deferred else None)
+             for k, m in enumerate(members)]
     for m, src in zip(cubes, members):
         if not isinstance(src, models.DataModel):
             m.meta.filename = Path(src).name  # products are named after the file, as jwst does
@@ -123,8 +136,15 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
     result: dict = {"crfints": [], "x1dints": None, "table": None, "written": []}
 
     atm_skipped = bool(params["adaptive_trace_model"].skip)  # when it runs, it reads the cube's ERR and DQ
+    if deferred:
+        from ..tasks.outlier_detection_tso import is_tso_cube
+        from ._tso3_variances import apply_variance_nans, attach, read_whole
+
+        for k in list(deferred):  # only a spectroscopic TSO cube's box extraction reads them as stand-ins
+            if soss or imaging or not atm_skipped or cubes[k].data.ndim != 3 or not is_tso_cube(cubes[k]):
+                read_whole(cubes[k], deferred.pop(k))
     flagged = []
-    for cube in cubes:
+    for k, cube in enumerate(cubes):
         if cube.data.ndim < 3:
             log.warning("Input data are 2D; skipping outlier_detection")
             flagged.append(cube)
@@ -133,6 +153,12 @@ def tso3(input, product_name: str, asn_id: str | None = None, asn_pool: str | No
         cube.meta.asn.pool_name = asn_pool  # as jwst's association container records them
         cube.meta.asn.table_name = asn_table_name
         cube = run_steps(cube, ["outlier_detection"], run)
+        if k in deferred:  # the variances' part of the step's NaN agreement, then their stand-ins
+            if cube.meta.cal_step.outlier_detection == "COMPLETE":
+                apply_variance_nans(cube, deferred[k])
+                attach(cube, deferred.pop(k))
+            else:  # not flagged: the variances as they are, for extract_1d's own NaN agreement
+                read_whole(cube, deferred.pop(k))
         if cube.meta.cal_step.outlier_detection == "COMPLETE":
             name = crfints_name(original, asn_id)
             cube.meta.filename = name

@@ -215,9 +215,10 @@ class MultiSpecBase(DataModel):
         from .io import DeferredHdu
 
         # each table's HDU is made when its turn to be written comes (models/io.py DeferredHdu)
-        # and a table made on demand (a WFSS product's, models/wfss_spectra.py) is streamed to the file
+        # and a table made on demand (a WFSS product's, models/wfss_spectra.py) or a large one (a
+        # time series' x1dints) is streamed to the file, without astropy's copies of it
         hdus = [DeferredHdu(self.table_extname, functools.partial(self._table_hdu, s, i + 1),
-                            functools.partial(self._stream_table, s, i + 1) if hasattr(s, "nrows") else None)
+                            functools.partial(self._stream_table, s, i + 1) if _streamed(s) else None)
                 for i, s in enumerate(self.spec)]
         self._extra_hdus = hdus + list(kept)
         # spectra go where they were read, else after INT_TIMES (jwst's order)
@@ -351,3 +352,14 @@ SPECTRUM_MODELS = (
     MultiSpecModel, TSOMultiSpecModel, MRSMultiSpecModel, WFSSMultiSpecModel,
     MultiCombinedSpecModel, WFSSMultiCombinedSpecModel,
 )
+
+
+_STREAMED_TABLE_BYTES = 1 << 20  # a spectrum's table at least this large is streamed when written
+
+
+def _streamed(s) -> bool:
+    """Whether a spectrum's table is written a chunk of rows at a time (``_stream_table``)."""
+    if hasattr(s, "nrows"):  # made on demand
+        return True
+    t = getattr(s, "spec_table", None)
+    return isinstance(t, np.ndarray) and t.nbytes >= _STREAMED_TABLE_BYTES

@@ -71,7 +71,9 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
     for name in ("data", "err", "var_rnoise", "var_poisson", "var_flat"):
         if name in (extra or {}):
             arrays.append((None, extra[name]))
-        elif model.has(name):
+        elif model.has(name) and isinstance(getattr(model, name), np.ndarray):
+            # (not an array: tso3's variance read from its file when used, flows/_tso3_variances.py,
+            # already NaN exactly where the data are, so nothing here would change it)
             arrays.append((name, getattr(model, name)))
     if not arrays:
         return

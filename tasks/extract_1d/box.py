@@ -15,7 +15,7 @@ def _cross(dispaxis: int) -> str:
     return "nyx,yx->nx" if dispaxis == 1 else "nyx,yx->ny"
 
 
-CHUNK_BYTES = 2 << 20  # float32 bytes of the integrations summed at once (without a background)
+CHUNK_BYTES = 1 << 19  # float32 bytes of the integrations summed at once (without a background)
 
 
 def box_extract(data, var_rnoise, var_poisson, var_flat, profile, dispaxis, bkg=None):
