@@ -170,11 +170,11 @@ def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
         # The file object stays open (it is an in-memory buffer of the small
         # ASDF extension), so that arrays nested inside tagged objects such
         # as a gwcs WCS can still be read when they are first touched.
-        from ._lazy_wcs import LAZY_WCS, lazy_tree, split_wcs_yaml
+        from ._lazy_wcs import CUT_YAML, LAZY_WCS, lazy_tree, split_wcs_yaml
 
         lazy = LAZY_WCS.get()  # WCS nodes made on first use (models/_lazy_wcs.py)
         cut = None
-        if lazy:  # the WCS nodes' YAML cut out, parsed when each is used
+        if lazy and CUT_YAML.get():  # the WCS nodes' YAML cut out, parsed when each is used
             split = split_wcs_yaml(buf.getvalue())
             if split is not None:
                 buf, cut = io.BytesIO(split[0]), split[1]
