@@ -170,7 +170,7 @@ def _lazy_arrays_one_at_a_time() -> None:
     transforms of a WCS (a ``Tabular`` model's points), and spec3 evaluates and writes the slits of
     one exposure in several source threads at once: two first reads at the same time read each
     other's bytes (a block header decoded from the wrong place: a ``UnicodeDecodeError``, one source
-    failing in about one run in three).  Each use of such an array goes through one lock (after the
+    failing in 2 of 9 runs of the 20-source bench).  Each use of such an array goes through one lock (after the
     first, asdf gives back the array it kept, at once)."""
     global _arrays_locked
     if _arrays_locked:
