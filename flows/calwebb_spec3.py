@@ -248,7 +248,9 @@ def _open_slits(src):
     from ..models._lazy_wcs import LazyWcs, lazy_wcs_reading
     from ..tasks._gc import collections_paused
 
-    with collections_paused(), lazy_wcs_reading():
+    # every WCS is made here, so their YAML is parsed with the tree, not cut out (open_cal reads
+    # WFSS members, whose cutouts' WCSs stay lazy, with the cutting)
+    with collections_paused(), lazy_wcs_reading(cut_yaml=False):
         m = open_cal(src)
         if m.meta.exposure.type not in WFSS_TYPES:
             for s in getattr(m, "slits", None) or [m]:

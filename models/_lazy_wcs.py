@@ -30,19 +30,27 @@ import re
 import threading
 
 LAZY_WCS = contextvars.ContextVar("webbflow_lazy_wcs", default=False)
+CUT_YAML = contextvars.ContextVar("webbflow_lazy_wcs_cut", default=True)
 
 
 @contextlib.contextmanager
-def lazy_wcs_reading():
-    """Files opened inside read their ``wcs`` nodes lazily and skip asdf's schema validation on read."""
+def lazy_wcs_reading(cut_yaml: bool = True):
+    """Files opened inside read their ``wcs`` nodes lazily and skip asdf's schema validation on read.
+
+    ``cut_yaml=False``: the WCS nodes' YAML is parsed with the rest of the tree (each WCS is still
+    converted on first use).  For a reader that makes every WCS at once (spec3's slit exposures),
+    cutting the nodes out only adds work: finding them and the anchors each refers to in the text,
+    twice, and parsing those anchored nodes again for each WCS that refers to them."""
     from ._asdf_write import fast_walks
     from .io import without_schema_pass
 
     token = LAZY_WCS.set(True)
+    cut_token = CUT_YAML.set(cut_yaml)
     try:
         with without_schema_pass(), fast_walks():  # the tree converted without walk_and_modify's overheads
             yield
     finally:
+        CUT_YAML.reset(cut_token)
         LAZY_WCS.reset(token)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy as _copy
 import io
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -159,22 +160,54 @@ def _read_rows(fileobj, start: int, shape, raw_dtype: str, rows: tuple[int, int]
     return out.reshape(-1)
 
 
+_ARRAY_LOCK = threading.RLock()
+_arrays_locked = False
+
+
+def _lazy_arrays_one_at_a_time() -> None:
+    """asdf's lazily read arrays (``NDArrayType``) read their block from the file's buffer when first
+    used, by a seek and a read on the buffer the file's arrays share.  Some stay lazy inside the
+    transforms of a WCS (a ``Tabular`` model's points), and spec3 evaluates and writes the slits of
+    one exposure in several source threads at once: two first reads at the same time read each
+    other's bytes (a block header decoded from the wrong place: a ``UnicodeDecodeError``, one source
+    failing in 2 of 9 runs of the 20-source bench).  Each use of such an array goes through one lock (after the
+    first, asdf gives back the array it kept, at once)."""
+    global _arrays_locked
+    if _arrays_locked:
+        return
+    with _ARRAY_LOCK:
+        if _arrays_locked:
+            return
+        from asdf.tags.core import NDArrayType
+
+        make = NDArrayType._make_array
+
+        def _make_array(self):
+            with _ARRAY_LOCK:
+                return make(self)
+
+        _make_array.__wrapped__ = make
+        NDArrayType._make_array = _make_array
+        _arrays_locked = True
+
+
 def _load_asdf_tree(data: bytes | np.ndarray, path) -> dict:
     """Read the metadata tree from an embedded ASDF extension."""
     import asdf
     from asdf import treeutil
     from asdf.tags.core import NDArrayType
 
+    _lazy_arrays_one_at_a_time()
     buf = io.BytesIO(bytes(np.asarray(data, dtype=np.uint8).tobytes()))
     try:
         # The file object stays open (it is an in-memory buffer of the small
         # ASDF extension), so that arrays nested inside tagged objects such
         # as a gwcs WCS can still be read when they are first touched.
-        from ._lazy_wcs import LAZY_WCS, lazy_tree, split_wcs_yaml
+        from ._lazy_wcs import CUT_YAML, LAZY_WCS, lazy_tree, split_wcs_yaml
 
         lazy = LAZY_WCS.get()  # WCS nodes made on first use (models/_lazy_wcs.py)
         cut = None
-        if lazy:  # the WCS nodes' YAML cut out, parsed when each is used
+        if lazy and CUT_YAML.get():  # the WCS nodes' YAML cut out, parsed when each is used
             split = split_wcs_yaml(buf.getvalue())
             if split is not None:
                 buf, cut = io.BytesIO(split[0]), split[1]

@@ -169,7 +169,6 @@ def nirspec_output_wcs(inputs, good_bits=GOOD_BITS, pixel_scale_ratio: float = 1
     det = refwcs.available_frames[0]
     sky_frame = "moving_target" if "moving_target" in refwcs.available_frames else "world"
     det2slit = refwcs.get_transform(det, "slit_frame")
-    slit2det = refwcs.get_transform("slit_frame", det)
     slit2sky = refwcs.get_transform("slit_frame", sky_frame)
     sky2slit = refwcs.get_transform(sky_frame, "slit_frame")
 
@@ -188,7 +187,9 @@ def nirspec_output_wcs(inputs, good_bits=GOOD_BITS, pixel_scale_ratio: float = 1
     s_mean = np.average(s[ok], weights=weights[ok]) if np.any(weights != 0) else np.nanmean(s)
     lam_mean = np.nanmean(lam)
     ra0, dec0, _ = slit2sky(0, s_mean, lam_mean)
-    log.debug("fiducial RA %s Dec %s wavelength %s; at pixel %s", ra0, dec0, lam_mean, slit2det(0, s_mean, lam_mean))
+    if log.isEnabledFor(logging.DEBUG):  # the inverse of det2slit, built and evaluated for this message only
+        at = refwcs.get_transform("slit_frame", det)(0, s_mean, lam_mean)
+        log.debug("fiducial RA %s Dec %s wavelength %s; at pixel %s", ra0, dec0, lam_mean, at)
 
     centre_col = int(np.mean(bbox, axis=1)[0])
     ra_c, dec_c, _ = np.asarray(refwcs(grid[0][:, centre_col], grid[1][:, centre_col]))
@@ -366,14 +367,19 @@ def output_grid(inputs, params: ResampleSpecParams, good_bits=GOOD_BITS) -> dict
 
     first = inputs[0]
     disp_axis = first.meta.wcsinfo.dispersion_direction or 1
-    in_scale = 3600.0 * spectral_pixel_scale(first.meta.wcs, disp_axis)
     nominal = first.meta.photometry.pixelarea_steradians
     ratio = params.pixel_scale_ratio
     pixel_scale = params.pixel_scale
-    if np.isnan(in_scale) or nominal is None:
+    custom = load_custom_wcs(params.output_wcs, params.output_shape)
+    # The input pixel scale serves a given pixel_scale and a custom WCS without a pixel area only.  It
+    # inverts the first input's WCS, whose backward transform nothing else of spec3 builds (a NIRSpec
+    # slit's: some 40 ms), so it is computed only then.
+    in_scale = np.nan
+    if nominal is not None and (pixel_scale is not None or (custom is not None and custom.get("pixel_area") is None)):
+        in_scale = 3600.0 * spectral_pixel_scale(first.meta.wcs, disp_axis)
+    if pixel_scale is not None and (np.isnan(in_scale) or nominal is None):
         log.warning("The input pixel scale or nominal pixel area is unknown: pixel_scale is ignored")
         pixel_scale = None
-    custom = load_custom_wcs(params.output_wcs, params.output_shape)
     if custom is not None:
         wcs = custom["wcs"]
         area = custom.get("pixel_area")
