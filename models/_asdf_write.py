@@ -376,27 +376,34 @@ def _fast_dumper(yamlutil):
             key = id(data)
             self.alias_key = key
             node = self.represented_objects.get(key)
+            is_tagged = t is tagged.TaggedDict or t is tagged.TaggedList
             if node is None:
                 self.object_keeper.append(data)
-                if t is dict or t is tagged.TaggedDict:
-                    node = self._mapping(data, t, key)
-                else:
-                    node = self._sequence(data, t, key)
-            if t is tagged.TaggedDict or t is tagged.TaggedList:
+                mapping = t is dict or t is tagged.TaggedDict
+                flow_style = flow_styles.get(data.flow_style) if is_tagged else None
+                tag = None if is_tagged else map_tag if mapping else seq_tag
+                value = []
+                node = (MappingNode if mapping else SequenceNode)(tag, value, flow_style=flow_style)
+                self.represented_objects[key] = node
+                items = data.data if is_tagged else data
+                best_style = self._mapping_items(items, value) if mapping else self._sequence_items(items, value)
+                if flow_style is None:
+                    node.flow_style = self.default_flow_style if self.default_flow_style is not None else best_style
+                order = data.property_order if t is tagged.TaggedDict else None
+                if order:  # asdf's represent_mapping: the schema's keys first, in its order, then the others
+                    by_key = {k.value: (k, v) for k, v in value}
+                    first = [by_key[k] for k in order if k in data]
+                    listed = set(order)
+                    node.value = first + [(k, v) for k, v in value if k.value not in listed]
+            if is_tagged:
                 tag = data._tag
                 if tag is not None:
                     node.tag = tag
             return node
 
-        def _mapping(self, data, t, key):
-            flow_style = None
-            if t is tagged.TaggedDict:
-                flow_style, items, tag = flow_styles.get(data.flow_style), data.data, None
-            else:
-                items, tag = data, map_tag
-            value = []
-            node = MappingNode(tag, value, flow_style=flow_style)
-            self.represented_objects[key] = node
+        def _mapping_items(self, items, value) -> bool:
+            """The key and value nodes of a mapping's items, sorted as pyyaml sorts them, appended to
+            ``value``; whether all are plain scalars (pyyaml's best flow style)."""
             items = list(items.items())
             if self.sort_keys:
                 try:
@@ -412,25 +419,9 @@ def _fast_dumper(yamlutil):
                                        and isinstance(node_value, ScalarNode) and not node_value.style):
                     best_style = False
                 value.append((node_key, node_value))
-            if flow_style is None:
-                node.flow_style = self.default_flow_style if self.default_flow_style is not None else best_style
-            order = data.property_order if t is tagged.TaggedDict else None
-            if order:  # asdf's represent_mapping: the schema's keys first, in its order, then the others
-                by_key = {k.value: (k, v) for k, v in value}
-                first = [by_key[k] for k in order if k in data]
-                listed = set(order)
-                node.value = first + [(k, v) for k, v in value if k.value not in listed]
-            return node
+            return best_style
 
-        def _sequence(self, data, t, key):
-            flow_style = None
-            if t is tagged.TaggedList:
-                flow_style, items, tag = flow_styles.get(data.flow_style), data.data, None
-            else:
-                items, tag = data, seq_tag
-            value = []
-            node = SequenceNode(tag, value, flow_style=flow_style)
-            self.represented_objects[key] = node
+        def _sequence_items(self, items, value) -> bool:
             best_style = True
             represent = self.represent_data
             for item in items:
@@ -438,9 +429,7 @@ def _fast_dumper(yamlutil):
                 if best_style and not (isinstance(node_item, ScalarNode) and not node_item.style):
                     best_style = False
                 value.append(node_item)
-            if flow_style is None:
-                node.flow_style = self.default_flow_style if self.default_flow_style is not None else best_style
-            return node
+            return best_style
 
     FastAsdfDumper.__name__ = FastAsdfDumper.__qualname__ = "AsdfDumper"
     return FastAsdfDumper
