@@ -304,11 +304,13 @@ def spec3(input, product_name: str, asn_id: str | None = None, asn_pool: str | N
         return spec3_soss(members, product_name=product_name, asn_id=asn_id, asn_pool=asn_pool,
                           asn_table_name=asn_table_name, steps=steps, config=config, output_dir=output_dir,
                           backgrounds=backgrounds)
+    from ..models.io import fits_config_read_once
     from ..tasks._gc import older_objects_frozen, rarer_collections
 
     # the garbage collector was a fifth of the CPU of 20 sources: full collections walking the
-    # modules' objects again while exposures were read, and young objects collected too early
-    with older_objects_frozen(), rarer_collections():
+    # modules' objects again while exposures were read, and young objects collected too early;
+    # astropy's FITS configuration looked up again by every header card read or written
+    with older_objects_frozen(), rarer_collections(), fits_config_read_once():
         return _spec3_slits(members, product_name, asn_id, asn_pool, asn_table_name, steps, config, output_dir,
                             backgrounds)
 

@@ -72,6 +72,9 @@ def _install() -> None:
         from ._asdf_walk import wrapped
 
         treeutil.walk_and_modify = wrapped(treeutil.walk_and_modify)  # used inside fast_walks() only
+        from asdf import yamlutil
+
+        yamlutil.AsdfDumper = _fast_dumper(yamlutil)  # its fast path inside no_write_validation() only
         _installed = True
 
 
@@ -305,3 +308,128 @@ def _apply(node, directives: dict) -> None:
                 node.flow_style = value
         elif key == "style" and isinstance(node, str):
             node.style = value
+
+
+def _fast_dumper(yamlutil):
+    """A subclass of asdf's ``AsdfDumper`` that builds the same YAML nodes for the tree's plain and tagged
+    dicts, lists and scalars with less work per node, when made inside :func:`no_write_validation`.
+
+    pyyaml's ``represent_data`` asks each node whether it may be an alias (``ignore_aliases``:
+    isinstance checks), walks its class's MRO for a representer, and asdf's wrapper looks up a tag
+    on every scalar; a slit's gWCS is some 5,000 nodes, and building them was as long as converting
+    the WCS.  Here the node is made at once for each type whose representer is the one pyyaml or
+    asdf registers (checked when the class is made), with the same tag, style and flow style, keys
+    sorted as pyyaml sorts them, asdf's property order applied, and the same aliasing: a dict or list
+    met again (the same object) gives its first node, scalars never do.  Any other type (numpy
+    scalars, ordered dicts, tagged strings, a representer replaced by another package) goes to
+    ``AsdfDumper.represent_data`` unchanged.  The C emitter then writes the same bytes.
+    """
+    from asdf import tagged
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+    from yaml.representer import BaseRepresenter, SafeRepresenter
+
+    base = yamlutil.AsdfDumper
+    expected = {
+        str: SafeRepresenter.represent_str, int: SafeRepresenter.represent_int,
+        bool: SafeRepresenter.represent_bool, float: SafeRepresenter.represent_float,
+        type(None): SafeRepresenter.represent_none, dict: SafeRepresenter.represent_dict,
+        list: SafeRepresenter.represent_list, tagged.TaggedDict: yamlutil.represent_mapping,
+        tagged.TaggedList: yamlutil.represent_sequence,
+    }
+    plain = base.represent_data
+    flow_styles = {"flow": True, "block": False}
+    str_tag, int_tag, bool_tag = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool"
+    null_tag, map_tag, seq_tag = "tag:yaml.org,2002:null", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+    # what the nodes below are made as: pyyaml's own node building under asdf's wrapper
+    ours = (BaseRepresenter.represent_data, BaseRepresenter.represent_scalar, BaseRepresenter.represent_sequence,
+            BaseRepresenter.represent_mapping, SafeRepresenter.ignore_aliases)
+    same = all(getattr(base.__mro__[1], f.__name__) is f for f in ours)
+
+    class FastAsdfDumper(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            reps = type(self).yaml_representers  # as registered now (a package may have added its own)
+            self._fast_types = frozenset(t for t, f in expected.items() if reps.get(t) is f) \
+                if same and _FAST.get() else frozenset()
+
+        def represent_data(self, data):
+            t = type(data)
+            if t not in self._fast_types:
+                return plain(self, data)
+            if t is str:
+                self.alias_key = None
+                return ScalarNode(str_tag, data, style=self.default_style)
+            if t is dict or t is tagged.TaggedDict or t is list or t is tagged.TaggedList:
+                return self._container(data, t)
+            self.alias_key = None
+            if t is float:
+                return self.represent_float(data)
+            if t is int:
+                value, tag = str(data), int_tag
+            elif t is bool:
+                value, tag = ("true" if data else "false"), bool_tag
+            else:
+                value, tag = "null", null_tag
+            return ScalarNode(tag, value, style=self.default_style)
+
+        def _container(self, data, t):
+            key = id(data)
+            self.alias_key = key
+            node = self.represented_objects.get(key)
+            is_tagged = t is tagged.TaggedDict or t is tagged.TaggedList
+            if node is None:
+                self.object_keeper.append(data)
+                mapping = t is dict or t is tagged.TaggedDict
+                flow_style = flow_styles.get(data.flow_style) if is_tagged else None
+                tag = None if is_tagged else map_tag if mapping else seq_tag
+                value = []
+                node = (MappingNode if mapping else SequenceNode)(tag, value, flow_style=flow_style)
+                self.represented_objects[key] = node
+                items = data.data if is_tagged else data
+                best_style = self._mapping_items(items, value) if mapping else self._sequence_items(items, value)
+                if flow_style is None:
+                    node.flow_style = self.default_flow_style if self.default_flow_style is not None else best_style
+                order = data.property_order if t is tagged.TaggedDict else None
+                if order:  # asdf's represent_mapping: the schema's keys first, in its order, then the others
+                    by_key = {k.value: (k, v) for k, v in value}
+                    first = [by_key[k] for k in order if k in data]
+                    listed = set(order)
+                    node.value = first + [(k, v) for k, v in value if k.value not in listed]
+            if is_tagged:
+                tag = data._tag
+                if tag is not None:
+                    node.tag = tag
+            return node
+
+        def _mapping_items(self, items, value) -> bool:
+            """The key and value nodes of a mapping's items, sorted as pyyaml sorts them, appended to
+            ``value``; whether all are plain scalars (pyyaml's best flow style)."""
+            items = list(items.items())
+            if self.sort_keys:
+                try:
+                    items = sorted(items)
+                except TypeError:
+                    pass
+            best_style = True
+            represent = self.represent_data
+            for item_key, item_value in items:
+                node_key = represent(item_key)
+                node_value = represent(item_value)
+                if best_style and not (isinstance(node_key, ScalarNode) and not node_key.style
+                                       and isinstance(node_value, ScalarNode) and not node_value.style):
+                    best_style = False
+                value.append((node_key, node_value))
+            return best_style
+
+        def _sequence_items(self, items, value) -> bool:
+            best_style = True
+            represent = self.represent_data
+            for item in items:
+                node_item = represent(item)
+                if best_style and not (isinstance(node_item, ScalarNode) and not node_item.style):
+                    best_style = False
+                value.append(node_item)
+            return best_style
+
+    FastAsdfDumper.__name__ = FastAsdfDumper.__qualname__ = "AsdfDumper"
+    return FastAsdfDumper

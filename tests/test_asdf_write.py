@@ -184,3 +184,48 @@ def test_conversion_walk_as_asdfs(monkeypatch):
                              t["poly"].c0.value))
     assert True in calls  # the read walked postorder
     assert back[0] == back[1] == (True, True, True, True, "Polynomial1D", [1, 2], list(range(10)), 1.0)
+
+
+def test_yaml_nodes_as_asdfs_dumper(monkeypatch):
+    """The fast write's YAML nodes (models/_asdf_write.py ``_fast_dumper``) are asdf's: plain and tagged
+    mappings and lists, keys of mixed types (left unsorted, as pyyaml leaves them), strings that look like
+    other scalars, floats pyyaml spells its own way, numpy scalars (one of them met twice: an anchor), a
+    mapping and a list met twice, ordered and empty containers, schema property orders (history): the same bytes."""
+    from collections import OrderedDict
+
+    from asdf import yamlutil
+
+    _asdf_write._install()  # asdf's dumper class replaced by the fast one (once a process)
+    made = []
+    init = yamlutil.AsdfDumper.__init__
+
+    def spy(self, *a, **k):
+        init(self, *a, **k)
+        made.append(self._fast_types)
+
+    monkeypatch.setattr(yamlutil.AsdfDumper, "__init__", spy)
+    twice = np.int64(7)
+    shared_d, shared_l = {"z": 1, "a": [1, 2]}, [True, None, "x"]
+    tree = {
+        "strs": ["true", "1.5", "", "null", "~", "yes", "a: b", "- x", "ünï", "#c", "0x1F", "1e3", " lead", "multi\nline"],
+        "nums": [0, -1, 2**40, True, False, None, 0.0, -0.0, 1.5, 1e17, 1e-300, float("nan"), float("inf"),
+                 -float("inf"), 1 / 3],
+        "np": [np.float32(1.25), np.float64(2.5), np.int32(3), twice, twice],
+        "mixed": {1: "one", "b": 2},
+        "shared": {"one": shared_d, "two": shared_d, "l1": shared_l, "l2": shared_l},
+        "empty": {"d": {}, "l": [], "nested": [[], [{}]]},
+        "ordered": OrderedDict([("b", 1), ("a", 2)]),
+        "sorted": {"b": {"y": 1, "x": 2}, "a": [{"k": "v"}]},
+    }
+    out = []
+    for write in (_plain_write, _asdf_write.fast_write):
+        made.clear()
+        buf = io.BytesIO()
+        write(dict(tree), buf)
+        out.append(buf.getvalue())
+        if write is _asdf_write.fast_write:
+            assert made and all(dict in m and str in m for m in made[:1])  # the fast nodes were used
+        else:
+            assert made and not any(made)
+    assert b"&id" in out[0] and b"history" in out[0]
+    assert out[0] == out[1]
