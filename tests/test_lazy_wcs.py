@@ -97,3 +97,73 @@ def test_a_lazily_read_tree_parses_each_wcs_on_first_use():
             x, y = np.array([0.0, 3.5]), np.array([1.0, -2.0])
             np.testing.assert_array_equal(np.array(w(x, y)), np.array(full.tree["slits"][k]["meta"]["wcs"](x, y)))
             assert w._node is None  # made: the node is let go
+
+
+def test_lazily_read_arrays_of_one_file_are_read_safely_from_several_threads(tmp_path, monkeypatch):
+    """A NIRSpec slit's WCS keeps some of its arrays (a Tabular model's points) as asdf's lazy arrays,
+    read from the file's one in-memory buffer when first used, and spec3 evaluates the slits of one
+    exposure in several source threads.  With a seek that lets the other threads run before the read
+    (as a busy machine does now and then), the first reads from four threads at once must each get
+    their own bytes: the same arrays as read one by one."""
+    import threading
+    import time
+
+    from asdf.tags.core import NDArrayType
+    from conftest import REAL
+
+    from webbflow import models
+    from webbflow.flows.calwebb_spec3 import _open_slits
+    from webbflow.models import base
+
+    slit = models.open(sorted((REAL / "nirspec_msa_prism_slits").glob("*.fits"))[0])
+    exposure = models.MultiSlitModel(slit)
+    exposure.slits = []
+    for k in range(6):
+        s = slit.copy()
+        s.source_id, s.name = 933 + k, str(1000 + k)
+        exposure.slits.append(s)
+    path = tmp_path / "jw01345062001_03101_00001_nrs2_cal.fits"
+    exposure.save(path)
+
+    def lazy_arrays(m):
+        out = []
+        for s in m.slits:
+            for step in s.meta.wcs.pipeline:
+                for sub in step.transform.traverse_postorder() if step.transform is not None else ():
+                    for name in ("points", "lookup_table"):
+                        value = getattr(sub, name, None)
+                        out += [x for x in (value if isinstance(value, tuple) else (value,)) if isinstance(x, NDArrayType)]
+        return out
+
+    first = _open_slits(path)  # (the file's buffer lives as long as its model)
+    expected = [np.array(x) for x in lazy_arrays(first)]
+    assert len(expected) >= 6  # the case this guards: arrays left lazy by the WCS's converters
+
+    class SlowSeek(io.BytesIO):
+        def seek(self, *args):
+            at = super().seek(*args)
+            time.sleep(0.002)
+            return at
+
+    monkeypatch.setattr(base.io, "BytesIO", SlowSeek)
+    second = _open_slits(path)
+    arrays = lazy_arrays(second)
+    got: dict[int, object] = {}
+    start = threading.Barrier(4)
+
+    def read(k):
+        start.wait()
+        for i in range(k, len(arrays), 4):
+            try:
+                got[i] = np.array(arrays[i])
+            except Exception as exc:  # noqa: BLE001 - a wrong read is what is checked
+                got[i] = exc
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [i for i in range(len(arrays)) if not isinstance(got[i], np.ndarray)] == []
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(got[i], want)
