@@ -223,8 +223,8 @@ class SlitModel(DataModel):
 def _forget_parsed(hdu) -> None:
     """Let go of astropy's parsed header and loaded data of an HDU that has been read (its cards
     are shared by the model's cleaned header, its arrays read apart): a cal file of hundreds of
-    cutouts has thousands of extensions, and astropy's headers of all of them (about 60 MiB at 600
-    cutouts) were held until the file was closed, on top of the exposure's arrays."""
+    cutouts has thousands of extensions, and astropy's headers of all of them were held until the
+    file was closed, on top of the exposure's arrays (opening one of 600 cutouts peaked 22 MiB higher)."""
     if hdu is not None:
         hdu.__dict__.pop("_header", None)
         hdu.__dict__.pop("data", None)
