@@ -271,3 +271,37 @@ def test_wfss_cal_read_with_lazy_wcs_is_the_same_model(runs):
         assert a.meta.wcs.available_frames == b.meta.wcs.available_frames
     twin = copy.deepcopy(lazy.slits[0].meta.wcs)
     assert type(twin).__name__ == "WCS" and twin is not lazy.slits[0].meta.wcs.load()
+
+
+def test_wfss_spec3_holds_one_exposure_at_a_time(runs, tmp_path, monkeypatch):
+    """spec3's memory is bounded by one exposure (plus the sources' state), whatever the number of
+    exposures: when each exposure after the first is opened, no earlier one is still alive, and
+    the products are those of the fixture's run."""
+    import gc
+    import weakref
+
+    from webbflow.flows import calwebb_spec3
+    from webbflow.flows.calwebb_spec3 import run_spec3
+
+    opened: list = []
+    alive_at_open: list[int] = []
+    real_open = calwebb_spec3._open_slits
+
+    def recording_open(src):
+        gc.collect()
+        alive_at_open.append(sum(ref() is not None for ref in opened))
+        m = real_open(src)
+        opened.append(weakref.ref(m))
+        return m
+
+    monkeypatch.setattr(calwebb_spec3, "_open_slits", recording_open)
+    asn = _copy_inputs(runs["ours"], tmp_path)
+    with jwst_offline(runs["cache"], CONTEXT):
+        written = run_spec3(asn, output_dir=tmp_path, steps={"extract_1d": NA})
+    assert len(opened) >= 2 and alive_at_open == [0] * len(opened), alive_at_open
+    assert sorted(Path(p).name for p in written) == sorted(Path(p).name for p in runs["written"])
+    for p in written:
+        with fits.open(p) as mine, fits.open(runs["ours"] / Path(p).name) as before:
+            for a, b in zip(mine, before):
+                if a.data is not None and a.name not in ("ASDF",):
+                    assert a.data.tobytes() == b.data.tobytes(), (Path(p).name, a.name)
