@@ -295,11 +295,27 @@ def update_fits_sip(
     return hdr
 
 
+def s_region_keyword(footprint) -> str | None:
+    """S_REGION's ``POLYGON ICRS`` of a footprint's four (RA, Dec) vertices, 9 decimals each; None when
+    one is NaN.  (stcal's compute_s_region_keyword writes the same; importing it imports
+    stcal.alignment and with it shapely, 3 MiB that nothing else in a spec2 run uses.)"""
+    s_region = "POLYGON ICRS  " + " ".join(format(v, ".9f") for v in np.asarray(footprint).flatten())
+    if "nan" in s_region:
+        log.info("There are NaNs in s_region, S_REGION not updated.")
+        return None
+    return s_region
+
+
 def update_s_region(model) -> None:
     """S_REGION from the footprint of the imaging WCS (pixel edges of its bounding box)."""
-    from stcal.alignment.util import compute_s_region_imaging
-
-    s_region = compute_s_region_imaging(model.meta.wcs, shape=model.data.shape, center=False)
+    wcs = model.meta.wcs
+    bbox = wcs.bounding_box
+    if bbox is None:  # the data's extent, set on the WCS
+        shape = model.data.shape
+        bbox = wcs.bounding_box = ((-0.5, shape[-1] - 0.5), (-0.5, shape[-2] - 0.5))
+    footprint = wcs.footprint(bbox, center=False, axis_type="spatial").T[:2, :]
+    np.mod(footprint[0], 360, out=footprint[0])  # RA positive
+    s_region = s_region_keyword(footprint.T)
     if s_region is not None:
         model.meta.wcsinfo.s_region = s_region
         log.info("S_REGION: %s", s_region)

@@ -81,10 +81,9 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
     arrays = [(n, a) for n, a in arrays if a.shape == shape]
     dnu = np.uint32(dqflags.DO_NOT_USE)
     dq = model.dq if model.has("dq") and model.dq.shape == shape else None
-    if len(shape) == 3 and all(a.flags.writeable for _, a in arrays) and (dq is None or dq.flags.writeable):
+    if len(shape) == 3:
         # a cube (integrations): one plane at a time, without cube-sized masks and DQ temporaries
-        for i in range(shape[0]):
-            _match_plane([a[i] for _, a in arrays], None if dq is None else dq[i], dnu)
+        _match_planes(model, arrays, dq, dnu)
         return
     invalid = np.zeros(shape, dtype=bool)
     for _, a in arrays:
@@ -106,15 +105,29 @@ def match_nans_and_flags(model, extra: dict[str, np.ndarray] | None = None) -> N
             setattr(model, name, a)
 
 
-def _match_plane(arrays: list, dq, dnu) -> None:
-    invalid = np.zeros(arrays[0].shape, dtype=bool)
-    for a in arrays:
-        invalid |= ~np.isfinite(a)
-    if dq is not None:
-        invalid |= (dq & dnu) != 0
-        dq[invalid] |= dnu
-    for a in arrays:
-        a[invalid] = np.nan
+def _match_planes(model, arrays: list, dq, dnu) -> None:
+    """:func:`match_nans_and_flags` on a cube, one integration at a time; a read-only model array is
+    replaced by a copy (made once, whole) at the first plane where something in it changes."""
+    arrays = [list(na) for na in arrays]
+    for i in range(arrays[0][1].shape[0]):
+        invalid = np.zeros(arrays[0][1].shape[1:], dtype=bool)
+        for _, a in arrays:
+            invalid |= ~np.isfinite(a[i])
+        if dq is not None:
+            invalid |= (dq[i] & dnu) != 0
+            if not dq.flags.writeable and (invalid & ((dq[i] & dnu) == 0)).any():
+                model.dq = dq.copy()
+                dq = model.dq
+            if dq.flags.writeable:
+                dq[i][invalid] |= dnu
+        for na in arrays:
+            name, a = na
+            if not a.flags.writeable and name is not None:
+                if not (invalid & ~np.isnan(a[i])).any():
+                    continue
+                setattr(model, name, a.copy())
+                na[1] = a = getattr(model, name)
+            a[i][invalid] = np.nan
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +218,10 @@ def apply_flat(science, flat, inverse: bool = False) -> None:
     fsq = fdata * fdata
     if not inverse:
         science.data /= fdata
-        var_flat = science.data**2 / fsq * ferr**2
+        # (data**2 / fsq) * ferr**2, made in one array: no cube-sized temporaries
+        var_flat = np.square(science.data)
+        var_flat /= fsq
+        var_flat *= ferr**2
     else:
         science.data *= fdata
         var_flat = np.zeros_like(science.data)
@@ -214,14 +230,18 @@ def apply_flat(science, flat, inverse: bool = False) -> None:
     if not guider:
         science.var_flat = var_flat
         var_flat = science.var_flat
-        if not inverse:
-            science.var_poisson = science.var_poisson / fsq
-            science.var_rnoise = science.var_rnoise / fsq
-            science.err = np.sqrt(science.var_poisson + science.var_rnoise + var_flat)
-        else:
-            science.var_poisson = science.var_poisson * fsq
-            science.var_rnoise = science.var_rnoise * fsq
-            science.err = np.sqrt(science.var_poisson + science.var_rnoise)
+        op = np.divide if not inverse else np.multiply
+        for name in ("var_poisson", "var_rnoise"):  # in place when the array can take the result
+            setattr(science, name, _in_place(op, getattr(science, name), fsq))
+        terms = (science.var_poisson, science.var_rnoise) + ((var_flat,) if not inverse else ())
+        err = science.err if science.has("err") else None
+        if not (isinstance(err, np.ndarray) and err.flags.writeable and err.shape == terms[0].shape
+                and err.dtype == np.result_type(*terms) and not any(np.shares_memory(err, t) for t in terms)):
+            err = None
+        err = np.add(terms[0], terms[1], out=err)
+        for t in terms[2:]:
+            err += t
+        science.err = np.sqrt(err, out=err)
         extra = None
     else:
         # GuiderCalModel has no variance arrays: fold the flat's variance into ERR.
@@ -229,8 +249,17 @@ def apply_flat(science, flat, inverse: bool = False) -> None:
             science.err = np.sqrt(science.err**2 + var_flat)
         extra = {"var_flat": var_flat}
 
-    science.dq = science.dq | fdq
+    science.dq = _in_place(np.bitwise_or, science.dq, fdq)
     match_nans_and_flags(science, extra)
+
+
+def _in_place(op, a, b):
+    """``op(a, b)``, written into ``a`` when ``a`` is a writeable array of the result's type and shape
+    (the same values: the cube's arrays are not copied whole for a 2-D reference)."""
+    if (isinstance(a, np.ndarray) and a.flags.writeable and a.dtype == np.result_type(a, b)
+            and np.broadcast_shapes(a.shape, np.shape(b)) == a.shape and not np.shares_memory(a, b)):
+        return op(a, b, out=a)
+    return op(a, b)
 
 
 def _flat_refs_needed(model, params: FlatFieldParams):

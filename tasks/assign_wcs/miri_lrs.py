@@ -250,15 +250,13 @@ def wavelengths(model) -> np.ndarray:
 
 
 def _s_region_slit(model, table: LrsTable) -> None:
-    from stcal.alignment.util import compute_s_region_keyword
-
     v2, v3 = table.slit_vertices()
     if any(v is None for v in v2 + v3):
         log.info("The V2,V3 coordinates of the MIRI LRS-Fixed slit contains NaN values.")
         log.info("The s_region will not be updated")
         return
     ra, dec, _ = model.meta.wcs.transform("v2v3", "world", v2, v3, S_REGION_WAVELENGTH)
-    s_region = compute_s_region_keyword(np.array([[ra[i], dec[i]] for i in range(4)]))
+    s_region = _wcs.s_region_keyword(np.array([[ra[i], dec[i]] for i in range(4)]))
     if s_region is not None:
         model.meta.wcsinfo.s_region = s_region
 
